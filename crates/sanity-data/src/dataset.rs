@@ -1,0 +1,64 @@
+//! An in-memory labelled image data set, NCHW float32.
+
+/// Images `[n, c, h, w]` (row-major, float32), one label per image, and optionally a per-pixel
+/// ground-truth mask `[n, h, w]` (1 = the region that defines the class, e.g. the effusion).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Pixel values, `[n, c, h, w]` row-major.
+    pub images: Vec<f32>,
+    /// `[c, h, w]` of one image.
+    pub image_shape: [usize; 3],
+    /// Class index of each image, `0..num_classes`.
+    pub labels: Vec<usize>,
+    /// Ground-truth masks `[n, h, w]`, where the generator knows them.
+    pub masks: Option<Vec<u8>>,
+    /// Number of classes (2 for the binary phantom task).
+    pub num_classes: usize,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the set holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values per image, `c * h * w`.
+    pub fn image_len(&self) -> usize {
+        self.image_shape.iter().product()
+    }
+
+    /// The pixels of image `i`, `[c, h, w]`.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let len = self.image_len();
+        &self.images[i * len..(i + 1) * len]
+    }
+
+    /// The images `range`, contiguous, `[range.len(), c, h, w]`.
+    pub fn images_in(&self, range: std::ops::Range<usize>) -> &[f32] {
+        let len = self.image_len();
+        &self.images[range.start * len..range.end * len]
+    }
+
+    /// The images at `indices`, gathered into a new contiguous buffer `[k, c, h, w]`.
+    pub fn gather_images(&self, indices: &[usize]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            out.extend_from_slice(self.image(i));
+        }
+        out
+    }
+
+    /// Fraction of images per class, for reporting class balance.
+    pub fn class_fractions(&self) -> Vec<f64> {
+        let mut counts = vec![0usize; self.num_classes];
+        for &l in &self.labels {
+            counts[l] += 1;
+        }
+        counts.iter().map(|&c| c as f64 / self.len().max(1) as f64).collect()
+    }
+}

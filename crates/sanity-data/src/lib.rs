@@ -1,0 +1,14 @@
+//! Datasets for the sanity checks: the synthetic chest-radiograph phantom (the embedded
+//! default), seeded random streams, and plain-Rust image helpers. No candle types in the API.
+
+pub mod dataset;
+pub mod error;
+pub mod phantom;
+pub mod resize;
+pub mod rng;
+
+pub use dataset::Dataset;
+pub use error::DataError;
+pub use phantom::{PhantomSpec, generate_phantoms};
+pub use resize::resize_bilinear;
+pub use rng::stream_rng;
