@@ -1,1 +1,23 @@
-//! x
+//! The model crate: sequential layer graphs with named stages, presets, seeded initialisation,
+//! re-initialisation as a pure function, training, safetensors I/O with PyTorch names, and the
+//! project's own max-pool (candle's backward is wrong, DESIGN.md section 2).
+
+pub mod architecture;
+pub mod conv;
+pub mod error;
+pub mod forward;
+pub mod init;
+pub mod layer;
+pub mod pool;
+pub mod presets;
+pub mod train;
+pub mod weights;
+
+pub use architecture::{Architecture, ArchitectureSpec, Layer, Op};
+pub use error::ModelError;
+pub use forward::{Mode, Model};
+pub use init::{Reinit, init_weights, reinitialize};
+pub use layer::{Init, LayerSpec};
+pub use presets::{PRESETS, preset};
+pub use train::{EpochStats, TrainSpec, accuracy, predict_logits, train};
+pub use weights::Weights;
