@@ -1,1 +1,14 @@
-//! x
+//! Map post-processing and similarity metrics in plain Rust (no candle), numerically faithful to
+//! scipy and scikit-image. Degenerate inputs give a [`Status`], never a silent NaN.
+
+pub mod map;
+pub mod metric;
+pub mod postprocess;
+pub mod rank;
+pub mod ssim;
+
+pub use map::Map;
+pub use metric::{MetricSpec, Score, Status};
+pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label};
+pub use rank::{average_ranks, pearson, spearman};
+pub use ssim::{SsimParams, SsimWindow, ssim};

@@ -1,0 +1,148 @@
+//! Map post-processing steps, applied in the order the config lists them. Methods return raw
+//! maps; everything here is explicit and named in the CSV (`postprocess` column).
+
+use crate::map::Map;
+use crate::metric::Status;
+use serde::{Deserialize, Serialize};
+
+/// How channels are combined into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reduce {
+    /// Σ_c m_c.
+    Sum,
+    /// Mean over channels.
+    Mean,
+    /// The value with the largest magnitude over channels (sign kept).
+    MaxAbs,
+}
+
+impl Reduce {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduce::Sum => "sum",
+            Reduce::Mean => "mean",
+            Reduce::MaxAbs => "max_abs",
+        }
+    }
+}
+
+/// How a map is rescaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalization {
+    /// m / max|m|, into [−1, 1] (sign kept).
+    MaxAbs,
+    /// (m − min) / (max − min), into [0, 1].
+    MinMax,
+    /// m / sqrt(mean(m²)).
+    Rms,
+}
+
+impl Normalization {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalization::MaxAbs => "max_abs",
+            Normalization::MinMax => "min_max",
+            Normalization::Rms => "rms",
+        }
+    }
+}
+
+/// One post-processing step (`step = "abs"`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PostStep {
+    /// |m|, element-wise.
+    Abs {},
+    /// Combine the channels into one, `[c, h, w] -> [1, h, w]`.
+    ChannelReduce {
+        /// The reduction.
+        reduce: Reduce,
+    },
+    /// Rescale the whole map.
+    Normalize {
+        /// The rescaling.
+        mode: Normalization,
+    },
+}
+
+impl PostStep {
+    /// The step's name in the CSV (`abs`, `channel_reduce_sum`, `normalize_min_max`).
+    pub fn label(&self) -> String {
+        match self {
+            PostStep::Abs {} => "abs".into(),
+            PostStep::ChannelReduce { reduce } => format!("channel_reduce_{}", reduce.name()),
+            PostStep::Normalize { mode } => format!("normalize_{}", mode.name()),
+        }
+    }
+
+    /// Applies the step. A normalisation that would divide by zero (a constant or all-zero map)
+    /// is a [`Status::ConstantMap`], not NaN.
+    pub fn apply(&self, mut map: Map) -> Result<Map, Status> {
+        if map.data.iter().any(|v| !v.is_finite()) {
+            return Err(Status::NonFinite);
+        }
+        match self {
+            PostStep::Abs {} => {
+                map.data.iter_mut().for_each(|v| *v = v.abs());
+                Ok(map)
+            }
+            PostStep::ChannelReduce { reduce } => {
+                let [c, h, w] = map.shape;
+                let hw = h * w;
+                let out: Vec<f32> = (0..hw)
+                    .map(|i| {
+                        let values = (0..c).map(|k| map.data[k * hw + i]);
+                        match reduce {
+                            Reduce::Sum => values.sum(),
+                            Reduce::Mean => values.sum::<f32>() / c as f32,
+                            Reduce::MaxAbs => values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m }),
+                        }
+                    })
+                    .collect();
+                Ok(Map::new(out, [1, h, w]))
+            }
+            PostStep::Normalize { mode } => {
+                let (min, max) = map.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                match mode {
+                    Normalization::MaxAbs => {
+                        let scale = min.abs().max(max.abs());
+                        if scale == 0.0 {
+                            return Err(Status::ConstantMap);
+                        }
+                        map.data.iter_mut().for_each(|v| *v /= scale);
+                    }
+                    Normalization::MinMax => {
+                        if max == min {
+                            return Err(Status::ConstantMap);
+                        }
+                        let span = f64::from(max) - f64::from(min);
+                        map.data.iter_mut().for_each(|v| *v = ((f64::from(*v) - f64::from(min)) / span) as f32);
+                    }
+                    Normalization::Rms => {
+                        let ms = map.data.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / map.data.len() as f64;
+                        if ms == 0.0 {
+                            return Err(Status::ConstantMap);
+                        }
+                        let rms = ms.sqrt();
+                        map.data.iter_mut().for_each(|v| *v = (f64::from(*v) / rms) as f32);
+                    }
+                }
+                Ok(map)
+            }
+        }
+    }
+}
+
+/// Applies `steps` in order.
+pub fn apply_all(steps: &[PostStep], map: Map) -> Result<Map, Status> {
+    steps.iter().try_fold(map, |m, step| step.apply(m))
+}
+
+/// The CSV label of a pipeline: step labels joined by `+`, `raw` for none.
+pub fn pipeline_label(steps: &[PostStep]) -> String {
+    if steps.is_empty() { "raw".into() } else { steps.iter().map(PostStep::label).collect::<Vec<_>>().join("+") }
+}

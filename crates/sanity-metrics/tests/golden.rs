@@ -1,0 +1,91 @@
+//! Spearman and SSIM against scipy 1.17.1 and scikit-image 0.26.0 on the fixtures written by
+//! `scripts/golden/metrics_fixtures.py` (float32 inputs, float64 references).
+
+use sanity_metrics::{Map, MetricSpec, SsimParams, SsimWindow, Status, spearman, ssim};
+use serde::Deserialize;
+
+/// Relative agreement required with the f64 references (both sides compute in f64; the
+/// difference is summation order).
+const REL_TOLERANCE: f64 = 1e-9;
+
+#[derive(Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    shape: [usize; 3],
+    a: Vec<f32>,
+    b: Vec<f32>,
+    spearman: Option<f64>,
+    ssim: Vec<SsimCase>,
+}
+
+#[derive(Deserialize)]
+struct SsimCase {
+    window: String,
+    size: Option<usize>,
+    data_range: f64,
+    value: f64,
+}
+
+fn fixture() -> Fixture {
+    let text = include_str!("fixtures/metrics.json");
+    serde_json::from_str(text).expect("fixture parses")
+}
+
+fn close(ours: f64, reference: f64) -> bool {
+    (ours - reference).abs() <= REL_TOLERANCE * reference.abs().max(1e-3)
+}
+
+#[test]
+fn spearman_matches_scipy() {
+    for case in fixture().cases {
+        let ours = spearman(&case.a, &case.b).expect("non-degenerate fixture");
+        let reference = case.spearman.expect("scipy gave a value");
+        assert!(close(ours, reference), "{}: ours {ours} vs scipy {reference}", case.name);
+    }
+}
+
+#[test]
+fn ssim_matches_scikit_image() {
+    let mut checked = 0;
+    for case in fixture().cases {
+        let (a, b) = (Map::new(case.a.clone(), case.shape), Map::new(case.b.clone(), case.shape));
+        for s in &case.ssim {
+            let window = match s.window.as_str() {
+                "gaussian" => SsimWindow::Gaussian { sigma: 1.5, truncate: 3.5 },
+                _ => SsimWindow::Uniform { size: s.size.expect("uniform cases give a size") },
+            };
+            let params = SsimParams { data_range: s.data_range, window, k1: 0.01, k2: 0.03 };
+            let ours = ssim(&a, &b, &params).expect("non-degenerate fixture");
+            assert!(close(ours, s.value), "{} {:?}: ours {ours} vs skimage {}", case.name, params, s.value);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} SSIM cases were checked");
+}
+
+#[test]
+fn ssim_of_identical_maps_is_one_and_degenerate_inputs_have_a_status() {
+    let case = &fixture().cases[0];
+    let a = Map::new(case.a.clone(), case.shape);
+    let spec = MetricSpec::Ssim(SsimParams { data_range: 1.0, window: sanity_metrics::ssim::default_window(), k1: 0.01, k2: 0.03 });
+    assert!((spec.score(&a, &a).expect("value") - 1.0).abs() < 1e-12);
+    let small = Map::new(vec![0.5; 25], [1, 5, 5]);
+    assert_eq!(spec.score(&small, &small), Err(Status::TooSmall));
+    let other = Map::new(vec![0.5; 36], [1, 6, 6]);
+    assert_eq!(spec.score(&small, &other), Err(Status::ShapeMismatch));
+}
+
+#[test]
+fn metric_specs_parse_with_defaults_and_refuse_unknown_keys() {
+    let spec: MetricSpec = toml::from_str("metric = \"ssim\"\ndata_range = 2.0").expect("parses");
+    assert_eq!(spec, MetricSpec::Ssim(SsimParams { data_range: 2.0, window: sanity_metrics::ssim::default_window(), k1: 0.01, k2: 0.03 }));
+    let err = toml::from_str::<MetricSpec>("metric = \"ssim\"\ndata_range = 2.0\nwindw = 3").expect_err("typo");
+    assert!(err.to_string().contains("windw"), "{err}");
+    let err = toml::from_str::<MetricSpec>("metric = \"spearmann\"").expect_err("typo");
+    assert!(err.to_string().contains("spearman"), "{err}");
+}

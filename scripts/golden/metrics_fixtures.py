@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Golden fixtures for sanity-metrics: Spearman (scipy) and SSIM (scikit-image).
+
+Pinned versions (the fixtures in crates/sanity-metrics/tests/fixtures/metrics.json were made
+with exactly these):
+    numpy==2.4.6  scipy==1.17.1  scikit-image==0.26.0
+
+Run:  python3 scripts/golden/metrics_fixtures.py
+Every input is float32 (as our maps are); the references compute in float64.
+"""
+import json
+import pathlib
+
+import numpy as np
+import scipy
+import scipy.stats
+import skimage
+from skimage.metrics import structural_similarity
+
+OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-metrics/tests/fixtures/metrics.json"
+
+
+class F32List(list):
+    """float32 values written with their shortest round-trip repr (parses to the same f32)."""
+
+    def __init__(self, array):
+        super().__init__(str(v) for v in array.ravel())
+
+
+def dumps(obj):
+    if isinstance(obj, F32List):
+        return "[" + ",".join(obj) + "]"
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(k) + ":" + dumps(v) for k, v in obj.items()) + "}"
+    if isinstance(obj, list):
+        return "[" + ",".join(dumps(v) for v in obj) + "]"
+    return json.dumps(obj)
+
+
+def case(name, a, b, ssim_settings):
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    rho = scipy.stats.spearmanr(a.ravel(), b.ravel()).statistic
+    ssims = []
+    for s in ssim_settings:
+        kw = dict(data_range=s["data_range"], K1=0.01, K2=0.03, use_sample_covariance=True)
+        if s["window"] == "gaussian":
+            kw.update(gaussian_weights=True, sigma=1.5)
+        else:
+            kw.update(win_size=s["size"])
+        if a.shape[0] > 1:
+            value = structural_similarity(a.astype(np.float64), b.astype(np.float64), channel_axis=0, **kw)
+        else:
+            value = structural_similarity(a[0].astype(np.float64), b[0].astype(np.float64), **kw)
+        ssims.append(dict(s, value=float(value)))
+    return dict(name=name, shape=list(a.shape), a=F32List(a), b=F32List(b),
+                spearman=None if np.isnan(rho) else float(rho), ssim=ssims)
+
+
+def main():
+    rng = np.random.default_rng(20181029)
+    gauss1 = dict(window="gaussian", data_range=1.0)
+    gauss2 = dict(window="gaussian", data_range=2.0)
+    unif7 = dict(window="uniform", size=7, data_range=1.0)
+    cases = []
+    a = rng.random((1, 28, 28))
+    cases.append(case("random_28", a, rng.random((1, 28, 28)), [gauss1, gauss2, unif7]))
+    cases.append(case("correlated_28", a, 0.7 * a + 0.3 * rng.random((1, 28, 28)), [gauss1, unif7]))
+    ties_a = rng.integers(0, 4, (1, 16, 16)) / 3.0
+    ties_b = rng.integers(0, 3, (1, 16, 16)) / 2.0
+    cases.append(case("ties_16", ties_a, ties_b, [gauss1, unif7]))
+    cases.append(case("odd_13x17", rng.random((1, 13, 17)), rng.random((1, 13, 17)), [gauss1, unif7]))
+    signed = rng.normal(size=(1, 20, 20))
+    cases.append(case("signed_20", signed, signed + 0.5 * rng.normal(size=(1, 20, 20)), [gauss2]))
+    cases.append(case("multichannel_3x16", rng.random((3, 16, 16)), rng.random((3, 16, 16)), [gauss1, unif7]))
+    big = rng.random((1, 224, 224))
+    smooth = np.cumsum(np.cumsum(big, axis=1), axis=2)
+    smooth = smooth / smooth.max()
+    cases.append(case("smooth_224", smooth, smooth + 0.05 * rng.random((1, 224, 224)), [gauss1]))
+    fixture = dict(
+        generator="scripts/golden/metrics_fixtures.py",
+        versions=dict(numpy=np.__version__, scipy=scipy.__version__, skimage=skimage.__version__),
+        cases=cases,
+    )
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(dumps(fixture))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
