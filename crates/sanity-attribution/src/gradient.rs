@@ -24,9 +24,12 @@ impl Attribution for Gradient {
         let input = Var::from_tensor(x)?;
         let logits = model.forward(input.as_tensor())?;
         let grads = selected_logit_sum(&logits, targets, self.id())?.backward()?;
-        grads.get(input.as_tensor()).cloned().ok_or(AttributionError::Invalid {
-            method: "gradient",
-            reason: "the output does not depend on the input".into(),
-        })
+        grads
+            .get(input.as_tensor())
+            .cloned()
+            .ok_or(AttributionError::Invalid {
+                method: "gradient",
+                reason: "the output does not depend on the input".into(),
+            })
     }
 }

@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::{GradCam, Gradient};
 use candle_core::Tensor;
-use sanity_model::Model;
+use sanity_model::{Architecture, Model};
 use serde::{Deserialize, Serialize};
 
 /// An attribution method: maps inputs and explained outputs to raw saliency maps.
@@ -41,22 +41,24 @@ impl MethodSpec {
         }
     }
 
-    /// Builds the method for `model`'s architecture, resolving defaults (GradCAM's layer) and
+    /// Builds the method for an architecture, resolving defaults (GradCAM's layer) and
     /// checking names; errors list the valid choices.
-    pub fn build(&self, model: &Model) -> Result<Box<dyn Attribution>> {
+    pub fn build(&self, arch: &Architecture) -> Result<Box<dyn Attribution>> {
         Ok(match self {
             MethodSpec::Gradient {} => Box::new(Gradient),
-            MethodSpec::Gradcam { layer } => Box::new(GradCam::new(&model.arch, layer.as_deref())?),
+            MethodSpec::Gradcam { layer } => Box::new(GradCam::new(arch, layer.as_deref())?),
         })
     }
 
-    /// The same spec with defaults filled in for `model` (for the resolved config).
-    pub fn resolved(&self, model: &Model) -> Result<Self> {
+    /// The same spec with defaults filled in for `arch` (for the resolved config).
+    pub fn resolved(&self, arch: &Architecture) -> Result<Self> {
         Ok(match self {
             MethodSpec::Gradient {} => self.clone(),
             MethodSpec::Gradcam { layer } => {
-                let cam = GradCam::new(&model.arch, layer.as_deref())?;
-                MethodSpec::Gradcam { layer: Some(model.arch.layers[cam.layer_index].name.clone()) }
+                let cam = GradCam::new(arch, layer.as_deref())?;
+                MethodSpec::Gradcam {
+                    layer: Some(arch.layers[cam.layer_index].name.clone()),
+                }
             }
         })
     }

@@ -1,1 +1,147 @@
-fn main() {}
+//! The `sanity` binary: command line, progress bars, exit codes. Everything else lives in the
+//! library crates.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sanity_experiments::{Config, ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Sanity checks for saliency maps (Adebayo et al. 2018 and successors).
+#[derive(Parser)]
+#[command(name = "sanity", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an experiment config; without CONFIG, the embedded experiments/quick.toml.
+    Run {
+        /// The experiment TOML.
+        config: Option<PathBuf>,
+        /// The run directory (default: results/<name>/<run-id>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Override a config key by its dotted path, e.g. --set training.epochs=2.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Replace the results in an existing run directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the resolved config and what a run would do, without running it.
+    Plan {
+        /// The experiment TOML; without it, the embedded experiments/quick.toml.
+        config: Option<PathBuf>,
+        /// Override a config key by its dotted path.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+}
+
+fn load_plan(config: &Option<PathBuf>, overrides: &[String]) -> Result<Plan> {
+    let (parsed, source) = match config {
+        Some(path) => (Config::load(path, overrides)?, path.display().to_string()),
+        None => {
+            let source = "<embedded experiments/quick.toml>".to_string();
+            (Config::parse(QUICK_TOML, &source, overrides)?, source)
+        }
+    };
+    Ok(Plan::new(parsed, &source)?)
+}
+
+/// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
+fn set_threads(threads: Option<usize>) -> Result<usize> {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(n >= 1, "--threads must be at least 1");
+    #[allow(unsafe_code)]
+    // SAFETY: called at the start of main, before any other thread exists, so no other thread
+    // can read the environment concurrently.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .context("starting the worker threads")?;
+    Ok(n)
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn execute(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Plan { config, overrides } => {
+            let plan = load_plan(&config, &overrides)?;
+            println!("{}", plan.describe());
+            println!("# resolved config\n{}", plan.resolved_toml());
+        }
+        Command::Run {
+            config,
+            out,
+            overrides,
+            threads,
+            force,
+        } => {
+            let threads = set_threads(threads)?;
+            let plan = load_plan(&config, &overrides)?;
+            let run_dir = out.unwrap_or_else(|| {
+                PathBuf::from("results")
+                    .join(&plan.config.name)
+                    .join(&plan.run_id)
+            });
+            let bar = progress_bar();
+            let mut on_progress = |p: Progress| match p {
+                Progress::Phase { name, total } => {
+                    bar.set_message(name);
+                    bar.set_length(total);
+                    bar.set_position(0);
+                }
+                Progress::Advance(n) => bar.inc(n),
+                Progress::Note(line) => bar.suspend(|| eprintln!("{line}")),
+            };
+            let options = RunOptions {
+                run_dir,
+                force,
+                threads,
+            };
+            let outcome = run(&plan, &options, &mut on_progress)?;
+            bar.finish_and_clear();
+            eprintln!(
+                "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
+                outcome.seconds, outcome.test_accuracy, outcome.score_rows
+            );
+            println!("{}", outcome.run_dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match execute(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let bad_input = err
+                .downcast_ref::<ExperimentError>()
+                .is_some_and(ExperimentError::is_bad_input);
+            ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}

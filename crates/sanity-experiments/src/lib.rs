@@ -1,1 +1,20 @@
-//! x
+//! The experiments crate: config schema, plans, the sanity tests (cascading randomisation),
+//! statistics, and the CSV / manifest writers of a run directory.
+
+pub mod cascading;
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod overrides;
+pub mod plan;
+pub mod run;
+pub mod scores;
+pub mod statistics;
+
+pub use config::Config;
+pub use error::ExperimentError;
+pub use plan::Plan;
+pub use run::{Progress, RunOptions, RunOutcome, run};
+
+/// The embedded default experiment, `experiments/quick.toml`.
+pub const QUICK_TOML: &str = include_str!("../../../experiments/quick.toml");

@@ -99,14 +99,21 @@ impl PostStep {
                         match reduce {
                             Reduce::Sum => values.sum(),
                             Reduce::Mean => values.sum::<f32>() / c as f32,
-                            Reduce::MaxAbs => values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m }),
+                            Reduce::MaxAbs => {
+                                values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m })
+                            }
                         }
                     })
                     .collect();
                 Ok(Map::new(out, [1, h, w]))
             }
             PostStep::Normalize { mode } => {
-                let (min, max) = map.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let (min, max) = map
+                    .data
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    });
                 match mode {
                     Normalization::MaxAbs => {
                         let scale = min.abs().max(max.abs());
@@ -120,15 +127,24 @@ impl PostStep {
                             return Err(Status::ConstantMap);
                         }
                         let span = f64::from(max) - f64::from(min);
-                        map.data.iter_mut().for_each(|v| *v = ((f64::from(*v) - f64::from(min)) / span) as f32);
+                        map.data
+                            .iter_mut()
+                            .for_each(|v| *v = ((f64::from(*v) - f64::from(min)) / span) as f32);
                     }
                     Normalization::Rms => {
-                        let ms = map.data.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / map.data.len() as f64;
+                        let ms = map
+                            .data
+                            .iter()
+                            .map(|&v| f64::from(v) * f64::from(v))
+                            .sum::<f64>()
+                            / map.data.len() as f64;
                         if ms == 0.0 {
                             return Err(Status::ConstantMap);
                         }
                         let rms = ms.sqrt();
-                        map.data.iter_mut().for_each(|v| *v = (f64::from(*v) / rms) as f32);
+                        map.data
+                            .iter_mut()
+                            .for_each(|v| *v = (f64::from(*v) / rms) as f32);
                     }
                 }
                 Ok(map)
@@ -144,5 +160,13 @@ pub fn apply_all(steps: &[PostStep], map: Map) -> Result<Map, Status> {
 
 /// The CSV label of a pipeline: step labels joined by `+`, `raw` for none.
 pub fn pipeline_label(steps: &[PostStep]) -> String {
-    if steps.is_empty() { "raw".into() } else { steps.iter().map(PostStep::label).collect::<Vec<_>>().join("+") }
+    if steps.is_empty() {
+        "raw".into()
+    } else {
+        steps
+            .iter()
+            .map(PostStep::label)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
 }

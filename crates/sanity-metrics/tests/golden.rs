@@ -45,7 +45,11 @@ fn spearman_matches_scipy() {
     for case in fixture().cases {
         let ours = spearman(&case.a, &case.b).expect("non-degenerate fixture");
         let reference = case.spearman.expect("scipy gave a value");
-        assert!(close(ours, reference), "{}: ours {ours} vs scipy {reference}", case.name);
+        assert!(
+            close(ours, reference),
+            "{}: ours {ours} vs scipy {reference}",
+            case.name
+        );
     }
 }
 
@@ -53,15 +57,34 @@ fn spearman_matches_scipy() {
 fn ssim_matches_scikit_image() {
     let mut checked = 0;
     for case in fixture().cases {
-        let (a, b) = (Map::new(case.a.clone(), case.shape), Map::new(case.b.clone(), case.shape));
+        let (a, b) = (
+            Map::new(case.a.clone(), case.shape),
+            Map::new(case.b.clone(), case.shape),
+        );
         for s in &case.ssim {
             let window = match s.window.as_str() {
-                "gaussian" => SsimWindow::Gaussian { sigma: 1.5, truncate: 3.5 },
-                _ => SsimWindow::Uniform { size: s.size.expect("uniform cases give a size") },
+                "gaussian" => SsimWindow::Gaussian {
+                    sigma: 1.5,
+                    truncate: 3.5,
+                },
+                _ => SsimWindow::Uniform {
+                    size: s.size.expect("uniform cases give a size"),
+                },
             };
-            let params = SsimParams { data_range: s.data_range, window, k1: 0.01, k2: 0.03 };
+            let params = SsimParams {
+                data_range: s.data_range,
+                window,
+                k1: 0.01,
+                k2: 0.03,
+            };
             let ours = ssim(&a, &b, &params).expect("non-degenerate fixture");
-            assert!(close(ours, s.value), "{} {:?}: ours {ours} vs skimage {}", case.name, params, s.value);
+            assert!(
+                close(ours, s.value),
+                "{} {:?}: ours {ours} vs skimage {}",
+                case.name,
+                params,
+                s.value
+            );
             checked += 1;
         }
     }
@@ -72,7 +95,12 @@ fn ssim_matches_scikit_image() {
 fn ssim_of_identical_maps_is_one_and_degenerate_inputs_have_a_status() {
     let case = &fixture().cases[0];
     let a = Map::new(case.a.clone(), case.shape);
-    let spec = MetricSpec::Ssim(SsimParams { data_range: 1.0, window: sanity_metrics::ssim::default_window(), k1: 0.01, k2: 0.03 });
+    let spec = MetricSpec::Ssim(SsimParams {
+        data_range: 1.0,
+        window: sanity_metrics::ssim::default_window(),
+        k1: 0.01,
+        k2: 0.03,
+    });
     assert!((spec.score(&a, &a).expect("value") - 1.0).abs() < 1e-12);
     let small = Map::new(vec![0.5; 25], [1, 5, 5]);
     assert_eq!(spec.score(&small, &small), Err(Status::TooSmall));
@@ -83,8 +111,17 @@ fn ssim_of_identical_maps_is_one_and_degenerate_inputs_have_a_status() {
 #[test]
 fn metric_specs_parse_with_defaults_and_refuse_unknown_keys() {
     let spec: MetricSpec = toml::from_str("metric = \"ssim\"\ndata_range = 2.0").expect("parses");
-    assert_eq!(spec, MetricSpec::Ssim(SsimParams { data_range: 2.0, window: sanity_metrics::ssim::default_window(), k1: 0.01, k2: 0.03 }));
-    let err = toml::from_str::<MetricSpec>("metric = \"ssim\"\ndata_range = 2.0\nwindw = 3").expect_err("typo");
+    assert_eq!(
+        spec,
+        MetricSpec::Ssim(SsimParams {
+            data_range: 2.0,
+            window: sanity_metrics::ssim::default_window(),
+            k1: 0.01,
+            k2: 0.03
+        })
+    );
+    let err = toml::from_str::<MetricSpec>("metric = \"ssim\"\ndata_range = 2.0\nwindw = 3")
+        .expect_err("typo");
     assert!(err.to_string().contains("windw"), "{err}");
     let err = toml::from_str::<MetricSpec>("metric = \"spearmann\"").expect_err("typo");
     assert!(err.to_string().contains("spearman"), "{err}");

@@ -18,7 +18,12 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, padding: usize) -> Res
     let (n, c, h, w) = x.dims4()?;
     let (o, _, k, _) = weight.dims4()?;
     let (oh, ow) = (h + 2 * padding + 1 - k, w + 2 * padding + 1 - k);
-    let padded = if padding > 0 { x.pad_with_zeros(2, padding, padding)?.pad_with_zeros(3, padding, padding)? } else { x.clone() };
+    let padded = if padding > 0 {
+        x.pad_with_zeros(2, padding, padding)?
+            .pad_with_zeros(3, padding, padding)?
+    } else {
+        x.clone()
+    };
     let mut shifted = Vec::with_capacity(k * k);
     for u in 0..k {
         for v in 0..k {

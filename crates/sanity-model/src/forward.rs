@@ -36,7 +36,10 @@ impl Model {
 
     /// The same architecture with other weights.
     pub fn with_weights(&self, weights: Weights) -> Self {
-        Self { arch: Arc::clone(&self.arch), weights }
+        Self {
+            arch: Arc::clone(&self.arch),
+            weights,
+        }
     }
 
     /// Logits `[n, outputs]` of inputs `[n, c, h, w]`, evaluation mode.
@@ -47,7 +50,12 @@ impl Model {
     /// Runs layers `range` (indices into `arch.layers`) on `x`, the input of layer `range.start`.
     /// Splitting the forward at a layer is how gradients with respect to an inner activation
     /// are taken (candle keeps gradients only for `Var` leaves).
-    pub fn forward_range(&self, x: &Tensor, range: Range<usize>, mode: &mut Mode) -> Result<Tensor> {
+    pub fn forward_range(
+        &self,
+        x: &Tensor,
+        range: Range<usize>,
+        mode: &mut Mode,
+    ) -> Result<Tensor> {
         let mut h = x.clone();
         for layer in &self.arch.layers[range] {
             h = match layer.op {
@@ -62,7 +70,14 @@ impl Model {
                     h.matmul(&w.t()?)?.broadcast_add(b)?
                 }
                 Op::Relu => h.relu()?,
-                Op::MaxPool2d { kernel_size, stride } => MaxPool2d { kernel_size, stride }.forward(&h)?,
+                Op::MaxPool2d {
+                    kernel_size,
+                    stride,
+                } => MaxPool2d {
+                    kernel_size,
+                    stride,
+                }
+                .forward(&h)?,
                 Op::GlobalAvgPool => h.mean(D::Minus1)?.mean(D::Minus1)?,
                 Op::Flatten => h.flatten_from(1)?,
                 Op::Dropout { p } => match mode {
@@ -70,9 +85,16 @@ impl Model {
                     Mode::Train(rng) => {
                         let keep = 1.0 - p;
                         let mask: Vec<f32> = (0..h.elem_count())
-                            .map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
+                            .map(|_| {
+                                if rng.random::<f64>() < keep {
+                                    (1.0 / keep) as f32
+                                } else {
+                                    0.0
+                                }
+                            })
                             .collect();
-                        let mask = Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?;
+                        let mask =
+                            Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?;
                         (h * mask)?
                     }
                 },

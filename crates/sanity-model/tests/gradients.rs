@@ -28,27 +28,45 @@ fn functional(model: &Model, x: &Tensor) -> Tensor {
 }
 
 fn check_gradient(arch: Arc<Architecture>, input_dims: &[usize], seed: u64) {
-    let weights = init_weights(&arch, seed).expect("init").to_dtype(DType::F64).expect("f64");
+    let weights = init_weights(&arch, seed)
+        .expect("init")
+        .to_dtype(DType::F64)
+        .expect("f64");
     let model = Model::new(arch, weights);
     let mut rng = stream_rng(seed, "fd-input", 0);
     let n: usize = input_dims.iter().product();
     let x0: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
     let x = Var::from_vec(x0.clone(), input_dims, &Device::Cpu).expect("var");
-    let grads = functional(&model, x.as_tensor()).backward().expect("backward");
-    let analytic = grads.get(x.as_tensor()).expect("input gradient").flatten_all().expect("flat").to_vec1::<f64>().expect("vec");
+    let grads = functional(&model, x.as_tensor())
+        .backward()
+        .expect("backward");
+    let analytic = grads
+        .get(x.as_tensor())
+        .expect("input gradient")
+        .flatten_all()
+        .expect("flat")
+        .to_vec1::<f64>()
+        .expect("vec");
     let f = |xs: Vec<f64>| {
         let t = Tensor::from_vec(xs, input_dims, &Device::Cpu).expect("tensor");
         functional(&model, &t).to_scalar::<f64>().expect("scalar")
     };
     let scale = analytic.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-    assert!(scale > 1e-8, "the gradient is identically zero: the check would be vacuous");
+    assert!(
+        scale > 1e-8,
+        "the gradient is identically zero: the check would be vacuous"
+    );
     for i in 0..n {
         let (mut plus, mut minus) = (x0.clone(), x0.clone());
         plus[i] += FD_STEP;
         minus[i] -= FD_STEP;
         let numeric = (f(plus) - f(minus)) / (2.0 * FD_STEP);
         let err = (numeric - analytic[i]).abs() / scale;
-        assert!(err < FD_TOLERANCE, "input {i}: analytic {} vs numeric {numeric} (rel err {err:e})", analytic[i]);
+        assert!(
+            err < FD_TOLERANCE,
+            "input {i}: analytic {} vs numeric {numeric} (rel err {err:e})",
+            analytic[i]
+        );
     }
 }
 
@@ -136,15 +154,30 @@ fn conv_pool_flatten_linear_stack_matches_finite_differences() {
 /// 0.9.2's own `conv2d` is wrong (3 channels on 3x3).
 #[test]
 fn conv2d_matches_a_direct_loop() {
-    for (c, hw, o, k, p) in [(1usize, 3usize, 1usize, 3usize, 1usize), (3, 3, 2, 3, 1), (3, 3, 2, 3, 0), (2, 5, 3, 5, 2), (4, 7, 2, 3, 1)] {
+    for (c, hw, o, k, p) in [
+        (1usize, 3usize, 1usize, 3usize, 1usize),
+        (3, 3, 2, 3, 1),
+        (3, 3, 2, 3, 0),
+        (2, 5, 3, 5, 2),
+        (4, 7, 2, 3, 1),
+    ] {
         let mut rng = stream_rng(1, "conv-probe", 0);
-        let x: Vec<f64> = (0..2 * c * hw * hw).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let w: Vec<f64> = (0..o * c * k * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let x: Vec<f64> = (0..2 * c * hw * hw)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
+        let w: Vec<f64> = (0..o * c * k * k)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let b: Vec<f64> = (0..o).map(|_| rng.random_range(-1.0..1.0)).collect();
         let xt = Tensor::from_vec(x.clone(), (2, c, hw, hw), &Device::Cpu).expect("x");
         let wt = Tensor::from_vec(w.clone(), (o, c, k, k), &Device::Cpu).expect("w");
         let bt = Tensor::from_vec(b.clone(), o, &Device::Cpu).expect("b");
-        let y = sanity_model::conv::conv2d(&xt, &wt, &bt, p).expect("conv").flatten_all().expect("flat").to_vec1::<f64>().expect("vec");
+        let y = sanity_model::conv::conv2d(&xt, &wt, &bt, p)
+            .expect("conv")
+            .flatten_all()
+            .expect("flat")
+            .to_vec1::<f64>()
+            .expect("vec");
         let oh = hw + 2 * p + 1 - k;
         for n in 0..2 {
             for oc in 0..o {
@@ -154,15 +187,22 @@ fn conv2d_matches_a_direct_loop() {
                         for ic in 0..c {
                             for ky in 0..k {
                                 for kx in 0..k {
-                                    let (iy, ix) = ((oy + ky) as i64 - p as i64, (ox + kx) as i64 - p as i64);
-                                    if (0..hw as i64).contains(&iy) && (0..hw as i64).contains(&ix) {
-                                        s += x[((n * c + ic) * hw + iy as usize) * hw + ix as usize] * w[((oc * c + ic) * k + ky) * k + kx];
+                                    let (iy, ix) =
+                                        ((oy + ky) as i64 - p as i64, (ox + kx) as i64 - p as i64);
+                                    if (0..hw as i64).contains(&iy) && (0..hw as i64).contains(&ix)
+                                    {
+                                        s += x
+                                            [((n * c + ic) * hw + iy as usize) * hw + ix as usize]
+                                            * w[((oc * c + ic) * k + ky) * k + kx];
                                     }
                                 }
                             }
                         }
                         let got = y[((n * o + oc) * oh + oy) * oh + ox];
-                        assert!((s - got).abs() < 1e-12, "c={c} hw={hw} k={k} p={p}: {s} vs {got}");
+                        assert!(
+                            (s - got).abs() < 1e-12,
+                            "c={c} hw={hw} k={k} p={p}: {s} vs {got}"
+                        );
                     }
                 }
             }

@@ -1,0 +1,76 @@
+//! Cascading model-parameter randomisation — Adebayo et al. 2018, arXiv:1810.03292, section 4.1.
+//! Stage k re-initialises the first k layers of the order (top-down: logits first), on top of
+//! stage k − 1: a fold over the stages. Layer `l` always draws from
+//! `stream_rng(seed, "cascade", index of l)`, so a layer gets the same random values whatever
+//! the order and whichever stages come before it.
+
+use crate::config::Order;
+use crate::error::Result;
+use sanity_data::stream_rng;
+use sanity_model::{Architecture, Reinit, Weights, reinitialize};
+
+/// The stages in the order they are randomised.
+pub fn cascade_order(stages: &[String], order: Order) -> Vec<String> {
+    match order {
+        Order::BottomUp => stages.to_vec(),
+        Order::TopDown => stages.iter().rev().cloned().collect(),
+    }
+}
+
+/// The weights of the next stage: `previous` with `layer` re-initialised.
+pub fn cascade_step(
+    previous: &Weights,
+    arch: &Architecture,
+    layer: &str,
+    reinit: &Reinit,
+    seed: u64,
+) -> Result<Weights> {
+    let mut rng = stream_rng(seed, "cascade", arch.index_of(layer)? as u64);
+    Ok(reinitialize(previous, arch, layer, reinit, &mut rng)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sanity_model::{init_weights, preset};
+
+    #[test]
+    fn step_k_changes_exactly_the_first_k_layers_of_the_order() {
+        let arch =
+            Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("preset")).expect("valid");
+        let trained = init_weights(&arch, 1).expect("init");
+        let stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
+        for order in [Order::TopDown, Order::BottomUp] {
+            let sequence = cascade_order(&stages, order);
+            let mut current = trained.clone();
+            for k in 1..=sequence.len() {
+                current = cascade_step(&current, &arch, &sequence[k - 1], &Reinit::Original {}, 9)
+                    .expect("step");
+                for (name, tensor) in current.iter() {
+                    let layer = name.split_once('.').expect("layer.param").0;
+                    let before = trained.get(name).expect("same names");
+                    let diff = (tensor - before)
+                        .expect("sub")
+                        .abs()
+                        .expect("abs")
+                        .sum_all()
+                        .expect("sum")
+                        .to_scalar::<f32>()
+                        .expect("f32");
+                    let randomised = sequence[..k].iter().any(|s| s == layer);
+                    // Constant-initialised biases (Keras zeros) are redrawn to the same value.
+                    if name.ends_with(".weight") {
+                        assert_eq!(
+                            diff > 0.0,
+                            randomised,
+                            "{order:?} stage {k}: {name} changed = {}",
+                            diff > 0.0
+                        );
+                    } else if !randomised {
+                        assert_eq!(diff, 0.0, "{order:?} stage {k}: untouched {name} changed");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The experiment config (TOML, serde). Every struct and enum refuses unknown keys; every
+//! default is a named function documented on its field. `Config` is only parsed here; a
+//! [`crate::Plan`] is the checked, resolved form that can run.
+
+use crate::error::{ExperimentError, Result};
+use sanity_attribution::MethodSpec;
+use sanity_metrics::{MetricSpec, PostStep};
+use sanity_model::{Reinit, TrainSpec};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A whole experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Experiment name: results go to `results/<name>/<run-id>/`.
+    pub name: String,
+    /// The run seed; every random stream derives from it. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where the images come from.
+    pub data: DataConfig,
+    /// The model.
+    pub model: ModelConfig,
+    /// How the model is trained (ignored when `model.weights` is given).
+    #[serde(default)]
+    pub training: TrainingConfig,
+    /// Which maps are computed.
+    pub attribution: AttributionConfig,
+    /// The sanity tests to run, in order.
+    pub tests: Vec<TestConfig>,
+    /// How maps are compared: each entry is a post-processing pipeline and its metrics.
+    pub comparisons: Vec<ComparisonConfig>,
+    /// Summary statistics.
+    #[serde(default)]
+    pub statistics: StatisticsConfig,
+}
+
+/// A data source (`source = "phantom"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataConfig {
+    /// Synthetic chest radiographs with effusion masks ([`sanity_data::phantom`]); the train and
+    /// test sets come from independent seeded streams.
+    Phantom {
+        /// Training images.
+        n_train: usize,
+        /// Test images.
+        n_test: usize,
+        /// Image side in pixels, 16..=256. Default 64.
+        #[serde(default = "default_size")]
+        size: usize,
+        /// Pixel noise std. Default 0.03.
+        #[serde(default = "default_noise_std")]
+        noise_std: f64,
+        /// Fraction of effusion images. Default 0.5.
+        #[serde(default = "default_effusion_fraction")]
+        effusion_fraction: f64,
+        /// Corner-marker shortcut rate (see `PhantomSpec::shortcut_rate`); default none.
+        #[serde(default)]
+        shortcut_rate: Option<f64>,
+    },
+}
+
+/// 64 pixels.
+pub fn default_size() -> usize {
+    64
+}
+/// 0.03.
+pub fn default_noise_std() -> f64 {
+    0.03
+}
+/// 0.5.
+pub fn default_effusion_fraction() -> f64 {
+    0.5
+}
+
+/// The model: an architecture and optionally pretrained weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A preset name (`phantom-cnn`, `lesson-cnn`, `adebayo-cnn`, `adebayo-mlp`) or a path to an
+    /// architecture TOML (relative to the working directory).
+    pub arch: String,
+    /// Pretrained weights (safetensors, PyTorch names); when given, training is skipped.
+    #[serde(default)]
+    pub weights: Option<PathBuf>,
+}
+
+/// Training hyper-parameters (AdamW).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Passes over the training set. Default 8.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Minibatch size. Default 32.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Learning rate. Default 0.001 (Keras' Adam default, as the lesson).
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// Decoupled weight decay. Default 0.0001.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+}
+
+/// 8 epochs.
+pub fn default_epochs() -> usize {
+    8
+}
+/// 32 images.
+pub fn default_batch_size() -> usize {
+    32
+}
+/// 0.001.
+pub fn default_learning_rate() -> f64 {
+    1e-3
+}
+/// 0.0001.
+pub fn default_weight_decay() -> f64 {
+    1e-4
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: default_epochs(),
+            batch_size: default_batch_size(),
+            learning_rate: default_learning_rate(),
+            weight_decay: default_weight_decay(),
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// As the model crate's training spec.
+    pub fn spec(&self) -> TrainSpec {
+        TrainSpec {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+        }
+    }
+}
+
+/// Which class a map explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplainedClass {
+    /// The image's true label.
+    TrueLabel,
+    /// The trained model's prediction, kept fixed across randomisation stages.
+    OriginalPrediction,
+    /// The prediction of the model being explained (Adebayo et al. used the randomised
+    /// model's argmax).
+    CurrentPrediction,
+}
+
+/// `original_prediction`.
+pub fn default_explain() -> ExplainedClass {
+    ExplainedClass::OriginalPrediction
+}
+
+/// The maps to compute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributionConfig {
+    /// Number of test images explained (the first ones of the test set).
+    pub n_images: usize,
+    /// Images per attribution batch. Default 16.
+    #[serde(default = "default_attribution_batch")]
+    pub batch_size: usize,
+    /// The methods.
+    pub methods: Vec<MethodSpec>,
+    /// The explained class. Default `original_prediction`. For a single-logit binary model the
+    /// explained output is always the logit.
+    #[serde(default = "default_explain")]
+    pub explain: ExplainedClass,
+}
+
+/// 16 images.
+pub fn default_attribution_batch() -> usize {
+    16
+}
+
+/// Which end of the network a cascade starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    /// Logits first, then towards the input (Adebayo et al. 2018).
+    TopDown,
+    /// Input side first (Binder et al. 2023).
+    BottomUp,
+}
+
+/// `top_down`.
+pub fn default_order() -> Order {
+    Order::TopDown
+}
+
+/// `original` (the layer's own initialiser).
+pub fn default_reinit() -> Reinit {
+    Reinit::Original {}
+}
+
+/// A sanity test (`kind = "cascading"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TestConfig {
+    /// Cascading model-parameter randomisation (Adebayo et al. 2018, section 4.1): stage k has
+    /// the first k layers of `order` re-initialised, the rest trained.
+    Cascading {
+        /// `top_down` (default) or `bottom_up`.
+        #[serde(default = "default_order")]
+        order: Order,
+        /// The re-initialisation. Default `{ kind = "original" }`.
+        #[serde(default = "default_reinit")]
+        reinit: Reinit,
+        /// The parameterised layers to randomise; default all of them.
+        #[serde(default)]
+        stages: Option<Vec<String>>,
+    },
+}
+
+impl TestConfig {
+    /// The test id in CSV.
+    pub fn id(&self) -> &'static str {
+        match self {
+            TestConfig::Cascading { .. } => "cascading",
+        }
+    }
+}
+
+/// One way of comparing maps: a post-processing pipeline applied to both maps, then metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComparisonConfig {
+    /// Steps applied in order; empty = raw signed maps.
+    #[serde(default)]
+    pub postprocess: Vec<PostStep>,
+    /// Metrics computed on the post-processed pair.
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// Summary statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsConfig {
+    /// Bootstrap resamples for the confidence interval of the mean. Default 1000.
+    #[serde(default = "default_resamples")]
+    pub bootstrap_resamples: usize,
+    /// Confidence level of the interval. Default 0.95.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+/// 1000 resamples.
+pub fn default_resamples() -> usize {
+    1000
+}
+/// 0.95.
+pub fn default_confidence() -> f64 {
+    0.95
+}
+
+impl Default for StatisticsConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_resamples: default_resamples(),
+            confidence: default_confidence(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses `text` (from `file`, for messages), applying `--set` overrides first. Parse errors
+    /// name the line and the key and list the accepted keys.
+    pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
+        let config_error = |message: String| ExperimentError::Config {
+            file: file.to_string(),
+            message,
+        };
+        if overrides.is_empty() {
+            return toml::from_str(text).map_err(|e| config_error(e.to_string()));
+        }
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+        for assignment in overrides {
+            crate::overrides::apply(&mut table, assignment)?;
+        }
+        let merged = toml::to_string(&table).map_err(|e| config_error(e.to_string()))?;
+        toml::from_str(&merged).map_err(|e| config_error(format!("after the --set overrides: {e}")))
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Config {
+            file: path.display().to_string(),
+            message: format!("cannot read the config: {e}"),
+        })?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+}

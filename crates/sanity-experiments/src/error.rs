@@ -1,0 +1,85 @@
+//! Errors of the experiments crate, split into bad input (exit code 2) and failed runs (1).
+
+use sanity_attribution::AttributionError;
+use sanity_data::DataError;
+use sanity_model::ModelError;
+
+/// What can go wrong when planning or running an experiment.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    /// The config does not parse or names something that does not exist.
+    #[error("{file}: {message}")]
+    Config {
+        /// The config file (or `<embedded quick.toml>`).
+        file: String,
+        /// What is wrong, with the key path or line, and what is accepted.
+        message: String,
+    },
+    /// A `--set KEY=VALUE` override is malformed or names no key.
+    #[error("--set {assignment}: {message}")]
+    Override {
+        /// The override as given.
+        assignment: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output directory cannot be used.
+    #[error("output `{path}`: {message}")]
+    Output {
+        /// The directory.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Data generation or loading failed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Model building, training or weight loading failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// An attribution method failed.
+    #[error(transparent)]
+    Attribution(#[from] AttributionError),
+    /// A candle operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Writing results failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        message: String,
+    },
+}
+
+impl ExperimentError {
+    /// True when the user can fix this by changing the input (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            ExperimentError::Config { .. }
+            | ExperimentError::Override { .. }
+            | ExperimentError::Output { .. } => true,
+            ExperimentError::Data(_) => true,
+            ExperimentError::Model(e) => {
+                !matches!(e, ModelError::Candle(_) | ModelError::Io { .. })
+            }
+            ExperimentError::Attribution(e) => matches!(
+                e,
+                AttributionError::Invalid { .. } | AttributionError::Model(_)
+            ),
+            ExperimentError::Candle(_) | ExperimentError::Io { .. } => false,
+        }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
+        ExperimentError::Io {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// Result with [`ExperimentError`].
+pub type Result<T> = std::result::Result<T, ExperimentError>;

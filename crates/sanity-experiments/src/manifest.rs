@@ -1,0 +1,88 @@
+//! `manifest.json`: what ran, where, with which versions, how long, and how good the model was.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The git revision the binary was built from (`git describe`-like, `unknown` outside git).
+pub const GIT_REVISION: &str = env!("SANITY_GIT_REVISION");
+
+/// Everything needed to reproduce or audit a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Manifest {
+    /// Experiment name.
+    pub name: String,
+    /// Run id.
+    pub run_id: String,
+    /// Run seed.
+    pub seed: u64,
+    /// Where the config came from.
+    pub config_source: String,
+    /// The resolved config.
+    pub config: serde_json::Value,
+    /// Git revision of the build.
+    pub git_revision: String,
+    /// Versions of the project's crates and key dependencies.
+    pub crate_versions: BTreeMap<String, String>,
+    /// Worker threads (rayon and candle).
+    pub threads: usize,
+    /// Host name.
+    pub host: String,
+    /// Unix time (s) at start.
+    pub started_unix: u64,
+    /// Wall-clock seconds per phase, in order.
+    pub timings_s: Vec<(String, f64)>,
+    /// Model and its accuracies.
+    pub model: ModelReport,
+    /// Data sets.
+    pub data: DataReport,
+}
+
+/// The trained (or loaded) model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// Architecture name or file.
+    pub arch: String,
+    /// Parameterised layers.
+    pub stages: Vec<String>,
+    /// `trained` or the weights file it was loaded from.
+    pub origin: String,
+    /// Accuracy on the training set (evaluation mode), true labels.
+    pub train_accuracy: f64,
+    /// Accuracy on the test set, true labels.
+    pub test_accuracy: f64,
+    /// Per-epoch loss and running accuracy.
+    pub epochs: Vec<sanity_model::EpochStats>,
+}
+
+/// The data sets.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataReport {
+    /// Source name.
+    pub source: String,
+    /// Training images.
+    pub n_train: usize,
+    /// Test images.
+    pub n_test: usize,
+    /// `[c, h, w]`.
+    pub image_shape: [usize; 3],
+    /// Class fractions of the test set.
+    pub test_class_fractions: Vec<f64>,
+}
+
+/// The versions of the crates that decide the numbers.
+pub fn crate_versions() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("sanity".into(), env!("CARGO_PKG_VERSION").into());
+    v.insert("candle-core".into(), "0.9.2".into());
+    v
+}
+
+/// The host name, from `/etc/hostname` or `$HOSTNAME`.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

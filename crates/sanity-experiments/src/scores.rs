@@ -1,0 +1,193 @@
+//! The rows of `scores.csv` and `summary.csv` (DESIGN.md section 4) and their writers.
+
+use crate::error::{ExperimentError, Result};
+use crate::statistics::summarize;
+use sanity_data::stream_rng;
+use serde::Serialize;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// One comparison of one map pair: long format, one observation per row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreRow {
+    /// The run.
+    pub run_id: String,
+    /// The sanity test (`cascading`).
+    pub test: String,
+    /// `top_down` or `bottom_up`.
+    pub order: String,
+    /// 1-based stage number: how many layers are randomised.
+    pub stage_index: usize,
+    /// The layer randomised last at this stage.
+    pub stage: String,
+    /// The attribution method.
+    pub method: String,
+    /// The post-processing pipeline applied to both maps (`raw` = none).
+    pub postprocess: String,
+    /// The metric.
+    pub metric: String,
+    /// Index of the image in the test set.
+    pub sample: usize,
+    /// The image's true label.
+    pub label: usize,
+    /// The explained output index of the randomised model.
+    pub target: usize,
+    /// The similarity between the original and the randomised map; empty when degenerate.
+    pub score: Option<f64>,
+    /// `ok`, or why there is no score (`constant_map`, `non_finite`, ...).
+    pub status: String,
+}
+
+/// One row per (run, test, stage, method, postprocess, metric).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SummaryRow {
+    /// The run.
+    pub run_id: String,
+    /// The sanity test.
+    pub test: String,
+    /// Cascade order.
+    pub order: String,
+    /// 1-based stage number.
+    pub stage_index: usize,
+    /// The layer randomised last.
+    pub stage: String,
+    /// The method.
+    pub method: String,
+    /// The post-processing pipeline.
+    pub postprocess: String,
+    /// The metric.
+    pub metric: String,
+    /// Valid scores.
+    pub n: usize,
+    /// Scores with a degenerate status (not in the statistics).
+    pub n_degenerate: usize,
+    /// Mean of the valid scores.
+    pub mean: Option<f64>,
+    /// Sample standard deviation (ddof 1).
+    pub std: Option<f64>,
+    /// Standard error of the mean.
+    pub sem: Option<f64>,
+    /// Median.
+    pub median: Option<f64>,
+    /// Lower end of the bootstrap confidence interval of the mean.
+    pub ci_low: Option<f64>,
+    /// Upper end of the bootstrap confidence interval of the mean.
+    pub ci_high: Option<f64>,
+    /// `ok`, `no_valid_scores`, or `single_value` (no spread or interval).
+    pub status: String,
+}
+
+/// Writes rows to `<final>.partial` and flushes after each finished unit; [`RowWriter::finish`]
+/// renames it into place, so a complete file only ever appears whole.
+pub struct RowWriter {
+    writer: csv::Writer<File>,
+    partial: PathBuf,
+    target: PathBuf,
+}
+
+impl RowWriter {
+    /// Starts `path` (as `path.partial`).
+    pub fn create(path: &Path) -> Result<Self> {
+        let partial = path.with_extension("csv.partial");
+        let file = File::create(&partial).map_err(|e| ExperimentError::io(&partial, e))?;
+        Ok(Self {
+            writer: csv::Writer::from_writer(file),
+            partial,
+            target: path.to_path_buf(),
+        })
+    }
+
+    /// Appends rows.
+    pub fn write<T: Serialize>(&mut self, rows: &[T]) -> Result<()> {
+        for row in rows {
+            self.writer
+                .serialize(row)
+                .map_err(|e| ExperimentError::io(&self.partial, e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes what was written to disk (end of a unit of work).
+    pub fn flush(&mut self) -> Result<()> {
+        // csv's flush writes its buffer and flushes the file.
+        self.writer
+            .flush()
+            .map_err(|e| ExperimentError::io(&self.partial, e))
+    }
+
+    /// Flushes and renames the file into place.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        drop(self.writer);
+        std::fs::rename(&self.partial, &self.target)
+            .map_err(|e| ExperimentError::io(&self.target, e))
+    }
+}
+
+/// Groups score rows by (test, order, stage, method, postprocess, metric) in first-seen order
+/// and summarises each; group `g` bootstraps from `stream_rng(seed, "bootstrap", g)`.
+pub fn summarize_rows(
+    rows: &[ScoreRow],
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Vec<SummaryRow> {
+    let key = |r: &ScoreRow| {
+        (
+            r.test.clone(),
+            r.order.clone(),
+            r.stage_index,
+            r.method.clone(),
+            r.postprocess.clone(),
+            r.metric.clone(),
+        )
+    };
+    let mut order = Vec::new();
+    let mut groups: std::collections::HashMap<_, Vec<&ScoreRow>> = std::collections::HashMap::new();
+    for r in rows {
+        let k = key(r);
+        if !groups.contains_key(&k) {
+            order.push(k.clone());
+        }
+        groups.entry(k).or_default().push(r);
+    }
+    order
+        .iter()
+        .enumerate()
+        .map(|(g, k)| {
+            let members = &groups[k];
+            let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
+            let s = summarize(
+                &values,
+                resamples,
+                confidence,
+                &mut stream_rng(seed, "bootstrap", g as u64),
+            );
+            let first = members[0];
+            let status = match s.n {
+                0 => "no_valid_scores",
+                1 => "single_value",
+                _ => "ok",
+            };
+            SummaryRow {
+                run_id: first.run_id.clone(),
+                test: first.test.clone(),
+                order: first.order.clone(),
+                stage_index: first.stage_index,
+                stage: first.stage.clone(),
+                method: first.method.clone(),
+                postprocess: first.postprocess.clone(),
+                metric: first.metric.clone(),
+                n: s.n,
+                n_degenerate: members.len() - s.n,
+                mean: s.mean,
+                std: s.std,
+                sem: s.sem,
+                median: s.median,
+                ci_low: s.ci_low,
+                ci_high: s.ci_high,
+                status: status.into(),
+            }
+        })
+        .collect()
+}
