@@ -22,7 +22,7 @@ enum Command {
     Run {
         /// The experiment TOML.
         config: Option<PathBuf>,
-        /// The run directory (default: results/<name>/<run-id>).
+        /// The run directory (default: results/NAME/RUN_ID).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Override a config key by its dotted path, e.g. --set training.epochs=2.
