@@ -113,7 +113,8 @@ impl Plan {
                     "epochs and batch_size must be >= 1 (or give model.weights)".into(),
                 ));
             }
-            let usable = t.learning_rate > 0.0 && t.learning_rate.is_finite() && t.weight_decay >= 0.0;
+            let usable =
+                t.learning_rate > 0.0 && t.learning_rate.is_finite() && t.weight_decay >= 0.0;
             if !usable {
                 return Err(bad(
                     "training",

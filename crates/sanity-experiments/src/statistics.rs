@@ -93,7 +93,10 @@ mod tests {
         assert_eq!(s.median, Some(2.5));
         assert_eq!(quantile_sorted(&[1.0, 2.0, 3.0, 4.0], 0.25), 1.75);
         let (lo, hi) = (s.ci_low.expect("ci"), s.ci_high.expect("ci"));
-        assert!((1.0..2.5).contains(&lo) && hi > 2.5 && hi <= 4.0, "{lo} {hi}");
+        assert!(
+            (1.0..2.5).contains(&lo) && hi > 2.5 && hi <= 4.0,
+            "{lo} {hi}"
+        );
     }
 
     #[test]
