@@ -170,3 +170,78 @@ pub fn pipeline_label(steps: &[PostStep]) -> String {
             .join("+")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(values: &[f32], shape: [usize; 3]) -> Map {
+        Map::new(values.to_vec(), shape)
+    }
+
+    #[test]
+    fn steps_compute_what_their_names_say() {
+        let m = map(&[-2.0, 1.0, 0.5, -0.5, 3.0, -1.0], [2, 1, 3]);
+        let abs = PostStep::Abs {}.apply(m.clone()).expect("abs");
+        assert_eq!(abs.data, [2.0, 1.0, 0.5, 0.5, 3.0, 1.0]);
+        let reduce = |r| {
+            PostStep::ChannelReduce { reduce: r }
+                .apply(m.clone())
+                .expect("reduce")
+        };
+        assert_eq!(reduce(Reduce::Sum).data, [-2.5, 4.0, -0.5]);
+        assert_eq!(reduce(Reduce::Mean).data, [-1.25, 2.0, -0.25]);
+        assert_eq!(reduce(Reduce::MaxAbs).data, [-2.0, 3.0, -1.0]);
+        assert_eq!(reduce(Reduce::Sum).shape, [1, 1, 3]);
+        let norm = |n| {
+            PostStep::Normalize { mode: n }
+                .apply(m.clone())
+                .expect("normalize")
+                .data
+        };
+        assert_eq!(
+            norm(Normalization::MaxAbs),
+            [
+                -2.0 / 3.0,
+                1.0 / 3.0,
+                0.5 / 3.0,
+                -0.5 / 3.0,
+                1.0,
+                -1.0 / 3.0
+            ]
+        );
+        assert_eq!(norm(Normalization::MinMax), [0.0, 0.6, 0.5, 0.3, 1.0, 0.2]);
+        // mean of squares = (4 + 1 + .25 + .25 + 9 + 1) / 6 = 2.5833..
+        let rms = (15.5f64 / 6.0).sqrt();
+        for (got, v) in norm(Normalization::Rms).iter().zip(&m.data) {
+            assert!((f64::from(*got) - f64::from(*v) / rms).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn undefined_normalisations_are_statuses_and_labels_are_stable() {
+        let zero = map(&[0.0; 4], [1, 2, 2]);
+        for mode in [
+            Normalization::MaxAbs,
+            Normalization::MinMax,
+            Normalization::Rms,
+        ] {
+            assert_eq!(
+                PostStep::Normalize { mode }.apply(zero.clone()),
+                Err(Status::ConstantMap)
+            );
+        }
+        assert_eq!(
+            PostStep::Abs {}.apply(map(&[f32::NAN, 1.0], [1, 1, 2])),
+            Err(Status::NonFinite)
+        );
+        let steps = [
+            PostStep::Abs {},
+            PostStep::Normalize {
+                mode: Normalization::MinMax,
+            },
+        ];
+        assert_eq!(pipeline_label(&steps), "abs+normalize_min_max");
+        assert_eq!(pipeline_label(&[]), "raw");
+    }
+}
