@@ -78,6 +78,23 @@ impl MaxPool2d {
     }
 }
 
+impl MaxPool2d {
+    /// The input gradient as a new tensor of `arg`'s dtype `T`.
+    fn bwd_typed<T: WithDType>(
+        &self,
+        arg: &Tensor,
+        grad_res: &Tensor,
+        dims: [usize; 4],
+    ) -> candle_core::Result<Tensor> {
+        let x = arg.flatten_all()?.to_vec1::<T>()?;
+        let g = grad_res
+            .to_dtype(arg.dtype())?
+            .flatten_all()?
+            .to_vec1::<T>()?;
+        Tensor::from_vec(self.bwd_kernel(&x, &g, dims), arg.shape(), arg.device())
+    }
+}
+
 fn dims4(shape: &Shape) -> candle_core::Result<[usize; 4]> {
     let (n, c, h, w) = shape.dims4()?;
     Ok([n, c, h, w])
@@ -119,20 +136,8 @@ impl CustomOp1 for MaxPool2d {
     ) -> candle_core::Result<Option<Tensor>> {
         let dims = dims4(arg.shape())?;
         let grad = match arg.dtype() {
-            candle_core::DType::F64 => {
-                let (x, g) = (
-                    arg.flatten_all()?.to_vec1::<f64>()?,
-                    grad_res.flatten_all()?.to_vec1::<f64>()?,
-                );
-                Tensor::from_vec(self.bwd_kernel(&x, &g, dims), arg.shape(), arg.device())?
-            }
-            _ => {
-                let (x, g) = (
-                    arg.flatten_all()?.to_vec1::<f32>()?,
-                    grad_res.flatten_all()?.to_vec1::<f32>()?,
-                );
-                Tensor::from_vec(self.bwd_kernel(&x, &g, dims), arg.shape(), arg.device())?
-            }
+            candle_core::DType::F64 => self.bwd_typed::<f64>(arg, grad_res, dims)?,
+            _ => self.bwd_typed::<f32>(arg, grad_res, dims)?,
         };
         Ok(Some(grad))
     }
