@@ -35,8 +35,7 @@ impl GradCam {
             Some(name) => name,
             None => arch.last_conv().ok_or(AttributionError::Invalid {
                 method: "gradcam",
-                reason: "the model has no conv2d layer; name a layer with a [c, h, w] output"
-                    .into(),
+                reason: "the model has no conv2d layer; name a layer with a [c, h, w] output".into(),
             })?,
         };
         let layer_index = arch.index_of(name)?;
@@ -65,11 +64,7 @@ impl GradCam {
         let split = self.layer_index + 1;
         let activation = model.forward_range(x, 0..split, &mut Mode::Eval)?.detach();
         let a = Var::from_tensor(&activation)?;
-        let logits = model.forward_range(
-            a.as_tensor(),
-            split..model.arch.layers.len(),
-            &mut Mode::Eval,
-        )?;
+        let logits = model.forward_range(a.as_tensor(), split..model.arch.layers.len(), &mut Mode::Eval)?;
         let grads = selected_logit_sum(&logits, targets, self.id())?.backward()?;
         let zeros;
         let grad = match grads.get(a.as_tensor()) {
@@ -89,14 +84,11 @@ impl Attribution for GradCam {
         "gradcam"
     }
 
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
+    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
         let (n, _, h, w) = x.dims4()?;
         let coarse = self.coarse(model, x, targets)?;
         let (_, _, u, v) = coarse.dims4()?;
-        let values = coarse
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let values = coarse.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let mut out = Vec::with_capacity(n * h * w);
         for map in values.chunks_exact(u * v) {
             out.extend(resize_bilinear(map, u, v, h, w));

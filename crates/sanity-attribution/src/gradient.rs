@@ -1,15 +1,15 @@
 //! Vanilla gradient — Simonyan et al. 2014, arXiv:1312.6034, Eq. 2 (without the abs/max over
 //! channels, which are post-processing here).
 //! ```text
-//! M_c(x) = ∂S_t(x) / ∂x,   S_t the target logit
+//! M(x) = ∂S_t(x) / ∂x,   S_t the target logit
 //! ```
 //! Deviations from Captum's `Saliency(abs=False)`: none.
 
-use crate::error::{AttributionError, Result};
+use crate::error::Result;
+use crate::input_gradient::input_gradient;
 use crate::method::Attribution;
-use crate::target::selected_logit_sum;
-use candle_core::{Tensor, Var};
-use sanity_model::Model;
+use candle_core::Tensor;
+use sanity_model::{Model, ReluMode};
 
 /// The gradient of the target logit with respect to the input.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,16 +20,25 @@ impl Attribution for Gradient {
         "gradient"
     }
 
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
-        let input = Var::from_tensor(x)?;
-        let logits = model.forward(input.as_tensor())?;
-        let grads = selected_logit_sum(&logits, targets, self.id())?.backward()?;
-        grads
-            .get(input.as_tensor())
-            .cloned()
-            .ok_or(AttributionError::Invalid {
-                method: "gradient",
-                reason: "the output does not depend on the input".into(),
-            })
+    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+        input_gradient(model, x, targets, ReluMode::Standard, self.id())
+    }
+}
+
+/// Gradient ⊙ input — Shrikumar et al. 2016, arXiv:1605.01713 (Adebayo et al. 2018, section 2):
+/// ```text
+/// M(x) = x ⊙ ∂S_t(x) / ∂x
+/// ```
+/// Deviations from Captum's `InputXGradient`: none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GradientXInput;
+
+impl Attribution for GradientXInput {
+    fn id(&self) -> &'static str {
+        "gradient_x_input"
+    }
+
+    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+        Ok((input_gradient(model, x, targets, ReluMode::Standard, self.id())? * x)?)
     }
 }

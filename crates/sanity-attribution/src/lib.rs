@@ -4,10 +4,19 @@
 pub mod error;
 pub mod gradcam;
 pub mod gradient;
+pub mod guided_backprop;
+pub mod guided_gradcam;
+pub mod input_gradient;
+pub mod integrated_gradients;
 pub mod method;
+pub mod noise_tunnel;
 pub mod target;
 
 pub use error::AttributionError;
 pub use gradcam::GradCam;
-pub use gradient::Gradient;
+pub use gradient::{Gradient, GradientXInput};
+pub use guided_backprop::{Deconvnet, GuidedBackprop};
+pub use guided_gradcam::GuidedGradCam;
+pub use integrated_gradients::{Baseline, IntegratedGradients, Rule};
 pub use method::{Attribution, MethodSpec};
+pub use noise_tunnel::{Aggregate, NoiseTunnel};

@@ -1,21 +1,46 @@
 //! The trait every attribution method implements, and the method choice as written in configs.
 
 use crate::error::Result;
-use crate::{GradCam, Gradient};
+use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
+use crate::noise_tunnel::{Aggregate, NoiseTunnel};
+use crate::{Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam};
 use candle_core::Tensor;
 use sanity_model::{Architecture, Model};
 use serde::{Deserialize, Serialize};
 
 /// An attribution method: maps inputs and explained outputs to raw saliency maps.
 pub trait Attribution: Send + Sync {
-    /// The id used in configs and CSV (`gradient`, `gradcam`).
+    /// The id used in configs and CSV (`gradient`, `gradcam`, ...).
     fn id(&self) -> &'static str;
 
-    /// Raw maps for inputs `x` `[n, c, h, w]` and one target output index per input.
+    /// Raw maps for inputs `x` `[n, c, h, w]`, one target output index per input, and one stable
+    /// id per input (its index in the data set) from which stochastic methods seed their draws,
+    /// so that a map does not depend on how inputs were batched.
     ///
     /// # Shapes
     /// Returns `[n, c', h, w]`: `c' = c` for input-gradient methods, `c' = 1` for CAMs.
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize]) -> Result<Tensor>;
+    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], ids: &[u64]) -> Result<Tensor>;
+}
+
+/// 50 steps.
+pub fn default_steps() -> usize {
+    50
+}
+/// 50 noisy samples.
+pub fn default_samples() -> usize {
+    50
+}
+/// Noise of 15% of the input range (Smilkov et al. 2017's recommended 10–20%).
+pub fn default_noise() -> f64 {
+    0.15
+}
+/// 64 inputs per forward/backward pass.
+pub fn default_batch() -> usize {
+    64
+}
+/// The inner method of a noise tunnel: `gradient`.
+pub fn default_inner() -> Box<MethodSpec> {
+    Box::new(MethodSpec::Gradient {})
 }
 
 /// A method and its parameters as written in a config (`method = "gradcam"`, `layer = "conv4"`).
@@ -24,9 +49,81 @@ pub trait Attribution: Send + Sync {
 pub enum MethodSpec {
     /// [`Gradient`].
     Gradient {},
+    /// [`GradientXInput`].
+    GradientXInput {},
+    /// [`IntegratedGradients`].
+    IntegratedGradients {
+        /// Quadrature points. Default 50.
+        #[serde(default = "default_steps")]
+        steps: usize,
+        /// Quadrature rule. Default `riemann_right`.
+        #[serde(default)]
+        rule: Rule,
+        /// Reference input. Default `{ kind = "zeros" }`.
+        #[serde(default = "default_baseline")]
+        baseline: Baseline,
+        /// Inputs per pass. Default 64.
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    /// SmoothGrad over `inner`.
+    Smoothgrad {
+        /// The averaged method. Default `{ method = "gradient" }`.
+        #[serde(default = "default_inner")]
+        inner: Box<MethodSpec>,
+        /// Noisy copies. Default 50.
+        #[serde(default = "default_samples")]
+        samples: usize,
+        /// Noise std as a fraction of the image's range. Default 0.15.
+        #[serde(default = "default_noise")]
+        noise: f64,
+        /// Inputs per pass. Default 64.
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    /// SmoothGrad² over `inner`.
+    SmoothgradSquared {
+        /// The averaged method.
+        #[serde(default = "default_inner")]
+        inner: Box<MethodSpec>,
+        /// Noisy copies. Default 50.
+        #[serde(default = "default_samples")]
+        samples: usize,
+        /// Noise std as a fraction of the image's range. Default 0.15.
+        #[serde(default = "default_noise")]
+        noise: f64,
+        /// Inputs per pass. Default 64.
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    /// VarGrad over `inner`.
+    Vargrad {
+        /// The method whose variance is taken.
+        #[serde(default = "default_inner")]
+        inner: Box<MethodSpec>,
+        /// Noisy copies. Default 50.
+        #[serde(default = "default_samples")]
+        samples: usize,
+        /// Noise std as a fraction of the image's range. Default 0.15.
+        #[serde(default = "default_noise")]
+        noise: f64,
+        /// Inputs per pass. Default 64.
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    /// [`GuidedBackprop`].
+    GuidedBackprop {},
+    /// [`Deconvnet`].
+    Deconvnet {},
     /// [`GradCam`].
     Gradcam {
         /// The layer whose activations are weighted; default: the model's last conv layer.
+        #[serde(default)]
+        layer: Option<String>,
+    },
+    /// [`GuidedGradCam`].
+    GuidedGradcam {
+        /// The Grad-CAM layer; default: the model's last conv layer.
         #[serde(default)]
         layer: Option<String>,
     },
@@ -37,29 +134,76 @@ impl MethodSpec {
     pub fn id(&self) -> &'static str {
         match self {
             MethodSpec::Gradient {} => "gradient",
+            MethodSpec::GradientXInput {} => "gradient_x_input",
+            MethodSpec::IntegratedGradients { .. } => "integrated_gradients",
+            MethodSpec::Smoothgrad { .. } => "smoothgrad",
+            MethodSpec::SmoothgradSquared { .. } => "smoothgrad_squared",
+            MethodSpec::Vargrad { .. } => "vargrad",
+            MethodSpec::GuidedBackprop {} => "guided_backprop",
+            MethodSpec::Deconvnet {} => "deconvnet",
             MethodSpec::Gradcam { .. } => "gradcam",
+            MethodSpec::GuidedGradcam { .. } => "guided_gradcam",
         }
     }
 
-    /// Builds the method for an architecture, resolving defaults (GradCAM's layer) and
-    /// checking names; errors list the valid choices.
-    pub fn build(&self, arch: &Architecture) -> Result<Box<dyn Attribution>> {
+    /// Builds the method for an architecture, resolving defaults (Grad-CAM's layer) and
+    /// checking names; errors list the valid choices. `seed` seeds stochastic methods.
+    pub fn build(&self, arch: &Architecture, seed: u64) -> Result<Box<dyn Attribution>> {
+        let tunnel = |inner: &MethodSpec, aggregate, samples, noise, batch| -> Result<Box<dyn Attribution>> {
+            Ok(Box::new(NoiseTunnel { inner: inner.build(arch, seed)?, aggregate, samples, noise, batch, seed }))
+        };
         Ok(match self {
             MethodSpec::Gradient {} => Box::new(Gradient),
+            MethodSpec::GradientXInput {} => Box::new(GradientXInput),
+            MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
+                Box::new(IntegratedGradients { steps: *steps, rule: *rule, baseline: baseline.clone(), batch: *batch })
+            }
+            MethodSpec::Smoothgrad { inner, samples, noise, batch } => {
+                tunnel(inner, Aggregate::Mean, *samples, *noise, *batch)?
+            }
+            MethodSpec::SmoothgradSquared { inner, samples, noise, batch } => {
+                tunnel(inner, Aggregate::MeanOfSquares, *samples, *noise, *batch)?
+            }
+            MethodSpec::Vargrad { inner, samples, noise, batch } => {
+                tunnel(inner, Aggregate::Variance, *samples, *noise, *batch)?
+            }
+            MethodSpec::GuidedBackprop {} => Box::new(GuidedBackprop),
+            MethodSpec::Deconvnet {} => Box::new(Deconvnet),
             MethodSpec::Gradcam { layer } => Box::new(GradCam::new(arch, layer.as_deref())?),
+            MethodSpec::GuidedGradcam { layer } => {
+                Box::new(GuidedGradCam { cam: GradCam::new(arch, layer.as_deref())? })
+            }
         })
     }
 
     /// The same spec with defaults filled in for `arch` (for the resolved config).
     pub fn resolved(&self, arch: &Architecture) -> Result<Self> {
+        let layer_of = |layer: &Option<String>| -> Result<Option<String>> {
+            let cam = GradCam::new(arch, layer.as_deref())?;
+            Ok(Some(arch.layers[cam.layer_index].name.clone()))
+        };
         Ok(match self {
-            MethodSpec::Gradient {} => self.clone(),
-            MethodSpec::Gradcam { layer } => {
-                let cam = GradCam::new(arch, layer.as_deref())?;
-                MethodSpec::Gradcam {
-                    layer: Some(arch.layers[cam.layer_index].name.clone()),
-                }
-            }
+            MethodSpec::Gradcam { layer } => MethodSpec::Gradcam { layer: layer_of(layer)? },
+            MethodSpec::GuidedGradcam { layer } => MethodSpec::GuidedGradcam { layer: layer_of(layer)? },
+            MethodSpec::Smoothgrad { inner, samples, noise, batch } => MethodSpec::Smoothgrad {
+                inner: Box::new(inner.resolved(arch)?),
+                samples: *samples,
+                noise: *noise,
+                batch: *batch,
+            },
+            MethodSpec::SmoothgradSquared { inner, samples, noise, batch } => MethodSpec::SmoothgradSquared {
+                inner: Box::new(inner.resolved(arch)?),
+                samples: *samples,
+                noise: *noise,
+                batch: *batch,
+            },
+            MethodSpec::Vargrad { inner, samples, noise, batch } => MethodSpec::Vargrad {
+                inner: Box::new(inner.resolved(arch)?),
+                samples: *samples,
+                noise: *noise,
+                batch: *batch,
+            },
+            other => other.clone(),
         })
     }
 }

@@ -14,17 +14,11 @@ fn model(arch_toml: &str, tensors: &[(&str, Tensor)]) -> Model {
     for (name, t) in tensors {
         weights.insert(*name, t.clone());
     }
-    Model::new(
-        Arc::new(Architecture::new(spec).expect("valid architecture")),
-        weights,
-    )
+    Model::new(Arc::new(Architecture::new(spec).expect("valid architecture")), weights)
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .expect("flatten")
-        .to_vec1::<f32>()
-        .expect("f32 values")
+    t.flatten_all().expect("flatten").to_vec1::<f32>().expect("f32 values")
 }
 
 /// conv1: 1 -> 2 channels, 1x1 kernels w = [2, −1], b = [0, 1]; global average pool;
@@ -49,10 +43,7 @@ fn cam_model() -> Model {
         out_features = 1
         "#,
         &[
-            (
-                "conv1.weight",
-                Tensor::new(&[[[[2f32]]], [[[-1f32]]]], dev).expect("w"),
-            ),
+            ("conv1.weight", Tensor::new(&[[[[2f32]]], [[[-1f32]]]], dev).expect("w")),
             ("conv1.bias", Tensor::new(&[0f32, 1.], dev).expect("b")),
             ("logit.weight", Tensor::new(&[[3f32, 1.]], dev).expect("w")),
             ("logit.bias", Tensor::new(&[0f32], dev).expect("b")),
@@ -69,10 +60,7 @@ fn gradcam_matches_the_hand_derivation() {
     // bilinear upsampling to the input size is the identity.
     let m = cam_model();
     let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).expect("x");
-    let cam = GradCam::new(&m.arch, None)
-        .expect("conv1 is the last conv")
-        .attribute(&m, &x, &[0])
-        .expect("cam");
+    let cam = GradCam::new(&m.arch, None).expect("conv1 is the last conv").attribute(&m, &x, &[0], &[0]).expect("cam");
     assert_eq!(cam.dims(), [1, 1, 2, 2]);
     for (got, want) in values(&cam).into_iter().zip([1.5f32, 2.75, 4.0, 5.25]) {
         assert!((got - want).abs() < EXACT, "{got} vs {want}");
@@ -84,13 +72,9 @@ fn gradcam_clips_negative_evidence() {
     // With v = (−1, 0) the weights are α = (−¼, 0): L = ReLU(−½x) = 0 everywhere.
     let dev = &Device::Cpu;
     let mut m = cam_model();
-    m.weights
-        .insert("logit.weight", Tensor::new(&[[-1f32, 0.]], dev).expect("w"));
+    m.weights.insert("logit.weight", Tensor::new(&[[-1f32, 0.]], dev).expect("w"));
     let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], dev).expect("x");
-    let cam = GradCam::new(&m.arch, Some("conv1"))
-        .expect("layer")
-        .attribute(&m, &x, &[0])
-        .expect("cam");
+    let cam = GradCam::new(&m.arch, Some("conv1")).expect("layer").attribute(&m, &x, &[0], &[0]).expect("cam");
     assert!(values(&cam).iter().all(|&v| v == 0.0));
 }
 
@@ -115,12 +99,8 @@ fn gradient_of_a_linear_model_is_its_weight_row() {
             ("logits.bias", Tensor::new(&[0.5f32, -1.], dev).expect("b")),
         ],
     );
-    let x = Tensor::new(
-        &[[[[0.1f32, 0.2], [0.3, 0.4]]], [[[1., 1.], [1., 1.]]]],
-        dev,
-    )
-    .expect("x");
-    let g = Gradient.attribute(&m, &x, &[1, 0]).expect("gradient");
+    let x = Tensor::new(&[[[[0.1f32, 0.2], [0.3, 0.4]]], [[[1., 1.], [1., 1.]]]], dev).expect("x");
+    let g = Gradient.attribute(&m, &x, &[1, 0], &[0, 1]).expect("gradient");
     assert_eq!(g.dims(), [2, 1, 2, 2]);
     let expected: Vec<f32> = w[1].iter().chain(&w[0]).copied().collect();
     assert_eq!(values(&g), expected);
@@ -130,30 +110,11 @@ fn gradient_of_a_linear_model_is_its_weight_row() {
 fn bad_targets_and_layers_are_refused_with_the_valid_choices() {
     let m = cam_model();
     let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).expect("x");
-    let err = Gradient
-        .attribute(&m, &x, &[1])
-        .expect_err("target 1 of a 1-output model")
-        .to_string();
-    assert!(
-        err.contains("out of range") && err.contains("1 outputs"),
-        "{err}"
-    );
-    let err = GradCam::new(&m.arch, Some("logit"))
-        .expect_err("a linear layer")
-        .to_string();
-    assert!(
-        err.contains("not a spatial") && err.contains("conv1"),
-        "{err}"
-    );
-    let spec: MethodSpec =
-        toml::from_str("method = \"gradcam\"\nlayer = \"conv9\"").expect("parses");
-    let err = spec
-        .build(&m.arch)
-        .err()
-        .expect("unknown layer")
-        .to_string();
-    assert!(
-        err.contains("conv9") && err.contains("conv1, gap1, logit"),
-        "{err}"
-    );
+    let err = Gradient.attribute(&m, &x, &[1], &[0]).expect_err("target 1 of a 1-output model").to_string();
+    assert!(err.contains("out of range") && err.contains("1 outputs"), "{err}");
+    let err = GradCam::new(&m.arch, Some("logit")).expect_err("a linear layer").to_string();
+    assert!(err.contains("not a spatial") && err.contains("conv1"), "{err}");
+    let spec: MethodSpec = toml::from_str("method = \"gradcam\"\nlayer = \"conv9\"").expect("parses");
+    let err = spec.build(&m.arch, 0).err().expect("unknown layer").to_string();
+    assert!(err.contains("conv9") && err.contains("conv1, gap1, logit"), "{err}");
 }

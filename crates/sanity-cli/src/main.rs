@@ -66,21 +66,16 @@ fn set_threads(threads: Option<usize>) -> Result<usize> {
     unsafe {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-        .context("starting the worker threads")?;
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("starting the worker threads")?;
     Ok(n)
 }
 
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
     );
     bar
 }
@@ -92,20 +87,10 @@ fn execute(cli: Cli) -> Result<()> {
             println!("{}", plan.describe());
             println!("# resolved config\n{}", plan.resolved_toml());
         }
-        Command::Run {
-            config,
-            out,
-            overrides,
-            threads,
-            force,
-        } => {
+        Command::Run { config, out, overrides, threads, force } => {
             let threads = set_threads(threads)?;
             let plan = load_plan(&config, &overrides)?;
-            let run_dir = out.unwrap_or_else(|| {
-                PathBuf::from("results")
-                    .join(&plan.config.name)
-                    .join(&plan.run_id)
-            });
+            let run_dir = out.unwrap_or_else(|| PathBuf::from("results").join(&plan.config.name).join(&plan.run_id));
             let bar = progress_bar();
             let mut on_progress = |p: Progress| match p {
                 Progress::Phase { name, total } => {
@@ -116,11 +101,7 @@ fn execute(cli: Cli) -> Result<()> {
                 Progress::Advance(n) => bar.inc(n),
                 Progress::Note(line) => bar.suspend(|| eprintln!("{line}")),
             };
-            let options = RunOptions {
-                run_dir,
-                force,
-                threads,
-            };
+            let options = RunOptions { run_dir, force, threads };
             let outcome = run(&plan, &options, &mut on_progress)?;
             bar.finish_and_clear();
             eprintln!(
@@ -138,9 +119,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            let bad_input = err
-                .downcast_ref::<ExperimentError>()
-                .is_some_and(ExperimentError::is_bad_input);
+            let bad_input = err.downcast_ref::<ExperimentError>().is_some_and(ExperimentError::is_bad_input);
             ExitCode::from(if bad_input { 2 } else { 1 })
         }
     }

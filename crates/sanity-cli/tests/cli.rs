@@ -10,11 +10,7 @@ fn sanity() -> Command {
 }
 
 fn run_tiny(out: &Path, threads: &str) {
-    sanity()
-        .args(["run", TINY, "--threads", threads, "--out"])
-        .arg(out)
-        .assert()
-        .success();
+    sanity().args(["run", TINY, "--threads", threads, "--out"]).arg(out).assert().success();
 }
 
 fn read(path: PathBuf) -> String {
@@ -28,43 +24,28 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     run_tiny(&one, "1");
     run_tiny(&two, "2");
     for file in ["scores.csv", "summary.csv", "config.resolved.toml"] {
-        assert_eq!(
-            read(one.join(file)),
-            read(two.join(file)),
-            "{file} differs between 1 and 2 threads"
-        );
+        assert_eq!(read(one.join(file)), read(two.join(file)), "{file} differs between 1 and 2 threads");
     }
-    assert_eq!(
-        std::fs::read(one.join("model.safetensors")).ok(),
-        std::fs::read(two.join("model.safetensors")).ok()
-    );
+    assert_eq!(std::fs::read(one.join("model.safetensors")).ok(), std::fs::read(two.join("model.safetensors")).ok());
 
     let scores = read(one.join("scores.csv"));
     let mut lines = scores.lines();
     assert_eq!(
         lines.next(),
-        Some(
-            "run_id,test,order,stage_index,stage,method,postprocess,metric,sample,label,target,score,status"
-        )
+        Some("run_id,test,order,stage_index,stage,method,postprocess,metric,sample,label,target,score,status")
     );
     // 7 stages x 2 methods x (1 + 2 metrics) x 5 images.
     assert_eq!(lines.clone().count(), 7 * 2 * 3 * 5);
     let first_stage: Vec<&str> = lines.next().expect("a row").split(',').collect();
     assert_eq!(
-        (
-            first_stage[1],
-            first_stage[2],
-            first_stage[3],
-            first_stage[4]
-        ),
+        (first_stage[1], first_stage[2], first_stage[3], first_stage[4]),
         ("cascading", "top_down", "1", "logit")
     );
     for line in scores.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
         let (score, status) = (fields[11], fields[12]);
         assert!(
-            (status == "ok" && score.parse::<f64>().is_ok_and(f64::is_finite))
-                || (status != "ok" && score.is_empty()),
+            (status == "ok" && score.parse::<f64>().is_ok_and(f64::is_finite)) || (status != "ok" && score.is_empty()),
             "a score must be a finite number with status ok, or empty with a reason: {line}"
         );
     }
@@ -72,13 +53,10 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     assert!(summary.starts_with("run_id,test,order,stage_index,stage,method,postprocess,metric,n,n_degenerate,mean,std,sem,median,ci_low,ci_high,status"));
     assert_eq!(summary.lines().count(), 1 + 7 * 2 * 3);
 
-    let manifest: serde_json::Value =
-        serde_json::from_str(&read(one.join("manifest.json"))).expect("manifest is JSON");
+    let manifest: serde_json::Value = serde_json::from_str(&read(one.join("manifest.json"))).expect("manifest is JSON");
     assert_eq!(manifest["threads"], 1);
     assert_eq!(manifest["seed"], 7);
-    let accuracy = manifest["model"]["test_accuracy"]
-        .as_f64()
-        .expect("test accuracy");
+    let accuracy = manifest["model"]["test_accuracy"].as_f64().expect("test accuracy");
     assert!((0.0..=1.0).contains(&accuracy));
     assert!(manifest["git_revision"].is_string() && manifest["timings_s"].is_array());
 }
@@ -87,73 +65,29 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
 fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("typo.toml");
-    std::fs::write(
-        &config,
-        read(PathBuf::from(TINY)).replace("n_images = 5", "n_imagez = 5"),
-    )
-    .expect("write");
-    let out = sanity()
-        .args(["run"])
-        .arg(&config)
-        .args(["--out"])
-        .arg(tmp.path().join("o"))
-        .output()
-        .expect("runs");
+    std::fs::write(&config, read(PathBuf::from(TINY)).replace("n_images = 5", "n_imagez = 5")).expect("write");
+    let out = sanity().args(["run"]).arg(&config).args(["--out"]).arg(tmp.path().join("o")).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("n_imagez") && stderr.contains("line"),
-        "{stderr}"
-    );
-    assert!(
-        !tmp.path().join("o").exists(),
-        "nothing is created for a bad config"
-    );
+    assert!(stderr.contains("n_imagez") && stderr.contains("line"), "{stderr}");
+    assert!(!tmp.path().join("o").exists(), "nothing is created for a bad config");
 }
 
 #[test]
 fn bad_values_and_names_are_refused_with_exit_code_2() {
     let cases: [(&str, &[&str]); 6] = [
-        (
-            "misspelled method",
-            &[
-                "attribution.methods=[{ method = \"gradiant\" }]",
-                "gradient",
-            ],
-        ),
-        (
-            "unknown gradcam layer",
-            &[
-                "attribution.methods=[{ method = \"gradcam\", layer = \"conv9\" }]",
-                "conv4",
-            ],
-        ),
-        (
-            "too many images",
-            &["attribution.n_images=500", "attribution.n_images"],
-        ),
-        (
-            "unknown stage",
-            &["tests.0.stages=[\"conv1\", \"fc9\"]", "fc9"],
-        ),
+        ("misspelled method", &["attribution.methods=[{ method = \"gradiant\" }]", "gradient"]),
+        ("unknown gradcam layer", &["attribution.methods=[{ method = \"gradcam\", layer = \"conv9\" }]", "conv4"]),
+        ("too many images", &["attribution.n_images=500", "attribution.n_images"]),
+        ("unknown stage", &["tests.0.stages=[\"conv1\", \"fc9\"]", "fc9"]),
         ("unknown preset", &["model.arch=resnet", "phantom-cnn"]),
-        (
-            "zero data range",
-            &["comparisons.1.metrics.1.data_range=0.0", "data_range"],
-        ),
+        ("zero data range", &["comparisons.1.metrics.1.data_range=0.0", "data_range"]),
     ];
     for (what, args) in cases {
-        let out = sanity()
-            .args(["plan", TINY, "--set", args[0]])
-            .output()
-            .expect("runs");
+        let out = sanity().args(["plan", TINY, "--set", args[0]]).output().expect("runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
-        assert!(
-            stderr.contains(args[1]),
-            "{what}: the message should mention `{}`: {stderr}",
-            args[1]
-        );
+        assert!(stderr.contains(args[1]), "{what}: the message should mention `{}`: {stderr}", args[1]);
     }
 }
 
@@ -163,11 +97,7 @@ fn an_existing_run_is_not_overwritten_without_force() {
     let out = tmp.path().join("run");
     std::fs::create_dir_all(&out).expect("mkdir");
     std::fs::write(out.join("manifest.json"), "{}").expect("write");
-    let result = sanity()
-        .args(["run", TINY, "--out"])
-        .arg(&out)
-        .output()
-        .expect("runs");
+    let result = sanity().args(["run", TINY, "--out"]).arg(&out).output().expect("runs");
     assert_eq!(result.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&result.stderr).contains("--force"));
     assert_eq!(read(out.join("manifest.json")), "{}");
@@ -178,16 +108,8 @@ fn plan_lists_the_cascade_and_the_resolved_defaults() {
     let out = sanity().args(["plan", TINY]).output().expect("runs");
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("logit -> dense2 -> dense1 -> conv4 -> conv3 -> conv2 -> conv1"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("layer = \"conv4\""),
-        "GradCAM's default layer is resolved: {stdout}"
-    );
+    assert!(stdout.contains("logit -> dense2 -> dense1 -> conv4 -> conv3 -> conv2 -> conv1"), "{stdout}");
+    assert!(stdout.contains("layer = \"conv4\""), "GradCAM's default layer is resolved: {stdout}");
     let embedded = sanity().args(["plan"]).output().expect("runs");
-    assert!(
-        embedded.status.success() && String::from_utf8_lossy(&embedded.stdout).contains("quick")
-    );
+    assert!(embedded.status.success() && String::from_utf8_lossy(&embedded.stdout).contains("quick"));
 }

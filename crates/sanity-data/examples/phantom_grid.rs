@@ -7,19 +7,11 @@ use std::io::Write;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let out = args
-        .get(1)
-        .ok_or("usage: phantom_grid OUT.pgm [SIZE] [SEED]")?;
+    let out = args.get(1).ok_or("usage: phantom_grid OUT.pgm [SIZE] [SEED]")?;
     let size: usize = args.get(2).map_or(Ok(64), |s| s.parse())?;
     let seed: u64 = args.get(3).map_or(Ok(0), |s| s.parse())?;
     let cols = 8;
-    let spec = PhantomSpec {
-        n: cols * 2,
-        size,
-        noise_std: 0.03,
-        effusion_fraction: 0.5,
-        shortcut_rate: None,
-    };
+    let spec = PhantomSpec { n: cols * 2, size, noise_std: 0.03, effusion_fraction: 0.5, shortcut_rate: None };
     let data = generate_phantoms(&spec, seed, "phantom-grid")?;
     let masks = data.masks.as_ref().ok_or("phantoms have masks")?;
     let (width, height) = (cols * size, 4 * size);

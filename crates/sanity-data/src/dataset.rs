@@ -59,9 +59,6 @@ impl Dataset {
         for &l in &self.labels {
             counts[l] += 1;
         }
-        counts
-            .iter()
-            .map(|&c| c as f64 / self.len().max(1) as f64)
-            .collect()
+        counts.iter().map(|&c| c as f64 / self.len().max(1) as f64).collect()
     }
 }

@@ -13,4 +13,12 @@ pub enum DataError {
         /// What would be accepted.
         accepted: &'static str,
     },
+    /// A data file is missing, unreadable or malformed.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
 }

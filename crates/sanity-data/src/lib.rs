@@ -3,12 +3,14 @@
 
 pub mod dataset;
 pub mod error;
+pub mod idx;
 pub mod phantom;
 pub mod resize;
 pub mod rng;
 
 pub use dataset::Dataset;
 pub use error::DataError;
+pub use idx::{Split, fashion_mnist};
 pub use phantom::{PhantomSpec, generate_phantoms};
 pub use resize::resize_bilinear;
 pub use rng::stream_rng;

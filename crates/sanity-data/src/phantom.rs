@@ -35,36 +35,18 @@ pub struct PhantomSpec {
 
 impl PhantomSpec {
     fn validate(&self) -> Result<(), DataError> {
-        let invalid = |key, value: String, accepted| {
-            Err(DataError::InvalidParameter {
-                key,
-                value,
-                accepted,
-            })
-        };
+        let invalid = |key, value: String, accepted| Err(DataError::InvalidParameter { key, value, accepted });
         if !(16..=256).contains(&self.size) {
-            return invalid(
-                "size",
-                self.size.to_string(),
-                "an image side from 16 to 256 pixels",
-            );
+            return invalid("size", self.size.to_string(), "an image side from 16 to 256 pixels");
         }
         if self.n == 0 {
             return invalid("n", "0".into(), "at least one image");
         }
         if !(self.noise_std.is_finite() && self.noise_std >= 0.0) {
-            return invalid(
-                "noise_std",
-                self.noise_std.to_string(),
-                "a finite value >= 0",
-            );
+            return invalid("noise_std", self.noise_std.to_string(), "a finite value >= 0");
         }
         if !(0.0..=1.0).contains(&self.effusion_fraction) {
-            return invalid(
-                "effusion_fraction",
-                self.effusion_fraction.to_string(),
-                "a fraction in [0, 1]",
-            );
+            return invalid("effusion_fraction", self.effusion_fraction.to_string(), "a fraction in [0, 1]");
         }
         if let Some(r) = self.shortcut_rate
             && !(0.0..=1.0).contains(&r)
@@ -78,11 +60,7 @@ impl PhantomSpec {
 /// Generates `spec.n` phantoms, each from its own stream `stream_rng(seed, purpose, i)`.
 ///
 /// Returns a 2-class [`Dataset`] of `[1, size, size]` images in [0, 1] with effusion masks.
-pub fn generate_phantoms(
-    spec: &PhantomSpec,
-    seed: u64,
-    purpose: &str,
-) -> Result<Dataset, DataError> {
+pub fn generate_phantoms(spec: &PhantomSpec, seed: u64, purpose: &str) -> Result<Dataset, DataError> {
     spec.validate()?;
     let side = spec.size;
     let drawn: Vec<(Vec<f32>, Vec<u8>, usize)> = (0..spec.n)
@@ -100,13 +78,7 @@ pub fn generate_phantoms(
         masks.extend_from_slice(&mask);
         labels.push(label);
     }
-    Ok(Dataset {
-        images,
-        image_shape: [1, side, side],
-        labels,
-        masks: Some(masks),
-        num_classes: 2,
-    })
+    Ok(Dataset { images, image_shape: [1, side, side], labels, masks: Some(masks), num_classes: 2 })
 }
 
 /// Intensities of the tissues (0 = air, 1 = dense bone or fluid).
@@ -164,26 +136,11 @@ fn draw_phantom(spec: &PhantomSpec, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<u8>,
     let scale = rng.random_range(0.9..1.1);
     let angle: f64 = rng.random_range(-8.0f64..8.0).to_radians();
     // Anatomy with small per-patient variation.
-    let body = Ellipse {
-        cx: 0.0,
-        cy: 0.05,
-        rx: rng.random_range(0.82..0.92),
-        ry: 0.95,
-    };
+    let body = Ellipse { cx: 0.0, cy: 0.05, rx: rng.random_range(0.82..0.92), ry: 0.95 };
     let lung_rx = rng.random_range(0.24..0.3);
     let lung_ry = rng.random_range(0.55..0.65);
-    let lungs = [-1.0, 1.0].map(|s| Ellipse {
-        cx: s * 0.38,
-        cy: -0.02,
-        rx: lung_rx,
-        ry: lung_ry,
-    });
-    let heart = Ellipse {
-        cx: 0.08,
-        cy: 0.3,
-        rx: rng.random_range(0.22..0.3),
-        ry: 0.22,
-    };
+    let lungs = [-1.0, 1.0].map(|s| Ellipse { cx: s * 0.38, cy: -0.02, rx: lung_rx, ry: lung_ry });
+    let heart = Ellipse { cx: 0.08, cy: 0.3, rx: rng.random_range(0.22..0.3), ry: 0.22 };
     let rib_phase = rng.random_range(0.0..0.06);
     let effusions: Vec<Effusion> = if label == 1 {
         let sides: &[usize] = match rng.random_range(0..10) {
@@ -243,11 +200,7 @@ fn draw_phantom(spec: &PhantomSpec, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<u8>,
                 }
                 if x.abs() < 0.055 && (-0.95..0.95).contains(&y) {
                     let band = ((y + 1.0) / 0.12).fract();
-                    value = if band < 0.18 {
-                        tissue::DISC
-                    } else {
-                        tissue::SPINE
-                    };
+                    value = if band < 0.18 { tissue::DISC } else { tissue::SPINE };
                 }
                 if effusions.iter().any(|e| e.contains(x, y)) {
                     value = tissue::FLUID;
@@ -276,13 +229,7 @@ mod tests {
     use super::*;
 
     fn spec(n: usize) -> PhantomSpec {
-        PhantomSpec {
-            n,
-            size: 48,
-            noise_std: 0.03,
-            effusion_fraction: 0.5,
-            shortcut_rate: None,
-        }
+        PhantomSpec { n, size: 48, noise_std: 0.03, effusion_fraction: 0.5, shortcut_rate: None }
     }
 
     #[test]
@@ -296,13 +243,8 @@ mod tests {
 
     #[test]
     fn thread_count_does_not_change_the_images() {
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .expect("pool");
-        let a = one
-            .install(|| generate_phantoms(&spec(8), 3, "t"))
-            .expect("valid spec");
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        let a = one.install(|| generate_phantoms(&spec(8), 3, "t")).expect("valid spec");
         let b = generate_phantoms(&spec(8), 3, "t").expect("valid spec");
         assert_eq!(a, b);
     }
@@ -330,14 +272,8 @@ mod tests {
             }
         }
         let fluid_mean = fluid_sum / fluid_n as f64;
-        assert!(
-            (fluid_mean - f64::from(tissue::FLUID)).abs() < 0.05,
-            "fluid mean {fluid_mean}"
-        );
-        assert!(
-            lung_like * 100 < fluid_n,
-            "fluid pixels look like lung: {lung_like}/{fluid_n}"
-        );
+        assert!((fluid_mean - f64::from(tissue::FLUID)).abs() < 0.05, "fluid mean {fluid_mean}");
+        assert!(lung_like * 100 < fluid_n, "fluid pixels look like lung: {lung_like}/{fluid_n}");
         assert!(d.labels.contains(&0) && d.labels.contains(&1));
     }
 
@@ -357,9 +293,7 @@ mod tests {
     fn out_of_range_parameters_are_refused_by_name() {
         let mut s = spec(4);
         s.size = 1000;
-        let err = generate_phantoms(&s, 1, "t")
-            .expect_err("size 1000 is refused")
-            .to_string();
+        let err = generate_phantoms(&s, 1, "t").expect_err("size 1000 is refused").to_string();
         assert!(err.contains("`size`") && err.contains("16 to 256"), "{err}");
     }
 }

@@ -6,18 +6,8 @@
 /// `cv2.resize(.., INTER_LINEAR)` and PyTorch's `F.interpolate(mode="bilinear",
 /// align_corners=False)`: source coordinate `(y + 0.5) * in_h / out_h - 0.5`, clamped at 0, and
 /// the neighbour index clamped at the border. pytorch-grad-cam upsamples CAMs this way.
-pub fn resize_bilinear(
-    src: &[f32],
-    in_h: usize,
-    in_w: usize,
-    out_h: usize,
-    out_w: usize,
-) -> Vec<f32> {
-    assert_eq!(
-        src.len(),
-        in_h * in_w,
-        "resize_bilinear: src is not [in_h, in_w]"
-    );
+pub fn resize_bilinear(src: &[f32], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    assert_eq!(src.len(), in_h * in_w, "resize_bilinear: src is not [in_h, in_w]");
     let mut out = vec![0.0f32; out_h * out_w];
     let axis = |o: usize, n_in: usize, n_out: usize| -> (usize, usize, f32) {
         let scale = n_in as f64 / n_out as f64;
@@ -29,10 +19,7 @@ pub fn resize_bilinear(
     let cols: Vec<(usize, usize, f32)> = (0..out_w).map(|x| axis(x, in_w, out_w)).collect();
     for y in 0..out_h {
         let (y0, y1, fy) = axis(y, in_h, out_h);
-        let (r0, r1) = (
-            &src[y0 * in_w..(y0 + 1) * in_w],
-            &src[y1 * in_w..(y1 + 1) * in_w],
-        );
+        let (r0, r1) = (&src[y0 * in_w..(y0 + 1) * in_w], &src[y1 * in_w..(y1 + 1) * in_w]);
         for (x, &(x0, x1, fx)) in cols.iter().enumerate() {
             let top = r0[x0] + (r0[x1] - r0[x0]) * fx;
             let bottom = r1[x0] + (r1[x1] - r1[x0]) * fx;
@@ -53,9 +40,7 @@ mod tests {
     #[test]
     fn upsampling_matches_pytorch_half_pixel_convention() {
         let out = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 2, 2, 4, 4);
-        let expected = [
-            0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
-        ];
+        let expected = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
         for (a, b) in out.iter().zip(expected) {
             assert!((a - b).abs() < 1e-6, "{out:?}");
         }

@@ -36,16 +36,14 @@ mod tests {
 
     #[test]
     fn step_k_changes_exactly_the_first_k_layers_of_the_order() {
-        let arch =
-            Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("preset")).expect("valid");
+        let arch = Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("preset")).expect("valid");
         let trained = init_weights(&arch, 1).expect("init");
         let stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
         for order in [Order::TopDown, Order::BottomUp] {
             let sequence = cascade_order(&stages, order);
             let mut current = trained.clone();
             for k in 1..=sequence.len() {
-                current = cascade_step(&current, &arch, &sequence[k - 1], &Reinit::Original {}, 9)
-                    .expect("step");
+                current = cascade_step(&current, &arch, &sequence[k - 1], &Reinit::Original {}, 9).expect("step");
                 for (name, tensor) in current.iter() {
                     let layer = name.split_once('.').expect("layer.param").0;
                     let before = trained.get(name).expect("same names");
@@ -60,12 +58,7 @@ mod tests {
                     let randomised = sequence[..k].iter().any(|s| s == layer);
                     // Constant-initialised biases (Keras zeros) are redrawn to the same value.
                     if name.ends_with(".weight") {
-                        assert_eq!(
-                            diff > 0.0,
-                            randomised,
-                            "{order:?} stage {k}: {name} changed = {}",
-                            diff > 0.0
-                        );
+                        assert_eq!(diff > 0.0, randomised, "{order:?} stage {k}: {name} changed = {}", diff > 0.0);
                     } else if !randomised {
                         assert_eq!(diff, 0.0, "{order:?} stage {k}: untouched {name} changed");
                     }

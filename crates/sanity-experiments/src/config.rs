@@ -60,6 +60,24 @@ pub enum DataConfig {
         #[serde(default)]
         shortcut_rate: Option<f64>,
     },
+    /// Fashion-MNIST from IDX files (plain or .gz), 1x28x28 in [0, 1], 10 classes.
+    FashionMnist {
+        /// Directory with the IDX files. Default `/usr/share/datasets/fashion-mnist`
+        /// (Debian's `dataset-fashion-mnist`).
+        #[serde(default = "default_fashion_dir")]
+        dir: PathBuf,
+        /// Use the first n training images; default all 60 000.
+        #[serde(default)]
+        n_train: Option<usize>,
+        /// Use the first n test images; default all 10 000.
+        #[serde(default)]
+        n_test: Option<usize>,
+    },
+}
+
+/// `/usr/share/datasets/fashion-mnist`.
+pub fn default_fashion_dir() -> PathBuf {
+    PathBuf::from(sanity_data::idx::DEBIAN_FASHION_MNIST)
 }
 
 /// 64 pixels.
@@ -267,10 +285,7 @@ pub fn default_confidence() -> f64 {
 
 impl Default for StatisticsConfig {
     fn default() -> Self {
-        Self {
-            bootstrap_resamples: default_resamples(),
-            confidence: default_confidence(),
-        }
+        Self { bootstrap_resamples: default_resamples(), confidence: default_confidence() }
     }
 }
 
@@ -278,15 +293,11 @@ impl Config {
     /// Parses `text` (from `file`, for messages), applying `--set` overrides first. Parse errors
     /// name the line and the key and list the accepted keys.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
-        let config_error = |message: String| ExperimentError::Config {
-            file: file.to_string(),
-            message,
-        };
+        let config_error = |message: String| ExperimentError::Config { file: file.to_string(), message };
         if overrides.is_empty() {
             return toml::from_str(text).map_err(|e| config_error(e.to_string()));
         }
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
         for assignment in overrides {
             crate::overrides::apply(&mut table, assignment)?;
         }

@@ -57,27 +57,19 @@ impl ExperimentError {
     /// True when the user can fix this by changing the input (exit code 2).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            ExperimentError::Config { .. }
-            | ExperimentError::Override { .. }
-            | ExperimentError::Output { .. } => true,
+            ExperimentError::Config { .. } | ExperimentError::Override { .. } | ExperimentError::Output { .. } => true,
             ExperimentError::Data(_) => true,
-            ExperimentError::Model(e) => {
-                !matches!(e, ModelError::Candle(_) | ModelError::Io { .. })
+            ExperimentError::Model(e) => !matches!(e, ModelError::Candle(_) | ModelError::Io { .. }),
+            ExperimentError::Attribution(e) => {
+                matches!(e, AttributionError::Invalid { .. } | AttributionError::Model(_))
             }
-            ExperimentError::Attribution(e) => matches!(
-                e,
-                AttributionError::Invalid { .. } | AttributionError::Model(_)
-            ),
             ExperimentError::Candle(_) | ExperimentError::Io { .. } => false,
         }
     }
 
     /// An I/O error on `path`.
     pub fn io(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
-        ExperimentError::Io {
-            path: path.display().to_string(),
-            message: err.to_string(),
-        }
+        ExperimentError::Io { path: path.display().to_string(), message: err.to_string() }
     }
 }
 

@@ -6,18 +6,12 @@ use toml::{Table, Value};
 /// Parses `KEY=VALUE`. VALUE is read as a TOML value (`20`, `0.5`, `true`, `[1, 2]`,
 /// `{ kind = "original" }`, `"text"`); anything that is not valid TOML is taken as a string.
 pub fn parse_assignment(assignment: &str) -> Result<(Vec<String>, Value)> {
-    let bad = |message: &str| ExperimentError::Override {
-        assignment: assignment.to_string(),
-        message: message.to_string(),
-    };
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| bad("expected KEY=VALUE, e.g. training.epochs=5"))?;
+    let bad =
+        |message: &str| ExperimentError::Override { assignment: assignment.to_string(), message: message.to_string() };
+    let (key, raw) = assignment.split_once('=').ok_or_else(|| bad("expected KEY=VALUE, e.g. training.epochs=5"))?;
     let path: Vec<String> = key.trim().split('.').map(str::to_string).collect();
     if path.iter().any(String::is_empty) {
-        return Err(bad(
-            "the key is empty or has an empty part; expected a dotted path like attribution.n_images",
-        ));
+        return Err(bad("the key is empty or has an empty part; expected a dotted path like attribution.n_images"));
     }
     let value = match toml::from_str::<Table>(&format!("v = {raw}")) {
         Ok(mut t) => t.remove("v").expect("the table was written with key v"),
@@ -32,10 +26,8 @@ pub fn parse_assignment(assignment: &str) -> Result<(Vec<String>, Value)> {
 pub fn apply(root: &mut Table, assignment: &str) -> Result<()> {
     let (path, value) = parse_assignment(assignment)?;
     let mut wrapped = Value::Table(std::mem::take(root));
-    let outcome = set(&mut wrapped, &path, value).map_err(|message| ExperimentError::Override {
-        assignment: assignment.to_string(),
-        message,
-    });
+    let outcome = set(&mut wrapped, &path, value)
+        .map_err(|message| ExperimentError::Override { assignment: assignment.to_string(), message });
     if let Value::Table(t) = wrapped {
         *root = t;
     }
@@ -49,17 +41,11 @@ fn set(node: &mut Value, path: &[String], value: Value) -> std::result::Result<(
             t.insert(first.clone(), value);
             return Ok(());
         }
-        Value::Table(t) => t
-            .entry(first.clone())
-            .or_insert_with(|| Value::Table(Table::new())),
+        Value::Table(t) => t.entry(first.clone()).or_insert_with(|| Value::Table(Table::new())),
         Value::Array(a) => {
             let len = a.len();
-            let i: usize = first
-                .parse()
-                .map_err(|_| format!("`{first}` indexes a list; use a number below {len}"))?;
-            let slot = a
-                .get_mut(i)
-                .ok_or_else(|| format!("index {i} is out of range; the list has {len} elements"))?;
+            let i: usize = first.parse().map_err(|_| format!("`{first}` indexes a list; use a number below {len}"))?;
+            let slot = a.get_mut(i).ok_or_else(|| format!("index {i} is out of range; the list has {len} elements"))?;
             if rest.is_empty() {
                 *slot = value;
                 return Ok(());
@@ -86,10 +72,6 @@ mod tests {
         assert_eq!(t["f"]["g"].as_str(), Some("hello"));
         assert!(apply(&mut t, "d.5.e=1").is_err());
         assert!(apply(&mut t, "nokey").is_err());
-        assert_eq!(
-            t["a"].as_integer(),
-            Some(1),
-            "a failed override keeps the rest"
-        );
+        assert_eq!(t["a"].as_integer(), Some(1), "a failed override keeps the rest");
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
-use sanity_data::PhantomSpec;
 use sanity_data::rng::fnv1a;
+use sanity_data::{Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms};
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, preset};
 use std::collections::BTreeSet;
@@ -21,10 +21,62 @@ pub struct Plan {
     pub run_id: String,
     /// The model architecture.
     pub arch: Arc<Architecture>,
-    /// Training set generator.
-    pub train_data: PhantomSpec,
-    /// Test set generator.
-    pub test_data: PhantomSpec,
+    /// Where the images come from.
+    pub data: DataPlan,
+}
+
+/// The checked data source.
+#[derive(Debug, Clone)]
+pub enum DataPlan {
+    /// Generated phantoms: the training and test sets.
+    Phantom(PhantomSpec, PhantomSpec),
+    /// Fashion-MNIST files in a directory, with optional limits.
+    FashionMnist {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// First n training images.
+        n_train: Option<usize>,
+        /// First n test images.
+        n_test: Option<usize>,
+    },
+}
+
+impl DataPlan {
+    /// `[c, h, w]` of the images.
+    pub fn image_shape(&self) -> [usize; 3] {
+        match self {
+            DataPlan::Phantom(spec, _) => [1, spec.size, spec.size],
+            DataPlan::FashionMnist { .. } => [1, 28, 28],
+        }
+    }
+
+    /// Number of classes.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            DataPlan::Phantom(..) => 2,
+            DataPlan::FashionMnist { .. } => 10,
+        }
+    }
+
+    /// The source's name in the manifest.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DataPlan::Phantom(..) => "phantom",
+            DataPlan::FashionMnist { .. } => "fashion_mnist",
+        }
+    }
+
+    /// The training and test sets.
+    pub fn load(&self, seed: u64) -> Result<(Dataset, Dataset)> {
+        Ok(match self {
+            DataPlan::Phantom(train, test) => {
+                (generate_phantoms(train, seed, "phantom-train")?, generate_phantoms(test, seed, "phantom-test")?)
+            }
+            DataPlan::FashionMnist { dir, n_train, n_test } => {
+                (fashion_mnist(dir, Split::Train, *n_train)?, fashion_mnist(dir, Split::Test, *n_test)?)
+            }
+        })
+    }
 }
 
 impl Plan {
@@ -35,10 +87,7 @@ impl Plan {
             message: format!("key `{key}`: {message}"),
         };
         if config.name.is_empty()
-            || !config
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || !config.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             || config.name.starts_with('.')
         {
             return Err(bad(
@@ -49,28 +98,21 @@ impl Plan {
                 ),
             ));
         }
-        let DataConfig::Phantom {
-            n_train,
-            n_test,
-            size,
-            noise_std,
-            effusion_fraction,
-            shortcut_rate,
-        } = config.data.clone();
-        let phantom = |n| PhantomSpec {
-            n,
-            size,
-            noise_std,
-            effusion_fraction,
-            shortcut_rate,
+        let (data, n_test) = match config.data.clone() {
+            DataConfig::Phantom { n_train, n_test, size, noise_std, effusion_fraction, shortcut_rate } => {
+                let phantom = |n| PhantomSpec { n, size, noise_std, effusion_fraction, shortcut_rate };
+                (DataPlan::Phantom(phantom(n_train), phantom(n_test)), n_test)
+            }
+            DataConfig::FashionMnist { dir, n_train, n_test } => {
+                (DataPlan::FashionMnist { dir, n_train, n_test }, n_test.unwrap_or(10_000).min(10_000))
+            }
         };
-        let (train_data, test_data) = (phantom(n_train), phantom(n_test));
-        for (key, n) in [("data.n_train", n_train), ("data.n_test", n_test)] {
+        for (key, n) in [("data.n_train", n_train_of(&config.data)), ("data.n_test", n_test)] {
             if n == 0 {
                 return Err(bad(key, "0; accepted: at least 1 image".into()));
             }
         }
-        let input = [1, size, size];
+        let input = data.image_shape();
         let arch_spec = if PRESETS.contains(&config.model.arch.as_str()) {
             preset(&config.model.arch, input)?
         } else if Path::new(&config.model.arch).exists() {
@@ -78,10 +120,7 @@ impl Plan {
             if spec.input != input {
                 return Err(bad(
                     "model.arch",
-                    format!(
-                        "{} expects input {:?} but the data are {:?}",
-                        config.model.arch, spec.input, input
-                    ),
+                    format!("{} expects input {:?} but the data are {:?}", config.model.arch, spec.input, input),
                 ));
             }
             spec
@@ -108,181 +147,112 @@ impl Plan {
         if config.model.weights.is_none() {
             let t = &config.training;
             if t.epochs == 0 || t.batch_size == 0 {
-                return Err(bad(
-                    "training",
-                    "epochs and batch_size must be >= 1 (or give model.weights)".into(),
-                ));
+                return Err(bad("training", "epochs and batch_size must be >= 1 (or give model.weights)".into()));
             }
-            let usable =
-                t.learning_rate > 0.0 && t.learning_rate.is_finite() && t.weight_decay >= 0.0;
+            let usable = t.learning_rate > 0.0 && t.learning_rate.is_finite() && t.weight_decay >= 0.0;
             if !usable {
-                return Err(bad(
-                    "training",
-                    "learning_rate must be > 0 and weight_decay >= 0".into(),
-                ));
+                return Err(bad("training", "learning_rate must be > 0 and weight_decay >= 0".into()));
             }
         }
         let a = &mut config.attribution;
         if a.n_images == 0 || a.n_images > n_test {
-            return Err(bad(
-                "attribution.n_images",
-                format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images),
-            ));
+            return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
         }
         if a.batch_size == 0 {
             return Err(bad("attribution.batch_size", "0; accepted: >= 1".into()));
         }
         if a.methods.is_empty() {
-            return Err(bad(
-                "attribution.methods",
-                "empty; list at least one method".into(),
-            ));
+            return Err(bad("attribution.methods", "empty; list at least one method".into()));
         }
         let mut ids = BTreeSet::new();
         for (i, m) in a.methods.iter_mut().enumerate() {
-            *m = m
-                .resolved(&arch)
-                .map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
+            *m = m.resolved(&arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
             if !ids.insert(m.id()) {
-                return Err(bad(
-                    &format!("attribution.methods[{i}]"),
-                    format!("method `{}` is listed twice", m.id()),
-                ));
+                return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
             }
         }
         if config.tests.is_empty() {
-            return Err(bad(
-                "tests",
-                "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into(),
-            ));
+            return Err(bad("tests", "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into()));
         }
         let all_stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
         for (i, test) in config.tests.iter_mut().enumerate() {
             let TestConfig::Cascading { stages, .. } = test;
             let chosen = stages.get_or_insert_with(|| all_stages.clone());
             if chosen.is_empty() {
-                return Err(bad(
-                    &format!("tests[{i}].stages"),
-                    "empty; omit it for all layers".into(),
-                ));
+                return Err(bad(&format!("tests[{i}].stages"), "empty; omit it for all layers".into()));
             }
             let mut seen = BTreeSet::new();
             for s in chosen.iter() {
                 if !all_stages.contains(s) {
                     return Err(bad(
                         &format!("tests[{i}].stages"),
-                        format!(
-                            "`{s}` is not a parameterised layer; this model has: {}",
-                            all_stages.join(", ")
-                        ),
+                        format!("`{s}` is not a parameterised layer; this model has: {}", all_stages.join(", ")),
                     ));
                 }
                 if !seen.insert(s.clone()) {
-                    return Err(bad(
-                        &format!("tests[{i}].stages"),
-                        format!("`{s}` is listed twice"),
-                    ));
+                    return Err(bad(&format!("tests[{i}].stages"), format!("`{s}` is listed twice")));
                 }
             }
             // Stages run in network order whatever order they were listed in.
             chosen.sort_by_key(|s| all_stages.iter().position(|a| a == s));
         }
         if config.comparisons.is_empty() {
-            return Err(bad(
-                "comparisons",
-                "empty; list at least one [[comparisons]] with metrics".into(),
-            ));
+            return Err(bad("comparisons", "empty; list at least one [[comparisons]] with metrics".into()));
         }
         let mut seen = BTreeSet::new();
         for (i, c) in config.comparisons.iter().enumerate() {
             if c.metrics.is_empty() {
-                return Err(bad(
-                    &format!("comparisons[{i}].metrics"),
-                    "empty; list at least one metric".into(),
-                ));
+                return Err(bad(&format!("comparisons[{i}].metrics"), "empty; list at least one metric".into()));
             }
             for (j, m) in c.metrics.iter().enumerate() {
-                m.validate()
-                    .map_err(|e| bad(&format!("comparisons[{i}].metrics[{j}]"), e))?;
+                m.validate().map_err(|e| bad(&format!("comparisons[{i}].metrics[{j}]"), e))?;
                 if !seen.insert((pipeline_label(&c.postprocess), m.id())) {
                     return Err(bad(
                         &format!("comparisons[{i}].metrics[{j}]"),
-                        format!(
-                            "`{}` after `{}` is listed twice",
-                            m.id(),
-                            pipeline_label(&c.postprocess)
-                        ),
+                        format!("`{}` after `{}` is listed twice", m.id(), pipeline_label(&c.postprocess)),
                     ));
                 }
             }
         }
         let s = &config.statistics;
         if !(s.confidence > 0.0 && s.confidence < 1.0) {
-            return Err(bad(
-                "statistics.confidence",
-                format!("{}; accepted: 0 < confidence < 1", s.confidence),
-            ));
+            return Err(bad("statistics.confidence", format!("{}; accepted: 0 < confidence < 1", s.confidence)));
         }
-        let resolved =
-            toml::to_string(&config).map_err(|e| bad("(whole config)", e.to_string()))?;
-        let run_id = format!(
-            "seed{}-{:08x}",
-            config.seed,
-            fnv1a(resolved.as_bytes()) as u32
-        );
-        Ok(Self {
-            config,
-            source: source.to_string(),
-            run_id,
-            arch,
-            train_data,
-            test_data,
-        })
+        let resolved = toml::to_string(&config).map_err(|e| bad("(whole config)", e.to_string()))?;
+        let run_id = format!("seed{}-{:08x}", config.seed, fnv1a(resolved.as_bytes()) as u32);
+        Ok(Self { config, source: source.to_string(), run_id, arch, data })
     }
 
     /// The resolved config as TOML.
     pub fn resolved_toml(&self) -> String {
-        toml::to_string(&self.config)
-            .expect("a config that was parsed from TOML serialises to TOML")
+        toml::to_string(&self.config).expect("a config that was parsed from TOML serialises to TOML")
     }
 
     /// A human-readable listing of what the run will do (`sanity plan`).
     pub fn describe(&self) -> String {
         let c = &self.config;
-        let mut out = format!(
-            "run {} of experiment `{}` ({})\n",
-            self.run_id, c.name, self.source
-        );
-        out += &format!(
-            "  model: {} with stages {}\n",
-            c.model.arch,
-            self.arch.stages().join(", ")
-        );
-        let methods: Vec<String> = c
-            .attribution
-            .methods
-            .iter()
-            .map(|m| serde_json::to_string(m).unwrap_or_default())
-            .collect();
-        out += &format!(
-            "  {} test images, methods: {}\n",
-            c.attribution.n_images,
-            methods.join(", ")
-        );
+        let mut out = format!("run {} of experiment `{}` ({})\n", self.run_id, c.name, self.source);
+        out += &format!("  model: {} with stages {}\n", c.model.arch, self.arch.stages().join(", "));
+        let methods: Vec<String> =
+            c.attribution.methods.iter().map(|m| serde_json::to_string(m).unwrap_or_default()).collect();
+        out += &format!("  {} test images, methods: {}\n", c.attribution.n_images, methods.join(", "));
         for test in &c.tests {
             let TestConfig::Cascading { order, stages, .. } = test;
-            let list =
-                crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
+            let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
             out += &format!("  test {} ({order:?}): {}\n", test.id(), list.join(" -> "));
         }
         for comparison in &c.comparisons {
             let metrics: Vec<&str> = comparison.metrics.iter().map(|m| m.id()).collect();
-            out += &format!(
-                "  compare after {}: {}\n",
-                pipeline_label(&comparison.postprocess),
-                metrics.join(", ")
-            );
+            out += &format!("  compare after {}: {}\n", pipeline_label(&comparison.postprocess), metrics.join(", "));
         }
         out
+    }
+}
+
+/// The configured number of training images (60 000 for all of Fashion-MNIST).
+fn n_train_of(data: &DataConfig) -> usize {
+    match data {
+        DataConfig::Phantom { n_train, .. } => *n_train,
+        DataConfig::FashionMnist { n_train, .. } => n_train.unwrap_or(60_000),
     }
 }

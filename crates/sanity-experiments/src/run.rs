@@ -10,7 +10,7 @@ use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use sanity_attribution::Attribution;
-use sanity_data::{Dataset, generate_phantoms};
+use sanity_data::Dataset;
 use sanity_metrics::{Map, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
 use sanity_model::{Model, Weights, accuracy, init_weights, train};
@@ -74,8 +74,7 @@ fn prepare_dir(options: &RunOptions) -> Result<()> {
         return Err(ExperimentError::Output {
             path: dir.display().to_string(),
             message: if finished {
-                "holds a finished run; pass --force to replace it or --out to write elsewhere"
-                    .into()
+                "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
             } else {
                 "exists (an interrupted run?); pass --force to start it again or --out to write elsewhere".into()
             },
@@ -122,12 +121,7 @@ impl Explained {
         let mut out = Vec::new();
         for start in (0..self.indices.len()).step_by(self.batch_size) {
             let len = self.batch_size.min(self.indices.len() - start);
-            out.extend(
-                model
-                    .forward(&self.x.narrow(0, start, len)?)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            );
+            out.extend(model.forward(&self.x.narrow(0, start, len)?)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
     }
@@ -137,56 +131,30 @@ impl Explained {
         let mut maps = Vec::with_capacity(self.indices.len());
         for start in (0..self.indices.len()).step_by(self.batch_size) {
             let len = self.batch_size.min(self.indices.len() - start);
-            let batch = method.attribute(
-                model,
-                &self.x.narrow(0, start, len)?,
-                &targets[start..start + len],
-            )?;
+            let ids: Vec<u64> = self.indices[start..start + len].iter().map(|&i| i as u64).collect();
+            let batch = method.attribute(model, &self.x.narrow(0, start, len)?, &targets[start..start + len], &ids)?;
             let (_, c, h, w) = batch.dims4()?;
-            let values = batch
-                .to_dtype(candle_core::DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            maps.extend(
-                values
-                    .chunks_exact(c * h * w)
-                    .map(|v| Map::new(v.to_vec(), [c, h, w])),
-            );
+            let values = batch.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            maps.extend(values.chunks_exact(c * h * w).map(|v| Map::new(v.to_vec(), [c, h, w])));
         }
         Ok(maps)
     }
 }
 
 fn postprocess_all(maps: &[Map], comparisons: &[ComparisonConfig]) -> Processed {
-    comparisons
-        .iter()
-        .map(|c| {
-            maps.par_iter()
-                .map(|m| apply_all(&c.postprocess, m.clone()))
-                .collect()
-        })
-        .collect()
+    comparisons.iter().map(|c| maps.par_iter().map(|m| apply_all(&c.postprocess, m.clone())).collect()).collect()
 }
 
 /// Runs `plan` into `options.run_dir`, reporting progress through `progress`.
-pub fn run(
-    plan: &Plan,
-    options: &RunOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<RunOutcome> {
+pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<RunOutcome> {
     let started = Instant::now();
-    let started_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let started_unix =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let config = &plan.config;
     let seed = config.seed;
     let dir = &options.run_dir;
     prepare_dir(options)?;
-    write_atomic(
-        &dir.join("config.resolved.toml"),
-        plan.resolved_toml().as_bytes(),
-    )?;
+    write_atomic(&dir.join("config.resolved.toml"), plan.resolved_toml().as_bytes())?;
     let mut timings: Vec<(String, f64)> = Vec::new();
     let mut lap = Instant::now();
     let mut mark = |name: &str, timings: &mut Vec<(String, f64)>| {
@@ -194,22 +162,14 @@ pub fn run(
         lap = Instant::now();
     };
 
-    progress(Progress::Phase {
-        name: "data".into(),
-        total: 2,
-    });
-    let train_set = generate_phantoms(&plan.train_data, seed, "phantom-train")?;
-    progress(Progress::Advance(1));
-    let test_set = generate_phantoms(&plan.test_data, seed, "phantom-test")?;
-    progress(Progress::Advance(1));
+    progress(Progress::Phase { name: "data".into(), total: 2 });
+    let (train_set, test_set) = plan.data.load(seed)?;
+    progress(Progress::Advance(2));
     mark("data", &mut timings);
 
     let (model, epochs, origin) = build_model(plan, &train_set, dir, progress)?;
-    let (train_accuracy, test_accuracy) =
-        (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
-    progress(Progress::Note(format!(
-        "model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}"
-    )));
+    let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
+    progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
     mark("model", &mut timings);
 
     let n = config.attribution.n_images;
@@ -217,35 +177,18 @@ pub fn run(
     let [c, h, w] = test_set.image_shape;
     let x = Tensor::from_vec(test_set.gather_images(&indices), (n, c, h, w), &Device::Cpu)?;
     let labels: Vec<usize> = indices.iter().map(|&i| test_set.labels[i]).collect();
-    let mut explained = Explained {
-        x,
-        indices,
-        labels,
-        original_classes: Vec::new(),
-        batch_size: config.attribution.batch_size,
-    };
+    let mut explained =
+        Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
     let outputs = plan.arch.num_outputs();
     let original_logits = explained.logits(&model)?;
     explained.original_classes = classes_of(&original_logits, outputs);
     let explain = config.attribution.explain;
-    let original_targets = targets_for(
-        explain,
-        &original_logits,
-        outputs,
-        &explained.labels,
-        &explained.original_classes,
-    );
+    let original_targets =
+        targets_for(explain, &original_logits, outputs, &explained.labels, &explained.original_classes);
 
-    let methods: Vec<Box<dyn Attribution>> = config
-        .attribution
-        .methods
-        .iter()
-        .map(|m| m.build(&plan.arch))
-        .collect::<std::result::Result<_, _>>()?;
-    progress(Progress::Phase {
-        name: "original maps".into(),
-        total: methods.len() as u64,
-    });
+    let methods: Vec<Box<dyn Attribution>> =
+        config.attribution.methods.iter().map(|m| m.build(&plan.arch, seed)).collect::<std::result::Result<_, _>>()?;
+    progress(Progress::Phase { name: "original maps".into(), total: methods.len() as u64 });
     let mut originals: Vec<Processed> = Vec::with_capacity(methods.len());
     for method in &methods {
         let maps = explained.maps(method.as_ref(), &model, &original_targets)?;
@@ -257,11 +200,7 @@ pub fn run(
     let mut writer = RowWriter::create(&dir.join("scores.csv"))?;
     let mut all_rows: Vec<ScoreRow> = Vec::new();
     for test in &config.tests {
-        let TestConfig::Cascading {
-            order,
-            reinit,
-            stages,
-        } = test;
+        let TestConfig::Cascading { order, reinit, stages } = test;
         let sequence = cascade_order(stages.as_deref().unwrap_or_default(), *order);
         let order_name = match order {
             Order::TopDown => "top_down",
@@ -276,13 +215,7 @@ pub fn run(
             weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
             let randomized = model.with_weights(weights.clone());
             let logits = explained.logits(&randomized)?;
-            let targets = targets_for(
-                explain,
-                &logits,
-                outputs,
-                &explained.labels,
-                &explained.original_classes,
-            );
+            let targets = targets_for(explain, &logits, outputs, &explained.labels, &explained.original_classes);
             for (method, original) in methods.iter().zip(&originals) {
                 let maps = explained.maps(method.as_ref(), &randomized, &targets)?;
                 let processed = postprocess_all(&maps, &config.comparisons);
@@ -294,14 +227,7 @@ pub fn run(
                     stage,
                     method: method.id(),
                 };
-                let rows = score_rows(
-                    &context,
-                    &config.comparisons,
-                    original,
-                    &processed,
-                    &explained,
-                    &targets,
-                );
+                let rows = score_rows(&context, &config.comparisons, original, &processed, &explained, &targets);
                 writer.write(&rows)?;
                 all_rows.extend(rows);
                 progress(Progress::Advance(1));
@@ -341,7 +267,7 @@ pub fn run(
             epochs,
         },
         data: DataReport {
-            source: "phantom".into(),
+            source: plan.data.name().into(),
             n_train: train_set.len(),
             n_test: test_set.len(),
             image_shape: test_set.image_shape,
@@ -368,18 +294,11 @@ fn build_model(
     let config = &plan.config;
     if let Some(path) = &config.model.weights {
         let weights = Weights::load_safetensors(path, &plan.arch)?;
-        return Ok((
-            Model::new(plan.arch.clone(), weights),
-            Vec::new(),
-            path.display().to_string(),
-        ));
+        return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
     let spec = config.training.spec();
-    progress(Progress::Phase {
-        name: "training".into(),
-        total: spec.epochs as u64,
-    });
+    progress(Progress::Phase { name: "training".into(), total: spec.epochs as u64 });
     let mut on_epoch = |s: &sanity_model::EpochStats| {
         progress(Progress::Note(format!(
             "epoch {}: loss {:.4}, running accuracy {:.4}",

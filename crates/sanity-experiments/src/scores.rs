@@ -90,19 +90,13 @@ impl RowWriter {
     pub fn create(path: &Path) -> Result<Self> {
         let partial = path.with_extension("csv.partial");
         let file = File::create(&partial).map_err(|e| ExperimentError::io(&partial, e))?;
-        Ok(Self {
-            writer: csv::Writer::from_writer(file),
-            partial,
-            target: path.to_path_buf(),
-        })
+        Ok(Self { writer: csv::Writer::from_writer(file), partial, target: path.to_path_buf() })
     }
 
     /// Appends rows.
     pub fn write<T: Serialize>(&mut self, rows: &[T]) -> Result<()> {
         for row in rows {
-            self.writer
-                .serialize(row)
-                .map_err(|e| ExperimentError::io(&self.partial, e))?;
+            self.writer.serialize(row).map_err(|e| ExperimentError::io(&self.partial, e))?;
         }
         Ok(())
     }
@@ -110,37 +104,22 @@ impl RowWriter {
     /// Flushes what was written to disk (end of a unit of work).
     pub fn flush(&mut self) -> Result<()> {
         // csv's flush writes its buffer and flushes the file.
-        self.writer
-            .flush()
-            .map_err(|e| ExperimentError::io(&self.partial, e))
+        self.writer.flush().map_err(|e| ExperimentError::io(&self.partial, e))
     }
 
     /// Flushes and renames the file into place.
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
         drop(self.writer);
-        std::fs::rename(&self.partial, &self.target)
-            .map_err(|e| ExperimentError::io(&self.target, e))
+        std::fs::rename(&self.partial, &self.target).map_err(|e| ExperimentError::io(&self.target, e))
     }
 }
 
 /// Groups score rows by (test, order, stage, method, postprocess, metric) in first-seen order
 /// and summarises each; group `g` bootstraps from `stream_rng(seed, "bootstrap", g)`.
-pub fn summarize_rows(
-    rows: &[ScoreRow],
-    resamples: usize,
-    confidence: f64,
-    seed: u64,
-) -> Vec<SummaryRow> {
+pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed: u64) -> Vec<SummaryRow> {
     let key = |r: &ScoreRow| {
-        (
-            r.test.clone(),
-            r.order.clone(),
-            r.stage_index,
-            r.method.clone(),
-            r.postprocess.clone(),
-            r.metric.clone(),
-        )
+        (r.test.clone(), r.order.clone(), r.stage_index, r.method.clone(), r.postprocess.clone(), r.metric.clone())
     };
     let mut order = Vec::new();
     let mut groups: std::collections::HashMap<_, Vec<&ScoreRow>> = std::collections::HashMap::new();
@@ -157,12 +136,7 @@ pub fn summarize_rows(
         .map(|(g, k)| {
             let members = &groups[k];
             let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
-            let s = summarize(
-                &values,
-                resamples,
-                confidence,
-                &mut stream_rng(seed, "bootstrap", g as u64),
-            );
+            let s = summarize(&values, resamples, confidence, &mut stream_rng(seed, "bootstrap", g as u64));
             let first = members[0];
             let status = match s.n {
                 0 => "no_valid_scores",

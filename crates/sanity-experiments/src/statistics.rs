@@ -31,52 +31,26 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 
 /// Summarises `values`; the interval is the percentile bootstrap of the mean with `resamples`
 /// resamples at level `confidence`, drawn from `rng`.
-pub fn summarize(
-    values: &[f64],
-    resamples: usize,
-    confidence: f64,
-    rng: &mut ChaCha8Rng,
-) -> Summary {
+pub fn summarize(values: &[f64], resamples: usize, confidence: f64, rng: &mut ChaCha8Rng) -> Summary {
     let n = values.len();
     if n == 0 {
-        return Summary {
-            n,
-            mean: None,
-            std: None,
-            sem: None,
-            median: None,
-            ci_low: None,
-            ci_high: None,
-        };
+        return Summary { n, mean: None, std: None, sem: None, median: None, ci_low: None, ci_high: None };
     }
     let mean = values.iter().sum::<f64>() / n as f64;
-    let std = (n > 1)
-        .then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+    let std = (n > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = quantile_sorted(&sorted, 0.5);
     let (ci_low, ci_high) = if n > 1 && resamples > 0 {
-        let mut means: Vec<f64> = (0..resamples)
-            .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
-            .collect();
+        let mut means: Vec<f64> =
+            (0..resamples).map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
         means.sort_by(f64::total_cmp);
         let alpha = (1.0 - confidence) / 2.0;
-        (
-            Some(quantile_sorted(&means, alpha)),
-            Some(quantile_sorted(&means, 1.0 - alpha)),
-        )
+        (Some(quantile_sorted(&means, alpha)), Some(quantile_sorted(&means, 1.0 - alpha)))
     } else {
         (None, None)
     };
-    Summary {
-        n,
-        mean: Some(mean),
-        std,
-        sem: std.map(|s| s / (n as f64).sqrt()),
-        median: Some(median),
-        ci_low,
-        ci_high,
-    }
+    Summary { n, mean: Some(mean), std, sem: std.map(|s| s / (n as f64).sqrt()), median: Some(median), ci_low, ci_high }
 }
 
 #[cfg(test)]
@@ -93,10 +67,7 @@ mod tests {
         assert_eq!(s.median, Some(2.5));
         assert_eq!(quantile_sorted(&[1.0, 2.0, 3.0, 4.0], 0.25), 1.75);
         let (lo, hi) = (s.ci_low.expect("ci"), s.ci_high.expect("ci"));
-        assert!(
-            (1.0..2.5).contains(&lo) && hi > 2.5 && hi <= 4.0,
-            "{lo} {hi}"
-        );
+        assert!((1.0..2.5).contains(&lo) && hi > 2.5 && hi <= 4.0, "{lo} {hi}");
     }
 
     #[test]

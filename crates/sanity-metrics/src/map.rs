@@ -12,11 +12,7 @@ pub struct Map {
 impl Map {
     /// Wraps `data`, which must hold `c·h·w` values.
     pub fn new(data: Vec<f32>, shape: [usize; 3]) -> Self {
-        assert_eq!(
-            data.len(),
-            shape.iter().product::<usize>(),
-            "Map::new: data is not [c, h, w]"
-        );
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "Map::new: data is not [c, h, w]");
         Self { data, shape }
     }
 

@@ -99,21 +99,15 @@ impl PostStep {
                         match reduce {
                             Reduce::Sum => values.sum(),
                             Reduce::Mean => values.sum::<f32>() / c as f32,
-                            Reduce::MaxAbs => {
-                                values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m })
-                            }
+                            Reduce::MaxAbs => values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m }),
                         }
                     })
                     .collect();
                 Ok(Map::new(out, [1, h, w]))
             }
             PostStep::Normalize { mode } => {
-                let (min, max) = map
-                    .data
-                    .iter()
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                        (lo.min(v), hi.max(v))
-                    });
+                let (min, max) =
+                    map.data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
                 match mode {
                     Normalization::MaxAbs => {
                         let scale = min.abs().max(max.abs());
@@ -127,24 +121,16 @@ impl PostStep {
                             return Err(Status::ConstantMap);
                         }
                         let span = f64::from(max) - f64::from(min);
-                        map.data
-                            .iter_mut()
-                            .for_each(|v| *v = ((f64::from(*v) - f64::from(min)) / span) as f32);
+                        map.data.iter_mut().for_each(|v| *v = ((f64::from(*v) - f64::from(min)) / span) as f32);
                     }
                     Normalization::Rms => {
-                        let ms = map
-                            .data
-                            .iter()
-                            .map(|&v| f64::from(v) * f64::from(v))
-                            .sum::<f64>()
-                            / map.data.len() as f64;
+                        let ms =
+                            map.data.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / map.data.len() as f64;
                         if ms == 0.0 {
                             return Err(Status::ConstantMap);
                         }
                         let rms = ms.sqrt();
-                        map.data
-                            .iter_mut()
-                            .for_each(|v| *v = (f64::from(*v) / rms) as f32);
+                        map.data.iter_mut().for_each(|v| *v = (f64::from(*v) / rms) as f32);
                     }
                 }
                 Ok(map)
@@ -160,15 +146,7 @@ pub fn apply_all(steps: &[PostStep], map: Map) -> Result<Map, Status> {
 
 /// The CSV label of a pipeline: step labels joined by `+`, `raw` for none.
 pub fn pipeline_label(steps: &[PostStep]) -> String {
-    if steps.is_empty() {
-        "raw".into()
-    } else {
-        steps
-            .iter()
-            .map(PostStep::label)
-            .collect::<Vec<_>>()
-            .join("+")
-    }
+    if steps.is_empty() { "raw".into() } else { steps.iter().map(PostStep::label).collect::<Vec<_>>().join("+") }
 }
 
 #[cfg(test)]
@@ -184,32 +162,13 @@ mod tests {
         let m = map(&[-2.0, 1.0, 0.5, -0.5, 3.0, -1.0], [2, 1, 3]);
         let abs = PostStep::Abs {}.apply(m.clone()).expect("abs");
         assert_eq!(abs.data, [2.0, 1.0, 0.5, 0.5, 3.0, 1.0]);
-        let reduce = |r| {
-            PostStep::ChannelReduce { reduce: r }
-                .apply(m.clone())
-                .expect("reduce")
-        };
+        let reduce = |r| PostStep::ChannelReduce { reduce: r }.apply(m.clone()).expect("reduce");
         assert_eq!(reduce(Reduce::Sum).data, [-2.5, 4.0, -0.5]);
         assert_eq!(reduce(Reduce::Mean).data, [-1.25, 2.0, -0.25]);
         assert_eq!(reduce(Reduce::MaxAbs).data, [-2.0, 3.0, -1.0]);
         assert_eq!(reduce(Reduce::Sum).shape, [1, 1, 3]);
-        let norm = |n| {
-            PostStep::Normalize { mode: n }
-                .apply(m.clone())
-                .expect("normalize")
-                .data
-        };
-        assert_eq!(
-            norm(Normalization::MaxAbs),
-            [
-                -2.0 / 3.0,
-                1.0 / 3.0,
-                0.5 / 3.0,
-                -0.5 / 3.0,
-                1.0,
-                -1.0 / 3.0
-            ]
-        );
+        let norm = |n| PostStep::Normalize { mode: n }.apply(m.clone()).expect("normalize").data;
+        assert_eq!(norm(Normalization::MaxAbs), [-2.0 / 3.0, 1.0 / 3.0, 0.5 / 3.0, -0.5 / 3.0, 1.0, -1.0 / 3.0]);
         assert_eq!(norm(Normalization::MinMax), [0.0, 0.6, 0.5, 0.3, 1.0, 0.2]);
         // mean of squares = (4 + 1 + .25 + .25 + 9 + 1) / 6 = 2.5833..
         let rms = (15.5f64 / 6.0).sqrt();
@@ -221,26 +180,11 @@ mod tests {
     #[test]
     fn undefined_normalisations_are_statuses_and_labels_are_stable() {
         let zero = map(&[0.0; 4], [1, 2, 2]);
-        for mode in [
-            Normalization::MaxAbs,
-            Normalization::MinMax,
-            Normalization::Rms,
-        ] {
-            assert_eq!(
-                PostStep::Normalize { mode }.apply(zero.clone()),
-                Err(Status::ConstantMap)
-            );
+        for mode in [Normalization::MaxAbs, Normalization::MinMax, Normalization::Rms] {
+            assert_eq!(PostStep::Normalize { mode }.apply(zero.clone()), Err(Status::ConstantMap));
         }
-        assert_eq!(
-            PostStep::Abs {}.apply(map(&[f32::NAN, 1.0], [1, 1, 2])),
-            Err(Status::NonFinite)
-        );
-        let steps = [
-            PostStep::Abs {},
-            PostStep::Normalize {
-                mode: Normalization::MinMax,
-            },
-        ];
+        assert_eq!(PostStep::Abs {}.apply(map(&[f32::NAN, 1.0], [1, 1, 2])), Err(Status::NonFinite));
+        let steps = [PostStep::Abs {}, PostStep::Normalize { mode: Normalization::MinMax }];
         assert_eq!(pipeline_label(&steps), "abs+normalize_min_max");
         assert_eq!(pipeline_label(&[]), "raw");
     }

@@ -93,17 +93,8 @@ mod tests {
 
     #[test]
     fn constant_and_non_finite_maps_are_statuses() {
-        assert_eq!(
-            spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]),
-            Err(Status::ConstantMap)
-        );
-        assert_eq!(
-            spearman(&[1.0, f32::NAN, 1.0], &[1.0, 2.0, 3.0]),
-            Err(Status::NonFinite)
-        );
-        assert_eq!(
-            spearman(&[1.0, 2.0], &[1.0, 2.0, 3.0]),
-            Err(Status::ShapeMismatch)
-        );
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), Err(Status::ConstantMap));
+        assert_eq!(spearman(&[1.0, f32::NAN, 1.0], &[1.0, 2.0, 3.0]), Err(Status::NonFinite));
+        assert_eq!(spearman(&[1.0, 2.0], &[1.0, 2.0, 3.0]), Err(Status::ShapeMismatch));
     }
 }

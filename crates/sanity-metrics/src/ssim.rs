@@ -61,10 +61,7 @@ pub fn default_k2() -> f64 {
 }
 /// The 11-tap Gaussian window (σ 1.5, truncate 3.5).
 pub fn default_window() -> SsimWindow {
-    SsimWindow::Gaussian {
-        sigma: default_sigma(),
-        truncate: default_truncate(),
-    }
+    SsimWindow::Gaussian { sigma: default_sigma(), truncate: default_truncate() }
 }
 
 /// SSIM parameters. `data_range` has no default: it must match the maps' post-processing
@@ -89,21 +86,18 @@ impl SsimParams {
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.data_range.is_finite() && self.data_range > 0.0) {
-            return Err(format!(
-                "data_range = {}; accepted: a finite value > 0",
-                self.data_range
-            ));
+            return Err(format!("data_range = {}; accepted: a finite value > 0", self.data_range));
         }
         if !(self.k1 > 0.0 && self.k2 > 0.0) {
             return Err("k1 and k2 must be > 0".into());
         }
         match self.window {
-            SsimWindow::Gaussian { sigma, truncate } if !(sigma > 0.0 && truncate > 0.0) => Err(
-                format!("gaussian window sigma = {sigma}, truncate = {truncate}; both must be > 0"),
-            ),
-            SsimWindow::Uniform { size } if size < 3 || size % 2 == 0 => Err(format!(
-                "uniform window size = {size}; accepted: an odd size >= 3"
-            )),
+            SsimWindow::Gaussian { sigma, truncate } if !(sigma > 0.0 && truncate > 0.0) => {
+                Err(format!("gaussian window sigma = {sigma}, truncate = {truncate}; both must be > 0"))
+            }
+            SsimWindow::Uniform { size } if size < 3 || size % 2 == 0 => {
+                Err(format!("uniform window size = {size}; accepted: an odd size >= 3"))
+            }
             _ => Ok(()),
         }
     }
@@ -113,9 +107,7 @@ impl SsimParams {
         match self.window {
             SsimWindow::Gaussian { sigma, truncate } => {
                 let radius = (truncate * sigma + 0.5) as i64;
-                let w: Vec<f64> = (-radius..=radius)
-                    .map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp())
-                    .collect();
+                let w: Vec<f64> = (-radius..=radius).map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp()).collect();
                 let sum: f64 = w.iter().sum();
                 w.into_iter().map(|v| v / sum).collect()
             }
@@ -165,13 +157,7 @@ fn ssim_channel(a: &[f32], b: &[f32], h: usize, w: usize, p: &SsimParams, taps: 
     let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
     let xy: Vec<f64> = x.iter().zip(&y).map(|(u, v)| u * v).collect();
     let mut tmp = vec![0.0; n];
-    let mut moments = [
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-        vec![0.0; n],
-    ];
+    let mut moments = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
     for (src, dst) in [&x, &y, &xx, &yy, &xy].into_iter().zip(moments.iter_mut()) {
         filter2(src, h, w, taps, &mut tmp, dst);
     }
@@ -208,9 +194,7 @@ pub fn ssim(a: &Map, b: &Map, params: &SsimParams) -> Score {
     if h < taps.len() || w < taps.len() {
         return Err(Status::TooSmall);
     }
-    let total: f64 = (0..c)
-        .map(|k| ssim_channel(a.channel(k), b.channel(k), h, w, params, &taps))
-        .sum();
+    let total: f64 = (0..c).map(|k| ssim_channel(a.channel(k), b.channel(k), h, w, params, &taps)).sum();
     Ok(total / c as f64)
 }
 
@@ -226,12 +210,7 @@ mod tests {
 
     #[test]
     fn gaussian_window_has_eleven_taps_and_unit_sum() {
-        let p = SsimParams {
-            data_range: 1.0,
-            window: default_window(),
-            k1: 0.01,
-            k2: 0.03,
-        };
+        let p = SsimParams { data_range: 1.0, window: default_window(), k1: 0.01, k2: 0.03 };
         let taps = p.taps();
         assert_eq!(taps.len(), 11);
         assert!((taps.iter().sum::<f64>() - 1.0).abs() < 1e-15);

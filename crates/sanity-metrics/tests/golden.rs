@@ -45,11 +45,7 @@ fn spearman_matches_scipy() {
     for case in fixture().cases {
         let ours = spearman(&case.a, &case.b).expect("non-degenerate fixture");
         let reference = case.spearman.expect("scipy gave a value");
-        assert!(
-            close(ours, reference),
-            "{}: ours {ours} vs scipy {reference}",
-            case.name
-        );
+        assert!(close(ours, reference), "{}: ours {ours} vs scipy {reference}", case.name);
     }
 }
 
@@ -57,34 +53,15 @@ fn spearman_matches_scipy() {
 fn ssim_matches_scikit_image() {
     let mut checked = 0;
     for case in fixture().cases {
-        let (a, b) = (
-            Map::new(case.a.clone(), case.shape),
-            Map::new(case.b.clone(), case.shape),
-        );
+        let (a, b) = (Map::new(case.a.clone(), case.shape), Map::new(case.b.clone(), case.shape));
         for s in &case.ssim {
             let window = match s.window.as_str() {
-                "gaussian" => SsimWindow::Gaussian {
-                    sigma: 1.5,
-                    truncate: 3.5,
-                },
-                _ => SsimWindow::Uniform {
-                    size: s.size.expect("uniform cases give a size"),
-                },
+                "gaussian" => SsimWindow::Gaussian { sigma: 1.5, truncate: 3.5 },
+                _ => SsimWindow::Uniform { size: s.size.expect("uniform cases give a size") },
             };
-            let params = SsimParams {
-                data_range: s.data_range,
-                window,
-                k1: 0.01,
-                k2: 0.03,
-            };
+            let params = SsimParams { data_range: s.data_range, window, k1: 0.01, k2: 0.03 };
             let ours = ssim(&a, &b, &params).expect("non-degenerate fixture");
-            assert!(
-                close(ours, s.value),
-                "{} {:?}: ours {ours} vs skimage {}",
-                case.name,
-                params,
-                s.value
-            );
+            assert!(close(ours, s.value), "{} {:?}: ours {ours} vs skimage {}", case.name, params, s.value);
             checked += 1;
         }
     }
@@ -120,8 +97,7 @@ fn metric_specs_parse_with_defaults_and_refuse_unknown_keys() {
             k2: 0.03
         })
     );
-    let err = toml::from_str::<MetricSpec>("metric = \"ssim\"\ndata_range = 2.0\nwindw = 3")
-        .expect_err("typo");
+    let err = toml::from_str::<MetricSpec>("metric = \"ssim\"\ndata_range = 2.0\nwindw = 3").expect_err("typo");
     assert!(err.to_string().contains("windw"), "{err}");
     let err = toml::from_str::<MetricSpec>("metric = \"spearmann\"").expect_err("typo");
     assert!(err.to_string().contains("spearman"), "{err}");

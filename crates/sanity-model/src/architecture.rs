@@ -18,14 +18,10 @@ pub struct ArchitectureSpec {
 impl ArchitectureSpec {
     /// Reads an architecture TOML file.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ModelError::InvalidArchitecture {
-            layer: path.display().to_string(),
-            reason: e.to_string(),
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        toml::from_str(&text)
+            .map_err(|e| ModelError::InvalidArchitecture { layer: path.display().to_string(), reason: e.to_string() })
     }
 }
 
@@ -82,27 +78,15 @@ impl Op {
     /// `(weight shape, bias shape, fan_in, fan_out)` of a parameterised op, PyTorch layouts.
     pub fn parameter_shapes(&self) -> Option<(Vec<usize>, Vec<usize>, usize, usize)> {
         match *self {
-            Op::Conv2d {
-                in_channels,
-                out_channels,
-                kernel_size: k,
-                ..
-            } => Some((
+            Op::Conv2d { in_channels, out_channels, kernel_size: k, .. } => Some((
                 vec![out_channels, in_channels, k, k],
                 vec![out_channels],
                 in_channels * k * k,
                 out_channels * k * k,
             )),
-            Op::Linear {
-                in_features,
-                out_features,
-                ..
-            } => Some((
-                vec![out_features, in_features],
-                vec![out_features],
-                in_features,
-                out_features,
-            )),
+            Op::Linear { in_features, out_features, .. } => {
+                Some((vec![out_features, in_features], vec![out_features], in_features, out_features))
+            }
             _ => None,
         }
     }
@@ -110,16 +94,9 @@ impl Op {
     /// The weight and bias initialisers of a parameterised op.
     pub fn initializers(&self) -> Option<(&Init, &Init)> {
         match self {
-            Op::Conv2d {
-                weight_init,
-                bias_init,
-                ..
+            Op::Conv2d { weight_init, bias_init, .. } | Op::Linear { weight_init, bias_init, .. } => {
+                Some((weight_init, bias_init))
             }
-            | Op::Linear {
-                weight_init,
-                bias_init,
-                ..
-            } => Some((weight_init, bias_init)),
             _ => None,
         }
     }
@@ -159,32 +136,20 @@ impl Architecture {
         };
         for layer_spec in &spec.layers {
             let (name, op) = match layer_spec {
-                LayerSpec::Conv2d {
-                    name,
-                    in_channels,
-                    out_channels,
-                    kernel_size,
-                    padding,
-                    weight_init,
-                    bias_init,
-                } => (
-                    name.clone(),
-                    Op::Conv2d {
-                        in_channels: *in_channels,
-                        out_channels: *out_channels,
-                        kernel_size: *kernel_size,
-                        padding: *padding,
-                        weight_init: weight_init.clone(),
-                        bias_init: bias_init.clone(),
-                    },
-                ),
-                LayerSpec::Linear {
-                    name,
-                    in_features,
-                    out_features,
-                    weight_init,
-                    bias_init,
-                } => (
+                LayerSpec::Conv2d { name, in_channels, out_channels, kernel_size, padding, weight_init, bias_init } => {
+                    (
+                        name.clone(),
+                        Op::Conv2d {
+                            in_channels: *in_channels,
+                            out_channels: *out_channels,
+                            kernel_size: *kernel_size,
+                            padding: *padding,
+                            weight_init: weight_init.clone(),
+                            bias_init: bias_init.clone(),
+                        },
+                    )
+                }
+                LayerSpec::Linear { name, in_features, out_features, weight_init, bias_init } => (
                     name.clone(),
                     Op::Linear {
                         in_features: *in_features,
@@ -194,76 +159,42 @@ impl Architecture {
                     },
                 ),
                 LayerSpec::Relu { name } => (auto_name("relu", name), Op::Relu),
-                LayerSpec::MaxPool2d {
-                    name,
-                    kernel_size,
-                    stride,
-                } => (
+                LayerSpec::MaxPool2d { name, kernel_size, stride } => (
                     auto_name("pool", name),
-                    Op::MaxPool2d {
-                        kernel_size: *kernel_size,
-                        stride: stride.unwrap_or(*kernel_size),
-                    },
+                    Op::MaxPool2d { kernel_size: *kernel_size, stride: stride.unwrap_or(*kernel_size) },
                 ),
                 LayerSpec::GlobalAvgPool { name } => (auto_name("gap", name), Op::GlobalAvgPool),
                 LayerSpec::Flatten { name } => (auto_name("flatten", name), Op::Flatten),
-                LayerSpec::Dropout { name, p } => {
-                    (auto_name("dropout", name), Op::Dropout { p: *p })
-                }
+                LayerSpec::Dropout { name, p } => (auto_name("dropout", name), Op::Dropout { p: *p }),
             };
             if layers.iter().any(|l: &Layer| l.name == name) {
-                return Err(invalid(
-                    &name,
-                    "the name is used twice; layer names must be unique".into(),
-                ));
+                return Err(invalid(&name, "the name is used twice; layer names must be unique".into()));
             }
             shape = output_shape(&name, &op, &shape)?;
             shapes.push(shape.clone());
             layers.push(Layer { name, op });
         }
         if layers.is_empty() {
-            return Err(invalid(
-                "(none)",
-                "an architecture needs at least one layer".into(),
-            ));
+            return Err(invalid("(none)", "an architecture needs at least one layer".into()));
         }
         if shape.len() != 1 {
             let last = &layers[layers.len() - 1].name;
-            return Err(invalid(
-                last,
-                format!("the output must be [n, classes], got [n, {}]", join(&shape)),
-            ));
+            return Err(invalid(last, format!("the output must be [n, classes], got [n, {}]", join(&shape))));
         }
-        Ok(Self {
-            spec,
-            layers,
-            shapes,
-        })
+        Ok(Self { spec, layers, shapes })
     }
 
     /// Index of the layer called exactly `name`.
     pub fn index_of(&self, name: &str) -> Result<usize> {
-        self.layers
-            .iter()
-            .position(|l| l.name == name)
-            .ok_or_else(|| ModelError::UnknownLayer {
-                name: name.to_string(),
-                available: self
-                    .layers
-                    .iter()
-                    .map(|l| l.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        self.layers.iter().position(|l| l.name == name).ok_or_else(|| ModelError::UnknownLayer {
+            name: name.to_string(),
+            available: self.layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// Names of the parameterised layers (the stages randomisation speaks of), input to output.
     pub fn stages(&self) -> Vec<&str> {
-        self.layers
-            .iter()
-            .filter(|l| l.op.parameter_shapes().is_some())
-            .map(|l| l.name.as_str())
-            .collect()
+        self.layers.iter().filter(|l| l.op.parameter_shapes().is_some()).map(|l| l.name.as_str()).collect()
     }
 
     /// Index of the parameterised layer called exactly `name`; a parameter-free layer is refused.
@@ -271,10 +202,7 @@ impl Architecture {
         let index = self.index_of(name)?;
         if self.layers[index].op.parameter_shapes().is_none() {
             return Err(ModelError::UnknownLayer {
-                name: format!(
-                    "{name}` has no parameters; a stage must be one of `{}",
-                    self.stages().join("`, `")
-                ),
+                name: format!("{name}` has no parameters; a stage must be one of `{}", self.stages().join("`, `")),
                 available: self.stages().join(", "),
             });
         }
@@ -288,80 +216,38 @@ impl Architecture {
 
     /// Name of the last conv layer (GradCAM's default), if any.
     pub fn last_conv(&self) -> Option<&str> {
-        self.layers
-            .iter()
-            .rev()
-            .find(|l| matches!(l.op, Op::Conv2d { .. }))
-            .map(|l| l.name.as_str())
+        self.layers.iter().rev().find(|l| matches!(l.op, Op::Conv2d { .. })).map(|l| l.name.as_str())
     }
 }
 
 fn invalid(layer: &str, reason: String) -> ModelError {
-    ModelError::InvalidArchitecture {
-        layer: layer.to_string(),
-        reason,
-    }
+    ModelError::InvalidArchitecture { layer: layer.to_string(), reason }
 }
 
 fn join(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
-    let need_4d = |what: &str| {
-        invalid(
-            name,
-            format!(
-                "{what} needs an [n, c, h, w] input, got [n, {}]",
-                join(input)
-            ),
-        )
-    };
+    let need_4d = |what: &str| invalid(name, format!("{what} needs an [n, c, h, w] input, got [n, {}]", join(input)));
     match *op {
-        Op::Conv2d {
-            in_channels,
-            out_channels,
-            kernel_size,
-            padding,
-            ..
-        } => {
+        Op::Conv2d { in_channels, out_channels, kernel_size, padding, .. } => {
             let &[c, h, w] = input else {
                 return Err(need_4d("conv2d"));
             };
             if c != in_channels {
-                return Err(invalid(
-                    name,
-                    format!("in_channels = {in_channels} but its input has {c} channels"),
-                ));
+                return Err(invalid(name, format!("in_channels = {in_channels} but its input has {c} channels")));
             }
             if kernel_size == 0 || out_channels == 0 {
-                return Err(invalid(
-                    name,
-                    "kernel_size and out_channels must be >= 1".into(),
-                ));
+                return Err(invalid(name, "kernel_size and out_channels must be >= 1".into()));
             }
             let (hp, wp) = (h + 2 * padding, w + 2 * padding);
             if hp < kernel_size || wp < kernel_size {
-                return Err(invalid(
-                    name,
-                    format!("kernel {kernel_size} is larger than its padded input {hp}x{wp}"),
-                ));
+                return Err(invalid(name, format!("kernel {kernel_size} is larger than its padded input {hp}x{wp}")));
             }
-            Ok(vec![
-                out_channels,
-                hp - kernel_size + 1,
-                wp - kernel_size + 1,
-            ])
+            Ok(vec![out_channels, hp - kernel_size + 1, wp - kernel_size + 1])
         }
-        Op::Linear {
-            in_features,
-            out_features,
-            ..
-        } => {
+        Op::Linear { in_features, out_features, .. } => {
             let &[f] = input else {
                 return Err(invalid(
                     name,
@@ -372,18 +258,12 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
                 ));
             };
             if f != in_features {
-                return Err(invalid(
-                    name,
-                    format!("in_features = {in_features} but its input has {f} features"),
-                ));
+                return Err(invalid(name, format!("in_features = {in_features} but its input has {f} features")));
             }
             Ok(vec![out_features])
         }
         Op::Relu => Ok(input.to_vec()),
-        Op::MaxPool2d {
-            kernel_size,
-            stride,
-        } => {
+        Op::MaxPool2d { kernel_size, stride } => {
             let &[c, h, w] = input else {
                 return Err(need_4d("max_pool2d"));
             };
@@ -393,11 +273,7 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
                     format!("pool {kernel_size} (stride {stride}) does not fit its {h}x{w} input"),
                 ));
             }
-            Ok(vec![
-                c,
-                (h - kernel_size) / stride + 1,
-                (w - kernel_size) / stride + 1,
-            ])
+            Ok(vec![c, (h - kernel_size) / stride + 1, (w - kernel_size) / stride + 1])
         }
         Op::GlobalAvgPool => {
             let &[c, _, _] = input else {
@@ -408,10 +284,7 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
         Op::Flatten => Ok(vec![input.iter().product()]),
         Op::Dropout { p } => {
             if !(0.0..1.0).contains(&p) {
-                return Err(invalid(
-                    name,
-                    format!("dropout p = {p}; accepted: 0 <= p < 1"),
-                ));
+                return Err(invalid(name, format!("dropout p = {p}; accepted: 0 <= p < 1")));
             }
             Ok(input.to_vec())
         }

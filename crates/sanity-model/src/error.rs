@@ -7,9 +7,7 @@ pub enum ModelError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// An architecture preset name is not known.
-    #[error(
-        "unknown architecture `{name}`; the presets are: {available} (or give a path to an architecture TOML)"
-    )]
+    #[error("unknown architecture `{name}`; the presets are: {available} (or give a path to an architecture TOML)")]
     UnknownPreset {
         /// The name asked for.
         name: String,

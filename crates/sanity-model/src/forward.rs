@@ -1,9 +1,8 @@
 //! The forward pass of a sequential model over named layers.
 
 use crate::architecture::{Architecture, Op};
-use crate::conv::conv2d;
 use crate::error::Result;
-use crate::pool::MaxPool2d;
+use crate::ops::{MaxPool2d, ReluMode, conv2d, linear, relu};
 use crate::weights::Weights;
 use candle_core::{D, Tensor};
 use rand::Rng;
@@ -36,10 +35,7 @@ impl Model {
 
     /// The same architecture with other weights.
     pub fn with_weights(&self, weights: Weights) -> Self {
-        Self {
-            arch: Arc::clone(&self.arch),
-            weights,
-        }
+        Self { arch: Arc::clone(&self.arch), weights }
     }
 
     /// Logits `[n, outputs]` of inputs `[n, c, h, w]`, evaluation mode.
@@ -50,11 +46,18 @@ impl Model {
     /// Runs layers `range` (indices into `arch.layers`) on `x`, the input of layer `range.start`.
     /// Splitting the forward at a layer is how gradients with respect to an inner activation
     /// are taken (candle keeps gradients only for `Var` leaves).
-    pub fn forward_range(
+    pub fn forward_range(&self, x: &Tensor, range: Range<usize>, mode: &mut Mode) -> Result<Tensor> {
+        self.forward_with(x, range, mode, ReluMode::Standard)
+    }
+
+    /// [`Model::forward_range`] with the ReLU backward rule `relu_mode` (guided backprop and
+    /// deconvnet change only the backward; the forward values are the same).
+    pub fn forward_with(
         &self,
         x: &Tensor,
         range: Range<usize>,
         mode: &mut Mode,
+        relu_mode: ReluMode,
     ) -> Result<Tensor> {
         let mut h = x.clone();
         for layer in &self.arch.layers[range] {
@@ -67,17 +70,10 @@ impl Model {
                 Op::Linear { .. } => {
                     let w = self.weights.get(&format!("{}.weight", layer.name))?;
                     let b = self.weights.get(&format!("{}.bias", layer.name))?;
-                    h.matmul(&w.t()?)?.broadcast_add(b)?
+                    linear(&h, w, b)?
                 }
-                Op::Relu => h.relu()?,
-                Op::MaxPool2d {
-                    kernel_size,
-                    stride,
-                } => MaxPool2d {
-                    kernel_size,
-                    stride,
-                }
-                .forward(&h)?,
+                Op::Relu => relu(&h, relu_mode)?,
+                Op::MaxPool2d { kernel_size, stride } => MaxPool2d { kernel_size, stride }.forward(&h)?,
                 Op::GlobalAvgPool => h.mean(D::Minus1)?.mean(D::Minus1)?,
                 Op::Flatten => h.flatten_from(1)?,
                 Op::Dropout { p } => match mode {
@@ -85,16 +81,9 @@ impl Model {
                     Mode::Train(rng) => {
                         let keep = 1.0 - p;
                         let mask: Vec<f32> = (0..h.elem_count())
-                            .map(|_| {
-                                if rng.random::<f64>() < keep {
-                                    (1.0 / keep) as f32
-                                } else {
-                                    0.0
-                                }
-                            })
+                            .map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
                             .collect();
-                        let mask =
-                            Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?;
+                        let mask = Tensor::from_vec(mask, h.shape(), h.device())?.to_dtype(h.dtype())?;
                         (h * mask)?
                     }
                 },

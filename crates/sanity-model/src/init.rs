@@ -37,15 +37,11 @@ fn sample(init: &Init, n: usize, fan_in: usize, fan_out: usize, rng: &mut ChaCha
     match *init {
         Init::GlorotUniform {} => {
             let limit = (6.0 / (fan_in + fan_out) as f64).sqrt();
-            (0..n)
-                .map(|_| rng.random_range(-limit..=limit) as f32)
-                .collect()
+            (0..n).map(|_| rng.random_range(-limit..=limit) as f32).collect()
         }
         Init::PytorchDefault {} => {
             let bound = 1.0 / (fan_in as f64).sqrt();
-            (0..n)
-                .map(|_| rng.random_range(-bound..=bound) as f32)
-                .collect()
+            (0..n).map(|_| rng.random_range(-bound..=bound) as f32).collect()
         }
         Init::TruncatedNormal { std } => {
             let normal = Normal::new(0.0, std.abs()).expect("std is finite");
@@ -91,14 +87,8 @@ pub fn init_weights(arch: &Architecture, seed: u64) -> Result<Weights> {
         let mut rng = stream_rng(seed, "init", i as u64);
         let w = sample(w_init, w_shape.iter().product(), fan_in, fan_out, &mut rng);
         let b = sample(b_init, b_shape[0], fan_in, fan_out, &mut rng);
-        weights.insert(
-            format!("{}.weight", layer.name),
-            Tensor::from_vec(w, w_shape, &Device::Cpu)?,
-        );
-        weights.insert(
-            format!("{}.bias", layer.name),
-            Tensor::from_vec(b, b_shape, &Device::Cpu)?,
-        );
+        weights.insert(format!("{}.weight", layer.name), Tensor::from_vec(w, w_shape, &Device::Cpu)?);
+        weights.insert(format!("{}.bias", layer.name), Tensor::from_vec(b, b_shape, &Device::Cpu)?);
     }
     Ok(weights)
 }
@@ -114,12 +104,8 @@ pub fn reinitialize(
 ) -> Result<Weights> {
     let index = arch.stage_index(layer)?;
     let op = &arch.layers[index].op;
-    let (w_shape, b_shape, fan_in, fan_out) = op
-        .parameter_shapes()
-        .expect("stage_index returns a parameterised layer");
-    let (own_w, own_b) = op
-        .initializers()
-        .expect("parameterised layers have initialisers");
+    let (w_shape, b_shape, fan_in, fan_out) = op.parameter_shapes().expect("stage_index returns a parameterised layer");
+    let (own_w, own_b) = op.initializers().expect("parameterised layers have initialisers");
     let (w_name, b_name) = (format!("{layer}.weight"), format!("{layer}.bias"));
     let (w, b) = match reinit {
         Reinit::Original {} => (

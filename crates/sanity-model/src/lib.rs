@@ -3,12 +3,11 @@
 //! project's own max-pool (candle's backward is wrong, DESIGN.md section 2).
 
 pub mod architecture;
-pub mod conv;
 pub mod error;
 pub mod forward;
 pub mod init;
 pub mod layer;
-pub mod pool;
+pub mod ops;
 pub mod presets;
 pub mod train;
 pub mod weights;
@@ -18,6 +17,7 @@ pub use error::ModelError;
 pub use forward::{Mode, Model};
 pub use init::{Reinit, init_weights, reinitialize};
 pub use layer::{Init, LayerSpec};
+pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
 pub use train::{EpochStats, TrainSpec, accuracy, predict_logits, train};
 pub use weights::Weights;

@@ -16,22 +16,13 @@ pub fn preset(name: &str, input: [usize; 3]) -> Result<ArchitectureSpec> {
         "adebayo-cnn" => adebayo_cnn(input[0]),
         "adebayo-mlp" => adebayo_mlp(input.iter().product()),
         _ => {
-            return Err(ModelError::UnknownPreset {
-                name: name.to_string(),
-                available: PRESETS.join(", "),
-            });
+            return Err(ModelError::UnknownPreset { name: name.to_string(), available: PRESETS.join(", ") });
         }
     };
     Ok(ArchitectureSpec { input, layers })
 }
 
-fn conv(
-    name: &str,
-    in_channels: usize,
-    out_channels: usize,
-    kernel_size: usize,
-    init: (Init, Init),
-) -> LayerSpec {
+fn conv(name: &str, in_channels: usize, out_channels: usize, kernel_size: usize, init: (Init, Init)) -> LayerSpec {
     LayerSpec::Conv2d {
         name: name.into(),
         in_channels,
@@ -44,13 +35,7 @@ fn conv(
 }
 
 fn linear(name: &str, in_features: usize, out_features: usize, init: (Init, Init)) -> LayerSpec {
-    LayerSpec::Linear {
-        name: name.into(),
-        in_features,
-        out_features,
-        weight_init: init.0,
-        bias_init: init.1,
-    }
+    LayerSpec::Linear { name: name.into(), in_features, out_features, weight_init: init.0, bias_init: init.1 }
 }
 
 fn relu() -> LayerSpec {
@@ -58,11 +43,7 @@ fn relu() -> LayerSpec {
 }
 
 fn pool() -> LayerSpec {
-    LayerSpec::MaxPool2d {
-        name: None,
-        kernel_size: 2,
-        stride: None,
-    }
+    LayerSpec::MaxPool2d { name: None, kernel_size: 2, stride: None }
 }
 
 /// Keras' defaults, as in the seed lesson: glorot_uniform kernels, zero biases.
@@ -72,10 +53,7 @@ fn keras() -> (Init, Init) {
 
 /// Adebayo et al.'s code: truncated normal std 0.1 weights, constant 0.1 biases.
 fn adebayo() -> (Init, Init) {
-    (
-        Init::TruncatedNormal { std: 0.1 },
-        Init::Constant { value: 0.1 },
-    )
+    (Init::TruncatedNormal { std: 0.1 }, Init::Constant { value: 0.1 })
 }
 
 /// The seed lesson's chest X-ray CNN: conv1..conv7 (8, 8, 12, 12 filters 3x3; 20, 20 filters
@@ -134,10 +112,7 @@ fn head(features: usize, hidden: usize, dropout: f64) -> Vec<LayerSpec> {
         LayerSpec::GlobalAvgPool { name: None },
         linear("dense1", features, hidden, keras()),
         relu(),
-        LayerSpec::Dropout {
-            name: None,
-            p: dropout,
-        },
+        LayerSpec::Dropout { name: None, p: dropout },
         linear("dense2", hidden, 32, keras()),
         relu(),
         linear("logit", 32, 1, keras()),
@@ -183,22 +158,13 @@ mod tests {
 
     #[test]
     fn presets_build_with_the_contract_names() {
-        let a =
-            Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid");
+        let a = Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid");
         assert_eq!(a.stages(), ["conv1", "conv2", "fc1", "logits"]);
-        let l =
-            Architecture::new(preset("lesson-cnn", [1, 256, 256]).expect("preset")).expect("valid");
+        let l = Architecture::new(preset("lesson-cnn", [1, 256, 256]).expect("preset")).expect("valid");
         assert_eq!(l.stages().len(), 10);
-        assert_eq!(
-            l.shapes[l.index_of("conv7").expect("conv7")],
-            vec![50, 4, 4]
-        );
-        let p =
-            Architecture::new(preset("phantom-cnn", [1, 64, 64]).expect("preset")).expect("valid");
-        assert_eq!(
-            p.shapes[p.index_of("conv4").expect("conv4")],
-            vec![50, 8, 8]
-        );
+        assert_eq!(l.shapes[l.index_of("conv7").expect("conv7")], vec![50, 4, 4]);
+        let p = Architecture::new(preset("phantom-cnn", [1, 64, 64]).expect("preset")).expect("valid");
+        assert_eq!(p.shapes[p.index_of("conv4").expect("conv4")], vec![50, 8, 8]);
         assert_eq!(p.last_conv(), Some("conv4"));
         assert_eq!(p.num_outputs(), 1);
         Architecture::new(preset("adebayo-mlp", [1, 28, 28]).expect("preset")).expect("valid");
@@ -206,12 +172,9 @@ mod tests {
 
     #[test]
     fn a_wrong_size_names_the_layer() {
-        let err = Architecture::new(preset("adebayo-cnn", [1, 32, 32]).expect("preset"))
-            .expect_err("3136 != 4096");
+        let err = Architecture::new(preset("adebayo-cnn", [1, 32, 32]).expect("preset")).expect_err("3136 != 4096");
         assert!(err.to_string().contains("`fc1`"), "{err}");
-        let err = preset("lesson", [1, 8, 8])
-            .expect_err("unknown")
-            .to_string();
+        let err = preset("lesson", [1, 8, 8]).expect_err("unknown").to_string();
         assert!(err.contains("lesson-cnn"), "{err}");
     }
 }

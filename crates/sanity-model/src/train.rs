@@ -41,21 +41,13 @@ fn loss(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let n = labels.len();
     if logits.dim(1)? == 1 {
         let z = logits.flatten_all()?;
-        let y = Tensor::from_vec(
-            labels.iter().map(|&l| l as f32).collect::<Vec<_>>(),
-            n,
-            logits.device(),
-        )?
-        .to_dtype(z.dtype())?;
+        let y = Tensor::from_vec(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), n, logits.device())?
+            .to_dtype(z.dtype())?;
         let softplus = z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
         Ok((z.relu()? - (z * y)? + softplus)?.mean_all()?)
     } else {
         let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-        let idx = Tensor::from_vec(
-            labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
-            (n, 1),
-            logits.device(),
-        )?;
+        let idx = Tensor::from_vec(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), (n, 1), logits.device())?;
         Ok(log_p.gather(&idx, 1)?.neg()?.mean_all()?)
     }
 }
@@ -86,11 +78,7 @@ pub fn predict_logits(model: &Model, data: &Dataset, batch_size: usize) -> Resul
     let mut out = Vec::with_capacity(data.len() * model.arch.num_outputs());
     for start in (0..data.len()).step_by(batch_size.max(1)) {
         let end = (start + batch_size).min(data.len());
-        let x = Tensor::from_slice(
-            data.images_in(start..end),
-            (end - start, c, h, w),
-            &Device::Cpu,
-        )?;
+        let x = Tensor::from_slice(data.images_in(start..end), (end - start, c, h, w), &Device::Cpu)?;
         out.extend(model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
@@ -100,11 +88,7 @@ pub fn predict_logits(model: &Model, data: &Dataset, batch_size: usize) -> Resul
 pub fn accuracy(model: &Model, data: &Dataset) -> Result<f64> {
     let logits = predict_logits(model, data, 256)?;
     let predicted = classes_of(&logits, model.arch.num_outputs());
-    let correct = predicted
-        .iter()
-        .zip(&data.labels)
-        .filter(|(p, l)| p == l)
-        .count();
+    let correct = predicted.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
     Ok(correct as f64 / data.len().max(1) as f64)
 }
 
@@ -126,9 +110,7 @@ pub fn train(
         )));
     }
     if spec.batch_size == 0 || data.is_empty() {
-        return Err(ModelError::Training(
-            "batch_size and the number of training images must be >= 1".into(),
-        ));
+        return Err(ModelError::Training("batch_size and the number of training images must be >= 1".into()));
     }
     let [c, h, w] = data.image_shape;
     let vars: Vec<(String, Var)> = model
@@ -136,11 +118,7 @@ pub fn train(
         .iter()
         .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
         .collect::<Result<_>>()?;
-    let params = ParamsAdamW {
-        lr: spec.learning_rate,
-        weight_decay: spec.weight_decay,
-        ..Default::default()
-    };
+    let params = ParamsAdamW { lr: spec.learning_rate, weight_decay: spec.weight_decay, ..Default::default() };
     let mut optimizer = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
     let current = |vars: &[(String, Var)]| {
         let mut weights = Weights::new();
@@ -156,33 +134,19 @@ pub fn train(
         let mut dropout_rng = stream_rng(seed, "train-dropout", epoch as u64);
         let (mut loss_sum, mut batches, mut correct) = (0.0, 0usize, 0usize);
         for batch in order.chunks(spec.batch_size) {
-            let x = Tensor::from_vec(
-                data.gather_images(batch),
-                (batch.len(), c, h, w),
-                &Device::Cpu,
-            )?;
+            let x = Tensor::from_vec(data.gather_images(batch), (batch.len(), c, h, w), &Device::Cpu)?;
             let labels: Vec<usize> = batch.iter().map(|&i| data.labels[i]).collect();
-            let logits = current(&vars).forward_range(
-                &x,
-                0..model.arch.layers.len(),
-                &mut Mode::Train(&mut dropout_rng),
-            )?;
+            let logits =
+                current(&vars).forward_range(&x, 0..model.arch.layers.len(), &mut Mode::Train(&mut dropout_rng))?;
             let l = loss(&logits, &labels)?;
             optimizer.backward_step(&l)?;
             loss_sum += f64::from(l.to_scalar::<f32>()?);
             batches += 1;
             let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
-            correct += predicted
-                .iter()
-                .zip(&labels)
-                .filter(|(p, l)| p == l)
-                .count();
+            correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         }
-        let stats = EpochStats {
-            epoch,
-            loss: loss_sum / batches as f64,
-            running_accuracy: correct as f64 / data.len() as f64,
-        };
+        let stats =
+            EpochStats { epoch, loss: loss_sum / batches as f64, running_accuracy: correct as f64 / data.len() as f64 };
         on_epoch(&stats);
         history.push(stats);
     }

@@ -22,12 +22,10 @@ impl Weights {
 
     /// The tensor called `name` (e.g. `conv1.weight`).
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| ModelError::UnknownLayer {
-                name: name.to_string(),
-                available: self.tensors.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+        self.tensors.get(name).ok_or_else(|| ModelError::UnknownLayer {
+            name: name.to_string(),
+            available: self.tensors.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// Sets (or replaces) one tensor.
@@ -52,11 +50,7 @@ impl Weights {
 
     /// The same weights converted to `dtype`.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
-        let tensors = self
-            .tensors
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), t.to_dtype(dtype)?)))
-            .collect::<Result<_>>()?;
+        let tensors = self.tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_dtype(dtype)?))).collect::<Result<_>>()?;
         Ok(Self { tensors })
     }
 
@@ -64,36 +58,19 @@ impl Weights {
     pub fn save_safetensors(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("safetensors.partial");
         let map: HashMap<String, Tensor> = self.tensors.clone().into_iter().collect();
-        candle_core::safetensors::save(&map, &tmp).map_err(|e| ModelError::Weights {
-            path: tmp.display().to_string(),
-            reason: e.to_string(),
-        })?;
-        std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        candle_core::safetensors::save(&map, &tmp)
+            .map_err(|e| ModelError::Weights { path: tmp.display().to_string(), reason: e.to_string() })?;
+        std::fs::rename(&tmp, path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
     }
 
     /// Reads a safetensors file and checks it against `arch`: exactly the expected names, shapes
     /// and a float dtype (converted to f32); anything else is refused with what was expected.
     pub fn load_safetensors(path: &Path, arch: &Architecture) -> Result<Self> {
-        let fail = |reason: String| ModelError::Weights {
-            path: path.display().to_string(),
-            reason,
-        };
-        let loaded =
-            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| fail(e.to_string()))?;
+        let fail = |reason: String| ModelError::Weights { path: path.display().to_string(), reason };
+        let loaded = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| fail(e.to_string()))?;
         let expected = expected_shapes(arch);
-        let missing: Vec<_> = expected
-            .keys()
-            .filter(|k| !loaded.contains_key(*k))
-            .cloned()
-            .collect();
-        let mut unexpected: Vec<_> = loaded
-            .keys()
-            .filter(|k| !expected.contains_key(*k))
-            .cloned()
-            .collect();
+        let missing: Vec<_> = expected.keys().filter(|k| !loaded.contains_key(*k)).cloned().collect();
+        let mut unexpected: Vec<_> = loaded.keys().filter(|k| !expected.contains_key(*k)).cloned().collect();
         unexpected.sort();
         if !missing.is_empty() || !unexpected.is_empty() {
             return Err(fail(format!(
@@ -107,19 +84,10 @@ impl Weights {
         for (name, shape) in &expected {
             let t = &loaded[name];
             if t.dims() != shape.as_slice() {
-                return Err(fail(format!(
-                    "`{name}` has shape {:?}, expected {shape:?}",
-                    t.dims()
-                )));
+                return Err(fail(format!("`{name}` has shape {:?}, expected {shape:?}", t.dims())));
             }
-            if !matches!(
-                t.dtype(),
-                DType::F32 | DType::F64 | DType::F16 | DType::BF16
-            ) {
-                return Err(fail(format!(
-                    "`{name}` has dtype {:?}, expected a float type",
-                    t.dtype()
-                )));
+            if !matches!(t.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16) {
+                return Err(fail(format!("`{name}` has dtype {:?}, expected a float type", t.dtype())));
             }
             weights.insert(name.clone(), t.to_dtype(DType::F32)?);
         }
@@ -140,9 +108,5 @@ pub fn expected_shapes(arch: &Architecture) -> BTreeMap<String, Vec<usize>> {
 }
 
 fn describe(shapes: &BTreeMap<String, Vec<usize>>) -> String {
-    shapes
-        .iter()
-        .map(|(k, s)| format!("{k} {s:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    shapes.iter().map(|(k, s)| format!("{k} {s:?}")).collect::<Vec<_>>().join(", ")
 }

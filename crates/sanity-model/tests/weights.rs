@@ -10,8 +10,7 @@ fn arch() -> Architecture {
 }
 
 fn same(a: &Tensor, b: &Tensor) -> bool {
-    a.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok()
-        == b.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok()
+    a.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok() == b.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok()
 }
 
 #[test]
@@ -32,20 +31,14 @@ fn safetensors_round_trip_keeps_pytorch_names_shapes_and_values() {
             "logits.weight"
         ]
     );
-    assert_eq!(
-        weights.get("conv2.weight").expect("conv2").dims(),
-        [64, 32, 5, 5]
-    );
+    assert_eq!(weights.get("conv2.weight").expect("conv2").dims(), [64, 32, 5, 5]);
     assert_eq!(weights.get("fc1.weight").expect("fc1").dims(), [1024, 3136]);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("m.safetensors");
     weights.save_safetensors(&path).expect("save");
     let loaded = Weights::load_safetensors(&path, &arch).expect("load");
     for (name, tensor) in weights.iter() {
-        assert!(
-            same(tensor, loaded.get(name).expect("present")),
-            "{name} changed in the round trip"
-        );
+        assert!(same(tensor, loaded.get(name).expect("present")), "{name} changed in the round trip");
     }
 }
 
@@ -53,15 +46,9 @@ fn safetensors_round_trip_keeps_pytorch_names_shapes_and_values() {
 fn a_file_for_another_architecture_is_refused_with_the_expected_names() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("other.safetensors");
-    let mlp =
-        Architecture::new(preset("adebayo-mlp", [1, 28, 28]).expect("preset")).expect("valid");
-    init_weights(&mlp, 1)
-        .expect("init")
-        .save_safetensors(&path)
-        .expect("save");
-    let err = Weights::load_safetensors(&path, &arch())
-        .expect_err("names differ")
-        .to_string();
+    let mlp = Architecture::new(preset("adebayo-mlp", [1, 28, 28]).expect("preset")).expect("valid");
+    init_weights(&mlp, 1).expect("init").save_safetensors(&path).expect("save");
+    let err = Weights::load_safetensors(&path, &arch()).expect_err("names differ").to_string();
     assert!(
         err.contains("missing: [conv1.bias")
             && err.contains("unexpected: [hidden1.bias")
@@ -70,18 +57,10 @@ fn a_file_for_another_architecture_is_refused_with_the_expected_names() {
     );
 
     let mut wrong_shape = init_weights(&arch(), 1).expect("init");
-    wrong_shape.insert(
-        "fc1.bias",
-        Tensor::zeros(1000, DType::F32, &Device::Cpu).expect("zeros"),
-    );
+    wrong_shape.insert("fc1.bias", Tensor::zeros(1000, DType::F32, &Device::Cpu).expect("zeros"));
     wrong_shape.save_safetensors(&path).expect("save");
-    let err = Weights::load_safetensors(&path, &arch())
-        .expect_err("shape differs")
-        .to_string();
-    assert!(
-        err.contains("`fc1.bias` has shape [1000], expected [1024]"),
-        "{err}"
-    );
+    let err = Weights::load_safetensors(&path, &arch()).expect_err("shape differs").to_string();
+    assert!(err.contains("`fc1.bias` has shape [1000], expected [1024]"), "{err}");
 }
 
 #[test]
@@ -89,92 +68,38 @@ fn reinitialize_returns_new_weights_and_leaves_its_input_alone() {
     let arch = arch();
     let trained = init_weights(&arch, 5).expect("init");
     let snapshot = trained.clone();
-    for reinit in [
-        Reinit::Original {},
-        Reinit::TruncatedNormal { std: 0.05 },
-        Reinit::PytorchDefault {},
-        Reinit::Permute {},
-    ] {
-        let out = reinitialize(
-            &trained,
-            &arch,
-            "conv2",
-            &reinit,
-            &mut stream_rng(1, "t", 0),
-        )
-        .expect("reinit");
-        assert!(
-            !same(
-                out.get("conv2.weight").expect("w"),
-                trained.get("conv2.weight").expect("w")
-            ),
-            "{reinit:?}"
-        );
+    for reinit in
+        [Reinit::Original {}, Reinit::TruncatedNormal { std: 0.05 }, Reinit::PytorchDefault {}, Reinit::Permute {}]
+    {
+        let out = reinitialize(&trained, &arch, "conv2", &reinit, &mut stream_rng(1, "t", 0)).expect("reinit");
+        assert!(!same(out.get("conv2.weight").expect("w"), trained.get("conv2.weight").expect("w")), "{reinit:?}");
         for name in ["conv1.weight", "fc1.weight", "logits.bias"] {
-            assert!(
-                same(out.get(name).expect("w"), trained.get(name).expect("w")),
-                "{reinit:?} touched {name}"
-            );
+            assert!(same(out.get(name).expect("w"), trained.get(name).expect("w")), "{reinit:?} touched {name}");
         }
-        let again = reinitialize(
-            &trained,
-            &arch,
-            "conv2",
-            &reinit,
-            &mut stream_rng(1, "t", 0),
-        )
-        .expect("reinit");
+        let again = reinitialize(&trained, &arch, "conv2", &reinit, &mut stream_rng(1, "t", 0)).expect("reinit");
         assert!(
-            same(
-                out.get("conv2.weight").expect("w"),
-                again.get("conv2.weight").expect("w")
-            ),
+            same(out.get("conv2.weight").expect("w"), again.get("conv2.weight").expect("w")),
             "{reinit:?} is not seeded"
         );
     }
     for (name, tensor) in trained.iter() {
-        assert!(
-            same(tensor, snapshot.get(name).expect("present")),
-            "the input weights changed: {name}"
-        );
+        assert!(same(tensor, snapshot.get(name).expect("present")), "the input weights changed: {name}");
     }
-    let err = reinitialize(
-        &trained,
-        &arch,
-        "relu1",
-        &Reinit::Original {},
-        &mut stream_rng(1, "t", 0),
-    )
-    .expect_err("no params");
-    assert!(
-        err.to_string().contains("conv1`, `conv2`, `fc1`, `logits"),
-        "{err}"
-    );
+    let err = reinitialize(&trained, &arch, "relu1", &Reinit::Original {}, &mut stream_rng(1, "t", 0))
+        .expect_err("no params");
+    assert!(err.to_string().contains("conv1`, `conv2`, `fc1`, `logits"), "{err}");
 }
 
 #[test]
 fn permute_keeps_the_multiset_of_values() {
     let arch = arch();
     let trained = init_weights(&arch, 5).expect("init");
-    let out = reinitialize(
-        &trained,
-        &arch,
-        "logits",
-        &Reinit::Permute {},
-        &mut stream_rng(2, "t", 0),
-    )
-    .expect("permute");
+    let out =
+        reinitialize(&trained, &arch, "logits", &Reinit::Permute {}, &mut stream_rng(2, "t", 0)).expect("permute");
     let sorted = |t: &Tensor| {
-        let mut v = t
-            .flatten_all()
-            .expect("flat")
-            .to_vec1::<f32>()
-            .expect("f32");
+        let mut v = t.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
         v.sort_by(f32::total_cmp);
         v
     };
-    assert_eq!(
-        sorted(out.get("logits.weight").expect("w")),
-        sorted(trained.get("logits.weight").expect("w"))
-    );
+    assert_eq!(sorted(out.get("logits.weight").expect("w")), sorted(trained.get("logits.weight").expect("w")));
 }

@@ -25,10 +25,7 @@ impl MaxPool2d {
     }
 
     fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            (h - self.kernel_size) / self.stride + 1,
-            (w - self.kernel_size) / self.stride + 1,
-        )
+        ((h - self.kernel_size) / self.stride + 1, (w - self.kernel_size) / self.stride + 1)
     }
 
     /// Flat input index of the (first) maximum of the window of output `(oy, ox)` in `plane`.
@@ -63,10 +60,7 @@ impl MaxPool2d {
         let [_, _, h, w] = dims;
         let (oh, ow) = self.out_size(h, w);
         let mut out = vec![T::zero(); x.len()];
-        for ((plane, g), dst) in x
-            .chunks_exact(h * w)
-            .zip(grad.chunks_exact(oh * ow))
-            .zip(out.chunks_exact_mut(h * w))
+        for ((plane, g), dst) in x.chunks_exact(h * w).zip(grad.chunks_exact(oh * ow)).zip(out.chunks_exact_mut(h * w))
         {
             for oy in 0..oh {
                 for ox in 0..ow {
@@ -87,10 +81,7 @@ impl MaxPool2d {
         dims: [usize; 4],
     ) -> candle_core::Result<Tensor> {
         let x = arg.flatten_all()?.to_vec1::<T>()?;
-        let g = grad_res
-            .to_dtype(arg.dtype())?
-            .flatten_all()?
-            .to_vec1::<T>()?;
+        let g = grad_res.to_dtype(arg.dtype())?.flatten_all()?.to_vec1::<T>()?;
         Tensor::from_vec(self.bwd_kernel(&x, &g, dims), arg.shape(), arg.device())
     }
 }
@@ -105,11 +96,7 @@ impl CustomOp1 for MaxPool2d {
         "sanity-max-pool2d"
     }
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = dims4(layout.shape())?;
         let (oh, ow) = self.out_size(dims[2], dims[3]);
         let (start, end) = layout
@@ -119,21 +106,13 @@ impl CustomOp1 for MaxPool2d {
             CpuStorage::F32(v) => CpuStorage::F32(self.fwd_kernel(&v[start..end], dims)),
             CpuStorage::F64(v) => CpuStorage::F64(self.fwd_kernel(&v[start..end], dims)),
             other => {
-                return Err(candle_core::Error::UnsupportedDTypeForOp(
-                    other.dtype(),
-                    "max_pool2d",
-                ));
+                return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "max_pool2d"));
             }
         };
         Ok((out, Shape::from((dims[0], dims[1], oh, ow))))
     }
 
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let dims = dims4(arg.shape())?;
         let grad = match arg.dtype() {
             candle_core::DType::F64 => self.bwd_typed::<f64>(arg, grad_res, dims)?,
@@ -151,66 +130,20 @@ mod tests {
     #[test]
     fn forward_takes_window_maxima_in_floor_mode() {
         // 1x1x3x3 input, 2x2 windows, stride 1 -> 2x2 output; an odd size, floor mode.
-        let x = Tensor::new(
-            &[[[[1f32, 5., 2.], [4., 3., 9.], [0., 8., 6.]]]],
-            &Device::Cpu,
-        )
-        .expect("tensor");
-        let y = MaxPool2d {
-            kernel_size: 2,
-            stride: 1,
-        }
-        .forward(&x)
-        .expect("pool");
-        assert_eq!(
-            y.flatten_all()
-                .expect("flat")
-                .to_vec1::<f32>()
-                .expect("vec"),
-            [5., 9., 8., 9.]
-        );
-        let y = MaxPool2d {
-            kernel_size: 2,
-            stride: 2,
-        }
-        .forward(&x)
-        .expect("pool");
-        assert_eq!(
-            y.flatten_all()
-                .expect("flat")
-                .to_vec1::<f32>()
-                .expect("vec"),
-            [5.]
-        );
+        let x = Tensor::new(&[[[[1f32, 5., 2.], [4., 3., 9.], [0., 8., 6.]]]], &Device::Cpu).expect("tensor");
+        let y = MaxPool2d { kernel_size: 2, stride: 1 }.forward(&x).expect("pool");
+        assert_eq!(y.flatten_all().expect("flat").to_vec1::<f32>().expect("vec"), [5., 9., 8., 9.]);
+        let y = MaxPool2d { kernel_size: 2, stride: 2 }.forward(&x).expect("pool");
+        assert_eq!(y.flatten_all().expect("flat").to_vec1::<f32>().expect("vec"), [5.]);
     }
 
     #[test]
     fn backward_routes_to_the_argmax_and_accumulates_overlaps() {
-        let x = Var::new(
-            &[[[[1f64, 5., 2.], [4., 3., 9.], [0., 8., 6.]]]],
-            &Device::Cpu,
-        )
-        .expect("var");
-        let y = MaxPool2d {
-            kernel_size: 2,
-            stride: 1,
-        }
-        .forward(x.as_tensor())
-        .expect("pool");
+        let x = Var::new(&[[[[1f64, 5., 2.], [4., 3., 9.], [0., 8., 6.]]]], &Device::Cpu).expect("var");
+        let y = MaxPool2d { kernel_size: 2, stride: 1 }.forward(x.as_tensor()).expect("pool");
         let weights = Tensor::new(&[[[[1f64, 2.], [3., 4.]]]], &Device::Cpu).expect("tensor");
-        let grads = (y * weights)
-            .expect("mul")
-            .sum_all()
-            .expect("sum")
-            .backward()
-            .expect("backward");
-        let g = grads
-            .get(x.as_tensor())
-            .expect("grad")
-            .flatten_all()
-            .expect("flat")
-            .to_vec1::<f64>()
-            .expect("vec");
+        let grads = (y * weights).expect("mul").sum_all().expect("sum").backward().expect("backward");
+        let g = grads.get(x.as_tensor()).expect("grad").flatten_all().expect("flat").to_vec1::<f64>().expect("vec");
         // 5 gets 1, 9 gets 2 + 4 (two windows), 8 gets 3.
         assert_eq!(g, [0., 1., 0., 0., 0., 6., 0., 3., 0.]);
     }

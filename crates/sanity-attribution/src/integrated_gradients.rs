@@ -1,0 +1,214 @@
+//! Integrated Gradients — Sundararajan et al. 2017, arXiv:1703.01365, Eq. 1.
+//! ```text
+//! IG_i(x) = (x_i − x'_i) · ∫₀¹ ∂F(x' + α(x − x'))/∂x_i dα
+//!         ≈ (x_i − x'_i) · Σ_k w_k ∂F(x' + α_k(x − x'))/∂x_i
+//! ```
+//! The quadrature `(α_k, w_k)` is `rule` with m = `steps` points, as Captum's
+//! `approximation_methods`: riemann_left `α_k = k/m`, riemann_right `(k+1)/m`, riemann_middle
+//! `(k+½)/m`, all with `w_k = 1/m`; riemann_trapezoid `α = linspace(0, 1, m)` with weights
+//! `1/(m−1)` halved at both ends; gauss_legendre the m-point Gauss–Legendre rule mapped to
+//! [0, 1]. Completeness, `Σ_i IG_i ≈ F(x) − F(x')`, is checked in tests. All (image, step)
+//! points are evaluated in batches of `batch` inputs.
+//!
+//! Deviation from Captum 0.9: its `riemann_trapezoid` uses `α = linspace(0, 1, m)` but step
+//! `1/m` (halved at the ends), so its weights sum to `(m−1)/m` and its attributions are those
+//! of the trapezoidal rule times `(m−1)/m`; here the weights are the trapezoidal rule's and sum
+//! to 1, as completeness requires. The golden test compares `ours · (m−1)/m` with Captum.
+
+use crate::error::{AttributionError, Result};
+use crate::input_gradient::input_gradient;
+use crate::method::Attribution;
+use candle_core::{Device, Tensor};
+use sanity_model::{Model, ReluMode};
+use serde::{Deserialize, Serialize};
+
+/// The quadrature of the path integral.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Left Riemann sum.
+    RiemannLeft,
+    /// Right Riemann sum (the default; the endpoint α = 1 is included).
+    #[default]
+    RiemannRight,
+    /// Midpoint rule.
+    RiemannMiddle,
+    /// Trapezoidal rule.
+    RiemannTrapezoid,
+    /// Gauss–Legendre (Captum's default).
+    GaussLegendre,
+}
+
+/// The reference input x'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Baseline {
+    /// All zeros (Captum's default).
+    Zeros {},
+    /// Every value equal to `value`.
+    Constant {
+        /// The value.
+        value: f64,
+    },
+}
+
+/// The default baseline: zeros.
+pub fn default_baseline() -> Baseline {
+    Baseline::Zeros {}
+}
+
+impl Rule {
+    /// Points α_k and weights w_k on [0, 1] for `m` steps.
+    pub fn points(self, m: usize) -> (Vec<f64>, Vec<f64>) {
+        let mf = m as f64;
+        match self {
+            Rule::RiemannLeft => ((0..m).map(|k| k as f64 / mf).collect(), vec![1.0 / mf; m]),
+            Rule::RiemannRight => ((0..m).map(|k| (k + 1) as f64 / mf).collect(), vec![1.0 / mf; m]),
+            Rule::RiemannMiddle => ((0..m).map(|k| (k as f64 + 0.5) / mf).collect(), vec![1.0 / mf; m]),
+            Rule::RiemannTrapezoid => {
+                if m == 1 {
+                    return (vec![1.0], vec![1.0]);
+                }
+                let alphas = (0..m).map(|k| k as f64 / (mf - 1.0)).collect();
+                let mut w = vec![1.0 / (mf - 1.0); m];
+                w[0] /= 2.0;
+                w[m - 1] /= 2.0;
+                (alphas, w)
+            }
+            Rule::GaussLegendre => {
+                let (x, w) = gauss_legendre(m);
+                (x.iter().map(|v| (v + 1.0) / 2.0).collect(), w.iter().map(|v| v / 2.0).collect())
+            }
+        }
+    }
+}
+
+/// Nodes and weights of the m-point Gauss–Legendre rule on [−1, 1] (Newton on P_m, as
+/// numpy's `leggauss`, ascending nodes).
+fn gauss_legendre(m: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut nodes = vec![0.0; m];
+    let mut weights = vec![0.0; m];
+    for i in 0..m {
+        // Initial guess (Tricomi), then Newton iterations on the Legendre polynomial.
+        let mut x = -(std::f64::consts::PI * (i as f64 + 0.75) / (m as f64 + 0.5)).cos();
+        let mut dp = 1.0;
+        for _ in 0..100 {
+            let (mut p0, mut p1) = (1.0, x);
+            for k in 2..=m {
+                let p2 = ((2 * k - 1) as f64 * x * p1 - (k - 1) as f64 * p0) / k as f64;
+                p0 = p1;
+                p1 = p2;
+            }
+            // p1 = P_m(x), p0 = P_{m−1}(x), also for m = 1.
+            dp = m as f64 * (x * p1 - p0) / (x * x - 1.0);
+            let step = p1 / dp;
+            x -= step;
+            if step.abs() < 1e-16 {
+                break;
+            }
+        }
+        nodes[i] = x;
+        weights[i] = 2.0 / ((1.0 - x * x) * dp * dp);
+    }
+    (nodes, weights)
+}
+
+/// Integrated Gradients.
+#[derive(Debug, Clone)]
+pub struct IntegratedGradients {
+    /// Quadrature points m.
+    pub steps: usize,
+    /// Quadrature rule.
+    pub rule: Rule,
+    /// Reference input.
+    pub baseline: Baseline,
+    /// Inputs per forward/backward pass.
+    pub batch: usize,
+}
+
+impl IntegratedGradients {
+    fn baseline_of(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self.baseline {
+            Baseline::Zeros {} => x.zeros_like()?,
+            Baseline::Constant { value } => (x.zeros_like()? + value)?,
+        })
+    }
+}
+
+impl Attribution for IntegratedGradients {
+    fn id(&self) -> &'static str {
+        "integrated_gradients"
+    }
+
+    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+        if self.steps == 0 {
+            return Err(AttributionError::Invalid { method: self.id(), reason: "steps = 0; accepted: >= 1".into() });
+        }
+        let (n, c, h, w) = x.dims4()?;
+        let (alphas, weights) = self.rule.points(self.steps);
+        let baseline = self.baseline_of(x)?;
+        let delta = (x - &baseline)?;
+        // All (image, step) points, image-major; evaluated `batch` at a time.
+        let points: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..self.steps).map(move |k| (i, k))).collect();
+        let mut sum = vec![0.0f64; n * c * h * w];
+        let per = c * h * w;
+        for chunk in points.chunks(self.batch.max(1)) {
+            let mut inputs = Vec::with_capacity(chunk.len());
+            for &(i, k) in chunk {
+                inputs.push((baseline.get(i)? + (delta.get(i)? * alphas[k])?)?);
+            }
+            let chunk_targets: Vec<usize> = chunk.iter().map(|&(i, _)| targets[i]).collect();
+            let grads =
+                input_gradient(model, &Tensor::stack(&inputs, 0)?, &chunk_targets, ReluMode::Standard, self.id())?;
+            let values = grads.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+            for (g, &(i, k)) in values.chunks_exact(per).zip(chunk) {
+                for (s, v) in sum[i * per..(i + 1) * per].iter_mut().zip(g) {
+                    *s += weights[k] * v;
+                }
+            }
+        }
+        let avg = Tensor::from_vec(sum, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+        Ok((delta * avg)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauss_legendre_matches_numpy_leggauss() {
+        // numpy.polynomial.legendre.leggauss(3): nodes ±0.7745966692414834, 0; weights 5/9, 8/9.
+        let (x, w) = gauss_legendre(3);
+        assert!(
+            (x[0] + 0.7745966692414834).abs() < 1e-15
+                && x[1].abs() < 1e-15
+                && (x[2] - 0.7745966692414834).abs() < 1e-15
+        );
+        assert!((w[0] - 5.0 / 9.0).abs() < 1e-15 && (w[1] - 8.0 / 9.0).abs() < 1e-15);
+        for m in [1, 2, 7, 50] {
+            let (x, w) = gauss_legendre(m);
+            // Exact for x^(2m−1) on [−1, 1]: ∫ x^(2m−2) = 2/(2m−1).
+            let p = (2 * m - 2) as i32;
+            let integral: f64 = x.iter().zip(&w).map(|(x, w)| w * x.powi(p)).sum();
+            assert!((integral - 2.0 / (2 * m - 1) as f64).abs() < 1e-12, "m = {m}");
+        }
+    }
+
+    #[test]
+    fn every_rule_integrates_linear_functions_exactly_and_weights_sum_to_one() {
+        for rule in
+            [Rule::RiemannLeft, Rule::RiemannRight, Rule::RiemannMiddle, Rule::RiemannTrapezoid, Rule::GaussLegendre]
+        {
+            let (a, w) = rule.points(10);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{rule:?}");
+            let first_moment: f64 = a.iter().zip(&w).map(|(a, w)| a * w).sum();
+            let expected = match rule {
+                Rule::RiemannLeft => 0.45,
+                Rule::RiemannRight => 0.55,
+                _ => 0.5,
+            };
+            assert!((first_moment - expected).abs() < 1e-12, "{rule:?}: {first_moment}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Axioms: IG completeness with an error that shrinks with the steps, SmoothGrad with zero noise
+//! equals its inner method, VarGrad of zero noise is zero, and batching never changes a map.
+
+use candle_core::{DType, Device, Tensor};
+use rand::Rng;
+use sanity_attribution::MethodSpec;
+use sanity_data::stream_rng;
+use sanity_model::{Architecture, Model, init_weights, preset};
+use std::sync::Arc;
+
+fn model() -> Model {
+    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let weights = init_weights(&arch, 4).expect("init").to_dtype(DType::F64).expect("f64");
+    Model::new(arch, weights)
+}
+
+fn inputs(n: usize, seed: u64) -> Tensor {
+    let mut rng = stream_rng(seed, "axiom-inputs", 0);
+    let v: Vec<f64> = (0..n * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+    Tensor::from_vec(v, (n, 1, 28, 28), &Device::Cpu).expect("x")
+}
+
+fn spec(toml_text: &str) -> MethodSpec {
+    toml::from_str(toml_text).expect("valid method spec")
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).expect("f64").flatten_all().expect("flat").to_vec1::<f64>().expect("vec")
+}
+
+#[test]
+fn integrated_gradients_are_complete_and_converge() {
+    let m = model();
+    let x = inputs(2, 1);
+    let logits = values(&m.forward(&x).expect("forward"));
+    let base = values(&m.forward(&x.zeros_like().expect("zeros")).expect("forward"));
+    let targets = [3usize, 8];
+    for rule in ["riemann_trapezoid", "gauss_legendre", "riemann_middle"] {
+        let mut previous = f64::INFINITY;
+        for steps in [4, 16, 64] {
+            let ig = spec(&format!("method = \"integrated_gradients\"\nsteps = {steps}\nrule = \"{rule}\""));
+            let maps = ig.build(&m.arch, 0).expect("build").attribute(&m, &x, &targets, &[0, 1]).expect("ig");
+            let v = values(&maps);
+            let mut worst = 0.0f64;
+            for (i, &t) in targets.iter().enumerate() {
+                let total: f64 = v[i * 784..(i + 1) * 784].iter().sum();
+                let expected = logits[i * 10 + t] - base[i * 10 + t];
+                worst = worst.max((total - expected).abs() / expected.abs().max(1e-9));
+            }
+            assert!(
+                worst <= previous + 1e-12,
+                "{rule}: completeness error grew from {previous:e} to {worst:e} at {steps} steps"
+            );
+            previous = worst;
+        }
+        assert!(previous < 0.02, "{rule}: completeness error {previous:e} at 64 steps");
+    }
+}
+
+#[test]
+fn smoothgrad_with_zero_noise_is_its_inner_method_and_vargrad_is_zero() {
+    let m = model();
+    let x = inputs(3, 2);
+    let targets = [1usize, 2, 3];
+    let ids = [10u64, 11, 12];
+    for inner in ["gradient", "guided_backprop", "gradcam"] {
+        let plain = values(
+            &spec(&format!("method = \"{inner}\""))
+                .build(&m.arch, 0)
+                .expect("build")
+                .attribute(&m, &x, &targets, &ids)
+                .expect("maps"),
+        );
+        let smooth =
+            spec(&format!("method = \"smoothgrad\"\nsamples = 3\nnoise = 0.0\ninner = {{ method = \"{inner}\" }}"));
+        let sg = values(&smooth.build(&m.arch, 0).expect("build").attribute(&m, &x, &targets, &ids).expect("sg"));
+        for (a, b) in plain.iter().zip(&sg) {
+            assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{inner}: {a} vs {b}");
+        }
+        let var = spec(&format!("method = \"vargrad\"\nsamples = 3\nnoise = 0.0\ninner = {{ method = \"{inner}\" }}"));
+        let vg = values(&var.build(&m.arch, 0).expect("build").attribute(&m, &x, &targets, &ids).expect("vg"));
+        assert!(vg.iter().all(|v| v.abs() < 1e-20), "{inner}: VarGrad of identical samples is not 0");
+    }
+}
+
+#[test]
+fn batching_does_not_change_any_map() {
+    let m = model();
+    let x = inputs(4, 3);
+    let targets = [0usize, 5, 9, 2];
+    let ids = [40u64, 41, 42, 43];
+    let methods = [
+        "method = \"smoothgrad\"\nsamples = 5\nnoise = 0.2\nbatch = 3",
+        "method = \"smoothgrad_squared\"\nsamples = 4\nbatch = 7",
+        "method = \"vargrad\"\nsamples = 4\nbatch = 5\ninner = { method = \"integrated_gradients\", steps = 3, batch = 2 }",
+        "method = \"integrated_gradients\"\nsteps = 7\nbatch = 5",
+        "method = \"guided_gradcam\"",
+    ];
+    for text in methods {
+        let method = spec(text).build(&m.arch, 9).expect("build");
+        let together = values(&method.attribute(&m, &x, &targets, &ids).expect("batched"));
+        let per = together.len() / 4;
+        for i in 0..4 {
+            let one =
+                method.attribute(&m, &x.narrow(0, i, 1).expect("row"), &targets[i..=i], &ids[i..=i]).expect("single");
+            let one = values(&one);
+            for (a, b) in one.iter().zip(&together[i * per..(i + 1) * per]) {
+                assert!(
+                    (a - b).abs() <= 1e-9 * a.abs().max(1e-6),
+                    "{text}: image {i} differs when batched: {a} vs {b}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn noise_is_seeded_per_image_id() {
+    let m = model();
+    let x = inputs(1, 4);
+    let sg = spec("method = \"smoothgrad\"\nsamples = 4").build(&m.arch, 1).expect("build");
+    let a = values(&sg.attribute(&m, &x, &[2], &[7]).expect("sg"));
+    let b = values(&sg.attribute(&m, &x, &[2], &[7]).expect("sg"));
+    let c = values(&sg.attribute(&m, &x, &[2], &[8]).expect("sg"));
+    assert_eq!(a, b, "same id, same noise");
+    assert_ne!(a, c, "another id draws other noise");
+}

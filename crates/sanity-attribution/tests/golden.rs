@@ -1,0 +1,102 @@
+//! Every method against Captum 0.9.0 (torch 2.15.0) on PyTorch twins of `adebayo-cnn` and
+//! `phantom-cnn`, from `scripts/golden/attribution_fixtures.py`. Both sides build the weights
+//! from the same formula (below), so no weights are stored.
+
+use candle_core::{DType, Device, Tensor};
+use sanity_attribution::{MethodSpec, Rule};
+use sanity_model::weights::expected_shapes;
+use sanity_model::{Architecture, Model, Weights, preset};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Largest |ours − Captum| allowed, relative to the largest |Captum| value of the map set:
+/// both sides compute in float32 with different summation orders; IG adds 20 such terms.
+const REL_TOLERANCE: f32 = 2e-4;
+
+#[derive(Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    preset: String,
+    input_shape: [usize; 3],
+    inputs: Vec<f32>,
+    targets: Vec<usize>,
+    logits: Vec<f32>,
+    methods: Vec<MethodCase>,
+}
+
+#[derive(Deserialize)]
+struct MethodCase {
+    spec: serde_json::Value,
+    /// `f32`, or `f64` where float32 rounding makes the reference ill-conditioned.
+    dtype: String,
+    values: Vec<f32>,
+}
+
+/// `weight[j] = sqrt(3 / fan_in) · sin(0.7 j + 0.1 len(name))`,
+/// `bias[j] = 0.1 · cos(0.3 j + 0.1 len(name))`, in f64, rounded to f32 (as the script).
+fn formula_weights(arch: &Architecture) -> Weights {
+    let mut weights = Weights::new();
+    for (name, shape) in expected_shapes(arch) {
+        let phase = 0.1 * name.len() as f64;
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = if name.ends_with(".weight") {
+            let fan_in: usize = shape[1..].iter().product();
+            (0..n).map(|j| ((3.0 / fan_in as f64).sqrt() * (0.7 * j as f64 + phase).sin()) as f32).collect()
+        } else {
+            (0..n).map(|j| (0.1 * (0.3 * j as f64 + phase).cos()) as f32).collect()
+        };
+        weights.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor"));
+    }
+    weights
+}
+
+fn max_rel_error(ours: &[f32], reference: &[f32]) -> f32 {
+    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
+    ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale
+}
+
+#[test]
+fn every_method_matches_captum() {
+    let fixture: Fixture = serde_json::from_str(include_str!("fixtures/attribution.json")).expect("fixture parses");
+    let mut checked = 0;
+    for case in fixture.cases {
+        let arch = Arc::new(Architecture::new(preset(&case.preset, case.input_shape).expect("preset")).expect("valid"));
+        let model = Model::new(arch.clone(), formula_weights(&arch));
+        let n = case.targets.len();
+        let [c, h, w] = case.input_shape;
+        let x = Tensor::from_vec(case.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
+        let logits = model.forward(&x).expect("forward").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+        let err = max_rel_error(&logits, &case.logits);
+        assert!(err < 1e-5, "{}: logits differ from PyTorch's by {err:e} (relative)", case.preset);
+        let ids: Vec<u64> = (0..n as u64).collect();
+        for m in &case.methods {
+            let spec: MethodSpec =
+                serde_json::from_value(m.spec.clone()).expect("the fixture's spec is a valid method");
+            let method = spec.build(&arch, 0).expect("builds");
+            let (model, x) = match m.dtype.as_str() {
+                "f64" => (
+                    model.with_weights(model.weights.to_dtype(DType::F64).expect("f64")),
+                    x.to_dtype(DType::F64).expect("f64"),
+                ),
+                _ => (model.clone(), x.clone()),
+            };
+            let maps = method.attribute(&model, &x, &case.targets, &ids).expect("attributes");
+            let mut ours =
+                maps.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+            if let MethodSpec::IntegratedGradients { steps, rule: Rule::RiemannTrapezoid, .. } = spec {
+                // Captum's trapezoid weights sum to (m − 1)/m (see integrated_gradients.rs).
+                let captum_scale = (steps - 1) as f32 / steps as f32;
+                ours.iter_mut().for_each(|v| *v *= captum_scale);
+            }
+            assert_eq!(ours.len(), m.values.len(), "{} {}: map size", case.preset, m.spec);
+            let err = max_rel_error(&ours, &m.values);
+            assert!(err < REL_TOLERANCE, "{} {}: max relative error {err:e}", case.preset, m.spec);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 12, "every fixture method was checked");
+}

@@ -1,0 +1,94 @@
+//! ReLU with a backward rule chosen per call — how guided backprop and deconvnet are expressed
+//! without hooks or global state (candle has no hooks, DESIGN.md section 2).
+//!
+//! With `g` the gradient arriving from above and `x` the ReLU's input:
+//! - `Standard`: `g · [x > 0]` (PyTorch's rule, 0 at x = 0);
+//! - `Guided`: `max(g, 0) · [x > 0]` (Springenberg et al. 2015, arXiv:1412.6806, Eq. in Fig. 1;
+//!   Captum's `GuidedBackprop`);
+//! - `Deconv`: `max(g, 0)` (Zeiler & Fergus 2014; Captum's `Deconvolution`).
+
+use super::{contiguous_slice, values};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
+
+/// How gradients pass back through a ReLU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReluMode {
+    /// The true gradient.
+    #[default]
+    Standard,
+    /// Guided backpropagation.
+    Guided,
+    /// DeconvNet.
+    Deconv,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Relu(ReluMode);
+
+impl Relu {
+    fn bwd_typed<T: WithDType>(&self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let (xv, gv) = (values::<T>(x)?, values::<T>(&g.to_dtype(x.dtype())?)?);
+        let zero = T::zero();
+        let out: Vec<T> = xv
+            .iter()
+            .zip(&gv)
+            .map(|(&x, &g)| match self.0 {
+                ReluMode::Standard => {
+                    if x > zero {
+                        g
+                    } else {
+                        zero
+                    }
+                }
+                ReluMode::Guided => {
+                    if x > zero && g > zero {
+                        g
+                    } else {
+                        zero
+                    }
+                }
+                ReluMode::Deconv => {
+                    if g > zero {
+                        g
+                    } else {
+                        zero
+                    }
+                }
+            })
+            .collect();
+        Tensor::from_vec(out, x.shape(), x.device())
+    }
+}
+
+impl CustomOp1 for Relu {
+    fn name(&self) -> &'static str {
+        "sanity-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        fn fwd<T: WithDType>(s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
+            let zero = T::zero();
+            let x = contiguous_slice::<T>(s, l)?;
+            Ok(T::to_cpu_storage_owned(x.iter().map(|&v| if v > zero { v } else { zero }).collect()))
+        }
+        let out = match s.dtype() {
+            DType::F32 => fwd::<f32>(s, l)?,
+            DType::F64 => fwd::<f64>(s, l)?,
+            other => return Err(candle_core::Error::UnsupportedDTypeForOp(other, "relu")),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, g: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(match x.dtype() {
+            DType::F64 => self.bwd_typed::<f64>(x, g)?,
+            _ => self.bwd_typed::<f32>(x, g)?,
+        }))
+    }
+}
+
+/// `max(x, 0)` with the backward rule `mode`.
+pub fn relu(x: &Tensor, mode: ReluMode) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Relu(mode))
+}
