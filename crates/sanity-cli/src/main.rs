@@ -4,6 +4,8 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sanity_experiments::config::TrainingConfig;
+use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
 use sanity_experiments::{Config, ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,36 @@ enum Command {
         /// Replace the results in an existing run directory.
         #[arg(long)]
         force: bool,
+    },
+    /// Train an architecture and save its weights (safetensors, PyTorch names).
+    Train {
+        /// Preset name or architecture TOML.
+        #[arg(long)]
+        arch: String,
+        /// phantom, fashion-mnist, or fashion-mnist:DIR.
+        #[arg(long)]
+        data: String,
+        /// Use only the first N training images.
+        #[arg(long)]
+        n_train: Option<usize>,
+        /// Passes over the training set.
+        #[arg(long, default_value_t = 8)]
+        epochs: usize,
+        /// Minibatch size.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// AdamW learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Seed of initialisation, shuffles and dropout.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Where to write the weights.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print the resolved config and what a run would do, without running it.
     Plan {
@@ -80,6 +112,19 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
+/// Draws a library progress event on the bar.
+fn show(bar: &ProgressBar, p: Progress) {
+    match p {
+        Progress::Phase { name, total } => {
+            bar.set_message(name);
+            bar.set_length(total);
+            bar.set_position(0);
+        }
+        Progress::Advance(n) => bar.inc(n),
+        Progress::Note(line) => bar.suspend(|| eprintln!("{line}")),
+    }
+}
+
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { config, overrides } => {
@@ -87,20 +132,22 @@ fn execute(cli: Cli) -> Result<()> {
             println!("{}", plan.describe());
             println!("# resolved config\n{}", plan.resolved_toml());
         }
+        Command::Train { arch, data, n_train, epochs, batch_size, lr, seed, threads, out } => {
+            set_threads(threads)?;
+            let training = TrainingConfig { epochs, batch_size, learning_rate: lr, ..TrainingConfig::default() };
+            let job = TrainJob { arch, data: parse_data(&data, n_train)?, training, seed };
+            let bar = progress_bar();
+            let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
+            bar.finish_and_clear();
+            eprintln!("train accuracy {:.4}, test accuracy {:.4}", outcome.train_accuracy, outcome.test_accuracy);
+            println!("{}", out.display());
+        }
         Command::Run { config, out, overrides, threads, force } => {
             let threads = set_threads(threads)?;
             let plan = load_plan(&config, &overrides)?;
             let run_dir = out.unwrap_or_else(|| PathBuf::from("results").join(&plan.config.name).join(&plan.run_id));
             let bar = progress_bar();
-            let mut on_progress = |p: Progress| match p {
-                Progress::Phase { name, total } => {
-                    bar.set_message(name);
-                    bar.set_length(total);
-                    bar.set_position(0);
-                }
-                Progress::Advance(n) => bar.inc(n),
-                Progress::Note(line) => bar.suspend(|| eprintln!("{line}")),
-            };
+            let mut on_progress = |p: Progress| show(&bar, p);
             let options = RunOptions { run_dir, force, threads };
             let outcome = run(&plan, &options, &mut on_progress)?;
             bar.finish_and_clear();

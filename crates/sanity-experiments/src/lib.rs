@@ -10,6 +10,7 @@ pub mod plan;
 pub mod run;
 pub mod scores;
 pub mod statistics;
+pub mod train_job;
 
 pub use config::Config;
 pub use error::ExperimentError;

@@ -42,6 +42,33 @@ pub enum DataPlan {
 }
 
 impl DataPlan {
+    /// The plan of a data config.
+    pub fn from_config(config: &DataConfig) -> Self {
+        match config.clone() {
+            DataConfig::Phantom { n_train, n_test, size, noise_std, effusion_fraction, shortcut_rate } => {
+                let phantom = |n| PhantomSpec { n, size, noise_std, effusion_fraction, shortcut_rate };
+                DataPlan::Phantom(phantom(n_train), phantom(n_test))
+            }
+            DataConfig::FashionMnist { dir, n_train, n_test } => DataPlan::FashionMnist { dir, n_train, n_test },
+        }
+    }
+
+    /// Training images that will be used.
+    pub fn n_train(&self) -> usize {
+        match self {
+            DataPlan::Phantom(train, _) => train.n,
+            DataPlan::FashionMnist { n_train, .. } => n_train.unwrap_or(60_000).min(60_000),
+        }
+    }
+
+    /// Test images that will be used.
+    pub fn n_test(&self) -> usize {
+        match self {
+            DataPlan::Phantom(_, test) => test.n,
+            DataPlan::FashionMnist { n_test, .. } => n_test.unwrap_or(10_000).min(10_000),
+        }
+    }
+
     /// `[c, h, w]` of the images.
     pub fn image_shape(&self) -> [usize; 3] {
         match self {
@@ -98,52 +125,14 @@ impl Plan {
                 ),
             ));
         }
-        let (data, n_test) = match config.data.clone() {
-            DataConfig::Phantom { n_train, n_test, size, noise_std, effusion_fraction, shortcut_rate } => {
-                let phantom = |n| PhantomSpec { n, size, noise_std, effusion_fraction, shortcut_rate };
-                (DataPlan::Phantom(phantom(n_train), phantom(n_test)), n_test)
-            }
-            DataConfig::FashionMnist { dir, n_train, n_test } => {
-                (DataPlan::FashionMnist { dir, n_train, n_test }, n_test.unwrap_or(10_000).min(10_000))
-            }
-        };
-        for (key, n) in [("data.n_train", n_train_of(&config.data)), ("data.n_test", n_test)] {
+        let data = DataPlan::from_config(&config.data);
+        let n_test = data.n_test();
+        for (key, n) in [("data.n_train", data.n_train()), ("data.n_test", n_test)] {
             if n == 0 {
                 return Err(bad(key, "0; accepted: at least 1 image".into()));
             }
         }
-        let input = data.image_shape();
-        let arch_spec = if PRESETS.contains(&config.model.arch.as_str()) {
-            preset(&config.model.arch, input)?
-        } else if Path::new(&config.model.arch).exists() {
-            let spec = ArchitectureSpec::from_toml_file(Path::new(&config.model.arch))?;
-            if spec.input != input {
-                return Err(bad(
-                    "model.arch",
-                    format!("{} expects input {:?} but the data are {:?}", config.model.arch, spec.input, input),
-                ));
-            }
-            spec
-        } else {
-            return Err(bad(
-                "model.arch",
-                format!(
-                    "`{}` is neither a preset ({}) nor an existing architecture file",
-                    config.model.arch,
-                    PRESETS.join(", ")
-                ),
-            ));
-        };
-        let arch = Arc::new(Architecture::new(arch_spec)?);
-        if !matches!(arch.num_outputs(), 1 | 2) {
-            return Err(bad(
-                "model.arch",
-                format!(
-                    "the model has {} outputs; the phantom task has 2 classes (accepted: 1 logit or 2 outputs)",
-                    arch.num_outputs()
-                ),
-            ));
-        }
+        let arch = Arc::new(resolve_arch(&config.model.arch, &data).map_err(|m| bad("model.arch", m))?);
         if config.model.weights.is_none() {
             let t = &config.training;
             if t.epochs == 0 || t.batch_size == 0 {
@@ -249,10 +238,28 @@ impl Plan {
     }
 }
 
-/// The configured number of training images (60 000 for all of Fashion-MNIST).
-fn n_train_of(data: &DataConfig) -> usize {
-    match data {
-        DataConfig::Phantom { n_train, .. } => *n_train,
-        DataConfig::FashionMnist { n_train, .. } => n_train.unwrap_or(60_000),
+/// The architecture `name` (a preset, or an architecture TOML file) for `data`'s images,
+/// checked against the data's shape and classes; the message says what is accepted.
+pub fn resolve_arch(name: &str, data: &DataPlan) -> std::result::Result<Architecture, String> {
+    let input = data.image_shape();
+    let spec = if PRESETS.contains(&name) {
+        preset(name, input).map_err(|e| e.to_string())?
+    } else if Path::new(name).exists() {
+        let spec = ArchitectureSpec::from_toml_file(Path::new(name)).map_err(|e| e.to_string())?;
+        if spec.input != input {
+            return Err(format!("{name} expects input {:?} but the data are {input:?}", spec.input));
+        }
+        spec
+    } else {
+        return Err(format!("`{name}` is neither a preset ({}) nor an existing architecture file", PRESETS.join(", ")));
+    };
+    let arch = Architecture::new(spec).map_err(|e| e.to_string())?;
+    let classes = data.num_classes();
+    if !(arch.num_outputs() == classes || (classes == 2 && arch.num_outputs() == 1)) {
+        return Err(format!(
+            "the model has {} outputs but the data have {classes} classes (accepted: one output per class, or 1 logit for 2 classes)",
+            arch.num_outputs()
+        ));
     }
+    Ok(arch)
 }

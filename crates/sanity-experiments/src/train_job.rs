@@ -1,0 +1,72 @@
+//! `sanity train`: train an architecture on a data source and save its weights.
+
+use crate::config::{DataConfig, TrainingConfig, default_fashion_dir};
+use crate::error::{ExperimentError, Result};
+use crate::plan::{DataPlan, resolve_arch};
+use crate::run::Progress;
+use sanity_model::{EpochStats, Model, accuracy, init_weights, train};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What to train.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    /// Preset name or architecture file.
+    pub arch: String,
+    /// The data.
+    pub data: DataConfig,
+    /// Hyper-parameters.
+    pub training: TrainingConfig,
+    /// Seed of the initialisation, shuffles and dropout.
+    pub seed: u64,
+}
+
+/// What training achieved.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// Accuracy on the training images (evaluation mode).
+    pub train_accuracy: f64,
+    /// Accuracy on the test images.
+    pub test_accuracy: f64,
+    /// Per-epoch statistics.
+    pub epochs: Vec<EpochStats>,
+}
+
+/// Parses a `--data` value: `phantom`, `fashion-mnist` or `fashion-mnist:DIR`, with an optional
+/// limit on the training images.
+pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
+    let bad = || ExperimentError::Config {
+        file: "--data".into(),
+        message: format!("`{value}`; accepted: phantom, fashion-mnist, fashion-mnist:DIR"),
+    };
+    match value.split_once(':') {
+        None if value == "phantom" => Ok(DataConfig::Phantom {
+            n_train: n_train.unwrap_or(1200),
+            n_test: 300,
+            size: crate::config::default_size(),
+            noise_std: crate::config::default_noise_std(),
+            effusion_fraction: crate::config::default_effusion_fraction(),
+            shortcut_rate: None,
+        }),
+        None if value == "fashion-mnist" => Ok(DataConfig::FashionMnist { dir: default_fashion_dir(), n_train, n_test: None }),
+        Some(("fashion-mnist", dir)) => Ok(DataConfig::FashionMnist { dir: PathBuf::from(dir), n_train, n_test: None }),
+        _ => Err(bad()),
+    }
+}
+
+/// Trains `job` and writes the weights (PyTorch names) to `out`.
+pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
+    let data = DataPlan::from_config(&job.data);
+    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::Config { file: "--arch".into(), message })?);
+    let (train_set, test_set) = data.load(job.seed)?;
+    let initial = Model::new(arch.clone(), init_weights(&arch, job.seed)?);
+    progress(Progress::Phase { name: "training".into(), total: job.training.epochs as u64 });
+    let mut on_epoch = |s: &EpochStats| {
+        progress(Progress::Note(format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy)));
+        progress(Progress::Advance(1));
+    };
+    let (weights, epochs) = train(&initial, &train_set, &job.training.spec(), job.seed, &mut on_epoch)?;
+    weights.save_safetensors(out)?;
+    let trained = initial.with_weights(weights);
+    Ok(TrainOutcome { train_accuracy: accuracy(&trained, &train_set)?, test_accuracy: accuracy(&trained, &test_set)?, epochs })
+}
