@@ -18,7 +18,7 @@
 use crate::error::{AttributionError, Result};
 use crate::input_gradient::input_gradient;
 use crate::method::Attribution;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use sanity_model::{Model, ReluMode};
 use serde::{Deserialize, Serialize};
 
@@ -145,22 +145,26 @@ impl Attribution for IntegratedGradients {
             return Err(AttributionError::Invalid { method: self.id(), reason: "steps = 0; accepted: >= 1".into() });
         }
         let (n, c, h, w) = x.dims4()?;
+        let per = c * h * w;
         let (alphas, weights) = self.rule.points(self.steps);
         let baseline = self.baseline_of(x)?;
         let delta = (x - &baseline)?;
+        let base_v = baseline.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let delta_v = delta.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         // All (image, step) points, image-major; evaluated `batch` at a time.
         let points: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..self.steps).map(move |k| (i, k))).collect();
-        let mut sum = vec![0.0f64; n * c * h * w];
-        let per = c * h * w;
+        let mut sum = vec![0.0f64; n * per];
+        let mut inputs = Vec::with_capacity(self.batch.max(1) * per);
         for chunk in points.chunks(self.batch.max(1)) {
-            let mut inputs = Vec::with_capacity(chunk.len());
+            inputs.clear();
             for &(i, k) in chunk {
-                inputs.push((baseline.get(i)? + (delta.get(i)? * alphas[k])?)?);
+                let (b, d) = (&base_v[i * per..(i + 1) * per], &delta_v[i * per..(i + 1) * per]);
+                inputs.extend(b.iter().zip(d).map(|(b, d)| b + alphas[k] * d));
             }
             let chunk_targets: Vec<usize> = chunk.iter().map(|&(i, _)| targets[i]).collect();
-            let grads =
-                input_gradient(model, &Tensor::stack(&inputs, 0)?, &chunk_targets, ReluMode::Standard, self.id())?;
-            let values = grads.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+            let batch = Tensor::from_slice(&inputs, (chunk.len(), c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+            let grads = input_gradient(model, &batch, &chunk_targets, ReluMode::Standard, self.id())?;
+            let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
             for (g, &(i, k)) in values.chunks_exact(per).zip(chunk) {
                 for (s, v) in sum[i * per..(i + 1) * per].iter_mut().zip(g) {
                     *s += weights[k] * v;

@@ -133,6 +133,9 @@ fn conv_pool_flatten_linear_stack_matches_finite_differences() {
     check_gradient(arch, &[2, 1, 6, 6], 12);
 }
 
+/// More images than one gemm chunk (8), so chunk boundaries are exercised.
+const BATCH: usize = 11;
+
 /// The project's conv against a direct loop, on shapes that include the ones where candle
 /// 0.9.2's own `conv2d` is wrong (3 channels on 3x3).
 #[test]
@@ -141,10 +144,10 @@ fn conv2d_matches_a_direct_loop() {
         [(1usize, 3usize, 1usize, 3usize, 1usize), (3, 3, 2, 3, 1), (3, 3, 2, 3, 0), (2, 5, 3, 5, 2), (4, 7, 2, 3, 1)]
     {
         let mut rng = stream_rng(1, "conv-probe", 0);
-        let x: Vec<f64> = (0..2 * c * hw * hw).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let x: Vec<f64> = (0..BATCH * c * hw * hw).map(|_| rng.random_range(-1.0..1.0)).collect();
         let w: Vec<f64> = (0..o * c * k * k).map(|_| rng.random_range(-1.0..1.0)).collect();
         let b: Vec<f64> = (0..o).map(|_| rng.random_range(-1.0..1.0)).collect();
-        let xt = Tensor::from_vec(x.clone(), (2, c, hw, hw), &Device::Cpu).expect("x");
+        let xt = Tensor::from_vec(x.clone(), (BATCH, c, hw, hw), &Device::Cpu).expect("x");
         let wt = Tensor::from_vec(w.clone(), (o, c, k, k), &Device::Cpu).expect("w");
         let bt = Tensor::from_vec(b.clone(), o, &Device::Cpu).expect("b");
         let y = sanity_model::ops::conv2d(&xt, &wt, &bt, p)
@@ -154,7 +157,7 @@ fn conv2d_matches_a_direct_loop() {
             .to_vec1::<f64>()
             .expect("vec");
         let oh = hw + 2 * p + 1 - k;
-        for n in 0..2 {
+        for n in 0..BATCH {
             for oc in 0..o {
                 for oy in 0..oh {
                     for ox in 0..oh {
@@ -228,6 +231,8 @@ fn conv_input_weight_and_bias_gradients_match_finite_differences() {
     check_op_operands(&conv, [&[2, 3, 5, 4], &[2, 3, 3, 3], &[2]], 21);
     let valid = |x: &Tensor, w: &Tensor, b: &Tensor| sanity_model::ops::conv2d(x, w, b, 0).expect("conv");
     check_op_operands(&valid, [&[3, 2, 6, 6], &[4, 2, 5, 5], &[4]], 22);
+    // More images than one gemm chunk (8).
+    check_op_operands(&conv, [&[BATCH, 1, 3, 3], &[2, 1, 3, 3], &[2]], 24);
 }
 
 #[test]

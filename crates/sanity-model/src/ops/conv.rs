@@ -33,6 +33,10 @@ struct Geometry {
     ow: usize,
 }
 
+/// Images per gemm: `chunk·P` rows make a tall, thin product, the fast shape on this machine
+/// (chosen with `benches/kernels.rs`: 8 images of 14x14 give [1568 x 800] x [800 x 64]).
+const IMAGES_PER_GEMM: usize = 8;
+
 impl Geometry {
     fn positions(&self) -> usize {
         self.oh * self.ow
@@ -42,31 +46,43 @@ impl Geometry {
         self.c * self.k * self.k
     }
 
-    /// Gemm threads per image: all of them when there are fewer images than threads.
-    fn inner_threads(&self) -> usize {
-        let t = rayon::current_num_threads();
-        if self.n >= t { 1 } else { t }
+    fn image_len(&self) -> usize {
+        self.c * self.h * self.w
     }
 
-    /// `cols[p, (c, u, v)] = x_pad[c, i + u, j + v]` for `p = i·ow + j`.
+    /// Gemm threads per chunk: all of them when there are fewer chunks than threads.
+    fn inner_threads(&self) -> usize {
+        let t = rayon::current_num_threads();
+        if self.n.div_ceil(IMAGES_PER_GEMM) >= t { 1 } else { t }
+    }
+
+    /// The valid kernel columns `v0..v1` for output column `j` (input column `j + v − pad`).
+    fn columns(&self, j: usize) -> (usize, usize) {
+        let v0 = self.pad.saturating_sub(j);
+        let v1 = self.k.min(self.w + self.pad - j);
+        (v0, v1.max(v0))
+    }
+
+    /// `cols[p, (c, u, v)] = x_pad[c, i + u, j + v]` for `p = i·ow + j`, one image.
     fn im2col<T: WithDType>(&self, x: &[T], cols: &mut [T]) {
-        let (k, pad) = (self.k, self.pad as isize);
-        let mut idx = 0;
+        let (k, win) = (self.k, self.window());
         for i in 0..self.oh {
             for j in 0..self.ow {
+                let row = &mut cols[(i * self.ow + j) * win..(i * self.ow + j + 1) * win];
+                let (v0, v1) = self.columns(j);
                 for c in 0..self.c {
                     let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
                     for u in 0..k {
-                        let y = i as isize + u as isize - pad;
-                        for v in 0..k {
-                            let xx = j as isize + v as isize - pad;
-                            cols[idx] = if y >= 0 && xx >= 0 && (y as usize) < self.h && (xx as usize) < self.w {
-                                plane[y as usize * self.w + xx as usize]
-                            } else {
-                                T::zero()
-                            };
-                            idx += 1;
+                        let dst = &mut row[(c * k + u) * k..(c * k + u + 1) * k];
+                        let y = (i + u).wrapping_sub(self.pad);
+                        if y >= self.h {
+                            dst.fill(T::zero());
+                            continue;
                         }
+                        dst[..v0].fill(T::zero());
+                        dst[v1..].fill(T::zero());
+                        let start = y * self.w + j + v0 - self.pad;
+                        dst[v0..v1].copy_from_slice(&plane[start..start + (v1 - v0)]);
                     }
                 }
             }
@@ -75,20 +91,22 @@ impl Geometry {
 
     /// The adjoint of [`Geometry::im2col`]: `dx[c, i + u − pad, j + v − pad] += dcols[p, (c, u, v)]`.
     fn col2im<T: WithDType>(&self, dcols: &[T], dx: &mut [T]) {
-        let (k, pad) = (self.k, self.pad as isize);
-        let mut idx = 0;
+        let (k, win) = (self.k, self.window());
         for i in 0..self.oh {
             for j in 0..self.ow {
+                let row = &dcols[(i * self.ow + j) * win..(i * self.ow + j + 1) * win];
+                let (v0, v1) = self.columns(j);
                 for c in 0..self.c {
                     let plane = &mut dx[c * self.h * self.w..(c + 1) * self.h * self.w];
                     for u in 0..k {
-                        let y = i as isize + u as isize - pad;
-                        for v in 0..k {
-                            let xx = j as isize + v as isize - pad;
-                            if y >= 0 && xx >= 0 && (y as usize) < self.h && (xx as usize) < self.w {
-                                plane[y as usize * self.w + xx as usize] += dcols[idx];
-                            }
-                            idx += 1;
+                        let y = (i + u).wrapping_sub(self.pad);
+                        if y >= self.h {
+                            continue;
+                        }
+                        let src = &row[(c * k + u) * k + v0..(c * k + u) * k + v1];
+                        let start = y * self.w + j + v0 - self.pad;
+                        for (d, &s) in plane[start..start + (v1 - v0)].iter_mut().zip(src) {
+                            *d += s;
                         }
                     }
                 }
@@ -96,49 +114,70 @@ impl Geometry {
         }
     }
 
-    /// `yᵀ` of one image `[o, P]` viewed as `[P, o]`.
-    fn out_t(&self) -> Layout2 {
-        Layout2::row_major(self.o, self.positions()).t()
+    /// Runs `f(first image, images, chunk buffers)` over chunks of [`IMAGES_PER_GEMM`] images in
+    /// parallel, with two scratch buffers per worker.
+    fn for_chunks<T, F>(&self, out: &mut [T], out_per_image: usize, f: F)
+    where
+        T: WithDType + GemmScalar,
+        F: Fn(usize, &mut [T], &mut Vec<T>, &mut Vec<T>) + Sync + Send,
+    {
+        out.par_chunks_mut(IMAGES_PER_GEMM * out_per_image).enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(a, b), (chunk, dst)| f(chunk * IMAGES_PER_GEMM, dst, a, b),
+        );
     }
 
     fn forward<T: WithDType + GemmScalar>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
         let mut y = vec![T::zero(); self.n * o * p];
-        y.par_chunks_mut(o * p).zip(x.par_chunks(self.c * self.h * self.w)).for_each_init(
-            || vec![T::zero(); p * win],
-            |cols, (yn, xn)| {
-                self.im2col(xn, cols);
-                for (oc, row) in yn.chunks_mut(p).enumerate() {
-                    row.fill(b[oc]);
+        self.for_chunks(&mut y, o * p, |first, dst, cols, out_t| {
+            let images = dst.len() / (o * p);
+            cols.resize(images * p * win, T::zero());
+            out_t.resize(images * p * o, T::zero());
+            for m in 0..images {
+                let xn = &x[(first + m) * self.image_len()..(first + m + 1) * self.image_len()];
+                self.im2col(xn, &mut cols[m * p * win..(m + 1) * p * win]);
+            }
+            let rows = images * p;
+            let w_t = Layout2::row_major(o, win).t();
+            matmul(out_t, Layout2::row_major(rows, o), cols, Layout2::row_major(rows, win), w, w_t, false, threads);
+            // [image·P + p, o] -> [image, o, p], plus the bias.
+            for m in 0..images {
+                for (oc, plane) in dst[m * o * p..(m + 1) * o * p].chunks_exact_mut(p).enumerate() {
+                    for (pos, v) in plane.iter_mut().enumerate() {
+                        *v = out_t[(m * p + pos) * o + oc] + b[oc];
+                    }
                 }
-                let w_t = Layout2::row_major(o, win).t();
-                matmul(yn, self.out_t(), cols, Layout2::row_major(p, win), w, w_t, true, threads);
-            },
-        );
+            }
+        });
         y
     }
 
     fn input_grad<T: WithDType + GemmScalar>(&self, dy: &[T], w: &[T]) -> Vec<T> {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
-        let mut dx = vec![T::zero(); self.n * self.c * self.h * self.w];
-        dx.par_chunks_mut(self.c * self.h * self.w).zip(dy.par_chunks(o * p)).for_each_init(
-            || vec![T::zero(); p * win],
-            |dcols, (dxn, dyn_)| {
-                matmul(
-                    dcols,
-                    Layout2::row_major(p, win),
-                    dyn_,
-                    self.out_t(),
-                    w,
-                    Layout2::row_major(o, win),
-                    false,
-                    threads,
-                );
-                self.col2im(dcols, dxn);
-            },
-        );
+        let mut dx = vec![T::zero(); self.n * self.image_len()];
+        self.for_chunks(&mut dx, self.image_len(), |first, dst, dy_t, dcols| {
+            let images = dst.len() / self.image_len();
+            dy_t.resize(images * p * o, T::zero());
+            dcols.resize(images * p * win, T::zero());
+            // [image, o, p] -> [image·P + p, o].
+            for m in 0..images {
+                let dyn_ = &dy[(first + m) * o * p..(first + m + 1) * o * p];
+                for (oc, plane) in dyn_.chunks_exact(p).enumerate() {
+                    for (pos, &v) in plane.iter().enumerate() {
+                        dy_t[(m * p + pos) * o + oc] = v;
+                    }
+                }
+            }
+            let rows = images * p;
+            matmul(dcols, Layout2::row_major(rows, win), dy_t, Layout2::row_major(rows, o), w, Layout2::row_major(o, win), false, threads);
+            for m in 0..images {
+                let dxn = &mut dst[m * self.image_len()..(m + 1) * self.image_len()];
+                self.col2im(&dcols[m * p * win..(m + 1) * p * win], dxn);
+            }
+        });
         dx
     }
 
@@ -146,24 +185,17 @@ impl Geometry {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
         let per_image: Vec<Vec<T>> = x
-            .par_chunks(self.c * self.h * self.w)
+            .par_chunks(self.image_len())
             .zip(dy.par_chunks(o * p))
-            .map(|(xn, dyn_)| {
-                let mut cols = vec![T::zero(); p * win];
-                self.im2col(xn, &mut cols);
-                let mut dw = vec![T::zero(); o * win];
-                matmul(
-                    &mut dw,
-                    Layout2::row_major(o, win),
-                    dyn_,
-                    Layout2::row_major(o, p),
-                    &cols,
-                    Layout2::row_major(p, win),
-                    false,
-                    threads,
-                );
-                dw
-            })
+            .map_init(
+                || vec![T::zero(); p * win],
+                |cols, (xn, dyn_)| {
+                    self.im2col(xn, cols);
+                    let mut dw = vec![T::zero(); o * win];
+                    matmul(&mut dw, Layout2::row_major(o, win), dyn_, Layout2::row_major(o, p), cols, Layout2::row_major(p, win), false, threads);
+                    dw
+                },
+            )
             .collect();
         let mut total = vec![T::zero(); o * win];
         for dw in per_image {

@@ -15,7 +15,7 @@ pub use linear::linear;
 pub use pool::MaxPool2d;
 pub use relu::{ReluMode, relu};
 
-use candle_core::{CpuStorage, Layout, Result, Tensor, WithDType};
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, WithDType};
 
 /// The contiguous values of a storage under `layout`.
 pub(crate) fn contiguous_slice<'a, T: WithDType>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
@@ -25,7 +25,17 @@ pub(crate) fn contiguous_slice<'a, T: WithDType>(storage: &'a CpuStorage, layout
     Ok(&storage.as_slice::<T>()?[start..end])
 }
 
+/// Calls `f` on the values of `t` (made contiguous, CPU) without copying them out.
+pub(crate) fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(cpu) => Ok(f(contiguous_slice::<T>(cpu, layout)?)),
+        _ => Err(candle_core::Error::Msg("sanity ops run on the CPU only".into())),
+    }
+}
+
 /// The values of a tensor as a flat vector of `T`.
 pub(crate) fn values<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
-    t.flatten_all()?.to_vec1::<T>()
+    with_values(t, |v: &[T]| v.to_vec())
 }

@@ -7,6 +7,8 @@
 //! Overlapping windows (stride < kernel) accumulate.
 
 use candle_core::backend::BackendStorage;
+use super::with_values;
+use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 
 /// Max pooling over `kernel_size`² windows with step `stride`, `[n, c, h, w]` input.
@@ -28,31 +30,35 @@ impl MaxPool2d {
         ((h - self.kernel_size) / self.stride + 1, (w - self.kernel_size) / self.stride + 1)
     }
 
-    /// Flat input index of the (first) maximum of the window of output `(oy, ox)` in `plane`.
-    fn argmax<T: WithDType>(&self, plane: &[T], w: usize, oy: usize, ox: usize) -> usize {
-        let (y0, x0) = (oy * self.stride, ox * self.stride);
-        let mut best = y0 * w + x0;
-        for y in y0..y0 + self.kernel_size {
-            for x in x0..x0 + self.kernel_size {
-                if plane[y * w + x] > plane[best] {
-                    best = y * w + x;
+    /// Calls `visit(output index, input index of the window's first maximum)` for every output
+    /// of one `[h, w]` plane (PyTorch's strict `>` scan in row-major order).
+    fn plane_argmax<T: WithDType>(&self, plane: &[T], h: usize, w: usize, mut visit: impl FnMut(usize, usize)) {
+        let (oh, ow) = self.out_size(h, w);
+        let (k, s) = (self.kernel_size, self.stride);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut best = oy * s * w + ox * s;
+                let mut best_value = plane[best];
+                for y in oy * s..oy * s + k {
+                    for (dx, &v) in plane[y * w + ox * s..y * w + ox * s + k].iter().enumerate() {
+                        if v > best_value {
+                            best_value = v;
+                            best = y * w + ox * s + dx;
+                        }
+                    }
                 }
+                visit(oy * ow + ox, best);
             }
         }
-        best
     }
 
     fn fwd_kernel<T: WithDType>(&self, x: &[T], dims: [usize; 4]) -> Vec<T> {
         let [n, c, h, w] = dims;
         let (oh, ow) = self.out_size(h, w);
-        let mut out = Vec::with_capacity(n * c * oh * ow);
-        for plane in x.chunks_exact(h * w).take(n * c) {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    out.push(plane[self.argmax(plane, w, oy, ox)]);
-                }
-            }
-        }
+        let mut out = vec![T::zero(); n * c * oh * ow];
+        out.par_chunks_mut(oh * ow).zip(x.par_chunks(h * w)).for_each(|(o, plane)| {
+            self.plane_argmax(plane, h, w, |oi, ii| o[oi] = plane[ii]);
+        });
         out
     }
 
@@ -60,29 +66,19 @@ impl MaxPool2d {
         let [_, _, h, w] = dims;
         let (oh, ow) = self.out_size(h, w);
         let mut out = vec![T::zero(); x.len()];
-        for ((plane, g), dst) in x.chunks_exact(h * w).zip(grad.chunks_exact(oh * ow)).zip(out.chunks_exact_mut(h * w))
-        {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    dst[self.argmax(plane, w, oy, ox)] += g[oy * ow + ox];
-                }
-            }
-        }
+        out.par_chunks_mut(h * w).zip(x.par_chunks(h * w)).zip(grad.par_chunks(oh * ow)).for_each(|((d, plane), g)| {
+            self.plane_argmax(plane, h, w, |oi, ii| d[ii] += g[oi]);
+        });
         out
     }
 }
 
 impl MaxPool2d {
     /// The input gradient as a new tensor of `arg`'s dtype `T`.
-    fn bwd_typed<T: WithDType>(
-        &self,
-        arg: &Tensor,
-        grad_res: &Tensor,
-        dims: [usize; 4],
-    ) -> candle_core::Result<Tensor> {
-        let x = arg.flatten_all()?.to_vec1::<T>()?;
-        let g = grad_res.to_dtype(arg.dtype())?.flatten_all()?.to_vec1::<T>()?;
-        Tensor::from_vec(self.bwd_kernel(&x, &g, dims), arg.shape(), arg.device())
+    fn bwd_typed<T: WithDType>(&self, arg: &Tensor, grad_res: &Tensor, dims: [usize; 4]) -> candle_core::Result<Tensor> {
+        let grad = grad_res.to_dtype(arg.dtype())?;
+        let out = with_values(arg, |x: &[T]| with_values(&grad, |g: &[T]| self.bwd_kernel(x, g, dims)))??;
+        Tensor::from_vec(out, arg.shape(), arg.device())
     }
 }
 

@@ -7,7 +7,11 @@
 //!   Captum's `GuidedBackprop`);
 //! - `Deconv`: `max(g, 0)` (Zeiler & Fergus 2014; Captum's `Deconvolution`).
 
-use super::{contiguous_slice, values};
+use super::{contiguous_slice, with_values};
+use rayon::prelude::*;
+
+/// Elements per parallel task.
+const PARALLEL_CHUNK: usize = 1 << 14;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, WithDType};
 
@@ -28,36 +32,32 @@ struct Relu(ReluMode);
 
 impl Relu {
     fn bwd_typed<T: WithDType>(&self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
-        let (xv, gv) = (values::<T>(x)?, values::<T>(&g.to_dtype(x.dtype())?)?);
-        let zero = T::zero();
-        let out: Vec<T> = xv
-            .iter()
-            .zip(&gv)
-            .map(|(&x, &g)| match self.0 {
-                ReluMode::Standard => {
-                    if x > zero {
-                        g
-                    } else {
-                        zero
-                    }
-                }
-                ReluMode::Guided => {
-                    if x > zero && g > zero {
-                        g
-                    } else {
-                        zero
-                    }
-                }
-                ReluMode::Deconv => {
-                    if g > zero {
-                        g
-                    } else {
-                        zero
-                    }
-                }
-            })
-            .collect();
+        let g = g.to_dtype(x.dtype())?;
+        let out = with_values(x, |xv: &[T]| with_values(&g, |gv: &[T]| self.rule(xv, gv)))??;
         Tensor::from_vec(out, x.shape(), x.device())
+    }
+
+    fn rule<T: WithDType>(&self, xv: &[T], gv: &[T]) -> Vec<T> {
+        let mut out = vec![T::zero(); xv.len()];
+        out.par_chunks_mut(PARALLEL_CHUNK).zip(xv.par_chunks(PARALLEL_CHUNK)).zip(gv.par_chunks(PARALLEL_CHUNK)).for_each(
+            |((o, x), g)| {
+                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+                    *o = self.rule_one(x, g);
+                }
+            },
+        );
+        out
+    }
+
+    /// The gradient passed to the input for input value `x` and arriving gradient `g`.
+    fn rule_one<T: WithDType>(&self, x: T, g: T) -> T {
+        let zero = T::zero();
+        let passes = match self.0 {
+            ReluMode::Standard => x > zero,
+            ReluMode::Guided => x > zero && g > zero,
+            ReluMode::Deconv => g > zero,
+        };
+        if passes { g } else { zero }
     }
 }
 
@@ -70,7 +70,13 @@ impl CustomOp1 for Relu {
         fn fwd<T: WithDType>(s: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
             let zero = T::zero();
             let x = contiguous_slice::<T>(s, l)?;
-            Ok(T::to_cpu_storage_owned(x.iter().map(|&v| if v > zero { v } else { zero }).collect()))
+            let mut out = vec![zero; x.len()];
+            out.par_chunks_mut(PARALLEL_CHUNK).zip(x.par_chunks(PARALLEL_CHUNK)).for_each(|(o, x)| {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = if v > zero { v } else { zero };
+                }
+            });
+            Ok(T::to_cpu_storage_owned(out))
         }
         let out = match s.dtype() {
             DType::F32 => fwd::<f32>(s, l)?,
