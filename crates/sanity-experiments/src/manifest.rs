@@ -31,6 +31,8 @@ pub struct Manifest {
     pub started_unix: u64,
     /// Wall-clock seconds per phase, in order.
     pub timings_s: Vec<(String, f64)>,
+    /// Peak resident memory of the process (VmHWM), MiB; none where /proc is unavailable.
+    pub peak_rss_mib: Option<f64>,
     /// Model and its accuracies.
     pub model: ModelReport,
     /// Data sets.
@@ -85,4 +87,12 @@ pub fn host_name() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The process's peak resident set size in MiB, from `/proc/self/status` (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

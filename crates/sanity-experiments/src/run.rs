@@ -4,7 +4,7 @@
 use crate::cascading::{cascade_order, cascade_step};
 use crate::config::{ComparisonConfig, ExplainedClass, Order, TestConfig};
 use crate::error::{ExperimentError, Result};
-use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name};
+use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib};
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use candle_core::{Device, Tensor};
@@ -258,6 +258,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         host: host_name(),
         started_unix,
         timings_s: timings,
+        peak_rss_mib: peak_rss_mib(),
         model: ModelReport {
             arch: config.model.arch.clone(),
             stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),

@@ -48,7 +48,9 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
             effusion_fraction: crate::config::default_effusion_fraction(),
             shortcut_rate: None,
         }),
-        None if value == "fashion-mnist" => Ok(DataConfig::FashionMnist { dir: default_fashion_dir(), n_train, n_test: None }),
+        None if value == "fashion-mnist" => {
+            Ok(DataConfig::FashionMnist { dir: default_fashion_dir(), n_train, n_test: None })
+        }
         Some(("fashion-mnist", dir)) => Ok(DataConfig::FashionMnist { dir: PathBuf::from(dir), n_train, n_test: None }),
         _ => Err(bad()),
     }
@@ -57,16 +59,25 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
 /// Trains `job` and writes the weights (PyTorch names) to `out`.
 pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
     let data = DataPlan::from_config(&job.data);
-    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::Config { file: "--arch".into(), message })?);
+    let arch = Arc::new(
+        resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::Config { file: "--arch".into(), message })?,
+    );
     let (train_set, test_set) = data.load(job.seed)?;
     let initial = Model::new(arch.clone(), init_weights(&arch, job.seed)?);
     progress(Progress::Phase { name: "training".into(), total: job.training.epochs as u64 });
     let mut on_epoch = |s: &EpochStats| {
-        progress(Progress::Note(format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy)));
+        progress(Progress::Note(format!(
+            "epoch {}: loss {:.4}, running accuracy {:.4}",
+            s.epoch, s.loss, s.running_accuracy
+        )));
         progress(Progress::Advance(1));
     };
     let (weights, epochs) = train(&initial, &train_set, &job.training.spec(), job.seed, &mut on_epoch)?;
     weights.save_safetensors(out)?;
     let trained = initial.with_weights(weights);
-    Ok(TrainOutcome { train_accuracy: accuracy(&trained, &train_set)?, test_accuracy: accuracy(&trained, &test_set)?, epochs })
+    Ok(TrainOutcome {
+        train_accuracy: accuracy(&trained, &train_set)?,
+        test_accuracy: accuracy(&trained, &test_set)?,
+        epochs,
+    })
 }

@@ -231,6 +231,9 @@ fn conv_input_weight_and_bias_gradients_match_finite_differences() {
     check_op_operands(&conv, [&[2, 3, 5, 4], &[2, 3, 3, 3], &[2]], 21);
     let valid = |x: &Tensor, w: &Tensor, b: &Tensor| sanity_model::ops::conv2d(x, w, b, 0).expect("conv");
     check_op_operands(&valid, [&[3, 2, 6, 6], &[4, 2, 5, 5], &[4]], 22);
+    // Padding >= kernel size.
+    let wide = |x: &Tensor, w: &Tensor, b: &Tensor| sanity_model::ops::conv2d(x, w, b, 2).expect("conv");
+    check_op_operands(&wide, [&[2, 2, 3, 3], &[3, 2, 2, 2], &[3]], 25);
     // More images than one gemm chunk (8).
     check_op_operands(&conv, [&[BATCH, 1, 3, 3], &[2, 1, 3, 3], &[2]], 24);
 }

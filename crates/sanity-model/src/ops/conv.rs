@@ -121,10 +121,9 @@ impl Geometry {
         T: WithDType + GemmScalar,
         F: Fn(usize, &mut [T], &mut Vec<T>, &mut Vec<T>) + Sync + Send,
     {
-        out.par_chunks_mut(IMAGES_PER_GEMM * out_per_image).enumerate().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(a, b), (chunk, dst)| f(chunk * IMAGES_PER_GEMM, dst, a, b),
-        );
+        out.par_chunks_mut(IMAGES_PER_GEMM * out_per_image)
+            .enumerate()
+            .for_each_init(|| (Vec::new(), Vec::new()), |(a, b), (chunk, dst)| f(chunk * IMAGES_PER_GEMM, dst, a, b));
     }
 
     fn forward<T: WithDType + GemmScalar>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
@@ -154,6 +153,9 @@ impl Geometry {
         y
     }
 
+    /// `dx`: `dcols = dyᵀ × W` per chunk of images, then col2im (scatter-add). (Computing it
+    /// instead as the forward convolution of `dy` with the flipped, transposed kernel was 7%
+    /// slower on a whole adebayo-cnn pass, `benches/methods.rs`, 2 threads.)
     fn input_grad<T: WithDType + GemmScalar>(&self, dy: &[T], w: &[T]) -> Vec<T> {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
@@ -172,7 +174,16 @@ impl Geometry {
                 }
             }
             let rows = images * p;
-            matmul(dcols, Layout2::row_major(rows, win), dy_t, Layout2::row_major(rows, o), w, Layout2::row_major(o, win), false, threads);
+            matmul(
+                dcols,
+                Layout2::row_major(rows, win),
+                dy_t,
+                Layout2::row_major(rows, o),
+                w,
+                Layout2::row_major(o, win),
+                false,
+                threads,
+            );
             for m in 0..images {
                 let dxn = &mut dst[m * self.image_len()..(m + 1) * self.image_len()];
                 self.col2im(&dcols[m * p * win..(m + 1) * p * win], dxn);
@@ -192,7 +203,16 @@ impl Geometry {
                 |cols, (xn, dyn_)| {
                     self.im2col(xn, cols);
                     let mut dw = vec![T::zero(); o * win];
-                    matmul(&mut dw, Layout2::row_major(o, win), dyn_, Layout2::row_major(o, p), cols, Layout2::row_major(p, win), false, threads);
+                    matmul(
+                        &mut dw,
+                        Layout2::row_major(o, win),
+                        dyn_,
+                        Layout2::row_major(o, p),
+                        cols,
+                        Layout2::row_major(p, win),
+                        false,
+                        threads,
+                    );
                     dw
                 },
             )

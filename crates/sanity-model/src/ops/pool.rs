@@ -6,10 +6,10 @@
 //! that holds the maximum, as PyTorch's CPU kernel does (strict `>` scan in row-major order).
 //! Overlapping windows (stride < kernel) accumulate.
 
-use candle_core::backend::BackendStorage;
 use super::with_values;
-use rayon::prelude::*;
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
 
 /// Max pooling over `kernel_size`² windows with step `stride`, `[n, c, h, w]` input.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,12 @@ impl MaxPool2d {
 
 impl MaxPool2d {
     /// The input gradient as a new tensor of `arg`'s dtype `T`.
-    fn bwd_typed<T: WithDType>(&self, arg: &Tensor, grad_res: &Tensor, dims: [usize; 4]) -> candle_core::Result<Tensor> {
+    fn bwd_typed<T: WithDType>(
+        &self,
+        arg: &Tensor,
+        grad_res: &Tensor,
+        dims: [usize; 4],
+    ) -> candle_core::Result<Tensor> {
         let grad = grad_res.to_dtype(arg.dtype())?;
         let out = with_values(arg, |x: &[T]| with_values(&grad, |g: &[T]| self.bwd_kernel(x, g, dims)))??;
         Tensor::from_vec(out, arg.shape(), arg.device())

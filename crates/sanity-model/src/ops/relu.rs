@@ -39,13 +39,14 @@ impl Relu {
 
     fn rule<T: WithDType>(&self, xv: &[T], gv: &[T]) -> Vec<T> {
         let mut out = vec![T::zero(); xv.len()];
-        out.par_chunks_mut(PARALLEL_CHUNK).zip(xv.par_chunks(PARALLEL_CHUNK)).zip(gv.par_chunks(PARALLEL_CHUNK)).for_each(
-            |((o, x), g)| {
+        out.par_chunks_mut(PARALLEL_CHUNK)
+            .zip(xv.par_chunks(PARALLEL_CHUNK))
+            .zip(gv.par_chunks(PARALLEL_CHUNK))
+            .for_each(|((o, x), g)| {
                 for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
                     *o = self.rule_one(x, g);
                 }
-            },
-        );
+            });
         out
     }
 
