@@ -1,6 +1,8 @@
 //! One integrated-gradients batch (100 interpolation points, one image) and one SmoothGrad call
 //! on the adebayo-cnn. Run: `cargo bench -p sanity-attribution --bench methods`.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions.
+
 use candle_core::{Device, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sanity_attribution::MethodSpec;

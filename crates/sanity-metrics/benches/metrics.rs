@@ -1,5 +1,7 @@
 //! Spearman and SSIM on 28x28 and 224x224 maps. Run: `cargo bench -p sanity-metrics --bench metrics`.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions.
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use sanity_metrics::{Map, SsimParams, spearman, ssim};

@@ -3,6 +3,8 @@
 //! `RAYON_NUM_THREADS` sets the thread count (say it when you report numbers).
 //! Run: `cargo bench -p sanity-model --bench ops`.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented functions.
+
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sanity_model::ops::{conv2d, linear};

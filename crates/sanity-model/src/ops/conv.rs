@@ -3,12 +3,12 @@
 //! ```text
 //! y[n, o, i, j] = b[o] + Σ_{c, u, v} w[o, c, u, v] · x_pad[n, c, i + u, j + v]
 //! ```
-//! Per image, im2col puts the `c·k·k` window values of output position `p` in row `p` of
-//! `cols [P, c·k·k]` (P = oh·ow), and one gemm gives `yᵀ [P, o] = cols × Wᵀ`, written straight
-//! into the NCHW output through strides (output positions as rows, channels as columns: the
-//! fast shape, DESIGN.md section 9). The backward reuses the layouts:
-//! `d cols = dyᵀ × W` then col2im (scatter-add) for the input, `dW = Σ_n dy × cols` (summed in
-//! image order, so results do not depend on threads), `db = Σ dy`.
+//! For a chunk of images, a transposed im2col puts window value `(c, u, v)` of output position
+//! `p` of image `m` at `cols_t[(c, u, v), m·P + p]` (P = oh·ow; copies run along output rows),
+//! and one gemm gives `y [o, rows] = W [o, c·k·k] × cols_t`, whose rows are the output planes.
+//! The backward reuses the layouts: `dcols_t = Wᵀ × dy` then col2im for the input,
+//! `dW = Σ_chunks dy × cols_tᵀ` (summed in chunk order, so results do not depend on threads),
+//! `db = Σ dy`. Scratch buffers are kept per thread (`GemmScalar::with_scratch`).
 //!
 //! candle 0.9.2's own `conv2d` returns wrong values on some shapes (3 input channels on a 3x3
 //! input) and computes the weight gradient in every backward; the project does not use it.
@@ -56,169 +56,180 @@ impl Geometry {
         if self.n.div_ceil(IMAGES_PER_GEMM) >= t { 1 } else { t }
     }
 
-    /// The valid kernel columns `v0..v1` for output column `j` (input column `j + v − pad`).
-    fn columns(&self, j: usize) -> (usize, usize) {
-        let v0 = self.pad.saturating_sub(j);
-        let v1 = self.k.min(self.w + self.pad - j);
-        (v0, v1.max(v0))
+    /// The output columns `j0..j1` whose input column `j + v − pad` lies inside the image.
+    fn valid_columns(&self, v: usize) -> (usize, usize) {
+        let j0 = self.pad.saturating_sub(v);
+        let j1 = self.ow.min((self.w + self.pad).saturating_sub(v));
+        (j0, j1.max(j0))
     }
 
-    /// `cols[p, (c, u, v)] = x_pad[c, i + u, j + v]` for `p = i·ow + j`, one image.
-    fn im2col<T: WithDType>(&self, x: &[T], cols: &mut [T]) {
-        let (k, win) = (self.k, self.window());
-        for i in 0..self.oh {
-            for j in 0..self.ow {
-                let row = &mut cols[(i * self.ow + j) * win..(i * self.ow + j + 1) * win];
-                let (v0, v1) = self.columns(j);
-                for c in 0..self.c {
-                    let plane = &x[c * self.h * self.w..(c + 1) * self.h * self.w];
-                    for u in 0..k {
-                        let dst = &mut row[(c * k + u) * k..(c * k + u + 1) * k];
+    /// Calls `run(window index r, c, v, output row i, input row y)` for every window value
+    /// `(c, u, v)` and output row `i`, with `y = i + u − pad` when that row is inside the image.
+    fn for_each_run(&self, mut run: impl FnMut(usize, usize, usize, usize, Option<usize>)) {
+        let k = self.k;
+        for c in 0..self.c {
+            for u in 0..k {
+                for v in 0..k {
+                    let r = (c * k + u) * k + v;
+                    for i in 0..self.oh {
                         let y = (i + u).wrapping_sub(self.pad);
-                        if y >= self.h {
-                            dst.fill(T::zero());
-                            continue;
-                        }
-                        dst[..v0].fill(T::zero());
-                        dst[v1..].fill(T::zero());
-                        let start = y * self.w + j + v0 - self.pad;
-                        dst[v0..v1].copy_from_slice(&plane[start..start + (v1 - v0)]);
+                        run(r, c, v, i, (y < self.h).then_some(y));
                     }
                 }
             }
         }
     }
 
-    /// The adjoint of [`Geometry::im2col`]: `dx[c, i + u − pad, j + v − pad] += dcols[p, (c, u, v)]`.
-    fn col2im<T: WithDType>(&self, dcols: &[T], dx: &mut [T]) {
-        let (k, win) = (self.k, self.window());
-        for i in 0..self.oh {
-            for j in 0..self.ow {
-                let row = &dcols[(i * self.ow + j) * win..(i * self.ow + j + 1) * win];
-                let (v0, v1) = self.columns(j);
-                for c in 0..self.c {
-                    let plane = &mut dx[c * self.h * self.w..(c + 1) * self.h * self.w];
-                    for u in 0..k {
-                        let y = (i + u).wrapping_sub(self.pad);
-                        if y >= self.h {
-                            continue;
-                        }
-                        let src = &row[(c * k + u) * k + v0..(c * k + u) * k + v1];
-                        let start = y * self.w + j + v0 - self.pad;
-                        for (d, &s) in plane[start..start + (v1 - v0)].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    }
-                }
-            }
-        }
+    /// Transposed im2col of one image into columns `col0..col0 + P` of `cols_t` `[win, rows]`:
+    /// `cols_t[(c, u, v), col0 + i·ow + j] = x_pad[c, i + u, j + v]`, copied in runs along `j`.
+    fn im2col_t<T: WithDType>(&self, x: &[T], cols_t: &mut [T], rows: usize, col0: usize) {
+        let (p, ow, hw) = (self.positions(), self.ow, self.h * self.w);
+        let zero = T::zero();
+        self.for_each_run(|r, c, v, i, y| {
+            let dst = &mut cols_t[r * rows + col0 + i * ow..r * rows + col0 + (i + 1) * ow];
+            let Some(y) = y else {
+                dst.fill(zero);
+                return;
+            };
+            let (j0, j1) = self.valid_columns(v);
+            dst[..j0].fill(zero);
+            dst[j1..].fill(zero);
+            let start = c * hw + y * self.w + j0 + v - self.pad;
+            dst[j0..j1].copy_from_slice(&x[start..start + (j1 - j0)]);
+        });
+        debug_assert!(col0 + p <= rows);
     }
 
-    /// Runs `f(first image, images, chunk buffers)` over chunks of [`IMAGES_PER_GEMM`] images in
-    /// parallel, with two scratch buffers per worker.
-    fn for_chunks<T, F>(&self, out: &mut [T], out_per_image: usize, f: F)
+    /// The adjoint of [`Geometry::im2col_t`]: `dx[c, i + u − pad, j + v − pad] += dcols_t[(c, u, v), col0 + i·ow + j]`.
+    fn col2im_t<T: WithDType>(&self, dcols_t: &[T], rows: usize, col0: usize, dx: &mut [T]) {
+        let (ow, hw) = (self.ow, self.h * self.w);
+        self.for_each_run(|r, c, v, i, y| {
+            let Some(y) = y else { return };
+            let (j0, j1) = self.valid_columns(v);
+            let src = &dcols_t[r * rows + col0 + i * ow + j0..r * rows + col0 + i * ow + j1];
+            let start = c * hw + y * self.w + j0 + v - self.pad;
+            for (d, &s) in dx[start..start + (j1 - j0)].iter_mut().zip(src) {
+                *d += s;
+            }
+        });
+    }
+
+    /// Runs `f(first image, output chunk)` over chunks of [`IMAGES_PER_GEMM`] images in parallel.
+    fn for_chunks<T: Send, F>(&self, out: &mut [T], out_per_image: usize, f: F)
     where
-        T: WithDType + GemmScalar,
-        F: Fn(usize, &mut [T], &mut Vec<T>, &mut Vec<T>) + Sync + Send,
+        F: Fn(usize, &mut [T]) + Sync + Send,
     {
         out.par_chunks_mut(IMAGES_PER_GEMM * out_per_image)
             .enumerate()
-            .for_each_init(|| (Vec::new(), Vec::new()), |(a, b), (chunk, dst)| f(chunk * IMAGES_PER_GEMM, dst, a, b));
+            .for_each(|(chunk, dst)| f(chunk * IMAGES_PER_GEMM, dst));
+    }
+
+    /// `cols_t [win, rows]` of images `first..first + images`, in scratch slot 0, then `f`.
+    fn with_cols_t<T: WithDType + GemmScalar, R>(
+        &self,
+        x: &[T],
+        first: usize,
+        images: usize,
+        f: impl FnOnce(&[T]) -> R,
+    ) -> R {
+        let (p, win, len) = (self.positions(), self.window(), self.image_len());
+        let rows = images * p;
+        T::with_scratch(0, win * rows, |cols_t| {
+            for m in 0..images {
+                self.im2col_t(&x[(first + m) * len..(first + m + 1) * len], cols_t, rows, m * p);
+            }
+            f(cols_t)
+        })
     }
 
     fn forward<T: WithDType + GemmScalar>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
         let mut y = vec![T::zero(); self.n * o * p];
-        self.for_chunks(&mut y, o * p, |first, dst, cols, out_t| {
+        self.for_chunks(&mut y, o * p, |first, dst| {
             let images = dst.len() / (o * p);
-            cols.resize(images * p * win, T::zero());
-            out_t.resize(images * p * o, T::zero());
-            for m in 0..images {
-                let xn = &x[(first + m) * self.image_len()..(first + m + 1) * self.image_len()];
-                self.im2col(xn, &mut cols[m * p * win..(m + 1) * p * win]);
-            }
             let rows = images * p;
-            let w_t = Layout2::row_major(o, win).t();
-            matmul(out_t, Layout2::row_major(rows, o), cols, Layout2::row_major(rows, win), w, w_t, false, threads);
-            // [image·P + p, o] -> [image, o, p], plus the bias.
-            for m in 0..images {
-                for (oc, plane) in dst[m * o * p..(m + 1) * o * p].chunks_exact_mut(p).enumerate() {
-                    for (pos, v) in plane.iter_mut().enumerate() {
-                        *v = out_t[(m * p + pos) * o + oc] + b[oc];
+            self.with_cols_t(x, first, images, |cols_t| {
+                // out [o, rows] = W [o, win] × cols_t [win, rows]; image m's plane oc is a run.
+                T::with_scratch(1, o * rows, |out| {
+                    let (wl, cl) = (Layout2::row_major(o, win), Layout2::row_major(win, rows));
+                    matmul(out, Layout2::row_major(o, rows), w, wl, cols_t, cl, false, threads);
+                    for m in 0..images {
+                        for (oc, plane) in dst[m * o * p..(m + 1) * o * p].chunks_exact_mut(p).enumerate() {
+                            for (v, &r) in plane.iter_mut().zip(&out[oc * rows + m * p..oc * rows + (m + 1) * p]) {
+                                *v = r + b[oc];
+                            }
+                        }
                     }
-                }
-            }
+                });
+            });
         });
         y
     }
 
-    /// `dx`: `dcols = dyᵀ × W` per chunk of images, then col2im (scatter-add). (Computing it
-    /// instead as the forward convolution of `dy` with the flipped, transposed kernel was 7%
-    /// slower on a whole adebayo-cnn pass, `benches/methods.rs`, 2 threads.)
-    fn input_grad<T: WithDType + GemmScalar>(&self, dy: &[T], w: &[T]) -> Vec<T> {
-        let (p, win, o) = (self.positions(), self.window(), self.o);
-        let threads = self.inner_threads();
-        let mut dx = vec![T::zero(); self.n * self.image_len()];
-        self.for_chunks(&mut dx, self.image_len(), |first, dst, dy_t, dcols| {
-            let images = dst.len() / self.image_len();
-            dy_t.resize(images * p * o, T::zero());
-            dcols.resize(images * p * win, T::zero());
-            // [image, o, p] -> [image·P + p, o].
+    /// `dy` of images `first..first + images` as `[o, rows]` in scratch slot 1, then `f`.
+    fn with_dy_rows<T: WithDType + GemmScalar, R>(
+        &self,
+        dy: &[T],
+        first: usize,
+        images: usize,
+        f: impl FnOnce(&[T]) -> R,
+    ) -> R {
+        let (p, o) = (self.positions(), self.o);
+        let rows = images * p;
+        T::with_scratch(1, o * rows, |dy_rows| {
             for m in 0..images {
-                let dyn_ = &dy[(first + m) * o * p..(first + m + 1) * o * p];
-                for (oc, plane) in dyn_.chunks_exact(p).enumerate() {
-                    for (pos, &v) in plane.iter().enumerate() {
-                        dy_t[(m * p + pos) * o + oc] = v;
-                    }
+                for (oc, plane) in dy[(first + m) * o * p..(first + m + 1) * o * p].chunks_exact(p).enumerate() {
+                    dy_rows[oc * rows + m * p..oc * rows + (m + 1) * p].copy_from_slice(plane);
                 }
             }
+            f(dy_rows)
+        })
+    }
+
+    /// `dx`: `dcols_t [win, rows] = Wᵀ × dy [o, rows]` per chunk, then col2im (runs along rows).
+    fn input_grad<T: WithDType + GemmScalar>(&self, dy: &[T], w: &[T]) -> Vec<T> {
+        let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
+        let threads = self.inner_threads();
+        let mut dx = vec![T::zero(); self.n * len];
+        self.for_chunks(&mut dx, len, |first, dst| {
+            let images = dst.len() / len;
             let rows = images * p;
-            matmul(
-                dcols,
-                Layout2::row_major(rows, win),
-                dy_t,
-                Layout2::row_major(rows, o),
-                w,
-                Layout2::row_major(o, win),
-                false,
-                threads,
-            );
-            for m in 0..images {
-                let dxn = &mut dst[m * self.image_len()..(m + 1) * self.image_len()];
-                self.col2im(&dcols[m * p * win..(m + 1) * p * win], dxn);
-            }
+            self.with_dy_rows(dy, first, images, |dy_rows| {
+                T::with_scratch(2, win * rows, |dcols_t| {
+                    let (wl, dl) = (Layout2::row_major(o, win).t(), Layout2::row_major(o, rows));
+                    matmul(dcols_t, Layout2::row_major(win, rows), w, wl, dy_rows, dl, false, threads);
+                    for m in 0..images {
+                        self.col2im_t(dcols_t, rows, m * p, &mut dst[m * len..(m + 1) * len]);
+                    }
+                });
+            });
         });
         dx
     }
 
+    /// `dW = Σ_chunks dy [o, rows] × cols_tᵀ [rows, win]`, summed in chunk order.
     fn weight_grad<T: WithDType + GemmScalar>(&self, x: &[T], dy: &[T]) -> Vec<T> {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
-        let per_image: Vec<Vec<T>> = x
-            .par_chunks(self.image_len())
-            .zip(dy.par_chunks(o * p))
-            .map_init(
-                || vec![T::zero(); p * win],
-                |cols, (xn, dyn_)| {
-                    self.im2col(xn, cols);
-                    let mut dw = vec![T::zero(); o * win];
-                    matmul(
-                        &mut dw,
-                        Layout2::row_major(o, win),
-                        dyn_,
-                        Layout2::row_major(o, p),
-                        cols,
-                        Layout2::row_major(p, win),
-                        false,
-                        threads,
-                    );
-                    dw
-                },
-            )
+        let chunks: Vec<usize> = (0..self.n).step_by(IMAGES_PER_GEMM).collect();
+        let per_chunk: Vec<Vec<T>> = chunks
+            .par_iter()
+            .map(|&first| {
+                let images = IMAGES_PER_GEMM.min(self.n - first);
+                let rows = images * p;
+                let mut dw = vec![T::zero(); o * win];
+                self.with_cols_t(x, first, images, |cols_t| {
+                    self.with_dy_rows(dy, first, images, |dy_rows| {
+                        let (dl, cl) = (Layout2::row_major(o, rows), Layout2::row_major(win, rows).t());
+                        matmul(&mut dw, Layout2::row_major(o, win), dy_rows, dl, cols_t, cl, false, threads);
+                    })
+                });
+                dw
+            })
             .collect();
         let mut total = vec![T::zero(); o * win];
-        for dw in per_image {
+        for dw in per_chunk {
             for (t, v) in total.iter_mut().zip(dw) {
                 *t += v;
             }

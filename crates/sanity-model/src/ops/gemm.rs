@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 use gemm::Parallelism;
+use std::cell::RefCell;
 
 /// A strided matrix view: element `(i, j)` is at `offset + i·rs + j·cs`.
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +42,52 @@ pub trait GemmScalar: Copy + Send + Sync + 'static {
     const ONE: Self;
     /// 0.
     const ZERO: Self;
+
+    /// Calls `f` with a scratch buffer of `len` values (contents unspecified) that this thread
+    /// keeps between calls, so hot loops do not allocate and zero large buffers each time.
+    /// `slot` (0..SCRATCH_SLOTS) lets one caller hold several buffers at once. If the slot is
+    /// already in use on this thread (a rayon job stolen while waiting), a fresh buffer is used.
+    fn with_scratch<R>(slot: usize, len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+/// Scratch buffers per thread and type.
+pub const SCRATCH_SLOTS: usize = 3;
+
+type Slots<T> = [RefCell<Vec<T>>; SCRATCH_SLOTS];
+
+thread_local! {
+    static SCRATCH_F32: Slots<f32> = Default::default();
+    static SCRATCH_F64: Slots<f64> = Default::default();
+}
+
+fn scratch_in<T: Copy, R>(slots: &Slots<T>, zero: T, slot: usize, len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    match slots[slot].try_borrow_mut() {
+        Ok(mut buffer) => {
+            if buffer.len() < len {
+                buffer.resize(len, zero);
+            }
+            f(&mut buffer[..len])
+        }
+        Err(_) => f(&mut vec![zero; len]),
+    }
 }
 
 impl GemmScalar for f32 {
     const ONE: Self = 1.0;
     const ZERO: Self = 0.0;
+
+    fn with_scratch<R>(slot: usize, len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        SCRATCH_F32.with(|slots| scratch_in(slots, 0.0, slot, len, f))
+    }
 }
 
 impl GemmScalar for f64 {
     const ONE: Self = 1.0;
     const ZERO: Self = 0.0;
+
+    fn with_scratch<R>(slot: usize, len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+        SCRATCH_F64.with(|slots| scratch_in(slots, 0.0, slot, len, f))
+    }
 }
 
 /// `dst = (accumulate ? dst : 0) + a × b`, with `a` `[m, k]`, `b` `[k, n]`, `dst` `[m, n]`.
