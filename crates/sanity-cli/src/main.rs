@@ -161,7 +161,27 @@ fn execute(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Keeps freed memory in glibc's heap instead of returning it to the kernel: every op of a
+/// forward/backward pass allocates its output, and with the default thresholds each large
+/// buffer is a fresh mmap that page-faults on first touch (measured: an integrated-gradients
+/// batch of the adebayo-cnn is 21% faster, `benches/methods.rs`, 2 threads).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only sets allocator parameters; it is called first thing in main, before
+    // any other thread exists or any large allocation is made.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
