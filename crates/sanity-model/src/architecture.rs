@@ -56,7 +56,7 @@ pub enum Op {
     },
     /// Rectified linear unit.
     Relu,
-    /// Max pooling, see [`crate::pool`].
+    /// Max pooling, see [`crate::ops::pool`].
     MaxPool2d {
         /// Window side.
         kernel_size: usize,
