@@ -19,6 +19,7 @@ import copy
 import gzip
 import json
 import pathlib
+import sys
 import time
 
 import numpy as np
@@ -30,24 +31,8 @@ from captum.attr import (GuidedBackprop, GuidedGradCam, InputXGradient, Integrat
 from safetensors.torch import load_file
 from skimage.metrics import structural_similarity
 
-
-class AdebayoCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(3136, 1024)
-        self.relu3 = nn.ReLU()
-        self.logits = nn.Linear(1024, 10)
-
-    def forward(self, x):
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.logits(self.relu3(self.fc1(x.flatten(1))))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "golden"))
+from attribution_fixtures import AdebayoCNN  # noqa: E402  (the same PyTorch twin as the fixtures)
 
 
 def read_idx(path):

@@ -18,5 +18,5 @@ pub use gradient::{Gradient, GradientXInput};
 pub use guided_backprop::{Deconvnet, GuidedBackprop};
 pub use guided_gradcam::GuidedGradCam;
 pub use integrated_gradients::{Baseline, IntegratedGradients, Rule};
-pub use method::{Attribution, MethodSpec};
+pub use method::{Attribution, MethodSpec, TunnelSpec};
 pub use noise_tunnel::{Aggregate, NoiseTunnel};

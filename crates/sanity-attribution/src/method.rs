@@ -43,6 +43,42 @@ pub fn default_inner() -> Box<MethodSpec> {
     Box::new(MethodSpec::Gradient {})
 }
 
+/// The parameters of a noise tunnel (SmoothGrad, SmoothGrad², VarGrad).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSpec {
+    /// The averaged method. Default `{ method = "gradient" }`.
+    #[serde(default = "default_inner")]
+    pub inner: Box<MethodSpec>,
+    /// Noisy copies. Default 50.
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+    /// Noise std as a fraction of the image's range. Default 0.15.
+    #[serde(default = "default_noise")]
+    pub noise: f64,
+    /// Inputs per pass. Default 64.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+impl TunnelSpec {
+    fn build(&self, aggregate: Aggregate, arch: &Architecture, seed: u64) -> Result<Box<dyn Attribution>> {
+        let inner = self.inner.build(arch, seed)?;
+        Ok(Box::new(NoiseTunnel {
+            inner,
+            aggregate,
+            samples: self.samples,
+            noise: self.noise,
+            batch: self.batch,
+            seed,
+        }))
+    }
+
+    fn resolved(&self, arch: &Architecture) -> Result<Self> {
+        Ok(Self { inner: Box::new(self.inner.resolved(arch)?), ..self.clone() })
+    }
+}
+
 /// A method and its parameters as written in a config (`method = "gradcam"`, `layer = "conv4"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
@@ -67,50 +103,11 @@ pub enum MethodSpec {
         batch: usize,
     },
     /// SmoothGrad over `inner`.
-    Smoothgrad {
-        /// The averaged method. Default `{ method = "gradient" }`.
-        #[serde(default = "default_inner")]
-        inner: Box<MethodSpec>,
-        /// Noisy copies. Default 50.
-        #[serde(default = "default_samples")]
-        samples: usize,
-        /// Noise std as a fraction of the image's range. Default 0.15.
-        #[serde(default = "default_noise")]
-        noise: f64,
-        /// Inputs per pass. Default 64.
-        #[serde(default = "default_batch")]
-        batch: usize,
-    },
+    Smoothgrad(TunnelSpec),
     /// SmoothGrad² over `inner`.
-    SmoothgradSquared {
-        /// The averaged method.
-        #[serde(default = "default_inner")]
-        inner: Box<MethodSpec>,
-        /// Noisy copies. Default 50.
-        #[serde(default = "default_samples")]
-        samples: usize,
-        /// Noise std as a fraction of the image's range. Default 0.15.
-        #[serde(default = "default_noise")]
-        noise: f64,
-        /// Inputs per pass. Default 64.
-        #[serde(default = "default_batch")]
-        batch: usize,
-    },
+    SmoothgradSquared(TunnelSpec),
     /// VarGrad over `inner`.
-    Vargrad {
-        /// The method whose variance is taken.
-        #[serde(default = "default_inner")]
-        inner: Box<MethodSpec>,
-        /// Noisy copies. Default 50.
-        #[serde(default = "default_samples")]
-        samples: usize,
-        /// Noise std as a fraction of the image's range. Default 0.15.
-        #[serde(default = "default_noise")]
-        noise: f64,
-        /// Inputs per pass. Default 64.
-        #[serde(default = "default_batch")]
-        batch: usize,
-    },
+    Vargrad(TunnelSpec),
     /// [`GuidedBackprop`].
     GuidedBackprop {},
     /// [`Deconvnet`].
@@ -136,9 +133,9 @@ impl MethodSpec {
             MethodSpec::Gradient {} => "gradient",
             MethodSpec::GradientXInput {} => "gradient_x_input",
             MethodSpec::IntegratedGradients { .. } => "integrated_gradients",
-            MethodSpec::Smoothgrad { .. } => "smoothgrad",
-            MethodSpec::SmoothgradSquared { .. } => "smoothgrad_squared",
-            MethodSpec::Vargrad { .. } => "vargrad",
+            MethodSpec::Smoothgrad(_) => "smoothgrad",
+            MethodSpec::SmoothgradSquared(_) => "smoothgrad_squared",
+            MethodSpec::Vargrad(_) => "vargrad",
             MethodSpec::GuidedBackprop {} => "guided_backprop",
             MethodSpec::Deconvnet {} => "deconvnet",
             MethodSpec::Gradcam { .. } => "gradcam",
@@ -149,24 +146,15 @@ impl MethodSpec {
     /// Builds the method for an architecture, resolving defaults (Grad-CAM's layer) and
     /// checking names; errors list the valid choices. `seed` seeds stochastic methods.
     pub fn build(&self, arch: &Architecture, seed: u64) -> Result<Box<dyn Attribution>> {
-        let tunnel = |inner: &MethodSpec, aggregate, samples, noise, batch| -> Result<Box<dyn Attribution>> {
-            Ok(Box::new(NoiseTunnel { inner: inner.build(arch, seed)?, aggregate, samples, noise, batch, seed }))
-        };
         Ok(match self {
             MethodSpec::Gradient {} => Box::new(Gradient),
             MethodSpec::GradientXInput {} => Box::new(GradientXInput),
             MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
                 Box::new(IntegratedGradients { steps: *steps, rule: *rule, baseline: baseline.clone(), batch: *batch })
             }
-            MethodSpec::Smoothgrad { inner, samples, noise, batch } => {
-                tunnel(inner, Aggregate::Mean, *samples, *noise, *batch)?
-            }
-            MethodSpec::SmoothgradSquared { inner, samples, noise, batch } => {
-                tunnel(inner, Aggregate::MeanOfSquares, *samples, *noise, *batch)?
-            }
-            MethodSpec::Vargrad { inner, samples, noise, batch } => {
-                tunnel(inner, Aggregate::Variance, *samples, *noise, *batch)?
-            }
+            MethodSpec::Smoothgrad(t) => t.build(Aggregate::Mean, arch, seed)?,
+            MethodSpec::SmoothgradSquared(t) => t.build(Aggregate::MeanOfSquares, arch, seed)?,
+            MethodSpec::Vargrad(t) => t.build(Aggregate::Variance, arch, seed)?,
             MethodSpec::GuidedBackprop {} => Box::new(GuidedBackprop),
             MethodSpec::Deconvnet {} => Box::new(Deconvnet),
             MethodSpec::Gradcam { layer } => Box::new(GradCam::new(arch, layer.as_deref())?),
@@ -185,24 +173,9 @@ impl MethodSpec {
         Ok(match self {
             MethodSpec::Gradcam { layer } => MethodSpec::Gradcam { layer: layer_of(layer)? },
             MethodSpec::GuidedGradcam { layer } => MethodSpec::GuidedGradcam { layer: layer_of(layer)? },
-            MethodSpec::Smoothgrad { inner, samples, noise, batch } => MethodSpec::Smoothgrad {
-                inner: Box::new(inner.resolved(arch)?),
-                samples: *samples,
-                noise: *noise,
-                batch: *batch,
-            },
-            MethodSpec::SmoothgradSquared { inner, samples, noise, batch } => MethodSpec::SmoothgradSquared {
-                inner: Box::new(inner.resolved(arch)?),
-                samples: *samples,
-                noise: *noise,
-                batch: *batch,
-            },
-            MethodSpec::Vargrad { inner, samples, noise, batch } => MethodSpec::Vargrad {
-                inner: Box::new(inner.resolved(arch)?),
-                samples: *samples,
-                noise: *noise,
-                batch: *batch,
-            },
+            MethodSpec::Smoothgrad(t) => MethodSpec::Smoothgrad(t.resolved(arch)?),
+            MethodSpec::SmoothgradSquared(t) => MethodSpec::SmoothgradSquared(t.resolved(arch)?),
+            MethodSpec::Vargrad(t) => MethodSpec::Vargrad(t.resolved(arch)?),
             other => other.clone(),
         })
     }
