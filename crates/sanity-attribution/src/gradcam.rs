@@ -14,11 +14,11 @@
 //! step `normalize{min_max}`.
 
 use crate::error::{AttributionError, Result};
+use crate::input_gradient::gradient_from;
 use crate::method::Attribution;
-use crate::target::selected_logit_sum;
-use candle_core::{D, Device, Tensor, Var};
+use candle_core::{D, Device, Tensor};
 use sanity_data::resize_bilinear;
-use sanity_model::{Architecture, Mode, Model};
+use sanity_model::{Architecture, Mode, Model, ReluMode};
 
 /// Grad-CAM at one layer.
 #[derive(Debug, Clone)]
@@ -63,17 +63,7 @@ impl GradCam {
     pub fn coarse(&self, model: &Model, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
         let split = self.layer_index + 1;
         let activation = model.forward_range(x, 0..split, &mut Mode::Eval)?.detach();
-        let a = Var::from_tensor(&activation)?;
-        let logits = model.forward_range(a.as_tensor(), split..model.arch.layers.len(), &mut Mode::Eval)?;
-        let grads = selected_logit_sum(&logits, targets, self.id())?.backward()?;
-        let zeros;
-        let grad = match grads.get(a.as_tensor()) {
-            Some(g) => g,
-            None => {
-                zeros = activation.zeros_like()?;
-                &zeros
-            }
-        };
+        let grad = gradient_from(model, &activation, split, targets, ReluMode::Standard, self.id())?;
         let alpha = grad.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?; // [n, k, 1, 1]
         Ok(activation.broadcast_mul(&alpha)?.sum_keepdim(1)?.relu()?)
     }

@@ -1,14 +1,13 @@
-//! The gradient of each input's target logit with respect to that input, with a chosen ReLU
-//! backward rule: the building block of the gradient-based methods.
+//! The gradient of each input's target logit with respect to that input (or to the input of
+//! any later layer), with a chosen ReLU backward rule: the building block of the gradient-based
+//! methods and of Grad-CAM.
 
 use crate::error::{AttributionError, Result};
 use crate::target::selected_logit_sum;
-use candle_core::{Tensor, Var};
-use sanity_model::{Mode, Model, ReluMode};
+use candle_core::{DType, Device, Tensor, Var};
+use sanity_model::{Mode, Model, ReluMode, native};
 
 /// `∂ logit_{t_i}(x_i) / ∂ x_i` for every row `i` of `x` `[n, c, h, w]`, as `[n, c, h, w]`.
-/// One backward of `Σ_i logit_{t_i}(x_i)` gives all rows at once (rows do not interact in
-/// evaluation mode). `relu` selects the ReLU backward rule (guided backprop, deconvnet).
 pub fn input_gradient(
     model: &Model,
     x: &Tensor,
@@ -16,11 +15,58 @@ pub fn input_gradient(
     relu: ReluMode,
     method: &'static str,
 ) -> Result<Tensor> {
-    let input = Var::from_tensor(x)?;
-    let logits = model.forward_with(input.as_tensor(), 0..model.arch.layers.len(), &mut Mode::Eval, relu)?;
+    gradient_from(model, x, 0, targets, relu, method)
+}
+
+/// `∂ logit_{t_i} / ∂ h_i` where `h` is the input of layer `start` (the output of layer
+/// `start − 1`), for every row `i`. Float32 models take the project's direct forward/backward
+/// ([`sanity_model::native`]); other dtypes (the f64 checks) go through candle's autograd over
+/// the same ops, one backward of `Σ_i logit_{t_i}` (rows do not interact in evaluation mode).
+pub fn gradient_from(
+    model: &Model,
+    h: &Tensor,
+    start: usize,
+    targets: &[usize],
+    relu: ReluMode,
+    method: &'static str,
+) -> Result<Tensor> {
+    let n = h.dim(0)?;
+    let outputs = model.arch.num_outputs();
+    let seed = one_hot(targets, n, outputs, method)?;
+    let layers = start..model.arch.layers.len();
+    if h.dtype() == DType::F32 {
+        let values = h.flatten_all()?.to_vec1::<f32>()?;
+        let grad = native::input_gradient(model, &values, n, layers, &seed, relu)?;
+        return Ok(Tensor::from_vec(grad, h.shape(), &Device::Cpu)?);
+    }
+    let input = Var::from_tensor(h)?;
+    let logits = model.forward_with(input.as_tensor(), layers, &mut Mode::Eval, relu)?;
     let grads = selected_logit_sum(&logits, targets, method)?.backward()?;
     match grads.get(input.as_tensor()) {
         Some(g) => Ok(g.clone()),
-        None => Err(AttributionError::Invalid { method, reason: "the output does not depend on the input".into() }),
+        None => Ok(h.zeros_like()?),
     }
+}
+
+/// One-hot rows `[n, outputs]` selecting each input's target; targets are checked.
+fn one_hot(targets: &[usize], n: usize, outputs: usize, method: &'static str) -> Result<Vec<f32>> {
+    if targets.len() != n {
+        return Err(AttributionError::Invalid {
+            method,
+            reason: format!("{} targets for {n} inputs; give one target per input", targets.len()),
+        });
+    }
+    let mut seed = vec![0.0f32; n * outputs];
+    for (i, &t) in targets.iter().enumerate() {
+        if t >= outputs {
+            return Err(AttributionError::Invalid {
+                method,
+                reason: format!(
+                    "target {t} for input {i} is out of range; the model has {outputs} outputs (0..{outputs})"
+                ),
+            });
+        }
+        seed[i * outputs + t] = 1.0;
+    }
+    Ok(seed)
 }

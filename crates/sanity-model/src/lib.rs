@@ -7,6 +7,7 @@ pub mod error;
 pub mod forward;
 pub mod init;
 pub mod layer;
+pub mod native;
 pub mod ops;
 pub mod presets;
 pub mod train;

@@ -19,18 +19,19 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-/// Conv geometry of one call.
+/// Conv geometry of one call: `n` images `[c, h, w]`, `o` filters `k x k`, zero padding `pad`,
+/// output `[o, oh, ow]`.
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    k: usize,
-    pad: usize,
-    oh: usize,
-    ow: usize,
+pub(crate) struct Geometry {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) o: usize,
+    pub(crate) k: usize,
+    pub(crate) pad: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 /// Images per gemm: `chunk·P` rows make a tall, thin product, the fast shape on this machine
@@ -142,7 +143,7 @@ impl Geometry {
         })
     }
 
-    fn forward<T: WithDType + GemmScalar>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
+    pub(crate) fn forward<T: WithDType + GemmScalar>(&self, x: &[T], w: &[T], b: &[T]) -> Vec<T> {
         let (p, win, o) = (self.positions(), self.window(), self.o);
         let threads = self.inner_threads();
         let mut y = vec![T::zero(); self.n * o * p];
@@ -188,7 +189,7 @@ impl Geometry {
     }
 
     /// `dx`: `dcols_t [win, rows] = Wᵀ × dy [o, rows]` per chunk, then col2im (runs along rows).
-    fn input_grad<T: WithDType + GemmScalar>(&self, dy: &[T], w: &[T]) -> Vec<T> {
+    pub(crate) fn input_grad<T: WithDType + GemmScalar>(&self, dy: &[T], w: &[T]) -> Vec<T> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
         let threads = self.inner_threads();
         let mut dx = vec![T::zero(); self.n * len];

@@ -26,13 +26,19 @@ impl MaxPool2d {
         x.contiguous()?.apply_op1(*self)
     }
 
-    fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+    pub(crate) fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         ((h - self.kernel_size) / self.stride + 1, (w - self.kernel_size) / self.stride + 1)
     }
 
     /// Calls `visit(output index, input index of the window's first maximum)` for every output
     /// of one `[h, w]` plane (PyTorch's strict `>` scan in row-major order).
-    fn plane_argmax<T: WithDType>(&self, plane: &[T], h: usize, w: usize, mut visit: impl FnMut(usize, usize)) {
+    pub(crate) fn plane_argmax<T: WithDType>(
+        &self,
+        plane: &[T],
+        h: usize,
+        w: usize,
+        mut visit: impl FnMut(usize, usize),
+    ) {
         let (oh, ow) = self.out_size(h, w);
         let (k, s) = (self.kernel_size, self.stride);
         for oy in 0..oh {

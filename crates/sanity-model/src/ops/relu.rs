@@ -28,7 +28,7 @@ pub enum ReluMode {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Relu(ReluMode);
+pub(crate) struct Relu(pub(crate) ReluMode);
 
 impl Relu {
     fn bwd_typed<T: WithDType>(&self, x: &Tensor, g: &Tensor) -> Result<Tensor> {
@@ -51,7 +51,7 @@ impl Relu {
     }
 
     /// The gradient passed to the input for input value `x` and arriving gradient `g`.
-    fn rule_one<T: WithDType>(&self, x: T, g: T) -> T {
+    pub(crate) fn rule_one<T: WithDType>(&self, x: T, g: T) -> T {
         let zero = T::zero();
         let passes = match self.0 {
             ReluMode::Standard => x > zero,

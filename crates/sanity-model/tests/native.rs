@@ -1,0 +1,48 @@
+//! The direct forward/backward (`sanity_model::native`) against candle's autograd over the same
+//! ops, float32, for every ReLU rule and for gradients at an inner layer.
+
+use candle_core::{Device, Tensor, Var};
+use rand::Rng;
+use sanity_data::stream_rng;
+use sanity_model::{Architecture, Mode, Model, ReluMode, init_weights, native, preset};
+use std::sync::Arc;
+
+/// Both paths compute in f32 with different summation orders.
+const REL_TOLERANCE: f32 = 1e-4;
+
+fn check(preset_name: &str, input: [usize; 3], start: usize, relu: ReluMode) {
+    let arch = Arc::new(Architecture::new(preset(preset_name, input).expect("preset")).expect("valid"));
+    let model = Model::new(arch.clone(), init_weights(&arch, 3).expect("init"));
+    let n = 10;
+    let mut rng = stream_rng(5, "native", 0);
+    let x: Vec<f32> = (0..n * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0)).collect();
+    let x = Tensor::from_vec(x, [vec![n], input.to_vec()].concat(), &Device::Cpu).expect("x");
+    let h = model.forward_range(&x, 0..start, &mut Mode::Eval).expect("prefix");
+    let outputs = arch.num_outputs();
+    let seed: Vec<f32> =
+        (0..n * outputs).map(|i| if i % outputs == (i / outputs) % outputs { 1.0 } else { 0.0 }).collect();
+    let layers = start..arch.layers.len();
+    let values = h.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+    let ours = native::input_gradient(&model, &values, n, layers.clone(), &seed, relu).expect("native");
+    let var = Var::from_tensor(&h).expect("var");
+    let logits = model.forward_with(var.as_tensor(), layers, &mut Mode::Eval, relu).expect("forward");
+    let seed_t = Tensor::from_vec(seed, logits.shape(), &Device::Cpu).expect("seed");
+    let grads = (logits * seed_t).expect("mul").sum_all().expect("sum").backward().expect("backward");
+    let reference =
+        grads.get(var.as_tensor()).expect("grad").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "{preset_name}: zero gradient, the check would be vacuous");
+    let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale;
+    assert!(err < REL_TOLERANCE, "{preset_name} from layer {start} {relu:?}: relative error {err:e}");
+}
+
+#[test]
+fn native_gradients_equal_autograd() {
+    for relu in [ReluMode::Standard, ReluMode::Guided, ReluMode::Deconv] {
+        check("adebayo-cnn", [1, 28, 28], 0, relu);
+        check("phantom-cnn", [1, 32, 32], 0, relu);
+    }
+    // From inside the network (Grad-CAM's split after conv2 / conv4).
+    check("adebayo-cnn", [1, 28, 28], 4, ReluMode::Standard);
+    check("phantom-cnn", [1, 32, 32], 10, ReluMode::Standard);
+}
