@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from captum.attr import (Deconvolution, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
                          LayerAttribution, LayerGradCam, Saliency)
 
+from fixture_json import F32List, F64List, dumps  # noqa: E402
+
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-attribution/tests/fixtures/attribution.json"
 torch.set_num_threads(1)
 
@@ -88,26 +90,6 @@ def formula_weights(model):
         state[name] = torch.from_numpy(v.astype(np.float32).reshape(p.shape))
     model.load_state_dict(state)
     return model.eval()
-
-
-class F32List(list):
-    def __init__(self, array):
-        super().__init__(str(v) for v in np.asarray(array, dtype=np.float32).ravel())
-
-
-class F64List(list):
-    def __init__(self, array):
-        super().__init__(repr(float(v)) for v in np.asarray(array, dtype=np.float64).ravel())
-
-
-def dumps(obj):
-    if isinstance(obj, (F32List, F64List)):
-        return "[" + ",".join(obj) + "]"
-    if isinstance(obj, dict):
-        return "{" + ",".join(json.dumps(k) + ":" + dumps(v) for k, v in obj.items()) + "}"
-    if isinstance(obj, list):
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    return json.dumps(obj)
 
 
 def upsample(cam, size):

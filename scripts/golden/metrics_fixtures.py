@@ -17,24 +17,9 @@ import scipy.stats
 import skimage
 from skimage.metrics import structural_similarity
 
+from fixture_json import F32List, dumps  # noqa: E402
+
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-metrics/tests/fixtures/metrics.json"
-
-
-class F32List(list):
-    """float32 values written with their shortest round-trip repr (parses to the same f32)."""
-
-    def __init__(self, array):
-        super().__init__(str(v) for v in array.ravel())
-
-
-def dumps(obj):
-    if isinstance(obj, F32List):
-        return "[" + ",".join(obj) + "]"
-    if isinstance(obj, dict):
-        return "{" + ",".join(json.dumps(k) + ":" + dumps(v) for k, v in obj.items()) + "}"
-    if isinstance(obj, list):
-        return "[" + ",".join(dumps(v) for v in obj) + "]"
-    return json.dumps(obj)
 
 
 def case(name, a, b, ssim_settings):

@@ -16,7 +16,7 @@
 use super::gemm::{GemmScalar, Layout2, matmul};
 use super::{contiguous_slice, values};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 /// Conv geometry of one call: `n` images `[c, h, w]`, `o` filters `k x k`, zero padding `pad`,
@@ -311,41 +311,7 @@ impl Conv2d {
     }
 }
 
-impl CustomOp3 for Conv2d {
-    fn name(&self) -> &'static str {
-        "sanity-conv2d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        match s1.dtype() {
-            DType::F32 => self.fwd_typed::<f32>([s1, s2, s3], [l1, l2, l3]),
-            DType::F64 => self.fwd_typed::<f64>([s1, s2, s3], [l1, l2, l3]),
-            other => Err(candle_core::Error::UnsupportedDTypeForOp(other, "conv2d")),
-        }
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        match x.dtype() {
-            DType::F64 => self.bwd_typed::<f64>(x, w, b, dy),
-            _ => self.bwd_typed::<f32>(x, w, b, dy),
-        }
-    }
-}
+impl_typed_op3!(Conv2d, "sanity-conv2d", "conv2d");
 
 /// `x` `[n, c, h, w]`, `weight` `[o, c, k, k]`, `bias` `[o]`, zero `padding` per side, stride 1.
 pub fn conv2d(x: &Tensor, weight: &Tensor, bias: &Tensor, padding: usize) -> Result<Tensor> {

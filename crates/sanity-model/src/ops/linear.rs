@@ -5,7 +5,7 @@
 use super::gemm::{GemmScalar, Layout2, matmul};
 use super::{contiguous_slice, values};
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, WithDType};
 
 #[derive(Debug, Clone, Copy)]
 struct Linear;
@@ -112,41 +112,7 @@ impl Linear {
     }
 }
 
-impl CustomOp3 for Linear {
-    fn name(&self) -> &'static str {
-        "sanity-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        match s1.dtype() {
-            DType::F32 => self.fwd_typed::<f32>([s1, s2, s3], [l1, l2, l3]),
-            DType::F64 => self.fwd_typed::<f64>([s1, s2, s3], [l1, l2, l3]),
-            other => Err(candle_core::Error::UnsupportedDTypeForOp(other, "linear")),
-        }
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        match x.dtype() {
-            DType::F64 => self.bwd_typed::<f64>(x, w, b, dy),
-            _ => self.bwd_typed::<f32>(x, w, b, dy),
-        }
-    }
-}
+impl_typed_op3!(Linear, "sanity-linear", "linear");
 
 /// `x` `[n, in]`, `weight` `[out, in]`, `bias` `[out]` -> `[n, out]`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {

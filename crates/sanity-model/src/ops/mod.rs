@@ -4,6 +4,48 @@
 //! explaining a model never pays for weight gradients. Every op is checked by f64 finite
 //! differences in `tests/gradients.rs`.
 
+/// Implements `CustomOp3` for an op with `fwd_typed::<T>(storages, layouts)` and
+/// `bwd_typed::<T>(a, b, c, grad)` generic over f32/f64: the dtype dispatch, written once.
+macro_rules! impl_typed_op3 {
+    ($op:ty, $name:literal, $short:literal) => {
+        impl candle_core::CustomOp3 for $op {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn cpu_fwd(
+                &self,
+                s1: &CpuStorage,
+                l1: &Layout,
+                s2: &CpuStorage,
+                l2: &Layout,
+                s3: &CpuStorage,
+                l3: &Layout,
+            ) -> Result<(CpuStorage, Shape)> {
+                match s1.dtype() {
+                    candle_core::DType::F32 => self.fwd_typed::<f32>([s1, s2, s3], [l1, l2, l3]),
+                    candle_core::DType::F64 => self.fwd_typed::<f64>([s1, s2, s3], [l1, l2, l3]),
+                    other => Err(candle_core::Error::UnsupportedDTypeForOp(other, $short)),
+                }
+            }
+
+            fn bwd(
+                &self,
+                a: &Tensor,
+                b: &Tensor,
+                c: &Tensor,
+                _res: &Tensor,
+                grad: &Tensor,
+            ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+                match a.dtype() {
+                    candle_core::DType::F64 => self.bwd_typed::<f64>(a, b, c, grad),
+                    _ => self.bwd_typed::<f32>(a, b, c, grad),
+                }
+            }
+        }
+    };
+}
+
 pub mod conv;
 pub mod gemm;
 pub mod linear;
