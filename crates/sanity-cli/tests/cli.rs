@@ -113,3 +113,46 @@ fn plan_lists_the_cascade_and_the_resolved_defaults() {
     let embedded = sanity().args(["plan"]).output().expect("runs");
     assert!(embedded.status.success() && String::from_utf8_lossy(&embedded.stdout).contains("quick"));
 }
+
+#[test]
+fn train_writes_weights_that_a_run_can_load() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let weights = tmp.path().join("m.safetensors");
+    let out = sanity()
+        .args([
+            "train",
+            "--arch",
+            "phantom-cnn",
+            "--data",
+            "phantom",
+            "--n-train",
+            "40",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&weights)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("test accuracy"));
+    let run_dir = tmp.path().join("run");
+    let set = format!("model.weights={}", weights.display());
+    sanity()
+        .args(["run", TINY, "--set", &set, "--set", "data.size=64", "--threads", "1", "--out"])
+        .arg(&run_dir)
+        .assert()
+        .success();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(run_dir.join("manifest.json"))).expect("manifest is JSON");
+    assert_eq!(manifest["model"]["origin"], weights.display().to_string());
+    let bad = sanity()
+        .args(["train", "--arch", "phantom-cnn", "--data", "mnist", "--out"])
+        .arg(&weights)
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fashion-mnist"));
+}
