@@ -213,6 +213,16 @@ pub enum Order {
     BottomUp,
 }
 
+impl Order {
+    /// The config and CSV name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::TopDown => "top_down",
+            Order::BottomUp => "bottom_up",
+        }
+    }
+}
+
 /// `top_down`.
 pub fn default_order() -> Order {
     Order::TopDown

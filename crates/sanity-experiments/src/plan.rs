@@ -228,7 +228,7 @@ impl Plan {
         for test in &c.tests {
             let TestConfig::Cascading { order, stages, .. } = test;
             let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
-            out += &format!("  test {} ({order:?}): {}\n", test.id(), list.join(" -> "));
+            out += &format!("  test {} ({}): {}\n", test.id(), order.name(), list.join(" -> "));
         }
         for comparison in &c.comparisons {
             let metrics: Vec<&str> = comparison.metrics.iter().map(|m| m.id()).collect();

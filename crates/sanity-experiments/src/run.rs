@@ -2,7 +2,7 @@
 //! into one run directory as they finish.
 
 use crate::cascading::{cascade_order, cascade_step};
-use crate::config::{ComparisonConfig, ExplainedClass, Order, TestConfig};
+use crate::config::{ComparisonConfig, ExplainedClass, TestConfig};
 use crate::error::{ExperimentError, Result};
 use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib};
 use crate::plan::Plan;
@@ -202,10 +202,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     for test in &config.tests {
         let TestConfig::Cascading { order, reinit, stages } = test;
         let sequence = cascade_order(stages.as_deref().unwrap_or_default(), *order);
-        let order_name = match order {
-            Order::TopDown => "top_down",
-            Order::BottomUp => "bottom_up",
-        };
+        let order_name = order.name();
         progress(Progress::Phase {
             name: format!("{} {order_name}", test.id()),
             total: (sequence.len() * methods.len()) as u64,
