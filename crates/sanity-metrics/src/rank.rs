@@ -3,24 +3,25 @@
 use crate::metric::Status;
 
 /// Ranks 1..=n with ties given their average rank (scipy.stats.rankdata, method="average").
-/// `order` is scratch space reused between calls.
-pub fn average_ranks_into(values: &[f32], order: &mut Vec<usize>, ranks: &mut Vec<f64>) {
+/// `order` is scratch space reused between calls: (value, index) pairs sorted by value, so the
+/// sort touches contiguous memory.
+pub fn average_ranks_into(values: &[f32], order: &mut Vec<(f32, u32)>, ranks: &mut Vec<f64>) {
     let n = values.len();
     order.clear();
-    order.extend(0..n);
-    order.sort_unstable_by(|&a, &b| values[a].total_cmp(&values[b]));
+    order.extend(values.iter().enumerate().map(|(i, &v)| (v, i as u32)));
+    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     ranks.clear();
     ranks.resize(n, 0.0);
     let mut start = 0;
     while start < n {
         let mut end = start + 1;
-        while end < n && values[order[end]] == values[order[start]] {
+        while end < n && order[end].0 == order[start].0 {
             end += 1;
         }
         // Positions start..end (0-based) share the mean of ranks start+1..=end.
         let rank = (start + end + 1) as f64 / 2.0;
-        for &i in &order[start..end] {
-            ranks[i] = rank;
+        for &(_, i) in &order[start..end] {
+            ranks[i as usize] = rank;
         }
         start = end;
     }

@@ -123,27 +123,31 @@ fn reflect(i: i64, n: i64) -> usize {
     (if m < n { m } else { period - 1 - m }) as usize
 }
 
-/// Separable correlation of `src` `[h, w]` with `taps` along rows then columns, reflect border.
-fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: &mut [f64]) {
-    let r = (taps.len() / 2) as i64;
-    // Axis 0 (down the columns), as scipy filters axis 0 first.
+/// Separable correlation of `src` `[h, w]` with `taps` along axis 0 then axis 1 (as scipy),
+/// reflect border. Axis 0 accumulates whole rows (vectorisable); axis 1 works on a row copied
+/// into `line` with its reflected border, so every tap reads a contiguous slice.
+fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: &mut [f64], line: &mut Vec<f64>) {
+    let r = taps.len() / 2;
     for y in 0..h {
-        for x in 0..w {
-            let mut s = 0.0;
-            for (k, &t) in taps.iter().enumerate() {
-                s += t * src[reflect(y as i64 + k as i64 - r, h as i64) * w + x];
+        let dst = &mut tmp[y * w..(y + 1) * w];
+        dst.fill(0.0);
+        for (k, &t) in taps.iter().enumerate() {
+            let sy = reflect(y as i64 + k as i64 - r as i64, h as i64);
+            for (d, &v) in dst.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
+                *d += t * v;
             }
-            tmp[y * w + x] = s;
         }
     }
     for y in 0..h {
         let row = &tmp[y * w..(y + 1) * w];
-        for x in 0..w {
-            let mut s = 0.0;
-            for (k, &t) in taps.iter().enumerate() {
-                s += t * row[reflect(x as i64 + k as i64 - r, w as i64)];
+        line.clear();
+        line.extend((0..w + 2 * r).map(|i| row[reflect(i as i64 - r as i64, w as i64)]));
+        for (x, o) in out[y * w..(y + 1) * w].iter_mut().enumerate() {
+            let mut acc = 0.0;
+            for (&t, &v) in taps.iter().zip(&line[x..x + taps.len()]) {
+                acc += t * v;
             }
-            out[y * w + x] = s;
+            *o = acc;
         }
     }
 }
@@ -157,9 +161,10 @@ fn ssim_channel(a: &[f32], b: &[f32], h: usize, w: usize, p: &SsimParams, taps: 
     let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
     let xy: Vec<f64> = x.iter().zip(&y).map(|(u, v)| u * v).collect();
     let mut tmp = vec![0.0; n];
+    let mut line = Vec::with_capacity(w + taps.len());
     let mut moments = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
     for (src, dst) in [&x, &y, &xx, &yy, &xy].into_iter().zip(moments.iter_mut()) {
-        filter2(src, h, w, taps, &mut tmp, dst);
+        filter2(src, h, w, taps, &mut tmp, dst, &mut line);
     }
     let [ux, uy, uxx, uyy, uxy] = &moments;
     let np = (taps.len() * taps.len()) as f64;
