@@ -125,7 +125,7 @@ fn reflect(i: i64, n: i64) -> usize {
 
 /// Separable correlation of `src` `[h, w]` with `taps` along axis 0 then axis 1 (as scipy),
 /// reflect border. Axis 0 accumulates whole rows (vectorisable); axis 1 works on a row copied
-/// into `line` with its reflected border, so every tap reads a contiguous slice.
+/// into `line` with its reflected border, each tap adding a shifted slice (vectorisable too).
 fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: &mut [f64], line: &mut Vec<f64>) {
     let r = taps.len() / 2;
     for y in 0..h {
@@ -141,13 +141,15 @@ fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: 
     for y in 0..h {
         let row = &tmp[y * w..(y + 1) * w];
         line.clear();
-        line.extend((0..w + 2 * r).map(|i| row[reflect(i as i64 - r as i64, w as i64)]));
-        for (x, o) in out[y * w..(y + 1) * w].iter_mut().enumerate() {
-            let mut acc = 0.0;
-            for (&t, &v) in taps.iter().zip(&line[x..x + taps.len()]) {
-                acc += t * v;
+        line.extend((0..r).map(|i| row[reflect(i as i64 - r as i64, w as i64)]));
+        line.extend_from_slice(row);
+        line.extend((w + r..w + 2 * r).map(|i| row[reflect(i as i64 - r as i64, w as i64)]));
+        let dst = &mut out[y * w..(y + 1) * w];
+        dst.fill(0.0);
+        for (k, &t) in taps.iter().enumerate() {
+            for (o, &v) in dst.iter_mut().zip(&line[k..k + w]) {
+                *o += t * v;
             }
-            *o = acc;
         }
     }
 }
