@@ -133,7 +133,7 @@ fn conv_pool_flatten_linear_stack_matches_finite_differences() {
     check_gradient(arch, &[2, 1, 6, 6], 12);
 }
 
-/// More images than one gemm chunk (8), so chunk boundaries are exercised.
+/// More images than several gemm chunks, so chunk boundaries are exercised.
 const BATCH: usize = 11;
 
 /// The project's conv against a direct loop, on shapes that include the ones where candle
@@ -234,7 +234,7 @@ fn conv_input_weight_and_bias_gradients_match_finite_differences() {
     // Padding >= kernel size.
     let wide = |x: &Tensor, w: &Tensor, b: &Tensor| sanity_model::ops::conv2d(x, w, b, 2).expect("conv");
     check_op_operands(&wide, [&[2, 2, 3, 3], &[3, 2, 2, 2], &[3]], 25);
-    // More images than one gemm chunk (8).
+    // More images than one gemm chunk.
     check_op_operands(&conv, [&[BATCH, 1, 3, 3], &[2, 1, 3, 3], &[2]], 24);
 }
 

@@ -34,9 +34,10 @@ pub(crate) struct Geometry {
     pub(crate) ow: usize,
 }
 
-/// Images per gemm: `chunk·P` rows make a tall, thin product, the fast shape on this machine
-/// (chosen with `benches/kernels.rs`: 8 images of 14x14 give [1568 x 800] x [800 x 64]).
-const IMAGES_PER_GEMM: usize = 8;
+/// Images per gemm. Chosen with `benches/methods.rs` (one IG call on adebayo-cnn, 100 inputs,
+/// 2 threads): 1 image 71.1 ms, 2 images 72.3 ms, 4 images 73.7 ms, 8 images 85 ms, 16 images
+/// 87.4 ms: the im2col buffer of a chunk has to stay in cache.
+const IMAGES_PER_GEMM: usize = 2;
 
 impl Geometry {
     fn positions(&self) -> usize {
