@@ -173,6 +173,12 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     mark("model", &mut timings);
 
     let n = config.attribution.n_images;
+    if n > test_set.len() {
+        return Err(ExperimentError::Config {
+            file: plan.source.clone(),
+            message: format!("key `attribution.n_images`: {n}, but the test set has only {} images", test_set.len()),
+        });
+    }
     let indices: Vec<usize> = (0..n).collect();
     let [c, h, w] = test_set.image_shape;
     let x = Tensor::from_vec(test_set.gather_images(&indices), (n, c, h, w), &Device::Cpu)?;
