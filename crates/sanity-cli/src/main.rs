@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::config::TrainingConfig;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
 use sanity_experiments::{Config, ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
@@ -64,6 +65,43 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// Where to write the weights.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write one method's raw maps for the images of an NPY file (float32 NCHW) as NPY.
+    Attribute {
+        /// Preset name or architecture TOML.
+        #[arg(long)]
+        arch: String,
+        /// Weights (safetensors, PyTorch names).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Images, NPY [n, c, h, w].
+        #[arg(long)]
+        input: PathBuf,
+        /// Method id: gradient, gradient_x_input, integrated_gradients, smoothgrad, smoothgrad_squared,
+        /// vargrad, guided_backprop, deconvnet, gradcam, guided_gradcam.
+        #[arg(long)]
+        method: String,
+        /// One explained output for every image (default: the model's prediction).
+        #[arg(long, conflicts_with = "targets")]
+        target: Option<usize>,
+        /// One explained output per image, NPY integers [n].
+        #[arg(long)]
+        targets: Option<PathBuf>,
+        /// Layer of the CAM methods (default: the last conv layer).
+        #[arg(long)]
+        layer: Option<String>,
+        /// Method parameter, e.g. --set steps=20.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Images per call.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Where to write the maps (NPY float32).
         #[arg(long)]
         out: PathBuf,
     },
@@ -140,6 +178,18 @@ fn execute(cli: Cli) -> Result<()> {
             let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
             bar.finish_and_clear();
             eprintln!("train accuracy {:.4}, test accuracy {:.4}", outcome.train_accuracy, outcome.test_accuracy);
+            println!("{}", out.display());
+        }
+        Command::Attribute { arch, weights, input, method, target, targets, layer, params, batch, threads, out } => {
+            set_threads(threads)?;
+            let job = AttributeJob { arch, weights, input, method, layer, params, target, targets, batch };
+            let used = attribute_to_npy(&job, &out)?;
+            eprintln!(
+                "{} maps written (targets {:?}{})",
+                used.len(),
+                &used[..used.len().min(8)],
+                if used.len() > 8 { ", ..." } else { "" }
+            );
             println!("{}", out.display());
         }
         Command::Run { config, out, overrides, threads, force } => {

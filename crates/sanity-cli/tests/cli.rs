@@ -156,3 +156,72 @@ fn train_writes_weights_that_a_run_can_load() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fashion-mnist"));
 }
+
+/// A float32 NPY (v1.0) file of `shape`.
+fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for v in data {
+        bytes.extend(v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).expect("write npy");
+}
+
+#[test]
+fn attribute_writes_maps_as_npy_and_refuses_bad_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let weights = tmp.path().join("m.safetensors");
+    sanity()
+        .args([
+            "train",
+            "--arch",
+            "phantom-cnn",
+            "--data",
+            "phantom",
+            "--n-train",
+            "32",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&weights)
+        .assert()
+        .success();
+    let input = tmp.path().join("x.npy");
+    let data: Vec<f32> = (0..3 * 32 * 32).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
+    write_npy_f32(&input, &[3, 1, 32, 32], &data);
+    let attribute = |extra: &[&str]| {
+        let mut cmd = sanity();
+        cmd.args(["attribute", "--arch", "phantom-cnn", "--weights"]).arg(&weights).arg("--input").arg(&input);
+        cmd.args(extra).arg("--out").arg(tmp.path().join("maps.npy"));
+        cmd.output().expect("runs")
+    };
+    for (method, channels) in [("integrated_gradients", 1), ("gradcam", 1), ("guided_backprop", 1)] {
+        let mut args = vec!["--method", method];
+        if method == "integrated_gradients" {
+            args.extend(["--set", "steps=4"]);
+        }
+        let out = attribute(&args);
+        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stderr));
+        let bytes = std::fs::read(tmp.path().join("maps.npy")).expect("maps written");
+        let header = String::from_utf8_lossy(&bytes[10..bytes.len().min(128)]).replace(' ', "");
+        assert!(header.contains(&format!("(3,{channels},32,32")) && header.contains("<f4"), "{method}: {header}");
+        let header_len = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!(bytes.len() - header_len, 3 * channels * 32 * 32 * 4, "{method}: payload size");
+    }
+    let out = attribute(&["--method", "gradiant"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gradient"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = attribute(&["--method", "gradient", "--target", "4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,6 +1,7 @@
 //! The experiments crate: config schema, plans, the sanity tests (cascading randomisation),
 //! statistics, and the CSV / manifest writers of a run directory.
 
+pub mod attribute_job;
 pub mod cascading;
 pub mod config;
 pub mod error;

@@ -1,0 +1,102 @@
+//! `sanity attribute`: raw maps of one method for the images of an NPY file, written as NPY,
+//! so that anyone can cross-check the maps from Python.
+
+use crate::error::{ExperimentError, Result};
+use candle_core::{DType, Tensor};
+use sanity_attribution::MethodSpec;
+use sanity_model::train::classes_of;
+use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What to explain.
+#[derive(Debug, Clone)]
+pub struct AttributeJob {
+    /// Preset name or architecture TOML.
+    pub arch: String,
+    /// Weights (safetensors, PyTorch names).
+    pub weights: PathBuf,
+    /// Images, NPY float32 (or float64) `[n, c, h, w]`.
+    pub input: PathBuf,
+    /// The method id (`gradient`, `integrated_gradients`, ...).
+    pub method: String,
+    /// Grad-CAM's layer, for the CAM methods.
+    pub layer: Option<String>,
+    /// Method parameters as `KEY=VALUE` (`steps=20`).
+    pub params: Vec<String>,
+    /// One target for every image.
+    pub target: Option<usize>,
+    /// One target per image, NPY integers `[n]`.
+    pub targets: Option<PathBuf>,
+    /// Images per call.
+    pub batch: usize,
+}
+
+fn bad(file: &Path, message: String) -> ExperimentError {
+    ExperimentError::Config { file: file.display().to_string(), message }
+}
+
+/// The method spec from `--method`, `--layer` and `--set` (a TOML table with `method = ID`).
+fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
+    let mut table = toml::Table::new();
+    table.insert("method".into(), toml::Value::String(job.method.clone()));
+    if let Some(layer) = &job.layer {
+        table.insert("layer".into(), toml::Value::String(layer.clone()));
+    }
+    for assignment in &job.params {
+        crate::overrides::apply(&mut table, assignment)?;
+    }
+    MethodSpec::deserialize(toml::Value::Table(table))
+        .map_err(|e| ExperimentError::Config { file: "--method/--layer/--set".into(), message: e.to_string() })
+}
+
+/// Computes the maps of `job` and writes them to `out` (NPY float32 `[n, c', h, w]`).
+/// Returns the targets used (the model's predictions when none are given).
+pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
+    let x = Tensor::read_npy(&job.input).map_err(|e| bad(&job.input, format!("not a readable NPY array: {e}")))?;
+    let (n, c, h, w) =
+        x.dims4().map_err(|_| bad(&job.input, format!("shape {:?}; accepted: [n, c, h, w]", x.dims())))?;
+    if !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Err(bad(&job.input, format!("dtype {:?}; accepted: float32 or float64", x.dtype())));
+    }
+    let x = x.to_dtype(DType::F32)?;
+    let input = [c, h, w];
+    let spec = if PRESETS.contains(&job.arch.as_str()) {
+        preset(&job.arch, input)?
+    } else {
+        ArchitectureSpec::from_toml_file(Path::new(&job.arch))?
+    };
+    let arch = Arc::new(Architecture::new(spec)?);
+    let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
+    let targets = match (&job.target, &job.targets) {
+        (Some(t), None) => vec![*t; n],
+        (None, Some(path)) => {
+            let t = Tensor::read_npy(path).map_err(|e| bad(path, format!("not a readable NPY array: {e}")))?;
+            let values = t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
+            if values.len() != n || values.iter().any(|&v| v < 0) {
+                return Err(bad(
+                    path,
+                    format!("{} targets; accepted: {n} non-negative integers, one per image", values.len()),
+                ));
+            }
+            values.into_iter().map(|v| v as usize).collect()
+        }
+        (None, None) => {
+            let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            let outputs = arch.num_outputs();
+            if outputs == 1 { vec![0; n] } else { classes_of(&logits, outputs) }
+        }
+        (Some(_), Some(_)) => return Err(bad(&job.input, "give --target or --targets, not both".into())),
+    };
+    let method = method_spec(job)?.build(&arch, 0)?;
+    let mut maps = Vec::new();
+    for start in (0..n).step_by(job.batch.max(1)) {
+        let len = job.batch.max(1).min(n - start);
+        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+        maps.push(method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?);
+    }
+    let maps = Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?;
+    maps.write_npy(out).map_err(|e| ExperimentError::io(out, e))?;
+    Ok(targets)
+}
