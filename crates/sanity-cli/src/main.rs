@@ -76,7 +76,7 @@ enum Command {
         /// Weights (safetensors, PyTorch names).
         #[arg(long)]
         weights: PathBuf,
-        /// Images, NPY [n, c, h, w].
+        /// Images, NPY float32 of shape (n, c, h, w).
         #[arg(long)]
         input: PathBuf,
         /// Method id: gradient, gradient_x_input, integrated_gradients, smoothgrad, smoothgrad_squared,
@@ -86,7 +86,7 @@ enum Command {
         /// One explained output for every image (default: the model's prediction).
         #[arg(long, conflicts_with = "targets")]
         target: Option<usize>,
-        /// One explained output per image, NPY integers [n].
+        /// One explained output per image, NPY integers of shape (n,).
         #[arg(long)]
         targets: Option<PathBuf>,
         /// Layer of the CAM methods (default: the last conv layer).
