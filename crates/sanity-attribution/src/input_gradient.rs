@@ -2,8 +2,8 @@
 //! any later layer), with a chosen ReLU backward rule: the building block of the gradient-based
 //! methods and of Grad-CAM.
 
-use crate::error::{AttributionError, Result};
-use crate::target::selected_logit_sum;
+use crate::error::Result;
+use crate::target::one_hot;
 use candle_core::{DType, Device, Tensor, Var};
 use sanity_model::{Mode, Model, ReluMode, native};
 
@@ -41,32 +41,10 @@ pub fn gradient_from(
     }
     let input = Var::from_tensor(h)?;
     let logits = model.forward_with(input.as_tensor(), layers, &mut Mode::Eval, relu)?;
-    let grads = selected_logit_sum(&logits, targets, method)?.backward()?;
+    let seed = Tensor::from_vec(seed, logits.shape(), &Device::Cpu)?.to_dtype(logits.dtype())?;
+    let grads = (logits * seed)?.sum_all()?.backward()?;
     match grads.get(input.as_tensor()) {
         Some(g) => Ok(g.clone()),
         None => Ok(h.zeros_like()?),
     }
-}
-
-/// One-hot rows `[n, outputs]` selecting each input's target; targets are checked.
-fn one_hot(targets: &[usize], n: usize, outputs: usize, method: &'static str) -> Result<Vec<f32>> {
-    if targets.len() != n {
-        return Err(AttributionError::Invalid {
-            method,
-            reason: format!("{} targets for {n} inputs; give one target per input", targets.len()),
-        });
-    }
-    let mut seed = vec![0.0f32; n * outputs];
-    for (i, &t) in targets.iter().enumerate() {
-        if t >= outputs {
-            return Err(AttributionError::Invalid {
-                method,
-                reason: format!(
-                    "target {t} for input {i} is out of range; the model has {outputs} outputs (0..{outputs})"
-                ),
-            });
-        }
-        seed[i * outputs + t] = 1.0;
-    }
-    Ok(seed)
 }

@@ -1,30 +1,29 @@
-//! The explained output: one logit index per input.
+//! The explained output: one logit index per input, as the seed of the backward pass.
 
 use crate::error::{AttributionError, Result};
-use candle_core::{Device, Tensor};
 
-/// `Σ_i logits[i, targets[i]]`: one backward of this scalar gives every sample's gradient of
-/// its own target logit, since samples do not interact in evaluation mode.
-///
-/// For a single-logit binary model the only target is 0, the logit itself.
-pub fn selected_logit_sum(logits: &Tensor, targets: &[usize], method: &'static str) -> Result<Tensor> {
-    let (n, k) = logits.dims2()?;
+/// One-hot rows `[n, outputs]` selecting each input's target logit: the gradient seed for
+/// `Σ_i logit_{t_i}(x_i)`, whose one backward gives every input's gradient of its own target
+/// (inputs do not interact in evaluation mode). Targets are checked here, once, for both the
+/// direct and the autograd path. For a single-logit binary model the only target is 0.
+pub fn one_hot(targets: &[usize], n: usize, outputs: usize, method: &'static str) -> Result<Vec<f32>> {
     if targets.len() != n {
         return Err(AttributionError::Invalid {
             method,
             reason: format!("{} targets for {n} inputs; give one target per input", targets.len()),
         });
     }
-    let mut mask = vec![0.0f32; n * k];
+    let mut seed = vec![0.0f32; n * outputs];
     for (i, &t) in targets.iter().enumerate() {
-        if t >= k {
+        if t >= outputs {
             return Err(AttributionError::Invalid {
                 method,
-                reason: format!("target {t} for input {i} is out of range; the model has {k} outputs (0..{k})"),
+                reason: format!(
+                    "target {t} for input {i} is out of range; the model has {outputs} outputs (0..{outputs})"
+                ),
             });
         }
-        mask[i * k + t] = 1.0;
+        seed[i * outputs + t] = 1.0;
     }
-    let mask = Tensor::from_vec(mask, (n, k), &Device::Cpu)?.to_dtype(logits.dtype())?;
-    Ok((logits * mask)?.sum_all()?)
+    Ok(seed)
 }

@@ -13,6 +13,13 @@ fn run_tiny(out: &Path, threads: &str) {
     sanity().args(["run", TINY, "--threads", threads, "--out"]).arg(out).assert().success();
 }
 
+/// `sanity train` of phantom-cnn on 32 phantoms for one epoch, writing `weights`.
+fn train_tiny(weights: &Path) -> std::process::Output {
+    let args =
+        ["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "32", "--epochs", "1", "--threads", "1"];
+    sanity().args(args).arg("--out").arg(weights).output().expect("runs")
+}
+
 fn read(path: PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -118,24 +125,7 @@ fn plan_lists_the_cascade_and_the_resolved_defaults() {
 fn train_writes_weights_that_a_run_can_load() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let weights = tmp.path().join("m.safetensors");
-    let out = sanity()
-        .args([
-            "train",
-            "--arch",
-            "phantom-cnn",
-            "--data",
-            "phantom",
-            "--n-train",
-            "40",
-            "--epochs",
-            "1",
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&weights)
-        .output()
-        .expect("runs");
+    let out = train_tiny(&weights);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("test accuracy"));
     let run_dir = tmp.path().join("run");
@@ -178,24 +168,8 @@ fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
 fn attribute_writes_maps_as_npy_and_refuses_bad_names() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let weights = tmp.path().join("m.safetensors");
-    sanity()
-        .args([
-            "train",
-            "--arch",
-            "phantom-cnn",
-            "--data",
-            "phantom",
-            "--n-train",
-            "32",
-            "--epochs",
-            "1",
-            "--threads",
-            "1",
-            "--out",
-        ])
-        .arg(&weights)
-        .assert()
-        .success();
+    let trained = train_tiny(&weights);
+    assert!(trained.status.success(), "{}", String::from_utf8_lossy(&trained.stderr));
     let input = tmp.path().join("x.npy");
     let data: Vec<f32> = (0..3 * 32 * 32).map(|i| ((i * 37) % 101) as f32 / 101.0).collect();
     write_npy_f32(&input, &[3, 1, 32, 32], &data);

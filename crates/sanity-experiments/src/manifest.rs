@@ -75,7 +75,7 @@ pub struct DataReport {
 pub fn crate_versions() -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("sanity".into(), env!("CARGO_PKG_VERSION").into());
-    v.insert("candle-core".into(), "0.9.2".into());
+    v.insert("candle-core".into(), env!("SANITY_CANDLE_VERSION").into());
     v
 }
 

@@ -217,7 +217,9 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         for (k, stage) in sequence.iter().enumerate() {
             weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
             let randomized = model.with_weights(weights.clone());
-            let logits = explained.logits(&randomized)?;
+            // Only `current_prediction` of a multi-class model needs the randomised model's logits.
+            let needs_logits = outputs > 1 && explain == ExplainedClass::CurrentPrediction;
+            let logits = if needs_logits { explained.logits(&randomized)? } else { Vec::new() };
             let targets = targets_for(explain, &logits, outputs, &explained.labels, &explained.original_classes);
             for (method, original) in methods.iter().zip(&originals) {
                 let maps = explained.maps(method.as_ref(), &randomized, &targets)?;

@@ -12,7 +12,7 @@ use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::forward::Model;
 use crate::ops::conv::Geometry;
-use crate::ops::gemm::{Layout2, matmul};
+use crate::ops::linear;
 use crate::ops::relu::Relu;
 use crate::ops::{MaxPool2d, ReluMode, with_values};
 use rayon::prelude::*;
@@ -66,14 +66,9 @@ pub fn input_gradient(
             }
             Op::Linear { in_features, out_features, .. } => {
                 let (w, b) = weights(model, &layer.name)?;
-                let mut y: Vec<f32> = Vec::with_capacity(n * out_features);
-                with_values(b, |b: &[f32]| (0..n).for_each(|_| y.extend_from_slice(b)))?;
-                let threads = rayon::current_num_threads();
-                with_values(w, |w: &[f32]| {
-                    let (xl, wl) =
-                        (Layout2::row_major(n, in_features), Layout2::row_major(out_features, in_features).t());
-                    matmul(&mut y, Layout2::row_major(n, out_features), &act, xl, w, wl, true, threads)
-                })?;
+                let y = with_values(w, |w: &[f32]| {
+                    with_values(b, |b: &[f32]| linear::forward_values(&act, w, b, n, in_features, out_features))
+                })??;
                 (y, Saved::Linear(n, in_features, out_features), vec![out_features])
             }
             Op::Relu => {
@@ -123,13 +118,7 @@ pub fn input_gradient(
             }
             Saved::Linear(n, fin, fout) => {
                 let (w, _) = weights(model, &layer.name)?;
-                let mut dx = vec![0.0f32; n * fin];
-                let threads = rayon::current_num_threads();
-                with_values(w, |w: &[f32]| {
-                    let (gl, wl) = (Layout2::row_major(n, fout), Layout2::row_major(fout, fin));
-                    matmul(&mut dx, Layout2::row_major(n, fin), &g, gl, w, wl, false, threads)
-                })?;
-                dx
+                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, n, fin, fout))?
             }
             Saved::Relu(y) => {
                 let rule = Relu(relu);

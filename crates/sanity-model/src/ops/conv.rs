@@ -14,7 +14,7 @@
 //! input) and computes the weight gradient in every backward; the project does not use it.
 
 use super::gemm::{GemmScalar, Layout2, matmul};
-use super::{contiguous_slice, values};
+use super::{contiguous_slice, with_values};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, WithDType};
 use rayon::prelude::*;
@@ -296,19 +296,22 @@ impl Conv2d {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = self.geometry(x.shape(), w.shape())?;
-        let dy = values::<T>(&dy.to_dtype(x.dtype())?)?;
-        let dx = if x.track_op() {
-            Some(Tensor::from_vec(g.input_grad(&dy, &values::<T>(w)?), x.shape(), x.device())?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            Some(Tensor::from_vec(g.weight_grad(&values::<T>(x)?, &dy), w.shape(), w.device())?)
-        } else {
-            None
-        };
-        let db = if b.track_op() { Some(Tensor::from_vec(g.bias_grad(&dy), b.shape(), b.device())?) } else { None };
-        Ok((dx, dw, db))
+        let dy = dy.to_dtype(x.dtype())?;
+        with_values(&dy, |dy: &[T]| -> Result<_> {
+            let dx = match x.track_op() {
+                true => Some(Tensor::from_vec(with_values(w, |w: &[T]| g.input_grad(dy, w))?, x.shape(), x.device())?),
+                false => None,
+            };
+            let dw = match w.track_op() {
+                true => Some(Tensor::from_vec(with_values(x, |x: &[T]| g.weight_grad(x, dy))?, w.shape(), w.device())?),
+                false => None,
+            };
+            let db = match b.track_op() {
+                true => Some(Tensor::from_vec(g.bias_grad(dy), b.shape(), b.device())?),
+                false => None,
+            };
+            Ok((dx, dw, db))
+        })?
     }
 }
 

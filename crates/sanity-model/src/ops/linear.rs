@@ -3,7 +3,7 @@
 //! gradients.
 
 use super::gemm::{GemmScalar, Layout2, matmul};
-use super::{contiguous_slice, values};
+use super::{contiguous_slice, with_values};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Shape, Tensor, WithDType};
 
@@ -23,6 +23,38 @@ fn dims(x: &Shape, w: &Shape) -> Result<(usize, usize, usize)> {
     Ok((n, fin, fout))
 }
 
+/// `y [n, fout] = x [n, fin] Wᵀ + b`.
+pub(crate) fn forward_values<T: WithDType + GemmScalar>(
+    x: &[T],
+    w: &[T],
+    b: &[T],
+    n: usize,
+    fin: usize,
+    fout: usize,
+) -> Vec<T> {
+    let mut y: Vec<T> = Vec::with_capacity(n * fout);
+    for _ in 0..n {
+        y.extend_from_slice(b);
+    }
+    let (xl, wl) = (Layout2::row_major(n, fin), Layout2::row_major(fout, fin).t());
+    matmul(&mut y, Layout2::row_major(n, fout), x, xl, w, wl, true, rayon::current_num_threads());
+    y
+}
+
+/// `dx [n, fin] = dy [n, fout] W`.
+pub(crate) fn input_grad_values<T: WithDType + GemmScalar>(
+    dy: &[T],
+    w: &[T],
+    n: usize,
+    fin: usize,
+    fout: usize,
+) -> Vec<T> {
+    let mut dx = vec![T::zero(); n * fin];
+    let (gl, wl) = (Layout2::row_major(n, fout), Layout2::row_major(fout, fin));
+    matmul(&mut dx, Layout2::row_major(n, fin), dy, gl, w, wl, false, rayon::current_num_threads());
+    dx
+}
+
 impl Linear {
     fn fwd_typed<T: WithDType + GemmScalar>(
         &self,
@@ -35,22 +67,7 @@ impl Linear {
             contiguous_slice::<T>(s[1], l[1])?,
             contiguous_slice::<T>(s[2], l[2])?,
         );
-        let mut y: Vec<T> = Vec::with_capacity(n * fout);
-        for _ in 0..n {
-            y.extend_from_slice(b);
-        }
-        let threads = rayon::current_num_threads();
-        matmul(
-            &mut y,
-            Layout2::row_major(n, fout),
-            x,
-            Layout2::row_major(n, fin),
-            w,
-            Layout2::row_major(fout, fin).t(),
-            true,
-            threads,
-        );
-        Ok((T::to_cpu_storage_owned(y), Shape::from((n, fout))))
+        Ok((T::to_cpu_storage_owned(forward_values(x, w, b, n, fin, fout)), Shape::from((n, fout))))
     }
 
     fn bwd_typed<T: WithDType + GemmScalar>(
@@ -61,54 +78,37 @@ impl Linear {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, fin, fout) = dims(x.shape(), w.shape())?;
-        let threads = rayon::current_num_threads();
-        let dy = values::<T>(&dy.to_dtype(x.dtype())?)?;
-        let dx = if x.track_op() {
-            let mut dx = vec![T::zero(); n * fin];
-            let wv = values::<T>(w)?;
-            matmul(
-                &mut dx,
-                Layout2::row_major(n, fin),
-                &dy,
-                Layout2::row_major(n, fout),
-                &wv,
-                Layout2::row_major(fout, fin),
-                false,
-                threads,
-            );
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
-        } else {
-            None
-        };
-        let dw = if w.track_op() {
-            let mut dw = vec![T::zero(); fout * fin];
-            let xv = values::<T>(x)?;
-            matmul(
-                &mut dw,
-                Layout2::row_major(fout, fin),
-                &dy,
-                Layout2::row_major(n, fout).t(),
-                &xv,
-                Layout2::row_major(n, fin),
-                false,
-                threads,
-            );
-            Some(Tensor::from_vec(dw, w.shape(), w.device())?)
-        } else {
-            None
-        };
-        let db = if b.track_op() {
-            let mut db = vec![T::zero(); fout];
-            for row in dy.chunks_exact(fout) {
-                for (d, &v) in db.iter_mut().zip(row) {
-                    *d += v;
+        let dy = dy.to_dtype(x.dtype())?;
+        with_values(&dy, |dy: &[T]| -> Result<_> {
+            let dx = if x.track_op() {
+                let dx = with_values(w, |w: &[T]| input_grad_values(dy, w, n, fin, fout))?;
+                Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+            } else {
+                None
+            };
+            let dw = if w.track_op() {
+                let mut dw = vec![T::zero(); fout * fin];
+                with_values(x, |xv: &[T]| {
+                    let (gl, xl) = (Layout2::row_major(n, fout).t(), Layout2::row_major(n, fin));
+                    matmul(&mut dw, Layout2::row_major(fout, fin), dy, gl, xv, xl, false, rayon::current_num_threads())
+                })?;
+                Some(Tensor::from_vec(dw, w.shape(), w.device())?)
+            } else {
+                None
+            };
+            let db = if b.track_op() {
+                let mut db = vec![T::zero(); fout];
+                for row in dy.chunks_exact(fout) {
+                    for (d, &v) in db.iter_mut().zip(row) {
+                        *d += v;
+                    }
                 }
-            }
-            Some(Tensor::from_vec(db, b.shape(), b.device())?)
-        } else {
-            None
-        };
-        Ok((dx, dw, db))
+                Some(Tensor::from_vec(db, b.shape(), b.device())?)
+            } else {
+                None
+            };
+            Ok((dx, dw, db))
+        })?
     }
 }
 

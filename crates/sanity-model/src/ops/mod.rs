@@ -76,8 +76,3 @@ pub(crate) fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R
         _ => Err(candle_core::Error::Msg("sanity ops run on the CPU only".into())),
     }
 }
-
-/// The values of a tensor as a flat vector of `T`.
-pub(crate) fn values<T: WithDType>(t: &Tensor) -> Result<Vec<T>> {
-    with_values(t, |v: &[T]| v.to_vec())
-}
