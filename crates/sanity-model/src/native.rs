@@ -1,8 +1,10 @@
 //! The input gradient of a sequential model computed directly with the project's kernels:
 //! one forward that keeps what the backward needs (ReLU outputs, max-pool argmax indices), then
 //! one backward through the layers in reverse, with no autograd graph, no weight gradients and
-//! no zero-initialised gradient accumulators. Float32 only; it gives the same values as candle's
-//! autograd over the same ops (`tests/native.rs`) and is what attribution methods use.
+//! no zero-initialised gradient accumulators. Inside, images are channels-last (NHWC, see
+//! [`crate::ops::nhwc`]); inputs and gradients are NCHW like the rest of the project. Float32
+//! only; it gives the same values as candle's autograd over the same ops (`tests/native.rs`)
+//! and is what attribution methods use.
 //!
 //! ```text
 //! ∂(Σ_i Σ_j s_ij · f_j(x_i)) / ∂x_i   for a seed s [n, outputs] (one-hot rows: the target logits)
@@ -11,35 +13,82 @@
 use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::forward::Model;
-use crate::ops::conv::Geometry;
 use crate::ops::linear;
+use crate::ops::nhwc::{ConvNhwc, ConvWeights, PoolNhwc, transpose_images};
 use crate::ops::relu::Relu;
-use crate::ops::{MaxPool2d, ReluMode, with_values};
+use crate::ops::{ReluMode, with_values};
 use rayon::prelude::*;
 use std::ops::Range;
 
 /// What the backward of one layer needs from the forward.
 enum Saved {
-    /// Conv geometry.
-    Conv(Geometry),
+    /// Conv geometry and reordered weights.
+    Conv(ConvNhwc, ConvWeights),
     /// Linear `(n, in, out)`.
     Linear(usize, usize, usize),
-    /// ReLU output (positive exactly where the input was).
-    Relu(Vec<f32>),
-    /// For every pooled output, the flat input index of its window's maximum; the input length.
-    Pool(Vec<u32>, usize),
-    /// Global average pool `(n·c, h·w)`.
+    /// The index in the kept outputs of this ReLU's output (positive exactly where its input was).
+    Relu(usize),
+    /// Pool geometry and, per output value, the index within its image of its input.
+    Pool(PoolNhwc, Vec<u32>),
+    /// Global average pool over `hw` positions of `c` channels.
     Gap(usize, usize),
-    /// Nothing (flatten, dropout in evaluation).
+    /// Flatten of NHWC images `[hw, c]` into PyTorch's channel-major order.
+    Flatten(usize, usize),
+    /// Nothing (dropout in evaluation, flatten of a vector).
     Identity,
+}
+
+/// A layer's output shape: images `[c, h, w]` (stored NHWC) or flat vectors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    Image(usize, usize, usize),
+    Flat(usize),
+}
+
+impl Shape {
+    fn of(dims: &[usize]) -> Self {
+        match *dims {
+            [c, h, w] => Shape::Image(c, h, w),
+            _ => Shape::Flat(dims.iter().product()),
+        }
+    }
+
+    fn image(self) -> (usize, usize, usize) {
+        match self {
+            Shape::Image(c, h, w) => (c, h, w),
+            Shape::Flat(f) => (f, 1, 1),
+        }
+    }
+
+    fn len(self) -> usize {
+        match self {
+            Shape::Image(c, h, w) => c * h * w,
+            Shape::Flat(f) => f,
+        }
+    }
+}
+
+/// The current activation of the forward: a new buffer, or a ReLU output kept for the backward.
+enum Activation {
+    Owned(Vec<f32>),
+    Kept(usize),
+}
+
+impl Activation {
+    fn values<'a>(&'a self, kept: &'a [Vec<f32>]) -> &'a [f32] {
+        match self {
+            Activation::Owned(v) => v,
+            Activation::Kept(i) => &kept[*i],
+        }
+    }
 }
 
 fn weights<'a>(model: &'a Model, layer: &str) -> Result<(&'a candle_core::Tensor, &'a candle_core::Tensor)> {
     Ok((model.weights.get(&format!("{layer}.weight"))?, model.weights.get(&format!("{layer}.bias"))?))
 }
 
-/// `∂(Σ seed ⊙ f(h))/∂h` for `h` `[n, ..]` (f32 values) the input of layers `range` of `model`,
-/// `seed` `[n, outputs of the last layer]`. ReLU backward follows `relu`.
+/// `∂(Σ seed ⊙ f(h))/∂h` for `h` `[n, ..]` (f32 values, NCHW) the input of layers `range` of
+/// `model`, `seed` `[n, outputs of the last layer]`. ReLU backward follows `relu`.
 pub fn input_gradient(
     model: &Model,
     h: &[f32],
@@ -49,99 +98,108 @@ pub fn input_gradient(
     relu: ReluMode,
 ) -> Result<Vec<f32>> {
     let arch = &model.arch;
-    let input_shape: Vec<usize> =
-        if range.start == 0 { arch.spec.input.to_vec() } else { arch.shapes[range.start - 1].clone() };
-    let mut shape = input_shape.clone();
-    let mut act = h.to_vec();
+    let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
+    let input_shape = Shape::of(input_dims);
+    let mut shape = input_shape;
+    // NCHW → NHWC (a no-op copy for one channel or one position).
+    let (c0, h0, w0) = input_shape.image();
+    let input = if c0 > 1 && h0 * w0 > 1 { transpose_images(h, c0, h0 * w0) } else { h.to_vec() };
+    // ReLU outputs stay in `kept` for the backward; the current activation is owned or kept.
+    let mut kept: Vec<Vec<f32>> = Vec::new();
+    let mut current = Activation::Owned(input);
     let mut saved = Vec::with_capacity(range.len());
     for layer in &arch.layers[range.clone()] {
+        let act = current.values(&kept);
         let (next, keep, out_shape) = match layer.op {
             Op::Conv2d { out_channels, kernel_size, padding, .. } => {
-                let (c, hh, ww) = (shape[0], shape[1], shape[2]);
+                let (c, hh, ww) = shape.image();
                 let (oh, ow) = (hh + 2 * padding + 1 - kernel_size, ww + 2 * padding + 1 - kernel_size);
-                let g = Geometry { n, c, h: hh, w: ww, o: out_channels, k: kernel_size, pad: padding, oh, ow };
+                let g = ConvNhwc { n, h: hh, w: ww, c, o: out_channels, k: kernel_size, pad: padding, oh, ow };
                 let (w, b) = weights(model, &layer.name)?;
-                let y = with_values(w, |w: &[f32]| with_values(b, |b: &[f32]| g.forward(&act, w, b)))??;
-                (y, Saved::Conv(g), vec![out_channels, oh, ow])
+                let prepared = with_values(w, |w: &[f32]| g.weights(w))?;
+                let y = with_values(b, |b: &[f32]| g.forward(act, &prepared, b))?;
+                (Some(y), Saved::Conv(g, prepared), Shape::Image(out_channels, oh, ow))
             }
             Op::Linear { in_features, out_features, .. } => {
                 let (w, b) = weights(model, &layer.name)?;
                 let y = with_values(w, |w: &[f32]| {
-                    with_values(b, |b: &[f32]| linear::forward_values(&act, w, b, n, in_features, out_features))
+                    with_values(b, |b: &[f32]| linear::forward_values(act, w, b, n, in_features, out_features))
                 })??;
-                (y, Saved::Linear(n, in_features, out_features), vec![out_features])
+                (Some(y), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
             }
             Op::Relu => {
-                let mut y = act;
-                y.par_iter_mut().for_each(|v| *v = v.max(0.0));
-                (y.clone(), Saved::Relu(y), shape.clone())
+                kept.push(act.par_iter().map(|v| v.max(0.0)).collect());
+                current = Activation::Kept(kept.len() - 1);
+                (None, Saved::Relu(kept.len() - 1), shape)
             }
             Op::MaxPool2d { kernel_size, stride } => {
-                let pool = MaxPool2d { kernel_size, stride };
-                let (c, hh, ww) = (shape[0], shape[1], shape[2]);
-                let (oh, ow) = pool.out_size(hh, ww);
-                let mut y = vec![0.0f32; n * c * oh * ow];
-                let mut idx = vec![0u32; n * c * oh * ow];
-                y.par_chunks_mut(oh * ow)
-                    .zip(idx.par_chunks_mut(oh * ow))
-                    .zip(act.par_chunks(hh * ww))
-                    .enumerate()
-                    .for_each(|(plane_index, ((yo, io), plane))| {
-                        pool.plane_argmax(plane, hh, ww, |o, i| {
-                            yo[o] = plane[i];
-                            io[o] = (plane_index * hh * ww + i) as u32;
-                        })
-                    });
-                (y, Saved::Pool(idx, act.len()), vec![c, oh, ow])
+                let (c, hh, ww) = shape.image();
+                let (oh, ow) = ((hh - kernel_size) / stride + 1, (ww - kernel_size) / stride + 1);
+                let pool = PoolNhwc { h: hh, w: ww, c, k: kernel_size, s: stride, oh, ow };
+                let (y, idx) = pool.forward(act);
+                (Some(y), Saved::Pool(pool, idx), Shape::Image(c, oh, ow))
             }
             Op::GlobalAvgPool => {
-                let (c, hw) = (shape[0], shape[1] * shape[2]);
-                let y = act.chunks_exact(hw).map(|p| p.iter().sum::<f32>() / hw as f32).collect();
-                (y, Saved::Gap(n * c, hw), vec![c])
+                let (c, hh, ww) = shape.image();
+                let hw = hh * ww;
+                let mut y = vec![0.0f32; n * c];
+                for (out, image) in y.chunks_exact_mut(c).zip(act.chunks_exact(hw * c)) {
+                    for position in image.chunks_exact(c) {
+                        for (o, &v) in out.iter_mut().zip(position) {
+                            *o += v;
+                        }
+                    }
+                    out.iter_mut().for_each(|o| *o /= hw as f32);
+                }
+                (Some(y), Saved::Gap(hw, c), Shape::Flat(c))
             }
-            Op::Flatten => (act, Saved::Identity, vec![shape.iter().product()]),
-            Op::Dropout { .. } => (act, Saved::Identity, shape.clone()),
+            Op::Flatten => match shape {
+                Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => {
+                    (Some(transpose_images(act, hh * ww, c)), Saved::Flatten(hh * ww, c), Shape::Flat(shape.len()))
+                }
+                _ => (None, Saved::Identity, Shape::Flat(shape.len())),
+            },
+            Op::Dropout { .. } => (None, Saved::Identity, shape),
         };
-        act = next;
+        if let Some(y) = next {
+            current = Activation::Owned(y);
+        }
         saved.push(keep);
         shape = out_shape;
     }
+    let act = current.values(&kept);
     if seed.len() != act.len() {
         return Err(ModelError::Training(format!("seed has {} values, the outputs {}", seed.len(), act.len())));
     }
     let mut g = seed.to_vec();
     for (layer, keep) in arch.layers[range].iter().zip(saved).rev() {
         g = match keep {
-            Saved::Conv(geometry) => {
-                let (w, _) = weights(model, &layer.name)?;
-                with_values(w, |w: &[f32]| geometry.input_grad(&g, w))?
-            }
+            Saved::Conv(geometry, prepared) => geometry.input_grad(&g, &prepared),
             Saved::Linear(n, fin, fout) => {
                 let (w, _) = weights(model, &layer.name)?;
                 with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, n, fin, fout))?
             }
-            Saved::Relu(y) => {
+            Saved::Relu(index) => {
                 let rule = Relu(relu);
-                g.par_iter_mut().zip(&y).for_each(|(g, &y)| *g = rule.rule_one(y, *g));
+                g.par_iter_mut().zip(&kept[index]).for_each(|(g, &y)| *g = rule.rule_one(y, *g));
                 g
             }
-            Saved::Pool(idx, len) => {
-                let mut dx = vec![0.0f32; len];
-                for (&i, &v) in idx.iter().zip(&g) {
-                    dx[i as usize] += v;
+            Saved::Pool(pool, idx) => pool.backward(&g, &idx),
+            Saved::Gap(hw, c) => {
+                let mut dx = vec![0.0f32; g.len() * hw];
+                for (image, gi) in dx.chunks_exact_mut(hw * c).zip(g.chunks_exact(c)) {
+                    for position in image.chunks_exact_mut(c) {
+                        for (d, &v) in position.iter_mut().zip(gi) {
+                            *d = v / hw as f32;
+                        }
+                    }
                 }
                 dx
             }
-            Saved::Gap(planes, hw) => {
-                let mut dx = vec![0.0f32; planes * hw];
-                for (p, &v) in dx.chunks_exact_mut(hw).zip(&g) {
-                    p.fill(v / hw as f32);
-                }
-                dx
-            }
+            Saved::Flatten(hw, c) => transpose_images(&g, c, hw),
             Saved::Identity => g,
         };
     }
-    debug_assert_eq!(g.len(), n * input_shape.iter().product::<usize>());
-    Ok(g)
+    debug_assert_eq!(g.len(), n * input_shape.len());
+    Ok(if c0 > 1 && h0 * w0 > 1 { transpose_images(&g, h0 * w0, c0) } else { g })
 }
