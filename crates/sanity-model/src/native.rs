@@ -20,6 +20,9 @@ use crate::ops::{ReluMode, with_values};
 use rayon::prelude::*;
 use std::ops::Range;
 
+/// Values per parallel task in elementwise passes.
+const ELEMENTWISE_CHUNK: usize = 1 << 14;
+
 /// What the backward of one layer needs from the forward.
 enum Saved {
     /// Conv geometry and reordered weights.
@@ -128,7 +131,13 @@ pub fn input_gradient(
                 (Some(y), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
             }
             Op::Relu => {
-                kept.push(act.par_iter().map(|v| v.max(0.0)).collect());
+                let mut y = vec![0.0f32; act.len()];
+                y.par_chunks_mut(ELEMENTWISE_CHUNK).zip(act.par_chunks(ELEMENTWISE_CHUNK)).for_each(|(y, x)| {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = if x > 0.0 { x } else { 0.0 };
+                    }
+                });
+                kept.push(y);
                 current = Activation::Kept(kept.len() - 1);
                 (None, Saved::Relu(kept.len() - 1), shape)
             }
@@ -181,7 +190,14 @@ pub fn input_gradient(
             }
             Saved::Relu(index) => {
                 let rule = Relu(relu);
-                g.par_iter_mut().zip(&kept[index]).for_each(|(g, &y)| *g = rule.rule_one(y, *g));
+                g.par_chunks_mut(ELEMENTWISE_CHUNK).zip(kept[index].par_chunks(ELEMENTWISE_CHUNK)).for_each(
+                    |(g, y)| match relu {
+                        ReluMode::Standard => {
+                            g.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 })
+                        }
+                        _ => g.iter_mut().zip(y).for_each(|(g, &y)| *g = rule.rule_one(y, *g)),
+                    },
+                );
                 g
             }
             Saved::Pool(pool, idx) => pool.backward(&g, &idx),

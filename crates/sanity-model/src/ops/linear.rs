@@ -32,12 +32,19 @@ pub(crate) fn forward_values<T: WithDType + GemmScalar>(
     fin: usize,
     fout: usize,
 ) -> Vec<T> {
-    let mut y: Vec<T> = Vec::with_capacity(n * fout);
-    for _ in 0..n {
-        y.extend_from_slice(b);
-    }
-    let (xl, wl) = (Layout2::row_major(n, fin), Layout2::row_major(fout, fin).t());
-    matmul(&mut y, Layout2::row_major(n, fout), x, xl, w, wl, true, rayon::current_num_threads());
+    // Computed as yᵀ [fout, n] = W [fout, fin] × xᵀ, then transposed: the gemm crate runs this
+    // shape about twice as fast as x × Wᵀ for a batch of 100 and the adebayo-cnn's fc1 (3136 ->
+    // 1024, 2 threads: 2.7 ms vs 5.3 ms).
+    let mut y: Vec<T> = vec![T::zero(); n * fout];
+    T::with_scratch(2, fout * n, |yt| {
+        let (wl, xl) = (Layout2::row_major(fout, fin), Layout2::row_major(n, fin).t());
+        matmul(yt, Layout2::row_major(fout, n), w, wl, x, xl, false, rayon::current_num_threads());
+        for (i, row) in y.chunks_exact_mut(fout).enumerate() {
+            for (j, (v, &bias)) in row.iter_mut().zip(b).enumerate() {
+                *v = yt[j * n + i] + bias;
+            }
+        }
+    });
     y
 }
 

@@ -10,6 +10,9 @@
 //! input gradient:  dcols [rows, (u, v, c)] = dy [rows, o] × W'ᵀ,  then dx = col2im(dcols)
 //! ```
 //! where `W'[(u, v, c), o] = w[o, c, u, v]` (PyTorch's layout reordered once per call).
+//! When a window row is short (`k·c` < [`SHORT_WINDOW_ROW`], e.g. a first layer on grey images)
+//! the columns are built transposed instead, `cols_t [(u, v, c), rows]`, in runs along the
+//! output row, and the same products take transposed views.
 //! Max pooling scans each window in row-major order with a strict `>`, per channel, as
 //! PyTorch's CPU kernel does, and keeps the argmax for the backward.
 
@@ -19,6 +22,9 @@ use rayon::prelude::*;
 /// Images per gemm: the im2col buffer of a chunk (`images · oh · ow · k²c` values) stays in
 /// cache. Chosen with `benches/methods.rs` (see the README's performance section).
 const IMAGES_PER_GEMM: usize = 1;
+
+/// Window rows (`k·c` values) shorter than this are gathered in the transposed layout.
+const SHORT_WINDOW_ROW: usize = 16;
 
 /// A stride-1, zero-padded convolution over `n` NHWC images `[h, w, c]`, `o` filters `k x k`.
 #[derive(Debug, Clone)]
@@ -136,6 +142,61 @@ impl ConvNhwc {
         });
     }
 
+    fn transposed(&self) -> bool {
+        self.k * self.c < SHORT_WINDOW_ROW
+    }
+
+    /// Calls `run(window index r, ci, output row i, input row y, j0, j1, input column offset)`
+    /// for every window value and output row whose input row is inside the image; output
+    /// columns `j0..j1` read input columns `j + v − pad` inside the image.
+    fn for_each_tap_row(&self, mut run: impl FnMut(usize, usize, usize, Option<usize>, usize, usize, usize)) {
+        let k = self.k;
+        for u in 0..k {
+            for v in 0..k {
+                let j0 = self.pad.saturating_sub(v);
+                let j1 = self.ow.min((self.w + self.pad).saturating_sub(v)).max(j0);
+                for ci in 0..self.c {
+                    let r = (u * k + v) * self.c + ci;
+                    for i in 0..self.oh {
+                        let y = (i + u).wrapping_sub(self.pad);
+                        run(r, ci, i, (y < self.h).then_some(y), j0, j1, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Transposed im2col of one image into columns `col0..col0 + P` of `cols_t` `[k²c, rows]`.
+    fn im2col_t(&self, x: &[f32], cols_t: &mut [f32], rows: usize, col0: usize) {
+        let (ow, w, c) = (self.ow, self.w, self.c);
+        self.for_each_tap_row(|r, ci, i, y, j0, j1, v| {
+            let dst = &mut cols_t[r * rows + col0 + i * ow..r * rows + col0 + (i + 1) * ow];
+            let Some(y) = y else {
+                dst.fill(0.0);
+                return;
+            };
+            dst[..j0].fill(0.0);
+            dst[j1..].fill(0.0);
+            let start = (y * w + j0 + v - self.pad) * c + ci;
+            for (j, d) in dst[j0..j1].iter_mut().enumerate() {
+                *d = x[start + j * c];
+            }
+        });
+    }
+
+    /// The adjoint of [`ConvNhwc::im2col_t`]: `dx += col2im(dcols_t)` for one image.
+    fn col2im_t(&self, dcols_t: &[f32], rows: usize, col0: usize, dx: &mut [f32]) {
+        let (ow, w, c) = (self.ow, self.w, self.c);
+        self.for_each_tap_row(|r, ci, i, y, j0, j1, v| {
+            let Some(y) = y else { return };
+            let src = &dcols_t[r * rows + col0 + i * ow + j0..r * rows + col0 + i * ow + j1];
+            let start = (y * w + j0 + v - self.pad) * c + ci;
+            for (j, &s) in src.iter().enumerate() {
+                dx[start + j * c] += s;
+            }
+        });
+    }
+
     /// `y` `[n, oh, ow, o]` for `x` `[n, h, w, c]`.
     pub(crate) fn forward(&self, x: &[f32], weights: &ConvWeights, b: &[f32]) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
@@ -145,13 +206,22 @@ impl ConvNhwc {
             let first = chunk * IMAGES_PER_GEMM;
             let rows = dst.len() / o;
             f32::with_scratch(0, rows * win, |cols| {
-                for (m, image_cols) in cols.chunks_exact_mut(p * win).enumerate() {
-                    self.im2col(&x[(first + m) * len..(first + m + 1) * len], image_cols);
-                }
+                let images = &x[first * len..first * len + rows / p * len];
+                let cl = if self.transposed() {
+                    for (m, image) in images.chunks_exact(len).enumerate() {
+                        self.im2col_t(image, cols, rows, m * p);
+                    }
+                    Layout2::row_major(win, rows).t()
+                } else {
+                    for (image, image_cols) in images.chunks_exact(len).zip(cols.chunks_exact_mut(p * win)) {
+                        self.im2col(image, image_cols);
+                    }
+                    Layout2::row_major(rows, win)
+                };
                 for row in dst.chunks_exact_mut(o) {
                     row.copy_from_slice(b);
                 }
-                let (cl, wl) = (Layout2::row_major(rows, win), Layout2::row_major(win, o));
+                let wl = Layout2::row_major(win, o);
                 matmul(dst, Layout2::row_major(rows, o), cols, cl, &weights.wk, wl, true, threads);
             });
         });
@@ -169,10 +239,19 @@ impl ConvNhwc {
             let rows = images * p;
             f32::with_scratch(0, rows * win, |dcols| {
                 let g = &dy[first * p * o..(first + images) * p * o];
-                let (gl, wl) = (Layout2::row_major(rows, o), Layout2::row_major(o, win));
-                matmul(dcols, Layout2::row_major(rows, win), g, gl, &weights.wk_t, wl, false, threads);
-                for (image_dcols, image_dx) in dcols.chunks_exact(p * win).zip(dst.chunks_exact_mut(len)) {
-                    self.col2im(image_dcols, image_dx);
+                if self.transposed() {
+                    // dcols_t [win, rows] = W' [win, o] × dyᵀ.
+                    let (wl, gl) = (Layout2::row_major(win, o), Layout2::row_major(rows, o).t());
+                    matmul(dcols, Layout2::row_major(win, rows), &weights.wk, wl, g, gl, false, threads);
+                    for (m, image_dx) in dst.chunks_exact_mut(len).enumerate() {
+                        self.col2im_t(dcols, rows, m * p, image_dx);
+                    }
+                } else {
+                    let (gl, wl) = (Layout2::row_major(rows, o), Layout2::row_major(o, win));
+                    matmul(dcols, Layout2::row_major(rows, win), g, gl, &weights.wk_t, wl, false, threads);
+                    for (image_dcols, image_dx) in dcols.chunks_exact(p * win).zip(dst.chunks_exact_mut(len)) {
+                        self.col2im(image_dcols, image_dx);
+                    }
                 }
             });
         });
@@ -196,43 +275,49 @@ impl PoolNhwc {
     /// The pooled images and, for every output value, the index within its image of the input
     /// value it took (the first maximum of a row-major scan).
     pub(crate) fn forward(&self, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
-        let (c, w, k, s) = (self.c, self.w, self.k, self.s);
+        let (c, w) = (self.c, self.w);
         let (in_len, out_len) = (self.h * w * c, self.oh * self.ow * c);
         let n = x.len() / in_len;
         let mut y = vec![0.0f32; n * out_len];
         let mut idx = vec![0u32; n * out_len];
-        y.par_chunks_mut(out_len).zip(idx.par_chunks_mut(out_len)).zip(x.par_chunks(in_len)).for_each(
-            |((y, idx), x)| {
-                for oy in 0..self.oh {
-                    for ox in 0..self.ow {
-                        let o0 = (oy * self.ow + ox) * c;
-                        let (best, best_at) = (&mut y[o0..o0 + c], &mut idx[o0..o0 + c]);
-                        let start = (oy * s * w + ox * s) * c;
-                        best.copy_from_slice(&x[start..start + c]);
-                        for (ci, a) in best_at.iter_mut().enumerate() {
-                            *a = (start + ci) as u32;
-                        }
-                        for yy in oy * s..oy * s + k {
-                            for xx in ox * s..ox * s + k {
-                                let i0 = (yy * w + xx) * c;
-                                if i0 == start {
-                                    continue;
-                                }
-                                // Branch-free select, so the channel loop vectorises.
-                                for (ci, ((b, a), &v)) in
-                                    best.iter_mut().zip(best_at.iter_mut()).zip(&x[i0..i0 + c]).enumerate()
-                                {
-                                    let greater = v > *b;
-                                    *b = if greater { v } else { *b };
-                                    *a = if greater { (i0 + ci) as u32 } else { *a };
-                                }
-                            }
-                        }
+        y.par_chunks_mut(out_len)
+            .zip(idx.par_chunks_mut(out_len))
+            .zip(x.par_chunks(in_len))
+            .for_each(|((y, idx), x)| self.forward_image(x, y, idx));
+        (y, idx)
+    }
+
+    /// [`PoolNhwc::forward`] of one image.
+    fn forward_image(&self, x: &[f32], y: &mut [f32], idx: &mut [u32]) {
+        let (c, w, k, s) = (self.c, self.w, self.k, self.s);
+        // The window tap (row-major scan position) holding each channel's maximum, as f32
+        // so that the select below vectorises on any x86-64.
+        let mut taps = vec![0.0f32; c];
+        // Offset of each tap from the window's first value (no divisions in the loops).
+        let offsets: Vec<usize> = (0..k * k).map(|tap| ((tap / k) * w + tap % k) * c).collect();
+        for oy in 0..self.oh {
+            for ox in 0..self.ow {
+                let o0 = (oy * self.ow + ox) * c;
+                let best = &mut y[o0..o0 + c];
+                let first = (oy * s * w + ox * s) * c;
+                best.copy_from_slice(&x[first..first + c]);
+                taps.fill(0.0);
+                for (tap, &offset) in offsets.iter().enumerate().skip(1) {
+                    let i0 = first + offset;
+                    let t = tap as f32;
+                    for ((b, a), &v) in best.iter_mut().zip(taps.iter_mut()).zip(&x[i0..i0 + c]) {
+                        // An arithmetic blend (exact: taps are small integers) and a max: a select
+                        // here would be compiled as conditional stores, one lane at a time.
+                        let greater = f32::from(u8::from(v > *b));
+                        *a += greater * (t - *a);
+                        *b = b.max(v);
                     }
                 }
-            },
-        );
-        (y, idx)
+                for (ci, (a, &t)) in idx[o0..o0 + c].iter_mut().zip(&taps).enumerate() {
+                    *a = (first + offsets[t as usize] + ci) as u32;
+                }
+            }
+        }
     }
 
     /// Routes each output gradient to its argmax (overlapping windows accumulate).
@@ -301,9 +386,12 @@ mod tests {
     #[test]
     fn conv_matches_a_direct_loop_and_its_adjoint() {
         // Odd sizes, padding smaller than k/2, more images than threads.
-        let g = ConvNhwc { n: 5, h: 7, w: 6, c: 3, o: 4, k: 3, pad: 1, oh: 7, ow: 6 };
+        let g = ConvNhwc { n: 5, h: 7, w: 6, c: 6, o: 4, k: 3, pad: 1, oh: 7, ow: 6 };
         let g0 = ConvNhwc { pad: 0, oh: 5, ow: 4, ..g.clone() };
-        for g in [g, g0] {
+        // A short window row (k·c = 5 < SHORT_WINDOW_ROW): the transposed layout.
+        let g1 = ConvNhwc { n: 3, h: 6, w: 7, c: 1, o: 5, k: 5, pad: 2, oh: 6, ow: 7 };
+        assert!(g1.transposed() && !g.transposed());
+        for g in [g, g0, g1] {
             let x = values(g.n * g.c * g.h * g.w, 1);
             let w = values(g.o * g.c * g.k * g.k, 2);
             let b = values(g.o, 3);
