@@ -6,7 +6,7 @@
 //! Deviations from Captum's `Saliency(abs=False)`: none.
 
 use crate::error::Result;
-use crate::input_gradient::input_gradient;
+use crate::input_gradient::{input_gradient, input_gradients};
 use crate::method::Attribution;
 use candle_core::Tensor;
 use sanity_model::{Model, ReluMode};
@@ -22,6 +22,10 @@ impl Attribution for Gradient {
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
         input_gradient(model, x, targets, ReluMode::Standard, self.id())
+    }
+
+    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
+        input_gradients(models, x, targets, ReluMode::Standard, self.id())
     }
 }
 
@@ -40,5 +44,10 @@ impl Attribution for GradientXInput {
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
         Ok((input_gradient(model, x, targets, ReluMode::Standard, self.id())? * x)?)
+    }
+
+    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
+        let grads = input_gradients(models, x, targets, ReluMode::Standard, self.id())?;
+        grads.into_iter().map(|g| Ok((g * x)?)).collect()
     }
 }

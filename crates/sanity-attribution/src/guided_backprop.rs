@@ -9,7 +9,7 @@
 //! Deviations from Captum's `GuidedBackprop` / `Deconvolution`: none.
 
 use crate::error::Result;
-use crate::input_gradient::input_gradient;
+use crate::input_gradient::{input_gradient, input_gradients};
 use crate::method::Attribution;
 use candle_core::Tensor;
 use sanity_model::{Model, ReluMode};
@@ -26,6 +26,10 @@ impl Attribution for GuidedBackprop {
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
         input_gradient(model, x, targets, ReluMode::Guided, self.id())
     }
+
+    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
+        input_gradients(models, x, targets, ReluMode::Guided, self.id())
+    }
 }
 
 /// DeconvNet.
@@ -39,5 +43,9 @@ impl Attribution for Deconvnet {
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
         input_gradient(model, x, targets, ReluMode::Deconv, self.id())
+    }
+
+    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
+        input_gradients(models, x, targets, ReluMode::Deconv, self.id())
     }
 }

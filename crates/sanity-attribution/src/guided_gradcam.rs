@@ -32,4 +32,16 @@ impl Attribution for GuidedGradCam {
         let cam = self.cam.attribute(model, x, targets, ids)?;
         Ok(guided.broadcast_mul(&cam)?)
     }
+
+    fn attribute_models(
+        &self,
+        models: &[&Model],
+        x: &Tensor,
+        targets: &[&[usize]],
+        ids: &[u64],
+    ) -> Result<Vec<Tensor>> {
+        let guided = GuidedBackprop.attribute_models(models, x, targets, ids)?;
+        let cams = self.cam.attribute_models(models, x, targets, ids)?;
+        guided.iter().zip(&cams).map(|(g, cam)| Ok(g.broadcast_mul(cam)?)).collect()
+    }
 }

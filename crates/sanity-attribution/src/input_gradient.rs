@@ -18,6 +18,17 @@ pub fn input_gradient(
     gradient_from(model, x, 0, targets, relu, method)
 }
 
+/// [`input_gradient`] under each of `models`, sharing unchanged layers (see [`gradients_from`]).
+pub fn input_gradients(
+    models: &[&Model],
+    x: &Tensor,
+    targets: &[&[usize]],
+    relu: ReluMode,
+    method: &'static str,
+) -> Result<Vec<Tensor>> {
+    gradients_from(models, x, 0, targets, relu, method)
+}
+
 /// `∂ logit_{t_i} / ∂ h_i` where `h` is the input of layer `start` (the output of layer
 /// `start − 1`), for every row `i`. Float32 models take the project's direct forward/backward
 /// ([`sanity_model::native`]); other dtypes (the f64 checks) go through candle's autograd over
@@ -30,21 +41,41 @@ pub fn gradient_from(
     relu: ReluMode,
     method: &'static str,
 ) -> Result<Tensor> {
+    let mut grads = gradients_from(&[model], h, start, &[targets], relu, method)?;
+    Ok(grads.remove(0))
+}
+
+/// [`gradient_from`] under each of `models` with `targets[m]` for `models[m]`; float32 models
+/// share the evaluation of the layers whose weights are the same as `models[0]`'s.
+pub fn gradients_from(
+    models: &[&Model],
+    h: &Tensor,
+    start: usize,
+    targets: &[&[usize]],
+    relu: ReluMode,
+    method: &'static str,
+) -> Result<Vec<Tensor>> {
+    let Some(first) = models.first() else { return Ok(Vec::new()) };
     let n = h.dim(0)?;
-    let outputs = model.arch.num_outputs();
-    let seed = one_hot(targets, n, outputs, method)?;
-    let layers = start..model.arch.layers.len();
+    let outputs = first.arch.num_outputs();
+    let seeds: Vec<Vec<f32>> = targets.iter().map(|t| one_hot(t, n, outputs, method)).collect::<Result<_>>()?;
+    let layers = start..first.arch.layers.len();
     if h.dtype() == DType::F32 {
         let values = h.flatten_all()?.to_vec1::<f32>()?;
-        let grad = native::input_gradient(model, &values, n, layers, &seed, relu)?;
-        return Ok(Tensor::from_vec(grad, h.shape(), &Device::Cpu)?);
+        let seed_refs: Vec<&[f32]> = seeds.iter().map(|s| s.as_slice()).collect();
+        let grads = native::input_gradients(models, &values, n, layers, &seed_refs, relu)?;
+        return grads.into_iter().map(|g| Ok(Tensor::from_vec(g, h.shape(), &Device::Cpu)?)).collect();
     }
-    let input = Var::from_tensor(h)?;
-    let logits = model.forward_with(input.as_tensor(), layers, &mut Mode::Eval, relu)?;
-    let seed = Tensor::from_vec(seed, logits.shape(), &Device::Cpu)?.to_dtype(logits.dtype())?;
-    let grads = (logits * seed)?.sum_all()?.backward()?;
-    match grads.get(input.as_tensor()) {
-        Some(g) => Ok(g.clone()),
-        None => Ok(h.zeros_like()?),
+    let mut grads = Vec::with_capacity(models.len());
+    for (model, seed) in models.iter().zip(seeds) {
+        let input = Var::from_tensor(h)?;
+        let logits = model.forward_with(input.as_tensor(), layers.clone(), &mut Mode::Eval, relu)?;
+        let seed = Tensor::from_vec(seed, logits.shape(), &Device::Cpu)?.to_dtype(logits.dtype())?;
+        let all = (logits * seed)?.sum_all()?.backward()?;
+        grads.push(match all.get(input.as_tensor()) {
+            Some(g) => g.clone(),
+            None => h.zeros_like()?,
+        });
     }
+    Ok(grads)
 }

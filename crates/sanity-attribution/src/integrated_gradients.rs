@@ -16,8 +16,9 @@
 //! to 1, as completeness requires. The golden test compares `ours · (m−1)/m` with Captum.
 
 use crate::error::{AttributionError, Result};
-use crate::input_gradient::input_gradient;
+use crate::input_gradient::input_gradients;
 use crate::method::Attribution;
+use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
 use sanity_model::{Model, ReluMode};
 use serde::{Deserialize, Serialize};
@@ -140,11 +141,22 @@ impl Attribution for IntegratedGradients {
         "integrated_gradients"
     }
 
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], ids: &[u64]) -> Result<Tensor> {
+        Ok(self.attribute_models(&[model], x, &[targets], ids)?.remove(0))
+    }
+
+    fn attribute_models(
+        &self,
+        models: &[&Model],
+        x: &Tensor,
+        targets: &[&[usize]],
+        _ids: &[u64],
+    ) -> Result<Vec<Tensor>> {
         if self.steps == 0 {
             return Err(AttributionError::Invalid { method: self.id(), reason: "steps = 0; accepted: >= 1".into() });
         }
         let (n, c, h, w) = x.dims4()?;
+        check_target_lists(targets, models.len(), n, self.id())?;
         let per = c * h * w;
         let (alphas, weights) = self.rule.points(self.steps);
         let baseline = self.baseline_of(x)?;
@@ -153,7 +165,7 @@ impl Attribution for IntegratedGradients {
         let delta_v = delta.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         // All (image, step) points, image-major; evaluated `batch` at a time.
         let points: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..self.steps).map(move |k| (i, k))).collect();
-        let mut sum = vec![0.0f64; n * per];
+        let mut sums = vec![vec![0.0f64; n * per]; models.len()];
         let mut inputs = Vec::with_capacity(self.batch.max(1) * per);
         for chunk in points.chunks(self.batch.max(1)) {
             inputs.clear();
@@ -161,18 +173,26 @@ impl Attribution for IntegratedGradients {
                 let (b, d) = (&base_v[i * per..(i + 1) * per], &delta_v[i * per..(i + 1) * per]);
                 inputs.extend(b.iter().zip(d).map(|(b, d)| b + alphas[k] * d));
             }
-            let chunk_targets: Vec<usize> = chunk.iter().map(|&(i, _)| targets[i]).collect();
+            let chunk_targets: Vec<Vec<usize>> =
+                targets.iter().map(|t| chunk.iter().map(|&(i, _)| t[i]).collect()).collect();
+            let target_refs: Vec<&[usize]> = chunk_targets.iter().map(|t| t.as_slice()).collect();
             let batch = Tensor::from_slice(&inputs, (chunk.len(), c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-            let grads = input_gradient(model, &batch, &chunk_targets, ReluMode::Standard, self.id())?;
-            let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-            for (g, &(i, k)) in values.chunks_exact(per).zip(chunk) {
-                for (s, v) in sum[i * per..(i + 1) * per].iter_mut().zip(g) {
-                    *s += weights[k] * v;
+            let grads = input_gradients(models, &batch, &target_refs, ReluMode::Standard, self.id())?;
+            for (sum, grads) in sums.iter_mut().zip(grads) {
+                let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                for (g, &(i, k)) in values.chunks_exact(per).zip(chunk) {
+                    for (s, v) in sum[i * per..(i + 1) * per].iter_mut().zip(g) {
+                        *s += weights[k] * v;
+                    }
                 }
             }
         }
-        let avg = Tensor::from_vec(sum, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-        Ok((delta * avg)?)
+        sums.into_iter()
+            .map(|sum| {
+                let avg = Tensor::from_vec(sum, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+                Ok((&delta * avg)?)
+            })
+            .collect()
     }
 }
 

@@ -20,6 +20,20 @@ pub trait Attribution: Send + Sync {
     /// # Shapes
     /// Returns `[n, c', h, w]`: `c' = c` for input-gradient methods, `c' = 1` for CAMs.
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], ids: &[u64]) -> Result<Tensor>;
+
+    /// [`Attribution::attribute`] of the same inputs under each of `models` (the original and
+    /// its cascade stages, same architecture), with `targets[m]` for `models[m]`; the same maps
+    /// as one call per model. Gradient-based methods override it so that the layers whose
+    /// weights are shared with `models[0]` are evaluated once (`sanity_model::native`).
+    fn attribute_models(
+        &self,
+        models: &[&Model],
+        x: &Tensor,
+        targets: &[&[usize]],
+        ids: &[u64],
+    ) -> Result<Vec<Tensor>> {
+        models.iter().zip(targets).map(|(model, targets)| self.attribute(model, x, targets, ids)).collect()
+    }
 }
 
 /// 50 steps.

@@ -16,6 +16,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::method::Attribution;
+use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
 use rand_distr::{Distribution, Normal};
 use sanity_data::stream_rng;
@@ -73,6 +74,16 @@ impl Attribution for NoiseTunnel {
     }
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], ids: &[u64]) -> Result<Tensor> {
+        Ok(self.attribute_models(&[model], x, &[targets], ids)?.remove(0))
+    }
+
+    fn attribute_models(
+        &self,
+        models: &[&Model],
+        x: &Tensor,
+        targets: &[&[usize]],
+        ids: &[u64],
+    ) -> Result<Vec<Tensor>> {
         if self.samples == 0 || !(self.noise.is_finite() && self.noise >= 0.0) {
             return Err(AttributionError::Invalid {
                 method: self.id(),
@@ -83,6 +94,13 @@ impl Attribution for NoiseTunnel {
             });
         }
         let (n, c, h, w) = x.dims4()?;
+        check_target_lists(targets, models.len(), n, self.id())?;
+        if ids.len() != n {
+            return Err(AttributionError::Invalid {
+                method: self.id(),
+                reason: format!("{} ids for {n} inputs; give one id per input", ids.len()),
+            });
+        }
         let per = c * h * w;
         let values = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         // All (image, sample) inputs, image-major, evaluated `batch` at a time.
@@ -91,46 +109,55 @@ impl Attribution for NoiseTunnel {
             noisy.extend(self.noisy_copies(image, ids[i]));
         }
         let total = n * self.samples;
-        let all_targets: Vec<usize> = (0..total).map(|j| targets[j / self.samples]).collect();
+        let all_targets: Vec<Vec<usize>> =
+            targets.iter().map(|t| (0..total).map(|j| t[j / self.samples]).collect()).collect();
         let all_ids: Vec<u64> = (0..total).map(|j| ids[j / self.samples]).collect();
-        let mut out_per = 0;
         let mut map_shape = (0, 0, 0);
-        let (mut mean, mut m2): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+        // Per model: running mean and sum of squared deviations (Welford).
+        let mut moments: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
         for start in (0..total).step_by(self.batch.max(1)) {
             let end = (start + self.batch.max(1)).min(total);
             let batch = Tensor::from_slice(&noisy[start * per..end * per], (end - start, c, h, w), &Device::Cpu)?
                 .to_dtype(x.dtype())?;
-            let maps = self.inner.attribute(model, &batch, &all_targets[start..end], &all_ids[start..end])?;
-            let (_, mc, mh, mw) = maps.dims4()?;
-            if out_per == 0 {
-                out_per = mc * mh * mw;
-                map_shape = (mc, mh, mw);
-                mean = vec![0.0; n * out_per];
-                m2 = vec![0.0; n * out_per];
-            }
-            let maps = maps.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-            for (offset, map) in maps.chunks_exact(out_per).enumerate() {
-                let j = start + offset;
-                let (i, k) = (j / self.samples, (j % self.samples) as f64 + 1.0);
-                let (mu, s2) = (&mut mean[i * out_per..(i + 1) * out_per], &mut m2[i * out_per..(i + 1) * out_per]);
-                for ((mu, s2), &v) in mu.iter_mut().zip(s2.iter_mut()).zip(map) {
-                    match self.aggregate {
-                        Aggregate::Mean => *mu += (v - *mu) / k,
-                        Aggregate::MeanOfSquares => *mu += (v * v - *mu) / k,
-                        Aggregate::Variance => {
-                            let d = v - *mu;
-                            *mu += d / k;
-                            *s2 += d * (v - *mu);
+            let batch_targets: Vec<&[usize]> = all_targets.iter().map(|t| &t[start..end]).collect();
+            let maps = self.inner.attribute_models(models, &batch, &batch_targets, &all_ids[start..end])?;
+            for (m, maps) in maps.into_iter().enumerate() {
+                let (_, mc, mh, mw) = maps.dims4()?;
+                let out_per = mc * mh * mw;
+                if moments.len() <= m {
+                    map_shape = (mc, mh, mw);
+                    moments.push((vec![0.0; n * out_per], vec![0.0; n * out_per]));
+                }
+                let (mean, m2) = &mut moments[m];
+                let maps = maps.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                for (offset, map) in maps.chunks_exact(out_per).enumerate() {
+                    let j = start + offset;
+                    let (i, k) = (j / self.samples, (j % self.samples) as f64 + 1.0);
+                    let range = i * out_per..(i + 1) * out_per;
+                    for ((mu, s2), &v) in mean[range.clone()].iter_mut().zip(m2[range].iter_mut()).zip(map) {
+                        match self.aggregate {
+                            Aggregate::Mean => *mu += (v - *mu) / k,
+                            Aggregate::MeanOfSquares => *mu += (v * v - *mu) / k,
+                            Aggregate::Variance => {
+                                let d = v - *mu;
+                                *mu += d / k;
+                                *s2 += d * (v - *mu);
+                            }
                         }
                     }
                 }
             }
         }
-        let result = match self.aggregate {
-            Aggregate::Variance => m2.iter().map(|s| s / self.samples as f64).collect(),
-            _ => mean,
-        };
         let (mc, mh, mw) = map_shape;
-        Ok(Tensor::from_vec(result, (n, mc, mh, mw), &Device::Cpu)?.to_dtype(x.dtype())?)
+        moments
+            .into_iter()
+            .map(|(mean, m2)| {
+                let result = match self.aggregate {
+                    Aggregate::Variance => m2.iter().map(|s| s / self.samples as f64).collect(),
+                    _ => mean,
+                };
+                Ok(Tensor::from_vec(result, (n, mc, mh, mw), &Device::Cpu)?.to_dtype(x.dtype())?)
+            })
+            .collect()
     }
 }

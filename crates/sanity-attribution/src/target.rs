@@ -27,3 +27,20 @@ pub fn one_hot(targets: &[usize], n: usize, outputs: usize, method: &'static str
     }
     Ok(seed)
 }
+
+/// Checks that there is one target list per model and one target per input in each.
+pub fn check_target_lists(targets: &[&[usize]], models: usize, n: usize, method: &'static str) -> Result<()> {
+    if targets.len() != models {
+        return Err(AttributionError::Invalid {
+            method,
+            reason: format!("{} target lists for {models} models; give one per model", targets.len()),
+        });
+    }
+    match targets.iter().find(|t| t.len() != n) {
+        Some(t) => Err(AttributionError::Invalid {
+            method,
+            reason: format!("{} targets for {n} inputs; give one target per input", t.len()),
+        }),
+        None => Ok(()),
+    }
+}

@@ -1,5 +1,5 @@
-//! Runs a plan: data, model, original maps, the tests, scores, summary and manifest, written
-//! into one run directory as they finish.
+//! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
+//! summary and manifest, written into one run directory as they finish.
 
 use crate::cascading::{cascade_order, cascade_step};
 use crate::config::{ComparisonConfig, ExplainedClass, TestConfig};
@@ -126,19 +126,44 @@ impl Explained {
         Ok(out)
     }
 
-    /// Raw maps of `method` for every explained image, one [`Map`] each.
-    fn maps(&self, method: &dyn Attribution, model: &Model, targets: &[usize]) -> Result<Vec<Map>> {
-        let mut maps = Vec::with_capacity(self.indices.len());
-        for start in (0..self.indices.len()).step_by(self.batch_size) {
-            let len = self.batch_size.min(self.indices.len() - start);
-            let ids: Vec<u64> = self.indices[start..start + len].iter().map(|&i| i as u64).collect();
-            let batch = method.attribute(model, &self.x.narrow(0, start, len)?, &targets[start..start + len], &ids)?;
-            let (_, c, h, w) = batch.dims4()?;
-            let values = batch.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            maps.extend(values.chunks_exact(c * h * w).map(|v| Map::new(v.to_vec(), [c, h, w])));
-        }
-        Ok(maps)
+    /// Raw maps of `method` for explained images `start..start + len` under each of `models`
+    /// (`targets[m]` for `models[m]`), one [`Map`] per image: `[model][image]`.
+    fn maps(
+        &self,
+        method: &dyn Attribution,
+        models: &[Model],
+        targets: &[Vec<usize>],
+        start: usize,
+        len: usize,
+    ) -> Result<Vec<Vec<Map>>> {
+        let ids: Vec<u64> = self.indices[start..start + len].iter().map(|&i| i as u64).collect();
+        let model_refs: Vec<&Model> = models.iter().collect();
+        let target_refs: Vec<&[usize]> = targets.iter().map(|t| &t[start..start + len]).collect();
+        let batches = method.attribute_models(&model_refs, &self.x.narrow(0, start, len)?, &target_refs, &ids)?;
+        batches
+            .into_iter()
+            .map(|batch| {
+                let (_, c, h, w) = batch.dims4()?;
+                let values = batch.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                Ok(values.chunks_exact(c * h * w).map(|v| Map::new(v.to_vec(), [c, h, w])).collect())
+            })
+            .collect()
     }
+}
+
+/// One cascade stage of one test: the identifying columns of its rows.
+struct StageUnit {
+    test: &'static str,
+    order: &'static str,
+    stage_index: usize,
+    stage: String,
+}
+
+/// The explained images of one batch.
+struct Images<'a> {
+    indices: &'a [usize],
+    labels: &'a [usize],
+    targets: &'a [usize],
 }
 
 fn postprocess_all(maps: &[Map], comparisons: &[ComparisonConfig]) -> Processed {
@@ -194,25 +219,15 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
 
     let methods: Vec<Box<dyn Attribution>> =
         config.attribution.methods.iter().map(|m| m.build(&plan.arch, seed)).collect::<std::result::Result<_, _>>()?;
-    progress(Progress::Phase { name: "original maps".into(), total: methods.len() as u64 });
-    let mut originals: Vec<Processed> = Vec::with_capacity(methods.len());
-    for method in &methods {
-        let maps = explained.maps(method.as_ref(), &model, &original_targets)?;
-        originals.push(postprocess_all(&maps, &config.comparisons));
-        progress(Progress::Advance(1));
-    }
-    mark("original_maps", &mut timings);
 
-    let mut writer = RowWriter::create(&dir.join("scores.csv"))?;
-    let mut all_rows: Vec<ScoreRow> = Vec::new();
+    // Every model explained: the original, then each test's stages. Stages share the tensors
+    // they did not re-initialise, so the attribution of a batch evaluates those layers once.
+    let mut units: Vec<StageUnit> = Vec::new();
+    let mut models: Vec<Model> = vec![model.clone()];
+    let mut targets: Vec<Vec<usize>> = vec![original_targets];
     for test in &config.tests {
         let TestConfig::Cascading { order, reinit, stages } = test;
         let sequence = cascade_order(stages.as_deref().unwrap_or_default(), *order);
-        let order_name = order.name();
-        progress(Progress::Phase {
-            name: format!("{} {order_name}", test.id()),
-            total: (sequence.len() * methods.len()) as u64,
-        });
         let mut weights: Weights = model.weights.clone();
         for (k, stage) in sequence.iter().enumerate() {
             weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
@@ -220,27 +235,57 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             // Only `current_prediction` of a multi-class model needs the randomised model's logits.
             let needs_logits = outputs > 1 && explain == ExplainedClass::CurrentPrediction;
             let logits = if needs_logits { explained.logits(&randomized)? } else { Vec::new() };
-            let targets = targets_for(explain, &logits, outputs, &explained.labels, &explained.original_classes);
-            for (method, original) in methods.iter().zip(&originals) {
-                let maps = explained.maps(method.as_ref(), &randomized, &targets)?;
-                let processed = postprocess_all(&maps, &config.comparisons);
-                let context = RowContext {
-                    run_id: &plan.run_id,
-                    test: test.id(),
-                    order: order_name,
-                    stage_index: k + 1,
-                    stage,
-                    method: method.id(),
-                };
-                let rows = score_rows(&context, &config.comparisons, original, &processed, &explained, &targets);
-                writer.write(&rows)?;
-                all_rows.extend(rows);
-                progress(Progress::Advance(1));
-            }
-            writer.flush()?;
+            targets.push(targets_for(explain, &logits, outputs, &explained.labels, &explained.original_classes));
+            models.push(randomized);
+            units.push(StageUnit { test: test.id(), order: order.name(), stage_index: k + 1, stage: stage.clone() });
         }
     }
-    mark("tests", &mut timings);
+    mark("stages", &mut timings);
+
+    let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
+    progress(Progress::Phase { name: "attribution and scores".into(), total: (methods.len() * batches) as u64 });
+    let mut writer = RowWriter::create(&dir.join("scores.csv"))?;
+    let mut all_rows: Vec<ScoreRow> = Vec::new();
+    for method in &methods {
+        // Rows of this method per stage unit and (comparison, metric), written when the method
+        // is done: stage by stage, then comparison, metric and image, whatever the batches.
+        let mut unit_rows: Vec<Vec<Vec<ScoreRow>>> = vec![Vec::new(); units.len()];
+        for start in (0..explained.indices.len()).step_by(explained.batch_size.max(1)) {
+            let len = explained.batch_size.min(explained.indices.len() - start);
+            let maps = explained.maps(method.as_ref(), &models, &targets, start, len)?;
+            let mut processed = maps.iter().map(|m| postprocess_all(m, &config.comparisons));
+            let original = processed.next().unwrap_or_default();
+            for (u, ((unit, randomized), rows)) in units.iter().zip(processed).zip(unit_rows.iter_mut()).enumerate() {
+                let context = RowContext {
+                    run_id: &plan.run_id,
+                    test: unit.test,
+                    order: unit.order,
+                    stage_index: unit.stage_index,
+                    stage: &unit.stage,
+                    method: method.id(),
+                };
+                let images = Images {
+                    indices: &explained.indices[start..start + len],
+                    labels: &explained.labels[start..start + len],
+                    targets: &targets[u + 1][start..start + len],
+                };
+                let batch_rows = score_rows(&context, &config.comparisons, &original, &randomized, &images);
+                if rows.is_empty() {
+                    rows.resize(batch_rows.len(), Vec::new());
+                }
+                for (all, batch) in rows.iter_mut().zip(batch_rows) {
+                    all.extend(batch);
+                }
+            }
+            progress(Progress::Advance(1));
+        }
+        for rows in unit_rows.into_iter().flatten() {
+            writer.write(&rows)?;
+            all_rows.extend(rows);
+        }
+        writer.flush()?;
+    }
+    mark("attribution", &mut timings);
 
     let stats = &config.statistics;
     let summary = summarize_rows(&all_rows, stats.bootstrap_resamples, stats.confidence, seed);
@@ -327,28 +372,30 @@ struct RowContext<'a> {
     method: &'static str,
 }
 
-/// Scores of every (comparison, metric, image) for one unit, in that order; images in parallel.
+/// Scores of one unit's images, grouped by (comparison, metric) in that order; images in
+/// parallel.
 fn score_rows(
     context: &RowContext,
     comparisons: &[ComparisonConfig],
     original: &Processed,
     randomized: &Processed,
-    explained: &Explained,
-    targets: &[usize],
-) -> Vec<ScoreRow> {
-    let mut rows = Vec::new();
+    images: &Images,
+) -> Vec<Vec<ScoreRow>> {
+    let mut groups = Vec::new();
     for (ci, comparison) in comparisons.iter().enumerate() {
         let label = pipeline_label(&comparison.postprocess);
         for metric in &comparison.metrics {
-            let scores: Vec<std::result::Result<f64, Status>> = (0..explained.indices.len())
+            let scores: Vec<std::result::Result<f64, Status>> = (0..images.indices.len())
                 .into_par_iter()
                 .map(|i| match (&original[ci][i], &randomized[ci][i]) {
                     (Ok(a), Ok(b)) => metric.score(a, b),
                     (Err(s), _) | (_, Err(s)) => Err(*s),
                 })
                 .collect();
-            for (i, score) in scores.into_iter().enumerate() {
-                rows.push(ScoreRow {
+            let rows = scores
+                .into_iter()
+                .enumerate()
+                .map(|(i, score)| ScoreRow {
                     run_id: context.run_id.to_string(),
                     test: context.test.to_string(),
                     order: context.order.to_string(),
@@ -357,14 +404,15 @@ fn score_rows(
                     method: context.method.to_string(),
                     postprocess: label.clone(),
                     metric: metric.id().to_string(),
-                    sample: explained.indices[i],
-                    label: explained.labels[i],
-                    target: targets[i],
+                    sample: images.indices[i],
+                    label: images.labels[i],
+                    target: images.targets[i],
                     score: score.ok(),
                     status: score.err().map_or("ok", Status::as_str).to_string(),
-                });
-            }
+                })
+                .collect();
+            groups.push(rows);
         }
     }
-    rows
+    groups
 }

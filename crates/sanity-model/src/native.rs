@@ -9,6 +9,11 @@
 //! ```text
 //! ∂(Σ_i Σ_j s_ij · f_j(x_i)) / ∂x_i   for a seed s [n, outputs] (one-hot rows: the target logits)
 //! ```
+//!
+//! [`input_gradients`] takes several models at once (the original and its cascade stages): the
+//! layers below the first one whose weights differ from the first model's (the same tensors,
+//! as a cascade step leaves them) are evaluated once and their saved state is shared, so a
+//! top-down cascade pays the forward of a layer only for the stages that randomised it.
 
 use crate::architecture::Op;
 use crate::error::{ModelError, Result};
@@ -19,20 +24,22 @@ use crate::ops::relu::Relu;
 use crate::ops::{ReluMode, with_values};
 use rayon::prelude::*;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Values per parallel task in elementwise passes.
 const ELEMENTWISE_CHUNK: usize = 1 << 14;
 
-/// What the backward of one layer needs from the forward.
+/// What the backward of one layer needs from the forward (cheap to clone: shared buffers).
+#[derive(Clone)]
 enum Saved {
     /// Conv geometry and reordered weights.
-    Conv(ConvNhwc, ConvWeights),
+    Conv(Arc<(ConvNhwc, ConvWeights)>),
     /// Linear `(n, in, out)`.
     Linear(usize, usize, usize),
-    /// The index in the kept outputs of this ReLU's output (positive exactly where its input was).
-    Relu(usize),
+    /// ReLU output (positive exactly where the input was).
+    Relu(Arc<Vec<f32>>),
     /// Pool geometry and, per output value, the index within its image of its input.
-    Pool(PoolNhwc, Vec<u32>),
+    Pool(PoolNhwc, Arc<Vec<u32>>),
     /// Global average pool over `hw` positions of `c` channels.
     Gap(usize, usize),
     /// Flatten of NHWC images `[hw, c]` into PyTorch's channel-major order.
@@ -71,48 +78,56 @@ impl Shape {
     }
 }
 
-/// The current activation of the forward: a new buffer, or a ReLU output kept for the backward.
-enum Activation {
-    Owned(Vec<f32>),
-    Kept(usize),
+/// An activation entering layer `layer` (shared: it may also be a kept ReLU output).
+#[derive(Clone)]
+struct Boundary {
+    values: Arc<Vec<f32>>,
+    shape: Shape,
 }
 
-impl Activation {
-    fn values<'a>(&'a self, kept: &'a [Vec<f32>]) -> &'a [f32] {
-        match self {
-            Activation::Owned(v) => v,
-            Activation::Kept(i) => &kept[*i],
-        }
-    }
+/// The forward of layers `start..` of one model: the saved state per layer, the inputs of the
+/// layers asked for, and the output.
+struct Forward {
+    saved: Vec<Saved>,
+    inputs: Vec<(usize, Boundary)>,
+    output: Arc<Vec<f32>>,
 }
 
 fn weights<'a>(model: &'a Model, layer: &str) -> Result<(&'a candle_core::Tensor, &'a candle_core::Tensor)> {
     Ok((model.weights.get(&format!("{layer}.weight"))?, model.weights.get(&format!("{layer}.bias"))?))
 }
 
-/// `∂(Σ seed ⊙ f(h))/∂h` for `h` `[n, ..]` (f32 values, NCHW) the input of layers `range` of
-/// `model`, `seed` `[n, outputs of the last layer]`. ReLU backward follows `relu`.
-pub fn input_gradient(
-    model: &Model,
-    h: &[f32],
-    n: usize,
-    range: Range<usize>,
-    seed: &[f32],
-    relu: ReluMode,
-) -> Result<Vec<f32>> {
-    let arch = &model.arch;
-    let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
-    let input_shape = Shape::of(input_dims);
-    let mut shape = input_shape;
-    // NCHW → NHWC (a no-op copy for one channel or one position).
-    let (c0, h0, w0) = input_shape.image();
-    let input = if c0 > 1 && h0 * w0 > 1 { transpose_images(h, c0, h0 * w0) } else { h.to_vec() };
-    // ReLU outputs stay in `kept` for the backward; the current activation is owned or kept.
-    let mut kept: Vec<Vec<f32>> = Vec::new();
-    let mut current = Activation::Owned(input);
+/// The first layer of `range` whose parameters in `other` are not the very tensors of `first`
+/// (`range.end` when there is none).
+fn first_difference(first: &Model, other: &Model, range: Range<usize>) -> usize {
+    for index in range.clone() {
+        let layer = &first.arch.layers[index];
+        if layer.op.parameter_shapes().is_none() {
+            continue;
+        }
+        let same = match (weights(first, &layer.name), weights(other, &layer.name)) {
+            (Ok((w1, b1)), Ok((w2, b2))) => w1.id() == w2.id() && b1.id() == b2.id(),
+            _ => false,
+        };
+        if !same {
+            return index;
+        }
+    }
+    range.end
+}
+
+/// The forward of layers `range` of `model` from `input`, keeping the inputs of the layers in
+/// `keep_inputs`.
+fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_inputs: &[usize]) -> Result<Forward> {
     let mut saved = Vec::with_capacity(range.len());
-    for layer in &arch.layers[range.clone()] {
-        let act = current.values(&kept);
+    let mut inputs = Vec::new();
+    let Boundary { values: mut current, mut shape } = input;
+    for index in range {
+        if keep_inputs.contains(&index) {
+            inputs.push((index, Boundary { values: current.clone(), shape }));
+        }
+        let layer = &model.arch.layers[index];
+        let act = current.as_slice();
         let (next, keep, out_shape) = match layer.op {
             Op::Conv2d { out_channels, kernel_size, padding, .. } => {
                 let (c, hh, ww) = shape.image();
@@ -121,14 +136,14 @@ pub fn input_gradient(
                 let (w, b) = weights(model, &layer.name)?;
                 let prepared = with_values(w, |w: &[f32]| g.weights(w))?;
                 let y = with_values(b, |b: &[f32]| g.forward(act, &prepared, b))?;
-                (Some(y), Saved::Conv(g, prepared), Shape::Image(out_channels, oh, ow))
+                (Some(Arc::new(y)), Saved::Conv(Arc::new((g, prepared))), Shape::Image(out_channels, oh, ow))
             }
             Op::Linear { in_features, out_features, .. } => {
                 let (w, b) = weights(model, &layer.name)?;
                 let y = with_values(w, |w: &[f32]| {
                     with_values(b, |b: &[f32]| linear::forward_values(act, w, b, n, in_features, out_features))
                 })??;
-                (Some(y), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
+                (Some(Arc::new(y)), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
             }
             Op::Relu => {
                 let mut y = vec![0.0f32; act.len()];
@@ -137,16 +152,15 @@ pub fn input_gradient(
                         *y = if x > 0.0 { x } else { 0.0 };
                     }
                 });
-                kept.push(y);
-                current = Activation::Kept(kept.len() - 1);
-                (None, Saved::Relu(kept.len() - 1), shape)
+                let y = Arc::new(y);
+                (Some(y.clone()), Saved::Relu(y), shape)
             }
             Op::MaxPool2d { kernel_size, stride } => {
                 let (c, hh, ww) = shape.image();
                 let (oh, ow) = ((hh - kernel_size) / stride + 1, (ww - kernel_size) / stride + 1);
                 let pool = PoolNhwc { h: hh, w: ww, c, k: kernel_size, s: stride, oh, ow };
                 let (y, idx) = pool.forward(act);
-                (Some(y), Saved::Pool(pool, idx), Shape::Image(c, oh, ow))
+                (Some(Arc::new(y)), Saved::Pool(pool, Arc::new(idx)), Shape::Image(c, oh, ow))
             }
             Op::GlobalAvgPool => {
                 let (c, hh, ww) = shape.image();
@@ -160,37 +174,40 @@ pub fn input_gradient(
                     }
                     out.iter_mut().for_each(|o| *o /= hw as f32);
                 }
-                (Some(y), Saved::Gap(hw, c), Shape::Flat(c))
+                (Some(Arc::new(y)), Saved::Gap(hw, c), Shape::Flat(c))
             }
             Op::Flatten => match shape {
-                Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => {
-                    (Some(transpose_images(act, hh * ww, c)), Saved::Flatten(hh * ww, c), Shape::Flat(shape.len()))
-                }
+                Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => (
+                    Some(Arc::new(transpose_images(act, hh * ww, c))),
+                    Saved::Flatten(hh * ww, c),
+                    Shape::Flat(shape.len()),
+                ),
                 _ => (None, Saved::Identity, Shape::Flat(shape.len())),
             },
             Op::Dropout { .. } => (None, Saved::Identity, shape),
         };
         if let Some(y) = next {
-            current = Activation::Owned(y);
+            current = y;
         }
         saved.push(keep);
         shape = out_shape;
     }
-    let act = current.values(&kept);
-    if seed.len() != act.len() {
-        return Err(ModelError::Training(format!("seed has {} values, the outputs {}", seed.len(), act.len())));
-    }
+    Ok(Forward { saved, inputs, output: current })
+}
+
+/// The backward of layers `range` of `model` from `seed` (the gradient at their output).
+fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
     let mut g = seed.to_vec();
-    for (layer, keep) in arch.layers[range].iter().zip(saved).rev() {
+    for (layer, keep) in model.arch.layers[range].iter().zip(saved).rev() {
         g = match keep {
-            Saved::Conv(geometry, prepared) => geometry.input_grad(&g, &prepared),
+            Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
             Saved::Linear(n, fin, fout) => {
                 let (w, _) = weights(model, &layer.name)?;
-                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, n, fin, fout))?
+                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, *n, *fin, *fout))?
             }
-            Saved::Relu(index) => {
+            Saved::Relu(y) => {
                 let rule = Relu(relu);
-                g.par_chunks_mut(ELEMENTWISE_CHUNK).zip(kept[index].par_chunks(ELEMENTWISE_CHUNK)).for_each(
+                g.par_chunks_mut(ELEMENTWISE_CHUNK).zip(y.par_chunks(ELEMENTWISE_CHUNK)).for_each(
                     |(g, y)| match relu {
                         ReluMode::Standard => {
                             g.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 })
@@ -200,22 +217,86 @@ pub fn input_gradient(
                 );
                 g
             }
-            Saved::Pool(pool, idx) => pool.backward(&g, &idx),
+            Saved::Pool(pool, idx) => pool.backward(&g, idx),
             Saved::Gap(hw, c) => {
                 let mut dx = vec![0.0f32; g.len() * hw];
-                for (image, gi) in dx.chunks_exact_mut(hw * c).zip(g.chunks_exact(c)) {
-                    for position in image.chunks_exact_mut(c) {
+                for (image, gi) in dx.chunks_exact_mut(hw * c).zip(g.chunks_exact(*c)) {
+                    for position in image.chunks_exact_mut(*c) {
                         for (d, &v) in position.iter_mut().zip(gi) {
-                            *d = v / hw as f32;
+                            *d = v / *hw as f32;
                         }
                     }
                 }
                 dx
             }
-            Saved::Flatten(hw, c) => transpose_images(&g, c, hw),
+            Saved::Flatten(hw, c) => transpose_images(&g, *c, *hw),
             Saved::Identity => g,
         };
     }
-    debug_assert_eq!(g.len(), n * input_shape.len());
-    Ok(if c0 > 1 && h0 * w0 > 1 { transpose_images(&g, h0 * w0, c0) } else { g })
+    Ok(g)
+}
+
+/// `∂(Σ seed ⊙ f(h))/∂h` for `h` `[n, ..]` (f32 values, NCHW) the input of layers `range` of
+/// `model`, `seed` `[n, outputs of the last layer]`. ReLU backward follows `relu`.
+pub fn input_gradient(
+    model: &Model,
+    h: &[f32],
+    n: usize,
+    range: Range<usize>,
+    seed: &[f32],
+    relu: ReluMode,
+) -> Result<Vec<f32>> {
+    let mut grads = input_gradients(&[model], h, n, range, &[seed], relu)?;
+    Ok(grads.remove(0))
+}
+
+/// [`input_gradient`] of the same inputs under each of `models` (same architecture), with
+/// `seeds[m]` for `models[m]`. Layers below the first whose weights differ from `models[0]`'s
+/// are evaluated once.
+pub fn input_gradients(
+    models: &[&Model],
+    h: &[f32],
+    n: usize,
+    range: Range<usize>,
+    seeds: &[&[f32]],
+    relu: ReluMode,
+) -> Result<Vec<Vec<f32>>> {
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
+    if seeds.len() != models.len() {
+        return Err(ModelError::Training(format!("{} seeds for {} models", seeds.len(), models.len())));
+    }
+    let arch = &first.arch;
+    let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
+    let input_shape = Shape::of(input_dims);
+    // NCHW → NHWC (a copy when there is one channel or one position).
+    let (c0, h0, w0) = input_shape.image();
+    let nhwc = c0 > 1 && h0 * w0 > 1;
+    let values = if nhwc { transpose_images(h, c0, h0 * w0) } else { h.to_vec() };
+    let input = Boundary { values: Arc::new(values), shape: input_shape };
+    let starts: Vec<usize> = models.iter().map(|m| first_difference(first, m, range.clone())).collect();
+    let restarts: Vec<usize> = starts.iter().copied().filter(|&s| s > range.start && s < range.end).collect();
+    let base = forward(first, n, range.clone(), input.clone(), &restarts)?;
+    let mut grads = Vec::with_capacity(models.len());
+    for ((model, &start), seed) in models.iter().zip(&starts).zip(seeds) {
+        let (saved, output) = if start == range.end {
+            (base.saved.clone(), base.output.clone())
+        } else {
+            // Shared layers below `start`, this model's own from `start` on.
+            let boundary = match base.inputs.iter().find(|(i, _)| *i == start) {
+                Some((_, kept)) => kept.clone(),
+                None => input.clone(),
+            };
+            let rest = forward(model, n, start..range.end, boundary, &[])?;
+            let mut saved = base.saved[..start - range.start].to_vec();
+            saved.extend(rest.saved);
+            (saved, rest.output)
+        };
+        if seed.len() != output.len() {
+            return Err(ModelError::Training(format!("seed has {} values, the outputs {}", seed.len(), output.len())));
+        }
+        let g = backward(model, range.clone(), &saved, seed, relu)?;
+        debug_assert_eq!(g.len(), n * input_shape.len());
+        grads.push(if nhwc { transpose_images(&g, h0 * w0, c0) } else { g });
+    }
+    Ok(grads)
 }

@@ -46,3 +46,34 @@ fn native_gradients_equal_autograd() {
     check("adebayo-cnn", [1, 28, 28], 4, ReluMode::Standard);
     check("phantom-cnn", [1, 32, 32], 10, ReluMode::Standard);
 }
+
+#[test]
+fn several_models_share_unchanged_layers_and_match_one_at_a_time() {
+    use sanity_model::{Reinit, reinitialize};
+    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let original = Model::new(arch.clone(), init_weights(&arch, 3).expect("init"));
+    // A top-down cascade (logits, then fc1, conv2, conv1) and a bottom-up first step.
+    let mut rng = stream_rng(8, "native", 1);
+    let mut models = vec![original.clone()];
+    let mut weights = original.weights.clone();
+    for layer in ["logits", "fc1", "conv2", "conv1"] {
+        weights = reinitialize(&weights, &arch, layer, &Reinit::Original {}, &mut rng).expect("reinit");
+        models.push(original.with_weights(weights.clone()));
+    }
+    let bottom_up = reinitialize(&original.weights, &arch, "conv1", &Reinit::Original {}, &mut rng).expect("reinit");
+    models.push(original.with_weights(bottom_up));
+    let n = 3;
+    let x: Vec<f32> = (0..n * 784).map(|_| rng.random_range(0.0..1.0)).collect();
+    let seeds: Vec<Vec<f32>> = (0..models.len())
+        .map(|m| (0..n * 10).map(|i| if i % 10 == (i / 10 + m) % 10 { 1.0 } else { 0.0 }).collect())
+        .collect();
+    let refs: Vec<&Model> = models.iter().collect();
+    let seed_refs: Vec<&[f32]> = seeds.iter().map(|s| s.as_slice()).collect();
+    for relu in [ReluMode::Standard, ReluMode::Guided] {
+        let together = native::input_gradients(&refs, &x, n, 0..arch.layers.len(), &seed_refs, relu).expect("native");
+        for (m, model) in models.iter().enumerate() {
+            let alone = native::input_gradient(model, &x, n, 0..arch.layers.len(), &seeds[m], relu).expect("native");
+            assert_eq!(together[m], alone, "model {m} {relu:?}");
+        }
+    }
+}
