@@ -19,7 +19,7 @@ use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::forward::Model;
 use crate::ops::linear;
-use crate::ops::nhwc::{ConvNhwc, ConvWeights, PoolNhwc, transpose_images};
+use crate::ops::nhwc::{ConvNhwc, ConvWeights, PoolNhwc, transpose_images, zeros};
 use crate::ops::relu::Relu;
 use crate::ops::{ReluMode, with_values};
 use rayon::prelude::*;
@@ -38,8 +38,9 @@ enum Saved {
     Linear(usize, usize, usize),
     /// ReLU output (positive exactly where the input was).
     Relu(Arc<Vec<f32>>),
-    /// Pool geometry and, per output value, the index within its image of its input.
-    Pool(PoolNhwc, Arc<Vec<u32>>),
+    /// Pool geometry, per output value the index within its image of its input, and the
+    /// output (the ReLU's backward needs it when the ReLU before the pool is fused into it).
+    Pool(PoolNhwc, Arc<Vec<u32>>, Arc<Vec<f32>>),
     /// Global average pool over `hw` positions of `c` channels.
     Gap(usize, usize),
     /// Flatten of NHWC images `[hw, c]` into PyTorch's channel-major order.
@@ -116,13 +117,24 @@ fn first_difference(first: &Model, other: &Model, range: Range<usize>) -> usize 
     range.end
 }
 
+/// Whether layer `index` is a ReLU followed, inside `range`, by a max pooling whose windows do
+/// not overlap: the pair is computed as one pass (exact: only a window's argmax gets a
+/// gradient, and there the ReLU's output is the pooled value).
+fn fuses_with_next_pool(model: &Model, index: usize, range: &Range<usize>) -> bool {
+    let layers = &model.arch.layers;
+    index >= range.start
+        && index + 1 < range.end
+        && matches!(layers[index].op, Op::Relu)
+        && matches!(layers[index + 1].op, Op::MaxPool2d { kernel_size, stride } if stride >= kernel_size)
+}
+
 /// The forward of layers `range` of `model` from `input`, keeping the inputs of the layers in
 /// `keep_inputs`.
 fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_inputs: &[usize]) -> Result<Forward> {
     let mut saved = Vec::with_capacity(range.len());
     let mut inputs = Vec::new();
     let Boundary { values: mut current, mut shape } = input;
-    for index in range {
+    for index in range.clone() {
         if keep_inputs.contains(&index) {
             inputs.push((index, Boundary { values: current.clone(), shape }));
         }
@@ -145,8 +157,12 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
                 })??;
                 (Some(Arc::new(y)), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
             }
+            Op::Relu if fuses_with_next_pool(model, index, &range) => {
+                // Applied by the pooling below (PoolNhwc::relu_first), which also applies its backward.
+                (None, Saved::Identity, shape)
+            }
             Op::Relu => {
-                let mut y = vec![0.0f32; act.len()];
+                let mut y = zeros(act.len());
                 y.par_chunks_mut(ELEMENTWISE_CHUNK).zip(act.par_chunks(ELEMENTWISE_CHUNK)).for_each(|(y, x)| {
                     for (y, &x) in y.iter_mut().zip(x) {
                         *y = if x > 0.0 { x } else { 0.0 };
@@ -158,9 +174,11 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
             Op::MaxPool2d { kernel_size, stride } => {
                 let (c, hh, ww) = shape.image();
                 let (oh, ow) = ((hh - kernel_size) / stride + 1, (ww - kernel_size) / stride + 1);
-                let pool = PoolNhwc { h: hh, w: ww, c, k: kernel_size, s: stride, oh, ow };
+                let relu_first = index > range.start && fuses_with_next_pool(model, index - 1, &range);
+                let pool = PoolNhwc { h: hh, w: ww, c, k: kernel_size, s: stride, oh, ow, relu_first };
                 let (y, idx) = pool.forward(act);
-                (Some(Arc::new(y)), Saved::Pool(pool, Arc::new(idx)), Shape::Image(c, oh, ow))
+                let y = Arc::new(y);
+                (Some(y.clone()), Saved::Pool(pool, Arc::new(idx), y), Shape::Image(c, oh, ow))
             }
             Op::GlobalAvgPool => {
                 let (c, hh, ww) = shape.image();
@@ -217,9 +235,12 @@ fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], r
                 );
                 g
             }
-            Saved::Pool(pool, idx) => pool.backward(&g, idx),
+            Saved::Pool(pool, idx, pooled) => {
+                let rule = Relu(relu);
+                pool.backward(&g, idx, pooled, |y, g| rule.rule_one(y, g))
+            }
             Saved::Gap(hw, c) => {
-                let mut dx = vec![0.0f32; g.len() * hw];
+                let mut dx = zeros(g.len() * hw);
                 for (image, gi) in dx.chunks_exact_mut(hw * c).zip(g.chunks_exact(*c)) {
                     for position in image.chunks_exact_mut(*c) {
                         for (d, &v) in position.iter_mut().zip(gi) {

@@ -19,9 +19,17 @@
 use super::gemm::{GemmScalar, Layout2, matmul};
 use rayon::prelude::*;
 
+/// A zeroed buffer, written by all threads (a serial `vec![0; len]` of activation size leaves
+/// the other threads idle).
+pub(crate) fn zeros<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    v.par_extend(rayon::iter::repeat_n(T::default(), len));
+    v
+}
+
 /// Images per gemm: the im2col buffer of a chunk (`images · oh · ow · k²c` values) stays in
 /// cache. Chosen with `benches/methods.rs` (see the README's performance section).
-const IMAGES_PER_GEMM: usize = 1;
+const IMAGES_PER_GEMM: usize = 2;
 
 /// Window rows (`k·c` values) shorter than this are gathered in the transposed layout.
 const SHORT_WINDOW_ROW: usize = 16;
@@ -201,10 +209,14 @@ impl ConvNhwc {
     pub(crate) fn forward(&self, x: &[f32], weights: &ConvWeights, b: &[f32]) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
         let threads = self.inner_threads();
-        let mut y = vec![0.0f32; self.n * p * o];
+        let mut y = zeros(self.n * p * o);
         y.par_chunks_mut(IMAGES_PER_GEMM * p * o).enumerate().for_each(|(chunk, dst)| {
             let first = chunk * IMAGES_PER_GEMM;
             let rows = dst.len() / o;
+            // Every output row starts as the bias; the products accumulate onto it.
+            for row in dst.chunks_exact_mut(o) {
+                row.copy_from_slice(b);
+            }
             f32::with_scratch(0, rows * win, |cols| {
                 let images = &x[first * len..first * len + rows / p * len];
                 let cl = if self.transposed() {
@@ -218,9 +230,6 @@ impl ConvNhwc {
                     }
                     Layout2::row_major(rows, win)
                 };
-                for row in dst.chunks_exact_mut(o) {
-                    row.copy_from_slice(b);
-                }
                 let wl = Layout2::row_major(win, o);
                 matmul(dst, Layout2::row_major(rows, o), cols, cl, &weights.wk, wl, true, threads);
             });
@@ -232,7 +241,7 @@ impl ConvNhwc {
     pub(crate) fn input_grad(&self, dy: &[f32], weights: &ConvWeights) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
         let threads = self.inner_threads();
-        let mut dx = vec![0.0f32; self.n * len];
+        let mut dx = zeros(self.n * len);
         dx.par_chunks_mut(IMAGES_PER_GEMM * len).enumerate().for_each(|(chunk, dst)| {
             let first = chunk * IMAGES_PER_GEMM;
             let images = dst.len() / len;
@@ -269,6 +278,8 @@ pub(crate) struct PoolNhwc {
     pub(crate) s: usize,
     pub(crate) oh: usize,
     pub(crate) ow: usize,
+    /// Pool `max(x, 0)`: a ReLU followed by this pooling, fused (one pass over the input).
+    pub(crate) relu_first: bool,
 }
 
 impl PoolNhwc {
@@ -278,8 +289,8 @@ impl PoolNhwc {
         let (c, w) = (self.c, self.w);
         let (in_len, out_len) = (self.h * w * c, self.oh * self.ow * c);
         let n = x.len() / in_len;
-        let mut y = vec![0.0f32; n * out_len];
-        let mut idx = vec![0u32; n * out_len];
+        let mut y = zeros(n * out_len);
+        let mut idx = zeros(n * out_len);
         y.par_chunks_mut(out_len)
             .zip(idx.par_chunks_mut(out_len))
             .zip(x.par_chunks(in_len))
@@ -301,6 +312,9 @@ impl PoolNhwc {
                 let best = &mut y[o0..o0 + c];
                 let first = (oy * s * w + ox * s) * c;
                 best.copy_from_slice(&x[first..first + c]);
+                if self.relu_first {
+                    best.iter_mut().for_each(|b| *b = b.max(0.0));
+                }
                 taps.fill(0.0);
                 for (tap, &offset) in offsets.iter().enumerate().skip(1) {
                     let i0 = first + offset;
@@ -308,6 +322,7 @@ impl PoolNhwc {
                     for ((b, a), &v) in best.iter_mut().zip(taps.iter_mut()).zip(&x[i0..i0 + c]) {
                         // An arithmetic blend (exact: taps are small integers) and a max: a select
                         // here would be compiled as conditional stores, one lane at a time.
+                        // With the ReLU fused, max(v, 0) > b is v > b: b >= 0 already.
                         let greater = f32::from(u8::from(v > *b));
                         *a += greater * (t - *a);
                         *b = b.max(v);
@@ -320,12 +335,28 @@ impl PoolNhwc {
         }
     }
 
-    /// Routes each output gradient to its argmax (overlapping windows accumulate).
-    pub(crate) fn backward(&self, g: &[f32], idx: &[u32]) -> Vec<f32> {
+    /// Routes each output gradient to its argmax (overlapping windows accumulate). With the
+    /// ReLU fused (non-overlapping windows only), `relu_rule(pooled value, gradient)` is the
+    /// ReLU's backward at the argmax, the one position of the window that gets a gradient.
+    pub(crate) fn backward(
+        &self,
+        g: &[f32],
+        idx: &[u32],
+        pooled: &[f32],
+        relu_rule: impl Fn(f32, f32) -> f32 + Sync,
+    ) -> Vec<f32> {
         let (in_len, out_len) = (self.h * self.w * self.c, self.oh * self.ow * self.c);
         let n = g.len() / out_len;
-        let mut dx = vec![0.0f32; n * in_len];
-        dx.par_chunks_mut(in_len).zip(g.par_chunks(out_len)).zip(idx.par_chunks(out_len)).for_each(|((dx, g), idx)| {
+        let mut dx = zeros(n * in_len);
+        dx.par_chunks_mut(in_len).enumerate().for_each(|(m, dx)| {
+            let range = m * out_len..(m + 1) * out_len;
+            let (g, idx, pooled) = (&g[range.clone()], &idx[range.clone()], &pooled[range]);
+            if self.relu_first {
+                for ((&i, &v), &y) in idx.iter().zip(g).zip(pooled) {
+                    dx[i as usize] = relu_rule(y, v);
+                }
+                return;
+            }
             for (&i, &v) in idx.iter().zip(g) {
                 dx[i as usize] += v;
             }
@@ -337,7 +368,7 @@ impl PoolNhwc {
 /// Per image, `[a, b]` row-major to `[b, a]` (NCHW → NHWC with `a = c`, `b = h·w`, and back with
 /// the roles swapped).
 pub(crate) fn transpose_images(x: &[f32], a: usize, b: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; x.len()];
+    let mut out = zeros(x.len());
     out.par_chunks_mut(a * b).zip(x.par_chunks(a * b)).for_each(|(dst, src)| {
         for (i, row) in src.chunks_exact(b).enumerate() {
             for (j, &v) in row.iter().enumerate() {
@@ -417,13 +448,34 @@ mod tests {
         // One 3x3 image with two channels; channel 1 has ties (all equal).
         let plane = [1f32, 5., 2., 4., 3., 9., 0., 8., 6.];
         let x: Vec<f32> = plane.iter().flat_map(|&v| [v, 1.0]).collect();
-        let pool = PoolNhwc { h: 3, w: 3, c: 2, k: 2, s: 1, oh: 2, ow: 2 };
+        let pool = PoolNhwc { h: 3, w: 3, c: 2, k: 2, s: 1, oh: 2, ow: 2, relu_first: false };
         let (y, idx) = pool.forward(&x);
         assert_eq!(y, [5., 1., 9., 1., 8., 1., 9., 1.]);
         // Ties take the window's first position.
         assert_eq!(idx.iter().skip(1).step_by(2).copied().collect::<Vec<_>>(), [1, 3, 7, 9]);
-        let dx = pool.backward(&[1., 0., 2., 0., 3., 0., 4., 0.], &idx);
+        let dx = pool.backward(&[1., 0., 2., 0., 3., 0., 4., 0.], &idx, &y, |_, g| g);
         let channel0: Vec<f32> = dx.iter().step_by(2).copied().collect();
         assert_eq!(channel0, [0., 1., 0., 0., 0., 6., 0., 3., 0.]);
+    }
+
+    #[test]
+    fn fused_relu_pooling_equals_relu_then_pooling() {
+        // 2 images 4x5, 3 channels, 2x2 windows with step 2 (floor mode drops the last column).
+        let x: Vec<f32> = values(2 * 4 * 5 * 3, 7).iter().map(|v| v - 0.7).collect();
+        let relu: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+        let plain = PoolNhwc { h: 4, w: 5, c: 3, k: 2, s: 2, oh: 2, ow: 2, relu_first: false };
+        let fused = PoolNhwc { relu_first: true, ..plain };
+        let (y_plain, idx_plain) = plain.forward(&relu);
+        let (y_fused, idx_fused) = fused.forward(&x);
+        assert_eq!(y_plain, y_fused);
+        assert_eq!(idx_plain, idx_fused);
+        assert!(x.iter().any(|&v| v < 0.0) && y_fused.contains(&0.0), "the check needs clipped windows");
+        let g = values(y_fused.len(), 8);
+        // Deconvnet's rule ignores the activation: the routing of all-negative windows counts.
+        for rule in [|y: f32, g: f32| if y > 0.0 { g } else { 0.0 }, |_: f32, g: f32| if g > 0.0 { g } else { 0.0 }] {
+            let routed = plain.backward(&g, &idx_plain, &y_plain, |_, g| g);
+            let expected: Vec<f32> = routed.iter().zip(&relu).map(|(&d, &r)| rule(r, d)).collect();
+            assert_eq!(fused.backward(&g, &idx_fused, &y_fused, rule), expected);
+        }
     }
 }
