@@ -26,6 +26,8 @@ ours = t["stages"] + t["attribution"]
 print(f"threads {sys.argv[1]}; peak RSS of sanity: {m.get('peak_rss_mib', float('nan')):.0f} MiB")
 print(f"python: original maps {c['original_maps_s']:.1f} s, cascade + metrics {c['cascade_s']:.1f} s")
 print("sanity evaluates every stage of a batch together (shared layers once): one phase")
+print(f"metrics (spearman + ssim over all pairs): sanity {t['scores_within_attribution']:.2f} s "
+      f"(post-processing included), python {c['metrics_s']:.2f} s, ratio {t['scores_within_attribution'] / c['metrics_s']:.3f}")
 print(f"workload: sanity {ours:.1f} s, python {c['total_s']:.1f} s, ratio {ours / c['total_s']:.3f}")
 print(f"whole sanity run (data, model, summary included): {t['total']:.1f} s")
 PYEOF

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use sanity_attribution::Attribution;
 use sanity_data::Dataset;
-use sanity_metrics::{Map, Status, apply_all, pipeline_label};
+use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
 use sanity_model::{Model, Weights, accuracy, init_weights, train};
 use std::path::{Path, PathBuf};
@@ -246,6 +246,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     progress(Progress::Phase { name: "attribution and scores".into(), total: (methods.len() * batches) as u64 });
     let mut writer = RowWriter::create(&dir.join("scores.csv"))?;
     let mut all_rows: Vec<ScoreRow> = Vec::new();
+    let mut scores_seconds = 0.0;
     for method in &methods {
         // Rows of this method per stage unit and (comparison, metric), written when the method
         // is done: stage by stage, then comparison, metric and image, whatever the batches.
@@ -253,28 +254,37 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         for start in (0..explained.indices.len()).step_by(explained.batch_size.max(1)) {
             let len = explained.batch_size.min(explained.indices.len() - start);
             let maps = explained.maps(method.as_ref(), &models, &targets, start, len)?;
-            let mut processed = maps.iter().map(|m| postprocess_all(m, &config.comparisons));
-            let original = processed.next().unwrap_or_default();
-            for (u, ((unit, randomized), rows)) in units.iter().zip(processed).zip(unit_rows.iter_mut()).enumerate() {
-                let context = RowContext {
-                    run_id: &plan.run_id,
-                    test: unit.test,
-                    order: unit.order,
-                    stage_index: unit.stage_index,
-                    stage: &unit.stage,
-                    method: method.id(),
-                };
-                let images = Images {
-                    indices: &explained.indices[start..start + len],
-                    labels: &explained.labels[start..start + len],
-                    targets: &targets[u + 1][start..start + len],
-                };
-                let batch_rows = score_rows(&context, &config.comparisons, &original, &randomized, &images);
+            let scoring = Instant::now();
+            let processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
+            let Some((original, stages)) = processed.split_first() else { continue };
+            let units: Vec<(RowContext, Images)> = units
+                .iter()
+                .enumerate()
+                .map(|(u, unit)| {
+                    let context = RowContext {
+                        run_id: &plan.run_id,
+                        test: unit.test,
+                        order: unit.order,
+                        stage_index: unit.stage_index,
+                        stage: &unit.stage,
+                        method: method.id(),
+                    };
+                    let images = Images {
+                        indices: &explained.indices[start..start + len],
+                        labels: &explained.labels[start..start + len],
+                        targets: &targets[u + 1][start..start + len],
+                    };
+                    (context, images)
+                })
+                .collect();
+            let batch_rows = score_rows(&units, &config.comparisons, original, stages);
+            scores_seconds += scoring.elapsed().as_secs_f64();
+            for (rows, batch) in unit_rows.iter_mut().zip(batch_rows) {
                 if rows.is_empty() {
-                    rows.resize(batch_rows.len(), Vec::new());
+                    rows.resize(batch.len(), Vec::new());
                 }
-                for (all, batch) in rows.iter_mut().zip(batch_rows) {
-                    all.extend(batch);
+                for (all, group) in rows.iter_mut().zip(batch) {
+                    all.extend(group);
                 }
             }
             progress(Progress::Advance(1));
@@ -286,6 +296,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         writer.flush()?;
     }
     mark("attribution", &mut timings);
+    // Informational: the post-processing and metrics inside the attribution phase.
+    timings.push(("scores_within_attribution".into(), scores_seconds));
 
     let stats = &config.statistics;
     let summary = summarize_rows(&all_rows, stats.bootstrap_resamples, stats.confidence, seed);
@@ -372,47 +384,52 @@ struct RowContext<'a> {
     method: &'static str,
 }
 
-/// Scores of one unit's images, grouped by (comparison, metric) in that order; images in
-/// parallel.
+/// Scores of a batch of images under every stage unit, `[unit][(comparison, metric)][image]`.
+/// Each original map is prepared once per metric (ranks, local moments) and compared with its
+/// maps under every stage; images in parallel.
 fn score_rows(
-    context: &RowContext,
+    units: &[(RowContext, Images)],
     comparisons: &[ComparisonConfig],
     original: &Processed,
-    randomized: &Processed,
-    images: &Images,
-) -> Vec<Vec<ScoreRow>> {
-    let mut groups = Vec::new();
+    stages: &[Processed],
+) -> Vec<Vec<Vec<ScoreRow>>> {
+    let mut out: Vec<Vec<Vec<ScoreRow>>> = vec![Vec::new(); units.len()];
     for (ci, comparison) in comparisons.iter().enumerate() {
         let label = pipeline_label(&comparison.postprocess);
         for metric in &comparison.metrics {
-            let scores: Vec<std::result::Result<f64, Status>> = (0..images.indices.len())
-                .into_par_iter()
-                .map(|i| match (&original[ci][i], &randomized[ci][i]) {
-                    (Ok(a), Ok(b)) => metric.score(a, b),
-                    (Err(s), _) | (_, Err(s)) => Err(*s),
-                })
-                .collect();
-            let rows = scores
-                .into_iter()
-                .enumerate()
-                .map(|(i, score)| ScoreRow {
-                    run_id: context.run_id.to_string(),
-                    test: context.test.to_string(),
-                    order: context.order.to_string(),
-                    stage_index: context.stage_index,
-                    stage: context.stage.to_string(),
-                    method: context.method.to_string(),
-                    postprocess: label.clone(),
-                    metric: metric.id().to_string(),
-                    sample: images.indices[i],
-                    label: images.labels[i],
-                    target: images.targets[i],
-                    score: score.ok(),
-                    status: score.err().map_or("ok", Status::as_str).to_string(),
-                })
-                .collect();
-            groups.push(rows);
+            let references: Vec<std::result::Result<Reference, Status>> =
+                original[ci].par_iter().map(|map| map.as_ref().map(|m| metric.prepare(m)).map_err(|s| *s)).collect();
+            for (((context, images), randomized), rows) in units.iter().zip(stages).zip(out.iter_mut()) {
+                let scores: Vec<std::result::Result<f64, Status>> = references
+                    .par_iter()
+                    .zip(&randomized[ci])
+                    .map(|pair| match pair {
+                        (Ok(reference), Ok(b)) => metric.score_against(reference, b),
+                        (Err(s), _) | (_, Err(s)) => Err(*s),
+                    })
+                    .collect();
+                let group = scores
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, score)| ScoreRow {
+                        run_id: context.run_id.to_string(),
+                        test: context.test.to_string(),
+                        order: context.order.to_string(),
+                        stage_index: context.stage_index,
+                        stage: context.stage.to_string(),
+                        method: context.method.to_string(),
+                        postprocess: label.clone(),
+                        metric: metric.id().to_string(),
+                        sample: images.indices[i],
+                        label: images.labels[i],
+                        target: images.targets[i],
+                        score: score.ok(),
+                        status: score.err().map_or("ok", Status::as_str).to_string(),
+                    })
+                    .collect();
+                rows.push(group);
+            }
         }
     }
-    groups
+    out
 }

@@ -8,7 +8,7 @@ pub mod rank;
 pub mod ssim;
 
 pub use map::Map;
-pub use metric::{MetricSpec, Score, Status};
+pub use metric::{MetricSpec, Reference, Score, Status};
 pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label};
 pub use rank::{average_ranks, pearson, spearman};
 pub use ssim::{SsimParams, SsimWindow, ssim};

@@ -1,8 +1,8 @@
 //! Metric choice (as written in configs) and the outcome of one comparison.
 
 use crate::map::Map;
-use crate::rank::spearman;
-use crate::ssim::{SsimParams, ssim};
+use crate::rank::{average_ranks, pearson_f64};
+use crate::ssim::{ChannelMoments, SsimParams, prepare_ssim, ssim_prepared};
 use serde::{Deserialize, Serialize};
 
 /// Why a comparison has no value.
@@ -62,12 +62,47 @@ impl MetricSpec {
 
     /// Compares two maps.
     pub fn score(&self, a: &Map, b: &Map) -> Score {
-        if a.shape != b.shape {
+        self.score_against(&self.prepare(a), b)
+    }
+
+    /// `a` prepared for comparisons with many maps (an original map against every cascade
+    /// stage): its ranks for Spearman, its local moments for SSIM, computed once.
+    pub fn prepare<'a>(&self, a: &'a Map) -> Reference<'a> {
+        let prepared = match self {
+            MetricSpec::Spearman {} => match a.data.iter().all(|v| v.is_finite()) {
+                true => Ok(Prepared::Ranks(average_ranks(&a.data))),
+                false => Err(Status::NonFinite),
+            },
+            MetricSpec::Ssim(p) => prepare_ssim(a, p).map(|moments| Prepared::Moments(moments, p.clone())),
+        };
+        Reference { map: a, prepared }
+    }
+
+    /// Compares a map prepared by this metric with `b`: the same value as [`MetricSpec::score`].
+    pub fn score_against(&self, reference: &Reference, b: &Map) -> Score {
+        if reference.map.shape != b.shape {
             return Err(Status::ShapeMismatch);
         }
-        match self {
-            MetricSpec::Spearman {} => spearman(&a.data, &b.data),
-            MetricSpec::Ssim(p) => ssim(a, b, p),
+        // A non-finite map is reported first, whichever of the two it is.
+        let b_finite = b.data.iter().all(|v| v.is_finite());
+        match &reference.prepared {
+            Err(Status::NonFinite) => Err(Status::NonFinite),
+            _ if !b_finite => Err(Status::NonFinite),
+            Err(status) => Err(*status),
+            Ok(Prepared::Ranks(ranks)) => pearson_f64(ranks, &average_ranks(&b.data)),
+            Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
         }
     }
+}
+
+/// What a metric precomputes from one map.
+enum Prepared {
+    Ranks(Vec<f64>),
+    Moments(Vec<ChannelMoments>, SsimParams),
+}
+
+/// A map prepared by [`MetricSpec::prepare`].
+pub struct Reference<'a> {
+    map: &'a Map,
+    prepared: Result<Prepared, Status>,
 }

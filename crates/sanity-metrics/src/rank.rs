@@ -2,35 +2,42 @@
 
 use crate::metric::Status;
 
-/// Ranks 1..=n with ties given their average rank (scipy.stats.rankdata, method="average").
-/// `order` is scratch space reused between calls: (value, index) pairs sorted by value, so the
-/// sort touches contiguous memory.
-pub fn average_ranks_into(values: &[f32], order: &mut Vec<(f32, u32)>, ranks: &mut Vec<f64>) {
+/// Average ranks (1-based; ties share the mean of their positions, scipy's `rankdata`
+/// `method="average"`) of finite `values`, into `ranks`, with `keys` as scratch. Values are
+/// sorted as integers: the order-preserving bit pattern of the f32 (−0 made +0, so that it ties
+/// with +0 as in scipy) above the index, one `u64` each.
+pub fn average_ranks_into(values: &[f32], keys: &mut Vec<u64>, ranks: &mut Vec<f64>) {
     let n = values.len();
-    order.clear();
-    order.extend(values.iter().enumerate().map(|(i, &v)| (v, i as u32)));
-    order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    keys.clear();
+    keys.extend(values.iter().enumerate().map(|(i, &v)| (u64::from(order_bits(v + 0.0)) << 32) | i as u64));
+    keys.sort_unstable();
     ranks.clear();
     ranks.resize(n, 0.0);
     let mut start = 0;
     while start < n {
+        let value = keys[start] >> 32;
         let mut end = start + 1;
-        while end < n && order[end].0 == order[start].0 {
+        while end < n && keys[end] >> 32 == value {
             end += 1;
         }
-        // Positions start..end (0-based) share the mean of ranks start+1..=end.
         let rank = (start + end + 1) as f64 / 2.0;
-        for &(_, i) in &order[start..end] {
-            ranks[i as usize] = rank;
+        for &key in &keys[start..end] {
+            ranks[(key & 0xffff_ffff) as usize] = rank;
         }
         start = end;
     }
 }
 
+/// A `u32` whose unsigned order is the numeric order of finite f32 values.
+fn order_bits(v: f32) -> u32 {
+    let bits = v.to_bits();
+    if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 }
+}
+
 /// Average ranks of `values` (allocating convenience form of [`average_ranks_into`]).
 pub fn average_ranks(values: &[f32]) -> Vec<f64> {
-    let (mut order, mut ranks) = (Vec::new(), Vec::new());
-    average_ranks_into(values, &mut order, &mut ranks);
+    let (mut keys, mut ranks) = (Vec::new(), Vec::new());
+    average_ranks_into(values, &mut keys, &mut ranks);
     ranks
 }
 

@@ -154,21 +154,49 @@ fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: 
     }
 }
 
-/// SSIM of one channel pair `[h, w]`.
-fn ssim_channel(a: &[f32], b: &[f32], h: usize, w: usize, p: &SsimParams, taps: &[f64]) -> f64 {
-    let n = h * w;
-    let x: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
-    let y: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
-    let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
-    let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
-    let xy: Vec<f64> = x.iter().zip(&y).map(|(u, v)| u * v).collect();
-    let mut tmp = vec![0.0; n];
-    let mut line = Vec::with_capacity(w + taps.len());
-    let mut moments = [vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]];
-    for (src, dst) in [&x, &y, &xx, &yy, &xy].into_iter().zip(moments.iter_mut()) {
-        filter2(src, h, w, taps, &mut tmp, dst, &mut line);
+/// One channel of a reference map with its local means `μx` and `E[x²]`, computed once for
+/// the comparisons of the reference with many maps.
+pub(crate) struct ChannelMoments {
+    x: Vec<f64>,
+    ux: Vec<f64>,
+    uxx: Vec<f64>,
+}
+
+/// Filter scratch: the row buffer and the axis-0 pass.
+struct Scratch {
+    tmp: Vec<f64>,
+    line: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(n: usize, w: usize, taps: usize) -> Self {
+        Self { tmp: vec![0.0; n], line: Vec::with_capacity(w + taps) }
     }
-    let [ux, uy, uxx, uyy, uxy] = &moments;
+
+    fn filtered(&mut self, src: &[f64], h: usize, w: usize, taps: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; h * w];
+        filter2(src, h, w, taps, &mut self.tmp, &mut out, &mut self.line);
+        out
+    }
+}
+
+fn moments_of(a: &[f32], h: usize, w: usize, taps: &[f64]) -> ChannelMoments {
+    let x: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
+    let xx: Vec<f64> = x.iter().map(|v| v * v).collect();
+    let mut scratch = Scratch::new(h * w, w, taps.len());
+    let (ux, uxx) = (scratch.filtered(&x, h, w, taps), scratch.filtered(&xx, h, w, taps));
+    ChannelMoments { x, ux, uxx }
+}
+
+/// SSIM of one channel pair `[h, w]`, the first given by its moments.
+fn ssim_channel(reference: &ChannelMoments, b: &[f32], h: usize, w: usize, p: &SsimParams, taps: &[f64]) -> f64 {
+    let y: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
+    let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
+    let xy: Vec<f64> = reference.x.iter().zip(&y).map(|(u, v)| u * v).collect();
+    let mut scratch = Scratch::new(h * w, w, taps.len());
+    let (uy, uyy, uxy) =
+        (scratch.filtered(&y, h, w, taps), scratch.filtered(&yy, h, w, taps), scratch.filtered(&xy, h, w, taps));
+    let (ux, uxx) = (&reference.ux, &reference.uxx);
     let np = (taps.len() * taps.len()) as f64;
     let cov_norm = np / (np - 1.0);
     let (c1, c2) = ((p.k1 * p.data_range).powi(2), (p.k2 * p.data_range).powi(2));
@@ -188,12 +216,9 @@ fn ssim_channel(a: &[f32], b: &[f32], h: usize, w: usize, p: &SsimParams, taps: 
     sum / ((h - 2 * pad) * (w - 2 * pad)) as f64
 }
 
-/// Mean SSIM of two maps of the same shape (mean over channels).
-pub fn ssim(a: &Map, b: &Map, params: &SsimParams) -> Score {
-    if a.shape != b.shape {
-        return Err(Status::ShapeMismatch);
-    }
-    if a.data.iter().chain(&b.data).any(|v| !v.is_finite()) {
+/// The per-channel moments of a reference map, or why it cannot be compared.
+pub(crate) fn prepare_ssim(a: &Map, params: &SsimParams) -> Result<Vec<ChannelMoments>, Status> {
+    if a.data.iter().any(|v| !v.is_finite()) {
         return Err(Status::NonFinite);
     }
     let taps = params.taps();
@@ -201,8 +226,31 @@ pub fn ssim(a: &Map, b: &Map, params: &SsimParams) -> Score {
     if h < taps.len() || w < taps.len() {
         return Err(Status::TooSmall);
     }
-    let total: f64 = (0..c).map(|k| ssim_channel(a.channel(k), b.channel(k), h, w, params, &taps)).sum();
+    Ok((0..c).map(|k| moments_of(a.channel(k), h, w, &taps)).collect())
+}
+
+/// Mean SSIM (over channels) of a prepared reference map and `b` of the same shape.
+pub(crate) fn ssim_prepared(reference: &[ChannelMoments], b: &Map, params: &SsimParams) -> Score {
+    if b.data.iter().any(|v| !v.is_finite()) {
+        return Err(Status::NonFinite);
+    }
+    let taps = params.taps();
+    let [c, h, w] = b.shape;
+    let total: f64 = (0..c).map(|k| ssim_channel(&reference[k], b.channel(k), h, w, params, &taps)).sum();
     Ok(total / c as f64)
+}
+
+/// Mean SSIM of two maps of the same shape (mean over channels).
+pub fn ssim(a: &Map, b: &Map, params: &SsimParams) -> Score {
+    if a.shape != b.shape {
+        return Err(Status::ShapeMismatch);
+    }
+    let reference = prepare_ssim(a, params);
+    // A non-finite `b` is reported before a too-small shape, as a non-finite `a` is.
+    if b.data.iter().any(|v| !v.is_finite()) {
+        return Err(Status::NonFinite);
+    }
+    ssim_prepared(&reference?, b, params)
 }
 
 #[cfg(test)]
