@@ -1,5 +1,7 @@
 //! Hot kernels of the model crate: conv2d forward and input gradient at the adebayo-cnn's conv2
-//! shape ([n, 32, 14, 14] x [64, 32, 5, 5], pad 2), and linear forward at fc1's shape.
+//! shape ([n, 32, 14, 14] x [64, 32, 5, 5], pad 2) — the candle op (training, f64 checks) and
+//! the channels-last kernels of the native engine (attribution) — and linear forward at fc1's
+//! shape.
 //! `RAYON_NUM_THREADS` sets the thread count (say it when you report numbers).
 //! Run: `cargo bench -p sanity-model --bench ops`.
 
@@ -8,7 +10,9 @@
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sanity_model::ops::{conv2d, linear};
+use sanity_model::{Architecture, ArchitectureSpec, Init, LayerSpec, Model, ReluMode, init_weights, native};
 use std::hint::black_box;
+use std::sync::Arc;
 
 fn conv(c: &mut Criterion) {
     let dev = &Device::Cpu;
@@ -27,6 +31,30 @@ fn conv(c: &mut Criterion) {
             let y = conv2d(xv.as_tensor(), &w, &b, 2).expect("conv");
             black_box(y.sum_all().expect("sum").backward().expect("backward"))
         })
+    });
+    // The native engine on a one-conv model (and a flatten, which transposes NHWC to NCHW): the
+    // forward, then the input gradient of the sum of all outputs (the seed is all ones).
+    let spec = ArchitectureSpec {
+        input: [32, 14, 14],
+        layers: vec![
+            LayerSpec::Conv2d {
+                name: "conv2".into(),
+                in_channels: 32,
+                out_channels: 64,
+                kernel_size: 5,
+                padding: 2,
+                weight_init: Init::TruncatedNormal { std: 0.1 },
+                bias_init: Init::Constant { value: 0.1 },
+            },
+            LayerSpec::Flatten { name: None },
+        ],
+    };
+    let arch = Arc::new(Architecture::new(spec).expect("valid"));
+    let model = Model::new(arch.clone(), init_weights(&arch, 0).expect("init"));
+    let values = x.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+    let seed = vec![1.0f32; n * 64 * 196];
+    group.bench_function("native engine: forward + input gradient", |bench| {
+        bench.iter(|| black_box(native::input_gradient(&model, &values, n, 0..2, &seed, ReluMode::Standard)))
     });
     group.finish();
 }
