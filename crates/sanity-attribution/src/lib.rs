@@ -13,7 +13,7 @@ pub mod noise_tunnel;
 pub mod target;
 
 pub use error::AttributionError;
-pub use gradcam::GradCam;
+pub use gradcam::{Cam, CamKind, GradCam};
 pub use gradient::{Gradient, GradientXInput};
 pub use guided_backprop::{Deconvnet, GuidedBackprop};
 pub use guided_gradcam::GuidedGradCam;

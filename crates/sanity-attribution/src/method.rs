@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
-use crate::{Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam};
+use crate::{Cam, CamKind, Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam};
 use candle_core::Tensor;
 use sanity_model::{Architecture, Model};
 use serde::{Deserialize, Serialize};
@@ -132,6 +132,30 @@ pub enum MethodSpec {
         #[serde(default)]
         layer: Option<String>,
     },
+    /// Grad-CAM++ ([`Cam`]).
+    GradcamPlusPlus {
+        /// The layer whose activations are weighted; default: the model's last conv layer.
+        #[serde(default)]
+        layer: Option<String>,
+    },
+    /// XGrad-CAM ([`Cam`]).
+    Xgradcam {
+        /// The layer whose activations are weighted; default: the model's last conv layer.
+        #[serde(default)]
+        layer: Option<String>,
+    },
+    /// LayerCAM ([`Cam`]).
+    Layercam {
+        /// The layer whose activations are weighted; default: the model's last conv layer.
+        #[serde(default)]
+        layer: Option<String>,
+    },
+    /// Score-CAM ([`Cam`]).
+    Scorecam {
+        /// The layer whose activations are weighted; default: the model's last conv layer.
+        #[serde(default)]
+        layer: Option<String>,
+    },
     /// [`GuidedGradCam`].
     GuidedGradcam {
         /// The Grad-CAM layer; default: the model's last conv layer.
@@ -154,6 +178,10 @@ impl MethodSpec {
             MethodSpec::Deconvnet {} => "deconvnet",
             MethodSpec::Gradcam { .. } => "gradcam",
             MethodSpec::GuidedGradcam { .. } => "guided_gradcam",
+            MethodSpec::GradcamPlusPlus { .. } => "gradcam_plus_plus",
+            MethodSpec::Xgradcam { .. } => "xgradcam",
+            MethodSpec::Layercam { .. } => "layercam",
+            MethodSpec::Scorecam { .. } => "scorecam",
         }
     }
 
@@ -172,6 +200,12 @@ impl MethodSpec {
             MethodSpec::GuidedBackprop {} => Box::new(GuidedBackprop),
             MethodSpec::Deconvnet {} => Box::new(Deconvnet),
             MethodSpec::Gradcam { layer } => Box::new(GradCam::new(arch, layer.as_deref())?),
+            MethodSpec::GradcamPlusPlus { layer } => {
+                Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::GradCamPlusPlus)?)
+            }
+            MethodSpec::Xgradcam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::XGradCam)?),
+            MethodSpec::Layercam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::LayerCam)?),
+            MethodSpec::Scorecam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::ScoreCam)?),
             MethodSpec::GuidedGradcam { layer } => {
                 Box::new(GuidedGradCam { cam: GradCam::new(arch, layer.as_deref())? })
             }
@@ -187,6 +221,10 @@ impl MethodSpec {
         Ok(match self {
             MethodSpec::Gradcam { layer } => MethodSpec::Gradcam { layer: layer_of(layer)? },
             MethodSpec::GuidedGradcam { layer } => MethodSpec::GuidedGradcam { layer: layer_of(layer)? },
+            MethodSpec::GradcamPlusPlus { layer } => MethodSpec::GradcamPlusPlus { layer: layer_of(layer)? },
+            MethodSpec::Xgradcam { layer } => MethodSpec::Xgradcam { layer: layer_of(layer)? },
+            MethodSpec::Layercam { layer } => MethodSpec::Layercam { layer: layer_of(layer)? },
+            MethodSpec::Scorecam { layer } => MethodSpec::Scorecam { layer: layer_of(layer)? },
             MethodSpec::Smoothgrad(t) => MethodSpec::Smoothgrad(t.resolved(arch)?),
             MethodSpec::SmoothgradSquared(t) => MethodSpec::SmoothgradSquared(t.resolved(arch)?),
             MethodSpec::Vargrad(t) => MethodSpec::Vargrad(t.resolved(arch)?),

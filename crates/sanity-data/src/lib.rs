@@ -12,5 +12,5 @@ pub use dataset::Dataset;
 pub use error::DataError;
 pub use idx::{Split, fashion_mnist};
 pub use phantom::{PhantomSpec, generate_phantoms};
-pub use resize::resize_bilinear;
+pub use resize::{resize_bilinear, resize_bilinear_align_corners};
 pub use rng::stream_rng;

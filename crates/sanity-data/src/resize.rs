@@ -7,11 +7,32 @@
 /// align_corners=False)`: source coordinate `(y + 0.5) * in_h / out_h - 0.5`, clamped at 0, and
 /// the neighbour index clamped at the border. pytorch-grad-cam upsamples CAMs this way.
 pub fn resize_bilinear(src: &[f32], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    resize_with(src, [in_h, in_w], [out_h, out_w], |o, n_in, n_out| {
+        ((o as f64 + 0.5) * (n_in as f64 / n_out as f64) - 0.5).max(0.0)
+    })
+}
+
+/// Bilinear resize with the corner pixels' centres aligned (`align_corners=True`, PyTorch's
+/// `UpsamplingBilinear2d`): output pixel `o` samples input coordinate `o·(n_in − 1)/(n_out − 1)`.
+pub fn resize_bilinear_align_corners(src: &[f32], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    resize_with(src, [in_h, in_w], [out_h, out_w], |o, n_in, n_out| match n_out {
+        1 => 0.0,
+        _ => o as f64 * (n_in - 1) as f64 / (n_out - 1) as f64,
+    })
+}
+
+/// Bilinear interpolation of `src` `[h, w]` where output index `o` of an axis samples input
+/// coordinate `source(o, n_in, n_out)` (clamped to the last pixel).
+fn resize_with(
+    src: &[f32],
+    [in_h, in_w]: [usize; 2],
+    [out_h, out_w]: [usize; 2],
+    source: impl Fn(usize, usize, usize) -> f64,
+) -> Vec<f32> {
     assert_eq!(src.len(), in_h * in_w, "resize_bilinear: src is not [in_h, in_w]");
     let mut out = vec![0.0f32; out_h * out_w];
     let axis = |o: usize, n_in: usize, n_out: usize| -> (usize, usize, f32) {
-        let scale = n_in as f64 / n_out as f64;
-        let s = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+        let s = source(o, n_in, n_out);
         let i0 = (s.floor() as usize).min(n_in - 1);
         let i1 = (i0 + 1).min(n_in - 1);
         (i0, i1, (s - i0 as f64) as f32)
@@ -50,5 +71,13 @@ mod tests {
     fn same_size_is_identity() {
         let src: Vec<f32> = (0..12).map(|v| v as f32).collect();
         assert_eq!(resize_bilinear(&src, 3, 4, 3, 4), src);
+    }
+
+    #[test]
+    fn align_corners_matches_upsampling_bilinear2d() {
+        // torch.nn.UpsamplingBilinear2d(size=(3, 3))(torch.tensor([[[[0., 1.], [2., 3.]]]]))
+        // = [[0, .5, 1], [1, 1.5, 2], [2, 2.5, 3]].
+        let out = resize_bilinear_align_corners(&[0., 1., 2., 3.], 2, 2, 3, 3);
+        assert_eq!(out, [0., 0.5, 1., 1., 1.5, 2., 2., 2.5, 3.]);
     }
 }

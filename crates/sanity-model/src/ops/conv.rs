@@ -60,7 +60,7 @@ impl Geometry {
 
     /// The output columns `j0..j1` whose input column `j + v − pad` lies inside the image.
     fn valid_columns(&self, v: usize) -> (usize, usize) {
-        let j0 = self.pad.saturating_sub(v);
+        let j0 = self.pad.saturating_sub(v).min(self.ow);
         let j1 = self.ow.min((self.w + self.pad).saturating_sub(v));
         (j0, j1.max(j0))
     }
@@ -96,6 +96,9 @@ impl Geometry {
             let (j0, j1) = self.valid_columns(v);
             dst[..j0].fill(zero);
             dst[j1..].fill(zero);
+            if j0 == j1 {
+                return; // The whole output row reads padding.
+            }
             let start = c * hw + y * self.w + j0 + v - self.pad;
             dst[j0..j1].copy_from_slice(&x[start..start + (j1 - j0)]);
         });
@@ -109,6 +112,9 @@ impl Geometry {
             let Some(y) = y else { return };
             let (j0, j1) = self.valid_columns(v);
             let src = &dcols_t[r * rows + col0 + i * ow + j0..r * rows + col0 + i * ow + j1];
+            if j0 == j1 {
+                return; // The whole output row reads padding.
+            }
             let start = c * hw + y * self.w + j0 + v - self.pad;
             for (d, &s) in dx[start..start + (j1 - j0)].iter_mut().zip(src) {
                 *d += s;

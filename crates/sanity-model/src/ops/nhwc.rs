@@ -161,7 +161,7 @@ impl ConvNhwc {
         let k = self.k;
         for u in 0..k {
             for v in 0..k {
-                let j0 = self.pad.saturating_sub(v);
+                let j0 = self.pad.saturating_sub(v).min(self.ow);
                 let j1 = self.ow.min((self.w + self.pad).saturating_sub(v)).max(j0);
                 for ci in 0..self.c {
                     let r = (u * k + v) * self.c + ci;
@@ -185,6 +185,9 @@ impl ConvNhwc {
             };
             dst[..j0].fill(0.0);
             dst[j1..].fill(0.0);
+            if j0 == j1 {
+                return; // The whole output row reads padding.
+            }
             let start = (y * w + j0 + v - self.pad) * c + ci;
             for (j, d) in dst[j0..j1].iter_mut().enumerate() {
                 *d = x[start + j * c];
@@ -198,6 +201,9 @@ impl ConvNhwc {
         self.for_each_tap_row(|r, ci, i, y, j0, j1, v| {
             let Some(y) = y else { return };
             let src = &dcols_t[r * rows + col0 + i * ow + j0..r * rows + col0 + i * ow + j1];
+            if j0 == j1 {
+                return; // The whole output row reads padding.
+            }
             let start = (y * w + j0 + v - self.pad) * c + ci;
             for (j, &s) in src.iter().enumerate() {
                 dx[start + j * c] += s;
@@ -422,7 +428,10 @@ mod tests {
         // A short window row (k·c = 5 < SHORT_WINDOW_ROW): the transposed layout.
         let g1 = ConvNhwc { n: 3, h: 6, w: 7, c: 1, o: 5, k: 5, pad: 2, oh: 6, ow: 7 };
         assert!(g1.transposed() && !g.transposed());
-        for g in [g, g0, g1] {
+        // Kernels wider than the image and its padding's reach, in both layouts.
+        let g2 = ConvNhwc { n: 2, h: 1, w: 1, c: 1, o: 3, k: 5, pad: 2, oh: 1, ow: 1 };
+        let g3 = ConvNhwc { n: 2, h: 2, w: 1, c: 6, o: 3, k: 5, pad: 2, oh: 2, ow: 1 };
+        for g in [g, g0, g1, g2, g3] {
             let x = values(g.n * g.c * g.h * g.w, 1);
             let w = values(g.o * g.c * g.k * g.k, 2);
             let b = values(g.o, 3);
