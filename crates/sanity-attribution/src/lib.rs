@@ -1,6 +1,7 @@
 //! Attribution methods behind one trait. Each method returns the raw map; abs, channel
 //! reduction, normalisation and resizing are post-processing steps (sanity-metrics).
 
+pub mod controls;
 pub mod error;
 pub mod gradcam;
 pub mod gradient;
@@ -10,8 +11,10 @@ pub mod input_gradient;
 pub mod integrated_gradients;
 pub mod method;
 pub mod noise_tunnel;
+pub mod occlusion;
 pub mod target;
 
+pub use controls::{RandomMap, Sobel};
 pub use error::AttributionError;
 pub use gradcam::{Cam, CamKind, GradCam};
 pub use gradient::{Gradient, GradientXInput};
@@ -20,3 +23,4 @@ pub use guided_gradcam::GuidedGradCam;
 pub use integrated_gradients::{Baseline, IntegratedGradients, Rule};
 pub use method::{Attribution, MethodSpec, TunnelSpec};
 pub use noise_tunnel::{Aggregate, NoiseTunnel};
+pub use occlusion::Occlusion;

@@ -3,7 +3,10 @@
 use crate::error::Result;
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
-use crate::{Cam, CamKind, Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam};
+use crate::{
+    Cam, CamKind, Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam, Occlusion, RandomMap,
+    Sobel,
+};
 use candle_core::Tensor;
 use sanity_model::{Architecture, Model};
 use serde::{Deserialize, Serialize};
@@ -156,6 +159,23 @@ pub enum MethodSpec {
         #[serde(default)]
         layer: Option<String>,
     },
+    /// [`Occlusion`].
+    Occlusion {
+        /// Patch side in pixels (required).
+        window: usize,
+        /// Step between patches (required; at most `window`).
+        stride: usize,
+        /// The value a patch is set to. Default 0.
+        #[serde(default)]
+        baseline: f64,
+        /// Occluded inputs per pass. Default 64.
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    /// [`RandomMap`] (control).
+    RandomMap {},
+    /// [`Sobel`] (control).
+    Sobel {},
     /// [`GuidedGradCam`].
     GuidedGradcam {
         /// The Grad-CAM layer; default: the model's last conv layer.
@@ -182,6 +202,9 @@ impl MethodSpec {
             MethodSpec::Xgradcam { .. } => "xgradcam",
             MethodSpec::Layercam { .. } => "layercam",
             MethodSpec::Scorecam { .. } => "scorecam",
+            MethodSpec::Occlusion { .. } => "occlusion",
+            MethodSpec::RandomMap {} => "random_map",
+            MethodSpec::Sobel {} => "sobel",
         }
     }
 
@@ -206,6 +229,11 @@ impl MethodSpec {
             MethodSpec::Xgradcam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::XGradCam)?),
             MethodSpec::Layercam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::LayerCam)?),
             MethodSpec::Scorecam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::ScoreCam)?),
+            MethodSpec::Occlusion { window, stride, baseline, batch } => {
+                Box::new(Occlusion { window: *window, stride: *stride, baseline: *baseline, batch: *batch })
+            }
+            MethodSpec::RandomMap {} => Box::new(RandomMap { seed }),
+            MethodSpec::Sobel {} => Box::new(Sobel),
             MethodSpec::GuidedGradcam { layer } => {
                 Box::new(GuidedGradCam { cam: GradCam::new(arch, layer.as_deref())? })
             }

@@ -118,3 +118,24 @@ fn bad_targets_and_layers_are_refused_with_the_valid_choices() {
     let err = spec.build(&m.arch, 0).err().expect("unknown layer").to_string();
     assert!(err.contains("conv9") && err.contains("conv1, gap1, logit"), "{err}");
 }
+
+#[test]
+fn bad_occlusion_and_cam_settings_are_refused_with_the_reason() {
+    let m = cam_model();
+    let x = Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).expect("x");
+    let occlusion = |toml_text: &str| -> String {
+        let spec: MethodSpec = toml::from_str(toml_text).expect("parses");
+        spec.build(&m.arch, 0).expect("builds").attribute(&m, &x, &[0], &[0]).expect_err("refused").to_string()
+    };
+    let err = occlusion("method = \"occlusion\"\nwindow = 1\nstride = 2");
+    assert!(err.contains("stride = 2 > window = 1"), "{err}");
+    let err = occlusion("method = \"occlusion\"\nwindow = 3\nstride = 1");
+    assert!(err.contains("larger than the 2x2 input"), "{err}");
+    let err = toml::from_str::<MethodSpec>("method = \"occlusion\"\nstride = 1").expect_err("no window").to_string();
+    assert!(err.contains("missing field `window`"), "{err}");
+    for method in ["gradcam_plus_plus", "xgradcam", "layercam", "scorecam"] {
+        let spec: MethodSpec = toml::from_str(&format!("method = \"{method}\"\nlayer = \"logit\"")).expect("parses");
+        let err = spec.build(&m.arch, 0).err().expect("a linear layer").to_string();
+        assert!(err.contains(method) && err.contains("not a spatial"), "{err}");
+    }
+}

@@ -1,0 +1,81 @@
+//! Model-independent controls: maps that cannot change when the model is randomised, so they
+//! mark the top of a similarity scale (Adebayo et al. 2018, section 3: "an edge detector ...
+//! produces maps that resemble the input").
+//!
+//! - `random_map`: uniform [0, 1) values of the input's shape, drawn for the image with id `d`
+//!   from `stream_rng(seed, "random_map", d)`: the same map for an image at every stage.
+//! - `sobel`: the Sobel edge magnitude of each input channel, as scikit-image's
+//!   `filters.sobel` (v0.26): `sqrt((G_y² + G_x²) / 2)`, where `G_y` convolves with
+//!   `[1, 0, −1]` down the rows and `[1, 2, 1]/4` along them (and `G_x` the transpose), with
+//!   scipy.ndimage's `reflect` border (`d c b a | a b c d | d c b a`).
+
+use crate::error::Result;
+use crate::method::Attribution;
+use candle_core::{DType, Device, Tensor};
+use rand::Rng;
+use sanity_data::stream_rng;
+use sanity_model::Model;
+
+/// Seeded uniform noise.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomMap {
+    /// Run seed.
+    pub seed: u64,
+}
+
+impl Attribution for RandomMap {
+    fn id(&self) -> &'static str {
+        "random_map"
+    }
+
+    fn attribute(&self, _model: &Model, x: &Tensor, _targets: &[usize], ids: &[u64]) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let mut out = Vec::with_capacity(n * c * h * w);
+        for &id in ids.iter().take(n) {
+            let mut rng = stream_rng(self.seed, "random_map", id);
+            out.extend((0..c * h * w).map(|_| rng.random::<f32>()));
+        }
+        Ok(Tensor::from_vec(out, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?)
+    }
+}
+
+/// Sobel edge magnitude of the input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sobel;
+
+/// scipy.ndimage `reflect` index: `d c b a | a b c d | d c b a`.
+fn reflect(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    let m = i.rem_euclid(2 * n);
+    (if m < n { m } else { 2 * n - 1 - m }) as usize
+}
+
+/// The Sobel magnitude of one `[h, w]` plane (f64 arithmetic, as scikit-image on float64).
+fn sobel_plane(plane: &[f64], h: usize, w: usize) -> Vec<f64> {
+    let at = |y: isize, x: isize| plane[reflect(y, h) * w + reflect(x, w)];
+    let mut out = Vec::with_capacity(h * w);
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            // Convolution flips the kernel: the derivative is (previous − next); squared anyway.
+            let smooth_x = |yy: isize| (at(yy, x - 1) + 2.0 * at(yy, x) + at(yy, x + 1)) / 4.0;
+            let smooth_y = |xx: isize| (at(y - 1, xx) + 2.0 * at(y, xx) + at(y + 1, xx)) / 4.0;
+            let gy = smooth_x(y - 1) - smooth_x(y + 1);
+            let gx = smooth_y(x - 1) - smooth_y(x + 1);
+            out.push(((gy * gy + gx * gx) / 2.0).sqrt());
+        }
+    }
+    out
+}
+
+impl Attribution for Sobel {
+    fn id(&self) -> &'static str {
+        "sobel"
+    }
+
+    fn attribute(&self, _model: &Model, x: &Tensor, _targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let values = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        let out: Vec<f64> = values.chunks_exact(h * w).flat_map(|plane| sobel_plane(plane, h, w)).collect();
+        Ok(Tensor::from_vec(out, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?)
+    }
+}
