@@ -3,7 +3,7 @@
 
 Pinned versions (crates/sanity-attribution/tests/fixtures/attribution.json was made with
 exactly these):
-    torch==2.15.0  captum==0.9.0  numpy==2.4.6
+    torch==2.15.0  captum==0.9.0  numpy==2.4.6  scipy==1.17.1
 
 Run:  python3 scripts/golden/attribution_fixtures.py
 
@@ -20,6 +20,8 @@ import pathlib
 
 import captum
 import numpy as np
+import scipy
+import scipy.ndimage
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -126,6 +128,11 @@ def model_case(preset, model, input_shape, targets, cam_layer, cam_layer_name, r
     attr = IntegratedGradients(model).attribute(x, baselines=0.5, target=t, n_steps=16, method="riemann_trapezoid")
     add({"method": "integrated_gradients", "steps": 16, "rule": "riemann_trapezoid",
          "baseline": {"kind": "constant", "value": 0.5}}, attr)
+    blurred = torch.from_numpy(scipy.ndimage.gaussian_filter(x.numpy().astype(np.float64), sigma=(0, 0, 2.0, 2.0))
+                               .astype(np.float32))
+    attr = IntegratedGradients(model).attribute(x, baselines=blurred, target=t, n_steps=20, method="riemann_right")
+    add({"method": "integrated_gradients", "steps": 20, "rule": "riemann_right",
+         "baseline": {"kind": "blurred", "sigma": 2.0}}, attr)
     add({"method": "guided_backprop"}, GuidedBackprop(model).attribute(x, target=t))
     add({"method": "deconvnet"}, Deconvolution(model).attribute(x, target=t))
     cam = LayerGradCam(model, cam_layer).attribute(x, target=t, relu_attributions=True)
@@ -146,7 +153,8 @@ def main():
         model_case("phantom-cnn", phantom, (1, 32, 32), [0, 0], phantom.conv4, "conv4", rng),
     ]
     fixture = dict(generator="scripts/golden/attribution_fixtures.py",
-                   versions=dict(torch=torch.__version__, captum=captum.__version__, numpy=np.__version__),
+                   versions=dict(torch=torch.__version__, captum=captum.__version__, numpy=np.__version__,
+                                 scipy=scipy.__version__),
                    cases=cases)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(dumps(fixture))

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::method::Attribution;
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
-use sanity_data::stream_rng;
+use sanity_data::{correlate_separable, stream_rng};
 use sanity_model::Model;
 
 /// Seeded uniform noise.
@@ -43,28 +43,13 @@ impl Attribution for RandomMap {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sobel;
 
-/// scipy.ndimage `reflect` index: `d c b a | a b c d | d c b a`.
-fn reflect(i: isize, n: usize) -> usize {
-    let n = n as isize;
-    let m = i.rem_euclid(2 * n);
-    (if m < n { m } else { 2 * n - 1 - m }) as usize
-}
-
 /// The Sobel magnitude of one `[h, w]` plane (f64 arithmetic, as scikit-image on float64).
+/// scikit-image convolves (the derivative kernel reversed); the sign vanishes in the square.
 fn sobel_plane(plane: &[f64], h: usize, w: usize) -> Vec<f64> {
-    let at = |y: isize, x: isize| plane[reflect(y, h) * w + reflect(x, w)];
-    let mut out = Vec::with_capacity(h * w);
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            // Convolution flips the kernel: the derivative is (previous − next); squared anyway.
-            let smooth_x = |yy: isize| (at(yy, x - 1) + 2.0 * at(yy, x) + at(yy, x + 1)) / 4.0;
-            let smooth_y = |xx: isize| (at(y - 1, xx) + 2.0 * at(y, xx) + at(y + 1, xx)) / 4.0;
-            let gy = smooth_x(y - 1) - smooth_x(y + 1);
-            let gx = smooth_y(x - 1) - smooth_y(x + 1);
-            out.push(((gy * gy + gx * gx) / 2.0).sqrt());
-        }
-    }
-    out
+    let (edge, smooth) = ([1.0, 0.0, -1.0], [0.25, 0.5, 0.25]);
+    let gy = correlate_separable(plane, h, w, &edge, &smooth);
+    let gx = correlate_separable(plane, h, w, &smooth, &edge);
+    gy.iter().zip(&gx).map(|(y, x)| ((y * y + x * x) / 2.0).sqrt()).collect()
 }
 
 impl Attribution for Sobel {

@@ -20,6 +20,8 @@ use crate::input_gradient::input_gradients;
 use crate::method::Attribution;
 use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
+use rand::Rng;
+use sanity_data::{gaussian_blur, stream_rng};
 use sanity_model::{Model, ReluMode};
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +53,28 @@ pub enum Baseline {
         /// The value.
         value: f64,
     },
+    /// Uniform noise in `[low, high)`, drawn for the image with id `d` from
+    /// `stream_rng(seed, "ig_baseline", d)`: the same baseline at every cascade stage.
+    Uniform {
+        /// Lower bound. Default 0.
+        #[serde(default)]
+        low: f64,
+        /// Upper bound. Default 1.
+        #[serde(default = "default_high")]
+        high: f64,
+    },
+    /// The input blurred by a Gaussian of `sigma` pixels per channel
+    /// (`scipy.ndimage.gaussian_filter`, truncate 4, reflect border; Sturmfels et al. 2020,
+    /// "Visualizing the Impact of Feature Attribution Baselines", Distill).
+    Blurred {
+        /// Standard deviation in pixels.
+        sigma: f64,
+    },
+}
+
+/// 1, the upper bound of a uniform baseline.
+pub fn default_high() -> f64 {
+    1.0
 }
 
 /// The default baseline: zeros.
@@ -125,13 +149,41 @@ pub struct IntegratedGradients {
     pub baseline: Baseline,
     /// Inputs per forward/backward pass.
     pub batch: usize,
+    /// Run seed (the uniform baseline).
+    pub seed: u64,
 }
 
 impl IntegratedGradients {
-    fn baseline_of(&self, x: &Tensor) -> Result<Tensor> {
+    /// The baseline of each input (`ids` seed the uniform one).
+    fn baseline_of(&self, x: &Tensor, ids: &[u64]) -> Result<Tensor> {
+        let invalid = |reason: String| AttributionError::Invalid { method: "integrated_gradients", reason };
+        let (n, c, h, w) = x.dims4()?;
         Ok(match self.baseline {
             Baseline::Zeros {} => x.zeros_like()?,
             Baseline::Constant { value } => (x.zeros_like()? + value)?,
+            Baseline::Uniform { low, high } => {
+                if !(low.is_finite() && high.is_finite() && low < high) {
+                    return Err(invalid(format!("uniform baseline low = {low}, high = {high}; accepted: low < high")));
+                }
+                if ids.len() != n {
+                    return Err(invalid(format!("{} ids for {n} inputs", ids.len())));
+                }
+                let mut values = Vec::with_capacity(n * c * h * w);
+                for &id in ids {
+                    let mut rng = stream_rng(self.seed, "ig_baseline", id);
+                    values.extend((0..c * h * w).map(|_| rng.random_range(low..high)));
+                }
+                Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?
+            }
+            Baseline::Blurred { sigma } => {
+                if !(sigma.is_finite() && sigma > 0.0) {
+                    return Err(invalid(format!("blurred baseline sigma = {sigma}; accepted: > 0")));
+                }
+                let values = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                let blurred: Vec<f64> =
+                    values.chunks_exact(h * w).flat_map(|plane| gaussian_blur(plane, h, w, sigma)).collect();
+                Tensor::from_vec(blurred, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?
+            }
         })
     }
 }
@@ -150,7 +202,7 @@ impl Attribution for IntegratedGradients {
         models: &[&Model],
         x: &Tensor,
         targets: &[&[usize]],
-        _ids: &[u64],
+        ids: &[u64],
     ) -> Result<Vec<Tensor>> {
         if self.steps == 0 {
             return Err(AttributionError::Invalid { method: self.id(), reason: "steps = 0; accepted: >= 1".into() });
@@ -159,7 +211,7 @@ impl Attribution for IntegratedGradients {
         check_target_lists(targets, models.len(), n, self.id())?;
         let per = c * h * w;
         let (alphas, weights) = self.rule.points(self.steps);
-        let baseline = self.baseline_of(x)?;
+        let baseline = self.baseline_of(x, ids)?;
         let delta = (x - &baseline)?;
         let base_v = baseline.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         let delta_v = delta.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;

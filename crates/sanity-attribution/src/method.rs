@@ -214,9 +214,13 @@ impl MethodSpec {
         Ok(match self {
             MethodSpec::Gradient {} => Box::new(Gradient),
             MethodSpec::GradientXInput {} => Box::new(GradientXInput),
-            MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
-                Box::new(IntegratedGradients { steps: *steps, rule: *rule, baseline: baseline.clone(), batch: *batch })
-            }
+            MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => Box::new(IntegratedGradients {
+                steps: *steps,
+                rule: *rule,
+                baseline: baseline.clone(),
+                batch: *batch,
+                seed,
+            }),
             MethodSpec::Smoothgrad(t) => t.build(Aggregate::Mean, arch, seed)?,
             MethodSpec::SmoothgradSquared(t) => t.build(Aggregate::MeanOfSquares, arch, seed)?,
             MethodSpec::Vargrad(t) => t.build(Aggregate::Variance, arch, seed)?,

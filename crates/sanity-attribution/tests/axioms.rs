@@ -125,3 +125,34 @@ fn noise_is_seeded_per_image_id() {
     assert_eq!(a, b, "same id, same noise");
     assert_ne!(a, c, "another id draws other noise");
 }
+
+#[test]
+fn uniform_noise_baselines_are_seeded_per_image_and_complete() {
+    let m = model();
+    let x = inputs(2, 3);
+    let targets = [1usize, 6];
+    let ig = spec(
+        "method = \"integrated_gradients\"\nsteps = 64\nrule = \"gauss_legendre\"\nbaseline = { kind = \"uniform\", low = 0.0, high = 0.5 }",
+    );
+    let method = ig.build(&m.arch, 7).expect("build");
+    let maps = values(&method.attribute(&m, &x, &targets, &[10, 11]).expect("ig"));
+    // x' drawn as documented (uniform in [low, high) from stream_rng(seed, "ig_baseline", id)):
+    // then Σ IG = F(x) − F(x') checks both the draw and completeness.
+    let baseline: Vec<f64> = [10u64, 11]
+        .iter()
+        .flat_map(|&id| {
+            let mut rng = stream_rng(7, "ig_baseline", id);
+            (0..784).map(move |_| rng.random_range(0.0..0.5)).collect::<Vec<f64>>()
+        })
+        .collect();
+    let x_base = Tensor::from_vec(baseline, (2, 1, 28, 28), &Device::Cpu).expect("baseline");
+    let (fx, fb) = (values(&m.forward(&x).expect("f")), values(&m.forward(&x_base).expect("f")));
+    for (i, &t) in targets.iter().enumerate() {
+        let total: f64 = maps[i * 784..(i + 1) * 784].iter().sum();
+        let expected = fx[i * 10 + t] - fb[i * 10 + t];
+        assert!((total - expected).abs() < 0.02 * expected.abs().max(1e-6), "image {i}: {total} vs {expected}");
+    }
+    // The same image id in another batch position gets the same baseline, hence the same map.
+    let swapped = values(&method.attribute(&m, &x.narrow(0, 1, 1).expect("x1"), &[6], &[11]).expect("ig"));
+    assert_eq!(swapped, maps[784..]);
+}

@@ -78,5 +78,5 @@ fn every_method_matches_captum() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2 * 12, "every fixture method was checked");
+    assert_eq!(checked, 2 * 13, "every fixture method was checked");
 }

@@ -3,6 +3,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod filter;
 pub mod idx;
 pub mod phantom;
 pub mod resize;
@@ -10,6 +11,7 @@ pub mod rng;
 
 pub use dataset::Dataset;
 pub use error::DataError;
+pub use filter::{correlate_separable, gaussian_blur, gaussian_taps, reflect};
 pub use idx::{Split, fashion_mnist};
 pub use phantom::{PhantomSpec, generate_phantoms};
 pub use resize::{resize_bilinear, resize_bilinear_align_corners};

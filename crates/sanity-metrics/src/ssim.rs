@@ -16,6 +16,7 @@
 
 use crate::map::Map;
 use crate::metric::{Score, Status};
+use sanity_data::{gaussian_taps, reflect};
 use serde::{Deserialize, Serialize};
 
 /// The local window.
@@ -105,22 +106,10 @@ impl SsimParams {
     /// The 1-D filter taps (odd length, sum 1).
     fn taps(&self) -> Vec<f64> {
         match self.window {
-            SsimWindow::Gaussian { sigma, truncate } => {
-                let radius = (truncate * sigma + 0.5) as i64;
-                let w: Vec<f64> = (-radius..=radius).map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp()).collect();
-                let sum: f64 = w.iter().sum();
-                w.into_iter().map(|v| v / sum).collect()
-            }
+            SsimWindow::Gaussian { sigma, truncate } => gaussian_taps(sigma, truncate),
             SsimWindow::Uniform { size } => vec![1.0 / size as f64; size],
         }
     }
-}
-
-/// scipy.ndimage `reflect` index: `d c b a | a b c d | d c b a`.
-fn reflect(i: i64, n: i64) -> usize {
-    let period = 2 * n;
-    let m = i.rem_euclid(period);
-    (if m < n { m } else { period - 1 - m }) as usize
 }
 
 /// Separable correlation of `src` `[h, w]` with `taps` along axis 0 then axis 1 (as scipy),
@@ -132,7 +121,7 @@ fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: 
         let dst = &mut tmp[y * w..(y + 1) * w];
         dst.fill(0.0);
         for (k, &t) in taps.iter().enumerate() {
-            let sy = reflect(y as i64 + k as i64 - r as i64, h as i64);
+            let sy = reflect(y as isize + k as isize - r as isize, h);
             for (d, &v) in dst.iter_mut().zip(&src[sy * w..(sy + 1) * w]) {
                 *d += t * v;
             }
@@ -141,9 +130,9 @@ fn filter2(src: &[f64], h: usize, w: usize, taps: &[f64], tmp: &mut [f64], out: 
     for y in 0..h {
         let row = &tmp[y * w..(y + 1) * w];
         line.clear();
-        line.extend((0..r).map(|i| row[reflect(i as i64 - r as i64, w as i64)]));
+        line.extend((0..r).map(|i| row[reflect(i as isize - r as isize, w)]));
         line.extend_from_slice(row);
-        line.extend((w + r..w + 2 * r).map(|i| row[reflect(i as i64 - r as i64, w as i64)]));
+        line.extend((w + r..w + 2 * r).map(|i| row[reflect(i as isize - r as isize, w)]));
         let dst = &mut out[y * w..(y + 1) * w];
         dst.fill(0.0);
         for (k, &t) in taps.iter().enumerate() {
@@ -256,12 +245,6 @@ pub fn ssim(a: &Map, b: &Map, params: &SsimParams) -> Score {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reflect_is_half_sample_symmetric() {
-        let idx: Vec<usize> = (-3..7).map(|i| reflect(i, 4)).collect();
-        assert_eq!(idx, [2, 1, 0, 0, 1, 2, 3, 3, 2, 1]);
-    }
 
     #[test]
     fn gaussian_window_has_eleven_taps_and_unit_sum() {
