@@ -1,14 +1,14 @@
 //! The trait every attribution method implements, and the method choice as written in configs.
 
-use crate::error::Result;
+use crate::error::{AttributionError, Result};
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
 use crate::{
-    Cam, CamKind, Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam, Occlusion, RandomMap,
-    Sobel,
+    Cam, CamKind, Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam, Lrp, Occlusion,
+    RandomMap, Sobel,
 };
 use candle_core::Tensor;
-use sanity_model::{Architecture, Model};
+use sanity_model::{Architecture, LrpRule, Model};
 use serde::{Deserialize, Serialize};
 
 /// An attribution method: maps inputs and explained outputs to raw saliency maps.
@@ -54,6 +54,14 @@ pub fn default_noise() -> f64 {
 /// 64 inputs per forward/backward pass.
 pub fn default_batch() -> usize {
     64
+}
+/// Captum's ε: 1e-9.
+pub fn default_epsilon() -> f64 {
+    1e-9
+}
+/// α = 1.
+pub fn default_alpha() -> f64 {
+    1.0
 }
 /// The inner method of a noise tunnel: `gradient`.
 pub fn default_inner() -> Box<MethodSpec> {
@@ -172,6 +180,21 @@ pub enum MethodSpec {
         #[serde(default = "default_batch")]
         batch: usize,
     },
+    /// [`Lrp`] with the ε rule.
+    LrpEpsilon {
+        /// ε. Default 1e-9 (Captum's).
+        #[serde(default = "default_epsilon")]
+        epsilon: f64,
+    },
+    /// [`Lrp`] with the α-β rule; only α = 1, β = 0 (the defaults) is implemented.
+    LrpAlphaBeta {
+        /// α. Default 1.
+        #[serde(default = "default_alpha")]
+        alpha: f64,
+        /// β. Default 0.
+        #[serde(default)]
+        beta: f64,
+    },
     /// [`RandomMap`] (control).
     RandomMap {},
     /// [`Sobel`] (control).
@@ -203,6 +226,8 @@ impl MethodSpec {
             MethodSpec::Layercam { .. } => "layercam",
             MethodSpec::Scorecam { .. } => "scorecam",
             MethodSpec::Occlusion { .. } => "occlusion",
+            MethodSpec::LrpEpsilon { .. } => "lrp_epsilon",
+            MethodSpec::LrpAlphaBeta { .. } => "lrp_alpha_beta",
             MethodSpec::RandomMap {} => "random_map",
             MethodSpec::Sobel {} => "sobel",
         }
@@ -235,6 +260,16 @@ impl MethodSpec {
             MethodSpec::Scorecam { layer } => Box::new(Cam::of_kind(arch, layer.as_deref(), CamKind::ScoreCam)?),
             MethodSpec::Occlusion { window, stride, baseline, batch } => {
                 Box::new(Occlusion { window: *window, stride: *stride, baseline: *baseline, batch: *batch })
+            }
+            MethodSpec::LrpEpsilon { epsilon } => Box::new(Lrp { rule: LrpRule::Epsilon(*epsilon) }),
+            MethodSpec::LrpAlphaBeta { alpha, beta } => {
+                if (*alpha, *beta) != (1.0, 0.0) {
+                    return Err(AttributionError::Invalid {
+                        method: "lrp_alpha_beta",
+                        reason: format!("alpha = {alpha}, beta = {beta}; only alpha = 1, beta = 0 is implemented"),
+                    });
+                }
+                Box::new(Lrp { rule: LrpRule::Alpha1Beta0 })
             }
             MethodSpec::RandomMap {} => Box::new(RandomMap { seed }),
             MethodSpec::Sobel {} => Box::new(Sobel),

@@ -1,0 +1,95 @@
+//! LRP against Captum 0.9.0 (`scripts/golden/lrp_fixtures.py`), and relevance conservation.
+
+mod common;
+
+use candle_core::{DType, Device, Tensor};
+use common::{formula_weights, max_rel_error};
+use sanity_attribution::MethodSpec;
+use sanity_model::{Architecture, Model, preset};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Both sides propagate in float32 with different summation orders.
+const REL_TOLERANCE: f32 = 2e-4;
+
+#[derive(Deserialize)]
+struct Fixture {
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    preset: String,
+    input_shape: [usize; 3],
+    inputs: Vec<f32>,
+    targets: Vec<usize>,
+    methods: Vec<MethodCase>,
+}
+
+#[derive(Deserialize)]
+struct MethodCase {
+    spec: serde_json::Value,
+    values: Vec<f32>,
+}
+
+fn maps(spec: &str, model: &Model, x: &Tensor, targets: &[usize]) -> Vec<f32> {
+    let spec: MethodSpec = toml::from_str(spec).expect("spec");
+    let ids: Vec<u64> = (0..targets.len() as u64).collect();
+    let m = spec.build(&model.arch, 0).expect("builds").attribute(model, x, targets, &ids).expect("maps");
+    m.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("v")
+}
+
+#[test]
+fn lrp_matches_captum() {
+    let fixture: Fixture = serde_json::from_str(include_str!("fixtures/lrp.json")).expect("fixture parses");
+    let mut checked = 0;
+    for case in fixture.cases {
+        let arch = Arc::new(Architecture::new(preset(&case.preset, case.input_shape).expect("preset")).expect("valid"));
+        let model = Model::new(arch.clone(), formula_weights(&arch));
+        let n = case.targets.len();
+        let [c, h, w] = case.input_shape;
+        let x = Tensor::from_vec(case.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
+        for m in &case.methods {
+            let spec: MethodSpec = serde_json::from_value(m.spec.clone()).expect("a valid method");
+            let ours = maps(&toml::to_string(&spec).expect("toml"), &model, &x, &case.targets);
+            let err = max_rel_error(&ours, &m.values);
+            assert!(err < REL_TOLERANCE, "{} {}: max relative error {err:e}", case.preset, m.spec);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 3, "every fixture method was checked");
+}
+
+#[test]
+fn relevance_is_conserved_without_biases() {
+    // adebayo-cnn (max-pool, flatten) and phantom-cnn (global average pooling, dropout).
+    for (name, input, outputs) in [("adebayo-cnn", [1, 28, 28], 10), ("phantom-cnn", [1, 32, 32], 1)] {
+        let arch = Arc::new(Architecture::new(preset(name, input).expect("preset")).expect("valid"));
+        let mut weights = formula_weights(&arch);
+        let names: Vec<String> = weights.iter().map(|(n, _)| n.clone()).filter(|n| n.ends_with(".bias")).collect();
+        for bias in names {
+            let zeros = weights.get(&bias).expect("bias").zeros_like().expect("zeros");
+            weights.insert(bias, zeros);
+        }
+        let model = Model::new(arch, weights);
+        let per: usize = input.iter().product();
+        let x = Tensor::rand(0f32, 1.0, [vec![2], input.to_vec()].concat(), &Device::Cpu).expect("x");
+        let logits = model.forward(&x).expect("forward").flatten_all().expect("flat").to_vec1::<f32>().expect("v");
+        // The largest logit of each image (a vanishing one would check nothing).
+        let targets: Vec<usize> = logits
+            .chunks_exact(outputs)
+            .map(|row| (0..outputs).max_by(|&a, &b| row[a].abs().total_cmp(&row[b].abs())).unwrap_or(0))
+            .collect();
+        for spec in ["method = \"lrp_epsilon\"", "method = \"lrp_alpha_beta\""] {
+            let r = maps(spec, &model, &x, &targets);
+            for (i, &t) in targets.iter().enumerate() {
+                let total: f32 = r[i * per..(i + 1) * per].iter().sum();
+                let expected = logits[i * outputs + t];
+                // Every layer's inputs are non-negative (an image in [0, 1], then ReLU, pooling
+                // outputs), so both rules pass on all of the relevance.
+                assert!(expected.abs() > 1e-6, "{name}: a vanishing logit would check nothing: {logits:?}");
+                assert!((total - expected).abs() < 1e-3 * expected.abs(), "{name} {spec}: {total} vs {expected}");
+            }
+        }
+    }
+}

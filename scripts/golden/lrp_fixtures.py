@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Golden fixtures for `lrp_epsilon` and `lrp_alpha_beta`, from Captum's LRP on the PyTorch
+twin of `adebayo-cnn` with the formula weights of attribution_fixtures.py.
+
+Pinned versions (crates/sanity-attribution/tests/fixtures/lrp.json was made with exactly these):
+    torch==2.15.0  captum==0.9.0  numpy==2.4.6
+
+Run:  python3 scripts/golden/lrp_fixtures.py
+
+The rule is set on every conv and linear layer; poolings keep Captum's default (ε = 1e-9).
+"""
+import pathlib
+
+import captum
+import numpy as np
+import torch
+from captum.attr import LRP
+from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule
+
+from attribution_fixtures import AdebayoCNN, formula_weights
+from fixture_json import F32List, dumps
+
+OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-attribution/tests/fixtures/lrp.json"
+torch.set_num_threads(1)
+
+
+def lrp(model, x, targets, rule):
+    for layer in [model.conv1, model.conv2, model.fc1, model.logits]:
+        layer.rule = rule()
+    attr = LRP(model).attribute(x, target=torch.tensor(targets))
+    for layer in [model.conv1, model.conv2, model.fc1, model.logits]:
+        if hasattr(layer, "rule"):
+            del layer.rule
+    return attr.detach().numpy()
+
+
+def main():
+    rng = np.random.default_rng(1_504_1009)
+    model = formula_weights(AdebayoCNN())
+    targets = [3, 7, 0]
+    x = torch.from_numpy(rng.random((len(targets), 1, 28, 28)).astype(np.float32))
+    methods = [
+        dict(spec={"method": "lrp_epsilon"}, values=F32List(lrp(model, x, targets, lambda: EpsilonRule(1e-9)))),
+        dict(spec={"method": "lrp_epsilon", "epsilon": 0.25},
+             values=F32List(lrp(model, x, targets, lambda: EpsilonRule(0.25)))),
+        dict(spec={"method": "lrp_alpha_beta"}, values=F32List(lrp(model, x, targets, Alpha1_Beta0_Rule))),
+    ]
+    case = dict(preset="adebayo-cnn", input_shape=[1, 28, 28], inputs=F32List(x.numpy()), targets=targets,
+                methods=methods)
+    fixture = dict(generator="scripts/golden/lrp_fixtures.py",
+                   versions=dict(torch=torch.__version__, captum=captum.__version__, numpy=np.__version__),
+                   cases=[case])
+    OUT.write_text(dumps(fixture))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
