@@ -79,6 +79,36 @@ class PhantomCNN(nn.Module):
         return self.logit(self.relus[5](self.dense2(x)))
 
 
+class LessonCNN(nn.Module):
+    """`lesson-cnn`: conv1..conv7 (8, 8, 12, 12 3x3; 20, 20 5x5; 50 5x5), ReLU, max-pool 2 after
+    conv1..conv6, global average pool, dense1 (50->128) ReLU, dropout, dense2 (->32) ReLU, logit."""
+
+    def __init__(self):
+        super().__init__()
+        spec = [(8, 3), (8, 3), (12, 3), (12, 3), (20, 5), (20, 5), (50, 5)]
+        convs, c = [], 1
+        for out, k in spec:
+            convs.append(nn.Conv2d(c, out, k, padding=k // 2))
+            c = out
+        for i, conv in enumerate(convs):
+            setattr(self, f"conv{i + 1}", conv)
+        self.dense1 = nn.Linear(50, 128)
+        self.dropout = nn.Dropout(0.6)
+        self.dense2 = nn.Linear(128, 32)
+        self.logit = nn.Linear(32, 1)
+        # Modules, not functional calls: Captum's guided backprop and deconvnet hook nn.ReLU.
+        self.relus = nn.ModuleList([nn.ReLU() for _ in range(9)])
+        self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(6)])
+
+    def forward(self, x):
+        for i in range(1, 8):
+            x = self.relus[i - 1](getattr(self, f"conv{i}")(x))
+            if i < 7:
+                x = self.pools[i - 1](x)
+        x = self.dropout(self.relus[7](self.dense1(x.mean(dim=(2, 3)))))
+        return self.logit(self.relus[8](self.dense2(x)))
+
+
 def formula_weights(model):
     state = {}
     for name, p in model.state_dict().items():
@@ -148,9 +178,11 @@ def model_case(preset, model, input_shape, targets, cam_layer, cam_layer_name, r
 def main():
     rng = np.random.default_rng(1810_03292)
     adebayo, phantom = formula_weights(AdebayoCNN()), formula_weights(PhantomCNN())
+    lesson = formula_weights(LessonCNN())
     cases = [
         model_case("adebayo-cnn", adebayo, (1, 28, 28), [3, 7, 0], adebayo.conv2, "conv2", rng),
         model_case("phantom-cnn", phantom, (1, 32, 32), [0, 0], phantom.conv4, "conv4", rng),
+        model_case("lesson-cnn", lesson, (1, 64, 64), [0, 0], lesson.conv5, "conv5", rng),
     ]
     fixture = dict(generator="scripts/golden/attribution_fixtures.py",
                    versions=dict(torch=torch.__version__, captum=captum.__version__, numpy=np.__version__,

@@ -19,11 +19,10 @@ import cv2
 import numpy as np
 import pytorch_grad_cam
 import torch
-import torch.nn as nn
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from attribution_fixtures import AdebayoCNN, PhantomCNN, formula_weights
+from attribution_fixtures import AdebayoCNN, LessonCNN, PhantomCNN, formula_weights
 from fixture_json import F32List, dumps
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-attribution/tests/fixtures/cams.json"
@@ -31,33 +30,6 @@ torch.set_num_threads(1)
 
 METHODS = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM,
            "scorecam": ScoreCAM}
-
-
-class LessonCNN(nn.Module):
-    """`lesson-cnn`: conv1..conv7 (8, 8, 12, 12 3x3; 20, 20 5x5; 50 5x5), ReLU, max-pool 2 after
-    conv1..conv6, global average pool, dense1 (50->128) ReLU, dropout, dense2 (->32) ReLU, logit."""
-
-    def __init__(self):
-        super().__init__()
-        spec = [(8, 3), (8, 3), (12, 3), (12, 3), (20, 5), (20, 5), (50, 5)]
-        convs, c = [], 1
-        for out, k in spec:
-            convs.append(nn.Conv2d(c, out, k, padding=k // 2))
-            c = out
-        for i, conv in enumerate(convs):
-            setattr(self, f"conv{i + 1}", conv)
-        self.dense1 = nn.Linear(50, 128)
-        self.dropout = nn.Dropout(0.6)
-        self.dense2 = nn.Linear(128, 32)
-        self.logit = nn.Linear(32, 1)
-
-    def forward(self, x):
-        for i in range(1, 8):
-            x = torch.relu(getattr(self, f"conv{i}")(x))
-            if i < 7:
-                x = nn.functional.max_pool2d(x, 2)
-        x = self.dropout(torch.relu(self.dense1(x.mean(dim=(2, 3)))))
-        return self.logit(torch.relu(self.dense2(x)))
 
 
 def case(preset, model, input_shape, targets, layers, rng):

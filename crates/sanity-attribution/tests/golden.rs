@@ -1,5 +1,5 @@
-//! Every method against Captum 0.9.0 (torch 2.15.0) on PyTorch twins of `adebayo-cnn` and
-//! `phantom-cnn`, from `scripts/golden/attribution_fixtures.py`. Both sides build the weights
+//! Every method against Captum 0.9.0 (torch 2.15.0) on PyTorch twins of `adebayo-cnn`,
+//! `phantom-cnn` and `lesson-cnn` (64x64, all seven convolutions), from `scripts/golden/attribution_fixtures.py`. Both sides build the weights
 //! from the same formula (below), so no weights are stored.
 
 use candle_core::{DType, Device, Tensor};
@@ -78,5 +78,5 @@ fn every_method_matches_captum() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 2 * 13, "every fixture method was checked");
+    assert_eq!(checked, 3 * 13, "every fixture method was checked");
 }
