@@ -1,6 +1,7 @@
 //! Every method against Captum 0.9.0 (torch 2.15.0) on PyTorch twins of `adebayo-cnn`,
-//! `phantom-cnn` and `lesson-cnn` (64x64, all seven convolutions), from `scripts/golden/attribution_fixtures.py`. Both sides build the weights
-//! from the same formula (below), so no weights are stored.
+//! `phantom-cnn` and `lesson-cnn` (64x64, all seven convolutions), from
+//! `scripts/golden/attribution_fixtures.py`. Both sides build the weights from the same formula
+//! (tests/common), so no weights are stored.
 
 use candle_core::{DType, Device, Tensor};
 use sanity_attribution::{MethodSpec, Rule};
