@@ -3,6 +3,7 @@
 
 pub mod controls;
 pub mod error;
+pub mod expected_gradients;
 pub mod gradcam;
 pub mod gradient;
 pub mod guided_backprop;
@@ -17,6 +18,7 @@ pub mod target;
 
 pub use controls::{RandomMap, Sobel};
 pub use error::AttributionError;
+pub use expected_gradients::ExpectedGradients;
 pub use gradcam::{Cam, CamKind, GradCam};
 pub use gradient::{Gradient, GradientXInput};
 pub use guided_backprop::{Deconvnet, GuidedBackprop};

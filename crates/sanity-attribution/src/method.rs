@@ -4,8 +4,8 @@ use crate::error::{AttributionError, Result};
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
 use crate::{
-    Cam, CamKind, Deconvnet, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam, Lrp, Occlusion,
-    RandomMap, Sobel,
+    Cam, CamKind, Deconvnet, ExpectedGradients, GradCam, Gradient, GradientXInput, GuidedBackprop, GuidedGradCam, Lrp,
+    Occlusion, RandomMap, Sobel,
 };
 use candle_core::Tensor;
 use sanity_model::{Architecture, LrpRule, Model};
@@ -87,8 +87,14 @@ pub struct TunnelSpec {
 }
 
 impl TunnelSpec {
-    fn build(&self, aggregate: Aggregate, arch: &Architecture, seed: u64) -> Result<Box<dyn Attribution>> {
-        let inner = self.inner.build(arch, seed)?;
+    fn build(
+        &self,
+        aggregate: Aggregate,
+        arch: &Architecture,
+        seed: u64,
+        references: Option<&Tensor>,
+    ) -> Result<Box<dyn Attribution>> {
+        let inner = self.inner.build_with(arch, seed, references)?;
         Ok(Box::new(NoiseTunnel {
             inner,
             aggregate,
@@ -123,6 +129,15 @@ pub enum MethodSpec {
         /// Reference input. Default `{ kind = "zeros" }`.
         #[serde(default = "default_baseline")]
         baseline: Baseline,
+        /// Inputs per pass. Default 64.
+        #[serde(default = "default_batch")]
+        batch: usize,
+    },
+    /// [`ExpectedGradients`]; the reference set comes from [`MethodSpec::build_with`].
+    ExpectedGradients {
+        /// Monte Carlo samples per input. Default 50.
+        #[serde(default = "default_samples")]
+        samples: usize,
         /// Inputs per pass. Default 64.
         #[serde(default = "default_batch")]
         batch: usize,
@@ -214,6 +229,7 @@ impl MethodSpec {
             MethodSpec::Gradient {} => "gradient",
             MethodSpec::GradientXInput {} => "gradient_x_input",
             MethodSpec::IntegratedGradients { .. } => "integrated_gradients",
+            MethodSpec::ExpectedGradients { .. } => "expected_gradients",
             MethodSpec::Smoothgrad(_) => "smoothgrad",
             MethodSpec::SmoothgradSquared(_) => "smoothgrad_squared",
             MethodSpec::Vargrad(_) => "vargrad",
@@ -235,7 +251,32 @@ impl MethodSpec {
 
     /// Builds the method for an architecture, resolving defaults (Grad-CAM's layer) and
     /// checking names; errors list the valid choices. `seed` seeds stochastic methods.
+    /// `expected_gradients` gets no reference set here (it refuses to run); see
+    /// [`MethodSpec::build_with`].
     pub fn build(&self, arch: &Architecture, seed: u64) -> Result<Box<dyn Attribution>> {
+        self.build_with(arch, seed, None)
+    }
+
+    /// Whether the method draws baselines from a reference set (`expected_gradients`, also
+    /// inside a noise tunnel).
+    pub fn needs_references(&self) -> bool {
+        match self {
+            MethodSpec::ExpectedGradients { .. } => true,
+            MethodSpec::Smoothgrad(t) | MethodSpec::SmoothgradSquared(t) | MethodSpec::Vargrad(t) => {
+                t.inner.needs_references()
+            }
+            _ => false,
+        }
+    }
+
+    /// [`MethodSpec::build`] with the reference images `[m, c, h, w]` of `expected_gradients`
+    /// (also inside a noise tunnel).
+    pub fn build_with(
+        &self,
+        arch: &Architecture,
+        seed: u64,
+        references: Option<&Tensor>,
+    ) -> Result<Box<dyn Attribution>> {
         Ok(match self {
             MethodSpec::Gradient {} => Box::new(Gradient),
             MethodSpec::GradientXInput {} => Box::new(GradientXInput),
@@ -246,9 +287,20 @@ impl MethodSpec {
                 batch: *batch,
                 seed,
             }),
-            MethodSpec::Smoothgrad(t) => t.build(Aggregate::Mean, arch, seed)?,
-            MethodSpec::SmoothgradSquared(t) => t.build(Aggregate::MeanOfSquares, arch, seed)?,
-            MethodSpec::Vargrad(t) => t.build(Aggregate::Variance, arch, seed)?,
+            MethodSpec::ExpectedGradients { samples, batch } => {
+                let references = match references {
+                    Some(r) => {
+                        let (m, c, h, w) = r.dims4()?;
+                        let values = r.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+                        Some(std::sync::Arc::new((values, [m, c, h, w])))
+                    }
+                    None => None,
+                };
+                Box::new(ExpectedGradients { samples: *samples, batch: *batch, seed, references })
+            }
+            MethodSpec::Smoothgrad(t) => t.build(Aggregate::Mean, arch, seed, references)?,
+            MethodSpec::SmoothgradSquared(t) => t.build(Aggregate::MeanOfSquares, arch, seed, references)?,
+            MethodSpec::Vargrad(t) => t.build(Aggregate::Variance, arch, seed, references)?,
             MethodSpec::GuidedBackprop {} => Box::new(GuidedBackprop),
             MethodSpec::Deconvnet {} => Box::new(Deconvnet),
             MethodSpec::Gradcam { layer } => Box::new(GradCam::new(arch, layer.as_deref())?),

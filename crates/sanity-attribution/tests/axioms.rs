@@ -156,3 +156,29 @@ fn uniform_noise_baselines_are_seeded_per_image_and_complete() {
     let swapped = values(&method.attribute(&m, &x.narrow(0, 1, 1).expect("x1"), &[6], &[11]).expect("ig"));
     assert_eq!(swapped, maps[784..]);
 }
+
+#[test]
+fn expected_gradients_with_one_reference_estimate_integrated_gradients() {
+    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let m = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let x = inputs(2, 5).to_dtype(DType::F32).expect("f32");
+    let targets = [4usize, 9];
+    let ig = spec("method = \"integrated_gradients\"\nsteps = 64\nrule = \"gauss_legendre\"");
+    let ig = values(&ig.build(&arch, 0).expect("build").attribute(&m, &x, &targets, &[0, 1]).expect("ig"));
+    // A reference set of one all-zero image: EG is a Monte Carlo estimate of IG from zeros.
+    let zero = Tensor::zeros((1, 1, 28, 28), DType::F32, &Device::Cpu).expect("zeros");
+    let eg = spec("method = \"expected_gradients\"\nsamples = 400\nbatch = 200");
+    let method = eg.build_with(&arch, 3, Some(&zero)).expect("build");
+    let eg = values(&method.attribute(&m, &x, &targets, &[0, 1]).expect("eg"));
+    let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let diff: Vec<f64> = eg.iter().zip(&ig).map(|(a, b)| a - b).collect();
+    let rel = norm(&diff) / norm(&ig);
+    assert!(rel < 0.1, "relative L2 distance to IG {rel}");
+    // The same image id gets the same draws in another batch position.
+    let alone = values(&method.attribute(&m, &x.narrow(0, 1, 1).expect("x1"), &[9], &[1]).expect("eg"));
+    assert_eq!(alone, eg[784..]);
+    // Without a reference set the method refuses to run and says where one comes from.
+    let err =
+        spec("method = \"expected_gradients\"").build(&arch, 0).expect("build").attribute(&m, &x, &targets, &[0, 1]);
+    assert!(err.expect_err("no references").to_string().contains("--references"));
+}

@@ -79,8 +79,10 @@ enum Command {
         /// Images, NPY float32 of shape (n, c, h, w).
         #[arg(long)]
         input: PathBuf,
-        /// Method id: gradient, gradient_x_input, integrated_gradients, smoothgrad, smoothgrad_squared,
-        /// vargrad, guided_backprop, deconvnet, gradcam, guided_gradcam.
+        /// Method id: gradient, gradient_x_input, integrated_gradients, expected_gradients, smoothgrad,
+        /// smoothgrad_squared, vargrad, guided_backprop, deconvnet, gradcam, guided_gradcam,
+        /// gradcam_plus_plus, xgradcam, layercam, scorecam, occlusion, lrp_epsilon, lrp_alpha_beta,
+        /// random_map, sobel.
         #[arg(long)]
         method: String,
         /// One explained output for every image (default: the model's prediction).
@@ -95,6 +97,9 @@ enum Command {
         /// Method parameter, e.g. --set steps=20.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// Reference images of expected_gradients, NPY float32 of shape (m, c, h, w).
+        #[arg(long)]
+        references: Option<PathBuf>,
         /// Images per call.
         #[arg(long, default_value_t = 32)]
         batch: usize,
@@ -180,9 +185,22 @@ fn execute(cli: Cli) -> Result<()> {
             eprintln!("train accuracy {:.4}, test accuracy {:.4}", outcome.train_accuracy, outcome.test_accuracy);
             println!("{}", out.display());
         }
-        Command::Attribute { arch, weights, input, method, target, targets, layer, params, batch, threads, out } => {
+        Command::Attribute {
+            arch,
+            weights,
+            input,
+            method,
+            target,
+            targets,
+            layer,
+            params,
+            references,
+            batch,
+            threads,
+            out,
+        } => {
             set_threads(threads)?;
-            let job = AttributeJob { arch, weights, input, method, layer, params, target, targets, batch };
+            let job = AttributeJob { arch, weights, input, method, layer, params, target, targets, references, batch };
             let used = attribute_to_npy(&job, &out)?;
             eprintln!(
                 "{} maps written (targets {:?}{})",

@@ -69,6 +69,18 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
 }
 
 #[test]
+fn expected_gradients_in_a_run_draws_from_the_training_images() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("eg");
+    let methods = "attribution.methods=[{ method = \"expected_gradients\", samples = 4, batch = 16 }]";
+    sanity().args(["run", TINY, "--threads", "2", "--set", methods, "--out"]).arg(&out).assert().success();
+    let scores = read(out.join("scores.csv"));
+    let rows: Vec<&str> = scores.lines().skip(1).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.contains(",expected_gradients,")), "{scores}");
+    assert!(rows.iter().any(|r| r.ends_with(",ok")), "no valid score: {scores}");
+}
+
+#[test]
 fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("typo.toml");
@@ -192,6 +204,13 @@ fn attribute_writes_maps_as_npy_and_refuses_bad_names() {
         let header_len = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
         assert_eq!(bytes.len() - header_len, 3 * channels * 32 * 32 * 4, "{method}: payload size");
     }
+    // Expected gradients draws baselines from --references (here the inputs themselves).
+    let out =
+        attribute(&["--method", "expected_gradients", "--set", "samples=4", "--references", &input.to_string_lossy()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = attribute(&["--method", "expected_gradients"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--references"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = attribute(&["--method", "gradiant"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("gradient"), "{}", String::from_utf8_lossy(&out.stderr));

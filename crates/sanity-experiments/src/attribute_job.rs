@@ -29,6 +29,8 @@ pub struct AttributeJob {
     pub target: Option<usize>,
     /// One target per image, NPY integers `[n]`.
     pub targets: Option<PathBuf>,
+    /// Reference images of `expected_gradients`, NPY `[m, c, h, w]`.
+    pub references: Option<PathBuf>,
     /// Images per call.
     pub batch: usize,
 }
@@ -89,7 +91,22 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
         }
         (Some(_), Some(_)) => return Err(bad(&job.input, "give --target or --targets, not both".into())),
     };
-    let method = method_spec(job)?.build(&arch, 0)?;
+    let references = match &job.references {
+        Some(path) => {
+            let r = Tensor::read_npy(path).map_err(|e| bad(path, format!("not a readable NPY array: {e}")))?;
+            match r.dims4() {
+                Ok((_, rc, rh, rw)) if [rc, rh, rw] == input => Some(r.to_dtype(DType::F32)?),
+                _ => {
+                    return Err(bad(
+                        path,
+                        format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.dims()),
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+    let method = method_spec(job)?.build_with(&arch, 0, references.as_ref())?;
     let mut maps = Vec::new();
     for start in (0..n).step_by(job.batch.max(1)) {
         let len = job.batch.max(1).min(n - start);

@@ -217,8 +217,21 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let original_targets =
         targets_for(explain, &original_logits, outputs, &explained.labels, &explained.original_classes);
 
-    let methods: Vec<Box<dyn Attribution>> =
-        config.attribution.methods.iter().map(|m| m.build(&plan.arch, seed)).collect::<std::result::Result<_, _>>()?;
+    // The reference set of expected gradients: the training images.
+    let references = match config.attribution.methods.iter().any(|m| m.needs_references()) {
+        true => {
+            let all: Vec<usize> = (0..train_set.len()).collect();
+            Some(Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?)
+        }
+        false => None,
+    };
+    let methods: Vec<Box<dyn Attribution>> = config
+        .attribution
+        .methods
+        .iter()
+        .map(|m| m.build_with(&plan.arch, seed, references.as_ref()))
+        .collect::<std::result::Result<_, _>>()?;
+    drop(references);
 
     // Every model explained: the original, then each test's stages. Stages share the tensors
     // they did not re-initialise, so the attribution of a batch evaluates those layers once.
