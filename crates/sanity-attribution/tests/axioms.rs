@@ -182,3 +182,37 @@ fn expected_gradients_with_one_reference_estimate_integrated_gradients() {
         spec("method = \"expected_gradients\"").build(&arch, 0).expect("build").attribute(&m, &x, &targets, &[0, 1]);
     assert!(err.expect_err("no references").to_string().contains("--references"));
 }
+
+#[test]
+fn all_models_at_once_equal_one_model_at_a_time() {
+    use sanity_model::{Reinit, reinitialize};
+    // float32: the native engine, which shares the layers a stage did not re-initialise.
+    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let original = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let mut rng = stream_rng(2, "stages", 0);
+    let logits = reinitialize(&original.weights, &arch, "logits", &Reinit::Original {}, &mut rng).expect("reinit");
+    let conv2 = reinitialize(&logits, &arch, "conv2", &Reinit::Original {}, &mut rng).expect("reinit");
+    let models = [original.clone(), original.with_weights(logits), original.with_weights(conv2)];
+    let refs: Vec<&Model> = models.iter().collect();
+    let x = inputs(2, 6).to_dtype(DType::F32).expect("f32");
+    let ids = [3u64, 4];
+    let targets: Vec<Vec<usize>> = vec![vec![1, 2], vec![3, 4], vec![5, 6]];
+    let target_refs: Vec<&[usize]> = targets.iter().map(|t| t.as_slice()).collect();
+    let zero = Tensor::zeros((1, 1, 28, 28), DType::F32, &Device::Cpu).expect("zeros");
+    for text in [
+        "method = \"gradient\"",
+        "method = \"gradient_x_input\"",
+        "method = \"guided_backprop\"",
+        "method = \"integrated_gradients\"\nsteps = 5\nbatch = 3",
+        "method = \"expected_gradients\"\nsamples = 3\nbatch = 4",
+        "method = \"vargrad\"\nsamples = 3\nbatch = 4\ninner = { method = \"integrated_gradients\", steps = 2 }",
+        "method = \"guided_gradcam\"",
+    ] {
+        let method = spec(text).build_with(&arch, 5, Some(&zero)).expect("build");
+        let together = method.attribute_models(&refs, &x, &target_refs, &ids).expect("together");
+        for (k, model) in models.iter().enumerate() {
+            let alone = values(&method.attribute(model, &x, &targets[k], &ids).expect("alone"));
+            assert_eq!(values(&together[k]), alone, "{text}: model {k}");
+        }
+    }
+}
