@@ -8,7 +8,10 @@ Pinned versions (crates/sanity-attribution/tests/fixtures/lrp.json was made with
 Run:  python3 scripts/golden/lrp_fixtures.py
 
 The rule is set on every conv and linear layer; poolings keep Captum's default (ε = 1e-9).
+Captum's Alpha1_Beta0_Rule keeps the whole bias in z+, ours (Bach et al.'s α-β) only its
+positive part: the α-β case uses |bias| (entry "biases": "abs"), where the two agree.
 """
+import copy
 import pathlib
 
 import captum
@@ -34,6 +37,15 @@ def lrp(model, x, targets, rule):
     return attr.detach().numpy()
 
 
+def abs_biases(model):
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.abs_()
+    return model
+
+
 def main():
     rng = np.random.default_rng(1_504_1009)
     model = formula_weights(AdebayoCNN())
@@ -43,7 +55,8 @@ def main():
         dict(spec={"method": "lrp_epsilon"}, values=F32List(lrp(model, x, targets, lambda: EpsilonRule(1e-9)))),
         dict(spec={"method": "lrp_epsilon", "epsilon": 0.25},
              values=F32List(lrp(model, x, targets, lambda: EpsilonRule(0.25)))),
-        dict(spec={"method": "lrp_alpha_beta"}, values=F32List(lrp(model, x, targets, Alpha1_Beta0_Rule))),
+        dict(spec={"method": "lrp_alpha_beta"}, biases="abs",
+             values=F32List(lrp(abs_biases(model), x, targets, Alpha1_Beta0_Rule))),
     ]
     case = dict(preset="adebayo-cnn", input_shape=[1, 28, 28], inputs=F32List(x.numpy()), targets=targets,
                 methods=methods)

@@ -1,8 +1,7 @@
-//! Layer-wise relevance propagation with the ε rule and the α=1, β=0 rule on every layer with
-//! weights (the computation and its conventions are in [`sanity_model::lrp`]). Deviation from
-//! Captum's `LRP`: none on the layers the model crate has, except global average pooling, which
-//! Captum sees only as a module (`nn.AdaptiveAvgPool2d`, ε rule, as here) and not as a
-//! functional `mean`. General α-β (β > 0) is not implemented: it is refused.
+//! Layer-wise relevance propagation with the ε rule or the α-β rule on every layer with weights
+//! (the computation, its conventions and the deviations from Captum are in
+//! [`sanity_model::lrp`]). Global average pooling is an average-pooling layer (Captum's rule for
+//! `nn.AdaptiveAvgPool2d`), which Captum would not apply to a functional `mean`.
 
 use crate::error::{AttributionError, Result};
 use crate::method::Attribution;
@@ -21,7 +20,7 @@ impl Attribution for Lrp {
     fn id(&self) -> &'static str {
         match self.rule {
             LrpRule::Epsilon(_) => "lrp_epsilon",
-            LrpRule::Alpha1Beta0 => "lrp_alpha_beta",
+            LrpRule::AlphaBeta { .. } => "lrp_alpha_beta",
         }
     }
 

@@ -1,6 +1,6 @@
 //! The trait every attribution method implements, and the method choice as written in configs.
 
-use crate::error::{AttributionError, Result};
+use crate::error::Result;
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
 use crate::{
@@ -201,7 +201,7 @@ pub enum MethodSpec {
         #[serde(default = "default_epsilon")]
         epsilon: f64,
     },
-    /// [`Lrp`] with the α-β rule; only α = 1, β = 0 (the defaults) is implemented.
+    /// [`Lrp`] with the α-β rule (α − β = 1).
     LrpAlphaBeta {
         /// α. Default 1.
         #[serde(default = "default_alpha")]
@@ -315,13 +315,7 @@ impl MethodSpec {
             }
             MethodSpec::LrpEpsilon { epsilon } => Box::new(Lrp { rule: LrpRule::Epsilon(*epsilon) }),
             MethodSpec::LrpAlphaBeta { alpha, beta } => {
-                if (*alpha, *beta) != (1.0, 0.0) {
-                    return Err(AttributionError::Invalid {
-                        method: "lrp_alpha_beta",
-                        reason: format!("alpha = {alpha}, beta = {beta}; only alpha = 1, beta = 0 is implemented"),
-                    });
-                }
-                Box::new(Lrp { rule: LrpRule::Alpha1Beta0 })
+                Box::new(Lrp { rule: LrpRule::AlphaBeta { alpha: *alpha, beta: *beta } })
             }
             MethodSpec::RandomMap {} => Box::new(RandomMap { seed }),
             MethodSpec::Sobel {} => Box::new(Sobel),
