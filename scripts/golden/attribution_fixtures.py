@@ -99,13 +99,15 @@ class LessonCNN(nn.Module):
         # Modules, not functional calls: Captum's guided backprop and deconvnet hook nn.ReLU.
         self.relus = nn.ModuleList([nn.ReLU() for _ in range(9)])
         self.pools = nn.ModuleList([nn.MaxPool2d(2) for _ in range(6)])
+        # A module too (Captum's LRP gives nn.AdaptiveAvgPool2d its ε rule).
+        self.gap = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x):
         for i in range(1, 8):
             x = self.relus[i - 1](getattr(self, f"conv{i}")(x))
             if i < 7:
                 x = self.pools[i - 1](x)
-        x = self.dropout(self.relus[7](self.dense1(x.mean(dim=(2, 3)))))
+        x = self.dropout(self.relus[7](self.dense1(self.gap(x).flatten(1))))
         return self.logit(self.relus[8](self.dense2(x)))
 
 

@@ -20,7 +20,7 @@ import torch
 from captum.attr import LRP
 from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule
 
-from attribution_fixtures import AdebayoCNN, formula_weights
+from attribution_fixtures import AdebayoCNN, LessonCNN, formula_weights
 from fixture_json import F32List, dumps
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-attribution/tests/fixtures/lrp.json"
@@ -28,10 +28,11 @@ torch.set_num_threads(1)
 
 
 def lrp(model, x, targets, rule):
-    for layer in [model.conv1, model.conv2, model.fc1, model.logits]:
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    for layer in layers:
         layer.rule = rule()
     attr = LRP(model).attribute(x, target=torch.tensor(targets))
-    for layer in [model.conv1, model.conv2, model.fc1, model.logits]:
+    for layer in layers:
         if hasattr(layer, "rule"):
             del layer.rule
     return attr.detach().numpy()
@@ -46,11 +47,8 @@ def abs_biases(model):
     return model
 
 
-def main():
-    rng = np.random.default_rng(1_504_1009)
-    model = formula_weights(AdebayoCNN())
-    targets = [3, 7, 0]
-    x = torch.from_numpy(rng.random((len(targets), 1, 28, 28)).astype(np.float32))
+def case(preset, model, input_shape, targets, rng):
+    x = torch.from_numpy(rng.random((len(targets), *input_shape)).astype(np.float32))
     methods = [
         dict(spec={"method": "lrp_epsilon"}, values=F32List(lrp(model, x, targets, lambda: EpsilonRule(1e-9)))),
         dict(spec={"method": "lrp_epsilon", "epsilon": 0.25},
@@ -58,11 +56,19 @@ def main():
         dict(spec={"method": "lrp_alpha_beta"}, biases="abs",
              values=F32List(lrp(abs_biases(model), x, targets, Alpha1_Beta0_Rule))),
     ]
-    case = dict(preset="adebayo-cnn", input_shape=[1, 28, 28], inputs=F32List(x.numpy()), targets=targets,
+    return dict(preset=preset, input_shape=list(input_shape), inputs=F32List(x.numpy()), targets=targets,
                 methods=methods)
+
+
+def main():
+    rng = np.random.default_rng(1_504_1009)
+    cases = [
+        case("adebayo-cnn", formula_weights(AdebayoCNN()), (1, 28, 28), [3, 7, 0], rng),
+        case("lesson-cnn", formula_weights(LessonCNN()), (1, 64, 64), [0, 0], rng),
+    ]
     fixture = dict(generator="scripts/golden/lrp_fixtures.py",
                    versions=dict(torch=torch.__version__, captum=captum.__version__, numpy=np.__version__),
-                   cases=[case])
+                   cases=cases)
     OUT.write_text(dumps(fixture))
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
 

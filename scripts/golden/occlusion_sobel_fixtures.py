@@ -17,7 +17,7 @@ import torch
 from captum.attr import Occlusion
 from skimage.filters import sobel
 
-from attribution_fixtures import AdebayoCNN, PhantomCNN, formula_weights
+from attribution_fixtures import AdebayoCNN, LessonCNN, PhantomCNN, formula_weights
 from fixture_json import F32List, F64List, dumps
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-attribution/tests/fixtures/occlusion_sobel.json"
@@ -46,6 +46,7 @@ def main():
         # 28 = 5 + 3·7 + 2: the last patch is cut at the border.
         case("adebayo-cnn", adebayo, (1, 28, 28), [3, 7, 0], [(5, 3, 0.0), (4, 4, 0.5)], rng),
         case("phantom-cnn", phantom, (1, 32, 32), [0, 0], [(8, 3, 0.25)], rng),
+        case("lesson-cnn", formula_weights(LessonCNN()), (1, 64, 64), [0], [(16, 12, 0.0)], rng),
     ]
     fixture = dict(generator="scripts/golden/occlusion_sobel_fixtures.py",
                    versions=dict(torch=torch.__version__, captum=captum.__version__, skimage=skimage.__version__,

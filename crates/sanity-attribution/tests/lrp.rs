@@ -4,8 +4,10 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use common::{formula_weights, max_rel_error};
+use rand::Rng;
 use sanity_attribution::MethodSpec;
-use sanity_model::{Architecture, Model, preset};
+use sanity_data::stream_rng;
+use sanity_model::{Architecture, Model, init_weights, preset};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -75,7 +77,7 @@ fn lrp_matches_captum() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 3, "every fixture method was checked");
+    assert_eq!(checked, 6, "every fixture method was checked");
 }
 
 #[test]
@@ -83,9 +85,12 @@ fn relevance_is_conserved_without_biases() {
     // adebayo-cnn (max-pool, flatten) and phantom-cnn (global average pooling, dropout).
     for (name, input, outputs) in [("adebayo-cnn", [1, 28, 28], 10), ("phantom-cnn", [1, 32, 32], 1)] {
         let arch = Arc::new(Architecture::new(preset(name, input).expect("preset")).expect("valid"));
-        let model = map_biases(&Model::new(arch.clone(), formula_weights(&arch)), |b| b.zeros_like().expect("zeros"));
+        let weights = init_weights(&arch, 3).expect("init");
+        let model = map_biases(&Model::new(arch.clone(), weights), |b| b.zeros_like().expect("zeros"));
         let per: usize = input.iter().product();
-        let x = Tensor::rand(0f32, 1.0, [vec![2], input.to_vec()].concat(), &Device::Cpu).expect("x");
+        let mut rng = stream_rng(11, "lrp-inputs", 0);
+        let values: Vec<f32> = (0..2 * per).map(|_| rng.random_range(0.0..1.0)).collect();
+        let x = Tensor::from_vec(values, [vec![2], input.to_vec()].concat(), &Device::Cpu).expect("x");
         let logits = model.forward(&x).expect("forward").flatten_all().expect("flat").to_vec1::<f32>().expect("v");
         // The largest logit of each image (a vanishing one would check nothing).
         let targets: Vec<usize> = logits
@@ -104,7 +109,7 @@ fn relevance_is_conserved_without_biases() {
                 // With zero biases the ε rule and α-β with α − β = 1 pass on all of the relevance,
                 // except, for β > 0, at units whose inputs all push one way (their other side
                 // has nothing to give the β share to): a small leak on the narrow dense layers.
-                let tolerance = if spec.contains("beta = 1.0") { 2e-2 } else { 1e-3 };
+                let tolerance = if spec.contains("beta = 1.0") { 5e-2 } else { 1e-3 };
                 assert!(expected.abs() > 1e-6, "{name}: a vanishing logit would check nothing: {logits:?}");
                 assert!((total - expected).abs() < tolerance * expected.abs(), "{name} {spec}: {total} vs {expected}");
             }

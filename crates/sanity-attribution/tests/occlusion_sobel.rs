@@ -59,7 +59,7 @@ fn occlusion_matches_captum_and_sobel_matches_scikit_image() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 5, "every fixture method was checked");
+    assert_eq!(checked, 7, "every fixture method was checked");
 }
 
 #[test]
