@@ -216,7 +216,24 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
 /// The backward of layers `range` of `model` from `seed` (the gradient at their output).
 fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
     let mut g = seed.to_vec();
-    for (layer, keep) in model.arch.layers[range].iter().zip(saved).rev() {
+    let layers = &model.arch.layers[range];
+    let mut i = saved.len();
+    while i > 0 {
+        i -= 1;
+        let (layer, keep) = (&layers[i], &saved[i]);
+        // A conv, its ReLU and a max-pool fused with it: the pool routes one value per window,
+        // and the conv's backward adds only those filters (no dense, mostly-zero gradient).
+        if let (Saved::Pool(pool, idx, pooled), Some(Saved::Identity), Some(Saved::Conv(conv))) =
+            (keep, i.checked_sub(1).map(|j| &saved[j]), i.checked_sub(2).map(|j| &saved[j]))
+            && pool.relu_first
+            && conv.0.takes_routed_gradients()
+        {
+            let rule = Relu(relu);
+            let values = pool.routed(&g, pooled, |y, g| rule.rule_one(y, g));
+            g = conv.0.input_grad_routed(&values, idx, pool.oh * pool.ow * pool.c, &conv.1);
+            i -= 2;
+            continue;
+        }
         g = match keep {
             Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
             Saved::Linear(n, fin, fout) => {

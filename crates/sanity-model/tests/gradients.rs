@@ -149,6 +149,7 @@ fn conv2d_matches_a_direct_loop() {
         (4, 7, 2, 3, 1),
         (2, 1, 3, 5, 2),
         (1, 2, 2, 5, 2),
+        (2, 3, 2, 3, 4),
     ] {
         let mut rng = stream_rng(1, "conv-probe", 0);
         let x: Vec<f64> = (0..BATCH * c * hw * hw).map(|_| rng.random_range(-1.0..1.0)).collect();

@@ -52,6 +52,7 @@ pub mod linear;
 pub(crate) mod nhwc;
 pub mod pool;
 pub mod relu;
+pub(crate) mod simd;
 
 pub use conv::conv2d;
 pub use linear::linear;

@@ -17,6 +17,7 @@
 //! PyTorch's CPU kernel does, and keeps the argmax for the backward.
 
 use super::gemm::{GemmScalar, Layout2, matmul};
+use super::simd::has_avx2;
 use rayon::prelude::*;
 
 /// A zeroed buffer, written by all threads (a serial `vec![0; len]` of activation size leaves
@@ -97,7 +98,7 @@ impl ConvNhwc {
     /// For output column `j`, the kernel columns `v0..v1` whose input column `j + v − pad` lies
     /// inside the image.
     fn valid_taps(&self, j: usize) -> (usize, usize) {
-        let v0 = self.pad.saturating_sub(j);
+        let v0 = self.pad.saturating_sub(j).min(self.k);
         let v1 = self.k.min((self.w + self.pad).saturating_sub(j));
         (v0, v1.max(v0))
     }
@@ -133,6 +134,9 @@ impl ConvNhwc {
                 }
                 dst[..v0 * c].fill(0.0);
                 dst[v1 * c..].fill(0.0);
+                if v0 == v1 {
+                    continue; // The window row reads only padding.
+                }
                 let start = (y * w + j + v0 - self.pad) * c;
                 dst[v0 * c..v1 * c].copy_from_slice(&x[start..start + (v1 - v0) * c]);
             }
@@ -143,6 +147,9 @@ impl ConvNhwc {
     fn col2im(&self, dcols: &[f32], dx: &mut [f32]) {
         let (win, kc, c, w) = (self.window(), self.k * self.c, self.c, self.w);
         self.for_each_window_row(|p, u, y, j, v0, v1| {
+            if v0 == v1 {
+                return; // The window row reads only padding.
+            }
             let src = &dcols[p * win + u * kc + v0 * c..p * win + u * kc + v1 * c];
             let start = (y * w + j + v0 - self.pad) * c;
             for (d, &s) in dx[start..start + src.len()].iter_mut().zip(src) {
@@ -275,6 +282,77 @@ impl ConvNhwc {
     }
 }
 
+impl ConvNhwc {
+    /// Whether [`ConvNhwc::input_grad_routed`] pays: long window rows (a max-pool above routes
+    /// at most one value per window; the dense product would multiply the zeros too).
+    pub(crate) fn takes_routed_gradients(&self) -> bool {
+        !self.transposed()
+    }
+
+    /// `dx` for a `dy` that is zero except at `idx` (per image, `entries` indices into the
+    /// image's `[oh, ow, o]` output) where it holds `values`: what a max-pool's backward routes.
+    /// Each nonzero adds its filter, scaled, to the window it came from: `k` runs of `k·c`.
+    pub(crate) fn input_grad_routed(
+        &self,
+        values: &[f32],
+        idx: &[u32],
+        entries: usize,
+        weights: &ConvWeights,
+    ) -> Vec<f32> {
+        let len = self.image_len();
+        let mut dx = zeros(self.n * len);
+        dx.par_chunks_mut(len).enumerate().for_each(|(m, dx)| {
+            let range = m * entries..(m + 1) * entries;
+            add_routed_filters(self, &values[range.clone()], &idx[range], &weights.wk_t, dx);
+        });
+        dx
+    }
+}
+
+/// The per-image loop of [`ConvNhwc::input_grad_routed`], compiled with AVX2 when the CPU has it.
+fn add_routed_filters(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
+    if has_avx2() {
+        // SAFETY: the function only enables AVX2, which `has_avx2` found on this CPU.
+        #[allow(unsafe_code)]
+        unsafe {
+            add_routed_filters_avx2(g, values, idx, filters, dx)
+        }
+    } else {
+        add_routed_filters_body(g, values, idx, filters, dx)
+    }
+}
+
+#[allow(unsafe_code)]
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2"))]
+unsafe fn add_routed_filters_avx2(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
+    add_routed_filters_body(g, values, idx, filters, dx)
+}
+
+#[inline(always)]
+fn add_routed_filters_body(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
+    let (win, kc) = (g.window(), g.k * g.c);
+    for (&at, &v) in idx.iter().zip(values) {
+        if v == 0.0 {
+            continue;
+        }
+        let (p, oc) = (at as usize / g.o, at as usize % g.o);
+        let (i, j) = (p / g.ow, p % g.ow);
+        let (v0, v1) = g.valid_taps(j);
+        let filter = &filters[oc * win..(oc + 1) * win];
+        for u in 0..g.k {
+            let y = (i + u).wrapping_sub(g.pad);
+            if y >= g.h || v0 == v1 {
+                continue;
+            }
+            let start = (y * g.w + j + v0 - g.pad) * g.c;
+            let src = &filter[u * kc + v0 * g.c..u * kc + v1 * g.c];
+            for (d, &s) in dx[start..start + src.len()].iter_mut().zip(src) {
+                *d += v * s;
+            }
+        }
+    }
+}
+
 /// Max pooling over `k x k` windows with step `s` of `n` NHWC images `[h, w, c]` (floor mode).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolNhwc {
@@ -339,6 +417,16 @@ impl PoolNhwc {
                     *a = (first + offsets[t as usize] + ci) as u32;
                 }
             }
+        }
+    }
+
+    /// The gradient each output routes to its argmax, after the fused ReLU's rule (what
+    /// [`PoolNhwc::backward`] scatters): `relu_rule(pooled value, gradient)` when the ReLU is
+    /// fused, the gradient itself otherwise.
+    pub(crate) fn routed(&self, g: &[f32], pooled: &[f32], relu_rule: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+        match self.relu_first {
+            true => g.iter().zip(pooled).map(|(&g, &y)| relu_rule(y, g)).collect(),
+            false => g.to_vec(),
         }
     }
 
@@ -432,7 +520,10 @@ mod tests {
         // Kernels wider than the image and its padding's reach, in both layouts.
         let g2 = ConvNhwc { n: 2, h: 1, w: 1, c: 1, o: 3, k: 5, pad: 2, oh: 1, ow: 1 };
         let g3 = ConvNhwc { n: 2, h: 2, w: 1, c: 6, o: 3, k: 5, pad: 2, oh: 2, ow: 1 };
-        for g in [g, g0, g1, g2, g3] {
+        // Padding wider than the kernel (whole window rows in the padding).
+        let g4 = ConvNhwc { n: 2, h: 3, w: 3, c: 6, o: 2, k: 3, pad: 4, oh: 9, ow: 9 };
+        let g5 = ConvNhwc { c: 1, ..g4.clone() };
+        for g in [g, g0, g1, g2, g3, g4, g5] {
             let x = values(g.n * g.c * g.h * g.w, 1);
             let w = values(g.o * g.c * g.k * g.k, 2);
             let b = values(g.o, 3);
@@ -486,6 +577,27 @@ mod tests {
             let routed = plain.backward(&g, &idx_plain, &y_plain, |_, g| g);
             let expected: Vec<f32> = routed.iter().zip(&relu).map(|(&d, &r)| rule(r, d)).collect();
             assert_eq!(fused.backward(&g, &idx_fused, &y_fused, rule), expected);
+        }
+    }
+
+    #[test]
+    fn routed_input_gradients_equal_the_dense_ones() {
+        // conv (k·c = 18: long rows) then a 2x2 max-pool: the pool's routed values, scattered
+        // densely or added filter by filter.
+        let g = ConvNhwc { n: 3, h: 6, w: 5, c: 6, o: 4, k: 3, pad: 1, oh: 6, ow: 5 };
+        assert!(g.takes_routed_gradients());
+        let weights = g.weights(&values(g.o * g.c * 9, 5));
+        let y = g.forward(&values(g.n * g.image_len(), 6), &weights, &[0.1, -0.2, 0.3, 0.0]);
+        let pool = PoolNhwc { h: 6, w: 5, c: 4, k: 2, s: 2, oh: 3, ow: 2, relu_first: true };
+        let (pooled, idx) = pool.forward(&y);
+        let upstream = values(pooled.len(), 7);
+        let rule = |y: f32, g: f32| if y > 0.0 { g } else { 0.0 };
+        let dense = g.input_grad(&pool.backward(&upstream, &idx, &pooled, rule), &weights);
+        let routed = pool.routed(&upstream, &pooled, rule);
+        assert!(routed.contains(&0.0) && routed.iter().any(|&v| v != 0.0));
+        let sparse = g.input_grad_routed(&routed, &idx, 3 * 2 * 4, &weights);
+        for (a, b) in sparse.iter().zip(&dense) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
     }
 }
