@@ -12,12 +12,11 @@ pytorch-grad-cam's output is min-max scaled at the layer's resolution, resized w
 pixel centres) and min-max scaled again; the Rust test (tests/cams.rs) applies min-max scaling
 to our raw, upsampled maps and compares.
 """
-import json
+import importlib.metadata
 import pathlib
 
 import cv2
 import numpy as np
-import pytorch_grad_cam
 import torch
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -56,7 +55,7 @@ def main():
         case("lesson-cnn", lesson, (1, 64, 64), [0, 0], ["conv5"], rng),
     ]
     fixture = dict(generator="scripts/golden/cam_fixtures.py",
-                   versions=dict(torch=torch.__version__, grad_cam="1.5.7", opencv=cv2.__version__,
+                   versions=dict(torch=torch.__version__, grad_cam=importlib.metadata.version("grad-cam"), opencv=cv2.__version__,
                                  numpy=np.__version__),
                    cases=cases)
     OUT.write_text(dumps(fixture))

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Golden fixtures for `lrp_epsilon` and `lrp_alpha_beta`, from Captum's LRP on the PyTorch
-twin of `adebayo-cnn` with the formula weights of attribution_fixtures.py.
+twins of `adebayo-cnn` and `lesson-cnn` with the formula weights of attribution_fixtures.py.
 
 Pinned versions (crates/sanity-attribution/tests/fixtures/lrp.json was made with exactly these):
     torch==2.15.0  captum==0.9.0  numpy==2.4.6

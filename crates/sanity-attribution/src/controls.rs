@@ -9,7 +9,7 @@
 //!   `[1, 0, −1]` down the rows and `[1, 2, 1]/4` along them (and `G_x` the transpose), with
 //!   scipy.ndimage's `reflect` border (`d c b a | a b c d | d c b a`).
 
-use crate::error::Result;
+use crate::error::{AttributionError, Result};
 use crate::method::Attribution;
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
@@ -30,8 +30,14 @@ impl Attribution for RandomMap {
 
     fn attribute(&self, _model: &Model, x: &Tensor, _targets: &[usize], ids: &[u64]) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
+        if ids.len() != n {
+            return Err(AttributionError::Invalid {
+                method: "random_map",
+                reason: format!("{} ids for {n} inputs; give one id per input", ids.len()),
+            });
+        }
         let mut out = Vec::with_capacity(n * c * h * w);
-        for &id in ids.iter().take(n) {
+        for &id in ids {
             let mut rng = stream_rng(self.seed, "random_map", id);
             out.extend((0..c * h * w).map(|_| rng.random::<f32>()));
         }

@@ -22,6 +22,23 @@ use sanity_data::stream_rng;
 use sanity_model::{Model, ReluMode};
 use std::sync::Arc;
 
+/// The reference images of expected gradients, `[m, c, h, w]` float32, shared by every method
+/// that draws from them.
+#[derive(Debug, Clone)]
+pub struct ReferenceSet {
+    values: Arc<Vec<f32>>,
+    shape: [usize; 4],
+}
+
+impl ReferenceSet {
+    /// The images of a `[m, c, h, w]` tensor.
+    pub fn from_tensor(images: &Tensor) -> Result<Self> {
+        let (m, c, h, w) = images.dims4()?;
+        let values = images.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self { values: Arc::new(values), shape: [m, c, h, w] })
+    }
+}
+
 /// Expected gradients over a reference set.
 #[derive(Debug, Clone)]
 pub struct ExpectedGradients {
@@ -31,8 +48,8 @@ pub struct ExpectedGradients {
     pub batch: usize,
     /// Run seed.
     pub seed: u64,
-    /// The reference images `[m, c, h, w]` as f64 values, or `None` when none was given.
-    pub references: Option<Arc<(Vec<f64>, [usize; 4])>>,
+    /// The reference images, or `None` when none was given.
+    pub references: Option<ReferenceSet>,
 }
 
 impl Attribution for ExpectedGradients {
@@ -57,7 +74,7 @@ impl Attribution for ExpectedGradients {
                 "no reference set: `sanity run` uses the training images, `sanity attribute` needs --references".into(),
             ));
         };
-        let (refs, [m, rc, rh, rw]) = (&references.0, references.1);
+        let (refs, [m, rc, rh, rw]) = (references.values.as_slice(), references.shape);
         let (n, c, h, w) = x.dims4()?;
         if [rc, rh, rw] != [c, h, w] || m == 0 {
             return Err(invalid(format!(
@@ -89,7 +106,7 @@ impl Attribution for ExpectedGradients {
             inputs.clear();
             for &(i, r, alpha) in chunk {
                 let (xi, xr) = (&values[i * per..(i + 1) * per], &refs[r * per..(r + 1) * per]);
-                inputs.extend(xi.iter().zip(xr).map(|(x, b)| b + alpha * (x - b)));
+                inputs.extend(xi.iter().zip(xr).map(|(x, &b)| f64::from(b) + alpha * (x - f64::from(b))));
             }
             let chunk_targets: Vec<Vec<usize>> =
                 targets.iter().map(|t| chunk.iter().map(|&(i, _, _)| t[i]).collect()).collect();
@@ -100,8 +117,8 @@ impl Attribution for ExpectedGradients {
                 let g = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
                 for (g, &(i, r, _)) in g.chunks_exact(per).zip(chunk) {
                     let (xi, xr) = (&values[i * per..(i + 1) * per], &refs[r * per..(r + 1) * per]);
-                    for (((s, g), x), b) in sum[i * per..(i + 1) * per].iter_mut().zip(g).zip(xi).zip(xr) {
-                        *s += (x - b) * g / self.samples as f64;
+                    for (((s, g), x), &b) in sum[i * per..(i + 1) * per].iter_mut().zip(g).zip(xi).zip(xr) {
+                        *s += (x - f64::from(b)) * g / self.samples as f64;
                     }
                 }
             }

@@ -18,7 +18,7 @@ pub mod target;
 
 pub use controls::{RandomMap, Sobel};
 pub use error::AttributionError;
-pub use expected_gradients::ExpectedGradients;
+pub use expected_gradients::{ExpectedGradients, ReferenceSet};
 pub use gradcam::{Cam, CamKind, GradCam};
 pub use gradient::{Gradient, GradientXInput};
 pub use guided_backprop::{Deconvnet, GuidedBackprop};

@@ -1,6 +1,7 @@
 //! The trait every attribution method implements, and the method choice as written in configs.
 
 use crate::error::Result;
+use crate::expected_gradients::ReferenceSet;
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
 use crate::{
@@ -92,7 +93,7 @@ impl TunnelSpec {
         aggregate: Aggregate,
         arch: &Architecture,
         seed: u64,
-        references: Option<&Tensor>,
+        references: Option<&ReferenceSet>,
     ) -> Result<Box<dyn Attribution>> {
         let inner = self.inner.build_with(arch, seed, references)?;
         Ok(Box::new(NoiseTunnel {
@@ -269,13 +270,13 @@ impl MethodSpec {
         }
     }
 
-    /// [`MethodSpec::build`] with the reference images `[m, c, h, w]` of `expected_gradients`
-    /// (also inside a noise tunnel).
+    /// [`MethodSpec::build`] with the reference images of `expected_gradients` (also inside a
+    /// noise tunnel).
     pub fn build_with(
         &self,
         arch: &Architecture,
         seed: u64,
-        references: Option<&Tensor>,
+        references: Option<&ReferenceSet>,
     ) -> Result<Box<dyn Attribution>> {
         Ok(match self {
             MethodSpec::Gradient {} => Box::new(Gradient),
@@ -288,15 +289,7 @@ impl MethodSpec {
                 seed,
             }),
             MethodSpec::ExpectedGradients { samples, batch } => {
-                let references = match references {
-                    Some(r) => {
-                        let (m, c, h, w) = r.dims4()?;
-                        let values = r.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-                        Some(std::sync::Arc::new((values, [m, c, h, w])))
-                    }
-                    None => None,
-                };
-                Box::new(ExpectedGradients { samples: *samples, batch: *batch, seed, references })
+                Box::new(ExpectedGradients { samples: *samples, batch: *batch, seed, references: references.cloned() })
             }
             MethodSpec::Smoothgrad(t) => t.build(Aggregate::Mean, arch, seed, references)?,
             MethodSpec::SmoothgradSquared(t) => t.build(Aggregate::MeanOfSquares, arch, seed, references)?,
@@ -327,17 +320,21 @@ impl MethodSpec {
 
     /// The same spec with defaults filled in for `arch` (for the resolved config).
     pub fn resolved(&self, arch: &Architecture) -> Result<Self> {
-        let layer_of = |layer: &Option<String>| -> Result<Option<String>> {
-            let cam = GradCam::new(arch, layer.as_deref())?;
+        let layer_of = |layer: &Option<String>, kind: CamKind| -> Result<Option<String>> {
+            let cam = Cam::of_kind(arch, layer.as_deref(), kind)?;
             Ok(Some(arch.layers[cam.layer_index].name.clone()))
         };
         Ok(match self {
-            MethodSpec::Gradcam { layer } => MethodSpec::Gradcam { layer: layer_of(layer)? },
-            MethodSpec::GuidedGradcam { layer } => MethodSpec::GuidedGradcam { layer: layer_of(layer)? },
-            MethodSpec::GradcamPlusPlus { layer } => MethodSpec::GradcamPlusPlus { layer: layer_of(layer)? },
-            MethodSpec::Xgradcam { layer } => MethodSpec::Xgradcam { layer: layer_of(layer)? },
-            MethodSpec::Layercam { layer } => MethodSpec::Layercam { layer: layer_of(layer)? },
-            MethodSpec::Scorecam { layer } => MethodSpec::Scorecam { layer: layer_of(layer)? },
+            MethodSpec::Gradcam { layer } => MethodSpec::Gradcam { layer: layer_of(layer, CamKind::GradCam)? },
+            MethodSpec::GuidedGradcam { layer } => {
+                MethodSpec::GuidedGradcam { layer: layer_of(layer, CamKind::GradCam)? }
+            }
+            MethodSpec::GradcamPlusPlus { layer } => {
+                MethodSpec::GradcamPlusPlus { layer: layer_of(layer, CamKind::GradCamPlusPlus)? }
+            }
+            MethodSpec::Xgradcam { layer } => MethodSpec::Xgradcam { layer: layer_of(layer, CamKind::XGradCam)? },
+            MethodSpec::Layercam { layer } => MethodSpec::Layercam { layer: layer_of(layer, CamKind::LayerCam)? },
+            MethodSpec::Scorecam { layer } => MethodSpec::Scorecam { layer: layer_of(layer, CamKind::ScoreCam)? },
             MethodSpec::Smoothgrad(t) => MethodSpec::Smoothgrad(t.resolved(arch)?),
             MethodSpec::SmoothgradSquared(t) => MethodSpec::SmoothgradSquared(t.resolved(arch)?),
             MethodSpec::Vargrad(t) => MethodSpec::Vargrad(t.resolved(arch)?),

@@ -22,6 +22,14 @@ use rand_distr::{Distribution, Normal};
 use sanity_data::stream_rng;
 use sanity_model::Model;
 
+/// The id of noisy copy `k` of the image with id `id` (a SplitMix64 step of both).
+fn copy_id(id: u64, k: usize) -> u64 {
+    let mut z = id ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// How the maps of the noisy copies are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {
@@ -95,6 +103,9 @@ impl Attribution for NoiseTunnel {
         }
         let (n, c, h, w) = x.dims4()?;
         check_target_lists(targets, models.len(), n, self.id())?;
+        if n == 0 {
+            return Err(AttributionError::Invalid { method: self.id(), reason: "no inputs".into() });
+        }
         if ids.len() != n {
             return Err(AttributionError::Invalid {
                 method: self.id(),
@@ -111,7 +122,10 @@ impl Attribution for NoiseTunnel {
         let total = n * self.samples;
         let all_targets: Vec<Vec<usize>> =
             targets.iter().map(|t| (0..total).map(|j| t[j / self.samples]).collect()).collect();
-        let all_ids: Vec<u64> = (0..total).map(|j| ids[j / self.samples]).collect();
+        // Each noisy copy gets its own id, so that a stochastic inner method (expected gradients,
+        // a uniform IG baseline, a random map) draws anew for every copy; still a function of
+        // the image's id, so the same at every cascade stage.
+        let all_ids: Vec<u64> = (0..total).map(|j| copy_id(ids[j / self.samples], j % self.samples)).collect();
         let mut map_shape = (0, 0, 0);
         // Per model: running mean and sum of squared deviations (Welford).
         let mut moments: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();

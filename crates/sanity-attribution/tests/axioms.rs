@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
-use sanity_attribution::MethodSpec;
+use sanity_attribution::{MethodSpec, ReferenceSet};
 use sanity_data::stream_rng;
 use sanity_model::{Architecture, Model, init_weights, preset};
 use std::sync::Arc;
@@ -168,6 +168,7 @@ fn expected_gradients_with_one_reference_estimate_integrated_gradients() {
     // A reference set of one all-zero image: EG is a Monte Carlo estimate of IG from zeros.
     let zero = Tensor::zeros((1, 1, 28, 28), DType::F32, &Device::Cpu).expect("zeros");
     let eg = spec("method = \"expected_gradients\"\nsamples = 400\nbatch = 200");
+    let zero = ReferenceSet::from_tensor(&zero).expect("references");
     let method = eg.build_with(&arch, 3, Some(&zero)).expect("build");
     let eg = values(&method.attribute(&m, &x, &targets, &[0, 1]).expect("eg"));
     let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
@@ -199,6 +200,7 @@ fn all_models_at_once_equal_one_model_at_a_time() {
     let targets: Vec<Vec<usize>> = vec![vec![1, 2], vec![3, 4], vec![5, 6]];
     let target_refs: Vec<&[usize]> = targets.iter().map(|t| t.as_slice()).collect();
     let zero = Tensor::zeros((1, 1, 28, 28), DType::F32, &Device::Cpu).expect("zeros");
+    let zero = ReferenceSet::from_tensor(&zero).expect("references");
     for text in [
         "method = \"gradient\"",
         "method = \"gradient_x_input\"",

@@ -15,4 +15,4 @@ pub use filter::{correlate_separable, gaussian_blur, gaussian_taps, reflect};
 pub use idx::{Split, fashion_mnist};
 pub use phantom::{PhantomSpec, generate_phantoms};
 pub use resize::{resize_bilinear, resize_bilinear_align_corners};
-pub use rng::stream_rng;
+pub use rng::{fnv1a, stream_rng};

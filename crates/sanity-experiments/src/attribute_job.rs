@@ -3,7 +3,7 @@
 
 use crate::error::{ExperimentError, Result};
 use candle_core::{DType, Tensor};
-use sanity_attribution::MethodSpec;
+use sanity_attribution::{MethodSpec, ReferenceSet};
 use sanity_model::train::classes_of;
 use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
 use serde::Deserialize;
@@ -69,6 +69,12 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     } else {
         ArchitectureSpec::from_toml_file(Path::new(&job.arch))?
     };
+    if spec.input != input {
+        return Err(bad(
+            &job.input,
+            format!("images of shape {input:?}, but the architecture `{}` takes {:?}", job.arch, spec.input),
+        ));
+    }
     let arch = Arc::new(Architecture::new(spec)?);
     let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
     let targets = match (&job.target, &job.targets) {
@@ -95,7 +101,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
         Some(path) => {
             let r = Tensor::read_npy(path).map_err(|e| bad(path, format!("not a readable NPY array: {e}")))?;
             match r.dims4() {
-                Ok((_, rc, rh, rw)) if [rc, rh, rw] == input => Some(r.to_dtype(DType::F32)?),
+                Ok((_, rc, rh, rw)) if [rc, rh, rw] == input => Some(ReferenceSet::from_tensor(&r)?),
                 _ => {
                     return Err(bad(
                         path,

@@ -9,7 +9,7 @@ use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use sanity_attribution::Attribution;
+use sanity_attribution::{Attribution, ReferenceSet};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
@@ -221,7 +221,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let references = match config.attribution.methods.iter().any(|m| m.needs_references()) {
         true => {
             let all: Vec<usize> = (0..train_set.len()).collect();
-            Some(Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?)
+            let images = Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?;
+            Some(ReferenceSet::from_tensor(&images)?)
         }
         false => None,
     };

@@ -2,7 +2,7 @@
 
 use crate::error::{ExperimentError, Result};
 use crate::statistics::summarize;
-use sanity_data::stream_rng;
+use sanity_data::{fnv1a, stream_rng};
 use serde::Serialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -115,8 +115,16 @@ impl RowWriter {
     }
 }
 
+/// The stream index of a summary group: FNV-1a of its key fields joined by a unit separator.
+fn group_hash(key: &(String, String, usize, String, String, String)) -> u64 {
+    let (test, order, stage, method, post, metric) = key;
+    fnv1a(format!("{test}\u{1f}{order}\u{1f}{stage}\u{1f}{method}\u{1f}{post}\u{1f}{metric}").as_bytes())
+}
+
 /// Groups score rows by (test, order, stage, method, postprocess, metric) in first-seen order
-/// and summarises each; group `g` bootstraps from `stream_rng(seed, "bootstrap", g)`.
+/// and summarises each; a group bootstraps from `stream_rng(seed, "bootstrap", h)` with `h`
+/// the FNV-1a hash of its key (test, order, stage index, method, post-processing, metric), so
+/// its interval does not depend on the row order or on the other groups.
 pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed: u64) -> Vec<SummaryRow> {
     let key = |r: &ScoreRow| {
         (r.test.clone(), r.order.clone(), r.stage_index, r.method.clone(), r.postprocess.clone(), r.metric.clone())
@@ -132,11 +140,10 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
     }
     order
         .iter()
-        .enumerate()
-        .map(|(g, k)| {
+        .map(|k| {
             let members = &groups[k];
             let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
-            let s = summarize(&values, resamples, confidence, &mut stream_rng(seed, "bootstrap", g as u64));
+            let s = summarize(&values, resamples, confidence, &mut stream_rng(seed, "bootstrap", group_hash(k)));
             let first = members[0];
             let status = match s.n {
                 0 => "no_valid_scores",

@@ -27,8 +27,9 @@ use crate::ops::nhwc::{ConvNhwc, PoolNhwc, transpose_images};
 use crate::ops::with_values;
 use std::ops::Range;
 
-/// ε of the poolings whatever the rule (Captum's default rule for pooling modules).
-const POOL_EPSILON: f32 = 1e-9;
+/// The ε of the poolings whatever the rule (Captum's default rule for pooling modules), and
+/// the stabiliser of the α-β denominators.
+const STABILISER: f32 = 1e-9;
 
 /// How layers with weights redistribute relevance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,7 +89,7 @@ impl Affine {
                     if signed_inputs {
                         z.iter_mut().zip(self.forward(&xn, wx_neg, &zero_bias)).for_each(|(z, v)| *z += v);
                     }
-                    let s: Vec<f32> = stabilised_ratio(r, &z, POOL_EPSILON).iter().map(|v| v * weight as f32).collect();
+                    let s: Vec<f32> = stabilised_ratio(r, &z, STABILISER).iter().map(|v| v * weight as f32).collect();
                     let mut out = times(&xp, self.backward(&s, wx_pos));
                     if signed_inputs {
                         out.iter_mut().zip(times(&xn, self.backward(&s, wx_neg))).for_each(|(o, v)| *o += v);
@@ -139,6 +140,14 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
     let arch = &model.arch;
     let layers: Range<usize> = 0..arch.layers.len();
     let [c0, h0, w0] = arch.spec.input;
+    if x.len() != n * c0 * h0 * w0 {
+        return Err(ModelError::Training(format!(
+            "{} input values for {n} inputs of shape {:?} ({} expected)",
+            x.len(),
+            arch.spec.input,
+            n * c0 * h0 * w0
+        )));
+    }
     let nhwc = c0 > 1 && h0 * w0 > 1;
     let mut act = if nhwc { transpose_images(x, c0, h0 * w0) } else { x.to_vec() };
     let (mut c, mut h, mut w) = (c0, h0, w0);
@@ -200,11 +209,11 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
         r = match step {
             Step::Affine(layer, x, wt, b) => layer.relevance(rule, &x, &wt, &b, &r),
             Step::Pool(pool, x, idx, y) => {
-                let c = pool.backward(&stabilised_ratio(&r, &y, POOL_EPSILON), &idx, &y, |_, g| g);
+                let c = pool.backward(&stabilised_ratio(&r, &y, STABILISER), &idx, &y, |_, g| g);
                 x.iter().zip(&c).map(|(x, c)| x * c).collect()
             }
             Step::Gap(hw, c, x, y) => {
-                let s = stabilised_ratio(&r, &y, POOL_EPSILON);
+                let s = stabilised_ratio(&r, &y, STABILISER);
                 x.chunks_exact(c)
                     .enumerate()
                     .flat_map(|(p, xs)| {

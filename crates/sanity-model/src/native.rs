@@ -79,7 +79,7 @@ impl Shape {
     }
 }
 
-/// An activation entering layer `layer` (shared: it may also be a kept ReLU output).
+/// An activation between two layers (shared: it may also be a kept ReLU output).
 #[derive(Clone)]
 struct Boundary {
     values: Arc<Vec<f32>>,
@@ -307,6 +307,13 @@ pub fn input_gradients(
     let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
     let input_shape = Shape::of(input_dims);
     // NCHW → NHWC (a copy when there is one channel or one position).
+    if h.len() != n * input_shape.len() {
+        return Err(ModelError::Training(format!(
+            "{} input values for {n} inputs of shape {input_dims:?} ({} expected)",
+            h.len(),
+            n * input_shape.len()
+        )));
+    }
     let (c0, h0, w0) = input_shape.image();
     let nhwc = c0 > 1 && h0 * w0 > 1;
     let values = if nhwc { transpose_images(h, c0, h0 * w0) } else { h.to_vec() };

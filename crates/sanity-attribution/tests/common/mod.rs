@@ -26,6 +26,7 @@ pub fn formula_weights(arch: &Architecture) -> Weights {
 
 /// The largest |ours − reference| relative to the largest |reference|.
 pub fn max_rel_error(ours: &[f32], reference: &[f32]) -> f32 {
+    assert_eq!(ours.len(), reference.len(), "map sizes differ");
     let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
     ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale
 }

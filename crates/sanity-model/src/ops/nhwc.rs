@@ -14,7 +14,8 @@
 //! the columns are built transposed instead, `cols_t [(u, v, c), rows]`, in runs along the
 //! output row, and the same products take transposed views.
 //! Max pooling scans each window in row-major order with a strict `>`, per channel, as
-//! PyTorch's CPU kernel does, and keeps the argmax for the backward.
+//! PyTorch's CPU kernel does, and keeps the argmax for the backward (unlike PyTorch it does not
+//! propagate NaN: a NaN loses every comparison).
 
 use super::gemm::{GemmScalar, Layout2, matmul};
 use super::simd::has_avx2;
