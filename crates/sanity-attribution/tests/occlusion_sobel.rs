@@ -11,9 +11,10 @@ use sanity_model::{Architecture, Model, preset};
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// Occlusion differences of float32 logits (Captum and ours evaluate them in float32); the
-/// Sobel filter runs in float64 on both sides.
-const OCCLUSION_TOLERANCE: f32 = 1e-4;
+/// Occlusion scores are differences of two float32 logits (Captum and ours evaluate them in
+/// float32; lesson-cnn's seven convolutions reach 1.6e-4); the Sobel filter runs in float64 on
+/// both sides.
+const OCCLUSION_TOLERANCE: f32 = 5e-4;
 const SOBEL_TOLERANCE: f32 = 1e-6;
 
 #[derive(Deserialize)]
