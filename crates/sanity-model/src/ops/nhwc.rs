@@ -18,7 +18,7 @@
 //! propagate NaN: a NaN loses every comparison).
 
 use super::gemm::{GemmScalar, Layout2, matmul};
-use super::simd::has_avx2;
+use super::simd::{has_avx2, has_avx512};
 use rayon::prelude::*;
 
 /// A zeroed buffer, written by all threads (a serial `vec![0; len]` of activation size leaves
@@ -312,7 +312,13 @@ impl ConvNhwc {
 
 /// The per-image loop of [`ConvNhwc::input_grad_routed`], compiled with AVX2 when the CPU has it.
 fn add_routed_filters(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
-    if has_avx2() {
+    if has_avx512() {
+        // SAFETY: the function only enables AVX-512F, which `has_avx512` found on this CPU.
+        #[allow(unsafe_code)]
+        unsafe {
+            add_routed_filters_avx512(g, values, idx, filters, dx)
+        }
+    } else if has_avx2() {
         // SAFETY: the function only enables AVX2, which `has_avx2` found on this CPU.
         #[allow(unsafe_code)]
         unsafe {
@@ -326,6 +332,12 @@ fn add_routed_filters(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32]
 #[allow(unsafe_code)]
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2"))]
 unsafe fn add_routed_filters_avx2(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
+    add_routed_filters_body(g, values, idx, filters, dx)
+}
+
+#[allow(unsafe_code)]
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn add_routed_filters_avx512(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
     add_routed_filters_body(g, values, idx, filters, dx)
 }
 

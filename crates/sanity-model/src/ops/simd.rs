@@ -13,3 +13,15 @@ pub(crate) fn has_avx2() -> bool {
         false
     }
 }
+
+/// Whether the CPU has AVX-512F.
+pub(crate) fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
