@@ -1,6 +1,6 @@
 //! The trait every attribution method implements, and the method choice as written in configs.
 
-use crate::error::Result;
+use crate::error::{AttributionError, Result};
 use crate::expected_gradients::ReferenceSet;
 use crate::integrated_gradients::{Baseline, IntegratedGradients, Rule, default_baseline};
 use crate::noise_tunnel::{Aggregate, NoiseTunnel};
@@ -318,8 +318,57 @@ impl MethodSpec {
         })
     }
 
-    /// The same spec with defaults filled in for `arch` (for the resolved config).
+    /// Checks the parameters against what each method accepts (and `arch`'s input size), so
+    /// that a run refuses a bad value before it trains; the message says what is accepted.
+    pub fn validate(&self, arch: &Architecture) -> Result<()> {
+        let reason = match self {
+            MethodSpec::IntegratedGradients { steps, baseline, .. } => match (steps, baseline) {
+                (0, _) => Some("steps = 0; accepted: >= 1".to_string()),
+                (_, Baseline::Uniform { low, high }) if !(low.is_finite() && high.is_finite() && low < high) => {
+                    Some(format!("uniform baseline low = {low}, high = {high}; accepted: low < high"))
+                }
+                (_, Baseline::Blurred { sigma }) if !(sigma.is_finite() && *sigma > 0.0) => {
+                    Some(format!("blurred baseline sigma = {sigma}; accepted: > 0"))
+                }
+                _ => None,
+            },
+            MethodSpec::ExpectedGradients { samples: 0, .. } => Some("samples = 0; accepted: >= 1".into()),
+            MethodSpec::Smoothgrad(t) | MethodSpec::SmoothgradSquared(t) | MethodSpec::Vargrad(t) => {
+                if t.samples == 0 || !(t.noise.is_finite() && t.noise >= 0.0) {
+                    Some(format!("samples = {}, noise = {}; accepted: samples >= 1, noise >= 0", t.samples, t.noise))
+                } else {
+                    return t.inner.validate(arch);
+                }
+            }
+            MethodSpec::Occlusion { window, stride, .. } => {
+                let [_, h, w] = arch.spec.input;
+                if *window == 0 || *stride == 0 || stride > window || *window > h.min(w) {
+                    Some(format!(
+                        "window = {window}, stride = {stride}; accepted: 1 <= stride <= window <= {} (the input is {h}x{w})",
+                        h.min(w)
+                    ))
+                } else {
+                    None
+                }
+            }
+            MethodSpec::LrpEpsilon { epsilon } if !(epsilon.is_finite() && *epsilon > 0.0) => {
+                Some(format!("epsilon = {epsilon}; accepted: > 0"))
+            }
+            MethodSpec::LrpAlphaBeta { alpha, beta } if !(*beta >= 0.0 && (alpha - beta - 1.0).abs() < 1e-12) => {
+                Some(format!("alpha = {alpha}, beta = {beta}; accepted: beta >= 0 and alpha - beta = 1"))
+            }
+            _ => None,
+        };
+        match reason {
+            Some(reason) => Err(AttributionError::Invalid { method: self.id(), reason }),
+            None => Ok(()),
+        }
+    }
+
+    /// The same spec with defaults filled in for `arch` (for the resolved config), after
+    /// [`MethodSpec::validate`].
     pub fn resolved(&self, arch: &Architecture) -> Result<Self> {
+        self.validate(arch)?;
         let layer_of = |layer: &Option<String>, kind: CamKind| -> Result<Option<String>> {
             let cam = Cam::of_kind(arch, layer.as_deref(), kind)?;
             Ok(Some(arch.layers[cam.layer_index].name.clone()))

@@ -6,36 +6,13 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use common::formula_weights;
+use candle_core::DType;
+use common::Fixture;
 use sanity_attribution::MethodSpec;
-use sanity_model::{Architecture, Model, preset};
-use serde::Deserialize;
-use std::sync::Arc;
 
 /// Largest |ours − pytorch-grad-cam| on maps scaled to [0, 1]: float32 on both sides, and
 /// pytorch-grad-cam's 1e-7 in its scaling.
 const TOLERANCE: f32 = 1e-4;
-
-#[derive(Deserialize)]
-struct Fixture {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    preset: String,
-    input_shape: [usize; 3],
-    inputs: Vec<f32>,
-    targets: Vec<usize>,
-    methods: Vec<MethodCase>,
-}
-
-#[derive(Deserialize)]
-struct MethodCase {
-    spec: serde_json::Value,
-    values: Vec<f32>,
-}
 
 /// `(m − min) / (max − min)`. pytorch-grad-cam divides by `1e-7 + max − min` twice (before and
 /// after the resize), which cancels the 1e-7 to first order; dividing once with it would not
@@ -50,12 +27,8 @@ fn every_cam_matches_pytorch_grad_cam() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/cams.json")).expect("fixture parses");
     let (mut checked, mut non_empty) = (0, 0);
     for case in fixture.cases {
-        let arch = Arc::new(Architecture::new(preset(&case.preset, case.input_shape).expect("preset")).expect("valid"));
-        let model = Model::new(arch.clone(), formula_weights(&arch));
-        let n = case.targets.len();
-        let [c, h, w] = case.input_shape;
-        let x = Tensor::from_vec(case.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
-        let ids: Vec<u64> = (0..n as u64).collect();
+        let (arch, model, x, ids) = case.setup();
+        let [_, h, w] = case.input_shape;
         for m in &case.methods {
             let spec: MethodSpec =
                 serde_json::from_value(m.spec.clone()).expect("the fixture's spec is a valid method");

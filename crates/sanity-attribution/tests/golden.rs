@@ -3,57 +3,26 @@
 //! `scripts/golden/attribution_fixtures.py`. Both sides build the weights from the same formula
 //! (tests/common), so no weights are stored.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::DType;
 use sanity_attribution::{MethodSpec, Rule};
-use sanity_model::{Architecture, Model, preset};
-use serde::Deserialize;
-use std::sync::Arc;
 
 /// Largest |ours − Captum| allowed, relative to the largest |Captum| value of the map set:
 /// both sides compute in float32 with different summation orders; IG adds 20 such terms.
 const REL_TOLERANCE: f32 = 2e-4;
 
-#[derive(Deserialize)]
-struct Fixture {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    preset: String,
-    input_shape: [usize; 3],
-    inputs: Vec<f32>,
-    targets: Vec<usize>,
-    logits: Vec<f32>,
-    methods: Vec<MethodCase>,
-}
-
-#[derive(Deserialize)]
-struct MethodCase {
-    spec: serde_json::Value,
-    /// `f32`, or `f64` where float32 rounding makes the reference ill-conditioned.
-    dtype: String,
-    values: Vec<f32>,
-}
-
 mod common;
 
-use common::{formula_weights, max_rel_error};
+use common::{Fixture, max_rel_error};
 
 #[test]
 fn every_method_matches_captum() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/attribution.json")).expect("fixture parses");
     let mut checked = 0;
     for case in fixture.cases {
-        let arch = Arc::new(Architecture::new(preset(&case.preset, case.input_shape).expect("preset")).expect("valid"));
-        let model = Model::new(arch.clone(), formula_weights(&arch));
-        let n = case.targets.len();
-        let [c, h, w] = case.input_shape;
-        let x = Tensor::from_vec(case.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
+        let (arch, model, x, ids) = case.setup();
         let logits = model.forward(&x).expect("forward").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
         let err = max_rel_error(&logits, &case.logits);
         assert!(err < 1e-5, "{}: logits differ from PyTorch's by {err:e} (relative)", case.preset);
-        let ids: Vec<u64> = (0..n as u64).collect();
         for m in &case.methods {
             let spec: MethodSpec =
                 serde_json::from_value(m.spec.clone()).expect("the fixture's spec is a valid method");

@@ -3,39 +3,15 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{formula_weights, max_rel_error};
+use common::{Fixture, max_rel_error};
 use rand::Rng;
 use sanity_attribution::MethodSpec;
 use sanity_data::stream_rng;
 use sanity_model::{Architecture, Model, init_weights, preset};
-use serde::Deserialize;
 use std::sync::Arc;
 
 /// Both sides propagate in float32 with different summation orders.
 const REL_TOLERANCE: f32 = 2e-4;
-
-#[derive(Deserialize)]
-struct Fixture {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    preset: String,
-    input_shape: [usize; 3],
-    inputs: Vec<f32>,
-    targets: Vec<usize>,
-    methods: Vec<MethodCase>,
-}
-
-#[derive(Deserialize)]
-struct MethodCase {
-    spec: serde_json::Value,
-    /// `"abs"`: the weights' biases replaced by their absolute values.
-    #[serde(default)]
-    biases: Option<String>,
-    values: Vec<f32>,
-}
 
 /// The model with every bias replaced by `f(bias)`.
 fn map_biases(model: &Model, f: impl Fn(&Tensor) -> Tensor) -> Model {
@@ -60,11 +36,7 @@ fn lrp_matches_captum() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/lrp.json")).expect("fixture parses");
     let mut checked = 0;
     for case in fixture.cases {
-        let arch = Arc::new(Architecture::new(preset(&case.preset, case.input_shape).expect("preset")).expect("valid"));
-        let model = Model::new(arch.clone(), formula_weights(&arch));
-        let n = case.targets.len();
-        let [c, h, w] = case.input_shape;
-        let x = Tensor::from_vec(case.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
+        let (_, model, x, _) = case.setup();
         for m in &case.methods {
             let spec: MethodSpec = serde_json::from_value(m.spec.clone()).expect("a valid method");
             let model = match m.biases.as_deref() {

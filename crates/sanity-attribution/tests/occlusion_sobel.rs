@@ -5,10 +5,9 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{formula_weights, max_rel_error};
+use common::{Fixture, formula_weights, max_rel_error};
 use sanity_attribution::{Attribution, MethodSpec, RandomMap};
 use sanity_model::{Architecture, Model, preset};
-use serde::Deserialize;
 use std::sync::Arc;
 
 /// Occlusion scores are differences of two float32 logits (Captum and ours evaluate them in
@@ -17,37 +16,12 @@ use std::sync::Arc;
 const OCCLUSION_TOLERANCE: f32 = 5e-4;
 const SOBEL_TOLERANCE: f32 = 1e-6;
 
-#[derive(Deserialize)]
-struct Fixture {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    preset: String,
-    input_shape: [usize; 3],
-    inputs: Vec<f32>,
-    targets: Vec<usize>,
-    methods: Vec<MethodCase>,
-}
-
-#[derive(Deserialize)]
-struct MethodCase {
-    spec: serde_json::Value,
-    values: Vec<f32>,
-}
-
 #[test]
 fn occlusion_matches_captum_and_sobel_matches_scikit_image() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/occlusion_sobel.json")).expect("fixture parses");
     let mut checked = 0;
     for case in fixture.cases {
-        let arch = Arc::new(Architecture::new(preset(&case.preset, case.input_shape).expect("preset")).expect("valid"));
-        let model = Model::new(arch.clone(), formula_weights(&arch));
-        let n = case.targets.len();
-        let [c, h, w] = case.input_shape;
-        let x = Tensor::from_vec(case.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
-        let ids: Vec<u64> = (0..n as u64).collect();
+        let (arch, model, x, ids) = case.setup();
         for m in &case.methods {
             let spec: MethodSpec = serde_json::from_value(m.spec.clone()).expect("a valid method");
             let method = spec.build(&arch, 0).expect("builds");

@@ -94,13 +94,25 @@ fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
 
 #[test]
 fn bad_values_and_names_are_refused_with_exit_code_2() {
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 9] = [
         ("misspelled method", &["attribution.methods=[{ method = \"gradiant\" }]", "gradient"]),
         ("unknown gradcam layer", &["attribution.methods=[{ method = \"gradcam\", layer = \"conv9\" }]", "conv4"]),
         ("too many images", &["attribution.n_images=500", "attribution.n_images"]),
         ("unknown stage", &["tests.0.stages=[\"conv1\", \"fc9\"]", "fc9"]),
         ("unknown preset", &["model.arch=resnet", "phantom-cnn"]),
         ("zero data range", &["comparisons.1.metrics.1.data_range=0.0", "data_range"]),
+        (
+            "occlusion stride over window",
+            &["attribution.methods=[{ method = \"occlusion\", window = 2, stride = 3 }]", "stride <= window"],
+        ),
+        ("lrp alpha-beta", &["attribution.methods=[{ method = \"lrp_alpha_beta\", alpha = 2.0 }]", "alpha - beta = 1"]),
+        (
+            "noise tunnel over a bad inner method",
+            &[
+                "attribution.methods=[{ method = \"smoothgrad\", inner = { method = \"integrated_gradients\", steps = 0 } }]",
+                "steps = 0",
+            ],
+        ),
     ];
     for (what, args) in cases {
         let out = sanity().args(["plan", TINY, "--set", args[0]]).output().expect("runs");

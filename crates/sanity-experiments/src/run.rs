@@ -418,7 +418,7 @@ fn score_rows(
                     .par_iter()
                     .zip(&randomized[ci])
                     .map(|pair| match pair {
-                        (Ok(reference), Ok(b)) => metric.score_against(reference, b),
+                        (Ok(reference), Ok(b)) => reference.score(b),
                         (Err(s), _) | (_, Err(s)) => Err(*s),
                     })
                     .collect();

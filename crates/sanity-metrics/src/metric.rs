@@ -62,7 +62,7 @@ impl MetricSpec {
 
     /// Compares two maps.
     pub fn score(&self, a: &Map, b: &Map) -> Score {
-        self.score_against(&self.prepare(a), b)
+        self.prepare(a).score(b)
     }
 
     /// `a` prepared for comparisons with many maps (an original map against every cascade
@@ -77,22 +77,6 @@ impl MetricSpec {
         };
         Reference { map: a, prepared }
     }
-
-    /// Compares a map prepared by this metric with `b`: the same value as [`MetricSpec::score`].
-    pub fn score_against(&self, reference: &Reference, b: &Map) -> Score {
-        if reference.map.shape != b.shape {
-            return Err(Status::ShapeMismatch);
-        }
-        // A non-finite map is reported first, whichever of the two it is.
-        let b_finite = b.data.iter().all(|v| v.is_finite());
-        match &reference.prepared {
-            Err(Status::NonFinite) => Err(Status::NonFinite),
-            _ if !b_finite => Err(Status::NonFinite),
-            Err(status) => Err(*status),
-            Ok(Prepared::Ranks(ranks)) => pearson_f64(ranks, &average_ranks(&b.data)),
-            Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
-        }
-    }
 }
 
 /// What a metric precomputes from one map.
@@ -105,4 +89,23 @@ enum Prepared {
 pub struct Reference<'a> {
     map: &'a Map,
     prepared: Result<Prepared, Status>,
+}
+
+impl Reference<'_> {
+    /// Compares the prepared map with `b` under the metric that prepared it: the same value as
+    /// [`MetricSpec::score`].
+    pub fn score(&self, b: &Map) -> Score {
+        if self.map.shape != b.shape {
+            return Err(Status::ShapeMismatch);
+        }
+        // A non-finite map is reported first, whichever of the two it is.
+        let b_finite = b.data.iter().all(|v| v.is_finite());
+        match &self.prepared {
+            Err(Status::NonFinite) => Err(Status::NonFinite),
+            _ if !b_finite => Err(Status::NonFinite),
+            Err(status) => Err(*status),
+            Ok(Prepared::Ranks(ranks)) => pearson_f64(ranks, &average_ranks(&b.data)),
+            Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
+        }
+    }
 }

@@ -4,7 +4,57 @@
 
 use candle_core::{Device, Tensor};
 use sanity_model::weights::expected_shapes;
-use sanity_model::{Architecture, Weights};
+use sanity_model::{Architecture, Model, Weights, preset};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// A fixture file of `scripts/golden/`: cases of one preset each.
+#[derive(Deserialize)]
+pub struct Fixture {
+    pub cases: Vec<Case>,
+}
+
+/// Inputs of one preset and the reference maps of several methods.
+#[derive(Deserialize)]
+pub struct Case {
+    pub preset: String,
+    pub input_shape: [usize; 3],
+    pub inputs: Vec<f32>,
+    pub targets: Vec<usize>,
+    /// The PyTorch twin's logits (attribution.json only).
+    #[serde(default)]
+    pub logits: Vec<f32>,
+    pub methods: Vec<MethodCase>,
+}
+
+/// One method's spec (as in a config) and reference maps.
+#[derive(Deserialize)]
+pub struct MethodCase {
+    pub spec: serde_json::Value,
+    /// `f32`, or `f64` where float32 rounding makes the reference ill-conditioned.
+    #[serde(default = "f32_name")]
+    pub dtype: String,
+    /// `"abs"`: the reference used the weights' biases replaced by their absolute values.
+    #[serde(default)]
+    pub biases: Option<String>,
+    pub values: Vec<f32>,
+}
+
+fn f32_name() -> String {
+    "f32".into()
+}
+
+impl Case {
+    /// The architecture, the model with the formula weights, the inputs and their ids.
+    pub fn setup(&self) -> (Arc<Architecture>, Model, Tensor, Vec<u64>) {
+        let arch = Arc::new(Architecture::new(preset(&self.preset, self.input_shape).expect("preset")).expect("valid"));
+        let model = Model::new(arch.clone(), formula_weights(&arch));
+        let n = self.targets.len();
+        let [c, h, w] = self.input_shape;
+        let x = Tensor::from_vec(self.inputs.clone(), (n, c, h, w), &Device::Cpu).expect("inputs");
+        (arch, model, x, (0..n as u64).collect())
+    }
+}
 
 /// `weight[j] = sqrt(3 / fan_in) · sin(0.7 j + 0.1 len(name))`,
 /// `bias[j] = 0.1 · cos(0.3 j + 0.1 len(name))`, in f64, rounded to f32 (as the script).
