@@ -13,13 +13,13 @@
 //! with `stdevs = 0` in expectation (its draws come from torch's global generator).
 
 use crate::error::{AttributionError, Result};
-use crate::input_gradient::input_gradients;
+use crate::input_gradient::path_gradients;
 use crate::method::Attribution;
 use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
 use sanity_data::stream_rng;
-use sanity_model::{Model, ReluMode};
+use sanity_model::Model;
 use std::sync::Arc;
 
 /// The reference images of expected gradients, `[m, c, h, w]` float32, shared by every method
@@ -92,37 +92,34 @@ impl Attribution for ExpectedGradients {
         let per = c * h * w;
         let values = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         // Every (image, sample) point: the reference index and α.
-        let points: Vec<(usize, usize, f64)> = ids
+        let points: Vec<(usize, (usize, f64))> = ids
             .iter()
             .enumerate()
             .flat_map(|(i, &id)| {
                 let mut rng = stream_rng(self.seed, "expected_gradients", id);
-                (0..self.samples).map(move |_| (i, rng.random_range(0..m), rng.random::<f64>())).collect::<Vec<_>>()
+                (0..self.samples).map(move |_| (i, (rng.random_range(0..m), rng.random::<f64>()))).collect::<Vec<_>>()
             })
             .collect();
         let mut sums = vec![vec![0.0f64; n * per]; models.len()];
-        let mut inputs = Vec::with_capacity(self.batch.max(1) * per);
-        for chunk in points.chunks(self.batch.max(1)) {
-            inputs.clear();
-            for &(i, r, alpha) in chunk {
-                let (xi, xr) = (&values[i * per..(i + 1) * per], &refs[r * per..(r + 1) * per]);
-                inputs.extend(xi.iter().zip(xr).map(|(x, &b)| f64::from(b) + alpha * (x - f64::from(b))));
-            }
-            let chunk_targets: Vec<Vec<usize>> =
-                targets.iter().map(|t| chunk.iter().map(|&(i, _, _)| t[i]).collect()).collect();
-            let target_refs: Vec<&[usize]> = chunk_targets.iter().map(|t| t.as_slice()).collect();
-            let batch = Tensor::from_slice(&inputs, (chunk.len(), c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-            let grads = input_gradients(models, &batch, &target_refs, ReluMode::Standard, self.id())?;
-            for (sum, grads) in sums.iter_mut().zip(grads) {
-                let g = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-                for (g, &(i, r, _)) in g.chunks_exact(per).zip(chunk) {
-                    let (xi, xr) = (&values[i * per..(i + 1) * per], &refs[r * per..(r + 1) * per]);
-                    for (((s, g), x), &b) in sum[i * per..(i + 1) * per].iter_mut().zip(g).zip(xi).zip(xr) {
-                        *s += (x - f64::from(b)) * g / self.samples as f64;
-                    }
+        let reference = |r: usize| &refs[r * per..(r + 1) * per];
+        path_gradients(
+            models,
+            x,
+            targets,
+            &points,
+            self.batch,
+            self.id(),
+            |(i, (r, alpha)), inputs| {
+                let xi = &values[i * per..(i + 1) * per];
+                inputs.extend(xi.iter().zip(reference(r)).map(|(x, &b)| f64::from(b) + alpha * (x - f64::from(b))));
+            },
+            |m, (i, (r, _)), g| {
+                let xi = &values[i * per..(i + 1) * per];
+                for (((s, g), x), &b) in sums[m][i * per..(i + 1) * per].iter_mut().zip(g).zip(xi).zip(reference(r)) {
+                    *s += (x - f64::from(b)) * g / self.samples as f64;
                 }
-            }
-        }
+            },
+        )?;
         sums.into_iter()
             .map(|sum| Ok(Tensor::from_vec(sum, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?))
             .collect()

@@ -79,3 +79,42 @@ pub fn gradients_from(
     }
     Ok(grads)
 }
+
+/// The input gradients at many points, each derived from one of the `n` inputs of `x`
+/// (`points[p].0`): `fill(p, buffer)` appends point `p`'s values (the `[c, h, w]` of an input
+/// of `x`). Points are evaluated `batch` at a time under every model, the target of a point
+/// being its input's; `visit(m, p, gradient)` receives each point's gradient under model `m`
+/// as f64. The common loop of integrated gradients and expected gradients.
+#[allow(clippy::too_many_arguments)]
+pub fn path_gradients<P: Copy>(
+    models: &[&Model],
+    x: &Tensor,
+    targets: &[&[usize]],
+    points: &[(usize, P)],
+    batch: usize,
+    method: &'static str,
+    mut fill: impl FnMut((usize, P), &mut Vec<f64>),
+    mut visit: impl FnMut(usize, (usize, P), &[f64]),
+) -> Result<()> {
+    let (_, c, h, w) = x.dims4()?;
+    let per = c * h * w;
+    let mut inputs = Vec::with_capacity(batch.max(1) * per);
+    for chunk in points.chunks(batch.max(1)) {
+        inputs.clear();
+        for &point in chunk {
+            fill(point, &mut inputs);
+        }
+        let chunk_targets: Vec<Vec<usize>> =
+            targets.iter().map(|t| chunk.iter().map(|&(i, _)| t[i]).collect()).collect();
+        let target_refs: Vec<&[usize]> = chunk_targets.iter().map(|t| t.as_slice()).collect();
+        let batch = Tensor::from_slice(&inputs, (chunk.len(), c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+        let grads = input_gradients(models, &batch, &target_refs, ReluMode::Standard, method)?;
+        for (m, grads) in grads.into_iter().enumerate() {
+            let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+            for (g, &point) in values.chunks_exact(per).zip(chunk) {
+                visit(m, point, g);
+            }
+        }
+    }
+    Ok(())
+}

@@ -16,13 +16,13 @@
 //! to 1, as completeness requires. The golden test compares `ours · (m−1)/m` with Captum.
 
 use crate::error::{AttributionError, Result};
-use crate::input_gradient::input_gradients;
+use crate::input_gradient::path_gradients;
 use crate::method::Attribution;
 use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
 use sanity_data::{gaussian_blur, stream_rng};
-use sanity_model::{Model, ReluMode};
+use sanity_model::Model;
 use serde::{Deserialize, Serialize};
 
 /// The quadrature of the path integral.
@@ -218,27 +218,23 @@ impl Attribution for IntegratedGradients {
         // All (image, step) points, image-major; evaluated `batch` at a time.
         let points: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..self.steps).map(move |k| (i, k))).collect();
         let mut sums = vec![vec![0.0f64; n * per]; models.len()];
-        let mut inputs = Vec::with_capacity(self.batch.max(1) * per);
-        for chunk in points.chunks(self.batch.max(1)) {
-            inputs.clear();
-            for &(i, k) in chunk {
+        path_gradients(
+            models,
+            x,
+            targets,
+            &points,
+            self.batch,
+            self.id(),
+            |(i, k), inputs| {
                 let (b, d) = (&base_v[i * per..(i + 1) * per], &delta_v[i * per..(i + 1) * per]);
                 inputs.extend(b.iter().zip(d).map(|(b, d)| b + alphas[k] * d));
-            }
-            let chunk_targets: Vec<Vec<usize>> =
-                targets.iter().map(|t| chunk.iter().map(|&(i, _)| t[i]).collect()).collect();
-            let target_refs: Vec<&[usize]> = chunk_targets.iter().map(|t| t.as_slice()).collect();
-            let batch = Tensor::from_slice(&inputs, (chunk.len(), c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-            let grads = input_gradients(models, &batch, &target_refs, ReluMode::Standard, self.id())?;
-            for (sum, grads) in sums.iter_mut().zip(grads) {
-                let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-                for (g, &(i, k)) in values.chunks_exact(per).zip(chunk) {
-                    for (s, v) in sum[i * per..(i + 1) * per].iter_mut().zip(g) {
-                        *s += weights[k] * v;
-                    }
+            },
+            |m, (i, k), g| {
+                for (s, v) in sums[m][i * per..(i + 1) * per].iter_mut().zip(g) {
+                    *s += weights[k] * v;
                 }
-            }
-        }
+            },
+        )?;
         sums.into_iter()
             .map(|sum| {
                 let avg = Tensor::from_vec(sum, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
