@@ -54,14 +54,19 @@ fn lrp_matches_captum() {
 
 #[test]
 fn relevance_is_conserved_without_biases() {
-    // adebayo-cnn (max-pool, flatten) and phantom-cnn (global average pooling, dropout).
-    for (name, input, outputs) in [("adebayo-cnn", [1, 28, 28], 10), ("phantom-cnn", [1, 32, 32], 1)] {
+    // adebayo-cnn (max-pool, flatten) and phantom-cnn (global average pooling, dropout); the
+    // signed inputs of the second run send α-β through its negative-input terms.
+    for (name, input, outputs, low) in [
+        ("adebayo-cnn", [1, 28, 28], 10, 0.0),
+        ("phantom-cnn", [1, 32, 32], 1, 0.0),
+        ("adebayo-cnn", [1, 28, 28], 10, -1.0),
+    ] {
         let arch = Arc::new(Architecture::new(preset(name, input).expect("preset")).expect("valid"));
         let weights = init_weights(&arch, 3).expect("init");
         let model = map_biases(&Model::new(arch.clone(), weights), |b| b.zeros_like().expect("zeros"));
         let per: usize = input.iter().product();
         let mut rng = stream_rng(11, "lrp-inputs", 0);
-        let values: Vec<f32> = (0..2 * per).map(|_| rng.random_range(0.0..1.0)).collect();
+        let values: Vec<f32> = (0..2 * per).map(|_| rng.random_range(low..1.0)).collect();
         let x = Tensor::from_vec(values, [vec![2], input.to_vec()].concat(), &Device::Cpu).expect("x");
         let logits = model.forward(&x).expect("forward").flatten_all().expect("flat").to_vec1::<f32>().expect("v");
         // The largest logit of each image (a vanishing one would check nothing).

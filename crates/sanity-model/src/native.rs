@@ -345,3 +345,34 @@ pub fn input_gradients(
     }
     Ok(grads)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Architecture, Reinit, init_weights, preset, reinitialize};
+    use rand::SeedableRng;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_stage_shares_the_layers_below_its_first_reinitialised_one() {
+        let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+        let original = Model::new(arch.clone(), init_weights(&arch, 1).expect("init"));
+        let all = 0..arch.layers.len();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let stage = |layer: &str, rng: &mut rand_chacha::ChaCha8Rng| {
+            original
+                .with_weights(reinitialize(&original.weights, &arch, layer, &Reinit::Original {}, rng).expect("reinit"))
+        };
+        assert_eq!(first_difference(&original, &original.clone(), all.clone()), all.end);
+        for layer in ["logits", "fc1", "conv2", "conv1"] {
+            let changed = stage(layer, &mut rng);
+            assert_eq!(first_difference(&original, &changed, all.clone()), arch.index_of(layer).expect("layer"));
+        }
+        // Equal values in a new tensor count as different: sharing follows tensor identity.
+        let mut weights = original.weights.clone();
+        let copy = (weights.get("conv2.bias").expect("bias") * 1.0).expect("copy");
+        weights.insert("conv2.bias", copy);
+        let copied = original.with_weights(weights);
+        assert_eq!(first_difference(&original, &copied, all.clone()), arch.index_of("conv2").expect("conv2"));
+    }
+}
