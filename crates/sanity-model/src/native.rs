@@ -2,7 +2,7 @@
 //! one forward that keeps what the backward needs (ReLU outputs, max-pool argmax indices), then
 //! one backward through the layers in reverse, with no autograd graph, no weight gradients and
 //! no zero-initialised gradient accumulators. Inside, images are channels-last (NHWC, see
-//! [`crate::ops::nhwc`]); inputs and gradients are NCHW like the rest of the project. Float32
+//! `ops/nhwc.rs`); inputs and gradients are NCHW like the rest of the project. Float32
 //! only; it gives the same values as candle's autograd over the same ops (`tests/native.rs`)
 //! and is what attribution methods use.
 //!
