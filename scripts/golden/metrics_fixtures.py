@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Golden fixtures for sanity-metrics: Spearman (scipy) and SSIM (scikit-image).
+"""Golden fixtures for sanity-metrics: Spearman and Pearson (scipy), SSIM (scikit-image), and
+cosine, MSE and top-k intersection (numpy).
 
 Pinned versions (the fixtures in crates/sanity-metrics/tests/fixtures/metrics.json were made
 with exactly these):
@@ -38,8 +39,16 @@ def case(name, a, b, ssim_settings):
         else:
             value = structural_similarity(a[0].astype(np.float64), b[0].astype(np.float64), **kw)
         ssims.append(dict(s, value=float(value)))
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    pearson = scipy.stats.pearsonr(a64, b64).statistic
+    cosine = float(a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64)))
+    mse = float(np.mean((a64 - b64) ** 2))
+    k = max(1, a64.size // 10)
+    top_a = set(np.argsort(-a.ravel(), kind="stable")[:k].tolist())
+    top_b = set(np.argsort(-b.ravel(), kind="stable")[:k].tolist())
     return dict(name=name, shape=list(a.shape), a=F32List(a), b=F32List(b),
-                spearman=None if np.isnan(rho) else float(rho), ssim=ssims)
+                spearman=None if np.isnan(rho) else float(rho), ssim=ssims, pearson=float(pearson),
+                cosine=cosine, mse=mse, top_k=dict(k=k, value=len(top_a & top_b) / k))
 
 
 def main():

@@ -6,9 +6,11 @@ pub mod metric;
 pub mod postprocess;
 pub mod rank;
 pub mod ssim;
+pub mod vector;
 
 pub use map::Map;
 pub use metric::{MetricSpec, Reference, Score, Status};
 pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label};
 pub use rank::{average_ranks, pearson, spearman};
 pub use ssim::{SsimParams, SsimWindow, ssim};
+pub use vector::{cosine, mse, top_k_indices, top_k_overlap};

@@ -1,8 +1,9 @@
 //! Metric choice (as written in configs) and the outcome of one comparison.
 
 use crate::map::Map;
-use crate::rank::{average_ranks, pearson_f64};
+use crate::rank::{average_ranks, pearson, pearson_f64};
 use crate::ssim::{ChannelMoments, SsimParams, prepare_ssim, ssim_prepared};
+use crate::vector::{cosine, mse, top_k_indices, top_k_overlap};
 use serde::{Deserialize, Serialize};
 
 /// Why a comparison has no value.
@@ -41,6 +42,18 @@ pub enum MetricSpec {
     Spearman {},
     /// Mean structural similarity, scikit-image's `structural_similarity`.
     Ssim(SsimParams),
+    /// Pearson's linear correlation over all values (as `scipy.stats.pearsonr`).
+    Pearson {},
+    /// Cosine similarity of the flattened maps (a similarity, not a distance).
+    Cosine {},
+    /// Mean squared error (a distance: 0 for identical maps).
+    Mse {},
+    /// The fraction of the first map's `k` largest values whose positions are among the second
+    /// map's `k` largest (ties broken by position, as numpy's stable argsort).
+    TopKIntersection {
+        /// How many values. Required.
+        k: usize,
+    },
 }
 
 impl MetricSpec {
@@ -49,14 +62,19 @@ impl MetricSpec {
         match self {
             MetricSpec::Spearman {} => "spearman",
             MetricSpec::Ssim(_) => "ssim",
+            MetricSpec::Pearson {} => "pearson",
+            MetricSpec::Cosine {} => "cosine",
+            MetricSpec::Mse {} => "mse",
+            MetricSpec::TopKIntersection { .. } => "top_k_intersection",
         }
     }
 
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            MetricSpec::Spearman {} => Ok(()),
             MetricSpec::Ssim(p) => p.validate(),
+            MetricSpec::TopKIntersection { k: 0 } => Err("k = 0; accepted: >= 1".into()),
+            _ => Ok(()),
         }
     }
 
@@ -74,6 +92,10 @@ impl MetricSpec {
                 false => Err(Status::NonFinite),
             },
             MetricSpec::Ssim(p) => prepare_ssim(a, p).map(|moments| Prepared::Moments(moments, p.clone())),
+            MetricSpec::Pearson {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Pearson)),
+            MetricSpec::Cosine {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Cosine)),
+            MetricSpec::Mse {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Mse)),
+            MetricSpec::TopKIntersection { k } => finite(a).map(|_| Prepared::TopK(top_k_indices(&a.data, *k), *k)),
         };
         Reference { map: a, prepared }
     }
@@ -83,6 +105,26 @@ impl MetricSpec {
 enum Prepared {
     Ranks(Vec<f64>),
     Moments(Vec<ChannelMoments>, SsimParams),
+    /// Metrics with nothing to precompute.
+    Plain(PlainMetric),
+    /// The sorted indices of the reference's `k` largest values, and `k`.
+    TopK(Vec<u32>, usize),
+}
+
+/// A metric computed from both maps' values directly.
+#[derive(Clone, Copy)]
+enum PlainMetric {
+    Pearson,
+    Cosine,
+    Mse,
+}
+
+/// `Ok` when every value of `m` is finite.
+fn finite(m: &Map) -> Result<(), Status> {
+    match m.data.iter().all(|v| v.is_finite()) {
+        true => Ok(()),
+        false => Err(Status::NonFinite),
+    }
 }
 
 /// A map prepared by [`MetricSpec::prepare`].
@@ -106,6 +148,10 @@ impl Reference<'_> {
             Err(status) => Err(*status),
             Ok(Prepared::Ranks(ranks)) => pearson_f64(ranks, &average_ranks(&b.data)),
             Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
+            Ok(Prepared::Plain(PlainMetric::Pearson)) => pearson(&self.map.data, &b.data),
+            Ok(Prepared::Plain(PlainMetric::Cosine)) => cosine(&self.map.data, &b.data),
+            Ok(Prepared::Plain(PlainMetric::Mse)) => mse(&self.map.data, &b.data),
+            Ok(Prepared::TopK(top, k)) => top_k_overlap(top, &b.data, *k),
         }
     }
 }

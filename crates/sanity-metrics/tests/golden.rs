@@ -1,4 +1,5 @@
-//! Spearman and SSIM against scipy 1.17.1 and scikit-image 0.26.0 on the fixtures written by
+//! Spearman, Pearson and SSIM against scipy 1.17.1 and scikit-image 0.26.0, and cosine, MSE and
+//! top-k intersection against numpy 2.4.6, on the fixtures written by
 //! `scripts/golden/metrics_fixtures.py` (float32 inputs, float64 references).
 
 use sanity_metrics::{Map, MetricSpec, SsimParams, SsimWindow, Status, spearman, ssim};
@@ -21,6 +22,16 @@ struct Case {
     b: Vec<f32>,
     spearman: Option<f64>,
     ssim: Vec<SsimCase>,
+    pearson: f64,
+    cosine: f64,
+    mse: f64,
+    top_k: TopKCase,
+}
+
+#[derive(Deserialize)]
+struct TopKCase {
+    k: usize,
+    value: f64,
 }
 
 #[derive(Deserialize)]
@@ -101,4 +112,39 @@ fn metric_specs_parse_with_defaults_and_refuse_unknown_keys() {
     assert!(err.to_string().contains("windw"), "{err}");
     let err = toml::from_str::<MetricSpec>("metric = \"spearmann\"").expect_err("typo");
     assert!(err.to_string().contains("spearman"), "{err}");
+}
+
+#[test]
+fn pearson_cosine_mse_and_top_k_match_scipy_and_numpy() {
+    for case in fixture().cases {
+        let (a, b) = (Map::new(case.a.clone(), case.shape), Map::new(case.b.clone(), case.shape));
+        let specs = [
+            (MetricSpec::Pearson {}, case.pearson),
+            (MetricSpec::Cosine {}, case.cosine),
+            (MetricSpec::Mse {}, case.mse),
+            (MetricSpec::TopKIntersection { k: case.top_k.k }, case.top_k.value),
+        ];
+        for (spec, reference) in specs {
+            let ours = spec.score(&a, &b).expect("non-degenerate fixture");
+            assert!(close(ours, reference), "{} {}: ours {ours} vs {reference}", case.name, spec.id());
+        }
+    }
+}
+
+#[test]
+fn the_vector_metrics_are_symmetric_and_exact_on_identical_maps() {
+    for case in fixture().cases {
+        let (a, b) = (Map::new(case.a.clone(), case.shape), Map::new(case.b.clone(), case.shape));
+        for (spec, identity) in [
+            (MetricSpec::Pearson {}, 1.0),
+            (MetricSpec::Cosine {}, 1.0),
+            (MetricSpec::Mse {}, 0.0),
+            (MetricSpec::TopKIntersection { k: 7 }, 1.0),
+        ] {
+            let same = spec.score(&a, &a).expect("a map against itself");
+            assert!((same - identity).abs() < 1e-12, "{} {}: {same}", case.name, spec.id());
+            let (ab, ba) = (spec.score(&a, &b).expect("a, b"), spec.score(&b, &a).expect("b, a"));
+            assert!((ab - ba).abs() <= 1e-12 * ab.abs().max(1.0), "{} {}: {ab} vs {ba}", case.name, spec.id());
+        }
+    }
 }
