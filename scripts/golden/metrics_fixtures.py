@@ -18,7 +18,7 @@ import scipy.stats
 import skimage
 from skimage.metrics import structural_similarity
 
-from fixture_json import F32List, dumps  # noqa: E402
+from fixture_json import F32List, F64List, dumps  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-metrics/tests/fixtures/metrics.json"
 
@@ -51,6 +51,40 @@ def case(name, a, b, ssim_settings):
                 cosine=cosine, mse=mse, top_k=dict(k=k, value=len(top_a & top_b) / k))
 
 
+def adebayo_abs(m, p):
+    """PAIR saliency's VisualizeImageGrayscale on a [c, h, w] map (channels first here)."""
+    x = np.sum(np.abs(m.astype(np.float64)), axis=0)
+    vmax, vmin = np.percentile(x, p), np.min(x)
+    return np.clip((x - vmin) / (vmax - vmin), 0, 1)[None]
+
+
+def adebayo_diverging(m, p):
+    """PAIR saliency's VisualizeImageDiverging on a [c, h, w] map."""
+    x = np.sum(m.astype(np.float64), axis=0)
+    span = abs(np.percentile(x, p))
+    return np.clip((x + span) / (2 * span), -1, 1)[None]
+
+
+def clip_percentile(m, p):
+    cap = np.percentile(np.abs(m.astype(np.float64)), p)
+    return np.clip(m.astype(np.float64), -cap, cap)
+
+
+def postprocess_cases(rng):
+    maps = [rng.normal(size=(3, 16, 16)), rng.random((1, 13, 17)), rng.integers(-3, 4, (2, 9, 9)).astype(float)]
+    out = []
+    for m in maps:
+        m = m.astype(np.float32)
+        for step, f in [({"step": "adebayo_abs"}, lambda m: adebayo_abs(m, 99)),
+                        ({"step": "adebayo_abs", "percentile": 90.0}, lambda m: adebayo_abs(m, 90)),
+                        ({"step": "adebayo_diverging"}, lambda m: adebayo_diverging(m, 99)),
+                        ({"step": "clip_percentile", "p": 95.0}, lambda m: clip_percentile(m, 95))]:
+            r = f(m)
+            out.append(dict(step=step, shape=list(m.shape), input=F32List(m), out_shape=list(r.shape),
+                            output=F64List(r)))
+    return out
+
+
 def main():
     rng = np.random.default_rng(20181029)
     gauss1 = dict(window="gaussian", data_range=1.0)
@@ -75,6 +109,7 @@ def main():
         generator="scripts/golden/metrics_fixtures.py",
         versions=dict(numpy=np.__version__, scipy=scipy.__version__, skimage=skimage.__version__),
         cases=cases,
+        postprocess=postprocess_cases(np.random.default_rng(2018_99)),
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(dumps(fixture))

@@ -193,6 +193,9 @@ impl Plan {
             if c.metrics.is_empty() {
                 return Err(bad(&format!("comparisons[{i}].metrics"), "empty; list at least one metric".into()));
             }
+            for (j, step) in c.postprocess.iter().enumerate() {
+                step.validate().map_err(|e| bad(&format!("comparisons[{i}].postprocess[{j}]"), e))?;
+            }
             for (j, m) in c.metrics.iter().enumerate() {
                 m.validate().map_err(|e| bad(&format!("comparisons[{i}].metrics[{j}]"), e))?;
                 if !seen.insert((pipeline_label(&c.postprocess), m.id())) {

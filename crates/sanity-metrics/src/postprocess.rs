@@ -3,6 +3,7 @@
 
 use crate::map::Map;
 use crate::metric::Status;
+use sanity_data::resize_bilinear;
 use serde::{Deserialize, Serialize};
 
 /// How channels are combined into one.
@@ -67,6 +68,58 @@ pub enum PostStep {
         /// The rescaling.
         mode: Normalization,
     },
+    /// Cap magnitudes at the `p`-th percentile of |m| (numpy's linear interpolation), sign kept.
+    ClipPercentile {
+        /// The percentile, in (0, 100].
+        p: f64,
+    },
+    /// Adebayo et al.'s grayscale maps (PAIR `saliency.VisualizeImageGrayscale`, used by the
+    /// paper's code): `x = Σ_c |m|`, then `clip((x − min x) / (q − min x), 0, 1)` with `q` the
+    /// `percentile`-th percentile of `x`; `[c, h, w] -> [1, h, w]`.
+    AdebayoAbs {
+        /// Default 99.
+        #[serde(default = "default_percentile")]
+        percentile: f64,
+    },
+    /// Adebayo et al.'s diverging maps (`VisualizeImageDiverging`): `x = Σ_c m`,
+    /// `s = |q|` with `q` the `percentile`-th percentile of `x`, then
+    /// `clip((x + s) / 2s, −1, 1)`; `[c, h, w] -> [1, h, w]`.
+    AdebayoDiverging {
+        /// Default 99.
+        #[serde(default = "default_percentile")]
+        percentile: f64,
+    },
+    /// Bilinear resize of each channel to `h x w`, pixel centres aligned (`align_corners=False`).
+    Resize {
+        /// Output height.
+        h: usize,
+        /// Output width.
+        w: usize,
+    },
+}
+
+/// 99, the percentile of Adebayo et al.'s code.
+pub fn default_percentile() -> f64 {
+    99.0
+}
+
+/// `numpy.percentile(values, p)` with the default linear interpolation, in f64.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let position = p / 100.0 * (sorted.len() - 1) as f64;
+    let lo = position.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    let t = position - lo as f64;
+    // numpy's _lerp: a + (b − a)·t, computed from the upper end when t >= 0.5.
+    let (a, b) = (sorted[lo], sorted[hi]);
+    if t >= 0.5 { b - (b - a) * (1.0 - t) } else { a + (b - a) * t }
+}
+
+/// `Σ_c f(m_c)` per pixel, f64.
+fn channel_sum(map: &Map, f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let [c, h, w] = map.shape;
+    (0..h * w).map(|i| (0..c).map(|k| f(f64::from(map.data[k * h * w + i]))).sum()).collect()
 }
 
 impl PostStep {
@@ -76,6 +129,10 @@ impl PostStep {
             PostStep::Abs {} => "abs".into(),
             PostStep::ChannelReduce { reduce } => format!("channel_reduce_{}", reduce.name()),
             PostStep::Normalize { mode } => format!("normalize_{}", mode.name()),
+            PostStep::ClipPercentile { p } => format!("clip_percentile_{p}"),
+            PostStep::AdebayoAbs { percentile } => format!("adebayo_abs_{percentile}"),
+            PostStep::AdebayoDiverging { percentile } => format!("adebayo_diverging_{percentile}"),
+            PostStep::Resize { h, w } => format!("resize_{h}x{w}"),
         }
     }
 
@@ -135,6 +192,56 @@ impl PostStep {
                 }
                 Ok(map)
             }
+            PostStep::ClipPercentile { p } => {
+                let magnitudes: Vec<f64> = map.data.iter().map(|&v| f64::from(v).abs()).collect();
+                let cap = percentile(&magnitudes, *p) as f32;
+                map.data.iter_mut().for_each(|v| *v = v.clamp(-cap, cap));
+                Ok(map)
+            }
+            PostStep::AdebayoAbs { percentile: p } => {
+                let [_, h, w] = map.shape;
+                let x = channel_sum(&map, f64::abs);
+                let (min, q) = (x.iter().copied().fold(f64::INFINITY, f64::min), percentile(&x, *p));
+                if q <= min {
+                    return Err(Status::ConstantMap);
+                }
+                Ok(Map::new(x.iter().map(|v| ((v - min) / (q - min)).clamp(0.0, 1.0) as f32).collect(), [1, h, w]))
+            }
+            PostStep::AdebayoDiverging { percentile: p } => {
+                let [_, h, w] = map.shape;
+                let x = channel_sum(&map, |v| v);
+                let span = percentile(&x, *p).abs();
+                if span == 0.0 {
+                    return Err(Status::ConstantMap);
+                }
+                Ok(Map::new(x.iter().map(|v| ((v + span) / (2.0 * span)).clamp(-1.0, 1.0) as f32).collect(), [1, h, w]))
+            }
+            PostStep::Resize { h: oh, w: ow } => {
+                let [c, h, w] = map.shape;
+                if *oh == 0 || *ow == 0 || h == 0 || w == 0 {
+                    return Err(Status::TooSmall);
+                }
+                let data =
+                    map.data.chunks_exact(h * w).flat_map(|plane| resize_bilinear(plane, h, w, *oh, *ow)).collect();
+                Ok(Map::new(data, [c, *oh, *ow]))
+            }
+        }
+    }
+
+    /// Checks the parameters; the message says what is accepted.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            PostStep::ClipPercentile { p }
+            | PostStep::AdebayoAbs { percentile: p }
+            | PostStep::AdebayoDiverging { percentile: p }
+                if !(*p > 0.0 && *p <= 100.0) =>
+            {
+                Err(format!("percentile {p}; accepted: 0 < p <= 100"))
+            }
+            PostStep::Resize { h: 0, .. } | PostStep::Resize { w: 0, .. } => {
+                Err("resize to 0 pixels; accepted: h, w >= 1".into())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -187,5 +294,18 @@ mod tests {
         let steps = [PostStep::Abs {}, PostStep::Normalize { mode: Normalization::MinMax }];
         assert_eq!(pipeline_label(&steps), "abs+normalize_min_max");
         assert_eq!(pipeline_label(&[]), "raw");
+    }
+
+    #[test]
+    fn resize_works_per_channel_and_percentile_steps_refuse_bad_values() {
+        let map = Map::new([vec![1.0f32; 12], (0..12).map(|v| v as f32).collect()].concat(), [2, 3, 4]);
+        let out = PostStep::Resize { h: 6, w: 8 }.apply(map).expect("resize");
+        assert_eq!(out.shape, [2, 6, 8]);
+        assert!(out.data[..48].iter().all(|&v| v == 1.0), "a constant channel stays constant");
+        assert_eq!(out.data[48], 0.0);
+        assert!(PostStep::ClipPercentile { p: 0.0 }.validate().is_err());
+        assert!(PostStep::AdebayoAbs { percentile: 101.0 }.validate().is_err());
+        assert!(PostStep::Resize { h: 0, w: 3 }.validate().is_err());
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.5);
     }
 }

@@ -2,7 +2,7 @@
 //! top-k intersection against numpy 2.4.6, on the fixtures written by
 //! `scripts/golden/metrics_fixtures.py` (float32 inputs, float64 references).
 
-use sanity_metrics::{Map, MetricSpec, SsimParams, SsimWindow, Status, spearman, ssim};
+use sanity_metrics::{Map, MetricSpec, PostStep, SsimParams, SsimWindow, Status, spearman, ssim};
 use serde::Deserialize;
 
 /// Relative agreement required with the f64 references (both sides compute in f64; the
@@ -12,6 +12,17 @@ const REL_TOLERANCE: f64 = 1e-9;
 #[derive(Deserialize)]
 struct Fixture {
     cases: Vec<Case>,
+    postprocess: Vec<PostCase>,
+}
+
+/// One post-processing step on one map, computed by numpy.
+#[derive(Deserialize)]
+struct PostCase {
+    step: serde_json::Value,
+    shape: [usize; 3],
+    input: Vec<f32>,
+    out_shape: [usize; 3],
+    output: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +156,25 @@ fn the_vector_metrics_are_symmetric_and_exact_on_identical_maps() {
             assert!((same - identity).abs() < 1e-12, "{} {}: {same}", case.name, spec.id());
             let (ab, ba) = (spec.score(&a, &b).expect("a, b"), spec.score(&b, &a).expect("b, a"));
             assert!((ab - ba).abs() <= 1e-12 * ab.abs().max(1.0), "{} {}: {ab} vs {ba}", case.name, spec.id());
+        }
+    }
+}
+
+#[test]
+fn percentile_steps_match_numpy_and_the_papers_code() {
+    let cases = fixture().postprocess;
+    assert_eq!(cases.len(), 12);
+    for case in cases {
+        let step: PostStep = serde_json::from_value(case.step.clone()).expect("a valid step");
+        let out = step.apply(Map::new(case.input.clone(), case.shape)).expect("non-degenerate input");
+        assert_eq!(out.shape, case.out_shape, "{}", case.step);
+        for (ours, reference) in out.data.iter().zip(&case.output) {
+            // Our maps are float32: one rounding of the f64 reference.
+            assert!(
+                (f64::from(*ours) - reference).abs() <= 1e-6 * reference.abs().max(1.0),
+                "{}: {ours} vs {reference}",
+                case.step
+            );
         }
     }
 }
