@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Golden fixtures for sanity-metrics: Spearman and Pearson (scipy), SSIM (scikit-image), and
+"""Golden fixtures for sanity-metrics: Spearman, Pearson and Kendall's tau-b (scipy), SSIM (scikit-image), and
 cosine, MSE and top-k intersection (numpy).
 
 Pinned versions (the fixtures in crates/sanity-metrics/tests/fixtures/metrics.json were made
@@ -41,13 +41,14 @@ def case(name, a, b, ssim_settings):
         ssims.append(dict(s, value=float(value)))
     a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
     pearson = scipy.stats.pearsonr(a64, b64).statistic
+    kendall = scipy.stats.kendalltau(a64, b64).statistic
     cosine = float(a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64)))
     mse = float(np.mean((a64 - b64) ** 2))
     k = max(1, a64.size // 10)
     top_a = set(np.argsort(-a.ravel(), kind="stable")[:k].tolist())
     top_b = set(np.argsort(-b.ravel(), kind="stable")[:k].tolist())
     return dict(name=name, shape=list(a.shape), a=F32List(a), b=F32List(b),
-                spearman=None if np.isnan(rho) else float(rho), ssim=ssims, pearson=float(pearson),
+                spearman=None if np.isnan(rho) else float(rho), ssim=ssims, pearson=float(pearson), kendall_tau_b=float(kendall),
                 cosine=cosine, mse=mse, top_k=dict(k=k, value=len(top_a & top_b) / k))
 
 

@@ -1,7 +1,7 @@
 //! Metric choice (as written in configs) and the outcome of one comparison.
 
 use crate::map::Map;
-use crate::rank::{average_ranks, pearson, pearson_f64};
+use crate::rank::{average_ranks, kendall_tau_b, pearson, pearson_f64};
 use crate::ssim::{ChannelMoments, SsimParams, prepare_ssim, ssim_prepared};
 use crate::vector::{cosine, mse, top_k_indices, top_k_overlap};
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,8 @@ pub enum MetricSpec {
     Ssim(SsimParams),
     /// Pearson's linear correlation over all values (as `scipy.stats.pearsonr`).
     Pearson {},
+    /// Kendall's τ-b over all values (as `scipy.stats.kendalltau`).
+    KendallTauB {},
     /// Cosine similarity of the flattened maps (a similarity, not a distance).
     Cosine {},
     /// Mean squared error (a distance: 0 for identical maps).
@@ -63,6 +65,7 @@ impl MetricSpec {
             MetricSpec::Spearman {} => "spearman",
             MetricSpec::Ssim(_) => "ssim",
             MetricSpec::Pearson {} => "pearson",
+            MetricSpec::KendallTauB {} => "kendall_tau_b",
             MetricSpec::Cosine {} => "cosine",
             MetricSpec::Mse {} => "mse",
             MetricSpec::TopKIntersection { .. } => "top_k_intersection",
@@ -93,6 +96,7 @@ impl MetricSpec {
             },
             MetricSpec::Ssim(p) => prepare_ssim(a, p).map(|moments| Prepared::Moments(moments, p.clone())),
             MetricSpec::Pearson {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Pearson)),
+            MetricSpec::KendallTauB {} => finite(a).map(|_| Prepared::Plain(PlainMetric::KendallTauB)),
             MetricSpec::Cosine {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Cosine)),
             MetricSpec::Mse {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Mse)),
             MetricSpec::TopKIntersection { k } => finite(a).map(|_| Prepared::TopK(top_k_indices(&a.data, *k), *k)),
@@ -115,6 +119,7 @@ enum Prepared {
 #[derive(Clone, Copy)]
 enum PlainMetric {
     Pearson,
+    KendallTauB,
     Cosine,
     Mse,
 }
@@ -149,6 +154,7 @@ impl Reference<'_> {
             Ok(Prepared::Ranks(ranks)) => pearson_f64(ranks, &average_ranks(&b.data)),
             Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
             Ok(Prepared::Plain(PlainMetric::Pearson)) => pearson(&self.map.data, &b.data),
+            Ok(Prepared::Plain(PlainMetric::KendallTauB)) => kendall_tau_b(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Cosine)) => cosine(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Mse)) => mse(&self.map.data, &b.data),
             Ok(Prepared::TopK(top, k)) => top_k_overlap(top, &b.data, *k),
