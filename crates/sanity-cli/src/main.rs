@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
+use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::TrainingConfig;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
 use sanity_experiments::{Config, ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
@@ -110,6 +111,22 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Score two stacks of maps (NPY, same shape) pair by pair; one CSV row per pair and metric.
+    Compare {
+        /// Maps, NPY of shape (n, c, h, w) or (n, h, w).
+        a: PathBuf,
+        /// Maps of the same shape.
+        b: PathBuf,
+        /// Metric: a name (spearman) or a TOML inline table ('{ metric = "ssim", data_range = 1.0 }'); repeatable.
+        #[arg(long = "metric", required = true)]
+        metrics: Vec<String>,
+        /// Post-processing step applied to both, in order: a name (abs) or a TOML inline table; repeatable.
+        #[arg(long = "postprocess")]
+        postprocess: Vec<String>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Print the resolved config and what a run would do, without running it.
     Plan {
         /// The experiment TOML; without it, the embedded experiments/quick.toml.
@@ -184,6 +201,15 @@ fn execute(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             eprintln!("train accuracy {:.4}, test accuracy {:.4}", outcome.train_accuracy, outcome.test_accuracy);
             println!("{}", out.display());
+        }
+        Command::Compare { a, b, metrics, postprocess, threads } => {
+            set_threads(threads)?;
+            let rows = compare(&CompareJob { a, b, postprocess, metrics })?;
+            println!("pair,postprocess,metric,score,status");
+            for r in rows {
+                let score = r.score.map(|s| s.to_string()).unwrap_or_default();
+                println!("{},{},{},{score},{}", r.pair, r.postprocess, r.metric, r.status);
+            }
         }
         Command::Attribute {
             arch,

@@ -230,3 +230,46 @@ fn attribute_writes_maps_as_npy_and_refuses_bad_names() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out of range"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn compare_scores_map_pairs_as_csv_and_refuses_bad_input() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b, small) = (tmp.path().join("a.npy"), tmp.path().join("b.npy"), tmp.path().join("small.npy"));
+    let values =
+        |salt: usize| -> Vec<f32> { (0..3 * 16 * 16).map(|i| (((i * 37 + salt) % 101) as f32) / 101.0).collect() };
+    write_npy_f32(&a, &[3, 16, 16], &values(0));
+    write_npy_f32(&b, &[3, 16, 16], &values(11));
+    write_npy_f32(&small, &[3, 8, 8], &values(0)[..192]);
+    let compare = |extra: &[&str], second: &Path| {
+        let mut cmd = sanity();
+        cmd.arg("compare").arg(&a).arg(second).args(extra);
+        cmd.output().expect("runs")
+    };
+    let out = compare(
+        &["--metric", "spearman", "--metric", "{ metric = \"ssim\", data_range = 1.0 }", "--postprocess", "abs"],
+        &b,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "pair,postprocess,metric,score,status");
+    assert_eq!(lines.len(), 1 + 3 * 2, "{csv}");
+    assert!(lines[1].starts_with("0,abs,spearman,") && lines[1].ends_with(",ok"), "{csv}");
+    // The same maps give 1.
+    let same = compare(&["--metric", "pearson"], &a);
+    assert!(
+        String::from_utf8_lossy(&same.stdout).contains("0,raw,pearson,1,ok"),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    for (args, second, expected) in [
+        (vec!["--metric", "spearmann"], &b, "spearman"),
+        (vec!["--metric", "{ metric = \"ssim\" }"], &b, "data_range"),
+        (vec!["--metric", "spearman"], &small, "shape"),
+    ] {
+        let out = compare(&args, second);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod attribute_job;
 pub mod cascading;
+pub mod compare_job;
 pub mod config;
 pub mod error;
 pub mod manifest;

@@ -1,0 +1,123 @@
+//! `sanity compare`: the similarity of two stacks of maps (NPY), pair by pair, under
+//! post-processing pipelines and metrics written as in a config, so that maps from any tool can
+//! be scored the same way as a run's.
+
+use crate::error::{ExperimentError, Result};
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct CompareJob {
+    /// Maps, NPY `[n, c, h, w]` or `[n, h, w]`.
+    pub a: PathBuf,
+    /// Maps of the same shape.
+    pub b: PathBuf,
+    /// Post-processing steps: a name (`abs`) or a TOML inline table (`{ step = "normalize", mode = "min_max" }`).
+    pub postprocess: Vec<String>,
+    /// Metrics: a name (`spearman`) or a TOML inline table (`{ metric = "ssim", data_range = 1.0 }`).
+    pub metrics: Vec<String>,
+}
+
+/// One score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareRow {
+    /// The pair's index.
+    pub pair: usize,
+    /// The post-processing label.
+    pub postprocess: String,
+    /// The metric id.
+    pub metric: &'static str,
+    /// The score, when there is one.
+    pub score: Option<f64>,
+    /// `ok` or why there is no score.
+    pub status: &'static str,
+}
+
+fn bad(what: &str, message: String) -> ExperimentError {
+    ExperimentError::Config { file: what.into(), message }
+}
+
+/// A name (`abs`) or an inline table, parsed with `key` (`step` or `metric`) as the tag.
+fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, what: &str) -> Result<T> {
+    let source = match text.trim_start().starts_with('{') {
+        true => format!("item = {text}"),
+        false => format!("item = {{ {key} = \"{}\" }}", text.trim()),
+    };
+    #[derive(Deserialize)]
+    struct Item<T> {
+        item: T,
+    }
+    toml::from_str::<Item<T>>(&source).map(|i| i.item).map_err(|e| bad(what, format!("`{text}`: {e}")))
+}
+
+fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
+    let t = Tensor::read_npy(path)
+        .map_err(|e| bad(&path.display().to_string(), format!("not a readable NPY array: {e}")))?;
+    let dims = match *t.dims() {
+        [n, c, h, w] => [n, c, h, w],
+        [n, h, w] => [n, 1, h, w],
+        ref other => {
+            return Err(bad(
+                &path.display().to_string(),
+                format!("shape {other:?}; accepted: [n, c, h, w] or [n, h, w]"),
+            ));
+        }
+    };
+    Ok((t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, dims))
+}
+
+/// Scores every pair `(a_i, b_i)` under each metric after the post-processing, pairs in
+/// parallel; rows in pair order, then metric order.
+pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
+    let steps: Vec<PostStep> =
+        job.postprocess.iter().map(|s| parse_item(s, "step", "--postprocess")).collect::<Result<_>>()?;
+    let metrics: Vec<MetricSpec> =
+        job.metrics.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
+    if metrics.is_empty() {
+        return Err(bad(
+            "--metric",
+            "none given; accepted: spearman, pearson, kendall_tau_b, ssim, cosine, mse, top_k_intersection".into(),
+        ));
+    }
+    for step in &steps {
+        step.validate().map_err(|e| bad("--postprocess", e))?;
+    }
+    for metric in &metrics {
+        metric.validate().map_err(|e| bad("--metric", e))?;
+    }
+    let ((a, da), (b, db)) = (read_maps(&job.a)?, read_maps(&job.b)?);
+    if da != db {
+        return Err(bad(&job.b.display().to_string(), format!("shape {db:?}, but {} has {da:?}", job.a.display())));
+    }
+    let [n, c, h, w] = da;
+    let per = c * h * w;
+    let label = pipeline_label(&steps);
+    let rows: Vec<Vec<CompareRow>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let prepare = |v: &[f32]| apply_all(&steps, Map::new(v[i * per..(i + 1) * per].to_vec(), [c, h, w]));
+            let (pa, pb) = (prepare(&a), prepare(&b));
+            metrics
+                .iter()
+                .map(|metric| {
+                    let score = match (&pa, &pb) {
+                        (Ok(x), Ok(y)) => metric.score(x, y),
+                        (Err(s), _) | (_, Err(s)) => Err(*s),
+                    };
+                    CompareRow {
+                        pair: i,
+                        postprocess: label.clone(),
+                        metric: metric.id(),
+                        score: score.ok(),
+                        status: score.err().map_or("ok", Status::as_str),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Ok(rows.into_iter().flatten().collect())
+}
