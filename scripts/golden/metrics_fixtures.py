@@ -86,6 +86,34 @@ def postprocess_cases(rng):
     return out
 
 
+def hog_cases(rng):
+    from skimage.feature import hog
+    out = []
+    smooth = np.cumsum(np.cumsum(rng.random((32, 32)), 0), 1)
+    for m, params in [
+        (rng.random((1, 28, 28)), dict(orientations=9, pixels_per_cell=(7, 7), cells_per_block=(2, 2))),
+        ((smooth / smooth.max())[None], dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(3, 3))),
+        (rng.random((3, 24, 24)), dict(orientations=6, pixels_per_cell=(8, 8), cells_per_block=(2, 2))),
+        (rng.integers(0, 3, (1, 21, 19)) / 2.0, dict(orientations=7, pixels_per_cell=(5, 6), cells_per_block=(2, 1))),
+    ]:
+        m = m.astype(np.float32)
+        image = m[0].astype(np.float64) if m.shape[0] == 1 else np.moveaxis(m.astype(np.float64), 0, -1)
+        features = hog(image, block_norm="L2-Hys", feature_vector=True, channel_axis=None if m.shape[0] == 1 else -1,
+                       **params)
+        other = (m + 0.3 * rng.random(m.shape)).astype(np.float32)
+        other_image = (other[0].astype(np.float64) if m.shape[0] == 1
+                       else np.moveaxis(other.astype(np.float64), 0, -1))
+        other_features = hog(other_image, block_norm="L2-Hys", feature_vector=True,
+                             channel_axis=None if m.shape[0] == 1 else -1, **params)
+        similarity = dict(pearson=float(scipy.stats.pearsonr(features, other_features).statistic),
+                          spearman=float(scipy.stats.spearmanr(features, other_features).statistic))
+        out.append(dict(shape=list(m.shape), map=F32List(m), other=F32List(other), similarity=similarity,
+                        params=dict(
+            orientations=params["orientations"], pixels_per_cell=list(params["pixels_per_cell"]),
+            cells_per_block=list(params["cells_per_block"])), features=F64List(features)))
+    return out
+
+
 def main():
     rng = np.random.default_rng(20181029)
     gauss1 = dict(window="gaussian", data_range=1.0)
@@ -111,6 +139,7 @@ def main():
         versions=dict(numpy=np.__version__, scipy=scipy.__version__, skimage=skimage.__version__),
         cases=cases,
         postprocess=postprocess_cases(np.random.default_rng(2018_99)),
+        hog=hog_cases(np.random.default_rng(2005_0620)),
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(dumps(fixture))

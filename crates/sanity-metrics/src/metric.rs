@@ -1,7 +1,8 @@
 //! Metric choice (as written in configs) and the outcome of one comparison.
 
+use crate::hog::{HogParams, hog_features};
 use crate::map::Map;
-use crate::rank::{average_ranks, kendall_tau_b, pearson, pearson_f64};
+use crate::rank::{average_ranks, average_ranks_f64, kendall_tau_b, pearson, pearson_f64};
 use crate::ssim::{ChannelMoments, SsimParams, prepare_ssim, ssim_prepared};
 use crate::vector::{cosine, mse, top_k_indices, top_k_overlap};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,10 @@ pub enum MetricSpec {
     Pearson {},
     /// Kendall's τ-b over all values (as `scipy.stats.kendalltau`).
     KendallTauB {},
+    /// Pearson correlation of the two maps' HOG features (scikit-image's `hog`).
+    HogPearson(HogParams),
+    /// Spearman correlation of the two maps' HOG features (Adebayo et al. 2018's HOG similarity).
+    HogSpearman(HogParams),
     /// Cosine similarity of the flattened maps (a similarity, not a distance).
     Cosine {},
     /// Mean squared error (a distance: 0 for identical maps).
@@ -66,6 +71,8 @@ impl MetricSpec {
             MetricSpec::Ssim(_) => "ssim",
             MetricSpec::Pearson {} => "pearson",
             MetricSpec::KendallTauB {} => "kendall_tau_b",
+            MetricSpec::HogPearson(_) => "hog_pearson",
+            MetricSpec::HogSpearman(_) => "hog_spearman",
             MetricSpec::Cosine {} => "cosine",
             MetricSpec::Mse {} => "mse",
             MetricSpec::TopKIntersection { .. } => "top_k_intersection",
@@ -76,6 +83,7 @@ impl MetricSpec {
     pub fn validate(&self) -> Result<(), String> {
         match self {
             MetricSpec::Ssim(p) => p.validate(),
+            MetricSpec::HogPearson(p) | MetricSpec::HogSpearman(p) => p.validate(),
             MetricSpec::TopKIntersection { k: 0 } => Err("k = 0; accepted: >= 1".into()),
             _ => Ok(()),
         }
@@ -97,6 +105,12 @@ impl MetricSpec {
             MetricSpec::Ssim(p) => prepare_ssim(a, p).map(|moments| Prepared::Moments(moments, p.clone())),
             MetricSpec::Pearson {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Pearson)),
             MetricSpec::KendallTauB {} => finite(a).map(|_| Prepared::Plain(PlainMetric::KendallTauB)),
+            MetricSpec::HogPearson(p) => {
+                finite(a).and_then(|_| hog_features(a, p)).map(|f| Prepared::Hog(f, p.clone(), false))
+            }
+            MetricSpec::HogSpearman(p) => finite(a)
+                .and_then(|_| hog_features(a, p))
+                .map(|f| Prepared::Hog(average_ranks_f64(&f), p.clone(), true)),
             MetricSpec::Cosine {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Cosine)),
             MetricSpec::Mse {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Mse)),
             MetricSpec::TopKIntersection { k } => finite(a).map(|_| Prepared::TopK(top_k_indices(&a.data, *k), *k)),
@@ -113,6 +127,8 @@ enum Prepared {
     Plain(PlainMetric),
     /// The sorted indices of the reference's `k` largest values, and `k`.
     TopK(Vec<u32>, usize),
+    /// The reference's HOG features (their ranks when the flag says Spearman).
+    Hog(Vec<f64>, HogParams, bool),
 }
 
 /// A metric computed from both maps' values directly.
@@ -158,6 +174,11 @@ impl Reference<'_> {
             Ok(Prepared::Plain(PlainMetric::Cosine)) => cosine(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Mse)) => mse(&self.map.data, &b.data),
             Ok(Prepared::TopK(top, k)) => top_k_overlap(top, &b.data, *k),
+            Ok(Prepared::Hog(reference, params, ranked)) => {
+                let features = hog_features(b, params)?;
+                let features = if *ranked { average_ranks_f64(&features) } else { features };
+                pearson_f64(reference, &features)
+            }
         }
     }
 }

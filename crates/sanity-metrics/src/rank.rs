@@ -34,6 +34,26 @@ fn order_bits(v: f32) -> u32 {
     if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 }
 }
 
+/// [`average_ranks`] of f64 values (HOG features).
+pub fn average_ranks_f64(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<(f64, u32)> = values.iter().enumerate().map(|(i, &v)| (v + 0.0, i as u32)).collect();
+    order.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut ranks = vec![0.0; values.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start + 1;
+        while end < order.len() && order[end].0 == order[start].0 {
+            end += 1;
+        }
+        let rank = (start + end + 1) as f64 / 2.0;
+        for &(_, i) in &order[start..end] {
+            ranks[i as usize] = rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
 /// Average ranks of `values` (allocating convenience form of [`average_ranks_into`]).
 pub fn average_ranks(values: &[f32]) -> Vec<f64> {
     let (mut keys, mut ranks) = (Vec::new(), Vec::new());

@@ -2,7 +2,9 @@
 //! top-k intersection against numpy 2.4.6, on the fixtures written by
 //! `scripts/golden/metrics_fixtures.py` (float32 inputs, float64 references).
 
-use sanity_metrics::{Map, MetricSpec, PostStep, SsimParams, SsimWindow, Status, spearman, ssim};
+use sanity_metrics::{
+    HogParams, Map, MetricSpec, PostStep, SsimParams, SsimWindow, Status, hog_features, spearman, ssim,
+};
 use serde::Deserialize;
 
 /// Relative agreement required with the f64 references (both sides compute in f64; the
@@ -13,6 +15,25 @@ const REL_TOLERANCE: f64 = 1e-9;
 struct Fixture {
     cases: Vec<Case>,
     postprocess: Vec<PostCase>,
+    hog: Vec<HogCase>,
+}
+
+/// scipy's correlations of two maps' scikit-image HOG features.
+#[derive(Deserialize)]
+struct HogSimilarity {
+    pearson: f64,
+    spearman: f64,
+}
+
+/// scikit-image's HOG features of one map, and its similarity to another.
+#[derive(Deserialize)]
+struct HogCase {
+    shape: [usize; 3],
+    map: Vec<f32>,
+    other: Vec<f32>,
+    similarity: HogSimilarity,
+    params: HogParams,
+    features: Vec<f64>,
 }
 
 /// One post-processing step on one map, computed by numpy.
@@ -221,5 +242,27 @@ fn independent_random_maps_are_uncorrelated_on_average() {
         // Cosine of non-negative maps is not centred: uniform [0, 1) maps give 3/4.
         let expected = if spec.id() == "cosine" { 0.75 } else { 0.0 };
         assert!((mean - expected).abs() < 0.02, "{}: mean {mean}", spec.id());
+    }
+}
+
+#[test]
+fn hog_features_match_scikit_image() {
+    let cases = fixture().hog;
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let ours = hog_features(&Map::new(case.map.clone(), case.shape), &case.params).expect("large enough");
+        assert_eq!(ours.len(), case.features.len(), "{:?}", case.params);
+        for (a, b) in ours.iter().zip(&case.features) {
+            // scikit-image sums each cell in float32.
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-2), "{:?}: {a} vs {b}", case.params);
+        }
+        let (a, b) = (Map::new(case.map.clone(), case.shape), Map::new(case.other.clone(), case.shape));
+        for (spec, reference) in [
+            (MetricSpec::HogPearson(case.params.clone()), case.similarity.pearson),
+            (MetricSpec::HogSpearman(case.params.clone()), case.similarity.spearman),
+        ] {
+            let ours = spec.score(&a, &b).expect("similarity");
+            assert!((ours - reference).abs() < 1e-5, "{} {:?}: {ours} vs {reference}", spec.id(), case.params);
+        }
     }
 }
