@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Golden fixtures for sanity-metrics: Spearman, Pearson and Kendall's tau-b (scipy), SSIM (scikit-image), and
-cosine, MSE and top-k intersection (numpy).
+cosine, MSE, top-k intersection (numpy), discrete entropy (numpy.histogram + scipy.stats.entropy,
+as Quantus) and HOG (scikit-image).
 
 Pinned versions (the fixtures in crates/sanity-metrics/tests/fixtures/metrics.json were made
 with exactly these):
@@ -44,12 +45,14 @@ def case(name, a, b, ssim_settings):
     kendall = scipy.stats.kendalltau(a64, b64).statistic
     cosine = float(a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64)))
     mse = float(np.mean((a64 - b64) ** 2))
+    entropy = [dict(bins=bins, a=float(scipy.stats.entropy(np.histogram(a.ravel(), bins=bins)[0])),
+                    b=float(scipy.stats.entropy(np.histogram(b.ravel(), bins=bins)[0]))) for bins in (100, 7)]
     k = max(1, a64.size // 10)
     top_a = set(np.argsort(-a.ravel(), kind="stable")[:k].tolist())
     top_b = set(np.argsort(-b.ravel(), kind="stable")[:k].tolist())
     return dict(name=name, shape=list(a.shape), a=F32List(a), b=F32List(b),
                 spearman=None if np.isnan(rho) else float(rho), ssim=ssims, pearson=float(pearson), kendall_tau_b=float(kendall),
-                cosine=cosine, mse=mse, top_k=dict(k=k, value=len(top_a & top_b) / k))
+                cosine=cosine, mse=mse, top_k=dict(k=k, value=len(top_a & top_b) / k), entropy=entropy)
 
 
 def adebayo_abs(m, p):

@@ -1,6 +1,7 @@
 //! Map post-processing and similarity metrics in plain Rust (no candle), numerically faithful to
 //! scipy and scikit-image. Degenerate inputs give a [`Status`], never a silent NaN.
 
+pub mod entropy;
 pub mod hog;
 pub mod map;
 pub mod metric;
@@ -9,6 +10,7 @@ pub mod rank;
 pub mod ssim;
 pub mod vector;
 
+pub use entropy::discrete_entropy;
 pub use hog::{HogParams, hog_features};
 pub use map::Map;
 pub use metric::{MetricSpec, Reference, Score, Status};

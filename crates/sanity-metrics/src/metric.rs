@@ -1,5 +1,6 @@
 //! Metric choice (as written in configs) and the outcome of one comparison.
 
+use crate::entropy::discrete_entropy;
 use crate::hog::{HogParams, hog_features};
 use crate::map::Map;
 use crate::rank::{average_ranks, average_ranks_f64, kendall_tau_b, pearson, pearson_f64};
@@ -35,6 +36,11 @@ impl Status {
 /// A metric value, or the status that says why there is none.
 pub type Score = Result<f64, Status>;
 
+/// 100 histogram bins (Quantus' default).
+pub fn default_bins() -> usize {
+    100
+}
+
 /// A similarity metric and its parameters (`metric = "spearman"`, ...).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "metric", rename_all = "snake_case", deny_unknown_fields)]
@@ -55,6 +61,14 @@ pub enum MetricSpec {
     Cosine {},
     /// Mean squared error (a distance: 0 for identical maps).
     Mse {},
+    /// The efficient MPRT's complexity ratio: the discrete entropy of the second map's value
+    /// histogram over the first's (`bins` equal-width bins, as Quantus' `discrete_entropy`); above 1
+    /// when randomising the model made the explanation more complex.
+    DiscreteEntropy {
+        /// Histogram bins. Default 100 (Quantus' default).
+        #[serde(default = "default_bins")]
+        bins: usize,
+    },
     /// The fraction of the first map's `k` largest values whose positions are among the second
     /// map's `k` largest (ties broken by position, as numpy's stable argsort).
     TopKIntersection {
@@ -76,6 +90,7 @@ impl MetricSpec {
             MetricSpec::Cosine {} => "cosine",
             MetricSpec::Mse {} => "mse",
             MetricSpec::TopKIntersection { .. } => "top_k_intersection",
+            MetricSpec::DiscreteEntropy { .. } => "discrete_entropy",
         }
     }
 
@@ -85,6 +100,7 @@ impl MetricSpec {
             MetricSpec::Ssim(p) => p.validate(),
             MetricSpec::HogPearson(p) | MetricSpec::HogSpearman(p) => p.validate(),
             MetricSpec::TopKIntersection { k: 0 } => Err("k = 0; accepted: >= 1".into()),
+            MetricSpec::DiscreteEntropy { bins: 0 } => Err("bins = 0; accepted: >= 1".into()),
             _ => Ok(()),
         }
     }
@@ -114,6 +130,10 @@ impl MetricSpec {
             MetricSpec::Cosine {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Cosine)),
             MetricSpec::Mse {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Mse)),
             MetricSpec::TopKIntersection { k } => finite(a).map(|_| Prepared::TopK(top_k_indices(&a.data, *k), *k)),
+            MetricSpec::DiscreteEntropy { bins } => finite(a).and_then(|_| match discrete_entropy(&a.data, *bins) {
+                0.0 => Err(Status::ConstantMap),
+                h => Ok(Prepared::Entropy(h, *bins)),
+            }),
         };
         Reference { map: a, prepared }
     }
@@ -127,6 +147,8 @@ enum Prepared {
     Plain(PlainMetric),
     /// The sorted indices of the reference's `k` largest values, and `k`.
     TopK(Vec<u32>, usize),
+    /// The reference's histogram entropy and the bin count.
+    Entropy(f64, usize),
     /// The reference's HOG features (their ranks when the flag says Spearman).
     Hog(Vec<f64>, HogParams, bool),
 }
@@ -174,6 +196,7 @@ impl Reference<'_> {
             Ok(Prepared::Plain(PlainMetric::Cosine)) => cosine(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Mse)) => mse(&self.map.data, &b.data),
             Ok(Prepared::TopK(top, k)) => top_k_overlap(top, &b.data, *k),
+            Ok(Prepared::Entropy(h, bins)) => Ok(discrete_entropy(&b.data, *bins) / h),
             Ok(Prepared::Hog(reference, params, ranked)) => {
                 let features = hog_features(b, params)?;
                 let features = if *ranked { average_ranks_f64(&features) } else { features };

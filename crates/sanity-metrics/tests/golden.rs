@@ -3,7 +3,8 @@
 //! `scripts/golden/metrics_fixtures.py` (float32 inputs, float64 references).
 
 use sanity_metrics::{
-    HogParams, Map, MetricSpec, PostStep, SsimParams, SsimWindow, Status, hog_features, spearman, ssim,
+    HogParams, Map, MetricSpec, PostStep, SsimParams, SsimWindow, Status, discrete_entropy, hog_features, spearman,
+    ssim,
 };
 use serde::Deserialize;
 
@@ -59,6 +60,15 @@ struct Case {
     cosine: f64,
     mse: f64,
     top_k: TopKCase,
+    entropy: Vec<EntropyCase>,
+}
+
+/// Quantus' `discrete_entropy` of both maps.
+#[derive(Deserialize)]
+struct EntropyCase {
+    bins: usize,
+    a: f64,
+    b: f64,
 }
 
 #[derive(Deserialize)]
@@ -265,4 +275,19 @@ fn hog_features_match_scikit_image() {
             assert!((ours - reference).abs() < 1e-5, "{} {:?}: {ours} vs {reference}", spec.id(), case.params);
         }
     }
+}
+
+#[test]
+fn discrete_entropy_matches_numpy_and_scipy() {
+    for case in fixture().cases {
+        let (a, b) = (Map::new(case.a.clone(), case.shape), Map::new(case.b.clone(), case.shape));
+        for e in &case.entropy {
+            let (ha, hb) = (discrete_entropy(&case.a, e.bins), discrete_entropy(&case.b, e.bins));
+            assert!(close(ha, e.a) && close(hb, e.b), "{} {} bins: {ha} {hb} vs {} {}", case.name, e.bins, e.a, e.b);
+            let ratio = MetricSpec::DiscreteEntropy { bins: e.bins }.score(&a, &b).expect("ratio");
+            assert!(close(ratio, e.b / e.a), "{}: {ratio}", case.name);
+        }
+    }
+    let constant = Map::new(vec![0.5; 16], [1, 4, 4]);
+    assert_eq!(MetricSpec::DiscreteEntropy { bins: 10 }.score(&constant, &constant), Err(Status::ConstantMap));
 }
