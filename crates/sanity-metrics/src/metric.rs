@@ -3,7 +3,7 @@
 use crate::entropy::discrete_entropy;
 use crate::hog::{HogParams, hog_features};
 use crate::map::Map;
-use crate::rank::{average_ranks, average_ranks_f64, kendall_tau_b, pearson, pearson_f64};
+use crate::rank::{average_ranks, average_ranks_f64, kendall_tau_b, pearson, pearson_f64, with_average_ranks};
 use crate::ssim::{ChannelMoments, SsimParams, prepare_ssim, ssim_prepared};
 use crate::vector::{cosine, mse, top_k_indices, top_k_overlap};
 use serde::{Deserialize, Serialize};
@@ -189,7 +189,7 @@ impl Reference<'_> {
             Err(Status::NonFinite) => Err(Status::NonFinite),
             _ if !b_finite => Err(Status::NonFinite),
             Err(status) => Err(*status),
-            Ok(Prepared::Ranks(ranks)) => pearson_f64(ranks, &average_ranks(&b.data)),
+            Ok(Prepared::Ranks(ranks)) => with_average_ranks(&b.data, |b_ranks| pearson_f64(ranks, b_ranks)),
             Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
             Ok(Prepared::Plain(PlainMetric::Pearson)) => pearson(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::KendallTauB)) => kendall_tau_b(&self.map.data, &b.data),

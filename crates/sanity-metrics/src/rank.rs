@@ -34,6 +34,23 @@ fn order_bits(v: f32) -> u32 {
     if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 }
 }
 
+thread_local! {
+    static RANK_BUFFERS: std::cell::RefCell<(Vec<u64>, Vec<f64>)> = std::cell::RefCell::default();
+}
+
+/// Calls `f` with the average ranks of `values`, computed in buffers this thread keeps (no
+/// allocation per comparison).
+pub fn with_average_ranks<R>(values: &[f32], f: impl FnOnce(&[f64]) -> R) -> R {
+    RANK_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+        Ok(mut buffers) => {
+            let (keys, ranks) = &mut *buffers;
+            average_ranks_into(values, keys, ranks);
+            f(ranks)
+        }
+        Err(_) => f(&average_ranks(values)),
+    })
+}
+
 /// [`average_ranks`] of f64 values (HOG features).
 pub fn average_ranks_f64(values: &[f64]) -> Vec<f64> {
     let mut order: Vec<(f64, u32)> = values.iter().enumerate().map(|(i, &v)| (v + 0.0, i as u32)).collect();
@@ -98,8 +115,24 @@ fn check_finite(a: &[f32], b: &[f32]) -> Result<(), Status> {
 /// Pearson's r of two maps (flattened), as `scipy.stats.pearsonr`.
 pub fn pearson(a: &[f32], b: &[f32]) -> Result<f64, Status> {
     check_finite(a, b)?;
-    let to64 = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-    pearson_f64(&to64(a), &to64(b))
+    if a.len() < 2 {
+        return Err(Status::TooSmall);
+    }
+    // Two passes in f64 (means, then centred sums), as pearson_f64, without copying the maps.
+    let n = a.len() as f64;
+    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        return Err(Status::ConstantMap);
+    }
+    Ok((sab / (saa.sqrt() * sbb.sqrt())).clamp(-1.0, 1.0))
 }
 
 /// Spearman's ρ of two maps (flattened): Pearson's r of their average ranks, as

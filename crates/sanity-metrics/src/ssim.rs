@@ -177,14 +177,55 @@ fn moments_of(a: &[f32], h: usize, w: usize, taps: &[f64]) -> ChannelMoments {
     ChannelMoments { x, ux, uxx }
 }
 
+/// The buffers of one comparison, kept per thread so that scoring a pair allocates nothing.
+#[derive(Default)]
+struct PairBuffers {
+    y: Vec<f64>,
+    yy: Vec<f64>,
+    xy: Vec<f64>,
+    uy: Vec<f64>,
+    uyy: Vec<f64>,
+    uxy: Vec<f64>,
+    tmp: Vec<f64>,
+    line: Vec<f64>,
+}
+
+thread_local! {
+    static PAIR_BUFFERS: std::cell::RefCell<PairBuffers> = std::cell::RefCell::default();
+}
+
 /// SSIM of one channel pair `[h, w]`, the first given by its moments.
 fn ssim_channel(reference: &ChannelMoments, b: &[f32], h: usize, w: usize, p: &SsimParams, taps: &[f64]) -> f64 {
-    let y: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
-    let yy: Vec<f64> = y.iter().map(|v| v * v).collect();
-    let xy: Vec<f64> = reference.x.iter().zip(&y).map(|(u, v)| u * v).collect();
-    let mut scratch = Scratch::new(h * w, w, taps.len());
-    let (uy, uyy, uxy) =
-        (scratch.filtered(&y, h, w, taps), scratch.filtered(&yy, h, w, taps), scratch.filtered(&xy, h, w, taps));
+    PAIR_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+        Ok(mut buffers) => ssim_channel_in(&mut buffers, reference, b, h, w, p, taps),
+        Err(_) => ssim_channel_in(&mut PairBuffers::default(), reference, b, h, w, p, taps),
+    })
+}
+
+fn ssim_channel_in(
+    buffers: &mut PairBuffers,
+    reference: &ChannelMoments,
+    b: &[f32],
+    h: usize,
+    w: usize,
+    p: &SsimParams,
+    taps: &[f64],
+) -> f64 {
+    let n = h * w;
+    let PairBuffers { y, yy, xy, uy, uyy, uxy, tmp, line } = buffers;
+    for v in [&mut *y, &mut *yy, &mut *xy, &mut *uy, &mut *uyy, &mut *uxy, &mut *tmp] {
+        v.clear();
+        v.resize(n, 0.0);
+    }
+    for (((y, yy), xy), (&v, &x)) in y.iter_mut().zip(yy.iter_mut()).zip(xy.iter_mut()).zip(b.iter().zip(&reference.x))
+    {
+        *y = f64::from(v);
+        *yy = *y * *y;
+        *xy = x * *y;
+    }
+    filter2(y, h, w, taps, tmp, uy, line);
+    filter2(yy, h, w, taps, tmp, uyy, line);
+    filter2(xy, h, w, taps, tmp, uxy, line);
     let (ux, uxx) = (&reference.ux, &reference.uxx);
     let np = (taps.len() * taps.len()) as f64;
     let cov_norm = np / (np - 1.0);

@@ -189,6 +189,14 @@ fn the_vector_metrics_are_symmetric_and_exact_on_identical_maps() {
             let same = spec.score(&a, &a).expect("a map against itself");
             assert!((same - identity).abs() < 1e-12, "{} {}: {same}", case.name, spec.id());
             let (ab, ba) = (spec.score(&a, &b).expect("a, b"), spec.score(&b, &a).expect("b, a"));
+            let range = if spec.id() == "mse" {
+                0.0..=f64::INFINITY
+            } else if spec.id() == "top_k_intersection" {
+                0.0..=1.0
+            } else {
+                -1.0..=1.0
+            };
+            assert!(range.contains(&ab), "{} {}: {ab} outside {range:?}", case.name, spec.id());
             assert!((ab - ba).abs() <= 1e-12 * ab.abs().max(1.0), "{} {}: {ab} vs {ba}", case.name, spec.id());
         }
     }
