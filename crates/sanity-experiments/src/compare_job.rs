@@ -58,12 +58,12 @@ fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
     let t = Tensor::read_npy(path)
         .map_err(|e| bad(&path.display().to_string(), format!("not a readable NPY array: {e}")))?;
     let dims = match *t.dims() {
-        [n, c, h, w] => [n, c, h, w],
-        [n, h, w] => [n, 1, h, w],
+        [n, c, h, w] if c * h * w > 0 => [n, c, h, w],
+        [n, h, w] if h * w > 0 => [n, 1, h, w],
         ref other => {
             return Err(bad(
                 &path.display().to_string(),
-                format!("shape {other:?}; accepted: [n, c, h, w] or [n, h, w]"),
+                format!("shape {other:?}; accepted: [n, c, h, w] or [n, h, w], no empty map"),
             ));
         }
     };

@@ -8,7 +8,9 @@
 //! mean gradient magnitude over the cell's pixels in that range. Blocks of `cells_per_block`
 //! cells, one per cell position, are normalised with L2-Hys (`v/√(Σv² + ε²)`, clipped at 0.2,
 //! renormalised; ε = 1e-5), and the features are the blocks in row-major order.
-//! Deviation: scikit-image sums each cell in float32; here in float64.
+//! Deviation: scikit-image sums each cell in float32 (and, for float32 input, computes the
+//! gradients in float32); here everything is float64, as scikit-image on float64 input except
+//! the cell sums (the fixture's setting).
 
 use crate::map::Map;
 use crate::metric::Status;
@@ -45,8 +47,11 @@ pub fn default_block() -> [usize; 2] {
 impl HogParams {
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
-        if self.orientations == 0 || self.pixels_per_cell.contains(&0) || self.cells_per_block.contains(&0) {
-            return Err("orientations, pixels_per_cell and cells_per_block must be >= 1".into());
+        if !(1..=360).contains(&self.orientations)
+            || self.pixels_per_cell.contains(&0)
+            || self.cells_per_block.contains(&0)
+        {
+            return Err("orientations 1 to 360, pixels_per_cell and cells_per_block >= 1".into());
         }
         Ok(())
     }
@@ -58,7 +63,7 @@ pub fn hog_features(map: &Map, p: &HogParams) -> Result<Vec<f64>, Status> {
     let [cr, cc] = p.pixels_per_cell;
     let [br, bc] = p.cells_per_block;
     let (cells_r, cells_c) = (h / cr, w / cc);
-    if cells_r < br || cells_c < bc || h < 3 || w < 3 {
+    if cells_r < br || cells_c < bc {
         return Err(Status::TooSmall);
     }
     // Gradients of the channel with the largest magnitude, per pixel.

@@ -100,7 +100,9 @@ impl MetricSpec {
             MetricSpec::Ssim(p) => p.validate(),
             MetricSpec::HogPearson(p) | MetricSpec::HogSpearman(p) => p.validate(),
             MetricSpec::TopKIntersection { k: 0 } => Err("k = 0; accepted: >= 1".into()),
-            MetricSpec::DiscreteEntropy { bins: 0 } => Err("bins = 0; accepted: >= 1".into()),
+            MetricSpec::DiscreteEntropy { bins } if !(2..=1_000_000).contains(bins) => {
+                Err(format!("bins = {bins}; accepted: 2 to 1000000"))
+            }
             _ => Ok(()),
         }
     }
@@ -131,8 +133,10 @@ impl MetricSpec {
             MetricSpec::Mse {} => finite(a).map(|_| Prepared::Plain(PlainMetric::Mse)),
             MetricSpec::TopKIntersection { k } => finite(a).map(|_| Prepared::TopK(top_k_indices(&a.data, *k), *k)),
             MetricSpec::DiscreteEntropy { bins } => finite(a).and_then(|_| match discrete_entropy(&a.data, *bins) {
-                0.0 => Err(Status::ConstantMap),
-                h => Ok(Prepared::Entropy(h, *bins)),
+                None if a.data.is_empty() => Err(Status::TooSmall),
+                None => Err(Status::NonFinite),
+                Some(0.0) => Err(Status::ConstantMap),
+                Some(h) => Ok(Prepared::Entropy(h, *bins)),
             }),
         };
         Reference { map: a, prepared }
@@ -196,7 +200,9 @@ impl Reference<'_> {
             Ok(Prepared::Plain(PlainMetric::Cosine)) => cosine(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Mse)) => mse(&self.map.data, &b.data),
             Ok(Prepared::TopK(top, k)) => top_k_overlap(top, &b.data, *k),
-            Ok(Prepared::Entropy(h, bins)) => Ok(discrete_entropy(&b.data, *bins) / h),
+            Ok(Prepared::Entropy(h, bins)) => {
+                discrete_entropy(&b.data, *bins).map(|hb| hb / h).ok_or(Status::NonFinite)
+            }
             Ok(Prepared::Hog(reference, params, ranked)) => {
                 let features = hog_features(b, params)?;
                 let features = if *ranked { average_ranks_f64(&features) } else { features };

@@ -142,6 +142,10 @@ impl PostStep {
         if map.data.iter().any(|v| !v.is_finite()) {
             return Err(Status::NonFinite);
         }
+        if map.data.is_empty() {
+            return Err(Status::TooSmall);
+        }
+        self.validate().map_err(|_| Status::TooSmall)?;
         match self {
             PostStep::Abs {} => {
                 map.data.iter_mut().for_each(|v| *v = v.abs());
@@ -307,5 +311,9 @@ mod tests {
         assert!(PostStep::AdebayoAbs { percentile: 101.0 }.validate().is_err());
         assert!(PostStep::Resize { h: 0, w: 3 }.validate().is_err());
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.5);
+        let empty = Map::new(Vec::new(), [1, 0, 4]);
+        assert_eq!(PostStep::ClipPercentile { p: 99.0 }.apply(empty).err(), Some(Status::TooSmall));
+        let map = Map::new(vec![1.0, 2.0], [1, 1, 2]);
+        assert_eq!(PostStep::AdebayoAbs { percentile: 120.0 }.apply(map).err(), Some(Status::TooSmall));
     }
 }

@@ -234,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn kendall_tau_b_matches_a_direct_count() {
+    fn kendall_tau_b_matches_scipy_on_ties() {
         // scipy.stats.kendalltau([1, 2, 2, 3, 0], [1, 3, 2, 2, 2]).statistic
         let tau = kendall_tau_b(&[1.0, 2.0, 2.0, 3.0, 0.0], &[1.0, 3.0, 2.0, 2.0, 2.0]).expect("tau");
         assert!((tau - 0.2519763153394848).abs() < 1e-12, "{tau}");

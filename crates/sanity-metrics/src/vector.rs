@@ -6,6 +6,9 @@ use crate::metric::{Score, Status};
 /// Cosine similarity `a·b / (|a| |b|)`, in [−1, 1]; a map of zeros has no direction
 /// ([`Status::ConstantMap`]).
 pub fn cosine(a: &[f32], b: &[f32]) -> Score {
+    if a.is_empty() {
+        return Err(Status::TooSmall);
+    }
     let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
     for (&x, &y) in a.iter().zip(b) {
         let (x, y) = (f64::from(x), f64::from(y));
@@ -31,7 +34,8 @@ pub fn mse(a: &[f32], b: &[f32]) -> Score {
 /// `argsort(-m, kind="stable")[:k]`), sorted.
 pub fn top_k_indices(m: &[f32], k: usize) -> Vec<u32> {
     let mut order: Vec<u32> = (0..m.len() as u32).collect();
-    order.sort_by(|&i, &j| m[j as usize].total_cmp(&m[i as usize]).then(i.cmp(&j)));
+    // −0 made +0: numpy's argsort ties them.
+    order.sort_by(|&i, &j| (m[j as usize] + 0.0).total_cmp(&(m[i as usize] + 0.0)).then(i.cmp(&j)));
     let mut top = order[..k.min(m.len())].to_vec();
     top.sort_unstable();
     top
@@ -71,5 +75,8 @@ mod tests {
         assert_eq!(top_k_overlap(&a, &[0.9, 0.8, 0.1, 0.2], 2), Ok(0.5));
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 2.0]), Err(Status::ConstantMap));
         assert_eq!(mse(&[1.0, 2.0], &[1.0, 4.0]), Ok(2.0));
+        // −0 ties with +0, the lower index first (numpy's argsort of −m).
+        assert_eq!(top_k_indices(&[-0.0, 0.0], 1), [0]);
+        assert_eq!(cosine(&[], &[]), Err(Status::TooSmall));
     }
 }
