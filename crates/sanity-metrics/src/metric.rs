@@ -3,7 +3,7 @@
 use crate::entropy::discrete_entropy;
 use crate::hog::{HogParams, hog_features};
 use crate::map::Map;
-use crate::rank::{average_ranks, average_ranks_f64, kendall_tau_b, pearson, pearson_f64, with_average_ranks};
+use crate::rank::{average_ranks, average_ranks_f64, kendall_tau_b, pearson_of, with_average_ranks};
 use crate::ssim::{ChannelMoments, SsimParams, prepare_ssim, ssim_prepared};
 use crate::vector::{cosine, mse, top_k_indices, top_k_overlap};
 use serde::{Deserialize, Serialize};
@@ -193,9 +193,10 @@ impl Reference<'_> {
             Err(Status::NonFinite) => Err(Status::NonFinite),
             _ if !b_finite => Err(Status::NonFinite),
             Err(status) => Err(*status),
-            Ok(Prepared::Ranks(ranks)) => with_average_ranks(&b.data, |b_ranks| pearson_f64(ranks, b_ranks)),
+            Ok(Prepared::Ranks(ranks)) => with_average_ranks(&b.data, |b_ranks| pearson_of(ranks, b_ranks)),
             Ok(Prepared::Moments(moments, params)) => ssim_prepared(moments, b, params),
-            Ok(Prepared::Plain(PlainMetric::Pearson)) => pearson(&self.map.data, &b.data),
+            // Both maps were found finite above: no second scan.
+            Ok(Prepared::Plain(PlainMetric::Pearson)) => pearson_of(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::KendallTauB)) => kendall_tau_b(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Cosine)) => cosine(&self.map.data, &b.data),
             Ok(Prepared::Plain(PlainMetric::Mse)) => mse(&self.map.data, &b.data),
@@ -206,7 +207,7 @@ impl Reference<'_> {
             Ok(Prepared::Hog(reference, params, ranked)) => {
                 let features = hog_features(b, params)?;
                 let features = if *ranked { average_ranks_f64(&features) } else { features };
-                pearson_f64(reference, &features)
+                pearson_of(reference, &features)
             }
         }
     }

@@ -310,7 +310,9 @@ mod tests {
         assert!(PostStep::ClipPercentile { p: 0.0 }.validate().is_err());
         assert!(PostStep::AdebayoAbs { percentile: 101.0 }.validate().is_err());
         assert!(PostStep::Resize { h: 0, w: 3 }.validate().is_err());
+        // numpy.percentile([1, 2, 3, 4], 50) = 2.5, and [..., 90] = 3.7.
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.5);
+        assert!((percentile(&[4.0, 1.0, 3.0, 2.0], 90.0) - 3.7).abs() < 1e-12);
         let empty = Map::new(Vec::new(), [1, 0, 4]);
         assert_eq!(PostStep::ClipPercentile { p: 99.0 }.apply(empty).err(), Some(Status::TooSmall));
         let map = Map::new(vec![1.0, 2.0], [1, 1, 2]);

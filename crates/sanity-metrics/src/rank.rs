@@ -78,9 +78,10 @@ pub fn average_ranks(values: &[f32]) -> Vec<f64> {
     ranks
 }
 
-/// Pearson's r of two equally long f64 series, two-pass in f64; `ConstantMap` when either
-/// series has zero variance (scipy returns NaN with a warning there).
-pub fn pearson_f64(a: &[f64], b: &[f64]) -> Result<f64, Status> {
+/// Pearson's r of two equally long series (f32 maps or f64 ranks and features), two-pass in
+/// f64; `ConstantMap` when either series has zero variance (scipy returns NaN with a warning
+/// there). The values are not checked for finiteness.
+pub fn pearson_of<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> Result<f64, Status> {
     if a.len() != b.len() {
         return Err(Status::ShapeMismatch);
     }
@@ -88,10 +89,11 @@ pub fn pearson_f64(a: &[f64], b: &[f64]) -> Result<f64, Status> {
         return Err(Status::TooSmall);
     }
     let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let mean = |v: &[T]| v.iter().map(|&x| x.into()).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
     for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (x - ma, y - mb);
+        let (dx, dy) = (x.into() - ma, y.into() - mb);
         sab += dx * dy;
         saa += dx * dx;
         sbb += dy * dy;
@@ -115,31 +117,14 @@ fn check_finite(a: &[f32], b: &[f32]) -> Result<(), Status> {
 /// Pearson's r of two maps (flattened), as `scipy.stats.pearsonr`.
 pub fn pearson(a: &[f32], b: &[f32]) -> Result<f64, Status> {
     check_finite(a, b)?;
-    if a.len() < 2 {
-        return Err(Status::TooSmall);
-    }
-    // Two passes in f64 (means, then centred sums), as pearson_f64, without copying the maps.
-    let n = a.len() as f64;
-    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
-    let (ma, mb) = (mean(a), mean(b));
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    if saa == 0.0 || sbb == 0.0 {
-        return Err(Status::ConstantMap);
-    }
-    Ok((sab / (saa.sqrt() * sbb.sqrt())).clamp(-1.0, 1.0))
+    pearson_of(a, b)
 }
 
 /// Spearman's ρ of two maps (flattened): Pearson's r of their average ranks, as
 /// `scipy.stats.spearmanr`.
 pub fn spearman(a: &[f32], b: &[f32]) -> Result<f64, Status> {
     check_finite(a, b)?;
-    pearson_f64(&average_ranks(a), &average_ranks(b))
+    pearson_of(&average_ranks(a), &average_ranks(b))
 }
 
 /// Kendall's τ-b (as `scipy.stats.kendalltau`, its default variant), in O(n log n) with

@@ -15,7 +15,7 @@
 //! `tests/fixtures/metrics.json`.
 
 use crate::map::Map;
-use crate::metric::{Score, Status};
+use crate::metric::{MetricSpec, Score, Status};
 use sanity_data::{gaussian_taps, reflect};
 use serde::{Deserialize, Serialize};
 
@@ -261,9 +261,7 @@ pub(crate) fn prepare_ssim(a: &Map, params: &SsimParams) -> Result<Vec<ChannelMo
 
 /// Mean SSIM (over channels) of a prepared reference map and `b` of the same shape.
 pub(crate) fn ssim_prepared(reference: &[ChannelMoments], b: &Map, params: &SsimParams) -> Score {
-    if b.data.iter().any(|v| !v.is_finite()) {
-        return Err(Status::NonFinite);
-    }
+    // The callers have checked that `b` is finite and has the reference's shape.
     let taps = params.taps();
     let [c, h, w] = b.shape;
     let total: f64 = (0..c).map(|k| ssim_channel(&reference[k], b.channel(k), h, w, params, &taps)).sum();
@@ -272,15 +270,7 @@ pub(crate) fn ssim_prepared(reference: &[ChannelMoments], b: &Map, params: &Ssim
 
 /// Mean SSIM of two maps of the same shape (mean over channels).
 pub fn ssim(a: &Map, b: &Map, params: &SsimParams) -> Score {
-    if a.shape != b.shape {
-        return Err(Status::ShapeMismatch);
-    }
-    let reference = prepare_ssim(a, params);
-    // A non-finite `b` is reported before a too-small shape, as a non-finite `a` is.
-    if b.data.iter().any(|v| !v.is_finite()) {
-        return Err(Status::NonFinite);
-    }
-    ssim_prepared(&reference?, b, params)
+    MetricSpec::Ssim(params.clone()).score(a, b)
 }
 
 #[cfg(test)]

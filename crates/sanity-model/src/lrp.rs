@@ -22,8 +22,9 @@
 use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::forward::Model;
+use crate::native::layer_weights;
 use crate::ops::linear;
-use crate::ops::nhwc::{ConvNhwc, PoolNhwc, transpose_images};
+use crate::ops::nhwc::{ConvNhwc, PoolNhwc, global_average, global_average_adjoint, transpose_images};
 use crate::ops::with_values;
 use std::ops::Range;
 
@@ -67,14 +68,12 @@ impl Affine {
         }
     }
 
-    /// The relevance of the input `x` for the output relevance `r` under `rule`.
-    fn relevance(&self, rule: LrpRule, x: &[f32], w: &[f32], b: &[f32], r: &[f32]) -> Vec<f32> {
+    /// The relevance of the input `x` for the output relevance `r` under `rule`; `y` is the
+    /// layer's output in the forward (the ε rule's `z`).
+    fn relevance(&self, rule: LrpRule, x: &[f32], w: &[f32], b: &[f32], y: &[f32], r: &[f32]) -> Vec<f32> {
         let times = |x: &[f32], c: Vec<f32>| -> Vec<f32> { x.iter().zip(c).map(|(x, c)| x * c).collect() };
         match rule {
-            LrpRule::Epsilon(eps) => {
-                let z = self.forward(x, w, b);
-                times(x, self.backward(&stabilised_ratio(r, &z, eps as f32), w))
-            }
+            LrpRule::Epsilon(eps) => times(x, self.backward(&stabilised_ratio(r, y, eps as f32), w)),
             LrpRule::AlphaBeta { alpha, beta } => {
                 let part = |v: &[f32], positive: bool| -> Vec<f32> {
                     v.iter().map(|&v| if positive { v.max(0.0) } else { v.min(0.0) }).collect()
@@ -113,25 +112,21 @@ fn stabilised_ratio(relevance: &[f32], z: &[f32], eps: f32) -> Vec<f32> {
 
 /// What the relevance pass needs from the forward of one layer.
 enum Step {
-    /// The layer, its input, weights and bias.
-    Affine(Affine, Vec<f32>, Vec<f32>, Vec<f32>),
+    /// The layer, its input, weights, bias and output.
+    Affine(Affine, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>),
     Pool(PoolNhwc, Vec<f32>, Vec<u32>, Vec<f32>),
     Gap(usize, usize, Vec<f32>, Vec<f32>),
     Flatten(usize, usize),
     Pass,
 }
 
-fn weights<'a>(model: &'a Model, layer: &str) -> Result<(&'a candle_core::Tensor, &'a candle_core::Tensor)> {
-    Ok((model.weights.get(&format!("{layer}.weight"))?, model.weights.get(&format!("{layer}.bias"))?))
-}
-
 /// The forward of a layer with weights: its output, and its input, weights and bias kept for
 /// the relevance pass.
 fn affine_step(model: &Model, name: &str, layer: Affine, act: &mut Vec<f32>) -> Result<(Option<Vec<f32>>, Step)> {
-    let (wt, b) = weights(model, name)?;
+    let (wt, b) = layer_weights(model, name)?;
     let (wt, b) = (with_values(wt, |v: &[f32]| v.to_vec())?, with_values(b, |v: &[f32]| v.to_vec())?);
     let y = layer.forward(act, &wt, &b);
-    Ok((Some(y), Step::Affine(layer, std::mem::take(act), wt, b)))
+    Ok((Some(y.clone()), Step::Affine(layer, std::mem::take(act), wt, b, y)))
 }
 
 /// The relevance of each input value (`x` `[n, c, h, w]` values, NCHW) for the outputs picked
@@ -155,9 +150,8 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
     for layer in &arch.layers[layers] {
         let (next, step) = match layer.op {
             Op::Conv2d { out_channels, kernel_size, padding, .. } => {
-                let (oh, ow) = (h + 2 * padding + 1 - kernel_size, w + 2 * padding + 1 - kernel_size);
-                let g = ConvNhwc { n, h, w, c, o: out_channels, k: kernel_size, pad: padding, oh, ow };
-                (c, h, w) = (out_channels, oh, ow);
+                let g = ConvNhwc::new(n, (c, h, w), out_channels, kernel_size, padding);
+                (c, h, w) = (out_channels, g.oh, g.ow);
                 affine_step(model, &layer.name, Affine::Conv(g), &mut act)?
             }
             Op::Linear { in_features, out_features, .. } => {
@@ -166,21 +160,14 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
             }
             Op::Relu => (Some(act.iter().map(|v| v.max(0.0)).collect()), Step::Pass),
             Op::MaxPool2d { kernel_size, stride } => {
-                let (oh, ow) = ((h - kernel_size) / stride + 1, (w - kernel_size) / stride + 1);
-                let pool = PoolNhwc { h, w, c, k: kernel_size, s: stride, oh, ow, relu_first: false };
+                let pool = PoolNhwc::new((c, h, w), kernel_size, stride, false);
                 let (y, idx) = pool.forward(&act);
-                (h, w) = (oh, ow);
+                (h, w) = (pool.oh, pool.ow);
                 (Some(y.clone()), Step::Pool(pool, std::mem::take(&mut act), idx, y))
             }
             Op::GlobalAvgPool => {
                 let hw = h * w;
-                let mut y = vec![0.0f32; n * c];
-                for (out, image) in y.chunks_exact_mut(c).zip(act.chunks_exact(hw * c)) {
-                    for position in image.chunks_exact(c) {
-                        out.iter_mut().zip(position).for_each(|(o, &v)| *o += v);
-                    }
-                    out.iter_mut().for_each(|o| *o /= hw as f32);
-                }
+                let y = global_average(&act, hw, c);
                 (h, w) = (1, 1);
                 (Some(y.clone()), Step::Gap(hw, c, std::mem::take(&mut act), y))
             }
@@ -207,23 +194,14 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
     let mut r: Vec<f32> = seed.iter().zip(&act).map(|(s, y)| s * y).collect();
     for step in steps.into_iter().rev() {
         r = match step {
-            Step::Affine(layer, x, wt, b) => layer.relevance(rule, &x, &wt, &b, &r),
+            Step::Affine(layer, x, wt, b, y) => layer.relevance(rule, &x, &wt, &b, &y, &r),
             Step::Pool(pool, x, idx, y) => {
                 let c = pool.backward(&stabilised_ratio(&r, &y, STABILISER), &idx, &y, |_, g| g);
                 x.iter().zip(&c).map(|(x, c)| x * c).collect()
             }
             Step::Gap(hw, c, x, y) => {
-                let s = stabilised_ratio(&r, &y, STABILISER);
-                x.chunks_exact(c)
-                    .enumerate()
-                    .flat_map(|(p, xs)| {
-                        let image = p / hw;
-                        xs.iter()
-                            .zip(&s[image * c..(image + 1) * c])
-                            .map(|(x, s)| x * s / hw as f32)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
+                let spread = global_average_adjoint(&stabilised_ratio(&r, &y, STABILISER), hw, c);
+                x.iter().zip(&spread).map(|(x, s)| x * s).collect()
             }
             Step::Flatten(hw, c) => transpose_images(&r, c, hw),
             Step::Pass => r,

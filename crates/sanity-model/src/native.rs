@@ -19,7 +19,9 @@ use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::forward::Model;
 use crate::ops::linear;
-use crate::ops::nhwc::{ConvNhwc, ConvWeights, PoolNhwc, transpose_images, zeros};
+use crate::ops::nhwc::{
+    ConvNhwc, ConvWeights, PoolNhwc, global_average, global_average_adjoint, transpose_images, zeros,
+};
 use crate::ops::relu::Relu;
 use crate::ops::{ReluMode, with_values};
 use rayon::prelude::*;
@@ -94,7 +96,11 @@ struct Forward {
     output: Arc<Vec<f32>>,
 }
 
-fn weights<'a>(model: &'a Model, layer: &str) -> Result<(&'a candle_core::Tensor, &'a candle_core::Tensor)> {
+/// The weight and bias tensors of layer `layer`.
+pub(crate) fn layer_weights<'a>(
+    model: &'a Model,
+    layer: &str,
+) -> Result<(&'a candle_core::Tensor, &'a candle_core::Tensor)> {
     Ok((model.weights.get(&format!("{layer}.weight"))?, model.weights.get(&format!("{layer}.bias"))?))
 }
 
@@ -106,7 +112,7 @@ fn first_difference(first: &Model, other: &Model, range: Range<usize>) -> usize 
         if layer.op.parameter_shapes().is_none() {
             continue;
         }
-        let same = match (weights(first, &layer.name), weights(other, &layer.name)) {
+        let same = match (layer_weights(first, &layer.name), layer_weights(other, &layer.name)) {
             (Ok((w1, b1)), Ok((w2, b2))) => w1.id() == w2.id() && b1.id() == b2.id(),
             _ => false,
         };
@@ -142,16 +148,15 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
         let act = current.as_slice();
         let (next, keep, out_shape) = match layer.op {
             Op::Conv2d { out_channels, kernel_size, padding, .. } => {
-                let (c, hh, ww) = shape.image();
-                let (oh, ow) = (hh + 2 * padding + 1 - kernel_size, ww + 2 * padding + 1 - kernel_size);
-                let g = ConvNhwc { n, h: hh, w: ww, c, o: out_channels, k: kernel_size, pad: padding, oh, ow };
-                let (w, b) = weights(model, &layer.name)?;
+                let g = ConvNhwc::new(n, shape.image(), out_channels, kernel_size, padding);
+                let (w, b) = layer_weights(model, &layer.name)?;
                 let prepared = with_values(w, |w: &[f32]| g.weights(w))?;
                 let y = with_values(b, |b: &[f32]| g.forward(act, &prepared, b))?;
-                (Some(Arc::new(y)), Saved::Conv(Arc::new((g, prepared))), Shape::Image(out_channels, oh, ow))
+                let out_shape = Shape::Image(out_channels, g.oh, g.ow);
+                (Some(Arc::new(y)), Saved::Conv(Arc::new((g, prepared))), out_shape)
             }
             Op::Linear { in_features, out_features, .. } => {
-                let (w, b) = weights(model, &layer.name)?;
+                let (w, b) = layer_weights(model, &layer.name)?;
                 let y = with_values(w, |w: &[f32]| {
                     with_values(b, |b: &[f32]| linear::forward_values(act, w, b, n, in_features, out_features))
                 })??;
@@ -172,27 +177,16 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
                 (Some(y.clone()), Saved::Relu(y), shape)
             }
             Op::MaxPool2d { kernel_size, stride } => {
-                let (c, hh, ww) = shape.image();
-                let (oh, ow) = ((hh - kernel_size) / stride + 1, (ww - kernel_size) / stride + 1);
                 let relu_first = index > range.start && fuses_with_next_pool(model, index - 1, &range);
-                let pool = PoolNhwc { h: hh, w: ww, c, k: kernel_size, s: stride, oh, ow, relu_first };
+                let pool = PoolNhwc::new(shape.image(), kernel_size, stride, relu_first);
                 let (y, idx) = pool.forward(act);
                 let y = Arc::new(y);
-                (Some(y.clone()), Saved::Pool(pool, Arc::new(idx), y), Shape::Image(c, oh, ow))
+                let out_shape = Shape::Image(pool.c, pool.oh, pool.ow);
+                (Some(y.clone()), Saved::Pool(pool, Arc::new(idx), y), out_shape)
             }
             Op::GlobalAvgPool => {
                 let (c, hh, ww) = shape.image();
-                let hw = hh * ww;
-                let mut y = vec![0.0f32; n * c];
-                for (out, image) in y.chunks_exact_mut(c).zip(act.chunks_exact(hw * c)) {
-                    for position in image.chunks_exact(c) {
-                        for (o, &v) in out.iter_mut().zip(position) {
-                            *o += v;
-                        }
-                    }
-                    out.iter_mut().for_each(|o| *o /= hw as f32);
-                }
-                (Some(Arc::new(y)), Saved::Gap(hw, c), Shape::Flat(c))
+                (Some(Arc::new(global_average(act, hh * ww, c))), Saved::Gap(hh * ww, c), Shape::Flat(c))
             }
             Op::Flatten => match shape {
                 Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => (
@@ -237,36 +231,18 @@ fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], r
         g = match keep {
             Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
             Saved::Linear(n, fin, fout) => {
-                let (w, _) = weights(model, &layer.name)?;
+                let (w, _) = layer_weights(model, &layer.name)?;
                 with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, *n, *fin, *fout))?
             }
             Saved::Relu(y) => {
-                let rule = Relu(relu);
-                g.par_chunks_mut(ELEMENTWISE_CHUNK).zip(y.par_chunks(ELEMENTWISE_CHUNK)).for_each(
-                    |(g, y)| match relu {
-                        ReluMode::Standard => {
-                            g.iter_mut().zip(y).for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 })
-                        }
-                        _ => g.iter_mut().zip(y).for_each(|(g, &y)| *g = rule.rule_one(y, *g)),
-                    },
-                );
+                Relu(relu).backward_in_place(&mut g, y);
                 g
             }
             Saved::Pool(pool, idx, pooled) => {
                 let rule = Relu(relu);
                 pool.backward(&g, idx, pooled, |y, g| rule.rule_one(y, g))
             }
-            Saved::Gap(hw, c) => {
-                let mut dx = zeros(g.len() * hw);
-                for (image, gi) in dx.chunks_exact_mut(hw * c).zip(g.chunks_exact(*c)) {
-                    for position in image.chunks_exact_mut(*c) {
-                        for (d, &v) in position.iter_mut().zip(gi) {
-                            *d = v / *hw as f32;
-                        }
-                    }
-                }
-                dx
-            }
+            Saved::Gap(hw, c) => global_average_adjoint(&g, *hw, *c),
             Saved::Flatten(hw, c) => transpose_images(&g, *c, *hw),
             Saved::Identity => g,
         };
@@ -306,7 +282,6 @@ pub fn input_gradients(
     let arch = &first.arch;
     let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
     let input_shape = Shape::of(input_dims);
-    // NCHW → NHWC (a copy when there is one channel or one position).
     if h.len() != n * input_shape.len() {
         return Err(ModelError::Training(format!(
             "{} input values for {n} inputs of shape {input_dims:?} ({} expected)",
@@ -315,6 +290,7 @@ pub fn input_gradients(
         )));
     }
     let (c0, h0, w0) = input_shape.image();
+    // NCHW → NHWC (a copy when there is one channel or one position).
     let nhwc = c0 > 1 && h0 * w0 > 1;
     let values = if nhwc { transpose_images(h, c0, h0 * w0) } else { h.to_vec() };
     let input = Boundary { values: Arc::new(values), shape: input_shape };

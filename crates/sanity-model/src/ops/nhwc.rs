@@ -58,6 +58,12 @@ pub(crate) struct ConvWeights {
 }
 
 impl ConvNhwc {
+    /// The convolution of a layer with `o` filters `k x k`, padding `pad`, on `n` images
+    /// `(c, h, w)`.
+    pub(crate) fn new(n: usize, (c, h, w): (usize, usize, usize), o: usize, k: usize, pad: usize) -> Self {
+        Self { n, h, w, c, o, k, pad, oh: h + 2 * pad + 1 - k, ow: w + 2 * pad + 1 - k }
+    }
+
     fn positions(&self) -> usize {
         self.oh * self.ow
     }
@@ -381,6 +387,11 @@ pub(crate) struct PoolNhwc {
 }
 
 impl PoolNhwc {
+    /// Max pooling over `k x k` windows with step `s` of images `(c, h, w)` (floor mode).
+    pub(crate) fn new((c, h, w): (usize, usize, usize), k: usize, s: usize, relu_first: bool) -> Self {
+        Self { h, w, c, k, s, oh: (h - k) / s + 1, ow: (w - k) / s + 1, relu_first }
+    }
+
     /// The pooled images and, for every output value, the index within its image of the input
     /// value it took (the first maximum of a row-major scan).
     pub(crate) fn forward(&self, x: &[f32]) -> (Vec<f32>, Vec<u32>) {
@@ -471,6 +482,29 @@ impl PoolNhwc {
         });
         dx
     }
+}
+
+/// Global average pooling of NHWC images `[hw, c]`: `[n, c]`.
+pub(crate) fn global_average(x: &[f32], hw: usize, c: usize) -> Vec<f32> {
+    let mut y = vec![0.0f32; x.len() / hw];
+    for (out, image) in y.chunks_exact_mut(c).zip(x.chunks_exact(hw * c)) {
+        for position in image.chunks_exact(c) {
+            out.iter_mut().zip(position).for_each(|(o, &v)| *o += v);
+        }
+        out.iter_mut().for_each(|o| *o /= hw as f32);
+    }
+    y
+}
+
+/// The adjoint of [`global_average`]: each `[n, c]` value divided by `hw` at every position.
+pub(crate) fn global_average_adjoint(g: &[f32], hw: usize, c: usize) -> Vec<f32> {
+    let mut dx = zeros(g.len() * hw);
+    for (image, gi) in dx.chunks_exact_mut(hw * c).zip(g.chunks_exact(c)) {
+        for position in image.chunks_exact_mut(c) {
+            position.iter_mut().zip(gi).for_each(|(d, &v)| *d = v / hw as f32);
+        }
+    }
+    dx
 }
 
 /// Per image, `[a, b]` row-major to `[b, a]` (NCHW → NHWC with `a = c`, `b = h·w`, and back with

@@ -38,19 +38,21 @@ impl Relu {
     }
 
     fn rule<T: WithDType>(&self, xv: &[T], gv: &[T]) -> Vec<T> {
-        let mut out = vec![T::zero(); xv.len()];
-        out.par_chunks_mut(PARALLEL_CHUNK)
-            .zip(xv.par_chunks(PARALLEL_CHUNK))
-            .zip(gv.par_chunks(PARALLEL_CHUNK))
-            .for_each(|((o, x), g)| {
-                for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
-                    *o = self.rule_one(x, g);
-                }
-            });
+        let mut out = gv.to_vec();
+        self.backward_in_place(&mut out, xv);
         out
     }
 
+    /// `g ← rule(x, g)` element-wise, in parallel. `x` may be the ReLU's input or its output
+    /// (both are positive at the same places).
+    pub(crate) fn backward_in_place<T: WithDType>(&self, g: &mut [T], x: &[T]) {
+        g.par_chunks_mut(PARALLEL_CHUNK).zip(x.par_chunks(PARALLEL_CHUNK)).for_each(|(g, x)| {
+            g.iter_mut().zip(x).for_each(|(g, &x)| *g = self.rule_one(x, *g));
+        });
+    }
+
     /// The gradient passed to the input for input value `x` and arriving gradient `g`.
+    #[inline(always)]
     pub(crate) fn rule_one<T: WithDType>(&self, x: T, g: T) -> T {
         let zero = T::zero();
         let passes = match self.0 {
