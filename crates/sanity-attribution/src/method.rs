@@ -270,6 +270,20 @@ impl MethodSpec {
         }
     }
 
+    /// Whether the maps depend on the method's seed (noise, drawn baselines, random maps):
+    /// computed twice with two seeds, they differ.
+    pub fn is_stochastic(&self) -> bool {
+        match self {
+            MethodSpec::IntegratedGradients { baseline, .. } => matches!(baseline, Baseline::Uniform { .. }),
+            MethodSpec::ExpectedGradients { .. }
+            | MethodSpec::Smoothgrad(_)
+            | MethodSpec::SmoothgradSquared(_)
+            | MethodSpec::Vargrad(_)
+            | MethodSpec::RandomMap {} => true,
+            _ => false,
+        }
+    }
+
     /// [`MethodSpec::build`] with the reference images of `expected_gradients` (also inside a
     /// noise tunnel).
     pub fn build_with(

@@ -30,7 +30,7 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
     run_tiny(&one, "1");
     run_tiny(&two, "2");
-    for file in ["scores.csv", "summary.csv", "config.resolved.toml"] {
+    for file in ["scores.csv", "summary.csv", "verdicts.csv", "config.resolved.toml"] {
         assert_eq!(read(one.join(file)), read(two.join(file)), "{file} differs between 1 and 2 threads");
     }
     assert_eq!(std::fs::read(one.join("model.safetensors")).ok(), std::fs::read(two.join("model.safetensors")).ok());
@@ -39,10 +39,22 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     let mut lines = scores.lines();
     assert_eq!(
         lines.next(),
-        Some("run_id,test,order,stage_index,stage,method,postprocess,metric,sample,label,target,score,status")
+        Some("run_id,test,order,stage_index,stage,method,method_b,postprocess,metric,sample,label,target,score,status")
     );
-    // 7 stages x 2 methods x (1 + 2 metrics) x 5 images.
-    assert_eq!(lines.clone().count(), 7 * 2 * 3 * 5);
+    // (7 cascade stages + 7 independent stages + 4 controls) x 2 methods x (1 + 2 metrics) x 5
+    // images, and one method pair x 3 x 5.
+    assert_eq!(lines.clone().count(), (7 + 7 + 4) * 2 * 3 * 5 + 3 * 5);
+    let count = |pattern: &str| scores.lines().filter(|l| l.contains(pattern)).count();
+    assert_eq!(count(",independent,,"), 7 * 2 * 3 * 5);
+    assert_eq!(count(",method_agreement,,1,method_agreement,gradient,gradcam,"), 3 * 5);
+    for control in ["repeat", "random_models", "random_map", "sobel"] {
+        assert_eq!(count(&format!(",control,,1,{control},")), 2 * 3 * 5, "{control}");
+    }
+    // A deterministic method's repeat is its own map: similarity 1 wherever it is defined.
+    for line in scores.lines().filter(|l| l.contains(",control,,1,repeat,") && l.contains(",spearman,")) {
+        let score = line.split(',').nth(12).expect("a score column");
+        assert!(!line.ends_with(",ok") || (score.parse::<f64>().expect("a number") - 1.0).abs() < 1e-12, "{line}");
+    }
     let first_stage: Vec<&str> = lines.next().expect("a row").split(',').collect();
     assert_eq!(
         (first_stage[1], first_stage[2], first_stage[3], first_stage[4]),
@@ -50,15 +62,24 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     );
     for line in scores.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
-        let (score, status) = (fields[11], fields[12]);
+        let (score, status) = (fields[12], fields[13]);
         assert!(
             (status == "ok" && score.parse::<f64>().is_ok_and(f64::is_finite)) || (status != "ok" && score.is_empty()),
             "a score must be a finite number with status ok, or empty with a reason: {line}"
         );
     }
     let summary = read(one.join("summary.csv"));
-    assert!(summary.starts_with("run_id,test,order,stage_index,stage,method,postprocess,metric,n,n_degenerate,mean,std,sem,median,ci_low,ci_high,status"));
-    assert_eq!(summary.lines().count(), 1 + 7 * 2 * 3);
+    assert!(summary.starts_with(
+        "run_id,test,order,stage_index,stage,method,method_b,postprocess,metric,n,n_degenerate,mean,std,sem,median,\
+         ci_low,ci_high,status,control_repeat,control_random_models,control_random_map,control_sobel"
+    ));
+    assert_eq!(summary.lines().count(), 1 + (7 + 7 + 4) * 2 * 3 + 3);
+    let verdicts = read(one.join("verdicts.csv"));
+    assert!(
+        verdicts.starts_with("run_id,test,order,stage,method,postprocess,metric,n_pairs,mean,ceiling_mean,floor_mean,")
+    );
+    // The last cascade stage of each method, post-processing and metric.
+    assert_eq!(verdicts.lines().count(), 1 + 2 * 3);
 
     let manifest: serde_json::Value = serde_json::from_str(&read(one.join("manifest.json"))).expect("manifest is JSON");
     assert_eq!(manifest["threads"], 1);
@@ -73,7 +94,12 @@ fn expected_gradients_in_a_run_draws_from_the_training_images() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("eg");
     let methods = "attribution.methods=[{ method = \"expected_gradients\", samples = 4, batch = 16 }]";
-    sanity().args(["run", TINY, "--threads", "2", "--set", methods, "--out"]).arg(&out).assert().success();
+    let tests = "tests=[{ kind = \"cascading\" }]";
+    sanity()
+        .args(["run", TINY, "--threads", "2", "--set", methods, "--set", tests, "--out"])
+        .arg(&out)
+        .assert()
+        .success();
     let scores = read(out.join("scores.csv"));
     let rows: Vec<&str> = scores.lines().skip(1).collect();
     assert!(!rows.is_empty() && rows.iter().all(|r| r.contains(",expected_gradients,")), "{scores}");

@@ -31,6 +31,9 @@ pub struct Config {
     pub tests: Vec<TestConfig>,
     /// How maps are compared: each entry is a post-processing pipeline and its metrics.
     pub comparisons: Vec<ComparisonConfig>,
+    /// The control comparisons. Default: all of them.
+    #[serde(default)]
+    pub controls: ControlsConfig,
     /// Summary statistics.
     #[serde(default)]
     pub statistics: StatisticsConfig,
@@ -233,7 +236,7 @@ pub fn default_reinit() -> Reinit {
     Reinit::Original {}
 }
 
-/// A sanity test (`kind = "cascading"`).
+/// A sanity test (`kind = "cascading"`); DESIGN.md section 5.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TestConfig {
@@ -250,6 +253,28 @@ pub enum TestConfig {
         #[serde(default)]
         stages: Option<Vec<String>>,
     },
+    /// Independent randomisation (Adebayo et al. 2018, section 4.1): one layer at a time is
+    /// re-initialised, every other layer keeps its trained weights. A layer draws the same
+    /// values as in a cascade of the same seed.
+    Independent {
+        /// The re-initialisation. Default `{ kind = "original" }`.
+        #[serde(default = "default_reinit")]
+        reinit: Reinit,
+        /// The parameterised layers to randomise; default all of them.
+        #[serde(default)]
+        stages: Option<Vec<String>>,
+    },
+    /// The random-logit test (Sixt et al. 2020; Quantus' `RandomLogit`): the map of the
+    /// explained class against the map of a uniformly drawn other class, same model and
+    /// input. Needs a model with at least two outputs.
+    RandomLogit {},
+    /// Agreement between two methods on the trained model and the same input, per image (the
+    /// seed lesson's Grad-CAM against Integrated Gradients).
+    MethodAgreement {
+        /// Pairs of method ids from `attribution.methods`; default every pair, in list order.
+        #[serde(default)]
+        pairs: Option<Vec<[String; 2]>>,
+    },
 }
 
 impl TestConfig {
@@ -257,7 +282,45 @@ impl TestConfig {
     pub fn id(&self) -> &'static str {
         match self {
             TestConfig::Cascading { .. } => "cascading",
+            TestConfig::Independent { .. } => "independent",
+            TestConfig::RandomLogit {} => "random_logit",
+            TestConfig::MethodAgreement { .. } => "method_agreement",
         }
+    }
+}
+
+/// The control comparisons every score is read against (Adebayo et al. 2018, appendix), as
+/// rows with `test = "control"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlsConfig {
+    /// Each method's original map against a uniform random map (`random_map`, seeded per
+    /// image). Default true.
+    #[serde(default = "default_true")]
+    pub random_map: bool,
+    /// Each method's original map against the Sobel edge map of the image (`sobel`). Default
+    /// true.
+    #[serde(default = "default_true")]
+    pub sobel: bool,
+    /// The maps of two independently initialised, untrained models against each other: the
+    /// null floor (stage `random_models`). Default true.
+    #[serde(default = "default_true")]
+    pub random_models: bool,
+    /// The original map against the original map computed again (stage `repeat`): the
+    /// ceiling. A deterministic method's repeat is its map itself; a stochastic method
+    /// (SmoothGrad, random baselines, ...) draws again from another seed. Default true.
+    #[serde(default = "default_true")]
+    pub repeat: bool,
+}
+
+/// true.
+pub fn default_true() -> bool {
+    true
+}
+
+impl Default for ControlsConfig {
+    fn default() -> Self {
+        Self { random_map: true, sobel: true, random_models: true, repeat: true }
     }
 }
 
@@ -282,6 +345,9 @@ pub struct StatisticsConfig {
     /// Confidence level of the interval. Default 0.95.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
+    /// Significance level of the verdicts (two-sided Wilcoxon signed-rank tests). Default 0.05.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
 }
 
 /// 1000 resamples.
@@ -292,10 +358,14 @@ pub fn default_resamples() -> usize {
 pub fn default_confidence() -> f64 {
     0.95
 }
+/// 0.05.
+pub fn default_alpha() -> f64 {
+    0.05
+}
 
 impl Default for StatisticsConfig {
     fn default() -> Self {
-        Self { bootstrap_resamples: default_resamples(), confidence: default_confidence() }
+        Self { bootstrap_resamples: default_resamples(), confidence: default_confidence(), alpha: default_alpha() }
     }
 }
 

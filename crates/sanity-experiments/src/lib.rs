@@ -13,6 +13,8 @@ pub mod run;
 pub mod scores;
 pub mod statistics;
 pub mod train_job;
+pub mod units;
+pub mod verdicts;
 
 pub use config::Config;
 pub use error::ExperimentError;

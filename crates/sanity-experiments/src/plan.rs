@@ -164,26 +164,32 @@ impl Plan {
             return Err(bad("tests", "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into()));
         }
         let all_stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
+        let method_ids: Vec<&'static str> = config.attribution.methods.iter().map(|m| m.id()).collect();
+        let mut kinds = BTreeSet::new();
         for (i, test) in config.tests.iter_mut().enumerate() {
-            let TestConfig::Cascading { stages, .. } = test;
-            let chosen = stages.get_or_insert_with(|| all_stages.clone());
-            if chosen.is_empty() {
-                return Err(bad(&format!("tests[{i}].stages"), "empty; omit it for all layers".into()));
+            let order = match test {
+                TestConfig::Cascading { order, .. } => order.name(),
+                _ => "",
+            };
+            if !kinds.insert((test.id(), order)) {
+                return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
             }
-            let mut seen = BTreeSet::new();
-            for s in chosen.iter() {
-                if !all_stages.contains(s) {
+            match test {
+                TestConfig::Cascading { stages, .. } | TestConfig::Independent { stages, .. } => {
+                    resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
+                }
+                TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
                     return Err(bad(
-                        &format!("tests[{i}].stages"),
-                        format!("`{s}` is not a parameterised layer; this model has: {}", all_stages.join(", ")),
+                        &format!("tests[{i}]"),
+                        "random_logit needs a model with at least 2 outputs; this one has a single logit".into(),
                     ));
                 }
-                if !seen.insert(s.clone()) {
-                    return Err(bad(&format!("tests[{i}].stages"), format!("`{s}` is listed twice")));
+                TestConfig::RandomLogit {} => {}
+                TestConfig::MethodAgreement { pairs } => {
+                    let key = format!("tests[{i}].pairs");
+                    resolve_pairs(pairs, &method_ids).map_err(|m| bad(&key, m))?;
                 }
             }
-            // Stages run in network order whatever order they were listed in.
-            chosen.sort_by_key(|s| all_stages.iter().position(|a| a == s));
         }
         if config.comparisons.is_empty() {
             return Err(bad("comparisons", "empty; list at least one [[comparisons]] with metrics".into()));
@@ -210,6 +216,9 @@ impl Plan {
         if !(s.confidence > 0.0 && s.confidence < 1.0) {
             return Err(bad("statistics.confidence", format!("{}; accepted: 0 < confidence < 1", s.confidence)));
         }
+        if !(s.alpha > 0.0 && s.alpha < 1.0) {
+            return Err(bad("statistics.alpha", format!("{}; accepted: 0 < alpha < 1", s.alpha)));
+        }
         let resolved = toml::to_string(&config).map_err(|e| bad("(whole config)", e.to_string()))?;
         let run_id = format!("seed{}-{:08x}", config.seed, fnv1a(resolved.as_bytes()) as u32);
         Ok(Self { config, source: source.to_string(), run_id, arch, data })
@@ -229,16 +238,89 @@ impl Plan {
             c.attribution.methods.iter().map(|m| serde_json::to_string(m).unwrap_or_default()).collect();
         out += &format!("  {} test images, methods: {}\n", c.attribution.n_images, methods.join(", "));
         for test in &c.tests {
-            let TestConfig::Cascading { order, stages, .. } = test;
-            let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
-            out += &format!("  test {} ({}): {}\n", test.id(), order.name(), list.join(" -> "));
+            let line = match test {
+                TestConfig::Cascading { order, stages, .. } => {
+                    let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
+                    format!("({}): {}", order.name(), list.join(" -> "))
+                }
+                TestConfig::Independent { stages, .. } => {
+                    format!("(one layer at a time): {}", stages.as_deref().unwrap_or_default().join(", "))
+                }
+                TestConfig::RandomLogit {} => "(a random other class per image)".into(),
+                TestConfig::MethodAgreement { pairs } => {
+                    let pairs: Vec<String> =
+                        pairs.as_deref().unwrap_or_default().iter().map(|[a, b]| format!("{a} ~ {b}")).collect();
+                    format!(": {}", pairs.join(", "))
+                }
+            };
+            out += &format!("  test {} {line}\n", test.id());
         }
+        let k = &c.controls;
+        let controls: Vec<&str> = [
+            (k.repeat, "repeat (ceiling)"),
+            (k.random_models, "random_models (floor)"),
+            (k.random_map, "random_map"),
+            (k.sobel, "sobel"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        out += &format!("  controls: {}\n", if controls.is_empty() { "none".into() } else { controls.join(", ") });
         for comparison in &c.comparisons {
             let metrics: Vec<&str> = comparison.metrics.iter().map(|m| m.id()).collect();
             out += &format!("  compare after {}: {}\n", pipeline_label(&comparison.postprocess), metrics.join(", "));
         }
         out
     }
+}
+
+/// Fills in all parameterised layers when `stages` is unset, checks the names, and puts them
+/// in network order; the message says what is accepted.
+fn resolve_stages(stages: &mut Option<Vec<String>>, all: &[String]) -> std::result::Result<(), String> {
+    let chosen = stages.get_or_insert_with(|| all.to_vec());
+    if chosen.is_empty() {
+        return Err("empty; omit it for all layers".into());
+    }
+    let mut seen = BTreeSet::new();
+    for s in chosen.iter() {
+        if !all.contains(s) {
+            return Err(format!("`{s}` is not a parameterised layer; this model has: {}", all.join(", ")));
+        }
+        if !seen.insert(s.clone()) {
+            return Err(format!("`{s}` is listed twice"));
+        }
+    }
+    // Stages run in network order whatever order they were listed in.
+    chosen.sort_by_key(|s| all.iter().position(|a| a == s));
+    Ok(())
+}
+
+/// Fills in every pair of `methods` (in list order) when `pairs` is unset and checks the names.
+fn resolve_pairs(pairs: &mut Option<Vec<[String; 2]>>, methods: &[&str]) -> std::result::Result<(), String> {
+    let all: Vec<[String; 2]> = methods
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| methods[i + 1..].iter().map(move |b| [a.to_string(), b.to_string()]))
+        .collect();
+    let chosen = pairs.get_or_insert(all);
+    if chosen.is_empty() {
+        return Err("no pairs: list two or more methods in attribution.methods, or give pairs".into());
+    }
+    let mut seen = BTreeSet::new();
+    for [a, b] in chosen.iter() {
+        for id in [a, b] {
+            if !methods.contains(&id.as_str()) {
+                return Err(format!("`{id}` is not one of attribution.methods: {}", methods.join(", ")));
+            }
+        }
+        if a == b {
+            return Err(format!("`{a}` is paired with itself"));
+        }
+        if !seen.insert((a.clone(), b.clone())) {
+            return Err(format!("`{a}` ~ `{b}` is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// The architecture `name` (a preset, or an architecture TOML file) for `data`'s images,

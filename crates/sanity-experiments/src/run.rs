@@ -1,15 +1,16 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
-use crate::cascading::{cascade_order, cascade_step};
-use crate::config::{ComparisonConfig, ExplainedClass, TestConfig};
+use crate::config::ComparisonConfig;
 use crate::error::{ExperimentError, Result};
 use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib};
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
+use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, design};
+use crate::verdicts::verdicts;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use sanity_attribution::{Attribution, ReferenceSet};
+use sanity_attribution::{Attribution, MethodSpec, ReferenceSet};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
@@ -82,29 +83,11 @@ fn prepare_dir(options: &RunOptions) -> Result<()> {
     }
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
     if options.force {
-        for stale in ["scores.csv", "summary.csv", "manifest.json"] {
+        for stale in ["scores.csv", "summary.csv", "verdicts.csv", "manifest.json"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
     }
     Ok(())
-}
-
-/// The explained output of each image for a model whose logits are `logits`.
-fn targets_for(
-    explain: ExplainedClass,
-    logits: &[f32],
-    outputs: usize,
-    labels: &[usize],
-    original: &[usize],
-) -> Vec<usize> {
-    if outputs == 1 {
-        return vec![0; labels.len()];
-    }
-    match explain {
-        ExplainedClass::TrueLabel => labels.to_vec(),
-        ExplainedClass::OriginalPrediction => original.to_vec(),
-        ExplainedClass::CurrentPrediction => classes_of(logits, outputs),
-    }
 }
 
 /// Everything a stage needs about the explained images.
@@ -126,20 +109,13 @@ impl Explained {
         Ok(out)
     }
 
-    /// Raw maps of `method` for explained images `start..start + len` under each of `models`
-    /// (`targets[m]` for `models[m]`), one [`Map`] per image: `[model][image]`.
-    fn maps(
-        &self,
-        method: &dyn Attribution,
-        models: &[Model],
-        targets: &[Vec<usize>],
-        start: usize,
-        len: usize,
-    ) -> Result<Vec<Vec<Map>>> {
+    /// Raw maps of `method` for explained images `start..start + len` under each of `slots`
+    /// (with its targets), one [`Map`] per image: `[slot][image]`.
+    fn maps(&self, method: &dyn Attribution, slots: &[&Slot], start: usize, len: usize) -> Result<Vec<Vec<Map>>> {
         let ids: Vec<u64> = self.indices[start..start + len].iter().map(|&i| i as u64).collect();
-        let model_refs: Vec<&Model> = models.iter().collect();
-        let target_refs: Vec<&[usize]> = targets.iter().map(|t| &t[start..start + len]).collect();
-        let batches = method.attribute_models(&model_refs, &self.x.narrow(0, start, len)?, &target_refs, &ids)?;
+        let models: Vec<&Model> = slots.iter().map(|s| &s.model).collect();
+        let targets: Vec<&[usize]> = slots.iter().map(|s| &s.targets[start..start + len]).collect();
+        let batches = method.attribute_models(&models, &self.x.narrow(0, start, len)?, &targets, &ids)?;
         batches
             .into_iter()
             .map(|batch| {
@@ -149,21 +125,6 @@ impl Explained {
             })
             .collect()
     }
-}
-
-/// One cascade stage of one test: the identifying columns of its rows.
-struct StageUnit {
-    test: &'static str,
-    order: &'static str,
-    stage_index: usize,
-    stage: String,
-}
-
-/// The explained images of one batch.
-struct Images<'a> {
-    indices: &'a [usize],
-    labels: &'a [usize],
-    targets: &'a [usize],
 }
 
 fn postprocess_all(maps: &[Map], comparisons: &[ComparisonConfig]) -> Processed {
@@ -211,11 +172,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let mut explained =
         Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
     let outputs = plan.arch.num_outputs();
-    let original_logits = explained.logits(&model)?;
-    explained.original_classes = classes_of(&original_logits, outputs);
-    let explain = config.attribution.explain;
-    let original_targets =
-        targets_for(explain, &original_logits, outputs, &explained.labels, &explained.original_classes);
+    explained.original_classes = classes_of(&explained.logits(&model)?, outputs);
 
     // The reference set of expected gradients: the training images.
     let references = match config.attribution.methods.iter().any(|m| m.needs_references()) {
@@ -226,34 +183,38 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         }
         false => None,
     };
-    let methods: Vec<Box<dyn Attribution>> = config
-        .attribution
-        .methods
-        .iter()
-        .map(|m| m.build_with(&plan.arch, seed, references.as_ref()))
-        .collect::<std::result::Result<_, _>>()?;
+    let build = |seed: u64| -> Result<Vec<Box<dyn Attribution>>> {
+        Ok(config
+            .attribution
+            .methods
+            .iter()
+            .map(|m| m.build_with(&plan.arch, seed, references.as_ref()))
+            .collect::<std::result::Result<_, _>>()?)
+    };
+    let methods = build(seed)?;
+    // The `repeat` control of a stochastic method draws from another seed.
+    let repeats: Vec<Option<Box<dyn Attribution>>> = build(repeat_seed(seed))?
+        .into_iter()
+        .zip(&config.attribution.methods)
+        .map(|(m, spec)| spec.is_stochastic().then_some(m))
+        .collect();
     drop(references);
+    let controls: Vec<Box<dyn Attribution>> = CONTROL_METHODS
+        .iter()
+        .map(|id| {
+            let spec: MethodSpec = serde_json::from_value(serde_json::json!({ "method": id }))
+                .expect("the control methods take no parameters");
+            spec.build(&plan.arch, seed)
+        })
+        .collect::<std::result::Result<_, _>>()?;
 
-    // Every model explained: the original, then each test's stages. Stages share the tensors
-    // they did not re-initialise, so the attribution of a batch evaluates those layers once.
-    let mut units: Vec<StageUnit> = Vec::new();
-    let mut models: Vec<Model> = vec![model.clone()];
-    let mut targets: Vec<Vec<usize>> = vec![original_targets];
-    for test in &config.tests {
-        let TestConfig::Cascading { order, reinit, stages } = test;
-        let sequence = cascade_order(stages.as_deref().unwrap_or_default(), *order);
-        let mut weights: Weights = model.weights.clone();
-        for (k, stage) in sequence.iter().enumerate() {
-            weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
-            let randomized = model.with_weights(weights.clone());
-            // Only `current_prediction` of a multi-class model needs the randomised model's logits.
-            let needs_logits = outputs > 1 && explain == ExplainedClass::CurrentPrediction;
-            let logits = if needs_logits { explained.logits(&randomized)? } else { Vec::new() };
-            targets.push(targets_for(explain, &logits, outputs, &explained.labels, &explained.original_classes));
-            models.push(randomized);
-            units.push(StageUnit { test: test.id(), order: order.name(), stage_index: k + 1, stage: stage.clone() });
-        }
-    }
+    // Every model explained: the original, each test's stages and the controls' models. Stages
+    // share the tensors they did not re-initialise, so a batch evaluates those layers once.
+    let (slots, pairings) = {
+        let mut logits_of = |m: &Model| explained.logits(m);
+        design(plan, &model, &explained.labels, &explained.original_classes, &mut logits_of)?
+    };
+    let slot_refs: Vec<&Slot> = slots.iter().collect();
     mark("stages", &mut timings);
 
     let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
@@ -261,53 +222,69 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let mut writer = RowWriter::create(&dir.join("scores.csv"))?;
     let mut all_rows: Vec<ScoreRow> = Vec::new();
     let mut scores_seconds = 0.0;
-    for method in &methods {
-        // Rows of this method per stage unit and (comparison, metric), written when the method
-        // is done: stage by stage, then comparison, metric and image, whatever the batches.
-        let mut unit_rows: Vec<Vec<Vec<ScoreRow>>> = vec![Vec::new(); units.len()];
-        for start in (0..explained.indices.len()).step_by(explained.batch_size.max(1)) {
-            let len = explained.batch_size.min(explained.indices.len() - start);
-            let maps = explained.maps(method.as_ref(), &models, &targets, start, len)?;
-            let scoring = Instant::now();
-            let processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
-            let Some((original, stages)) = processed.split_first() else { continue };
-            let units: Vec<(RowContext, Images)> = units
-                .iter()
-                .enumerate()
-                .map(|(u, unit)| {
-                    let context = RowContext {
-                        run_id: &plan.run_id,
-                        test: unit.test,
-                        order: unit.order,
-                        stage_index: unit.stage_index,
-                        stage: &unit.stage,
-                        method: method.id(),
-                    };
-                    let images = Images {
-                        indices: &explained.indices[start..start + len],
-                        labels: &explained.labels[start..start + len],
-                        targets: &targets[u + 1][start..start + len],
-                    };
-                    (context, images)
-                })
-                .collect();
-            let batch_rows = score_rows(&units, &config.comparisons, original, stages);
-            scores_seconds += scoring.elapsed().as_secs_f64();
-            for (rows, batch) in unit_rows.iter_mut().zip(batch_rows) {
-                if rows.is_empty() {
-                    rows.resize(batch.len(), Vec::new());
-                }
-                for (all, group) in rows.iter_mut().zip(batch) {
-                    all.extend(group);
-                }
+    let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
+    for start in (0..explained.indices.len()).step_by(explained.batch_size.max(1)) {
+        let len = explained.batch_size.min(explained.indices.len() - start);
+        let images =
+            Images { indices: &explained.indices[start..start + len], labels: &explained.labels[start..start + len] };
+        let mut control_maps: Vec<Option<Processed>> = vec![None; CONTROL_METHODS.len()];
+        for (c, control) in controls.iter().enumerate() {
+            if pairings.iter().any(|p| p.second == Second::Control(c)) {
+                let maps = explained.maps(control.as_ref(), &slot_refs[..1], start, len)?;
+                control_maps[c] = Some(postprocess_all(&maps[0], &config.comparisons));
             }
+        }
+        // Each method's maps under every slot, scored as soon as they exist; the trained
+        // model's maps are kept for the method-against-method pairs.
+        let mut originals: Vec<Processed> = Vec::with_capacity(methods.len());
+        let mut batch_rows: Vec<ScoreRow> = Vec::new();
+        for (mi, method) in methods.iter().enumerate() {
+            let maps = explained.maps(method.as_ref(), &slot_refs, start, len)?;
+            let scoring = Instant::now();
+            let mut processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
+            let repeat = match (&repeats[mi], uses(|s| *s == Second::Repeat)) {
+                (Some(again), true) => {
+                    let maps = explained.maps(again.as_ref(), &slot_refs[..1], start, len)?;
+                    Some(postprocess_all(&maps[0], &config.comparisons))
+                }
+                _ => None,
+            };
+            let mut prepared: std::collections::BTreeMap<usize, Prepared> = std::collections::BTreeMap::new();
+            for pairing in pairings.iter().filter(|p| p.method.is_none()) {
+                let (second, second_slot, method_b) = match pairing.second {
+                    Second::Slot(s) => (&processed[s], s, method.id()),
+                    Second::Repeat => (repeat.as_ref().unwrap_or(&processed[0]), 0, method.id()),
+                    Second::Control(c) => match &control_maps[c] {
+                        Some(maps) => (maps, 0, controls[c].id()),
+                        None => continue,
+                    },
+                    Second::Method(_) => continue,
+                };
+                let context = RowContext { run_id: &plan.run_id, pairing, method: method.id(), method_b };
+                let targets = &slots[second_slot].targets[start..start + len];
+                let first = prepared
+                    .entry(pairing.first)
+                    .or_insert_with(|| prepare(&processed[pairing.first], &config.comparisons));
+                batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, first, second));
+            }
+            originals.push(processed.swap_remove(0));
+            scores_seconds += scoring.elapsed().as_secs_f64();
             progress(Progress::Advance(1));
         }
-        for rows in unit_rows.into_iter().flatten() {
-            writer.write(&rows)?;
-            all_rows.extend(rows);
+        let scoring = Instant::now();
+        for pairing in &pairings {
+            if let (Some(mi), Second::Method(mj)) = (pairing.method, pairing.second) {
+                let context =
+                    RowContext { run_id: &plan.run_id, pairing, method: methods[mi].id(), method_b: methods[mj].id() };
+                let targets = &slots[0].targets[start..start + len];
+                let first = prepare(&originals[mi], &config.comparisons);
+                batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, &first, &originals[mj]));
+            }
         }
+        scores_seconds += scoring.elapsed().as_secs_f64();
+        writer.write(&batch_rows)?;
         writer.flush()?;
+        all_rows.extend(batch_rows);
     }
     mark("attribution", &mut timings);
     // Informational: the post-processing and metrics inside the attribution phase.
@@ -318,6 +295,9 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let mut summary_writer = RowWriter::create(&dir.join("summary.csv"))?;
     summary_writer.write(&summary)?;
     summary_writer.finish()?;
+    let mut verdict_writer = RowWriter::create(&dir.join("verdicts.csv"))?;
+    verdict_writer.write(&verdicts(&all_rows, stats.alpha))?;
+    verdict_writer.finish()?;
     writer.finish()?;
     mark("summary", &mut timings);
     timings.push(("total".into(), started.elapsed().as_secs_f64()));
@@ -388,62 +368,81 @@ fn build_model(
     Ok((initial.with_weights(weights), epochs, "trained".into()))
 }
 
-/// The identifying columns shared by the rows of one (stage, method) unit.
+/// The identifying columns shared by the rows of one pairing and method.
 struct RowContext<'a> {
     run_id: &'a str,
-    test: &'static str,
-    order: &'static str,
-    stage_index: usize,
-    stage: &'a str,
+    pairing: &'a Pairing,
     method: &'static str,
+    method_b: &'static str,
 }
 
-/// Scores of a batch of images under every stage unit, `[unit][(comparison, metric)][image]`.
-/// Each original map is prepared once per metric (ranks, local moments) and compared with its
-/// maps under every stage; images in parallel.
-fn score_rows(
-    units: &[(RowContext, Images)],
-    comparisons: &[ComparisonConfig],
-    original: &Processed,
-    stages: &[Processed],
-) -> Vec<Vec<Vec<ScoreRow>>> {
-    let mut out: Vec<Vec<Vec<ScoreRow>>> = vec![Vec::new(); units.len()];
+/// The explained images of one batch.
+struct Images<'a> {
+    indices: &'a [usize],
+    labels: &'a [usize],
+}
+
+/// The seed of a stochastic method's `repeat` control: another stream than the run's.
+fn repeat_seed(seed: u64) -> u64 {
+    seed ^ sanity_data::fnv1a(b"repeat")
+}
+
+/// The first maps of a batch prepared for each metric (ranks, local moments):
+/// `[(comparison, metric)][image]`, images in parallel.
+type Prepared<'a> = Vec<Vec<std::result::Result<Reference<'a>, Status>>>;
+
+fn prepare<'a>(first: &'a Processed, comparisons: &'a [ComparisonConfig]) -> Prepared<'a> {
+    let mut out = Vec::new();
     for (ci, comparison) in comparisons.iter().enumerate() {
-        let label = pipeline_label(&comparison.postprocess);
         for metric in &comparison.metrics {
-            let references: Vec<std::result::Result<Reference, Status>> =
-                original[ci].par_iter().map(|map| map.as_ref().map(|m| metric.prepare(m)).map_err(|s| *s)).collect();
-            for (((context, images), randomized), rows) in units.iter().zip(stages).zip(out.iter_mut()) {
-                let scores: Vec<std::result::Result<f64, Status>> = references
-                    .par_iter()
-                    .zip(&randomized[ci])
-                    .map(|pair| match pair {
-                        (Ok(reference), Ok(b)) => reference.score(b),
-                        (Err(s), _) | (_, Err(s)) => Err(*s),
-                    })
-                    .collect();
-                let group = scores
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, score)| ScoreRow {
-                        run_id: context.run_id.to_string(),
-                        test: context.test.to_string(),
-                        order: context.order.to_string(),
-                        stage_index: context.stage_index,
-                        stage: context.stage.to_string(),
-                        method: context.method.to_string(),
-                        postprocess: label.clone(),
-                        metric: metric.id().to_string(),
-                        sample: images.indices[i],
-                        label: images.labels[i],
-                        target: images.targets[i],
-                        score: score.ok(),
-                        status: score.err().map_or("ok", Status::as_str).to_string(),
-                    })
-                    .collect();
-                rows.push(group);
-            }
+            out.push(first[ci].par_iter().map(|map| map.as_ref().map(|m| metric.prepare(m)).map_err(|s| *s)).collect());
         }
     }
     out
+}
+
+/// Score rows of one pairing over a batch, `(comparison, metric)` then image, images in
+/// parallel; `first` holds the first maps prepared by [`prepare`].
+fn score_rows(
+    context: &RowContext,
+    images: &Images,
+    targets: &[usize],
+    comparisons: &[ComparisonConfig],
+    first: &Prepared,
+    second: &Processed,
+) -> Vec<ScoreRow> {
+    let mut rows = Vec::new();
+    let p = context.pairing;
+    let mut prepared = first.iter();
+    for (ci, comparison) in comparisons.iter().enumerate() {
+        let label = pipeline_label(&comparison.postprocess);
+        for metric in &comparison.metrics {
+            let Some(references) = prepared.next() else { break };
+            let scores: Vec<std::result::Result<f64, Status>> = references
+                .par_iter()
+                .zip(&second[ci])
+                .map(|pair| match pair {
+                    (Ok(reference), Ok(b)) => reference.score(b),
+                    (Err(s), _) | (_, Err(s)) => Err(*s),
+                })
+                .collect();
+            rows.extend(scores.into_iter().enumerate().map(|(i, score)| ScoreRow {
+                run_id: context.run_id.to_string(),
+                test: p.test.to_string(),
+                order: p.order.to_string(),
+                stage_index: p.stage_index,
+                stage: p.stage.clone(),
+                method: context.method.to_string(),
+                method_b: context.method_b.to_string(),
+                postprocess: label.clone(),
+                metric: metric.id().to_string(),
+                sample: images.indices[i],
+                label: images.labels[i],
+                target: targets[i],
+                score: score.ok(),
+                status: score.err().map_or("ok", Status::as_str).to_string(),
+            }));
+        }
+    }
+    rows
 }

@@ -20,8 +20,11 @@ pub struct ScoreRow {
     pub stage_index: usize,
     /// The layer randomised last at this stage.
     pub stage: String,
-    /// The attribution method.
+    /// The attribution method (of the first map).
     pub method: String,
+    /// The method of the second map: the same method, except for `method_agreement` (the other
+    /// method) and the `random_map` / `sobel` controls.
+    pub method_b: String,
     /// The post-processing pipeline applied to both maps (`raw` = none).
     pub postprocess: String,
     /// The metric.
@@ -30,9 +33,9 @@ pub struct ScoreRow {
     pub sample: usize,
     /// The image's true label.
     pub label: usize,
-    /// The explained output index of the randomised model.
+    /// The output explained by the second map (the randomised model's, the random logit, ...).
     pub target: usize,
-    /// The similarity between the original and the randomised map; empty when degenerate.
+    /// The metric's value for the pair (first map as the reference); empty when degenerate.
     pub score: Option<f64>,
     /// `ok`, or why there is no score (`constant_map`, `non_finite`, ...).
     pub status: String,
@@ -51,8 +54,10 @@ pub struct SummaryRow {
     pub stage_index: usize,
     /// The layer randomised last.
     pub stage: String,
-    /// The method.
+    /// The method of the first maps.
     pub method: String,
+    /// The method of the second maps.
+    pub method_b: String,
     /// The post-processing pipeline.
     pub postprocess: String,
     /// The metric.
@@ -75,6 +80,14 @@ pub struct SummaryRow {
     pub ci_high: Option<f64>,
     /// `ok`, `no_valid_scores`, or `single_value` (no spread or interval).
     pub status: String,
+    /// Mean of the method's `repeat` control (original against original): the ceiling.
+    pub control_repeat: Option<f64>,
+    /// Mean of the method's `random_models` control (two untrained models): the null floor.
+    pub control_random_models: Option<f64>,
+    /// Mean of the method's map against a random map.
+    pub control_random_map: Option<f64>,
+    /// Mean of the method's map against the Sobel edge map.
+    pub control_sobel: Option<f64>,
 }
 
 /// Writes rows to `<final>.partial` and flushes after each finished unit; [`RowWriter::finish`]
@@ -115,22 +128,37 @@ impl RowWriter {
     }
 }
 
+/// The key of a summary group: test, order, stage index, stage, method, method_b,
+/// post-processing, metric.
+type GroupKey = (String, String, usize, String, String, String, String, String);
+
 /// The stream index of a summary group: FNV-1a of its key fields joined by a unit separator.
-fn group_hash(key: &(String, String, usize, String, String, String)) -> u64 {
-    let (test, order, stage, method, post, metric) = key;
-    fnv1a(format!("{test}\u{1f}{order}\u{1f}{stage}\u{1f}{method}\u{1f}{post}\u{1f}{metric}").as_bytes())
+fn group_hash(key: &GroupKey) -> u64 {
+    let (test, order, index, stage, method, method_b, post, metric) = key;
+    let index = index.to_string();
+    fnv1a([test, order, &index, stage, method, method_b, post, metric].map(|s| s.as_str()).join("\u{1f}").as_bytes())
 }
 
-/// Groups score rows by (test, order, stage, method, postprocess, metric) in first-seen order
-/// and summarises each; a group bootstraps from `stream_rng(seed, "bootstrap", h)` with `h`
-/// the FNV-1a hash of its key (test, order, stage index, method, post-processing, metric), so
-/// its interval does not depend on the row order or on the other groups.
+/// Groups score rows by (test, order, stage index, stage, method, method_b, postprocess, metric) in
+/// first-seen order and summarises each; a group bootstraps from `stream_rng(seed,
+/// "bootstrap", h)` with `h` the FNV-1a hash of its key, so its interval does not depend on the
+/// row order or on the other groups. Each row carries the means of its method's controls
+/// (same post-processing and metric).
 pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed: u64) -> Vec<SummaryRow> {
     let key = |r: &ScoreRow| {
-        (r.test.clone(), r.order.clone(), r.stage_index, r.method.clone(), r.postprocess.clone(), r.metric.clone())
+        (
+            r.test.clone(),
+            r.order.clone(),
+            r.stage_index,
+            r.stage.clone(),
+            r.method.clone(),
+            r.method_b.clone(),
+            r.postprocess.clone(),
+            r.metric.clone(),
+        )
     };
     let mut order = Vec::new();
-    let mut groups: std::collections::HashMap<_, Vec<&ScoreRow>> = std::collections::HashMap::new();
+    let mut groups: std::collections::HashMap<GroupKey, Vec<&ScoreRow>> = std::collections::HashMap::new();
     for r in rows {
         let k = key(r);
         if !groups.contains_key(&k) {
@@ -138,7 +166,7 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
         }
         groups.entry(k).or_default().push(r);
     }
-    order
+    let mut summaries: Vec<SummaryRow> = order
         .iter()
         .map(|k| {
             let members = &groups[k];
@@ -157,6 +185,7 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
                 stage_index: first.stage_index,
                 stage: first.stage.clone(),
                 method: first.method.clone(),
+                method_b: first.method_b.clone(),
                 postprocess: first.postprocess.clone(),
                 metric: first.metric.clone(),
                 n: s.n,
@@ -168,7 +197,37 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
                 ci_low: s.ci_low,
                 ci_high: s.ci_high,
                 status: status.into(),
+                control_repeat: None,
+                control_random_models: None,
+                control_random_map: None,
+                control_sobel: None,
             }
         })
-        .collect()
+        .collect();
+    let control_mean = |method: &str, stage: &str, post: &str, metric: &str, all: &[SummaryRow]| {
+        all.iter()
+            .find(|c| {
+                c.test == "control"
+                    && c.stage == stage
+                    && c.method == method
+                    && c.postprocess == post
+                    && c.metric == metric
+            })
+            .and_then(|c| c.mean)
+    };
+    let with_controls: Vec<SummaryRow> = summaries
+        .iter()
+        .map(|row| {
+            let mean = |stage: &str| control_mean(&row.method, stage, &row.postprocess, &row.metric, &summaries);
+            SummaryRow {
+                control_repeat: mean("repeat"),
+                control_random_models: mean("random_models"),
+                control_random_map: mean("random_map"),
+                control_sobel: mean("sobel"),
+                ..row.clone()
+            }
+        })
+        .collect();
+    summaries = with_controls;
+    summaries
 }

@@ -1,7 +1,10 @@
-//! Summary statistics of a group of scores, with a seeded percentile-bootstrap interval.
+//! Summary statistics of a group of scores, with a seeded percentile-bootstrap interval, and
+//! the Wilcoxon signed-rank test of the verdicts.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use sanity_metrics::rank::average_ranks_f64;
+use statrs::distribution::{ContinuousCDF, Normal};
 
 /// Summary of the valid scores of one group.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +56,73 @@ pub fn summarize(values: &[f64], resamples: usize, confidence: f64, rng: &mut Ch
     Summary { n, mean: Some(mean), std, sem: std.map(|s| s / (n as f64).sqrt()), median: Some(median), ci_low, ci_high }
 }
 
+/// Samples up to which the exact null distribution is used (when there are no ties or zeros).
+const WILCOXON_EXACT_MAX_N: usize = 200;
+
+/// A two-sided Wilcoxon signed-rank test of paired differences.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Wilcoxon {
+    /// Nonzero differences tested.
+    pub n: usize,
+    /// `min(R+, R−)`, the rank sums of the positive and negative differences (as scipy reports).
+    pub statistic: f64,
+    /// Two-sided p-value.
+    pub p_value: f64,
+    /// `exact` or `normal_approximation`.
+    pub method: &'static str,
+}
+
+/// The two-sided Wilcoxon signed-rank test (Wilcoxon 1945) of the differences `d`: zero
+/// differences are dropped, the absolute differences get average ranks. Without ties or zeros
+/// and for n <= 200 the p-value comes from the exact null distribution of `R+`, as
+/// `scipy.stats.wilcoxon(d, method="exact")`; otherwise from the normal approximation with the
+/// tie correction and no continuity correction, as `method="asymptotic", correction=False`.
+/// None when no difference is nonzero.
+pub fn wilcoxon_signed_rank(d: &[f64]) -> Option<Wilcoxon> {
+    let nonzero: Vec<f64> = d.iter().copied().filter(|&v| v != 0.0).collect();
+    let n = nonzero.len();
+    if n == 0 {
+        return None;
+    }
+    let abs: Vec<f64> = nonzero.iter().map(|v| v.abs()).collect();
+    let ranks = average_ranks_f64(&abs);
+    let r_plus: f64 = nonzero.iter().zip(&ranks).filter(|(v, _)| **v > 0.0).map(|(_, r)| r).sum();
+    let r_minus = (n * (n + 1)) as f64 / 2.0 - r_plus;
+    let mut sorted = abs.clone();
+    sorted.sort_by(f64::total_cmp);
+    let tie_sizes: Vec<f64> = sorted.chunk_by(|a, b| a == b).map(|run| run.len() as f64).collect();
+    let has_ties = tie_sizes.iter().any(|&t| t > 1.0);
+    let (p_value, method) = if !has_ties && n == d.len() && n <= WILCOXON_EXACT_MAX_N {
+        let pmf = signed_rank_null_pmf(n);
+        let cdf = |k: f64| pmf[..=(k as usize).min(pmf.len() - 1)].iter().sum::<f64>();
+        let sf = |k: f64| pmf[(k as usize).min(pmf.len())..].iter().sum::<f64>();
+        ((2.0 * sf(r_plus.floor()).min(cdf(r_plus.ceil()))).min(1.0), "exact")
+    } else {
+        let nf = n as f64;
+        let mean = nf * (nf + 1.0) / 4.0;
+        let ties: f64 = tie_sizes.iter().map(|t| t * t * t - t).sum();
+        let se = ((nf * (nf + 1.0) * (2.0 * nf + 1.0) - ties / 2.0) / 24.0).sqrt();
+        let z = (r_plus - mean) / se;
+        let normal = Normal::new(0.0, 1.0).expect("the standard normal");
+        ((2.0 * normal.cdf(-z.abs())).min(1.0), "normal_approximation")
+    };
+    Some(Wilcoxon { n, statistic: r_plus.min(r_minus), p_value, method })
+}
+
+/// `P(R+ = k)`, k = 0..=n(n+1)/2, under the null: each rank's sign is a fair coin.
+fn signed_rank_null_pmf(n: usize) -> Vec<f64> {
+    let mut pmf = vec![0.0f64; n * (n + 1) / 2 + 1];
+    pmf[0] = 1.0;
+    for rank in 1..=n {
+        let top = rank * (rank + 1) / 2;
+        for k in (0..=top).rev() {
+            let with = if k >= rank { pmf[k - rank] } else { 0.0 };
+            pmf[k] = (pmf[k] + with) / 2.0;
+        }
+    }
+    pmf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +144,32 @@ mod tests {
     fn a_single_value_has_no_spread() {
         let s = summarize(&[0.3], 100, 0.95, &mut stream_rng(1, "b", 0));
         assert_eq!((s.n, s.mean, s.std, s.ci_low), (1, Some(0.3), None, None));
+    }
+
+    fn large_values() -> &'static [f64] {
+        static VALUES: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+        VALUES.get_or_init(|| (0..300).map(|i| ((i * 37) % 23) as f64 - 10.0).collect())
+    }
+
+    #[test]
+    fn wilcoxon_matches_scipy() {
+        // scripts/golden/wilcoxon_fixtures.py (scipy 1.17.1): (differences, statistic, p-value).
+        let cases: [(&[f64], f64, f64); 4] = [
+            (&[0.31, -0.12, 0.57, 0.08, -0.44, 0.92, 0.26, 0.13, -0.05, 0.71], 11.0, 0.10546875),
+            (&[0.5, 1.5, 2.25, 3.0, 0.75, 1.25, -0.1, 2.0], 1.0, 0.015625),
+            (
+                &[0.2, -0.2, 0.2, 0.0, 0.5, 0.5, -0.1, 0.3, 0.0, 0.2, 0.4, -0.5, 0.6, 0.2, 0.1],
+                17.5,
+                0.04862052866035445,
+            ),
+            (large_values(), 17219.5, 0.014283222211112957),
+        ];
+        for (i, (d, statistic, p)) in cases.into_iter().enumerate() {
+            let w = wilcoxon_signed_rank(d).expect("nonzero differences");
+            assert_eq!(w.statistic, statistic, "case {i}");
+            assert!((w.p_value - p).abs() < 1e-9 * p, "case {i}: {} vs {p}", w.p_value);
+            assert_eq!(w.method, if i < 2 { "exact" } else { "normal_approximation" });
+        }
+        assert_eq!(wilcoxon_signed_rank(&[0.0, 0.0]), None);
     }
 }

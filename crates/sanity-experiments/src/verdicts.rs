@@ -1,0 +1,210 @@
+//! `verdicts.csv`: per test, method, post-processing and metric, whether the similarity after
+//! full randomisation can be told apart from the ceiling (the `repeat` control: original map
+//! against original map) and from the null floor (the `random_models` control: two untrained
+//! models), each by a two-sided Wilcoxon signed-rank test of the per-image differences
+//! (images paired, [`wilcoxon_signed_rank`]) at the level `statistics.alpha`.
+//!
+//! | verdict | distinct from ceiling | distinct from floor | reading |
+//! |---|---|---|---|
+//! | `at_floor` | yes | no | the maps follow the parameters (passes) |
+//! | `distinct_from_both` | yes | yes | partly changed |
+//! | `at_ceiling` | no | yes | the maps ignore the randomisation (fails) |
+//! | `indistinct` | no | no | ceiling and floor too close or too few images to tell |
+//! | `not_tested` | | | a control is switched off or no image has all three scores |
+
+use crate::scores::ScoreRow;
+use crate::statistics::{Wilcoxon, wilcoxon_signed_rank};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// The tests that get a verdict: the last cascade stage (every listed layer randomised) and
+/// the random logit.
+const JUDGED: [&str; 2] = ["cascading", "random_logit"];
+
+/// One verdict.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictRow {
+    /// The run.
+    pub run_id: String,
+    /// `cascading` or `random_logit`.
+    pub test: String,
+    /// Cascade order (empty for `random_logit`).
+    pub order: String,
+    /// The stage judged: the cascade's last (all listed layers randomised).
+    pub stage: String,
+    /// The method.
+    pub method: String,
+    /// The post-processing pipeline.
+    pub postprocess: String,
+    /// The metric.
+    pub metric: String,
+    /// Images with a valid score at the stage and in both controls.
+    pub n_pairs: usize,
+    /// Mean score at the stage over those images.
+    pub mean: Option<f64>,
+    /// Mean of the ceiling (`repeat` control) over those images.
+    pub ceiling_mean: Option<f64>,
+    /// Mean of the floor (`random_models` control) over those images.
+    pub floor_mean: Option<f64>,
+    /// The test used: `wilcoxon_signed_rank_two_sided`.
+    pub test_used: String,
+    /// p-value of stage against ceiling.
+    pub p_vs_ceiling: Option<f64>,
+    /// How it was computed: `exact` or `normal_approximation`.
+    pub p_vs_ceiling_method: String,
+    /// p-value of stage against floor.
+    pub p_vs_floor: Option<f64>,
+    /// How it was computed: `exact` or `normal_approximation`.
+    pub p_vs_floor_method: String,
+    /// The significance level.
+    pub alpha: f64,
+    /// See the module documentation.
+    pub verdict: String,
+}
+
+/// Valid scores by sample of the rows matching `keep`.
+fn scores_by_sample<'a>(rows: impl Iterator<Item = &'a ScoreRow>) -> HashMap<usize, f64> {
+    rows.filter_map(|r| r.score.map(|s| (r.sample, s))).collect()
+}
+
+/// The verdicts of a run's rows, in first-seen order of (test, order, method, postprocess,
+/// metric).
+pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
+    type Key<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+    let mut groups: Vec<Key> = Vec::new();
+    let mut last_stage: HashMap<Key, usize> = HashMap::new();
+    for r in rows.iter().filter(|r| JUDGED.contains(&r.test.as_str()) && r.method == r.method_b) {
+        let key = (r.test.as_str(), r.order.as_str(), r.method.as_str(), r.postprocess.as_str(), r.metric.as_str());
+        let stage = last_stage.entry(key).or_insert_with(|| {
+            groups.push(key);
+            0
+        });
+        *stage = (*stage).max(r.stage_index);
+    }
+    let control = |stage: &str, method: &str, post: &str, metric: &str| {
+        scores_by_sample(rows.iter().filter(|r| {
+            r.test == "control" && r.stage == stage && r.method == method && r.postprocess == post && r.metric == metric
+        }))
+    };
+    groups
+        .into_iter()
+        .map(|key| {
+            let (test, order, method, post, metric) = key;
+            let at_stage: Vec<&ScoreRow> = rows
+                .iter()
+                .filter(|r| {
+                    r.test == test
+                        && r.order == order
+                        && r.method == method
+                        && r.method_b == method
+                        && r.postprocess == post
+                        && r.metric == metric
+                        && r.stage_index == last_stage[&key]
+                })
+                .collect();
+            let (ceiling, floor) =
+                (control("repeat", method, post, metric), control("random_models", method, post, metric));
+            // Images paired across the three, in sample order.
+            let triples: BTreeMap<usize, (f64, f64, f64)> = at_stage
+                .iter()
+                .filter_map(|r| Some((r.sample, (r.score?, *ceiling.get(&r.sample)?, *floor.get(&r.sample)?))))
+                .collect();
+            let mean = |f: fn(&(f64, f64, f64)) -> f64| {
+                (!triples.is_empty()).then(|| triples.values().map(f).sum::<f64>() / triples.len() as f64)
+            };
+            let against = |f: fn(&(f64, f64, f64)) -> f64| -> Option<Wilcoxon> {
+                let d: Vec<f64> = triples.values().map(|t| t.0 - f(t)).collect();
+                wilcoxon_signed_rank(&d)
+            };
+            let (vs_ceiling, vs_floor) = (against(|t| t.1), against(|t| t.2));
+            let distinct = |w: &Option<Wilcoxon>| w.is_some_and(|w| w.p_value < alpha);
+            let verdict = match (triples.is_empty(), distinct(&vs_ceiling), distinct(&vs_floor)) {
+                (true, _, _) => "not_tested",
+                (false, true, false) => "at_floor",
+                (false, true, true) => "distinct_from_both",
+                (false, false, true) => "at_ceiling",
+                (false, false, false) => "indistinct",
+            };
+            // Without a nonzero difference the two samples are identical: p = 1.
+            let p = |w: &Option<Wilcoxon>| match (w, triples.is_empty()) {
+                (Some(w), _) => (Some(w.p_value), w.method.to_string()),
+                (None, false) => (Some(1.0), "identical".to_string()),
+                (None, true) => (None, String::new()),
+            };
+            let ((p_c, p_c_method), (p_f, p_f_method)) = (p(&vs_ceiling), p(&vs_floor));
+            VerdictRow {
+                run_id: at_stage.first().map(|r| r.run_id.clone()).unwrap_or_default(),
+                test: test.into(),
+                order: order.into(),
+                stage: at_stage.first().map(|r| r.stage.clone()).unwrap_or_default(),
+                method: method.into(),
+                postprocess: post.into(),
+                metric: metric.into(),
+                n_pairs: triples.len(),
+                mean: mean(|t| t.0),
+                ceiling_mean: mean(|t| t.1),
+                floor_mean: mean(|t| t.2),
+                test_used: "wilcoxon_signed_rank_two_sided".into(),
+                p_vs_ceiling: p_c,
+                p_vs_ceiling_method: p_c_method,
+                p_vs_floor: p_f,
+                p_vs_floor_method: p_f_method,
+                alpha,
+                verdict: verdict.into(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(test: &str, stage_index: usize, stage: &str, sample: usize, score: f64) -> ScoreRow {
+        ScoreRow {
+            run_id: "r".into(),
+            test: test.into(),
+            order: if test == "cascading" { "top_down".into() } else { String::new() },
+            stage_index,
+            stage: stage.into(),
+            method: "gradient".into(),
+            method_b: "gradient".into(),
+            postprocess: "raw".into(),
+            metric: "spearman".into(),
+            sample,
+            label: 0,
+            target: 0,
+            score: Some(score),
+            status: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn a_map_that_reaches_the_floor_passes_and_one_that_stays_fails() {
+        let mut rows = Vec::new();
+        for i in 0..20 {
+            let jitter = (i as f64 * 0.37).sin() * 0.05;
+            rows.push(row("control", 1, "repeat", i, 1.0));
+            rows.push(row("control", 1, "random_models", i, 0.05 + jitter));
+            rows.push(row("cascading", 1, "fc", i, 0.6 + jitter));
+            rows.push(row("cascading", 2, "conv", i, 0.05 + (i as f64 * 0.91).cos() * 0.05));
+        }
+        let v = verdicts(&rows, 0.05);
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].stage.as_str(), v[0].n_pairs, v[0].verdict.as_str()), ("conv", 20, "at_floor"));
+        assert!(v[0].p_vs_ceiling.expect("tested") < 1e-5);
+        assert!(v[0].p_vs_floor.expect("tested") > 0.05);
+        // The last stage still at the ceiling: the method ignores the randomisation.
+        for r in rows.iter_mut().filter(|r| r.stage == "conv") {
+            r.score = Some(1.0);
+        }
+        let v = verdicts(&rows, 0.05);
+        assert_eq!(
+            (v[0].verdict.as_str(), v[0].p_vs_ceiling, v[0].p_vs_ceiling_method.as_str()),
+            ("at_ceiling", Some(1.0), "identical")
+        );
+        // No floor: not tested.
+        rows.retain(|r| r.stage != "random_models");
+        assert_eq!(verdicts(&rows, 0.05)[0].verdict, "not_tested");
+    }
+}
