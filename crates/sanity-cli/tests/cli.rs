@@ -107,6 +107,38 @@ fn expected_gradients_in_a_run_draws_from_the_training_images() {
 }
 
 #[test]
+fn random_logit_explains_another_class_of_a_multi_class_model() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("rl");
+    let sets = [
+        "model.arch=tests/fixtures/two-logits.toml",
+        "tests=[{ kind = \"random_logit\" }]",
+        "attribution.methods=[{ method = \"gradient\" }]",
+        "controls.random_map=false",
+        "controls.sobel=false",
+    ];
+    let mut command = sanity();
+    command.args(["run", TINY, "--threads", "1", "--out"]).arg(&out);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    command.assert().success();
+    let scores = read(out.join("scores.csv"));
+    let random_logit: Vec<Vec<&str>> =
+        scores.lines().filter(|l| l.contains(",random_logit,")).map(|l| l.split(',').collect()).collect();
+    assert_eq!(random_logit.len(), 3 * 5, "{scores}");
+    // Two classes: the random other class is the one that is not explained in the original.
+    let original: Vec<Vec<&str>> =
+        scores.lines().filter(|l| l.contains(",control,,1,repeat,")).map(|l| l.split(',').collect()).collect();
+    for (r, o) in random_logit.iter().zip(&original) {
+        assert_eq!(r[9], o[9], "same sample");
+        assert_ne!(r[11], o[11], "another class: {r:?} {o:?}");
+    }
+    let verdicts = read(out.join("verdicts.csv"));
+    assert_eq!(verdicts.lines().filter(|l| l.contains(",random_logit,")).count(), 3, "{verdicts}");
+}
+
+#[test]
 fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("typo.toml");
@@ -120,7 +152,15 @@ fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
 
 #[test]
 fn bad_values_and_names_are_refused_with_exit_code_2() {
-    let cases: [(&str, &[&str]); 9] = [
+    let cases: [(&str, &[&str]); 14] = [
+        ("random logit of one logit", &["tests=[{ kind = \"random_logit\" }]", "at least 2 outputs"]),
+        (
+            "unknown method in a pair",
+            &["tests.2.pairs=[[\"gradient\", \"occlusion\"]]", "not one of attribution.methods"],
+        ),
+        ("method paired with itself", &["tests.2.pairs=[[\"gradient\", \"gradient\"]]", "paired with itself"]),
+        ("same test twice", &["tests=[{ kind = \"independent\" }, { kind = \"independent\" }]", "listed twice"]),
+        ("alpha out of range", &["statistics.alpha=1.5", "0 < alpha < 1"]),
         ("misspelled method", &["attribution.methods=[{ method = \"gradiant\" }]", "gradient"]),
         ("unknown gradcam layer", &["attribution.methods=[{ method = \"gradcam\", layer = \"conv9\" }]", "conv4"]),
         ("too many images", &["attribution.n_images=500", "attribution.n_images"]),
