@@ -62,6 +62,12 @@ enum Command {
         /// Seed of initialisation, shuffles and dropout.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// `true` or `random` (randomly permuted training labels: the data randomisation test).
+        #[arg(long, default_value = "true", value_parser = ["true", "random"])]
+        labels: String,
+        /// Stop once the training accuracy (on the labels trained on) reaches this.
+        #[arg(long)]
+        stop_at_accuracy: Option<f64>,
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -192,10 +198,24 @@ fn execute(cli: Cli) -> Result<()> {
             println!("{}", plan.describe());
             println!("# resolved config\n{}", plan.resolved_toml());
         }
-        Command::Train { arch, data, n_train, epochs, batch_size, lr, seed, threads, out } => {
+        Command::Train {
+            arch,
+            data,
+            n_train,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+            labels,
+            stop_at_accuracy,
+            threads,
+            out,
+        } => {
             set_threads(threads)?;
             let training = TrainingConfig { epochs, batch_size, learning_rate: lr, ..TrainingConfig::default() };
-            let job = TrainJob { arch, data: parse_data(&data, n_train)?, training, seed };
+            let random_labels = labels == "random";
+            let job =
+                TrainJob { arch, data: parse_data(&data, n_train)?, training, seed, random_labels, stop_at_accuracy };
             let bar = progress_bar();
             let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
             bar.finish_and_clear();

@@ -139,6 +139,28 @@ fn random_logit_explains_another_class_of_a_multi_class_model() {
 }
 
 #[test]
+fn data_randomization_trains_on_permuted_labels_and_reports_both_models() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("dr");
+    let test = "tests=[{ kind = \"data_randomization\", target_accuracy = 0.99, max_epochs = 2 }]";
+    sanity().args(["run", TINY, "--threads", "2", "--set", test, "--out"]).arg(&out).assert().success();
+    let scores = read(out.join("scores.csv"));
+    let rows = scores.lines().filter(|l| l.contains(",data_randomization,,1,random_labels,")).count();
+    assert_eq!(rows, 2 * 3 * 5, "{scores}");
+    assert!(out.join("model-random-labels.safetensors").exists());
+    let manifest: serde_json::Value = serde_json::from_str(&read(out.join("manifest.json"))).expect("JSON");
+    let report = &manifest["random_label_model"];
+    for key in ["train_accuracy_random_labels", "train_accuracy_true_labels", "test_accuracy"] {
+        assert!(report[key].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{key}: {report}");
+    }
+    // 48 phantoms do not get memorised in 2 epochs: the miss is reported, not hidden.
+    assert_eq!(report["epochs"].as_array().map(Vec::len), Some(2), "{report}");
+    assert_eq!(report["reached_target"], false);
+    let verdicts = read(out.join("verdicts.csv"));
+    assert_eq!(verdicts.lines().filter(|l| l.contains(",data_randomization,")).count(), 2 * 3, "{verdicts}");
+}
+
+#[test]
 fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("typo.toml");

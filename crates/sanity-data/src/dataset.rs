@@ -53,6 +53,16 @@ impl Dataset {
         out
     }
 
+    /// The same images with their labels randomly permuted (Adebayo et al. 2018, section 5:
+    /// the data randomisation test): class frequencies are kept, the link between image and
+    /// label is gone. The permutation comes from `stream_rng(seed, "label_permutation", 0)`.
+    pub fn with_permuted_labels(&self, seed: u64) -> Dataset {
+        use rand::seq::SliceRandom;
+        let mut labels = self.labels.clone();
+        labels.shuffle(&mut crate::rng::stream_rng(seed, "label_permutation", 0));
+        Dataset { labels, ..self.clone() }
+    }
+
     /// Fraction of images per class, for reporting class balance.
     pub fn class_fractions(&self) -> Vec<f64> {
         let mut counts = vec![0usize; self.num_classes];
@@ -60,5 +70,27 @@ impl Dataset {
             counts[l] += 1;
         }
         counts.iter().map(|&c| c as f64 / self.len().max(1) as f64).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permuted_labels_keep_the_class_counts_and_move_most_labels() {
+        let labels: Vec<usize> = (0..200).map(|i| i % 4).collect();
+        let data = Dataset {
+            images: vec![0.0; 200],
+            image_shape: [1, 1, 1],
+            labels: labels.clone(),
+            masks: None,
+            num_classes: 4,
+        };
+        let permuted = data.with_permuted_labels(5);
+        assert_eq!(permuted.class_fractions(), data.class_fractions());
+        let moved = permuted.labels.iter().zip(&labels).filter(|(a, b)| a != b).count();
+        assert!(moved > 100, "{moved} of 200 labels changed");
+        assert_eq!(permuted.labels, data.with_permuted_labels(5).labels);
     }
 }

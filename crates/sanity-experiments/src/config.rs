@@ -162,6 +162,7 @@ impl TrainingConfig {
             batch_size: self.batch_size,
             learning_rate: self.learning_rate,
             weight_decay: self.weight_decay,
+            stop_at_accuracy: None,
         }
     }
 }
@@ -264,6 +265,23 @@ pub enum TestConfig {
         #[serde(default)]
         stages: Option<Vec<String>>,
     },
+    /// The data randomisation test (Adebayo et al. 2018, section 5): the same architecture,
+    /// from the same initialisation, trained on randomly permuted training labels until its
+    /// training accuracy (on the permuted labels) reaches `target_accuracy`; its maps of the
+    /// test images against the trained model's (stage `random_labels`).
+    DataRandomization {
+        /// Stop training when the training accuracy on the permuted labels reaches this.
+        /// Default 0.95.
+        #[serde(default = "default_memorisation_accuracy")]
+        target_accuracy: f64,
+        /// At most this many epochs (the run goes on and reports the accuracy reached if the
+        /// target is missed). Default 100.
+        #[serde(default = "default_max_epochs")]
+        max_epochs: usize,
+        /// Weights of an already trained random-label model (safetensors); skips training.
+        #[serde(default)]
+        weights: Option<PathBuf>,
+    },
     /// The random-logit test (Sixt et al. 2020; Quantus' `RandomLogit`): the map of the
     /// explained class against the map of a uniformly drawn other class, same model and
     /// input. Needs a model with at least two outputs.
@@ -283,10 +301,21 @@ impl TestConfig {
         match self {
             TestConfig::Cascading { .. } => "cascading",
             TestConfig::Independent { .. } => "independent",
+            TestConfig::DataRandomization { .. } => "data_randomization",
             TestConfig::RandomLogit {} => "random_logit",
             TestConfig::MethodAgreement { .. } => "method_agreement",
         }
     }
+}
+
+/// 0.95 (Adebayo et al.: "until the model reaches at least 95% training accuracy").
+pub fn default_memorisation_accuracy() -> f64 {
+    0.95
+}
+
+/// 100 epochs.
+pub fn default_max_epochs() -> usize {
+    100
 }
 
 /// The control comparisons every score is read against (Adebayo et al. 2018, appendix), as

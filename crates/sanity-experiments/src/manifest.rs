@@ -35,6 +35,8 @@ pub struct Manifest {
     pub peak_rss_mib: Option<f64>,
     /// Model and its accuracies.
     pub model: ModelReport,
+    /// The random-label model of the data randomisation test, when it ran.
+    pub random_label_model: Option<RandomLabelReport>,
     /// Data sets.
     pub data: DataReport,
 }
@@ -53,6 +55,25 @@ pub struct ModelReport {
     /// Accuracy on the test set, true labels.
     pub test_accuracy: f64,
     /// Per-epoch loss and running accuracy.
+    pub epochs: Vec<sanity_model::EpochStats>,
+}
+
+/// The model of the data randomisation test (trained on permuted labels).
+#[derive(Debug, Clone, Serialize)]
+pub struct RandomLabelReport {
+    /// `trained` or the weights file it was loaded from.
+    pub origin: String,
+    /// Accuracy on the training set against the permuted labels it was trained on.
+    pub train_accuracy_random_labels: f64,
+    /// Accuracy on the training set against the true labels.
+    pub train_accuracy_true_labels: f64,
+    /// Accuracy on the test set, true labels (chance level expected).
+    pub test_accuracy: f64,
+    /// The training accuracy it had to reach.
+    pub target_accuracy: f64,
+    /// Whether it reached it (false: the run went on with the model as it was).
+    pub reached_target: bool,
+    /// Per-epoch loss and accuracies.
     pub epochs: Vec<sanity_model::EpochStats>,
 }
 

@@ -185,6 +185,17 @@ impl Plan {
                     ));
                 }
                 TestConfig::RandomLogit {} => {}
+                TestConfig::DataRandomization { target_accuracy, max_epochs, weights } => {
+                    if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
+                        return Err(bad(
+                            &format!("tests[{i}].target_accuracy"),
+                            format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1"),
+                        ));
+                    }
+                    if *max_epochs == 0 && weights.is_none() {
+                        return Err(bad(&format!("tests[{i}].max_epochs"), "0; accepted: >= 1".into()));
+                    }
+                }
                 TestConfig::MethodAgreement { pairs } => {
                     let key = format!("tests[{i}].pairs");
                     resolve_pairs(pairs, &method_ids).map_err(|m| bad(&key, m))?;
@@ -247,6 +258,12 @@ impl Plan {
                     format!("(one layer at a time): {}", stages.as_deref().unwrap_or_default().join(", "))
                 }
                 TestConfig::RandomLogit {} => "(a random other class per image)".into(),
+                TestConfig::DataRandomization { target_accuracy, max_epochs, weights } => match weights {
+                    Some(path) => format!("(random-label model from {})", path.display()),
+                    None => format!(
+                        "(train on permuted labels to {target_accuracy} train accuracy, at most {max_epochs} epochs)"
+                    ),
+                },
                 TestConfig::MethodAgreement { pairs } => {
                     let pairs: Vec<String> =
                         pairs.as_deref().unwrap_or_default().iter().map(|[a, b]| format!("{a} ~ {b}")).collect();

@@ -1,9 +1,11 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
-use crate::config::ComparisonConfig;
+use crate::config::{ComparisonConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
-use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib};
+use crate::manifest::{
+    DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, crate_versions, host_name, peak_rss_mib,
+};
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, design};
@@ -14,7 +16,7 @@ use sanity_attribution::{Attribution, MethodSpec, ReferenceSet};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
-use sanity_model::{Model, Weights, accuracy, init_weights, train};
+use sanity_model::{Model, TrainSpec, Weights, accuracy, init_weights, train};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -173,6 +175,13 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
     let outputs = plan.arch.num_outputs();
     explained.original_classes = classes_of(&explained.logits(&model)?, outputs);
+    let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, progress)?;
+    if let Some((_, report)) = &random_labels {
+        progress(Progress::Note(format!(
+            "random-label model: train accuracy {:.4} (permuted labels), test accuracy {:.4}",
+            report.train_accuracy_random_labels, report.test_accuracy
+        )));
+    }
 
     // The reference set of expected gradients: the training images.
     let references = match config.attribution.methods.iter().any(|m| m.needs_references()) {
@@ -212,7 +221,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     // share the tensors they did not re-initialise, so a batch evaluates those layers once.
     let (slots, pairings) = {
         let mut logits_of = |m: &Model| explained.logits(m);
-        design(plan, &model, &explained.labels, &explained.original_classes, &mut logits_of)?
+        let random_label_model = random_labels.as_ref().map(|(m, _)| m);
+        design(plan, &model, random_label_model, &explained.labels, &explained.original_classes, &mut logits_of)?
     };
     let slot_refs: Vec<&Slot> = slots.iter().collect();
     mark("stages", &mut timings);
@@ -315,6 +325,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         started_unix,
         timings_s: timings,
         peak_rss_mib: peak_rss_mib(),
+        random_label_model: random_labels.map(|(_, report)| report),
         model: ModelReport {
             arch: config.model.arch.clone(),
             stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
@@ -366,6 +377,62 @@ fn build_model(
     let (weights, epochs) = train(&initial, train_set, &spec, config.seed, &mut on_epoch)?;
     weights.save_safetensors(&dir.join("model.safetensors"))?;
     Ok((initial.with_weights(weights), epochs, "trained".into()))
+}
+
+/// The model of the data randomisation test: trained on permuted labels from the trained
+/// model's initialisation until it memorises them (or loaded from the test's `weights`),
+/// saved as `model-random-labels.safetensors`.
+fn build_random_label_model(
+    plan: &Plan,
+    sets: (&Dataset, &Dataset),
+    dir: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Option<(Model, RandomLabelReport)>> {
+    let config = &plan.config;
+    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights }) =
+        config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
+    else {
+        return Ok(None);
+    };
+    let (train_set, test_set) = sets;
+    let permuted = train_set.with_permuted_labels(config.seed);
+    let (model, epochs, origin) = match weights {
+        Some(path) => {
+            let model = Model::new(plan.arch.clone(), Weights::load_safetensors(path, &plan.arch)?);
+            (model, Vec::new(), path.display().to_string())
+        }
+        None => {
+            let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
+            let spec =
+                TrainSpec { epochs: *max_epochs, stop_at_accuracy: Some(*target_accuracy), ..config.training.spec() };
+            progress(Progress::Phase { name: "training on permuted labels".into(), total: spec.epochs as u64 });
+            let mut on_epoch = |s: &sanity_model::EpochStats| {
+                let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
+                progress(Progress::Note(format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)));
+                progress(Progress::Advance(1));
+            };
+            let (weights, epochs) = train(&initial, &permuted, &spec, config.seed, &mut on_epoch)?;
+            weights.save_safetensors(&dir.join("model-random-labels.safetensors"))?;
+            (initial.with_weights(weights), epochs, "trained".to_string())
+        }
+    };
+    let train_accuracy_random_labels = accuracy(&model, &permuted)?;
+    let reached_target = train_accuracy_random_labels >= *target_accuracy;
+    if !reached_target {
+        progress(Progress::Note(format!(
+            "warning: the random-label model reached train accuracy {train_accuracy_random_labels:.4}, below the target {target_accuracy}"
+        )));
+    }
+    let report = RandomLabelReport {
+        origin,
+        train_accuracy_random_labels,
+        train_accuracy_true_labels: accuracy(&model, train_set)?,
+        test_accuracy: accuracy(&model, test_set)?,
+        target_accuracy: *target_accuracy,
+        reached_target,
+        epochs,
+    };
+    Ok(Some((model, report)))
 }
 
 /// The identifying columns shared by the rows of one pairing and method.

@@ -4,7 +4,7 @@ use crate::config::{DataConfig, TrainingConfig, default_fashion_dir};
 use crate::error::{ExperimentError, Result};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::Progress;
-use sanity_model::{EpochStats, Model, accuracy, init_weights, train};
+use sanity_model::{EpochStats, Model, TrainSpec, accuracy, init_weights, train};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,14 +17,18 @@ pub struct TrainJob {
     pub data: DataConfig,
     /// Hyper-parameters.
     pub training: TrainingConfig,
-    /// Seed of the initialisation, shuffles and dropout.
+    /// Seed of the initialisation, shuffles and dropout (and of the label permutation).
     pub seed: u64,
+    /// Train on randomly permuted labels ([`sanity_data::Dataset::with_permuted_labels`]).
+    pub random_labels: bool,
+    /// Stop once the training accuracy (on the labels trained on) reaches this.
+    pub stop_at_accuracy: Option<f64>,
 }
 
 /// What training achieved.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
-    /// Accuracy on the training images (evaluation mode).
+    /// Accuracy on the training images (evaluation mode) against the labels trained on.
     pub train_accuracy: f64,
     /// Accuracy on the test images.
     pub test_accuracy: f64,
@@ -63,6 +67,7 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
         resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::Config { file: "--arch".into(), message })?,
     );
     let (train_set, test_set) = data.load(job.seed)?;
+    let train_set = if job.random_labels { train_set.with_permuted_labels(job.seed) } else { train_set };
     let initial = Model::new(arch.clone(), init_weights(&arch, job.seed)?);
     progress(Progress::Phase { name: "training".into(), total: job.training.epochs as u64 });
     let mut on_epoch = |s: &EpochStats| {
@@ -72,7 +77,8 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
         )));
         progress(Progress::Advance(1));
     };
-    let (weights, epochs) = train(&initial, &train_set, &job.training.spec(), job.seed, &mut on_epoch)?;
+    let spec = TrainSpec { stop_at_accuracy: job.stop_at_accuracy, ..job.training.spec() };
+    let (weights, epochs) = train(&initial, &train_set, &spec, job.seed, &mut on_epoch)?;
     weights.save_safetensors(out)?;
     let trained = initial.with_weights(weights);
     Ok(TrainOutcome {

@@ -55,11 +55,13 @@ pub struct Pairing {
     pub method: Option<usize>,
 }
 
-/// The slots and pairings of `plan`, given the trained `model`, the explained images' labels,
-/// the trained model's classes and a way to get a model's logits on the explained images.
+/// The slots and pairings of `plan`, given the trained `model`, the model trained on random
+/// labels (when the plan has the data randomisation test), the explained images' labels, the
+/// trained model's classes and a way to get a model's logits on the explained images.
 pub fn design(
     plan: &Plan,
     model: &Model,
+    random_label_model: Option<&Model>,
     labels: &[usize],
     original_classes: &[usize],
     logits_of: &mut dyn FnMut(&Model) -> Result<Vec<f32>>,
@@ -117,6 +119,13 @@ pub fn design(
                         second: Second::Slot(slot),
                         method: None,
                     });
+                }
+            }
+            TestConfig::DataRandomization { .. } => {
+                if let Some(m) = random_label_model {
+                    let targets = targets_of(m)?;
+                    let slot = add_slot(&mut slots, m.clone(), targets);
+                    pairings.push(single(test.id(), "random_labels", 0, Second::Slot(slot), None));
                 }
             }
             TestConfig::RandomLogit {} => {

@@ -17,18 +17,18 @@ use crate::statistics::{Wilcoxon, wilcoxon_signed_rank};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
-/// The tests that get a verdict: the last cascade stage (every listed layer randomised) and
-/// the random logit.
-const JUDGED: [&str; 2] = ["cascading", "random_logit"];
+/// The tests that get a verdict: the last cascade stage (every listed layer randomised), the
+/// random-label model and the random logit.
+const JUDGED: [&str; 3] = ["cascading", "data_randomization", "random_logit"];
 
 /// One verdict.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerdictRow {
     /// The run.
     pub run_id: String,
-    /// `cascading` or `random_logit`.
+    /// `cascading`, `data_randomization` or `random_logit`.
     pub test: String,
-    /// Cascade order (empty for `random_logit`).
+    /// Cascade order (empty for the others).
     pub order: String,
     /// The stage judged: the cascade's last (all listed layers randomised).
     pub stage: String,

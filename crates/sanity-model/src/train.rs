@@ -22,6 +22,9 @@ pub struct TrainSpec {
     pub learning_rate: f64,
     /// AdamW decoupled weight decay.
     pub weight_decay: f64,
+    /// Stop after the first epoch whose training-set accuracy (eval mode, measured after the
+    /// epoch) reaches this; `epochs` is then the most epochs trained.
+    pub stop_at_accuracy: Option<f64>,
 }
 
 /// What one epoch did.
@@ -33,6 +36,9 @@ pub struct EpochStats {
     pub loss: f64,
     /// Accuracy on the minibatches as they were trained (dropout on).
     pub running_accuracy: f64,
+    /// Training-set accuracy in eval mode after the epoch (measured when training stops at an
+    /// accuracy).
+    pub train_accuracy: Option<f64>,
 }
 
 /// Loss of logits against labels: binary cross-entropy with logits for a single-logit model
@@ -145,10 +151,23 @@ pub fn train(
             let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         }
-        let stats =
-            EpochStats { epoch, loss: loss_sum / batches as f64, running_accuracy: correct as f64 / data.len() as f64 };
+        let train_accuracy = match spec.stop_at_accuracy {
+            Some(_) => Some(accuracy(&current(&vars), data)?),
+            None => None,
+        };
+        let stats = EpochStats {
+            epoch,
+            loss: loss_sum / batches as f64,
+            running_accuracy: correct as f64 / data.len() as f64,
+            train_accuracy,
+        };
         on_epoch(&stats);
         history.push(stats);
+        if let (Some(reached), Some(target)) = (train_accuracy, spec.stop_at_accuracy)
+            && reached >= target
+        {
+            break;
+        }
     }
     let trained = current(&vars).weights;
     // Detach from the Vars: the returned weights are plain values that training no longer owns.
