@@ -5,7 +5,7 @@ use crate::error::{ExperimentError, Result};
 use sanity_data::rng::fnv1a;
 use sanity_data::{Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms};
 use sanity_metrics::pipeline_label;
-use sanity_model::{Architecture, ArchitectureSpec, PRESETS, preset};
+use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -175,8 +175,9 @@ impl Plan {
                 return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
             }
             match test {
-                TestConfig::Cascading { stages, .. } | TestConfig::Independent { stages, .. } => {
+                TestConfig::Cascading { stages, reinit, .. } | TestConfig::Independent { stages, reinit } => {
                     resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
+                    check_reinit(reinit).map_err(|m| bad(&format!("tests[{i}].reinit"), m))?;
                 }
                 TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
                     return Err(bad(
@@ -288,6 +289,19 @@ impl Plan {
             out += &format!("  compare after {}: {}\n", pipeline_label(&comparison.postprocess), metrics.join(", "));
         }
         out
+    }
+}
+
+/// Refuses re-initialisation parameters no layer could use.
+fn check_reinit(reinit: &Reinit) -> std::result::Result<(), String> {
+    match *reinit {
+        Reinit::TruncatedNormal { std } if !(std.is_finite() && std > 0.0) => {
+            Err(format!("truncated_normal std = {std}; accepted: a finite value > 0"))
+        }
+        Reinit::GaussianPerturb { scale } if !(scale.is_finite() && scale >= 0.0) => {
+            Err(format!("gaussian_perturb scale = {scale}; accepted: a finite value >= 0"))
+        }
+        _ => Ok(()),
     }
 }
 

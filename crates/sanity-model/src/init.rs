@@ -30,6 +30,13 @@ pub enum Reinit {
     /// A seeded random permutation of the trained values of each tensor (keeps the marginal
     /// distribution of the weights).
     Permute {},
+    /// The trained values plus Gaussian noise of std `scale` times the tensor's root mean
+    /// square (a relative perturbation: `scale = 1` adds noise as large as the weights; an
+    /// all-zero tensor stays zero).
+    GaussianPerturb {
+        /// Noise std relative to the tensor's root mean square, finite and >= 0.
+        scale: f64,
+    },
 }
 
 /// Draws `n` values from `init` for a tensor with the given fans.
@@ -127,6 +134,22 @@ pub fn reinitialize(
                 sample(&init, b_shape[0], fan_in, fan_out, rng),
             )
         }
+        Reinit::GaussianPerturb { scale } => {
+            if !(scale.is_finite() && *scale >= 0.0) {
+                return Err(ModelError::InvalidArchitecture {
+                    layer: layer.to_string(),
+                    reason: format!("gaussian_perturb scale = {scale}; accepted: a finite value >= 0"),
+                });
+            }
+            let perturb = |name: &str, rng: &mut ChaCha8Rng| -> Result<Vec<f32>> {
+                let values = weights.get(name)?.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+                let rms =
+                    (values.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / values.len().max(1) as f64).sqrt();
+                let normal = Normal::new(0.0, scale * rms).expect("a finite, non-negative std");
+                Ok(values.iter().map(|&v| (f64::from(v) + normal.sample(rng)) as f32).collect())
+            };
+            (perturb(&w_name, rng)?, perturb(&b_name, rng)?)
+        }
         Reinit::Permute {} => {
             let mut w = weights.get(&w_name)?.flatten_all()?.to_vec1::<f32>()?;
             let mut b = weights.get(&b_name)?.flatten_all()?.to_vec1::<f32>()?;
@@ -139,4 +162,32 @@ pub fn reinitialize(
     out.insert(w_name, Tensor::from_vec(w, w_shape, &Device::Cpu)?);
     out.insert(b_name, Tensor::from_vec(b, b_shape, &Device::Cpu)?);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset;
+
+    #[test]
+    fn gaussian_perturb_adds_noise_relative_to_the_tensor() {
+        let arch = Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("preset")).expect("valid");
+        let trained = init_weights(&arch, 3).expect("init");
+        let values = |w: &Weights, name: &str| {
+            w.get(name).expect("tensor").flatten_all().expect("flat").to_vec1::<f32>().expect("f32")
+        };
+        let rms = |v: &[f32]| (v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        let perturb = |scale: f64| {
+            reinitialize(&trained, &arch, "conv2", &Reinit::GaussianPerturb { scale }, &mut stream_rng(1, "t", 0))
+        };
+        let unchanged = perturb(0.0).expect("scale 0");
+        assert_eq!(values(&unchanged, "conv2.weight"), values(&trained, "conv2.weight"));
+        let noisy = perturb(0.5).expect("scale 0.5");
+        let (before, after) = (values(&trained, "conv2.weight"), values(&noisy, "conv2.weight"));
+        let noise: Vec<f32> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let ratio = rms(&noise) / rms(&before);
+        assert!((ratio - 0.5).abs() < 0.05, "noise rms / weight rms = {ratio}");
+        assert_eq!(values(&noisy, "conv1.weight"), values(&trained, "conv1.weight"), "other layers untouched");
+        assert!(perturb(-1.0).is_err() && perturb(f64::NAN).is_err());
+    }
 }
