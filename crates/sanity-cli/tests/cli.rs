@@ -161,6 +161,39 @@ fn data_randomization_trains_on_permuted_labels_and_reports_both_models() {
 }
 
 #[test]
+fn smooth_mprt_without_noise_is_the_cascade_and_efficient_mprt_reads_the_entropy() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("mprt");
+    let tests = "tests=[{ kind = \"cascading\", order = \"bottom_up\", stages = [\"conv4\", \"logit\"] }, \
+                 { kind = \"smooth_mprt\", samples = 1, noise = 0.0, stages = [\"conv4\", \"logit\"] }, \
+                 { kind = \"efficient_mprt\" }]";
+    let metrics = "comparisons.1.metrics=[{ metric = \"spearman\" }, { metric = \"discrete_entropy\" }]";
+    sanity()
+        .args(["run", TINY, "--threads", "2", "--set", tests, "--set", metrics, "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let scores = read(out.join("scores.csv"));
+    let tail = |test: &str| -> Vec<String> {
+        scores
+            .lines()
+            .filter(|l| l.contains(&format!(",{test},bottom_up,")))
+            .map(|l| l.splitn(4, ',').nth(3).expect("columns").to_string())
+            .collect()
+    };
+    // One noisy copy with zero noise is the method itself: the same rows as the cascade.
+    assert_eq!(tail("smooth_mprt").len(), 2 * 2 * 3 * 5);
+    assert_eq!(tail("smooth_mprt"), tail("cascading"));
+    let efficient: Vec<&str> = scores.lines().filter(|l| l.contains(",efficient_mprt,,7,all,")).collect();
+    assert_eq!(efficient.len(), 2 * 3 * 5, "{scores}");
+    assert!(efficient.iter().any(|l| l.contains(",discrete_entropy,") && l.ends_with(",ok")));
+    let without_entropy =
+        sanity().args(["plan", TINY, "--set", "tests=[{ kind = \"efficient_mprt\" }]"]).output().expect("runs");
+    assert_eq!(without_entropy.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&without_entropy.stderr).contains("discrete_entropy"));
+}
+
+#[test]
 fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = tmp.path().join("typo.toml");

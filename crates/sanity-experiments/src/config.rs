@@ -232,6 +232,16 @@ pub fn default_order() -> Order {
     Order::TopDown
 }
 
+/// `bottom_up` (Hedström et al. 2023's MPRT variants).
+pub fn default_order_bottom_up() -> Order {
+    Order::BottomUp
+}
+
+/// 0.1 of the value range (Hedström et al. 2023).
+pub fn default_smooth_mprt_noise() -> f64 {
+    0.1
+}
+
 /// `original` (the layer's own initialiser).
 pub fn default_reinit() -> Reinit {
     Reinit::Original {}
@@ -282,6 +292,40 @@ pub enum TestConfig {
         #[serde(default)]
         weights: Option<PathBuf>,
     },
+    /// Smooth MPRT (Hedström et al. 2023, "Sanity checks revisited", section 4.1): a cascade in
+    /// which every map is the mean of the method's maps of `samples` noisy copies of the input
+    /// (noise std `noise` times the image's value range), to damp the gradient shattering
+    /// noise that makes unsmoothed maps look unstable.
+    SmoothMprt {
+        /// `bottom_up` (default, as Hedström et al.) or `top_down`.
+        #[serde(default = "default_order_bottom_up")]
+        order: Order,
+        /// The re-initialisation. Default `{ kind = "original" }`.
+        #[serde(default = "default_reinit")]
+        reinit: Reinit,
+        /// The parameterised layers to randomise; default all of them.
+        #[serde(default)]
+        stages: Option<Vec<String>>,
+        /// Noisy copies per map. Default 50.
+        #[serde(default = "sanity_attribution::method::default_samples")]
+        samples: usize,
+        /// Noise std as a fraction of the image's value range. Default 0.1.
+        #[serde(default = "default_smooth_mprt_noise")]
+        noise: f64,
+    },
+    /// Efficient MPRT (Hedström et al. 2023, section 4.2): the maps of the model with every
+    /// listed layer randomised against the trained model's, read through the
+    /// `discrete_entropy` metric (complexity of the randomised map over the original's: above 1
+    /// when randomisation makes the maps noisier, as it should). A comparison must list
+    /// `discrete_entropy`.
+    EfficientMprt {
+        /// The re-initialisation. Default `{ kind = "original" }`.
+        #[serde(default = "default_reinit")]
+        reinit: Reinit,
+        /// The parameterised layers randomised together; default all of them.
+        #[serde(default)]
+        stages: Option<Vec<String>>,
+    },
     /// The random-logit test (Sixt et al. 2020; Quantus' `RandomLogit`): the map of the
     /// explained class against the map of a uniformly drawn other class, same model and
     /// input. Needs a model with at least two outputs.
@@ -302,6 +346,8 @@ impl TestConfig {
             TestConfig::Cascading { .. } => "cascading",
             TestConfig::Independent { .. } => "independent",
             TestConfig::DataRandomization { .. } => "data_randomization",
+            TestConfig::SmoothMprt { .. } => "smooth_mprt",
+            TestConfig::EfficientMprt { .. } => "efficient_mprt",
             TestConfig::RandomLogit {} => "random_logit",
             TestConfig::MethodAgreement { .. } => "method_agreement",
         }

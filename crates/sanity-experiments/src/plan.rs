@@ -175,7 +175,10 @@ impl Plan {
                 return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
             }
             match test {
-                TestConfig::Cascading { stages, reinit, .. } | TestConfig::Independent { stages, reinit } => {
+                TestConfig::Cascading { stages, reinit, .. }
+                | TestConfig::Independent { stages, reinit }
+                | TestConfig::SmoothMprt { stages, reinit, .. }
+                | TestConfig::EfficientMprt { stages, reinit } => {
                     resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
                     check_reinit(reinit).map_err(|m| bad(&format!("tests[{i}].reinit"), m))?;
                 }
@@ -201,6 +204,21 @@ impl Plan {
                     let key = format!("tests[{i}].pairs");
                     resolve_pairs(pairs, &method_ids).map_err(|m| bad(&key, m))?;
                 }
+            }
+            if let TestConfig::SmoothMprt { samples, noise, .. } = test {
+                if *samples == 0 {
+                    return Err(bad(&format!("tests[{i}].samples"), "0; accepted: >= 1".into()));
+                }
+                if !(noise.is_finite() && *noise >= 0.0) {
+                    return Err(bad(&format!("tests[{i}].noise"), format!("{noise}; accepted: a finite value >= 0")));
+                }
+            }
+            let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
+            if matches!(test, TestConfig::EfficientMprt { .. }) && !has_entropy {
+                return Err(bad(
+                    &format!("tests[{i}]"),
+                    "efficient_mprt is read through the discrete_entropy metric; add { metric = \"discrete_entropy\" } to a [[comparisons]]".into(),
+                ));
             }
         }
         if config.comparisons.is_empty() {
@@ -257,6 +275,17 @@ impl Plan {
                 }
                 TestConfig::Independent { stages, .. } => {
                     format!("(one layer at a time): {}", stages.as_deref().unwrap_or_default().join(", "))
+                }
+                TestConfig::SmoothMprt { order, stages, samples, noise, .. } => {
+                    let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
+                    format!(
+                        "({}, maps averaged over {samples} copies, noise {noise}): {}",
+                        order.name(),
+                        list.join(" -> ")
+                    )
+                }
+                TestConfig::EfficientMprt { stages, .. } => {
+                    format!("(all at once): {}", stages.as_deref().unwrap_or_default().join(", "))
                 }
                 TestConfig::RandomLogit {} => "(a random other class per image)".into(),
                 TestConfig::DataRandomization { target_accuracy, max_epochs, weights } => match weights {

@@ -8,11 +8,11 @@ use crate::manifest::{
 };
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
-use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, design};
+use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
 use crate::verdicts::verdicts;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use sanity_attribution::{Attribution, MethodSpec, ReferenceSet};
+use sanity_attribution::{Attribution, MethodSpec, ReferenceSet, TunnelSpec};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
@@ -207,7 +207,6 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         .zip(&config.attribution.methods)
         .map(|(m, spec)| spec.is_stochastic().then_some(m))
         .collect();
-    drop(references);
     let controls: Vec<Box<dyn Attribution>> = CONTROL_METHODS
         .iter()
         .map(|id| {
@@ -225,6 +224,52 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         design(plan, &model, random_label_model, &explained.labels, &explained.original_classes, &mut logits_of)?
     };
     let slot_refs: Vec<&Slot> = slots.iter().collect();
+    // The variants of the maps: the methods' own, and each smooth MPRT's noise tunnel around
+    // them; each with the slots its pairings compare (slot 0 first, always).
+    let mut settings: Vec<Option<Smoothing>> = vec![None];
+    for p in &pairings {
+        if !settings.contains(&p.smoothing) {
+            settings.push(p.smoothing);
+        }
+    }
+    let smoothed: Vec<Vec<Box<dyn Attribution>>> = settings[1..]
+        .iter()
+        .flatten()
+        .map(|s| {
+            config
+                .attribution
+                .methods
+                .iter()
+                .map(|m| {
+                    let tunnel = TunnelSpec {
+                        inner: Box::new(m.clone()),
+                        samples: s.samples,
+                        noise: s.noise,
+                        batch: sanity_attribution::method::default_batch(),
+                    };
+                    MethodSpec::Smoothgrad(tunnel).build_with(&plan.arch, seed, references.as_ref())
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    drop(references);
+    let variants: Vec<(Option<Smoothing>, &[Box<dyn Attribution>], Vec<usize>)> = settings
+        .iter()
+        .enumerate()
+        .map(|(i, setting)| {
+            let mut used = vec![0];
+            for p in pairings.iter().filter(|p| p.smoothing == *setting) {
+                let second = if let Second::Slot(s) = p.second { Some(s) } else { None };
+                for slot in [Some(p.first), second].into_iter().flatten() {
+                    if !used.contains(&slot) {
+                        used.push(slot);
+                    }
+                }
+            }
+            let methods: &[Box<dyn Attribution>] = if i == 0 { &methods } else { &smoothed[i - 1] };
+            (*setting, methods, used)
+        })
+        .collect();
     mark("stages", &mut timings);
 
     let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
@@ -249,36 +294,42 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         let mut originals: Vec<Processed> = Vec::with_capacity(methods.len());
         let mut batch_rows: Vec<ScoreRow> = Vec::new();
         for (mi, method) in methods.iter().enumerate() {
-            let maps = explained.maps(method.as_ref(), &slot_refs, start, len)?;
-            let scoring = Instant::now();
-            let mut processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
             let repeat = match (&repeats[mi], uses(|s| *s == Second::Repeat)) {
-                (Some(again), true) => {
-                    let maps = explained.maps(again.as_ref(), &slot_refs[..1], start, len)?;
-                    Some(postprocess_all(&maps[0], &config.comparisons))
-                }
+                (Some(again), true) => Some(explained.maps(again.as_ref(), &slot_refs[..1], start, len)?),
                 _ => None,
             };
-            let mut prepared: std::collections::BTreeMap<usize, Prepared> = std::collections::BTreeMap::new();
-            for pairing in pairings.iter().filter(|p| p.method.is_none()) {
-                let (second, second_slot, method_b) = match pairing.second {
-                    Second::Slot(s) => (&processed[s], s, method.id()),
-                    Second::Repeat => (repeat.as_ref().unwrap_or(&processed[0]), 0, method.id()),
-                    Second::Control(c) => match &control_maps[c] {
-                        Some(maps) => (maps, 0, controls[c].id()),
-                        None => continue,
-                    },
-                    Second::Method(_) => continue,
-                };
-                let context = RowContext { run_id: &plan.run_id, pairing, method: method.id(), method_b };
-                let targets = &slots[second_slot].targets[start..start + len];
-                let first = prepared
-                    .entry(pairing.first)
-                    .or_insert_with(|| prepare(&processed[pairing.first], &config.comparisons));
-                batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, first, second));
+            for (variant, variant_methods, slots_used) in &variants {
+                let refs: Vec<&Slot> = slots_used.iter().map(|&s| &slots[s]).collect();
+                let maps = explained.maps(variant_methods[mi].as_ref(), &refs, start, len)?;
+                let scoring = Instant::now();
+                let processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
+                let of_slot = |slot: usize| slots_used.iter().position(|&s| s == slot).map(|i| &processed[i]);
+                let repeat = repeat.as_ref().map(|maps| postprocess_all(&maps[0], &config.comparisons));
+                let mut prepared: std::collections::BTreeMap<usize, Prepared> = std::collections::BTreeMap::new();
+                for pairing in pairings.iter().filter(|p| p.method.is_none() && p.smoothing == *variant) {
+                    let (Some(first), Some(own)) = (of_slot(pairing.first), of_slot(0)) else { continue };
+                    let (second, second_slot, method_b) = match pairing.second {
+                        Second::Slot(s) => match of_slot(s) {
+                            Some(maps) => (maps, s, method.id()),
+                            None => continue,
+                        },
+                        Second::Repeat => (repeat.as_ref().unwrap_or(own), 0, method.id()),
+                        Second::Control(c) => match &control_maps[c] {
+                            Some(maps) => (maps, 0, controls[c].id()),
+                            None => continue,
+                        },
+                        Second::Method(_) => continue,
+                    };
+                    let context = RowContext { run_id: &plan.run_id, pairing, method: method.id(), method_b };
+                    let targets = &slots[second_slot].targets[start..start + len];
+                    let first = prepared.entry(pairing.first).or_insert_with(|| prepare(first, &config.comparisons));
+                    batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, first, second));
+                }
+                if variant.is_none() {
+                    originals.push(processed.into_iter().next().expect("slot 0 is always explained"));
+                }
+                scores_seconds += scoring.elapsed().as_secs_f64();
             }
-            originals.push(processed.swap_remove(0));
-            scores_seconds += scoring.elapsed().as_secs_f64();
             progress(Progress::Advance(1));
         }
         let scoring = Instant::now();

@@ -35,8 +35,18 @@ pub enum Second {
 /// The control methods whose maps every method is compared with.
 pub const CONTROL_METHODS: [&str; 2] = ["random_map", "sobel"];
 
+/// Maps averaged over noisy copies of the input (smooth MPRT): a noise tunnel around each
+/// method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Smoothing {
+    /// Noisy copies.
+    pub samples: usize,
+    /// Noise std as a fraction of the image's value range.
+    pub noise: f64,
+}
+
 /// One kind of score row: its identifying columns and the two maps it compares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pairing {
     /// `cascading`, `independent`, `random_logit`, `method_agreement` or `control`.
     pub test: &'static str,
@@ -53,6 +63,8 @@ pub struct Pairing {
     pub second: Second,
     /// The method of the first map for `method_agreement`; None: every method.
     pub method: Option<usize>,
+    /// Both maps are smoothed (smooth MPRT); None: the methods' own maps.
+    pub smoothing: Option<Smoothing>,
 }
 
 /// The slots and pairings of `plan`, given the trained `model`, the model trained on random
@@ -102,8 +114,43 @@ pub fn design(
                         first: 0,
                         second: Second::Slot(slot),
                         method: None,
+                        smoothing: None,
                     });
                 }
+            }
+            TestConfig::SmoothMprt { order, reinit, stages, samples, noise } => {
+                let mut weights = model.weights.clone();
+                let smoothing = Some(Smoothing { samples: *samples, noise: *noise });
+                for (k, stage) in cascade_order(stages.as_deref().unwrap_or_default(), *order).iter().enumerate() {
+                    weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
+                    let randomized = model.with_weights(weights.clone());
+                    let targets = targets_of(&randomized)?;
+                    let slot = add_slot(&mut slots, randomized, targets);
+                    pairings.push(Pairing {
+                        test: test.id(),
+                        order: order.name(),
+                        stage_index: k + 1,
+                        stage: stage.clone(),
+                        first: 0,
+                        second: Second::Slot(slot),
+                        method: None,
+                        smoothing,
+                    });
+                }
+            }
+            TestConfig::EfficientMprt { reinit, stages } => {
+                let stages = stages.as_deref().unwrap_or_default();
+                let mut weights = model.weights.clone();
+                for stage in stages {
+                    weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
+                }
+                let randomized = model.with_weights(weights);
+                let targets = targets_of(&randomized)?;
+                let slot = add_slot(&mut slots, randomized, targets);
+                pairings.push(Pairing {
+                    stage_index: stages.len(),
+                    ..single(test.id(), "all", 0, Second::Slot(slot), None)
+                });
             }
             TestConfig::Independent { reinit, stages } => {
                 for stage in stages.as_deref().unwrap_or_default() {
@@ -118,6 +165,7 @@ pub fn design(
                         first: 0,
                         second: Second::Slot(slot),
                         method: None,
+                        smoothing: None,
                     });
                 }
             }
@@ -168,7 +216,7 @@ pub fn design(
 }
 
 fn single(test: &'static str, stage: &str, first: usize, second: Second, method: Option<usize>) -> Pairing {
-    Pairing { test, order: "", stage_index: 1, stage: stage.to_string(), first, second, method }
+    Pairing { test, order: "", stage_index: 1, stage: stage.to_string(), first, second, method, smoothing: None }
 }
 
 /// For each image, a class drawn uniformly from the `outputs − 1` classes other than its
