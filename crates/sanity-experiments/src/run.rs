@@ -253,7 +253,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         })
         .collect::<std::result::Result<_, _>>()?;
     drop(references);
-    let variants: Vec<(Option<Smoothing>, &[Box<dyn Attribution>], Vec<usize>)> = settings
+    let variants: Vec<Variant> = settings
         .iter()
         .enumerate()
         .map(|(i, setting)| {
@@ -267,7 +267,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
                 }
             }
             let methods: &[Box<dyn Attribution>] = if i == 0 { &methods } else { &smoothed[i - 1] };
-            (*setting, methods, used)
+            Variant { smoothing: *setting, methods, slots: used }
         })
         .collect();
     mark("stages", &mut timings);
@@ -298,7 +298,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
                 (Some(again), true) => Some(explained.maps(again.as_ref(), &slot_refs[..1], start, len)?),
                 _ => None,
             };
-            for (variant, variant_methods, slots_used) in &variants {
+            for Variant { smoothing: variant, methods: variant_methods, slots: slots_used } in &variants {
                 let refs: Vec<&Slot> = slots_used.iter().map(|&s| &slots[s]).collect();
                 let maps = explained.maps(variant_methods[mi].as_ref(), &refs, start, len)?;
                 let scoring = Instant::now();
@@ -484,6 +484,16 @@ fn build_random_label_model(
         epochs,
     };
     Ok(Some((model, report)))
+}
+
+/// One variant of the methods' maps and the slots it is computed under.
+struct Variant<'a> {
+    /// None: the methods' own maps; else a smooth MPRT's noise tunnel around them.
+    smoothing: Option<Smoothing>,
+    /// The methods, in config order.
+    methods: &'a [Box<dyn Attribution>],
+    /// The slots whose maps the variant's pairings compare, slot 0 first.
+    slots: Vec<usize>,
 }
 
 /// The identifying columns shared by the rows of one pairing and method.
