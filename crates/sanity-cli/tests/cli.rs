@@ -269,6 +269,22 @@ fn plan_lists_the_cascade_and_the_resolved_defaults() {
 }
 
 #[test]
+fn every_shipped_config_makes_a_plan() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("experiments/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 6, "{configs:?}");
+    for config in configs {
+        let out = sanity().arg("plan").arg(&config).output().expect("runs");
+        assert!(out.status.success(), "{}: {}", config.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
 fn train_writes_weights_that_a_run_can_load() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let weights = tmp.path().join("m.safetensors");

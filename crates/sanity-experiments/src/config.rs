@@ -18,6 +18,10 @@ pub struct Config {
     /// The run seed; every random stream derives from it. Default 0.
     #[serde(default)]
     pub seed: u64,
+    /// An anchor paper's choices as defaults (`adebayo2018`, `quantus`, `hedstrom2023`; see
+    /// [`crate::presets`]); keys set in the config win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     /// Where the images come from.
     pub data: DataConfig,
     /// The model.
@@ -449,15 +453,27 @@ impl Config {
     /// name the line and the key and list the accepted keys.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
         let config_error = |message: String| ExperimentError::Config { file: file.to_string(), message };
-        if overrides.is_empty() {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+        let has_preset = table.contains_key("preset");
+        if overrides.is_empty() && !has_preset {
+            // Parsed from the text itself, so that errors point at its lines.
             return toml::from_str(text).map_err(|e| config_error(e.to_string()));
         }
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
         for assignment in overrides {
             crate::overrides::apply(&mut table, assignment)?;
         }
+        if let Some(preset) = table.get("preset") {
+            let name = preset.as_str().ok_or_else(|| config_error("key `preset`: expected a string".into()))?;
+            let defaults = crate::presets::preset_table(name, file)?;
+            crate::presets::fill_missing(&mut table, defaults);
+        }
         let merged = toml::to_string(&table).map_err(|e| config_error(e.to_string()))?;
-        toml::from_str(&merged).map_err(|e| config_error(format!("after the --set overrides: {e}")))
+        let what = match (overrides.is_empty(), has_preset) {
+            (false, true) => "after the --set overrides and the preset",
+            (false, false) => "after the --set overrides",
+            _ => "after the preset",
+        };
+        toml::from_str(&merged).map_err(|e| config_error(format!("{what}: {e}")))
     }
 
     /// Reads and parses a config file.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod manifest;
 pub mod overrides;
 pub mod plan;
+pub mod presets;
 pub mod run;
 pub mod scores;
 pub mod statistics;
