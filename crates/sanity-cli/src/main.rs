@@ -7,8 +7,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::TrainingConfig;
+use sanity_experiments::sweep::plans;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
-use sanity_experiments::{Config, ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
+use sanity_experiments::{ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -143,15 +144,17 @@ enum Command {
     },
 }
 
-fn load_plan(config: &Option<PathBuf>, overrides: &[String]) -> Result<Plan> {
-    let (parsed, source) = match config {
-        Some(path) => (Config::load(path, overrides)?, path.display().to_string()),
-        None => {
-            let source = "<embedded experiments/quick.toml>".to_string();
-            (Config::parse(QUICK_TOML, &source, overrides)?, source)
+fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan>> {
+    Ok(match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Config {
+                file: path.display().to_string(),
+                message: format!("cannot read the config: {e}"),
+            })?;
+            plans(&text, &path.display().to_string(), overrides)?
         }
-    };
-    Ok(Plan::new(parsed, &source)?)
+        None => plans(QUICK_TOML, "<embedded experiments/quick.toml>", overrides)?,
+    })
 }
 
 /// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
@@ -194,9 +197,17 @@ fn show(bar: &ProgressBar, p: Progress) {
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { config, overrides } => {
-            let plan = load_plan(&config, &overrides)?;
-            println!("{}", plan.describe());
-            println!("# resolved config\n{}", plan.resolved_toml());
+            let plans = load_plans(&config, &overrides)?;
+            if let [plan] = plans.as_slice() {
+                println!("{}", plan.describe());
+                println!("# resolved config\n{}", plan.resolved_toml());
+            } else {
+                println!("{} runs (the [sweep]'s Cartesian product):", plans.len());
+                for (i, plan) in plans.iter().enumerate() {
+                    let params: Vec<String> = plan.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                    println!("  {i:>4}  {}  {}", plan.run_id, params.join(", "));
+                }
+            }
         }
         Command::Train {
             arch,
@@ -258,18 +269,27 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Run { config, out, overrides, threads, force } => {
             let threads = set_threads(threads)?;
-            let plan = load_plan(&config, &overrides)?;
-            let run_dir = out.unwrap_or_else(|| PathBuf::from("results").join(&plan.config.name).join(&plan.run_id));
-            let bar = progress_bar();
-            let mut on_progress = |p: Progress| show(&bar, p);
-            let options = RunOptions { run_dir, force, threads };
-            let outcome = run(&plan, &options, &mut on_progress)?;
-            bar.finish_and_clear();
-            eprintln!(
-                "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
-                outcome.seconds, outcome.test_accuracy, outcome.score_rows
-            );
-            println!("{}", outcome.run_dir.display());
+            let plans = load_plans(&config, &overrides)?;
+            let single = plans.len() == 1;
+            for plan in &plans {
+                // One run: --out is its directory; a sweep: each run in <--out>/<run id>.
+                let base = || PathBuf::from("results").join(&plan.config.name);
+                let run_dir = match (&out, single) {
+                    (Some(dir), true) => dir.clone(),
+                    (Some(dir), false) => dir.join(&plan.run_id),
+                    (None, _) => base().join(&plan.run_id),
+                };
+                let bar = progress_bar();
+                let mut on_progress = |p: Progress| show(&bar, p);
+                let options = RunOptions { run_dir, force, threads };
+                let outcome = run(plan, &options, &mut on_progress)?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
+                    outcome.seconds, outcome.test_accuracy, outcome.score_rows
+                );
+                println!("{}", outcome.run_dir.display());
+            }
         }
     }
     Ok(())

@@ -269,6 +269,46 @@ fn plan_lists_the_cascade_and_the_resolved_defaults() {
 }
 
 #[test]
+fn a_sweep_runs_every_point_into_its_own_directory_with_param_columns() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("sweep.toml");
+    let sweep = "\n[sweep]\n\"tests.0.order\" = [\"top_down\", \"bottom_up\"]\n";
+    std::fs::write(&config, read(PathBuf::from(TINY)) + sweep).expect("write");
+    let out = tmp.path().join("runs");
+    let set = "tests=[{ kind = \"cascading\" }]";
+    let result = sanity()
+        .arg("run")
+        .arg(&config)
+        .args(["--threads", "2", "--set", set, "--out"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let dirs: Vec<PathBuf> = String::from_utf8_lossy(&result.stdout).lines().map(PathBuf::from).collect();
+    assert_eq!(dirs.len(), 2);
+    for (dir, order) in dirs.iter().zip(["top_down", "bottom_up"]) {
+        assert_eq!(dir.parent(), Some(out.as_path()), "{}", dir.display());
+        let scores = read(dir.join("scores.csv"));
+        assert!(scores.lines().next().is_some_and(|h| h.ends_with(",status,param_tests_0_order")), "{scores}");
+        let cascade: Vec<&str> = scores.lines().filter(|l| l.contains(",cascading,")).collect();
+        assert!(
+            !cascade.is_empty()
+                && cascade
+                    .iter()
+                    .all(|l| l.contains(&format!(",cascading,{order},")) && l.ends_with(&format!(",{order}"))),
+            "{scores}"
+        );
+        assert!(read(dir.join("summary.csv")).lines().next().is_some_and(|h| h.ends_with("param_tests_0_order")));
+    }
+    let listing = sanity().arg("plan").arg(&config).args(["--set", set]).output().expect("runs");
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).starts_with("2 runs"),
+        "{}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+}
+
+#[test]
 fn every_shipped_config_makes_a_plan() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -13,6 +13,7 @@ pub mod presets;
 pub mod run;
 pub mod scores;
 pub mod statistics;
+pub mod sweep;
 pub mod train_job;
 pub mod units;
 pub mod verdicts;

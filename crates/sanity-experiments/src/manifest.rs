@@ -19,6 +19,8 @@ pub struct Manifest {
     pub config_source: String,
     /// The resolved config.
     pub config: serde_json::Value,
+    /// The swept keys and values of this run (empty outside a sweep).
+    pub params: std::collections::BTreeMap<String, String>,
     /// Git revision of the build.
     pub git_revision: String,
     /// Versions of the project's crates and key dependencies.

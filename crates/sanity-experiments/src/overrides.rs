@@ -34,6 +34,16 @@ pub fn apply(root: &mut Table, assignment: &str) -> Result<()> {
     outcome
 }
 
+/// Sets `path` to `value` in `root`, as [`apply`] does; the message says what went wrong.
+pub fn set_path(root: &mut Table, path: &[String], value: Value) -> std::result::Result<(), String> {
+    let mut wrapped = Value::Table(std::mem::take(root));
+    let outcome = set(&mut wrapped, path, value);
+    if let Value::Table(t) = wrapped {
+        *root = t;
+    }
+    outcome
+}
+
 fn set(node: &mut Value, path: &[String], value: Value) -> std::result::Result<(), String> {
     let (first, rest) = path.split_first().expect("paths are non-empty");
     let child = match node {

@@ -23,6 +23,8 @@ pub struct Plan {
     pub arch: Arc<Architecture>,
     /// Where the images come from.
     pub data: DataPlan,
+    /// The swept keys and values that made this run (empty outside a sweep).
+    pub params: crate::sweep::Params,
 }
 
 /// The checked data source.
@@ -251,7 +253,7 @@ impl Plan {
         }
         let resolved = toml::to_string(&config).map_err(|e| bad("(whole config)", e.to_string()))?;
         let run_id = format!("seed{}-{:08x}", config.seed, fnv1a(resolved.as_bytes()) as u32);
-        Ok(Self { config, source: source.to_string(), run_id, arch, data })
+        Ok(Self { config, source: source.to_string(), run_id, arch, data, params: Vec::new() })
     }
 
     /// The resolved config as TOML.

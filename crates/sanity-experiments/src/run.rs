@@ -274,7 +274,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
 
     let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
     progress(Progress::Phase { name: "attribution and scores".into(), total: (methods.len() * batches) as u64 });
-    let mut writer = RowWriter::create(&dir.join("scores.csv"))?;
+    let mut writer = RowWriter::create_with_params(&dir.join("scores.csv"), &plan.params)?;
     let mut all_rows: Vec<ScoreRow> = Vec::new();
     let mut scores_seconds = 0.0;
     let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
@@ -353,10 +353,10 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
 
     let stats = &config.statistics;
     let summary = summarize_rows(&all_rows, stats.bootstrap_resamples, stats.confidence, seed);
-    let mut summary_writer = RowWriter::create(&dir.join("summary.csv"))?;
+    let mut summary_writer = RowWriter::create_with_params(&dir.join("summary.csv"), &plan.params)?;
     summary_writer.write(&summary)?;
     summary_writer.finish()?;
-    let mut verdict_writer = RowWriter::create(&dir.join("verdicts.csv"))?;
+    let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), &plan.params)?;
     verdict_writer.write(&verdicts(&all_rows, stats.alpha))?;
     verdict_writer.finish()?;
     writer.finish()?;
@@ -369,6 +369,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         seed,
         config_source: plan.source.clone(),
         config: serde_json::to_value(config).map_err(|e| ExperimentError::io(dir, e))?,
+        params: plan.params.iter().cloned().collect(),
         git_revision: GIT_REVISION.into(),
         crate_versions: crate_versions(),
         threads: options.threads,

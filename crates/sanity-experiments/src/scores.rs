@@ -91,25 +91,52 @@ pub struct SummaryRow {
 }
 
 /// Writes rows to `<final>.partial` and flushes after each finished unit; [`RowWriter::finish`]
-/// renames it into place, so a complete file only ever appears whole.
+/// renames it into place, so a complete file only ever appears whole. The swept parameters of
+/// a run, if any, are appended to every row as `param_<key>` columns (dots in the key become
+/// underscores).
 pub struct RowWriter {
     writer: csv::Writer<File>,
     partial: PathBuf,
     target: PathBuf,
+    params: Vec<(String, String)>,
+    header_written: bool,
 }
 
 impl RowWriter {
     /// Starts `path` (as `path.partial`).
     pub fn create(path: &Path) -> Result<Self> {
+        Self::create_with_params(path, &[])
+    }
+
+    /// Starts `path` (as `path.partial`) with `params` as constant trailing columns.
+    pub fn create_with_params(path: &Path, params: &[(String, String)]) -> Result<Self> {
         let partial = path.with_extension("csv.partial");
         let file = File::create(&partial).map_err(|e| ExperimentError::io(&partial, e))?;
-        Ok(Self { writer: csv::Writer::from_writer(file), partial, target: path.to_path_buf() })
+        let writer = csv::WriterBuilder::new().has_headers(params.is_empty()).from_writer(file);
+        Ok(Self { writer, partial, target: path.to_path_buf(), params: params.to_vec(), header_written: false })
     }
 
     /// Appends rows.
     pub fn write<T: Serialize>(&mut self, rows: &[T]) -> Result<()> {
+        let io = |e: csv::Error| ExperimentError::io(&self.partial, e);
         for row in rows {
-            self.writer.serialize(row).map_err(|e| ExperimentError::io(&self.partial, e))?;
+            if self.params.is_empty() {
+                self.writer.serialize(row).map_err(io)?;
+                continue;
+            }
+            let (header, mut record) = as_record(row).map_err(io)?;
+            if !self.header_written {
+                let mut names = header;
+                for (key, _) in &self.params {
+                    names.push_field(&format!("param_{}", key.replace('.', "_")));
+                }
+                self.writer.write_record(&names).map_err(io)?;
+                self.header_written = true;
+            }
+            for (_, value) in &self.params {
+                record.push_field(value);
+            }
+            self.writer.write_record(&record).map_err(io)?;
         }
         Ok(())
     }
@@ -126,6 +153,17 @@ impl RowWriter {
         drop(self.writer);
         std::fs::rename(&self.partial, &self.target).map_err(|e| ExperimentError::io(&self.target, e))
     }
+}
+
+/// A row's header and fields as csv writes them.
+fn as_record<T: Serialize>(row: &T) -> std::result::Result<(csv::StringRecord, csv::StringRecord), csv::Error> {
+    let mut memory = csv::Writer::from_writer(Vec::new());
+    memory.serialize(row)?;
+    let bytes = memory.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    let mut reader = csv::Reader::from_reader(bytes.as_slice());
+    let header = reader.headers()?.clone();
+    let record = reader.records().next().unwrap_or_else(|| Ok(csv::StringRecord::new()))?;
+    Ok((header, record))
 }
 
 /// The key of a summary group: test, order, stage index, stage, method, method_b,

@@ -1,0 +1,131 @@
+//! `[sweep]`: any config value given as a list of alternatives; the runs are their Cartesian
+//! product (DESIGN.md section 3). Keys are dotted paths as for `--set`
+//! (`"tests.0.reinit" = [{ kind = "original" }, { kind = "permute" }]`); keys are taken in
+//! alphabetical order, the last one varying fastest. Each point is an ordinary config (the sweep
+//! removed, the point's values set, then the preset applied) and gets its own run id.
+
+use crate::config::Config;
+use crate::error::{ExperimentError, Result};
+use crate::plan::Plan;
+use toml::{Table, Value};
+
+/// The swept keys and values of one run, as `(dotted key, value)`: a string as it is,
+/// anything else as inline TOML.
+pub type Params = Vec<(String, String)>;
+
+/// The configs of `text` (from `file`) after the `--set` overrides: one per sweep point, or
+/// the config itself when it has no `[sweep]`.
+pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Config, Params)>> {
+    let bad = |message: String| ExperimentError::Config { file: file.to_string(), message };
+    let mut table: Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let sweep = match table.remove("sweep") {
+        None => return Ok(vec![(Config::parse(text, file, overrides)?, Vec::new())]),
+        Some(Value::Table(sweep)) => sweep,
+        Some(_) => return Err(bad("key `sweep`: expected a table of lists, e.g. [sweep] seed = [0, 1]".into())),
+    };
+    for assignment in overrides {
+        crate::overrides::apply(&mut table, assignment)?;
+    }
+    let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+    for (key, values) in sweep {
+        match values {
+            Value::Array(values) if !values.is_empty() => axes.push((key, values)),
+            Value::Array(_) => return Err(bad(format!("key `sweep.{key}`: an empty list; give at least one value"))),
+            _ => return Err(bad(format!("key `sweep.{key}`: expected a list of values, e.g. [1, 2]"))),
+        }
+    }
+    if axes.is_empty() {
+        return Err(bad("key `sweep`: no keys; give at least one list, e.g. seed = [0, 1]".into()));
+    }
+    let points: usize = axes.iter().map(|(_, v)| v.len()).product();
+    let mut out = Vec::with_capacity(points);
+    for point in 0..points {
+        let mut config = table.clone();
+        let mut params = Params::new();
+        let mut rest = point;
+        let mut chosen: Vec<(String, Value)> = Vec::with_capacity(axes.len());
+        for (key, values) in axes.iter().rev() {
+            chosen.push((key.clone(), values[rest % values.len()].clone()));
+            rest /= values.len();
+        }
+        chosen.reverse();
+        for (key, value) in chosen {
+            let path: Vec<String> = key.split('.').map(str::to_string).collect();
+            if path.iter().any(String::is_empty) {
+                return Err(bad(format!("key `sweep.\"{key}\"`: not a dotted path like training.epochs")));
+            }
+            // Strings as they are, anything else as inline TOML (`0.5`, `{ kind = "original" }`).
+            let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            params.push((key.clone(), shown));
+            crate::overrides::set_path(&mut config, &path, value)
+                .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
+        }
+        let text = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
+        let where_ = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+        let parsed = Config::parse(&text, file, &[]).map_err(|e| match e {
+            ExperimentError::Config { file, message } => {
+                ExperimentError::Config { file, message: format!("sweep point {where_}: {message}") }
+            }
+            other => other,
+        })?;
+        out.push((parsed, params));
+    }
+    Ok(out)
+}
+
+/// The checked plans of `text`: one per sweep point, each knowing its swept values.
+pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> {
+    let points = expand(text, file, overrides)?;
+    let mut plans = Vec::with_capacity(points.len());
+    for (config, params) in points {
+        let mut plan = Plan::new(config, file)?;
+        plan.params = params;
+        plans.push(plan);
+    }
+    let mut ids: Vec<&str> = plans.iter().map(|p| p.run_id.as_str()).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ExperimentError::Config {
+            file: file.to_string(),
+            message: "key `sweep`: two points resolve to the same config (a value listed twice?)".into(),
+        });
+    }
+    Ok(plans)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = include_str!("../../../experiments/quick.toml");
+
+    #[test]
+    fn the_product_of_the_lists_in_key_order_with_the_last_key_fastest() {
+        let text = format!("{BASE}\n[sweep]\nseed = [1, 2]\n\"attribution.n_images\" = [4, 8, 16]\n");
+        let points = expand(&text, "s.toml", &[]).expect("sweep");
+        assert_eq!(points.len(), 6);
+        let got: Vec<(u64, usize)> = points.iter().map(|(c, _)| (c.seed, c.attribution.n_images)).collect();
+        // `attribution.n_images` sorts before `seed`: seed varies fastest.
+        assert_eq!(got, [(1, 4), (2, 4), (1, 8), (2, 8), (1, 16), (2, 16)]);
+        assert_eq!(points[3].1, [("attribution.n_images".to_string(), "8".to_string()), ("seed".into(), "2".into())]);
+        let plans = plans(&text, "s.toml", &[]).expect("plans");
+        let mut ids: Vec<&str> = plans.iter().map(|p| p.run_id.as_str()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "one run id per point");
+        assert_eq!(plans[4].run_id, super::plans(&text, "s.toml", &[]).expect("again")[4].run_id, "stable ids");
+    }
+
+    #[test]
+    fn empty_lists_bad_keys_and_bad_values_name_the_key() {
+        for (sweep, expected) in [
+            ("seed = []", "sweep.seed"),
+            ("seed = 3", "expected a list"),
+            ("\"attribution.n_imagez\" = [1]", "n_imagez"),
+            ("\"tests.7.order\" = [\"top_down\"]", "out of range"),
+        ] {
+            let text = format!("{BASE}\n[sweep]\n{sweep}\n");
+            let error = plans(&text, "s.toml", &[]).expect_err(sweep).to_string();
+            assert!(error.contains(expected) && error.contains("s.toml"), "{sweep}: {error}");
+        }
+    }
+}
