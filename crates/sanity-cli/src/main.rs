@@ -7,9 +7,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::TrainingConfig;
+use sanity_experiments::merge::merge;
+use sanity_experiments::run::batch_count;
 use sanity_experiments::sweep::plans;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
 use sanity_experiments::{ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +40,25 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
         /// Replace the results in an existing run directory.
+        #[arg(long)]
+        force: bool,
+        /// Continue interrupted runs: finished batches are kept, trained models reloaded.
+        #[arg(long, conflicts_with = "force")]
+        resume: bool,
+        /// Run only shard K of N (0 <= K < N) of the image batches of all runs (e.g.
+        /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); `sanity merge` combines the shards.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<String>,
+    },
+    /// Combine the directories of sharded runs into the files one unsharded run writes.
+    Merge {
+        /// Shard output directories (a run directory, or a directory of run directories).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged run(s) go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing --out.
         #[arg(long)]
         force: bool,
     },
@@ -157,6 +179,20 @@ fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan
     })
 }
 
+/// Parses `--shard K/N` (0 <= K < N).
+fn parse_shard(value: &str) -> Result<(usize, usize)> {
+    let bad = || ExperimentError::Config {
+        file: "--shard".into(),
+        message: format!("`{value}`; accepted: K/N with 0 <= K < N, e.g. 0/4"),
+    };
+    let (k, n) = value.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k >= n {
+        return Err(bad().into());
+    }
+    Ok((k, n))
+}
+
 /// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -267,21 +303,34 @@ fn execute(cli: Cli) -> Result<()> {
             );
             println!("{}", out.display());
         }
-        Command::Run { config, out, overrides, threads, force } => {
+        Command::Run { config, out, overrides, threads, force, resume, shard } => {
             let threads = set_threads(threads)?;
             let plans = load_plans(&config, &overrides)?;
+            let shard = shard.map(|s| parse_shard(&s)).transpose()?;
             let single = plans.len() == 1;
+            // Units of work, numbered over all runs in order: shard K takes those with
+            // number % N == K.
+            let mut unit = 0usize;
             for plan in &plans {
+                let batches: Vec<usize> = (0..batch_count(plan)).collect();
+                let first_unit = unit;
+                unit += batches.len();
+                let selected = shard.map(|(k, n)| {
+                    batches.iter().copied().filter(|b| (first_unit + b) % n == k).collect::<BTreeSet<usize>>()
+                });
+                if selected.as_ref().is_some_and(BTreeSet::is_empty) {
+                    continue; // Nothing of this run in this shard.
+                }
                 // One run: --out is its directory; a sweep: each run in <--out>/<run id>.
-                let base = || PathBuf::from("results").join(&plan.config.name);
                 let run_dir = match (&out, single) {
                     (Some(dir), true) => dir.clone(),
                     (Some(dir), false) => dir.join(&plan.run_id),
-                    (None, _) => base().join(&plan.run_id),
+                    (None, _) => PathBuf::from("results").join(&plan.config.name).join(&plan.run_id),
                 };
                 let bar = progress_bar();
                 let mut on_progress = |p: Progress| show(&bar, p);
-                let options = RunOptions { run_dir, force, threads };
+                let options =
+                    RunOptions { resume, batches: selected, shard, ..RunOptions::new(run_dir, force, threads) };
                 let outcome = run(plan, &options, &mut on_progress)?;
                 bar.finish_and_clear();
                 eprintln!(
@@ -289,6 +338,11 @@ fn execute(cli: Cli) -> Result<()> {
                     outcome.seconds, outcome.test_accuracy, outcome.score_rows
                 );
                 println!("{}", outcome.run_dir.display());
+            }
+        }
+        Command::Merge { dirs, out, force } => {
+            for dir in merge(&dirs, &out, force)? {
+                println!("{}", dir.display());
             }
         }
     }

@@ -309,6 +309,84 @@ fn a_sweep_runs_every_point_into_its_own_directory_with_param_columns() {
 }
 
 #[test]
+fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let whole = tmp.path().join("whole");
+    run_tiny(&whole, "2");
+    let shards: Vec<PathBuf> = (0..2).map(|k| tmp.path().join(format!("shard{k}"))).collect();
+    for (k, dir) in shards.iter().enumerate() {
+        let shard = format!("{k}/2");
+        sanity().args(["run", TINY, "--threads", "1", "--shard", &shard, "--out"]).arg(dir).assert().success();
+        assert!(!dir.join("summary.csv").exists(), "a shard writes no summary");
+    }
+    let merged = tmp.path().join("merged");
+    sanity().arg("merge").args(&shards).arg("--out").arg(&merged).assert().success();
+    for file in
+        ["scores.csv", "summary.csv", "verdicts.csv", "units.jsonl", "config.resolved.toml", "model.safetensors"]
+    {
+        assert!(
+            std::fs::read(whole.join(file)).expect("whole") == std::fs::read(merged.join(file)).expect("merged"),
+            "{file} differs between the merged shards and the unsharded run"
+        );
+    }
+    // A missing shard is named, not papered over.
+    let partial = tmp.path().join("partial");
+    let out = sanity().arg("merge").arg(&shards[0]).arg("--out").arg(&partial).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing shard"), "{}", String::from_utf8_lossy(&out.stderr));
+    for bad in ["2/2", "1/0", "x/2"] {
+        let out = sanity().args(["plan", TINY]).output().expect("runs");
+        assert!(out.status.success());
+        let out =
+            sanity().args(["run", TINY, "--shard", bad, "--out"]).arg(tmp.path().join("bad")).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "--shard {bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("0 <= K < N"));
+    }
+}
+
+#[test]
+fn a_killed_run_resumed_ends_with_the_files_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Twelve one-image batches: the kill lands well before the end.
+    let sets = ["--set", "attribution.n_images=12", "--set", "attribution.batch_size=1"];
+    let whole = tmp.path().join("whole");
+    sanity().args(["run", TINY, "--threads", "2"]).args(sets).arg("--out").arg(&whole).assert().success();
+    let resumed = tmp.path().join("resumed");
+    // Kill the real binary as soon as its first batch is in the journal.
+    let binary = assert_cmd::cargo::cargo_bin("sanity");
+    let mut child = std::process::Command::new(&binary)
+        .args(["run", TINY, "--threads", "1"])
+        .args(sets)
+        .arg("--out")
+        .arg(&resumed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let journal = resumed.join("units.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&journal).map_or(true, |j| j.lines().count() < 1)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(!resumed.join("summary.csv").exists(), "killed before the end");
+    // Without --resume the directory is refused; with it the run finishes.
+    let refused = sanity().args(["run", TINY]).args(sets).arg("--out").arg(&resumed).output().expect("runs");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+    sanity().args(["run", TINY, "--threads", "2", "--resume"]).args(sets).arg("--out").arg(&resumed).assert().success();
+    for file in ["scores.csv", "summary.csv", "verdicts.csv", "units.jsonl", "model.safetensors"] {
+        assert!(
+            std::fs::read(whole.join(file)).expect("whole") == std::fs::read(resumed.join(file)).expect("resumed"),
+            "{file} differs between the resumed and the uninterrupted run"
+        );
+    }
+}
+
+#[test]
 fn every_shipped_config_makes_a_plan() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -39,6 +39,9 @@ pub struct Manifest {
     pub model: ModelReport,
     /// The random-label model of the data randomisation test, when it ran.
     pub random_label_model: Option<RandomLabelReport>,
+    /// The shard of a sharded run (`--shard K/N`): its scores cover only its batches, and
+    /// `sanity merge` writes the summary.
+    pub shard: Option<ShardReport>,
     /// Data sets.
     pub data: DataReport,
 }
@@ -77,6 +80,15 @@ pub struct RandomLabelReport {
     pub reached_target: bool,
     /// Per-epoch loss and accuracies.
     pub epochs: Vec<sanity_model::EpochStats>,
+}
+
+/// A shard of a sharded run.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct ShardReport {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
 }
 
 /// The data sets.

@@ -1,10 +1,12 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
-use crate::config::{ComparisonConfig, TestConfig};
+use crate::config::{ComparisonConfig, Config, TestConfig};
 use crate::error::{ExperimentError, Result};
+use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
 use crate::manifest::{
-    DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, crate_versions, host_name, peak_rss_mib,
+    DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, ShardReport, crate_versions, host_name,
+    peak_rss_mib,
 };
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
@@ -29,6 +31,26 @@ pub struct RunOptions {
     pub force: bool,
     /// Worker threads, recorded in the manifest.
     pub threads: usize,
+    /// Continue an interrupted run in `run_dir`: finished batches (its `units.jsonl`) are kept,
+    /// the trained models are loaded from the directory.
+    pub resume: bool,
+    /// Run only these image batches (a shard of a sweep; `sanity merge` combines the shards);
+    /// None: all of them. A run given a subset writes its scores but no summary or verdicts.
+    pub batches: Option<std::collections::BTreeSet<usize>>,
+    /// The shard `(index, count)` this run belongs to, recorded in the manifest.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl RunOptions {
+    /// All batches, no resume: a plain run.
+    pub fn new(run_dir: PathBuf, force: bool, threads: usize) -> Self {
+        Self { run_dir, force, threads, resume: false, batches: None, shard: None }
+    }
+}
+
+/// The number of image batches of `plan` (its units of work).
+pub fn batch_count(plan: &Plan) -> usize {
+    plan.config.attribution.n_images.div_ceil(plan.config.attribution.batch_size.max(1))
 }
 
 /// Progress reported to the caller (the CLI draws it; libraries never print).
@@ -70,26 +92,40 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
 }
 
-fn prepare_dir(options: &RunOptions) -> Result<()> {
+/// Creates the run directory, or checks an existing one: refused unless `--force` (cleared)
+/// or `--resume` (its config must be the plan's). Returns the journal's finished units.
+fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
     let dir = &options.run_dir;
-    if dir.exists() && !options.force {
+    let refuse = |message: String| ExperimentError::Output { path: dir.display().to_string(), message };
+    if options.resume && dir.join("config.resolved.toml").exists() {
+        let before = std::fs::read_to_string(dir.join("config.resolved.toml"))
+            .map_err(|e| ExperimentError::io(&dir.join("config.resolved.toml"), e))?;
+        if before != plan.resolved_toml() {
+            return Err(refuse("holds a run of another config; --resume continues only the same config".into()));
+        }
+        if dir.join("manifest.json").exists() && dir.join("summary.csv").exists() {
+            return Err(refuse("holds a finished run; nothing to resume (pass --force to run it again)".into()));
+        }
+        return read_journal(&dir.join(JOURNAL));
+    }
+    if dir.exists() && !options.force && !options.resume {
         let finished = dir.join("manifest.json").exists();
-        return Err(ExperimentError::Output {
-            path: dir.display().to_string(),
-            message: if finished {
-                "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
-            } else {
-                "exists (an interrupted run?); pass --force to start it again or --out to write elsewhere".into()
-            },
-        });
+        return Err(refuse(if finished {
+            "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
+        } else {
+            "exists (an interrupted run?); pass --resume to continue it, --force to start again, or --out to write elsewhere".into()
+        }));
     }
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
     if options.force {
-        for stale in ["scores.csv", "summary.csv", "verdicts.csv", "manifest.json"] {
+        for stale in ["scores.csv", "summary.csv", "verdicts.csv", "manifest.json", "scores.csv.partial", JOURNAL] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        for stale in ["model.safetensors", "model-random-labels.safetensors"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Everything a stage needs about the explained images.
@@ -141,7 +177,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let config = &plan.config;
     let seed = config.seed;
     let dir = &options.run_dir;
-    prepare_dir(options)?;
+    let finished_units = prepare_dir(plan, options)?;
     write_atomic(&dir.join("config.resolved.toml"), plan.resolved_toml().as_bytes())?;
     let mut timings: Vec<(String, f64)> = Vec::new();
     let mut lap = Instant::now();
@@ -155,7 +191,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     progress(Progress::Advance(2));
     mark("data", &mut timings);
 
-    let (model, epochs, origin) = build_model(plan, &train_set, dir, progress)?;
+    let (model, epochs, origin) = build_model(plan, &train_set, dir, options.resume, progress)?;
     let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
     progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
     mark("model", &mut timings);
@@ -175,7 +211,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
     let outputs = plan.arch.num_outputs();
     explained.original_classes = classes_of(&explained.logits(&model)?, outputs);
-    let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, progress)?;
+    let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, options.resume, progress)?;
     if let Some((_, report)) = &random_labels {
         progress(Progress::Note(format!(
             "random-label model: train accuracy {:.4} (permuted labels), test accuracy {:.4}",
@@ -274,11 +310,21 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
 
     let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
     progress(Progress::Phase { name: "attribution and scores".into(), total: (methods.len() * batches) as u64 });
-    let mut writer = RowWriter::create_with_params(&dir.join("scores.csv"), &plan.params)?;
-    let mut all_rows: Vec<ScoreRow> = Vec::new();
+    let scores_path = dir.join("scores.csv");
+    let kept_bytes = finished_units.last().map_or(0, |u| u.bytes);
+    let mut all_rows: Vec<ScoreRow> =
+        if kept_bytes > 0 { RowWriter::read_partial(&scores_path, kept_bytes)? } else { Vec::new() };
+    let mut writer = RowWriter::resume(&scores_path, &plan.params, kept_bytes)?;
+    let mut journal = Journal::open(&dir.join(JOURNAL), &finished_units)?;
+    let done: std::collections::BTreeSet<usize> = finished_units.iter().map(|u| u.batch).collect();
     let mut scores_seconds = 0.0;
     let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
-    for start in (0..explained.indices.len()).step_by(explained.batch_size.max(1)) {
+    for (batch, start) in (0..explained.indices.len()).step_by(explained.batch_size.max(1)).enumerate() {
+        let wanted = options.batches.as_ref().is_none_or(|b| b.contains(&batch));
+        if !wanted || done.contains(&batch) {
+            progress(Progress::Advance(methods.len() as u64));
+            continue;
+        }
         let len = explained.batch_size.min(explained.indices.len() - start);
         let images =
             Images { indices: &explained.indices[start..start + len], labels: &explained.labels[start..start + len] };
@@ -345,21 +391,17 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         scores_seconds += scoring.elapsed().as_secs_f64();
         writer.write(&batch_rows)?;
         writer.flush()?;
+        journal.record(UnitRecord { batch, rows: batch_rows.len(), bytes: writer.bytes()? })?;
         all_rows.extend(batch_rows);
     }
     mark("attribution", &mut timings);
     // Informational: the post-processing and metrics inside the attribution phase.
     timings.push(("scores_within_attribution".into(), scores_seconds));
 
-    let stats = &config.statistics;
-    let summary = summarize_rows(&all_rows, stats.bootstrap_resamples, stats.confidence, seed);
-    let mut summary_writer = RowWriter::create_with_params(&dir.join("summary.csv"), &plan.params)?;
-    summary_writer.write(&summary)?;
-    summary_writer.finish()?;
-    let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), &plan.params)?;
-    verdict_writer.write(&verdicts(&all_rows, stats.alpha))?;
-    verdict_writer.finish()?;
     writer.finish()?;
+    if options.batches.is_none() {
+        write_reports(dir, config, &plan.params, &all_rows)?;
+    }
     mark("summary", &mut timings);
     timings.push(("total".into(), started.elapsed().as_secs_f64()));
 
@@ -378,6 +420,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         timings_s: timings,
         peak_rss_mib: peak_rss_mib(),
         random_label_model: random_labels.map(|(_, report)| report),
+        shard: options.shard.map(|(index, count)| ShardReport { index, count }),
         model: ModelReport {
             arch: config.model.arch.clone(),
             stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
@@ -404,17 +447,36 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     })
 }
 
+/// Writes `summary.csv` and `verdicts.csv` of a run's score rows into `dir` (a finished run,
+/// or the shards of one combined by `sanity merge`).
+pub fn write_reports(dir: &Path, config: &Config, params: &[(String, String)], rows: &[ScoreRow]) -> Result<()> {
+    let stats = &config.statistics;
+    let summary = summarize_rows(rows, stats.bootstrap_resamples, stats.confidence, config.seed);
+    let mut summary_writer = RowWriter::create_with_params(&dir.join("summary.csv"), params)?;
+    summary_writer.write(&summary)?;
+    summary_writer.finish()?;
+    let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), params)?;
+    verdict_writer.write(&verdicts(rows, stats.alpha))?;
+    verdict_writer.finish()
+}
+
 /// Trains the model (or loads `model.weights`), saving the weights as `model.safetensors`.
 fn build_model(
     plan: &Plan,
     train_set: &Dataset,
     dir: &Path,
+    resume: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Vec<sanity_model::EpochStats>, String)> {
     let config = &plan.config;
     if let Some(path) = &config.model.weights {
         let weights = Weights::load_safetensors(path, &plan.arch)?;
         return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
+    }
+    let saved = dir.join("model.safetensors");
+    if resume && saved.exists() {
+        let weights = Weights::load_safetensors(&saved, &plan.arch)?;
+        return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), "trained (resumed)".into()));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
     let spec = config.training.spec();
@@ -438,6 +500,7 @@ fn build_random_label_model(
     plan: &Plan,
     sets: (&Dataset, &Dataset),
     dir: &Path,
+    resume: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<(Model, RandomLabelReport)>> {
     let config = &plan.config;
@@ -448,10 +511,15 @@ fn build_random_label_model(
     };
     let (train_set, test_set) = sets;
     let permuted = train_set.with_permuted_labels(config.seed);
+    let saved = dir.join("model-random-labels.safetensors");
     let (model, epochs, origin) = match weights {
         Some(path) => {
             let model = Model::new(plan.arch.clone(), Weights::load_safetensors(path, &plan.arch)?);
             (model, Vec::new(), path.display().to_string())
+        }
+        None if resume && saved.exists() => {
+            let model = Model::new(plan.arch.clone(), Weights::load_safetensors(&saved, &plan.arch)?);
+            (model, Vec::new(), "trained (resumed)".to_string())
         }
         None => {
             let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
@@ -464,7 +532,7 @@ fn build_random_label_model(
                 progress(Progress::Advance(1));
             };
             let (weights, epochs) = train(&initial, &permuted, &spec, config.seed, &mut on_epoch)?;
-            weights.save_safetensors(&dir.join("model-random-labels.safetensors"))?;
+            weights.save_safetensors(&saved)?;
             (initial.with_weights(weights), epochs, "trained".to_string())
         }
     };

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// One comparison of one map pair: long format, one observation per row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ScoreRow {
     /// The run.
     pub run_id: String,
@@ -114,6 +114,41 @@ impl RowWriter {
         let file = File::create(&partial).map_err(|e| ExperimentError::io(&partial, e))?;
         let writer = csv::WriterBuilder::new().has_headers(params.is_empty()).from_writer(file);
         Ok(Self { writer, partial, target: path.to_path_buf(), params: params.to_vec(), header_written: false })
+    }
+
+    /// Continues the partial file of `path` after its first `bytes` bytes (what a journal
+    /// recorded as complete; the rest, cut short by a kill, is dropped); with no complete unit,
+    /// starts it afresh.
+    pub fn resume(path: &Path, params: &[(String, String)], bytes: u64) -> Result<Self> {
+        if bytes == 0 {
+            return Self::create_with_params(path, params);
+        }
+        let partial = path.with_extension("csv.partial");
+        let file =
+            std::fs::OpenOptions::new().write(true).open(&partial).map_err(|e| ExperimentError::io(&partial, e))?;
+        file.set_len(bytes).map_err(|e| ExperimentError::io(&partial, e))?;
+        let mut file = file;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(|e| ExperimentError::io(&partial, e))?;
+        // The header is already in the file.
+        let writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        Ok(Self { writer, partial, target: path.to_path_buf(), params: params.to_vec(), header_written: true })
+    }
+
+    /// The rows of the partial file of `path` up to `bytes` (see [`RowWriter::resume`]).
+    pub fn read_partial<T: serde::de::DeserializeOwned>(path: &Path, bytes: u64) -> Result<Vec<T>> {
+        let partial = path.with_extension("csv.partial");
+        let mut data = std::fs::read(&partial).map_err(|e| ExperimentError::io(&partial, e))?;
+        data.truncate(bytes as usize);
+        csv::Reader::from_reader(data.as_slice())
+            .deserialize()
+            .collect::<std::result::Result<Vec<T>, _>>()
+            .map_err(|e| ExperimentError::io(&partial, e))
+    }
+
+    /// The length of the partial file after a [`RowWriter::flush`].
+    pub fn bytes(&self) -> Result<u64> {
+        let meta = self.writer.get_ref().metadata().map_err(|e| ExperimentError::io(&self.partial, e))?;
+        Ok(meta.len())
     }
 
     /// Appends rows.

@@ -1,0 +1,180 @@
+//! `sanity merge DIR... --out DIR`: the shards of sharded runs (`--shard K/N`) combined into the
+//! files one unsharded run writes. Each run's batches are taken, in batch order, from the shard
+//! that ran them (cut out of its `scores.csv` by its `units.jsonl`), byte for byte; the summary
+//! and verdicts are then computed from all rows. Only the manifest's timings, host and shard
+//! fields differ from an unsharded run.
+
+use crate::config::Config;
+use crate::error::{ExperimentError, Result};
+use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
+use crate::run::write_reports;
+use crate::scores::ScoreRow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One shard's directory of one run.
+struct Shard {
+    dir: PathBuf,
+    scores: Vec<u8>,
+    units: Vec<UnitRecord>,
+    manifest: serde_json::Value,
+}
+
+fn output_error(path: &Path, message: impl Into<String>) -> ExperimentError {
+    ExperimentError::Output { path: path.display().to_string(), message: message.into() }
+}
+
+/// The run directories under `input`: itself when it holds a `manifest.json`, else its
+/// sub-directories that do.
+fn run_dirs(input: &Path) -> Result<Vec<PathBuf>> {
+    if input.join("manifest.json").exists() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(input).map_err(|e| ExperimentError::io(input, e))?;
+    let mut dirs: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("manifest.json").exists()).collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(output_error(input, "holds no run (no manifest.json in it or in its sub-directories)"));
+    }
+    Ok(dirs)
+}
+
+fn read_shard(dir: &Path) -> Result<Shard> {
+    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| ExperimentError::io(&dir.join(name), e));
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")?)
+        .map_err(|e| output_error(&dir.join("manifest.json"), e.to_string()))?;
+    Ok(Shard {
+        dir: dir.to_path_buf(),
+        scores: read("scores.csv")?,
+        units: read_journal(&dir.join(JOURNAL))?,
+        manifest,
+    })
+}
+
+/// Merges the runs found under `inputs` into `out` (one run: `out` itself; several: one
+/// sub-directory per run id). Refuses an existing `out` unless `force`. Returns the run
+/// directories written.
+pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>> {
+    let mut by_run: BTreeMap<String, Vec<Shard>> = BTreeMap::new();
+    for input in inputs {
+        for dir in run_dirs(input)? {
+            let shard = read_shard(&dir)?;
+            let id = shard.manifest["run_id"].as_str().unwrap_or_default().to_string();
+            if id.is_empty() {
+                return Err(output_error(&dir.join("manifest.json"), "has no run_id"));
+            }
+            by_run.entry(id).or_default().push(shard);
+        }
+    }
+    if out.exists() && !force {
+        return Err(output_error(out, "exists; pass --force to replace it or choose another --out"));
+    }
+    let single = by_run.len() == 1;
+    let mut written = Vec::new();
+    for (run_id, shards) in by_run {
+        let dir = if single { out.to_path_buf() } else { out.join(&run_id) };
+        merge_run(&run_id, &shards, &dir)?;
+        written.push(dir);
+    }
+    Ok(written)
+}
+
+fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
+    let first = &shards[0];
+    let config_text = std::fs::read_to_string(first.dir.join("config.resolved.toml"))
+        .map_err(|e| ExperimentError::io(&first.dir.join("config.resolved.toml"), e))?;
+    for shard in &shards[1..] {
+        let other = std::fs::read_to_string(shard.dir.join("config.resolved.toml")).unwrap_or_default();
+        if other != config_text {
+            return Err(output_error(
+                &shard.dir,
+                format!("run {run_id}: its config differs from {}'s", first.dir.display()),
+            ));
+        }
+    }
+    let source = first.dir.join("config.resolved.toml").display().to_string();
+    let config = Config::parse(&config_text, &source, &[])?;
+    let batches = config.attribution.n_images.div_ceil(config.attribution.batch_size.max(1));
+    // Each batch from the first shard that finished it: the bytes of its rows.
+    let mut header: Option<&[u8]> = None;
+    let mut pieces: Vec<(&[u8], usize)> = Vec::with_capacity(batches);
+    for batch in 0..batches {
+        let found = shards.iter().find_map(|s| {
+            let at = s.units.iter().position(|u| u.batch == batch)?;
+            let start = match at {
+                0 => header_len(&s.scores),
+                _ => s.units[at - 1].bytes as usize,
+            };
+            let end = (s.units[at].bytes as usize).min(s.scores.len());
+            Some((s, &s.scores[start.min(end)..end], s.units[at].rows))
+        });
+        let Some((shard, bytes, rows)) = found else {
+            let dirs: Vec<String> = shards.iter().map(|s| s.dir.display().to_string()).collect();
+            return Err(output_error(
+                Path::new(&dirs.join(", ")),
+                format!("run {run_id}: batch {batch} of {batches} is in none of these shards; run the missing shard"),
+            ));
+        };
+        header.get_or_insert(&shard.scores[..header_len(&shard.scores)]);
+        pieces.push((bytes, rows));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
+    let mut scores: Vec<u8> = header.unwrap_or_default().to_vec();
+    let mut journal = Journal::open(&dir.join(JOURNAL), &[])?;
+    for (batch, (bytes, rows)) in pieces.iter().enumerate() {
+        scores.extend_from_slice(bytes);
+        journal.record(UnitRecord { batch, rows: *rows, bytes: scores.len() as u64 })?;
+    }
+    write_file(&dir.join("scores.csv"), &scores)?;
+    write_file(&dir.join("config.resolved.toml"), config_text.as_bytes())?;
+    for model in ["model.safetensors", "model-random-labels.safetensors"] {
+        if first.dir.join(model).exists() {
+            std::fs::copy(first.dir.join(model), dir.join(model))
+                .map_err(|e| ExperimentError::io(&dir.join(model), e))?;
+        }
+    }
+    let rows: Vec<ScoreRow> = csv::Reader::from_reader(scores.as_slice())
+        .deserialize()
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| ExperimentError::io(&dir.join("scores.csv"), e))?;
+    let params: Vec<(String, String)> = first.manifest["params"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    write_reports(dir, &config, &params, &rows)?;
+    let mut manifest = first.manifest.clone();
+    if let Some(m) = manifest.as_object_mut() {
+        m.remove("shard");
+        m.insert("merged_from".into(), shards.iter().map(|s| s.dir.display().to_string()).collect());
+        m.insert("timings_s".into(), summed_timings(shards));
+    }
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
+    write_file(&dir.join("manifest.json"), &json)
+}
+
+/// The length of the header line of a CSV file's bytes (0 when empty).
+fn header_len(scores: &[u8]) -> usize {
+    scores.iter().position(|&b| b == b'\n').map_or(scores.len(), |i| i + 1)
+}
+
+/// The shards' phase timings added up (CPU time spent on the run over all shards).
+fn summed_timings(shards: &[Shard]) -> serde_json::Value {
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for shard in shards {
+        for entry in shard.manifest["timings_s"].as_array().into_iter().flatten() {
+            let (Some(name), Some(seconds)) = (entry[0].as_str(), entry[1].as_f64()) else { continue };
+            match sums.iter_mut().find(|(n, _)| n == name) {
+                Some((_, total)) => *total += seconds,
+                None => sums.push((name.to_string(), seconds)),
+            }
+        }
+    }
+    sums.into_iter().map(|(n, s)| serde_json::json!([n, s])).collect()
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).map_err(|e| ExperimentError::io(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
+}
