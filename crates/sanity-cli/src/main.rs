@@ -8,6 +8,7 @@ use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::TrainingConfig;
 use sanity_experiments::merge::merge;
+use sanity_experiments::model_cache::ModelCache;
 use sanity_experiments::run::batch_count;
 use sanity_experiments::sweep::plans;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
@@ -45,6 +46,10 @@ enum Command {
         /// Continue interrupted runs: finished batches are kept, trained models reloaded.
         #[arg(long, conflicts_with = "force")]
         resume: bool,
+        /// Train every model afresh instead of sharing trained models through the model cache
+        /// (`.model-cache/` beside the run directories).
+        #[arg(long)]
+        no_model_cache: bool,
         /// Run only shard K of N (0 <= K < N) of the image batches of all runs (e.g.
         /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); `sanity merge` combines the shards.
         #[arg(long, value_name = "K/N")]
@@ -303,7 +308,7 @@ fn execute(cli: Cli) -> Result<()> {
             );
             println!("{}", out.display());
         }
-        Command::Run { config, out, overrides, threads, force, resume, shard } => {
+        Command::Run { config, out, overrides, threads, force, resume, no_model_cache, shard } => {
             let threads = set_threads(threads)?;
             let plans = load_plans(&config, &overrides)?;
             let shard = shard.map(|s| parse_shard(&s)).transpose()?;
@@ -329,8 +334,16 @@ fn execute(cli: Cli) -> Result<()> {
                 };
                 let bar = progress_bar();
                 let mut on_progress = |p: Progress| show(&bar, p);
-                let options =
-                    RunOptions { resume, batches: selected, shard, ..RunOptions::new(run_dir, force, threads) };
+                // Trained models are shared through `.model-cache/` beside the run directories.
+                let cache_dir = run_dir.parent().unwrap_or(std::path::Path::new(".")).join(".model-cache");
+                let model_cache = (!no_model_cache).then(|| ModelCache::new(&cache_dir));
+                let options = RunOptions {
+                    resume,
+                    batches: selected,
+                    shard,
+                    model_cache,
+                    ..RunOptions::new(run_dir, force, threads)
+                };
                 let outcome = run(plan, &options, &mut on_progress)?;
                 bar.finish_and_clear();
                 eprintln!(

@@ -83,6 +83,11 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
 
     let manifest: serde_json::Value = serde_json::from_str(&read(one.join("manifest.json"))).expect("manifest is JSON");
     assert_eq!(manifest["threads"], 1);
+    // The second run found the first one's model in the shared cache instead of training.
+    let second: serde_json::Value = serde_json::from_str(&read(two.join("manifest.json"))).expect("manifest is JSON");
+    assert_eq!(manifest["model"]["origin"], "trained");
+    assert!(second["model"]["origin"].as_str().is_some_and(|o| o.starts_with("trained (model cache")), "{second}");
+    assert_eq!(manifest["model"]["epochs"], second["model"]["epochs"]);
     assert_eq!(manifest["seed"], 7);
     let accuracy = manifest["model"]["test_accuracy"].as_f64().expect("test accuracy");
     assert!((0.0..=1.0).contains(&accuracy));

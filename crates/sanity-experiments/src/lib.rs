@@ -9,6 +9,7 @@ pub mod error;
 pub mod journal;
 pub mod manifest;
 pub mod merge;
+pub mod model_cache;
 pub mod overrides;
 pub mod plan;
 pub mod presets;

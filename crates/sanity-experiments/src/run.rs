@@ -8,6 +8,7 @@ use crate::manifest::{
     DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, ShardReport, crate_versions, host_name,
     peak_rss_mib,
 };
+use crate::model_cache::ModelCache;
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
@@ -39,12 +40,14 @@ pub struct RunOptions {
     pub batches: Option<std::collections::BTreeSet<usize>>,
     /// The shard `(index, count)` this run belongs to, recorded in the manifest.
     pub shard: Option<(usize, usize)>,
+    /// Where trained models are shared between runs; None: every run trains its own.
+    pub model_cache: Option<ModelCache>,
 }
 
 impl RunOptions {
     /// All batches, no resume: a plain run.
     pub fn new(run_dir: PathBuf, force: bool, threads: usize) -> Self {
-        Self { run_dir, force, threads, resume: false, batches: None, shard: None }
+        Self { run_dir, force, threads, resume: false, batches: None, shard: None, model_cache: None }
     }
 }
 
@@ -191,7 +194,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     progress(Progress::Advance(2));
     mark("data", &mut timings);
 
-    let (model, epochs, origin) = build_model(plan, &train_set, dir, options.resume, progress)?;
+    let (model, epochs, origin) = build_model(plan, &train_set, dir, options, progress)?;
     let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
     progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
     mark("model", &mut timings);
@@ -211,7 +214,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
     let outputs = plan.arch.num_outputs();
     explained.original_classes = classes_of(&explained.logits(&model)?, outputs);
-    let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, options.resume, progress)?;
+    let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, options, progress)?;
     if let Some((_, report)) = &random_labels {
         progress(Progress::Note(format!(
             "random-label model: train accuracy {:.4} (permuted labels), test accuracy {:.4}",
@@ -465,9 +468,10 @@ fn build_model(
     plan: &Plan,
     train_set: &Dataset,
     dir: &Path,
-    resume: bool,
+    options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Vec<sanity_model::EpochStats>, String)> {
+    let resume = options.resume;
     let config = &plan.config;
     if let Some(path) = &config.model.weights {
         let weights = Weights::load_safetensors(path, &plan.arch)?;
@@ -477,6 +481,14 @@ fn build_model(
     if resume && saved.exists() {
         let weights = Weights::load_safetensors(&saved, &plan.arch)?;
         return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), "trained (resumed)".into()));
+    }
+    let key = ModelCache::key(config, "true");
+    if let Some(cache) = &options.model_cache
+        && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
+    {
+        weights.save_safetensors(&dir.join("model.safetensors"))?;
+        progress(Progress::Note(format!("model {key} from the model cache")));
+        return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
     let spec = config.training.spec();
@@ -490,6 +502,9 @@ fn build_model(
     };
     let (weights, epochs) = train(&initial, train_set, &spec, config.seed, &mut on_epoch)?;
     weights.save_safetensors(&dir.join("model.safetensors"))?;
+    if let Some(cache) = &options.model_cache {
+        cache.store(&key, &weights, &epochs)?;
+    }
     Ok((initial.with_weights(weights), epochs, "trained".into()))
 }
 
@@ -500,9 +515,10 @@ fn build_random_label_model(
     plan: &Plan,
     sets: (&Dataset, &Dataset),
     dir: &Path,
-    resume: bool,
+    options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<(Model, RandomLabelReport)>> {
+    let resume = options.resume;
     let config = &plan.config;
     let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights }) =
         config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
@@ -512,16 +528,26 @@ fn build_random_label_model(
     let (train_set, test_set) = sets;
     let permuted = train_set.with_permuted_labels(config.seed);
     let saved = dir.join("model-random-labels.safetensors");
-    let (model, epochs, origin) = match weights {
-        Some(path) => {
+    let key = ModelCache::key(config, &format!("permuted:{target_accuracy}:{max_epochs}"));
+    let resumed = weights.is_none() && resume && saved.exists();
+    let cached = match (weights, &options.model_cache) {
+        (None, Some(cache)) if !resumed => cache.load(&key, &plan.arch)?,
+        _ => None,
+    };
+    let (model, epochs, origin) = match (weights, cached) {
+        (Some(path), _) => {
             let model = Model::new(plan.arch.clone(), Weights::load_safetensors(path, &plan.arch)?);
             (model, Vec::new(), path.display().to_string())
         }
-        None if resume && saved.exists() => {
+        (None, _) if resumed => {
             let model = Model::new(plan.arch.clone(), Weights::load_safetensors(&saved, &plan.arch)?);
             (model, Vec::new(), "trained (resumed)".to_string())
         }
-        None => {
+        (None, Some((weights, epochs))) => {
+            weights.save_safetensors(&saved)?;
+            (Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})"))
+        }
+        (None, None) => {
             let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
             let spec =
                 TrainSpec { epochs: *max_epochs, stop_at_accuracy: Some(*target_accuracy), ..config.training.spec() };
@@ -533,6 +559,9 @@ fn build_random_label_model(
             };
             let (weights, epochs) = train(&initial, &permuted, &spec, config.seed, &mut on_epoch)?;
             weights.save_safetensors(&saved)?;
+            if let Some(cache) = &options.model_cache {
+                cache.store(&key, &weights, &epochs)?;
+            }
             (initial.with_weights(weights), epochs, "trained".to_string())
         }
     };

@@ -28,7 +28,7 @@ pub struct TrainSpec {
 }
 
 /// What one epoch did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     /// 1-based epoch number.
     pub epoch: usize,
