@@ -47,7 +47,7 @@ enum Command {
         #[arg(long, conflicts_with = "force")]
         resume: bool,
         /// Train every model afresh instead of sharing trained models through the model cache
-        /// (`.model-cache/` beside the run directories).
+        /// (`.model-cache/` beside --out, or in results/NAME/).
         #[arg(long)]
         no_model_cache: bool,
         /// Run only shard K of N (0 <= K < N) of the image batches of all runs (e.g.
@@ -334,8 +334,12 @@ fn execute(cli: Cli) -> Result<()> {
                 };
                 let bar = progress_bar();
                 let mut on_progress = |p: Progress| show(&bar, p);
-                // Trained models are shared through `.model-cache/` beside the run directories.
-                let cache_dir = run_dir.parent().unwrap_or(std::path::Path::new(".")).join(".model-cache");
+                // Trained models are shared through `.model-cache/` beside --out (so the shards
+                // of a job array writing to OUT/shard-K share one), or in results/<name>/.
+                let cache_dir = match &out {
+                    Some(dir) => dir.parent().unwrap_or(std::path::Path::new(".")).join(".model-cache"),
+                    None => PathBuf::from("results").join(&plan.config.name).join(".model-cache"),
+                };
                 let model_cache = (!no_model_cache).then(|| ModelCache::new(&cache_dir));
                 let options = RunOptions {
                     resume,
