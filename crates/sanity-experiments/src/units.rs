@@ -99,28 +99,15 @@ pub fn design(
     let network_order: Vec<String> = plan.arch.stages().iter().map(|s| s.to_string()).collect();
     for test in &config.tests {
         match test {
-            TestConfig::Cascading { order, reinit, stages } => {
+            TestConfig::Cascading { order, reinit, stages } | TestConfig::SmoothMprt { order, reinit, stages, .. } => {
+                // Smooth MPRT is a cascade whose maps are means over noisy copies.
+                let smoothing = match test {
+                    TestConfig::SmoothMprt { samples, noise, .. } => {
+                        Some(Smoothing { samples: *samples, noise: *noise })
+                    }
+                    _ => None,
+                };
                 let mut weights = model.weights.clone();
-                for (k, stage) in cascade_order(stages.as_deref().unwrap_or_default(), *order).iter().enumerate() {
-                    weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
-                    let randomized = model.with_weights(weights.clone());
-                    let targets = targets_of(&randomized)?;
-                    let slot = add_slot(&mut slots, randomized, targets);
-                    pairings.push(Pairing {
-                        test: test.id(),
-                        order: order.name(),
-                        stage_index: k + 1,
-                        stage: stage.clone(),
-                        first: 0,
-                        second: Second::Slot(slot),
-                        method: None,
-                        smoothing: None,
-                    });
-                }
-            }
-            TestConfig::SmoothMprt { order, reinit, stages, samples, noise } => {
-                let mut weights = model.weights.clone();
-                let smoothing = Some(Smoothing { samples: *samples, noise: *noise });
                 for (k, stage) in cascade_order(stages.as_deref().unwrap_or_default(), *order).iter().enumerate() {
                     weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
                     let randomized = model.with_weights(weights.clone());
