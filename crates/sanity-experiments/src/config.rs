@@ -299,7 +299,8 @@ pub enum TestConfig {
     /// Smooth MPRT (Hedström et al. 2023, "Sanity checks revisited", section 4.1): a cascade in
     /// which every map is the mean of the method's maps of `samples` noisy copies of the input
     /// (noise std `noise` times the image's value range), to damp the gradient shattering
-    /// noise that makes unsmoothed maps look unstable.
+    /// noise that makes unsmoothed maps look unstable. Deviation: Quantus' `SmoothMPRT` leaves
+    /// the last of its N copies noise-free; here all N are noisy (the `smoothgrad` tunnel).
     SmoothMprt {
         /// `bottom_up` (default, as Hedström et al.) or `top_down`.
         #[serde(default = "default_order_bottom_up")]
