@@ -391,6 +391,68 @@ fn a_killed_run_resumed_ends_with_the_files_of_an_uninterrupted_run() {
     }
 }
 
+/// An `.npy` file (format 1.0) of `descr` values with `shape`.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).expect("write npy");
+}
+
+#[test]
+fn a_run_on_numpy_arrays_splits_them_and_refuses_bad_ones() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 40 grey 32x32 images: class 1 is bright in the top half, class 0 in the bottom half.
+    let (n, side) = (40usize, 32usize);
+    let labels: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
+    let mut pixels = Vec::with_capacity(n * side * side);
+    for (i, &label) in labels.iter().enumerate() {
+        for y in 0..side {
+            for x in 0..side {
+                let bright = (y < side / 2) == (label == 1);
+                pixels.push(if bright { 200u8 } else { 20 } + ((i * 7 + x * 3 + y) % 13) as u8);
+            }
+        }
+    }
+    let (images, labels_path) = (tmp.path().join("x.npy"), tmp.path().join("y.npy"));
+    write_npy(&images, "|u1", &[n, side, side], &pixels);
+    let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+    write_npy(&labels_path, "<i8", &[n], &label_bytes);
+    let data = format!(
+        "data={{ source = \"arrays\", images = \"{}\", labels = \"{}\", test_fraction = 0.25 }}",
+        images.display(),
+        labels_path.display()
+    );
+    let out = tmp.path().join("run");
+    let sets =
+        ["--set", &data, "--set", "model.arch=tests/fixtures/two-logits.toml", "--set", "attribution.n_images=6"];
+    sanity().args(["run", TINY, "--threads", "2"]).args(sets).arg("--out").arg(&out).assert().success();
+    let manifest: serde_json::Value = serde_json::from_str(&read(out.join("manifest.json"))).expect("JSON");
+    assert_eq!(
+        (
+            manifest["data"]["source"].as_str(),
+            manifest["data"]["n_train"].as_u64(),
+            manifest["data"]["n_test"].as_u64()
+        ),
+        (Some("arrays"), Some(30), Some(10))
+    );
+    assert!(read(out.join("scores.csv")).lines().count() > 1);
+    // Six labels for forty images: the labels file is named with what it should hold.
+    write_npy(&labels_path, "<i8", &[6], &label_bytes[..48]);
+    let result = sanity().args(["plan", TINY]).args(sets).output().expect("runs");
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("y.npy") && stderr.contains("expected [40]"), "{stderr}");
+}
+
 #[test]
 fn every_shipped_config_makes_a_plan() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");

@@ -1,14 +1,18 @@
 //! Datasets for the sanity checks: the synthetic chest-radiograph phantom (the embedded
-//! default), seeded random streams, and plain-Rust image helpers. No candle types in the API.
+//! default), Fashion-MNIST IDX files, NumPy arrays, seeded random streams, and plain-Rust image
+//! helpers. No candle types in the API.
 
+pub mod arrays;
 pub mod dataset;
 pub mod error;
 pub mod filter;
 pub mod idx;
+pub mod npy;
 pub mod phantom;
 pub mod resize;
 pub mod rng;
 
+pub use arrays::{Scale, load_arrays, split};
 pub use dataset::Dataset;
 pub use error::DataError;
 pub use filter::{correlate_separable, gaussian_blur, gaussian_taps, reflect};

@@ -80,6 +80,40 @@ pub enum DataConfig {
         #[serde(default)]
         n_test: Option<usize>,
     },
+    /// NumPy arrays ([`sanity_data::load_arrays`]): images `N x H x W` or `N x C x H x W`
+    /// (float or integer) and labels `N` (integers from 0), each an `.npy` path or
+    /// `FILE.npz:KEY`, relative to the working directory.
+    Arrays {
+        /// The training images (or all images, when no test arrays are given).
+        images: String,
+        /// Their labels.
+        labels: String,
+        /// Test images; default: `test_fraction` of `images`, held out by a stratified split.
+        #[serde(default)]
+        test_images: Option<String>,
+        /// Test labels (with `test_images`).
+        #[serde(default)]
+        test_labels: Option<String>,
+        /// Fraction held out for the test set when no test arrays are given. Default 0.2.
+        #[serde(default = "default_test_fraction")]
+        test_fraction: f64,
+        /// Seed of the split (kept apart from the run seed, so a sweep over seeds keeps its
+        /// images). Default 0.
+        #[serde(default)]
+        split_seed: u64,
+        /// `auto` (uint8 images / 255, others as they are; default), `none`, `divide255`,
+        /// `min_max` (whole-array minimum and maximum to [0, 1]).
+        #[serde(default)]
+        scale: sanity_data::Scale,
+        /// Number of classes; default the largest label + 1.
+        #[serde(default)]
+        num_classes: Option<usize>,
+    },
+}
+
+/// 0.2 of the images.
+pub fn default_test_fraction() -> f64 {
+    0.2
 }
 
 /// `/usr/share/datasets/fashion-mnist`.

@@ -3,7 +3,7 @@
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
 use sanity_data::rng::fnv1a;
-use sanity_data::{Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms};
+use sanity_data::{Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, split};
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
 use std::collections::BTreeSet;
@@ -32,6 +32,8 @@ pub struct Plan {
 pub enum DataPlan {
     /// Generated phantoms: the training and test sets.
     Phantom(PhantomSpec, PhantomSpec),
+    /// NumPy arrays, read and split when the plan is made: the training and test sets.
+    Arrays(Arc<(Dataset, Dataset)>),
     /// Fashion-MNIST files in a directory, with optional limits.
     FashionMnist {
         /// The directory.
@@ -44,15 +46,53 @@ pub enum DataPlan {
 }
 
 impl DataPlan {
-    /// The plan of a data config.
-    pub fn from_config(config: &DataConfig) -> Self {
-        match config.clone() {
+    /// The plan of a data config. NumPy arrays are read and checked here, so that a bad file
+    /// stops the plan; the message names it.
+    pub fn from_config(config: &DataConfig) -> Result<Self> {
+        Ok(match config.clone() {
             DataConfig::Phantom { n_train, n_test, size, noise_std, effusion_fraction, shortcut_rate } => {
                 let phantom = |n| PhantomSpec { n, size, noise_std, effusion_fraction, shortcut_rate };
                 DataPlan::Phantom(phantom(n_train), phantom(n_test))
             }
             DataConfig::FashionMnist { dir, n_train, n_test } => DataPlan::FashionMnist { dir, n_train, n_test },
-        }
+            DataConfig::Arrays {
+                images,
+                labels,
+                test_images,
+                test_labels,
+                test_fraction,
+                split_seed,
+                scale,
+                num_classes,
+            } => {
+                let train = load_arrays(&images, &labels, scale, num_classes)?;
+                let sets = match (test_images, test_labels) {
+                    (Some(ti), Some(tl)) => {
+                        let test = load_arrays(&ti, &tl, scale, Some(train.num_classes))?;
+                        if test.image_shape != train.image_shape {
+                            return Err(ExperimentError::Config {
+                                file: ti,
+                                message: format!(
+                                    "test images of shape {:?} but training images of shape {:?}",
+                                    test.image_shape, train.image_shape
+                                ),
+                            });
+                        }
+                        (train, test)
+                    }
+                    (None, None) => split(&train, test_fraction, split_seed)?,
+                    _ => {
+                        return Err(ExperimentError::Config {
+                            file: "data".into(),
+                            message:
+                                "give both test_images and test_labels, or neither (then test_fraction is held out)"
+                                    .into(),
+                        });
+                    }
+                };
+                DataPlan::Arrays(Arc::new(sets))
+            }
+        })
     }
 
     /// Training images that will be used.
@@ -60,6 +100,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(train, _) => train.n,
             DataPlan::FashionMnist { n_train, .. } => n_train.unwrap_or(60_000).min(60_000),
+            DataPlan::Arrays(sets) => sets.0.len(),
         }
     }
 
@@ -68,6 +109,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(_, test) => test.n,
             DataPlan::FashionMnist { n_test, .. } => n_test.unwrap_or(10_000).min(10_000),
+            DataPlan::Arrays(sets) => sets.1.len(),
         }
     }
 
@@ -76,6 +118,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(spec, _) => [1, spec.size, spec.size],
             DataPlan::FashionMnist { .. } => [1, 28, 28],
+            DataPlan::Arrays(sets) => sets.0.image_shape,
         }
     }
 
@@ -84,6 +127,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(..) => 2,
             DataPlan::FashionMnist { .. } => 10,
+            DataPlan::Arrays(sets) => sets.0.num_classes,
         }
     }
 
@@ -92,6 +136,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(..) => "phantom",
             DataPlan::FashionMnist { .. } => "fashion_mnist",
+            DataPlan::Arrays(_) => "arrays",
         }
     }
 
@@ -104,6 +149,7 @@ impl DataPlan {
             DataPlan::FashionMnist { dir, n_train, n_test } => {
                 (fashion_mnist(dir, Split::Train, *n_train)?, fashion_mnist(dir, Split::Test, *n_test)?)
             }
+            DataPlan::Arrays(sets) => (sets.0.clone(), sets.1.clone()),
         })
     }
 }
@@ -127,7 +173,7 @@ impl Plan {
                 ),
             ));
         }
-        let data = DataPlan::from_config(&config.data);
+        let data = DataPlan::from_config(&config.data)?;
         let n_test = data.n_test();
         for (key, n) in [("data.n_train", data.n_train()), ("data.n_test", n_test)] {
             if n == 0 {

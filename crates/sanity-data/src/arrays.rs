@@ -1,0 +1,146 @@
+//! Data sets from NumPy arrays (the seed lesson keeps its X-rays as `.npy` files): images
+//! `N x H x W` or `N x C x H x W` and integer labels `N`, checked, scaled and split.
+
+use crate::dataset::Dataset;
+use crate::error::DataError;
+use crate::npy::{NpyArray, read_array};
+use crate::rng::stream_rng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// How pixel values are brought to a common range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// 8-bit integer images divided by 255; anything else kept as it is.
+    #[default]
+    Auto,
+    /// Values kept as they are.
+    None,
+    /// Values divided by 255.
+    Divide255,
+    /// `(v − min) / (max − min)` with the minimum and maximum over the whole array.
+    MinMax,
+}
+
+fn bad(path: &str, reason: impl Into<String>) -> DataError {
+    DataError::File { path: path.to_string(), reason: reason.into() }
+}
+
+/// The images of `path` as `([c, h, w], values)`, scaled by `scale`; NaN or infinite values are
+/// refused with their position.
+fn images_of(array: &NpyArray, path: &str, scale: Scale) -> Result<([usize; 3], Vec<f32>), DataError> {
+    let shape = match array.shape.as_slice() {
+        &[_, h, w] => [1, h, w],
+        &[_, c, h, w] if c <= 4 => [c, h, w],
+        other => {
+            return Err(bad(
+                path,
+                format!(
+                    "images of shape {other:?}; accepted: N x H x W or N x C x H x W with C <= 4 (for N x H x W x C use np.transpose(x, (0, 3, 1, 2)))"
+                ),
+            ));
+        }
+    };
+    if shape.contains(&0) || array.values.is_empty() {
+        return Err(bad(path, format!("empty images, shape {:?}", array.shape)));
+    }
+    if let Some(i) = array.values.iter().position(|v| !v.is_finite()) {
+        return Err(bad(
+            path,
+            format!("value {} at flat index {i} is not finite; accepted: finite pixels", array.values[i]),
+        ));
+    }
+    let (min, max) =
+        array.values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let scaled: Vec<f32> = match scale {
+        Scale::Auto if array.dtype.ends_with("u1") => array.values.iter().map(|&v| (v / 255.0) as f32).collect(),
+        Scale::Auto | Scale::None => array.values.iter().map(|&v| v as f32).collect(),
+        Scale::Divide255 => array.values.iter().map(|&v| (v / 255.0) as f32).collect(),
+        Scale::MinMax if max > min => array.values.iter().map(|&v| ((v - min) / (max - min)) as f32).collect(),
+        Scale::MinMax => return Err(bad(path, format!("every value is {min}: min_max scaling needs a range"))),
+    };
+    Ok((shape, scaled))
+}
+
+/// Integer labels `0..` of `path`, `n` of them.
+fn labels_of(array: &NpyArray, path: &str, n: usize) -> Result<Vec<usize>, DataError> {
+    if array.shape != [n] {
+        return Err(bad(path, format!("labels of shape {:?}; expected [{n}], one per image", array.shape)));
+    }
+    array
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v >= 0.0 && v.fract() == 0.0 && v < 1e9 {
+                Ok(v as usize)
+            } else {
+                Err(bad(path, format!("label {v} at index {i}; accepted: integers 0, 1, 2, ...")))
+            }
+        })
+        .collect()
+}
+
+/// A data set from an images array and a labels array (`.npy` paths, or `FILE.npz:KEY`). The
+/// number of classes is `num_classes` or the largest label + 1 (at least 2).
+pub fn load_arrays(
+    images_path: &str,
+    labels_path: &str,
+    scale: Scale,
+    num_classes: Option<usize>,
+) -> Result<Dataset, DataError> {
+    let x = read_array(images_path)?;
+    let (image_shape, images) = images_of(&x, images_path, scale)?;
+    let labels = labels_of(&read_array(labels_path)?, labels_path, x.shape[0])?;
+    let largest = labels.iter().copied().max().unwrap_or(0);
+    let classes = num_classes.unwrap_or(largest + 1).max(2);
+    if largest >= classes {
+        return Err(bad(
+            labels_path,
+            format!("label {largest} but num_classes = {classes}; accepted: labels below it"),
+        ));
+    }
+    Ok(Dataset { images, image_shape, labels, masks: None, num_classes: classes })
+}
+
+/// A deterministic, stratified split: in each class, a seeded shuffle
+/// (`stream_rng(seed, "split", class)`) puts `round(count x test_fraction)` images (at least one
+/// when the class has two or more) into the test set. Both sets keep the original order.
+pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(DataError::InvalidParameter {
+            key: "test_fraction",
+            value: test_fraction.to_string(),
+            accepted: "0 < test_fraction < 1",
+        });
+    }
+    let mut is_test = vec![false; data.len()];
+    for class in 0..data.num_classes {
+        let mut members: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == class).collect();
+        members.shuffle(&mut stream_rng(seed, "split", class as u64));
+        let take = ((members.len() as f64 * test_fraction).round() as usize).max(usize::from(members.len() >= 2));
+        for &i in &members[..take.min(members.len())] {
+            is_test[i] = true;
+        }
+    }
+    let pick = |test: bool| {
+        let indices: Vec<usize> = (0..data.len()).filter(|&i| is_test[i] == test).collect();
+        Dataset {
+            images: data.gather_images(&indices),
+            image_shape: data.image_shape,
+            labels: indices.iter().map(|&i| data.labels[i]).collect(),
+            masks: None,
+            num_classes: data.num_classes,
+        }
+    };
+    let (train, test) = (pick(false), pick(true));
+    if train.is_empty() || test.is_empty() {
+        return Err(DataError::InvalidParameter {
+            key: "test_fraction",
+            value: test_fraction.to_string(),
+            accepted: "a fraction that leaves images in both the training and the test set",
+        });
+    }
+    Ok((train, test))
+}
