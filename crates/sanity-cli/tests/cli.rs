@@ -454,6 +454,40 @@ fn a_run_on_numpy_arrays_splits_them_and_refuses_bad_ones() {
 }
 
 #[test]
+fn a_run_on_an_image_folder_reads_resizes_and_splits_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("xrays");
+    for (class, bright_top) in [("effusion", true), ("normal", false)] {
+        std::fs::create_dir_all(dir.join(class)).expect("mkdir");
+        for i in 0..10u32 {
+            // 40x40 grey images, resized to 32x32 by the loader.
+            let image = image::GrayImage::from_fn(40, 40, |x, y| {
+                image::Luma([if (y < 20) == bright_top { 200 } else { 30 } + ((x * 3 + y + i) % 11) as u8])
+            });
+            image.save(dir.join(class).join(format!("{i:02}.png"))).expect("save png");
+        }
+    }
+    let data = format!(
+        "data={{ source = \"image_folder\", dir = \"{}\", height = 32, width = 32, test_fraction = 0.3 }}",
+        dir.display()
+    );
+    let out = tmp.path().join("run");
+    let sets =
+        ["--set", &data, "--set", "model.arch=tests/fixtures/two-logits.toml", "--set", "attribution.n_images=4"];
+    sanity().args(["run", TINY, "--threads", "2"]).args(sets).arg("--out").arg(&out).assert().success();
+    let manifest: serde_json::Value = serde_json::from_str(&read(out.join("manifest.json"))).expect("JSON");
+    let data = &manifest["data"];
+    assert_eq!(
+        (data["source"].as_str(), data["n_train"].as_u64(), data["n_test"].as_u64()),
+        (Some("image_folder"), Some(14), Some(6))
+    );
+    std::fs::create_dir_all(dir.join("pleural_thickening")).expect("an empty class");
+    let result = sanity().args(["plan", TINY]).args(sets).output().expect("runs");
+    assert_eq!(result.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&result.stderr).contains("pleural_thickening"));
+}
+
+#[test]
 fn every_shipped_config_makes_a_plan() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)

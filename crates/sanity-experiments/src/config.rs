@@ -109,6 +109,33 @@ pub enum DataConfig {
         #[serde(default)]
         num_classes: Option<usize>,
     },
+    /// PNG / JPEG files in one sub-folder per class ([`sanity_data::load_image_folder`]):
+    /// classes in sorted folder-name order, images decoded to [0, 1] and resized (bilinear).
+    ImageFolder {
+        /// The folder of class folders (the training images, or all of them).
+        dir: PathBuf,
+        /// Image height after resizing.
+        height: usize,
+        /// Image width after resizing.
+        width: usize,
+        /// 1 (grey, default) or 3 (RGB).
+        #[serde(default = "default_channels")]
+        channels: usize,
+        /// A folder of the same classes for the test set; default: `test_fraction` of `dir`.
+        #[serde(default)]
+        test_dir: Option<PathBuf>,
+        /// Fraction held out for the test set without `test_dir`. Default 0.2.
+        #[serde(default = "default_test_fraction")]
+        test_fraction: f64,
+        /// Seed of the split. Default 0.
+        #[serde(default)]
+        split_seed: u64,
+    },
+}
+
+/// One channel (grey).
+pub fn default_channels() -> usize {
+    1
 }
 
 /// 0.2 of the images.

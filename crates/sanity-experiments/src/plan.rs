@@ -2,8 +2,11 @@
 
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
+use sanity_data::folder::class_folders;
 use sanity_data::rng::fnv1a;
-use sanity_data::{Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, split};
+use sanity_data::{
+    Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, load_image_folder, split,
+};
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
 use std::collections::BTreeSet;
@@ -32,8 +35,9 @@ pub struct Plan {
 pub enum DataPlan {
     /// Generated phantoms: the training and test sets.
     Phantom(PhantomSpec, PhantomSpec),
-    /// NumPy arrays, read and split when the plan is made: the training and test sets.
-    Arrays(Arc<(Dataset, Dataset)>),
+    /// NumPy arrays or an image folder, read and split when the plan is made: the training and
+    /// test sets.
+    Loaded(&'static str, Arc<(Dataset, Dataset)>),
     /// Fashion-MNIST files in a directory, with optional limits.
     FashionMnist {
         /// The directory.
@@ -90,7 +94,28 @@ impl DataPlan {
                         });
                     }
                 };
-                DataPlan::Arrays(Arc::new(sets))
+                DataPlan::Loaded("arrays", Arc::new(sets))
+            }
+            DataConfig::ImageFolder { dir, height, width, channels, test_dir, test_fraction, split_seed } => {
+                let all = load_image_folder(&dir, height, width, channels)?;
+                let sets = match test_dir {
+                    Some(test_dir) => {
+                        let test = load_image_folder(&test_dir, height, width, channels)?;
+                        let names = |d: &Path| -> Result<Vec<String>> {
+                            Ok(class_folders(d)?.into_iter().map(|(name, _)| name).collect())
+                        };
+                        let (a, b) = (names(&dir)?, names(&test_dir)?);
+                        if a != b {
+                            return Err(ExperimentError::Config {
+                                file: test_dir.display().to_string(),
+                                message: format!("test classes {b:?} differ from the training classes {a:?}"),
+                            });
+                        }
+                        (all, test)
+                    }
+                    None => split(&all, test_fraction, split_seed)?,
+                };
+                DataPlan::Loaded("image_folder", Arc::new(sets))
             }
         })
     }
@@ -100,7 +125,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(train, _) => train.n,
             DataPlan::FashionMnist { n_train, .. } => n_train.unwrap_or(60_000).min(60_000),
-            DataPlan::Arrays(sets) => sets.0.len(),
+            DataPlan::Loaded(_, sets) => sets.0.len(),
         }
     }
 
@@ -109,7 +134,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(_, test) => test.n,
             DataPlan::FashionMnist { n_test, .. } => n_test.unwrap_or(10_000).min(10_000),
-            DataPlan::Arrays(sets) => sets.1.len(),
+            DataPlan::Loaded(_, sets) => sets.1.len(),
         }
     }
 
@@ -118,7 +143,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(spec, _) => [1, spec.size, spec.size],
             DataPlan::FashionMnist { .. } => [1, 28, 28],
-            DataPlan::Arrays(sets) => sets.0.image_shape,
+            DataPlan::Loaded(_, sets) => sets.0.image_shape,
         }
     }
 
@@ -127,7 +152,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(..) => 2,
             DataPlan::FashionMnist { .. } => 10,
-            DataPlan::Arrays(sets) => sets.0.num_classes,
+            DataPlan::Loaded(_, sets) => sets.0.num_classes,
         }
     }
 
@@ -136,7 +161,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(..) => "phantom",
             DataPlan::FashionMnist { .. } => "fashion_mnist",
-            DataPlan::Arrays(_) => "arrays",
+            DataPlan::Loaded(name, _) => name,
         }
     }
 
@@ -149,7 +174,7 @@ impl DataPlan {
             DataPlan::FashionMnist { dir, n_train, n_test } => {
                 (fashion_mnist(dir, Split::Train, *n_train)?, fashion_mnist(dir, Split::Test, *n_test)?)
             }
-            DataPlan::Arrays(sets) => (sets.0.clone(), sets.1.clone()),
+            DataPlan::Loaded(_, sets) => (sets.0.clone(), sets.1.clone()),
         })
     }
 }
