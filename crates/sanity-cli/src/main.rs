@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
-use sanity_experiments::config::TrainingConfig;
+use sanity_experiments::config::{OptimizerKind, TrainingConfig};
+
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
 use sanity_experiments::run::batch_count;
@@ -90,6 +91,12 @@ enum Command {
         /// Seed of initialisation, shuffles and dropout.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// `adamw` or `sgd` (with --momentum, as torch.optim.SGD).
+        #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
+        optimizer: String,
+        /// SGD's momentum.
+        #[arg(long, default_value_t = 0.9)]
+        momentum: f64,
         /// `true` or `random` (randomly permuted training labels: the data randomisation test).
         #[arg(long, default_value = "true", value_parser = ["true", "random"])]
         labels: String,
@@ -258,13 +265,23 @@ fn execute(cli: Cli) -> Result<()> {
             batch_size,
             lr,
             seed,
+            optimizer,
+            momentum,
             labels,
             stop_at_accuracy,
             threads,
             out,
         } => {
             set_threads(threads)?;
-            let training = TrainingConfig { epochs, batch_size, learning_rate: lr, ..TrainingConfig::default() };
+            let optimizer = if optimizer == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adamw };
+            let training = TrainingConfig {
+                epochs,
+                batch_size,
+                learning_rate: lr,
+                optimizer,
+                momentum,
+                ..TrainingConfig::default()
+            };
             let random_labels = labels == "random";
             let job =
                 TrainJob { arch, data: parse_data(&data, n_train)?, training, seed, random_labels, stop_at_accuracy };

@@ -488,6 +488,36 @@ fn a_run_on_an_image_folder_reads_resizes_and_splits_it() {
 }
 
 #[test]
+fn sgd_training_writes_checkpoints() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("sgd");
+    let sets = [
+        "--set",
+        "training={ epochs = 2, batch_size = 16, optimizer = \"sgd\", momentum = 0.9, learning_rate = 0.01, checkpoint_every = 1 }",
+        "--set",
+        "tests=[{ kind = \"cascading\" }]",
+    ];
+    sanity()
+        .args(["run", TINY, "--threads", "2", "--no-model-cache"])
+        .args(sets)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    for epoch in ["epoch-0001", "epoch-0002"] {
+        assert!(out.join("checkpoints").join(format!("{epoch}.safetensors")).exists(), "{epoch}");
+    }
+    // The last checkpoint is the trained model.
+    assert_eq!(
+        std::fs::read(out.join("checkpoints/epoch-0002.safetensors")).expect("checkpoint"),
+        std::fs::read(out.join("model.safetensors")).expect("model")
+    );
+    let bad = sanity().args(["plan", TINY, "--set", "training.momentum=1.5"]).output().expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("0 <= momentum < 1"));
+}
+
+#[test]
 fn every_shipped_config_makes_a_plan() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
     let mut configs: Vec<PathBuf> = std::fs::read_dir(&dir)

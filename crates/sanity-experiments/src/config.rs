@@ -5,6 +5,7 @@
 use crate::error::{ExperimentError, Result};
 use sanity_attribution::MethodSpec;
 use sanity_metrics::{MetricSpec, PostStep};
+pub use sanity_model::OptimizerKind;
 use sanity_model::{Reinit, TrainSpec};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -173,7 +174,7 @@ pub struct ModelConfig {
     pub weights: Option<PathBuf>,
 }
 
-/// Training hyper-parameters (AdamW).
+/// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingConfig {
@@ -186,9 +187,24 @@ pub struct TrainingConfig {
     /// Learning rate. Default 0.001 (Keras' Adam default, as the lesson).
     #[serde(default = "default_learning_rate")]
     pub learning_rate: f64,
-    /// Decoupled weight decay. Default 0.0001.
+    /// Weight decay: decoupled for AdamW, an L2 term of the gradient for SGD. Default 0.0001.
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
+    /// `adamw` (default) or `sgd` (with `momentum`, as `torch.optim.SGD`).
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// SGD's momentum, 0 <= momentum < 1. Default 0.9.
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// Save the weights every this many epochs in `checkpoints/` of the run directory (0:
+    /// never). Default 0.
+    #[serde(default)]
+    pub checkpoint_every: usize,
+}
+
+/// 0.9.
+pub fn default_momentum() -> f64 {
+    0.9
 }
 
 /// 8 epochs.
@@ -215,6 +231,9 @@ impl Default for TrainingConfig {
             batch_size: default_batch_size(),
             learning_rate: default_learning_rate(),
             weight_decay: default_weight_decay(),
+            optimizer: OptimizerKind::Adamw,
+            momentum: default_momentum(),
+            checkpoint_every: 0,
         }
     }
 }
@@ -228,6 +247,10 @@ impl TrainingConfig {
             learning_rate: self.learning_rate,
             weight_decay: self.weight_decay,
             stop_at_accuracy: None,
+            optimizer: self.optimizer,
+            momentum: self.momentum,
+            checkpoint_every: self.checkpoint_every,
+            checkpoint_dir: None,
         }
     }
 }

@@ -215,6 +215,9 @@ impl Plan {
             if !usable {
                 return Err(bad("training", "learning_rate must be > 0 and weight_decay >= 0".into()));
             }
+            if !(0.0..1.0).contains(&t.momentum) {
+                return Err(bad("training.momentum", format!("{}; accepted: 0 <= momentum < 1", t.momentum)));
+            }
         }
         let a = &mut config.attribution;
         if a.n_images == 0 || a.n_images > n_test {

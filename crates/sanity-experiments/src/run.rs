@@ -491,7 +491,7 @@ fn build_model(
         return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-    let spec = config.training.spec();
+    let spec = TrainSpec { checkpoint_dir: Some(dir.join("checkpoints")), ..config.training.spec() };
     progress(Progress::Phase { name: "training".into(), total: spec.epochs as u64 });
     let mut on_epoch = |s: &sanity_model::EpochStats| {
         progress(Progress::Note(format!(

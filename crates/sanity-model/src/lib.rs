@@ -22,5 +22,5 @@ pub use layer::{Init, LayerSpec};
 pub use lrp::LrpRule;
 pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
-pub use train::{EpochStats, TrainSpec, accuracy, predict_logits, train};
+pub use train::{EpochStats, OptimizerKind, TrainSpec, accuracy, predict_logits, train};
 pub use weights::Weights;

@@ -1,5 +1,5 @@
-//! Training: AdamW on minibatches, seeded shuffles and dropout, accuracies.
-//! The only code in the project that holds `Var`s.
+//! Training: AdamW or SGD with momentum on minibatches, seeded shuffles and dropout,
+//! checkpoints, accuracies. The only code in the project that holds `Var`s.
 
 use crate::error::{ModelError, Result};
 use crate::forward::{Mode, Model};
@@ -11,6 +11,18 @@ use rand::seq::SliceRandom;
 use sanity_data::{Dataset, stream_rng};
 use serde::{Deserialize, Serialize};
 
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// AdamW (Loshchilov & Hutter 2019), candle's; weight decay decoupled from the gradient.
+    #[default]
+    Adamw,
+    /// SGD with momentum as PyTorch's `torch.optim.SGD` (dampening 0, not Nesterov):
+    /// `g += weight_decay · w; v = momentum · v + g` (`v = g` at the first step); `w -= lr · v`.
+    Sgd,
+}
+
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSpec {
@@ -18,13 +30,89 @@ pub struct TrainSpec {
     pub epochs: usize,
     /// Minibatch size.
     pub batch_size: usize,
-    /// AdamW learning rate.
+    /// Learning rate.
     pub learning_rate: f64,
-    /// AdamW decoupled weight decay.
+    /// Weight decay (decoupled for AdamW, an L2 term in the gradient for SGD).
     pub weight_decay: f64,
     /// Stop after the first epoch whose training-set accuracy (eval mode, measured after the
     /// epoch) reaches this; `epochs` is then the most epochs trained.
     pub stop_at_accuracy: Option<f64>,
+    /// The optimiser.
+    pub optimizer: OptimizerKind,
+    /// SGD's momentum (ignored by AdamW).
+    pub momentum: f64,
+    /// Save the weights every this many epochs as `epoch-NNNN.safetensors` in
+    /// `checkpoint_dir` (0: never).
+    pub checkpoint_every: usize,
+    /// Where checkpoints go.
+    pub checkpoint_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            epochs: 8,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            stop_at_accuracy: None,
+            optimizer: OptimizerKind::Adamw,
+            momentum: 0.9,
+            checkpoint_every: 0,
+            checkpoint_dir: None,
+        }
+    }
+}
+
+/// One optimiser step after another.
+enum Stepper {
+    Adamw(AdamW),
+    Sgd { vars: Vec<Var>, velocity: Vec<Option<Tensor>>, lr: f64, momentum: f64, weight_decay: f64 },
+}
+
+impl Stepper {
+    fn new(vars: Vec<Var>, spec: &TrainSpec) -> Result<Self> {
+        Ok(match spec.optimizer {
+            OptimizerKind::Adamw => {
+                let params =
+                    ParamsAdamW { lr: spec.learning_rate, weight_decay: spec.weight_decay, ..Default::default() };
+                Stepper::Adamw(AdamW::new(vars, params)?)
+            }
+            OptimizerKind::Sgd => Stepper::Sgd {
+                velocity: vec![None; vars.len()],
+                vars,
+                lr: spec.learning_rate,
+                momentum: spec.momentum,
+                weight_decay: spec.weight_decay,
+            },
+        })
+    }
+
+    /// Backpropagates `loss` and updates every variable.
+    fn step(&mut self, loss: &Tensor) -> Result<()> {
+        match self {
+            Stepper::Adamw(adamw) => adamw.backward_step(loss)?,
+            Stepper::Sgd { vars, velocity, lr, momentum, weight_decay } => {
+                let grads = loss.backward()?;
+                for (var, v) in vars.iter().zip(velocity.iter_mut()) {
+                    let Some(g) = grads.get(var) else { continue };
+                    let mut g = g.clone();
+                    if *weight_decay != 0.0 {
+                        g = (g + var.as_tensor().affine(*weight_decay, 0.0)?)?;
+                    }
+                    if *momentum != 0.0 {
+                        g = match v.take() {
+                            Some(previous) => (previous.affine(*momentum, 0.0)? + g)?,
+                            None => g,
+                        };
+                        *v = Some(g.clone());
+                    }
+                    var.set(&(var.as_tensor() - g.affine(*lr, 0.0)?)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What one epoch did.
@@ -98,7 +186,7 @@ pub fn accuracy(model: &Model, data: &Dataset) -> Result<f64> {
     Ok(correct as f64 / data.len().max(1) as f64)
 }
 
-/// Trains `model` on `data` with AdamW; shuffles draw from `stream_rng(seed, "train-shuffle",
+/// Trains `model` on `data` with the spec's optimiser; shuffles draw from `stream_rng(seed, "train-shuffle",
 /// epoch)` and dropout from `stream_rng(seed, "train-dropout", epoch)`. Calls `on_epoch` after
 /// each epoch. Returns the trained weights (a new value; `model` is untouched).
 pub fn train(
@@ -124,8 +212,13 @@ pub fn train(
         .iter()
         .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
         .collect::<Result<_>>()?;
-    let params = ParamsAdamW { lr: spec.learning_rate, weight_decay: spec.weight_decay, ..Default::default() };
-    let mut optimizer = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), params)?;
+    if !(spec.learning_rate > 0.0 && spec.learning_rate.is_finite() && (0.0..1.0).contains(&spec.momentum)) {
+        return Err(ModelError::Training(format!(
+            "learning_rate {} and momentum {}; accepted: learning_rate > 0, 0 <= momentum < 1",
+            spec.learning_rate, spec.momentum
+        )));
+    }
+    let mut optimizer = Stepper::new(vars.iter().map(|(_, v)| v.clone()).collect(), spec)?;
     let current = |vars: &[(String, Var)]| {
         let mut weights = Weights::new();
         for (k, v) in vars {
@@ -145,7 +238,7 @@ pub fn train(
             let logits =
                 current(&vars).forward_range(&x, 0..model.arch.layers.len(), &mut Mode::Train(&mut dropout_rng))?;
             let l = loss(&logits, &labels)?;
-            optimizer.backward_step(&l)?;
+            optimizer.step(&l)?;
             loss_sum += f64::from(l.to_scalar::<f32>()?);
             batches += 1;
             let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
@@ -163,6 +256,13 @@ pub fn train(
         };
         on_epoch(&stats);
         history.push(stats);
+        if let Some(dir) = &spec.checkpoint_dir
+            && spec.checkpoint_every > 0
+            && epoch % spec.checkpoint_every == 0
+        {
+            std::fs::create_dir_all(dir).map_err(|e| ModelError::Training(format!("{}: {e}", dir.display())))?;
+            current(&vars).weights.save_safetensors(&dir.join(format!("epoch-{epoch:04}.safetensors")))?;
+        }
         if let (Some(reached), Some(target)) = (train_accuracy, spec.stop_at_accuracy)
             && reached >= target
         {
@@ -176,4 +276,40 @@ pub fn train(
         out.insert(k.clone(), t.detach().copy()?);
     }
     Ok((out, history))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_with_momentum_and_weight_decay_follows_pytorch_s_update() {
+        // loss = Σ (w − t)²: g = 2 (w − t). torch.optim.SGD(lr, momentum, weight_decay):
+        // g += wd·w; v = g (first step) or μ·v + g; w −= lr·v.
+        let (t, lr, mu, wd) = ([1.0f64, -2.0], 0.1, 0.9, 0.01);
+        let var = Var::from_vec(vec![0.5f64, 0.25], 2, &Device::Cpu).expect("var");
+        let target = Tensor::from_vec(t.to_vec(), 2, &Device::Cpu).expect("target");
+        let spec = TrainSpec {
+            learning_rate: lr,
+            momentum: mu,
+            weight_decay: wd,
+            optimizer: OptimizerKind::Sgd,
+            ..TrainSpec::default()
+        };
+        let mut stepper = Stepper::new(vec![var.clone()], &spec).expect("sgd");
+        let (mut w, mut v) = ([0.5f64, 0.25], [0.0f64; 2]);
+        for step in 0..3 {
+            let loss = (var.as_tensor() - &target).and_then(|d| d.sqr()).and_then(|d| d.sum_all()).expect("loss");
+            stepper.step(&loss).expect("step");
+            for i in 0..2 {
+                let g = 2.0 * (w[i] - t[i]) + wd * w[i];
+                v[i] = if step == 0 { g } else { mu * v[i] + g };
+                w[i] -= lr * v[i];
+            }
+            let got = var.as_tensor().to_vec1::<f64>().expect("values");
+            for (a, b) in got.iter().zip(&w) {
+                assert!((a - b).abs() < 1e-12, "step {step}: {a} vs {b}");
+            }
+        }
+    }
 }
