@@ -379,6 +379,10 @@ pub enum TestConfig {
         /// Weights of an already trained random-label model (safetensors); skips training.
         #[serde(default)]
         weights: Option<PathBuf>,
+        /// Train the random-label model on the first n training images only (memorising a
+        /// whole large set of random labels can take hundreds of epochs); default all.
+        #[serde(default)]
+        n_train: Option<usize>,
     },
     /// Smooth MPRT (Hedström et al. 2023, "Sanity checks revisited", section 4.1): a cascade in
     /// which every map is the mean of the method's maps of `samples` noisy copies of the input

@@ -68,6 +68,8 @@ pub struct ModelReport {
 pub struct RandomLabelReport {
     /// `trained` or the weights file it was loaded from.
     pub origin: String,
+    /// Training images it was trained on (the first ones of the training set).
+    pub n_train: usize,
     /// Accuracy on the training set against the permuted labels it was trained on.
     pub train_accuracy_random_labels: f64,
     /// Accuracy on the training set against the true labels.

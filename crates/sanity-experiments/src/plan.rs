@@ -265,7 +265,10 @@ impl Plan {
                     ));
                 }
                 TestConfig::RandomLogit {} => {}
-                TestConfig::DataRandomization { target_accuracy, max_epochs, weights } => {
+                TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train } => {
+                    if *n_train == Some(0) {
+                        return Err(bad(&format!("tests[{i}].n_train"), "0; accepted: >= 1 (or omit it for all)".into()));
+                    }
                     if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
                         return Err(bad(
                             &format!("tests[{i}].target_accuracy"),
@@ -364,7 +367,7 @@ impl Plan {
                     format!("(all at once): {}", stages.as_deref().unwrap_or_default().join(", "))
                 }
                 TestConfig::RandomLogit {} => "(a random other class per image)".into(),
-                TestConfig::DataRandomization { target_accuracy, max_epochs, weights } => match weights {
+                TestConfig::DataRandomization { target_accuracy, max_epochs, weights, .. } => match weights {
                     Some(path) => format!("(random-label model from {})", path.display()),
                     None => format!(
                         "(train on permuted labels to {target_accuracy} train accuracy, at most {max_epochs} epochs)"

@@ -520,15 +520,29 @@ fn build_random_label_model(
 ) -> Result<Option<(Model, RandomLabelReport)>> {
     let resume = options.resume;
     let config = &plan.config;
-    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights }) =
+    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train }) =
         config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
     else {
         return Ok(None);
     };
-    let (train_set, test_set) = sets;
+    let (full_train_set, test_set) = sets;
+    let subset;
+    let train_set = match n_train {
+        Some(n) if *n < full_train_set.len() => {
+            let first: Vec<usize> = (0..*n).collect();
+            subset = Dataset {
+                images: full_train_set.gather_images(&first),
+                labels: full_train_set.labels[..*n].to_vec(),
+                masks: None,
+                ..full_train_set.clone()
+            };
+            &subset
+        }
+        _ => full_train_set,
+    };
     let permuted = train_set.with_permuted_labels(config.seed);
     let saved = dir.join("model-random-labels.safetensors");
-    let key = ModelCache::key(config, &format!("permuted:{target_accuracy}:{max_epochs}"));
+    let key = ModelCache::key(config, &format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}"));
     let resumed = weights.is_none() && resume && saved.exists();
     let cached = match (weights, &options.model_cache) {
         (None, Some(cache)) if !resumed => cache.load(&key, &plan.arch)?,
@@ -574,6 +588,7 @@ fn build_random_label_model(
     }
     let report = RandomLabelReport {
         origin,
+        n_train: train_set.len(),
         train_accuracy_random_labels,
         train_accuracy_true_labels: accuracy(&model, train_set)?,
         test_accuracy: accuracy(&model, test_set)?,

@@ -11,8 +11,18 @@ use std::sync::Arc;
 const REL_TOLERANCE: f32 = 1e-4;
 
 fn check(preset_name: &str, input: [usize; 3], start: usize, relu: ReluMode) {
+    check_shifted(preset_name, input, start, relu, &[]);
+}
+
+/// [`check`] with `shifts` added to the named tensors (negative biases make ReLU outputs sparse).
+fn check_shifted(preset_name: &str, input: [usize; 3], start: usize, relu: ReluMode, shifts: &[(&str, f64)]) {
     let arch = Arc::new(Architecture::new(preset(preset_name, input).expect("preset")).expect("valid"));
-    let model = Model::new(arch.clone(), init_weights(&arch, 3).expect("init"));
+    let mut weights = init_weights(&arch, 3).expect("init");
+    for &(name, shift) in shifts {
+        let shifted = (weights.get(name).expect("tensor") + shift).expect("shift");
+        weights.insert(name, shifted);
+    }
+    let model = Model::new(arch.clone(), weights);
     let n = 10;
     let mut rng = stream_rng(5, "native", 0);
     let x: Vec<f32> = (0..n * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0)).collect();
@@ -41,6 +51,11 @@ fn native_gradients_equal_autograd() {
     for relu in [ReluMode::Standard, ReluMode::Guided, ReluMode::Deconv] {
         check("adebayo-cnn", [1, 28, 28], 0, relu);
         check("phantom-cnn", [1, 32, 32], 0, relu);
+    }
+    // Mostly inactive pool2 and fc1 outputs: fc1 and logits run on their few nonzero input
+    // columns (the compacted path), forward and backward.
+    for relu in [ReluMode::Standard, ReluMode::Guided, ReluMode::Deconv] {
+        check_shifted("adebayo-cnn", [1, 28, 28], 0, relu, &[("conv2.bias", -0.9), ("fc1.bias", -0.4)]);
     }
     // From inside the network (Grad-CAM's split after conv2 / conv4).
     check("adebayo-cnn", [1, 28, 28], 4, ReluMode::Standard);
