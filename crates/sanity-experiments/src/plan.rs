@@ -267,7 +267,10 @@ impl Plan {
                 TestConfig::RandomLogit {} => {}
                 TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train } => {
                     if *n_train == Some(0) {
-                        return Err(bad(&format!("tests[{i}].n_train"), "0; accepted: >= 1 (or omit it for all)".into()));
+                        return Err(bad(
+                            &format!("tests[{i}].n_train"),
+                            "0; accepted: >= 1 (or omit it for all)".into(),
+                        ));
                     }
                     if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
                         return Err(bad(

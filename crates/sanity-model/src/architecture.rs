@@ -72,6 +72,19 @@ pub enum Op {
         /// Drop probability.
         p: f64,
     },
+    /// See [`LayerSpec::BatchNorm2d`].
+    BatchNorm2d {
+        /// Channels.
+        num_features: usize,
+        /// Added to the variance.
+        eps: f64,
+        /// Running-average weight of the batch statistics.
+        momentum: f64,
+        /// γ's initialiser (constant 1).
+        weight_init: Init,
+        /// β's initialiser (constant 0).
+        bias_init: Init,
+    },
 }
 
 impl Op {
@@ -87,16 +100,26 @@ impl Op {
             Op::Linear { in_features, out_features, .. } => {
                 Some((vec![out_features, in_features], vec![out_features], in_features, out_features))
             }
+            Op::BatchNorm2d { num_features: c, .. } => Some((vec![c], vec![c], c, c)),
             _ => None,
+        }
+    }
+
+    /// The non-trained tensors of an op (`running_mean`, `running_var` of a batch norm) and the
+    /// value each starts at; their shape is the bias's.
+    pub fn buffers(&self) -> &'static [(&'static str, f32)] {
+        match self {
+            Op::BatchNorm2d { .. } => &[("running_mean", 0.0), ("running_var", 1.0)],
+            _ => &[],
         }
     }
 
     /// The weight and bias initialisers of a parameterised op.
     pub fn initializers(&self) -> Option<(&Init, &Init)> {
         match self {
-            Op::Conv2d { weight_init, bias_init, .. } | Op::Linear { weight_init, bias_init, .. } => {
-                Some((weight_init, bias_init))
-            }
+            Op::Conv2d { weight_init, bias_init, .. }
+            | Op::Linear { weight_init, bias_init, .. }
+            | Op::BatchNorm2d { weight_init, bias_init, .. } => Some((weight_init, bias_init)),
             _ => None,
         }
     }
@@ -166,6 +189,16 @@ impl Architecture {
                 LayerSpec::GlobalAvgPool { name } => (auto_name("gap", name), Op::GlobalAvgPool),
                 LayerSpec::Flatten { name } => (auto_name("flatten", name), Op::Flatten),
                 LayerSpec::Dropout { name, p } => (auto_name("dropout", name), Op::Dropout { p: *p }),
+                LayerSpec::BatchNorm2d { name, num_features, eps, momentum } => (
+                    name.clone(),
+                    Op::BatchNorm2d {
+                        num_features: *num_features,
+                        eps: *eps,
+                        momentum: *momentum,
+                        weight_init: Init::Constant { value: 1.0 },
+                        bias_init: Init::Constant { value: 0.0 },
+                    },
+                ),
             };
             if layers.iter().any(|l: &Layer| l.name == name) {
                 return Err(invalid(&name, "the name is used twice; layer names must be unique".into()));
@@ -285,6 +318,21 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
         Op::Dropout { p } => {
             if !(0.0..1.0).contains(&p) {
                 return Err(invalid(name, format!("dropout p = {p}; accepted: 0 <= p < 1")));
+            }
+            Ok(input.to_vec())
+        }
+        Op::BatchNorm2d { num_features, eps, momentum, .. } => {
+            let &[c, _, _] = input else {
+                return Err(need_4d("batch_norm2d"));
+            };
+            if c != num_features {
+                return Err(invalid(name, format!("num_features = {num_features} but its input has {c} channels")));
+            }
+            if !(eps > 0.0 && eps.is_finite() && (0.0..=1.0).contains(&momentum)) {
+                return Err(invalid(
+                    name,
+                    format!("eps = {eps}, momentum = {momentum}; accepted: eps > 0, 0 <= momentum <= 1"),
+                ));
             }
             Ok(input.to_vec())
         }

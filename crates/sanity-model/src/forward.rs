@@ -10,12 +10,14 @@ use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Evaluation (dropout off) or training (dropout masks drawn from the given seeded stream).
+/// Evaluation (dropout off, batch norm on its running statistics) or training (dropout masks
+/// drawn from the given seeded stream, batch norm on batch statistics).
 pub enum Mode<'a> {
     /// Inference: dropout is the identity.
     Eval,
-    /// Training: inverted dropout with masks from this stream.
-    Train(&'a mut ChaCha8Rng),
+    /// Training: inverted dropout with masks from this stream; each batch norm writes its
+    /// updated running statistics (detached) into the given weights.
+    Train(&'a mut ChaCha8Rng, &'a mut Weights),
 }
 
 /// An architecture with a set of weights. Cheap to clone; weights are values.
@@ -76,9 +78,39 @@ impl Model {
                 Op::MaxPool2d { kernel_size, stride } => MaxPool2d { kernel_size, stride }.forward(&h)?,
                 Op::GlobalAvgPool => h.mean(D::Minus1)?.mean(D::Minus1)?,
                 Op::Flatten => h.flatten_from(1)?,
+                Op::BatchNorm2d { eps, momentum, .. } => {
+                    let get = |what: &str| self.weights.get(&format!("{}.{what}", layer.name));
+                    let (gamma, beta) = (get("weight")?.reshape((1, (), 1, 1))?, get("bias")?.reshape((1, (), 1, 1))?);
+                    let (mean, var) = match mode {
+                        Mode::Eval => {
+                            (get("running_mean")?.reshape((1, (), 1, 1))?, get("running_var")?.reshape((1, (), 1, 1))?)
+                        }
+                        Mode::Train(_, running) => {
+                            let (n, _, hh, ww) = h.dims4()?;
+                            let count = (n * hh * ww) as f64;
+                            let mean = h.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+                            let var =
+                                h.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+                            // PyTorch: running = (1 − m) running + m batch, the variance unbiased.
+                            let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
+                            for (what, batch) in
+                                [("running_mean", mean.detach().flatten_all()?), ("running_var", unbiased)]
+                            {
+                                let old = get(what)?;
+                                running.insert(
+                                    format!("{}.{what}", layer.name),
+                                    ((old * (1.0 - momentum))? + (batch * momentum)?)?,
+                                );
+                            }
+                            (mean, var)
+                        }
+                    };
+                    let normalized = h.broadcast_sub(&mean)?.broadcast_div(&(var + eps)?.sqrt()?)?;
+                    normalized.broadcast_mul(&gamma)?.broadcast_add(&beta)?
+                }
                 Op::Dropout { p } => match mode {
                     Mode::Eval => h,
-                    Mode::Train(rng) => {
+                    Mode::Train(rng, _) => {
                         let keep = 1.0 - p;
                         let mask: Vec<f32> = (0..h.elem_count())
                             .map(|_| if rng.random::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })

@@ -95,6 +95,9 @@ pub fn init_weights(arch: &Architecture, seed: u64) -> Result<Weights> {
         let w = sample(w_init, w_shape.iter().product(), fan_in, fan_out, &mut rng);
         let b = sample(b_init, b_shape[0], fan_in, fan_out, &mut rng);
         weights.insert(format!("{}.weight", layer.name), Tensor::from_vec(w, w_shape, &Device::Cpu)?);
+        for &(what, value) in layer.op.buffers() {
+            weights.insert(format!("{}.{what}", layer.name), Tensor::full(value, b_shape.clone(), &Device::Cpu)?);
+        }
         weights.insert(format!("{}.bias", layer.name), Tensor::from_vec(b, b_shape, &Device::Cpu)?);
     }
     Ok(weights)
@@ -127,6 +130,11 @@ pub fn reinitialize(
                 sample(own_b, b_shape[0], fan_in, fan_out, rng),
             )
         }
+        Reinit::PytorchDefault {} if matches!(op, crate::architecture::Op::BatchNorm2d { .. }) => (
+            // PyTorch's `BatchNorm2d.reset_parameters()`: γ = 1, β = 0.
+            sample(own_w, w_shape.iter().product(), fan_in, fan_out, rng),
+            sample(own_b, b_shape[0], fan_in, fan_out, rng),
+        ),
         Reinit::PytorchDefault {} => {
             let init = Init::PytorchDefault {};
             (
@@ -159,6 +167,13 @@ pub fn reinitialize(
         }
     };
     let mut out = weights.clone();
+    // A batch norm re-initialised from scratch also forgets its running statistics, as
+    // PyTorch's `reset_parameters()`; a permutation or perturbation keeps them.
+    if !matches!(reinit, Reinit::Permute {} | Reinit::GaussianPerturb { .. }) {
+        for &(what, value) in op.buffers() {
+            out.insert(format!("{layer}.{what}"), Tensor::full(value, b_shape.clone(), &Device::Cpu)?);
+        }
+    }
     out.insert(w_name, Tensor::from_vec(w, w_shape, &Device::Cpu)?);
     out.insert(b_name, Tensor::from_vec(b, b_shape, &Device::Cpu)?);
     Ok(out)

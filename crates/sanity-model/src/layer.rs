@@ -105,6 +105,23 @@ pub enum LayerSpec {
         #[serde(default)]
         name: Option<String>,
     },
+    /// Batch normalisation over the channels of `[n, c, h, w]` (PyTorch's `BatchNorm2d`): in
+    /// training, batch statistics (biased variance) and running averages updated with
+    /// `momentum` (unbiased variance); in evaluation, the running statistics.
+    /// Parameters `weight` (γ, init 1), `bias` (β, init 0); buffers `running_mean`,
+    /// `running_var`.
+    BatchNorm2d {
+        /// Stage name, e.g. `bn1`.
+        name: String,
+        /// Channels.
+        num_features: usize,
+        /// Added to the variance. Default 1e-5 (PyTorch's).
+        #[serde(default = "default_bn_eps")]
+        eps: f64,
+        /// Weight of the batch statistic in the running averages. Default 0.1 (PyTorch's).
+        #[serde(default = "default_bn_momentum")]
+        momentum: f64,
+    },
     /// Inverted dropout with drop probability `p` in training; identity in evaluation.
     Dropout {
         /// Optional name.
@@ -113,4 +130,14 @@ pub enum LayerSpec {
         /// Drop probability in [0, 1).
         p: f64,
     },
+}
+
+/// 1e-5, PyTorch's `BatchNorm2d` default.
+pub fn default_bn_eps() -> f64 {
+    1e-5
+}
+
+/// 0.1, PyTorch's `BatchNorm2d` default.
+pub fn default_bn_momentum() -> f64 {
+    0.1
 }

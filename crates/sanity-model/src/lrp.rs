@@ -181,6 +181,12 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
                 (None, Step::Pass)
             }
             Op::Dropout { .. } => (None, Step::Pass),
+            Op::BatchNorm2d { .. } => {
+                return Err(ModelError::Training(format!(
+                    "LRP through the batch norm `{}` is not supported; fold it into the convolution before it",
+                    layer.name
+                )));
+            }
         };
         if let Some(y) = next {
             act = y;

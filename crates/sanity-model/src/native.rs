@@ -47,6 +47,8 @@ enum Saved {
     Gap(usize, usize),
     /// Flatten of NHWC images `[hw, c]` into PyTorch's channel-major order.
     Flatten(usize, usize),
+    /// A per-channel scale (batch norm in evaluation: `y = x·s + t`, so `dx = dy·s`).
+    ChannelScale(Arc<Vec<f32>>),
     /// Nothing (dropout in evaluation, flatten of a vector).
     Identity,
 }
@@ -158,6 +160,12 @@ fn first_difference(first: &Model, other: &Model, range: Range<usize>) -> usize 
             (Ok((w1, b1)), Ok((w2, b2))) => w1.id() == w2.id() && b1.id() == b2.id(),
             _ => false,
         };
+        // A batch norm also computes with its running statistics.
+        let same_buffers = layer.op.buffers().iter().all(|(what, _)| {
+            let name = format!("{}.{what}", layer.name);
+            matches!((first.weights.get(&name), other.weights.get(&name)), (Ok(a), Ok(b)) if a.id() == b.id())
+        });
+        let same = same && same_buffers;
         if !same {
             return index;
         }
@@ -256,6 +264,33 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
                 _ => (None, Saved::Identity, Shape::Flat(shape.len())),
             },
             Op::Dropout { .. } => (None, Saved::Identity, shape),
+            Op::BatchNorm2d { eps, .. } => {
+                // Evaluation mode: the running statistics make it an affine map per channel.
+                let value = |what: &str| -> Result<Vec<f32>> {
+                    let t = model.weights.get(&format!("{}.{what}", layer.name))?;
+                    Ok(t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+                };
+                let (gamma, beta, mean, var) =
+                    (value("weight")?, value("bias")?, value("running_mean")?, value("running_var")?);
+                let scale: Vec<f32> = gamma
+                    .iter()
+                    .zip(&var)
+                    .map(|(&g, &v)| (f64::from(g) / (f64::from(v) + eps).sqrt()) as f32)
+                    .collect();
+                let shift: Vec<f32> = beta.iter().zip(&mean).zip(&scale).map(|((&b, &m), &s)| b - m * s).collect();
+                let c = scale.len();
+                let mut y = zeros(act.len());
+                y.par_chunks_mut(ELEMENTWISE_CHUNK.div_ceil(c) * c)
+                    .zip(act.par_chunks(ELEMENTWISE_CHUNK.div_ceil(c) * c))
+                    .for_each(|(y, x)| {
+                        for (y, x) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                            for (((y, &x), &s), &t) in y.iter_mut().zip(x).zip(&scale).zip(&shift) {
+                                *y = x * s + t;
+                            }
+                        }
+                    });
+                (Some(Arc::new(y)), Saved::ChannelScale(Arc::new(scale)), shape)
+            }
         };
         if let Some(y) = next {
             current = y;
@@ -314,6 +349,17 @@ fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], r
                 pool.backward(&g, idx, pooled, |y, g| rule.rule_one(y, g))
             }
             Saved::Gap(hw, c) => global_average_adjoint(&g, *hw, *c),
+            Saved::ChannelScale(scale) => {
+                let c = scale.len();
+                g.par_chunks_mut(ELEMENTWISE_CHUNK.div_ceil(c) * c).for_each(|g| {
+                    for g in g.chunks_exact_mut(c) {
+                        for (g, &s) in g.iter_mut().zip(scale.iter()) {
+                            *g *= s;
+                        }
+                    }
+                });
+                g
+            }
             Saved::Flatten(hw, c) => transpose_images(&g, *c, *hw),
             Saved::Identity => g,
         };

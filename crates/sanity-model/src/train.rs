@@ -207,11 +207,24 @@ pub fn train(
         return Err(ModelError::Training("batch_size and the number of training images must be >= 1".into()));
     }
     let [c, h, w] = data.image_shape;
+    // Trained parameters become Vars; batch-norm running statistics are buffers that each
+    // training forward replaces.
+    let buffer_names: Vec<String> = model
+        .arch
+        .layers
+        .iter()
+        .flat_map(|l| l.op.buffers().iter().map(move |(what, _)| format!("{}.{what}", l.name)))
+        .collect();
     let vars: Vec<(String, Var)> = model
         .weights
         .iter()
+        .filter(|(k, _)| !buffer_names.contains(k))
         .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
         .collect::<Result<_>>()?;
+    let mut running = Weights::new();
+    for name in &buffer_names {
+        running.insert(name.clone(), model.weights.get(name)?.to_dtype(DType::F32)?);
+    }
     if !(spec.learning_rate > 0.0 && spec.learning_rate.is_finite() && (0.0..1.0).contains(&spec.momentum)) {
         return Err(ModelError::Training(format!(
             "learning_rate {} and momentum {}; accepted: learning_rate > 0, 0 <= momentum < 1",
@@ -219,8 +232,8 @@ pub fn train(
         )));
     }
     let mut optimizer = Stepper::new(vars.iter().map(|(_, v)| v.clone()).collect(), spec)?;
-    let current = |vars: &[(String, Var)]| {
-        let mut weights = Weights::new();
+    let current = |vars: &[(String, Var)], running: &Weights| {
+        let mut weights = running.clone();
         for (k, v) in vars {
             weights.insert(k.clone(), v.as_tensor().clone());
         }
@@ -235,8 +248,13 @@ pub fn train(
         for batch in order.chunks(spec.batch_size) {
             let x = Tensor::from_vec(data.gather_images(batch), (batch.len(), c, h, w), &Device::Cpu)?;
             let labels: Vec<usize> = batch.iter().map(|&i| data.labels[i]).collect();
-            let logits =
-                current(&vars).forward_range(&x, 0..model.arch.layers.len(), &mut Mode::Train(&mut dropout_rng))?;
+            let mut updated = running.clone();
+            let logits = current(&vars, &running).forward_range(
+                &x,
+                0..model.arch.layers.len(),
+                &mut Mode::Train(&mut dropout_rng, &mut updated),
+            )?;
+            running = updated;
             let l = loss(&logits, &labels)?;
             optimizer.step(&l)?;
             loss_sum += f64::from(l.to_scalar::<f32>()?);
@@ -245,7 +263,7 @@ pub fn train(
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         }
         let train_accuracy = match spec.stop_at_accuracy {
-            Some(_) => Some(accuracy(&current(&vars), data)?),
+            Some(_) => Some(accuracy(&current(&vars, &running), data)?),
             None => None,
         };
         let stats = EpochStats {
@@ -261,7 +279,7 @@ pub fn train(
             && epoch % spec.checkpoint_every == 0
         {
             std::fs::create_dir_all(dir).map_err(|e| ModelError::Training(format!("{}: {e}", dir.display())))?;
-            current(&vars).weights.save_safetensors(&dir.join(format!("epoch-{epoch:04}.safetensors")))?;
+            current(&vars, &running).weights.save_safetensors(&dir.join(format!("epoch-{epoch:04}.safetensors")))?;
         }
         if let (Some(reached), Some(target)) = (train_accuracy, spec.stop_at_accuracy)
             && reached >= target
@@ -269,7 +287,7 @@ pub fn train(
             break;
         }
     }
-    let trained = current(&vars).weights;
+    let trained = current(&vars, &running).weights;
     // Detach from the Vars: the returned weights are plain values that training no longer owns.
     let mut out = Weights::new();
     for (k, t) in trained.iter() {

@@ -69,8 +69,16 @@ impl Weights {
         let fail = |reason: String| ModelError::Weights { path: path.display().to_string(), reason };
         let loaded = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| fail(e.to_string()))?;
         let expected = expected_shapes(arch);
+        // PyTorch's batch-norm step counter: not used here (momentum is always given).
+        let counters: Vec<String> = arch
+            .layers
+            .iter()
+            .filter(|l| !l.op.buffers().is_empty())
+            .map(|l| format!("{}.num_batches_tracked", l.name))
+            .collect();
         let missing: Vec<_> = expected.keys().filter(|k| !loaded.contains_key(*k)).cloned().collect();
-        let mut unexpected: Vec<_> = loaded.keys().filter(|k| !expected.contains_key(*k)).cloned().collect();
+        let mut unexpected: Vec<_> =
+            loaded.keys().filter(|k| !expected.contains_key(*k) && !counters.contains(k)).cloned().collect();
         unexpected.sort();
         if !missing.is_empty() || !unexpected.is_empty() {
             return Err(fail(format!(
@@ -95,12 +103,15 @@ impl Weights {
     }
 }
 
-/// The parameter names and shapes an architecture expects.
+/// The parameter and buffer names and shapes an architecture expects.
 pub fn expected_shapes(arch: &Architecture) -> BTreeMap<String, Vec<usize>> {
     let mut out = BTreeMap::new();
     for layer in &arch.layers {
         if let Some((w, b, _, _)) = layer.op.parameter_shapes() {
             out.insert(format!("{}.weight", layer.name), w);
+            for (what, _) in layer.op.buffers() {
+                out.insert(format!("{}.{what}", layer.name), b.clone());
+            }
             out.insert(format!("{}.bias", layer.name), b);
         }
     }
