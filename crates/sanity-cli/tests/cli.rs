@@ -212,7 +212,8 @@ fn an_unknown_key_is_refused_with_exit_code_2_and_its_name() {
 
 #[test]
 fn bad_values_and_names_are_refused_with_exit_code_2() {
-    let cases: [(&str, &[&str]); 16] = [
+    let cases: [(&str, &[&str]); 17] = [
+        ("random-label subset of 0", &["tests=[{ kind = \"data_randomization\", n_train = 0 }]", "tests[0].n_train"]),
         ("negative perturbation", &["tests.1.reinit={ kind = \"gaussian_perturb\", scale = -0.1 }", "scale = -0.1"]),
         ("zero std", &["tests.0.reinit={ kind = \"truncated_normal\", std = 0.0 }", "std = 0"]),
         ("random logit of one logit", &["tests=[{ kind = \"random_logit\" }]", "at least 2 outputs"]),
