@@ -36,8 +36,8 @@ const ELEMENTWISE_CHUNK: usize = 1 << 14;
 enum Saved {
     /// Conv geometry and reordered weights.
     Conv(Arc<(ConvNhwc, ConvWeights)>),
-    /// Linear `(n, in, out)`, and its compacted weights when its input had few nonzero columns.
-    Linear(usize, usize, usize, Option<Arc<Compact>>),
+    /// Linear `(n, in, out)`.
+    Linear(usize, usize, usize),
     /// ReLU output (positive exactly where the input was).
     Relu(Arc<Vec<f32>>),
     /// Pool geometry, per output value the index within its image of its input, and the
@@ -51,48 +51,6 @@ enum Saved {
     ChannelScale(Arc<Vec<f32>>),
     /// Nothing (dropout in evaluation, flatten of a vector).
     Identity,
-}
-
-/// A linear layer's input columns that are nonzero in some row of the batch, and the weight
-/// columns `W[:, columns]` `[out, columns]`: the other columns add nothing to the output. After a
-/// ReLU (pool2 of the trained adebayo-cnn: about a quarter of the columns over an IG batch) the
-/// products shrink with them; the backward may skip the other columns too when the layer below
-/// gives zero inputs no gradient ([`zero_inputs_get_no_gradient`]).
-struct Compact {
-    columns: Vec<usize>,
-    w: Vec<f32>,
-}
-
-/// Compact a linear layer's input when at most this fraction of its columns is nonzero.
-const COMPACT_BELOW: f64 = 0.6;
-
-/// The columns of `x` `[n, fin]` that are nonzero in some row, if few enough to compact.
-fn sparse_columns(x: &[f32], n: usize, fin: usize) -> Option<Vec<usize>> {
-    let mut used = vec![false; fin];
-    for row in x.chunks_exact(fin).take(n) {
-        for (u, &v) in used.iter_mut().zip(row) {
-            *u |= v != 0.0;
-        }
-    }
-    let columns: Vec<usize> = (0..fin).filter(|&k| used[k]).collect();
-    (!columns.is_empty() && columns.len() as f64 <= COMPACT_BELOW * fin as f64).then_some(columns)
-}
-
-/// Whether the layers below `saved[i]` give an input value of 0 no gradient: a ReLU (also one
-/// fused into a max-pool) under the standard or guided rule, through flatten and dropout.
-fn zero_inputs_get_no_gradient(saved: &[Saved], i: usize, relu: ReluMode) -> bool {
-    if relu == ReluMode::Deconv {
-        return false; // Deconvnet passes max(g, 0) whatever the forward value.
-    }
-    for below in saved[..i].iter().rev() {
-        match below {
-            Saved::Flatten(..) | Saved::Identity => continue,
-            Saved::Relu(_) => return true,
-            Saved::Pool(pool, ..) => return pool.relu_first,
-            _ => return false,
-        }
-    }
-    false
 }
 
 /// A layer's output shape: images `[c, h, w]` (stored NHWC) or flat vectors.
@@ -205,29 +163,12 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
                 let out_shape = Shape::Image(out_channels, g.oh, g.ow);
                 (Some(Arc::new(y)), Saved::Conv(Arc::new((g, prepared))), out_shape)
             }
-            Op::Linear { in_features: fin, out_features: fout, .. } => {
+            Op::Linear { in_features, out_features, .. } => {
                 let (w, b) = layer_weights(model, &layer.name)?;
-                let (y, compact) = match sparse_columns(act, n, fin) {
-                    Some(columns) => {
-                        let k = columns.len();
-                        let mut x = Vec::with_capacity(n * k);
-                        for row in act.chunks_exact(fin) {
-                            x.extend(columns.iter().map(|&c| row[c]));
-                        }
-                        let wk = with_values(w, |w: &[f32]| {
-                            w.chunks_exact(fin).flat_map(|row| columns.iter().map(|&c| row[c])).collect::<Vec<f32>>()
-                        })?;
-                        let y = with_values(b, |b: &[f32]| linear::forward_values(&x, &wk, b, n, k, fout))?;
-                        (y, Some(Arc::new(Compact { columns, w: wk })))
-                    }
-                    None => {
-                        let y = with_values(w, |w: &[f32]| {
-                            with_values(b, |b: &[f32]| linear::forward_values(act, w, b, n, fin, fout))
-                        })??;
-                        (y, None)
-                    }
-                };
-                (Some(Arc::new(y)), Saved::Linear(n, fin, fout, compact), Shape::Flat(fout))
+                let y = with_values(w, |w: &[f32]| {
+                    with_values(b, |b: &[f32]| linear::forward_values(act, w, b, n, in_features, out_features))
+                })??;
+                (Some(Arc::new(y)), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
             }
             Op::Relu if fuses_with_next_pool(model, index, &range) => {
                 // Applied by the pooling below (PoolNhwc::relu_first), which also applies its backward.
@@ -324,19 +265,7 @@ fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], r
         }
         g = match keep {
             Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
-            Saved::Linear(n, fin, fout, Some(compact)) if zero_inputs_get_no_gradient(saved, i, relu) => {
-                // Only the kept columns can get a gradient through the ReLU below.
-                let k = compact.columns.len();
-                let gk = linear::input_grad_values(&g, &compact.w, *n, k, *fout);
-                let mut dx = zeros(n * fin);
-                for (row, dense) in gk.chunks_exact(k.max(1)).zip(dx.chunks_exact_mut(*fin)) {
-                    for (&c, &v) in compact.columns.iter().zip(row) {
-                        dense[c] = v;
-                    }
-                }
-                dx
-            }
-            Saved::Linear(n, fin, fout, _) => {
+            Saved::Linear(n, fin, fout) => {
                 let (w, _) = layer_weights(model, &layer.name)?;
                 with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, *n, *fin, *fout))?
             }
