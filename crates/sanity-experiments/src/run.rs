@@ -220,6 +220,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             "random-label model: train accuracy {:.4} (permuted labels), test accuracy {:.4}",
             report.train_accuracy_random_labels, report.test_accuracy
         )));
+        mark("random_label_model", &mut timings);
     }
 
     // The reference set of expected gradients: the training images.
