@@ -27,11 +27,16 @@ fn read(path: PathBuf) -> String {
 #[test]
 fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let (one, two, four) = (tmp.path().join("one"), tmp.path().join("two"), tmp.path().join("four"));
     run_tiny(&one, "1");
     run_tiny(&two, "2");
+    // Trained afresh with 4 threads (the others share the model cache): training is
+    // deterministic across thread counts too.
+    sanity().args(["run", TINY, "--threads", "4", "--no-model-cache", "--out"]).arg(&four).assert().success();
+    assert_eq!(std::fs::read(one.join("model.safetensors")).ok(), std::fs::read(four.join("model.safetensors")).ok());
     for file in ["scores.csv", "summary.csv", "verdicts.csv", "config.resolved.toml"] {
         assert_eq!(read(one.join(file)), read(two.join(file)), "{file} differs between 1 and 2 threads");
+        assert_eq!(read(one.join(file)), read(four.join(file)), "{file} differs between 1 and 4 threads");
     }
     assert_eq!(std::fs::read(one.join("model.safetensors")).ok(), std::fs::read(two.join("model.safetensors")).ok());
 
