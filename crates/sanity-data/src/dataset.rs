@@ -63,6 +63,19 @@ impl Dataset {
         Dataset { labels, ..self.clone() }
     }
 
+    /// The first `n` images (all of them when there are fewer), labels and masks with them.
+    pub fn first(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        let (len, mask_len) = (self.image_len(), self.image_shape[1] * self.image_shape[2]);
+        Dataset {
+            images: self.images[..n * len].to_vec(),
+            image_shape: self.image_shape,
+            labels: self.labels[..n].to_vec(),
+            masks: self.masks.as_ref().map(|m| m[..n * mask_len].to_vec()),
+            num_classes: self.num_classes,
+        }
+    }
+
     /// Fraction of images per class, for reporting class balance.
     pub fn class_fractions(&self) -> Vec<f64> {
         let mut counts = vec![0usize; self.num_classes];

@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::error::{ExperimentError, Result};
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
-use crate::run::write_reports;
+use crate::run::{write_atomic, write_reports};
 use crate::scores::ScoreRow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,8 +126,8 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         scores.extend_from_slice(bytes);
         journal.record(UnitRecord { batch, rows: *rows, bytes: scores.len() as u64 })?;
     }
-    write_file(&dir.join("scores.csv"), &scores)?;
-    write_file(&dir.join("config.resolved.toml"), config_text.as_bytes())?;
+    write_atomic(&dir.join("scores.csv"), &scores)?;
+    write_atomic(&dir.join("config.resolved.toml"), config_text.as_bytes())?;
     for model in ["model.safetensors", "model-random-labels.safetensors"] {
         if first.dir.join(model).exists() {
             std::fs::copy(first.dir.join(model), dir.join(model))
@@ -150,7 +150,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         m.insert("timings_s".into(), summed_timings(shards));
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
-    write_file(&dir.join("manifest.json"), &json)
+    write_atomic(&dir.join("manifest.json"), &json)
 }
 
 /// The length of the header line of a CSV file's bytes (0 when empty).
@@ -171,10 +171,4 @@ fn summed_timings(shards: &[Shard]) -> serde_json::Value {
         }
     }
     sums.into_iter().map(|(n, s)| serde_json::json!([n, s])).collect()
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, bytes).map_err(|e| ExperimentError::io(&partial, e))?;
-    std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
 }

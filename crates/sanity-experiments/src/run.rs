@@ -89,7 +89,8 @@ pub struct RunOutcome {
 /// `[comparison][image]`.
 type Processed = Vec<Vec<std::result::Result<Map, Status>>>;
 
-fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+/// Writes `path` whole: a `.partial` file renamed into place.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let partial = path.with_extension("partial");
     std::fs::write(&partial, contents).map_err(|e| ExperimentError::io(&partial, e))?;
     std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
@@ -344,8 +345,12 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         let mut originals: Vec<Processed> = Vec::with_capacity(methods.len());
         let mut batch_rows: Vec<ScoreRow> = Vec::new();
         for (mi, method) in methods.iter().enumerate() {
+            // A stochastic method's repeat control, post-processed once (only its own maps use it).
             let repeat = match (&repeats[mi], uses(|s| *s == Second::Repeat)) {
-                (Some(again), true) => Some(explained.maps(again.as_ref(), &slot_refs[..1], start, len)?),
+                (Some(again), true) => {
+                    let maps = explained.maps(again.as_ref(), &slot_refs[..1], start, len)?;
+                    Some(postprocess_all(&maps[0], &config.comparisons))
+                }
                 _ => None,
             };
             for Variant { smoothing: variant, methods: variant_methods, slots: slots_used } in &variants {
@@ -354,7 +359,6 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
                 let scoring = Instant::now();
                 let processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
                 let of_slot = |slot: usize| slots_used.iter().position(|&s| s == slot).map(|i| &processed[i]);
-                let repeat = repeat.as_ref().map(|maps| postprocess_all(&maps[0], &config.comparisons));
                 let mut prepared: std::collections::BTreeMap<usize, Prepared> = std::collections::BTreeMap::new();
                 for pairing in pairings.iter().filter(|p| p.method.is_none() && p.smoothing == *variant) {
                     let (Some(first), Some(own)) = (of_slot(pairing.first), of_slot(0)) else { continue };
@@ -530,13 +534,7 @@ fn build_random_label_model(
     let subset;
     let train_set = match n_train {
         Some(n) if *n < full_train_set.len() => {
-            let first: Vec<usize> = (0..*n).collect();
-            subset = Dataset {
-                images: full_train_set.gather_images(&first),
-                labels: full_train_set.labels[..*n].to_vec(),
-                masks: None,
-                ..full_train_set.clone()
-            };
+            subset = full_train_set.first(*n);
             &subset
         }
         _ => full_train_set,

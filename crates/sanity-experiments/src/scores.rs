@@ -277,30 +277,19 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
             }
         })
         .collect();
-    let control_mean = |method: &str, stage: &str, post: &str, metric: &str, all: &[SummaryRow]| {
-        all.iter()
-            .find(|c| {
-                c.test == "control"
-                    && c.stage == stage
-                    && c.method == method
-                    && c.postprocess == post
-                    && c.metric == metric
-            })
-            .and_then(|c| c.mean)
-    };
-    let with_controls: Vec<SummaryRow> = summaries
+    // Each control's mean by (control, method, post-processing, metric), looked up per row.
+    let controls: std::collections::HashMap<(String, String, String, String), Option<f64>> = summaries
         .iter()
-        .map(|row| {
-            let mean = |stage: &str| control_mean(&row.method, stage, &row.postprocess, &row.metric, &summaries);
-            SummaryRow {
-                control_repeat: mean("repeat"),
-                control_random_models: mean("random_models"),
-                control_random_map: mean("random_map"),
-                control_sobel: mean("sobel"),
-                ..row.clone()
-            }
-        })
+        .filter(|c| c.test == "control")
+        .map(|c| ((c.stage.clone(), c.method.clone(), c.postprocess.clone(), c.metric.clone()), c.mean))
         .collect();
-    summaries = with_controls;
+    for row in &mut summaries {
+        let mean = |stage: &str| {
+            let key = (stage.to_string(), row.method.clone(), row.postprocess.clone(), row.metric.clone());
+            controls.get(&key).copied().flatten()
+        };
+        (row.control_repeat, row.control_random_models, row.control_random_map, row.control_sobel) =
+            (mean("repeat"), mean("random_models"), mean("random_map"), mean("sobel"));
+    }
     summaries
 }

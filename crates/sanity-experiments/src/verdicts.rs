@@ -62,11 +62,6 @@ pub struct VerdictRow {
     pub verdict: String,
 }
 
-/// Valid scores by sample of the rows matching `keep`.
-fn scores_by_sample<'a>(rows: impl Iterator<Item = &'a ScoreRow>) -> HashMap<usize, f64> {
-    rows.filter_map(|r| r.score.map(|s| (r.sample, s))).collect()
-}
-
 /// The verdicts of a run's rows, in first-seen order of (test, order, method, postprocess,
 /// metric).
 pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
@@ -81,29 +76,30 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
         });
         *stage = (*stage).max(r.stage_index);
     }
-    let control = |stage: &str, method: &str, post: &str, metric: &str| {
-        scores_by_sample(rows.iter().filter(|r| {
-            r.test == "control" && r.stage == stage && r.method == method && r.postprocess == post && r.metric == metric
-        }))
-    };
+    // One more pass: each group's rows at its last stage, and each control's scores by sample.
+    let mut at_last: HashMap<Key, Vec<&ScoreRow>> = HashMap::new();
+    let mut controls: HashMap<Key, HashMap<usize, f64>> = HashMap::new();
+    for r in rows {
+        if r.test == "control" {
+            if let Some(score) = r.score {
+                let key = (r.stage.as_str(), "", r.method.as_str(), r.postprocess.as_str(), r.metric.as_str());
+                controls.entry(key).or_default().insert(r.sample, score);
+            }
+            continue;
+        }
+        let key = (r.test.as_str(), r.order.as_str(), r.method.as_str(), r.postprocess.as_str(), r.metric.as_str());
+        if r.method == r.method_b && last_stage.get(&key) == Some(&r.stage_index) {
+            at_last.entry(key).or_default().push(r);
+        }
+    }
+    let none = HashMap::new();
     groups
         .into_iter()
         .map(|key| {
             let (test, order, method, post, metric) = key;
-            let at_stage: Vec<&ScoreRow> = rows
-                .iter()
-                .filter(|r| {
-                    r.test == test
-                        && r.order == order
-                        && r.method == method
-                        && r.method_b == method
-                        && r.postprocess == post
-                        && r.metric == metric
-                        && r.stage_index == last_stage[&key]
-                })
-                .collect();
-            let (ceiling, floor) =
-                (control("repeat", method, post, metric), control("random_models", method, post, metric));
+            let at_stage = at_last.get(&key).map(Vec::as_slice).unwrap_or_default();
+            let control = |stage| controls.get(&(stage, "", method, post, metric)).unwrap_or(&none);
+            let (ceiling, floor) = (control("repeat"), control("random_models"));
             // Images paired across the three, in sample order.
             let triples: BTreeMap<usize, (f64, f64, f64)> = at_stage
                 .iter()
