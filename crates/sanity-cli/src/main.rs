@@ -7,9 +7,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::{OptimizerKind, TrainingConfig};
-
+use sanity_experiments::explain_job::{ExplainJob, explain};
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
+use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report};
 use sanity_experiments::run::batch_count;
 use sanity_experiments::sweep::plans;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
@@ -167,6 +168,61 @@ enum Command {
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+    },
+    /// Draw the figures of a finished run (figures/*.png, *.svg) and write its report.md.
+    Report {
+        /// The run directory (as written by `sanity run` or `sanity merge`).
+        dir: PathBuf,
+        /// At most this many example images get a map grid (default: all the run kept; the
+        /// config's `report.examples` decides how many it keeps).
+        #[arg(long)]
+        examples: Option<usize>,
+        /// Side of a map cell in the grids, in pixels.
+        #[arg(long, default_value_t = 112)]
+        cell: u32,
+    },
+    /// For the first N test images: the image with each method's map over it (one PNG per
+    /// image) and agreement.csv with every pair of methods' similarity per image.
+    Explain {
+        /// Preset name or architecture TOML.
+        #[arg(long)]
+        arch: String,
+        /// Weights (safetensors, PyTorch names).
+        #[arg(long)]
+        weights: PathBuf,
+        /// phantom, fashion-mnist, or fashion-mnist:DIR.
+        #[arg(long)]
+        data: String,
+        /// Method ids, comma-separated (e.g. gradcam,integrated_gradients).
+        #[arg(long, value_delimiter = ',', required = true)]
+        methods: Vec<String>,
+        /// Layer of the CAM methods (default: the last conv layer).
+        #[arg(long)]
+        layer: Option<String>,
+        /// Images explained (the first N of the test set).
+        #[arg(long, default_value_t = 10)]
+        n: usize,
+        /// Post-processing step applied to every map before drawing and comparing, in order: a
+        /// name (abs) or a TOML inline table; repeatable. Default: none (raw maps; channels
+        /// summed for drawing).
+        #[arg(long = "postprocess")]
+        postprocess: Vec<String>,
+        /// Metric of agreement.csv: a name or a TOML inline table ('{ metric = "ssim",
+        /// data_range = 1.0 }'); repeatable. Default: spearman.
+        #[arg(long = "metric", default_value = "spearman")]
+        metrics: Vec<String>,
+        /// Seed of the data and of stochastic methods.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Side of a panel, in pixels.
+        #[arg(long, default_value_t = 256)]
+        panel: u32,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print the resolved config and what a run would do, without running it.
     Plan {
@@ -372,6 +428,46 @@ fn execute(cli: Cli) -> Result<()> {
                     outcome.seconds, outcome.test_accuracy, outcome.score_rows
                 );
                 println!("{}", outcome.run_dir.display());
+                if options.batches.is_none() {
+                    eprintln!("figures and report.md: sanity report {}", outcome.run_dir.display());
+                }
+            }
+        }
+        Command::Report { dir, examples, cell } => {
+            let options = ReportOptions { examples, cell };
+            let figures = report(&dir, &options)?;
+            eprintln!("{} figures in {}", figures.len(), dir.join(FIGURES_DIR).display());
+            println!("{}", dir.join(REPORT_MD).display());
+        }
+        Command::Explain {
+            arch,
+            weights,
+            data,
+            methods,
+            layer,
+            n,
+            postprocess,
+            metrics,
+            seed,
+            panel,
+            threads,
+            out,
+        } => {
+            set_threads(threads)?;
+            let job = ExplainJob {
+                arch,
+                weights,
+                data: parse_data(&data, None)?,
+                methods,
+                layer,
+                n,
+                postprocess,
+                metrics,
+                seed,
+                panel,
+            };
+            for path in explain(&job, &out)? {
+                println!("{}", path.display());
             }
         }
         Command::Merge { dirs, out, force } => {

@@ -340,6 +340,11 @@ fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
             "{file} differs between the merged shards and the unsharded run"
         );
     }
+    // The example maps come from both shards (tiny's 4 examples span batches 0 and 1).
+    assert!(tree(&whole.join("maps")) == tree(&merged.join("maps")), "maps/ differs");
+    // examples.csv, then per example its input and 2 methods' maps under 17 models: the original,
+    // 7 cascade stages, 7 independent ones and the two random models.
+    assert_eq!(tree(&whole.join("maps")).len(), 1 + 4 * (1 + 2 * (1 + 7 + 7 + 2)));
     // A missing shard is named, not papered over.
     let partial = tmp.path().join("partial");
     let out = sanity().arg("merge").arg(&shards[0]).arg("--out").arg(&partial).output().expect("runs");
@@ -665,5 +670,153 @@ fn compare_scores_map_pairs_as_csv_and_refuses_bad_input() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+/// Every file under `dir`, by path relative to it, with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read");
+                files.insert(path.strip_prefix(dir).expect("inside").to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    image::image_dimensions(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("run");
+    // Every kind of figure: staged tests (curves, grids), a single-stage test (scores, grids)
+    // and method agreement; the two-logit model also allows the random logit test.
+    let tests = "tests=[{ kind = \"cascading\" }, { kind = \"independent\" }, { kind = \"random_logit\" }, \
+                 { kind = \"data_randomization\", target_accuracy = 0.99, max_epochs = 1 }, { kind = \"method_agreement\" }]";
+    let sets = ["model.arch=tests/fixtures/two-logits.toml", tests, "report.examples=3"];
+    let mut command = sanity();
+    command.args(["run", TINY, "--threads", "2", "--out"]).arg(&out);
+    for set in sets {
+        command.args(["--set", set]);
+    }
+    command.assert().success();
+    // The kept maps: 3 examples, each with its input and every model's map of each method.
+    let examples = read(out.join("maps/examples.csv"));
+    assert_eq!(examples.lines().count(), 1 + 3, "{examples}");
+    assert!(examples.starts_with("sample,label,target,prediction,probability"), "{examples}");
+    for file in ["input", "original.gradient", "cascading.top_down.logits.gradcam", "independent.conv1.gradient"] {
+        assert!(out.join(format!("maps/image-0002/{file}.npy")).exists(), "{file}");
+    }
+    for file in
+        ["data_randomization.random_labels.gradcam", "random_logit.gradient", "control.random_models.b.gradient"]
+    {
+        assert!(out.join(format!("maps/image-0000/{file}.npy")).exists(), "{file}");
+    }
+
+    let printed = sanity().arg("report").arg(&out).output().expect("runs");
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), format!("{}\n", out.join("report.md").display()));
+    let figures = out.join("figures");
+    // The two-logit model has one conv and one linear layer: the cascade grid has the input,
+    // the original and 2 stages as columns, one row per method.
+    let grid = figures.join("maps-cascading-top_down-abs--normalize_min_max-image-0001.png");
+    let (w, h) = png_size(&grid);
+    let (cell, gap) = (112, 4);
+    assert_eq!(h, 84 + 2 * (cell + gap) + 8, "two method rows");
+    assert_eq!((w - 16 - 9 * 8 - 90) / (cell + gap), 4, "4 columns (label column for `gradient`, a colour bar)");
+    for name in [
+        "curves-cascading-top_down-raw",
+        "curves-independent-abs--normalize_min_max",
+        "scores-random_logit-raw",
+        "scores-data_randomization-abs--normalize_min_max",
+        "agreement-raw",
+    ] {
+        assert!(figures.join(format!("{name}.png")).exists(), "{name}.png");
+        let svg = read(figures.join(format!("{name}.svg")));
+        assert!(svg.contains("gradcam"), "{name}.svg names the methods");
+    }
+    for name in ["maps-random_logit-raw-image-0000", "maps-data_randomization-raw-image-0002"] {
+        let (w, _) = png_size(&figures.join(format!("{name}.png")));
+        assert_eq!((w - 16 - 9 * 8 - 12) / (cell + gap), 3, "{name}: input, original and the test's model");
+    }
+    // report.md embeds every figure it names, and they exist.
+    let md = read(out.join("report.md"));
+    for heading in [
+        "## Cascading randomisation",
+        "## Independent",
+        "## Random logit",
+        "## Data randomisation",
+        "## Method agreement",
+        "## Verdicts",
+        "## Summary",
+    ] {
+        assert!(md.contains(heading), "{heading}");
+    }
+    let linked: Vec<&str> = md.split("](").skip(1).filter_map(|s| s.split(')').next()).collect();
+    assert!(linked.len() > 10, "{linked:?}");
+    for link in linked {
+        assert!(out.join(link).exists(), "report.md links {link}");
+    }
+    // Drawn again: the same bytes.
+    let before = tree(&figures);
+    sanity().arg("report").arg(&out).assert().success();
+    assert!(before == tree(&figures), "figures differ between two reports of one run");
+    assert!(before.keys().all(|p| p.extension().is_some_and(|e| e == "png" || e == "svg")));
+}
+
+#[test]
+fn report_refuses_a_directory_that_is_not_a_finished_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = sanity().arg("report").arg(tmp.path()).output().expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("config.resolved.toml") && stderr.contains("not a finished run"), "{stderr}");
+}
+
+#[test]
+fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let weights = tmp.path().join("w.safetensors");
+    assert!(train_tiny(&weights).status.success());
+    let out = tmp.path().join("explain");
+    let methods = "gradient,gradcam,integrated_gradients";
+    let args = ["explain", "--arch", "phantom-cnn", "--data", "phantom", "--methods", methods, "--n", "3"];
+    let mut command = sanity();
+    command.args(args).args(["--panel", "96", "--threads", "2", "--weights"]).arg(&weights).arg("--out").arg(&out);
+    command.args(["--postprocess", "abs", "--postprocess", "{ step = \"normalize\", mode = \"min_max\" }"]);
+    command.args(["--metric", "spearman", "--metric", "{ metric = \"ssim\", data_range = 1.0 }"]).assert().success();
+    for sample in 0..3 {
+        let (w, h) = png_size(&out.join(format!("explain-{sample:04}.png")));
+        // The image and 3 methods, each panel with room for its colour bar.
+        assert_eq!((w, h), (16 + 4 * (96 + 86), 70 + 96 + 16));
+    }
+    let csv = read(out.join("agreement.csv"));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("sample,label,prediction,method,method_b,postprocess,metric,score,status"));
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3 * 3 * 2, "3 images x 3 pairs x 2 metrics:\n{csv}");
+    assert!(rows.iter().any(|r| r.contains(",gradcam,integrated_gradients,abs+normalize_min_max,ssim,")), "{csv}");
+    // Unknown methods and bad post-processing exit with 2 and say what is accepted.
+    for (flag, value, expected) in [("--methods", "gradcm", "gradcam"), ("--postprocess", "abss", "abs")] {
+        let mut command = sanity();
+        command.args(["explain", "--arch", "phantom-cnn", "--data", "phantom", "--n", "1", "--weights"]).arg(&weights);
+        command.arg("--out").arg(tmp.path().join("bad"));
+        if flag != "--methods" {
+            command.args(["--methods", "gradient"]);
+        }
+        let out = command.args([flag, value]).output().expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag) && stderr.contains(expected), "{stderr}");
     }
 }

@@ -42,7 +42,7 @@ fn bad(what: &str, message: String) -> ExperimentError {
 }
 
 /// A name (`abs`) or an inline table, parsed with `key` (`step` or `metric`) as the tag.
-fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, what: &str) -> Result<T> {
+pub(crate) fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, what: &str) -> Result<T> {
     let source = match text.trim_start().starts_with('{') {
         true => format!("item = {text}"),
         false => format!("item = {{ {key} = \"{}\" }}", text.trim()),

@@ -42,6 +42,31 @@ pub struct Config {
     /// Summary statistics.
     #[serde(default)]
     pub statistics: StatisticsConfig,
+    /// What the run keeps for `sanity report`'s figures.
+    #[serde(default)]
+    pub report: ReportConfig,
+}
+
+/// What a run keeps for the figures of `sanity report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The first this many explained images are example images: their raw maps under every
+    /// model of the run are written to `maps/` (NPY float32 `[c, h, w]`), for the cascade grid
+    /// and the other map figures. 0 keeps none. Default 4.
+    #[serde(default = "default_examples")]
+    pub examples: usize,
+}
+
+/// 4 images.
+pub fn default_examples() -> usize {
+    4
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self { examples: default_examples() }
+    }
 }
 
 /// A data source (`source = "phantom"`).

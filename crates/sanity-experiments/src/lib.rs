@@ -1,11 +1,14 @@
 //! The experiments crate: config schema, plans, the sanity tests (cascading randomisation),
-//! statistics, and the CSV / manifest writers of a run directory.
+//! statistics, the CSV / manifest writers of a run directory, and its figures and report.
 
 pub mod attribute_job;
 pub mod cascading;
 pub mod compare_job;
 pub mod config;
 pub mod error;
+pub mod example_maps;
+pub mod explain_job;
+pub mod figures;
 pub mod journal;
 pub mod manifest;
 pub mod merge;
@@ -13,6 +16,7 @@ pub mod model_cache;
 pub mod overrides;
 pub mod plan;
 pub mod presets;
+pub mod report;
 pub mod run;
 pub mod scores;
 pub mod statistics;

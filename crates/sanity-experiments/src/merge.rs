@@ -6,6 +6,7 @@
 
 use crate::config::Config;
 use crate::error::{ExperimentError, Result};
+use crate::example_maps::MAPS_DIR;
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
 use crate::run::{write_atomic, write_reports};
 use crate::scores::ScoreRow;
@@ -134,6 +135,10 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
                 .map_err(|e| ExperimentError::io(&dir.join(model), e))?;
         }
     }
+    // The example maps: each shard kept those of the batches it ran.
+    for shard in shards {
+        copy_tree(&shard.dir.join(MAPS_DIR), &dir.join(MAPS_DIR))?;
+    }
     let rows: Vec<ScoreRow> = csv::Reader::from_reader(scores.as_slice())
         .deserialize()
         .collect::<std::result::Result<_, _>>()
@@ -151,6 +156,22 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
     write_atomic(&dir.join("manifest.json"), &json)
+}
+
+/// Copies the files under `from` (when it exists) to the same paths under `to`.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    std::fs::create_dir_all(to).map_err(|e| ExperimentError::io(to, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ExperimentError::io(from, e))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if source.is_dir() {
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(|e| ExperimentError::io(&target, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The length of the header line of a CSV file's bytes (0 when empty).

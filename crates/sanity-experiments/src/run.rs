@@ -3,6 +3,7 @@
 
 use crate::config::{ComparisonConfig, Config, TestConfig};
 use crate::error::{ExperimentError, Result};
+use crate::example_maps::{Example, image_dir, map_file, prediction_of, write_examples, write_map};
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
 use crate::manifest::{
     DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, ShardReport, crate_versions, host_name,
@@ -125,8 +126,11 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         for stale in ["scores.csv", "summary.csv", "verdicts.csv", "manifest.json", "scores.csv.partial", JOURNAL] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        for stale in ["model.safetensors", "model-random-labels.safetensors"] {
+        for stale in ["model.safetensors", "model-random-labels.safetensors", crate::report::REPORT_MD] {
             let _ = std::fs::remove_file(dir.join(stale));
+        }
+        for stale in [crate::example_maps::MAPS_DIR, crate::report::FIGURES_DIR] {
+            let _ = std::fs::remove_dir_all(dir.join(stale));
         }
     }
     Ok(Vec::new())
@@ -214,7 +218,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let mut explained =
         Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
     let outputs = plan.arch.num_outputs();
-    explained.original_classes = classes_of(&explained.logits(&model)?, outputs);
+    let original_logits = explained.logits(&model)?;
+    explained.original_classes = classes_of(&original_logits, outputs);
     let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, options, progress)?;
     if let Some((_, report)) = &random_labels {
         progress(Progress::Note(format!(
@@ -265,6 +270,19 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         design(plan, &model, random_label_model, &explained.labels, &explained.original_classes, &mut logits_of)?
     };
     let slot_refs: Vec<&Slot> = slots.iter().collect();
+    // The example images of `sanity report`: the first ones, with their maps kept below.
+    let examples = config.report.examples.min(n);
+    let kept: Vec<(Example, Map)> = (0..examples)
+        .map(|i| {
+            let (prediction, probability) = prediction_of(&original_logits[i * outputs..(i + 1) * outputs]);
+            let (sample, label, target) = (explained.indices[i], explained.labels[i], slots[0].targets[i]);
+            let example = Example { sample, label, target, prediction, probability };
+            (example, Map::new(test_set.gather_images(&[sample]), [c, h, w]))
+        })
+        .collect();
+    if !kept.is_empty() {
+        write_examples(dir, &kept)?;
+    }
     // The variants of the maps: the methods' own, and each smooth MPRT's noise tunnel around
     // them; each with the slots its pairings compare (slot 0 first, always).
     let mut settings: Vec<Option<Smoothing>> = vec![None];
@@ -356,6 +374,12 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             for Variant { smoothing: variant, methods: variant_methods, slots: slots_used } in &variants {
                 let refs: Vec<&Slot> = slots_used.iter().map(|&s| &slots[s]).collect();
                 let maps = explained.maps(variant_methods[mi].as_ref(), &refs, start, len)?;
+                for (slot, slot_maps) in refs.iter().zip(&maps) {
+                    for (i, map) in slot_maps.iter().enumerate().take(examples.saturating_sub(start)) {
+                        let file = map_file(&slot.name, method.id(), variant.is_some());
+                        write_map(&image_dir(dir, explained.indices[start + i]).join(file), map)?;
+                    }
+                }
                 let scoring = Instant::now();
                 let processed: Vec<Processed> = maps.iter().map(|m| postprocess_all(m, &config.comparisons)).collect();
                 let of_slot = |slot: usize| slots_used.iter().position(|&s| s == slot).map(|i| &processed[i]);

@@ -42,7 +42,7 @@ pub struct ScoreRow {
 }
 
 /// One row per (run, test, stage, method, postprocess, metric).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct SummaryRow {
     /// The run.
     pub run_id: String,

@@ -13,6 +13,9 @@ use sanity_model::{Model, init_weights};
 
 /// A model explained in a run and the output explained for each explained image.
 pub struct Slot {
+    /// Its name in `maps/` file names: `original`, or the [`stage_key`] of the stage it is the
+    /// model of (`cascading.top_down.fc1`), or `control.random_models.a` / `.b`.
+    pub name: String,
     /// The model.
     pub model: Model,
     /// Explained output index per explained image.
@@ -90,10 +93,10 @@ pub fn design(
             (_, ExplainedClass::CurrentPrediction) => classes_of(&logits_of(m)?, outputs),
         })
     };
-    let mut slots = vec![Slot { model: model.clone(), targets: targets_of(model)? }];
+    let mut slots = vec![Slot { name: "original".into(), model: model.clone(), targets: targets_of(model)? }];
     let mut pairings = Vec::new();
-    let add_slot = |slots: &mut Vec<Slot>, model: Model, targets: Vec<usize>| {
-        slots.push(Slot { model, targets });
+    let add_slot = |slots: &mut Vec<Slot>, name: String, model: Model, targets: Vec<usize>| {
+        slots.push(Slot { name, model, targets });
         slots.len() - 1
     };
     let network_order: Vec<String> = plan.arch.stages().iter().map(|s| s.to_string()).collect();
@@ -112,7 +115,7 @@ pub fn design(
                     weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
                     let randomized = model.with_weights(weights.clone());
                     let targets = targets_of(&randomized)?;
-                    let slot = add_slot(&mut slots, randomized, targets);
+                    let slot = add_slot(&mut slots, stage_key(test.id(), order.name(), stage), randomized, targets);
                     pairings.push(Pairing {
                         test: test.id(),
                         order: order.name(),
@@ -133,7 +136,7 @@ pub fn design(
                 }
                 let randomized = model.with_weights(weights);
                 let targets = targets_of(&randomized)?;
-                let slot = add_slot(&mut slots, randomized, targets);
+                let slot = add_slot(&mut slots, stage_key(test.id(), "", "all"), randomized, targets);
                 pairings.push(Pairing {
                     stage_index: stages.len(),
                     ..single(test.id(), "all", 0, Second::Slot(slot), None)
@@ -143,7 +146,7 @@ pub fn design(
                 for stage in stages.as_deref().unwrap_or_default() {
                     let randomized = model.with_weights(cascade_step(&model.weights, &plan.arch, stage, reinit, seed)?);
                     let targets = targets_of(&randomized)?;
-                    let slot = add_slot(&mut slots, randomized, targets);
+                    let slot = add_slot(&mut slots, stage_key(test.id(), "", stage), randomized, targets);
                     pairings.push(Pairing {
                         test: test.id(),
                         order: "",
@@ -159,13 +162,13 @@ pub fn design(
             TestConfig::DataRandomization { .. } => {
                 if let Some(m) = random_label_model {
                     let targets = targets_of(m)?;
-                    let slot = add_slot(&mut slots, m.clone(), targets);
+                    let slot = add_slot(&mut slots, stage_key(test.id(), "", "random_labels"), m.clone(), targets);
                     pairings.push(single(test.id(), "random_labels", 0, Second::Slot(slot), None));
                 }
             }
             TestConfig::RandomLogit {} => {
                 let targets = random_other_classes(&slots[0].targets, outputs, seed);
-                let slot = add_slot(&mut slots, model.clone(), targets);
+                let slot = add_slot(&mut slots, stage_key(test.id(), "", "random_logit"), model.clone(), targets);
                 pairings.push(single(test.id(), "random_logit", 0, Second::Slot(slot), None));
             }
             TestConfig::MethodAgreement { pairs } => {
@@ -185,13 +188,13 @@ pub fn design(
         pairings.push(single("control", "repeat", 0, Second::Repeat, None));
     }
     if random_models {
-        let mut untrained = |k: u64| -> Result<usize> {
+        let mut untrained = |k: u64, name: &str| -> Result<usize> {
             let init_seed = stream_rng(seed, "random_models", k).next_u64();
             let m = model.with_weights(init_weights(&plan.arch, init_seed)?);
             let targets = targets_of(&m)?;
-            Ok(add_slot(&mut slots, m, targets))
+            Ok(add_slot(&mut slots, format!("control.random_models.{name}"), m, targets))
         };
-        let (a, b) = (untrained(0)?, untrained(1)?);
+        let (a, b) = (untrained(0, "a")?, untrained(1, "b")?);
         pairings.push(single("control", "random_models", a, Second::Slot(b), None));
     }
     for (c, enabled) in [random_map, sobel].into_iter().enumerate() {
@@ -200,6 +203,15 @@ pub fn design(
         }
     }
     Ok((slots, pairings))
+}
+
+/// The name of a stage's model in `maps/` file names: the non-empty parts of a score row's
+/// `test`, `order` and `stage`, joined by dots (`cascading.top_down.fc1`, `independent.conv1`,
+/// `data_randomization.random_labels`; a stage named as its test once: `random_logit`).
+pub fn stage_key(test: &str, order: &str, stage: &str) -> String {
+    let mut parts: Vec<&str> = [test, order, stage].into_iter().filter(|s| !s.is_empty()).collect();
+    parts.dedup();
+    parts.join(".")
 }
 
 fn single(test: &'static str, stage: &str, first: usize, second: Second, method: Option<usize>) -> Pairing {

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 const JUDGED: [&str; 3] = ["cascading", "data_randomization", "random_logit"];
 
 /// One verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct VerdictRow {
     /// The run.
     pub run_id: String,

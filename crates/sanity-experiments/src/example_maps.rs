@@ -1,0 +1,144 @@
+//! The example images of a run and their raw maps under every model (`maps/` of a run
+//! directory), kept for the figures of `sanity report`:
+//!
+//! ```text
+//! maps/examples.csv                                   sample, label, target, prediction, probability
+//! maps/image-0003/input.npy                           the image, float32 [c, h, w]
+//! maps/image-0003/original.gradient.npy               a raw map, float32 [c, h, w]
+//! maps/image-0003/cascading.top_down.fc1.gradient.npy
+//! maps/image-0003/original.gradient.smoothed.npy      smooth MPRT's noise-tunnel maps
+//! ```
+//!
+//! A model's name is its slot name ([`crate::units::Slot::name`]).
+
+use crate::error::{ExperimentError, Result};
+use candle_core::{DType, Device, Tensor};
+use sanity_metrics::Map;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The directory of example maps inside a run directory.
+pub const MAPS_DIR: &str = "maps";
+/// The example index inside [`MAPS_DIR`].
+pub const EXAMPLES_CSV: &str = "examples.csv";
+
+/// One example image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// Index in the test set (the `sample` column of scores.csv).
+    pub sample: usize,
+    /// True label.
+    pub label: usize,
+    /// The output explained under the trained model.
+    pub target: usize,
+    /// The trained model's predicted class (for one logit: 1 when the probability is >= 0.5).
+    pub prediction: usize,
+    /// The trained model's probability of its prediction (softmax; sigmoid for one logit).
+    pub probability: f64,
+}
+
+/// The prediction and its probability from one image's logits.
+pub fn prediction_of(logits: &[f32]) -> (usize, f64) {
+    match logits {
+        [z] => {
+            let p = 1.0 / (1.0 + (-f64::from(*z)).exp());
+            if p >= 0.5 { (1, p) } else { (0, 1.0 - p) }
+        }
+        _ => {
+            let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let sum: f64 = logits.iter().map(|&z| f64::from(z - max).exp()).sum();
+            let best = logits.iter().position(|&z| z == max).unwrap_or(0);
+            (best, 1.0 / sum)
+        }
+    }
+}
+
+/// The directory of one example image.
+pub fn image_dir(run_dir: &Path, sample: usize) -> PathBuf {
+    run_dir.join(MAPS_DIR).join(format!("image-{sample:04}"))
+}
+
+/// The file name of a model's raw map of a method (`smoothed`: smooth MPRT's noise tunnel).
+pub fn map_file(slot: &str, method: &str, smoothed: bool) -> String {
+    format!("{slot}.{method}{}.npy", if smoothed { ".smoothed" } else { "" })
+}
+
+/// Writes `maps/examples.csv` and each example's `input.npy`.
+pub fn write_examples(run_dir: &Path, examples: &[(Example, Map)]) -> Result<()> {
+    let dir = run_dir.join(MAPS_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for (example, image) in examples {
+        csv.serialize(example).map_err(|e| ExperimentError::io(&dir, e))?;
+        write_map(&image_dir(run_dir, example.sample).join("input.npy"), image)?;
+    }
+    let bytes = csv.into_inner().map_err(|e| ExperimentError::io(&dir, e.into_error()))?;
+    crate::run::write_atomic(&dir.join(EXAMPLES_CSV), &bytes)
+}
+
+/// Writes `map` as NPY float32 `[c, h, w]` (atomically), creating its directory.
+pub fn write_map(path: &Path, map: &Map) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| ExperimentError::io(parent, e))?;
+    }
+    let partial = path.with_extension("npy.partial");
+    Tensor::from_slice(&map.data, map.shape.as_slice(), &Device::Cpu)?
+        .write_npy(&partial)
+        .map_err(|e| ExperimentError::io(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
+}
+
+/// Reads a map written by [`write_map`] (or any NPY of 2 or 3 dimensions: `[h, w]` is one
+/// channel).
+pub fn read_map(path: &Path) -> Result<Map> {
+    let t = Tensor::read_npy(path).map_err(|e| ExperimentError::io(path, e))?;
+    let shape = match *t.dims() {
+        [c, h, w] => [c, h, w],
+        [h, w] => [1, h, w],
+        ref other => {
+            return Err(ExperimentError::Config {
+                file: path.display().to_string(),
+                message: format!("a map of shape {other:?}; accepted: [c, h, w] or [h, w]"),
+            });
+        }
+    };
+    Ok(Map::new(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, shape))
+}
+
+/// Reads `maps/examples.csv` of a run directory; an empty list when the run kept no examples.
+pub fn read_examples(run_dir: &Path) -> Result<Vec<Example>> {
+    let path = run_dir.join(MAPS_DIR).join(EXAMPLES_CSV);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| ExperimentError::io(&path, e))?;
+    reader.deserialize().map(|r| r.map_err(|e| ExperimentError::io(&path, e))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_from_softmax_and_sigmoid() {
+        let (class, p) = prediction_of(&[0.0, 2.0, 0.0]);
+        assert_eq!(class, 1);
+        let e2 = 2f64.exp();
+        assert!((p - e2 / (e2 + 2.0)).abs() < 1e-9);
+        assert_eq!(prediction_of(&[0.0]), (1, 0.5));
+        let (class, p) = prediction_of(&[-2.0]);
+        assert_eq!(class, 0);
+        assert!((p - (1.0 - 1.0 / (1.0 + 2f64.exp()))).abs() < 1e-9);
+    }
+
+    #[test]
+    fn maps_and_examples_round_trip() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| ExperimentError::io(Path::new("tmp"), e))?;
+        let image = Map::new((0..12).map(|v| v as f32).collect(), [1, 3, 4]);
+        let example = Example { sample: 7, label: 2, target: 2, prediction: 3, probability: 0.25 };
+        write_examples(dir.path(), &[(example.clone(), image.clone())])?;
+        assert_eq!(read_examples(dir.path())?, vec![example]);
+        assert_eq!(read_map(&image_dir(dir.path(), 7).join("input.npy"))?, image);
+        Ok(())
+    }
+}

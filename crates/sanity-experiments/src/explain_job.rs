@@ -1,0 +1,238 @@
+//! `sanity explain`: for the first N test images, one figure per image with the image in gray
+//! and each method's map over it (the seed lesson's `plot_map` / `plot_map2`), and
+//! `agreement.csv` with the similarity of every pair of methods on each image (the lesson's
+//! GradCAM-vs-IG comparison).
+
+use crate::compare_job::parse_item;
+use crate::config::DataConfig;
+use crate::error::{ExperimentError, Result};
+use crate::example_maps::prediction_of;
+use crate::figures::overlay::{Overlay, render};
+use crate::figures::raster::display_plane;
+use crate::plan::{DataPlan, resolve_arch};
+use crate::run::write_atomic;
+use candle_core::{DType, Device, Tensor};
+use sanity_attribution::{MethodSpec, ReferenceSet};
+use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
+use sanity_model::{Model, Weights};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What to explain.
+#[derive(Debug, Clone)]
+pub struct ExplainJob {
+    /// Preset name or architecture TOML.
+    pub arch: String,
+    /// Weights (safetensors, PyTorch names).
+    pub weights: PathBuf,
+    /// Where the images come from (the first `n` test images are explained).
+    pub data: DataConfig,
+    /// Method ids.
+    pub methods: Vec<String>,
+    /// The layer of the CAM methods (default: the last conv layer).
+    pub layer: Option<String>,
+    /// Images explained.
+    pub n: usize,
+    /// Post-processing applied to every map before it is drawn and compared (a name or a TOML
+    /// inline table, as `sanity compare`'s).
+    pub postprocess: Vec<String>,
+    /// Metrics of `agreement.csv` (as `sanity compare`'s).
+    pub metrics: Vec<String>,
+    /// Seed of the data and of stochastic methods.
+    pub seed: u64,
+    /// Side of a figure panel, pixels.
+    pub panel: u32,
+}
+
+/// One row of `agreement.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgreementRow {
+    /// Index in the test set.
+    pub sample: usize,
+    /// True label.
+    pub label: usize,
+    /// The model's predicted class (the explained output).
+    pub prediction: usize,
+    /// First method.
+    pub method: String,
+    /// Second method.
+    pub method_b: String,
+    /// The post-processing pipeline.
+    pub postprocess: String,
+    /// The metric.
+    pub metric: String,
+    /// The score; empty when degenerate.
+    pub score: Option<f64>,
+    /// `ok` or why there is no score.
+    pub status: String,
+}
+
+/// Images per attribution call.
+const BATCH: usize = 16;
+
+fn bad(what: &str, message: String) -> ExperimentError {
+    ExperimentError::Config { file: what.into(), message }
+}
+
+/// The spec of method `id`, with `layer` for the methods that take one.
+fn method_spec(id: &str, layer: &Option<String>) -> Result<MethodSpec> {
+    let mut table = toml::Table::new();
+    table.insert("method".into(), toml::Value::String(id.to_string()));
+    let probe = MethodSpec::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| bad("--methods", format!("`{id}`: {e}")))?;
+    if let Some(layer) = layer {
+        let mut with_layer = table.clone();
+        with_layer.insert("layer".into(), toml::Value::String(layer.clone()));
+        if let Ok(spec) = MethodSpec::deserialize(toml::Value::Table(with_layer)) {
+            return Ok(spec);
+        }
+    }
+    Ok(probe)
+}
+
+/// The title of an image's figure, as the lesson's: `Class: 1. Pred = 0.873` for a one-logit
+/// model (the probability of class 1), `Class: 3. Pred = 3 (p = 0.912)` otherwise.
+pub fn title(label: usize, logits: &[f32]) -> String {
+    match logits {
+        [z] => format!("Class: {label}. Pred = {:.3}", 1.0 / (1.0 + (-f64::from(*z)).exp())),
+        _ => {
+            let (class, p) = prediction_of(logits);
+            format!("Class: {label}. Pred = {class} (p = {p:.3})")
+        }
+    }
+}
+
+/// Runs `job`, writing `explain-<sample>.png` per image and `agreement.csv` into `out`.
+/// Returns the files written.
+pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
+    let steps: Vec<PostStep> =
+        job.postprocess.iter().map(|s| parse_item(s, "step", "--postprocess")).collect::<Result<_>>()?;
+    for step in &steps {
+        step.validate().map_err(|e| bad("--postprocess", e))?;
+    }
+    let metrics: Vec<MetricSpec> =
+        job.metrics.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
+    for metric in &metrics {
+        metric.validate().map_err(|e| bad("--metric", e))?;
+    }
+    if job.methods.is_empty() {
+        return Err(bad("--methods", "none given; e.g. --methods gradcam,integrated_gradients".into()));
+    }
+    let specs: Vec<MethodSpec> = job.methods.iter().map(|m| method_spec(m, &job.layer)).collect::<Result<_>>()?;
+    let data = DataPlan::from_config(&job.data)?;
+    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
+    let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
+    let (train_set, test_set) = data.load(job.seed)?;
+    if job.n == 0 || job.n > test_set.len() {
+        return Err(bad("--n", format!("{}; accepted: 1 to {} (the test set's size)", job.n, test_set.len())));
+    }
+    let [c, h, w] = test_set.image_shape;
+    let indices: Vec<usize> = (0..job.n).collect();
+    let x = Tensor::from_vec(test_set.gather_images(&indices), (job.n, c, h, w), &Device::Cpu)?;
+    let outputs = arch.num_outputs();
+    let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+    let targets: Vec<usize> = (0..job.n)
+        .map(|i| if outputs == 1 { 0 } else { prediction_of(&logits[i * outputs..(i + 1) * outputs]).0 })
+        .collect();
+    let references = match specs.iter().any(MethodSpec::needs_references) {
+        true => {
+            let all: Vec<usize> = (0..train_set.len()).collect();
+            let images = Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?;
+            Some(ReferenceSet::from_tensor(&images)?)
+        }
+        false => None,
+    };
+    // maps[method][image], post-processed.
+    let mut maps: Vec<Vec<std::result::Result<Map, Status>>> = Vec::new();
+    for spec in &specs {
+        let method = spec.build_with(&arch, job.seed, references.as_ref())?;
+        let mut method_maps = Vec::with_capacity(job.n);
+        for start in (0..job.n).step_by(BATCH) {
+            let len = BATCH.min(job.n - start);
+            let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+            let batch = method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?;
+            let (_, mc, mh, mw) = batch.dims4()?;
+            let values = batch.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            method_maps.extend(
+                values.chunks_exact(mc * mh * mw).map(|v| apply_all(&steps, Map::new(v.to_vec(), [mc, mh, mw]))),
+            );
+        }
+        maps.push(method_maps);
+    }
+    std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
+    let mut written = Vec::new();
+    let label = pipeline_label(&steps);
+    let mut rows = Vec::new();
+    for (i, &sample) in indices.iter().enumerate() {
+        let image = Map::new(test_set.gather_images(&[sample]), [c, h, w]);
+        let gray: Vec<f32> = display_plane(&image).iter().map(|v| v / c as f32).collect();
+        let mut panels = Vec::new();
+        let mut map_shape = [h, w];
+        for (spec, method_maps) in specs.iter().zip(&maps) {
+            // A degenerate map is drawn as zeros and named so.
+            let (name, plane) = match &method_maps[i] {
+                Ok(m) => {
+                    map_shape = [m.shape[1], m.shape[2]];
+                    let plane = display_plane(m);
+                    let constant = plane.iter().all(|&v| v == plane[0]);
+                    (format!("{}{}", spec.id(), if constant { " (constant map)" } else { "" }), plane)
+                }
+                Err(status) => (format!("{} ({})", spec.id(), status.as_str()), vec![0.0; map_shape[0] * map_shape[1]]),
+            };
+            panels.push((name, plane));
+        }
+        let overlay = Overlay {
+            title: title(test_set.labels[sample], &logits[i * outputs..(i + 1) * outputs]),
+            image: gray,
+            image_shape: [h, w],
+            panels,
+            map_shape,
+        };
+        let path = out.join(format!("explain-{sample:04}.png"));
+        let bytes = render(&overlay, job.panel).map_err(|e| ExperimentError::io(&path, e))?;
+        write_atomic(&path, &bytes)?;
+        written.push(path);
+        for a in 0..specs.len() {
+            for b in a + 1..specs.len() {
+                for metric in &metrics {
+                    let score = match (&maps[a][i], &maps[b][i]) {
+                        (Ok(x), Ok(y)) => metric.score(x, y),
+                        (Err(s), _) | (_, Err(s)) => Err(*s),
+                    };
+                    rows.push(AgreementRow {
+                        sample,
+                        label: test_set.labels[sample],
+                        prediction: targets[i],
+                        method: specs[a].id().to_string(),
+                        method_b: specs[b].id().to_string(),
+                        postprocess: label.clone(),
+                        metric: metric.id().to_string(),
+                        score: score.ok(),
+                        status: score.err().map_or("ok", Status::as_str).to_string(),
+                    });
+                }
+            }
+        }
+    }
+    let path = out.join("agreement.csv");
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    for row in &rows {
+        csv.serialize(row).map_err(|e| ExperimentError::io(&path, e))?;
+    }
+    let bytes = csv.into_inner().map_err(|e| ExperimentError::io(&path, e.into_error()))?;
+    write_atomic(&path, &bytes)?;
+    written.push(path);
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_follow_the_lesson() {
+        assert_eq!(title(1, &[0.0]), "Class: 1. Pred = 0.500");
+        assert_eq!(title(3, &[0.0, 0.0, 0.0, 5.0]), "Class: 3. Pred = 3 (p = 0.980)");
+    }
+}

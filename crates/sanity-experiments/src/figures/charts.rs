@@ -1,0 +1,436 @@
+//! Charts of a run's summary: similarity against randomisation stage (Adebayo et al. 2018,
+//! Figures 3 and 4), one score per method with its interval (single-stage tests), and the
+//! method-agreement matrix. Each chart is drawn on any plotters backend (PNG and SVG).
+
+use super::colormap::{ColorMap, method_color};
+use super::raster::Scale;
+use super::{DrawResult, colorbar, number, text};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// A mean with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// The mean.
+    pub mean: f64,
+    /// The interval, when there is one.
+    pub ci: Option<(f64, f64)>,
+}
+
+/// One method's line in a curve panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The method (as in the CSV).
+    pub method: String,
+    /// (x position, estimate); x indexes [`Curves::x_labels`].
+    pub points: Vec<(usize, Estimate)>,
+    /// The two-random-models floor of this method (dashed).
+    pub random_models: Option<f64>,
+    /// The random-map floor of this method (dotted).
+    pub random_map: Option<f64>,
+}
+
+/// One metric's panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel<T> {
+    /// The metric (the y axis).
+    pub metric: String,
+    /// Its content.
+    pub content: T,
+}
+
+/// Similarity-vs-stage curves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curves {
+    /// The title line.
+    pub title: String,
+    /// The x axis's description.
+    pub x_desc: String,
+    /// The stage names; index = x position.
+    pub x_labels: Vec<String>,
+    /// One panel per metric.
+    pub panels: Vec<Panel<Vec<Series>>>,
+}
+
+/// Width of one chart panel.
+const PANEL_W: u32 = 520;
+/// Height of one chart panel.
+const PANEL_H: u32 = 420;
+/// Height of the title strip.
+const TITLE_H: u32 = 44;
+/// Width of the legend strip.
+const LEGEND_W: u32 = 250;
+
+/// The size of a figure of `panels` chart panels side by side, with a legend strip.
+pub fn chart_size(panels: usize) -> (u32, u32) {
+    (PANEL_W * panels.max(1) as u32 + LEGEND_W, PANEL_H + TITLE_H)
+}
+
+type Area<DB> = DrawingArea<DB, Shift>;
+
+/// Splits `root` into the title strip, the panels and the legend strip.
+fn frame<DB: DrawingBackend>(root: &Area<DB>, title: &str, panels: usize) -> DrawResult<(Vec<Area<DB>>, Area<DB>)>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    root.draw(&Text::new(title.to_string(), (12, 12), text(18)))?;
+    let (_, body) = root.split_vertically(TITLE_H);
+    let (charts, legend) = body.split_horizontally(PANEL_W * panels.max(1) as u32);
+    Ok((charts.split_evenly((1, panels.max(1))), legend))
+}
+
+/// The y range of a panel: its values, widened to include 0 and 1 for bounded similarities.
+fn y_range(values: impl Iterator<Item = f64>, metric: &str) -> (f64, f64) {
+    let (mut lo, mut hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if matches!(metric, "spearman" | "pearson" | "kendall_tau_b" | "ssim" | "cosine" | "hog_pearson" | "hog_spearman") {
+        lo = lo.min(0.0);
+        hi = hi.max(1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    (lo - pad, hi + pad)
+}
+
+/// Writes `labels` downwards (rotated) below the axis points `ticks` (backend pixels), with
+/// a tick mark at each.
+fn category_labels<DB: DrawingBackend>(root: &Area<DB>, ticks: &[(i32, i32)], labels: &[String]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let style = text(12).transform(FontTransform::Rotate90).pos(Pos::new(HPos::Left, VPos::Center));
+    for (&(x, y), label) in ticks.iter().zip(labels) {
+        root.draw(&PathElement::new(vec![(x, y), (x, y + 5)], BLACK.stroke_width(1)))?;
+        root.draw(&Text::new(label.clone(), (x, y + 8), style.clone()))?;
+    }
+    Ok(())
+}
+
+/// Draws a legend: one line per method in its colour, then the line styles of the floors.
+fn legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[String], floors: bool) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let left = Pos::new(HPos::Left, VPos::Center);
+    let mut y = 60;
+    for (i, method) in methods.iter().enumerate() {
+        let [r, g, b] = method_color(i);
+        area.draw(&PathElement::new(vec![(10, y), (40, y)], RGBColor(r, g, b).stroke_width(3)))?;
+        area.draw(&Text::new(method.clone(), (48, y), text(14).pos(left)))?;
+        y += 22;
+    }
+    if floors {
+        y += 10;
+        let gray = RGBColor(90, 90, 90);
+        for x in [10, 22, 34] {
+            area.draw(&PathElement::new(vec![(x, y), (x + 6, y)], gray.stroke_width(2)))?;
+        }
+        area.draw(&Text::new("two random models", (48, y), text(13).pos(left)))?;
+        y += 20;
+        for x in (10..=40).step_by(5) {
+            area.draw(&Circle::new((x, y), 1, gray.filled()))?;
+        }
+        area.draw(&Text::new("random map", (48, y), text(13).pos(left)))?;
+        y += 20;
+        area.draw(&Text::new("(floors, each in its method's colour)", (10, y), text(12).pos(left)))?;
+        y += 20;
+        area.draw(&Text::new("band: 95% CI of the mean", (10, y), text(12).pos(left)))?;
+    }
+    Ok(())
+}
+
+/// Draws similarity-vs-stage curves: per panel one line per method, its CI band, and its
+/// floors as dashed (two random models) and dotted (random map) lines.
+pub fn draw_curves<DB: DrawingBackend>(root: &Area<DB>, curves: &Curves) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (areas, legend_area) = frame(root, &curves.title, curves.panels.len())?;
+    let n = curves.x_labels.len().max(1);
+    for (area, panel) in areas.iter().zip(&curves.panels) {
+        let values = panel.content.iter().flat_map(|s| {
+            let points = s
+                .points
+                .iter()
+                .flat_map(|(_, e)| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)].into_iter().flatten());
+            points.chain(s.random_models).chain(s.random_map).collect::<Vec<_>>()
+        });
+        let (lo, hi) = y_range(values, &panel.metric);
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(90)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.3..(n - 1) as f64 + 0.3, lo..hi)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .x_desc(curves.x_desc.clone())
+            .y_desc(format!("{} (mean, 95% CI)", panel.metric))
+            .y_label_formatter(&|y| number(*y))
+            .y_label_style(text(12))
+            .axis_desc_style(text(14))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()?;
+        let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
+        category_labels(root, &ticks, &curves.x_labels)?;
+        let (x0, x1) = (-0.3, (n - 1) as f64 + 0.3);
+        for (i, series) in panel.content.iter().enumerate() {
+            let [r, g, b] = method_color(i);
+            let color = RGBColor(r, g, b);
+            let band: Vec<(f64, f64, f64)> =
+                series.points.iter().filter_map(|(x, e)| e.ci.map(|(l, h)| (*x as f64, l, h))).collect();
+            if band.len() >= 2 {
+                let mut outline: Vec<(f64, f64)> = band.iter().map(|&(x, _, h)| (x, h)).collect();
+                outline.extend(band.iter().rev().map(|&(x, l, _)| (x, l)));
+                chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15).filled())))?;
+            }
+            let line: Vec<(f64, f64)> = series.points.iter().map(|(x, e)| (*x as f64, e.mean)).collect();
+            chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
+            chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            if let Some(v) = series.random_models {
+                chart.draw_series(DashedLineSeries::new(
+                    vec![(x0, v), (x1, v)],
+                    6,
+                    4,
+                    color.mix(0.7).stroke_width(1),
+                ))?;
+            }
+            if let Some(v) = series.random_map {
+                let dot = move |c| Circle::new(c, 1, color.mix(0.7).filled());
+                chart.draw_series(DottedLineSeries::new(vec![(x0, v), (x1, v)], 0, 5, dot))?;
+            }
+        }
+        area.draw(&Text::new(panel.metric.clone(), (70, 2), text(15)))?;
+    }
+    let methods: Vec<String> =
+        curves.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
+    legend(&legend_area, &methods, true)
+}
+
+/// One method's score in a single-stage test, with its controls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodScore {
+    /// The method.
+    pub method: String,
+    /// The test's score.
+    pub estimate: Option<Estimate>,
+    /// The repeat ceiling.
+    pub repeat: Option<f64>,
+    /// The two-random-models floor.
+    pub random_models: Option<f64>,
+    /// The random-map floor.
+    pub random_map: Option<f64>,
+}
+
+/// Per-method scores of a single-stage test (data randomisation, random logit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// The title line.
+    pub title: String,
+    /// One panel per metric.
+    pub panels: Vec<Panel<Vec<MethodScore>>>,
+}
+
+/// Draws per-method scores: the mean as a dot with its CI as a bar; the ceiling (repeat) as
+/// a gray triangle, the floors as a gray dash (two random models) and a gray cross (random map).
+pub fn draw_scores<DB: DrawingBackend>(root: &Area<DB>, scores: &Scores) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (areas, legend_area) = frame(root, &scores.title, scores.panels.len())?;
+    for (area, panel) in areas.iter().zip(&scores.panels) {
+        let n = panel.content.len().max(1);
+        let values = panel.content.iter().flat_map(|m| {
+            let e = m.estimate.iter().flat_map(|e| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)]).flatten();
+            e.chain(m.repeat).chain(m.random_models).chain(m.random_map).collect::<Vec<_>>()
+        });
+        let (lo, hi) = y_range(values, &panel.metric);
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .x_label_area_size(150)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5..n as f64 - 0.5, lo..hi)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(format!("{} (mean, 95% CI)", panel.metric))
+            .y_label_formatter(&|y| number(*y))
+            .y_label_style(text(12))
+            .axis_desc_style(text(14))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225))
+            .draw()?;
+        let names: Vec<String> = panel.content.iter().map(|m| m.method.clone()).collect();
+        let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
+        category_labels(root, &ticks, &names)?;
+        let gray = RGBColor(90, 90, 90);
+        for (i, m) in panel.content.iter().enumerate() {
+            let x = i as f64;
+            let [r, g, b] = method_color(i);
+            let color = RGBColor(r, g, b);
+            if let Some(e) = m.estimate {
+                if let Some((l, h)) = e.ci {
+                    chart.draw_series(LineSeries::new(vec![(x, l), (x, h)], color.stroke_width(3)))?;
+                }
+                chart.draw_series(std::iter::once(Circle::new((x, e.mean), 5, color.filled())))?;
+            }
+            if let Some(v) = m.repeat {
+                chart.draw_series(std::iter::once(TriangleMarker::new((x + 0.25, v), 5, gray.filled())))?;
+            }
+            if let Some(v) = m.random_models {
+                chart.draw_series(LineSeries::new(vec![(x - 0.35, v), (x - 0.15, v)], gray.stroke_width(2)))?;
+            }
+            if let Some(v) = m.random_map {
+                chart.draw_series(std::iter::once(Cross::new((x + 0.25, v), 4, gray.stroke_width(2))))?;
+            }
+        }
+        area.draw(&Text::new(panel.metric.clone(), (70, 2), text(15)))?;
+    }
+    let left = Pos::new(HPos::Left, VPos::Center);
+    let gray = RGBColor(90, 90, 90);
+    legend_area.draw(&Circle::new((25, 60), 5, BLACK.filled()))?;
+    legend_area.draw(&Text::new("mean, bar: 95% CI", (48, 60), text(13).pos(left)))?;
+    legend_area.draw(&TriangleMarker::new((25, 84), 5, gray.filled()))?;
+    legend_area.draw(&Text::new("repeat (ceiling)", (48, 84), text(13).pos(left)))?;
+    legend_area.draw(&PathElement::new(vec![(15, 108), (35, 108)], gray.stroke_width(2)))?;
+    legend_area.draw(&Text::new("two random models (floor)", (48, 108), text(13).pos(left)))?;
+    legend_area.draw(&Cross::new((25, 132), 4, gray.stroke_width(2)))?;
+    legend_area.draw(&Text::new("random map (floor)", (48, 132), text(13).pos(left)))?;
+    Ok(())
+}
+
+/// The method-agreement matrix of one metric: `values[i][j]` is the mean score of method `i`
+/// against method `j` (None: not compared).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agreement {
+    /// The title line.
+    pub title: String,
+    /// The methods, in row and column order.
+    pub methods: Vec<String>,
+    /// One panel per metric: the matrix.
+    pub panels: Vec<Panel<Vec<Vec<Option<f64>>>>>,
+}
+
+/// Side of a matrix cell.
+const CELL: u32 = 64;
+
+/// The size of an agreement figure.
+pub fn agreement_size(agreement: &Agreement) -> (u32, u32) {
+    let n = agreement.methods.len() as u32;
+    let label = 16 + 8 * agreement.methods.iter().map(|m| m.chars().count()).max().unwrap_or(0) as u32;
+    let panel = label + n * CELL + 90;
+    (panel * agreement.panels.len().max(1) as u32, TITLE_H + 30 + n * CELL + label)
+}
+
+/// Draws the agreement matrices: each cell coloured with `bwr` centred on 0 (the panel's
+/// largest |value| at the ends) and its value written in it.
+pub fn draw_agreement<DB: DrawingBackend>(root: &Area<DB>, agreement: &Agreement) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    root.draw(&Text::new(agreement.title.clone(), (12, 12), text(18)))?;
+    let n = agreement.methods.len();
+    let label = 16 + 8 * agreement.methods.iter().map(|m| m.chars().count()).max().unwrap_or(0) as i32;
+    let (width, _) = agreement_size(agreement);
+    let panel_w = width as i32 / agreement.panels.len().max(1) as i32;
+    for (p, panel) in agreement.panels.iter().enumerate() {
+        let left = p as i32 * panel_w + label;
+        let top = TITLE_H as i32 + 30;
+        root.draw(&Text::new(panel.metric.clone(), (left, TITLE_H as i32 + 4), text(15)))?;
+        let half = panel.content.iter().flatten().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
+        let scale = Scale::Diverging { center: 0.0, half: if half > 0.0 { half } else { 1.0 } };
+        for (i, row) in panel.content.iter().enumerate() {
+            let y = top + i as i32 * CELL as i32;
+            let right = Pos::new(HPos::Right, VPos::Center);
+            root.draw(&Text::new(agreement.methods[i].clone(), (left - 6, y + CELL as i32 / 2), text(12).pos(right)))?;
+            for (j, value) in row.iter().enumerate() {
+                let x = left + j as i32 * CELL as i32;
+                let corners = [(x, y), (x + CELL as i32, y + CELL as i32)];
+                let fill = match value {
+                    Some(v) => {
+                        let [r, g, b] = ColorMap::Bwr.color(scale.unit(*v));
+                        RGBColor(r, g, b)
+                    }
+                    None => RGBColor(235, 235, 235),
+                };
+                root.draw(&Rectangle::new(corners, fill.filled()))?;
+                root.draw(&Rectangle::new(corners, WHITE.stroke_width(1)))?;
+                let centre = (x + CELL as i32 / 2, y + CELL as i32 / 2);
+                let style = text(12).pos(Pos::new(HPos::Center, VPos::Center));
+                let written = value.map_or_else(|| "-".to_string(), number);
+                root.draw(&Text::new(written, centre, style))?;
+            }
+        }
+        let bottom = top + n as i32 * CELL as i32 + 6;
+        let down = Pos::new(HPos::Left, VPos::Center);
+        for (j, method) in agreement.methods.iter().enumerate() {
+            let x = left + j as i32 * CELL as i32 + CELL as i32 / 2;
+            let style = text(12).transform(FontTransform::Rotate90).pos(down);
+            root.draw(&Text::new(method.clone(), (x, bottom), style))?;
+        }
+        let bar_x = left + n as i32 * CELL as i32 + 10;
+        colorbar(root, (bar_x, top), (14, (n as u32 * CELL).max(60)), scale, ColorMap::Bwr, 12)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::figures::{png, svg};
+
+    fn curves() -> Curves {
+        let series = |method: &str, shift: f64| Series {
+            method: method.into(),
+            points: (0..4)
+                .map(|x| (x, Estimate { mean: 1.0 - shift * x as f64, ci: Some((0.9 - shift * x as f64, 1.0)) }))
+                .collect(),
+            random_models: Some(0.1),
+            random_map: Some(0.0),
+        };
+        Curves {
+            title: "cascading".into(),
+            x_desc: "randomised down to".into(),
+            x_labels: vec!["original".into(), "logits".into(), "fc1".into(), "conv1".into()],
+            panels: vec![
+                Panel { metric: "spearman".into(), content: vec![series("gradient", 0.3), series("gradcam", 0.1)] },
+                Panel { metric: "ssim".into(), content: vec![series("gradient", 0.2), series("gradcam", 0.05)] },
+            ],
+        }
+    }
+
+    #[test]
+    fn curves_draw_as_png_and_svg_deterministically() -> DrawResult {
+        let c = curves();
+        let a = png(chart_size(2), |root| draw_curves(root, &c))?;
+        assert_eq!(a, png(chart_size(2), |root| draw_curves(root, &c))?);
+        let image = image::load_from_memory(&a)?;
+        assert_eq!((image.width(), image.height()), chart_size(2));
+        let s = svg(chart_size(2), |root| draw_curves(root, &c))?;
+        assert!(s.contains("gradcam") && s.contains("spearman") && s.contains("fc1"), "labels are in the SVG");
+        Ok(())
+    }
+
+    #[test]
+    fn agreement_matrix_draws() -> DrawResult {
+        let a = Agreement {
+            title: "agreement".into(),
+            methods: vec!["gradient".into(), "gradcam".into()],
+            panels: vec![Panel {
+                metric: "spearman".into(),
+                content: vec![vec![None, Some(0.3)], vec![Some(0.3), None]],
+            }],
+        };
+        let s = svg(agreement_size(&a), |root| draw_agreement(root, &a))?;
+        assert!(s.contains("0.3"));
+        Ok(())
+    }
+}

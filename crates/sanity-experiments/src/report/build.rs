@@ -1,0 +1,287 @@
+//! The data of each figure of a run, taken from its summary rows and its example maps.
+
+use crate::example_maps::{Example, image_dir, map_file, read_map};
+use crate::figures::charts::{Agreement, Curves, Estimate, MethodScore, Panel, Scores, Series};
+use crate::figures::grid::{MapGrid, Tile};
+use crate::figures::raster::{Scale, display_plane};
+use crate::scores::SummaryRow;
+use crate::units::stage_key;
+use sanity_metrics::{PostStep, apply_all};
+use std::path::Path;
+
+/// One test of a run as its summary rows name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestGroup {
+    /// The `test` column.
+    pub test: String,
+    /// The `order` column (empty unless a cascade).
+    pub order: String,
+}
+
+impl TestGroup {
+    /// The file-name stem of its figures: `cascading-top_down`, `data_randomization`.
+    pub fn stem(&self) -> String {
+        if self.order.is_empty() { self.test.clone() } else { format!("{}-{}", self.test, self.order) }
+    }
+
+    /// A heading for it.
+    pub fn title(&self) -> String {
+        let name = match self.test.as_str() {
+            "cascading" => "Cascading randomisation",
+            "independent" => "Independent randomisation",
+            "smooth_mprt" => "Smooth MPRT (maps averaged over noisy inputs)",
+            "efficient_mprt" => "Efficient MPRT (every listed layer randomised at once)",
+            "data_randomization" => "Data randomisation (a model trained on permuted labels)",
+            "random_logit" => "Random logit (another class explained)",
+            "method_agreement" => "Method agreement",
+            other => other,
+        };
+        match self.order.as_str() {
+            "top_down" => format!("{name}, top-down (logits first)"),
+            "bottom_up" => format!("{name}, bottom-up (input first)"),
+            _ => name.to_string(),
+        }
+    }
+
+    /// Whether its stages form a sequence (drawn as curves).
+    pub fn has_stages(&self) -> bool {
+        matches!(self.test.as_str(), "cascading" | "independent" | "smooth_mprt")
+    }
+
+    /// Whether its maps come from smooth MPRT's noise tunnel.
+    pub fn smoothed(&self) -> bool {
+        self.test == "smooth_mprt"
+    }
+}
+
+/// The tests of `rows` (controls excluded), in order of first appearance.
+pub fn test_groups(rows: &[SummaryRow]) -> Vec<TestGroup> {
+    let mut groups: Vec<TestGroup> = Vec::new();
+    for r in rows.iter().filter(|r| r.test != "control") {
+        let group = TestGroup { test: r.test.clone(), order: r.order.clone() };
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// The distinct stages of a test: (stage_index, stage), by stage_index.
+pub fn stages_of(rows: &[SummaryRow], group: &TestGroup) -> Vec<(usize, String)> {
+    let mut stages: Vec<(usize, String)> = rows
+        .iter()
+        .filter(|r| r.test == group.test && r.order == group.order)
+        .map(|r| (r.stage_index, r.stage.clone()))
+        .collect();
+    stages.sort();
+    stages.dedup();
+    stages
+}
+
+/// Metrics of a pipeline in the order they first appear.
+pub fn metrics_of(rows: &[SummaryRow], postprocess: &str) -> Vec<String> {
+    let mut metrics: Vec<String> = Vec::new();
+    for r in rows.iter().filter(|r| r.postprocess == postprocess) {
+        if !metrics.contains(&r.metric) {
+            metrics.push(r.metric.clone());
+        }
+    }
+    metrics
+}
+
+fn estimate(row: &SummaryRow) -> Option<Estimate> {
+    let ci = match (row.ci_low, row.ci_high) {
+        (Some(l), Some(h)) => Some((l, h)),
+        _ => None,
+    };
+    row.mean.map(|mean| Estimate { mean, ci })
+}
+
+/// Rows of one test, method (against itself), pipeline and metric.
+fn rows_for<'a>(
+    rows: &'a [SummaryRow],
+    group: &'a TestGroup,
+    method: &'a str,
+    postprocess: &'a str,
+    metric: &'a str,
+) -> impl Iterator<Item = &'a SummaryRow> {
+    rows.iter().filter(move |r| {
+        r.test == group.test
+            && r.order == group.order
+            && r.method == method
+            && r.method_b == method
+            && r.postprocess == postprocess
+            && r.metric == metric
+    })
+}
+
+/// Similarity-vs-stage curves of a staged test under one pipeline: x = 0 is the original
+/// model (drawn at the repeat control, the ceiling: 1 for a deterministic method), then each
+/// stage.
+pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postprocess: &str) -> Curves {
+    let stages = stages_of(rows, group);
+    let mut x_labels = vec!["original".to_string()];
+    x_labels.extend(stages.iter().map(|(_, s)| s.clone()));
+    let panels = metrics_of(rows, postprocess)
+        .into_iter()
+        .map(|metric| {
+            let content = methods
+                .iter()
+                .filter_map(|method| {
+                    let mine: Vec<&SummaryRow> = rows_for(rows, group, method, postprocess, &metric).collect();
+                    let first = mine.first()?;
+                    let mut points: Vec<(usize, Estimate)> =
+                        first.control_repeat.map(|v| (0, Estimate { mean: v, ci: None })).into_iter().collect();
+                    for r in &mine {
+                        let x = stages.iter().position(|(i, s)| *i == r.stage_index && *s == r.stage);
+                        if let (Some(x), Some(e)) = (x, estimate(r)) {
+                            points.push((x + 1, e));
+                        }
+                    }
+                    points.sort_by_key(|p| p.0);
+                    Some(Series {
+                        method: method.clone(),
+                        points,
+                        random_models: first.control_random_models,
+                        random_map: first.control_random_map,
+                    })
+                })
+                .collect();
+            Panel { metric, content }
+        })
+        .collect();
+    let x_desc = match (group.test.as_str(), group.order.as_str()) {
+        ("independent", _) => "the one layer re-initialised",
+        (_, "bottom_up") => "re-initialised up to this layer, from the input (cumulative)",
+        _ => "re-initialised down to this layer, from the logits (cumulative)",
+    };
+    Curves { title: format!("{}: {postprocess}", group.title()), x_desc: x_desc.into(), x_labels, panels }
+}
+
+/// Per-method scores of a single-stage test under one pipeline.
+pub fn scores(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postprocess: &str) -> Scores {
+    let panels = metrics_of(rows, postprocess)
+        .into_iter()
+        .map(|metric| {
+            let content = methods
+                .iter()
+                .filter_map(|method| {
+                    let row = rows_for(rows, group, method, postprocess, &metric).next()?;
+                    Some(MethodScore {
+                        method: method.clone(),
+                        estimate: estimate(row),
+                        repeat: row.control_repeat,
+                        random_models: row.control_random_models,
+                        random_map: row.control_random_map,
+                    })
+                })
+                .collect();
+            Panel { metric, content }
+        })
+        .collect();
+    Scores { title: format!("{}: {postprocess}", group.title()), panels }
+}
+
+/// The method-agreement matrices under one pipeline (a pair scored one way only is mirrored).
+pub fn agreement(rows: &[SummaryRow], methods: &[String], postprocess: &str) -> Agreement {
+    let agreement_rows: Vec<&SummaryRow> =
+        rows.iter().filter(|r| r.test == "method_agreement" && r.postprocess == postprocess).collect();
+    let mut used: Vec<String> = Vec::new();
+    for m in methods {
+        if agreement_rows.iter().any(|r| &r.method == m || &r.method_b == m) {
+            used.push(m.clone());
+        }
+    }
+    let panels = metrics_of(rows, postprocess)
+        .into_iter()
+        .filter(|metric| agreement_rows.iter().any(|r| &r.metric == metric))
+        .map(|metric| {
+            let mut matrix = vec![vec![None; used.len()]; used.len()];
+            for r in agreement_rows.iter().filter(|r| r.metric == metric) {
+                let (Some(i), Some(j)) =
+                    (used.iter().position(|m| *m == r.method), used.iter().position(|m| *m == r.method_b))
+                else {
+                    continue;
+                };
+                matrix[i][j] = r.mean;
+                if matrix[j][i].is_none() {
+                    matrix[j][i] = r.mean;
+                }
+            }
+            Panel { metric, content: matrix }
+        })
+        .collect();
+    Agreement {
+        title: format!(
+            "{}: {postprocess}",
+            TestGroup { test: "method_agreement".into(), order: String::new() }.title()
+        ),
+        methods: used,
+        panels,
+    }
+}
+
+/// The grid of one example image: rows are methods, columns the input, the original model
+/// and each stage's model, every map post-processed by `steps`. Maps that were not kept or are
+/// degenerate after post-processing are empty cells.
+pub fn map_grid(
+    run_dir: &Path,
+    example: &Example,
+    group: &TestGroup,
+    stages: &[(usize, String)],
+    methods: &[String],
+    (label, steps): (&str, &[PostStep]),
+) -> MapGrid {
+    let dir = image_dir(run_dir, example.sample);
+    let input = read_map(&dir.join("input.npy")).ok().map(|image| {
+        let [c, h, w] = image.shape;
+        let plane: Vec<f32> = display_plane(&image).iter().map(|v| v / c as f32).collect();
+        Tile { scale: Scale::min_max(&plane), plane, shape: [h, w], colormap: crate::figures::colormap::ColorMap::Gray }
+    });
+    let mut columns = vec!["input".to_string(), "original".to_string()];
+    let mut slots = vec!["original".to_string()];
+    for (_, stage) in stages {
+        columns.push(stage.clone());
+        slots.push(stage_key(&group.test, &group.order, stage));
+    }
+    let cells: Vec<Vec<Option<Tile>>> = methods
+        .iter()
+        .map(|method| {
+            let mut row = vec![input.clone()];
+            for slot in &slots {
+                let path = dir.join(map_file(slot, method, group.smoothed()));
+                let tile = read_map(&path).ok().and_then(|raw| apply_all(steps, raw).ok()).map(|map| {
+                    let plane = display_plane(&map);
+                    let scale = Scale::for_map(&plane, steps);
+                    Tile { plane, shape: [map.shape[1], map.shape[2]], scale, colormap: scale.paper_colormap() }
+                });
+                row.push(tile);
+            }
+            row
+        })
+        .collect();
+    let map_tiles: Vec<&Tile> = cells.iter().flat_map(|row| row.iter().skip(1).flatten()).collect();
+    let shared = match map_tiles.first() {
+        Some(first) if Scale::is_fixed(steps) && map_tiles.iter().all(|t| t.scale == first.scale) => {
+            Some((first.scale, first.colormap))
+        }
+        _ => None,
+    };
+    let note = match shared {
+        Some(_) => {
+            format!("maps after {label}; one colour scale for all (bar at the right); empty: degenerate or not kept")
+        }
+        None => format!(
+            "maps after {label}; each map on its own range (gray: 0 to its max; blue-white-red: -max|m| to +max|m|)"
+        ),
+    };
+    let prediction = format!("predicted {} (p = {:.3})", example.prediction, example.probability);
+    MapGrid {
+        title: format!("{}: image {}, class {}, {prediction}", group.title(), example.sample, example.label),
+        rows: methods.to_vec(),
+        columns,
+        cells,
+        shared,
+        note,
+    }
+}

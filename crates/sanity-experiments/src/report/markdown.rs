@@ -1,0 +1,179 @@
+//! `report.md`: the run's facts, each test's figures, the verdicts and the summary table, as
+//! GitHub-flavoured markdown.
+
+use super::Figure;
+use super::build::test_groups;
+use crate::config::Config;
+use crate::figures::number;
+use crate::scores::SummaryRow;
+use crate::verdicts::VerdictRow;
+use std::fmt::Write;
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(String::new, number)
+}
+
+fn accuracy(v: &serde_json::Value) -> String {
+    v.as_f64().map_or_else(|| "n/a".into(), |a| format!("{a:.4}"))
+}
+
+/// The report's text.
+pub fn report_md(
+    config: &Config,
+    manifest: &serde_json::Value,
+    summary: &[SummaryRow],
+    verdicts: &[VerdictRow],
+    figures: &[Figure],
+) -> String {
+    let mut md = String::new();
+    let run_id = manifest["run_id"].as_str().unwrap_or_default();
+    let _ = writeln!(md, "# {} (run {run_id})\n", config.name);
+    let _ = writeln!(md, "Made by `sanity report` from this directory's CSVs, manifest and `maps/`.\n");
+    let model = &manifest["model"];
+    let _ = writeln!(
+        md,
+        "- Model: `{}` ({}), train accuracy {}, test accuracy {}.",
+        model["arch"].as_str().unwrap_or_default(),
+        model["origin"].as_str().unwrap_or_default(),
+        accuracy(&model["train_accuracy"]),
+        accuracy(&model["test_accuracy"]),
+    );
+    let random = &manifest["random_label_model"];
+    if random.is_object() {
+        let _ = writeln!(
+            md,
+            "- Model trained on permuted labels ({} images): train accuracy {} on its labels (target {}, {}), test accuracy {}.",
+            random["n_train"],
+            accuracy(&random["train_accuracy_random_labels"]),
+            accuracy(&random["target_accuracy"]),
+            if random["reached_target"].as_bool() == Some(true) { "reached" } else { "NOT reached" },
+            accuracy(&random["test_accuracy"]),
+        );
+    }
+    let data = &manifest["data"];
+    let _ = writeln!(
+        md,
+        "- Data: `{}`, {} training and {} test images of shape {}; {} explained.",
+        data["source"].as_str().unwrap_or_default(),
+        data["n_train"],
+        data["n_test"],
+        data["image_shape"],
+        config.attribution.n_images,
+    );
+    let methods: Vec<&str> = config.attribution.methods.iter().map(|m| m.id()).collect();
+    let _ = writeln!(md, "- Methods: {}.", methods.join(", "));
+    let total =
+        manifest["timings_s"].as_array().and_then(|t| t.iter().find(|p| p[0] == "total")).and_then(|p| p[1].as_f64());
+    let _ = writeln!(
+        md,
+        "- Seed {}, {} threads, git revision `{}`{}.\n",
+        config.seed,
+        manifest["threads"],
+        manifest["git_revision"].as_str().unwrap_or_default(),
+        total.map_or_else(String::new, |t| format!(", {t:.1} s in all")),
+    );
+
+    for group in test_groups(summary) {
+        let _ = writeln!(md, "## {}\n", group.title());
+        let mine: Vec<&Figure> = figures.iter().filter(|f| f.group.as_ref() == Some(&group)).collect();
+        let mut shown_grid_for: Vec<String> = Vec::new();
+        for figure in &mine {
+            let is_grid = figure.png.contains("/maps-");
+            // The first example's grid of each pipeline is shown; the others are linked.
+            let key = figure.png.split("-image-").next().unwrap_or_default().to_string();
+            if is_grid && shown_grid_for.contains(&key) {
+                continue;
+            }
+            if is_grid {
+                shown_grid_for.push(key.clone());
+            }
+            let alt = figure.png.trim_start_matches("figures/").trim_end_matches(".png");
+            let _ = writeln!(md, "{}\n\n![{alt}]({})\n", figure.caption, figure.png);
+            if let Some(svg) = &figure.svg {
+                let _ = writeln!(md, "([SVG]({svg}))\n");
+            }
+            if is_grid {
+                let others: Vec<String> = mine
+                    .iter()
+                    .filter(|f| f.png != figure.png && f.png.starts_with(&key))
+                    .map(|f| {
+                        let image = f.png.rsplit("-image-").next().unwrap_or_default().trim_end_matches(".png");
+                        format!("[image {}]({})", image.trim_start_matches('0').max("0"), f.png)
+                    })
+                    .collect();
+                if !others.is_empty() {
+                    let _ = writeln!(md, "The other example images: {}.\n", others.join(", "));
+                }
+            }
+        }
+    }
+
+    if !verdicts.is_empty() {
+        let _ = writeln!(md, "## Verdicts\n");
+        let _ = writeln!(
+            md,
+            "Two-sided Wilcoxon signed-rank tests of the per-image scores against the ceiling (repeat) and the floor (two random models), at alpha = {}. `at_floor` passes the sanity check; `at_ceiling` fails it.\n",
+            config.statistics.alpha
+        );
+        let _ = writeln!(
+            md,
+            "| test | stage | method | postprocess | metric | n | mean | ceiling | floor | p vs ceiling | p vs floor | verdict |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|");
+        for v in verdicts {
+            let test = if v.order.is_empty() { v.test.clone() } else { format!("{} ({})", v.test, v.order) };
+            let _ = writeln!(
+                md,
+                "| {test} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                v.stage,
+                v.method,
+                v.postprocess,
+                v.metric,
+                v.n_pairs,
+                opt(v.mean),
+                opt(v.ceiling_mean),
+                opt(v.floor_mean),
+                opt(v.p_vs_ceiling),
+                opt(v.p_vs_floor),
+                v.verdict
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    let _ = writeln!(md, "## Summary\n");
+    let _ = writeln!(
+        md,
+        "Means over the explained images with their {}% bootstrap intervals; the controls' means beside them (`summary.csv` has every column at full precision).\n",
+        config.statistics.confidence * 100.0
+    );
+    let _ = writeln!(
+        md,
+        "| test | stage | method | vs | postprocess | metric | n | degenerate | mean | CI | repeat | random models | random map | sobel |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|");
+    for r in summary {
+        let test = if r.order.is_empty() { r.test.clone() } else { format!("{} ({})", r.test, r.order) };
+        let ci = match (r.ci_low, r.ci_high) {
+            (Some(l), Some(h)) => format!("[{}, {}]", number(l), number(h)),
+            _ => String::new(),
+        };
+        let vs = if r.method_b == r.method { String::new() } else { r.method_b.clone() };
+        let _ = writeln!(
+            md,
+            "| {test} | {} | {} | {vs} | {} | {} | {} | {} | {} | {ci} | {} | {} | {} | {} |",
+            r.stage,
+            r.method,
+            r.postprocess,
+            r.metric,
+            r.n,
+            r.n_degenerate,
+            opt(r.mean),
+            opt(r.control_repeat),
+            opt(r.control_random_models),
+            opt(r.control_random_map),
+            opt(r.control_sobel)
+        );
+    }
+    md
+}
