@@ -38,6 +38,7 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
         assert_eq!(read(one.join(file)), read(two.join(file)), "{file} differs between 1 and 2 threads");
         assert_eq!(read(one.join(file)), read(four.join(file)), "{file} differs between 1 and 4 threads");
     }
+    assert!(tree(&one.join("maps")) == tree(&four.join("maps")), "maps/ differs between 1 and 4 threads");
     assert_eq!(std::fs::read(one.join("model.safetensors")).ok(), std::fs::read(two.join("model.safetensors")).ok());
 
     let scores = read(one.join("scores.csv"));

@@ -161,6 +161,7 @@ where
         });
         let (lo, hi) = y_range(values, &panel.metric);
         let mut chart = ChartBuilder::on(area)
+            .caption(panel.metric.clone(), text(15))
             .margin(12)
             .x_label_area_size(90)
             .y_label_area_size(60)
@@ -206,7 +207,6 @@ where
                 chart.draw_series(DottedLineSeries::new(vec![(x0, v), (x1, v)], 0, 5, dot))?;
             }
         }
-        area.draw(&Text::new(panel.metric.clone(), (70, 2), text(15)))?;
     }
     let methods: Vec<String> =
         curves.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
@@ -252,6 +252,7 @@ where
         });
         let (lo, hi) = y_range(values, &panel.metric);
         let mut chart = ChartBuilder::on(area)
+            .caption(panel.metric.clone(), text(15))
             .margin(12)
             .x_label_area_size(150)
             .y_label_area_size(60)
@@ -291,7 +292,6 @@ where
                 chart.draw_series(std::iter::once(Cross::new((x + 0.25, v), 4, gray.stroke_width(2))))?;
             }
         }
-        area.draw(&Text::new(panel.metric.clone(), (70, 2), text(15)))?;
     }
     let left = Pos::new(HPos::Left, VPos::Center);
     let gray = RGBColor(90, 90, 90);
