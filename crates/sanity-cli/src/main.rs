@@ -264,7 +264,11 @@ fn parse_shard(value: &str) -> Result<(usize, usize)> {
 /// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    anyhow::ensure!(n >= 1, "--threads must be at least 1");
+    if n == 0 {
+        return Err(
+            ExperimentError::Config { file: "--threads".into(), message: "0; accepted: at least 1".into() }.into()
+        );
+    }
     #[allow(unsafe_code)]
     // SAFETY: called at the start of main, before any other thread exists, so no other thread
     // can read the environment concurrently.

@@ -34,7 +34,8 @@ pub struct PhantomSpec {
 }
 
 impl PhantomSpec {
-    fn validate(&self) -> Result<(), DataError> {
+    /// Checks every field; the error names the field and what is accepted.
+    pub fn validate(&self) -> Result<(), DataError> {
         let invalid = |key, value: String, accepted| Err(DataError::InvalidParameter { key, value, accepted });
         if !(16..=256).contains(&self.size) {
             return invalid("size", self.size.to_string(), "an image side from 16 to 256 pixels");

@@ -49,8 +49,10 @@ fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
     for assignment in &job.params {
         crate::overrides::apply(&mut table, assignment)?;
     }
-    MethodSpec::deserialize(toml::Value::Table(table))
-        .map_err(|e| ExperimentError::Config { file: "--method/--layer/--set".into(), message: e.to_string() })
+    MethodSpec::deserialize(toml::Value::Table(table)).map_err(|e| ExperimentError::Config {
+        file: "--method/--layer/--set".into(),
+        message: crate::diagnostics::with_suggestion(e.to_string()),
+    })
 }
 
 /// Computes the maps of `job` and writes them to `out` (NPY float32 `[n, c', h, w]`).

@@ -51,7 +51,9 @@ pub(crate) fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, wh
     struct Item<T> {
         item: T,
     }
-    toml::from_str::<Item<T>>(&source).map(|i| i.item).map_err(|e| bad(what, format!("`{text}`: {e}")))
+    toml::from_str::<Item<T>>(&source)
+        .map(|i| i.item)
+        .map_err(|e| bad(what, crate::diagnostics::with_suggestion(format!("`{text}`: {e}"))))
 }
 
 fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {

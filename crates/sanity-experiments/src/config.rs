@@ -566,15 +566,24 @@ impl Config {
     /// Parses `text` (from `file`, for messages), applying `--set` overrides first. Parse errors
     /// name the line and the key and list the accepted keys.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
-        let config_error = |message: String| ExperimentError::Config { file: file.to_string(), message };
+        let config_error = |message: String| ExperimentError::Config {
+            file: file.to_string(),
+            message: crate::diagnostics::with_suggestion(message),
+        };
         let mut table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
         let has_preset = table.contains_key("preset");
-        if overrides.is_empty() && !has_preset {
-            // Parsed from the text itself, so that errors point at its lines.
-            return toml::from_str(text).map_err(|e| config_error(e.to_string()));
+        // Parsed from the text itself first, so that errors point at its lines; with a preset
+        // or overrides, only a missing key may still be filled in by them.
+        let own: std::result::Result<Self, toml::de::Error> = toml::from_str(text);
+        match own {
+            Ok(config) if overrides.is_empty() && !has_preset => return Ok(config),
+            Err(e) if (overrides.is_empty() && !has_preset) || !e.message().starts_with("missing field") => {
+                return Err(config_error(e.to_string()));
+            }
+            _ => {}
         }
         for assignment in overrides {
-            crate::overrides::apply(&mut table, assignment)?;
+            crate::overrides::apply(&mut table, assignment).map_err(|e| config_error(e.to_string()))?;
         }
         if let Some(preset) = table.get("preset") {
             let name = preset.as_str().ok_or_else(|| config_error("key `preset`: expected a string".into()))?;
@@ -582,12 +591,15 @@ impl Config {
             crate::presets::fill_missing(&mut table, defaults);
         }
         let merged = toml::to_string(&table).map_err(|e| config_error(e.to_string()))?;
+        // The merged text is not the user's: its line numbers would mislead, so the error
+        // names what was merged instead.
+        let sets = overrides.iter().map(|o| format!("--set {o}")).collect::<Vec<_>>().join(", ");
         let what = match (overrides.is_empty(), has_preset) {
-            (false, true) => "after the --set overrides and the preset",
-            (false, false) => "after the --set overrides",
-            _ => "after the preset",
+            (false, true) => format!("with {sets} and the preset's defaults"),
+            (false, false) => format!("with {sets}"),
+            _ => "with the preset's defaults".to_string(),
         };
-        toml::from_str(&merged).map_err(|e| config_error(format!("{what}: {e}")))
+        toml::from_str(&merged).map_err(|e: toml::de::Error| config_error(format!("{what}: {}", e.message())))
     }
 
     /// Reads and parses a config file.

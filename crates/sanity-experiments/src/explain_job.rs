@@ -80,7 +80,7 @@ fn method_spec(id: &str, layer: &Option<String>) -> Result<MethodSpec> {
     let mut table = toml::Table::new();
     table.insert("method".into(), toml::Value::String(id.to_string()));
     let probe = MethodSpec::deserialize(toml::Value::Table(table.clone()))
-        .map_err(|e| bad("--methods", format!("`{id}`: {e}")))?;
+        .map_err(|e| bad("--methods", crate::diagnostics::with_suggestion(format!("`{id}`: {e}"))))?;
     if let Some(layer) = layer {
         let mut with_layer = table.clone();
         with_layer.insert("layer".into(), toml::Value::String(layer.clone()));

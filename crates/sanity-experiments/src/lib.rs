@@ -5,6 +5,7 @@ pub mod attribute_job;
 pub mod cascading;
 pub mod compare_job;
 pub mod config;
+pub mod diagnostics;
 pub mod error;
 pub mod example_maps;
 pub mod explain_job;

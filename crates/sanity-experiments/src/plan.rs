@@ -199,6 +199,11 @@ impl Plan {
             ));
         }
         let data = DataPlan::from_config(&config.data)?;
+        if let DataPlan::Phantom(train, test) = &data {
+            for spec in [train, test] {
+                spec.validate().map_err(|e| bad("data", e.to_string()))?;
+            }
+        }
         let n_test = data.n_test();
         for (key, n) in [("data.n_train", data.n_train()), ("data.n_test", n_test)] {
             if n == 0 {
@@ -206,6 +211,14 @@ impl Plan {
             }
         }
         let arch = Arc::new(resolve_arch(&config.model.arch, &data).map_err(|m| bad("model.arch", m))?);
+        if let Some(weights) = &config.model.weights
+            && !weights.is_file()
+        {
+            return Err(bad(
+                "model.weights",
+                format!("{}: no such file; accepted: a safetensors file with PyTorch names", weights.display()),
+            ));
+        }
         if config.model.weights.is_none() {
             let t = &config.training;
             if t.epochs == 0 || t.batch_size == 0 {
@@ -276,6 +289,14 @@ impl Plan {
                         return Err(bad(
                             &format!("tests[{i}].target_accuracy"),
                             format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1"),
+                        ));
+                    }
+                    if let Some(w) = weights
+                        && !w.is_file()
+                    {
+                        return Err(bad(
+                            &format!("tests[{i}].weights"),
+                            format!("{}: no such file; accepted: a safetensors file with PyTorch names", w.display()),
                         ));
                     }
                     if *max_epochs == 0 && weights.is_none() {
@@ -426,7 +447,11 @@ fn resolve_stages(stages: &mut Option<Vec<String>>, all: &[String]) -> std::resu
     let mut seen = BTreeSet::new();
     for s in chosen.iter() {
         if !all.contains(s) {
-            return Err(format!("`{s}` is not a parameterised layer; this model has: {}", all.join(", ")));
+            return Err(format!(
+                "`{s}` is not a parameterised layer; this model has: {}{}",
+                all.join(", "),
+                crate::diagnostics::did_you_mean(s, all.iter().map(String::as_str))
+            ));
         }
         if !seen.insert(s.clone()) {
             return Err(format!("`{s}` is listed twice"));
@@ -478,7 +503,11 @@ pub fn resolve_arch(name: &str, data: &DataPlan) -> std::result::Result<Architec
         }
         spec
     } else {
-        return Err(format!("`{name}` is neither a preset ({}) nor an existing architecture file", PRESETS.join(", ")));
+        return Err(format!(
+            "`{name}` is neither a preset ({}) nor an existing architecture file{}",
+            PRESETS.join(", "),
+            crate::diagnostics::did_you_mean(name, PRESETS.iter().copied())
+        ));
     };
     let arch = Architecture::new(spec).map_err(|e| e.to_string())?;
     let classes = data.num_classes();

@@ -87,7 +87,11 @@ pub fn preset_table(name: &str, file: &str) -> Result<toml::Table> {
         _ => {
             return Err(ExperimentError::Config {
                 file: file.to_string(),
-                message: format!("key `preset`: `{name}` is not a preset; accepted: {}", PRESET_NAMES.join(", ")),
+                message: format!(
+                    "key `preset`: `{name}` is not a preset; accepted: {}{}",
+                    PRESET_NAMES.join(", "),
+                    crate::diagnostics::did_you_mean(name, PRESET_NAMES.iter().copied())
+                ),
             });
         }
     };

@@ -19,12 +19,16 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
     let bad = |message: String| ExperimentError::Config { file: file.to_string(), message };
     let mut table: Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
     let sweep = match table.remove("sweep") {
-        None => return Ok(vec![(Config::parse(text, file, overrides)?, Vec::new())]),
+        None => {
+            let config =
+                Config::parse(text, file, overrides).map_err(|e| crate::diagnostics::locate(e, text, overrides))?;
+            return Ok(vec![(config, Vec::new())]);
+        }
         Some(Value::Table(sweep)) => sweep,
         Some(_) => return Err(bad("key `sweep`: expected a table of lists, e.g. [sweep] seed = [0, 1]".into())),
     };
     for assignment in overrides {
-        crate::overrides::apply(&mut table, assignment)?;
+        crate::overrides::apply(&mut table, assignment).map_err(|e| bad(e.to_string()))?;
     }
     let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
     for (key, values) in sweep {
@@ -78,7 +82,7 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
     let points = expand(text, file, overrides)?;
     let mut plans = Vec::with_capacity(points.len());
     for (config, params) in points {
-        let mut plan = Plan::new(config, file)?;
+        let mut plan = Plan::new(config, file).map_err(|e| crate::diagnostics::locate(e, text, overrides))?;
         plan.params = params;
         plans.push(plan);
     }

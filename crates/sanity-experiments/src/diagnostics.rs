@@ -1,0 +1,158 @@
+//! Friendlier config errors: the closest valid name for a misspelt one ("did you mean"), and
+//! the line of the config file that holds the key an error names.
+
+use crate::error::ExperimentError;
+
+/// Levenshtein distance between `a` and `b`, ignoring ASCII case.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) =
+        (a.to_ascii_lowercase().chars().collect(), b.to_ascii_lowercase().chars().collect());
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The candidate closest to `name` when it is close enough to be a typo (at most 2 edits, or a
+/// third of the name's length for long names); the first of equally close ones.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let allowed = (name.chars().count() / 3).max(2);
+    let mut best: Option<(usize, &str)> = None;
+    for candidate in candidates {
+        let d = edit_distance(name, candidate);
+        if d <= allowed && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, candidate));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// `"; did you mean `x`?"` for `name` among `candidates`, or nothing.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    closest(name, candidates).map_or_else(String::new, |c| format!("; did you mean `{c}`?"))
+}
+
+/// Adds a suggestion to serde's `unknown variant `x`, expected one of `a`, `b`` and
+/// `unknown field `x`, expected one of ...` messages (as the toml crate words them).
+pub fn with_suggestion(message: String) -> String {
+    for lead in ["unknown variant `", "unknown field `"] {
+        let Some(start) = message.find(lead) else { continue };
+        let rest = &message[start + lead.len()..];
+        let Some(end) = rest.find('`') else { continue };
+        let name = &rest[..end];
+        let after = &rest[end + 1..];
+        let line_end = after.find('\n').unwrap_or(after.len());
+        let expected = &after[..line_end];
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        if let Some(c) = closest(name, candidates.iter().copied()) {
+            let at = start + lead.len() + end + 1 + line_end;
+            return format!("{}; did you mean `{c}`?{}", &message[..at], &message[at..]);
+        }
+    }
+    message
+}
+
+/// The segments of a key path as errors write it (`tests[0].stages`) or as `--set` does
+/// (`tests.0.stages`).
+fn segments(path: &str) -> Vec<String> {
+    path.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(str::to_string).collect()
+}
+
+/// A place in a parsed TOML document.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Table(&'a toml_edit::Table),
+    Item(&'a toml_edit::Item),
+    Value(&'a toml_edit::Value),
+}
+
+/// The 1-based line of TOML `text` where the key at `path` is written, when it is.
+pub fn line_of(text: &str, path: &str) -> Option<usize> {
+    use toml_edit::{Item, Value};
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let mut node = Node::Table(document.as_table());
+    let mut span: Option<std::ops::Range<usize>> = None;
+    for segment in segments(path) {
+        let index = segment.parse::<usize>().ok();
+        let (next, here) = match (node, index) {
+            (Node::Table(t) | Node::Item(Item::Table(t)), _) => {
+                let (key, item) = t.get_key_value(&segment)?;
+                (Node::Item(item), key.span().or_else(|| item.span()))
+            }
+            (Node::Item(Item::ArrayOfTables(tables)), Some(i)) => {
+                let table = tables.get(i)?;
+                (Node::Table(table), table.span())
+            }
+            (Node::Item(Item::Value(v)) | Node::Value(v), _) => match (v, index) {
+                (Value::Array(values), Some(i)) => {
+                    let value = values.get(i)?;
+                    (Node::Value(value), value.span())
+                }
+                (Value::InlineTable(t), _) => {
+                    let (key, item) = t.get_key_value(&segment)?;
+                    (Node::Item(item), key.span().or_else(|| item.span()))
+                }
+                _ => return None,
+            },
+            _ => return None,
+        };
+        node = next;
+        span = here.or(span);
+    }
+    span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+}
+
+/// `error` with the config line of the key it names (`file:LINE`) when `text` (the config
+/// file's own text) writes that key and no `--set` in `overrides` replaced it.
+pub fn locate(error: ExperimentError, text: &str, overrides: &[String]) -> ExperimentError {
+    let ExperimentError::Config { file, message } = error else { return error };
+    let path = message.find("key `").and_then(|i| {
+        let rest = &message[i + 5..];
+        rest.find('`').map(|end| rest[..end].to_string())
+    });
+    let overridden = path.as_ref().is_some_and(|p| {
+        let key = segments(p);
+        overrides.iter().filter_map(|o| o.split_once('=')).any(|(k, _)| {
+            let set = segments(k.trim());
+            key.starts_with(&set) || set.starts_with(&key)
+        })
+    });
+    match path.and_then(|p| line_of(text, &p)) {
+        Some(line) if !overridden => ExperimentError::Config { file: format!("{file}:{line}"), message },
+        _ => ExperimentError::Config { file, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_get_the_closest_name() {
+        assert_eq!(closest("gradcm", ["gradient", "gradcam", "gradcam_plus_plus"]), Some("gradcam"));
+        assert_eq!(closest("SPEARMANN", ["spearman", "ssim"]), Some("spearman"));
+        assert_eq!(closest("zzzzzz", ["spearman", "ssim"]), None);
+        let serde = "unknown variant `cascadin`, expected one of `cascading`, `independent`\n".to_string();
+        assert_eq!(
+            with_suggestion(serde),
+            "unknown variant `cascadin`, expected one of `cascading`, `independent`; did you mean `cascading`?\n"
+        );
+    }
+
+    #[test]
+    fn key_paths_are_found_on_their_lines() {
+        let text = "name = \"x\"\n\n[attribution]\nn_images = 3\nmethods = [\n  { method = \"gradient\" },\n  { method = \"integrated_gradients\", steps = 0 },\n]\n\n[[tests]]\nkind = \"cascading\"\n\n[[tests]]\nkind = \"independent\"\nstages = [\"conv9\"]\n";
+        assert_eq!(line_of(text, "name"), Some(1));
+        assert_eq!(line_of(text, "attribution.n_images"), Some(4));
+        assert_eq!(line_of(text, "attribution.methods[1]"), Some(7));
+        assert_eq!(line_of(text, "tests[1].stages"), Some(15));
+        assert_eq!(line_of(text, "tests[0]"), Some(10));
+        assert_eq!(line_of(text, "statistics.alpha"), None);
+    }
+}
