@@ -18,6 +18,7 @@ use sanity_experiments::{ExperimentError, Plan, Progress, QUICK_TOML, RunOptions
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Sanity checks for saliency maps (Adebayo et al. 2018 and successors).
 #[derive(Parser)]
@@ -423,6 +424,7 @@ fn execute(cli: Cli) -> Result<()> {
                     batches: selected,
                     shard,
                     model_cache,
+                    interrupt: Some(&INTERRUPTED),
                     ..RunOptions::new(run_dir, force, threads)
                 };
                 let outcome = run(plan, &options, &mut on_progress)?;
@@ -502,10 +504,49 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
+/// Set by the first SIGINT: a run stops after the image batch in flight.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    #[allow(unsafe_code)]
+    // SAFETY: signal() is async-signal-safe; restoring the default makes a second Ctrl-C
+    // stop the process at once.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
+    const NOTE: &[u8] = b"\nstopping after the image batch in flight (Ctrl-C again to stop now)\n";
+    #[allow(unsafe_code)]
+    // SAFETY: write() is async-signal-safe and NOTE outlives the call.
+    unsafe {
+        libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
+    }
+}
+
+/// The first Ctrl-C asks a run to stop cleanly (finished batches kept, exit code 130); the
+/// second stops the process.
+fn catch_sigint() {
+    #[allow(unsafe_code)]
+    // SAFETY: installs a handler that only stores an atomic, restores the default handler and
+    // writes a constant; called at the start of main.
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    catch_sigint();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err)
+            if err
+                .downcast_ref::<ExperimentError>()
+                .is_some_and(|e| matches!(e, ExperimentError::Interrupted { .. })) =>
+        {
+            eprintln!("{err:#}");
+            ExitCode::from(130)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             let bad_input = err.downcast_ref::<ExperimentError>().is_some_and(ExperimentError::is_bad_input);

@@ -361,45 +361,74 @@ fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
     }
 }
 
-#[test]
-fn a_killed_run_resumed_ends_with_the_files_of_an_uninterrupted_run() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    // Twelve one-image batches: the kill lands well before the end.
-    let sets = ["--set", "attribution.n_images=12", "--set", "attribution.batch_size=1"];
-    let whole = tmp.path().join("whole");
-    sanity().args(["run", TINY, "--threads", "2"]).args(sets).arg("--out").arg(&whole).assert().success();
-    let resumed = tmp.path().join("resumed");
-    // Kill the real binary as soon as its first batch is in the journal.
+/// Starts the real binary on TINY with `sets` into `out`, waits until its journal has `lines`
+/// lines (0: until the run directory exists), then sends `signal` (`KILL` or `INT`); returns the
+/// exit status and stderr.
+fn interrupt_run(out: &Path, sets: &[&str], lines: usize, signal: &str) -> (std::process::ExitStatus, String) {
     let binary = assert_cmd::cargo::cargo_bin("sanity");
-    let mut child = std::process::Command::new(&binary)
+    let child = std::process::Command::new(&binary)
         .args(["run", TINY, "--threads", "1"])
         .args(sets)
         .arg("--out")
-        .arg(&resumed)
+        .arg(out)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let journal = resumed.join("units.jsonl");
+    let journal = out.join("units.jsonl");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while std::fs::read_to_string(&journal).map_or(true, |j| j.lines().count() < 1)
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    let reached = || match lines {
+        0 => out.join("config.resolved.toml").exists(),
+        n => std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= n),
+    };
+    while !reached() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaped");
-    assert!(!resumed.join("summary.csv").exists(), "killed before the end");
-    // Without --resume the directory is refused; with it the run finishes.
-    let refused = sanity().args(["run", TINY]).args(sets).arg("--out").arg(&resumed).output().expect("runs");
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
-    sanity().args(["run", TINY, "--threads", "2", "--resume"]).args(sets).arg("--out").arg(&resumed).assert().success();
-    for file in ["scores.csv", "summary.csv", "verdicts.csv", "units.jsonl", "model.safetensors"] {
-        assert!(
-            std::fs::read(whole.join(file)).expect("whole") == std::fs::read(resumed.join(file)).expect("resumed"),
-            "{file} differs between the resumed and the uninterrupted run"
-        );
+    let sent = std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill -{signal}");
+    let output = child.wait_with_output().expect("reaped");
+    (output.status, String::from_utf8_lossy(&output.stderr).to_string())
+}
+
+#[test]
+fn runs_killed_or_interrupted_at_several_points_resume_to_the_files_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Twelve one-image batches: the signals land well before the end.
+    let sets = ["--set", "attribution.n_images=12", "--set", "attribution.batch_size=1"];
+    let whole = tmp.path().join("whole");
+    sanity().args(["run", TINY, "--threads", "2"]).args(sets).arg("--out").arg(&whole).assert().success();
+    let points: [(usize, &str); 5] = [(0, "KILL"), (1, "KILL"), (5, "KILL"), (9, "KILL"), (3, "INT")];
+    for (k, (lines, signal)) in points.into_iter().enumerate() {
+        let resumed = tmp.path().join(format!("resumed{k}"));
+        let (status, stderr) = interrupt_run(&resumed, &sets, lines, signal);
+        if signal == "INT" {
+            // SIGINT: the batch in flight is finished and journalled, then exit code 130.
+            assert_eq!(status.code(), Some(130), "{stderr}");
+            assert!(stderr.contains("interrupted") && stderr.contains("--resume"), "{stderr}");
+            let journal = read(resumed.join("units.jsonl"));
+            assert!(journal.ends_with('\n'), "no torn line after SIGINT: {journal}");
+            let finished = journal.lines().count();
+            assert!(stderr.contains(&format!("{finished} of 12 image batches")), "{stderr}");
+        }
+        assert!(!resumed.join("summary.csv").exists(), "stopped before the end ({signal} after {lines})");
+        // Without --resume the directory is refused; with it the run finishes.
+        let refused = sanity().args(["run", TINY]).args(sets).arg("--out").arg(&resumed).output().expect("runs");
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
+        sanity()
+            .args(["run", TINY, "--threads", "2", "--resume"])
+            .args(sets)
+            .arg("--out")
+            .arg(&resumed)
+            .assert()
+            .success();
+        for file in ["scores.csv", "summary.csv", "verdicts.csv", "units.jsonl", "model.safetensors"] {
+            assert!(
+                std::fs::read(whole.join(file)).expect("whole") == std::fs::read(resumed.join(file)).expect("resumed"),
+                "{file} differs between the run resumed after {signal} at {lines} batches and the uninterrupted run"
+            );
+        }
+        assert!(tree(&whole.join("maps")) == tree(&resumed.join("maps")), "maps/ after {signal} at {lines}");
     }
 }
 
@@ -492,6 +521,22 @@ fn a_run_on_an_image_folder_reads_resizes_and_splits_it() {
     assert_eq!(
         (data["source"].as_str(), data["n_train"].as_u64(), data["n_test"].as_u64()),
         (Some("image_folder"), Some(14), Some(6))
+    );
+    // Results are not written into the input folder.
+    let inside = sanity().args(["run", TINY]).args(sets).arg("--out").arg(dir.join("runs/a")).output().expect("runs");
+    assert_eq!(inside.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&inside.stderr);
+    assert!(stderr.contains("inside the input folder") && stderr.contains("data.dir"), "{stderr}");
+    assert!(!dir.join("runs").exists(), "nothing written");
+    // An output path under a file: the error names the path.
+    std::fs::write(tmp.path().join("file"), "x").expect("write");
+    let under_file =
+        sanity().args(["run", TINY]).args(sets).arg("--out").arg(tmp.path().join("file/run")).output().expect("runs");
+    assert_ne!(under_file.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&under_file.stderr).contains("file/run"),
+        "{}",
+        String::from_utf8_lossy(&under_file.stderr)
     );
     std::fs::create_dir_all(dir.join("pleural_thickening")).expect("an empty class");
     let result = sanity().args(["plan", TINY]).args(sets).output().expect("runs");
@@ -820,4 +865,47 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(flag) && stderr.contains(expected), "{stderr}");
     }
+}
+
+#[test]
+fn maps_of_a_diverged_model_are_counted_as_degenerate_never_averaged_as_nan() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let weights = tmp.path().join("w.safetensors");
+    assert!(train_tiny(&weights).status.success());
+    // Every value of the file's first tensor becomes NaN (a diverged model).
+    let mut bytes = std::fs::read(&weights).expect("read");
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).expect("JSON header");
+    let (_, first) = header.as_object().expect("object").iter().find(|(k, _)| *k != "__metadata__").expect("a tensor");
+    let offsets: Vec<usize> =
+        first["data_offsets"].as_array().expect("offsets").iter().map(|v| v.as_u64().expect("u64") as usize).collect();
+    let start = 8 + header_len;
+    for chunk in bytes[start + offsets[0]..start + offsets[1]].chunks_exact_mut(4) {
+        chunk.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&weights, &bytes).expect("write");
+    let out = tmp.path().join("run");
+    let set = format!("model.weights={}", weights.display());
+    let data = "data={ source = \"phantom\", n_train = 32, n_test = 12, size = 64 }";
+    sanity().args(["run", TINY, "--threads", "2", "--set", &set, "--set", data, "--out"]).arg(&out).assert().success();
+    let scores = read(out.join("scores.csv"));
+    assert!(!scores.contains("NaN") && !scores.contains(",nan"), "no NaN is written");
+    assert!(scores.contains(",non_finite") || scores.contains(",constant_map"), "statuses are given");
+    let mut summary = csv_rows(&read(out.join("summary.csv")));
+    let header = summary.remove(0);
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let (n_degenerate, mean, status) = (col("n_degenerate"), col("mean"), col("status"));
+    let degenerate: Vec<&Vec<String>> =
+        summary.iter().filter(|r| r[n_degenerate].parse::<usize>().expect("count") > 0).collect();
+    assert!(!degenerate.is_empty(), "degenerate maps are counted");
+    for row in &summary {
+        assert!(!row[mean].to_lowercase().contains("nan"), "{row:?}");
+        if row[mean].is_empty() {
+            assert_ne!(row[status], "ok", "an empty mean says why: {row:?}");
+        }
+    }
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<String>> {
+    text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
 }

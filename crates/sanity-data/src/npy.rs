@@ -178,8 +178,9 @@ fn fortran_to_c(values: &[f64], shape: &[usize]) -> Vec<f64> {
     out
 }
 
-/// The bytes of member `key` (`key` or `key.npy`) of a zip archive (stored or deflated).
-fn npz_member(zip: &[u8], key: &str, what: &str) -> Result<Vec<u8>, DataError> {
+/// The bytes of member `key` (`key` or `key.npy`) of a zip archive (stored or deflated);
+/// `what` names the archive in errors.
+pub fn npz_member(zip: &[u8], key: &str, what: &str) -> Result<Vec<u8>, DataError> {
     let u16_at = |at: usize| zip.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])));
     let u32_at = |at: usize| zip.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
     let damaged = || bad(what, "not a readable zip archive (numpy.savez writes one); zip64 is not supported");
@@ -222,7 +223,8 @@ fn npz_member(zip: &[u8], key: &str, what: &str) -> Result<Vec<u8>, DataError> {
         return match method {
             0 => Ok(raw.to_vec()),
             8 => {
-                let mut out = Vec::with_capacity(size.min(1 << 30));
+                // Deflate expands at most ~1032-fold: a forged size cannot reserve more.
+                let mut out = Vec::with_capacity(size.min(raw.len().saturating_mul(1032)).min(1 << 30));
                 flate2::read::DeflateDecoder::new(raw)
                     .take(size as u64)
                     .read_to_end(&mut out)

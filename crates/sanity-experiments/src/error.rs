@@ -43,6 +43,18 @@ pub enum ExperimentError {
     /// A candle operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The run was asked to stop (SIGINT) and stopped between two image batches.
+    #[error(
+        "interrupted: {finished} of {batches} image batches are finished and kept in {dir}; continue with the same command and --resume"
+    )]
+    Interrupted {
+        /// The run directory.
+        dir: String,
+        /// Batches journalled.
+        finished: usize,
+        /// Batches in all.
+        batches: usize,
+    },
     /// Writing results failed.
     #[error("{path}: {message}")]
     Io {
@@ -63,7 +75,7 @@ impl ExperimentError {
             ExperimentError::Attribution(e) => {
                 matches!(e, AttributionError::Invalid { .. } | AttributionError::Model(_))
             }
-            ExperimentError::Candle(_) | ExperimentError::Io { .. } => false,
+            ExperimentError::Candle(_) | ExperimentError::Io { .. } | ExperimentError::Interrupted { .. } => false,
         }
     }
 

@@ -43,12 +43,15 @@ pub struct RunOptions {
     pub shard: Option<(usize, usize)>,
     /// Where trained models are shared between runs; None: every run trains its own.
     pub model_cache: Option<ModelCache>,
+    /// Set (by a SIGINT handler) to stop after the image batch in flight: its rows and
+    /// journal line are written, then the run returns [`ExperimentError::Interrupted`].
+    pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
 }
 
 impl RunOptions {
     /// All batches, no resume: a plain run.
     pub fn new(run_dir: PathBuf, force: bool, threads: usize) -> Self {
-        Self { run_dir, force, threads, resume: false, batches: None, shard: None, model_cache: None }
+        Self { run_dir, force, threads, resume: false, batches: None, shard: None, model_cache: None, interrupt: None }
     }
 }
 
@@ -102,6 +105,14 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
 fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
     let dir = &options.run_dir;
     let refuse = |message: String| ExperimentError::Output { path: dir.display().to_string(), message };
+    for (key, input) in input_dirs(&plan.config.data) {
+        if resolved(dir).starts_with(resolved(&input)) {
+            return Err(refuse(format!(
+                "is inside the input folder {} (`{key}`): results there would mix with the data; choose --out elsewhere",
+                input.display()
+            )));
+        }
+    }
     if options.resume && dir.join("config.resolved.toml").exists() {
         let before = std::fs::read_to_string(dir.join("config.resolved.toml"))
             .map_err(|e| ExperimentError::io(&dir.join("config.resolved.toml"), e))?;
@@ -111,6 +122,9 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         if dir.join("manifest.json").exists() && dir.join("summary.csv").exists() {
             return Err(refuse("holds a finished run; nothing to resume (pass --force to run it again)".into()));
         }
+        // Map files in flight when the run was killed (scores.csv.partial is kept: it is the
+        // journalled rows).
+        remove_partials(&dir.join(crate::example_maps::MAPS_DIR));
         return read_journal(&dir.join(JOURNAL));
     }
     if dir.exists() && !options.force && !options.resume {
@@ -134,6 +148,51 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         }
     }
     Ok(Vec::new())
+}
+
+/// The folders a data config reads, with their keys.
+fn input_dirs(data: &crate::config::DataConfig) -> Vec<(&'static str, PathBuf)> {
+    use crate::config::DataConfig;
+    match data {
+        DataConfig::FashionMnist { dir, .. } => vec![("data.dir", dir.clone())],
+        DataConfig::ImageFolder { dir, test_dir, .. } => {
+            let mut dirs = vec![("data.dir", dir.clone())];
+            dirs.extend(test_dir.clone().map(|d| ("data.test_dir", d)));
+            dirs
+        }
+        DataConfig::Phantom { .. } | DataConfig::Arrays { .. } => Vec::new(),
+    }
+}
+
+/// `path` made absolute with its existing part's symlinks resolved (it need not exist yet).
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
+}
+
+/// Removes the `*.partial` files under `dir` (writes in flight when a run was killed).
+fn remove_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.is_dir() {
+            remove_partials(&path);
+        } else if path.extension().is_some_and(|e| e == "partial") {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Everything a stage needs about the explained images.
@@ -340,9 +399,14 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let mut writer = RowWriter::resume(&scores_path, &plan.params, kept_bytes)?;
     let mut journal = Journal::open(&dir.join(JOURNAL), &finished_units)?;
     let done: std::collections::BTreeSet<usize> = finished_units.iter().map(|u| u.batch).collect();
+    let mut journalled = finished_units.len();
     let mut scores_seconds = 0.0;
     let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
     for (batch, start) in (0..explained.indices.len()).step_by(explained.batch_size.max(1)).enumerate() {
+        if options.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
+            writer.flush()?;
+            return Err(ExperimentError::Interrupted { dir: dir.display().to_string(), finished: journalled, batches });
+        }
         let wanted = options.batches.as_ref().is_none_or(|b| b.contains(&batch));
         if !wanted || done.contains(&batch) {
             progress(Progress::Advance(methods.len() as u64));
@@ -424,6 +488,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         writer.write(&batch_rows)?;
         writer.flush()?;
         journal.record(UnitRecord { batch, rows: batch_rows.len(), bytes: writer.bytes()? })?;
+        journalled += 1;
         all_rows.extend(batch_rows);
     }
     mark("attribution", &mut timings);

@@ -9,6 +9,9 @@ use crate::error::{ExperimentError, Result};
 use crate::plan::Plan;
 use toml::{Table, Value};
 
+/// The most runs one sweep may expand to.
+pub const MAX_POINTS: usize = 100_000;
+
 /// The swept keys and values of one run, as `(dotted key, value)`: a string as it is,
 /// anything else as inline TOML.
 pub type Params = Vec<(String, String)>;
@@ -41,7 +44,13 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
     if axes.is_empty() {
         return Err(bad("key `sweep`: no keys; give at least one list, e.g. seed = [0, 1]".into()));
     }
-    let points: usize = axes.iter().map(|(_, v)| v.len()).product();
+    let points = axes
+        .iter()
+        .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()).filter(|&n| n <= MAX_POINTS))
+        .ok_or_else(|| {
+            let sizes: Vec<String> = axes.iter().map(|(k, v)| format!("{k}: {}", v.len())).collect();
+            bad(format!("key `sweep`: {} make more than {MAX_POINTS} runs; split the sweep", sizes.join(" x ")))
+        })?;
     let mut out = Vec::with_capacity(points);
     for point in 0..points {
         let mut config = table.clone();

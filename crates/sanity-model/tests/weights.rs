@@ -103,3 +103,43 @@ fn permute_keeps_the_multiset_of_values() {
     };
     assert_eq!(sorted(out.get("logits.weight").expect("w")), sorted(trained.get("logits.weight").expect("w")));
 }
+
+#[test]
+fn integer_tensors_and_damaged_files_are_refused_without_panicking() {
+    let small = Architecture::new(preset("phantom-cnn", [1, 16, 16]).expect("preset")).expect("valid");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("m.safetensors");
+    init_weights(&small, 2).expect("init").save_safetensors(&path).expect("save");
+    let good = std::fs::read(&path).expect("read");
+    // The same file with its first tensor declared as I32 (4 bytes per value, so the offsets stay valid).
+    let header_len = u64::from_le_bytes(good[..8].try_into().expect("8 bytes")) as usize;
+    let header = String::from_utf8(good[8..8 + header_len].to_vec()).expect("JSON header");
+    let as_int = header.replacen("\"F32\"", "\"I32\"", 1);
+    let mut int_file = good[..8].to_vec();
+    int_file.extend_from_slice(as_int.as_bytes());
+    int_file.extend_from_slice(&good[8 + header_len..]);
+    std::fs::write(&path, &int_file).expect("write");
+    let err = Weights::load_safetensors(&path, &small).expect_err("an integer tensor").to_string();
+    assert!(err.contains("dtype") && err.contains("expected a float type"), "{err}");
+    // Cut at 97 places, a header length past the end, a header that is not JSON, offsets past
+    // the end: each an error that names the file.
+    let mut damaged: Vec<Vec<u8>> = (0..97).map(|k| good[..k * good.len() / 97].to_vec()).collect();
+    let mut long_header = good.clone();
+    long_header[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    damaged.push(long_header);
+    let mut not_json = good.clone();
+    not_json[8] = b'x';
+    damaged.push(not_json);
+    let far = header.replacen("\"data_offsets\":[0,", "\"data_offsets\":[900000000,", 1);
+    if far != header {
+        let mut far_file = ((far.len()) as u64).to_le_bytes().to_vec();
+        far_file.extend_from_slice(far.as_bytes());
+        far_file.extend_from_slice(&good[8 + header_len..]);
+        damaged.push(far_file);
+    }
+    for (k, bytes) in damaged.iter().enumerate() {
+        std::fs::write(&path, bytes).expect("write");
+        let err = Weights::load_safetensors(&path, &small).expect_err("damaged").to_string();
+        assert!(err.contains(&path.display().to_string()), "case {k}: {err}");
+    }
+}
