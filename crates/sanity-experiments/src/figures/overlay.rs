@@ -1,6 +1,6 @@
 //! `sanity explain`'s figure, after the seed lesson's `plot_map` / `plot_map2`: the image in
 //! gray, then each method's map in `jet` at alpha 0.5 over it, each with its colour bar, and
-//! the title "Class: <label>. Pred = <prediction>".
+//! the title `Class: <label>. Pred = <prediction>`.
 
 use super::colormap::ColorMap;
 use super::raster::{Scale, blend, colorize, resample};
