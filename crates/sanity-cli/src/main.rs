@@ -75,7 +75,8 @@ enum Command {
         /// Preset name or architecture TOML.
         #[arg(long)]
         arch: String,
-        /// phantom, fashion-mnist, or fashion-mnist:DIR.
+        /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
+        /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
         #[arg(long)]
         data: String,
         /// Use only the first N training images.
@@ -191,7 +192,8 @@ enum Command {
         /// Weights (safetensors, PyTorch names).
         #[arg(long)]
         weights: PathBuf,
-        /// phantom, fashion-mnist, or fashion-mnist:DIR.
+        /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
+        /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
         #[arg(long)]
         data: String,
         /// Method ids, comma-separated (e.g. gradcam,integrated_gradients).

@@ -909,3 +909,58 @@ fn maps_of_a_diverged_model_are_counted_as_degenerate_never_averaged_as_nan() {
 fn csv_rows(text: &str) -> Vec<Vec<String>> {
     text.lines().map(|l| l.split(',').map(str::to_string).collect()).collect()
 }
+
+#[test]
+fn train_and_explain_take_numpy_arrays_as_an_inline_data_table() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 20 images 1x32x32: class 1 bright on top, class 0 bright below.
+    let (n, side) = (20usize, 32usize);
+    let mut pixels = Vec::with_capacity(n * side * side);
+    let mut labels = Vec::new();
+    for i in 0..n {
+        let class = i % 2;
+        for y in 0..side {
+            for x in 0..side {
+                let bright = (y < side / 2) == (class == 1);
+                pixels.push(if bright { 0.8 } else { 0.1 } + ((x + y + i) % 5) as f32 * 0.01);
+            }
+        }
+        labels.extend((class as i64).to_le_bytes());
+    }
+    write_npy_f32(&tmp.path().join("x.npy"), &[n, 1, side, side], &pixels);
+    write_npy(&tmp.path().join("y.npy"), "<i8", &[n], &labels);
+    let data = format!(
+        "{{ source = \"arrays\", images = \"{}\", labels = \"{}\", test_fraction = 0.25 }}",
+        tmp.path().join("x.npy").display(),
+        tmp.path().join("y.npy").display()
+    );
+    let weights = tmp.path().join("w.safetensors");
+    let arch = "tests/fixtures/two-logits.toml";
+    sanity()
+        .args(["train", "--arch", arch, "--data", &data, "--epochs", "1", "--threads", "1", "--out"])
+        .arg(&weights)
+        .assert()
+        .success();
+    let out = tmp.path().join("explained");
+    let args =
+        ["explain", "--arch", arch, "--data", &data, "--methods", "gradient,gradcam", "--n", "2", "--panel", "64"];
+    sanity().args(args).arg("--weights").arg(&weights).arg("--out").arg(&out).assert().success();
+    let rows = read(out.join("agreement.csv")).lines().count();
+    assert_eq!(rows, 1 + 2, "2 images x 1 pair x spearman");
+    assert_eq!(std::fs::read_dir(&out).expect("dir").count(), 3, "2 figures and agreement.csv");
+    // A misspelt source in the inline table is named with the closest one.
+    let bad = sanity()
+        .args(["explain", "--arch", arch, "--data", "{ source = \"aray\" }", "--methods", "gradient"])
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(tmp.path().join("bad"))
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("did you mean `arrays`?"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -36,13 +36,28 @@ pub struct TrainOutcome {
     pub epochs: Vec<EpochStats>,
 }
 
-/// Parses a `--data` value: `phantom`, `fashion-mnist` or `fashion-mnist:DIR`, with an optional
-/// limit on the training images.
+/// Parses a `--data` value: `phantom`, `fashion-mnist`, `fashion-mnist:DIR`, or a config's
+/// `[data]` table inline (`{ source = "arrays", images = "x.npy", labels = "y.npy" }`), with an
+/// optional limit on the training images (of the named sources).
 pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
     let bad = || ExperimentError::Config {
         file: "--data".into(),
-        message: format!("`{value}`; accepted: phantom, fashion-mnist, fashion-mnist:DIR"),
+        message: format!(
+            "`{value}`; accepted: phantom, fashion-mnist, fashion-mnist:DIR, or a [data] table inline, e.g. {{ source = \"arrays\", images = \"x.npy\", labels = \"y.npy\" }}"
+        ),
     };
+    if value.trim_start().starts_with('{') {
+        #[derive(serde::Deserialize)]
+        struct Wrapped {
+            data: DataConfig,
+        }
+        return toml::from_str::<Wrapped>(&format!("data = {value}")).map(|w| w.data).map_err(|e| {
+            ExperimentError::Config {
+                file: "--data".into(),
+                message: crate::diagnostics::with_suggestion(format!("`{value}`: {}", e.message())),
+            }
+        });
+    }
     match value.split_once(':') {
         None if value == "phantom" => Ok(DataConfig::Phantom {
             n_train: n_train.unwrap_or(1200),
