@@ -12,13 +12,17 @@ SECONDS_PER_TARGET=${1:-60}
 status=0
 for target in idx npy config; do
   work="fuzz/target/corpus-$target"
-  mkdir -p "$work" "fuzz/artifacts/$target"
-  cp fuzz/corpus/"$target"/* fuzz/regressions/"$target"/* "$work"/ 2>/dev/null
+  mkdir -p "$work" "fuzz/artifacts/$target" "fuzz/regressions/$target"
+  cp fuzz/corpus/"$target"/* "$work"/
+  cp fuzz/regressions/"$target"/* "$work"/ 2>/dev/null
   echo "== $target: $SECONDS_PER_TARGET s"
-  if cargo +nightly fuzz run "$target" "$work" -- -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
-      -max_len=65536 -print_final_stats=1 2>&1 | tee "fuzz/target/$target.log" | grep -E "^(#[0-9]+ +DONE|stat::|==[0-9]+==|SUMMARY)"; then :; fi
-  if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+  cargo +nightly fuzz run "$target" "$work" -- -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 \
+      -max_len=65536 -print_final_stats=1 > "fuzz/target/$target.log" 2>&1
+  rc=$?
+  grep -E "^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|==[0-9]+==|SUMMARY)" "fuzz/target/$target.log"
+  if [ "$rc" -ne 0 ]; then
     status=1
+    echo "$target: exit code $rc (see fuzz/target/$target.log)"
     for crash in fuzz/artifacts/"$target"/*; do
       [ -f "$crash" ] && cp "$crash" "fuzz/regressions/$target/" && echo "kept $crash in fuzz/regressions/$target/"
     done

@@ -392,6 +392,7 @@ fn execute(cli: Cli) -> Result<()> {
             let threads = set_threads(threads)?;
             let plans = load_plans(&config, &overrides)?;
             let shard = shard.map(|s| parse_shard(&s)).transpose()?;
+            catch_sigint();
             let single = plans.len() == 1;
             // Units of work, numbered over all runs in order: shard K takes those with
             // number % N == K.
@@ -509,36 +510,40 @@ fn tune_allocator() {}
 /// Set by the first SIGINT: a run stops after the image batch in flight.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+#[cfg(target_os = "linux")]
 extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
-    #[allow(unsafe_code)]
-    // SAFETY: signal() is async-signal-safe; restoring the default makes a second Ctrl-C
-    // stop the process at once.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-    }
     const NOTE: &[u8] = b"\nstopping after the image batch in flight (Ctrl-C again to stop now)\n";
     #[allow(unsafe_code)]
-    // SAFETY: write() is async-signal-safe and NOTE outlives the call.
+    // SAFETY: signal() and write() are async-signal-safe, NOTE outlives the call, and errno is
+    // restored for the interrupted code. Restoring the default handler makes a second Ctrl-C
+    // stop the process at once.
     unsafe {
+        let saved = *libc::__errno_location();
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
+        *libc::__errno_location() = saved;
     }
 }
 
-/// The first Ctrl-C asks a run to stop cleanly (finished batches kept, exit code 130); the
-/// second stops the process.
+/// From here on, the first Ctrl-C asks a run to stop cleanly after the image batch in flight
+/// (finished batches kept, exit code 130); the second stops the process. Only `sanity run`
+/// installs it: the other commands stop at the first Ctrl-C.
+#[cfg(target_os = "linux")]
 fn catch_sigint() {
     #[allow(unsafe_code)]
     // SAFETY: installs a handler that only stores an atomic, restores the default handler and
-    // writes a constant; called at the start of main.
+    // writes a constant; called before the run starts its worker threads' work.
     unsafe {
         libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
     }
 }
 
+#[cfg(not(target_os = "linux"))]
+fn catch_sigint() {}
+
 fn main() -> ExitCode {
     tune_allocator();
-    catch_sigint();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err)

@@ -827,6 +827,25 @@ fn report_refuses_a_directory_that_is_not_a_finished_run() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("config.resolved.toml") && stderr.contains("not a finished run"), "{stderr}");
+    let small = sanity().arg("report").arg(tmp.path()).args(["--cell", "4"]).output().expect("runs");
+    assert_eq!(small.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&small.stderr).contains("--cell"));
+}
+
+#[test]
+fn force_clears_a_run_directory_but_not_a_project_folder_of_the_same_names() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A folder that is not a run directory, with its own figures/: --force must leave them.
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(project.join("figures")).expect("mkdir");
+    std::fs::write(project.join("figures/plot.png"), "mine").expect("write");
+    sanity().args(["run", TINY, "--threads", "2", "--force", "--out"]).arg(&project).assert().success();
+    assert!(project.join("figures/plot.png").exists(), "a project's figures/ survives --force");
+    // Once it is a run directory, --force clears the previous report.
+    sanity().arg("report").arg(&project).assert().success();
+    assert!(project.join("report.md").exists());
+    sanity().args(["run", TINY, "--threads", "2", "--force", "--out"]).arg(&project).assert().success();
+    assert!(!project.join("report.md").exists() && !project.join("figures").exists(), "the old report is gone");
 }
 
 #[test]

@@ -37,11 +37,16 @@ pub struct Example {
     pub probability: f64,
 }
 
+/// The logistic function, a one-logit model's probability of class 1.
+pub fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
 /// The prediction and its probability from one image's logits.
 pub fn prediction_of(logits: &[f32]) -> (usize, f64) {
     match logits {
         [z] => {
-            let p = 1.0 / (1.0 + (-f64::from(*z)).exp());
+            let p = sigmoid(f64::from(*z));
             if p >= 0.5 { (1, p) } else { (0, 1.0 - p) }
         }
         _ => {

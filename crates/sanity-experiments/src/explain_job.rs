@@ -6,9 +6,9 @@
 use crate::compare_job::parse_item;
 use crate::config::DataConfig;
 use crate::error::{ExperimentError, Result};
-use crate::example_maps::prediction_of;
+use crate::example_maps::{prediction_of, sigmoid};
 use crate::figures::overlay::{Overlay, render};
-use crate::figures::raster::display_plane;
+use crate::figures::raster::{display_plane, gray_plane};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::write_atomic;
 use candle_core::{DType, Device, Tensor};
@@ -52,7 +52,8 @@ pub struct AgreementRow {
     pub sample: usize,
     /// True label.
     pub label: usize,
-    /// The model's predicted class (the explained output).
+    /// The model's predicted class, which is the explained output (for a one-logit model: 0,
+    /// its only output).
     pub prediction: usize,
     /// First method.
     pub method: String,
@@ -75,8 +76,8 @@ fn bad(what: &str, message: String) -> ExperimentError {
     ExperimentError::Config { file: what.into(), message }
 }
 
-/// The spec of method `id`, with `layer` for the methods that take one.
-fn method_spec(id: &str, layer: &Option<String>) -> Result<MethodSpec> {
+/// The spec of method `id`, with `layer` for the methods that take one; true when it took it.
+fn method_spec(id: &str, layer: &Option<String>) -> Result<(MethodSpec, bool)> {
     let mut table = toml::Table::new();
     table.insert("method".into(), toml::Value::String(id.to_string()));
     let probe = MethodSpec::deserialize(toml::Value::Table(table.clone()))
@@ -85,17 +86,17 @@ fn method_spec(id: &str, layer: &Option<String>) -> Result<MethodSpec> {
         let mut with_layer = table.clone();
         with_layer.insert("layer".into(), toml::Value::String(layer.clone()));
         if let Ok(spec) = MethodSpec::deserialize(toml::Value::Table(with_layer)) {
-            return Ok(spec);
+            return Ok((spec, true));
         }
     }
-    Ok(probe)
+    Ok((probe, false))
 }
 
 /// The title of an image's figure, as the lesson's: `Class: 1. Pred = 0.873` for a one-logit
 /// model (the probability of class 1), `Class: 3. Pred = 3 (p = 0.912)` otherwise.
 pub fn title(label: usize, logits: &[f32]) -> String {
     match logits {
-        [z] => format!("Class: {label}. Pred = {:.3}", 1.0 / (1.0 + (-f64::from(*z)).exp())),
+        [z] => format!("Class: {label}. Pred = {:.3}", sigmoid(f64::from(*z))),
         _ => {
             let (class, p) = prediction_of(logits);
             format!("Class: {label}. Pred = {class} (p = {p:.3})")
@@ -119,7 +120,16 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     if job.methods.is_empty() {
         return Err(bad("--methods", "none given; e.g. --methods gradcam,integrated_gradients".into()));
     }
-    let specs: Vec<MethodSpec> = job.methods.iter().map(|m| method_spec(m, &job.layer)).collect::<Result<_>>()?;
+    let (specs, took_layer): (Vec<MethodSpec>, Vec<bool>) =
+        job.methods.iter().map(|m| method_spec(m, &job.layer)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
+    if let Some(layer) = &job.layer
+        && !took_layer.contains(&true)
+    {
+        return Err(bad("--layer", format!("`{layer}`, but none of --methods takes a layer (the CAM methods do)")));
+    }
+    if job.panel < crate::report::MIN_CELL {
+        return Err(bad("--panel", format!("{}; accepted: at least {} pixels", job.panel, crate::report::MIN_CELL)));
+    }
     let data = DataPlan::from_config(&job.data)?;
     let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
     let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
@@ -166,28 +176,26 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let mut rows = Vec::new();
     for (i, &sample) in indices.iter().enumerate() {
         let image = Map::new(test_set.gather_images(&[sample]), [c, h, w]);
-        let gray: Vec<f32> = display_plane(&image).iter().map(|v| v / c as f32).collect();
-        let mut panels = Vec::new();
-        let mut map_shape = [h, w];
-        for (spec, method_maps) in specs.iter().zip(&maps) {
-            // A degenerate map is drawn as zeros and named so.
-            let (name, plane) = match &method_maps[i] {
+        let gray = gray_plane(&image);
+        let panels: Vec<(String, Vec<f32>, [usize; 2])> = specs
+            .iter()
+            .zip(&maps)
+            .map(|(spec, method_maps)| match &method_maps[i] {
                 Ok(m) => {
-                    map_shape = [m.shape[1], m.shape[2]];
                     let plane = display_plane(m);
                     let constant = plane.iter().all(|&v| v == plane[0]);
-                    (format!("{}{}", spec.id(), if constant { " (constant map)" } else { "" }), plane)
+                    let name = format!("{}{}", spec.id(), if constant { " (constant map)" } else { "" });
+                    (name, plane, [m.shape[1], m.shape[2]])
                 }
-                Err(status) => (format!("{} ({})", spec.id(), status.as_str()), vec![0.0; map_shape[0] * map_shape[1]]),
-            };
-            panels.push((name, plane));
-        }
+                // A degenerate map is drawn as zeros and named so.
+                Err(status) => (format!("{} ({})", spec.id(), status.as_str()), vec![0.0; h * w], [h, w]),
+            })
+            .collect();
         let overlay = Overlay {
             title: title(test_set.labels[sample], &logits[i * outputs..(i + 1) * outputs]),
             image: gray,
             image_shape: [h, w],
             panels,
-            map_shape,
         };
         let path = out.join(format!("explain-{sample:04}.png"));
         let bytes = render(&overlay, job.panel).map_err(|e| ExperimentError::io(&path, e))?;

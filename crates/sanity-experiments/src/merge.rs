@@ -121,6 +121,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         pieces.push((bytes, rows));
     }
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
+    crate::run::remove_derived(dir)?;
     let mut scores: Vec<u8> = header.unwrap_or_default().to_vec();
     let mut journal = Journal::open(&dir.join(JOURNAL), &[])?;
     for (batch, (bytes, rows)) in pieces.iter().enumerate() {
@@ -160,7 +161,11 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
 
 /// Copies the files under `from` (when it exists) to the same paths under `to`.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+    let entries = match std::fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ExperimentError::io(from, e)),
+    };
     std::fs::create_dir_all(to).map_err(|e| ExperimentError::io(to, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| ExperimentError::io(from, e))?;

@@ -140,14 +140,33 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         for stale in ["scores.csv", "summary.csv", "verdicts.csv", "manifest.json", "scores.csv.partial", JOURNAL] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        for stale in ["model.safetensors", "model-random-labels.safetensors", crate::report::REPORT_MD] {
+        for stale in ["model.safetensors", "model-random-labels.safetensors"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        for stale in [crate::example_maps::MAPS_DIR, crate::report::FIGURES_DIR] {
-            let _ = std::fs::remove_dir_all(dir.join(stale));
-        }
+        remove_derived(dir)?;
     }
     Ok(Vec::new())
+}
+
+/// Removes what a run directory's results were drawn into (`maps/`, `figures/`, `report.md`),
+/// only when `dir` is a run directory (it has `config.resolved.toml`): `--out . --force` in a
+/// project does not touch the project's own `figures/`.
+pub(crate) fn remove_derived(dir: &Path) -> Result<()> {
+    if !dir.join("config.resolved.toml").is_file() {
+        return Ok(());
+    }
+    for stale in [crate::example_maps::MAPS_DIR, crate::report::FIGURES_DIR] {
+        match std::fs::remove_dir_all(dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ExperimentError::io(&dir.join(stale), e)),
+            _ => {}
+        }
+    }
+    match std::fs::remove_file(dir.join(crate::report::REPORT_MD)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ExperimentError::io(&dir.join(crate::report::REPORT_MD), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The folders a data config reads, with their keys.

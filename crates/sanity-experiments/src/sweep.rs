@@ -91,7 +91,14 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
     let points = expand(text, file, overrides)?;
     let mut plans = Vec::with_capacity(points.len());
     for (config, params) in points {
-        let mut plan = Plan::new(config, file).map_err(|e| crate::diagnostics::locate(e, text, overrides))?;
+        let mut plan = Plan::new(config, file).map_err(|e| match e {
+            // A sweep point's values come from [sweep]: name the point, not a line.
+            ExperimentError::Config { file, message } if !params.is_empty() => {
+                let where_ = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+                ExperimentError::Config { file, message: format!("sweep point {where_}: {message}") }
+            }
+            other => crate::diagnostics::locate(other, text, overrides),
+        })?;
         plan.params = params;
         plans.push(plan);
     }

@@ -47,6 +47,12 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
         ),
     };
     if value.trim_start().starts_with('{') {
+        if n_train.is_some() {
+            return Err(ExperimentError::Config {
+                file: "--n-train".into(),
+                message: "not with an inline --data table; give its own n_train (or test_fraction) instead".into(),
+            });
+        }
         #[derive(serde::Deserialize)]
         struct Wrapped {
             data: DataConfig,

@@ -9,6 +9,52 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+/// A chart that draws on any plotters backend (PNG and SVG alike).
+pub trait Chart {
+    /// Its size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// Draws it on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static;
+}
+
+impl Chart for Curves {
+    fn size(&self) -> (u32, u32) {
+        chart_size(self.panels.len())
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_curves(root, self)
+    }
+}
+
+impl Chart for Scores {
+    fn size(&self) -> (u32, u32) {
+        chart_size(self.panels.len())
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_scores(root, self)
+    }
+}
+
+impl Chart for Agreement {
+    fn size(&self) -> (u32, u32) {
+        agreement_size(self)
+    }
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        draw_agreement(root, self)
+    }
+}
+
 /// A mean with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -67,7 +113,8 @@ pub fn chart_size(panels: usize) -> (u32, u32) {
     (PANEL_W * panels.max(1) as u32 + LEGEND_W, PANEL_H + TITLE_H)
 }
 
-type Area<DB> = DrawingArea<DB, Shift>;
+/// A whole figure's drawing area on backend `DB`.
+pub type Area<DB> = DrawingArea<DB, Shift>;
 
 /// Splits `root` into the title strip, the panels and the legend strip.
 fn frame<DB: DrawingBackend>(root: &Area<DB>, title: &str, panels: usize) -> DrawResult<(Vec<Area<DB>>, Area<DB>)>
@@ -321,10 +368,15 @@ pub struct Agreement {
 /// Side of a matrix cell.
 const CELL: u32 = 64;
 
+/// Width of the row labels of an agreement matrix.
+fn label_width(agreement: &Agreement) -> u32 {
+    16 + 8 * agreement.methods.iter().map(|m| m.chars().count()).max().unwrap_or(0) as u32
+}
+
 /// The size of an agreement figure.
 pub fn agreement_size(agreement: &Agreement) -> (u32, u32) {
     let n = agreement.methods.len() as u32;
-    let label = 16 + 8 * agreement.methods.iter().map(|m| m.chars().count()).max().unwrap_or(0) as u32;
+    let label = label_width(agreement);
     let panel = label + n * CELL + 90;
     (panel * agreement.panels.len().max(1) as u32, TITLE_H + 30 + n * CELL + label)
 }
@@ -338,7 +390,7 @@ where
     root.fill(&WHITE)?;
     root.draw(&Text::new(agreement.title.clone(), (12, 12), text(18)))?;
     let n = agreement.methods.len();
-    let label = 16 + 8 * agreement.methods.iter().map(|m| m.chars().count()).max().unwrap_or(0) as i32;
+    let label = label_width(agreement) as i32;
     let (width, _) = agreement_size(agreement);
     let panel_w = width as i32 / agreement.panels.len().max(1) as i32;
     for (p, panel) in agreement.panels.iter().enumerate() {

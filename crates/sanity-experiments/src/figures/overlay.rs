@@ -20,10 +20,9 @@ pub struct Overlay {
     pub image: Vec<f32>,
     /// Its shape.
     pub image_shape: [usize; 2],
-    /// One panel per method: the method's name and its map as one plane of `map_shape`.
-    pub panels: Vec<(String, Vec<f32>)>,
-    /// The maps' shape `[h, w]`.
-    pub map_shape: [usize; 2],
+    /// One panel per method: the method's name, its map as one plane, and the plane's shape
+    /// `[h, w]`.
+    pub panels: Vec<(String, Vec<f32>, [usize; 2])>,
 }
 
 /// Pixel geometry of an [`Overlay`] figure.
@@ -57,16 +56,16 @@ pub fn render(overlay: &Overlay, panel: u32) -> DrawResult<Vec<u8>> {
     let gray = resample(&overlay.image, overlay.image_shape, [side, side]);
     let background = colorize(&gray, Scale::min_max(&gray), ColorMap::Gray);
     png(layout.size(overlay.panels.len()), |root| {
-        root.draw(&Text::new(overlay.title.clone(), (LEFT_TITLE, 12), text(20)))?;
+        root.draw(&Text::new(overlay.title.clone(), (OverlayLayout::LEFT as i32, 12), text(20)))?;
         let header = Pos::new(HPos::Center, VPos::Bottom);
         let (x, y) = layout.panel_origin(0);
         root.draw(&Text::new("image", (x + panel as i32 / 2, y - 6), text(15).pos(header)))?;
         blit(root, (x, y), (panel, panel), background.clone())?;
-        for (k, (method, map)) in overlay.panels.iter().enumerate() {
+        for (k, (method, map, shape)) in overlay.panels.iter().enumerate() {
             let (x, y) = layout.panel_origin(k + 1);
             root.draw(&Text::new(method.clone(), (x + panel as i32 / 2, y - 6), text(15).pos(header)))?;
             let scale = Scale::min_max(map);
-            let plane = resample(map, overlay.map_shape, [side, side]);
+            let plane = resample(map, *shape, [side, side]);
             let over = colorize(&plane, scale, ColorMap::Jet);
             blit(root, (x, y), (panel, panel), blend(&background, &over, ALPHA))?;
             colorbar(root, (x + panel as i32 + 6, y), (14, panel), scale, ColorMap::Jet, 12)?;
@@ -74,8 +73,6 @@ pub fn render(overlay: &Overlay, panel: u32) -> DrawResult<Vec<u8>> {
         Ok(())
     })
 }
-
-const LEFT_TITLE: i32 = 16;
 
 #[cfg(test)]
 mod tests {
@@ -90,8 +87,7 @@ mod tests {
             title: "Class: 1. Pred = 0.9".into(),
             image: vec![0.0; 64],
             image_shape: [8, 8],
-            panels: vec![("gradient".into(), map)],
-            map_shape: [8, 8],
+            panels: vec![("gradient".into(), map, [8, 8])],
         };
         let bytes = render(&overlay, 64)?;
         let image = image::load_from_memory(&bytes)?.to_rgb8();

@@ -98,6 +98,12 @@ pub fn display_plane(map: &Map) -> Vec<f32> {
     (0..h * w).map(|i| (0..c).map(|k| map.data[k * h * w + i]).sum()).collect()
 }
 
+/// An image as one gray plane: the mean of its channels.
+pub fn gray_plane(image: &Map) -> Vec<f32> {
+    let c = image.shape[0].max(1) as f32;
+    display_plane(image).iter().map(|v| v / c).collect()
+}
+
 /// Resamples an `[h, w]` plane to `[out_h, out_w]`: each output pixel is the mean of the
 /// input pixels whose centres fall in it, or the nearest input pixel when none does
 /// (enlarging). Pixel `(r, c)` of the input covers output rows `r·out_h/h ..` exactly when
@@ -114,6 +120,9 @@ pub fn resample(plane: &[f32], [h, w]: [usize; 2], [out_h, out_w]: [usize; 2]) -
             (k.min(n - 1), k.min(n - 1) + 1)
         }
     };
+    if h == 0 || w == 0 || plane.len() < h * w {
+        return vec![0.0; out_h * out_w]; // nothing to draw
+    }
     let mut out = Vec::with_capacity(out_h * out_w);
     for i in 0..out_h {
         let (r0, r1) = span(i, h, out_h);

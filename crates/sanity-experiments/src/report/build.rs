@@ -1,12 +1,13 @@
 //! The data of each figure of a run, taken from its summary rows and its example maps.
 
+use crate::error::Result;
 use crate::example_maps::{Example, image_dir, map_file, read_map};
 use crate::figures::charts::{Agreement, Curves, Estimate, MethodScore, Panel, Scores, Series};
 use crate::figures::grid::{MapGrid, Tile};
-use crate::figures::raster::{Scale, display_plane};
+use crate::figures::raster::{Scale, display_plane, gray_plane};
 use crate::scores::SummaryRow;
 use crate::units::stage_key;
-use sanity_metrics::{PostStep, apply_all};
+use sanity_metrics::{Map, PostStep, apply_all};
 use std::path::Path;
 
 /// One test of a run as its summary rows name it.
@@ -125,13 +126,18 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
     let panels = metrics_of(rows, postprocess)
         .into_iter()
         .map(|metric| {
+            // Every method in every panel (empty when it has no rows), so that a method keeps
+            // its colour across panels and the legend.
             let content = methods
                 .iter()
-                .filter_map(|method| {
+                .map(|method| {
                     let mine: Vec<&SummaryRow> = rows_for(rows, group, method, postprocess, &metric).collect();
-                    let first = mine.first()?;
-                    let mut points: Vec<(usize, Estimate)> =
-                        first.control_repeat.map(|v| (0, Estimate { mean: v, ci: None })).into_iter().collect();
+                    let first = mine.first();
+                    let mut points: Vec<(usize, Estimate)> = first
+                        .and_then(|f| f.control_repeat)
+                        .map(|v| (0, Estimate { mean: v, ci: None }))
+                        .into_iter()
+                        .collect();
                     for r in &mine {
                         let x = stages.iter().position(|(i, s)| *i == r.stage_index && *s == r.stage);
                         if let (Some(x), Some(e)) = (x, estimate(r)) {
@@ -139,12 +145,12 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
                         }
                     }
                     points.sort_by_key(|p| p.0);
-                    Some(Series {
+                    Series {
                         method: method.clone(),
                         points,
-                        random_models: first.control_random_models,
-                        random_map: first.control_random_map,
-                    })
+                        random_models: first.and_then(|f| f.control_random_models),
+                        random_map: first.and_then(|f| f.control_random_map),
+                    }
                 })
                 .collect();
             Panel { metric, content }
@@ -163,17 +169,18 @@ pub fn scores(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
     let panels = metrics_of(rows, postprocess)
         .into_iter()
         .map(|metric| {
+            // Every method in every panel, as for the curves.
             let content = methods
                 .iter()
-                .filter_map(|method| {
-                    let row = rows_for(rows, group, method, postprocess, &metric).next()?;
-                    Some(MethodScore {
+                .map(|method| {
+                    let row = rows_for(rows, group, method, postprocess, &metric).next();
+                    MethodScore {
                         method: method.clone(),
-                        estimate: estimate(row),
-                        repeat: row.control_repeat,
-                        random_models: row.control_random_models,
-                        random_map: row.control_random_map,
-                    })
+                        estimate: row.and_then(estimate),
+                        repeat: row.and_then(|r| r.control_repeat),
+                        random_models: row.and_then(|r| r.control_random_models),
+                        random_map: row.and_then(|r| r.control_random_map),
+                    }
                 })
                 .collect();
             Panel { metric, content }
@@ -231,12 +238,12 @@ pub fn map_grid(
     stages: &[(usize, String)],
     methods: &[String],
     (label, steps): (&str, &[PostStep]),
-) -> MapGrid {
+) -> Result<MapGrid> {
     let dir = image_dir(run_dir, example.sample);
-    let input = read_map(&dir.join("input.npy")).ok().map(|image| {
-        let [c, h, w] = image.shape;
-        let plane: Vec<f32> = display_plane(&image).iter().map(|v| v / c as f32).collect();
-        Tile { scale: Scale::min_max(&plane), plane, shape: [h, w], colormap: crate::figures::colormap::ColorMap::Gray }
+    let input = kept_map(&dir.join("input.npy"))?.map(|image| {
+        let plane = gray_plane(&image);
+        let shape = [image.shape[1], image.shape[2]];
+        Tile { scale: Scale::min_max(&plane), plane, shape, colormap: crate::figures::colormap::ColorMap::Gray }
     });
     let mut columns = vec!["input".to_string(), "original".to_string()];
     let mut slots = vec!["original".to_string()];
@@ -244,22 +251,21 @@ pub fn map_grid(
         columns.push(stage.clone());
         slots.push(stage_key(&group.test, &group.order, stage));
     }
-    let cells: Vec<Vec<Option<Tile>>> = methods
-        .iter()
-        .map(|method| {
-            let mut row = vec![input.clone()];
-            for slot in &slots {
-                let path = dir.join(map_file(slot, method, group.smoothed()));
-                let tile = read_map(&path).ok().and_then(|raw| apply_all(steps, raw).ok()).map(|map| {
-                    let plane = display_plane(&map);
-                    let scale = Scale::for_map(&plane, steps);
-                    Tile { plane, shape: [map.shape[1], map.shape[2]], scale, colormap: scale.paper_colormap() }
-                });
-                row.push(tile);
-            }
-            row
-        })
-        .collect();
+    let mut cells: Vec<Vec<Option<Tile>>> = Vec::with_capacity(methods.len());
+    for method in methods {
+        let mut row = vec![input.clone()];
+        for slot in &slots {
+            let raw = kept_map(&dir.join(map_file(slot, method, group.smoothed())))?;
+            // A degenerate map (constant after post-processing, non-finite) is an empty cell.
+            let tile = raw.and_then(|raw| apply_all(steps, raw).ok()).map(|map| {
+                let plane = display_plane(&map);
+                let scale = Scale::for_map(&plane, steps);
+                Tile { plane, shape: [map.shape[1], map.shape[2]], scale, colormap: scale.paper_colormap() }
+            });
+            row.push(tile);
+        }
+        cells.push(row);
+    }
     let map_tiles: Vec<&Tile> = cells.iter().flat_map(|row| row.iter().skip(1).flatten()).collect();
     let shared = match map_tiles.first() {
         Some(first) if Scale::is_fixed(steps) && map_tiles.iter().all(|t| t.scale == first.scale) => {
@@ -276,12 +282,21 @@ pub fn map_grid(
         ),
     };
     let prediction = format!("predicted {} (p = {:.3})", example.prediction, example.probability);
-    MapGrid {
+    Ok(MapGrid {
         title: format!("{}: image {}, class {}, {prediction}", group.title(), example.sample, example.label),
         rows: methods.to_vec(),
         columns,
         cells,
         shared,
         note,
+    })
+}
+
+/// The map at `path`, or None when the run did not keep it (no such file); a file that cannot
+/// be read is an error.
+fn kept_map(path: &Path) -> Result<Option<Map>> {
+    if !path.exists() {
+        return Ok(None);
     }
+    read_map(path).map(Some)
 }

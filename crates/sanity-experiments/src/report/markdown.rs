@@ -75,31 +75,23 @@ pub fn report_md(
 
     for group in test_groups(summary) {
         let _ = writeln!(md, "## {}\n", group.title());
-        let mine: Vec<&Figure> = figures.iter().filter(|f| f.group.as_ref() == Some(&group)).collect();
-        let mut shown_grid_for: Vec<String> = Vec::new();
+        let mine: Vec<&Figure> = figures.iter().filter(|f| f.group == group).collect();
         for figure in &mine {
-            let is_grid = figure.png.contains("/maps-");
-            // The first example's grid of each pipeline is shown; the others are linked.
-            let key = figure.png.split("-image-").next().unwrap_or_default().to_string();
-            if is_grid && shown_grid_for.contains(&key) {
+            // Of the map grids of a pipeline, the first example's is shown, the others linked.
+            let first_grid = mine.iter().find(|f| f.sample.is_some() && f.pipeline == figure.pipeline);
+            if figure.sample.is_some() && first_grid.is_some_and(|f| f.png != figure.png) {
                 continue;
-            }
-            if is_grid {
-                shown_grid_for.push(key.clone());
             }
             let alt = figure.png.trim_start_matches("figures/").trim_end_matches(".png");
             let _ = writeln!(md, "{}\n\n![{alt}]({})\n", figure.caption, figure.png);
             if let Some(svg) = &figure.svg {
                 let _ = writeln!(md, "([SVG]({svg}))\n");
             }
-            if is_grid {
+            if figure.sample.is_some() {
                 let others: Vec<String> = mine
                     .iter()
-                    .filter(|f| f.png != figure.png && f.png.starts_with(&key))
-                    .map(|f| {
-                        let image = f.png.rsplit("-image-").next().unwrap_or_default().trim_end_matches(".png");
-                        format!("[image {}]({})", image.trim_start_matches('0').max("0"), f.png)
-                    })
+                    .filter(|f| f.pipeline == figure.pipeline && f.png != figure.png)
+                    .filter_map(|f| f.sample.map(|sample| format!("[image {sample}]({})", f.png)))
                     .collect();
                 if !others.is_empty() {
                     let _ = writeln!(md, "The other example images: {}.\n", others.join(", "));

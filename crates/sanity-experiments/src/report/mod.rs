@@ -9,7 +9,8 @@ mod markdown;
 use crate::config::Config;
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::read_examples;
-use crate::figures::{charts, grid, png, svg};
+use crate::figures::charts::Chart;
+use crate::figures::{grid, png, svg};
 use crate::run::write_atomic;
 use crate::scores::SummaryRow;
 use crate::verdicts::VerdictRow;
@@ -40,8 +41,12 @@ impl Default for ReportOptions {
 /// One figure of the report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
-    /// The test it belongs to (None: the run as a whole).
-    pub group: Option<TestGroup>,
+    /// The test it belongs to.
+    pub group: TestGroup,
+    /// The post-processing label of its maps or scores.
+    pub pipeline: String,
+    /// The example image of a map grid; None for a chart.
+    pub sample: Option<usize>,
     /// What it shows, one line.
     pub caption: String,
     /// Its PNG, relative to the run directory.
@@ -49,6 +54,9 @@ pub struct Figure {
     /// Its SVG, when there is one.
     pub svg: Option<String>,
 }
+
+/// The smallest map cell or panel, in pixels, that leaves room for the labels.
+pub const MIN_CELL: u32 = 16;
 
 /// Draws the figures of the run in `dir` and writes `report.md`. Returns the figures.
 pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
@@ -58,6 +66,12 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
             "has no {what}: not a finished run directory (run it to the end, or `sanity merge` its shards first)"
         ),
     };
+    if options.cell < MIN_CELL {
+        return Err(ExperimentError::Config {
+            file: "--cell".into(),
+            message: format!("{}; accepted: at least {MIN_CELL} pixels", options.cell),
+        });
+    }
     let config_path = dir.join("config.resolved.toml");
     if !config_path.exists() {
         return Err(not_finished("config.resolved.toml"));
@@ -70,92 +84,95 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
     let summary: Vec<SummaryRow> = read_csv(&summary_path)?;
     let verdicts: Vec<VerdictRow> =
         if dir.join("verdicts.csv").exists() { read_csv(&dir.join("verdicts.csv"))? } else { Vec::new() };
-    let manifest: serde_json::Value = match std::fs::read(dir.join("manifest.json")) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExperimentError::io(&dir.join("manifest.json"), e))?,
-        Err(_) => return Err(not_finished("manifest.json")),
+    let manifest_path = dir.join("manifest.json");
+    let manifest: serde_json::Value = match std::fs::read(&manifest_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExperimentError::io(&manifest_path, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_finished("manifest.json")),
+        Err(e) => return Err(ExperimentError::io(&manifest_path, e)),
     };
     let mut examples = read_examples(dir)?;
     examples.truncate(options.examples.unwrap_or(usize::MAX));
     let methods: Vec<String> = config.attribution.methods.iter().map(|m| m.id().to_string()).collect();
-    let pipelines: Vec<(String, Vec<sanity_metrics::PostStep>)> =
-        config.comparisons.iter().map(|c| (pipeline_label(&c.postprocess), c.postprocess.clone())).collect();
+    // One entry per distinct post-processing (two comparisons may share one).
+    let mut pipelines: Vec<(String, Vec<sanity_metrics::PostStep>)> = Vec::new();
+    for c in &config.comparisons {
+        let label = pipeline_label(&c.postprocess);
+        if !pipelines.iter().any(|(l, _)| *l == label) {
+            pipelines.push((label, c.postprocess.clone()));
+        }
+    }
 
     let figures_dir = dir.join(FIGURES_DIR);
-    let _ = std::fs::remove_dir_all(&figures_dir);
+    match std::fs::remove_dir_all(&figures_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ExperimentError::io(&figures_dir, e)),
+        _ => {}
+    }
     std::fs::create_dir_all(&figures_dir).map_err(|e| ExperimentError::io(&figures_dir, e))?;
-    let draw_error = |path: &Path, e: Box<dyn std::error::Error + Send + Sync>| ExperimentError::io(path, e);
     let mut figures = Vec::new();
-    let save = |name: String, png_bytes: Vec<u8>, svg_text: Option<String>| -> Result<(String, Option<String>)> {
-        let png_name = format!("{FIGURES_DIR}/{name}.png");
-        write_atomic(&dir.join(&png_name), &png_bytes)?;
-        let svg_name = match svg_text {
-            Some(text) => {
-                let svg_name = format!("{FIGURES_DIR}/{name}.svg");
-                write_atomic(&dir.join(&svg_name), text.as_bytes())?;
-                Some(svg_name)
-            }
-            None => None,
-        };
-        Ok((png_name, svg_name))
-    };
-
     for group in test_groups(&summary) {
         for (label, steps) in &pipelines {
             if !summary.iter().any(|r| r.test == group.test && r.order == group.order && &r.postprocess == label) {
                 continue;
             }
             let slug = slug(label);
+            let name = format!("{}-{slug}", group.stem());
+            let figure = |caption: String, (png, svg): (String, Option<String>)| Figure {
+                group: group.clone(),
+                pipeline: label.clone(),
+                sample: None,
+                caption,
+                png,
+                svg,
+            };
             if group.test == "method_agreement" {
                 let chart = agreement(&summary, &methods, label);
-                let size = charts::agreement_size(&chart);
-                let path = figures_dir.join(format!("agreement-{slug}.png"));
-                let bytes = png(size, |root| charts::draw_agreement(root, &chart)).map_err(|e| draw_error(&path, e))?;
-                let text = svg(size, |root| charts::draw_agreement(root, &chart)).map_err(|e| draw_error(&path, e))?;
-                let (png, svg) = save(format!("agreement-{slug}"), bytes, Some(text))?;
+                let files = chart_files(dir, &format!("agreement-{slug}"), &chart)?;
                 let caption = format!("Mean similarity between the methods' maps of the trained model ({label})");
-                figures.push(Figure { group: Some(group.clone()), caption, png, svg });
+                figures.push(figure(caption, files));
                 continue;
             }
-            let name = format!("{}-{slug}", group.stem());
             if group.has_stages() {
                 let chart = curves(&summary, &group, &methods, label);
-                let size = charts::chart_size(chart.panels.len());
-                let path = figures_dir.join(format!("curves-{name}.png"));
-                let bytes = png(size, |root| charts::draw_curves(root, &chart)).map_err(|e| draw_error(&path, e))?;
-                let text = svg(size, |root| charts::draw_curves(root, &chart)).map_err(|e| draw_error(&path, e))?;
-                let (png, svg) = save(format!("curves-{name}"), bytes, Some(text))?;
+                let files = chart_files(dir, &format!("curves-{name}"), &chart)?;
                 let caption = format!(
                     "Similarity to the original model's maps at each stage ({label}); mean and 95% CI per method, floors dashed and dotted"
                 );
-                figures.push(Figure { group: Some(group.clone()), caption, png, svg });
+                figures.push(figure(caption, files));
             } else {
                 let chart = scores(&summary, &group, &methods, label);
-                let size = charts::chart_size(chart.panels.len());
-                let path = figures_dir.join(format!("scores-{name}.png"));
-                let bytes = png(size, |root| charts::draw_scores(root, &chart)).map_err(|e| draw_error(&path, e))?;
-                let text = svg(size, |root| charts::draw_scores(root, &chart)).map_err(|e| draw_error(&path, e))?;
-                let (png, svg) = save(format!("scores-{name}"), bytes, Some(text))?;
+                let files = chart_files(dir, &format!("scores-{name}"), &chart)?;
                 let caption = format!("Similarity per method with its ceiling and floors ({label})");
-                figures.push(Figure { group: Some(group.clone()), caption, png, svg });
+                figures.push(figure(caption, files));
             }
             let stages = stages_of(&summary, &group);
             for example in &examples {
-                let chart = map_grid(dir, example, &group, &stages, &methods, (label, steps));
-                let file = format!("maps-{name}-image-{:04}", example.sample);
-                let path = figures_dir.join(format!("{file}.png"));
-                let bytes = grid::render(&chart, options.cell).map_err(|e| draw_error(&path, e))?;
-                let (png, _) = save(file, bytes, None)?;
+                let chart = map_grid(dir, example, &group, &stages, &methods, (label, steps))?;
+                let png = format!("{FIGURES_DIR}/maps-{name}-image-{:04}.png", example.sample);
+                let bytes = grid::render(&chart, options.cell).map_err(|e| ExperimentError::io(&dir.join(&png), e))?;
+                write_atomic(&dir.join(&png), &bytes)?;
                 let caption = format!(
                     "Maps of test image {} (class {}) under each model ({label})",
                     example.sample, example.label
                 );
-                figures.push(Figure { group: Some(group.clone()), caption, png, svg: None });
+                figures.push(Figure { sample: Some(example.sample), ..figure(caption, (png, None)) });
             }
         }
     }
     let text = markdown::report_md(&config, &manifest, &summary, &verdicts, &figures);
     write_atomic(&dir.join(REPORT_MD), text.as_bytes())?;
     Ok(figures)
+}
+
+/// Draws `chart` as `figures/<name>.png` and `.svg` in `dir`; returns both paths relative to
+/// `dir`.
+fn chart_files(dir: &Path, name: &str, chart: &impl Chart) -> Result<(String, Option<String>)> {
+    let (png_name, svg_name) = (format!("{FIGURES_DIR}/{name}.png"), format!("{FIGURES_DIR}/{name}.svg"));
+    let failed = |file: &str, e: Box<dyn std::error::Error + Send + Sync>| ExperimentError::io(&dir.join(file), e);
+    let bytes = png(chart.size(), |root| chart.draw(root)).map_err(|e| failed(&png_name, e))?;
+    write_atomic(&dir.join(&png_name), &bytes)?;
+    let text = svg(chart.size(), |root| chart.draw(root)).map_err(|e| failed(&svg_name, e))?;
+    write_atomic(&dir.join(&svg_name), text.as_bytes())?;
+    Ok((png_name, Some(svg_name)))
 }
 
 fn read_csv<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<Vec<T>> {
