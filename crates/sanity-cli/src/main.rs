@@ -173,7 +173,8 @@ enum Command {
     },
     /// Draw the figures of a finished run (figures/*.png, *.svg) and write its report.md.
     Report {
-        /// The run directory (as written by `sanity run` or `sanity merge`).
+        /// The run directory (as written by `sanity run` or `sanity merge`), or a sweep's
+        /// folder of run directories (each gets its own report).
         dir: PathBuf,
         /// At most this many example images get a map grid (default: all the run kept; the
         /// config's `report.examples` decides how many it keeps).
@@ -248,6 +249,21 @@ fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan
         }
         None => plans(QUICK_TOML, "<embedded experiments/quick.toml>", overrides)?,
     })
+}
+
+/// The run directories `sanity report DIR` draws: DIR itself, or, for a sweep's folder (no
+/// config of its own), each run directory in it, in name order.
+fn report_dirs(dir: &std::path::Path) -> Vec<PathBuf> {
+    if dir.join("config.resolved.toml").exists() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().map(|e| e.path()).filter(|p| p.join("config.resolved.toml").exists()).collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
+    if runs.is_empty() { vec![dir.to_path_buf()] } else { runs }
 }
 
 /// Parses `--shard K/N` (0 <= K < N).
@@ -444,9 +460,11 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Report { dir, examples, cell } => {
             let options = ReportOptions { examples, cell };
-            let figures = report(&dir, &options)?;
-            eprintln!("{} figures in {}", figures.len(), dir.join(FIGURES_DIR).display());
-            println!("{}", dir.join(REPORT_MD).display());
+            for run_dir in report_dirs(&dir) {
+                let figures = report(&run_dir, &options)?;
+                eprintln!("{} figures in {}", figures.len(), run_dir.join(FIGURES_DIR).display());
+                println!("{}", run_dir.join(REPORT_MD).display());
+            }
         }
         Command::Explain {
             arch,

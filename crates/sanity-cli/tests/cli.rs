@@ -312,6 +312,11 @@ fn a_sweep_runs_every_point_into_its_own_directory_with_param_columns() {
         );
         assert!(read(dir.join("summary.csv")).lines().next().is_some_and(|h| h.ends_with("param_tests_0_order")));
     }
+    // `sanity report` on the sweep's folder reports every run in it.
+    let reported = sanity().arg("report").arg(&out).output().expect("runs");
+    assert!(reported.status.success(), "{}", String::from_utf8_lossy(&reported.stderr));
+    assert_eq!(String::from_utf8_lossy(&reported.stdout).lines().count(), 2);
+    assert!(dirs.iter().all(|d| d.join("report.md").exists() && d.join("figures").is_dir()));
     let listing = sanity().arg("plan").arg(&config).args(["--set", set]).output().expect("runs");
     assert!(
         String::from_utf8_lossy(&listing.stdout).starts_with("2 runs"),
