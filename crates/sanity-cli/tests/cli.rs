@@ -781,10 +781,20 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
     // The two-logit model has one conv and one linear layer: the cascade grid has the input,
     // the original and 2 stages as columns, one row per method.
     let grid = figures.join("maps-cascading-top_down-abs--normalize_min_max-image-0001.png");
-    let (w, h) = png_size(&grid);
-    let (cell, gap) = (112, 4);
-    assert_eq!(h, 84 + 2 * (cell + gap) + 8, "two method rows");
-    assert_eq!((w - 16 - 9 * 8 - 90) / (cell + gap), 4, "4 columns (label column for `gradient`, a colour bar)");
+    // The expected sizes come from the grid's own layout for that many rows and columns.
+    let layout_of = |shared: bool| {
+        use sanity_experiments::figures::{colormap::ColorMap, grid, raster::Scale};
+        let grid = grid::MapGrid {
+            title: String::new(),
+            rows: vec!["gradient".into(), "gradcam".into()],
+            columns: Vec::new(),
+            cells: Vec::new(),
+            shared: shared.then_some((Scale::Sequential { lo: 0.0, hi: 1.0 }, ColorMap::Gray)),
+            note: String::new(),
+        };
+        grid::GridLayout::of(&grid, 112)
+    };
+    assert_eq!(png_size(&grid), layout_of(true).size(2, 4), "2 method rows; input, original, 2 stages; a colour bar");
     for name in [
         "curves-cascading-top_down-raw",
         "curves-independent-abs--normalize_min_max",
@@ -797,8 +807,8 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
         assert!(svg.contains("gradcam"), "{name}.svg names the methods");
     }
     for name in ["maps-random_logit-raw-image-0000", "maps-data_randomization-raw-image-0002"] {
-        let (w, _) = png_size(&figures.join(format!("{name}.png")));
-        assert_eq!((w - 16 - 9 * 8 - 12) / (cell + gap), 3, "{name}: input, original and the test's model");
+        let size = png_size(&figures.join(format!("{name}.png")));
+        assert_eq!(size, layout_of(false).size(2, 3), "{name}: input, original and the test's model");
     }
     // report.md embeds every figure it names, and they exist.
     let md = read(out.join("report.md"));
@@ -868,7 +878,7 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
     for sample in 0..3 {
         let (w, h) = png_size(&out.join(format!("explain-{sample:04}.png")));
         // The image and 3 methods, each panel with room for its colour bar.
-        assert_eq!((w, h), (16 + 4 * (96 + 86), 70 + 96 + 16));
+        assert_eq!((w, h), sanity_experiments::figures::overlay::OverlayLayout { panel: 96 }.size(3));
     }
     let csv = read(out.join("agreement.csv"));
     let mut lines = csv.lines();

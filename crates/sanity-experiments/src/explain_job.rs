@@ -12,8 +12,9 @@ use crate::figures::raster::{display_plane, gray_plane};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::write_atomic;
 use candle_core::{DType, Device, Tensor};
-use sanity_attribution::{MethodSpec, ReferenceSet};
+use sanity_attribution::MethodSpec;
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
+use sanity_model::train::classes_of;
 use sanity_model::{Model, Weights};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -142,17 +143,9 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let x = Tensor::from_vec(test_set.gather_images(&indices), (job.n, c, h, w), &Device::Cpu)?;
     let outputs = arch.num_outputs();
     let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-    let targets: Vec<usize> = (0..job.n)
-        .map(|i| if outputs == 1 { 0 } else { prediction_of(&logits[i * outputs..(i + 1) * outputs]).0 })
-        .collect();
-    let references = match specs.iter().any(MethodSpec::needs_references) {
-        true => {
-            let all: Vec<usize> = (0..train_set.len()).collect();
-            let images = Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?;
-            Some(ReferenceSet::from_tensor(&images)?)
-        }
-        false => None,
-    };
+    // The explained output: the prediction (the only logit of a binary model).
+    let targets: Vec<usize> = if outputs == 1 { vec![0; job.n] } else { classes_of(&logits, outputs) };
+    let references = crate::run::training_references(&specs, &train_set)?;
     // maps[method][image], post-processed.
     let mut maps: Vec<Vec<std::result::Result<Map, Status>>> = Vec::new();
     for spec in &specs {

@@ -202,6 +202,18 @@ fn resolved(path: &Path) -> PathBuf {
     out
 }
 
+/// The reference set of expected gradients, the training images, when one of `methods` needs
+/// it.
+pub(crate) fn training_references(methods: &[MethodSpec], train_set: &Dataset) -> Result<Option<ReferenceSet>> {
+    if !methods.iter().any(MethodSpec::needs_references) {
+        return Ok(None);
+    }
+    let all: Vec<usize> = (0..train_set.len()).collect();
+    let [c, h, w] = train_set.image_shape;
+    let images = Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?;
+    Ok(Some(ReferenceSet::from_tensor(&images)?))
+}
+
 /// Removes the `*.partial` files under `dir` (writes in flight when a run was killed).
 fn remove_partials(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -307,15 +319,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         mark("random_label_model", &mut timings);
     }
 
-    // The reference set of expected gradients: the training images.
-    let references = match config.attribution.methods.iter().any(|m| m.needs_references()) {
-        true => {
-            let all: Vec<usize> = (0..train_set.len()).collect();
-            let images = Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?;
-            Some(ReferenceSet::from_tensor(&images)?)
-        }
-        false => None,
-    };
+    let references = training_references(&config.attribution.methods, &train_set)?;
     let build = |seed: u64| -> Result<Vec<Box<dyn Attribution>>> {
         Ok(config
             .attribution

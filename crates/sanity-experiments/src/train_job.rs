@@ -53,16 +53,8 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
                 message: "not with an inline --data table; give its own n_train (or test_fraction) instead".into(),
             });
         }
-        #[derive(serde::Deserialize)]
-        struct Wrapped {
-            data: DataConfig,
-        }
-        return toml::from_str::<Wrapped>(&format!("data = {value}")).map(|w| w.data).map_err(|e| {
-            ExperimentError::Config {
-                file: "--data".into(),
-                message: crate::diagnostics::with_suggestion(format!("`{value}`: {}", e.message())),
-            }
-        });
+        // A `[data]` table written inline, parsed as `sanity compare` parses its items.
+        return crate::compare_job::parse_item(value, "source", "--data");
     }
     match value.split_once(':') {
         None if value == "phantom" => Ok(DataConfig::Phantom {

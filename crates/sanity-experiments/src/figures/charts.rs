@@ -19,42 +19,6 @@ pub trait Chart {
         DB::ErrorType: 'static;
 }
 
-impl Chart for Curves {
-    fn size(&self) -> (u32, u32) {
-        chart_size(self.panels.len())
-    }
-    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
-    where
-        DB::ErrorType: 'static,
-    {
-        draw_curves(root, self)
-    }
-}
-
-impl Chart for Scores {
-    fn size(&self) -> (u32, u32) {
-        chart_size(self.panels.len())
-    }
-    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
-    where
-        DB::ErrorType: 'static,
-    {
-        draw_scores(root, self)
-    }
-}
-
-impl Chart for Agreement {
-    fn size(&self) -> (u32, u32) {
-        agreement_size(self)
-    }
-    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
-    where
-        DB::ErrorType: 'static,
-    {
-        draw_agreement(root, self)
-    }
-}
-
 /// A mean with its confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Estimate {
@@ -109,7 +73,7 @@ const TITLE_H: u32 = 44;
 const LEGEND_W: u32 = 250;
 
 /// The size of a figure of `panels` chart panels side by side, with a legend strip.
-pub fn chart_size(panels: usize) -> (u32, u32) {
+fn chart_size(panels: usize) -> (u32, u32) {
     (PANEL_W * panels.max(1) as u32 + LEGEND_W, PANEL_H + TITLE_H)
 }
 
@@ -192,72 +156,79 @@ where
 
 /// Draws similarity-vs-stage curves: per panel one line per method, its CI band, and its
 /// floors as dashed (two random models) and dotted (random map) lines.
-pub fn draw_curves<DB: DrawingBackend>(root: &Area<DB>, curves: &Curves) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    let (areas, legend_area) = frame(root, &curves.title, curves.panels.len())?;
-    let n = curves.x_labels.len().max(1);
-    for (area, panel) in areas.iter().zip(&curves.panels) {
-        let values = panel.content.iter().flat_map(|s| {
-            let points = s
-                .points
-                .iter()
-                .flat_map(|(_, e)| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)].into_iter().flatten());
-            points.chain(s.random_models).chain(s.random_map).collect::<Vec<_>>()
-        });
-        let (lo, hi) = y_range(values, &panel.metric);
-        let mut chart = ChartBuilder::on(area)
-            .caption(panel.metric.clone(), text(15))
-            .margin(12)
-            .x_label_area_size(90)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.3..(n - 1) as f64 + 0.3, lo..hi)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .x_desc(curves.x_desc.clone())
-            .y_desc(format!("{} (mean, 95% CI)", panel.metric))
-            .y_label_formatter(&|y| number(*y))
-            .y_label_style(text(12))
-            .axis_desc_style(text(14))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw()?;
-        let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
-        category_labels(root, &ticks, &curves.x_labels)?;
-        let (x0, x1) = (-0.3, (n - 1) as f64 + 0.3);
-        for (i, series) in panel.content.iter().enumerate() {
-            let [r, g, b] = method_color(i);
-            let color = RGBColor(r, g, b);
-            let band: Vec<(f64, f64, f64)> =
-                series.points.iter().filter_map(|(x, e)| e.ci.map(|(l, h)| (*x as f64, l, h))).collect();
-            if band.len() >= 2 {
-                let mut outline: Vec<(f64, f64)> = band.iter().map(|&(x, _, h)| (x, h)).collect();
-                outline.extend(band.iter().rev().map(|&(x, l, _)| (x, l)));
-                chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15).filled())))?;
-            }
-            let line: Vec<(f64, f64)> = series.points.iter().map(|(x, e)| (*x as f64, e.mean)).collect();
-            chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
-            chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-            if let Some(v) = series.random_models {
-                chart.draw_series(DashedLineSeries::new(
-                    vec![(x0, v), (x1, v)],
-                    6,
-                    4,
-                    color.mix(0.7).stroke_width(1),
-                ))?;
-            }
-            if let Some(v) = series.random_map {
-                let dot = move |c| Circle::new(c, 1, color.mix(0.7).filled());
-                chart.draw_series(DottedLineSeries::new(vec![(x0, v), (x1, v)], 0, 5, dot))?;
+impl Chart for Curves {
+    fn size(&self) -> (u32, u32) {
+        chart_size(self.panels.len())
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let curves = self;
+        let (areas, legend_area) = frame(root, &curves.title, curves.panels.len())?;
+        let n = curves.x_labels.len().max(1);
+        for (area, panel) in areas.iter().zip(&curves.panels) {
+            let values = panel.content.iter().flat_map(|s| {
+                let points = s
+                    .points
+                    .iter()
+                    .flat_map(|(_, e)| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)].into_iter().flatten());
+                points.chain(s.random_models).chain(s.random_map).collect::<Vec<_>>()
+            });
+            let (lo, hi) = y_range(values, &panel.metric);
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.metric.clone(), text(15))
+                .margin(12)
+                .x_label_area_size(90)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.3..(n - 1) as f64 + 0.3, lo..hi)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(0)
+                .x_desc(curves.x_desc.clone())
+                .y_desc(format!("{} (mean, 95% CI)", panel.metric))
+                .y_label_formatter(&|y| number(*y))
+                .y_label_style(text(12))
+                .axis_desc_style(text(14))
+                .light_line_style(WHITE)
+                .bold_line_style(RGBColor(225, 225, 225))
+                .draw()?;
+            let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
+            category_labels(root, &ticks, &curves.x_labels)?;
+            let (x0, x1) = (-0.3, (n - 1) as f64 + 0.3);
+            for (i, series) in panel.content.iter().enumerate() {
+                let [r, g, b] = method_color(i);
+                let color = RGBColor(r, g, b);
+                let band: Vec<(f64, f64, f64)> =
+                    series.points.iter().filter_map(|(x, e)| e.ci.map(|(l, h)| (*x as f64, l, h))).collect();
+                if band.len() >= 2 {
+                    let mut outline: Vec<(f64, f64)> = band.iter().map(|&(x, _, h)| (x, h)).collect();
+                    outline.extend(band.iter().rev().map(|&(x, l, _)| (x, l)));
+                    chart.draw_series(std::iter::once(Polygon::new(outline, color.mix(0.15).filled())))?;
+                }
+                let line: Vec<(f64, f64)> = series.points.iter().map(|(x, e)| (*x as f64, e.mean)).collect();
+                chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
+                chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                if let Some(v) = series.random_models {
+                    chart.draw_series(DashedLineSeries::new(
+                        vec![(x0, v), (x1, v)],
+                        6,
+                        4,
+                        color.mix(0.7).stroke_width(1),
+                    ))?;
+                }
+                if let Some(v) = series.random_map {
+                    let dot = move |c| Circle::new(c, 1, color.mix(0.7).filled());
+                    chart.draw_series(DottedLineSeries::new(vec![(x0, v), (x1, v)], 0, 5, dot))?;
+                }
             }
         }
+        let methods: Vec<String> =
+            curves.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
+        legend(&legend_area, &methods, true)
     }
-    let methods: Vec<String> =
-        curves.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
-    legend(&legend_area, &methods, true)
 }
 
 /// One method's score in a single-stage test, with its controls.
@@ -286,71 +257,78 @@ pub struct Scores {
 
 /// Draws per-method scores: the mean as a dot with its CI as a bar; the ceiling (repeat) as
 /// a gray triangle, the floors as a gray dash (two random models) and a gray cross (random map).
-pub fn draw_scores<DB: DrawingBackend>(root: &Area<DB>, scores: &Scores) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    let (areas, legend_area) = frame(root, &scores.title, scores.panels.len())?;
-    for (area, panel) in areas.iter().zip(&scores.panels) {
-        let n = panel.content.len().max(1);
-        let values = panel.content.iter().flat_map(|m| {
-            let e = m.estimate.iter().flat_map(|e| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)]).flatten();
-            e.chain(m.repeat).chain(m.random_models).chain(m.random_map).collect::<Vec<_>>()
-        });
-        let (lo, hi) = y_range(values, &panel.metric);
-        let mut chart = ChartBuilder::on(area)
-            .caption(panel.metric.clone(), text(15))
-            .margin(12)
-            .x_label_area_size(150)
-            .y_label_area_size(60)
-            .build_cartesian_2d(-0.5..n as f64 - 0.5, lo..hi)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_desc(format!("{} (mean, 95% CI)", panel.metric))
-            .y_label_formatter(&|y| number(*y))
-            .y_label_style(text(12))
-            .axis_desc_style(text(14))
-            .light_line_style(WHITE)
-            .bold_line_style(RGBColor(225, 225, 225))
-            .draw()?;
-        let names: Vec<String> = panel.content.iter().map(|m| m.method.clone()).collect();
-        let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
-        category_labels(root, &ticks, &names)?;
-        let gray = RGBColor(90, 90, 90);
-        for (i, m) in panel.content.iter().enumerate() {
-            let x = i as f64;
-            let [r, g, b] = method_color(i);
-            let color = RGBColor(r, g, b);
-            if let Some(e) = m.estimate {
-                if let Some((l, h)) = e.ci {
-                    chart.draw_series(LineSeries::new(vec![(x, l), (x, h)], color.stroke_width(3)))?;
+impl Chart for Scores {
+    fn size(&self) -> (u32, u32) {
+        chart_size(self.panels.len())
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let scores = self;
+        let (areas, legend_area) = frame(root, &scores.title, scores.panels.len())?;
+        for (area, panel) in areas.iter().zip(&scores.panels) {
+            let n = panel.content.len().max(1);
+            let values = panel.content.iter().flat_map(|m| {
+                let e = m.estimate.iter().flat_map(|e| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)]).flatten();
+                e.chain(m.repeat).chain(m.random_models).chain(m.random_map).collect::<Vec<_>>()
+            });
+            let (lo, hi) = y_range(values, &panel.metric);
+            let mut chart = ChartBuilder::on(area)
+                .caption(panel.metric.clone(), text(15))
+                .margin(12)
+                .x_label_area_size(150)
+                .y_label_area_size(60)
+                .build_cartesian_2d(-0.5..n as f64 - 0.5, lo..hi)?;
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .x_labels(0)
+                .y_desc(format!("{} (mean, 95% CI)", panel.metric))
+                .y_label_formatter(&|y| number(*y))
+                .y_label_style(text(12))
+                .axis_desc_style(text(14))
+                .light_line_style(WHITE)
+                .bold_line_style(RGBColor(225, 225, 225))
+                .draw()?;
+            let names: Vec<String> = panel.content.iter().map(|m| m.method.clone()).collect();
+            let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
+            category_labels(root, &ticks, &names)?;
+            let gray = RGBColor(90, 90, 90);
+            for (i, m) in panel.content.iter().enumerate() {
+                let x = i as f64;
+                let [r, g, b] = method_color(i);
+                let color = RGBColor(r, g, b);
+                if let Some(e) = m.estimate {
+                    if let Some((l, h)) = e.ci {
+                        chart.draw_series(LineSeries::new(vec![(x, l), (x, h)], color.stroke_width(3)))?;
+                    }
+                    chart.draw_series(std::iter::once(Circle::new((x, e.mean), 5, color.filled())))?;
                 }
-                chart.draw_series(std::iter::once(Circle::new((x, e.mean), 5, color.filled())))?;
-            }
-            if let Some(v) = m.repeat {
-                chart.draw_series(std::iter::once(TriangleMarker::new((x + 0.25, v), 5, gray.filled())))?;
-            }
-            if let Some(v) = m.random_models {
-                chart.draw_series(LineSeries::new(vec![(x - 0.35, v), (x - 0.15, v)], gray.stroke_width(2)))?;
-            }
-            if let Some(v) = m.random_map {
-                chart.draw_series(std::iter::once(Cross::new((x + 0.25, v), 4, gray.stroke_width(2))))?;
+                if let Some(v) = m.repeat {
+                    chart.draw_series(std::iter::once(TriangleMarker::new((x + 0.25, v), 5, gray.filled())))?;
+                }
+                if let Some(v) = m.random_models {
+                    chart.draw_series(LineSeries::new(vec![(x - 0.35, v), (x - 0.15, v)], gray.stroke_width(2)))?;
+                }
+                if let Some(v) = m.random_map {
+                    chart.draw_series(std::iter::once(Cross::new((x + 0.25, v), 4, gray.stroke_width(2))))?;
+                }
             }
         }
+        let left = Pos::new(HPos::Left, VPos::Center);
+        let gray = RGBColor(90, 90, 90);
+        legend_area.draw(&Circle::new((25, 60), 5, BLACK.filled()))?;
+        legend_area.draw(&Text::new("mean, bar: 95% CI", (48, 60), text(13).pos(left)))?;
+        legend_area.draw(&TriangleMarker::new((25, 84), 5, gray.filled()))?;
+        legend_area.draw(&Text::new("repeat (ceiling)", (48, 84), text(13).pos(left)))?;
+        legend_area.draw(&PathElement::new(vec![(15, 108), (35, 108)], gray.stroke_width(2)))?;
+        legend_area.draw(&Text::new("two random models (floor)", (48, 108), text(13).pos(left)))?;
+        legend_area.draw(&Cross::new((25, 132), 4, gray.stroke_width(2)))?;
+        legend_area.draw(&Text::new("random map (floor)", (48, 132), text(13).pos(left)))?;
+        Ok(())
     }
-    let left = Pos::new(HPos::Left, VPos::Center);
-    let gray = RGBColor(90, 90, 90);
-    legend_area.draw(&Circle::new((25, 60), 5, BLACK.filled()))?;
-    legend_area.draw(&Text::new("mean, bar: 95% CI", (48, 60), text(13).pos(left)))?;
-    legend_area.draw(&TriangleMarker::new((25, 84), 5, gray.filled()))?;
-    legend_area.draw(&Text::new("repeat (ceiling)", (48, 84), text(13).pos(left)))?;
-    legend_area.draw(&PathElement::new(vec![(15, 108), (35, 108)], gray.stroke_width(2)))?;
-    legend_area.draw(&Text::new("two random models (floor)", (48, 108), text(13).pos(left)))?;
-    legend_area.draw(&Cross::new((25, 132), 4, gray.stroke_width(2)))?;
-    legend_area.draw(&Text::new("random map (floor)", (48, 132), text(13).pos(left)))?;
-    Ok(())
 }
 
 /// The method-agreement matrix of one metric: `values[i][j]` is the mean score of method `i`
@@ -374,7 +352,7 @@ fn label_width(agreement: &Agreement) -> u32 {
 }
 
 /// The size of an agreement figure.
-pub fn agreement_size(agreement: &Agreement) -> (u32, u32) {
+fn agreement_size(agreement: &Agreement) -> (u32, u32) {
     let n = agreement.methods.len() as u32;
     let label = label_width(agreement);
     let panel = label + n * CELL + 90;
@@ -383,55 +361,66 @@ pub fn agreement_size(agreement: &Agreement) -> (u32, u32) {
 
 /// Draws the agreement matrices: each cell coloured with `bwr` centred on 0 (the panel's
 /// largest |value| at the ends) and its value written in it.
-pub fn draw_agreement<DB: DrawingBackend>(root: &Area<DB>, agreement: &Agreement) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE)?;
-    root.draw(&Text::new(agreement.title.clone(), (12, 12), text(18)))?;
-    let n = agreement.methods.len();
-    let label = label_width(agreement) as i32;
-    let (width, _) = agreement_size(agreement);
-    let panel_w = width as i32 / agreement.panels.len().max(1) as i32;
-    for (p, panel) in agreement.panels.iter().enumerate() {
-        let left = p as i32 * panel_w + label;
-        let top = TITLE_H as i32 + 30;
-        root.draw(&Text::new(panel.metric.clone(), (left, TITLE_H as i32 + 4), text(15)))?;
-        let half = panel.content.iter().flatten().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
-        let scale = Scale::Diverging { center: 0.0, half: if half > 0.0 { half } else { 1.0 } };
-        for (i, row) in panel.content.iter().enumerate() {
-            let y = top + i as i32 * CELL as i32;
-            let right = Pos::new(HPos::Right, VPos::Center);
-            root.draw(&Text::new(agreement.methods[i].clone(), (left - 6, y + CELL as i32 / 2), text(12).pos(right)))?;
-            for (j, value) in row.iter().enumerate() {
-                let x = left + j as i32 * CELL as i32;
-                let corners = [(x, y), (x + CELL as i32, y + CELL as i32)];
-                let fill = match value {
-                    Some(v) => {
-                        let [r, g, b] = ColorMap::Bwr.color(scale.unit(*v));
-                        RGBColor(r, g, b)
-                    }
-                    None => RGBColor(235, 235, 235),
-                };
-                root.draw(&Rectangle::new(corners, fill.filled()))?;
-                root.draw(&Rectangle::new(corners, WHITE.stroke_width(1)))?;
-                let centre = (x + CELL as i32 / 2, y + CELL as i32 / 2);
-                let style = text(12).pos(Pos::new(HPos::Center, VPos::Center));
-                let written = value.map_or_else(|| "-".to_string(), number);
-                root.draw(&Text::new(written, centre, style))?;
-            }
-        }
-        let bottom = top + n as i32 * CELL as i32 + 6;
-        let down = Pos::new(HPos::Left, VPos::Center);
-        for (j, method) in agreement.methods.iter().enumerate() {
-            let x = left + j as i32 * CELL as i32 + CELL as i32 / 2;
-            let style = text(12).transform(FontTransform::Rotate90).pos(down);
-            root.draw(&Text::new(method.clone(), (x, bottom), style))?;
-        }
-        let bar_x = left + n as i32 * CELL as i32 + 10;
-        colorbar(root, (bar_x, top), (14, (n as u32 * CELL).max(60)), scale, ColorMap::Bwr, 12)?;
+impl Chart for Agreement {
+    fn size(&self) -> (u32, u32) {
+        agreement_size(self)
     }
-    Ok(())
+
+    fn draw<DB: DrawingBackend>(&self, root: &Area<DB>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        let agreement = self;
+        root.fill(&WHITE)?;
+        root.draw(&Text::new(agreement.title.clone(), (12, 12), text(18)))?;
+        let n = agreement.methods.len();
+        let label = label_width(agreement) as i32;
+        let (width, _) = agreement_size(agreement);
+        let panel_w = width as i32 / agreement.panels.len().max(1) as i32;
+        for (p, panel) in agreement.panels.iter().enumerate() {
+            let left = p as i32 * panel_w + label;
+            let top = TITLE_H as i32 + 30;
+            root.draw(&Text::new(panel.metric.clone(), (left, TITLE_H as i32 + 4), text(15)))?;
+            let half = panel.content.iter().flatten().flatten().fold(0.0f64, |a, v| a.max(v.abs()));
+            let scale = Scale::Diverging { center: 0.0, half: if half > 0.0 { half } else { 1.0 } };
+            for (i, row) in panel.content.iter().enumerate() {
+                let y = top + i as i32 * CELL as i32;
+                let right = Pos::new(HPos::Right, VPos::Center);
+                root.draw(&Text::new(
+                    agreement.methods[i].clone(),
+                    (left - 6, y + CELL as i32 / 2),
+                    text(12).pos(right),
+                ))?;
+                for (j, value) in row.iter().enumerate() {
+                    let x = left + j as i32 * CELL as i32;
+                    let corners = [(x, y), (x + CELL as i32, y + CELL as i32)];
+                    let fill = match value {
+                        Some(v) => {
+                            let [r, g, b] = ColorMap::Bwr.color(scale.unit(*v));
+                            RGBColor(r, g, b)
+                        }
+                        None => RGBColor(235, 235, 235),
+                    };
+                    root.draw(&Rectangle::new(corners, fill.filled()))?;
+                    root.draw(&Rectangle::new(corners, WHITE.stroke_width(1)))?;
+                    let centre = (x + CELL as i32 / 2, y + CELL as i32 / 2);
+                    let style = text(12).pos(Pos::new(HPos::Center, VPos::Center));
+                    let written = value.map_or_else(|| "-".to_string(), number);
+                    root.draw(&Text::new(written, centre, style))?;
+                }
+            }
+            let bottom = top + n as i32 * CELL as i32 + 6;
+            let down = Pos::new(HPos::Left, VPos::Center);
+            for (j, method) in agreement.methods.iter().enumerate() {
+                let x = left + j as i32 * CELL as i32 + CELL as i32 / 2;
+                let style = text(12).transform(FontTransform::Rotate90).pos(down);
+                root.draw(&Text::new(method.clone(), (x, bottom), style))?;
+            }
+            let bar_x = left + n as i32 * CELL as i32 + 10;
+            colorbar(root, (bar_x, top), (14, (n as u32 * CELL).max(60)), scale, ColorMap::Bwr, 12)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -462,11 +451,11 @@ mod tests {
     #[test]
     fn curves_draw_as_png_and_svg_deterministically() -> DrawResult {
         let c = curves();
-        let a = png(chart_size(2), |root| draw_curves(root, &c))?;
-        assert_eq!(a, png(chart_size(2), |root| draw_curves(root, &c))?);
+        let a = png(chart_size(2), |root| c.draw(root))?;
+        assert_eq!(a, png(chart_size(2), |root| c.draw(root))?);
         let image = image::load_from_memory(&a)?;
         assert_eq!((image.width(), image.height()), chart_size(2));
-        let s = svg(chart_size(2), |root| draw_curves(root, &c))?;
+        let s = svg(chart_size(2), |root| c.draw(root))?;
         assert!(s.contains("gradcam") && s.contains("spearman") && s.contains("fc1"), "labels are in the SVG");
         Ok(())
     }
@@ -481,7 +470,7 @@ mod tests {
                 content: vec![vec![None, Some(0.3)], vec![Some(0.3), None]],
             }],
         };
-        let s = svg(agreement_size(&a), |root| draw_agreement(root, &a))?;
+        let s = svg(agreement_size(&a), |root| a.draw(root))?;
         assert!(s.contains("0.3"));
         Ok(())
     }

@@ -110,7 +110,7 @@ pub fn render(grid: &MapGrid, cell: u32) -> DrawResult<Vec<u8>> {
         }
         if let Some((scale, colormap)) = grid.shared {
             let (x, y) = layout.cell_origin(0, columns);
-            let height = (cell * 2).min(layout.size(grid.rows.len(), 0).1 - layout.top - 16);
+            let height = (cell * 2).min(layout.size(grid.rows.len(), 0).1.saturating_sub(layout.top + 16)).max(16);
             colorbar(root, (x + 8, y), (16, height), scale, colormap, 13)?;
         }
         Ok(())
@@ -130,8 +130,7 @@ mod tests {
             scale: Scale::Sequential { lo: 0.0, hi: 1.0 },
             colormap: ColorMap::Gray,
         };
-        let mut cells = vec![vec![None, None, None], vec![None, None, Some(hot)]];
-        cells[0][0] = None;
+        let cells = vec![vec![None, None, None], vec![None, None, Some(hot)]];
         let grid = MapGrid {
             title: "t".into(),
             rows: vec!["a".into(), "b".into()],

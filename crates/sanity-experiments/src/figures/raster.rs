@@ -25,24 +25,35 @@ pub enum Scale {
 
 impl Scale {
     /// The scale of a map that went through `steps`: a fixed range when the last step fixes
-    /// one (`adebayo_abs` and `normalize{min_max}`: [0, 1]; `adebayo_diverging`: centred on
-    /// 0.5; `normalize{max_abs}`: [-1, 1] or [0, 1]); otherwise the map's own range, centred on
-    /// zero when it has negative values (Adebayo et al. 2018, Figure 2: gray for absolute
-    /// maps, a diverging map for signed ones).
+    /// one ([`Scale::fixed`]); otherwise the map's own range, centred on zero when it has
+    /// negative values (Adebayo et al. 2018, Figure 2: gray for absolute maps, a diverging map
+    /// for signed ones).
     pub fn for_map(values: &[f32], steps: &[PostStep]) -> Scale {
         let signed = values.iter().any(|&v| v < 0.0);
+        if let Some(scale) = Scale::fixed(steps, signed) {
+            return scale;
+        }
         let max_abs = values.iter().fold(0.0f64, |a, &v| a.max(f64::from(v).abs()));
-        match steps.last() {
-            Some(PostStep::AdebayoAbs { .. } | PostStep::Normalize { mode: Normalization::MinMax }) => {
-                Scale::Sequential { lo: 0.0, hi: 1.0 }
+        match signed {
+            true => Scale::Diverging { center: 0.0, half: positive_or_one(max_abs) },
+            false => Scale::Sequential { lo: 0.0, hi: positive_or_one(max_abs) },
+        }
+    }
+
+    /// The range the last of `steps` puts every map in, if it fixes one: `adebayo_abs` and
+    /// `normalize{min_max}` [0, 1]; `adebayo_diverging` centred on 0.5; `normalize{max_abs}`
+    /// [-1, 1] for a `signed` map, else [0, 1].
+    pub fn fixed(steps: &[PostStep], signed: bool) -> Option<Scale> {
+        match steps.last()? {
+            PostStep::AdebayoAbs { .. } | PostStep::Normalize { mode: Normalization::MinMax } => {
+                Some(Scale::Sequential { lo: 0.0, hi: 1.0 })
             }
-            Some(PostStep::AdebayoDiverging { .. }) => Scale::Diverging { center: 0.5, half: 0.5 },
-            Some(PostStep::Normalize { mode: Normalization::MaxAbs }) if signed => {
-                Scale::Diverging { center: 0.0, half: 1.0 }
+            PostStep::AdebayoDiverging { .. } => Some(Scale::Diverging { center: 0.5, half: 0.5 }),
+            PostStep::Normalize { mode: Normalization::MaxAbs } if signed => {
+                Some(Scale::Diverging { center: 0.0, half: 1.0 })
             }
-            Some(PostStep::Normalize { mode: Normalization::MaxAbs }) => Scale::Sequential { lo: 0.0, hi: 1.0 },
-            _ if signed => Scale::Diverging { center: 0.0, half: positive_or_one(max_abs) },
-            _ => Scale::Sequential { lo: 0.0, hi: positive_or_one(max_abs) },
+            PostStep::Normalize { mode: Normalization::MaxAbs } => Some(Scale::Sequential { lo: 0.0, hi: 1.0 }),
+            _ => None,
         }
     }
 
@@ -52,14 +63,6 @@ impl Scale {
             .iter()
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(f64::from(v)), hi.max(f64::from(v))));
         if lo.is_finite() && hi > lo { Scale::Sequential { lo, hi } } else { Scale::Sequential { lo, hi: lo + 1.0 } }
-    }
-
-    /// Whether the range is the same for every map the pipeline makes.
-    pub fn is_fixed(steps: &[PostStep]) -> bool {
-        matches!(
-            steps.last(),
-            Some(PostStep::AdebayoAbs { .. } | PostStep::AdebayoDiverging { .. } | PostStep::Normalize { .. })
-        ) && !matches!(steps.last(), Some(PostStep::Normalize { mode: Normalization::Rms }))
     }
 
     /// The colour map that goes with the scale: gray for sequential, `bwr` for diverging.
@@ -175,7 +178,7 @@ mod tests {
         assert_eq!(Scale::for_map(&[0.0, 3.0], &[]), Scale::Sequential { lo: 0.0, hi: 3.0 });
         let abs = [PostStep::AdebayoAbs { percentile: 99.0 }];
         assert_eq!(Scale::for_map(&[0.0, 0.2], &abs), Scale::Sequential { lo: 0.0, hi: 1.0 });
-        assert!(Scale::is_fixed(&abs) && !Scale::is_fixed(&[]));
+        assert!(Scale::fixed(&abs, false).is_some() && Scale::fixed(&[], true).is_none());
         assert_eq!(Scale::min_max(&[2.0, 2.0]), Scale::Sequential { lo: 2.0, hi: 3.0 });
     }
 }

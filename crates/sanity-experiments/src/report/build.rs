@@ -98,22 +98,39 @@ fn estimate(row: &SummaryRow) -> Option<Estimate> {
     row.mean.map(|mean| Estimate { mean, ci })
 }
 
-/// Rows of one test, method (against itself), pipeline and metric.
-fn rows_for<'a>(
-    rows: &'a [SummaryRow],
-    group: &'a TestGroup,
-    method: &'a str,
-    postprocess: &'a str,
-    metric: &'a str,
-) -> impl Iterator<Item = &'a SummaryRow> {
-    rows.iter().filter(move |r| {
-        r.test == group.test
-            && r.order == group.order
-            && r.method == method
-            && r.method_b == method
-            && r.postprocess == postprocess
-            && r.metric == metric
-    })
+/// One panel per metric of `postprocess`, each with every method (so that a method keeps its
+/// colour across panels and the legend, even without rows): `content(method, rows)` gets the
+/// method's rows against itself for the test, pipeline and metric (empty when it has none).
+fn per_metric_and_method<T>(
+    rows: &[SummaryRow],
+    group: &TestGroup,
+    methods: &[String],
+    postprocess: &str,
+    mut content: impl FnMut(&str, &[&SummaryRow]) -> T,
+) -> Vec<Panel<Vec<T>>> {
+    metrics_of(rows, postprocess)
+        .into_iter()
+        .map(|metric| {
+            let content = methods
+                .iter()
+                .map(|method| {
+                    let mine: Vec<&SummaryRow> = rows
+                        .iter()
+                        .filter(|r| {
+                            r.test == group.test
+                                && r.order == group.order
+                                && r.method == *method
+                                && r.method_b == *method
+                                && r.postprocess == postprocess
+                                && r.metric == metric
+                        })
+                        .collect();
+                    content(method, &mine)
+                })
+                .collect();
+            Panel { metric, content }
+        })
+        .collect()
 }
 
 /// Similarity-vs-stage curves of a staged test under one pipeline: x = 0 is the original
@@ -123,39 +140,24 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
     let stages = stages_of(rows, group);
     let mut x_labels = vec!["original".to_string()];
     x_labels.extend(stages.iter().map(|(_, s)| s.clone()));
-    let panels = metrics_of(rows, postprocess)
-        .into_iter()
-        .map(|metric| {
-            // Every method in every panel (empty when it has no rows), so that a method keeps
-            // its colour across panels and the legend.
-            let content = methods
-                .iter()
-                .map(|method| {
-                    let mine: Vec<&SummaryRow> = rows_for(rows, group, method, postprocess, &metric).collect();
-                    let first = mine.first();
-                    let mut points: Vec<(usize, Estimate)> = first
-                        .and_then(|f| f.control_repeat)
-                        .map(|v| (0, Estimate { mean: v, ci: None }))
-                        .into_iter()
-                        .collect();
-                    for r in &mine {
-                        let x = stages.iter().position(|(i, s)| *i == r.stage_index && *s == r.stage);
-                        if let (Some(x), Some(e)) = (x, estimate(r)) {
-                            points.push((x + 1, e));
-                        }
-                    }
-                    points.sort_by_key(|p| p.0);
-                    Series {
-                        method: method.clone(),
-                        points,
-                        random_models: first.and_then(|f| f.control_random_models),
-                        random_map: first.and_then(|f| f.control_random_map),
-                    }
-                })
-                .collect();
-            Panel { metric, content }
-        })
-        .collect();
+    let panels = per_metric_and_method(rows, group, methods, postprocess, |method, mine| {
+        let first = mine.first();
+        let mut points: Vec<(usize, Estimate)> =
+            first.and_then(|f| f.control_repeat).map(|v| (0, Estimate { mean: v, ci: None })).into_iter().collect();
+        for r in mine {
+            let x = stages.iter().position(|(i, s)| *i == r.stage_index && *s == r.stage);
+            if let (Some(x), Some(e)) = (x, estimate(r)) {
+                points.push((x + 1, e));
+            }
+        }
+        points.sort_by_key(|p| p.0);
+        Series {
+            method: method.to_string(),
+            points,
+            random_models: first.and_then(|f| f.control_random_models),
+            random_map: first.and_then(|f| f.control_random_map),
+        }
+    });
     let x_desc = match (group.test.as_str(), group.order.as_str()) {
         ("independent", _) => "the one layer re-initialised",
         (_, "bottom_up") => "re-initialised up to this layer, from the input (cumulative)",
@@ -166,33 +168,24 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
 
 /// Per-method scores of a single-stage test under one pipeline.
 pub fn scores(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postprocess: &str) -> Scores {
-    let panels = metrics_of(rows, postprocess)
-        .into_iter()
-        .map(|metric| {
-            // Every method in every panel, as for the curves.
-            let content = methods
-                .iter()
-                .map(|method| {
-                    let row = rows_for(rows, group, method, postprocess, &metric).next();
-                    MethodScore {
-                        method: method.clone(),
-                        estimate: row.and_then(estimate),
-                        repeat: row.and_then(|r| r.control_repeat),
-                        random_models: row.and_then(|r| r.control_random_models),
-                        random_map: row.and_then(|r| r.control_random_map),
-                    }
-                })
-                .collect();
-            Panel { metric, content }
-        })
-        .collect();
+    let panels = per_metric_and_method(rows, group, methods, postprocess, |method, mine| {
+        let row = mine.first().copied();
+        MethodScore {
+            method: method.to_string(),
+            estimate: row.and_then(estimate),
+            repeat: row.and_then(|r| r.control_repeat),
+            random_models: row.and_then(|r| r.control_random_models),
+            random_map: row.and_then(|r| r.control_random_map),
+        }
+    });
     Scores { title: format!("{}: {postprocess}", group.title()), panels }
 }
 
-/// The method-agreement matrices under one pipeline (a pair scored one way only is mirrored).
-pub fn agreement(rows: &[SummaryRow], methods: &[String], postprocess: &str) -> Agreement {
+/// The method-agreement matrices of `group` under one pipeline (a pair scored one way only is
+/// mirrored).
+pub fn agreement(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postprocess: &str) -> Agreement {
     let agreement_rows: Vec<&SummaryRow> =
-        rows.iter().filter(|r| r.test == "method_agreement" && r.postprocess == postprocess).collect();
+        rows.iter().filter(|r| r.test == group.test && r.postprocess == postprocess).collect();
     let mut used: Vec<String> = Vec::new();
     for m in methods {
         if agreement_rows.iter().any(|r| &r.method == m || &r.method_b == m) {
@@ -218,14 +211,7 @@ pub fn agreement(rows: &[SummaryRow], methods: &[String], postprocess: &str) -> 
             Panel { metric, content: matrix }
         })
         .collect();
-    Agreement {
-        title: format!(
-            "{}: {postprocess}",
-            TestGroup { test: "method_agreement".into(), order: String::new() }.title()
-        ),
-        methods: used,
-        panels,
-    }
+    Agreement { title: format!("{}: {postprocess}", group.title()), methods: used, panels }
 }
 
 /// The grid of one example image: rows are methods, columns the input, the original model
@@ -268,7 +254,8 @@ pub fn map_grid(
     }
     let map_tiles: Vec<&Tile> = cells.iter().flat_map(|row| row.iter().skip(1).flatten()).collect();
     let shared = match map_tiles.first() {
-        Some(first) if Scale::is_fixed(steps) && map_tiles.iter().all(|t| t.scale == first.scale) => {
+        // A range fixed by the pipeline, and the same for every map (max_abs fixes two).
+        Some(first) if Scale::fixed(steps, false).is_some() && map_tiles.iter().all(|t| t.scale == first.scale) => {
             Some((first.scale, first.colormap))
         }
         _ => None,

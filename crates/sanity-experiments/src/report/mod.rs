@@ -125,7 +125,7 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
                 svg,
             };
             if group.test == "method_agreement" {
-                let chart = agreement(&summary, &methods, label);
+                let chart = agreement(&summary, &group, &methods, label);
                 let files = chart_files(dir, &format!("agreement-{slug}"), &chart)?;
                 let caption = format!("Mean similarity between the methods' maps of the trained model ({label})");
                 figures.push(figure(caption, files));
