@@ -27,6 +27,10 @@ impl Attribution for Gradient {
     fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
         input_gradients(models, x, targets, ReluMode::Standard, self.id())
     }
+
+    fn gradient_rule(&self) -> Option<ReluMode> {
+        Some(ReluMode::Standard)
+    }
 }
 
 /// Gradient ⊙ input — Shrikumar et al. 2016, arXiv:1605.01713 (Adebayo et al. 2018, section 2):

@@ -30,6 +30,10 @@ impl Attribution for GuidedBackprop {
     fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
         input_gradients(models, x, targets, ReluMode::Guided, self.id())
     }
+
+    fn gradient_rule(&self) -> Option<ReluMode> {
+        Some(ReluMode::Guided)
+    }
 }
 
 /// DeconvNet.
@@ -47,5 +51,9 @@ impl Attribution for Deconvnet {
 
     fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
         input_gradients(models, x, targets, ReluMode::Deconv, self.id())
+    }
+
+    fn gradient_rule(&self) -> Option<ReluMode> {
+        Some(ReluMode::Deconv)
     }
 }

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::target::one_hot;
 use candle_core::{DType, Device, Tensor, Var};
 use sanity_model::{Mode, Model, ReluMode, native};
+use std::ops::Range;
 
 /// `∂ logit_{t_i}(x_i) / ∂ x_i` for every row `i` of `x` `[n, c, h, w]`, as `[n, c, h, w]`.
 pub fn input_gradient(
@@ -58,33 +59,135 @@ pub fn gradients_from(
     let Some(first) = models.first() else { return Ok(Vec::new()) };
     let n = h.dim(0)?;
     let outputs = first.arch.num_outputs();
-    let seeds: Vec<Vec<f32>> = targets.iter().map(|t| one_hot(t, n, outputs, method)).collect::<Result<_>>()?;
+    let seeds: Vec<Vec<f64>> = targets
+        .iter()
+        .map(|t| Ok(one_hot(t, n, outputs, method)?.into_iter().map(f64::from).collect()))
+        .collect::<Result<_>>()?;
+    seeded_gradients(models, h, start, &seeds, relu, None)
+}
+
+/// `∂(Σ_i Σ_j seeds[m]_ij · logit_j(h_i)) / ∂h_i` under each of `models[m]` for `h` the input of
+/// layer `start`; with `segments`, summed over runs of consecutive inputs (see
+/// [`native::input_gradient_sums`]): `[segments.len(), ..]`. Float32 takes the native engine,
+/// other dtypes candle's autograd.
+fn seeded_gradients(
+    models: &[&Model],
+    h: &Tensor,
+    start: usize,
+    seeds: &[Vec<f64>],
+    relu: ReluMode,
+    segments: Option<&[usize]>,
+) -> Result<Vec<Tensor>> {
+    let Some(first) = models.first() else { return Ok(Vec::new()) };
+    let n = h.dim(0)?;
     let layers = start..first.arch.layers.len();
+    let mut shape = h.dims().to_vec();
+    shape[0] = segments.map_or(n, <[usize]>::len);
     if h.dtype() == DType::F32 {
         let values = h.flatten_all()?.to_vec1::<f32>()?;
+        let seeds: Vec<Vec<f32>> = seeds.iter().map(|s| s.iter().map(|&v| v as f32).collect()).collect();
         let seed_refs: Vec<&[f32]> = seeds.iter().map(|s| s.as_slice()).collect();
-        let grads = native::input_gradients(models, &values, n, layers, &seed_refs, relu)?;
-        return grads.into_iter().map(|g| Ok(Tensor::from_vec(g, h.shape(), &Device::Cpu)?)).collect();
+        let grads = match segments {
+            Some(segments) => native::input_gradient_sums(models, &values, n, layers, &seed_refs, relu, segments)?,
+            None => native::input_gradients(models, &values, n, layers, &seed_refs, relu)?,
+        };
+        return grads.into_iter().map(|g| Ok(Tensor::from_vec(g, shape.as_slice(), &Device::Cpu)?)).collect();
     }
     let mut grads = Vec::with_capacity(models.len());
     for (model, seed) in models.iter().zip(seeds) {
         let input = Var::from_tensor(h)?;
         let logits = model.forward_with(input.as_tensor(), layers.clone(), &mut Mode::Eval, relu)?;
-        let seed = Tensor::from_vec(seed, logits.shape(), &Device::Cpu)?.to_dtype(logits.dtype())?;
+        let seed = Tensor::from_slice(seed, logits.shape(), &Device::Cpu)?.to_dtype(logits.dtype())?;
         let all = (logits * seed)?.sum_all()?.backward()?;
-        grads.push(match all.get(input.as_tensor()) {
+        let g = match all.get(input.as_tensor()) {
             Some(g) => g.clone(),
             None => h.zeros_like()?,
+        };
+        grads.push(match segments {
+            Some(segments) => {
+                let mut sums = Vec::with_capacity(segments.len());
+                let mut at = 0;
+                for &count in segments {
+                    sums.push(g.narrow(0, at, count)?.sum_keepdim(0)?);
+                    at += count;
+                }
+                Tensor::cat(&sums, 0)?
+            }
+            None => g,
         });
     }
     Ok(grads)
+}
+
+/// `Σ_k w_k · ∂ logit_{t_i}(p_ik) / ∂ p_ik` for every input `i` of `x` over its `per_input`
+/// points `p_ik` (`fill(i, k, buffer)` appends the `[c, h, w]` values of `p_ik`, `weight(k)`
+/// gives `w_k`), under each of `models` with the targets `targets[m]`: per model, `[n, c, h, w]`
+/// row-major as f64. Points go `batch` at a time in chunks that hold whole inputs (or, when an
+/// input has more than `batch` points, `batch`-long runs of one input), so the sums do not
+/// depend on which other inputs are evaluated with them. The weights ride in the backward's
+/// seeds and the sums are taken inside it ([`native::input_gradient_sums`]). The common loop of
+/// integrated gradients and SmoothGrad.
+#[allow(clippy::too_many_arguments)]
+pub fn weighted_gradient_sums(
+    models: &[&Model],
+    x: &Tensor,
+    targets: &[&[usize]],
+    per_input: usize,
+    batch: usize,
+    relu: ReluMode,
+    method: &'static str,
+    mut fill: impl FnMut(usize, usize, &mut Vec<f64>),
+    weight: impl Fn(usize) -> f64,
+) -> Result<Vec<Vec<f64>>> {
+    let Some(first) = models.first() else { return Ok(Vec::new()) };
+    let (n, c, h, w) = x.dims4()?;
+    let (per, outputs) = (c * h * w, first.arch.num_outputs());
+    let mut sums = vec![vec![0.0f64; n * per]; models.len()];
+    let mut inputs = Vec::with_capacity(batch.max(1).min(n * per_input) * per);
+    for chunk in aligned_chunks(n, per_input, batch.max(1)) {
+        inputs.clear();
+        let mut seeds = vec![Vec::new(); models.len()];
+        for &(i, ref steps) in &chunk {
+            for k in steps.clone() {
+                fill(i, k, &mut inputs);
+                for (seed, t) in seeds.iter_mut().zip(targets) {
+                    let row = one_hot(&t[i..=i], 1, outputs, method)?;
+                    seed.extend(row.into_iter().map(|v| f64::from(v) * weight(k)));
+                }
+            }
+        }
+        let segments: Vec<usize> = chunk.iter().map(|(_, steps)| steps.len()).collect();
+        let points: usize = segments.iter().sum();
+        let batch = Tensor::from_slice(&inputs, (points, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+        let grads = seeded_gradients(models, &batch, 0, &seeds, relu, Some(&segments))?;
+        for (sums, grads) in sums.iter_mut().zip(grads) {
+            let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+            for (g, &(i, _)) in values.chunks_exact(per).zip(&chunk) {
+                sums[i * per..(i + 1) * per].iter_mut().zip(g).for_each(|(s, v)| *s += v);
+            }
+        }
+    }
+    Ok(sums)
+}
+
+/// The chunks of [`weighted_gradient_sums`]: lists of `(input, its points)`, at most `batch`
+/// points each, whole inputs together when `per_input <= batch`.
+fn aligned_chunks(n: usize, per_input: usize, batch: usize) -> Vec<Vec<(usize, Range<usize>)>> {
+    if per_input <= batch {
+        let inputs: Vec<usize> = (0..n).collect();
+        inputs.chunks(batch / per_input.max(1)).map(|c| c.iter().map(|&i| (i, 0..per_input)).collect()).collect()
+    } else {
+        (0..n)
+            .flat_map(|i| (0..per_input).step_by(batch).map(move |k| vec![(i, k..(k + batch).min(per_input))]))
+            .collect()
+    }
 }
 
 /// The input gradients at many points, each derived from one of the `n` inputs of `x`
 /// (`points[p].0`): `fill(p, buffer)` appends point `p`'s values (the `[c, h, w]` of an input
 /// of `x`). Points are evaluated `batch` at a time under every model, the target of a point
 /// being its input's; `visit(m, p, gradient)` receives each point's gradient under model `m`
-/// as f64. The common loop of integrated gradients and expected gradients.
+/// as f64. The loop of expected gradients (whose points each carry their own reference).
 #[allow(clippy::too_many_arguments)]
 pub fn path_gradients<P: Copy>(
     models: &[&Model],

@@ -16,13 +16,13 @@
 //! to 1, as completeness requires. The golden test compares `ours · (m−1)/m` with Captum.
 
 use crate::error::{AttributionError, Result};
-use crate::input_gradient::path_gradients;
+use crate::input_gradient::weighted_gradient_sums;
 use crate::method::Attribution;
 use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
 use rand::Rng;
 use sanity_data::{gaussian_blur, stream_rng};
-use sanity_model::Model;
+use sanity_model::{Model, ReluMode};
 use serde::{Deserialize, Serialize};
 
 /// The quadrature of the path integral.
@@ -215,25 +215,20 @@ impl Attribution for IntegratedGradients {
         let delta = (x - &baseline)?;
         let base_v = baseline.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         let delta_v = delta.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-        // All (image, step) points, image-major; evaluated `batch` at a time.
-        let points: Vec<(usize, usize)> = (0..n).flat_map(|i| (0..self.steps).map(move |k| (i, k))).collect();
-        let mut sums = vec![vec![0.0f64; n * per]; models.len()];
-        path_gradients(
+        // Σ_k w_k ∇f(x' + α_k (x − x')) per image, `batch` points per pass.
+        let sums = weighted_gradient_sums(
             models,
             x,
             targets,
-            &points,
+            self.steps,
             self.batch,
+            ReluMode::Standard,
             self.id(),
-            |(i, k), inputs| {
+            |i, k, inputs| {
                 let (b, d) = (&base_v[i * per..(i + 1) * per], &delta_v[i * per..(i + 1) * per]);
                 inputs.extend(b.iter().zip(d).map(|(b, d)| b + alphas[k] * d));
             },
-            |m, (i, k), g| {
-                for (s, v) in sums[m][i * per..(i + 1) * per].iter_mut().zip(g) {
-                    *s += weights[k] * v;
-                }
-            },
+            |k| weights[k],
         )?;
         sums.into_iter()
             .map(|sum| {

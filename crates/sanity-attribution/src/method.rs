@@ -9,7 +9,7 @@ use crate::{
     Occlusion, RandomMap, Sobel,
 };
 use candle_core::Tensor;
-use sanity_model::{Architecture, LrpRule, Model};
+use sanity_model::{Architecture, LrpRule, Model, ReluMode};
 use serde::{Deserialize, Serialize};
 
 /// An attribution method: maps inputs and explained outputs to raw saliency maps.
@@ -37,6 +37,13 @@ pub trait Attribution: Send + Sync {
         ids: &[u64],
     ) -> Result<Vec<Tensor>> {
         models.iter().zip(targets).map(|(model, targets)| self.attribute(model, x, targets, ids)).collect()
+    }
+
+    /// The ReLU rule when this method's map is the plain input gradient under it (gradient,
+    /// guided backprop, deconvnet), `None` otherwise. SmoothGrad then averages the gradients
+    /// inside the backward ([`crate::input_gradient::weighted_gradient_sums`]).
+    fn gradient_rule(&self) -> Option<ReluMode> {
+        None
     }
 }
 

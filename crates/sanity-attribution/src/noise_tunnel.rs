@@ -15,6 +15,7 @@
 //! `stdevs` is absolute; `noise` here is relative to each image's range.
 
 use crate::error::{AttributionError, Result};
+use crate::input_gradient::weighted_gradient_sums;
 use crate::method::Attribution;
 use crate::target::check_target_lists;
 use candle_core::{DType, Device, Tensor};
@@ -118,6 +119,25 @@ impl Attribution for NoiseTunnel {
         let mut noisy = Vec::with_capacity(n * self.samples * per);
         for (i, image) in values.chunks_exact(per).enumerate() {
             noisy.extend(self.noisy_copies(image, ids[i]));
+        }
+        if let (Aggregate::Mean, Some(relu)) = (self.aggregate, self.inner.gradient_rule()) {
+            // A mean of gradients: the mean is taken inside the backward.
+            let samples = self.samples;
+            let means = weighted_gradient_sums(
+                models,
+                x,
+                targets,
+                samples,
+                self.batch,
+                relu,
+                self.id(),
+                |i, k, inputs| inputs.extend_from_slice(&noisy[(i * samples + k) * per..(i * samples + k + 1) * per]),
+                |_| 1.0 / samples as f64,
+            )?;
+            return means
+                .into_iter()
+                .map(|mean| Ok(Tensor::from_vec(mean, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?))
+                .collect();
         }
         let total = n * self.samples;
         let all_targets: Vec<Vec<usize>> =

@@ -218,3 +218,71 @@ fn all_models_at_once_equal_one_model_at_a_time() {
         }
     }
 }
+
+/// A method that hides [`sanity_attribution::Attribution::gradient_rule`] of the one it wraps.
+struct Opaque(Box<dyn sanity_attribution::Attribution>);
+
+impl sanity_attribution::Attribution for Opaque {
+    fn id(&self) -> &'static str {
+        self.0.id()
+    }
+
+    fn attribute(
+        &self,
+        model: &Model,
+        x: &Tensor,
+        targets: &[usize],
+        ids: &[u64],
+    ) -> sanity_attribution::error::Result<Tensor> {
+        self.0.attribute(model, x, targets, ids)
+    }
+}
+
+#[test]
+fn smoothgrad_averaged_in_the_backward_equals_the_mean_of_its_noisy_maps() {
+    use sanity_attribution::{Aggregate, Attribution, NoiseTunnel};
+    // float32: the native engine sums the gradients at the first layer's output.
+    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let m = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let x = inputs(3, 7).to_dtype(DType::F32).expect("f32");
+    let (targets, ids) = ([4usize, 1, 7], [20u64, 21, 22]);
+    for inner in ["gradient", "guided_backprop", "deconvnet"] {
+        let tunnel = |inner: Box<dyn Attribution>, batch| NoiseTunnel {
+            inner,
+            aggregate: Aggregate::Mean,
+            samples: 6,
+            noise: 0.2,
+            batch,
+            seed: 3,
+        };
+        let build = || spec(&format!("method = \"{inner}\"")).build(&arch, 0).expect("build");
+        assert!(build().gradient_rule().is_some(), "{inner} is a plain gradient");
+        let general = values(&tunnel(Box::new(Opaque(build())), 4).attribute(&m, &x, &targets, &ids).expect("maps"));
+        let scale = general.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        assert!(scale > 0.0);
+        // Whole images per pass (12 of 18 points), and one image split over passes (4 of 6).
+        for batch in [12, 4] {
+            let summed = values(&tunnel(build(), batch).attribute(&m, &x, &targets, &ids).expect("maps"));
+            let err = general.iter().zip(&summed).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(err < 1e-5 * scale, "{inner}, batch {batch}: {err:e} of {scale:e}");
+        }
+    }
+}
+
+#[test]
+fn float32_integrated_gradients_do_not_depend_on_the_batch() {
+    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let m = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let x = inputs(3, 8).to_dtype(DType::F32).expect("f32");
+    let (targets, ids) = ([2usize, 6, 9], [30u64, 31, 32]);
+    let ig = |batch| {
+        let text = format!("method = \"integrated_gradients\"\nsteps = 10\nbatch = {batch}");
+        values(&spec(&text).build(&arch, 0).expect("build").attribute(&m, &x, &targets, &ids).expect("ig"))
+    };
+    let reference = ig(1);
+    let scale = reference.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    for batch in [3, 10, 25, 100] {
+        let err = reference.iter().zip(&ig(batch)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-5 * scale, "batch {batch}: {err:e} of {scale:e}");
+    }
+}

@@ -242,20 +242,34 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
     Ok(Forward { saved, inputs, output: current })
 }
 
-/// The backward of layers `range` of `model` from `seed` (the gradient at their output).
-fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
+/// The backward of layers `range` of `model` from `seed` (the gradient at their output). With
+/// `segments`, the result is the sum of the gradients of each run of `segments[s]` consecutive
+/// inputs, `[segments.len(), ..]`; when the first layer is a conv or a linear layer its backward
+/// is the same linear map for every input, so the sums are taken at its output and its backward
+/// runs once per segment.
+fn backward(
+    model: &Model,
+    range: Range<usize>,
+    saved: &[Saved],
+    seed: &[f32],
+    relu: ReluMode,
+    segments: Option<&[usize]>,
+) -> Result<Vec<f32>> {
     let mut g = seed.to_vec();
     let layers = &model.arch.layers[range];
+    let mut summed = segments.is_none();
     let mut i = saved.len();
     while i > 0 {
         i -= 1;
         let (layer, keep) = (&layers[i], &saved[i]);
         // A conv, its ReLU and a max-pool fused with it: the pool routes one value per window,
         // and the conv's backward adds only those filters (no dense, mostly-zero gradient).
+        // Not for a first conv whose backward runs on segment sums (dense sums, once each).
         if let (Saved::Pool(pool, idx, pooled), Some(Saved::Identity), Some(Saved::Conv(conv))) =
             (keep, i.checked_sub(1).map(|j| &saved[j]), i.checked_sub(2).map(|j| &saved[j]))
             && pool.relu_first
             && conv.0.takes_routed_gradients()
+            && (summed || i > 2)
         {
             let rule = Relu(relu);
             let values = pool.routed(&g, pooled, |y, g| rule.rule_one(y, g));
@@ -263,11 +277,20 @@ fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], r
             i -= 2;
             continue;
         }
+        if let (0, Some(segments), Saved::Conv(_) | Saved::Linear(..)) = (i, segments, keep) {
+            g = segment_sums(&g, segments);
+            summed = true;
+        }
+        let n_sums = segments.map_or(0, <[usize]>::len);
         g = match keep {
+            Saved::Conv(conv) if i == 0 && segments.is_some() => {
+                ConvNhwc { n: n_sums, ..conv.0.clone() }.input_grad(&g, &conv.1)
+            }
             Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
             Saved::Linear(n, fin, fout) => {
+                let n = if i == 0 && segments.is_some() { n_sums } else { *n };
                 let (w, _) = layer_weights(model, &layer.name)?;
-                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, *n, *fin, *fout))?
+                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, n, *fin, *fout))?
             }
             Saved::Relu(y) => {
                 Relu(relu).backward_in_place(&mut g, y);
@@ -293,7 +316,24 @@ fn backward(model: &Model, range: Range<usize>, saved: &[Saved], seed: &[f32], r
             Saved::Identity => g,
         };
     }
+    if let (false, Some(segments)) = (summed, segments) {
+        g = segment_sums(&g, segments);
+    }
     Ok(g)
+}
+
+/// The sums of the rows of `g` over runs of `segments[s]` consecutive rows (f32, in row order).
+fn segment_sums(g: &[f32], segments: &[usize]) -> Vec<f32> {
+    let rows: usize = segments.iter().sum();
+    let len = g.len() / rows.max(1);
+    let mut sums = zeros(segments.len() * len);
+    let starts: Vec<usize> = segments.iter().scan(0, |at, &s| Some(std::mem::replace(at, *at + s))).collect();
+    sums.par_chunks_mut(len).zip(starts.par_iter().zip(segments)).for_each(|(sum, (&start, &count))| {
+        for row in g[start * len..(start + count) * len].chunks_exact(len) {
+            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+        }
+    });
+    sums
 }
 
 /// `∂(Σ seed ⊙ f(h))/∂h` for `h` `[n, ..]` (f32 values, NCHW) the input of layers `range` of
@@ -320,6 +360,39 @@ pub fn input_gradients(
     range: Range<usize>,
     seeds: &[&[f32]],
     relu: ReluMode,
+) -> Result<Vec<Vec<f32>>> {
+    gradients(models, h, n, range, seeds, relu, None)
+}
+
+/// [`input_gradients`] summed over runs of consecutive inputs: per model, `[segments.len(), ..]`
+/// where row `s` is `Σ` of the gradients of the `segments[s]` inputs after those of the earlier
+/// segments. What integrated gradients and SmoothGrad need (with the step weights in the
+/// seeds): a first conv or linear layer's backward is linear and the same for every input, so it
+/// runs once per segment on the summed gradient at its output, not once per input.
+pub fn input_gradient_sums(
+    models: &[&Model],
+    h: &[f32],
+    n: usize,
+    range: Range<usize>,
+    seeds: &[&[f32]],
+    relu: ReluMode,
+    segments: &[usize],
+) -> Result<Vec<Vec<f32>>> {
+    if segments.iter().sum::<usize>() != n || segments.contains(&0) {
+        return Err(ModelError::Training(format!("segments {segments:?} do not split {n} inputs")));
+    }
+    gradients(models, h, n, range, seeds, relu, Some(segments))
+}
+
+/// [`input_gradients`], summed over `segments` when given.
+fn gradients(
+    models: &[&Model],
+    h: &[f32],
+    n: usize,
+    range: Range<usize>,
+    seeds: &[&[f32]],
+    relu: ReluMode,
+    segments: Option<&[usize]>,
 ) -> Result<Vec<Vec<f32>>> {
     let Some(&first) = models.first() else { return Ok(Vec::new()) };
     if seeds.len() != models.len() {
@@ -361,8 +434,8 @@ pub fn input_gradients(
         if seed.len() != output.len() {
             return Err(ModelError::Training(format!("seed has {} values, the outputs {}", seed.len(), output.len())));
         }
-        let g = backward(model, range.clone(), &saved, seed, relu)?;
-        debug_assert_eq!(g.len(), n * input_shape.len());
+        let g = backward(model, range.clone(), &saved, seed, relu, segments)?;
+        debug_assert_eq!(g.len(), segments.map_or(n, <[usize]>::len) * input_shape.len());
         grads.push(if nhwc { transpose_images(&g, h0 * w0, c0) } else { g });
     }
     Ok(grads)

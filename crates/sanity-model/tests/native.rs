@@ -91,3 +91,89 @@ fn several_models_share_unchanged_layers_and_match_one_at_a_time() {
         }
     }
 }
+
+#[test]
+fn segment_sums_equal_the_sums_of_the_inputs_gradients() {
+    use sanity_model::{Reinit, reinitialize};
+    let segments = [3, 1, 4, 2];
+    let n: usize = segments.iter().sum();
+    // Starting at: a first conv on one channel (adebayo conv1), a first conv with long window
+    // rows that the max-pool would route (adebayo conv2), a ReLU (no linear first layer), and
+    // a first linear layer (the MLP).
+    for (preset_name, input, start) in [
+        ("adebayo-cnn", [1, 28, 28], 0),
+        ("adebayo-cnn", [1, 28, 28], 3),
+        ("adebayo-cnn", [1, 28, 28], 1),
+        ("adebayo-mlp", [1, 28, 28], 0),
+    ] {
+        let arch = Arc::new(Architecture::new(preset(preset_name, input).expect("preset")).expect("valid"));
+        let original = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+        let mut rng = stream_rng(9, "native", start as u64);
+        // The original, a model sharing every layer but the last, and one differing in the first.
+        let last = arch.layers.iter().rev().find(|l| l.op.parameter_shapes().is_some()).expect("layer").name.clone();
+        let first =
+            arch.layers[start..].iter().find(|l| l.op.parameter_shapes().is_some()).expect("layer").name.clone();
+        let top = reinitialize(&original.weights, &arch, &last, &Reinit::Original {}, &mut rng).expect("reinit");
+        let bottom = reinitialize(&original.weights, &arch, &first, &Reinit::Original {}, &mut rng).expect("reinit");
+        let models = [original.clone(), original.with_weights(top), original.with_weights(bottom)];
+        let x = Tensor::from_vec(
+            (0..n * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0f32)).collect::<Vec<_>>(),
+            [vec![n], input.to_vec()].concat(),
+            &Device::Cpu,
+        )
+        .expect("x");
+        let h = original.forward_range(&x, 0..start, &mut Mode::Eval).expect("prefix");
+        let values = h.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+        let per = values.len() / n;
+        // Weighted one-hot seeds, as integrated gradients' step weights.
+        let outputs = arch.num_outputs();
+        let seeds: Vec<Vec<f32>> = (0..models.len())
+            .map(|m| {
+                (0..n * outputs)
+                    .map(|i| {
+                        if i % outputs == (i / outputs + m) % outputs { 0.5 + (i / outputs) as f32 * 0.1 } else { 0.0 }
+                    })
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&Model> = models.iter().collect();
+        let seed_refs: Vec<&[f32]> = seeds.iter().map(|s| s.as_slice()).collect();
+        let layers = start..arch.layers.len();
+        for relu in [ReluMode::Standard, ReluMode::Guided] {
+            let each = native::input_gradients(&refs, &values, n, layers.clone(), &seed_refs, relu).expect("each");
+            let sums = native::input_gradient_sums(&refs, &values, n, layers.clone(), &seed_refs, relu, &segments)
+                .expect("sums");
+            for (m, (each, sums)) in each.iter().zip(&sums).enumerate() {
+                assert_eq!(sums.len(), segments.len() * per);
+                let mut expected = vec![0.0f64; segments.len() * per];
+                let mut row = 0;
+                for (s, &count) in segments.iter().enumerate() {
+                    for _ in 0..count {
+                        for (e, &g) in
+                            expected[s * per..(s + 1) * per].iter_mut().zip(&each[row * per..(row + 1) * per])
+                        {
+                            *e += f64::from(g);
+                        }
+                        row += 1;
+                    }
+                }
+                let scale = expected.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                assert!(scale > 0.0, "{preset_name} from {start}: zero gradients");
+                let err = sums.iter().zip(&expected).map(|(&a, b)| (f64::from(a) - b).abs()).fold(0.0, f64::max);
+                assert!(
+                    err < 1e-5 * scale,
+                    "{preset_name} from {start}, model {m}, {relu:?}: error {err:e} of {scale:e}"
+                );
+            }
+        }
+    }
+    // Segments must split the inputs.
+    let arch = Arc::new(Architecture::new(preset("adebayo-mlp", [1, 28, 28]).expect("preset")).expect("valid"));
+    let model = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let (x, seed) = (vec![0.5f32; 2 * 784], vec![1.0f32; 20]);
+    for bad in [&[1][..], &[2, 0], &[3]] {
+        let result =
+            native::input_gradient_sums(&[&model], &x, 2, 0..arch.layers.len(), &[&seed], ReluMode::Standard, bad);
+        assert!(result.is_err(), "{bad:?}");
+    }
+}

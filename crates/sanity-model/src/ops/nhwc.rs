@@ -350,78 +350,142 @@ unsafe fn add_routed_filters_avx512(g: &ConvNhwc, values: &[f32], idx: &[u32], f
 
 #[inline(always)]
 fn add_routed_filters_body(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
-    // A max-pool routes `o` values per window, one per channel, to a few conv positions: the
+    // A max-pool routes `o` values per window, one per channel, to a few conv positions. The
     // filters routed to one position are summed in registers, then added to its window once.
-    let mut members: Vec<(usize, usize, f32)> = Vec::with_capacity(g.o);
-    let mut filters_of_run: Vec<(usize, f32)> = Vec::with_capacity(g.o);
-    for (idx, values) in idx.chunks(g.o).zip(values.chunks(g.o)) {
-        members.clear();
-        for (&at, &v) in idx.iter().zip(values) {
-            if v != 0.0 {
-                let (p, oc) = (at as usize / g.o, at as usize % g.o);
-                members.push((p, oc, v));
-            }
-        }
-        members.sort_unstable_by_key(|&(p, oc, _)| (p, oc));
-        for run in members.chunk_by(|a, b| a.0 == b.0) {
-            filters_of_run.clear();
-            filters_of_run.extend(run.iter().map(|&(_, oc, v)| (oc, v)));
-            add_filter_sum(g, run[0].0, &filters_of_run, filters, dx);
+    let routed = RoutedFilters::of_image(g.o, values, idx);
+    // Kernel row by kernel row: row `u` of all filters (`o · k·c` values, 40 KiB for 64 filters
+    // of 5x5x32) stays in L1 while every position adds it.
+    for u in 0..g.k {
+        for &(p, start, end) in &routed.runs {
+            add_filter_sum(g, p, u, &routed.members[start..end], filters, dx);
         }
     }
 }
 
-/// `dx[window of conv position p] += Σ v · filter[oc]` over `members` `(oc, v)`.
+/// The nonzero routed values of one image grouped by the conv position they reach: `runs`
+/// `(position, start, end)` index `members` `(channel, value)`, channels in ascending order.
+struct RoutedFilters {
+    runs: Vec<(usize, usize, usize)>,
+    members: Vec<(usize, f32)>,
+}
+
+impl RoutedFilters {
+    /// Groups `values` (per pool window, `o` channels) by the position `idx / o` each one
+    /// reaches. A window reaches at most its own `k²` positions, so a short list finds them.
+    fn of_image(o: usize, values: &[f32], idx: &[u32]) -> Self {
+        let mut runs = Vec::with_capacity(values.len() / o * 4);
+        let mut members = Vec::with_capacity(values.len());
+        let mut slot_of = vec![0usize; o];
+        let mut positions: Vec<(usize, usize)> = Vec::new(); // (position, members routed to it)
+        let (mut order, mut starts) = (Vec::new(), Vec::new());
+        for (idx, values) in idx.chunks(o).zip(values.chunks(o)) {
+            positions.clear();
+            for (oc, (&at, &v)) in idx.iter().zip(values).enumerate() {
+                if v == 0.0 {
+                    continue;
+                }
+                // `at` is `p·o + oc`: positions compare as `p·o`, divided once per run below.
+                let p = at as usize - oc;
+                let slot = match positions.iter().position(|&(q, _)| q == p) {
+                    Some(slot) => slot,
+                    None => {
+                        positions.push((p, 0));
+                        positions.len() - 1
+                    }
+                };
+                positions[slot].1 += 1;
+                slot_of[oc] = slot;
+            }
+            // Positions in ascending order, each one's channels in ascending order.
+            order.clear();
+            order.extend(0..positions.len());
+            order.sort_unstable_by_key(|&slot| positions[slot].0);
+            starts.clear();
+            starts.resize(positions.len(), 0);
+            let mut at = members.len();
+            for &slot in &order {
+                starts[slot] = at;
+                runs.push((positions[slot].0 / o, at, at + positions[slot].1));
+                at += positions[slot].1;
+            }
+            members.resize(at, (0, 0.0));
+            for (oc, &v) in values.iter().enumerate() {
+                if v != 0.0 {
+                    let slot = slot_of[oc];
+                    members[starts[slot]] = (oc, v);
+                    starts[slot] += 1;
+                }
+            }
+        }
+        Self { runs, members }
+    }
+}
+
+/// `dx[row u of the window of conv position p] += Σ v · row u of filter[oc]` over `members`
+/// `(oc, v)`.
 #[inline(always)]
-fn add_filter_sum(g: &ConvNhwc, p: usize, members: &[(usize, f32)], filters: &[f32], dx: &mut [f32]) {
+fn add_filter_sum(g: &ConvNhwc, p: usize, u: usize, members: &[(usize, f32)], filters: &[f32], dx: &mut [f32]) {
     let (win, kc) = (g.window(), g.k * g.c);
     let (i, j) = (p / g.ow, p % g.ow);
     let (v0, v1) = g.valid_taps(j);
-    if v0 == v1 {
-        return; // The window reads only padding.
+    let y = (i + u).wrapping_sub(g.pad);
+    if v0 == v1 || y >= g.h {
+        return; // The window row reads only padding.
     }
-    for u in 0..g.k {
-        let y = (i + u).wrapping_sub(g.pad);
-        if y >= g.h {
-            continue;
-        }
-        let start = (y * g.w + j + v0 - g.pad) * g.c;
-        let dst = &mut dx[start..start + (v1 - v0) * g.c];
-        let first = u * kc + v0 * g.c;
-        let mut at = 0;
-        while at + 64 <= dst.len() {
-            add_filter_sum_run::<64>(&mut dst[at..at + 64], members, filters, win, first + at);
-            at += 64;
-        }
-        while at + 16 <= dst.len() {
-            add_filter_sum_run::<16>(&mut dst[at..at + 16], members, filters, win, first + at);
-            at += 16;
-        }
-        while at < dst.len() {
-            add_filter_sum_run::<1>(&mut dst[at..at + 1], members, filters, win, first + at);
-            at += 1;
-        }
+    let start = (y * g.w + j + v0 - g.pad) * g.c;
+    let dst = &mut dx[start..start + (v1 - v0) * g.c];
+    let first = u * kc + v0 * g.c;
+    let mut at = 0;
+    while at + 128 <= dst.len() {
+        add_filter_sum_run::<128, 1>(&mut dst[at..at + 128], members, filters, win, first + at);
+        at += 128;
+    }
+    while at + 64 <= dst.len() {
+        add_filter_sum_run::<64, 2>(&mut dst[at..at + 64], members, filters, win, first + at);
+        at += 64;
+    }
+    while at + 32 <= dst.len() {
+        add_filter_sum_run::<32, 4>(&mut dst[at..at + 32], members, filters, win, first + at);
+        at += 32;
+    }
+    while at + 16 <= dst.len() {
+        add_filter_sum_run::<16, 4>(&mut dst[at..at + 16], members, filters, win, first + at);
+        at += 16;
+    }
+    while at < dst.len() {
+        add_filter_sum_run::<1, 4>(&mut dst[at..at + 1], members, filters, win, first + at);
+        at += 1;
     }
 }
 
-/// One run of `L` values of [`add_filter_sum`], accumulated in registers.
+/// One run of `L` values of [`add_filter_sum`], accumulated in registers: `C` independent sums
+/// (members taken in turn), so that short runs are not bound by the latency of one FMA chain.
 #[inline(always)]
-fn add_filter_sum_run<const L: usize>(
+fn add_filter_sum_run<const L: usize, const C: usize>(
     dst: &mut [f32],
     members: &[(usize, f32)],
     filters: &[f32],
     win: usize,
     offset: usize,
 ) {
-    let mut acc = [0.0f32; L];
-    for &(oc, v) in members {
+    let mut acc = [[0.0f32; L]; C];
+    let mut chunks = members.chunks_exact(C);
+    for group in &mut chunks {
+        for (acc, &(oc, v)) in acc.iter_mut().zip(group) {
+            let f = &filters[oc * win + offset..oc * win + offset + L];
+            for (a, &s) in acc.iter_mut().zip(f) {
+                *a = v.mul_add(s, *a);
+            }
+        }
+    }
+    for (acc, &(oc, v)) in acc.iter_mut().zip(chunks.remainder()) {
         let f = &filters[oc * win + offset..oc * win + offset + L];
         for (a, &s) in acc.iter_mut().zip(f) {
             *a = v.mul_add(s, *a);
         }
     }
-    for (d, a) in dst.iter_mut().zip(acc) {
-        *d += a;
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d += acc.iter().map(|acc| acc[i]).sum::<f32>();
     }
 }
 
