@@ -20,7 +20,7 @@ use crate::error::{ModelError, Result};
 use crate::forward::Model;
 use crate::ops::linear;
 use crate::ops::nhwc::{
-    ConvNhwc, ConvWeights, PoolNhwc, global_average, global_average_adjoint, transpose_images, zeros,
+    ConvNhwc, ConvWeights, PoolNhwc, global_average, global_average_adjoint, segment_starts, transpose_images, zeros,
 };
 use crate::ops::relu::Relu;
 use crate::ops::{ReluMode, with_values};
@@ -244,9 +244,9 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
 
 /// The backward of layers `range` of `model` from `seed` (the gradient at their output). With
 /// `segments`, the result is the sum of the gradients of each run of `segments[s]` consecutive
-/// inputs, `[segments.len(), ..]`; when the first layer is a conv or a linear layer its backward
-/// is the same linear map for every input, so the sums are taken at its output and its backward
-/// runs once per segment.
+/// inputs, `[segments.len(), ..]`. The layers below the lowest ReLU or pool (the last whose
+/// backward depends on the input) are linear maps, the same for every input: the sums are taken
+/// there (a pool scatters straight into them) and those layers run once per segment.
 fn backward(
     model: &Model,
     range: Range<usize>,
@@ -255,21 +255,27 @@ fn backward(
     relu: ReluMode,
     segments: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
-    let mut g = seed.to_vec();
     let layers = &model.arch.layers[range];
-    let mut summed = segments.is_none();
+    let lowest_dependent = saved.iter().position(|s| matches!(s, Saved::Relu(_) | Saved::Pool(..)));
+    // The layer below which the gradients are sums (`None`: from the seed on).
+    let sum_at = segments.map(|_| lowest_dependent);
+    let (mut g, mut rows) = match (segments, sum_at) {
+        (Some(segments), Some(None)) => (segment_sums(seed, segments), Some(segments.len())),
+        _ => (seed.to_vec(), None),
+    };
+    let summing_at = |i: usize| sum_at.flatten() == Some(i);
     let mut i = saved.len();
     while i > 0 {
         i -= 1;
         let (layer, keep) = (&layers[i], &saved[i]);
         // A conv, its ReLU and a max-pool fused with it: the pool routes one value per window,
         // and the conv's backward adds only those filters (no dense, mostly-zero gradient).
-        // Not for a first conv whose backward runs on segment sums (dense sums, once each).
+        // Not where the sums are taken: the conv then runs once per segment on dense sums.
         if let (Saved::Pool(pool, idx, pooled), Some(Saved::Identity), Some(Saved::Conv(conv))) =
             (keep, i.checked_sub(1).map(|j| &saved[j]), i.checked_sub(2).map(|j| &saved[j]))
             && pool.relu_first
             && conv.0.takes_routed_gradients()
-            && (summed || i > 2)
+            && !summing_at(i)
         {
             let rule = Relu(relu);
             let values = pool.routed(&g, pooled, |y, g| rule.rule_one(y, g));
@@ -277,28 +283,34 @@ fn backward(
             i -= 2;
             continue;
         }
-        if let (0, Some(segments), Saved::Conv(_) | Saved::Linear(..)) = (i, segments, keep) {
-            g = segment_sums(&g, segments);
-            summed = true;
-        }
-        let n_sums = segments.map_or(0, <[usize]>::len);
         g = match keep {
-            Saved::Conv(conv) if i == 0 && segments.is_some() => {
-                ConvNhwc { n: n_sums, ..conv.0.clone() }.input_grad(&g, &conv.1)
-            }
-            Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
+            Saved::Conv(conv) => match rows {
+                Some(rows) => ConvNhwc { n: rows, ..conv.0.clone() }.input_grad(&g, &conv.1),
+                None => conv.0.input_grad(&g, &conv.1),
+            },
             Saved::Linear(n, fin, fout) => {
-                let n = if i == 0 && segments.is_some() { n_sums } else { *n };
                 let (w, _) = layer_weights(model, &layer.name)?;
-                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, n, *fin, *fout))?
+                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, rows.unwrap_or(*n), *fin, *fout))?
             }
             Saved::Relu(y) => {
                 Relu(relu).backward_in_place(&mut g, y);
-                g
+                match segments {
+                    Some(segments) if summing_at(i) => {
+                        rows = Some(segments.len());
+                        segment_sums(&g, segments)
+                    }
+                    _ => g,
+                }
             }
             Saved::Pool(pool, idx, pooled) => {
                 let rule = Relu(relu);
-                pool.backward(&g, idx, pooled, |y, g| rule.rule_one(y, g))
+                match segments {
+                    Some(segments) if summing_at(i) => {
+                        rows = Some(segments.len());
+                        pool.backward_sums(&g, idx, pooled, |y, g| rule.rule_one(y, g), segments)
+                    }
+                    _ => pool.backward(&g, idx, pooled, |y, g| rule.rule_one(y, g)),
+                }
             }
             Saved::Gap(hw, c) => global_average_adjoint(&g, *hw, *c),
             Saved::ChannelScale(scale) => {
@@ -316,9 +328,6 @@ fn backward(
             Saved::Identity => g,
         };
     }
-    if let (false, Some(segments)) = (summed, segments) {
-        g = segment_sums(&g, segments);
-    }
     Ok(g)
 }
 
@@ -327,12 +336,13 @@ fn segment_sums(g: &[f32], segments: &[usize]) -> Vec<f32> {
     let rows: usize = segments.iter().sum();
     let len = g.len() / rows.max(1);
     let mut sums = zeros(segments.len() * len);
-    let starts: Vec<usize> = segments.iter().scan(0, |at, &s| Some(std::mem::replace(at, *at + s))).collect();
-    sums.par_chunks_mut(len).zip(starts.par_iter().zip(segments)).for_each(|(sum, (&start, &count))| {
-        for row in g[start * len..(start + count) * len].chunks_exact(len) {
-            sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
-        }
-    });
+    sums.par_chunks_mut(len).zip(segment_starts(segments).par_iter().zip(segments)).for_each(
+        |(sum, (&start, &count))| {
+            for row in g[start * len..(start + count) * len].chunks_exact(len) {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+        },
+    );
     sums
 }
 

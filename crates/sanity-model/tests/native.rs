@@ -98,13 +98,14 @@ fn segment_sums_equal_the_sums_of_the_inputs_gradients() {
     let segments = [3, 1, 4, 2];
     let n: usize = segments.iter().sum();
     // Starting at: a first conv on one channel (adebayo conv1), a first conv with long window
-    // rows that the max-pool would route (adebayo conv2), a ReLU (no linear first layer), and
-    // a first linear layer (the MLP).
+    // rows that the max-pool would route (adebayo conv2), a ReLU (no linear first layer), a
+    // first linear layer (the MLP), and the last layer alone (summed at the seed).
     for (preset_name, input, start) in [
         ("adebayo-cnn", [1, 28, 28], 0),
         ("adebayo-cnn", [1, 28, 28], 3),
         ("adebayo-cnn", [1, 28, 28], 1),
         ("adebayo-mlp", [1, 28, 28], 0),
+        ("adebayo-mlp", [1, 28, 28], 6),
     ] {
         let arch = Arc::new(Architecture::new(preset(preset_name, input).expect("preset")).expect("valid"));
         let original = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));

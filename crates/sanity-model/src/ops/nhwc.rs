@@ -601,6 +601,36 @@ impl PoolNhwc {
     }
 }
 
+impl PoolNhwc {
+    /// [`PoolNhwc::backward`] summed over runs of `segments[s]` consecutive images: each
+    /// image's routed values are added straight into its segment's sum, `[segments.len(), h, w, c]`.
+    pub(crate) fn backward_sums(
+        &self,
+        g: &[f32],
+        idx: &[u32],
+        pooled: &[f32],
+        relu_rule: impl Fn(f32, f32) -> f32 + Sync,
+        segments: &[usize],
+    ) -> Vec<f32> {
+        let (in_len, out_len) = (self.h * self.w * self.c, self.oh * self.ow * self.c);
+        let mut dx = zeros(segments.len() * in_len);
+        let starts = segment_starts(segments);
+        dx.par_chunks_mut(in_len).zip(starts.par_iter().zip(segments)).for_each(|(dx, (&start, &count))| {
+            let range = start * out_len..(start + count) * out_len;
+            let (g, idx, pooled) = (&g[range.clone()], &idx[range.clone()], &pooled[range]);
+            for ((&i, &v), &y) in idx.iter().zip(g).zip(pooled) {
+                dx[i as usize] += if self.relu_first { relu_rule(y, v) } else { v };
+            }
+        });
+        dx
+    }
+}
+
+/// The first row of each run of `segments[s]` consecutive rows.
+pub(crate) fn segment_starts(segments: &[usize]) -> Vec<usize> {
+    segments.iter().scan(0, |at, &s| Some(std::mem::replace(at, *at + s))).collect()
+}
+
 /// Global average pooling of NHWC images `[hw, c]`: `[n, c]`.
 pub(crate) fn global_average(x: &[f32], hw: usize, c: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; x.len() / hw];
