@@ -279,7 +279,7 @@ fn backward(
         {
             let rule = Relu(relu);
             let values = pool.routed(&g, pooled, |y, g| rule.rule_one(y, g));
-            g = conv.0.input_grad_routed(&values, idx, pool.oh * pool.ow * pool.c, &conv.1);
+            g = conv.0.input_grad_routed(&values, idx, pool, &conv.1);
             i -= 2;
             continue;
         }

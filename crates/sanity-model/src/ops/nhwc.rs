@@ -296,21 +296,22 @@ impl ConvNhwc {
         !self.transposed()
     }
 
-    /// `dx` for a `dy` that is zero except at `idx` (per image, `entries` indices into the
-    /// image's `[oh, ow, o]` output) where it holds `values`: what a max-pool's backward routes.
-    /// Each nonzero adds its filter, scaled, to the window it came from: `k` runs of `k·c`.
+    /// `dx` for a `dy` that is zero except where `pool` (the max-pool right above this conv)
+    /// routes its gradients: `values` per pooled output, at `idx` (indices into the image's
+    /// `[oh, ow, o]` output). Each nonzero adds its filter, scaled, to the window it came from.
     pub(crate) fn input_grad_routed(
         &self,
         values: &[f32],
         idx: &[u32],
-        entries: usize,
+        pool: &PoolNhwc,
         weights: &ConvWeights,
     ) -> Vec<f32> {
-        let len = self.image_len();
+        let (len, entries) = (self.image_len(), pool.oh * pool.ow * pool.c);
         let mut dx = zeros(self.n * len);
         dx.par_chunks_mut(len).enumerate().for_each(|(m, dx)| {
             let range = m * entries..(m + 1) * entries;
-            add_routed_filters(self, &values[range.clone()], &idx[range], &weights.wk_t, dx);
+            let routed = RoutedFilters::of_image(pool, &values[range.clone()], &idx[range]);
+            add_routed_filters(self, &routed, &weights.wk_t, dx);
         });
         dx
     }
@@ -318,41 +319,38 @@ impl ConvNhwc {
 
 /// The per-image loop of [`ConvNhwc::input_grad_routed`], compiled for AVX-512 or AVX2 (with FMA)
 /// when the CPU has them.
-fn add_routed_filters(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
+fn add_routed_filters(g: &ConvNhwc, routed: &RoutedFilters, filters: &[f32], dx: &mut [f32]) {
     if has_avx512_fma() {
         // SAFETY: the function only enables AVX-512F and FMA, which `has_avx512_fma` found.
         #[allow(unsafe_code)]
         unsafe {
-            add_routed_filters_avx512(g, values, idx, filters, dx)
+            add_routed_filters_avx512(g, routed, filters, dx)
         }
     } else if has_avx2_fma() {
         // SAFETY: the function only enables AVX2 and FMA, which `has_avx2_fma` found.
         #[allow(unsafe_code)]
         unsafe {
-            add_routed_filters_avx2(g, values, idx, filters, dx)
+            add_routed_filters_avx2(g, routed, filters, dx)
         }
     } else {
-        add_routed_filters_body(g, values, idx, filters, dx)
+        add_routed_filters_body(g, routed, filters, dx)
     }
 }
 
 #[allow(unsafe_code)]
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
-unsafe fn add_routed_filters_avx2(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
-    add_routed_filters_body(g, values, idx, filters, dx)
+unsafe fn add_routed_filters_avx2(g: &ConvNhwc, routed: &RoutedFilters, filters: &[f32], dx: &mut [f32]) {
+    add_routed_filters_body(g, routed, filters, dx)
 }
 
 #[allow(unsafe_code)]
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,fma"))]
-unsafe fn add_routed_filters_avx512(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
-    add_routed_filters_body(g, values, idx, filters, dx)
+unsafe fn add_routed_filters_avx512(g: &ConvNhwc, routed: &RoutedFilters, filters: &[f32], dx: &mut [f32]) {
+    add_routed_filters_body(g, routed, filters, dx)
 }
 
 #[inline(always)]
-fn add_routed_filters_body(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &[f32], dx: &mut [f32]) {
-    // A max-pool routes `o` values per window, one per channel, to a few conv positions. The
-    // filters routed to one position are summed in registers, then added to its window once.
-    let routed = RoutedFilters::of_image(g.o, values, idx);
+fn add_routed_filters_body(g: &ConvNhwc, routed: &RoutedFilters, filters: &[f32], dx: &mut [f32]) {
     // Kernel row by kernel row: row `u` of all filters (`o · k·c` values, 40 KiB for 64 filters
     // of 5x5x32) stays in L1 while every position adds it.
     for u in 0..g.k {
@@ -363,59 +361,52 @@ fn add_routed_filters_body(g: &ConvNhwc, values: &[f32], idx: &[u32], filters: &
 }
 
 /// The nonzero routed values of one image grouped by the conv position they reach: `runs`
-/// `(position, start, end)` index `members` `(channel, value)`, channels in ascending order.
+/// `(position, start, end)` index `members` `(channel, value)`; positions ascending within a
+/// pool window, channels ascending within a position.
 struct RoutedFilters {
     runs: Vec<(usize, usize, usize)>,
     members: Vec<(usize, f32)>,
 }
 
 impl RoutedFilters {
-    /// Groups `values` (per pool window, `o` channels) by the position `idx / o` each one
-    /// reaches. A window reaches at most its own `k²` positions, so a short list finds them.
-    fn of_image(o: usize, values: &[f32], idx: &[u32]) -> Self {
-        let mut runs = Vec::with_capacity(values.len() / o * 4);
-        let mut members = Vec::with_capacity(values.len());
+    /// Groups `values` (per window of `pool`, one per channel) by the window position (tap)
+    /// their `idx` points at: a counting sort per window, without branches on the values.
+    fn of_image(pool: &PoolNhwc, values: &[f32], idx: &[u32]) -> Self {
+        let (o, k, taps) = (pool.c, pool.k, pool.k * pool.k);
+        // Each tap's offset from the window's first value (ascending with the tap).
+        let offsets: Vec<usize> = (0..taps).map(|t| ((t / k) * pool.w + t % k) * o).collect();
+        let mut runs = Vec::with_capacity(values.len() / o * taps);
+        let mut members = Vec::with_capacity(values.len() + o);
+        // Per channel its tap, or `taps` (a slot whose members are dropped) for a zero value.
         let mut slot_of = vec![0usize; o];
-        let mut positions: Vec<(usize, usize)> = Vec::new(); // (position, members routed to it)
-        let (mut order, mut starts) = (Vec::new(), Vec::new());
-        for (idx, values) in idx.chunks(o).zip(values.chunks(o)) {
-            positions.clear();
-            for (oc, (&at, &v)) in idx.iter().zip(values).enumerate() {
-                if v == 0.0 {
-                    continue;
-                }
-                // `at` is `p·o + oc`: positions compare as `p·o`, divided once per run below.
-                let p = at as usize - oc;
-                let slot = match positions.iter().position(|&(q, _)| q == p) {
-                    Some(slot) => slot,
-                    None => {
-                        positions.push((p, 0));
-                        positions.len() - 1
-                    }
-                };
-                positions[slot].1 += 1;
-                slot_of[oc] = slot;
+        let mut cursor = vec![0usize; taps + 1];
+        for (q, (idx, values)) in idx.chunks(o).zip(values.chunks(o)).enumerate() {
+            let (py, px) = (q / pool.ow, q % pool.ow);
+            let first = (py * pool.s * pool.w + px * pool.s) * o;
+            cursor.fill(0);
+            for (oc, ((slot, &at), &v)) in slot_of.iter_mut().zip(idx).zip(values).enumerate() {
+                // `at` is `first + offsets[tap] + oc`.
+                let key = at as usize - oc - first;
+                let tap = offsets[1..].iter().filter(|&&offset| offset <= key).count();
+                *slot = if v != 0.0 { tap } else { taps };
+                cursor[*slot] += 1;
             }
-            // Positions in ascending order, each one's channels in ascending order.
-            order.clear();
-            order.extend(0..positions.len());
-            order.sort_unstable_by_key(|&slot| positions[slot].0);
-            starts.clear();
-            starts.resize(positions.len(), 0);
+            // Counts to starts; a run per tap that received values.
             let mut at = members.len();
-            for &slot in &order {
-                starts[slot] = at;
-                runs.push((positions[slot].0 / o, at, at + positions[slot].1));
-                at += positions[slot].1;
-            }
-            members.resize(at, (0, 0.0));
-            for (oc, &v) in values.iter().enumerate() {
-                if v != 0.0 {
-                    let slot = slot_of[oc];
-                    members[starts[slot]] = (oc, v);
-                    starts[slot] += 1;
+            for (t, cursor) in cursor.iter_mut().enumerate() {
+                let count = std::mem::replace(cursor, at);
+                if t < taps && count > 0 {
+                    runs.push((first / o + (t / k) * pool.w + t % k, at, at + count));
                 }
+                at += count;
             }
+            let kept = cursor[taps];
+            members.resize(at, (0, 0.0));
+            for (oc, (&slot, &v)) in slot_of.iter().zip(values).enumerate() {
+                members[cursor[slot]] = (oc, v);
+                cursor[slot] += 1;
+            }
+            members.truncate(kept);
         }
         Self { runs, members }
     }
@@ -790,7 +781,7 @@ mod tests {
             let dense = g.input_grad(&pool.backward(&upstream, &idx, &pooled, rule), &weights);
             let routed = pool.routed(&upstream, &pooled, rule);
             assert!(routed.contains(&0.0) && routed.iter().any(|&v| v != 0.0));
-            let sparse = g.input_grad_routed(&routed, &idx, 3 * 2 * 4, &weights);
+            let sparse = g.input_grad_routed(&routed, &idx, &pool, &weights);
             for (a, b) in sparse.iter().zip(&dense) {
                 assert!((a - b).abs() < 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
             }
