@@ -394,6 +394,39 @@ pub fn input_gradient_sums(
     gradients(models, h, n, range, seeds, relu, Some(segments))
 }
 
+/// `n` NCHW inputs `h` of layer `range.start` as the engine's input boundary (NHWC images).
+fn boundary(model: &Model, h: &[f32], n: usize, range: &Range<usize>) -> Result<Boundary> {
+    let arch = &model.arch;
+    let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
+    let shape = Shape::of(input_dims);
+    if h.len() != n * shape.len() {
+        return Err(ModelError::Training(format!(
+            "{} input values for {n} inputs of shape {input_dims:?} ({} expected)",
+            h.len(),
+            n * shape.len()
+        )));
+    }
+    let (c, hh, ww) = shape.image();
+    // NCHW → NHWC (a copy when there is one channel or one position).
+    let values = if c > 1 && hh * ww > 1 { transpose_images(h, c, hh * ww) } else { h.to_vec() };
+    Ok(Boundary { values: Arc::new(values), shape })
+}
+
+/// The output of layers `range` of `model` (evaluation mode) for `n` NCHW inputs `h` of layer
+/// `range.start`, NCHW like [`Model::forward_range`]'s, computed with the engine's kernels (no
+/// autograd graph): what Grad-CAM needs from the layers below its target layer.
+pub fn outputs(model: &Model, h: &[f32], n: usize, range: Range<usize>) -> Result<Vec<f32>> {
+    if range.is_empty() {
+        return Ok(h.to_vec());
+    }
+    let input = boundary(model, h, n, &range)?;
+    let out = forward(model, n, range.clone(), input, &[])?.output;
+    Ok(match Shape::of(&model.arch.shapes[range.end - 1]) {
+        Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => transpose_images(&out, hh * ww, c),
+        _ => out.to_vec(),
+    })
+}
+
 /// [`input_gradients`], summed over `segments` when given.
 fn gradients(
     models: &[&Model],
@@ -408,21 +441,10 @@ fn gradients(
     if seeds.len() != models.len() {
         return Err(ModelError::Training(format!("{} seeds for {} models", seeds.len(), models.len())));
     }
-    let arch = &first.arch;
-    let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
-    let input_shape = Shape::of(input_dims);
-    if h.len() != n * input_shape.len() {
-        return Err(ModelError::Training(format!(
-            "{} input values for {n} inputs of shape {input_dims:?} ({} expected)",
-            h.len(),
-            n * input_shape.len()
-        )));
-    }
+    let input = boundary(first, h, n, &range)?;
+    let input_shape = input.shape;
     let (c0, h0, w0) = input_shape.image();
-    // NCHW → NHWC (a copy when there is one channel or one position).
     let nhwc = c0 > 1 && h0 * w0 > 1;
-    let values = if nhwc { transpose_images(h, c0, h0 * w0) } else { h.to_vec() };
-    let input = Boundary { values: Arc::new(values), shape: input_shape };
     let starts: Vec<usize> = models.iter().map(|m| first_difference(first, m, range.clone())).collect();
     let restarts: Vec<usize> = starts.iter().copied().filter(|&s| s > range.start && s < range.end).collect();
     let base = forward(first, n, range.clone(), input.clone(), &restarts)?;

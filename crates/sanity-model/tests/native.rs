@@ -178,3 +178,31 @@ fn segment_sums_equal_the_sums_of_the_inputs_gradients() {
         assert!(result.is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn native_outputs_equal_the_candle_forward() {
+    for (preset_name, input, ranges) in [
+        ("adebayo-cnn", [1, 28, 28], vec![0..4, 0..10, 3..7, 1..3, 2..2]),
+        ("phantom-cnn", [1, 32, 32], vec![0..10, 0..13]),
+        ("adebayo-mlp", [1, 28, 28], vec![0..7, 0..3]),
+    ] {
+        let arch = Arc::new(Architecture::new(preset(preset_name, input).expect("preset")).expect("valid"));
+        let model = Model::new(arch.clone(), init_weights(&arch, 6).expect("init"));
+        let n = 3;
+        let mut rng = stream_rng(6, "native-outputs", 0);
+        let x: Vec<f32> = (0..n * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0)).collect();
+        let x = Tensor::from_vec(x, [vec![n], input.to_vec()].concat(), &Device::Cpu).expect("x");
+        for range in ranges {
+            let range = range.start..range.end.min(arch.layers.len());
+            let h = model.forward_range(&x, 0..range.start, &mut Mode::Eval).expect("prefix");
+            let values = h.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+            let ours = native::outputs(&model, &values, n, range.clone()).expect("native");
+            let reference = model.forward_range(&h, range.clone(), &mut Mode::Eval).expect("candle");
+            let reference = reference.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+            assert_eq!(ours.len(), reference.len(), "{preset_name} {range:?}");
+            let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+            let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale;
+            assert!(err < REL_TOLERANCE, "{preset_name} {range:?}: relative error {err:e}");
+        }
+    }
+}
