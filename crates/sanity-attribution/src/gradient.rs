@@ -15,21 +15,26 @@ use sanity_model::{Model, ReluMode};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gradient;
 
+impl Gradient {
+    /// Its ReLU backward: the plain ReLU backward.
+    const RULE: ReluMode = ReluMode::Standard;
+}
+
 impl Attribution for Gradient {
     fn id(&self) -> &'static str {
         "gradient"
     }
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
-        input_gradient(model, x, targets, ReluMode::Standard, self.id())
+        input_gradient(model, x, targets, Self::RULE, self.id())
     }
 
     fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
-        input_gradients(models, x, targets, ReluMode::Standard, self.id())
+        input_gradients(models, x, targets, Self::RULE, self.id())
     }
 
     fn gradient_rule(&self) -> Option<ReluMode> {
-        Some(ReluMode::Standard)
+        Some(Self::RULE)
     }
 }
 

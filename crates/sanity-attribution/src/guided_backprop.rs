@@ -18,21 +18,26 @@ use sanity_model::{Model, ReluMode};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuidedBackprop;
 
+impl GuidedBackprop {
+    /// Its ReLU backward: guided backprop's rule (the gradient and the activation both positive).
+    const RULE: ReluMode = ReluMode::Guided;
+}
+
 impl Attribution for GuidedBackprop {
     fn id(&self) -> &'static str {
         "guided_backprop"
     }
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
-        input_gradient(model, x, targets, ReluMode::Guided, self.id())
+        input_gradient(model, x, targets, Self::RULE, self.id())
     }
 
     fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
-        input_gradients(models, x, targets, ReluMode::Guided, self.id())
+        input_gradients(models, x, targets, Self::RULE, self.id())
     }
 
     fn gradient_rule(&self) -> Option<ReluMode> {
-        Some(ReluMode::Guided)
+        Some(Self::RULE)
     }
 }
 
@@ -40,20 +45,25 @@ impl Attribution for GuidedBackprop {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Deconvnet;
 
+impl Deconvnet {
+    /// Its ReLU backward: deconvnet's rule (the gradient positive).
+    const RULE: ReluMode = ReluMode::Deconv;
+}
+
 impl Attribution for Deconvnet {
     fn id(&self) -> &'static str {
         "deconvnet"
     }
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
-        input_gradient(model, x, targets, ReluMode::Deconv, self.id())
+        input_gradient(model, x, targets, Self::RULE, self.id())
     }
 
     fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
-        input_gradients(models, x, targets, ReluMode::Deconv, self.id())
+        input_gradients(models, x, targets, Self::RULE, self.id())
     }
 
     fn gradient_rule(&self) -> Option<ReluMode> {
-        Some(ReluMode::Deconv)
+        Some(Self::RULE)
     }
 }

@@ -125,8 +125,12 @@ fn seeded_gradients(
 /// row-major as f64. Points go `batch` at a time in chunks that hold whole inputs (or, when an
 /// input has more than `batch` points, `batch`-long runs of one input), so the sums do not
 /// depend on which other inputs are evaluated with them. The weights ride in the backward's
-/// seeds and the sums are taken inside it ([`native::input_gradient_sums`]). The common loop of
-/// integrated gradients and SmoothGrad.
+/// seeds (float32) and the sums over a chunk are taken inside it, in float32
+/// ([`native::input_gradient_sums`]); chunks add up in f64. The common loop of integrated
+/// gradients and SmoothGrad.
+///
+/// The weights must be `>= 0` unless `relu` is [`ReluMode::Standard`]: guided backprop's and
+/// deconvnet's rules clip negative gradients, so they commute only with non-negative scaling.
 #[allow(clippy::too_many_arguments)]
 pub fn weighted_gradient_sums(
     models: &[&Model],
@@ -150,16 +154,20 @@ pub fn weighted_gradient_sums(
         for &(i, ref steps) in &chunk {
             for k in steps.clone() {
                 fill(i, k, &mut inputs);
-                for (seed, t) in seeds.iter_mut().zip(targets) {
-                    let row = one_hot(&t[i..=i], 1, outputs, method)?;
-                    seed.extend(row.into_iter().map(|v| f64::from(v) * weight(k)));
+            }
+            for (seed, t) in seeds.iter_mut().zip(targets) {
+                let row = one_hot(&t[i..=i], 1, outputs, method)?;
+                for k in steps.clone() {
+                    let w = weight(k);
+                    debug_assert!(w >= 0.0 || relu == ReluMode::Standard, "negative weight {w} under {relu:?}");
+                    seed.extend(row.iter().map(|&v| f64::from(v) * w));
                 }
             }
         }
         let segments: Vec<usize> = chunk.iter().map(|(_, steps)| steps.len()).collect();
         let points: usize = segments.iter().sum();
-        let batch = Tensor::from_slice(&inputs, (points, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-        let grads = seeded_gradients(models, &batch, 0, &seeds, relu, Some(&segments))?;
+        let point_values = Tensor::from_slice(&inputs, (points, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+        let grads = seeded_gradients(models, &point_values, 0, &seeds, relu, Some(&segments))?;
         for (sums, grads) in sums.iter_mut().zip(grads) {
             let values = grads.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
             for (g, &(i, _)) in values.chunks_exact(per).zip(&chunk) {

@@ -7,8 +7,10 @@
 //! `approximation_methods`: riemann_left `α_k = k/m`, riemann_right `(k+1)/m`, riemann_middle
 //! `(k+½)/m`, all with `w_k = 1/m`; riemann_trapezoid `α = linspace(0, 1, m)` with weights
 //! `1/(m−1)` halved at both ends; gauss_legendre the m-point Gauss–Legendre rule mapped to
-//! [0, 1]. Completeness, `Σ_i IG_i ≈ F(x) − F(x')`, is checked in tests. All (image, step)
-//! points are evaluated in batches of `batch` inputs.
+//! [0, 1]. Completeness, `Σ_i IG_i ≈ F(x) − F(x')`, is checked in tests. The (image, step)
+//! points are evaluated at most `batch` per pass, each pass holding whole images' steps (or,
+//! when `steps > batch`, a run of one image's steps); the weighted sum over the steps is taken
+//! in float32 inside the backward (`input_gradient::weighted_gradient_sums`).
 //!
 //! Deviation from Captum 0.9: its `riemann_trapezoid` uses `α = linspace(0, 1, m)` but step
 //! `1/m` (halved at the ends), so its weights sum to `(m−1)/m` and its attributions are those
@@ -147,7 +149,8 @@ pub struct IntegratedGradients {
     pub rule: Rule,
     /// Reference input.
     pub baseline: Baseline,
-    /// Inputs per forward/backward pass.
+    /// Points per forward/backward pass, at most: `⌊batch / steps⌋` whole images (a multiple of
+    /// `steps` fills every pass), or runs of `batch` steps of one image when `steps > batch`.
     pub batch: usize,
     /// Run seed (the uniform baseline).
     pub seed: u64,

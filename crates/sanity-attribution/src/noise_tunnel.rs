@@ -11,7 +11,10 @@
 //! al.'s code ("noise level" as a fraction of the input range). The noise of the image with id
 //! `d` is drawn from `stream_rng(seed, "noise_tunnel", d)`, so a map does not depend on the
 //! batch it was computed in, and a cascade stage sees the same noise as the original model.
-//! Noisy copies are evaluated `batch` at a time. Deviation from Captum's `NoiseTunnel`: its
+//! Noisy copies are evaluated `batch` at a time. SmoothGrad of a plain gradient (`gradient`,
+//! `guided_backprop`, `deconvnet`: [`Attribution::gradient_rule`]) takes its mean inside the
+//! backward instead, in float32, passes holding whole images' copies as integrated gradients'
+//! do (`input_gradient::weighted_gradient_sums`). Deviation from Captum's `NoiseTunnel`: its
 //! `stdevs` is absolute; `noise` here is relative to each image's range.
 
 use crate::error::{AttributionError, Result};
@@ -52,7 +55,8 @@ pub struct NoiseTunnel {
     pub samples: usize,
     /// Noise std as a fraction of each image's value range.
     pub noise: f64,
-    /// Inputs per call of the inner method.
+    /// Inputs per call of the inner method (for a plain gradient, points per pass as
+    /// integrated gradients' `batch`).
     pub batch: usize,
     /// Run seed.
     pub seed: u64,

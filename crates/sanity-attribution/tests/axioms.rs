@@ -206,6 +206,8 @@ fn all_models_at_once_equal_one_model_at_a_time() {
         "method = \"gradient_x_input\"",
         "method = \"guided_backprop\"",
         "method = \"integrated_gradients\"\nsteps = 5\nbatch = 3",
+        "method = \"smoothgrad\"\nsamples = 4\nbatch = 6",
+        "method = \"smoothgrad\"\nsamples = 3\nbatch = 2\ninner = { method = \"guided_backprop\" }",
         "method = \"expected_gradients\"\nsamples = 3\nbatch = 4",
         "method = \"vargrad\"\nsamples = 3\nbatch = 4\ninner = { method = \"integrated_gradients\", steps = 2 }",
         "method = \"guided_gradcam\"",
@@ -281,8 +283,13 @@ fn float32_integrated_gradients_do_not_depend_on_the_batch() {
     };
     let reference = ig(1);
     let scale = reference.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    assert!(scale > 0.0);
+    // Steps split over passes: the same up to float32 rounding.
     for batch in [3, 10, 25, 100] {
         let err = reference.iter().zip(&ig(batch)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         assert!(err < 1e-5 * scale, "batch {batch}: {err:e} of {scale:e}");
     }
+    // Whole images per pass: the same bytes, however many images share the pass.
+    assert_eq!(ig(10), ig(25));
+    assert_eq!(ig(10), ig(100));
 }

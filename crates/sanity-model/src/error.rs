@@ -41,6 +41,10 @@ pub enum ModelError {
     /// Training data or parameters are not usable with this model.
     #[error("training: {0}")]
     Training(String),
+
+    /// Inputs, seeds or segments that do not fit the model (the input-gradient engine).
+    #[error("invalid input: {0}")]
+    BadInput(String),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

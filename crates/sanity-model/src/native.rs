@@ -1,10 +1,9 @@
 //! The input gradient of a sequential model computed directly with the project's kernels:
 //! one forward that keeps what the backward needs (ReLU outputs, max-pool argmax indices), then
-//! one backward through the layers in reverse, with no autograd graph, no weight gradients and
-//! no zero-initialised gradient accumulators. Inside, images are channels-last (NHWC, see
-//! `ops/nhwc.rs`); inputs and gradients are NCHW like the rest of the project. Float32
-//! only; it gives the same values as candle's autograd over the same ops (`tests/native.rs`)
-//! and is what attribution methods use.
+//! one backward through the layers in reverse, with no autograd graph and no weight gradients.
+//! Inside, images are channels-last (NHWC, see `ops/nhwc.rs`); inputs and gradients are NCHW
+//! like the rest of the project. Float32 only; it gives the same values as candle's autograd
+//! over the same ops (`tests/native.rs`) and is what attribution methods use.
 //!
 //! ```text
 //! ∂(Σ_i Σ_j s_ij · f_j(x_i)) / ∂x_i   for a seed s [n, outputs] (one-hot rows: the target logits)
@@ -14,6 +13,9 @@
 //! layers below the first one whose weights differ from the first model's (the same tensors,
 //! as a cascade step leaves them) are evaluated once and their saved state is shared, so a
 //! top-down cascade pays the forward of a layer only for the stages that randomised it.
+//! [`input_gradient_sums`] returns sums of the gradients over runs of inputs (integrated
+//! gradients' steps, SmoothGrad's samples), taken inside the backward; [`outputs`] is the
+//! forward alone (Grad-CAM's activations).
 
 use crate::architecture::Op;
 use crate::error::{ModelError, Result};
@@ -72,6 +74,31 @@ impl Shape {
         match self {
             Shape::Image(c, h, w) => (c, h, w),
             Shape::Flat(f) => (f, 1, 1),
+        }
+    }
+
+    /// `(c, h·w)` when the NCHW and NHWC orders of this shape's values differ (images with more
+    /// than one channel and more than one position).
+    fn layouts_differ(self) -> Option<(usize, usize)> {
+        match self {
+            Shape::Image(c, h, w) if c > 1 && h * w > 1 => Some((c, h * w)),
+            _ => None,
+        }
+    }
+
+    /// NCHW values of this shape in the engine's NHWC order.
+    fn to_nhwc(self, values: &[f32]) -> Vec<f32> {
+        match self.layouts_differ() {
+            Some((c, hw)) => transpose_images(values, c, hw),
+            None => values.to_vec(),
+        }
+    }
+
+    /// NHWC values of this shape in NCHW order.
+    fn to_nchw(self, values: Vec<f32>) -> Vec<f32> {
+        match self.layouts_differ() {
+            Some((c, hw)) => transpose_images(&values, hw, c),
+            None => values,
         }
     }
 
@@ -196,13 +223,11 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
                 let (c, hh, ww) = shape.image();
                 (Some(Arc::new(global_average(act, hh * ww, c))), Saved::Gap(hh * ww, c), Shape::Flat(c))
             }
-            Op::Flatten => match shape {
-                Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => (
-                    Some(Arc::new(transpose_images(act, hh * ww, c))),
-                    Saved::Flatten(hh * ww, c),
-                    Shape::Flat(shape.len()),
-                ),
-                _ => (None, Saved::Identity, Shape::Flat(shape.len())),
+            Op::Flatten => match shape.layouts_differ() {
+                Some((c, hw)) => {
+                    (Some(Arc::new(transpose_images(act, hw, c))), Saved::Flatten(hw, c), Shape::Flat(shape.len()))
+                }
+                None => (None, Saved::Identity, Shape::Flat(shape.len())),
             },
             Op::Dropout { .. } => (None, Saved::Identity, shape),
             Op::BatchNorm2d { eps, .. } => {
@@ -242,6 +267,26 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
     Ok(Forward { saved, inputs, output: current })
 }
 
+/// Where a backward with segments takes its sums: below the lowest layer whose backward depends
+/// on the input (a ReLU or a pool); every layer under it is a linear map, the same for all
+/// inputs (conv, linear, batch norm's scale, flatten, average pooling).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SumPoint {
+    /// No such layer: the seeds themselves are summed.
+    Seed,
+    /// Below the layer at this index of the range.
+    Below(usize),
+}
+
+impl SumPoint {
+    fn of(saved: &[Saved]) -> Self {
+        match saved.iter().position(|s| matches!(s, Saved::Relu(_) | Saved::Pool(..))) {
+            Some(index) => Self::Below(index),
+            None => Self::Seed,
+        }
+    }
+}
+
 /// The backward of layers `range` of `model` from `seed` (the gradient at their output). With
 /// `segments`, the result is the sum of the gradients of each run of `segments[s]` consecutive
 /// inputs, `[segments.len(), ..]`. The layers below the lowest ReLU or pool (the last whose
@@ -256,14 +301,13 @@ fn backward(
     segments: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
     let layers = &model.arch.layers[range];
-    let lowest_dependent = saved.iter().position(|s| matches!(s, Saved::Relu(_) | Saved::Pool(..)));
-    // The layer below which the gradients are sums (`None`: from the seed on).
-    let sum_at = segments.map(|_| lowest_dependent);
-    let (mut g, mut rows) = match (segments, sum_at) {
-        (Some(segments), Some(None)) => (segment_sums(seed, segments), Some(segments.len())),
+    let sum_point = segments.map(|_| SumPoint::of(saved));
+    // Rows of `g` once it holds sums (`None` before: one row per input).
+    let (mut g, mut summed_rows) = match (segments, sum_point) {
+        (Some(segments), Some(SumPoint::Seed)) => (segment_sums(seed, segments), Some(segments.len())),
         _ => (seed.to_vec(), None),
     };
-    let summing_at = |i: usize| sum_at.flatten() == Some(i);
+    let sums_below = |i: usize| sum_point == Some(SumPoint::Below(i));
     let mut i = saved.len();
     while i > 0 {
         i -= 1;
@@ -275,7 +319,7 @@ fn backward(
             (keep, i.checked_sub(1).map(|j| &saved[j]), i.checked_sub(2).map(|j| &saved[j]))
             && pool.relu_first
             && conv.0.takes_routed_gradients()
-            && !summing_at(i)
+            && !sums_below(i)
         {
             let rule = Relu(relu);
             let values = pool.routed(&g, pooled, |y, g| rule.rule_one(y, g));
@@ -284,32 +328,34 @@ fn backward(
             continue;
         }
         g = match keep {
-            Saved::Conv(conv) => match rows {
+            Saved::Conv(conv) => match summed_rows {
                 Some(rows) => ConvNhwc { n: rows, ..conv.0.clone() }.input_grad(&g, &conv.1),
                 None => conv.0.input_grad(&g, &conv.1),
             },
             Saved::Linear(n, fin, fout) => {
                 let (w, _) = layer_weights(model, &layer.name)?;
-                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, rows.unwrap_or(*n), *fin, *fout))?
+                let rows = summed_rows.unwrap_or(*n);
+                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, rows, *fin, *fout))?
             }
             Saved::Relu(y) => {
                 Relu(relu).backward_in_place(&mut g, y);
-                match segments {
-                    Some(segments) if summing_at(i) => {
-                        rows = Some(segments.len());
+                match segments.filter(|_| sums_below(i)) {
+                    Some(segments) => {
+                        summed_rows = Some(segments.len());
                         segment_sums(&g, segments)
                     }
-                    _ => g,
+                    None => g,
                 }
             }
             Saved::Pool(pool, idx, pooled) => {
                 let rule = Relu(relu);
-                match segments {
-                    Some(segments) if summing_at(i) => {
-                        rows = Some(segments.len());
-                        pool.backward_sums(&g, idx, pooled, |y, g| rule.rule_one(y, g), segments)
+                let rule = |y, g| rule.rule_one(y, g);
+                match segments.filter(|_| sums_below(i)) {
+                    Some(segments) => {
+                        summed_rows = Some(segments.len());
+                        pool.backward_sums(&g, idx, pooled, rule, segments)
                     }
-                    _ => pool.backward(&g, idx, pooled, |y, g| rule.rule_one(y, g)),
+                    None => pool.backward(&g, idx, pooled, rule),
                 }
             }
             Saved::Gap(hw, c) => global_average_adjoint(&g, *hw, *c),
@@ -334,7 +380,7 @@ fn backward(
 /// The sums of the rows of `g` over runs of `segments[s]` consecutive rows (f32, in row order).
 fn segment_sums(g: &[f32], segments: &[usize]) -> Vec<f32> {
     let rows: usize = segments.iter().sum();
-    let len = g.len() / rows.max(1);
+    let len = g.len() / rows;
     let mut sums = zeros(segments.len() * len);
     sums.par_chunks_mut(len).zip(segment_starts(segments).par_iter().zip(segments)).for_each(
         |(sum, (&start, &count))| {
@@ -388,8 +434,11 @@ pub fn input_gradient_sums(
     relu: ReluMode,
     segments: &[usize],
 ) -> Result<Vec<Vec<f32>>> {
+    if n == 0 && segments.is_empty() {
+        return Ok(vec![Vec::new(); models.len()]);
+    }
     if segments.iter().sum::<usize>() != n || segments.contains(&0) {
-        return Err(ModelError::Training(format!("segments {segments:?} do not split {n} inputs")));
+        return Err(ModelError::BadInput(format!("segments {segments:?} do not split {n} inputs")));
     }
     gradients(models, h, n, range, seeds, relu, Some(segments))
 }
@@ -400,31 +449,25 @@ fn boundary(model: &Model, h: &[f32], n: usize, range: &Range<usize>) -> Result<
     let input_dims: &[usize] = if range.start == 0 { &arch.spec.input } else { &arch.shapes[range.start - 1] };
     let shape = Shape::of(input_dims);
     if h.len() != n * shape.len() {
-        return Err(ModelError::Training(format!(
+        return Err(ModelError::BadInput(format!(
             "{} input values for {n} inputs of shape {input_dims:?} ({} expected)",
             h.len(),
             n * shape.len()
         )));
     }
-    let (c, hh, ww) = shape.image();
-    // NCHW → NHWC (a copy when there is one channel or one position).
-    let values = if c > 1 && hh * ww > 1 { transpose_images(h, c, hh * ww) } else { h.to_vec() };
-    Ok(Boundary { values: Arc::new(values), shape })
+    Ok(Boundary { values: Arc::new(shape.to_nhwc(h)), shape })
 }
 
 /// The output of layers `range` of `model` (evaluation mode) for `n` NCHW inputs `h` of layer
 /// `range.start`, NCHW like [`Model::forward_range`]'s, computed with the engine's kernels (no
 /// autograd graph): what Grad-CAM needs from the layers below its target layer.
 pub fn outputs(model: &Model, h: &[f32], n: usize, range: Range<usize>) -> Result<Vec<f32>> {
+    let input = boundary(model, h, n, &range)?;
     if range.is_empty() {
         return Ok(h.to_vec());
     }
-    let input = boundary(model, h, n, &range)?;
     let out = forward(model, n, range.clone(), input, &[])?.output;
-    Ok(match Shape::of(&model.arch.shapes[range.end - 1]) {
-        Shape::Image(c, hh, ww) if c > 1 && hh * ww > 1 => transpose_images(&out, hh * ww, c),
-        _ => out.to_vec(),
-    })
+    Ok(Shape::of(&model.arch.shapes[range.end - 1]).to_nchw(Arc::unwrap_or_clone(out)))
 }
 
 /// [`input_gradients`], summed over `segments` when given.
@@ -439,12 +482,10 @@ fn gradients(
 ) -> Result<Vec<Vec<f32>>> {
     let Some(&first) = models.first() else { return Ok(Vec::new()) };
     if seeds.len() != models.len() {
-        return Err(ModelError::Training(format!("{} seeds for {} models", seeds.len(), models.len())));
+        return Err(ModelError::BadInput(format!("{} seeds for {} models", seeds.len(), models.len())));
     }
     let input = boundary(first, h, n, &range)?;
     let input_shape = input.shape;
-    let (c0, h0, w0) = input_shape.image();
-    let nhwc = c0 > 1 && h0 * w0 > 1;
     let starts: Vec<usize> = models.iter().map(|m| first_difference(first, m, range.clone())).collect();
     let restarts: Vec<usize> = starts.iter().copied().filter(|&s| s > range.start && s < range.end).collect();
     let base = forward(first, n, range.clone(), input.clone(), &restarts)?;
@@ -464,11 +505,11 @@ fn gradients(
             (saved, rest.output)
         };
         if seed.len() != output.len() {
-            return Err(ModelError::Training(format!("seed has {} values, the outputs {}", seed.len(), output.len())));
+            return Err(ModelError::BadInput(format!("seed has {} values, the outputs {}", seed.len(), output.len())));
         }
         let g = backward(model, range.clone(), &saved, seed, relu, segments)?;
         debug_assert_eq!(g.len(), segments.map_or(n, <[usize]>::len) * input_shape.len());
-        grads.push(if nhwc { transpose_images(&g, h0 * w0, c0) } else { g });
+        grads.push(input_shape.to_nchw(g));
     }
     Ok(grads)
 }

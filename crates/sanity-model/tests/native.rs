@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor, Var};
 use rand::Rng;
 use sanity_data::stream_rng;
-use sanity_model::{Architecture, Mode, Model, ReluMode, init_weights, native, preset};
+use sanity_model::{Architecture, ArchitectureSpec, Mode, Model, ReluMode, init_weights, native, preset};
 use std::sync::Arc;
 
 /// Both paths compute in f32 with different summation orders.
@@ -97,17 +97,58 @@ fn segment_sums_equal_the_sums_of_the_inputs_gradients() {
     use sanity_model::{Reinit, reinitialize};
     let segments = [3, 1, 4, 2];
     let n: usize = segments.iter().sum();
+    // Below the sum point (the lowest ReLU or pool) a batch norm, and an overlapping pool that
+    // the ReLU does not fuse with.
+    let custom: ArchitectureSpec = toml::from_str(
+        r#"
+        input = [2, 9, 9]
+        [[layers]]
+        type = "conv2d"
+        name = "conv1"
+        in_channels = 2
+        out_channels = 4
+        kernel_size = 3
+        padding = 1
+        [[layers]]
+        type = "batch_norm2d"
+        name = "bn1"
+        num_features = 4
+        [[layers]]
+        type = "relu"
+        [[layers]]
+        type = "max_pool2d"
+        kernel_size = 3
+        stride = 2
+        [[layers]]
+        type = "flatten"
+        [[layers]]
+        type = "linear"
+        name = "fc"
+        in_features = 64
+        out_features = 3
+        "#,
+    )
+    .expect("architecture");
+    let custom = Arc::new(Architecture::new(custom).expect("valid"));
+    let adebayo = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
+    let mlp = Arc::new(Architecture::new(preset("adebayo-mlp", [1, 28, 28]).expect("preset")).expect("valid"));
     // Starting at: a first conv on one channel (adebayo conv1), a first conv with long window
-    // rows that the max-pool would route (adebayo conv2), a ReLU (no linear first layer), a
-    // first linear layer (the MLP), and the last layer alone (summed at the seed).
-    for (preset_name, input, start) in [
-        ("adebayo-cnn", [1, 28, 28], 0),
-        ("adebayo-cnn", [1, 28, 28], 3),
-        ("adebayo-cnn", [1, 28, 28], 1),
-        ("adebayo-mlp", [1, 28, 28], 0),
-        ("adebayo-mlp", [1, 28, 28], 6),
+    // rows that the max-pool would route (adebayo conv2), a ReLU, a pool whose ReLU lies
+    // outside the range (adebayo pool1, pool2), a first linear layer (the MLP), the last layer
+    // alone (summed at the seed), a conv and batch norm below the sum point, and an overlapping
+    // pool as the sum point.
+    for (preset_name, arch, start) in [
+        ("adebayo-cnn", &adebayo, 0),
+        ("adebayo-cnn", &adebayo, 3),
+        ("adebayo-cnn", &adebayo, 1),
+        ("adebayo-cnn", &adebayo, 2),
+        ("adebayo-cnn", &adebayo, 5),
+        ("adebayo-mlp", &mlp, 0),
+        ("adebayo-mlp", &mlp, 7),
+        ("conv-bn-overlapping-pool", &custom, 0),
+        ("conv-bn-overlapping-pool", &custom, 3),
     ] {
-        let arch = Arc::new(Architecture::new(preset(preset_name, input).expect("preset")).expect("valid"));
+        let (arch, input) = (arch.clone(), arch.spec.input);
         let original = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
         let mut rng = stream_rng(9, "native", start as u64);
         // The original, a model sharing every layer but the last, and one differing in the first.

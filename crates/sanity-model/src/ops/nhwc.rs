@@ -308,10 +308,10 @@ impl ConvNhwc {
     ) -> Vec<f32> {
         let (len, entries) = (self.image_len(), pool.oh * pool.ow * pool.c);
         let mut dx = zeros(self.n * len);
-        dx.par_chunks_mut(len).enumerate().for_each(|(m, dx)| {
+        dx.par_chunks_mut(len).enumerate().for_each_init(RoutedFilters::default, |routed, (m, dx)| {
             let range = m * entries..(m + 1) * entries;
-            let routed = RoutedFilters::of_image(pool, &values[range.clone()], &idx[range]);
-            add_routed_filters(self, &routed, &weights.wk_t, dx);
+            routed.group(pool, &values[range.clone()], &idx[range]);
+            add_routed_filters(self, routed, &weights.wk_t, dx);
         });
         dx
     }
@@ -362,24 +362,31 @@ fn add_routed_filters_body(g: &ConvNhwc, routed: &RoutedFilters, filters: &[f32]
 
 /// The nonzero routed values of one image grouped by the conv position they reach: `runs`
 /// `(position, start, end)` index `members` `(channel, value)`; positions ascending within a
-/// pool window, channels ascending within a position.
+/// pool window, channels ascending within a position. Reused from image to image.
+#[derive(Default)]
 struct RoutedFilters {
     runs: Vec<(usize, usize, usize)>,
     members: Vec<(usize, f32)>,
+    /// Per channel its tap, or `taps` (a slot whose members are dropped) for a zero value.
+    slot_of: Vec<usize>,
+    /// Per tap (and the dropped slot) its count, then where its next member goes.
+    cursor: Vec<usize>,
+    /// Each tap's offset from the window's first value (ascending with the tap).
+    offsets: Vec<usize>,
 }
 
 impl RoutedFilters {
     /// Groups `values` (per window of `pool`, one per channel) by the window position (tap)
     /// their `idx` points at: a counting sort per window, without branches on the values.
-    fn of_image(pool: &PoolNhwc, values: &[f32], idx: &[u32]) -> Self {
+    fn group(&mut self, pool: &PoolNhwc, values: &[f32], idx: &[u32]) {
         let (o, k, taps) = (pool.c, pool.k, pool.k * pool.k);
-        // Each tap's offset from the window's first value (ascending with the tap).
-        let offsets: Vec<usize> = (0..taps).map(|t| ((t / k) * pool.w + t % k) * o).collect();
-        let mut runs = Vec::with_capacity(values.len() / o * taps);
-        let mut members = Vec::with_capacity(values.len() + o);
-        // Per channel its tap, or `taps` (a slot whose members are dropped) for a zero value.
-        let mut slot_of = vec![0usize; o];
-        let mut cursor = vec![0usize; taps + 1];
+        let Self { runs, members, slot_of, cursor, offsets } = self;
+        runs.clear();
+        members.clear();
+        offsets.clear();
+        offsets.extend((0..taps).map(|t| ((t / k) * pool.w + t % k) * o));
+        slot_of.resize(o, 0);
+        cursor.resize(taps + 1, 0);
         for (q, (idx, values)) in idx.chunks(o).zip(values.chunks(o)).enumerate() {
             let (py, px) = (q / pool.ow, q % pool.ow);
             let first = (py * pool.s * pool.w + px * pool.s) * o;
@@ -408,7 +415,6 @@ impl RoutedFilters {
             }
             members.truncate(kept);
         }
-        Self { runs, members }
     }
 }
 
@@ -572,27 +578,10 @@ impl PoolNhwc {
         pooled: &[f32],
         relu_rule: impl Fn(f32, f32) -> f32 + Sync,
     ) -> Vec<f32> {
-        let (in_len, out_len) = (self.h * self.w * self.c, self.oh * self.ow * self.c);
-        let n = g.len() / out_len;
-        let mut dx = zeros(n * in_len);
-        dx.par_chunks_mut(in_len).enumerate().for_each(|(m, dx)| {
-            let range = m * out_len..(m + 1) * out_len;
-            let (g, idx, pooled) = (&g[range.clone()], &idx[range.clone()], &pooled[range]);
-            if self.relu_first {
-                for ((&i, &v), &y) in idx.iter().zip(g).zip(pooled) {
-                    dx[i as usize] = relu_rule(y, v);
-                }
-                return;
-            }
-            for (&i, &v) in idx.iter().zip(g) {
-                dx[i as usize] += v;
-            }
-        });
-        dx
+        let out_len = self.oh * self.ow * self.c;
+        self.backward_sums(g, idx, pooled, relu_rule, &vec![1; g.len() / out_len])
     }
-}
 
-impl PoolNhwc {
     /// [`PoolNhwc::backward`] summed over runs of `segments[s]` consecutive images: each
     /// image's routed values are added straight into its segment's sum, `[segments.len(), h, w, c]`.
     pub(crate) fn backward_sums(
@@ -609,8 +598,14 @@ impl PoolNhwc {
         dx.par_chunks_mut(in_len).zip(starts.par_iter().zip(segments)).for_each(|(dx, (&start, &count))| {
             let range = start * out_len..(start + count) * out_len;
             let (g, idx, pooled) = (&g[range.clone()], &idx[range.clone()], &pooled[range]);
-            for ((&i, &v), &y) in idx.iter().zip(g).zip(pooled) {
-                dx[i as usize] += if self.relu_first { relu_rule(y, v) } else { v };
+            if self.relu_first {
+                for ((&i, &v), &y) in idx.iter().zip(g).zip(pooled) {
+                    dx[i as usize] += relu_rule(y, v);
+                }
+            } else {
+                for (&i, &v) in idx.iter().zip(g) {
+                    dx[i as usize] += v;
+                }
             }
         });
         dx
@@ -767,14 +762,18 @@ mod tests {
 
     #[test]
     fn routed_input_gradients_equal_the_dense_ones() {
-        // conv (long rows: k·c = 18, and 5·20 = 100 for the 64- and 16-wide register runs) then
-        // a 2x2 max-pool: the pool's routed values, scattered densely or added filter by filter.
-        for (c, k, pad) in [(6, 3, 1), (20, 5, 2)] {
-            let g = ConvNhwc::new(3, (c, 6, 5), 4, k, pad);
+        // conv (long rows: k·c = 18, 100 and 160, which take the 128-, 64-, 32-, 16- and 1-wide
+        // register runs) then a max-pool with 4 or 9 taps, stride equal to or past its windows:
+        // the pool's routed values, scattered densely or added filter by filter.
+        for (c, k, pad, (pool_k, stride)) in
+            [(6, 3, 1, (2, 2)), (20, 5, 2, (2, 2)), (32, 5, 2, (2, 2)), (6, 3, 1, (3, 3)), (20, 5, 2, (2, 3))]
+        {
+            let g = ConvNhwc::new(3, (c, 7, 8), 4, k, pad);
             assert!(g.takes_routed_gradients());
             let weights = g.weights(&values(g.o * c * k * k, 5));
-            let y = g.forward(&values(g.n * g.image_len(), 6), &weights, &[0.1, -0.2, 0.3, 0.0]);
-            let pool = PoolNhwc::new((4, 6, 5), 2, 2, true);
+            // Filter 1 ends below zero everywhere: the ReLU zeroes what the pool routes from it.
+            let y = g.forward(&values(g.n * g.image_len(), 6), &weights, &[0.1, -50.0, 0.3, 0.0]);
+            let pool = PoolNhwc::new((4, g.oh, g.ow), pool_k, stride, true);
             let (pooled, idx) = pool.forward(&y);
             let upstream = values(pooled.len(), 7);
             let rule = |y: f32, g: f32| if y > 0.0 { g } else { 0.0 };
