@@ -8,10 +8,23 @@ use sanity_data::stream_rng;
 use sanity_model::{Architecture, Model, init_weights, preset};
 use std::sync::Arc;
 
-fn model() -> Model {
+/// The adebayo-cnn with seeded float32 weights: the native engine's model.
+fn float32_model() -> Model {
     let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
-    let weights = init_weights(&arch, 4).expect("init").to_dtype(DType::F64).expect("f64");
-    Model::new(arch, weights)
+    Model::new(arch.clone(), init_weights(&arch, 4).expect("init"))
+}
+
+/// [`float32_model`] in f64 (candle's autograd).
+fn model() -> Model {
+    let m = float32_model();
+    m.with_weights(m.weights.to_dtype(DType::F64).expect("f64"))
+}
+
+/// max |a − b| over the largest |a|, asserting the reference is not all zeros.
+fn relative_error(reference: &[f64], other: &[f64]) -> f64 {
+    let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "a zero reference would make the check vacuous");
+    reference.iter().zip(other).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale
 }
 
 fn inputs(n: usize, seed: u64) -> Tensor {
@@ -159,8 +172,8 @@ fn uniform_noise_baselines_are_seeded_per_image_and_complete() {
 
 #[test]
 fn expected_gradients_with_one_reference_estimate_integrated_gradients() {
-    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
-    let m = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let m = float32_model();
+    let arch = m.arch.clone();
     let x = inputs(2, 5).to_dtype(DType::F32).expect("f32");
     let targets = [4usize, 9];
     let ig = spec("method = \"integrated_gradients\"\nsteps = 64\nrule = \"gauss_legendre\"");
@@ -188,8 +201,8 @@ fn expected_gradients_with_one_reference_estimate_integrated_gradients() {
 fn all_models_at_once_equal_one_model_at_a_time() {
     use sanity_model::{Reinit, reinitialize};
     // float32: the native engine, which shares the layers a stage did not re-initialise.
-    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
-    let original = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let original = float32_model();
+    let arch = original.arch.clone();
     let mut rng = stream_rng(2, "stages", 0);
     let logits = reinitialize(&original.weights, &arch, "logits", &Reinit::Original {}, &mut rng).expect("reinit");
     let conv2 = reinitialize(&logits, &arch, "conv2", &Reinit::Original {}, &mut rng).expect("reinit");
@@ -243,9 +256,9 @@ impl sanity_attribution::Attribution for Opaque {
 #[test]
 fn smoothgrad_averaged_in_the_backward_equals_the_mean_of_its_noisy_maps() {
     use sanity_attribution::{Aggregate, Attribution, NoiseTunnel};
-    // float32: the native engine sums the gradients at the first layer's output.
-    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
-    let m = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    // float32: the native engine sums the gradients below the lowest ReLU or pool.
+    let m = float32_model();
+    let arch = m.arch.clone();
     let x = inputs(3, 7).to_dtype(DType::F32).expect("f32");
     let (targets, ids) = ([4usize, 1, 7], [20u64, 21, 22]);
     for inner in ["gradient", "guided_backprop", "deconvnet"] {
@@ -260,21 +273,19 @@ fn smoothgrad_averaged_in_the_backward_equals_the_mean_of_its_noisy_maps() {
         let build = || spec(&format!("method = \"{inner}\"")).build(&arch, 0).expect("build");
         assert!(build().gradient_rule().is_some(), "{inner} is a plain gradient");
         let general = values(&tunnel(Box::new(Opaque(build())), 4).attribute(&m, &x, &targets, &ids).expect("maps"));
-        let scale = general.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-        assert!(scale > 0.0);
         // Whole images per pass (12 of 18 points), and one image split over passes (4 of 6).
         for batch in [12, 4] {
             let summed = values(&tunnel(build(), batch).attribute(&m, &x, &targets, &ids).expect("maps"));
-            let err = general.iter().zip(&summed).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-            assert!(err < 1e-5 * scale, "{inner}, batch {batch}: {err:e} of {scale:e}");
+            let err = relative_error(&general, &summed);
+            assert!(err < 1e-5, "{inner}, batch {batch}: relative error {err:e}");
         }
     }
 }
 
 #[test]
 fn float32_integrated_gradients_do_not_depend_on_the_batch() {
-    let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
-    let m = Model::new(arch.clone(), init_weights(&arch, 4).expect("init"));
+    let m = float32_model();
+    let arch = m.arch.clone();
     let x = inputs(3, 8).to_dtype(DType::F32).expect("f32");
     let (targets, ids) = ([2usize, 6, 9], [30u64, 31, 32]);
     let ig = |batch| {
@@ -282,12 +293,10 @@ fn float32_integrated_gradients_do_not_depend_on_the_batch() {
         values(&spec(&text).build(&arch, 0).expect("build").attribute(&m, &x, &targets, &ids).expect("ig"))
     };
     let reference = ig(1);
-    let scale = reference.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-    assert!(scale > 0.0);
     // Steps split over passes: the same up to float32 rounding.
     for batch in [3, 10, 25, 100] {
-        let err = reference.iter().zip(&ig(batch)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        assert!(err < 1e-5 * scale, "batch {batch}: {err:e} of {scale:e}");
+        let err = relative_error(&reference, &ig(batch));
+        assert!(err < 1e-5, "batch {batch}: relative error {err:e}");
     }
     // Whole images per pass: the same bytes, however many images share the pass.
     assert_eq!(ig(10), ig(25));

@@ -10,7 +10,7 @@ use sanity_experiments::config::{OptimizerKind, TrainingConfig};
 use sanity_experiments::explain_job::{ExplainJob, explain};
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
-use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report};
+use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
 use sanity_experiments::run::batch_count;
 use sanity_experiments::sweep::plans;
 use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
@@ -251,21 +251,6 @@ fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan
     })
 }
 
-/// The run directories `sanity report DIR` draws: DIR itself, or, for a sweep's folder (no
-/// config of its own), each run directory in it, in name order.
-fn report_dirs(dir: &std::path::Path) -> Vec<PathBuf> {
-    if dir.join("config.resolved.toml").exists() {
-        return vec![dir.to_path_buf()];
-    }
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries.flatten().map(|e| e.path()).filter(|p| p.join("config.resolved.toml").exists()).collect()
-        })
-        .unwrap_or_default();
-    runs.sort();
-    if runs.is_empty() { vec![dir.to_path_buf()] } else { runs }
-}
-
 /// Parses `--shard K/N` (0 <= K < N).
 fn parse_shard(value: &str) -> Result<(usize, usize)> {
     let bad = || ExperimentError::Config {
@@ -460,7 +445,7 @@ fn execute(cli: Cli) -> Result<()> {
         }
         Command::Report { dir, examples, cell } => {
             let options = ReportOptions { examples, cell };
-            for run_dir in report_dirs(&dir) {
+            for run_dir in report_dirs(&dir)? {
                 let figures = report(&run_dir, &options)?;
                 eprintln!("{} figures in {}", figures.len(), run_dir.join(FIGURES_DIR).display());
                 println!("{}", run_dir.join(REPORT_MD).display());

@@ -66,9 +66,9 @@ impl Dataset {
     /// The first `n` images (all of them when there are fewer), labels and masks with them.
     pub fn first(&self, n: usize) -> Dataset {
         let n = n.min(self.len());
-        let (len, mask_len) = (self.image_len(), self.image_shape[1] * self.image_shape[2]);
+        let mask_len = self.image_shape[1] * self.image_shape[2];
         Dataset {
-            images: self.images[..n * len].to_vec(),
+            images: self.images_in(0..n).to_vec(),
             image_shape: self.image_shape,
             labels: self.labels[..n].to_vec(),
             masks: self.masks.as_ref().map(|m| m[..n * mask_len].to_vec()),

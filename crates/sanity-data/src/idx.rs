@@ -58,18 +58,34 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
     Ok(IdxArray { dims, data: body.to_vec() })
 }
 
-/// Reads an IDX file; a name ending in `.gz` is decompressed first.
+/// Reads an IDX file, plain or gzip-compressed (see [`decode_idx`]).
 pub fn read_idx(path: &Path) -> Result<IdxArray, DataError> {
     let raw = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(path, format!("not a valid gzip file: {e}")))?;
-        parse_idx(&bytes, path)
-    } else {
-        parse_idx(&raw, path)
+    decode_idx(&raw, path)
+}
+
+/// The IDX array in `raw`, decompressed first when it starts with gzip's magic bytes. The
+/// decompression stops one byte past what the header declares, so a forged archive (a gzip
+/// bomb) costs no more memory than the array it claims to hold.
+pub fn decode_idx(raw: &[u8], path: &Path) -> Result<IdxArray, DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return parse_idx(raw, path);
     }
+    let gzip = |e: std::io::Error| bad(path, format!("not a valid gzip file: {e}"));
+    let mut decoder = flate2::read::GzDecoder::new(raw);
+    let mut bytes = Vec::new();
+    decoder.by_ref().take(4).read_to_end(&mut bytes).map_err(gzip)?;
+    let ndim = bytes.get(3).map_or(0, |&d| u64::from(d).min(4));
+    decoder.by_ref().take(4 * ndim).read_to_end(&mut bytes).map_err(gzip)?;
+    let declared = bytes
+        .get(4..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .try_fold(1u64, |n, d| n.checked_mul(u64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]]))));
+    // Past the declared values by one byte, so that a longer body is reported as such.
+    let limit = declared.and_then(|n| n.checked_add(1)).unwrap_or(0);
+    decoder.take(limit).read_to_end(&mut bytes).map_err(gzip)?;
+    parse_idx(&bytes, path)
 }
 
 /// Which half of a data set.
@@ -157,6 +173,24 @@ mod tests {
         assert!(
             err(&idx(&[u32::MAX, u32::MAX, u32::MAX], &[])).contains("overflow") || cfg!(target_pointer_width = "32")
         );
+    }
+
+    #[test]
+    fn gzip_is_decompressed_no_further_than_the_header_declares() {
+        let gzip = |bytes: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut gz, bytes).expect("gzip");
+            gz.finish().expect("gzip")
+        };
+        let path = Path::new("x.idx");
+        let array = decode_idx(&gzip(&idx(&[2, 3], &[1, 2, 3, 4, 5, 6])), path).expect("valid");
+        assert_eq!((array.dims, array.data), (vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+        // Two values declared, 64 MiB of zeros behind them: refused after reading three.
+        let mut forged = idx(&[2], &[1, 2]);
+        forged.resize(2 + (64 << 20), 0);
+        let err = decode_idx(&gzip(&forged), path).expect_err("refused").to_string();
+        assert!(err.contains("need 2 values but the file holds 3"), "{err}");
+        assert!(decode_idx(&[0x1f, 0x8b, 0, 0], path).expect_err("refused").to_string().contains("gzip"));
     }
 
     #[test]

@@ -56,6 +56,30 @@ pub(crate) fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, wh
         .map_err(|e| bad(what, crate::diagnostics::with_suggestion(format!("`{text}`: {e}"))))
 }
 
+/// The `--postprocess` steps, parsed and checked.
+pub(crate) fn parse_steps(texts: &[String]) -> Result<Vec<PostStep>> {
+    let steps: Vec<PostStep> = texts.iter().map(|s| parse_item(s, "step", "--postprocess")).collect::<Result<_>>()?;
+    for step in &steps {
+        step.validate().map_err(|e| bad("--postprocess", e))?;
+    }
+    Ok(steps)
+}
+
+/// The `--metric` metrics, parsed and checked (at least one).
+pub(crate) fn parse_metrics(texts: &[String]) -> Result<Vec<MetricSpec>> {
+    let metrics: Vec<MetricSpec> = texts.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
+    if metrics.is_empty() {
+        return Err(bad(
+            "--metric",
+            "none given; accepted: spearman, pearson, kendall_tau_b, ssim, cosine, mse, top_k_intersection".into(),
+        ));
+    }
+    for metric in &metrics {
+        metric.validate().map_err(|e| bad("--metric", e))?;
+    }
+    Ok(metrics)
+}
+
 fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
     let t = Tensor::read_npy(path)
         .map_err(|e| bad(&path.display().to_string(), format!("not a readable NPY array: {e}")))?;
@@ -75,22 +99,7 @@ fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
 /// Scores every pair `(a_i, b_i)` under each metric after the post-processing, pairs in
 /// parallel; rows in pair order, then metric order.
 pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
-    let steps: Vec<PostStep> =
-        job.postprocess.iter().map(|s| parse_item(s, "step", "--postprocess")).collect::<Result<_>>()?;
-    let metrics: Vec<MetricSpec> =
-        job.metrics.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
-    if metrics.is_empty() {
-        return Err(bad(
-            "--metric",
-            "none given; accepted: spearman, pearson, kendall_tau_b, ssim, cosine, mse, top_k_intersection".into(),
-        ));
-    }
-    for step in &steps {
-        step.validate().map_err(|e| bad("--postprocess", e))?;
-    }
-    for metric in &metrics {
-        metric.validate().map_err(|e| bad("--metric", e))?;
-    }
+    let (steps, metrics) = (parse_steps(&job.postprocess)?, parse_metrics(&job.metrics)?);
     let ((a, da), (b, db)) = (read_maps(&job.a)?, read_maps(&job.b)?);
     if da != db {
         return Err(bad(&job.b.display().to_string(), format!("shape {db:?}, but {} has {da:?}", job.a.display())));
@@ -106,10 +115,7 @@ pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
             metrics
                 .iter()
                 .map(|metric| {
-                    let score = match (&pa, &pb) {
-                        (Ok(x), Ok(y)) => metric.score(x, y),
-                        (Err(s), _) | (_, Err(s)) => Err(*s),
-                    };
+                    let score = metric.score_processed(&pa, &pb);
                     CompareRow {
                         pair: i,
                         postprocess: label.clone(),

@@ -112,10 +112,6 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
 /// file's own text) writes that key and no `--set` in `overrides` replaced it.
 pub fn locate(error: ExperimentError, text: &str, overrides: &[String]) -> ExperimentError {
     let ExperimentError::Config { file, message } = error else { return error };
-    // A sweep point's value may come from [sweep], not from the line of its key.
-    if message.starts_with("sweep point") {
-        return ExperimentError::Config { file, message };
-    }
     let path = message.find("key `").and_then(|i| {
         let rest = &message[i + 5..];
         rest.find('`').map(|end| rest[..end].to_string())

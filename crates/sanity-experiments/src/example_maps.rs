@@ -12,8 +12,10 @@
 //! A model's name is its slot name ([`crate::units::Slot::name`]).
 
 use crate::error::{ExperimentError, Result};
-use candle_core::{DType, Device, Tensor};
+use crate::scores::RowWriter;
+use candle_core::{Device, Tensor};
 use sanity_metrics::Map;
+use sanity_model::train::classes_of;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +33,7 @@ pub struct Example {
     pub label: usize,
     /// The output explained under the trained model.
     pub target: usize,
-    /// The trained model's predicted class (for one logit: 1 when the probability is >= 0.5).
+    /// The trained model's predicted class (for one logit: 1 when the logit is > 0).
     pub prediction: usize,
     /// The trained model's probability of its prediction (softmax; sigmoid for one logit).
     pub probability: f64,
@@ -42,20 +44,22 @@ pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// The prediction and its probability from one image's logits.
+/// The prediction (the class [`classes_of`] gives, as the explained `original_prediction`)
+/// and its probability from one image's logits.
 pub fn prediction_of(logits: &[f32]) -> (usize, f64) {
-    match logits {
+    let class = classes_of(logits, logits.len().max(1)).first().copied().unwrap_or(0);
+    let probability = match logits {
         [z] => {
             let p = sigmoid(f64::from(*z));
-            if p >= 0.5 { (1, p) } else { (0, 1.0 - p) }
+            if class == 1 { p } else { 1.0 - p }
         }
         _ => {
             let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let sum: f64 = logits.iter().map(|&z| f64::from(z - max).exp()).sum();
-            let best = logits.iter().position(|&z| z == max).unwrap_or(0);
-            (best, 1.0 / sum)
+            1.0 / sum
         }
-    }
+    };
+    (class, probability)
 }
 
 /// The directory of one example image.
@@ -72,13 +76,12 @@ pub fn map_file(slot: &str, method: &str, smoothed: bool) -> String {
 pub fn write_examples(run_dir: &Path, examples: &[(Example, Map)]) -> Result<()> {
     let dir = run_dir.join(MAPS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
-    let mut csv = csv::Writer::from_writer(Vec::new());
     for (example, image) in examples {
-        csv.serialize(example).map_err(|e| ExperimentError::io(&dir, e))?;
         write_map(&image_dir(run_dir, example.sample).join("input.npy"), image)?;
     }
-    let bytes = csv.into_inner().map_err(|e| ExperimentError::io(&dir, e.into_error()))?;
-    crate::run::write_atomic(&dir.join(EXAMPLES_CSV), &bytes)
+    let mut csv = RowWriter::create(&dir.join(EXAMPLES_CSV))?;
+    csv.write(&examples.iter().map(|(example, _)| example).collect::<Vec<_>>())?;
+    csv.finish()
 }
 
 /// Writes `map` as NPY float32 `[c, h, w]` (atomically), creating its directory.
@@ -96,8 +99,9 @@ pub fn write_map(path: &Path, map: &Map) -> Result<()> {
 /// Reads a map written by [`write_map`] (or any NPY of 2 or 3 dimensions: `[h, w]` is one
 /// channel).
 pub fn read_map(path: &Path) -> Result<Map> {
-    let t = Tensor::read_npy(path).map_err(|e| ExperimentError::io(path, e))?;
-    let shape = match *t.dims() {
+    let bytes = std::fs::read(path).map_err(|e| ExperimentError::io(path, e))?;
+    let array = sanity_data::npy::parse_npy(&bytes, &path.display().to_string())?;
+    let shape = match *array.shape.as_slice() {
         [c, h, w] => [c, h, w],
         [h, w] => [1, h, w],
         ref other => {
@@ -107,7 +111,7 @@ pub fn read_map(path: &Path) -> Result<Map> {
             });
         }
     };
-    Ok(Map::new(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, shape))
+    Ok(Map::new(array.values.iter().map(|&v| v as f32).collect(), shape))
 }
 
 /// Reads `maps/examples.csv` of a run directory; an empty list when the run kept no examples.
@@ -116,8 +120,7 @@ pub fn read_examples(run_dir: &Path) -> Result<Vec<Example>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| ExperimentError::io(&path, e))?;
-    reader.deserialize().map(|r| r.map_err(|e| ExperimentError::io(&path, e))).collect()
+    RowWriter::read(&path)
 }
 
 #[cfg(test)]
@@ -130,7 +133,8 @@ mod tests {
         assert_eq!(class, 1);
         let e2 = 2f64.exp();
         assert!((p - e2 / (e2 + 2.0)).abs() < 1e-9);
-        assert_eq!(prediction_of(&[0.0]), (1, 0.5));
+        // A zero logit is class 0, as `classes_of` decides the explained prediction.
+        assert_eq!(prediction_of(&[0.0]), (0, 0.5));
         let (class, p) = prediction_of(&[-2.0]);
         assert_eq!(class, 0);
         assert!((p - (1.0 - 1.0 / (1.0 + 2f64.exp()))).abs() < 1e-9);

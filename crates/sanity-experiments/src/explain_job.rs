@@ -3,7 +3,7 @@
 //! `agreement.csv` with the similarity of every pair of methods on each image (the lesson's
 //! GradCAM-vs-IG comparison).
 
-use crate::compare_job::parse_item;
+use crate::compare_job::{parse_metrics, parse_steps};
 use crate::config::DataConfig;
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::{prediction_of, sigmoid};
@@ -11,9 +11,10 @@ use crate::figures::overlay::{Overlay, render};
 use crate::figures::raster::{display_plane, gray_plane};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::write_atomic;
+use crate::scores::RowWriter;
 use candle_core::{DType, Device, Tensor};
 use sanity_attribution::MethodSpec;
-use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
+use sanity_metrics::{Map, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
 use sanity_model::{Model, Weights};
 use serde::{Deserialize, Serialize};
@@ -108,16 +109,7 @@ pub fn title(label: usize, logits: &[f32]) -> String {
 /// Runs `job`, writing `explain-<sample>.png` per image and `agreement.csv` into `out`.
 /// Returns the files written.
 pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
-    let steps: Vec<PostStep> =
-        job.postprocess.iter().map(|s| parse_item(s, "step", "--postprocess")).collect::<Result<_>>()?;
-    for step in &steps {
-        step.validate().map_err(|e| bad("--postprocess", e))?;
-    }
-    let metrics: Vec<MetricSpec> =
-        job.metrics.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
-    for metric in &metrics {
-        metric.validate().map_err(|e| bad("--metric", e))?;
-    }
+    let (steps, metrics) = (parse_steps(&job.postprocess)?, parse_metrics(&job.metrics)?);
     if job.methods.is_empty() {
         return Err(bad("--methods", "none given; e.g. --methods gradcam,integrated_gradients".into()));
     }
@@ -168,7 +160,7 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let label = pipeline_label(&steps);
     let mut rows = Vec::new();
     for (i, &sample) in indices.iter().enumerate() {
-        let image = Map::new(test_set.gather_images(&[sample]), [c, h, w]);
+        let image = Map::new(test_set.image(sample).to_vec(), [c, h, w]);
         let gray = gray_plane(&image);
         let panels: Vec<(String, Vec<f32>, [usize; 2])> = specs
             .iter()
@@ -197,10 +189,7 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
         for a in 0..specs.len() {
             for b in a + 1..specs.len() {
                 for metric in &metrics {
-                    let score = match (&maps[a][i], &maps[b][i]) {
-                        (Ok(x), Ok(y)) => metric.score(x, y),
-                        (Err(s), _) | (_, Err(s)) => Err(*s),
-                    };
+                    let score = metric.score_processed(&maps[a][i], &maps[b][i]);
                     rows.push(AgreementRow {
                         sample,
                         label: test_set.labels[sample],
@@ -217,12 +206,9 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     let path = out.join("agreement.csv");
-    let mut csv = csv::Writer::from_writer(Vec::new());
-    for row in &rows {
-        csv.serialize(row).map_err(|e| ExperimentError::io(&path, e))?;
-    }
-    let bytes = csv.into_inner().map_err(|e| ExperimentError::io(&path, e.into_error()))?;
-    write_atomic(&path, &bytes)?;
+    let mut csv = RowWriter::create(&path)?;
+    csv.write(&rows)?;
+    csv.finish()?;
     written.push(path);
     Ok(written)
 }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::MAPS_DIR;
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
-use crate::run::{write_atomic, write_reports};
+use crate::run::{CONFIG_RESOLVED, MANIFEST, run_dirs, write_atomic, write_reports};
 use crate::scores::ScoreRow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,26 +25,10 @@ fn output_error(path: &Path, message: impl Into<String>) -> ExperimentError {
     ExperimentError::Output { path: path.display().to_string(), message: message.into() }
 }
 
-/// The run directories under `input`: itself when it holds a `manifest.json`, else its
-/// sub-directories that do.
-fn run_dirs(input: &Path) -> Result<Vec<PathBuf>> {
-    if input.join("manifest.json").exists() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(input).map_err(|e| ExperimentError::io(input, e))?;
-    let mut dirs: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("manifest.json").exists()).collect();
-    dirs.sort();
-    if dirs.is_empty() {
-        return Err(output_error(input, "holds no run (no manifest.json in it or in its sub-directories)"));
-    }
-    Ok(dirs)
-}
-
 fn read_shard(dir: &Path) -> Result<Shard> {
     let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| ExperimentError::io(&dir.join(name), e));
-    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")?)
-        .map_err(|e| output_error(&dir.join("manifest.json"), e.to_string()))?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&read(MANIFEST)?).map_err(|e| output_error(&dir.join(MANIFEST), e.to_string()))?;
     Ok(Shard {
         dir: dir.to_path_buf(),
         scores: read("scores.csv")?,
@@ -59,11 +43,15 @@ fn read_shard(dir: &Path) -> Result<Shard> {
 pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>> {
     let mut by_run: BTreeMap<String, Vec<Shard>> = BTreeMap::new();
     for input in inputs {
-        for dir in run_dirs(input)? {
+        let dirs = run_dirs(input, MANIFEST)?;
+        if dirs.is_empty() {
+            return Err(output_error(input, "holds no run (no manifest.json in it or in its sub-directories)"));
+        }
+        for dir in dirs {
             let shard = read_shard(&dir)?;
             let id = shard.manifest["run_id"].as_str().unwrap_or_default().to_string();
             if id.is_empty() {
-                return Err(output_error(&dir.join("manifest.json"), "has no run_id"));
+                return Err(output_error(&dir.join(MANIFEST), "has no run_id"));
             }
             by_run.entry(id).or_default().push(shard);
         }
@@ -83,10 +71,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>
 
 fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     let first = &shards[0];
-    let config_text = std::fs::read_to_string(first.dir.join("config.resolved.toml"))
-        .map_err(|e| ExperimentError::io(&first.dir.join("config.resolved.toml"), e))?;
+    let config_text = std::fs::read_to_string(first.dir.join(CONFIG_RESOLVED))
+        .map_err(|e| ExperimentError::io(&first.dir.join(CONFIG_RESOLVED), e))?;
     for shard in &shards[1..] {
-        let other = std::fs::read_to_string(shard.dir.join("config.resolved.toml")).unwrap_or_default();
+        let other = std::fs::read_to_string(shard.dir.join(CONFIG_RESOLVED)).unwrap_or_default();
         if other != config_text {
             return Err(output_error(
                 &shard.dir,
@@ -94,7 +82,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
             ));
         }
     }
-    let source = first.dir.join("config.resolved.toml").display().to_string();
+    let source = first.dir.join(CONFIG_RESOLVED).display().to_string();
     let config = Config::parse(&config_text, &source, &[])?;
     let batches = config.attribution.n_images.div_ceil(config.attribution.batch_size.max(1));
     // Each batch from the first shard that finished it: the bytes of its rows.
@@ -129,7 +117,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         journal.record(UnitRecord { batch, rows: *rows, bytes: scores.len() as u64 })?;
     }
     write_atomic(&dir.join("scores.csv"), &scores)?;
-    write_atomic(&dir.join("config.resolved.toml"), config_text.as_bytes())?;
+    write_atomic(&dir.join(CONFIG_RESOLVED), config_text.as_bytes())?;
     for model in ["model.safetensors", "model-random-labels.safetensors"] {
         if first.dir.join(model).exists() {
             std::fs::copy(first.dir.join(model), dir.join(model))
@@ -156,7 +144,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         m.insert("timings_s".into(), summed_timings(shards));
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
-    write_atomic(&dir.join("manifest.json"), &json)
+    write_atomic(&dir.join(MANIFEST), &json)
 }
 
 /// Copies the files under `from` (when it exists) to the same paths under `to`.

@@ -211,13 +211,8 @@ impl Plan {
             }
         }
         let arch = Arc::new(resolve_arch(&config.model.arch, &data).map_err(|m| bad("model.arch", m))?);
-        if let Some(weights) = &config.model.weights
-            && !weights.is_file()
-        {
-            return Err(bad(
-                "model.weights",
-                format!("{}: no such file; accepted: a safetensors file with PyTorch names", weights.display()),
-            ));
+        if let Some(weights) = &config.model.weights {
+            weights_file(weights).map_err(|m| bad("model.weights", m))?;
         }
         if config.model.weights.is_none() {
             let t = &config.training;
@@ -291,13 +286,8 @@ impl Plan {
                             format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1"),
                         ));
                     }
-                    if let Some(w) = weights
-                        && !w.is_file()
-                    {
-                        return Err(bad(
-                            &format!("tests[{i}].weights"),
-                            format!("{}: no such file; accepted: a safetensors file with PyTorch names", w.display()),
-                        ));
+                    if let Some(w) = weights {
+                        weights_file(w).map_err(|m| bad(&format!("tests[{i}].weights"), m))?;
                     }
                     if *max_epochs == 0 && weights.is_none() {
                         return Err(bad(&format!("tests[{i}].max_epochs"), "0; accepted: >= 1".into()));
@@ -518,4 +508,12 @@ pub fn resolve_arch(name: &str, data: &DataPlan) -> std::result::Result<Architec
         ));
     }
     Ok(arch)
+}
+
+/// What is wrong with a weights file named in a config: it must exist.
+fn weights_file(path: &std::path::Path) -> std::result::Result<(), String> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(format!("{}: no such file; accepted: a safetensors file with PyTorch names", path.display()))
 }

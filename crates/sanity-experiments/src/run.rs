@@ -24,6 +24,24 @@ use sanity_model::{Model, TrainSpec, Weights, accuracy, init_weights, train};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// A run directory's resolved config: its presence marks a run directory.
+pub const CONFIG_RESOLVED: &str = "config.resolved.toml";
+/// A run directory's manifest: its presence marks a finished (or merged) run.
+pub const MANIFEST: &str = "manifest.json";
+
+/// The run directories at `input`: itself when it holds `marker`, else its sub-directories
+/// that do, in name order (empty when none does).
+pub fn run_dirs(input: &Path, marker: &str) -> Result<Vec<PathBuf>> {
+    if input.join(marker).exists() {
+        return Ok(vec![input.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(input).map_err(|e| ExperimentError::io(input, e))?;
+    let mut dirs: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(marker).exists()).collect();
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// Where and how to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -113,9 +131,9 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
             )));
         }
     }
-    if options.resume && dir.join("config.resolved.toml").exists() {
-        let before = std::fs::read_to_string(dir.join("config.resolved.toml"))
-            .map_err(|e| ExperimentError::io(&dir.join("config.resolved.toml"), e))?;
+    if options.resume && dir.join(CONFIG_RESOLVED).exists() {
+        let before = std::fs::read_to_string(dir.join(CONFIG_RESOLVED))
+            .map_err(|e| ExperimentError::io(&dir.join(CONFIG_RESOLVED), e))?;
         if before != plan.resolved_toml() {
             return Err(refuse("holds a run of another config; --resume continues only the same config".into()));
         }
@@ -152,7 +170,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
 /// only when `dir` is a run directory (it has `config.resolved.toml`): `--out . --force` in a
 /// project does not touch the project's own `figures/`.
 pub(crate) fn remove_derived(dir: &Path) -> Result<()> {
-    if !dir.join("config.resolved.toml").is_file() {
+    if !dir.join(CONFIG_RESOLVED).is_file() {
         return Ok(());
     }
     for stale in [crate::example_maps::MAPS_DIR, crate::report::FIGURES_DIR] {
@@ -208,9 +226,8 @@ pub(crate) fn training_references(methods: &[MethodSpec], train_set: &Dataset) -
     if !methods.iter().any(MethodSpec::needs_references) {
         return Ok(None);
     }
-    let all: Vec<usize> = (0..train_set.len()).collect();
     let [c, h, w] = train_set.image_shape;
-    let images = Tensor::from_vec(train_set.gather_images(&all), (train_set.len(), c, h, w), &Device::Cpu)?;
+    let images = Tensor::from_slice(&train_set.images, (train_set.len(), c, h, w), &Device::Cpu)?;
     Ok(Some(ReferenceSet::from_tensor(&images)?))
 }
 
@@ -276,7 +293,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let seed = config.seed;
     let dir = &options.run_dir;
     let finished_units = prepare_dir(plan, options)?;
-    write_atomic(&dir.join("config.resolved.toml"), plan.resolved_toml().as_bytes())?;
+    write_atomic(&dir.join(CONFIG_RESOLVED), plan.resolved_toml().as_bytes())?;
     let mut timings: Vec<(String, f64)> = Vec::new();
     let mut lap = Instant::now();
     let mut mark = |name: &str, timings: &mut Vec<(String, f64)>| {
@@ -359,7 +376,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             let (prediction, probability) = prediction_of(&original_logits[i * outputs..(i + 1) * outputs]);
             let (sample, label, target) = (explained.indices[i], explained.labels[i], slots[0].targets[i]);
             let example = Example { sample, label, target, prediction, probability };
-            (example, Map::new(test_set.gather_images(&[sample]), [c, h, w]))
+            (example, Map::new(test_set.image(sample).to_vec(), [c, h, w]))
         })
         .collect();
     if !kept.is_empty() {

@@ -145,6 +145,12 @@ impl RowWriter {
             .map_err(|e| ExperimentError::io(&partial, e))
     }
 
+    /// All rows of the CSV file at `path`, typed.
+    pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+        let mut reader = csv::Reader::from_path(path).map_err(|e| ExperimentError::io(path, e))?;
+        reader.deserialize().map(|r| r.map_err(|e| ExperimentError::io(path, e))).collect()
+    }
+
     /// The length of the partial file after a [`RowWriter::flush`].
     pub fn bytes(&self) -> Result<u64> {
         let meta = self.writer.get_ref().metadata().map_err(|e| ExperimentError::io(&self.partial, e))?;

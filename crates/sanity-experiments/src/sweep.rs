@@ -74,16 +74,22 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
                 .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
         }
         let text = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
-        let where_ = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-        let parsed = Config::parse(&text, file, &[]).map_err(|e| match e {
-            ExperimentError::Config { file, message } => {
-                ExperimentError::Config { file, message: format!("sweep point {where_}: {message}") }
-            }
-            other => other,
-        })?;
+        let parsed = Config::parse(&text, file, &[]).map_err(|e| in_sweep_point(e, &params))?;
         out.push((parsed, params));
     }
     Ok(out)
+}
+
+/// A config error of the sweep point with `params`, named by its values (`sweep point seed =
+/// 1, ...: message`); other errors as they are.
+fn in_sweep_point(e: ExperimentError, params: &[(String, String)]) -> ExperimentError {
+    match e {
+        ExperimentError::Config { file, message } => {
+            let point = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+            ExperimentError::Config { file, message: format!("sweep point {point}: {message}") }
+        }
+        other => other,
+    }
 }
 
 /// The checked plans of `text`: one per sweep point, each knowing its swept values.
@@ -93,10 +99,7 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
     for (config, params) in points {
         let mut plan = Plan::new(config, file).map_err(|e| match e {
             // A sweep point's values come from [sweep]: name the point, not a line.
-            ExperimentError::Config { file, message } if !params.is_empty() => {
-                let where_ = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-                ExperimentError::Config { file, message: format!("sweep point {where_}: {message}") }
-            }
+            e @ ExperimentError::Config { .. } if !params.is_empty() => in_sweep_point(e, &params),
             other => crate::diagnostics::locate(other, text, overrides),
         })?;
         plan.params = params;

@@ -3,21 +3,37 @@
 
 use std::path::Path;
 
+/// The files of `fuzz/<kind>/config/` (`corpus`: the seeds; `regressions`: crash inputs),
+/// dotfiles (`.gitkeep`) left out.
+fn inputs(kind: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz").join(kind).join("config");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .collect();
+    files.sort();
+    files
+}
+
 #[test]
 fn config_inputs_plan_or_fail_cleanly() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut n = 0;
-    for kind in ["corpus", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(root.join(kind).join("config")) else { continue };
-        for entry in entries.flatten() {
-            let bytes = std::fs::read(entry.path()).expect("read");
-            if let Ok(text) = std::str::from_utf8(&bytes) {
-                let _ = sanity_experiments::sweep::plans(text, "input.toml", &[]);
-            }
-            n += 1;
+    let seeds = inputs("corpus");
+    assert!(!seeds.is_empty(), "the seeds are committed");
+    // The seeds are valid configs.
+    for path in &seeds {
+        let text = std::fs::read_to_string(path).expect("read");
+        if let Err(e) = sanity_experiments::sweep::plans(&text, "input.toml", &[]) {
+            panic!("seed {}: {e}", path.display());
         }
     }
-    assert!(n > 0, "the seeds are committed");
+    for path in inputs("regressions") {
+        let bytes = std::fs::read(&path).expect("read");
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            let _ = sanity_experiments::sweep::plans(text, "input.toml", &[]);
+        }
+    }
 }
 
 #[test]
@@ -29,5 +45,6 @@ fn a_sweep_too_large_to_run_is_refused_not_expanded() {
         "{base}\n[sweep]\nseed = [{list}]\n\"training.epochs\" = [{list}]\n\"attribution.n_images\" = [{list}]\n"
     );
     let err = sanity_experiments::sweep::plans(&text, "big.toml", &[]).expect_err("refused");
-    assert!(err.to_string().contains("more than 100000 runs"), "{err}");
+    let limit = sanity_experiments::sweep::MAX_POINTS;
+    assert!(err.to_string().contains(&format!("more than {limit} runs")), "{err}");
 }

@@ -14,7 +14,7 @@ pub use entropy::discrete_entropy;
 pub use hog::{HogParams, hog_features};
 pub use map::Map;
 pub use metric::{MetricSpec, Reference, Score, Status};
-pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label};
+pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label, reduce_channels};
 pub use rank::{average_ranks, kendall_tau_b, pearson, spearman};
 pub use ssim::{SsimParams, SsimWindow, ssim};
 pub use vector::{cosine, mse, top_k_indices, top_k_overlap};

@@ -112,6 +112,14 @@ impl MetricSpec {
         self.prepare(a).score(b)
     }
 
+    /// Compares two post-processed maps; a map whose post-processing failed gives its status.
+    pub fn score_processed(&self, a: &Result<Map, Status>, b: &Result<Map, Status>) -> Score {
+        match (a, b) {
+            (Ok(a), Ok(b)) => self.score(a, b),
+            (Err(s), _) | (_, Err(s)) => Err(*s),
+        }
+    }
+
     /// `a` prepared for comparisons with many maps (an original map against every cascade
     /// stage): its ranks for Spearman, its local moments for SSIM, computed once.
     pub fn prepare<'a>(&self, a: &'a Map) -> Reference<'a> {

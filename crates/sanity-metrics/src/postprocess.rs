@@ -152,19 +152,8 @@ impl PostStep {
                 Ok(map)
             }
             PostStep::ChannelReduce { reduce } => {
-                let [c, h, w] = map.shape;
-                let hw = h * w;
-                let out: Vec<f32> = (0..hw)
-                    .map(|i| {
-                        let values = (0..c).map(|k| map.data[k * hw + i]);
-                        match reduce {
-                            Reduce::Sum => values.sum(),
-                            Reduce::Mean => values.sum::<f32>() / c as f32,
-                            Reduce::MaxAbs => values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m }),
-                        }
-                    })
-                    .collect();
-                Ok(Map::new(out, [1, h, w]))
+                let [_, h, w] = map.shape;
+                Ok(Map::new(reduce_channels(&map, *reduce), [1, h, w]))
             }
             PostStep::Normalize { mode } => {
                 let (min, max) =
@@ -248,6 +237,22 @@ impl PostStep {
             _ => Ok(()),
         }
     }
+}
+
+/// The `[h, w]` plane of `map`'s channels reduced pixel by pixel (the `channel_reduce` step).
+pub fn reduce_channels(map: &Map, reduce: Reduce) -> Vec<f32> {
+    let [c, h, w] = map.shape;
+    let hw = h * w;
+    (0..hw)
+        .map(|i| {
+            let values = (0..c).map(|k| map.data[k * hw + i]);
+            match reduce {
+                Reduce::Sum => values.sum(),
+                Reduce::Mean => values.sum::<f32>() / c as f32,
+                Reduce::MaxAbs => values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m }),
+            }
+        })
+        .collect()
 }
 
 /// Applies `steps` in order.

@@ -307,11 +307,12 @@ fn backward(
         (Some(segments), Some(SumPoint::Seed)) => (segment_sums(seed, segments), Some(segments.len())),
         _ => (seed.to_vec(), None),
     };
-    let sums_below = |i: usize| sum_point == Some(SumPoint::Below(i));
     let mut i = saved.len();
     while i > 0 {
         i -= 1;
         let (layer, keep) = (&layers[i], &saved[i]);
+        // The segments when the sums are taken below this layer.
+        let sum_here = segments.filter(|_| sum_point == Some(SumPoint::Below(i)));
         // A conv, its ReLU and a max-pool fused with it: the pool routes one value per window,
         // and the conv's backward adds only those filters (no dense, mostly-zero gradient).
         // Not where the sums are taken: the conv then runs once per segment on dense sums.
@@ -319,7 +320,7 @@ fn backward(
             (keep, i.checked_sub(1).map(|j| &saved[j]), i.checked_sub(2).map(|j| &saved[j]))
             && pool.relu_first
             && conv.0.takes_routed_gradients()
-            && !sums_below(i)
+            && sum_here.is_none()
         {
             let rule = Relu(relu);
             let values = pool.routed(&g, pooled, |y, g| rule.rule_one(y, g));
@@ -339,22 +340,16 @@ fn backward(
             }
             Saved::Relu(y) => {
                 Relu(relu).backward_in_place(&mut g, y);
-                match segments.filter(|_| sums_below(i)) {
-                    Some(segments) => {
-                        summed_rows = Some(segments.len());
-                        segment_sums(&g, segments)
-                    }
+                match sum_here {
+                    Some(segments) => segment_sums(&g, segments),
                     None => g,
                 }
             }
             Saved::Pool(pool, idx, pooled) => {
                 let rule = Relu(relu);
                 let rule = |y, g| rule.rule_one(y, g);
-                match segments.filter(|_| sums_below(i)) {
-                    Some(segments) => {
-                        summed_rows = Some(segments.len());
-                        pool.backward_sums(&g, idx, pooled, rule, segments)
-                    }
+                match sum_here {
+                    Some(segments) => pool.backward_sums(&g, idx, pooled, rule, segments),
                     None => pool.backward(&g, idx, pooled, rule),
                 }
             }
@@ -373,6 +368,9 @@ fn backward(
             Saved::Flatten(hw, c) => transpose_images(&g, *c, *hw),
             Saved::Identity => g,
         };
+        if let Some(segments) = sum_here {
+            summed_rows = Some(segments.len());
+        }
     }
     Ok(g)
 }
@@ -423,8 +421,8 @@ pub fn input_gradients(
 /// [`input_gradients`] summed over runs of consecutive inputs: per model, `[segments.len(), ..]`
 /// where row `s` is `Σ` of the gradients of the `segments[s]` inputs after those of the earlier
 /// segments. What integrated gradients and SmoothGrad need (with the step weights in the
-/// seeds): a first conv or linear layer's backward is linear and the same for every input, so it
-/// runs once per segment on the summed gradient at its output, not once per input.
+/// seeds): the layers below the lowest ReLU or pool are linear maps, the same for every input,
+/// so they run once per segment on the sums, not once per input (see [`SumPoint`]).
 pub fn input_gradient_sums(
     models: &[&Model],
     h: &[f32],

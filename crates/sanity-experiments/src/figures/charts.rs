@@ -121,8 +121,9 @@ where
     Ok(())
 }
 
-/// Draws a legend: one line per method in its colour, then the line styles of the floors.
-fn legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[String], floors: bool) -> DrawResult
+/// Draws the curves' legend: one line per method in its colour, then the line styles of the
+/// floors.
+fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[String]) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -134,23 +135,21 @@ where
         area.draw(&Text::new(method.clone(), (48, y), text(14).pos(left)))?;
         y += 22;
     }
-    if floors {
-        y += 10;
-        let gray = RGBColor(90, 90, 90);
-        for x in [10, 22, 34] {
-            area.draw(&PathElement::new(vec![(x, y), (x + 6, y)], gray.stroke_width(2)))?;
-        }
-        area.draw(&Text::new("two random models", (48, y), text(13).pos(left)))?;
-        y += 20;
-        for x in (10..=40).step_by(5) {
-            area.draw(&Circle::new((x, y), 1, gray.filled()))?;
-        }
-        area.draw(&Text::new("random map", (48, y), text(13).pos(left)))?;
-        y += 20;
-        area.draw(&Text::new("(floors, each in its method's colour)", (10, y), text(12).pos(left)))?;
-        y += 20;
-        area.draw(&Text::new("band: 95% CI of the mean", (10, y), text(12).pos(left)))?;
+    y += 10;
+    let gray = RGBColor(90, 90, 90);
+    for x in [10, 22, 34] {
+        area.draw(&PathElement::new(vec![(x, y), (x + 6, y)], gray.stroke_width(2)))?;
     }
+    area.draw(&Text::new("two random models", (48, y), text(13).pos(left)))?;
+    y += 20;
+    for x in (10..=40).step_by(5) {
+        area.draw(&Circle::new((x, y), 1, gray.filled()))?;
+    }
+    area.draw(&Text::new("random map", (48, y), text(13).pos(left)))?;
+    y += 20;
+    area.draw(&Text::new("(floors, each in its method's colour)", (10, y), text(12).pos(left)))?;
+    y += 20;
+    area.draw(&Text::new("band: 95% CI of the mean", (10, y), text(12).pos(left)))?;
     Ok(())
 }
 
@@ -165,10 +164,9 @@ impl Chart for Curves {
     where
         DB::ErrorType: 'static,
     {
-        let curves = self;
-        let (areas, legend_area) = frame(root, &curves.title, curves.panels.len())?;
-        let n = curves.x_labels.len().max(1);
-        for (area, panel) in areas.iter().zip(&curves.panels) {
+        let (areas, legend_area) = frame(root, &self.title, self.panels.len())?;
+        let n = self.x_labels.len().max(1);
+        for (area, panel) in areas.iter().zip(&self.panels) {
             let values = panel.content.iter().flat_map(|s| {
                 let points = s
                     .points
@@ -187,7 +185,7 @@ impl Chart for Curves {
                 .configure_mesh()
                 .disable_x_mesh()
                 .x_labels(0)
-                .x_desc(curves.x_desc.clone())
+                .x_desc(self.x_desc.clone())
                 .y_desc(format!("{} (mean, 95% CI)", panel.metric))
                 .y_label_formatter(&|y| number(*y))
                 .y_label_style(text(12))
@@ -196,7 +194,7 @@ impl Chart for Curves {
                 .bold_line_style(RGBColor(225, 225, 225))
                 .draw()?;
             let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
-            category_labels(root, &ticks, &curves.x_labels)?;
+            category_labels(root, &ticks, &self.x_labels)?;
             let (x0, x1) = (-0.3, (n - 1) as f64 + 0.3);
             for (i, series) in panel.content.iter().enumerate() {
                 let [r, g, b] = method_color(i);
@@ -226,8 +224,8 @@ impl Chart for Curves {
             }
         }
         let methods: Vec<String> =
-            curves.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
-        legend(&legend_area, &methods, true)
+            self.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
+        curves_legend(&legend_area, &methods)
     }
 }
 
@@ -266,9 +264,8 @@ impl Chart for Scores {
     where
         DB::ErrorType: 'static,
     {
-        let scores = self;
-        let (areas, legend_area) = frame(root, &scores.title, scores.panels.len())?;
-        for (area, panel) in areas.iter().zip(&scores.panels) {
+        let (areas, legend_area) = frame(root, &self.title, self.panels.len())?;
+        for (area, panel) in areas.iter().zip(&self.panels) {
             let n = panel.content.len().max(1);
             let values = panel.content.iter().flat_map(|m| {
                 let e = m.estimate.iter().flat_map(|e| [Some(e.mean), e.ci.map(|c| c.0), e.ci.map(|c| c.1)]).flatten();
@@ -370,14 +367,13 @@ impl Chart for Agreement {
     where
         DB::ErrorType: 'static,
     {
-        let agreement = self;
         root.fill(&WHITE)?;
-        root.draw(&Text::new(agreement.title.clone(), (12, 12), text(18)))?;
-        let n = agreement.methods.len();
-        let label = label_width(agreement) as i32;
-        let (width, _) = agreement_size(agreement);
-        let panel_w = width as i32 / agreement.panels.len().max(1) as i32;
-        for (p, panel) in agreement.panels.iter().enumerate() {
+        root.draw(&Text::new(self.title.clone(), (12, 12), text(18)))?;
+        let n = self.methods.len();
+        let label = label_width(self) as i32;
+        let (width, _) = agreement_size(self);
+        let panel_w = width as i32 / self.panels.len().max(1) as i32;
+        for (p, panel) in self.panels.iter().enumerate() {
             let left = p as i32 * panel_w + label;
             let top = TITLE_H as i32 + 30;
             root.draw(&Text::new(panel.metric.clone(), (left, TITLE_H as i32 + 4), text(15)))?;
@@ -386,11 +382,7 @@ impl Chart for Agreement {
             for (i, row) in panel.content.iter().enumerate() {
                 let y = top + i as i32 * CELL as i32;
                 let right = Pos::new(HPos::Right, VPos::Center);
-                root.draw(&Text::new(
-                    agreement.methods[i].clone(),
-                    (left - 6, y + CELL as i32 / 2),
-                    text(12).pos(right),
-                ))?;
+                root.draw(&Text::new(self.methods[i].clone(), (left - 6, y + CELL as i32 / 2), text(12).pos(right)))?;
                 for (j, value) in row.iter().enumerate() {
                     let x = left + j as i32 * CELL as i32;
                     let corners = [(x, y), (x + CELL as i32, y + CELL as i32)];
@@ -411,7 +403,7 @@ impl Chart for Agreement {
             }
             let bottom = top + n as i32 * CELL as i32 + 6;
             let down = Pos::new(HPos::Left, VPos::Center);
-            for (j, method) in agreement.methods.iter().enumerate() {
+            for (j, method) in self.methods.iter().enumerate() {
                 let x = left + j as i32 * CELL as i32 + CELL as i32 / 2;
                 let style = text(12).transform(FontTransform::Rotate90).pos(down);
                 root.draw(&Text::new(method.clone(), (x, bottom), style))?;
@@ -451,11 +443,9 @@ mod tests {
     #[test]
     fn curves_draw_as_png_and_svg_deterministically() -> DrawResult {
         let c = curves();
-        let a = png(chart_size(2), |root| c.draw(root))?;
-        assert_eq!(a, png(chart_size(2), |root| c.draw(root))?);
-        let image = image::load_from_memory(&a)?;
-        assert_eq!((image.width(), image.height()), chart_size(2));
-        let s = svg(chart_size(2), |root| c.draw(root))?;
+        let a = png(c.size(), |root| c.draw(root))?;
+        assert_eq!(a, png(c.size(), |root| c.draw(root))?);
+        let s = svg(c.size(), |root| c.draw(root))?;
         assert!(s.contains("gradcam") && s.contains("spearman") && s.contains("fc1"), "labels are in the SVG");
         Ok(())
     }
@@ -464,14 +454,22 @@ mod tests {
     fn agreement_matrix_draws() -> DrawResult {
         let a = Agreement {
             title: "agreement".into(),
-            methods: vec!["gradient".into(), "gradcam".into()],
+            methods: vec!["gradient".into(), "gradcam".into(), "sobel".into()],
             panels: vec![Panel {
                 metric: "spearman".into(),
-                content: vec![vec![None, Some(0.3)], vec![Some(0.3), None]],
+                content: vec![
+                    vec![None, Some(0.25), Some(-0.75)],
+                    vec![Some(0.25), None, Some(0.125)],
+                    vec![Some(-0.75), Some(0.125), None],
+                ],
             }],
         };
-        let s = svg(agreement_size(&a), |root| a.draw(root))?;
-        assert!(s.contains("0.3"));
+        let s = svg(a.size(), |root| a.draw(root))?;
+        // Each value in both of its cells (the colour bar's ends are ±0.75, so 0.25 and 0.125
+        // come from cells only), and a dash on the diagonal.
+        for (value, times) in [(">\n0.25\n<", 2), (">\n0.125\n<", 2), (">\n-\n<", 3)] {
+            assert_eq!(s.matches(value).count(), times, "{value} in:\n{s}");
+        }
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! blending an overlay over its image.
 
 use super::colormap::{ColorMap, Rgb};
-use sanity_metrics::{Map, Normalization, PostStep};
+use sanity_metrics::{Map, Normalization, PostStep, Reduce, reduce_channels};
 
 /// How a map's values become colours.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,14 +97,12 @@ fn positive_or_one(v: f64) -> f64 {
 /// The map's channels summed into one `[h, w]` plane (a display choice for multi-channel maps;
 /// a one-channel map is returned as it is).
 pub fn display_plane(map: &Map) -> Vec<f32> {
-    let [c, h, w] = map.shape;
-    (0..h * w).map(|i| (0..c).map(|k| map.data[k * h * w + i]).sum()).collect()
+    reduce_channels(map, Reduce::Sum)
 }
 
 /// An image as one gray plane: the mean of its channels.
 pub fn gray_plane(image: &Map) -> Vec<f32> {
-    let c = image.shape[0].max(1) as f32;
-    display_plane(image).iter().map(|v| v / c).collect()
+    reduce_channels(image, Reduce::Mean)
 }
 
 /// Resamples an `[h, w]` plane to `[out_h, out_w]`: each output pixel is the mean of the

@@ -8,7 +8,8 @@ use crate::figures::raster::{Scale, display_plane, gray_plane};
 use crate::scores::SummaryRow;
 use crate::units::stage_key;
 use sanity_metrics::{Map, PostStep, apply_all};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// One test of a run as its summary rows name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +218,7 @@ pub fn agreement(rows: &[SummaryRow], group: &TestGroup, methods: &[String], pos
 /// The grid of one example image: rows are methods, columns the input, the original model
 /// and each stage's model, every map post-processed by `steps`. Maps that were not kept or are
 /// degenerate after post-processing are empty cells.
+#[allow(clippy::too_many_arguments)]
 pub fn map_grid(
     run_dir: &Path,
     example: &Example,
@@ -224,13 +226,14 @@ pub fn map_grid(
     stages: &[(usize, String)],
     methods: &[String],
     (label, steps): (&str, &[PostStep]),
+    tiles: &mut TileCache,
 ) -> Result<MapGrid> {
     let dir = image_dir(run_dir, example.sample);
-    let input = kept_map(&dir.join("input.npy"))?.map(|image| {
+    let input = tiles.get(&dir.join("input.npy"), "", |image| {
         let plane = gray_plane(&image);
         let shape = [image.shape[1], image.shape[2]];
-        Tile { scale: Scale::min_max(&plane), plane, shape, colormap: crate::figures::colormap::ColorMap::Gray }
-    });
+        Some(Tile { scale: Scale::min_max(&plane), plane, shape, colormap: crate::figures::colormap::ColorMap::Gray })
+    })?;
     let mut columns = vec!["input".to_string(), "original".to_string()];
     let mut slots = vec!["original".to_string()];
     for (_, stage) in stages {
@@ -241,13 +244,13 @@ pub fn map_grid(
     for method in methods {
         let mut row = vec![input.clone()];
         for slot in &slots {
-            let raw = kept_map(&dir.join(map_file(slot, method, group.smoothed())))?;
             // A degenerate map (constant after post-processing, non-finite) is an empty cell.
-            let tile = raw.and_then(|raw| apply_all(steps, raw).ok()).map(|map| {
+            let tile = tiles.get(&dir.join(map_file(slot, method, group.smoothed())), label, |raw| {
+                let map = apply_all(steps, raw).ok()?;
                 let plane = display_plane(&map);
                 let scale = Scale::for_map(&plane, steps);
-                Tile { plane, shape: [map.shape[1], map.shape[2]], scale, colormap: scale.paper_colormap() }
-            });
+                Some(Tile { plane, shape: [map.shape[1], map.shape[2]], scale, colormap: scale.paper_colormap() })
+            })?;
             row.push(tile);
         }
         cells.push(row);
@@ -281,9 +284,21 @@ pub fn map_grid(
 
 /// The map at `path`, or None when the run did not keep it (no such file); a file that cannot
 /// be read is an error.
-fn kept_map(path: &Path) -> Result<Option<Map>> {
-    if !path.exists() {
-        return Ok(None);
+/// The tiles of a report's grids by map file and pipeline: each kept map is read and
+/// post-processed once, although the original model's maps appear in every test's grid.
+#[derive(Default)]
+pub struct TileCache(HashMap<(PathBuf, String), Option<Tile>>);
+
+impl TileCache {
+    /// The tile of the map at `path` under the pipeline `label` (`make` draws it from the raw
+    /// map); `None` when the run did not keep the map or `make` gives none.
+    fn get(&mut self, path: &Path, label: &str, make: impl FnOnce(Map) -> Option<Tile>) -> Result<Option<Tile>> {
+        let key = (path.to_path_buf(), label.to_string());
+        if let Some(tile) = self.0.get(&key) {
+            return Ok(tile.clone());
+        }
+        let tile = if path.exists() { make(read_map(path)?) } else { None };
+        self.0.insert(key, tile.clone());
+        Ok(tile)
     }
-    read_map(path).map(Some)
 }

@@ -1,8 +1,8 @@
 //! `report.md`: the run's facts, each test's figures, the verdicts and the summary table, as
 //! GitHub-flavoured markdown.
 
-use super::Figure;
 use super::build::test_groups;
+use super::{FIGURES_DIR, Figure};
 use crate::config::Config;
 use crate::figures::number;
 use crate::scores::SummaryRow;
@@ -82,7 +82,7 @@ pub fn report_md(
             if figure.sample.is_some() && first_grid.is_some_and(|f| f.png != figure.png) {
                 continue;
             }
-            let alt = figure.png.trim_start_matches("figures/").trim_end_matches(".png");
+            let alt = figure.png.trim_start_matches(FIGURES_DIR).trim_start_matches('/').trim_end_matches(".png");
             let _ = writeln!(md, "{}\n\n![{alt}]({})\n", figure.caption, figure.png);
             if let Some(svg) = &figure.svg {
                 let _ = writeln!(md, "([SVG]({svg}))\n");

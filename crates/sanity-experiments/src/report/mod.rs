@@ -11,10 +11,10 @@ use crate::error::{ExperimentError, Result};
 use crate::example_maps::read_examples;
 use crate::figures::charts::Chart;
 use crate::figures::{grid, png, svg};
-use crate::run::write_atomic;
-use crate::scores::SummaryRow;
+use crate::run::{CONFIG_RESOLVED, MANIFEST, run_dirs, write_atomic};
+use crate::scores::{RowWriter, SummaryRow};
 use crate::verdicts::VerdictRow;
-use build::{TestGroup, agreement, curves, map_grid, scores, stages_of, test_groups};
+use build::{TestGroup, TileCache, agreement, curves, map_grid, scores, stages_of, test_groups};
 use sanity_metrics::pipeline_label;
 use std::path::{Path, PathBuf};
 
@@ -72,22 +72,22 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
             message: format!("{}; accepted: at least {MIN_CELL} pixels", options.cell),
         });
     }
-    let config_path = dir.join("config.resolved.toml");
+    let config_path = dir.join(CONFIG_RESOLVED);
     if !config_path.exists() {
-        return Err(not_finished("config.resolved.toml"));
+        return Err(not_finished(CONFIG_RESOLVED));
     }
     let config = Config::load(&config_path, &[])?;
     let summary_path = dir.join("summary.csv");
     if !summary_path.exists() {
         return Err(not_finished("summary.csv"));
     }
-    let summary: Vec<SummaryRow> = read_csv(&summary_path)?;
+    let summary: Vec<SummaryRow> = RowWriter::read(&summary_path)?;
     let verdicts: Vec<VerdictRow> =
-        if dir.join("verdicts.csv").exists() { read_csv(&dir.join("verdicts.csv"))? } else { Vec::new() };
-    let manifest_path = dir.join("manifest.json");
+        if dir.join("verdicts.csv").exists() { RowWriter::read(&dir.join("verdicts.csv"))? } else { Vec::new() };
+    let manifest_path = dir.join(MANIFEST);
     let manifest: serde_json::Value = match std::fs::read(&manifest_path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExperimentError::io(&manifest_path, e))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_finished("manifest.json")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_finished(MANIFEST)),
         Err(e) => return Err(ExperimentError::io(&manifest_path, e)),
     };
     let mut examples = read_examples(dir)?;
@@ -109,6 +109,7 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
     }
     std::fs::create_dir_all(&figures_dir).map_err(|e| ExperimentError::io(&figures_dir, e))?;
     let mut figures = Vec::new();
+    let mut tiles = TileCache::default();
     for group in test_groups(&summary) {
         for (label, steps) in &pipelines {
             if !summary.iter().any(|r| r.test == group.test && r.order == group.order && &r.postprocess == label) {
@@ -146,7 +147,7 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
             }
             let stages = stages_of(&summary, &group);
             for example in &examples {
-                let chart = map_grid(dir, example, &group, &stages, &methods, (label, steps))?;
+                let chart = map_grid(dir, example, &group, &stages, &methods, (label, steps), &mut tiles)?;
                 let png = format!("{FIGURES_DIR}/maps-{name}-image-{:04}.png", example.sample);
                 let bytes = grid::render(&chart, options.cell).map_err(|e| ExperimentError::io(&dir.join(&png), e))?;
                 write_atomic(&dir.join(&png), &bytes)?;
@@ -163,6 +164,17 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
     Ok(figures)
 }
 
+/// The run directories `sanity report DIR` draws: DIR itself when it is a run directory, or,
+/// for a sweep's folder, each run directory in it (DIR itself when none is, so that
+/// [`report`] says what it lacks).
+pub fn report_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let runs = run_dirs(dir, CONFIG_RESOLVED)?;
+    Ok(if runs.is_empty() { vec![dir.to_path_buf()] } else { runs })
+}
+
 /// Draws `chart` as `figures/<name>.png` and `.svg` in `dir`; returns both paths relative to
 /// `dir`.
 fn chart_files(dir: &Path, name: &str, chart: &impl Chart) -> Result<(String, Option<String>)> {
@@ -173,11 +185,6 @@ fn chart_files(dir: &Path, name: &str, chart: &impl Chart) -> Result<(String, Op
     let text = svg(chart.size(), |root| chart.draw(root)).map_err(|e| failed(&svg_name, e))?;
     write_atomic(&dir.join(&svg_name), text.as_bytes())?;
     Ok((png_name, Some(svg_name)))
-}
-
-fn read_csv<T: serde::de::DeserializeOwned>(path: &PathBuf) -> Result<Vec<T>> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| ExperimentError::io(path, e))?;
-    reader.deserialize().map(|r| r.map_err(|e| ExperimentError::io(path, e))).collect()
 }
 
 /// A pipeline label as a file-name part: `+` becomes `--`, anything but letters, digits, `_`,
