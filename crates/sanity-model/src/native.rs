@@ -422,7 +422,7 @@ pub fn input_gradients(
 /// where row `s` is `Σ` of the gradients of the `segments[s]` inputs after those of the earlier
 /// segments. What integrated gradients and SmoothGrad need (with the step weights in the
 /// seeds): the layers below the lowest ReLU or pool are linear maps, the same for every input,
-/// so they run once per segment on the sums, not once per input (see [`SumPoint`]).
+/// so they run once per segment on the sums, not once per input.
 pub fn input_gradient_sums(
     models: &[&Model],
     h: &[f32],
