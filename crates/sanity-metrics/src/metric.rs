@@ -94,6 +94,23 @@ impl MetricSpec {
         }
     }
 
+    /// Whether the metric with CSV id `id` is a similarity that gives 1 for identical maps and
+    /// never more (the correlations, SSIM, cosine, top-k intersection): figures put 0 and 1 on
+    /// its axis, so that "unchanged" and "unrelated" can be read off.
+    pub fn peaks_at_one(id: &str) -> bool {
+        matches!(
+            id,
+            "spearman"
+                | "pearson"
+                | "kendall_tau_b"
+                | "ssim"
+                | "cosine"
+                | "hog_pearson"
+                | "hog_spearman"
+                | "top_k_intersection"
+        )
+    }
+
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
         match self {
@@ -216,6 +233,44 @@ impl Reference<'_> {
                 let features = hog_features(b, params)?;
                 let features = if *ranked { average_ranks_f64(&features) } else { features };
                 pearson_of(reference, &features)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_metric() -> Vec<MetricSpec> {
+        let specs = [
+            "metric = \"spearman\"",
+            "metric = \"ssim\"\ndata_range = 2.0",
+            "metric = \"pearson\"",
+            "metric = \"kendall_tau_b\"",
+            "metric = \"hog_pearson\"",
+            "metric = \"hog_spearman\"",
+            "metric = \"cosine\"",
+            "metric = \"mse\"",
+            "metric = \"discrete_entropy\"",
+            "metric = \"top_k_intersection\"\nk = 20",
+        ];
+        specs.iter().map(|s| toml::from_str(s).expect("a valid metric")).collect()
+    }
+
+    #[test]
+    fn the_metrics_that_peak_at_one_give_one_for_identical_maps_and_the_others_do_not_claim_to() {
+        let data: Vec<f32> = (0..32 * 32).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.3).collect();
+        let map = Map::new(data, [1, 32, 32]);
+        let metrics = every_metric();
+        assert_eq!(metrics.len(), 10, "every variant is listed once");
+        for metric in &metrics {
+            let identical = metric.score(&map, &map).expect("a value for identical maps");
+            if MetricSpec::peaks_at_one(metric.id()) {
+                assert!((identical - 1.0).abs() < 1e-9, "{}: {identical} for identical maps", metric.id());
+            } else {
+                // mse gives 0 and the entropy ratio 1, but neither is bounded by 1.
+                assert!(matches!(metric.id(), "mse" | "discrete_entropy"), "{} is not classified", metric.id());
             }
         }
     }

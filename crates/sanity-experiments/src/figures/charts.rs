@@ -99,7 +99,7 @@ fn y_range(values: impl Iterator<Item = f64>, metric: &str) -> (f64, f64) {
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
-    if matches!(metric, "spearman" | "pearson" | "kendall_tau_b" | "ssim" | "cosine" | "hog_pearson" | "hog_spearman") {
+    if sanity_metrics::MetricSpec::peaks_at_one(metric) {
         lo = lo.min(0.0);
         hi = hi.max(1.0);
     }
@@ -438,6 +438,16 @@ mod tests {
                 Panel { metric: "ssim".into(), content: vec![series("gradient", 0.2), series("gradcam", 0.05)] },
             ],
         }
+    }
+
+    #[test]
+    fn similarity_axes_show_zero_and_one_and_distance_axes_their_values() {
+        for metric in ["spearman", "ssim", "top_k_intersection"] {
+            let (lo, hi) = y_range([0.4, 0.6].into_iter(), metric);
+            assert!(lo < 0.0 && hi > 1.0, "{metric}: ({lo}, {hi})");
+        }
+        let (lo, hi) = y_range([2.0, 3.0].into_iter(), "mse");
+        assert!(lo > 1.9 && lo < 2.0 && hi > 3.0 && hi < 3.1, "mse: ({lo}, {hi})");
     }
 
     #[test]
