@@ -101,6 +101,36 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
 }
 
 #[test]
+fn runs_started_together_train_a_shared_model_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let binary = assert_cmd::cargo::cargo_bin("sanity");
+    let one_test = "tests=[{ kind = \"cascading\" }]";
+    let children: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            std::process::Command::new(&binary)
+                .args(["run", TINY, "--threads", "1", "--set", one_test, "--out"])
+                .arg(tmp.path().join(name))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starts")
+        })
+        .collect();
+    let mut origins = Vec::new();
+    for (child, name) in children.into_iter().zip(["a", "b", "c"]) {
+        let out = child.wait_with_output().expect("runs");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&read(tmp.path().join(name).join("manifest.json"))).expect("manifest is JSON");
+        origins.push(manifest["model"]["origin"].as_str().expect("origin").to_string());
+    }
+    // However the three overlap, one trains and the others load its model from the cache.
+    assert_eq!(origins.iter().filter(|o| *o == "trained").count(), 1, "{origins:?}");
+    assert_eq!(origins.iter().filter(|o| o.starts_with("trained (model cache")).count(), 2, "{origins:?}");
+}
+
+#[test]
 fn expected_gradients_in_a_run_draws_from_the_training_images() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("eg");

@@ -2,12 +2,15 @@
 //! once. A model is cached by what determines it: the architecture (the file's text for an
 //! architecture TOML), the data config, the labels (true, or permuted with the data
 //! randomisation test's stopping rule), the seed and the training config. Files are written
-//! whole (temporary file + rename), so shards running side by side can share a cache.
+//! whole (temporary file + rename), so shards running side by side can share a cache, and a
+//! run holds a lock on its key while it looks the model up and trains it ([`ModelCache::claim`]),
+//! so shards that start together train each model once: the others wait and load it.
 
 use crate::config::Config;
 use crate::error::{ExperimentError, Result};
 use sanity_data::fnv1a;
 use sanity_model::{Architecture, EpochStats, Weights};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 /// A directory of cached models: `<key>.safetensors` and `<key>.json` (the epochs).
@@ -33,6 +36,34 @@ impl ModelCache {
         format!("{:016x}", fnv1a(text.as_bytes()))
     }
 
+    /// An exclusive lock on `key` (the file `<key>.lock`), held until the claim is dropped: take
+    /// it before [`ModelCache::load`] and keep it through training and [`ModelCache::store`].
+    /// When another process (or thread) holds it, `on_wait` is told the lock file before this
+    /// blocks. The lock is advisory (`flock`, released when its holder exits, however it
+    /// exits); where the file system cannot lock, the claim holds nothing and `on_wait` gets
+    /// the reason, so the run goes on and may train a model another run is training too.
+    pub fn claim(&self, key: &str, on_wait: &mut dyn FnMut(String)) -> Result<CacheClaim> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))?;
+        let path = self.dir.join(format!("{key}.lock"));
+        let file = File::options().create(true).truncate(false).write(true).open(&path);
+        let file = file.map_err(|e| ExperimentError::io(&path, e))?;
+        let locked = match file.try_lock() {
+            Ok(()) => Ok(()),
+            Err(TryLockError::WouldBlock) => {
+                on_wait(format!("waiting for another run that is training model {key} (lock {})", path.display()));
+                file.lock()
+            }
+            Err(TryLockError::Error(e)) => Err(e),
+        };
+        match locked {
+            Ok(()) => Ok(CacheClaim { _file: Some(file) }),
+            Err(e) => {
+                on_wait(format!("cannot lock {} ({e}); going on without the lock", path.display()));
+                Ok(CacheClaim { _file: None })
+            }
+        }
+    }
+
     /// The cached weights and epochs of `key`, if any.
     pub fn load(&self, key: &str, arch: &Architecture) -> Result<Option<(Weights, Vec<EpochStats>)>> {
         let (weights, epochs) = (self.dir.join(format!("{key}.safetensors")), self.dir.join(format!("{key}.json")));
@@ -56,5 +87,49 @@ impl ModelCache {
         let (w, e) = (self.dir.join(format!("{key}.safetensors")), self.dir.join(format!("{key}.json")));
         std::fs::rename(&tmp_w, &w).map_err(|err| ExperimentError::io(&w, err))?;
         std::fs::rename(&tmp_e, &e).map_err(|err| ExperimentError::io(&e, err))
+    }
+}
+
+/// A held [`ModelCache::claim`]; dropping it releases the lock.
+#[derive(Debug)]
+pub struct CacheClaim {
+    _file: Option<File>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_second_claim_on_a_key_waits_until_the_first_is_dropped() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = ModelCache::new(&tmp.path().join("cache"));
+        let first = cache.claim("k", &mut |m| panic!("the first claim waited: {m}")).expect("claim");
+        let released = AtomicBool::new(false);
+        let (waiting_tx, waiting_rx) = mpsc::channel();
+        std::thread::scope(|scope| {
+            let (cache, released) = (&cache, &released);
+            // The sender moves into the thread: if it never waits, `recv` below fails, not hangs.
+            let second = scope.spawn(move || {
+                let mut notes = Vec::new();
+                let claim = cache.claim("k", &mut |m| {
+                    notes.push(m);
+                    waiting_tx.send(()).expect("send");
+                });
+                // Only the first claim's drop lets this one through.
+                assert!(released.load(Ordering::SeqCst), "the second claim got the lock while the first held it");
+                (claim.expect("claim"), notes)
+            });
+            waiting_rx.recv().expect("the second claim says it waits");
+            let other = cache.claim("other key", &mut |m| panic!("another key waited: {m}")).expect("claim");
+            released.store(true, Ordering::SeqCst);
+            drop(first);
+            let (_claim, notes) = second.join().expect("joins");
+            assert_eq!(notes.len(), 1, "{notes:?}");
+            assert!(notes[0].contains("waiting for another run that is training model k"), "{notes:?}");
+            drop(other);
+        });
     }
 }

@@ -9,7 +9,7 @@ use crate::manifest::{
     DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, ShardReport, crate_versions, host_name,
     peak_rss_mib,
 };
-use crate::model_cache::ModelCache;
+use crate::model_cache::{CacheClaim, ModelCache};
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
@@ -617,6 +617,8 @@ fn build_model(
         return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), "trained (resumed)".into()));
     }
     let key = ModelCache::key(config, "true");
+    // Held until the model is trained and stored, so that runs beside this one wait and load it.
+    let _claim = claim(options, &key, progress)?;
     if let Some(cache) = &options.model_cache
         && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
     {
@@ -640,6 +642,12 @@ fn build_model(
         cache.store(&key, &weights, &epochs)?;
     }
     Ok((initial.with_weights(weights), epochs, "trained".into()))
+}
+
+/// The model cache's lock on `key`, if there is a cache; a wait is reported as a note.
+fn claim(options: &RunOptions, key: &str, progress: &mut dyn FnMut(Progress)) -> Result<Option<CacheClaim>> {
+    let Some(cache) = &options.model_cache else { return Ok(None) };
+    cache.claim(key, &mut |note| progress(Progress::Note(note))).map(Some)
 }
 
 /// The model of the data randomisation test: trained on permuted labels from the trained
@@ -672,6 +680,10 @@ fn build_random_label_model(
     let saved = dir.join("model-random-labels.safetensors");
     let key = ModelCache::key(config, &format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}"));
     let resumed = weights.is_none() && resume && saved.exists();
+    let _claim = match weights.is_none() && !resumed {
+        true => claim(options, &key, progress)?,
+        false => None,
+    };
     let cached = match (weights, &options.model_cache) {
         (None, Some(cache)) if !resumed => cache.load(&key, &plan.arch)?,
         _ => None,
