@@ -3,6 +3,7 @@
 //! project's own max-pool (candle's backward is wrong, DESIGN.md section 2).
 
 pub mod architecture;
+pub mod checkpoint;
 pub mod error;
 pub mod forward;
 pub mod init;
@@ -15,6 +16,7 @@ pub mod train;
 pub mod weights;
 
 pub use architecture::{Architecture, ArchitectureSpec, Layer, Op};
+pub use checkpoint::{Checkpoint, CheckpointMeta};
 pub use error::ModelError;
 pub use forward::{Mode, Model};
 pub use init::{Reinit, init_weights, reinitialize};
@@ -22,5 +24,5 @@ pub use layer::{Init, LayerSpec};
 pub use lrp::LrpRule;
 pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
-pub use train::{EpochStats, OptimizerKind, TrainSpec, accuracy, predict_logits, train};
+pub use train::{EpochStats, OptimizerKind, TrainSpec, Training, accuracy, predict_logits, train, train_from};
 pub use weights::Weights;

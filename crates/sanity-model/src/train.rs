@@ -1,15 +1,15 @@
 //! Training: AdamW or SGD with momentum on minibatches, seeded shuffles and dropout,
-//! checkpoints, accuracies. The only code in the project that holds `Var`s.
+//! checkpoints to go on from, accuracies. The only code in the project that holds `Var`s.
 
+use crate::checkpoint::{Checkpoint, CheckpointMeta, data_fingerprint};
 use crate::error::{ModelError, Result};
 use crate::forward::{Mode, Model};
 use crate::weights::Weights;
 use candle_core::{D, DType, Device, Tensor, Var};
-use candle_nn::Optimizer;
-use candle_nn::optim::{AdamW, ParamsAdamW};
 use rand::seq::SliceRandom;
 use sanity_data::{Dataset, stream_rng};
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -64,36 +64,62 @@ impl Default for TrainSpec {
     }
 }
 
-/// One optimiser step after another.
+/// AdamW's constants (candle's and PyTorch's defaults; the weight decay is the spec's).
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+/// One optimiser step after another, with a state that checkpoints save and restore.
 enum Stepper {
-    Adamw(AdamW),
-    Sgd { vars: Vec<Var>, velocity: Vec<Option<Tensor>>, lr: f64, momentum: f64, weight_decay: f64 },
+    /// AdamW (Loshchilov & Hutter 2019, Algorithm 2) with candle's `AdamW` arithmetic, op for
+    /// op: `m = β1·m + (1−β1)·g`, `v = β2·v + (1−β2)·g²`,
+    /// `w = w·(1 − lr·λ) − lr · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + ε)`.
+    Adamw { vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, steps: usize, lr: f64, weight_decay: f64 },
+    /// SGD with momentum, see [`OptimizerKind::Sgd`].
+    Sgd { vars: Vec<Var>, velocity: Vec<Option<Tensor>>, steps: usize, lr: f64, momentum: f64, weight_decay: f64 },
 }
 
 impl Stepper {
     fn new(vars: Vec<Var>, spec: &TrainSpec) -> Result<Self> {
+        let (lr, weight_decay) = (spec.learning_rate, spec.weight_decay);
         Ok(match spec.optimizer {
             OptimizerKind::Adamw => {
-                let params =
-                    ParamsAdamW { lr: spec.learning_rate, weight_decay: spec.weight_decay, ..Default::default() };
-                Stepper::Adamw(AdamW::new(vars, params)?)
+                let zeros = |vars: &[Var]| vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
+                Stepper::Adamw { m: zeros(&vars)?, v: zeros(&vars)?, vars, steps: 0, lr, weight_decay }
             }
             OptimizerKind::Sgd => Stepper::Sgd {
                 velocity: vec![None; vars.len()],
                 vars,
-                lr: spec.learning_rate,
+                steps: 0,
+                lr,
                 momentum: spec.momentum,
-                weight_decay: spec.weight_decay,
+                weight_decay,
             },
         })
     }
 
     /// Backpropagates `loss` and updates every variable.
     fn step(&mut self, loss: &Tensor) -> Result<()> {
+        let grads = loss.backward()?;
         match self {
-            Stepper::Adamw(adamw) => adamw.backward_step(loss)?,
-            Stepper::Sgd { vars, velocity, lr, momentum, weight_decay } => {
-                let grads = loss.backward()?;
+            Stepper::Adamw { vars, m, v, steps, lr, weight_decay } => {
+                *steps += 1;
+                let scale_m = 1f64 / (1f64 - BETA1.powi(*steps as i32));
+                let scale_v = 1f64 / (1f64 - BETA2.powi(*steps as i32));
+                for ((theta, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let Some(g) = grads.get(theta) else { continue };
+                    let next_m = ((&*m * BETA1)? + (g * (1.0 - BETA1))?)?;
+                    let next_v = ((&*v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+                    let m_hat = (&next_m * scale_m)?;
+                    let v_hat = (&next_v * scale_v)?;
+                    let decayed = (theta.as_tensor() * (1f64 - *lr * *weight_decay))?;
+                    let adjusted = (m_hat / (v_hat.sqrt()? + EPS)?)?;
+                    theta.set(&(decayed - (adjusted * *lr)?)?)?;
+                    (*m, *v) = (next_m, next_v);
+                }
+            }
+            Stepper::Sgd { vars, velocity, steps, lr, momentum, weight_decay } => {
+                *steps += 1;
                 for (var, v) in vars.iter().zip(velocity.iter_mut()) {
                     let Some(g) = grads.get(var) else { continue };
                     let mut g = g.clone();
@@ -109,6 +135,59 @@ impl Stepper {
                     }
                     var.set(&(var.as_tensor() - g.affine(*lr, 0.0)?)?)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The state tensors under PyTorch's names for the variables `names`, and the steps taken.
+    fn state(&self, names: &[String]) -> Result<(Weights, usize)> {
+        let mut state = Weights::new();
+        let steps = match self {
+            Stepper::Adamw { m, v, steps, .. } => {
+                for ((name, m), v) in names.iter().zip(m).zip(v) {
+                    state.insert(format!("{name}.exp_avg"), m.copy()?);
+                    state.insert(format!("{name}.exp_avg_sq"), v.copy()?);
+                }
+                *steps
+            }
+            Stepper::Sgd { velocity, steps, .. } => {
+                for (name, v) in names.iter().zip(velocity) {
+                    if let Some(v) = v {
+                        state.insert(format!("{name}.momentum_buffer"), v.copy()?);
+                    }
+                }
+                *steps
+            }
+        };
+        Ok((state, steps))
+    }
+
+    /// Takes the state [`Stepper::state`] gave; a missing or misshapen tensor is an error.
+    fn restore(&mut self, names: &[String], state: &Weights, steps: usize) -> Result<()> {
+        let get = |name: String, like: &Var| -> Result<Tensor> {
+            let t = state.get(&name).map_err(|_| ModelError::Training(format!("the checkpoint has no `{name}`")))?;
+            match t.dims() == like.dims() {
+                true => Ok(t.to_dtype(like.dtype())?),
+                false => {
+                    Err(ModelError::Training(format!("`{name}` has shape {:?}, expected {:?}", t.dims(), like.dims())))
+                }
+            }
+        };
+        match self {
+            Stepper::Adamw { vars, m, v, steps: taken, .. } => {
+                for (i, (name, var)) in names.iter().zip(vars.iter()).enumerate() {
+                    m[i] = get(format!("{name}.exp_avg"), var)?;
+                    v[i] = get(format!("{name}.exp_avg_sq"), var)?;
+                }
+                *taken = steps;
+            }
+            Stepper::Sgd { vars, velocity, steps: taken, .. } => {
+                for (i, (name, var)) in names.iter().zip(vars.iter()).enumerate() {
+                    let key = format!("{name}.momentum_buffer");
+                    velocity[i] = if state.get(&key).is_ok() { Some(get(key, var)?) } else { None };
+                }
+                *taken = steps;
             }
         }
         Ok(())
@@ -196,6 +275,48 @@ pub fn train(
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<(Weights, Vec<EpochStats>)> {
+    let mut go_on = |s: &EpochStats| {
+        on_epoch(s);
+        ControlFlow::Continue(())
+    };
+    match train_from(model, data, spec, seed, None, &mut go_on)? {
+        Training::Finished { weights, history } => Ok((weights, history)),
+        Training::Stopped { epoch } => Err(ModelError::Training(format!("stopped after epoch {epoch}"))),
+    }
+}
+
+/// How [`train_from`] ended.
+#[derive(Debug)]
+pub enum Training {
+    /// Every epoch was trained, or training stopped at its accuracy target.
+    Finished {
+        /// The trained weights.
+        weights: Weights,
+        /// Every epoch's statistics, from the first (also those before a checkpoint).
+        history: Vec<EpochStats>,
+    },
+    /// `on_epoch` asked to stop after `epoch`, before the last; the state is saved as a
+    /// checkpoint when the spec has a checkpoint folder.
+    Stopped {
+        /// The last epoch trained.
+        epoch: usize,
+    },
+}
+
+/// [`train`], starting from `start` when given: the epochs after the checkpoint's are trained
+/// exactly as an uninterrupted run trains them (the same shuffles, dropout draws, optimiser
+/// state and batch-norm buffers; tested bit for bit). `on_epoch` may ask to stop
+/// ([`ControlFlow::Break`]) after any epoch; the state is then saved as a checkpoint in
+/// `spec.checkpoint_dir` (as every `checkpoint_every` epochs) and [`Training::Stopped`] returned.
+/// A checkpoint of another seed, training spec or data set is refused.
+pub fn train_from(
+    model: &Model,
+    data: &Dataset,
+    spec: &TrainSpec,
+    seed: u64,
+    start: Option<Checkpoint>,
+    on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
+) -> Result<Training> {
     let outputs = model.arch.num_outputs();
     if !(outputs == data.num_classes || (outputs == 1 && data.num_classes == 2)) {
         return Err(ModelError::Training(format!(
@@ -206,6 +327,23 @@ pub fn train(
     if spec.batch_size == 0 || data.is_empty() {
         return Err(ModelError::Training("batch_size and the number of training images must be >= 1".into()));
     }
+    if !(spec.learning_rate > 0.0 && spec.learning_rate.is_finite() && (0.0..1.0).contains(&spec.momentum)) {
+        return Err(ModelError::Training(format!(
+            "learning_rate {} and momentum {}; accepted: learning_rate > 0, 0 <= momentum < 1",
+            spec.learning_rate, spec.momentum
+        )));
+    }
+    let fingerprint = data_fingerprint(data);
+    if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(spec, seed, &fingerprint)) {
+        return Err(ModelError::Training(format!(
+            "cannot go on from the checkpoint of epoch {}: {why}",
+            start.map_or(0, |c| c.meta.epoch)
+        )));
+    }
+    let first = match &start {
+        Some(checkpoint) => model.with_weights(checkpoint.weights.clone()),
+        None => model.clone(),
+    };
     let [c, h, w] = data.image_shape;
     // Trained parameters become Vars; batch-norm running statistics are buffers that each
     // training forward replaces.
@@ -215,21 +353,16 @@ pub fn train(
         .iter()
         .flat_map(|l| l.op.buffers().iter().map(move |(what, _)| format!("{}.{what}", l.name)))
         .collect();
-    let vars: Vec<(String, Var)> = model
+    let vars: Vec<(String, Var)> = first
         .weights
         .iter()
         .filter(|(k, _)| !buffer_names.contains(k))
         .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
         .collect::<Result<_>>()?;
+    let var_names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
     let mut running = Weights::new();
     for name in &buffer_names {
-        running.insert(name.clone(), model.weights.get(name)?.to_dtype(DType::F32)?);
-    }
-    if !(spec.learning_rate > 0.0 && spec.learning_rate.is_finite() && (0.0..1.0).contains(&spec.momentum)) {
-        return Err(ModelError::Training(format!(
-            "learning_rate {} and momentum {}; accepted: learning_rate > 0, 0 <= momentum < 1",
-            spec.learning_rate, spec.momentum
-        )));
+        running.insert(name.clone(), first.weights.get(name)?.to_dtype(DType::F32)?);
     }
     let mut optimizer = Stepper::new(vars.iter().map(|(_, v)| v.clone()).collect(), spec)?;
     let current = |vars: &[(String, Var)], running: &Weights| {
@@ -239,9 +372,22 @@ pub fn train(
         }
         model.with_weights(weights)
     };
-    let mut history = Vec::with_capacity(spec.epochs);
     let mut order: Vec<usize> = (0..data.len()).collect();
-    for epoch in 1..=spec.epochs {
+    let mut history = Vec::with_capacity(spec.epochs);
+    let mut done = 0;
+    if let Some(checkpoint) = start {
+        optimizer.restore(&var_names, &checkpoint.optimizer, checkpoint.meta.steps)?;
+        done = checkpoint.meta.epoch;
+        history = checkpoint.meta.history;
+        // Each epoch shuffles the previous epoch's order: replay the shuffles done.
+        for epoch in 1..=done {
+            order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
+        }
+    }
+    let target_reached = |stats: Option<&EpochStats>| matches!((stats.and_then(|s| s.train_accuracy), spec.stop_at_accuracy), (Some(a), Some(t)) if a >= t);
+    let mut epoch = done;
+    while epoch < spec.epochs && !target_reached(history.last()) {
+        epoch += 1;
         order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
         let mut dropout_rng = stream_rng(seed, "train-dropout", epoch as u64);
         let (mut loss_sum, mut batches, mut correct) = (0.0, 0usize, 0usize);
@@ -272,33 +418,65 @@ pub fn train(
             running_accuracy: correct as f64 / data.len() as f64,
             train_accuracy,
         };
-        on_epoch(&stats);
+        let flow = on_epoch(&stats);
         history.push(stats);
+        let finished = epoch == spec.epochs || target_reached(history.last());
+        let stop = flow.is_break() && !finished;
+        let due = spec.checkpoint_every > 0 && epoch % spec.checkpoint_every == 0;
         if let Some(dir) = &spec.checkpoint_dir
-            && spec.checkpoint_every > 0
-            && epoch % spec.checkpoint_every == 0
+            && (due || stop)
         {
-            std::fs::create_dir_all(dir).map_err(|e| ModelError::Training(format!("{}: {e}", dir.display())))?;
-            current(&vars, &running).weights.save_safetensors(&dir.join(format!("epoch-{epoch:04}.safetensors")))?;
+            let (state, steps) = optimizer.state(&var_names)?;
+            let meta = CheckpointMeta {
+                epoch,
+                steps,
+                seed,
+                spec: TrainSpec { checkpoint_dir: None, ..spec.clone() },
+                data: fingerprint.clone(),
+                history: history.clone(),
+            };
+            Checkpoint { meta, weights: current(&vars, &running).weights, optimizer: state }.save(dir)?;
         }
-        if let (Some(reached), Some(target)) = (train_accuracy, spec.stop_at_accuracy)
-            && reached >= target
-        {
-            break;
+        if stop {
+            return Ok(Training::Stopped { epoch });
         }
     }
     let trained = current(&vars, &running).weights;
     // Detach from the Vars: the returned weights are plain values that training no longer owns.
-    let mut out = Weights::new();
+    let mut weights = Weights::new();
     for (k, t) in trained.iter() {
-        out.insert(k.clone(), t.detach().copy()?);
+        weights.insert(k.clone(), t.detach().copy()?);
     }
-    Ok((out, history))
+    Ok(Training::Finished { weights, history })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adamw_steps_equal_candle_s_adamw_bit_for_bit() {
+        use candle_nn::Optimizer;
+        let values = |seed: u32, n: usize| {
+            (0..n).map(move |i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+        };
+        let ours = [Var::from_vec(values(1, 12).collect(), (3, 4), &Device::Cpu).expect("var")];
+        let theirs = [Var::from_vec(values(1, 12).collect(), (3, 4), &Device::Cpu).expect("var")];
+        let target = Tensor::from_vec(values(7, 12).collect::<Vec<f32>>(), (3, 4), &Device::Cpu).expect("target");
+        let spec = TrainSpec { learning_rate: 0.05, weight_decay: 0.01, ..TrainSpec::default() };
+        let mut stepper = Stepper::new(ours.to_vec(), &spec).expect("ours");
+        let params = candle_nn::ParamsAdamW { lr: 0.05, weight_decay: 0.01, ..Default::default() };
+        let mut adamw = candle_nn::AdamW::new(theirs.to_vec(), params).expect("candle's");
+        let loss = |w: &Var| (w.as_tensor() - &target).and_then(|d| d.sqr()).and_then(|d| d.sum_all()).expect("loss");
+        for step in 0..5 {
+            stepper.step(&loss(&ours[0])).expect("step");
+            adamw.backward_step(&loss(&theirs[0])).expect("step");
+            let [a, b] =
+                [&ours[0], &theirs[0]].map(|v| v.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values"));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "step {step}");
+        }
+    }
 
     #[test]
     fn sgd_with_momentum_and_weight_decay_follows_pytorch_s_update() {

@@ -1,0 +1,157 @@
+//! Training checkpoints: the state after an epoch (the weights with their batch-norm buffers, the
+//! optimiser's state and step count, the epochs so far), enough for [`crate::train::train_from`]
+//! to go on as if training had never stopped. Three files per epoch in the checkpoint folder:
+//! - `epoch-NNNN.safetensors`: the model's weights (PyTorch names; usable as `model.weights`);
+//! - `epoch-NNNN.optimizer.safetensors`: the optimiser's state under PyTorch's names
+//!   (`<param>.exp_avg` and `<param>.exp_avg_sq` for AdamW, `<param>.momentum_buffer` for SGD);
+//! - `epoch-NNNN.toml`: the epoch, the optimiser's steps, the seed, the training spec, a
+//!   fingerprint of the training data and the epochs' statistics. It is written last, so a
+//!   checkpoint without it is incomplete and ignored.
+
+use crate::architecture::Architecture;
+use crate::error::{ModelError, Result};
+use crate::train::{EpochStats, TrainSpec};
+use crate::weights::Weights;
+use candle_core::Device;
+use sanity_data::{Dataset, fnv1a};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The state of training after an epoch.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// What the state belongs to.
+    pub meta: CheckpointMeta,
+    /// Parameters and batch-norm buffers.
+    pub weights: Weights,
+    /// The optimiser's state tensors (see the module docs for their names).
+    pub optimizer: Weights,
+}
+
+/// A checkpoint's `epoch-NNNN.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// The last epoch trained (1-based).
+    pub epoch: usize,
+    /// Optimiser steps taken (AdamW's bias correction counts them).
+    pub steps: usize,
+    /// The training seed (shuffles and dropout).
+    pub seed: u64,
+    /// The training spec, without its checkpoint folder.
+    pub spec: TrainSpec,
+    /// [`data_fingerprint`] of the training data.
+    pub data: String,
+    /// The statistics of epochs 1 to `epoch`.
+    pub history: Vec<EpochStats>,
+}
+
+impl CheckpointMeta {
+    /// Why training with `spec` and `seed` on data with fingerprint `data` cannot go on from
+    /// this checkpoint, if it cannot. The number of epochs and the checkpoint settings may
+    /// differ: they do not change the epochs already trained.
+    pub fn mismatch(&self, spec: &TrainSpec, seed: u64, data: &str) -> Option<String> {
+        let comparable =
+            |s: &TrainSpec| TrainSpec { epochs: 0, checkpoint_every: 0, checkpoint_dir: None, ..s.clone() };
+        if self.seed != seed {
+            return Some(format!("it was trained with seed {}, not {seed}", self.seed));
+        }
+        let table = |s: &TrainSpec| toml::Table::try_from(comparable(s)).unwrap_or_default();
+        let (then, now) = (table(&self.spec), table(spec));
+        let differ: Vec<String> = then
+            .keys()
+            .chain(now.keys().filter(|k| !then.contains_key(*k)))
+            .filter(|k| then.get(*k) != now.get(*k))
+            .map(|k| {
+                let show = |t: &toml::Table| t.get(k).map_or_else(|| "none".to_string(), ToString::to_string);
+                format!("{k} = {} there, {} here", show(&then), show(&now))
+            })
+            .collect();
+        if !differ.is_empty() {
+            return Some(format!("it was trained with other settings: {}", differ.join(", ")));
+        }
+        if self.data != data {
+            return Some(format!("it was trained on other data ({}, not {data})", self.data));
+        }
+        None
+    }
+}
+
+/// `epoch-NNNN`.
+fn stem(epoch: usize) -> String {
+    format!("epoch-{epoch:04}")
+}
+
+impl Checkpoint {
+    /// The three files of epoch `epoch` in `dir`: weights, optimiser state, metadata.
+    pub fn files(dir: &Path, epoch: usize) -> [PathBuf; 3] {
+        let stem = stem(epoch);
+        [
+            dir.join(format!("{stem}.safetensors")),
+            dir.join(format!("{stem}.optimizer.safetensors")),
+            dir.join(format!("{stem}.toml")),
+        ]
+    }
+
+    /// Writes the checkpoint into `dir` (created if missing), the metadata last.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ModelError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let [weights, optimizer, meta] = Self::files(dir, self.meta.epoch);
+        self.weights.save_safetensors(&weights)?;
+        self.optimizer.save_safetensors(&optimizer)?;
+        let text =
+            toml::to_string(&self.meta).map_err(|e| ModelError::Training(format!("checkpoint metadata: {e}")))?;
+        let partial = meta.with_extension("toml.partial");
+        std::fs::write(&partial, text).map_err(io(&partial))?;
+        std::fs::rename(&partial, &meta).map_err(io(&meta))
+    }
+
+    /// The newest complete checkpoint in `dir` (none when `dir` does not exist or holds none).
+    /// A file of it that cannot be read, or weights that do not fit `arch`, is an error that
+    /// names the file.
+    pub fn latest(dir: &Path, arch: &Architecture) -> Result<Option<Self>> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(None) };
+        let newest = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("epoch-")?.strip_suffix(".toml")?.parse::<usize>().ok()
+            })
+            .max();
+        let Some(epoch) = newest else { return Ok(None) };
+        let [weights, optimizer, meta] = Self::files(dir, epoch);
+        let bad = |path: &Path, reason: String| ModelError::Weights { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(&meta)
+            .map_err(|source| ModelError::Io { path: meta.display().to_string(), source })?;
+        let meta_value: CheckpointMeta = toml::from_str(&text).map_err(|e| bad(&meta, e.to_string()))?;
+        if meta_value.epoch != epoch || meta_value.history.len() != epoch {
+            return Err(bad(
+                &meta,
+                format!("says epoch {} with {} epochs of statistics", meta_value.epoch, meta_value.history.len()),
+            ));
+        }
+        let loaded =
+            candle_core::safetensors::load(&optimizer, &Device::Cpu).map_err(|e| bad(&optimizer, e.to_string()))?;
+        let mut state = Weights::new();
+        for (name, tensor) in loaded {
+            state.insert(name, tensor);
+        }
+        Ok(Some(Self { meta: meta_value, weights: Weights::load_safetensors(&weights, arch)?, optimizer: state }))
+    }
+}
+
+/// A short fingerprint of a training set: its size, image shape and a hash of its images and
+/// labels (FNV-1a over 64 Ki-value chunks, then over the chunks' hashes).
+pub fn data_fingerprint(data: &Dataset) -> String {
+    let mut hashes: Vec<u8> = Vec::new();
+    for chunk in data.images.chunks(1 << 16) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+        hashes.extend(fnv1a(&bytes).to_le_bytes());
+    }
+    let labels: Vec<u8> = data.labels.iter().flat_map(|&l| (l as u64).to_le_bytes()).collect();
+    hashes.extend(fnv1a(&labels).to_le_bytes());
+    format!("{} images of {:?}, hash {:016x}", data.len(), data.image_shape, fnv1a(&hashes))
+}
