@@ -550,9 +550,9 @@ fn main() -> ExitCode {
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err)
-            if err
-                .downcast_ref::<ExperimentError>()
-                .is_some_and(|e| matches!(e, ExperimentError::Interrupted { .. })) =>
+            if err.downcast_ref::<ExperimentError>().is_some_and(|e| {
+                matches!(e, ExperimentError::Interrupted { .. } | ExperimentError::TrainingInterrupted { .. })
+            }) =>
         {
             eprintln!("{err:#}");
             ExitCode::from(130)

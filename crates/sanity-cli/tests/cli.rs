@@ -400,6 +400,22 @@ fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
 /// lines (0: until the run directory exists), then sends `signal` (`KILL` or `INT`); returns the
 /// exit status and stderr.
 fn interrupt_run(out: &Path, sets: &[&str], lines: usize, signal: &str) -> (std::process::ExitStatus, String) {
+    let journal = out.join("units.jsonl");
+    let reached = || match lines {
+        0 => out.join("config.resolved.toml").exists(),
+        n => std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= n),
+    };
+    interrupt_run_when(out, sets, reached, signal)
+}
+
+/// Starts the real binary on TINY with `sets` into `out`, waits until `reached` (two minutes
+/// at most), then sends `signal`; returns the exit status and stderr.
+fn interrupt_run_when(
+    out: &Path,
+    sets: &[&str],
+    reached: impl Fn() -> bool,
+    signal: &str,
+) -> (std::process::ExitStatus, String) {
     let binary = assert_cmd::cargo::cargo_bin("sanity");
     let child = std::process::Command::new(&binary)
         .args(["run", TINY, "--threads", "1"])
@@ -410,12 +426,7 @@ fn interrupt_run(out: &Path, sets: &[&str], lines: usize, signal: &str) -> (std:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let journal = out.join("units.jsonl");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let reached = || match lines {
-        0 => out.join("config.resolved.toml").exists(),
-        n => std::fs::read_to_string(&journal).is_ok_and(|j| j.lines().count() >= n),
-    };
     while !reached() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
@@ -464,6 +475,64 @@ fn runs_killed_or_interrupted_at_several_points_resume_to_the_files_of_an_uninte
             );
         }
         assert!(tree(&whole.join("maps")) == tree(&resumed.join("maps")), "maps/ after {signal} at {lines}");
+    }
+}
+
+#[test]
+fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Six epochs of about a tenth of a second each; every model trained afresh.
+    let sets = [
+        "--no-model-cache",
+        "--set",
+        "data.n_train=200",
+        "--set",
+        "training.epochs=6",
+        "--set",
+        "training.checkpoint_every=2",
+        "--set",
+        "tests=[{ kind = \"data_randomization\", max_epochs = 3, target_accuracy = 0.99 }, { kind = \"cascading\" }]",
+    ];
+    let whole = tmp.path().join("whole");
+    sanity().args(["run", TINY, "--threads", "1"]).args(sets).arg("--out").arg(&whole).assert().success();
+    let checkpoint = |dir: &Path, epoch: usize| dir.join("checkpoints").join(format!("epoch-{epoch:04}.toml"));
+    for signal in ["KILL", "INT"] {
+        let cut = tmp.path().join(signal);
+        let (status, stderr) = interrupt_run_when(&cut, &sets, || checkpoint(&cut, 2).exists(), signal);
+        if signal == "INT" {
+            // Stopped after the epoch in flight (3 or later, before the last), its state saved
+            // although it is not a checkpoint epoch.
+            assert_eq!(status.code(), Some(130), "{stderr}");
+            let stopped = (3..6).find(|&e| stderr.contains(&format!("training stopped after epoch {e} of 6")));
+            let epoch = stopped.unwrap_or_else(|| panic!("stopped while training: {stderr}"));
+            assert!(checkpoint(&cut, epoch).exists() && stderr.contains("--resume"), "{stderr}");
+        }
+        assert!(!cut.join("model.safetensors").exists(), "{signal} landed after training");
+        let resumed = sanity()
+            .args(["run", TINY, "--threads", "1", "--resume"])
+            .args(sets)
+            .arg("--out")
+            .arg(&cut)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&resumed.stderr);
+        assert!(resumed.status.success(), "{stderr}");
+        for file in ["model.safetensors", "model-random-labels.safetensors", "scores.csv", "summary.csv"] {
+            assert!(
+                std::fs::read(whole.join(file)).expect("whole") == std::fs::read(cut.join(file)).expect("resumed"),
+                "{file} differs between the run resumed after {signal} while training and the uninterrupted run"
+            );
+        }
+        let manifest = |dir: &Path| -> serde_json::Value {
+            serde_json::from_str(&read(dir.join("manifest.json"))).expect("manifest is JSON")
+        };
+        let (a, b) = (manifest(&whole), manifest(&cut));
+        assert_eq!(a["model"]["epochs"], b["model"]["epochs"], "every epoch's statistics, also those before the cut");
+        assert!(
+            b["model"]["origin"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("trained (went on from the checkpoint of epoch"))
+        );
     }
 }
 

@@ -221,8 +221,8 @@ pub struct TrainingConfig {
     /// SGD's momentum, 0 <= momentum < 1. Default 0.9.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
-    /// Save the weights every this many epochs in `checkpoints/` of the run directory (0:
-    /// never). Default 0.
+    /// Save the training state every this many epochs in `checkpoints/` of the run directory,
+    /// for `--resume` to go on from (0: only when Ctrl-C stops training). Default 0.
     #[serde(default)]
     pub checkpoint_every: usize,
 }

@@ -55,6 +55,19 @@ pub enum ExperimentError {
         /// Batches in all.
         batches: usize,
     },
+    /// The run was asked to stop (SIGINT) while training a model and stopped after an epoch,
+    /// its state saved as a checkpoint.
+    #[error(
+        "interrupted: training stopped after epoch {epoch} of {epochs}, its state kept in {checkpoints}; continue with the same command and --resume"
+    )]
+    TrainingInterrupted {
+        /// The checkpoint folder.
+        checkpoints: String,
+        /// The last epoch trained.
+        epoch: usize,
+        /// Epochs asked for.
+        epochs: usize,
+    },
     /// Writing results failed.
     #[error("{path}: {message}")]
     Io {
@@ -75,7 +88,10 @@ impl ExperimentError {
             ExperimentError::Attribution(e) => {
                 matches!(e, AttributionError::Invalid { .. } | AttributionError::Model(_))
             }
-            ExperimentError::Candle(_) | ExperimentError::Io { .. } | ExperimentError::Interrupted { .. } => false,
+            ExperimentError::Candle(_)
+            | ExperimentError::Io { .. }
+            | ExperimentError::Interrupted { .. }
+            | ExperimentError::TrainingInterrupted { .. } => false,
         }
     }
 

@@ -20,7 +20,8 @@ use sanity_attribution::{Attribution, MethodSpec, ReferenceSet, TunnelSpec};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
-use sanity_model::{Model, TrainSpec, Weights, accuracy, init_weights, train};
+use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, Training, Weights, accuracy, init_weights, train_from};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -160,6 +161,13 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         }
         for stale in ["model.safetensors", "model-random-labels.safetensors"] {
             let _ = std::fs::remove_file(dir.join(stale));
+        }
+        // A forced run trains afresh; old checkpoints would mislead a later --resume. Only in a
+        // run directory: `--out . --force` leaves a project's own checkpoints/ alone.
+        if dir.join(CONFIG_RESOLVED).is_file() {
+            for stale in [CHECKPOINTS, RANDOM_LABEL_CHECKPOINTS] {
+                let _ = std::fs::remove_dir_all(dir.join(stale));
+            }
         }
         remove_derived(dir)?;
     }
@@ -627,21 +635,70 @@ fn build_model(
         return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-    let spec = TrainSpec { checkpoint_dir: Some(dir.join("checkpoints")), ..config.training.spec() };
-    progress(Progress::Phase { name: "training".into(), total: spec.epochs as u64 });
-    let mut on_epoch = |s: &sanity_model::EpochStats| {
-        progress(Progress::Note(format!(
-            "epoch {}: loss {:.4}, running accuracy {:.4}",
-            s.epoch, s.loss, s.running_accuracy
-        )));
-        progress(Progress::Advance(1));
-    };
-    let (weights, epochs) = train(&initial, train_set, &spec, config.seed, &mut on_epoch)?;
+    let spec = TrainSpec { checkpoint_dir: Some(dir.join(CHECKPOINTS)), ..config.training.spec() };
+    let describe =
+        |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
+    let (weights, epochs, origin) =
+        train_model(&initial, train_set, &spec, config.seed, ("training", &describe), options, progress)?;
     weights.save_safetensors(&dir.join("model.safetensors"))?;
     if let Some(cache) = &options.model_cache {
         cache.store(&key, &weights, &epochs)?;
     }
-    Ok((initial.with_weights(weights), epochs, "trained".into()))
+    Ok((initial.with_weights(weights), epochs, origin))
+}
+
+/// The checkpoint folder of the trained model in a run directory.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// The checkpoint folder of the random-label model in a run directory.
+pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
+
+/// Trains `initial` under `spec` as the phase `phase.0`, a note per epoch from `phase.1`. With
+/// `--resume`, training goes on from the newest checkpoint in `spec.checkpoint_dir` (bit for
+/// bit as if it had never stopped); a SIGINT stops it after the epoch in flight, its state
+/// saved there. Returns the weights, every epoch's statistics and the origin for the manifest.
+fn train_model(
+    initial: &Model,
+    data: &Dataset,
+    spec: &TrainSpec,
+    seed: u64,
+    phase: (&str, &dyn Fn(&EpochStats) -> String),
+    options: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Weights, Vec<EpochStats>, String)> {
+    let checkpoints = spec.checkpoint_dir.clone().unwrap_or_default();
+    let start = match options.resume {
+        true => Checkpoint::latest(&checkpoints, &initial.arch, spec.epochs)?,
+        false => None,
+    };
+    let resumed_after = start.as_ref().map(|c| c.meta.epoch);
+    if let Some(epoch) = resumed_after {
+        let shown = Checkpoint::files(&checkpoints, epoch)[0].display().to_string();
+        progress(Progress::Note(format!("{}: going on after epoch {epoch} ({shown})", phase.0)));
+    }
+    let remaining = spec.epochs - resumed_after.unwrap_or(0);
+    progress(Progress::Phase { name: phase.0.to_string(), total: remaining as u64 });
+    let mut on_epoch = |s: &EpochStats| {
+        progress(Progress::Note((phase.1)(s)));
+        progress(Progress::Advance(1));
+        match options.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
+    };
+    match train_from(initial, data, spec, seed, start, &mut on_epoch)? {
+        Training::Finished { weights, history } => {
+            let origin = match resumed_after {
+                Some(epoch) => format!("trained (went on from the checkpoint of epoch {epoch})"),
+                None => "trained".to_string(),
+            };
+            Ok((weights, history, origin))
+        }
+        Training::Stopped { epoch } => Err(ExperimentError::TrainingInterrupted {
+            checkpoints: checkpoints.display().to_string(),
+            epoch,
+            epochs: spec.epochs,
+        }),
+    }
 }
 
 /// The model cache's lock on `key`, if there is a cache; a wait is reported as a note.
@@ -703,20 +760,24 @@ fn build_random_label_model(
         }
         (None, None) => {
             let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-            let spec =
-                TrainSpec { epochs: *max_epochs, stop_at_accuracy: Some(*target_accuracy), ..config.training.spec() };
-            progress(Progress::Phase { name: "training on permuted labels".into(), total: spec.epochs as u64 });
-            let mut on_epoch = |s: &sanity_model::EpochStats| {
-                let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
-                progress(Progress::Note(format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)));
-                progress(Progress::Advance(1));
+            let spec = TrainSpec {
+                epochs: *max_epochs,
+                stop_at_accuracy: Some(*target_accuracy),
+                checkpoint_dir: Some(dir.join(RANDOM_LABEL_CHECKPOINTS)),
+                ..config.training.spec()
             };
-            let (weights, epochs) = train(&initial, &permuted, &spec, config.seed, &mut on_epoch)?;
+            let describe = |s: &EpochStats| {
+                let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
+                format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)
+            };
+            let phase = ("training on permuted labels", &describe as &dyn Fn(&EpochStats) -> String);
+            let (weights, epochs, origin) =
+                train_model(&initial, &permuted, &spec, config.seed, phase, options, progress)?;
             weights.save_safetensors(&saved)?;
             if let Some(cache) = &options.model_cache {
                 cache.store(&key, &weights, &epochs)?;
             }
-            (initial.with_weights(weights), epochs, "trained".to_string())
+            (initial.with_weights(weights), epochs, origin)
         }
     };
     let train_accuracy_random_labels = accuracy(&model, &permuted)?;

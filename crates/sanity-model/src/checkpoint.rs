@@ -109,10 +109,10 @@ impl Checkpoint {
         std::fs::rename(&partial, &meta).map_err(io(&meta))
     }
 
-    /// The newest complete checkpoint in `dir` (none when `dir` does not exist or holds none).
-    /// A file of it that cannot be read, or weights that do not fit `arch`, is an error that
-    /// names the file.
-    pub fn latest(dir: &Path, arch: &Architecture) -> Result<Option<Self>> {
+    /// The newest complete checkpoint in `dir` of an epoch up to `max_epoch` (none when `dir`
+    /// does not exist or holds none). A file of it that cannot be read, or weights that do not
+    /// fit `arch`, is an error that names the file.
+    pub fn latest(dir: &Path, arch: &Architecture, max_epoch: usize) -> Result<Option<Self>> {
         let Ok(entries) = std::fs::read_dir(dir) else { return Ok(None) };
         let newest = entries
             .filter_map(|e| e.ok())
@@ -120,6 +120,7 @@ impl Checkpoint {
                 let name = e.file_name().into_string().ok()?;
                 name.strip_prefix("epoch-")?.strip_suffix(".toml")?.parse::<usize>().ok()
             })
+            .filter(|&epoch| epoch <= max_epoch)
             .max();
         let Some(epoch) = newest else { return Ok(None) };
         let [weights, optimizer, meta] = Self::files(dir, epoch);

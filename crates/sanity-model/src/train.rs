@@ -340,6 +340,12 @@ pub fn train_from(
             start.map_or(0, |c| c.meta.epoch)
         )));
     }
+    if let Some(epoch) = start.as_ref().map(|c| c.meta.epoch).filter(|&e| e > spec.epochs) {
+        return Err(ModelError::Training(format!(
+            "cannot go on from the checkpoint of epoch {epoch}: training has {} epochs",
+            spec.epochs
+        )));
+    }
     let first = match &start {
         Some(checkpoint) => model.with_weights(checkpoint.weights.clone()),
         None => model.clone(),

@@ -101,7 +101,7 @@ fn training_stopped_and_resumed_from_its_checkpoint_ends_bit_for_bit_as_uninterr
         let stopped =
             train_from(&model, &data, &spec(optimizer, &cut_dir), 9, None, &mut stop_after_3).expect("trains");
         assert!(matches!(stopped, Training::Stopped { epoch: 3 }), "{stopped:?}");
-        let checkpoint = Checkpoint::latest(&cut_dir, &model.arch).expect("readable").expect("a checkpoint");
+        let checkpoint = Checkpoint::latest(&cut_dir, &model.arch, 5).expect("readable").expect("a checkpoint");
         assert_eq!(checkpoint.meta.epoch, 3);
         assert_eq!(checkpoint.meta.history, history[..3]);
         let moment = match optimizer {
@@ -136,7 +136,7 @@ fn a_checkpoint_of_another_seed_spec_or_data_set_is_refused() {
     let dir = tmp.path().to_path_buf();
     let base = spec(OptimizerKind::Adamw, &dir);
     train(&model, &data, &TrainSpec { epochs: 2, ..base.clone() }, 9, &mut |_| {}).expect("trains");
-    let latest = || Checkpoint::latest(&dir, &model.arch).expect("readable");
+    let latest = || Checkpoint::latest(&dir, &model.arch, 99).expect("readable");
     // More epochs than the checkpoint's run had are fine: those trained do not depend on it.
     let more = TrainSpec { epochs: 3, ..base.clone() };
     assert!(train_from(&model, &data, &more, 9, latest(), &mut |_| ControlFlow::Continue(())).is_ok());
@@ -163,13 +163,15 @@ fn an_incomplete_checkpoint_is_ignored_and_a_damaged_one_is_named() {
     let (model, data) = (model(), data());
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
-    assert!(Checkpoint::latest(&dir.join("none"), &model.arch).expect("no folder").is_none());
+    assert!(Checkpoint::latest(&dir.join("none"), &model.arch, 99).expect("no folder").is_none());
     let spec = TrainSpec { epochs: 4, checkpoint_every: 1, ..spec(OptimizerKind::Adamw, &dir) };
     train(&model, &data, &spec, 9, &mut |_| {}).expect("trains");
     // A crash between the weights and the metadata of epoch 4 leaves epoch 3 the newest.
     std::fs::remove_file(&Checkpoint::files(&dir, 4)[2]).expect("remove");
-    assert_eq!(Checkpoint::latest(&dir, &model.arch).expect("readable").expect("one").meta.epoch, 3);
+    assert_eq!(Checkpoint::latest(&dir, &model.arch, 99).expect("readable").expect("one").meta.epoch, 3);
+    // Up to an epoch: a run of fewer epochs never goes on from a later one.
+    assert_eq!(Checkpoint::latest(&dir, &model.arch, 2).expect("readable").expect("one").meta.epoch, 2);
     std::fs::write(&Checkpoint::files(&dir, 3)[1], b"not safetensors").expect("write");
-    let message = Checkpoint::latest(&dir, &model.arch).expect_err("damaged").to_string();
+    let message = Checkpoint::latest(&dir, &model.arch, 99).expect_err("damaged").to_string();
     assert!(message.contains("epoch-0003.optimizer.safetensors"), "{message}");
 }
