@@ -510,13 +510,13 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-/// Set by the first SIGINT: a run stops after the image batch in flight.
+/// Set by the first SIGINT: a run stops after the image batch or training epoch in flight.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[cfg(target_os = "linux")]
 extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
-    const NOTE: &[u8] = b"\nstopping after the image batch in flight (Ctrl-C again to stop now)\n";
+    const NOTE: &[u8] = b"\nstopping after the image batch or training epoch in flight (Ctrl-C again to stop now)\n";
     #[allow(unsafe_code)]
     // SAFETY: signal() and write() are async-signal-safe, NOTE outlives the call, and errno is
     // restored for the interrupted code. Restoring the default handler makes a second Ctrl-C
@@ -530,7 +530,7 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 /// From here on, the first Ctrl-C asks a run to stop cleanly after the image batch in flight
-/// (finished batches kept, exit code 130); the second stops the process. Only `sanity run`
+/// (finished batches kept) or the training epoch in flight (its state checkpointed), exit code 130; the second stops the process. Only `sanity run`
 /// installs it: the other commands stop at the first Ctrl-C.
 #[cfg(target_os = "linux")]
 fn catch_sigint() {
@@ -551,7 +551,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err)
             if err.downcast_ref::<ExperimentError>().is_some_and(|e| {
-                matches!(e, ExperimentError::Interrupted { .. } | ExperimentError::TrainingInterrupted { .. })
+                matches!(e, ExperimentError::Interrupted { .. } | ExperimentError::InterruptedEarly { .. })
             }) =>
         {
             eprintln!("{err:#}");

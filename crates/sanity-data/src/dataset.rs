@@ -27,6 +27,20 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// A short fingerprint of the images and labels: the size, the image shape and a hash
+    /// (FNV-1a over 64 Ki-value chunks of the images, then over the chunks' hashes and the
+    /// labels). Training checkpoints record it to refuse going on with other data.
+    pub fn fingerprint(&self) -> String {
+        let mut hashes: Vec<u8> = Vec::new();
+        for chunk in self.images.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            hashes.extend(crate::rng::fnv1a(&bytes).to_le_bytes());
+        }
+        let labels: Vec<u8> = self.labels.iter().flat_map(|&l| (l as u64).to_le_bytes()).collect();
+        hashes.extend(crate::rng::fnv1a(&labels).to_le_bytes());
+        format!("{} images of {:?}, hash {:016x}", self.len(), self.image_shape, crate::rng::fnv1a(&hashes))
+    }
+
     /// Values per image, `c * h * w`.
     pub fn image_len(&self) -> usize {
         self.image_shape.iter().product()

@@ -55,18 +55,12 @@ pub enum ExperimentError {
         /// Batches in all.
         batches: usize,
     },
-    /// The run was asked to stop (SIGINT) while training a model and stopped after an epoch,
-    /// its state saved as a checkpoint.
-    #[error(
-        "interrupted: training stopped after epoch {epoch} of {epochs}, its state kept in {checkpoints}; continue with the same command and --resume"
-    )]
-    TrainingInterrupted {
-        /// The checkpoint folder.
-        checkpoints: String,
-        /// The last epoch trained.
-        epoch: usize,
-        /// Epochs asked for.
-        epochs: usize,
+    /// The run was asked to stop (SIGINT) before its image batches: after a training epoch
+    /// (its state checkpointed) or while it waited for another run's training.
+    #[error("interrupted: {what}; continue with the same command and --resume")]
+    InterruptedEarly {
+        /// Where it stopped and what was kept.
+        what: String,
     },
     /// Writing results failed.
     #[error("{path}: {message}")]
@@ -91,7 +85,7 @@ impl ExperimentError {
             ExperimentError::Candle(_)
             | ExperimentError::Io { .. }
             | ExperimentError::Interrupted { .. }
-            | ExperimentError::TrainingInterrupted { .. } => false,
+            | ExperimentError::InterruptedEarly { .. } => false,
         }
     }
 

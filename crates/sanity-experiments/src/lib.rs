@@ -19,6 +19,7 @@ pub mod plan;
 pub mod presets;
 pub mod report;
 pub mod run;
+pub mod run_models;
 pub mod scores;
 pub mod statistics;
 pub mod sweep;

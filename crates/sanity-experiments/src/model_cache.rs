@@ -38,28 +38,46 @@ impl ModelCache {
 
     /// An exclusive lock on `key` (the file `<key>.lock`), held until the claim is dropped: take
     /// it before [`ModelCache::load`] and keep it through training and [`ModelCache::store`].
-    /// When another process (or thread) holds it, `on_wait` is told the lock file before this
-    /// blocks. The lock is advisory (`flock`, released when its holder exits, however it
-    /// exits); where the file system cannot lock, the claim holds nothing and `on_wait` gets
-    /// the reason, so the run goes on and may train a model another run is training too.
-    pub fn claim(&self, key: &str, on_wait: &mut dyn FnMut(String)) -> Result<CacheClaim> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))?;
+    /// When another process (or thread) holds it, `on_wait` is told the lock file and this
+    /// waits, checking `stop` ten times a second: a stop is [`ExperimentError::InterruptedEarly`].
+    /// The lock is advisory (`flock`, released when its holder exits, however it exits). Where
+    /// the lock file cannot be made or locked (a read-only cache, a file system without
+    /// locks), the claim holds nothing and `on_wait` gets the reason: the run goes on, and may
+    /// train a model another run is training too.
+    pub fn claim(&self, key: &str, stop: &dyn Fn() -> bool, on_wait: &mut dyn FnMut(String)) -> Result<CacheClaim> {
         let path = self.dir.join(format!("{key}.lock"));
-        let file = File::options().create(true).truncate(false).write(true).open(&path);
-        let file = file.map_err(|e| ExperimentError::io(&path, e))?;
-        let locked = match file.try_lock() {
-            Ok(()) => Ok(()),
-            Err(TryLockError::WouldBlock) => {
-                on_wait(format!("waiting for another run that is training model {key} (lock {})", path.display()));
-                file.lock()
-            }
-            Err(TryLockError::Error(e)) => Err(e),
-        };
-        match locked {
-            Ok(()) => Ok(CacheClaim { _file: Some(file) }),
+        let opened = std::fs::create_dir_all(&self.dir)
+            .and_then(|()| File::options().create(true).truncate(false).write(true).open(&path));
+        let file = match opened {
+            Ok(file) => file,
             Err(e) => {
-                on_wait(format!("cannot lock {} ({e}); going on without the lock", path.display()));
-                Ok(CacheClaim { _file: None })
+                on_wait(format!("cannot make the lock {} ({e}); going on without it", path.display()));
+                return Ok(CacheClaim { _file: None });
+            }
+        };
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(CacheClaim { _file: Some(file) }),
+                Err(TryLockError::WouldBlock) => {
+                    if !told {
+                        on_wait(format!(
+                            "waiting for another run that is training model {key} (lock {})",
+                            path.display()
+                        ));
+                        told = true;
+                    }
+                    if stop() {
+                        let what =
+                            format!("stopped while waiting for another run's training (lock {})", path.display());
+                        return Err(ExperimentError::InterruptedEarly { what });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(TryLockError::Error(e)) => {
+                    on_wait(format!("cannot lock {} ({e}); going on without the lock", path.display()));
+                    return Ok(CacheClaim { _file: None });
+                }
             }
         }
     }
@@ -106,7 +124,8 @@ mod tests {
     fn a_second_claim_on_a_key_waits_until_the_first_is_dropped() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cache = ModelCache::new(&tmp.path().join("cache"));
-        let first = cache.claim("k", &mut |m| panic!("the first claim waited: {m}")).expect("claim");
+        let never = || false;
+        let first = cache.claim("k", &never, &mut |m| panic!("the first claim waited: {m}")).expect("claim");
         let released = AtomicBool::new(false);
         let (waiting_tx, waiting_rx) = mpsc::channel();
         std::thread::scope(|scope| {
@@ -114,7 +133,7 @@ mod tests {
             // The sender moves into the thread: if it never waits, `recv` below fails, not hangs.
             let second = scope.spawn(move || {
                 let mut notes = Vec::new();
-                let claim = cache.claim("k", &mut |m| {
+                let claim = cache.claim("k", &never, &mut |m| {
                     notes.push(m);
                     waiting_tx.send(()).expect("send");
                 });
@@ -123,7 +142,10 @@ mod tests {
                 (claim.expect("claim"), notes)
             });
             waiting_rx.recv().expect("the second claim says it waits");
-            let other = cache.claim("other key", &mut |m| panic!("another key waited: {m}")).expect("claim");
+            let other = cache.claim("other key", &never, &mut |m| panic!("another key waited: {m}")).expect("claim");
+            // Asked to stop while it waits: an interruption, not a lock.
+            let stopped = cache.claim("k", &|| true, &mut |_| {});
+            assert!(matches!(stopped, Err(ExperimentError::InterruptedEarly { .. })), "{stopped:?}");
             released.store(true, Ordering::SeqCst);
             drop(first);
             let (_claim, notes) = second.join().expect("joins");
@@ -131,5 +153,17 @@ mod tests {
             assert!(notes[0].contains("waiting for another run that is training model k"), "{notes:?}");
             drop(other);
         });
+    }
+
+    #[test]
+    fn a_cache_where_no_lock_can_be_made_is_still_used() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // The cache folder is a file: no lock file can be made under it.
+        let blocked = tmp.path().join("not-a-folder");
+        std::fs::write(&blocked, b"").expect("write");
+        let mut notes = Vec::new();
+        let claim = ModelCache::new(&blocked).claim("k", &|| false, &mut |m| notes.push(m));
+        assert!(claim.is_ok(), "{claim:?}");
+        assert!(notes.len() == 1 && notes[0].contains("going on without it"), "{notes:?}");
     }
 }

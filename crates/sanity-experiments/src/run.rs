@@ -1,15 +1,14 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
-use crate::config::{ComparisonConfig, Config, TestConfig};
+use crate::config::{ComparisonConfig, Config};
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::{Example, image_dir, map_file, prediction_of, write_examples, write_map};
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
 use crate::manifest::{
-    DataReport, GIT_REVISION, Manifest, ModelReport, RandomLabelReport, ShardReport, crate_versions, host_name,
-    peak_rss_mib,
+    DataReport, GIT_REVISION, Manifest, ModelReport, ShardReport, crate_versions, host_name, peak_rss_mib,
 };
-use crate::model_cache::{CacheClaim, ModelCache};
+use crate::model_cache::ModelCache;
 use crate::plan::Plan;
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
@@ -20,8 +19,7 @@ use sanity_attribution::{Attribution, MethodSpec, ReferenceSet, TunnelSpec};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
-use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, Training, Weights, accuracy, init_weights, train_from};
-use std::ops::ControlFlow;
+use sanity_model::{Model, accuracy};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -62,8 +60,10 @@ pub struct RunOptions {
     pub shard: Option<(usize, usize)>,
     /// Where trained models are shared between runs; None: every run trains its own.
     pub model_cache: Option<ModelCache>,
-    /// Set (by a SIGINT handler) to stop after the image batch in flight: its rows and
-    /// journal line are written, then the run returns [`ExperimentError::Interrupted`].
+    /// Set (by a SIGINT handler) to stop cleanly: after the image batch in flight (its rows
+    /// and journal line are written; [`ExperimentError::Interrupted`]), after the training
+    /// epoch in flight (its state checkpointed), or while waiting for another run's training
+    /// ([`ExperimentError::InterruptedEarly`]).
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
 }
 
@@ -71,6 +71,11 @@ impl RunOptions {
     /// All batches, no resume: a plain run.
     pub fn new(run_dir: PathBuf, force: bool, threads: usize) -> Self {
         Self { run_dir, force, threads, resume: false, batches: None, shard: None, model_cache: None, interrupt: None }
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
 
@@ -162,10 +167,10 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         for stale in ["model.safetensors", "model-random-labels.safetensors"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        // A forced run trains afresh; old checkpoints would mislead a later --resume. Only in a
-        // run directory: `--out . --force` leaves a project's own checkpoints/ alone.
+        // A forced run does not go on from old checkpoints; they would mislead a later --resume.
+        // Only in a run directory: `--out . --force` leaves a project's own checkpoints/ alone.
         if dir.join(CONFIG_RESOLVED).is_file() {
-            for stale in [CHECKPOINTS, RANDOM_LABEL_CHECKPOINTS] {
+            for stale in [crate::run_models::CHECKPOINTS, crate::run_models::RANDOM_LABEL_CHECKPOINTS] {
                 let _ = std::fs::remove_dir_all(dir.join(stale));
             }
         }
@@ -314,7 +319,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     progress(Progress::Advance(2));
     mark("data", &mut timings);
 
-    let (model, epochs, origin) = build_model(plan, &train_set, dir, options, progress)?;
+    let (model, epochs, origin) = crate::run_models::build_model(plan, &train_set, dir, options, progress)?;
     let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
     progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
     mark("model", &mut timings);
@@ -335,7 +340,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let outputs = plan.arch.num_outputs();
     let original_logits = explained.logits(&model)?;
     explained.original_classes = classes_of(&original_logits, outputs);
-    let random_labels = build_random_label_model(plan, (&train_set, &test_set), dir, options, progress)?;
+    let random_labels =
+        crate::run_models::build_random_label_model(plan, (&train_set, &test_set), dir, options, progress)?;
     if let Some((_, report)) = &random_labels {
         progress(Progress::Note(format!(
             "random-label model: train accuracy {:.4} (permuted labels), test accuracy {:.4}",
@@ -451,7 +457,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let mut scores_seconds = 0.0;
     let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
     for (batch, start) in (0..explained.indices.len()).step_by(explained.batch_size.max(1)).enumerate() {
-        if options.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
+        if options.interrupted() {
             writer.flush()?;
             return Err(ExperimentError::Interrupted { dir: dir.display().to_string(), finished: journalled, batches });
         }
@@ -603,201 +609,6 @@ pub fn write_reports(dir: &Path, config: &Config, params: &[(String, String)], r
     let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), params)?;
     verdict_writer.write(&verdicts(rows, stats.alpha))?;
     verdict_writer.finish()
-}
-
-/// Trains the model (or loads `model.weights`), saving the weights as `model.safetensors`.
-fn build_model(
-    plan: &Plan,
-    train_set: &Dataset,
-    dir: &Path,
-    options: &RunOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(Model, Vec<sanity_model::EpochStats>, String)> {
-    let resume = options.resume;
-    let config = &plan.config;
-    if let Some(path) = &config.model.weights {
-        let weights = Weights::load_safetensors(path, &plan.arch)?;
-        return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
-    }
-    let saved = dir.join("model.safetensors");
-    if resume && saved.exists() {
-        let weights = Weights::load_safetensors(&saved, &plan.arch)?;
-        return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), "trained (resumed)".into()));
-    }
-    let key = ModelCache::key(config, "true");
-    // Held until the model is trained and stored, so that runs beside this one wait and load it.
-    let _claim = claim(options, &key, progress)?;
-    if let Some(cache) = &options.model_cache
-        && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
-    {
-        weights.save_safetensors(&dir.join("model.safetensors"))?;
-        progress(Progress::Note(format!("model {key} from the model cache")));
-        return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
-    }
-    let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-    let spec = TrainSpec { checkpoint_dir: Some(dir.join(CHECKPOINTS)), ..config.training.spec() };
-    let describe =
-        |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
-    let (weights, epochs, origin) =
-        train_model(&initial, train_set, &spec, config.seed, ("training", &describe), options, progress)?;
-    weights.save_safetensors(&dir.join("model.safetensors"))?;
-    if let Some(cache) = &options.model_cache {
-        cache.store(&key, &weights, &epochs)?;
-    }
-    Ok((initial.with_weights(weights), epochs, origin))
-}
-
-/// The checkpoint folder of the trained model in a run directory.
-pub const CHECKPOINTS: &str = "checkpoints";
-/// The checkpoint folder of the random-label model in a run directory.
-pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
-
-/// Trains `initial` under `spec` as the phase `phase.0`, a note per epoch from `phase.1`. With
-/// `--resume`, training goes on from the newest checkpoint in `spec.checkpoint_dir` (bit for
-/// bit as if it had never stopped); a SIGINT stops it after the epoch in flight, its state
-/// saved there. Returns the weights, every epoch's statistics and the origin for the manifest.
-fn train_model(
-    initial: &Model,
-    data: &Dataset,
-    spec: &TrainSpec,
-    seed: u64,
-    phase: (&str, &dyn Fn(&EpochStats) -> String),
-    options: &RunOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<(Weights, Vec<EpochStats>, String)> {
-    let checkpoints = spec.checkpoint_dir.clone().unwrap_or_default();
-    let start = match options.resume {
-        true => Checkpoint::latest(&checkpoints, &initial.arch, spec.epochs)?,
-        false => None,
-    };
-    let resumed_after = start.as_ref().map(|c| c.meta.epoch);
-    if let Some(epoch) = resumed_after {
-        let shown = Checkpoint::files(&checkpoints, epoch)[0].display().to_string();
-        progress(Progress::Note(format!("{}: going on after epoch {epoch} ({shown})", phase.0)));
-    }
-    let remaining = spec.epochs - resumed_after.unwrap_or(0);
-    progress(Progress::Phase { name: phase.0.to_string(), total: remaining as u64 });
-    let mut on_epoch = |s: &EpochStats| {
-        progress(Progress::Note((phase.1)(s)));
-        progress(Progress::Advance(1));
-        match options.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
-            true => ControlFlow::Break(()),
-            false => ControlFlow::Continue(()),
-        }
-    };
-    match train_from(initial, data, spec, seed, start, &mut on_epoch)? {
-        Training::Finished { weights, history } => {
-            let origin = match resumed_after {
-                Some(epoch) => format!("trained (went on from the checkpoint of epoch {epoch})"),
-                None => "trained".to_string(),
-            };
-            Ok((weights, history, origin))
-        }
-        Training::Stopped { epoch } => Err(ExperimentError::TrainingInterrupted {
-            checkpoints: checkpoints.display().to_string(),
-            epoch,
-            epochs: spec.epochs,
-        }),
-    }
-}
-
-/// The model cache's lock on `key`, if there is a cache; a wait is reported as a note.
-fn claim(options: &RunOptions, key: &str, progress: &mut dyn FnMut(Progress)) -> Result<Option<CacheClaim>> {
-    let Some(cache) = &options.model_cache else { return Ok(None) };
-    cache.claim(key, &mut |note| progress(Progress::Note(note))).map(Some)
-}
-
-/// The model of the data randomisation test: trained on permuted labels from the trained
-/// model's initialisation until it memorises them (or loaded from the test's `weights`),
-/// saved as `model-random-labels.safetensors`.
-fn build_random_label_model(
-    plan: &Plan,
-    sets: (&Dataset, &Dataset),
-    dir: &Path,
-    options: &RunOptions,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Option<(Model, RandomLabelReport)>> {
-    let resume = options.resume;
-    let config = &plan.config;
-    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train }) =
-        config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
-    else {
-        return Ok(None);
-    };
-    let (full_train_set, test_set) = sets;
-    let subset;
-    let train_set = match n_train {
-        Some(n) if *n < full_train_set.len() => {
-            subset = full_train_set.first(*n);
-            &subset
-        }
-        _ => full_train_set,
-    };
-    let permuted = train_set.with_permuted_labels(config.seed);
-    let saved = dir.join("model-random-labels.safetensors");
-    let key = ModelCache::key(config, &format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}"));
-    let resumed = weights.is_none() && resume && saved.exists();
-    let _claim = match weights.is_none() && !resumed {
-        true => claim(options, &key, progress)?,
-        false => None,
-    };
-    let cached = match (weights, &options.model_cache) {
-        (None, Some(cache)) if !resumed => cache.load(&key, &plan.arch)?,
-        _ => None,
-    };
-    let (model, epochs, origin) = match (weights, cached) {
-        (Some(path), _) => {
-            let model = Model::new(plan.arch.clone(), Weights::load_safetensors(path, &plan.arch)?);
-            (model, Vec::new(), path.display().to_string())
-        }
-        (None, _) if resumed => {
-            let model = Model::new(plan.arch.clone(), Weights::load_safetensors(&saved, &plan.arch)?);
-            (model, Vec::new(), "trained (resumed)".to_string())
-        }
-        (None, Some((weights, epochs))) => {
-            weights.save_safetensors(&saved)?;
-            (Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})"))
-        }
-        (None, None) => {
-            let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-            let spec = TrainSpec {
-                epochs: *max_epochs,
-                stop_at_accuracy: Some(*target_accuracy),
-                checkpoint_dir: Some(dir.join(RANDOM_LABEL_CHECKPOINTS)),
-                ..config.training.spec()
-            };
-            let describe = |s: &EpochStats| {
-                let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
-                format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)
-            };
-            let phase = ("training on permuted labels", &describe as &dyn Fn(&EpochStats) -> String);
-            let (weights, epochs, origin) =
-                train_model(&initial, &permuted, &spec, config.seed, phase, options, progress)?;
-            weights.save_safetensors(&saved)?;
-            if let Some(cache) = &options.model_cache {
-                cache.store(&key, &weights, &epochs)?;
-            }
-            (initial.with_weights(weights), epochs, origin)
-        }
-    };
-    let train_accuracy_random_labels = accuracy(&model, &permuted)?;
-    let reached_target = train_accuracy_random_labels >= *target_accuracy;
-    if !reached_target {
-        progress(Progress::Note(format!(
-            "warning: the random-label model reached train accuracy {train_accuracy_random_labels:.4}, below the target {target_accuracy}"
-        )));
-    }
-    let report = RandomLabelReport {
-        origin,
-        n_train: train_set.len(),
-        train_accuracy_random_labels,
-        train_accuracy_true_labels: accuracy(&model, train_set)?,
-        test_accuracy: accuracy(&model, test_set)?,
-        target_accuracy: *target_accuracy,
-        reached_target,
-        epochs,
-    };
-    Ok(Some((model, report)))
 }
 
 /// One variant of the methods' maps and the slots it is computed under.

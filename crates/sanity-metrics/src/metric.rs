@@ -263,7 +263,12 @@ mod tests {
         let data: Vec<f32> = (0..32 * 32).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.3).collect();
         let map = Map::new(data, [1, 32, 32]);
         let metrics = every_metric();
-        assert_eq!(metrics.len(), 10, "every variant is listed once");
+        // serde lists every variant when it refuses an unknown one: each must be tested here.
+        let refused = toml::from_str::<MetricSpec>("metric = \"?\"").expect_err("unknown").to_string();
+        let listed = refused.split("expected one of").nth(1).expect("a list of variants");
+        let ids: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        let tested: Vec<&str> = metrics.iter().map(MetricSpec::id).collect();
+        assert!(ids.len() >= 10 && ids.iter().all(|id| tested.contains(id)), "{ids:?} vs {tested:?}");
         for metric in &metrics {
             let identical = metric.score(&map, &map).expect("a value for identical maps");
             if MetricSpec::peaks_at_one(metric.id()) {

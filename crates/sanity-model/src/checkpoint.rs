@@ -4,16 +4,15 @@
 //! - `epoch-NNNN.safetensors`: the model's weights (PyTorch names; usable as `model.weights`);
 //! - `epoch-NNNN.optimizer.safetensors`: the optimiser's state under PyTorch's names
 //!   (`<param>.exp_avg` and `<param>.exp_avg_sq` for AdamW, `<param>.momentum_buffer` for SGD);
-//! - `epoch-NNNN.toml`: the epoch, the optimiser's steps, the seed, the training spec, a
-//!   fingerprint of the training data and the epochs' statistics. It is written last, so a
-//!   checkpoint without it is incomplete and ignored.
+//! - `epoch-NNNN.toml`: the epoch, the optimiser's steps, the seed, the training spec, the
+//!   architecture, a fingerprint of the training data and the epochs' statistics. It is
+//!   written last, so a checkpoint without it is incomplete and ignored.
 
-use crate::architecture::Architecture;
+use crate::architecture::{Architecture, ArchitectureSpec};
 use crate::error::{ModelError, Result};
 use crate::train::{EpochStats, TrainSpec};
 use crate::weights::Weights;
 use candle_core::Device;
-use sanity_data::{Dataset, fnv1a};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -35,28 +34,36 @@ pub struct CheckpointMeta {
     pub epoch: usize,
     /// Optimiser steps taken (AdamW's bias correction counts them).
     pub steps: usize,
-    /// The training seed (shuffles and dropout).
-    pub seed: u64,
+    /// The training seed (shuffles and dropout), as a string: TOML's integers end at 2^63 − 1.
+    pub seed: String,
     /// The training spec, without its checkpoint folder.
     pub spec: TrainSpec,
-    /// [`data_fingerprint`] of the training data.
+    /// [`sanity_data::Dataset::fingerprint`] of the training data.
     pub data: String,
+    /// The architecture trained.
+    pub architecture: ArchitectureSpec,
     /// The statistics of epochs 1 to `epoch`.
     pub history: Vec<EpochStats>,
 }
 
 impl CheckpointMeta {
-    /// Why training with `spec` and `seed` on data with fingerprint `data` cannot go on from
-    /// this checkpoint, if it cannot. The number of epochs and the checkpoint settings may
+    /// Why training `arch` with `spec` and `seed` on data with fingerprint `data` cannot go on
+    /// from this checkpoint, if it cannot. The number of epochs and the checkpoint settings may
     /// differ: they do not change the epochs already trained.
-    pub fn mismatch(&self, spec: &TrainSpec, seed: u64, data: &str) -> Option<String> {
+    pub fn mismatch(&self, arch: &Architecture, spec: &TrainSpec, seed: u64, data: &str) -> Option<String> {
         let comparable =
             |s: &TrainSpec| TrainSpec { epochs: 0, checkpoint_every: 0, checkpoint_dir: None, ..s.clone() };
-        if self.seed != seed {
+        if self.seed != seed.to_string() {
             return Some(format!("it was trained with seed {}, not {seed}", self.seed));
         }
-        let table = |s: &TrainSpec| toml::Table::try_from(comparable(s)).unwrap_or_default();
-        let (then, now) = (table(&self.spec), table(spec));
+        if self.architecture != arch.spec {
+            return Some("it was trained with another architecture (layers or their settings differ)".into());
+        }
+        let table = |s: &TrainSpec| toml::Table::try_from(comparable(s)).map_err(|e| e.to_string());
+        let (then, now) = match (table(&self.spec), table(spec)) {
+            (Ok(then), Ok(now)) => (then, now),
+            (Err(e), _) | (_, Err(e)) => return Some(format!("its training settings cannot be compared: {e}")),
+        };
         let differ: Vec<String> = then
             .keys()
             .chain(now.keys().filter(|k| !then.contains_key(*k)))
@@ -113,7 +120,11 @@ impl Checkpoint {
     /// does not exist or holds none). A file of it that cannot be read, or weights that do not
     /// fit `arch`, is an error that names the file.
     pub fn latest(dir: &Path, arch: &Architecture, max_epoch: usize) -> Result<Option<Self>> {
-        let Ok(entries) = std::fs::read_dir(dir) else { return Ok(None) };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ModelError::Io { path: dir.display().to_string(), source }),
+        };
         let newest = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -142,17 +153,4 @@ impl Checkpoint {
         }
         Ok(Some(Self { meta: meta_value, weights: Weights::load_safetensors(&weights, arch)?, optimizer: state }))
     }
-}
-
-/// A short fingerprint of a training set: its size, image shape and a hash of its images and
-/// labels (FNV-1a over 64 Ki-value chunks, then over the chunks' hashes).
-pub fn data_fingerprint(data: &Dataset) -> String {
-    let mut hashes: Vec<u8> = Vec::new();
-    for chunk in data.images.chunks(1 << 16) {
-        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-        hashes.extend(fnv1a(&bytes).to_le_bytes());
-    }
-    let labels: Vec<u8> = data.labels.iter().flat_map(|&l| (l as u64).to_le_bytes()).collect();
-    hashes.extend(fnv1a(&labels).to_le_bytes());
-    format!("{} images of {:?}, hash {:016x}", data.len(), data.image_shape, fnv1a(&hashes))
 }

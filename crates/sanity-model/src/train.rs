@@ -1,7 +1,7 @@
 //! Training: AdamW or SGD with momentum on minibatches, seeded shuffles and dropout,
 //! checkpoints to go on from, accuracies. The only code in the project that holds `Var`s.
 
-use crate::checkpoint::{Checkpoint, CheckpointMeta, data_fingerprint};
+use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::error::{ModelError, Result};
 use crate::forward::{Mode, Model};
 use crate::weights::Weights;
@@ -41,8 +41,8 @@ pub struct TrainSpec {
     pub optimizer: OptimizerKind,
     /// SGD's momentum (ignored by AdamW).
     pub momentum: f64,
-    /// Save the weights every this many epochs as `epoch-NNNN.safetensors` in
-    /// `checkpoint_dir` (0: never).
+    /// Save the training state every this many epochs in `checkpoint_dir` (0: only when
+    /// [`train_from`] is asked to stop); see [`crate::checkpoint`].
     pub checkpoint_every: usize,
     /// Where checkpoints go.
     pub checkpoint_dir: Option<std::path::PathBuf>,
@@ -333,8 +333,12 @@ pub fn train_from(
             spec.learning_rate, spec.momentum
         )));
     }
-    let fingerprint = data_fingerprint(data);
-    if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(spec, seed, &fingerprint)) {
+    // Hashing the data is only worth it where checkpoints are read or written.
+    let fingerprint = match start.is_some() || spec.checkpoint_dir.is_some() {
+        true => data.fingerprint(),
+        false => String::new(),
+    };
+    if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&model.arch, spec, seed, &fingerprint)) {
         return Err(ModelError::Training(format!(
             "cannot go on from the checkpoint of epoch {}: {why}",
             start.map_or(0, |c| c.meta.epoch)
@@ -436,9 +440,10 @@ pub fn train_from(
             let meta = CheckpointMeta {
                 epoch,
                 steps,
-                seed,
+                seed: seed.to_string(),
                 spec: TrainSpec { checkpoint_dir: None, ..spec.clone() },
                 data: fingerprint.clone(),
+                architecture: model.arch.spec.clone(),
                 history: history.clone(),
             };
             Checkpoint { meta, weights: current(&vars, &running).weights, optimizer: state }.save(dir)?;

@@ -12,8 +12,11 @@ use std::path::Path;
 /// conv → batch norm → ReLU → pool → dropout → linear: every kind of training state (Adam's
 /// moments or SGD's velocity, batch-norm buffers, dropout draws).
 fn model() -> Model {
-    let spec: ArchitectureSpec = toml::from_str(
-        r#"
+    model_with_dropout(0.3)
+}
+
+fn model_with_dropout(p: f64) -> Model {
+    let text = r#"
         input = [1, 16, 16]
         [[layers]]
         type = "conv2d"
@@ -36,15 +39,14 @@ fn model() -> Model {
         type = "flatten"
         [[layers]]
         type = "dropout"
-        p = 0.3
+        p = P
         [[layers]]
         type = "linear"
         name = "logit"
         in_features = 64
         out_features = 1
-        "#,
-    )
-    .expect("architecture");
+        "#;
+    let spec: ArchitectureSpec = toml::from_str(&text.replace("P", &p.to_string())).expect("architecture");
     let arch = Architecture::new(spec).expect("valid");
     let weights = init_weights(&arch, 3).expect("init");
     Model::new(std::sync::Arc::new(arch), weights)
@@ -146,6 +148,9 @@ fn a_checkpoint_of_another_seed_spec_or_data_set_is_refused() {
         "train",
     )
     .expect("phantoms");
+    let other_dropout = model_with_dropout(0.5);
+    let refused = train_from(&other_dropout, &data, &base, 9, latest(), &mut |_| ControlFlow::Continue(()));
+    assert!(refused.expect_err("refused").to_string().contains("another architecture"));
     let cases: [(&str, TrainSpec, u64, &Dataset); 3] = [
         ("seed 9, not 10", base.clone(), 10, &data),
         ("learning_rate = 0.01 there, 0.02 here", TrainSpec { learning_rate: 0.02, ..base.clone() }, 9, &data),
@@ -174,4 +179,39 @@ fn an_incomplete_checkpoint_is_ignored_and_a_damaged_one_is_named() {
     std::fs::write(&Checkpoint::files(&dir, 3)[1], b"not safetensors").expect("write");
     let message = Checkpoint::latest(&dir, &model.arch, 99).expect_err("damaged").to_string();
     assert!(message.contains("epoch-0003.optimizer.safetensors"), "{message}");
+}
+
+#[test]
+fn training_to_an_accuracy_target_goes_on_from_before_the_target_and_stops_at_a_checkpoint_that_reached_it() {
+    let (model, data) = (model(), data());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let every = |target| TrainSpec {
+        epochs: 8,
+        checkpoint_every: 1,
+        stop_at_accuracy: Some(target),
+        ..spec(OptimizerKind::Adamw, &dir)
+    };
+    // An unreachable target measures every epoch; the best accuracy then becomes the target.
+    let (_, probe) = train(&model, &data, &every(1.5), 9, &mut |_| {}).expect("trains");
+    let accuracies: Vec<f64> = probe.iter().map(|s| s.train_accuracy.expect("measured")).collect();
+    let target = accuracies.iter().copied().fold(0.0, f64::max);
+    let reached = accuracies.iter().position(|&a| a >= target).expect("reached") + 1;
+    assert!(reached >= 3, "the target is reached at epoch {reached} of {accuracies:?}: too early to test");
+    std::fs::remove_dir_all(&dir).expect("clear");
+    let (weights, history) = train(&model, &data, &every(target), 9, &mut |_| {}).expect("trains");
+    assert_eq!(history.len(), reached, "training stops at the target");
+    for from in [reached - 1, reached] {
+        let checkpoint = Checkpoint::latest(&dir, &model.arch, from).expect("readable");
+        let mut trained = Vec::new();
+        let resumed = train_from(&model, &data, &every(target), 9, checkpoint, &mut |s| {
+            trained.push(s.epoch);
+            ControlFlow::Continue(())
+        });
+        let (resumed_weights, resumed_history) = finished(resumed.expect("trains"));
+        let expected: Vec<usize> = (from + 1..=reached).collect();
+        assert_eq!(trained, expected, "from epoch {from}");
+        assert_eq!(resumed_history, history, "from epoch {from}");
+        assert!(bits(&resumed_weights) == bits(&weights), "from epoch {from}");
+    }
 }
