@@ -106,6 +106,14 @@ enum Command {
         /// Stop once the training accuracy (on the labels trained on) reaches this.
         #[arg(long)]
         stop_at_accuracy: Option<f64>,
+        /// Save the training state every N epochs in the folder OUT with `.checkpoints` for
+        /// its extension (`model.checkpoints/` for `--out model.safetensors`).
+        #[arg(long, default_value_t = 0)]
+        checkpoint_every: usize,
+        /// Go on from the newest checkpoint in that folder (bit for bit as if training had
+        /// never stopped; --epochs may be raised).
+        #[arg(long)]
+        resume: bool,
         /// Worker threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -333,6 +341,8 @@ fn execute(cli: Cli) -> Result<()> {
             momentum,
             labels,
             stop_at_accuracy,
+            checkpoint_every,
+            resume,
             threads,
             out,
         } => {
@@ -344,11 +354,12 @@ fn execute(cli: Cli) -> Result<()> {
                 learning_rate: lr,
                 optimizer,
                 momentum,
+                checkpoint_every,
                 ..TrainingConfig::default()
             };
             let random_labels = labels == "random";
-            let job =
-                TrainJob { arch, data: parse_data(&data, n_train)?, training, seed, random_labels, stop_at_accuracy };
+            let data = parse_data(&data, n_train)?;
+            let job = TrainJob { arch, data, training, seed, random_labels, stop_at_accuracy, resume };
             let bar = progress_bar();
             let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
             bar.finish_and_clear();

@@ -700,6 +700,31 @@ fn every_shipped_config_makes_a_plan() {
 }
 
 #[test]
+fn train_goes_on_from_its_checkpoints_to_the_weights_of_one_longer_training() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let train = |out: &Path, epochs: &str, more: &[&str]| {
+        let args = ["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "32", "--threads", "1"];
+        let output = sanity()
+            .args(args)
+            .args(["--epochs", epochs, "--checkpoint-every", "1"])
+            .args(more)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("runs");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let (whole, cut) = (tmp.path().join("whole.safetensors"), tmp.path().join("cut.safetensors"));
+    train(&whole, "4", &[]);
+    assert!(tmp.path().join("whole.checkpoints").join("epoch-0004.toml").exists());
+    train(&cut, "2", &[]);
+    let stderr = train(&cut, "4", &["--resume"]);
+    assert!(stderr.contains("going on after epoch 2"), "{stderr}");
+    assert!(std::fs::read(&whole).expect("whole") == std::fs::read(&cut).expect("cut"), "weights differ");
+}
+
+#[test]
 fn train_writes_weights_that_a_run_can_load() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let weights = tmp.path().join("m.safetensors");

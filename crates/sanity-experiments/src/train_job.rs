@@ -4,7 +4,8 @@ use crate::config::{DataConfig, TrainingConfig, default_fashion_dir};
 use crate::error::{ExperimentError, Result};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::Progress;
-use sanity_model::{EpochStats, Model, TrainSpec, accuracy, init_weights, train};
+use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, Training, accuracy, init_weights, train_from};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +24,13 @@ pub struct TrainJob {
     pub random_labels: bool,
     /// Stop once the training accuracy (on the labels trained on) reaches this.
     pub stop_at_accuracy: Option<f64>,
+    /// Go on from the newest checkpoint in [`checkpoint_dir`] of the output.
+    pub resume: bool,
+}
+
+/// Where `sanity train --out OUT` keeps its checkpoints: OUT with the extension `checkpoints`.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.with_extension("checkpoints")
 }
 
 /// What training achieved.
@@ -82,16 +90,40 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
     let (train_set, test_set) = data.load(job.seed)?;
     let train_set = if job.random_labels { train_set.with_permuted_labels(job.seed) } else { train_set };
     let initial = Model::new(arch.clone(), init_weights(&arch, job.seed)?);
-    progress(Progress::Phase { name: "training".into(), total: job.training.epochs as u64 });
+    let checkpoints = checkpoint_dir(out);
+    let spec = TrainSpec {
+        stop_at_accuracy: job.stop_at_accuracy,
+        checkpoint_dir: (job.training.checkpoint_every > 0).then(|| checkpoints.clone()),
+        ..job.training.spec()
+    };
+    let start = match job.resume {
+        true => Checkpoint::latest(&checkpoints, &arch, spec.epochs)?,
+        false => None,
+    };
+    let done = start.as_ref().map_or(0, |c| c.meta.epoch);
+    match &start {
+        Some(_) => progress(Progress::Note(format!("going on after epoch {done} ({})", checkpoints.display()))),
+        None if job.resume => {
+            progress(Progress::Note(format!("no checkpoint in {}: training from the start", checkpoints.display())))
+        }
+        None => {}
+    }
+    progress(Progress::Phase { name: "training".into(), total: (spec.epochs - done) as u64 });
     let mut on_epoch = |s: &EpochStats| {
         progress(Progress::Note(format!(
             "epoch {}: loss {:.4}, running accuracy {:.4}",
             s.epoch, s.loss, s.running_accuracy
         )));
         progress(Progress::Advance(1));
+        ControlFlow::Continue(())
     };
-    let spec = TrainSpec { stop_at_accuracy: job.stop_at_accuracy, ..job.training.spec() };
-    let (weights, epochs) = train(&initial, &train_set, &spec, job.seed, &mut on_epoch)?;
+    let (weights, epochs) = match train_from(&initial, &train_set, &spec, job.seed, start, &mut on_epoch)? {
+        Training::Finished { weights, history } => (weights, history),
+        // on_epoch never asks to stop; kept as an error rather than a panic.
+        Training::Stopped { epoch } => {
+            return Err(ExperimentError::InterruptedEarly { what: format!("training stopped after epoch {epoch}") });
+        }
+    };
     weights.save_safetensors(out)?;
     let trained = initial.with_weights(weights);
     Ok(TrainOutcome {

@@ -25,6 +25,8 @@ pub struct Checkpoint {
     pub weights: Weights,
     /// The optimiser's state tensors (see the module docs for their names).
     pub optimizer: Weights,
+    /// The folder it was read from (none for a checkpoint made in memory).
+    pub source: Option<PathBuf>,
 }
 
 /// A checkpoint's `epoch-NNNN.toml`.
@@ -151,6 +153,7 @@ impl Checkpoint {
         for (name, tensor) in loaded {
             state.insert(name, tensor);
         }
-        Ok(Some(Self { meta: meta_value, weights: Weights::load_safetensors(&weights, arch)?, optimizer: state }))
+        let weights = Weights::load_safetensors(&weights, arch)?;
+        Ok(Some(Self { meta: meta_value, weights, optimizer: state, source: Some(dir.to_path_buf()) }))
     }
 }

@@ -339,9 +339,11 @@ pub fn train_from(
         false => String::new(),
     };
     if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&model.arch, spec, seed, &fingerprint)) {
+        let (epoch, place) = start.map_or((0, String::new()), |c| {
+            (c.meta.epoch, c.source.map(|d| format!(" in {}", d.display())).unwrap_or_default())
+        });
         return Err(ModelError::Training(format!(
-            "cannot go on from the checkpoint of epoch {}: {why}",
-            start.map_or(0, |c| c.meta.epoch)
+            "cannot go on from the checkpoint of epoch {epoch}{place}: {why}; train afresh (without --resume, or with --force) or restore the settings"
         )));
     }
     if let Some(epoch) = start.as_ref().map(|c| c.meta.epoch).filter(|&e| e > spec.epochs) {
@@ -446,7 +448,7 @@ pub fn train_from(
                 architecture: model.arch.spec.clone(),
                 history: history.clone(),
             };
-            Checkpoint { meta, weights: current(&vars, &running).weights, optimizer: state }.save(dir)?;
+            Checkpoint { meta, weights: current(&vars, &running).weights, optimizer: state, source: None }.save(dir)?;
         }
         if stop {
             return Ok(Training::Stopped { epoch });
