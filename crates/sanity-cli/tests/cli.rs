@@ -543,6 +543,55 @@ fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_unin
     assert!(!whole.join("checkpoints").exists() && !whole.join("checkpoints-random-labels").exists());
 }
 
+#[test]
+fn a_model_whose_training_was_killed_is_trained_on_by_the_next_run_that_needs_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sets = [
+        "--set",
+        "data.n_train=100",
+        "--set",
+        "training.epochs=12",
+        "--set",
+        "training.checkpoint_every=2",
+        "--set",
+        "tests=[{ kind = \"cascading\" }]",
+    ];
+    // The checkpoints of a model being trained lie beside the model cache (OUT/../.model-cache).
+    let cache = tmp.path().join(".model-cache");
+    let cached_checkpoints = || -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&cache) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "checkpoints"))
+            .collect()
+    };
+    let killed = tmp.path().join("killed");
+    let second_written = || cached_checkpoints().iter().any(|d| d.join("epoch-0002.toml").exists());
+    let (_, stderr) = interrupt_run_when(&killed, &sets, second_written, "KILL");
+    assert!(!killed.join("model.safetensors").exists(), "the kill landed after training: {stderr}");
+    // Another run (not a --resume of the killed one) takes the model over.
+    let next = tmp.path().join("next");
+    let out = sanity().args(["run", TINY, "--threads", "1"]).args(sets).arg("--out").arg(&next).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("training: going on after epoch"), "{stderr}");
+    // Its checkpoints end in its run directory, and the model is the one of a training that never stopped.
+    assert!(cached_checkpoints().is_empty(), "{:?}", cached_checkpoints());
+    assert!(next.join("checkpoints").join("epoch-0012.toml").exists());
+    let whole = tmp.path().join("whole");
+    sanity()
+        .args(["run", TINY, "--threads", "1", "--no-model-cache"])
+        .args(sets)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+    assert!(
+        std::fs::read(whole.join("model.safetensors")).expect("whole")
+            == std::fs::read(next.join("model.safetensors")).expect("next")
+    );
+}
+
 /// An `.npy` file (format 1.0) of `descr` values with `shape`.
 fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();

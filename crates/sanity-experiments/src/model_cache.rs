@@ -82,6 +82,11 @@ impl ModelCache {
         }
     }
 
+    /// Where the model of `key` keeps its training checkpoints while it trains.
+    pub fn checkpoint_dir(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.checkpoints"))
+    }
+
     /// The cached weights and epochs of `key`, if any.
     pub fn load(&self, key: &str, arch: &Architecture) -> Result<Option<(Weights, Vec<EpochStats>)>> {
         let (weights, epochs) = (self.dir.join(format!("{key}.safetensors")), self.dir.join(format!("{key}.json")));
@@ -112,6 +117,13 @@ impl ModelCache {
 #[derive(Debug)]
 pub struct CacheClaim {
     _file: Option<File>,
+}
+
+impl CacheClaim {
+    /// Whether the lock is held (false where none could be made).
+    pub fn is_held(&self) -> bool {
+        self._file.is_some()
+    }
 }
 
 #[cfg(test)]

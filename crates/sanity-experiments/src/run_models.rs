@@ -11,7 +11,7 @@ use crate::run::{Progress, RunOptions};
 use sanity_data::Dataset;
 use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, Training, Weights, accuracy, init_weights, train_from};
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Trains the model (or loads `model.weights`), saving the weights as `model.safetensors`.
 pub(crate) fn build_model(
@@ -34,7 +34,7 @@ pub(crate) fn build_model(
     }
     let key = ModelCache::key(config, "true");
     // Held until the model is trained and stored, so that runs beside this one wait and load it.
-    let _claim = claim(options, &key, progress)?;
+    let claim = claim(options, &key, progress)?;
     if let Some(cache) = &options.model_cache
         && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
     {
@@ -43,16 +43,62 @@ pub(crate) fn build_model(
         return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-    let spec = TrainSpec { checkpoint_dir: Some(dir.join(CHECKPOINTS)), ..config.training.spec() };
+    let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(CHECKPOINTS));
+    let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
     let describe =
         |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
     let (weights, epochs, origin) =
-        train_resumable(&initial, train_set, &spec, config.seed, ("training", &describe), options, progress)?;
+        train_resumable(&initial, train_set, &spec, config.seed, ("training", &describe), &places, options, progress)?;
     weights.save_safetensors(&dir.join("model.safetensors"))?;
     if let Some(cache) = &options.model_cache {
         cache.store(&key, &weights, &epochs)?;
     }
+    places.keep(progress);
+    drop(claim);
     Ok((initial.with_weights(weights), epochs, origin))
+}
+
+/// Where a model's checkpoints are written while it trains, and where they end up. With the
+/// model cache they are kept beside it (`.model-cache/<key>.checkpoints/`), so that whichever
+/// run trains the model next (a shard that waited for the lock, a job resubmitted after a time
+/// limit) goes on from them, and move into the run directory once the model is trained.
+/// Without it, or without its lock, they are the run directory's, and only `--resume` goes on
+/// from them.
+struct Checkpoints {
+    /// Written while training.
+    dir: PathBuf,
+    /// Whether training goes on from the newest checkpoint in `dir`.
+    go_on: bool,
+    /// Where `dir` moves once the model is trained and stored (with the model cache).
+    keep_in: Option<PathBuf>,
+}
+
+impl Checkpoints {
+    /// The places of the model with cache key `key` (`claim`: its lock, if taken), whose
+    /// run-directory folder is `run_folder`.
+    fn of(options: &RunOptions, claim: Option<&CacheClaim>, key: &str, run_folder: PathBuf) -> Self {
+        match (&options.model_cache, claim.is_some_and(CacheClaim::is_held)) {
+            (Some(cache), true) => Self { dir: cache.checkpoint_dir(key), go_on: true, keep_in: Some(run_folder) },
+            _ => Self { dir: run_folder, go_on: options.resume, keep_in: None },
+        }
+    }
+
+    /// Moves the checkpoints beside the cache into the run directory (replacing what is there);
+    /// where that fails they stay and a note says so.
+    fn keep(&self, progress: &mut dyn FnMut(Progress)) {
+        let Some(to) = &self.keep_in else { return };
+        if !self.dir.exists() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(to);
+        if let Err(e) = std::fs::rename(&self.dir, to) {
+            progress(Progress::Note(format!(
+                "the checkpoints stay in {} (cannot move them to {}: {e})",
+                self.dir.display(),
+                to.display()
+            )));
+        }
+    }
 }
 
 /// The checkpoint folder of the trained model in a run directory.
@@ -60,24 +106,35 @@ pub const CHECKPOINTS: &str = "checkpoints";
 /// The checkpoint folder of the random-label model in a run directory.
 pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
 
-/// Trains `initial` under `spec` as the phase `phase.0`, a note per epoch from `phase.1`. With
-/// `--resume`, training goes on from the newest checkpoint in `spec.checkpoint_dir` (bit for
-/// bit as if it had never stopped); a SIGINT stops it after the epoch in flight, its state
-/// saved there. Returns the weights, every epoch's statistics and the origin for the manifest.
+/// Trains `initial` under `spec` as the phase `phase.0`, a note per epoch from `phase.1`.
+/// Training goes on from the newest checkpoint in `places` where they say so (bit for bit as
+/// if it had never stopped); a SIGINT stops it after the epoch in flight, its state saved
+/// there. Returns the weights, every epoch's statistics and the origin for the manifest.
+#[allow(clippy::too_many_arguments)]
 fn train_resumable(
     initial: &Model,
     data: &Dataset,
     spec: &TrainSpec,
     seed: u64,
     phase: (&str, &dyn Fn(&EpochStats) -> String),
+    places: &Checkpoints,
     options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Weights, Vec<EpochStats>, String)> {
-    let checkpoints = spec.checkpoint_dir.clone().unwrap_or_default();
-    let start = match options.resume {
+    let checkpoints = places.dir.clone();
+    let mut start = match places.go_on {
         true => Checkpoint::latest(&checkpoints, &initial.arch, spec.epochs)?,
         false => None,
     };
+    // Beside the cache, checkpoints of other data under the same path (a changed .npy file)
+    // are dropped; in a run directory train_from refuses them with what to do.
+    if places.keep_in.is_some()
+        && let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&initial.arch, spec, seed, &data.fingerprint()))
+    {
+        progress(Progress::Note(format!("{}: not going on from {} ({why})", phase.0, checkpoints.display())));
+        std::fs::remove_dir_all(&checkpoints).map_err(|e| ExperimentError::io(&checkpoints, e))?;
+        start = None;
+    }
     let resumed_after = start.as_ref().map(|c| c.meta.epoch);
     if let Some(epoch) = resumed_after {
         let shown = Checkpoint::files(&checkpoints, epoch)[0].display().to_string();
@@ -153,7 +210,7 @@ pub(crate) fn build_random_label_model(
     let resumed = weights.is_none() && resume && saved.exists();
     // The lock is held until the model is trained and stored, not through the accuracies.
     let (model, epochs, origin) = {
-        let _claim = match weights.is_none() && !resumed {
+        let claim = match weights.is_none() && !resumed {
             true => claim(options, &key, progress)?,
             false => None,
         };
@@ -176,10 +233,11 @@ pub(crate) fn build_random_label_model(
             }
             (None, None) => {
                 let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
+                let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(RANDOM_LABEL_CHECKPOINTS));
                 let spec = TrainSpec {
                     epochs: *max_epochs,
                     stop_at_accuracy: Some(*target_accuracy),
-                    checkpoint_dir: Some(dir.join(RANDOM_LABEL_CHECKPOINTS)),
+                    checkpoint_dir: Some(places.dir.clone()),
                     ..config.training.spec()
                 };
                 let describe = |s: &EpochStats| {
@@ -188,11 +246,12 @@ pub(crate) fn build_random_label_model(
                 };
                 let phase = ("training on permuted labels", &describe as &dyn Fn(&EpochStats) -> String);
                 let (weights, epochs, origin) =
-                    train_resumable(&initial, &permuted, &spec, config.seed, phase, options, progress)?;
+                    train_resumable(&initial, &permuted, &spec, config.seed, phase, &places, options, progress)?;
                 weights.save_safetensors(&saved)?;
                 if let Some(cache) = &options.model_cache {
                     cache.store(&key, &weights, &epochs)?;
                 }
+                places.keep(progress);
                 (initial.with_weights(weights), epochs, origin)
             }
         }
