@@ -1,7 +1,8 @@
 //! Trained models shared between runs: a sweep over methods, metrics or tests trains each model
 //! once. A model is cached by what determines it: the architecture (the file's text for an
 //! architecture TOML), the data config, the labels (true, or permuted with the data
-//! randomisation test's stopping rule), the seed and the training config. Files are written
+//! randomisation test's stopping rule), the seed and the training config (but for how often it
+//! checkpoints). Files are written
 //! whole (temporary file + rename), so shards running side by side can share a cache, and a
 //! run holds a lock on its key while it looks the model up and trains it ([`ModelCache::claim`]),
 //! so shards that start together train each model once: the others wait and load it.
@@ -31,7 +32,10 @@ impl ModelCache {
         let arch = &config.model.arch;
         let arch_text = std::fs::read_to_string(arch).unwrap_or_default();
         let data = toml::to_string(&config.data).unwrap_or_default();
-        let training = toml::to_string(&config.training).unwrap_or_default();
+        // How often checkpoints are written does not change the model (and keys of configs
+        // that write none stay what they were).
+        let training = crate::config::TrainingConfig { checkpoint_every: 0, ..config.training.clone() };
+        let training = toml::to_string(&training).unwrap_or_default();
         let text = format!("{arch}\u{1f}{arch_text}\u{1f}{data}\u{1f}{training}\u{1f}{labels}\u{1f}{}", config.seed);
         format!("{:016x}", fnv1a(text.as_bytes()))
     }
@@ -165,6 +169,18 @@ mod tests {
             assert!(notes[0].contains("waiting for another run that is training model k"), "{notes:?}");
             drop(other);
         });
+    }
+
+    #[test]
+    fn keys_ignore_how_often_training_checkpoints_but_not_how_it_trains() {
+        let parse = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(ToString::to_string).collect();
+            Config::parse(crate::QUICK_TOML, "quick.toml", &sets).expect("config")
+        };
+        let key = |sets: &[&str]| ModelCache::key(&parse(sets), "true");
+        assert_eq!(key(&[]), key(&["training.checkpoint_every=5"]));
+        assert_ne!(key(&[]), key(&["training.learning_rate=0.5"]));
+        assert_ne!(key(&[]), key(&["seed=3"]));
     }
 
     #[test]
