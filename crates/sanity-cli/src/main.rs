@@ -404,7 +404,7 @@ fn execute(cli: Cli) -> Result<()> {
             let threads = set_threads(threads)?;
             let plans = load_plans(&config, &overrides)?;
             let shard = shard.map(|s| parse_shard(&s)).transpose()?;
-            catch_sigint();
+            catch_stop_signals();
             let single = plans.len() == 1;
             // Units of work, numbered over all runs in order: shard K takes those with
             // number % N == K.
@@ -521,40 +521,45 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-/// Set by the first SIGINT: a run stops after the image batch or training epoch in flight.
+/// Set by the first SIGINT or SIGTERM: a run stops after the image batch or training epoch in
+/// flight.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 #[cfg(target_os = "linux")]
-extern "C" fn on_sigint(_: libc::c_int) {
+extern "C" fn on_stop_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
     const NOTE: &[u8] = b"\nstopping after the image batch or training epoch in flight (Ctrl-C again to stop now)\n";
     #[allow(unsafe_code)]
     // SAFETY: signal() and write() are async-signal-safe, NOTE outlives the call, and errno is
-    // restored for the interrupted code. Restoring the default handler makes a second Ctrl-C
+    // restored for the interrupted code. Restoring the default handlers makes a second signal
     // stop the process at once.
     unsafe {
         let saved = *libc::__errno_location();
         libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
         libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
         *libc::__errno_location() = saved;
     }
 }
 
-/// From here on, the first Ctrl-C asks a run to stop cleanly after the image batch in flight
-/// (finished batches kept) or the training epoch in flight (its state checkpointed), exit code 130; the second stops the process. Only `sanity run`
-/// installs it: the other commands stop at the first Ctrl-C.
+/// From here on, the first Ctrl-C (SIGINT) or SIGTERM (a Slurm time limit, `kill`) asks a run to
+/// stop cleanly after the image batch in flight (finished batches kept) or the training epoch
+/// in flight (its state checkpointed), exit code 130; the second stops the process. Only
+/// `sanity run` installs it: the other commands stop at the first signal.
 #[cfg(target_os = "linux")]
-fn catch_sigint() {
+fn catch_stop_signals() {
     #[allow(unsafe_code)]
-    // SAFETY: installs a handler that only stores an atomic, restores the default handler and
+    // SAFETY: installs a handler that only stores an atomic, restores the default handlers and
     // writes a constant; called before the run starts its worker threads' work.
     unsafe {
-        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            libc::signal(signal, on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn catch_sigint() {}
+fn catch_stop_signals() {}
 
 fn main() -> ExitCode {
     tune_allocator();

@@ -443,12 +443,12 @@ fn runs_killed_or_interrupted_at_several_points_resume_to_the_files_of_an_uninte
     let sets = ["--set", "attribution.n_images=12", "--set", "attribution.batch_size=1"];
     let whole = tmp.path().join("whole");
     sanity().args(["run", TINY, "--threads", "2"]).args(sets).arg("--out").arg(&whole).assert().success();
-    let points: [(usize, &str); 5] = [(0, "KILL"), (1, "KILL"), (5, "KILL"), (9, "KILL"), (3, "INT")];
+    let points: [(usize, &str); 6] = [(0, "KILL"), (1, "KILL"), (5, "KILL"), (9, "KILL"), (3, "INT"), (6, "TERM")];
     for (k, (lines, signal)) in points.into_iter().enumerate() {
         let resumed = tmp.path().join(format!("resumed{k}"));
         let (status, stderr) = interrupt_run(&resumed, &sets, lines, signal);
-        if signal == "INT" {
-            // SIGINT: the batch in flight is finished and journalled, then exit code 130.
+        if signal == "INT" || signal == "TERM" {
+            // SIGINT or SIGTERM: the batch in flight is finished and journalled, then exit code 130.
             assert_eq!(status.code(), Some(130), "{stderr}");
             assert!(stderr.contains("interrupted") && stderr.contains("--resume"), "{stderr}");
             let journal = read(resumed.join("units.jsonl"));
@@ -516,9 +516,12 @@ fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_unin
             assert!(cut.join("model.safetensors").exists());
         }
         assert!(!cut.join("model-random-labels.safetensors").exists(), "{signal} landed after training");
+        // The KILL case goes on with the model cache on: --resume also finds the run
+        // directory's checkpoints then, and adds the later ones to them.
+        let resume_sets = if signal == "KILL" { &sets[1..] } else { &sets[..] };
         let resumed = sanity()
             .args(["run", TINY, "--threads", "1", "--resume"])
-            .args(sets)
+            .args(resume_sets)
             .arg("--out")
             .arg(&cut)
             .output()
@@ -534,6 +537,7 @@ fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_unin
         assert_eq!(a[entry]["epochs"], b[entry]["epochs"], "every epoch's statistics, also those before the cut");
         let origin = b[entry]["origin"].as_str().unwrap_or_default();
         assert!(origin.starts_with("trained (went on from the checkpoint of epoch"), "{signal}: {origin}");
+        assert!(checkpoint(&cut, folder, 2).exists() && checkpoint(&cut, folder, 12).exists(), "{signal}");
     }
     // --force starts afresh: the old checkpoints go.
     let fresh = ["--set", "training.checkpoint_every=0"];
@@ -590,6 +594,27 @@ fn a_model_whose_training_was_killed_is_trained_on_by_the_next_run_that_needs_it
         std::fs::read(whole.join("model.safetensors")).expect("whole")
             == std::fs::read(next.join("model.safetensors")).expect("next")
     );
+
+    // A damaged checkpoint beside the cache (a node crash mid-write) is dropped, not fatal.
+    let other_seed = [&sets[..], &["--set", "seed=1"]].concat();
+    let (_, stderr) = interrupt_run_when(&tmp.path().join("killed-again"), &other_seed, second_written, "KILL");
+    let damaged = cached_checkpoints().pop().unwrap_or_else(|| panic!("no checkpoints beside the cache: {stderr}"));
+    for entry in std::fs::read_dir(&damaged).expect("folder") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().ends_with(".optimizer.safetensors") {
+            std::fs::write(&path, b"").expect("truncate");
+        }
+    }
+    let after = tmp.path().join("after-damage");
+    let out = sanity()
+        .args(["run", TINY, "--threads", "1"])
+        .args(&other_seed)
+        .arg("--out")
+        .arg(&after)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("not going on from") && stderr.contains("dropped"), "{stderr}");
 }
 
 /// An `.npy` file (format 1.0) of `descr` values with `shape`.
@@ -771,6 +796,17 @@ fn train_goes_on_from_its_checkpoints_to_the_weights_of_one_longer_training() {
     let stderr = train(&cut, "4", &["--resume"]);
     assert!(stderr.contains("going on after epoch 2"), "{stderr}");
     assert!(std::fs::read(&whole).expect("whole") == std::fs::read(&cut).expect("cut"), "weights differ");
+    // Other settings cannot go on from them; training afresh clears them.
+    let args = ["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "32", "--epochs", "5"];
+    let other = sanity().args(args).args(["--lr", "0.01", "--resume", "--out"]).arg(&cut).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("learning_rate") && stderr.contains("delete the folder or train without --resume"),
+        "{stderr}"
+    );
+    let afresh = train(&cut, "1", &[]);
+    assert!(afresh.contains("removed 12 files of an earlier training's checkpoints"), "{afresh}");
 }
 
 #[test]

@@ -221,8 +221,9 @@ pub struct TrainingConfig {
     /// SGD's momentum, 0 <= momentum < 1. Default 0.9.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
-    /// Save the training state every this many epochs in `checkpoints/` of the run directory,
-    /// for `--resume` to go on from (0: only when Ctrl-C stops training). Default 0.
+    /// Save the training state every this many epochs, beside the model cache while the model
+    /// trains and in `checkpoints/` of the run directory after, for training to go on from
+    /// (0: only when Ctrl-C stops training). Default 0.
     #[serde(default)]
     pub checkpoint_every: usize,
 }

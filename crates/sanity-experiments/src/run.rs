@@ -167,8 +167,9 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         for stale in ["model.safetensors", "model-random-labels.safetensors"] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        // A forced run does not go on from old checkpoints; they would mislead a later --resume.
-        // Only in a run directory: `--out . --force` leaves a project's own checkpoints/ alone.
+        // A forced run does not go on from the run directory's old checkpoints (the cache's
+        // are the same model's). Only in a run directory: `--out . --force` leaves a
+        // project's own checkpoints/ alone.
         if dir.join(CONFIG_RESOLVED).is_file() {
             for stale in [crate::run_models::CHECKPOINTS, crate::run_models::RANDOM_LABEL_CHECKPOINTS] {
                 let _ = std::fs::remove_dir_all(dir.join(stale));

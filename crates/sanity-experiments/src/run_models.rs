@@ -35,15 +35,16 @@ pub(crate) fn build_model(
     let key = ModelCache::key(config, "true");
     // Held until the model is trained and stored, so that runs beside this one wait and load it.
     let claim = claim(options, &key, progress)?;
+    let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(CHECKPOINTS));
     if let Some(cache) = &options.model_cache
         && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
     {
         weights.save_safetensors(&dir.join("model.safetensors"))?;
         progress(Progress::Note(format!("model {key} from the model cache")));
+        places.keep(progress);
         return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
     }
     let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-    let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(CHECKPOINTS));
     let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
     let describe =
         |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
@@ -58,42 +59,104 @@ pub(crate) fn build_model(
     Ok((initial.with_weights(weights), epochs, origin))
 }
 
+/// The checkpoint folder of the trained model in a run directory.
+pub const CHECKPOINTS: &str = "checkpoints";
+/// The checkpoint folder of the random-label model in a run directory.
+pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
+
 /// Where a model's checkpoints are written while it trains, and where they end up. With the
-/// model cache they are kept beside it (`.model-cache/<key>.checkpoints/`), so that whichever
-/// run trains the model next (a shard that waited for the lock, a job resubmitted after a time
-/// limit) goes on from them, and move into the run directory once the model is trained.
-/// Without it, or without its lock, they are the run directory's, and only `--resume` goes on
-/// from them.
+/// model cache (and its lock) they are kept beside it (`.model-cache/<key>.checkpoints/`), so
+/// that whichever run trains the model next (a shard that waited for the lock, a job
+/// resubmitted after a time limit) goes on from them, and they join the run directory's
+/// folder once the model is trained. Without it they are the run directory's. `--resume` also
+/// looks in the run directory's folder, and goes on from the newest checkpoint of the two.
 struct Checkpoints {
     /// Written while training.
     dir: PathBuf,
     /// Whether training goes on from the newest checkpoint in `dir`.
     go_on: bool,
-    /// Where `dir` moves once the model is trained and stored (with the model cache).
+    /// The run directory's folder, when `dir` is beside the model cache: the checkpoints join it
+    /// once the model is trained and stored.
     keep_in: Option<PathBuf>,
+    /// Whether `--resume` asks to look in the run directory's folder too.
+    resume: bool,
 }
 
 impl Checkpoints {
     /// The places of the model with cache key `key` (`claim`: its lock, if taken), whose
     /// run-directory folder is `run_folder`.
     fn of(options: &RunOptions, claim: Option<&CacheClaim>, key: &str, run_folder: PathBuf) -> Self {
+        let resume = options.resume;
         match (&options.model_cache, claim.is_some_and(CacheClaim::is_held)) {
-            (Some(cache), true) => Self { dir: cache.checkpoint_dir(key), go_on: true, keep_in: Some(run_folder) },
-            _ => Self { dir: run_folder, go_on: options.resume, keep_in: None },
+            (Some(cache), true) => {
+                Self { dir: cache.checkpoint_dir(key), go_on: true, keep_in: Some(run_folder), resume }
+            }
+            _ => Self { dir: run_folder, go_on: resume, keep_in: None, resume },
         }
     }
 
-    /// Moves the checkpoints beside the cache into the run directory (replacing what is there);
-    /// where that fails they stay and a note says so.
+    /// The newest usable checkpoint of `arch` up to `spec.epochs`, and the folder it is in.
+    /// One beside the cache that cannot be read or is of other data or settings (a changed
+    /// .npy under the same path, a built-in architecture changed between versions) is dropped
+    /// with a note; one in the run directory is an error that says what to do.
+    fn start(
+        &self,
+        arch: &sanity_model::Architecture,
+        spec: &TrainSpec,
+        seed: u64,
+        data: &Dataset,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Option<(Checkpoint, PathBuf)>> {
+        let usable = |dir: &Path| -> std::result::Result<Option<Checkpoint>, String> {
+            let Some(checkpoint) = Checkpoint::latest(dir, arch, spec.epochs).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            match checkpoint.meta.mismatch(arch, spec, seed, &data.fingerprint()) {
+                None => Ok(Some(checkpoint)),
+                Some(why) => Err(why),
+            }
+        };
+        let mut found: Option<(Checkpoint, PathBuf)> = None;
+        if self.go_on {
+            match usable(&self.dir) {
+                Ok(checkpoint) => found = checkpoint.map(|c| (c, self.dir.clone())),
+                Err(why) if self.keep_in.is_some() => {
+                    progress(Progress::Note(format!("not going on from {} ({why}); dropped", self.dir.display())));
+                    std::fs::remove_dir_all(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))?;
+                }
+                Err(why) => return Err(refused(&self.dir, why)),
+            }
+        }
+        if let (true, Some(run_folder)) = (self.resume, &self.keep_in) {
+            let own = usable(run_folder).map_err(|why| refused(run_folder, why))?;
+            if let Some(own) = own.filter(|c| found.as_ref().is_none_or(|(f, _)| c.meta.epoch > f.meta.epoch)) {
+                found = Some((own, run_folder.clone()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Moves the checkpoints beside the cache into the run directory's folder (file by file;
+    /// checkpoints of the same epoch there are replaced, other files left alone). What cannot
+    /// be moved stays beside the cache, and a note says so.
     fn keep(&self, progress: &mut dyn FnMut(Progress)) {
         let Some(to) = &self.keep_in else { return };
-        if !self.dir.exists() {
-            return;
-        }
-        let _ = std::fs::remove_dir_all(to);
-        if let Err(e) = std::fs::rename(&self.dir, to) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let moved = std::fs::create_dir_all(to).and_then(|()| {
+            for entry in entries {
+                let from = entry?.path();
+                let target = to.join(from.file_name().unwrap_or_default());
+                // A rename across file systems fails: copy, then remove.
+                if std::fs::rename(&from, &target).is_err() {
+                    std::fs::copy(&from, &target)?;
+                    std::fs::remove_file(&from)?;
+                }
+            }
+            std::fs::remove_dir(&self.dir)
+        });
+        if let Err(e) = moved {
             progress(Progress::Note(format!(
-                "the checkpoints stay in {} (cannot move them to {}: {e})",
+                "checkpoints stay in {} (cannot move them to {}: {e})",
                 self.dir.display(),
                 to.display()
             )));
@@ -101,10 +164,14 @@ impl Checkpoints {
     }
 }
 
-/// The checkpoint folder of the trained model in a run directory.
-pub const CHECKPOINTS: &str = "checkpoints";
-/// The checkpoint folder of the random-label model in a run directory.
-pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
+/// A checkpoint in a run directory that training cannot go on from: a bad-input error that
+/// says how to start afresh.
+fn refused(dir: &Path, why: String) -> ExperimentError {
+    ExperimentError::Output {
+        path: dir.display().to_string(),
+        message: format!("cannot go on from its newest checkpoint: {why}; start afresh with --force"),
+    }
+}
 
 /// Trains `initial` under `spec` as the phase `phase.0`, a note per epoch from `phase.1`.
 /// Training goes on from the newest checkpoint in `places` where they say so (bit for bit as
@@ -122,24 +189,13 @@ fn train_resumable(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Weights, Vec<EpochStats>, String)> {
     let checkpoints = places.dir.clone();
-    let mut start = match places.go_on {
-        true => Checkpoint::latest(&checkpoints, &initial.arch, spec.epochs)?,
-        false => None,
-    };
-    // Beside the cache, checkpoints of other data under the same path (a changed .npy file)
-    // are dropped; in a run directory train_from refuses them with what to do.
-    if places.keep_in.is_some()
-        && let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&initial.arch, spec, seed, &data.fingerprint()))
-    {
-        progress(Progress::Note(format!("{}: not going on from {} ({why})", phase.0, checkpoints.display())));
-        std::fs::remove_dir_all(&checkpoints).map_err(|e| ExperimentError::io(&checkpoints, e))?;
-        start = None;
+    let found = places.start(&initial.arch, spec, seed, data, progress)?;
+    let resumed_after = found.as_ref().map(|(c, _)| c.meta.epoch);
+    if let Some((checkpoint, folder)) = &found {
+        let shown = Checkpoint::files(folder, checkpoint.meta.epoch)[0].display().to_string();
+        progress(Progress::Note(format!("{}: going on after epoch {} ({shown})", phase.0, checkpoint.meta.epoch)));
     }
-    let resumed_after = start.as_ref().map(|c| c.meta.epoch);
-    if let Some(epoch) = resumed_after {
-        let shown = Checkpoint::files(&checkpoints, epoch)[0].display().to_string();
-        progress(Progress::Note(format!("{}: going on after epoch {epoch} ({shown})", phase.0)));
-    }
+    let start = found.map(|(c, _)| c);
     if options.interrupted() {
         return Err(ExperimentError::InterruptedEarly { what: format!("stopped before {} began", phase.0) });
     }
@@ -214,6 +270,7 @@ pub(crate) fn build_random_label_model(
             true => claim(options, &key, progress)?,
             false => None,
         };
+        let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(RANDOM_LABEL_CHECKPOINTS));
         let cached = match (weights, &options.model_cache) {
             (None, Some(cache)) if !resumed => cache.load(&key, &plan.arch)?,
             _ => None,
@@ -229,11 +286,11 @@ pub(crate) fn build_random_label_model(
             }
             (None, Some((weights, epochs))) => {
                 weights.save_safetensors(&saved)?;
+                places.keep(progress);
                 (Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})"))
             }
             (None, None) => {
                 let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-                let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(RANDOM_LABEL_CHECKPOINTS));
                 let spec = TrainSpec {
                     epochs: *max_epochs,
                     stop_at_accuracy: Some(*target_accuracy),

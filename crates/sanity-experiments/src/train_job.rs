@@ -81,6 +81,26 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
     }
 }
 
+/// Removes the checkpoints (`epoch-NNNN.*`) of an earlier training from `dir`, so that a later
+/// `--resume` goes on from this training's; other files are left alone.
+fn clear_checkpoints(dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let mut removed = 0;
+    for entry in entries.filter_map(|e| e.ok()) {
+        if entry.file_name().to_string_lossy().starts_with("epoch-") {
+            std::fs::remove_file(entry.path()).map_err(|e| ExperimentError::io(&entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        progress(Progress::Note(format!(
+            "removed {removed} files of an earlier training's checkpoints in {}",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Trains `job` and writes the weights (PyTorch names) to `out`.
 pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
     let data = DataPlan::from_config(&job.data)?;
@@ -96,10 +116,20 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
         checkpoint_dir: (job.training.checkpoint_every > 0).then(|| checkpoints.clone()),
         ..job.training.spec()
     };
+    let refuse = |why: String| ExperimentError::Output {
+        path: checkpoints.display().to_string(),
+        message: format!("cannot go on from its newest checkpoint: {why}; delete the folder or train without --resume"),
+    };
     let start = match job.resume {
-        true => Checkpoint::latest(&checkpoints, &arch, spec.epochs)?,
+        true => Checkpoint::latest(&checkpoints, &arch, spec.epochs).map_err(|e| refuse(e.to_string()))?,
         false => None,
     };
+    if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&arch, &spec, job.seed, &train_set.fingerprint())) {
+        return Err(refuse(why));
+    }
+    if !job.resume && spec.checkpoint_dir.is_some() {
+        clear_checkpoints(&checkpoints, progress)?;
+    }
     let done = start.as_ref().map_or(0, |c| c.meta.epoch);
     match &start {
         Some(_) => progress(Progress::Note(format!("going on after epoch {done} ({})", checkpoints.display()))),

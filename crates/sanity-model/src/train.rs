@@ -342,9 +342,7 @@ pub fn train_from(
         let (epoch, place) = start.map_or((0, String::new()), |c| {
             (c.meta.epoch, c.source.map(|d| format!(" in {}", d.display())).unwrap_or_default())
         });
-        return Err(ModelError::Training(format!(
-            "cannot go on from the checkpoint of epoch {epoch}{place}: {why}; train afresh (without --resume, or with --force) or restore the settings"
-        )));
+        return Err(ModelError::Training(format!("cannot go on from the checkpoint of epoch {epoch}{place}: {why}")));
     }
     if let Some(epoch) = start.as_ref().map(|c| c.meta.epoch).filter(|&e| e > spec.epochs) {
         return Err(ModelError::Training(format!(
