@@ -6,7 +6,7 @@
 //! Deviations from Captum's `Saliency(abs=False)`: none.
 
 use crate::error::Result;
-use crate::input_gradient::{input_gradient, input_gradients};
+use crate::input_gradient::{input_gradient, input_gradients, relu_rule_attribution};
 use crate::method::Attribution;
 use candle_core::Tensor;
 use sanity_model::{Model, ReluMode};
@@ -15,28 +15,7 @@ use sanity_model::{Model, ReluMode};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Gradient;
 
-impl Gradient {
-    /// Its ReLU backward: the plain ReLU backward.
-    const RULE: ReluMode = ReluMode::Standard;
-}
-
-impl Attribution for Gradient {
-    fn id(&self) -> &'static str {
-        "gradient"
-    }
-
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
-        input_gradient(model, x, targets, Self::RULE, self.id())
-    }
-
-    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
-        input_gradients(models, x, targets, Self::RULE, self.id())
-    }
-
-    fn gradient_rule(&self) -> Option<ReluMode> {
-        Some(Self::RULE)
-    }
-}
+relu_rule_attribution!(Gradient, "gradient", ReluMode::Standard);
 
 /// Gradient ⊙ input — Shrikumar et al. 2016, arXiv:1605.01713 (Adebayo et al. 2018, section 2):
 /// ```text

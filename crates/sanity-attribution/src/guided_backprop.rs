@@ -9,7 +9,7 @@
 //! Deviations from Captum's `GuidedBackprop` / `Deconvolution`: none.
 
 use crate::error::Result;
-use crate::input_gradient::{input_gradient, input_gradients};
+use crate::input_gradient::relu_rule_attribution;
 use crate::method::Attribution;
 use candle_core::Tensor;
 use sanity_model::{Model, ReluMode};
@@ -18,52 +18,12 @@ use sanity_model::{Model, ReluMode};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GuidedBackprop;
 
-impl GuidedBackprop {
-    /// Its ReLU backward: guided backprop's rule (the gradient and the activation both positive).
-    const RULE: ReluMode = ReluMode::Guided;
-}
-
-impl Attribution for GuidedBackprop {
-    fn id(&self) -> &'static str {
-        "guided_backprop"
-    }
-
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
-        input_gradient(model, x, targets, Self::RULE, self.id())
-    }
-
-    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
-        input_gradients(models, x, targets, Self::RULE, self.id())
-    }
-
-    fn gradient_rule(&self) -> Option<ReluMode> {
-        Some(Self::RULE)
-    }
-}
+// Guided backprop's rule: the gradient and the activation both positive.
+relu_rule_attribution!(GuidedBackprop, "guided_backprop", ReluMode::Guided);
 
 /// DeconvNet.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Deconvnet;
 
-impl Deconvnet {
-    /// Its ReLU backward: deconvnet's rule (the gradient positive).
-    const RULE: ReluMode = ReluMode::Deconv;
-}
-
-impl Attribution for Deconvnet {
-    fn id(&self) -> &'static str {
-        "deconvnet"
-    }
-
-    fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
-        input_gradient(model, x, targets, Self::RULE, self.id())
-    }
-
-    fn attribute_models(&self, models: &[&Model], x: &Tensor, targets: &[&[usize]], _: &[u64]) -> Result<Vec<Tensor>> {
-        input_gradients(models, x, targets, Self::RULE, self.id())
-    }
-
-    fn gradient_rule(&self) -> Option<ReluMode> {
-        Some(Self::RULE)
-    }
-}
+// Deconvnet's rule: the gradient positive.
+relu_rule_attribution!(Deconvnet, "deconvnet", ReluMode::Deconv);

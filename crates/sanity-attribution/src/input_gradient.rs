@@ -229,3 +229,41 @@ pub fn path_gradients<P: Copy>(
     }
     Ok(())
 }
+
+/// The [`crate::method::Attribution`] impl of a method that is the input gradient of the target
+/// logit under one ReLU backward `rule` (gradient, guided backprop, deconvnet): `RULE` names
+/// the rule once, for the maps and for SmoothGrad's summed gradients
+/// ([`crate::method::Attribution::gradient_rule`]).
+macro_rules! relu_rule_attribution {
+    ($method:ty, $id:literal, $rule:expr) => {
+        impl $method {
+            /// Its ReLU backward.
+            const RULE: ReluMode = $rule;
+        }
+
+        impl Attribution for $method {
+            fn id(&self) -> &'static str {
+                $id
+            }
+
+            fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+                $crate::input_gradient::input_gradient(model, x, targets, Self::RULE, self.id())
+            }
+
+            fn attribute_models(
+                &self,
+                models: &[&Model],
+                x: &Tensor,
+                targets: &[&[usize]],
+                _: &[u64],
+            ) -> Result<Vec<Tensor>> {
+                $crate::input_gradient::input_gradients(models, x, targets, Self::RULE, self.id())
+            }
+
+            fn gradient_rule(&self) -> Option<ReluMode> {
+                Some(Self::RULE)
+            }
+        }
+    };
+}
+pub(crate) use relu_rule_attribution;

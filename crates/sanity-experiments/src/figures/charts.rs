@@ -107,6 +107,64 @@ fn y_range(values: impl Iterator<Item = f64>, metric: &str) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The axes of a panel with categories along x (one per label, at 0, 1, ...) and the metric's
+/// mean and CI up y: the curves' stages, the scores' methods.
+struct CategoryAxes<'l> {
+    /// The categories, written rotated below the axis.
+    labels: &'l [String],
+    /// The x range.
+    x: (f64, f64),
+    /// The y range.
+    y: (f64, f64),
+    /// Pixels below the axis for the labels.
+    label_room: u32,
+    /// What the x axis shows, if it needs saying.
+    x_desc: Option<&'l str>,
+}
+
+impl CategoryAxes<'_> {
+    /// Draws the axes in `area` (the labels on `root`) and returns the chart to draw into.
+    fn draw<'a, DB: DrawingBackend>(
+        &self,
+        root: &Area<DB>,
+        area: &'a Area<DB>,
+        metric: &str,
+    ) -> DrawResult<
+        ChartContext<
+            'a,
+            DB,
+            Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+        >,
+    >
+    where
+        DB::ErrorType: 'static,
+    {
+        let mut chart = ChartBuilder::on(area)
+            .caption(metric.to_string(), text(15))
+            .margin(12)
+            .x_label_area_size(self.label_room)
+            .y_label_area_size(60)
+            .build_cartesian_2d(self.x.0..self.x.1, self.y.0..self.y.1)?;
+        let mut mesh = chart.configure_mesh();
+        mesh.disable_x_mesh()
+            .x_labels(0)
+            .y_desc(format!("{metric} (mean, 95% CI)"))
+            .y_label_formatter(&|y| number(*y))
+            .y_label_style(text(12))
+            .axis_desc_style(text(14))
+            .light_line_style(WHITE)
+            .bold_line_style(RGBColor(225, 225, 225));
+        if let Some(desc) = self.x_desc {
+            mesh.x_desc(desc);
+        }
+        mesh.draw()?;
+        let ticks: Vec<(i32, i32)> =
+            (0..self.labels.len()).map(|i| chart.backend_coord(&(i as f64, self.y.0))).collect();
+        category_labels(root, &ticks, self.labels)?;
+        Ok(chart)
+    }
+}
+
 /// Writes `labels` downwards (rotated) below the axis points `ticks` (backend pixels), with
 /// a tick mark at each.
 fn category_labels<DB: DrawingBackend>(root: &Area<DB>, ticks: &[(i32, i32)], labels: &[String]) -> DrawResult
@@ -175,26 +233,10 @@ impl Chart for Curves {
                 points.chain(s.random_models).chain(s.random_map).collect::<Vec<_>>()
             });
             let (lo, hi) = y_range(values, &panel.metric);
-            let mut chart = ChartBuilder::on(area)
-                .caption(panel.metric.clone(), text(15))
-                .margin(12)
-                .x_label_area_size(90)
-                .y_label_area_size(60)
-                .build_cartesian_2d(-0.3..(n - 1) as f64 + 0.3, lo..hi)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(0)
-                .x_desc(self.x_desc.clone())
-                .y_desc(format!("{} (mean, 95% CI)", panel.metric))
-                .y_label_formatter(&|y| number(*y))
-                .y_label_style(text(12))
-                .axis_desc_style(text(14))
-                .light_line_style(WHITE)
-                .bold_line_style(RGBColor(225, 225, 225))
-                .draw()?;
-            let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
-            category_labels(root, &ticks, &self.x_labels)?;
+            let x = (-0.3, (n - 1) as f64 + 0.3);
+            let axes =
+                CategoryAxes { labels: &self.x_labels, x, y: (lo, hi), label_room: 90, x_desc: Some(&self.x_desc) };
+            let mut chart = axes.draw(root, area, &panel.metric)?;
             let (x0, x1) = (-0.3, (n - 1) as f64 + 0.3);
             for (i, series) in panel.content.iter().enumerate() {
                 let [r, g, b] = method_color(i);
@@ -272,26 +314,10 @@ impl Chart for Scores {
                 e.chain(m.repeat).chain(m.random_models).chain(m.random_map).collect::<Vec<_>>()
             });
             let (lo, hi) = y_range(values, &panel.metric);
-            let mut chart = ChartBuilder::on(area)
-                .caption(panel.metric.clone(), text(15))
-                .margin(12)
-                .x_label_area_size(150)
-                .y_label_area_size(60)
-                .build_cartesian_2d(-0.5..n as f64 - 0.5, lo..hi)?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .x_labels(0)
-                .y_desc(format!("{} (mean, 95% CI)", panel.metric))
-                .y_label_formatter(&|y| number(*y))
-                .y_label_style(text(12))
-                .axis_desc_style(text(14))
-                .light_line_style(WHITE)
-                .bold_line_style(RGBColor(225, 225, 225))
-                .draw()?;
             let names: Vec<String> = panel.content.iter().map(|m| m.method.clone()).collect();
-            let ticks: Vec<(i32, i32)> = (0..n).map(|i| chart.backend_coord(&(i as f64, lo))).collect();
-            category_labels(root, &ticks, &names)?;
+            let x = (-0.5, n as f64 - 0.5);
+            let axes = CategoryAxes { labels: &names, x, y: (lo, hi), label_room: 150, x_desc: None };
+            let mut chart = axes.draw(root, area, &panel.metric)?;
             let gray = RGBColor(90, 90, 90);
             for (i, m) in panel.content.iter().enumerate() {
                 let x = i as f64;
