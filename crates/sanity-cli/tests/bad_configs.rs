@@ -312,6 +312,24 @@ fn cases() -> Vec<Case> {
             None,
             &["epochz", "did you mean `epochs`?"],
         ),
+        case(
+            "sweep value of a wrong type",
+            Append("[sweep]\n\"training.learning_rate\" = [0.1, \"fast\"]\n"),
+            Some("\"training.learning_rate\""),
+            &["sweep point training.learning_rate = fast", "key `training.learning_rate`", "expected f64"],
+        ),
+        case(
+            "sweep value out of range",
+            Append("[sweep]\n\"attribution.n_images\" = [2, 0]\n"),
+            Some("\"attribution.n_images\""),
+            &["sweep point attribution.n_images = 0", "key `attribution.n_images`"],
+        ),
+        case(
+            "bad value beside a sweep",
+            Replace("[attribution]\nn_images = 4", "[sweep]\nseed = [1, 2]\n\n[attribution]\nn_images = 40"),
+            Some("n_images = 40"),
+            &["sweep point seed = 1", "key `attribution.n_images`"],
+        ),
         // --set overrides: the override is named.
         case(
             "--set of an unknown key",

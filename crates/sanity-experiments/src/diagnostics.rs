@@ -60,7 +60,7 @@ pub fn with_suggestion(message: String) -> String {
 
 /// The segments of a key path as errors write it (`tests[0].stages`) or as `--set` does
 /// (`tests.0.stages`).
-fn segments(path: &str) -> Vec<String> {
+pub(crate) fn segments(path: &str) -> Vec<String> {
     path.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
@@ -108,6 +108,89 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
     span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
 }
 
+/// The dotted path (`training.learning_rate`, `tests[1].stages`) of the innermost key of TOML
+/// `text` whose value holds byte `offset`, if any: where a parse error of a generated text is.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    use toml_edit::{Item, Value};
+    fn within(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
+        span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
+    }
+    fn in_value(value: &Value, offset: usize, path: &mut String) -> bool {
+        match value {
+            Value::Array(values) => {
+                for (i, v) in values.iter().enumerate() {
+                    if within(v.span(), offset) {
+                        path.push_str(&format!("[{i}]"));
+                        in_value(v, offset, path);
+                        return true;
+                    }
+                }
+                false
+            }
+            Value::InlineTable(t) => {
+                for (key, v) in t.iter() {
+                    if within(v.span(), offset) {
+                        path.push_str(&format!(".{key}"));
+                        in_value(v, offset, path);
+                        return true;
+                    }
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+    fn in_table(table: &toml_edit::Table, offset: usize, path: &mut String) -> bool {
+        for (key, item) in table.iter() {
+            let dotted = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            let key_span = table.get_key_value(key).and_then(|(k, _)| k.span());
+            let found = match item {
+                _ if within(key_span, offset) => {
+                    *path = dotted;
+                    true
+                }
+                Item::Value(v) if within(v.span(), offset) => {
+                    *path = dotted;
+                    in_value(v, offset, path);
+                    true
+                }
+                Item::Table(t) => {
+                    let mut inner = dotted.clone();
+                    in_table(t, offset, &mut inner) && {
+                        *path = inner;
+                        true
+                    }
+                }
+                Item::ArrayOfTables(tables) => tables.iter().enumerate().any(|(i, t)| {
+                    let mut inner = format!("{dotted}[{i}]");
+                    in_table(t, offset, &mut inner) && {
+                        *path = inner;
+                        true
+                    }
+                }),
+                _ => false,
+            };
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let mut path = String::new();
+    in_table(document.as_table(), offset, &mut path).then_some(path)
+}
+
+/// The 1-based line of `text`'s `[sweep]` key `key` (a dotted path written as one quoted key,
+/// `"training.epochs"`), when it is written there.
+pub fn sweep_key_line(text: &str, key: &str) -> Option<usize> {
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let sweep = document.as_table().get("sweep")?.as_table()?;
+    let (written, item) = sweep.get_key_value(key)?;
+    let span = written.span().or_else(|| item.span())?;
+    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
+}
+
 /// `error` with the config line of the key it names (`file:LINE`) when `text` (the config
 /// file's own text) writes that key and no `--set` in `overrides` replaced it.
 pub fn locate(error: ExperimentError, text: &str, overrides: &[String]) -> ExperimentError {
@@ -143,6 +226,20 @@ mod tests {
             with_suggestion(serde),
             "unknown variant `cascadin`, expected one of `cascading`, `independent`; did you mean `cascading`?\n"
         );
+    }
+
+    #[test]
+    fn the_key_at_an_offset_and_a_sweep_key_are_found() {
+        let text = "name = \"x\"\n[training]\nlearning_rate = \"x\"\n\n[[tests]]\nkind = \"a\"\n[[tests]]\nstages = [\"conv1\", 3]\nreinit = { kind = \"permute\", scale = \"y\" }\n\n[sweep]\n\"training.epochs\" = [1, 2]\n";
+        let at = |needle: &str| key_at(text, text.find(needle).expect("in the text"));
+        assert_eq!(at("\"x\"\n[training]").as_deref(), Some("name"));
+        assert_eq!(at("\"x\"\n\n").as_deref(), Some("training.learning_rate"));
+        assert_eq!(at("3]").as_deref(), Some("tests[1].stages[1]"));
+        assert_eq!(at("learning_rate").as_deref(), Some("training.learning_rate"));
+        assert_eq!(at("\"y\"").as_deref(), Some("tests[1].reinit.scale"));
+        assert_eq!(key_at(text, text.find("[sweep]").expect("sweep")), None);
+        assert_eq!(sweep_key_line(text, "training.epochs"), Some(12));
+        assert_eq!(sweep_key_line(text, "seed"), None);
     }
 
     #[test]

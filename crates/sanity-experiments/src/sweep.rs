@@ -73,19 +73,53 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
             crate::overrides::set_path(&mut config, &path, value)
                 .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
         }
-        let text = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
-        let parsed = Config::parse(&text, file, &[]).map_err(|e| in_sweep_point(e, &params))?;
+        let generated = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
+        let parsed = Config::parse(&generated, file, &[])
+            .map_err(|e| in_sweep_point(at_key(e, &generated, file), &params, text))?;
         out.push((parsed, params));
     }
     Ok(out)
 }
 
+/// A parse error of a sweep point's `generated` text as `key `PATH`: message`: the generated
+/// text's lines and snippet would mislead. Other errors (a preset's) as they are.
+fn at_key(e: ExperimentError, generated: &str, file: &str) -> ExperimentError {
+    match toml::from_str::<Config>(generated) {
+        Err(parse) => {
+            let key = parse.span().and_then(|span| crate::diagnostics::key_at(generated, span.start));
+            let message = match key {
+                Some(key) => format!("key `{key}`: {}", parse.message()),
+                None => parse.message().to_string(),
+            };
+            let message = crate::diagnostics::with_suggestion(message);
+            ExperimentError::Config { file: file.to_string(), message }
+        }
+        Ok(_) => e,
+    }
+}
+
 /// A config error of the sweep point with `params`, named by its values (`sweep point seed =
-/// 1, ...: message`); other errors as they are.
-fn in_sweep_point(e: ExperimentError, params: &[(String, String)]) -> ExperimentError {
+/// 1, ...: message`), at the line of `text` (the config file's) that gives the key it names:
+/// the `[sweep]` entry when the key is swept, else the key itself. Other errors as they are.
+fn in_sweep_point(e: ExperimentError, params: &[(String, String)], text: &str) -> ExperimentError {
+    use crate::diagnostics::{line_of, segments, sweep_key_line};
     match e {
         ExperimentError::Config { file, message } => {
             let point = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+            let named = message.find("key `").and_then(|i| message[i + 5..].split('`').next().map(str::to_string));
+            let line = named.and_then(|key| {
+                let key_segments = segments(&key);
+                let swept = params.iter().find(|(k, _)| key_segments.starts_with(&segments(k)));
+                match swept {
+                    Some((k, _)) => sweep_key_line(text, k),
+                    None => line_of(text, &key),
+                }
+            });
+            let has_line = file.rsplit_once(':').is_some_and(|(_, l)| l.parse::<usize>().is_ok());
+            let file = match line {
+                Some(line) if !has_line => format!("{file}:{line}"),
+                _ => file,
+            };
             ExperimentError::Config { file, message: format!("sweep point {point}: {message}") }
         }
         other => other,
@@ -99,7 +133,7 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
     for (config, params) in points {
         let mut plan = Plan::new(config, file).map_err(|e| match e {
             // A sweep point's values come from [sweep]: name the point, not a line.
-            e @ ExperimentError::Config { .. } if !params.is_empty() => in_sweep_point(e, &params),
+            e @ ExperimentError::Config { .. } if !params.is_empty() => in_sweep_point(e, &params, text),
             other => crate::diagnostics::locate(other, text, overrides),
         })?;
         plan.params = params;

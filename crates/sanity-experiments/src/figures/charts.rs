@@ -140,7 +140,7 @@ impl CategoryAxes<'_> {
         DB::ErrorType: 'static,
     {
         let mut chart = ChartBuilder::on(area)
-            .caption(metric.to_string(), text(15))
+            .caption(metric, text(15))
             .margin(12)
             .x_label_area_size(self.label_room)
             .y_label_area_size(60)
