@@ -8,11 +8,8 @@
 //! Max-pooling routes through the forward argmax (switches), as in both papers and Captum.
 //! Deviations from Captum's `GuidedBackprop` / `Deconvolution`: none.
 
-use crate::error::Result;
 use crate::input_gradient::relu_rule_attribution;
-use crate::method::Attribution;
-use candle_core::Tensor;
-use sanity_model::{Model, ReluMode};
+use sanity_model::ReluMode;
 
 /// Guided backpropagation.
 #[derive(Debug, Clone, Copy, Default)]

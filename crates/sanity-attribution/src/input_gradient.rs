@@ -238,29 +238,35 @@ macro_rules! relu_rule_attribution {
     ($method:ty, $id:literal, $rule:expr) => {
         impl $method {
             /// Its ReLU backward.
-            const RULE: ReluMode = $rule;
+            const RULE: ::sanity_model::ReluMode = $rule;
         }
 
-        impl Attribution for $method {
+        impl $crate::method::Attribution for $method {
             fn id(&self) -> &'static str {
                 $id
             }
 
-            fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
+            fn attribute(
+                &self,
+                model: &::sanity_model::Model,
+                x: &::candle_core::Tensor,
+                targets: &[usize],
+                _ids: &[u64],
+            ) -> $crate::error::Result<::candle_core::Tensor> {
                 $crate::input_gradient::input_gradient(model, x, targets, Self::RULE, self.id())
             }
 
             fn attribute_models(
                 &self,
-                models: &[&Model],
-                x: &Tensor,
+                models: &[&::sanity_model::Model],
+                x: &::candle_core::Tensor,
                 targets: &[&[usize]],
                 _: &[u64],
-            ) -> Result<Vec<Tensor>> {
+            ) -> $crate::error::Result<Vec<::candle_core::Tensor>> {
                 $crate::input_gradient::input_gradients(models, x, targets, Self::RULE, self.id())
             }
 
-            fn gradient_rule(&self) -> Option<ReluMode> {
+            fn gradient_rule(&self) -> Option<::sanity_model::ReluMode> {
                 Some(Self::RULE)
             }
         }

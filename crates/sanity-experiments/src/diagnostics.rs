@@ -105,110 +105,95 @@ pub fn line_of(text: &str, path: &str) -> Option<usize> {
         node = next;
         span = here.or(span);
     }
-    span.map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+    span.map(|s| line_at(text, s.start))
 }
 
 /// The dotted path (`training.learning_rate`, `tests[1].stages`) of the innermost key of TOML
-/// `text` whose value holds byte `offset`, if any: where a parse error of a generated text is.
-pub fn key_at(text: &str, offset: usize) -> Option<String> {
+/// `text` whose key or value holds all of `span`, if any: where a parse error of a generated
+/// text is. A span over a whole table (a missing field) names that table, or nothing at the
+/// root.
+pub fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
     use toml_edit::{Item, Value};
-    fn within(span: Option<std::ops::Range<usize>>, offset: usize) -> bool {
-        span.is_some_and(|s| s.start <= offset && offset < s.end.max(s.start + 1))
-    }
-    fn in_value(value: &Value, offset: usize, path: &mut String) -> bool {
-        match value {
+    let holds = |s: Option<std::ops::Range<usize>>| s.is_some_and(|s| s.start <= span.start && span.end <= s.end);
+    fn in_value(value: &Value, path: String, holds: &dyn Fn(Option<std::ops::Range<usize>>) -> bool) -> String {
+        let inner = match value {
             Value::Array(values) => {
-                for (i, v) in values.iter().enumerate() {
-                    if within(v.span(), offset) {
-                        path.push_str(&format!("[{i}]"));
-                        in_value(v, offset, path);
-                        return true;
-                    }
-                }
-                false
+                values.iter().enumerate().find(|(_, v)| holds(v.span())).map(|(i, v)| (format!("{path}[{i}]"), v))
             }
-            Value::InlineTable(t) => {
-                for (key, v) in t.iter() {
-                    if within(v.span(), offset) {
-                        path.push_str(&format!(".{key}"));
-                        in_value(v, offset, path);
-                        return true;
-                    }
-                }
-                false
-            }
-            _ => false,
+            Value::InlineTable(t) => t.iter().find(|(_, v)| holds(v.span())).map(|(k, v)| (format!("{path}.{k}"), v)),
+            _ => None,
+        };
+        match inner {
+            Some((inner, v)) => in_value(v, inner, holds),
+            None => path,
         }
     }
-    fn in_table(table: &toml_edit::Table, offset: usize, path: &mut String) -> bool {
+    fn in_table(
+        table: &toml_edit::Table,
+        path: &str,
+        holds: &dyn Fn(Option<std::ops::Range<usize>>) -> bool,
+    ) -> Option<String> {
         for (key, item) in table.iter() {
             let dotted = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-            let key_span = table.get_key_value(key).and_then(|(k, _)| k.span());
+            if holds(table.get_key_value(key).and_then(|(k, _)| k.span())) {
+                return Some(dotted);
+            }
             let found = match item {
-                _ if within(key_span, offset) => {
-                    *path = dotted;
-                    true
-                }
-                Item::Value(v) if within(v.span(), offset) => {
-                    *path = dotted;
-                    in_value(v, offset, path);
-                    true
-                }
-                Item::Table(t) => {
-                    let mut inner = dotted.clone();
-                    in_table(t, offset, &mut inner) && {
-                        *path = inner;
-                        true
-                    }
-                }
-                Item::ArrayOfTables(tables) => tables.iter().enumerate().any(|(i, t)| {
-                    let mut inner = format!("{dotted}[{i}]");
-                    in_table(t, offset, &mut inner) && {
-                        *path = inner;
-                        true
-                    }
+                Item::Value(v) if holds(v.span()) => Some(in_value(v, dotted, holds)),
+                Item::Table(t) => in_table(t, &dotted, holds).or_else(|| holds(t.span()).then_some(dotted)),
+                Item::ArrayOfTables(tables) => tables.iter().enumerate().find_map(|(i, t)| {
+                    let element = format!("{dotted}[{i}]");
+                    in_table(t, &element, holds).or_else(|| holds(t.span()).then_some(element))
                 }),
-                _ => false,
+                _ => None,
             };
-            if found {
-                return true;
+            if found.is_some() {
+                return found;
             }
         }
-        false
+        None
     }
     let document = toml_edit::ImDocument::parse(text).ok()?;
-    let mut path = String::new();
-    in_table(document.as_table(), offset, &mut path).then_some(path)
+    in_table(document.as_table(), "", &holds)
+}
+
+/// The 1-based line of byte `offset` of `text`.
+fn line_at(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// The 1-based line of `text`'s `[sweep]` key `key` (a dotted path written as one quoted key,
 /// `"training.epochs"`), when it is written there.
 pub fn sweep_key_line(text: &str, key: &str) -> Option<usize> {
     let document = toml_edit::ImDocument::parse(text).ok()?;
-    let sweep = document.as_table().get("sweep")?.as_table()?;
+    let sweep = document.as_table().get("sweep")?.as_table_like()?;
     let (written, item) = sweep.get_key_value(key)?;
-    let span = written.span().or_else(|| item.span())?;
-    Some(text[..span.start.min(text.len())].matches('\n').count() + 1)
+    Some(line_at(text, written.span().or_else(|| item.span())?.start))
+}
+
+/// The key path an error message names (`key `attribution.n_images`: ...`), if it names one.
+pub fn named_key(message: &str) -> Option<&str> {
+    let rest = &message[message.find("key `")? + 5..];
+    rest.find('`').map(|end| &rest[..end])
+}
+
+/// Whether one of the `--set` `overrides` sets the key at `path` (or a table around or inside it).
+pub fn overridden(path: &str, overrides: &[String]) -> bool {
+    let key = segments(path);
+    overrides.iter().filter_map(|o| o.split_once('=')).any(|(k, _)| {
+        let set = segments(k.trim());
+        key.starts_with(&set) || set.starts_with(&key)
+    })
 }
 
 /// `error` with the config line of the key it names (`file:LINE`) when `text` (the config
 /// file's own text) writes that key and no `--set` in `overrides` replaced it.
 pub fn locate(error: ExperimentError, text: &str, overrides: &[String]) -> ExperimentError {
     let ExperimentError::Config { file, message } = error else { return error };
-    let path = message.find("key `").and_then(|i| {
-        let rest = &message[i + 5..];
-        rest.find('`').map(|end| rest[..end].to_string())
-    });
-    let overridden = path.as_ref().is_some_and(|p| {
-        let key = segments(p);
-        overrides.iter().filter_map(|o| o.split_once('=')).any(|(k, _)| {
-            let set = segments(k.trim());
-            key.starts_with(&set) || set.starts_with(&key)
-        })
-    });
-    match path.and_then(|p| line_of(text, &p)) {
-        Some(line) if !overridden => ExperimentError::Config { file: format!("{file}:{line}"), message },
-        _ => ExperimentError::Config { file, message },
+    let line = named_key(&message).filter(|p| !overridden(p, overrides)).and_then(|p| line_of(text, p));
+    match line {
+        Some(line) => ExperimentError::Config { file: format!("{file}:{line}"), message },
+        None => ExperimentError::Config { file, message },
     }
 }
 
@@ -231,13 +216,22 @@ mod tests {
     #[test]
     fn the_key_at_an_offset_and_a_sweep_key_are_found() {
         let text = "name = \"x\"\n[training]\nlearning_rate = \"x\"\n\n[[tests]]\nkind = \"a\"\n[[tests]]\nstages = [\"conv1\", 3]\nreinit = { kind = \"permute\", scale = \"y\" }\n\n[sweep]\n\"training.epochs\" = [1, 2]\n";
-        let at = |needle: &str| key_at(text, text.find(needle).expect("in the text"));
+        let at = |needle: &str| {
+            let start = text.find(needle).expect("in the text");
+            key_at(text, start..start + 1)
+        };
         assert_eq!(at("\"x\"\n[training]").as_deref(), Some("name"));
         assert_eq!(at("\"x\"\n\n").as_deref(), Some("training.learning_rate"));
         assert_eq!(at("3]").as_deref(), Some("tests[1].stages[1]"));
         assert_eq!(at("learning_rate").as_deref(), Some("training.learning_rate"));
         assert_eq!(at("\"y\"").as_deref(), Some("tests[1].reinit.scale"));
-        assert_eq!(key_at(text, text.find("[sweep]").expect("sweep")), None);
+        let sweep = text.find("[sweep]").expect("sweep");
+        assert_eq!(key_at(text, sweep..sweep + 1).as_deref(), Some("sweep"));
+        // A missing field's span covers its whole table: the table, or nothing at the root.
+        assert_eq!(key_at(text, 0..text.len()), None);
+        let training = text.find("[training]").expect("training");
+        assert_eq!(key_at(text, training..text.find("\n\n[[tests]]").expect("end")).as_deref(), Some("training"));
+        assert_eq!(sweep_key_line("sweep = { seed = [1, 2] }\n", "seed"), Some(1));
         assert_eq!(sweep_key_line(text, "training.epochs"), Some(12));
         assert_eq!(sweep_key_line(text, "seed"), None);
     }

@@ -64,8 +64,10 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
         chosen.reverse();
         for (key, value) in chosen {
             let path: Vec<String> = key.split('.').map(str::to_string).collect();
-            if path.iter().any(String::is_empty) {
-                return Err(bad(format!("key `sweep.\"{key}\"`: not a dotted path like training.epochs")));
+            if path.iter().any(|p| p.is_empty() || p.contains(['[', ']'])) {
+                return Err(bad(format!(
+                    "key `sweep.\"{key}\"`: not a dotted path like training.epochs (list elements as tests.0.reinit)"
+                )));
             }
             // Strings as they are, anything else as inline TOML (`0.5`, `{ kind = "original" }`).
             let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
@@ -75,55 +77,56 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
         }
         let generated = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
         let parsed = Config::parse(&generated, file, &[])
-            .map_err(|e| in_sweep_point(at_key(e, &generated, file), &params, text))?;
+            .map_err(|e| in_sweep_point(at_key(e, &generated, file), &params, text, overrides))?;
         out.push((parsed, params));
     }
     Ok(out)
 }
 
 /// A parse error of a sweep point's `generated` text as `key `PATH`: message`: the generated
-/// text's lines and snippet would mislead. Other errors (a preset's) as they are.
+/// text's lines and snippet would mislead. Errors the preset answers for (a misspelt preset, a
+/// value its defaults leave missing) are left as `Config::parse` words them.
 fn at_key(e: ExperimentError, generated: &str, file: &str) -> ExperimentError {
-    match toml::from_str::<Config>(generated) {
-        Err(parse) => {
-            let key = parse.span().and_then(|span| crate::diagnostics::key_at(generated, span.start));
-            let message = match key {
-                Some(key) => format!("key `{key}`: {}", parse.message()),
-                None => parse.message().to_string(),
-            };
-            let message = crate::diagnostics::with_suggestion(message);
-            ExperimentError::Config { file: file.to_string(), message }
-        }
-        Ok(_) => e,
+    let Err(parse) = toml::from_str::<Config>(generated) else { return e };
+    let has_preset = toml::from_str::<Table>(generated).is_ok_and(|t| t.contains_key("preset"));
+    if has_preset && parse.message().starts_with("missing field") {
+        return e;
     }
+    let key = parse.span().and_then(|span| crate::diagnostics::key_at(generated, span));
+    let message = match key {
+        Some(key) => format!("key `{key}`: {}", parse.message()),
+        None => parse.message().to_string(),
+    };
+    ExperimentError::Config { file: file.to_string(), message: crate::diagnostics::with_suggestion(message) }
 }
 
 /// A config error of the sweep point with `params`, named by its values (`sweep point seed =
 /// 1, ...: message`), at the line of `text` (the config file's) that gives the key it names:
-/// the `[sweep]` entry when the key is swept, else the key itself. Other errors as they are.
-fn in_sweep_point(e: ExperimentError, params: &[(String, String)], text: &str) -> ExperimentError {
-    use crate::diagnostics::{line_of, segments, sweep_key_line};
-    match e {
-        ExperimentError::Config { file, message } => {
-            let point = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-            let named = message.find("key `").and_then(|i| message[i + 5..].split('`').next().map(str::to_string));
-            let line = named.and_then(|key| {
-                let key_segments = segments(&key);
-                let swept = params.iter().find(|(k, _)| key_segments.starts_with(&segments(k)));
-                match swept {
-                    Some((k, _)) => sweep_key_line(text, k),
-                    None => line_of(text, &key),
-                }
-            });
-            let has_line = file.rsplit_once(':').is_some_and(|(_, l)| l.parse::<usize>().is_ok());
-            let file = match line {
-                Some(line) if !has_line => format!("{file}:{line}"),
-                _ => file,
-            };
-            ExperimentError::Config { file, message: format!("sweep point {point}: {message}") }
+/// the `[sweep]` entry when the key is swept (the longest swept key that holds it), else the
+/// key itself unless a `--set` in `overrides` replaced it. Other errors as they are.
+fn in_sweep_point(
+    e: ExperimentError,
+    params: &[(String, String)],
+    text: &str,
+    overrides: &[String],
+) -> ExperimentError {
+    use crate::diagnostics::{line_of, named_key, overridden, segments, sweep_key_line};
+    let ExperimentError::Config { file, message } = e else { return e };
+    let point = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
+    let line = named_key(&message).and_then(|key| {
+        let key_segments = segments(key);
+        let swept = params
+            .iter()
+            .filter(|(k, _)| key_segments.starts_with(&segments(k)))
+            .max_by_key(|(k, _)| segments(k).len());
+        match swept {
+            Some((k, _)) => sweep_key_line(text, k),
+            None if overridden(key, overrides) => None,
+            None => line_of(text, key),
         }
-        other => other,
-    }
+    });
+    let file = line.map_or(file.clone(), |line| format!("{file}:{line}"));
+    ExperimentError::Config { file, message: format!("sweep point {point}: {message}") }
 }
 
 /// The checked plans of `text`: one per sweep point, each knowing its swept values.
@@ -132,8 +135,8 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
     let mut plans = Vec::with_capacity(points.len());
     for (config, params) in points {
         let mut plan = Plan::new(config, file).map_err(|e| match e {
-            // A sweep point's values come from [sweep]: name the point, not a line.
-            e @ ExperimentError::Config { .. } if !params.is_empty() => in_sweep_point(e, &params, text),
+            // A sweep point's values come from [sweep]: name the point and its [sweep] line.
+            e @ ExperimentError::Config { .. } if !params.is_empty() => in_sweep_point(e, &params, text, overrides),
             other => crate::diagnostics::locate(other, text, overrides),
         })?;
         plan.params = params;
@@ -184,5 +187,37 @@ mod tests {
             let error = plans(&text, "s.toml", &[]).expect_err(sweep).to_string();
             assert!(error.contains(expected) && error.contains("s.toml"), "{sweep}: {error}");
         }
+    }
+
+    #[test]
+    fn sweep_point_errors_point_at_the_line_that_gave_the_value() {
+        let error = |text: &str, overrides: &[&str]| {
+            let overrides: Vec<String> = overrides.iter().map(ToString::to_string).collect();
+            plans(text, "s.toml", &overrides).expect_err("refused").to_string()
+        };
+        let line = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).expect("written") + 1;
+        // A swept value: the [sweep] entry's line.
+        let swept = format!("{BASE}\n[sweep]\n\"training.learning_rate\" = [0.1, \"fast\"]\n");
+        let e = error(&swept, &[]);
+        let at = format!("s.toml:{}:", line(&swept, "\"training.learning_rate\""));
+        assert!(e.contains(&at) && e.contains("key `training.learning_rate`"), "{e}");
+        // A value beside the sweep: its own line, unless --set replaced it.
+        let beside = format!("{BASE}\n[sweep]\nseed = [1, 2]\n").replace("n_images = 32", "n_images = 0");
+        let e = error(&beside, &[]);
+        assert!(e.contains(&format!("s.toml:{}:", line(&beside, "n_images = 0"))), "{e}");
+        let e = error(&format!("{BASE}\n[sweep]\nseed = [1, 2]\n"), &["attribution.n_images=0"]);
+        assert!(e.contains("s.toml: sweep point") && e.contains("attribution.n_images"), "{e}");
+        // A misspelt table: its own line.
+        let misspelt = format!("{BASE}\n[sweep]\nseed = [1, 2]\n").replace("[attribution]", "[attributions]");
+        let e = error(&misspelt, &[]);
+        let at = format!("s.toml:{}:", line(&misspelt, "[attributions]"));
+        assert!(e.contains(&at) && e.contains("did you mean `attribution`"), "{e}");
+        // A misspelt preset is the preset's error, not a missing table.
+        let preset = format!("preset = \"adebayo2019\"\n{BASE}\n[sweep]\nseed = [1, 2]\n");
+        let e = error(&preset, &[]);
+        assert!(e.contains("adebayo2018") && !e.contains("missing field"), "{e}");
+        // List elements are written with dots in [sweep].
+        let e = error(&format!("{BASE}\n[sweep]\n\"tests[0].order\" = [\"top_down\"]\n"), &[]);
+        assert!(e.contains("tests.0.reinit"), "{e}");
     }
 }

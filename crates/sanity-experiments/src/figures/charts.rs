@@ -237,7 +237,7 @@ impl Chart for Curves {
             let axes =
                 CategoryAxes { labels: &self.x_labels, x, y: (lo, hi), label_room: 90, x_desc: Some(&self.x_desc) };
             let mut chart = axes.draw(root, area, &panel.metric)?;
-            let (x0, x1) = (-0.3, (n - 1) as f64 + 0.3);
+            let (x0, x1) = x;
             for (i, series) in panel.content.iter().enumerate() {
                 let [r, g, b] = method_color(i);
                 let color = RGBColor(r, g, b);
