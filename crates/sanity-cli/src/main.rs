@@ -107,7 +107,8 @@ enum Command {
         #[arg(long)]
         stop_at_accuracy: Option<f64>,
         /// Save the training state every N epochs in the folder OUT with `.checkpoints` for
-        /// its extension (`model.checkpoints/` for `--out model.safetensors`).
+        /// its extension (`model.checkpoints/` for `--out model.safetensors`); 0: only where
+        /// Ctrl-C stopped training.
         #[arg(long, default_value_t = 0)]
         checkpoint_every: usize,
         /// Go on from the newest checkpoint in that folder (bit for bit as if training had
@@ -359,7 +360,9 @@ fn execute(cli: Cli) -> Result<()> {
             };
             let random_labels = labels == "random";
             let data = parse_data(&data, n_train)?;
-            let job = TrainJob { arch, data, training, seed, random_labels, stop_at_accuracy, resume };
+            let interrupt = Some(&INTERRUPTED);
+            let job = TrainJob { arch, data, training, seed, random_labels, stop_at_accuracy, resume, interrupt };
+            catch_stop_signals();
             let bar = progress_bar();
             let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
             bar.finish_and_clear();
@@ -545,7 +548,7 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 /// From here on, the first Ctrl-C (SIGINT) or SIGTERM (a Slurm time limit, `kill`) asks a run to
 /// stop cleanly after the image batch in flight (finished batches kept) or the training epoch
 /// in flight (its state checkpointed), exit code 130; the second stops the process. Only
-/// `sanity run` installs it: the other commands stop at the first signal.
+/// `sanity run` and `sanity train` install it: the other commands stop at the first signal.
 #[cfg(target_os = "linux")]
 fn catch_stop_signals() {
     #[allow(unsafe_code)]

@@ -26,6 +26,8 @@ pub struct TrainJob {
     pub stop_at_accuracy: Option<f64>,
     /// Go on from the newest checkpoint in [`checkpoint_dir`] of the output.
     pub resume: bool,
+    /// Set (by a SIGINT handler) to stop after the epoch in flight, its state checkpointed.
+    pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
 }
 
 /// Where `sanity train --out OUT` keeps its checkpoints: OUT with the extension `checkpoints`.
@@ -113,7 +115,7 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
     let checkpoints = checkpoint_dir(out);
     let spec = TrainSpec {
         stop_at_accuracy: job.stop_at_accuracy,
-        checkpoint_dir: (job.training.checkpoint_every > 0).then(|| checkpoints.clone()),
+        checkpoint_dir: Some(checkpoints.clone()),
         ..job.training.spec()
     };
     let refuse = |why: String| ExperimentError::Output {
@@ -127,7 +129,7 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
     if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&arch, &spec, job.seed, &train_set.fingerprint())) {
         return Err(refuse(why));
     }
-    if !job.resume && spec.checkpoint_dir.is_some() {
+    if !job.resume {
         clear_checkpoints(&checkpoints, progress)?;
     }
     let done = start.as_ref().map_or(0, |c| c.meta.epoch);
@@ -145,13 +147,20 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
             s.epoch, s.loss, s.running_accuracy
         )));
         progress(Progress::Advance(1));
-        ControlFlow::Continue(())
+        match job.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
+            true => ControlFlow::Break(()),
+            false => ControlFlow::Continue(()),
+        }
     };
     let (weights, epochs) = match train_from(&initial, &train_set, &spec, job.seed, start, &mut on_epoch)? {
         Training::Finished { weights, history } => (weights, history),
-        // on_epoch never asks to stop; kept as an error rather than a panic.
         Training::Stopped { epoch } => {
-            return Err(ExperimentError::InterruptedEarly { what: format!("training stopped after epoch {epoch}") });
+            let what = format!(
+                "training stopped after epoch {epoch} of {}, its state kept in {}",
+                spec.epochs,
+                checkpoints.display()
+            );
+            return Err(ExperimentError::InterruptedEarly { what });
         }
     };
     weights.save_safetensors(out)?;
