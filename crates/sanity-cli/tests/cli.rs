@@ -478,24 +478,20 @@ fn runs_killed_or_interrupted_at_several_points_resume_to_the_files_of_an_uninte
     }
 }
 
+/// Twelve epochs of about a tenth of a second, a checkpoint every second one: wide enough a
+/// window for a signal to land while a model trains.
+const TWELVE_EPOCHS: [&str; 6] =
+    ["--set", "data.n_train=100", "--set", "training.epochs=12", "--set", "training.checkpoint_every=2"];
+
 #[test]
 fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_uninterrupted_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // Twelve epochs of about a tenth of a second for each model, trained afresh; the
-    // random-label model does not reach its target (0.999) in them.
-    let sets = [
-        "--no-model-cache",
-        "--set",
-        "data.n_train=100",
-        "--set",
-        "training.epochs=12",
-        "--set",
-        "training.checkpoint_every=2",
-        "--set",
-        "tests=[{ kind = \"data_randomization\", max_epochs = 12, target_accuracy = 0.999 }, { kind = \"cascading\" }]",
-    ];
+    // Every model trained afresh; the random-label model does not reach its target (0.999).
+    let tests =
+        "tests=[{ kind = \"data_randomization\", max_epochs = 12, target_accuracy = 0.999 }, { kind = \"cascading\" }]";
+    let sets = [&["--no-model-cache"], &TWELVE_EPOCHS[..], &["--set", tests]].concat();
     let whole = tmp.path().join("whole");
-    sanity().args(["run", TINY, "--threads", "1"]).args(sets).arg("--out").arg(&whole).assert().success();
+    sanity().args(["run", TINY, "--threads", "1"]).args(&sets).arg("--out").arg(&whole).assert().success();
     let manifest = |dir: &Path| -> serde_json::Value {
         serde_json::from_str(&read(dir.join("manifest.json"))).expect("manifest is JSON")
     };
@@ -542,7 +538,7 @@ fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_unin
     // --force starts afresh: the old checkpoints go.
     let fresh = ["--set", "training.checkpoint_every=0"];
     let mut forced = sanity();
-    forced.args(["run", TINY, "--threads", "1", "--force"]).args(sets).args(fresh).arg("--out").arg(&whole);
+    forced.args(["run", TINY, "--threads", "1", "--force"]).args(&sets).args(fresh).arg("--out").arg(&whole);
     forced.assert().success();
     assert!(!whole.join("checkpoints").exists() && !whole.join("checkpoints-random-labels").exists());
 }
@@ -550,16 +546,7 @@ fn runs_stopped_while_training_go_on_from_the_checkpoint_to_the_files_of_an_unin
 #[test]
 fn a_model_whose_training_was_killed_is_trained_on_by_the_next_run_that_needs_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let sets = [
-        "--set",
-        "data.n_train=100",
-        "--set",
-        "training.epochs=12",
-        "--set",
-        "training.checkpoint_every=2",
-        "--set",
-        "tests=[{ kind = \"cascading\" }]",
-    ];
+    let sets = [&TWELVE_EPOCHS[..], &["--set", "tests=[{ kind = \"cascading\" }]"]].concat();
     // The checkpoints of a model being trained lie beside the model cache (OUT/../.model-cache).
     let cache = tmp.path().join(".model-cache");
     let cached_checkpoints = || -> Vec<PathBuf> {
@@ -576,7 +563,8 @@ fn a_model_whose_training_was_killed_is_trained_on_by_the_next_run_that_needs_it
     assert!(!killed.join("model.safetensors").exists(), "the kill landed after training: {stderr}");
     // Another run (not a --resume of the killed one) takes the model over.
     let next = tmp.path().join("next");
-    let out = sanity().args(["run", TINY, "--threads", "1"]).args(sets).arg("--out").arg(&next).output().expect("runs");
+    let out =
+        sanity().args(["run", TINY, "--threads", "1"]).args(&sets).arg("--out").arg(&next).output().expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.contains("training: going on after epoch"), "{stderr}");
     // Its checkpoints end in its run directory, and the model is the one of a training that never stopped.
@@ -585,7 +573,7 @@ fn a_model_whose_training_was_killed_is_trained_on_by_the_next_run_that_needs_it
     let whole = tmp.path().join("whole");
     sanity()
         .args(["run", TINY, "--threads", "1", "--no-model-cache"])
-        .args(sets)
+        .args(&sets)
         .arg("--out")
         .arg(&whole)
         .assert()
