@@ -796,33 +796,43 @@ fn train_goes_on_from_its_checkpoints_to_the_weights_of_one_longer_training() {
     let afresh = train(&cut, "1", &[]);
     assert!(afresh.contains("removed 12 files of an earlier training's checkpoints"), "{afresh}");
 
-    // Ctrl-C stops after the epoch in flight, its state saved; --resume then ends where
-    // uninterrupted training ends.
+    // Ctrl-C stops after the epoch in flight, its state saved although no checkpoints were
+    // asked for; --resume goes on from it to where uninterrupted training ends.
     let longer = ["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "100", "--threads", "1"];
-    let longer = [&longer[..], &["--epochs", "8", "--checkpoint-every", "1"]].concat();
+    let longer = [&longer[..], &["--epochs", "8"]].concat();
     let (eight, stopped) = (tmp.path().join("eight.safetensors"), tmp.path().join("stopped.safetensors"));
     sanity().args(&longer).arg("--out").arg(&eight).assert().success();
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sanity"))
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sanity"))
         .args(&longer)
         .arg("--out")
         .arg(&stopped)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("starts");
-    let first = tmp.path().join("stopped.checkpoints").join("epoch-0001.toml");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !first.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(2));
+    // The signal goes once the first epoch's note is out (the handler is installed before).
+    let mut stderr = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    while !stderr.contains("epoch 1:") {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut lines, &mut line).expect("reads") == 0 {
+            break;
+        }
+        stderr.push_str(&line);
     }
     let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     assert!(sent.is_ok_and(|s| s.success()));
-    let output = child.wait_with_output().expect("reaped");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("training stopped after epoch") && stderr.contains("--resume"), "{stderr}");
-    assert!(!stopped.exists(), "no weights are written for a stopped training");
+    std::io::Read::read_to_string(&mut lines, &mut stderr).expect("reads");
+    assert_eq!(child.wait().expect("reaped").code(), Some(130), "{stderr}");
+    let said = |e: usize| stderr.contains(&format!("training stopped after epoch {e} of 8"));
+    let epoch = (1..8).find(|&e| said(e)).unwrap_or_else(|| panic!("stopped while training: {stderr}"));
+    let saved = tmp.path().join("stopped.checkpoints").join(format!("epoch-{epoch:04}.toml"));
+    assert!(saved.exists() && !stopped.exists(), "the state is saved, no weights written: {stderr}");
     let resumed = sanity().args(&longer).args(["--resume", "--out"]).arg(&stopped).output().expect("runs");
-    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let resumed_stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(
+        resumed.status.success() && resumed_stderr.contains(&format!("going on after epoch {epoch}")),
+        "{resumed_stderr}"
+    );
     assert!(std::fs::read(&eight).expect("eight") == std::fs::read(&stopped).expect("stopped"), "weights differ");
 }
 

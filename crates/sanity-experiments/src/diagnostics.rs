@@ -154,6 +154,11 @@ pub fn key_at(text: &str, span: std::ops::Range<usize>) -> Option<String> {
         None
     }
     let document = toml_edit::ImDocument::parse(text).ok()?;
+    // An error over the root (a missing top-level field) names no key, whatever the root's
+    // span happens to overlap.
+    if document.as_table().span() == Some(span.clone()) {
+        return None;
+    }
     in_table(document.as_table(), "", &holds)
 }
 
@@ -232,6 +237,12 @@ mod tests {
         let training = text.find("[training]").expect("training");
         assert_eq!(key_at(text, training..text.find("\n\n[[tests]]").expect("end")).as_deref(), Some("training"));
         assert_eq!(sweep_key_line("sweep = { seed = [1, 2] }\n", "seed"), Some(1));
+        // The span toml gives a missing top-level field, in a text without root keys.
+        for text in ["[training]\nepochs = 1\n", "name = \"x\"\n[training]\nepochs = 1\n"] {
+            let error = toml::from_str::<crate::config::Config>(text).expect_err("fields are missing");
+            assert!(error.message().starts_with("missing field"), "{error}");
+            assert_eq!(key_at(text, error.span().expect("a span")), None, "{error}");
+        }
         assert_eq!(sweep_key_line(text, "training.epochs"), Some(12));
         assert_eq!(sweep_key_line(text, "seed"), None);
     }

@@ -55,8 +55,9 @@ pub enum ExperimentError {
         /// Batches in all.
         batches: usize,
     },
-    /// The run was asked to stop (SIGINT) before its image batches: after a training epoch
-    /// (its state checkpointed) or while it waited for another run's training.
+    /// A run or a training was asked to stop (SIGINT, SIGTERM) before any image batch: after a
+    /// training epoch (its state checkpointed), before training began, or while it waited for
+    /// another run's training.
     #[error("interrupted: {what}; continue with the same command and --resume")]
     InterruptedEarly {
         /// Where it stopped and what was kept.

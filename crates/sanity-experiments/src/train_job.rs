@@ -26,7 +26,8 @@ pub struct TrainJob {
     pub stop_at_accuracy: Option<f64>,
     /// Go on from the newest checkpoint in [`checkpoint_dir`] of the output.
     pub resume: bool,
-    /// Set (by a SIGINT handler) to stop after the epoch in flight, its state checkpointed.
+    /// Set (by the SIGINT/SIGTERM handler) to stop after the epoch in flight, its state
+    /// checkpointed.
     pub interrupt: Option<&'static std::sync::atomic::AtomicBool>,
 }
 
@@ -152,6 +153,9 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
             false => ControlFlow::Continue(()),
         }
     };
+    if job.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
+        return Err(ExperimentError::InterruptedEarly { what: "stopped before training began".into() });
+    }
     let (weights, epochs) = match train_from(&initial, &train_set, &spec, job.seed, start, &mut on_epoch)? {
         Training::Finished { weights, history } => (weights, history),
         Training::Stopped { epoch } => {
