@@ -426,10 +426,14 @@ fn interrupt_run_when(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
+    let mut child = child;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !reached() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+    // A signal after the run ended, or to a run that never got there, would test nothing.
+    assert!(reached(), "the run did not get to the point of the {signal} in 120 s");
+    assert!(child.try_wait().expect("waits").is_none(), "the run ended before the {signal}");
     let sent = std::process::Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
     assert!(sent.is_ok_and(|s| s.success()), "kill -{signal}");
     let output = child.wait_with_output().expect("reaped");
@@ -793,8 +797,11 @@ fn train_goes_on_from_its_checkpoints_to_the_weights_of_one_longer_training() {
         stderr.contains("learning_rate") && stderr.contains("delete the folder or train without --resume"),
         "{stderr}"
     );
+    // Four epochs' checkpoints of three files each (weights, optimiser state, metadata).
+    let files = std::fs::read_dir(tmp.path().join("cut.checkpoints")).expect("folder").count();
+    assert_eq!(files, 4 * 3);
     let afresh = train(&cut, "1", &[]);
-    assert!(afresh.contains("removed 12 files of an earlier training's checkpoints"), "{afresh}");
+    assert!(afresh.contains(&format!("removed {files} files of an earlier training's checkpoints")), "{afresh}");
 
     // Ctrl-C stops after the epoch in flight, its state saved although no checkpoints were
     // asked for; --resume goes on from it to where uninterrupted training ends.

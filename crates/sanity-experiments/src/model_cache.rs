@@ -56,13 +56,13 @@ impl ModelCache {
             Ok(file) => file,
             Err(e) => {
                 on_wait(format!("cannot make the lock {} ({e}); going on without it", path.display()));
-                return Ok(CacheClaim { _file: None });
+                return Ok(CacheClaim { file: None });
             }
         };
         let mut told = false;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(CacheClaim { _file: Some(file) }),
+                Ok(()) => return Ok(CacheClaim { file: Some(file) }),
                 Err(TryLockError::WouldBlock) => {
                     if !told {
                         on_wait(format!(
@@ -80,7 +80,7 @@ impl ModelCache {
                 }
                 Err(TryLockError::Error(e)) => {
                     on_wait(format!("cannot lock {} ({e}); going on without the lock", path.display()));
-                    return Ok(CacheClaim { _file: None });
+                    return Ok(CacheClaim { file: None });
                 }
             }
         }
@@ -120,13 +120,13 @@ impl ModelCache {
 /// A held [`ModelCache::claim`]; dropping it releases the lock.
 #[derive(Debug)]
 pub struct CacheClaim {
-    _file: Option<File>,
+    file: Option<File>,
 }
 
 impl CacheClaim {
     /// Whether the lock is held (false where none could be made).
     pub fn is_held(&self) -> bool {
-        self._file.is_some()
+        self.file.is_some()
     }
 }
 

@@ -9,7 +9,9 @@ use crate::model_cache::{CacheClaim, ModelCache};
 use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
 use sanity_data::Dataset;
-use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, Training, Weights, accuracy, init_weights, train_from};
+use sanity_model::{
+    Checkpoint, EpochStats, Model, ModelError, TrainSpec, Training, Weights, accuracy, init_weights, train_from,
+};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -39,7 +41,7 @@ pub(crate) fn build_model(
     if let Some(cache) = &options.model_cache
         && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
     {
-        weights.save_safetensors(&dir.join("model.safetensors"))?;
+        weights.save_safetensors(&saved)?;
         progress(Progress::Note(format!("model {key} from the model cache")));
         places.keep(progress);
         return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
@@ -48,14 +50,21 @@ pub(crate) fn build_model(
     let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
     let describe =
         |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
-    let (weights, epochs, origin) =
-        train_resumable(&initial, train_set, &spec, config.seed, ("training", &describe), &places, options, progress)?;
-    weights.save_safetensors(&dir.join("model.safetensors"))?;
+    let (weights, epochs, origin) = train_resumable(
+        &initial,
+        train_set,
+        &spec,
+        config.seed,
+        ("training", &describe),
+        &places,
+        &|| options.interrupted(),
+        progress,
+    )?;
+    weights.save_safetensors(&saved)?;
     if let Some(cache) = &options.model_cache {
         cache.store(&key, &weights, &epochs)?;
     }
     places.keep(progress);
-    drop(claim);
     Ok((initial.with_weights(weights), epochs, origin))
 }
 
@@ -68,148 +77,149 @@ pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
 /// model cache (and its lock) they are kept beside it (`.model-cache/<key>.checkpoints/`), so
 /// that whichever run trains the model next (a shard that waited for the lock, a job
 /// resubmitted after a time limit) goes on from them, and they join the run directory's
-/// folder once the model is trained. Without it they are the run directory's. `--resume` also
-/// looks in the run directory's folder, and goes on from the newest checkpoint of the two.
-struct Checkpoints {
+/// folder once the model is trained. Without it they are the run directory's (or `sanity
+/// train`'s `OUT.checkpoints/`), gone on from with `--resume` only. `--resume` also looks in
+/// the run directory's folder, and goes on from the newest checkpoint of the two.
+pub(crate) struct Checkpoints {
     /// Written while training.
     dir: PathBuf,
-    /// Whether training goes on from the newest checkpoint in `dir`.
-    go_on: bool,
     /// The run directory's folder, when `dir` is beside the model cache: the checkpoints join it
     /// once the model is trained and stored.
     keep_in: Option<PathBuf>,
-    /// Whether `--resume` asks to look in the run directory's folder too.
+    /// Whether `--resume` was given.
     resume: bool,
+    /// The advice of an error about a checkpoint training cannot go on from.
+    hint: &'static str,
 }
 
 impl Checkpoints {
     /// The places of the model with cache key `key` (`claim`: its lock, if taken), whose
     /// run-directory folder is `run_folder`.
     fn of(options: &RunOptions, claim: Option<&CacheClaim>, key: &str, run_folder: PathBuf) -> Self {
-        let resume = options.resume;
+        let (resume, hint) = (options.resume, "start afresh with --force");
         match (&options.model_cache, claim.is_some_and(CacheClaim::is_held)) {
-            (Some(cache), true) => {
-                Self { dir: cache.checkpoint_dir(key), go_on: true, keep_in: Some(run_folder), resume }
-            }
-            _ => Self { dir: run_folder, go_on: resume, keep_in: None, resume },
+            (Some(cache), true) => Self { dir: cache.checkpoint_dir(key), keep_in: Some(run_folder), resume, hint },
+            _ => Self { dir: run_folder, keep_in: None, resume, hint },
         }
     }
 
-    /// The newest usable checkpoint of `arch` up to `spec.epochs`, and the folder it is in.
-    /// One beside the cache that cannot be read or is of other data or settings (a changed
-    /// .npy under the same path, a built-in architecture changed between versions) is dropped
-    /// with a note; one in the run directory is an error that says what to do.
+    /// Checkpoints in `dir` alone, gone on from when `resume`; `hint` says what to do about
+    /// one training cannot go on from.
+    pub(crate) fn alone(dir: PathBuf, resume: bool, hint: &'static str) -> Self {
+        Self { dir, keep_in: None, resume, hint }
+    }
+
+    /// The newest checkpoint of `arch` up to `spec.epochs`, and the folder it is in. One beside
+    /// the cache that cannot be read is dropped with a note; one elsewhere is an error.
     fn start(
         &self,
         arch: &sanity_model::Architecture,
         spec: &TrainSpec,
-        seed: u64,
-        data: &Dataset,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Option<(Checkpoint, PathBuf)>> {
-        let usable = |dir: &Path| -> std::result::Result<Option<Checkpoint>, String> {
-            let Some(checkpoint) = Checkpoint::latest(dir, arch, spec.epochs).map_err(|e| e.to_string())? else {
-                return Ok(None);
-            };
-            match checkpoint.meta.mismatch(arch, spec, seed, &data.fingerprint()) {
-                None => Ok(Some(checkpoint)),
-                Some(why) => Err(why),
-            }
+        let newest = |dir: &Path| -> std::io::Result<Option<usize>> {
+            Ok(Checkpoint::epochs(dir)?.into_iter().rfind(|&e| e <= spec.epochs))
         };
-        let mut found: Option<(Checkpoint, PathBuf)> = None;
-        if self.go_on {
-            match usable(&self.dir) {
-                Ok(checkpoint) => found = checkpoint.map(|c| (c, self.dir.clone())),
-                Err(why) if self.keep_in.is_some() => {
-                    progress(Progress::Note(format!("not going on from {} ({why}); dropped", self.dir.display())));
-                    std::fs::remove_dir_all(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))?;
-                }
-                Err(why) => return Err(refused(&self.dir, why)),
-            }
+        // The folder of the newest checkpoint: beside the cache, or with --resume also the run
+        // directory's when its own is newer. Only that one is read.
+        let mut candidates: Vec<(usize, &PathBuf)> = Vec::new();
+        if self.keep_in.is_some() || self.resume {
+            candidates
+                .extend(newest(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))?.map(|e| (e, &self.dir)));
         }
         if let (true, Some(run_folder)) = (self.resume, &self.keep_in) {
-            let own = usable(run_folder).map_err(|why| refused(run_folder, why))?;
-            if let Some(own) = own.filter(|c| found.as_ref().is_none_or(|(f, _)| c.meta.epoch > f.meta.epoch)) {
-                found = Some((own, run_folder.clone()));
-            }
+            candidates
+                .extend(newest(run_folder).map_err(|e| ExperimentError::io(run_folder, e))?.map(|e| (e, run_folder)));
         }
-        Ok(found)
+        let Some(&(_, folder)) = candidates.iter().max_by_key(|(epoch, _)| *epoch) else { return Ok(None) };
+        match Checkpoint::latest(folder, arch, spec.epochs) {
+            Ok(checkpoint) => Ok(checkpoint.map(|c| (c, folder.clone()))),
+            Err(e) if self.is_shared(folder) => {
+                self.drop_shared(&e.to_string(), progress)?;
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Moves the checkpoints beside the cache into the run directory's folder (file by file;
-    /// checkpoints of the same epoch there are replaced, other files left alone). What cannot
-    /// be moved stays beside the cache, and a note says so.
+    /// Whether `folder` is the one beside the model cache.
+    fn is_shared(&self, folder: &Path) -> bool {
+        self.keep_in.is_some() && folder == self.dir
+    }
+
+    /// Removes the checkpoints beside the cache, saying `why`.
+    fn drop_shared(&self, why: &str, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        progress(Progress::Note(format!("not going on from {} ({why}); dropped", self.dir.display())));
+        std::fs::remove_dir_all(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))
+    }
+
+    /// Moves the checkpoints beside the cache into the run directory's folder
+    /// ([`Checkpoint::move_all`]). What cannot be moved stays beside the cache, and a note says so.
     fn keep(&self, progress: &mut dyn FnMut(Progress)) {
         let Some(to) = &self.keep_in else { return };
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        let moved = std::fs::create_dir_all(to).and_then(|()| {
-            for entry in entries {
-                let from = entry?.path();
-                let target = to.join(from.file_name().unwrap_or_default());
-                // A rename across file systems fails: copy, then remove.
-                if std::fs::rename(&from, &target).is_err() {
-                    std::fs::copy(&from, &target)?;
-                    std::fs::remove_file(&from)?;
-                }
-            }
-            std::fs::remove_dir(&self.dir)
-        });
-        if let Err(e) = moved {
-            progress(Progress::Note(format!(
-                "checkpoints stay in {} (cannot move them to {}: {e})",
-                self.dir.display(),
-                to.display()
-            )));
+        if !self.dir.exists() {
+            return;
         }
-    }
-}
-
-/// A checkpoint in a run directory that training cannot go on from: a bad-input error that
-/// says how to start afresh.
-fn refused(dir: &Path, why: String) -> ExperimentError {
-    ExperimentError::Output {
-        path: dir.display().to_string(),
-        message: format!("cannot go on from its newest checkpoint: {why}; start afresh with --force"),
+        if let Err(e) = Checkpoint::move_all(&self.dir, to) {
+            let (from, to) = (self.dir.display(), to.display());
+            progress(Progress::Note(format!("checkpoints stay in {from} (cannot move them to {to}: {e})")));
+        }
     }
 }
 
 /// Trains `initial` under `spec` as the phase `phase.0`, a note per epoch from `phase.1`.
 /// Training goes on from the newest checkpoint in `places` where they say so (bit for bit as
-/// if it had never stopped); a SIGINT stops it after the epoch in flight, its state saved
-/// there. Returns the weights, every epoch's statistics and the origin for the manifest.
+/// if it had never stopped); a checkpoint of other data or settings is dropped beside the
+/// cache and refused elsewhere with `places`' hint. When `stop()` turns true training stops
+/// after the epoch in flight, its state saved in `places`. Returns the weights, every epoch's
+/// statistics and the origin for the manifest.
 #[allow(clippy::too_many_arguments)]
-fn train_resumable(
+pub(crate) fn train_resumable(
     initial: &Model,
     data: &Dataset,
     spec: &TrainSpec,
     seed: u64,
     phase: (&str, &dyn Fn(&EpochStats) -> String),
     places: &Checkpoints,
-    options: &RunOptions,
+    stop: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Weights, Vec<EpochStats>, String)> {
-    let checkpoints = places.dir.clone();
-    let found = places.start(&initial.arch, spec, seed, data, progress)?;
-    let resumed_after = found.as_ref().map(|(c, _)| c.meta.epoch);
-    if let Some((checkpoint, folder)) = &found {
-        let shown = Checkpoint::files(folder, checkpoint.meta.epoch)[0].display().to_string();
-        progress(Progress::Note(format!("{}: going on after epoch {} ({shown})", phase.0, checkpoint.meta.epoch)));
+    let mut found = places.start(&initial.arch, spec, progress)?;
+    if places.resume && found.is_none() {
+        progress(Progress::Note(format!("{}: no checkpoint to go on from; from the start", phase.0)));
     }
-    let start = found.map(|(c, _)| c);
-    if options.interrupted() {
+    if stop() {
         return Err(ExperimentError::InterruptedEarly { what: format!("stopped before {} began", phase.0) });
     }
-    let remaining = spec.epochs - resumed_after.unwrap_or(0);
-    progress(Progress::Phase { name: phase.0.to_string(), total: remaining as u64 });
-    let mut on_epoch = |s: &EpochStats| {
-        progress(Progress::Note((phase.1)(s)));
-        progress(Progress::Advance(1));
-        match options.interrupted() {
-            true => ControlFlow::Break(()),
-            false => ControlFlow::Continue(()),
+    let (trained, resumed_after) = loop {
+        let resumed_after = found.as_ref().map(|(c, _)| c.meta.epoch);
+        if let Some((checkpoint, folder)) = &found {
+            let shown = Checkpoint::files(folder, checkpoint.meta.epoch)[0].display().to_string();
+            progress(Progress::Note(format!("{}: going on after epoch {} ({shown})", phase.0, checkpoint.meta.epoch)));
+        }
+        let remaining = spec.epochs - resumed_after.unwrap_or(0);
+        progress(Progress::Phase { name: phase.0.to_string(), total: remaining as u64 });
+        let (start, folder) = found.take().unzip();
+        let mut on_epoch = |s: &EpochStats| {
+            progress(Progress::Note((phase.1)(s)));
+            progress(Progress::Advance(1));
+            if stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        };
+        match train_from(initial, data, spec, seed, start, &mut on_epoch) {
+            Ok(trained) => break (trained, resumed_after),
+            // Beside the cache, a checkpoint of other data under the same path (a changed .npy)
+            // or of a changed built-in architecture is dropped, and training starts afresh.
+            Err(e @ ModelError::CheckpointMismatch { .. }) => match folder {
+                Some(folder) if places.is_shared(&folder) => places.drop_shared(&e.to_string(), progress)?,
+                folder => {
+                    let path = folder.unwrap_or_default().display().to_string();
+                    return Err(ExperimentError::Output { path, message: format!("{e}; {}", places.hint) });
+                }
+            },
+            Err(e) => return Err(e.into()),
         }
     };
-    match train_from(initial, data, spec, seed, start, &mut on_epoch)? {
+    match trained {
         Training::Finished { weights, history } => {
             let origin = match resumed_after {
                 Some(epoch) => format!("trained (went on from the checkpoint of epoch {epoch})"),
@@ -222,7 +232,7 @@ fn train_resumable(
                 "{} stopped after epoch {epoch} of {}, its state kept in {}",
                 phase.0,
                 spec.epochs,
-                checkpoints.display()
+                places.dir.display()
             ),
         }),
     }
@@ -302,8 +312,16 @@ pub(crate) fn build_random_label_model(
                     format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)
                 };
                 let phase = ("training on permuted labels", &describe as &dyn Fn(&EpochStats) -> String);
-                let (weights, epochs, origin) =
-                    train_resumable(&initial, &permuted, &spec, config.seed, phase, &places, options, progress)?;
+                let (weights, epochs, origin) = train_resumable(
+                    &initial,
+                    &permuted,
+                    &spec,
+                    config.seed,
+                    phase,
+                    &places,
+                    &|| options.interrupted(),
+                    progress,
+                )?;
                 weights.save_safetensors(&saved)?;
                 if let Some(cache) = &options.model_cache {
                     cache.store(&key, &weights, &epochs)?;

@@ -4,8 +4,8 @@ use crate::config::{DataConfig, TrainingConfig, default_fashion_dir};
 use crate::error::{ExperimentError, Result};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::Progress;
-use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, Training, accuracy, init_weights, train_from};
-use std::ops::ControlFlow;
+use crate::run_models::{Checkpoints, train_resumable};
+use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, accuracy, init_weights};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -84,26 +84,6 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
     }
 }
 
-/// Removes the checkpoints (`epoch-NNNN.*`) of an earlier training from `dir`, so that a later
-/// `--resume` goes on from this training's; other files are left alone.
-fn clear_checkpoints(dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    let mut removed = 0;
-    for entry in entries.filter_map(|e| e.ok()) {
-        if entry.file_name().to_string_lossy().starts_with("epoch-") {
-            std::fs::remove_file(entry.path()).map_err(|e| ExperimentError::io(&entry.path(), e))?;
-            removed += 1;
-        }
-    }
-    if removed > 0 {
-        progress(Progress::Note(format!(
-            "removed {removed} files of an earlier training's checkpoints in {}",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Trains `job` and writes the weights (PyTorch names) to `out`.
 pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
     let data = DataPlan::from_config(&job.data)?;
@@ -119,54 +99,21 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
         checkpoint_dir: Some(checkpoints.clone()),
         ..job.training.spec()
     };
-    let refuse = |why: String| ExperimentError::Output {
-        path: checkpoints.display().to_string(),
-        message: format!("cannot go on from its newest checkpoint: {why}; delete the folder or train without --resume"),
-    };
-    let start = match job.resume {
-        true => Checkpoint::latest(&checkpoints, &arch, spec.epochs).map_err(|e| refuse(e.to_string()))?,
-        false => None,
-    };
-    if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&arch, &spec, job.seed, &train_set.fingerprint())) {
-        return Err(refuse(why));
-    }
     if !job.resume {
-        clear_checkpoints(&checkpoints, progress)?;
-    }
-    let done = start.as_ref().map_or(0, |c| c.meta.epoch);
-    match &start {
-        Some(_) => progress(Progress::Note(format!("going on after epoch {done} ({})", checkpoints.display()))),
-        None if job.resume => {
-            progress(Progress::Note(format!("no checkpoint in {}: training from the start", checkpoints.display())))
+        let removed = Checkpoint::remove_all(&checkpoints).map_err(|e| ExperimentError::io(&checkpoints, e))?;
+        if removed > 0 {
+            let shown = checkpoints.display();
+            progress(Progress::Note(format!(
+                "removed {removed} files of an earlier training's checkpoints in {shown}"
+            )));
         }
-        None => {}
     }
-    progress(Progress::Phase { name: "training".into(), total: (spec.epochs - done) as u64 });
-    let mut on_epoch = |s: &EpochStats| {
-        progress(Progress::Note(format!(
-            "epoch {}: loss {:.4}, running accuracy {:.4}",
-            s.epoch, s.loss, s.running_accuracy
-        )));
-        progress(Progress::Advance(1));
-        match job.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
-            true => ControlFlow::Break(()),
-            false => ControlFlow::Continue(()),
-        }
-    };
-    if job.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst)) {
-        return Err(ExperimentError::InterruptedEarly { what: "stopped before training began".into() });
-    }
-    let (weights, epochs) = match train_from(&initial, &train_set, &spec, job.seed, start, &mut on_epoch)? {
-        Training::Finished { weights, history } => (weights, history),
-        Training::Stopped { epoch } => {
-            let what = format!(
-                "training stopped after epoch {epoch} of {}, its state kept in {}",
-                spec.epochs,
-                checkpoints.display()
-            );
-            return Err(ExperimentError::InterruptedEarly { what });
-        }
-    };
+    let places = Checkpoints::alone(checkpoints, job.resume, "delete the folder or train without --resume");
+    let describe =
+        |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
+    let stop = || job.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst));
+    let (weights, epochs, _) =
+        train_resumable(&initial, &train_set, &spec, job.seed, ("training", &describe), &places, &stop, progress)?;
     weights.save_safetensors(out)?;
     let trained = initial.with_weights(weights);
     Ok(TrainOutcome {

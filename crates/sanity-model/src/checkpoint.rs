@@ -101,6 +101,65 @@ impl Checkpoint {
         ]
     }
 
+    /// The epochs of the complete checkpoints in `dir` (those whose metadata is written), in
+    /// order; none when `dir` does not exist.
+    pub fn epochs(dir: &Path) -> std::io::Result<Vec<usize>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut epochs = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            let epoch: Option<usize> =
+                name.to_str().and_then(|n| n.strip_prefix("epoch-")?.strip_suffix(".toml")?.parse().ok());
+            epochs.extend(epoch);
+        }
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    /// Moves every complete checkpoint of `from` into `to` (created if missing; checkpoints of
+    /// the same epoch there are replaced), each with its metadata last, so that `to` never
+    /// holds a checkpoint that looks complete and is not; a move across file systems copies
+    /// to a `.partial` file first. Then removes `from` with what is left in it (unfinished
+    /// files of a killed save).
+    pub fn move_all(from: &Path, to: &Path) -> std::io::Result<()> {
+        let epochs = Self::epochs(from)?;
+        std::fs::create_dir_all(to)?;
+        for epoch in epochs {
+            for (source, target) in Self::files(from, epoch).iter().zip(Self::files(to, epoch)) {
+                if std::fs::rename(source, &target).is_err() {
+                    let partial = target.with_extension("partial");
+                    std::fs::copy(source, &partial)?;
+                    std::fs::rename(&partial, &target)?;
+                    std::fs::remove_file(source)?;
+                }
+            }
+        }
+        std::fs::remove_dir_all(from)
+    }
+
+    /// Removes the checkpoint files (`epoch-NNNN.*`, complete or not) from `dir`, leaving
+    /// other files; returns how many it removed.
+    pub fn remove_all(dir: &Path) -> std::io::Result<usize> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with("epoch-") {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Writes the checkpoint into `dir` (created if missing), the metadata last.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let io = |path: &Path| {
@@ -122,19 +181,8 @@ impl Checkpoint {
     /// does not exist or holds none). A file of it that cannot be read, or weights that do not
     /// fit `arch`, is an error that names the file.
     pub fn latest(dir: &Path, arch: &Architecture, max_epoch: usize) -> Result<Option<Self>> {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ModelError::Io { path: dir.display().to_string(), source }),
-        };
-        let newest = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
-                name.strip_prefix("epoch-")?.strip_suffix(".toml")?.parse::<usize>().ok()
-            })
-            .filter(|&epoch| epoch <= max_epoch)
-            .max();
+        let epochs = Self::epochs(dir).map_err(|source| ModelError::Io { path: dir.display().to_string(), source })?;
+        let newest = epochs.into_iter().rfind(|&epoch| epoch <= max_epoch);
         let Some(epoch) = newest else { return Ok(None) };
         let [weights, optimizer, meta] = Self::files(dir, epoch);
         let bad = |path: &Path, reason: String| ModelError::Weights { path: path.display().to_string(), reason };

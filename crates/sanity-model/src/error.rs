@@ -41,6 +41,17 @@ pub enum ModelError {
     /// Training data or parameters are not usable with this model.
     #[error("training: {0}")]
     Training(String),
+    /// Training cannot go on from a checkpoint: it is of another seed, setting, architecture
+    /// or data set, or of a later epoch than the training has.
+    #[error("cannot go on from the checkpoint of epoch {epoch}{place}: {why}")]
+    CheckpointMismatch {
+        /// The checkpoint's epoch.
+        epoch: usize,
+        /// ` in FOLDER`, where the checkpoint was read from one.
+        place: String,
+        /// What differs.
+        why: String,
+    },
 
     /// Inputs, seeds or segments that do not fit the model (the input-gradient engine).
     #[error("invalid input: {0}")]

@@ -146,15 +146,15 @@ impl Stepper {
         let steps = match self {
             Stepper::Adamw { m, v, steps, .. } => {
                 for ((name, m), v) in names.iter().zip(m).zip(v) {
-                    state.insert(format!("{name}.exp_avg"), m.copy()?);
-                    state.insert(format!("{name}.exp_avg_sq"), v.copy()?);
+                    state.insert(format!("{name}.exp_avg"), m.clone());
+                    state.insert(format!("{name}.exp_avg_sq"), v.clone());
                 }
                 *steps
             }
             Stepper::Sgd { velocity, steps, .. } => {
                 for (name, v) in names.iter().zip(velocity) {
                     if let Some(v) = v {
-                        state.insert(format!("{name}.momentum_buffer"), v.copy()?);
+                        state.insert(format!("{name}.momentum_buffer"), v.clone());
                     }
                 }
                 *steps
@@ -185,7 +185,7 @@ impl Stepper {
             Stepper::Sgd { vars, velocity, steps: taken, .. } => {
                 for (i, (name, var)) in names.iter().zip(vars.iter()).enumerate() {
                     let key = format!("{name}.momentum_buffer");
-                    velocity[i] = if state.get(&key).is_ok() { Some(get(key, var)?) } else { None };
+                    velocity[i] = state.get(&key).ok().map(|_| get(key, var)).transpose()?;
                 }
                 *taken = steps;
             }
@@ -308,7 +308,9 @@ pub enum Training {
 /// state and batch-norm buffers; tested bit for bit). `on_epoch` may ask to stop
 /// ([`ControlFlow::Break`]) after any epoch; the state is then saved as a checkpoint in
 /// `spec.checkpoint_dir` (as every `checkpoint_every` epochs) and [`Training::Stopped`] returned.
-/// A checkpoint of another seed, training spec or data set is refused.
+/// A checkpoint of another seed, training spec, architecture or data set, or of a later epoch
+/// than `spec.epochs`, is refused with [`ModelError::CheckpointMismatch`]. The data are hashed
+/// (their fingerprint) only to check `start` or when a checkpoint is saved.
 pub fn train_from(
     model: &Model,
     data: &Dataset,
@@ -333,22 +335,18 @@ pub fn train_from(
             spec.learning_rate, spec.momentum
         )));
     }
-    // Hashing the data is only worth it where checkpoints are read or written.
-    let fingerprint = match start.is_some() || spec.checkpoint_dir.is_some() {
-        true => data.fingerprint(),
-        false => String::new(),
-    };
-    if let Some(why) = start.as_ref().and_then(|c| c.meta.mismatch(&model.arch, spec, seed, &fingerprint)) {
-        let (epoch, place) = start.map_or((0, String::new()), |c| {
-            (c.meta.epoch, c.source.map(|d| format!(" in {}", d.display())).unwrap_or_default())
-        });
-        return Err(ModelError::Training(format!("cannot go on from the checkpoint of epoch {epoch}{place}: {why}")));
-    }
-    if let Some(epoch) = start.as_ref().map(|c| c.meta.epoch).filter(|&e| e > spec.epochs) {
-        return Err(ModelError::Training(format!(
-            "cannot go on from the checkpoint of epoch {epoch}: training has {} epochs",
-            spec.epochs
-        )));
+    let mut fingerprint: Option<String> = None;
+    if let Some(checkpoint) = &start {
+        let data_print = data.fingerprint();
+        let why = match checkpoint.meta.epoch > spec.epochs {
+            true => Some(format!("training has {} epochs", spec.epochs)),
+            false => checkpoint.meta.mismatch(&model.arch, spec, seed, &data_print),
+        };
+        if let Some(why) = why {
+            let place = checkpoint.source.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default();
+            return Err(ModelError::CheckpointMismatch { epoch: checkpoint.meta.epoch, place, why });
+        }
+        fingerprint = Some(data_print);
     }
     let first = match &start {
         Some(checkpoint) => model.with_weights(checkpoint.weights.clone()),
@@ -442,7 +440,7 @@ pub fn train_from(
                 steps,
                 seed: seed.to_string(),
                 spec: TrainSpec { checkpoint_dir: None, ..spec.clone() },
-                data: fingerprint.clone(),
+                data: fingerprint.get_or_insert_with(|| data.fingerprint()).clone(),
                 architecture: model.arch.spec.clone(),
                 history: history.clone(),
             };

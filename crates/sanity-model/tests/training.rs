@@ -16,7 +16,8 @@ fn model() -> Model {
 }
 
 fn model_with_dropout(p: f64) -> Model {
-    let text = r#"
+    let text = format!(
+        r#"
         input = [1, 16, 16]
         [[layers]]
         type = "conv2d"
@@ -39,14 +40,15 @@ fn model_with_dropout(p: f64) -> Model {
         type = "flatten"
         [[layers]]
         type = "dropout"
-        p = P
+        p = {p}
         [[layers]]
         type = "linear"
         name = "logit"
         in_features = 64
         out_features = 1
-        "#;
-    let spec: ArchitectureSpec = toml::from_str(&text.replace("P", &p.to_string())).expect("architecture");
+        "#
+    );
+    let spec: ArchitectureSpec = toml::from_str(&text).expect("architecture");
     let arch = Architecture::new(spec).expect("valid");
     let weights = init_weights(&arch, 3).expect("init");
     Model::new(std::sync::Arc::new(arch), weights)
