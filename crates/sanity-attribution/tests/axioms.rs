@@ -22,6 +22,7 @@ fn model() -> Model {
 
 /// max |a − b| over the largest |a|, asserting the reference is not all zeros.
 fn relative_error(reference: &[f64], other: &[f64]) -> f64 {
+    assert_eq!(reference.len(), other.len(), "the maps differ in size");
     let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     assert!(scale > 0.0, "a zero reference would make the check vacuous");
     reference.iter().zip(other).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max) / scale

@@ -4,7 +4,7 @@
 use crate::error::{ExperimentError, Result};
 use candle_core::{DType, Tensor};
 use sanity_attribution::{MethodSpec, ReferenceSet};
-use sanity_model::train::classes_of;
+use sanity_model::train::predicted_targets;
 use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
         (None, None) => {
             let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
             let outputs = arch.num_outputs();
-            if outputs == 1 { vec![0; n] } else { classes_of(&logits, outputs) }
+            predicted_targets(&logits, outputs)
         }
         (Some(_), Some(_)) => return Err(bad(&job.input, "give --target or --targets, not both".into())),
     };

@@ -69,10 +69,7 @@ pub(crate) fn parse_steps(texts: &[String]) -> Result<Vec<PostStep>> {
 pub(crate) fn parse_metrics(texts: &[String]) -> Result<Vec<MetricSpec>> {
     let metrics: Vec<MetricSpec> = texts.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
     if metrics.is_empty() {
-        return Err(bad(
-            "--metric",
-            "none given; accepted: spearman, pearson, kendall_tau_b, ssim, cosine, mse, top_k_intersection".into(),
-        ));
+        return Err(bad("--metric", format!("none given; accepted: {}", MetricSpec::IDS.join(", "))));
     }
     for metric in &metrics {
         metric.validate().map_err(|e| bad("--metric", e))?;

@@ -567,6 +567,17 @@ impl Config {
     /// Parses `text` (from `file`, for messages), applying `--set` overrides first. Parse errors
     /// name the line and the key and list the accepted keys.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
+        Self::parse_text(text, file, overrides, false)
+    }
+
+    /// [`Config::parse`] of a text the program wrote (a sweep point): its own lines and
+    /// snippets would mislead, so a parse error names the key it is at instead
+    /// ([`crate::diagnostics::key_at`]).
+    pub fn parse_generated(text: &str, file: &str) -> Result<Self> {
+        Self::parse_text(text, file, &[], true)
+    }
+
+    fn parse_text(text: &str, file: &str, overrides: &[String], generated: bool) -> Result<Self> {
         let config_error = |message: String| ExperimentError::Config {
             file: file.to_string(),
             message: crate::diagnostics::with_suggestion(message),
@@ -579,7 +590,12 @@ impl Config {
         match own {
             Ok(config) if overrides.is_empty() && !has_preset => return Ok(config),
             Err(e) if (overrides.is_empty() && !has_preset) || !e.message().starts_with("missing field") => {
-                return Err(config_error(e.to_string()));
+                let key = e.span().filter(|_| generated).and_then(|span| crate::diagnostics::key_at(text, span));
+                return Err(config_error(match (generated, key) {
+                    (false, _) => e.to_string(),
+                    (true, Some(key)) => format!("key `{key}`: {}", e.message()),
+                    (true, None) => e.message().to_string(),
+                }));
             }
             _ => {}
         }

@@ -15,7 +15,7 @@ use crate::scores::RowWriter;
 use candle_core::{DType, Device, Tensor};
 use sanity_attribution::MethodSpec;
 use sanity_metrics::{Map, Status, apply_all, pipeline_label};
-use sanity_model::train::classes_of;
+use sanity_model::train::predicted_targets;
 use sanity_model::{Model, Weights};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -136,7 +136,7 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let outputs = arch.num_outputs();
     let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
     // The explained output: the prediction (the only logit of a binary model).
-    let targets: Vec<usize> = if outputs == 1 { vec![0; job.n] } else { classes_of(&logits, outputs) };
+    let targets = predicted_targets(&logits, outputs);
     let references = crate::run::training_references(&specs, &train_set)?;
     // maps[method][image], post-processed.
     let mut maps: Vec<Vec<std::result::Result<Map, Status>>> = Vec::new();

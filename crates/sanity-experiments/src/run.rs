@@ -143,7 +143,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         if before != plan.resolved_toml() {
             return Err(refuse("holds a run of another config; --resume continues only the same config".into()));
         }
-        if dir.join("manifest.json").exists() && dir.join("summary.csv").exists() {
+        if dir.join(MANIFEST).exists() && dir.join("summary.csv").exists() {
             return Err(refuse("holds a finished run; nothing to resume (pass --force to run it again)".into()));
         }
         // Map files in flight when the run was killed (scores.csv.partial is kept: it is the
@@ -152,7 +152,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         return read_journal(&dir.join(JOURNAL));
     }
     if dir.exists() && !options.force && !options.resume {
-        let finished = dir.join("manifest.json").exists();
+        let finished = dir.join(MANIFEST).exists();
         return Err(refuse(if finished {
             "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
         } else {
@@ -161,7 +161,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
     }
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
     if options.force {
-        for stale in ["scores.csv", "summary.csv", "verdicts.csv", "manifest.json", "scores.csv.partial", JOURNAL] {
+        for stale in ["scores.csv", "summary.csv", "verdicts.csv", MANIFEST, "scores.csv.partial", JOURNAL] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
         for stale in ["model.safetensors", "model-random-labels.safetensors"] {
@@ -590,7 +590,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         },
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
-    write_atomic(&dir.join("manifest.json"), &json)?;
+    write_atomic(&dir.join(MANIFEST), &json)?;
     Ok(RunOutcome {
         run_dir: dir.clone(),
         test_accuracy,
@@ -675,10 +675,7 @@ fn score_rows(
             let scores: Vec<std::result::Result<f64, Status>> = references
                 .par_iter()
                 .zip(&second[ci])
-                .map(|pair| match pair {
-                    (Ok(reference), Ok(b)) => reference.score(b),
-                    (Err(s), _) | (_, Err(s)) => Err(*s),
-                })
+                .map(|(reference, b)| sanity_metrics::score_both(reference, b, |r, b| r.score(b)))
                 .collect();
             rows.extend(scores.into_iter().enumerate().map(|(i, score)| ScoreRow {
                 run_id: context.run_id.to_string(),

@@ -76,28 +76,11 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
                 .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
         }
         let generated = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
-        let parsed = Config::parse(&generated, file, &[])
-            .map_err(|e| in_sweep_point(at_key(e, &generated, file), &params, text, overrides))?;
+        let parsed =
+            Config::parse_generated(&generated, file).map_err(|e| in_sweep_point(e, &params, text, overrides))?;
         out.push((parsed, params));
     }
     Ok(out)
-}
-
-/// A parse error of a sweep point's `generated` text as `key `PATH`: message`: the generated
-/// text's lines and snippet would mislead. Errors the preset answers for (a misspelt preset, a
-/// value its defaults leave missing) are left as `Config::parse` words them.
-fn at_key(e: ExperimentError, generated: &str, file: &str) -> ExperimentError {
-    let Err(parse) = toml::from_str::<Config>(generated) else { return e };
-    let has_preset = toml::from_str::<Table>(generated).is_ok_and(|t| t.contains_key("preset"));
-    if has_preset && parse.message().starts_with("missing field") {
-        return e;
-    }
-    let key = parse.span().and_then(|span| crate::diagnostics::key_at(generated, span));
-    let message = match key {
-        Some(key) => format!("key `{key}`: {}", parse.message()),
-        None => parse.message().to_string(),
-    };
-    ExperimentError::Config { file: file.to_string(), message: crate::diagnostics::with_suggestion(message) }
 }
 
 /// A config error of the sweep point with `params`, named by its values (`sweep point seed =

@@ -13,7 +13,7 @@ pub mod vector;
 pub use entropy::discrete_entropy;
 pub use hog::{HogParams, hog_features};
 pub use map::Map;
-pub use metric::{MetricSpec, Reference, Score, Status};
+pub use metric::{MetricSpec, Reference, Score, Status, score_both};
 pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label, reduce_channels};
 pub use rank::{average_ranks, kendall_tau_b, pearson, spearman};
 pub use ssim::{SsimParams, SsimWindow, ssim};

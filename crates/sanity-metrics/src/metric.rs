@@ -36,6 +36,15 @@ impl Status {
 /// A metric value, or the status that says why there is none.
 pub type Score = Result<f64, Status>;
 
+/// `score(a, b)` when both sides are there; otherwise the status of the first that is not (a
+/// map whose post-processing failed, a reference that could not be prepared).
+pub fn score_both<A, B>(a: &Result<A, Status>, b: &Result<B, Status>, score: impl FnOnce(&A, &B) -> Score) -> Score {
+    match (a, b) {
+        (Ok(a), Ok(b)) => score(a, b),
+        (Err(s), _) | (_, Err(s)) => Err(*s),
+    }
+}
+
 /// 100 histogram bins (Quantus' default).
 pub fn default_bins() -> usize {
     100
@@ -78,6 +87,21 @@ pub enum MetricSpec {
 }
 
 impl MetricSpec {
+    /// Every metric's id, as configs and CSV files write it (a test checks it against the
+    /// variants serde knows).
+    pub const IDS: [&str; 10] = [
+        "spearman",
+        "ssim",
+        "pearson",
+        "kendall_tau_b",
+        "hog_pearson",
+        "hog_spearman",
+        "cosine",
+        "mse",
+        "discrete_entropy",
+        "top_k_intersection",
+    ];
+
     /// The id used in CSV files.
     pub fn id(&self) -> &'static str {
         match self {
@@ -131,10 +155,7 @@ impl MetricSpec {
 
     /// Compares two post-processed maps; a map whose post-processing failed gives its status.
     pub fn score_processed(&self, a: &Result<Map, Status>, b: &Result<Map, Status>) -> Score {
-        match (a, b) {
-            (Ok(a), Ok(b)) => self.score(a, b),
-            (Err(s), _) | (_, Err(s)) => Err(*s),
-        }
+        score_both(a, b, |a, b| self.score(a, b))
     }
 
     /// `a` prepared for comparisons with many maps (an original map against every cascade
@@ -266,9 +287,14 @@ mod tests {
         // serde lists every variant when it refuses an unknown one: each must be tested here.
         let refused = toml::from_str::<MetricSpec>("metric = \"?\"").expect_err("unknown").to_string();
         let listed = refused.split("expected one of").nth(1).expect("a list of variants");
-        let ids: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
-        let tested: Vec<&str> = metrics.iter().map(MetricSpec::id).collect();
-        assert!(ids.len() >= 10 && ids.iter().all(|id| tested.contains(id)), "{ids:?} vs {tested:?}");
+        let mut ids: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+        let mut tested: Vec<&str> = metrics.iter().map(MetricSpec::id).collect();
+        let mut listed_ids = MetricSpec::IDS.to_vec();
+        ids.sort_unstable();
+        tested.sort_unstable();
+        listed_ids.sort_unstable();
+        assert_eq!(ids, tested, "every variant is tested here");
+        assert_eq!(ids, listed_ids, "MetricSpec::IDS lists every variant");
         for metric in &metrics {
             let identical = metric.score(&map, &map).expect("a value for identical maps");
             if MetricSpec::peaks_at_one(metric.id()) {

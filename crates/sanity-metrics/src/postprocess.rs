@@ -248,7 +248,7 @@ pub fn reduce_channels(map: &Map, reduce: Reduce) -> Vec<f32> {
             let values = (0..c).map(|k| map.data[k * hw + i]);
             match reduce {
                 Reduce::Sum => values.sum(),
-                Reduce::Mean => values.sum::<f32>() / c as f32,
+                Reduce::Mean => values.sum::<f32>() / c.max(1) as f32,
                 Reduce::MaxAbs => values.fold(0.0f32, |m, v| if v.abs() > m.abs() { v } else { m }),
             }
         })

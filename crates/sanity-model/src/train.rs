@@ -245,6 +245,15 @@ pub fn classes_of(logits: &[f32], outputs: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The output each row of `logits` is explained by: the single logit (0) of a one-logit model,
+/// else the predicted class ([`classes_of`]).
+pub fn predicted_targets(logits: &[f32], outputs: usize) -> Vec<usize> {
+    match outputs {
+        1 => vec![0; logits.len()],
+        _ => classes_of(logits, outputs),
+    }
+}
+
 /// Logits of every image of `data`, `[n · outputs]` row-major, evaluated in batches.
 pub fn predict_logits(model: &Model, data: &Dataset, batch_size: usize) -> Result<Vec<f32>> {
     let [c, h, w] = data.image_shape;

@@ -10,6 +10,15 @@ use std::sync::Arc;
 /// Both paths compute in f32 with different summation orders.
 const REL_TOLERANCE: f32 = 1e-4;
 
+/// max |ours − reference| over the largest |reference|, asserting the sizes match and the
+/// reference is not all zeros (which would make the check vacuous).
+fn relative_error(reference: &[f32], ours: &[f32], what: &str) -> f32 {
+    assert_eq!(ours.len(), reference.len(), "{what}: sizes differ");
+    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "{what}: an all-zero reference");
+    ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale
+}
+
 fn check(preset_name: &str, input: [usize; 3], start: usize, relu: ReluMode) {
     check_shifted(preset_name, input, start, relu, &[]);
 }
@@ -40,9 +49,7 @@ fn check_shifted(preset_name: &str, input: [usize; 3], start: usize, relu: ReluM
     let grads = (logits * seed_t).expect("mul").sum_all().expect("sum").backward().expect("backward");
     let reference =
         grads.get(var.as_tensor()).expect("grad").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
-    let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "{preset_name}: zero gradient, the check would be vacuous");
-    let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale;
+    let err = relative_error(&reference, &ours, preset_name);
     assert!(err < REL_TOLERANCE, "{preset_name} from layer {start} {relu:?}: relative error {err:e}");
 }
 
@@ -181,7 +188,7 @@ fn segment_sums_equal_the_sums_of_the_inputs_gradients() {
         let refs: Vec<&Model> = models.iter().collect();
         let seed_refs: Vec<&[f32]> = seeds.iter().map(|s| s.as_slice()).collect();
         let layers = start..arch.layers.len();
-        for relu in [ReluMode::Standard, ReluMode::Guided] {
+        for relu in [ReluMode::Standard, ReluMode::Guided, ReluMode::Deconv] {
             let each = native::input_gradients(&refs, &values, n, layers.clone(), &seed_refs, relu).expect("each");
             let sums = native::input_gradient_sums(&refs, &values, n, layers.clone(), &seed_refs, relu, &segments)
                 .expect("sums");
@@ -240,9 +247,7 @@ fn native_outputs_equal_the_candle_forward() {
             let ours = native::outputs(&model, &values, n, range.clone()).expect("native");
             let reference = model.forward_range(&h, range.clone(), &mut Mode::Eval).expect("candle");
             let reference = reference.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
-            assert_eq!(ours.len(), reference.len(), "{preset_name} {range:?}");
-            let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-            let err = ours.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale;
+            let err = relative_error(&reference, &ours, preset_name);
             assert!(err < REL_TOLERANCE, "{preset_name} {range:?}: relative error {err:e}");
         }
     }

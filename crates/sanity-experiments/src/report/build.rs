@@ -218,7 +218,6 @@ pub fn agreement(rows: &[SummaryRow], group: &TestGroup, methods: &[String], pos
 /// The grid of one example image: rows are methods, columns the input, the original model
 /// and each stage's model, every map post-processed by `steps`. Maps that were not kept or are
 /// degenerate after post-processing are empty cells.
-#[allow(clippy::too_many_arguments)]
 pub fn map_grid(
     run_dir: &Path,
     example: &Example,
@@ -282,8 +281,6 @@ pub fn map_grid(
     })
 }
 
-/// The map at `path`, or None when the run did not keep it (no such file); a file that cannot
-/// be read is an error.
 /// The tiles of a report's grids by map file and pipeline: each kept map is read and
 /// post-processed once, although the original model's maps appear in every test's grid.
 #[derive(Default)]
