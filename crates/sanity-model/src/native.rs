@@ -38,8 +38,8 @@ const ELEMENTWISE_CHUNK: usize = 1 << 14;
 enum Saved {
     /// Conv geometry and reordered weights.
     Conv(Arc<(ConvNhwc, ConvWeights)>),
-    /// Linear `(n, in, out)`.
-    Linear(usize, usize, usize),
+    /// Linear `(in, out)`.
+    Linear(usize, usize),
     /// ReLU output (positive exactly where the input was).
     Relu(Arc<Vec<f32>>),
     /// Pool geometry, per output value the index within its image of its input, and the
@@ -195,7 +195,7 @@ fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_i
                 let y = with_values(w, |w: &[f32]| {
                     with_values(b, |b: &[f32]| linear::forward_values(act, w, b, n, in_features, out_features))
                 })??;
-                (Some(Arc::new(y)), Saved::Linear(n, in_features, out_features), Shape::Flat(out_features))
+                (Some(Arc::new(y)), Saved::Linear(in_features, out_features), Shape::Flat(out_features))
             }
             Op::Relu if fuses_with_next_pool(model, index, &range) => {
                 // Applied by the pooling below (PoolNhwc::relu_first), which also applies its backward.
@@ -302,10 +302,11 @@ fn backward(
 ) -> Result<Vec<f32>> {
     let layers = &model.arch.layers[range];
     let sum_point = segments.map(|_| SumPoint::of(saved));
-    // Rows of `g` once it holds sums (`None` before: one row per input).
-    let (mut g, mut summed_rows) = match (segments, sum_point) {
-        (Some(segments), Some(SumPoint::Seed)) => (segment_sums(seed, segments), Some(segments.len())),
-        _ => (seed.to_vec(), None),
+    // One row per input, or per segment once the sums are taken: the layers below read their
+    // rows off `g`'s length.
+    let mut g = match (segments, sum_point) {
+        (Some(segments), Some(SumPoint::Seed)) => segment_sums(seed, segments),
+        _ => seed.to_vec(),
     };
     let mut i = saved.len();
     while i > 0 {
@@ -329,14 +330,10 @@ fn backward(
             continue;
         }
         g = match keep {
-            Saved::Conv(conv) => match summed_rows {
-                Some(rows) => ConvNhwc { n: rows, ..conv.0.clone() }.input_grad(&g, &conv.1),
-                None => conv.0.input_grad(&g, &conv.1),
-            },
-            Saved::Linear(n, fin, fout) => {
+            Saved::Conv(conv) => conv.0.input_grad(&g, &conv.1),
+            Saved::Linear(fin, fout) => {
                 let (w, _) = layer_weights(model, &layer.name)?;
-                let rows = summed_rows.unwrap_or(*n);
-                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, rows, *fin, *fout))?
+                with_values(w, |w: &[f32]| linear::input_grad_values(&g, w, g.len() / fout, *fin, *fout))?
             }
             Saved::Relu(y) => {
                 Relu(relu).backward_in_place(&mut g, y);
@@ -368,9 +365,6 @@ fn backward(
             Saved::Flatten(hw, c) => transpose_images(&g, *c, *hw),
             Saved::Identity => g,
         };
-        if let Some(segments) = sum_here {
-            summed_rows = Some(segments.len());
-        }
     }
     Ok(g)
 }

@@ -261,8 +261,10 @@ impl ConvNhwc {
     /// `dx` `[n, h, w, c]` for `dy` `[n, oh, ow, o]`.
     pub(crate) fn input_grad(&self, dy: &[f32], weights: &ConvWeights) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
+        // The rows come from `dy`: a backward that sums over segments passes fewer than `n`.
+        debug_assert_eq!(dy.len() % (p * o), 0, "dy is not whole images");
         let threads = self.inner_threads();
-        let mut dx = zeros(self.n * len);
+        let mut dx = zeros(dy.len() / (p * o) * len);
         dx.par_chunks_mut(IMAGES_PER_GEMM * len).enumerate().for_each(|(chunk, dst)| {
             let first = chunk * IMAGES_PER_GEMM;
             let images = dst.len() / len;
