@@ -2,8 +2,9 @@
 //! so that anyone can cross-check the maps from Python.
 
 use crate::error::{ExperimentError, Result};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use sanity_attribution::{MethodSpec, ReferenceSet};
+use sanity_data::npy::read_array;
 use sanity_model::train::predicted_targets;
 use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
 use serde::Deserialize;
@@ -58,13 +59,13 @@ fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
 /// Computes the maps of `job` and writes them to `out` (NPY float32 `[n, c', h, w]`).
 /// Returns the targets used (the model's predictions when none are given).
 pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
-    let x = Tensor::read_npy(&job.input).map_err(|e| bad(&job.input, format!("not a readable NPY array: {e}")))?;
-    let (n, c, h, w) =
-        x.dims4().map_err(|_| bad(&job.input, format!("shape {:?}; accepted: [n, c, h, w]", x.dims())))?;
-    if !matches!(x.dtype(), DType::F32 | DType::F64) {
-        return Err(bad(&job.input, format!("dtype {:?}; accepted: float32 or float64", x.dtype())));
+    let images = read_array(&job.input.display().to_string())?;
+    let [n, c, h, w] = <[usize; 4]>::try_from(images.shape.as_slice())
+        .map_err(|_| bad(&job.input, format!("shape {:?}; accepted: [n, c, h, w]", images.shape)))?;
+    if images.is_integer() {
+        return Err(bad(&job.input, format!("dtype {}; accepted: float32 or float64", images.dtype)));
     }
-    let x = x.to_dtype(DType::F32)?;
+    let x = Tensor::from_vec(images.values.iter().map(|&v| v as f32).collect::<Vec<_>>(), (n, c, h, w), &Device::Cpu)?;
     let input = [c, h, w];
     let spec = if PRESETS.contains(&job.arch.as_str()) {
         preset(&job.arch, input)?
@@ -82,9 +83,8 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     let targets = match (&job.target, &job.targets) {
         (Some(t), None) => vec![*t; n],
         (None, Some(path)) => {
-            let t = Tensor::read_npy(path).map_err(|e| bad(path, format!("not a readable NPY array: {e}")))?;
-            let values = t.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
-            if values.len() != n || values.iter().any(|&v| v < 0) {
+            let values = read_array(&path.display().to_string())?.values;
+            if values.len() != n || values.iter().any(|&v| v < 0.0 || v.fract() != 0.0) {
                 return Err(bad(
                     path,
                     format!("{} targets; accepted: {n} non-negative integers, one per image", values.len()),
@@ -101,14 +101,14 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     };
     let references = match &job.references {
         Some(path) => {
-            let r = Tensor::read_npy(path).map_err(|e| bad(path, format!("not a readable NPY array: {e}")))?;
-            match r.dims4() {
-                Ok((_, rc, rh, rw)) if [rc, rh, rw] == input => Some(ReferenceSet::from_tensor(&r)?),
+            let r = read_array(&path.display().to_string())?;
+            match *r.shape.as_slice() {
+                [m, rc, rh, rw] if [rc, rh, rw] == input => {
+                    let values: Vec<f32> = r.values.iter().map(|&v| v as f32).collect();
+                    Some(ReferenceSet::from_tensor(&Tensor::from_vec(values, (m, rc, rh, rw), &Device::Cpu)?)?)
+                }
                 _ => {
-                    return Err(bad(
-                        path,
-                        format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.dims()),
-                    ));
+                    return Err(bad(path, format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.shape)));
                 }
             }
         }

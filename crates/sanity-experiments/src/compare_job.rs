@@ -3,7 +3,6 @@
 //! be scored the same way as a run's.
 
 use crate::error::{ExperimentError, Result};
-use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
 use serde::Deserialize;
@@ -78,9 +77,9 @@ pub(crate) fn parse_metrics(texts: &[String]) -> Result<Vec<MetricSpec>> {
 }
 
 fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
-    let t = Tensor::read_npy(path)
-        .map_err(|e| bad(&path.display().to_string(), format!("not a readable NPY array: {e}")))?;
-    let dims = match *t.dims() {
+    // The project's NPY reader: it trusts no length in the file (fuzzed), and reads npz members.
+    let array = sanity_data::npy::read_array(&path.display().to_string())?;
+    let dims = match *array.shape.as_slice() {
         [n, c, h, w] if c * h * w > 0 => [n, c, h, w],
         [n, h, w] if h * w > 0 => [n, 1, h, w],
         ref other => {
@@ -90,7 +89,7 @@ fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
             ));
         }
     };
-    Ok((t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, dims))
+    Ok((array.values.iter().map(|&v| v as f32).collect(), dims))
 }
 
 /// Scores every pair `(a_i, b_i)` under each metric after the post-processing, pairs in
