@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX, NPY/NPZ and config parsers (issue 9), each for a fixed budget:
+# Fuzzes the IDX, NPY/NPZ and config parsers (issue 9) and the safetensors weights and
+# architecture TOML readers, each for a fixed budget:
 #   scripts/fuzz/run.sh [SECONDS_PER_TARGET]      (default 60)
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Each target starts from
 # the seeds in fuzz/corpus/<target>/ (copied, so the committed seeds stay as they are) plus the
 # kept crash inputs in fuzz/regressions/<target>/. A crash is copied into fuzz/regressions/<target>/,
-# where `cargo test` (crates/sanity-data/tests/fuzz_regressions.rs and
-# crates/sanity-experiments/tests/fuzz_regressions.rs) replays it from then on.
+# where `cargo test` (crates/sanity-data/tests/fuzz_regressions.rs,
+# crates/sanity-experiments/tests/fuzz_regressions.rs and
+# crates/sanity-model/tests/fuzz_regressions.rs) replays it from then on.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_TARGET=${1:-60}
 status=0
-for target in idx npy config; do
+for target in idx npy config safetensors architecture; do
   work="fuzz/target/corpus-$target"
   mkdir -p "$work" "fuzz/artifacts/$target" "fuzz/regressions/$target"
   cp fuzz/corpus/"$target"/* "$work"/

@@ -47,6 +47,17 @@ pub trait Attribution: Send + Sync {
     }
 }
 
+/// The most steps (integrated gradients) or samples (expected gradients, the noise tunnels) a
+/// method accepts: Captum's examples use 50 to 300, Quantus' smooth MPRT 50.
+pub const MAX_STEPS: usize = 10_000;
+/// The most images (or interpolated images, or noisy copies) a method pushes through the model
+/// in one call.
+pub const MAX_BATCH: usize = 4096;
+/// The largest noise std of a noise tunnel, as a fraction of the input's value range.
+pub const MAX_NOISE: f64 = 10.0;
+/// The largest sigma of integrated gradients' blurred baseline, in pixels.
+pub const MAX_BLUR_SIGMA: f64 = 256.0;
+
 /// 50 steps.
 pub fn default_steps() -> usize {
     50
@@ -342,6 +353,9 @@ impl MethodSpec {
     /// Checks the parameters against what each method accepts (and `arch`'s input size), so
     /// that a run refuses a bad value before it trains; the message says what is accepted.
     pub fn validate(&self, arch: &Architecture) -> Result<()> {
+        if let Some(reason) = self.out_of_bounds() {
+            return Err(AttributionError::Invalid { method: self.id(), reason });
+        }
         let reason = match self {
             MethodSpec::IntegratedGradients { steps, baseline, .. } => match (steps, baseline) {
                 (0, _) => Some("steps = 0; accepted: >= 1".to_string()),
@@ -383,6 +397,56 @@ impl MethodSpec {
         match reason {
             Some(reason) => Err(AttributionError::Invalid { method: self.id(), reason }),
             None => Ok(()),
+        }
+    }
+
+    /// What is beyond the bounds of a size-like parameter ([`MAX_STEPS`], [`MAX_BATCH`],
+    /// [`MAX_NOISE`], [`MAX_BLUR_SIGMA`]), if anything: one value must not ask for hours or
+    /// gigabytes (integrated gradients with 10^9 steps took 19 GB before it was killed).
+    fn out_of_bounds(&self) -> Option<String> {
+        let (mut counts, mut batches): (Vec<(&str, usize)>, Vec<usize>) = (Vec::new(), Vec::new());
+        let mut noise = None;
+        match self {
+            MethodSpec::IntegratedGradients { steps, batch, baseline, .. } => {
+                counts.push(("steps", *steps));
+                batches.push(*batch);
+                if let Baseline::Blurred { sigma } = baseline
+                    && *sigma > MAX_BLUR_SIGMA
+                {
+                    return Some(format!("blurred baseline sigma = {sigma}; accepted: at most {MAX_BLUR_SIGMA}"));
+                }
+            }
+            MethodSpec::ExpectedGradients { samples, batch } => {
+                counts.push(("samples", *samples));
+                batches.push(*batch);
+            }
+            MethodSpec::Smoothgrad(t) | MethodSpec::SmoothgradSquared(t) | MethodSpec::Vargrad(t) => {
+                counts.push(("samples", t.samples));
+                batches.push(t.batch);
+                noise = Some(t.noise);
+                if let Some(inner) = t.inner.out_of_bounds() {
+                    return Some(format!("inner method {}: {inner}", t.inner.id()));
+                }
+            }
+            MethodSpec::Occlusion { batch, baseline, .. } => {
+                batches.push(*batch);
+                if !baseline.is_finite() {
+                    return Some(format!("baseline = {baseline}; accepted: a finite value"));
+                }
+            }
+            _ => {}
+        }
+        if let Some((name, n)) = counts.into_iter().find(|(_, n)| *n > MAX_STEPS) {
+            return Some(format!("{name} = {n}; accepted: 1 to {MAX_STEPS}"));
+        }
+        if let Some(b) = batches.into_iter().find(|b| *b == 0 || *b > MAX_BATCH) {
+            return Some(format!("batch = {b}; accepted: 1 to {MAX_BATCH}"));
+        }
+        match noise {
+            Some(n) if !(n.is_finite() && (0.0..=MAX_NOISE).contains(&n)) => {
+                Some(format!("noise = {n}; accepted: 0 to {MAX_NOISE} (a fraction of the input's value range)"))
+            }
+            _ => None,
         }
     }
 

@@ -8,6 +8,7 @@ use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::{OptimizerKind, TrainingConfig};
 use sanity_experiments::explain_job::{ExplainJob, explain};
+use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_TRAIN_BATCH};
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
 use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
@@ -41,8 +42,12 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_parser())]
         threads: Option<usize>,
+        /// The memory a run may take, in GiB (default: the machine's): plans that would take
+        /// more are refused before they start.
+        #[arg(long, value_name = "GIB", value_parser = float_in(0.01, 1e6))]
+        memory_limit: Option<f64>,
         /// Replace the results in an existing run directory.
         #[arg(long)]
         force: bool,
@@ -80,16 +85,16 @@ enum Command {
         #[arg(long)]
         data: String,
         /// Use only the first N training images.
-        #[arg(long)]
+        #[arg(long, value_parser = count_in(1, 10_000_000))]
         n_train: Option<usize>,
-        /// Passes over the training set.
-        #[arg(long, default_value_t = 8)]
+        /// Passes over the training set (1 to 10000).
+        #[arg(long, default_value_t = 8, value_parser = count_in(1, MAX_EPOCHS))]
         epochs: usize,
         /// Minibatch size.
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = count_in(1, MAX_TRAIN_BATCH))]
         batch_size: usize,
-        /// AdamW learning rate.
-        #[arg(long, default_value_t = 1e-3)]
+        /// AdamW learning rate (a finite value > 0).
+        #[arg(long, default_value_t = 1e-3, value_parser = positive_float)]
         lr: f64,
         /// Seed of initialisation, shuffles and dropout.
         #[arg(long, default_value_t = 0)]
@@ -97,26 +102,26 @@ enum Command {
         /// `adamw` or `sgd` (with --momentum, as torch.optim.SGD).
         #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
         optimizer: String,
-        /// SGD's momentum.
-        #[arg(long, default_value_t = 0.9)]
+        /// SGD's momentum, 0 <= momentum < 1.
+        #[arg(long, default_value_t = 0.9, value_parser = float_below(0.0, 1.0))]
         momentum: f64,
         /// `true` or `random` (randomly permuted training labels: the data randomisation test).
         #[arg(long, default_value = "true", value_parser = ["true", "random"])]
         labels: String,
-        /// Stop once the training accuracy (on the labels trained on) reaches this.
-        #[arg(long)]
+        /// Stop once the training accuracy (on the labels trained on) reaches this (0 to 1).
+        #[arg(long, value_parser = float_in(0.0, 1.0))]
         stop_at_accuracy: Option<f64>,
         /// Save the training state every N epochs in the folder OUT with `.checkpoints` for
         /// its extension (`model.checkpoints/` for `--out model.safetensors`); 0: only where
         /// Ctrl-C stopped training.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = count_in(0, MAX_EPOCHS))]
         checkpoint_every: usize,
         /// Go on from the newest checkpoint in that folder (bit for bit as if training had
         /// never stopped; --epochs may be raised).
         #[arg(long)]
         resume: bool,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_parser())]
         threads: Option<usize>,
         /// Where to write the weights.
         #[arg(long)]
@@ -140,7 +145,7 @@ enum Command {
         #[arg(long)]
         method: String,
         /// One explained output for every image (default: the model's prediction).
-        #[arg(long, conflicts_with = "targets")]
+        #[arg(long, conflicts_with = "targets", value_parser = count_in(0, MAX_CLASSES - 1))]
         target: Option<usize>,
         /// One explained output per image, NPY integers of shape (n,).
         #[arg(long)]
@@ -155,10 +160,10 @@ enum Command {
         #[arg(long)]
         references: Option<PathBuf>,
         /// Images per call.
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = count_in(1, MAX_ATTRIBUTION_BATCH))]
         batch: usize,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_parser())]
         threads: Option<usize>,
         /// Where to write the maps (NPY float32).
         #[arg(long)]
@@ -177,7 +182,7 @@ enum Command {
         #[arg(long = "postprocess")]
         postprocess: Vec<String>,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_parser())]
         threads: Option<usize>,
     },
     /// Draw the figures of a finished run (figures/*.png, *.svg) and write its report.md.
@@ -187,11 +192,11 @@ enum Command {
         dir: PathBuf,
         /// At most this many example images get a map grid (default: all the run kept; the
         /// config's `report.examples` decides how many it keeps).
-        #[arg(long)]
+        #[arg(long, value_parser = count_in(0, MAX_ATTRIBUTION_BATCH))]
         examples: Option<usize>,
-        /// Side of a map cell in the grids, in pixels.
-        #[arg(long, default_value_t = 112)]
-        cell: u32,
+        /// Side of a map cell in the grids, in pixels (8 to 1024).
+        #[arg(long, default_value_t = 112, value_parser = count_in(8, 1024))]
+        cell: usize,
     },
     /// For the first N test images: the image with each method's map over it (one PNG per
     /// image) and agreement.csv with every pair of methods' similarity per image.
@@ -212,8 +217,8 @@ enum Command {
         /// Layer of the CAM methods (default: the last conv layer).
         #[arg(long)]
         layer: Option<String>,
-        /// Images explained (the first N of the test set).
-        #[arg(long, default_value_t = 10)]
+        /// Images explained (the first N of the test set; at most 1000).
+        #[arg(long, default_value_t = 10, value_parser = count_in(1, 1000))]
         n: usize,
         /// Post-processing step applied to every map before drawing and comparing, in order: a
         /// name (abs) or a TOML inline table; repeatable. Default: none (raw maps; channels
@@ -227,11 +232,11 @@ enum Command {
         /// Seed of the data and of stochastic methods.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Side of a panel, in pixels.
-        #[arg(long, default_value_t = 256)]
-        panel: u32,
+        /// Side of a panel, in pixels (16 to 1024).
+        #[arg(long, default_value_t = 256, value_parser = count_in(16, 1024))]
+        panel: usize,
         /// Worker threads (default: all cores).
-        #[arg(long)]
+        #[arg(long, value_parser = threads_parser())]
         threads: Option<usize>,
         /// Output directory.
         #[arg(long)]
@@ -244,7 +249,58 @@ enum Command {
         /// Override a config key by its dotted path.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// The memory a run may take, in GiB (default: the machine's).
+        #[arg(long, value_name = "GIB", value_parser = float_in(0.01, 1e6))]
+        memory_limit: Option<f64>,
     },
+}
+
+/// The most worker threads (`--threads`): far beyond any machine's cores, and each thread
+/// costs a stack and an allocator arena.
+const MAX_THREADS: usize = 1024;
+
+/// A parser of whole numbers from `lo` to `hi` (a clap error, exit 2, names the flag).
+fn count_in(lo: usize, hi: usize) -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync {
+    move |text| match text.trim().parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("`{text}`; accepted: a whole number from {lo} to {hi}")),
+    }
+}
+
+/// `--threads`: 1 to [`MAX_THREADS`].
+fn threads_parser() -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync {
+    count_in(1, MAX_THREADS)
+}
+
+/// A parser of numbers from `lo` to `hi`, both included.
+fn float_in(lo: f64, hi: f64) -> impl Fn(&str) -> std::result::Result<f64, String> + Clone + Send + Sync {
+    move |text| match text.trim().parse::<f64>() {
+        Ok(v) if (lo..=hi).contains(&v) => Ok(v),
+        _ => Err(format!("`{text}`; accepted: a number from {lo} to {hi}")),
+    }
+}
+
+/// A parser of numbers from `lo` (included) to `hi` (excluded).
+fn float_below(lo: f64, hi: f64) -> impl Fn(&str) -> std::result::Result<f64, String> + Clone + Send + Sync {
+    move |text| match text.trim().parse::<f64>() {
+        Ok(v) if v >= lo && v < hi => Ok(v),
+        _ => Err(format!("`{text}`; accepted: a number from {lo} up to (not including) {hi}")),
+    }
+}
+
+/// A finite number > 0.
+fn positive_float(text: &str) -> std::result::Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}`; accepted: a finite number > 0")),
+    }
+}
+
+/// Sets the memory limit of plans from `--memory-limit` (GiB).
+fn set_memory_limit(gib: Option<f64>) {
+    if let Some(gib) = gib {
+        sanity_experiments::limits::set_memory_limit((gib * f64::from(1u32 << 30)) as u64);
+    }
 }
 
 fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan>> {
@@ -317,7 +373,8 @@ fn show(bar: &ProgressBar, p: Progress) {
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Plan { config, overrides } => {
+        Command::Plan { config, overrides, memory_limit } => {
+            set_memory_limit(memory_limit);
             let plans = load_plans(&config, &overrides)?;
             if let [plan] = plans.as_slice() {
                 println!("{}", plan.describe());
@@ -403,10 +460,23 @@ fn execute(cli: Cli) -> Result<()> {
             );
             println!("{}", out.display());
         }
-        Command::Run { config, out, overrides, threads, force, resume, no_model_cache, shard } => {
+        Command::Run { config, out, overrides, threads, memory_limit, force, resume, no_model_cache, shard } => {
             let threads = set_threads(threads)?;
+            set_memory_limit(memory_limit);
             let plans = load_plans(&config, &overrides)?;
             let shard = shard.map(|s| parse_shard(&s)).transpose()?;
+            let units: usize = plans.iter().map(batch_count).sum();
+            if let Some((k, n)) = shard
+                && n > units
+            {
+                return Err(ExperimentError::Config {
+                    file: "--shard".into(),
+                    message: format!(
+                        "{k}/{n}: the runs have only {units} units of work (image batches), so shards {units} and above would do nothing; accepted: N <= {units}"
+                    ),
+                }
+                .into());
+            }
             catch_stop_signals();
             let single = plans.len() == 1;
             // Units of work, numbered over all runs in order: shard K takes those with
@@ -458,7 +528,7 @@ fn execute(cli: Cli) -> Result<()> {
             }
         }
         Command::Report { dir, examples, cell } => {
-            let options = ReportOptions { examples, cell };
+            let options = ReportOptions { examples, cell: cell as u32 };
             for run_dir in report_dirs(&dir)? {
                 let figures = report(&run_dir, &options)?;
                 eprintln!("{} figures in {}", figures.len(), run_dir.join(FIGURES_DIR).display());
@@ -490,7 +560,7 @@ fn execute(cli: Cli) -> Result<()> {
                 postprocess,
                 metrics,
                 seed,
-                panel,
+                panel: panel as u32,
             };
             for path in explain(&job, &out)? {
                 println!("{}", path.display());
@@ -580,6 +650,51 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             let bad_input = err.downcast_ref::<ExperimentError>().is_some_and(ExperimentError::is_bad_input);
             ExitCode::from(if bad_input { 2 } else { 1 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::any::TypeId;
+
+    /// Numeric flags whose every value is a legitimate value, not a size: a seed names a
+    /// stream, and a learning rate that diverges is stopped by the training.
+    const VALUES_NOT_SIZES: &[&str] = &["seed", "lr"];
+
+    #[test]
+    fn every_numeric_flag_refuses_a_huge_value_before_anything_runs() {
+        let numeric = [TypeId::of::<usize>(), TypeId::of::<u32>(), TypeId::of::<u64>(), TypeId::of::<f64>()];
+        let cli = Cli::command();
+        let mut checked = Vec::new();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_value_parser().type_id();
+                let Some(long) = arg.get_long() else { continue };
+                if !numeric.iter().any(|t| id == *t) || VALUES_NOT_SIZES.contains(&long) {
+                    continue;
+                }
+                for huge in ["1000000000000", "1e300", "-1"] {
+                    let flag = format!("--{long}");
+                    let parsed = Cli::try_parse_from(["sanity", sub.get_name(), &format!("{flag}={huge}")]);
+                    let error = parsed.err().unwrap_or_else(|| panic!("{} {flag} {huge} was accepted", sub.get_name()));
+                    assert_eq!(
+                        error.kind(),
+                        clap::error::ErrorKind::ValueValidation,
+                        "{} {flag} {huge}",
+                        sub.get_name()
+                    );
+                    assert_eq!(error.exit_code(), 2);
+                    assert!(error.to_string().contains(&flag) && error.to_string().contains("accepted"), "{error}");
+                }
+                checked.push(format!("{} --{long}", sub.get_name()));
+            }
+        }
+        // The walk found the flags (a change of types must not make it vacuous).
+        for expected in ["run --threads", "train --epochs", "report --cell", "explain --panel", "explain --n"] {
+            assert!(checked.iter().any(|c| c == expected), "{expected} not walked: {checked:?}");
         }
     }
 }

@@ -82,6 +82,10 @@ fn labels_of(array: &NpyArray, path: &str, n: usize) -> Result<Vec<usize>, DataE
         .collect()
 }
 
+/// The most classes a labels array may have (a label of 999 999 999 among digits is a typo,
+/// and every class costs a loop over the data).
+pub const MAX_CLASSES: usize = 100_000;
+
 /// A data set from an images array and a labels array (`.npy` paths, or `FILE.npz:KEY`). The
 /// number of classes is `num_classes` or the largest label + 1 (at least 2).
 pub fn load_arrays(
@@ -93,6 +97,17 @@ pub fn load_arrays(
     let x = read_array(images_path)?;
     let (image_shape, images) = images_of(&x, images_path, scale)?;
     let labels = labels_of(&read_array(labels_path)?, labels_path, x.shape[0])?;
+    if let Some(n) = num_classes
+        && n > MAX_CLASSES
+    {
+        return Err(bad(labels_path, format!("num_classes = {n}; accepted: at most {MAX_CLASSES}")));
+    }
+    if let Some(i) = labels.iter().position(|&l| l >= MAX_CLASSES) {
+        return Err(bad(
+            labels_path,
+            format!("label {} at index {i}; accepted: class labels 0 to {}", labels[i], MAX_CLASSES - 1),
+        ));
+    }
     let largest = labels.iter().copied().max().unwrap_or(0);
     let classes = num_classes.unwrap_or(largest + 1).max(2);
     if largest >= classes {
@@ -115,9 +130,20 @@ pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Dataset, 
             accepted: "0 < test_fraction < 1",
         });
     }
+    if data.len() < 2 {
+        return Err(DataError::InvalidParameter {
+            key: "test_fraction",
+            value: format!("{test_fraction} of {} image", data.len()),
+            accepted: "a data set of at least 2 images (one to train on, one to test), or test arrays of their own",
+        });
+    }
     let mut is_test = vec![false; data.len()];
-    for class in 0..data.num_classes {
-        let mut members: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == class).collect();
+    // The members of each class present, in data order (classes without images draw nothing).
+    let mut by_class: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, &label) in data.labels.iter().enumerate() {
+        by_class.entry(label).or_default().push(i);
+    }
+    for (class, mut members) in by_class {
         members.shuffle(&mut stream_rng(seed, "split", class as u64));
         let take = ((members.len() as f64 * test_fraction).round() as usize).max(usize::from(members.len() >= 2));
         for &i in &members[..take.min(members.len())] {

@@ -40,6 +40,20 @@ fn bad(file: &Path, message: String) -> ExperimentError {
     ExperimentError::Config { file: file.display().to_string(), message }
 }
 
+/// Refuses NaN and infinite values, naming the first one's image (`what`, `[n, c, h, w]`
+/// order) and flat index.
+fn finite_values(values: &[f64], path: &Path, what: &str) -> Result<()> {
+    let Some(i) = values.iter().position(|v| !v.is_finite()) else { return Ok(()) };
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    Err(bad(
+        path,
+        format!(
+            "value {} at flat index {i} is not finite ({count} such values); accepted: finite {what} values",
+            values[i]
+        ),
+    ))
+}
+
 /// The method spec from `--method`, `--layer` and `--set` (a TOML table with `method = ID`).
 fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
     let mut table = toml::Table::new();
@@ -65,6 +79,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     if images.is_integer() {
         return Err(bad(&job.input, format!("dtype {}; accepted: float32 or float64", images.dtype)));
     }
+    finite_values(&images.values, &job.input, "image")?;
     let x = Tensor::from_vec(images.values.iter().map(|&v| v as f32).collect::<Vec<_>>(), (n, c, h, w), &Device::Cpu)?;
     let input = [c, h, w];
     let spec = if PRESETS.contains(&job.arch.as_str()) {
@@ -80,14 +95,34 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     }
     let arch = Arc::new(Architecture::new(spec)?);
     let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
+    // A single-logit binary model explains its logit for either class.
+    let classes = arch.num_outputs().max(2);
     let targets = match (&job.target, &job.targets) {
+        (Some(t), None) if *t >= classes => {
+            return Err(bad(
+                Path::new("--target"),
+                format!("{t} is out of range; accepted: 0..{classes} (the model's outputs)"),
+            ));
+        }
         (Some(t), None) => vec![*t; n],
         (None, Some(path)) => {
             let values = read_array(&path.display().to_string())?.values;
-            if values.len() != n || values.iter().any(|&v| v < 0.0 || v.fract() != 0.0) {
+            if values.len() != n {
                 return Err(bad(
                     path,
-                    format!("{} targets; accepted: {n} non-negative integers, one per image", values.len()),
+                    format!(
+                        "{} targets for {n} images; accepted: {n} integers in 0..{classes}, one per image",
+                        values.len()
+                    ),
+                ));
+            }
+            if let Some(i) = values.iter().position(|&v| !(v >= 0.0 && v.fract() == 0.0 && v < classes as f64)) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "target {} at index {i}; accepted: integers in 0..{classes} (the model's outputs)",
+                        values[i]
+                    ),
                 ));
             }
             values.into_iter().map(|v| v as usize).collect()
@@ -104,6 +139,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
             let r = read_array(&path.display().to_string())?;
             match *r.shape.as_slice() {
                 [m, rc, rh, rw] if [rc, rh, rw] == input => {
+                    finite_values(&r.values, path, "reference image")?;
                     let values: Vec<f32> = r.values.iter().map(|&v| v as f32).collect();
                     Some(ReferenceSet::from_tensor(&Tensor::from_vec(values, (m, rc, rh, rw), &Device::Cpu)?)?)
                 }

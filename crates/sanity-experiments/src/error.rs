@@ -79,7 +79,9 @@ impl ExperimentError {
         match self {
             ExperimentError::Config { .. } | ExperimentError::Override { .. } | ExperimentError::Output { .. } => true,
             ExperimentError::Data(_) => true,
-            ExperimentError::Model(e) => !matches!(e, ModelError::Candle(_) | ModelError::Io { .. }),
+            ExperimentError::Model(e) => {
+                !matches!(e, ModelError::Candle(_) | ModelError::Io { .. } | ModelError::Diverged { .. })
+            }
             ExperimentError::Attribution(e) => {
                 matches!(e, AttributionError::Invalid { .. } | AttributionError::Model(_))
             }

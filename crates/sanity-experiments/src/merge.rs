@@ -3,12 +3,19 @@
 //! that ran them (cut out of its `scores.csv` by its `units.jsonl`), byte for byte; the summary
 //! and verdicts are then computed from all rows. Only the manifest's timings, host and shard
 //! fields differ from an unsharded run.
+//!
+//! Every shard is checked against its journal before anything is written: its `scores.csv`
+//! must be exactly as long as the journal says, each batch's bytes whole CSV rows (as many as
+//! the journal recorded, each with the header's columns), and every batch of every run must be
+//! in some shard. Anything else is refused (bad input), naming the shard and the batch. The
+//! output is assembled in a staging folder beside `--out` and moved into place only when whole,
+//! so a refused or failed merge leaves no partial output behind.
 
 use crate::config::Config;
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::MAPS_DIR;
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
-use crate::run::{CONFIG_RESOLVED, MANIFEST, run_dirs, write_atomic, write_reports};
+use crate::run::{CONFIG_RESOLVED, MANIFEST, SCORES, run_dirs, write_atomic, write_reports};
 use crate::scores::ScoreRow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,12 +36,69 @@ fn read_shard(dir: &Path) -> Result<Shard> {
     let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| ExperimentError::io(&dir.join(name), e));
     let manifest: serde_json::Value =
         serde_json::from_slice(&read(MANIFEST)?).map_err(|e| output_error(&dir.join(MANIFEST), e.to_string()))?;
-    Ok(Shard {
-        dir: dir.to_path_buf(),
-        scores: read("scores.csv")?,
-        units: read_journal(&dir.join(JOURNAL))?,
-        manifest,
-    })
+    let shard =
+        Shard { dir: dir.to_path_buf(), scores: read(SCORES)?, units: read_journal(&dir.join(JOURNAL))?, manifest };
+    check_shard(&shard)?;
+    Ok(shard)
+}
+
+/// Checks a shard's `scores.csv` against its journal: its length, and each batch's rows.
+fn check_shard(shard: &Shard) -> Result<()> {
+    let scores_path = shard.dir.join(SCORES);
+    let refuse = |message: String| {
+        output_error(
+            &scores_path,
+            format!("{message}; this shard is incomplete: run it again (--resume) before merging"),
+        )
+    };
+    let header = header_len(&shard.scores);
+    if header == 0 || shard.scores[header - 1] != b'\n' {
+        return Err(refuse("has no complete header line".into()));
+    }
+    let columns = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&shard.scores[..header])
+        .records()
+        .next()
+        .and_then(|r| r.ok())
+        .map_or(0, |r| r.len());
+    let mut start = header as u64;
+    for unit in &shard.units {
+        let batch = unit.batch;
+        if unit.bytes < start || unit.bytes > shard.scores.len() as u64 {
+            return Err(refuse(format!(
+                "is {} bytes long, but its journal ({JOURNAL}) records batch {batch} ending at byte {} (cut short?)",
+                shard.scores.len(),
+                unit.bytes
+            )));
+        }
+        let bytes = &shard.scores[start as usize..unit.bytes as usize];
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            return Err(refuse(format!("batch {batch} ends inside a row")));
+        }
+        let mut rows = 0usize;
+        for record in csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes).records() {
+            let record = record.map_err(|e| refuse(format!("batch {batch}: {e}")))?;
+            if record.len() != columns {
+                return Err(refuse(format!(
+                    "batch {batch}: a row of {} fields where the header has {columns} (a row cut short?)",
+                    record.len()
+                )));
+            }
+            rows += 1;
+        }
+        if rows != unit.rows {
+            return Err(refuse(format!("batch {batch} has {rows} rows, but its journal recorded {}", unit.rows)));
+        }
+        start = unit.bytes;
+    }
+    if start != shard.scores.len() as u64 {
+        return Err(refuse(format!(
+            "has {} bytes after its last journalled batch (a batch whose journal line is missing)",
+            shard.scores.len() as u64 - start
+        )));
+    }
+    Ok(())
 }
 
 /// Merges the runs found under `inputs` into `out` (one run: `out` itself; several: one
@@ -59,14 +123,47 @@ pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>
     if out.exists() && !force {
         return Err(output_error(out, "exists; pass --force to replace it or choose another --out"));
     }
-    let single = by_run.len() == 1;
-    let mut written = Vec::new();
-    for (run_id, shards) in by_run {
-        let dir = if single { out.to_path_buf() } else { out.join(&run_id) };
-        merge_run(&run_id, &shards, &dir)?;
-        written.push(dir);
+    if out.exists() && !out.is_dir() {
+        return Err(output_error(out, "is a file, not a folder; choose another --out"));
     }
-    Ok(written)
+    // Assembled beside `out` (the same file system, so the files move by renaming), and moved
+    // into place only when every run is whole.
+    let name = out.file_name().map_or_else(|| "merged".into(), |n| n.to_string_lossy().into_owned());
+    let staging = out.with_file_name(format!(".{name}.merging-{}", std::process::id()));
+    let single = by_run.len() == 1;
+    let assembled = (|| -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        for (run_id, shards) in &by_run {
+            let dir = if single { staging.clone() } else { staging.join(run_id) };
+            merge_run(run_id, shards, &dir)?;
+            written.push(if single { out.to_path_buf() } else { out.join(run_id) });
+        }
+        Ok(written)
+    })();
+    let moved = assembled.and_then(|written| {
+        for dir in &written {
+            crate::run::remove_derived(dir)?;
+        }
+        move_into(&staging, out).map(|()| written)
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved
+}
+
+/// Moves the files under `from` to the same paths under `to` (replacing files there).
+fn move_into(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| ExperimentError::io(to, e))?;
+    let entries = std::fs::read_dir(from).map_err(|e| ExperimentError::io(from, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| ExperimentError::io(from, e))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if source.is_dir() {
+            move_into(&source, &target)?;
+        } else {
+            std::fs::rename(&source, &target).map_err(|e| ExperimentError::io(&target, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
@@ -109,16 +206,18 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         pieces.push((bytes, rows));
     }
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
-    crate::run::remove_derived(dir)?;
     let mut scores: Vec<u8> = header.unwrap_or_default().to_vec();
     let mut journal = Journal::open(&dir.join(JOURNAL), &[])?;
     for (batch, (bytes, rows)) in pieces.iter().enumerate() {
         scores.extend_from_slice(bytes);
         journal.record(UnitRecord { batch, rows: *rows, bytes: scores.len() as u64 })?;
     }
-    write_atomic(&dir.join("scores.csv"), &scores)?;
+    write_atomic(&dir.join(SCORES), &scores)?;
     write_atomic(&dir.join(CONFIG_RESOLVED), config_text.as_bytes())?;
-    for model in ["model.safetensors", "model-random-labels.safetensors"] {
+    use crate::run_models::{MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD};
+    let kept =
+        [MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD, crate::run_inputs::INPUTS];
+    for model in kept {
         if first.dir.join(model).exists() {
             std::fs::copy(first.dir.join(model), dir.join(model))
                 .map_err(|e| ExperimentError::io(&dir.join(model), e))?;
@@ -131,7 +230,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     let rows: Vec<ScoreRow> = csv::Reader::from_reader(scores.as_slice())
         .deserialize()
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| ExperimentError::io(&dir.join("scores.csv"), e))?;
+        .map_err(|e| ExperimentError::io(&dir.join(SCORES), e))?;
     let params: Vec<(String, String)> = first.manifest["params"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())

@@ -1,20 +1,108 @@
 //! Trained models shared between runs: a sweep over methods, metrics or tests trains each model
-//! once. A model is cached by what determines it: the architecture (the file's text for an
-//! architecture TOML), the data config, the labels (true, or permuted with the data
-//! randomisation test's stopping rule), the seed and the training config (but for how often it
-//! checkpoints). Files are written
-//! whole (temporary file + rename), so shards running side by side can share a cache, and a
-//! run holds a lock on its key while it looks the model up and trains it ([`ModelCache::claim`]),
-//! so shards that start together train each model once: the others wait and load it.
+//! once. A model is cached by what it depends on, by content ([`ModelInputs`]): the resolved
+//! architecture, a hash of the images and labels it is trained on (not their file names), the
+//! training settings (but for how often it checkpoints), the labels (true, or permuted with the
+//! data randomisation test's stopping rule) and the seed. The key is a hash of them, and a hit is
+//! checked, not assumed: the entry records its inputs, and an entry whose inputs differ from the
+//! ones asked for (a hash collision, an entry of an older format) or whose weights do not load
+//! is passed over with a note and trained again. Files are written whole (temporary file +
+//! rename), so shards running side by side can share a cache, and a run holds a lock on its key
+//! while it looks the model up and trains it ([`ModelCache::claim`]), so shards that start
+//! together train each model once: the others wait and load it.
 
-use crate::config::Config;
+use crate::config::{Config, TrainingConfig};
 use crate::error::{ExperimentError, Result};
 use sanity_data::fnv1a;
-use sanity_model::{Architecture, EpochStats, Weights};
+use sanity_model::{Architecture, ArchitectureSpec, EpochStats, Weights};
+use serde::{Deserialize, Serialize};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
-/// A directory of cached models: `<key>.safetensors` and `<key>.json` (the epochs).
+/// Everything a trained model depends on, by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInputs {
+    /// The resolved architecture (a preset's layers, or an architecture file's content).
+    pub architecture: ArchitectureSpec,
+    /// [`sanity_data::Dataset::fingerprint`] of the images and the labels trained on.
+    pub data: String,
+    /// The training settings, `checkpoint_every` set to 0 (it does not change the model).
+    pub training: TrainingConfig,
+    /// `true`, or a description of the random-label training.
+    pub labels: String,
+    /// The training seed, as a string (TOML and JSON integers end before 2^64).
+    pub seed: String,
+}
+
+impl ModelInputs {
+    /// The inputs of the model of `config` and `arch` trained on data with fingerprint
+    /// `data` and labels `labels`.
+    pub fn new(config: &Config, arch: &Architecture, data: String, labels: &str) -> Self {
+        Self {
+            architecture: arch.spec.clone(),
+            data,
+            training: TrainingConfig { checkpoint_every: 0, ..config.training.clone() },
+            labels: labels.to_string(),
+            seed: config.seed.to_string(),
+        }
+    }
+
+    /// The cache key: a hash of the inputs.
+    pub fn key(&self) -> String {
+        let text = serde_json::to_string(self).expect("model inputs serialise to JSON");
+        format!("{:016x}", fnv1a(text.as_bytes()))
+    }
+
+    /// What differs between `self` (the inputs asked for) and `other`, in words.
+    pub fn differences(&self, other: &ModelInputs) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.architecture != other.architecture {
+            out.push("the architecture");
+        }
+        if self.data != other.data {
+            out.push("the training data (images or labels)");
+        }
+        if self.training != other.training {
+            out.push("the training settings");
+        }
+        if self.labels != other.labels {
+            out.push("the labels trained on");
+        }
+        if self.seed != other.seed {
+            out.push("the seed");
+        }
+        out
+    }
+}
+
+/// A trained model's record: what it was trained on, and its epochs. The cache keeps one as
+/// `<key>.json` beside `<key>.safetensors`, a run directory as `model.json` beside
+/// `model.safetensors` (written after it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRecord {
+    /// What the model was trained on.
+    pub inputs: ModelInputs,
+    /// [`crate::run_inputs::file_hash`] of the weights file it describes.
+    pub weights: String,
+    /// Every epoch's statistics.
+    pub epochs: Vec<EpochStats>,
+}
+
+impl ModelRecord {
+    /// Reads the record at `path`: None when there is none or it cannot be read as one (an
+    /// older format), with the reason.
+    pub fn read(path: &Path) -> std::result::Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("not a model record ({e})"))
+    }
+
+    /// Writes the record to `path` whole.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|e| ExperimentError::io(path, e))?;
+        crate::run::write_atomic(path, &json)
+    }
+}
+
+/// A directory of cached models: `<key>.safetensors` and `<key>.json` (its [`ModelRecord`]).
 #[derive(Debug, Clone)]
 pub struct ModelCache {
     dir: PathBuf,
@@ -24,20 +112,6 @@ impl ModelCache {
     /// The cache in `dir` (created on the first store).
     pub fn new(dir: &Path) -> Self {
         Self { dir: dir.to_path_buf() }
-    }
-
-    /// The key of the model of `config` trained on `labels` (`true`, or a description of the
-    /// random-label training).
-    pub fn key(config: &Config, labels: &str) -> String {
-        let arch = &config.model.arch;
-        let arch_text = std::fs::read_to_string(arch).unwrap_or_default();
-        let data = toml::to_string(&config.data).unwrap_or_default();
-        // How often checkpoints are written does not change the model (and keys of configs
-        // that write none stay what they were).
-        let training = crate::config::TrainingConfig { checkpoint_every: 0, ..config.training.clone() };
-        let training = toml::to_string(&training).unwrap_or_default();
-        let text = format!("{arch}\u{1f}{arch_text}\u{1f}{data}\u{1f}{training}\u{1f}{labels}\u{1f}{}", config.seed);
-        format!("{:016x}", fnv1a(text.as_bytes()))
     }
 
     /// An exclusive lock on `key` (the file `<key>.lock`), held until the claim is dropped: take
@@ -91,27 +165,56 @@ impl ModelCache {
         self.dir.join(format!("{key}.checkpoints"))
     }
 
-    /// The cached weights and epochs of `key`, if any.
-    pub fn load(&self, key: &str, arch: &Architecture) -> Result<Option<(Weights, Vec<EpochStats>)>> {
-        let (weights, epochs) = (self.dir.join(format!("{key}.safetensors")), self.dir.join(format!("{key}.json")));
-        if !(weights.exists() && epochs.exists()) {
+    /// The cached weights and epochs of the model of `inputs`, if the cache has it. An entry
+    /// under the key whose record differs from `inputs`, or that cannot be read, is passed over
+    /// (`on_note` says why), to be trained again and replaced.
+    pub fn load(
+        &self,
+        inputs: &ModelInputs,
+        arch: &Architecture,
+        on_note: &mut dyn FnMut(String),
+    ) -> Result<Option<(Weights, Vec<EpochStats>)>> {
+        let key = inputs.key();
+        let (weights, record) = (self.dir.join(format!("{key}.safetensors")), self.dir.join(format!("{key}.json")));
+        if !(weights.exists() && record.exists()) {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&epochs).map_err(|e| ExperimentError::io(&epochs, e))?;
-        let stats: Vec<EpochStats> = serde_json::from_str(&text).map_err(|e| ExperimentError::io(&epochs, e))?;
-        Ok(Some((Weights::load_safetensors(&weights, arch)?, stats)))
+        let mut pass_over = |why: String| {
+            on_note(format!("model cache entry {key} passed over ({why}); training it again"));
+            Ok(None)
+        };
+        let stored = match ModelRecord::read(&record) {
+            Ok(stored) => stored,
+            Err(why) => return pass_over(format!("{}: {why}", record.display())),
+        };
+        let differs = inputs.differences(&stored.inputs);
+        if !differs.is_empty() {
+            return pass_over(format!("it was trained on other inputs: {} differ", differs.join(", ")));
+        }
+        if crate::run_inputs::file_hash(&weights)? != stored.weights {
+            return pass_over(format!("{} is not the file its record describes", weights.display()));
+        }
+        match Weights::load_safetensors(&weights, arch) {
+            Ok(loaded) => Ok(Some((loaded, stored.epochs))),
+            Err(e) => pass_over(e.to_string()),
+        }
     }
 
-    /// Stores `weights` and `epochs` under `key`.
-    pub fn store(&self, key: &str, weights: &Weights, epochs: &[EpochStats]) -> Result<()> {
+    /// Stores `weights` and `epochs` of the model of `inputs`.
+    pub fn store(&self, inputs: &ModelInputs, weights: &Weights, epochs: &[EpochStats]) -> Result<()> {
+        let key = inputs.key();
         std::fs::create_dir_all(&self.dir).map_err(|e| ExperimentError::io(&self.dir, e))?;
         let unique = format!("{}.{}", std::process::id(), key);
         let (tmp_w, tmp_e) =
             (self.dir.join(format!("{unique}.tmp.safetensors")), self.dir.join(format!("{unique}.tmp.json")));
         weights.save_safetensors(&tmp_w)?;
-        let json = serde_json::to_vec(epochs).map_err(|e| ExperimentError::io(&tmp_e, e))?;
+        let hash = crate::run_inputs::file_hash(&tmp_w)?;
+        let record = ModelRecord { inputs: inputs.clone(), weights: hash, epochs: epochs.to_vec() };
+        let json = serde_json::to_vec_pretty(&record).map_err(|e| ExperimentError::io(&tmp_e, e))?;
         std::fs::write(&tmp_e, json).map_err(|e| ExperimentError::io(&tmp_e, e))?;
         let (w, e) = (self.dir.join(format!("{key}.safetensors")), self.dir.join(format!("{key}.json")));
+        // The record last: an entry is only read when both files are there, and its weights
+        // are never older than its record.
         std::fs::rename(&tmp_w, &w).map_err(|err| ExperimentError::io(&w, err))?;
         std::fs::rename(&tmp_e, &e).map_err(|err| ExperimentError::io(&e, err))
     }
@@ -171,16 +274,51 @@ mod tests {
         });
     }
 
+    fn quick(sets: &[&str]) -> (Config, Architecture) {
+        let sets: Vec<String> = sets.iter().map(ToString::to_string).collect();
+        let config = Config::parse(crate::QUICK_TOML, "quick.toml", &sets).expect("config");
+        let plan = crate::Plan::new(config.clone(), "quick.toml").expect("plan");
+        (config, (*plan.arch).clone())
+    }
+
     #[test]
-    fn keys_ignore_how_often_training_checkpoints_but_not_how_it_trains() {
-        let parse = |sets: &[&str]| {
-            let sets: Vec<String> = sets.iter().map(ToString::to_string).collect();
-            Config::parse(crate::QUICK_TOML, "quick.toml", &sets).expect("config")
+    fn keys_follow_the_data_s_content_and_the_training_but_not_checkpointing() {
+        let key = |sets: &[&str], data: &str| {
+            let (config, arch) = quick(sets);
+            ModelInputs::new(&config, &arch, data.into(), "true").key()
         };
-        let key = |sets: &[&str]| ModelCache::key(&parse(sets), "true");
-        assert_eq!(key(&[]), key(&["training.checkpoint_every=5"]));
-        assert_ne!(key(&[]), key(&["training.learning_rate=0.5"]));
-        assert_ne!(key(&[]), key(&["seed=3"]));
+        assert_eq!(key(&[], "d"), key(&["training.checkpoint_every=5"], "d"));
+        assert_ne!(key(&[], "d"), key(&["training.learning_rate=0.5"], "d"));
+        assert_ne!(key(&[], "d"), key(&["seed=3"], "d"));
+        // Same config, other bytes under the same file names: another model.
+        assert_ne!(key(&[], "d"), key(&[], "e"));
+    }
+
+    #[test]
+    fn a_hit_is_checked_against_its_record_and_its_weights() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cache = ModelCache::new(tmp.path());
+        let (config, arch) = quick(&[]);
+        let inputs = ModelInputs::new(&config, &arch, "data".into(), "true");
+        let weights = sanity_model::init_weights(&arch, 0).expect("weights");
+        cache.store(&inputs, &weights, &[]).expect("store");
+        let mut notes = Vec::new();
+        assert!(cache.load(&inputs, &arch, &mut |n| notes.push(n)).expect("load").is_some());
+        assert!(notes.is_empty(), "{notes:?}");
+        // A record under the key whose inputs differ (a collision, a stale entry) is no hit.
+        let key = inputs.key();
+        let other = ModelInputs { data: "other data".into(), ..inputs.clone() };
+        let hash = crate::run_inputs::file_hash(&tmp.path().join(format!("{key}.safetensors"))).expect("hash");
+        ModelRecord { inputs: other, weights: hash, epochs: Vec::new() }
+            .write(&tmp.path().join(format!("{key}.json")))
+            .expect("w");
+        assert!(cache.load(&inputs, &arch, &mut |n| notes.push(n)).expect("load").is_none());
+        assert!(notes[0].contains("the training data (images or labels) differ"), "{notes:?}");
+        // Damaged weights are no hit either.
+        cache.store(&inputs, &weights, &[]).expect("store");
+        std::fs::write(tmp.path().join(format!("{key}.safetensors")), b"not safetensors").expect("write");
+        assert!(cache.load(&inputs, &arch, &mut |n| notes.push(n)).expect("load").is_none());
+        assert!(notes[1].contains("passed over"), "{notes:?}");
     }
 
     #[test]

@@ -2,6 +2,10 @@
 
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
+use crate::limits::{
+    MAX_ATTRIBUTION_BATCH, MAX_EPOCHS, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES, MAX_SMOOTHING_NOISE,
+    MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
+};
 use sanity_data::folder::class_folders;
 use sanity_data::rng::fnv1a;
 use sanity_data::{
@@ -84,7 +88,8 @@ impl DataPlan {
                         }
                         (train, test)
                     }
-                    (None, None) => split(&train, test_fraction, split_seed)?,
+                    (None, None) => split(&train, test_fraction, split_seed)
+                        .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?,
                     _ => {
                         return Err(ExperimentError::Config {
                             file: "data".into(),
@@ -113,7 +118,10 @@ impl DataPlan {
                         }
                         (all, test)
                     }
-                    None => split(&all, test_fraction, split_seed)?,
+                    None => split(&all, test_fraction, split_seed).map_err(|e| ExperimentError::Config {
+                        file: dir.display().to_string(),
+                        message: e.to_string(),
+                    })?,
                 };
                 DataPlan::Loaded("image_folder", Arc::new(sets))
             }
@@ -144,6 +152,15 @@ impl DataPlan {
             DataPlan::Phantom(spec, _) => [1, spec.size, spec.size],
             DataPlan::FashionMnist { .. } => [1, 28, 28],
             DataPlan::Loaded(_, sets) => sets.0.image_shape,
+        }
+    }
+
+    /// The number of distinct labels of a loaded training set (None: a generated or built-in
+    /// set, which has every class).
+    pub fn n_classes_present(&self) -> Option<usize> {
+        match self {
+            DataPlan::Loaded(_, sets) => Some(sets.0.labels.iter().collect::<BTreeSet<_>>().len()),
+            _ => None,
         }
     }
 
@@ -198,6 +215,7 @@ impl Plan {
                 ),
             ));
         }
+        check_data_bounds(&config.data).map_err(|(key, m)| bad(key, m))?;
         let data = DataPlan::from_config(&config.data)?;
         if let DataPlan::Phantom(train, test) = &data {
             for spec in [train, test] {
@@ -226,14 +244,29 @@ impl Plan {
             if !(0.0..1.0).contains(&t.momentum) {
                 return Err(bad("training.momentum", format!("{}; accepted: 0 <= momentum < 1", t.momentum)));
             }
+            check_count(t.epochs, MAX_EPOCHS).map_err(|m| bad("training.epochs", m))?;
+            check_count(t.batch_size, MAX_TRAIN_BATCH).map_err(|m| bad("training.batch_size", m))?;
+            if t.checkpoint_every > t.epochs {
+                return Err(bad(
+                    "training.checkpoint_every",
+                    format!("{}; accepted: 0 (none) to training.epochs = {}", t.checkpoint_every, t.epochs),
+                ));
+            }
+            if !(t.weight_decay.is_finite() && t.weight_decay <= 1.0) {
+                return Err(bad("training.weight_decay", format!("{}; accepted: 0 to 1", t.weight_decay)));
+            }
+            if data.n_classes_present().is_some_and(|n| n < 2) {
+                return Err(bad(
+                    "data",
+                    "every training label is of one class: a classifier cannot be trained on it (give model.weights, or data with at least two classes)".into(),
+                ));
+            }
         }
         let a = &mut config.attribution;
         if a.n_images == 0 || a.n_images > n_test {
             return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
         }
-        if a.batch_size == 0 {
-            return Err(bad("attribution.batch_size", "0; accepted: >= 1".into()));
-        }
+        check_count(a.batch_size, MAX_ATTRIBUTION_BATCH).map_err(|m| bad("attribution.batch_size", m))?;
         if a.methods.is_empty() {
             return Err(bad("attribution.methods", "empty; list at least one method".into()));
         }
@@ -289,8 +322,14 @@ impl Plan {
                     if let Some(w) = weights {
                         weights_file(w).map_err(|m| bad(&format!("tests[{i}].weights"), m))?;
                     }
-                    if *max_epochs == 0 && weights.is_none() {
-                        return Err(bad(&format!("tests[{i}].max_epochs"), "0; accepted: >= 1".into()));
+                    if weights.is_none() {
+                        check_count(*max_epochs, MAX_EPOCHS).map_err(|m| bad(&format!("tests[{i}].max_epochs"), m))?;
+                    }
+                    if let Some(n) = n_train {
+                        let available = data.n_train();
+                        check_count(*n, available).map_err(|m| {
+                            bad(&format!("tests[{i}].n_train"), format!("{m} (the training images; omit it for all)"))
+                        })?;
                     }
                 }
                 TestConfig::MethodAgreement { pairs } => {
@@ -299,11 +338,12 @@ impl Plan {
                 }
             }
             if let TestConfig::SmoothMprt { samples, noise, .. } = test {
-                if *samples == 0 {
-                    return Err(bad(&format!("tests[{i}].samples"), "0; accepted: >= 1".into()));
-                }
-                if !(noise.is_finite() && *noise >= 0.0) {
-                    return Err(bad(&format!("tests[{i}].noise"), format!("{noise}; accepted: a finite value >= 0")));
+                check_count(*samples, MAX_SMOOTHING_SAMPLES).map_err(|m| bad(&format!("tests[{i}].samples"), m))?;
+                if !(noise.is_finite() && (0.0..=MAX_SMOOTHING_NOISE).contains(noise)) {
+                    return Err(bad(
+                        &format!("tests[{i}].noise"),
+                        format!("{noise}; accepted: 0 to {MAX_SMOOTHING_NOISE} (a fraction of the input's range)"),
+                    ));
                 }
             }
             let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
@@ -336,6 +376,22 @@ impl Plan {
             }
         }
         let s = &config.statistics;
+        if s.bootstrap_resamples > MAX_RESAMPLES {
+            return Err(bad(
+                "statistics.bootstrap_resamples",
+                format!("{}; accepted: 0 (no interval) to {MAX_RESAMPLES}", s.bootstrap_resamples),
+            ));
+        }
+        if config.report.examples > config.attribution.n_images {
+            return Err(bad(
+                "report.examples",
+                format!(
+                    "{}; accepted: 0 to attribution.n_images = {}",
+                    config.report.examples, config.attribution.n_images
+                ),
+            ));
+        }
+        check_plan_memory(&config, &arch, &data).map_err(|(key, m)| bad(key, m))?;
         if !(s.confidence > 0.0 && s.confidence < 1.0) {
             return Err(bad("statistics.confidence", format!("{}; accepted: 0 < confidence < 1", s.confidence)));
         }
@@ -411,6 +467,66 @@ impl Plan {
             out += &format!("  compare after {}: {}\n", pipeline_label(&comparison.postprocess), metrics.join(", "));
         }
         out
+    }
+}
+
+/// Refuses size-like data values beyond their bounds, before any file is read or image made.
+fn check_data_bounds(data: &DataConfig) -> std::result::Result<(), (&'static str, String)> {
+    match data {
+        DataConfig::Phantom { n_train, n_test, .. } => {
+            check_count(*n_train, MAX_GENERATED_IMAGES).map_err(|m| ("data.n_train", m))?;
+            check_count(*n_test, MAX_GENERATED_IMAGES).map_err(|m| ("data.n_test", m))
+        }
+        DataConfig::FashionMnist { n_train, n_test, .. } => {
+            if let Some(n) = n_train {
+                check_count(*n, 60_000).map_err(|m| ("data.n_train", format!("{m} (Fashion-MNIST's training set)")))?;
+            }
+            if let Some(n) = n_test {
+                check_count(*n, 10_000).map_err(|m| ("data.n_test", format!("{m} (Fashion-MNIST's test set)")))?;
+            }
+            Ok(())
+        }
+        DataConfig::ImageFolder { height, width, .. } => {
+            check_count(*height, MAX_IMAGE_SIDE).map_err(|m| ("data.height", m))?;
+            check_count(*width, MAX_IMAGE_SIDE).map_err(|m| ("data.width", m))
+        }
+        DataConfig::Arrays { .. } => Ok(()),
+    }
+}
+
+/// The memory the plan's data, training and attribution batches take, estimated from the
+/// architecture's activations (float32; a forward keeps every activation and a backward
+/// about as much again, so four bytes times four per value), refused beyond the memory limit
+/// ([`crate::limits::memory_limit`]) naming the key that asks for it.
+fn check_plan_memory(
+    config: &Config,
+    arch: &Architecture,
+    data: &DataPlan,
+) -> std::result::Result<(), (&'static str, String)> {
+    let image = data.image_shape().iter().product::<usize>() as u128;
+    let images = (data.n_train() + data.n_test()) as u128;
+    check_memory("the data set", images * image * 4).map_err(|m| ("data", m))?;
+    let activations = (image + arch.shapes.iter().map(|s| s.iter().product::<usize>() as u128).sum::<u128>()) * 16;
+    let parameters: u128 = crate::run_inputs::parameter_count(arch) * 4;
+    if config.model.weights.is_none() {
+        let batch = config.training.batch_size as u128;
+        check_memory("a training minibatch", batch * activations + parameters * 4)
+            .map_err(|m| ("training.batch_size", m))?;
+    }
+    let widest = config.attribution.methods.iter().map(method_batch).max().unwrap_or(1);
+    let batch = config.attribution.batch_size.max(widest) as u128;
+    check_memory("an attribution batch", batch * activations + parameters).map_err(|m| ("attribution.batch_size", m))
+}
+
+/// The images a method pushes through the model at once (its `batch`), 1 for the others.
+fn method_batch(method: &sanity_attribution::MethodSpec) -> usize {
+    use sanity_attribution::MethodSpec as M;
+    match method {
+        M::IntegratedGradients { batch, .. } | M::ExpectedGradients { batch, .. } | M::Occlusion { batch, .. } => {
+            *batch
+        }
+        M::Smoothgrad(t) | M::SmoothgradSquared(t) | M::Vargrad(t) => t.batch.max(method_batch(&t.inner)),
+        _ => 1,
     }
 }
 

@@ -10,6 +10,9 @@ use crate::manifest::{
 };
 use crate::model_cache::ModelCache;
 use crate::plan::Plan;
+use crate::run_inputs::{INPUTS, RunInputs};
+use crate::run_lock::RunLock;
+use crate::run_models::{MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD};
 use crate::scores::{RowWriter, ScoreRow, summarize_rows};
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
 use crate::verdicts::verdicts;
@@ -27,6 +30,8 @@ use std::time::Instant;
 pub const CONFIG_RESOLVED: &str = "config.resolved.toml";
 /// A run directory's manifest: its presence marks a finished (or merged) run.
 pub const MANIFEST: &str = "manifest.json";
+/// A run directory's score rows.
+pub const SCORES: &str = "scores.csv";
 
 /// The run directories at `input`: itself when it holds `marker`, else its sub-directories
 /// that do, in name order (empty when none does).
@@ -124,9 +129,18 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
 }
 
-/// Creates the run directory, or checks an existing one: refused unless `--force` (cleared)
-/// or `--resume` (its config must be the plan's). Returns the journal's finished units.
-fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
+/// What [`prepare_dir`] found in the run directory.
+enum DirState {
+    /// A run to do (or go on with): its lock, and the journal's finished units.
+    Go(RunLock, Vec<UnitRecord>),
+    /// `--resume` of a run that had finished: nothing to do.
+    Finished,
+}
+
+/// Creates the run directory and locks it ([`RunLock`]), or checks an existing one: refused
+/// unless `--force` (cleared) or `--resume` (its config must be the plan's). A run resumed after
+/// its scores were complete (killed in its summary or manifest) goes on from them.
+fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<DirState> {
     let dir = &options.run_dir;
     let refuse = |message: String| ExperimentError::Output { path: dir.display().to_string(), message };
     for (key, input) in input_dirs(&plan.config.data) {
@@ -137,34 +151,54 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
             )));
         }
     }
+    if dir.exists() && !dir.is_dir() {
+        return Err(refuse("is a file, not a folder; choose another --out".into()));
+    }
+    let existed = dir.exists();
+    std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
+    let lock = RunLock::acquire(dir, &mut |note| progress(Progress::Note(note)))?;
     if options.resume && dir.join(CONFIG_RESOLVED).exists() {
         let before = std::fs::read_to_string(dir.join(CONFIG_RESOLVED))
             .map_err(|e| ExperimentError::io(&dir.join(CONFIG_RESOLVED), e))?;
         if before != plan.resolved_toml() {
             return Err(refuse("holds a run of another config; --resume continues only the same config".into()));
         }
-        if dir.join(MANIFEST).exists() && dir.join("summary.csv").exists() {
-            return Err(refuse("holds a finished run; nothing to resume (pass --force to run it again)".into()));
+        // The manifest is written last: with it, the run is whole.
+        if dir.join(MANIFEST).exists() {
+            return Ok(DirState::Finished);
         }
         // Map files in flight when the run was killed (scores.csv.partial is kept: it is the
         // journalled rows).
         remove_partials(&dir.join(crate::example_maps::MAPS_DIR));
-        return read_journal(&dir.join(JOURNAL));
+        // Killed after the scores were renamed into place: they go back to being the partial
+        // file the journal describes, and the summary and manifest are written again.
+        let (scores, partial) = (dir.join(SCORES), dir.join(SCORES).with_extension("csv.partial"));
+        if scores.exists() && !partial.exists() {
+            std::fs::rename(&scores, &partial).map_err(|e| ExperimentError::io(&partial, e))?;
+        }
+        return Ok(DirState::Go(lock, read_journal(&dir.join(JOURNAL))?));
     }
-    if dir.exists() && !options.force && !options.resume {
+    if existed && !options.force && !options.resume {
         let finished = dir.join(MANIFEST).exists();
-        return Err(refuse(if finished {
-            "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
-        } else {
-            "exists (an interrupted run?); pass --resume to continue it, --force to start again, or --out to write elsewhere".into()
-        }));
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| ExperimentError::io(dir, e))?
+            .flatten()
+            .all(|e| e.file_name() == crate::run_lock::RUN_LOCK);
+        if !empty {
+            return Err(refuse(if finished {
+                "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
+            } else if dir.join(CONFIG_RESOLVED).exists() {
+                "holds an interrupted run; pass --resume to continue it, --force to start again, or --out to write elsewhere".into()
+            } else {
+                "exists and is not a run directory; choose another --out (or --force to write into it)".into()
+            }));
+        }
     }
-    std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
     if options.force {
-        for stale in ["scores.csv", "summary.csv", "verdicts.csv", MANIFEST, "scores.csv.partial", JOURNAL] {
+        for stale in [SCORES, "summary.csv", "verdicts.csv", MANIFEST, "scores.csv.partial", JOURNAL, INPUTS] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        for stale in ["model.safetensors", "model-random-labels.safetensors"] {
+        for stale in [MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
         // A forced run does not go on from the run directory's old checkpoints (the cache's
@@ -177,7 +211,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions) -> Result<Vec<UnitRecord>> {
         }
         remove_derived(dir)?;
     }
-    Ok(Vec::new())
+    Ok(DirState::Go(lock, Vec::new()))
 }
 
 /// Removes what a run directory's results were drawn into (`maps/`, `figures/`, `report.md`),
@@ -306,7 +340,10 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let config = &plan.config;
     let seed = config.seed;
     let dir = &options.run_dir;
-    let finished_units = prepare_dir(plan, options)?;
+    let (_lock, finished_units) = match prepare_dir(plan, options, progress)? {
+        DirState::Go(lock, units) => (lock, units),
+        DirState::Finished => return finished_outcome(dir, progress),
+    };
     write_atomic(&dir.join(CONFIG_RESOLVED), plan.resolved_toml().as_bytes())?;
     let mut timings: Vec<(String, f64)> = Vec::new();
     let mut lap = Instant::now();
@@ -317,10 +354,13 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
 
     progress(Progress::Phase { name: "data".into(), total: 2 });
     let (train_set, test_set) = plan.data.load(seed)?;
+    let train_print = train_set.fingerprint();
+    RunInputs::of(plan, &train_print, &test_set)?.check_or_record(dir, options.resume)?;
     progress(Progress::Advance(2));
     mark("data", &mut timings);
 
-    let (model, epochs, origin) = crate::run_models::build_model(plan, &train_set, dir, options, progress)?;
+    let (model, epochs, origin) =
+        crate::run_models::build_model(plan, &train_set, &train_print, dir, options, progress)?;
     let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
     progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
     mark("model", &mut timings);
@@ -447,7 +487,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
 
     let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
     progress(Progress::Phase { name: "attribution and scores".into(), total: (methods.len() * batches) as u64 });
-    let scores_path = dir.join("scores.csv");
+    let scores_path = dir.join(SCORES);
     let kept_bytes = finished_units.last().map_or(0, |u| u.bytes);
     let mut all_rows: Vec<ScoreRow> =
         if kept_bytes > 0 { RowWriter::read_partial(&scores_path, kept_bytes)? } else { Vec::new() };
@@ -543,6 +583,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         writer.write(&batch_rows)?;
         writer.flush()?;
         journal.record(UnitRecord { batch, rows: batch_rows.len(), bytes: writer.bytes()? })?;
+        crate::kill_points::after_batch(batch);
         journalled += 1;
         all_rows.extend(batch_rows);
     }
@@ -551,6 +592,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     timings.push(("scores_within_attribution".into(), scores_seconds));
 
     writer.finish()?;
+    crate::kill_points::point("after_scores_rename");
     if options.batches.is_none() {
         write_reports(dir, config, &plan.params, &all_rows)?;
     }
@@ -590,6 +632,11 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         },
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
+    if std::env::var(crate::kill_points::KILL_AT).is_ok_and(|at| at == "inside_manifest") {
+        std::fs::write(dir.join(MANIFEST).with_extension("partial"), &json[..json.len() / 2])
+            .map_err(|e| ExperimentError::io(dir, e))?;
+        crate::kill_points::point("inside_manifest");
+    }
     write_atomic(&dir.join(MANIFEST), &json)?;
     Ok(RunOutcome {
         run_dir: dir.clone(),
@@ -599,13 +646,33 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     })
 }
 
+/// The outcome of a run that had finished before (`--resume` of a whole run): read from its
+/// manifest and journal.
+fn finished_outcome(dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<RunOutcome> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::io(&path, e))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| ExperimentError::io(&path, e))?;
+    let rows = read_journal(&dir.join(JOURNAL))?.iter().map(|u| u.rows).sum();
+    progress(Progress::Note(format!("{} had finished; nothing to resume", dir.display())));
+    Ok(RunOutcome {
+        run_dir: dir.to_path_buf(),
+        test_accuracy: manifest["model"]["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+        score_rows: rows,
+        seconds: 0.0,
+    })
+}
+
 /// Writes `summary.csv` and `verdicts.csv` of a run's score rows into `dir` (a finished run,
 /// or the shards of one combined by `sanity merge`).
 pub fn write_reports(dir: &Path, config: &Config, params: &[(String, String)], rows: &[ScoreRow]) -> Result<()> {
     let stats = &config.statistics;
     let summary = summarize_rows(rows, stats.bootstrap_resamples, stats.confidence, config.seed);
     let mut summary_writer = RowWriter::create_with_params(&dir.join("summary.csv"), params)?;
-    summary_writer.write(&summary)?;
+    let (head, tail) = summary.split_at(summary.len() / 2);
+    summary_writer.write(head)?;
+    summary_writer.flush()?;
+    crate::kill_points::point("inside_summary");
+    summary_writer.write(tail)?;
     summary_writer.finish()?;
     let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), params)?;
     verdict_writer.write(&verdicts(rows, stats.alpha))?;

@@ -5,7 +5,7 @@
 use crate::config::TestConfig;
 use crate::error::{ExperimentError, Result};
 use crate::manifest::RandomLabelReport;
-use crate::model_cache::{CacheClaim, ModelCache};
+use crate::model_cache::{CacheClaim, ModelInputs, ModelRecord};
 use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
 use sanity_data::Dataset;
@@ -15,33 +15,45 @@ use sanity_model::{
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-/// Trains the model (or loads `model.weights`), saving the weights as `model.safetensors`.
+/// The trained model's weights in a run directory.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The trained model's [`ModelRecord`] in a run directory.
+pub const MODEL_RECORD: &str = "model.json";
+/// The random-label model's weights in a run directory.
+pub const RANDOM_LABEL_MODEL_FILE: &str = "model-random-labels.safetensors";
+/// The random-label model's [`ModelRecord`] in a run directory.
+pub const RANDOM_LABEL_MODEL_RECORD: &str = "model-random-labels.json";
+
+/// Trains the model (or loads `model.weights`), saving the weights as `model.safetensors` and
+/// its record as `model.json`. `train_print` is the training set's fingerprint.
 pub(crate) fn build_model(
     plan: &Plan,
     train_set: &Dataset,
+    train_print: &str,
     dir: &Path,
     options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Vec<sanity_model::EpochStats>, String)> {
-    let resume = options.resume;
     let config = &plan.config;
     if let Some(path) = &config.model.weights {
         let weights = Weights::load_safetensors(path, &plan.arch)?;
         return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
     }
-    let saved = dir.join("model.safetensors");
-    if resume && saved.exists() {
-        let weights = Weights::load_safetensors(&saved, &plan.arch)?;
-        return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), "trained (resumed)".into()));
+    let inputs = ModelInputs::new(config, &plan.arch, train_print.to_string(), "true");
+    let saved = Saved { weights: dir.join(MODEL_FILE), record: dir.join(MODEL_RECORD) };
+    if options.resume
+        && let Some((weights, epochs)) = saved.reuse(&inputs, &plan.arch, progress)?
+    {
+        return Ok((Model::new(plan.arch.clone(), weights), epochs, "trained (resumed)".into()));
     }
-    let key = ModelCache::key(config, "true");
+    let key = inputs.key();
     // Held until the model is trained and stored, so that runs beside this one wait and load it.
     let claim = claim(options, &key, progress)?;
     let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(CHECKPOINTS));
     if let Some(cache) = &options.model_cache
-        && let Some((weights, epochs)) = cache.load(&key, &plan.arch)?
+        && let Some((weights, epochs)) = cache.load(&inputs, &plan.arch, &mut |n| progress(Progress::Note(n)))?
     {
-        weights.save_safetensors(&saved)?;
+        saved.write(&inputs, &weights, &epochs)?;
         progress(Progress::Note(format!("model {key} from the model cache")));
         places.keep(progress);
         return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
@@ -60,12 +72,66 @@ pub(crate) fn build_model(
         &|| options.interrupted(),
         progress,
     )?;
-    weights.save_safetensors(&saved)?;
+    saved.write(&inputs, &weights, &epochs)?;
     if let Some(cache) = &options.model_cache {
-        cache.store(&key, &weights, &epochs)?;
+        cache.store(&inputs, &weights, &epochs)?;
     }
     places.keep(progress);
+    crate::kill_points::point("after_training");
     Ok((initial.with_weights(weights), epochs, origin))
+}
+
+/// A trained model's files in a run directory: the weights, then its record.
+struct Saved {
+    weights: PathBuf,
+    record: PathBuf,
+}
+
+impl Saved {
+    /// Writes the weights, then the record that vouches for them.
+    fn write(&self, inputs: &ModelInputs, weights: &Weights, epochs: &[EpochStats]) -> Result<()> {
+        let _ = std::fs::remove_file(&self.record);
+        weights.save_safetensors(&self.weights)?;
+        let hash = crate::run_inputs::file_hash(&self.weights)?;
+        ModelRecord { inputs: inputs.clone(), weights: hash, epochs: epochs.to_vec() }.write(&self.record)
+    }
+
+    /// The model a resumed run saved, with its epochs, when its record vouches for it. Weights
+    /// without a record (killed while saving) are trained again; weights whose record names
+    /// other inputs, or that changed after they were saved, are refused.
+    fn reuse(
+        &self,
+        inputs: &ModelInputs,
+        arch: &sanity_model::Architecture,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Option<(Weights, Vec<EpochStats>)>> {
+        if !self.weights.exists() {
+            return Ok(None);
+        }
+        let refuse = |why: String| ExperimentError::Output {
+            path: self.weights.display().to_string(),
+            message: format!("{why}; start again with --force"),
+        };
+        let record = match ModelRecord::read(&self.record) {
+            Ok(record) => record,
+            Err(why) => {
+                let shown = self.record.display();
+                progress(Progress::Note(format!("{shown}: {why}; the model is trained again")));
+                return Ok(None);
+            }
+        };
+        let differs = inputs.differences(&record.inputs);
+        if !differs.is_empty() {
+            return Err(refuse(format!("was trained on other inputs than this run's: {} differ", differs.join(", "))));
+        }
+        if crate::run_inputs::file_hash(&self.weights)? != record.weights {
+            return Err(refuse(format!(
+                "is not the file {} describes (changed after it was saved)",
+                self.record.display()
+            )));
+        }
+        Ok(Some((Weights::load_safetensors(&self.weights, arch)?, record.epochs)))
+    }
 }
 
 /// The checkpoint folder of the trained model in a run directory.
@@ -254,7 +320,6 @@ pub(crate) fn build_random_label_model(
     options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<(Model, RandomLabelReport)>> {
-    let resume = options.resume;
     let config = &plan.config;
     let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train }) =
         config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
@@ -271,35 +336,41 @@ pub(crate) fn build_random_label_model(
         _ => full_train_set,
     };
     let permuted = train_set.with_permuted_labels(config.seed);
-    let saved = dir.join("model-random-labels.safetensors");
-    let key = ModelCache::key(config, &format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}"));
-    let resumed = weights.is_none() && resume && saved.exists();
+    let labels = format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}");
+    let inputs = ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels);
+    let saved = Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) };
+    let key = inputs.key();
+    let resumed = match weights {
+        None if options.resume => saved.reuse(&inputs, &plan.arch, progress)?,
+        _ => None,
+    };
     // The lock is held until the model is trained and stored, not through the accuracies.
     let (model, epochs, origin) = {
-        let claim = match weights.is_none() && !resumed {
+        let claim = match weights.is_none() && resumed.is_none() {
             true => claim(options, &key, progress)?,
             false => None,
         };
         let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(RANDOM_LABEL_CHECKPOINTS));
         let cached = match (weights, &options.model_cache) {
-            (None, Some(cache)) if !resumed => cache.load(&key, &plan.arch)?,
+            (None, Some(cache)) if resumed.is_none() => {
+                cache.load(&inputs, &plan.arch, &mut |n| progress(Progress::Note(n)))?
+            }
             _ => None,
         };
-        match (weights, cached) {
-            (Some(path), _) => {
+        match (weights, resumed, cached) {
+            (Some(path), _, _) => {
                 let model = Model::new(plan.arch.clone(), Weights::load_safetensors(path, &plan.arch)?);
                 (model, Vec::new(), path.display().to_string())
             }
-            (None, _) if resumed => {
-                let model = Model::new(plan.arch.clone(), Weights::load_safetensors(&saved, &plan.arch)?);
-                (model, Vec::new(), "trained (resumed)".to_string())
+            (None, Some((weights, epochs)), _) => {
+                (Model::new(plan.arch.clone(), weights), epochs, "trained (resumed)".to_string())
             }
-            (None, Some((weights, epochs))) => {
-                weights.save_safetensors(&saved)?;
+            (None, None, Some((weights, epochs))) => {
+                saved.write(&inputs, &weights, &epochs)?;
                 places.keep(progress);
                 (Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})"))
             }
-            (None, None) => {
+            (None, None, None) => {
                 let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
                 let spec = TrainSpec {
                     epochs: *max_epochs,
@@ -322,9 +393,9 @@ pub(crate) fn build_random_label_model(
                     &|| options.interrupted(),
                     progress,
                 )?;
-                weights.save_safetensors(&saved)?;
+                saved.write(&inputs, &weights, &epochs)?;
                 if let Some(cache) = &options.model_cache {
-                    cache.store(&key, &weights, &epochs)?;
+                    cache.store(&inputs, &weights, &epochs)?;
                 }
                 places.keep(progress);
                 (initial.with_weights(weights), epochs, origin)

@@ -44,14 +44,21 @@ pub fn default_block() -> [usize; 2] {
     [3, 3]
 }
 
+/// The largest cell or block side, in pixels or cells.
+pub const MAX_CELL: usize = 4096;
+
 impl HogParams {
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
+        let in_range = |v: &[usize; 2]| v.iter().all(|&n| (1..=MAX_CELL).contains(&n));
         if !(1..=360).contains(&self.orientations)
-            || self.pixels_per_cell.contains(&0)
-            || self.cells_per_block.contains(&0)
+            || !in_range(&self.pixels_per_cell)
+            || !in_range(&self.cells_per_block)
         {
-            return Err("orientations 1 to 360, pixels_per_cell and cells_per_block >= 1".into());
+            return Err(format!(
+                "orientations = {}, pixels_per_cell = {:?}, cells_per_block = {:?}; accepted: orientations 1 to 360, pixels_per_cell and cells_per_block 1 to {MAX_CELL}",
+                self.orientations, self.pixels_per_cell, self.cells_per_block
+            ));
         }
         Ok(())
     }

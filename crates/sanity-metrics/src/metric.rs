@@ -86,6 +86,9 @@ pub enum MetricSpec {
     },
 }
 
+/// The largest k of `top_k_intersection` (the pixels of the largest map a resize allows).
+pub const MAX_TOP_K: usize = crate::postprocess::MAX_RESIZE * crate::postprocess::MAX_RESIZE;
+
 impl MetricSpec {
     /// Every metric's id, as configs and CSV files write it (a test checks it against the
     /// variants serde knows).
@@ -140,7 +143,9 @@ impl MetricSpec {
         match self {
             MetricSpec::Ssim(p) => p.validate(),
             MetricSpec::HogPearson(p) | MetricSpec::HogSpearman(p) => p.validate(),
-            MetricSpec::TopKIntersection { k: 0 } => Err("k = 0; accepted: >= 1".into()),
+            MetricSpec::TopKIntersection { k } if !(1..=MAX_TOP_K).contains(k) => {
+                Err(format!("k = {k}; accepted: 1 to {MAX_TOP_K}"))
+            }
             MetricSpec::DiscreteEntropy { bins } if !(2..=1_000_000).contains(bins) => {
                 Err(format!("bins = {bins}; accepted: 2 to 1000000"))
             }

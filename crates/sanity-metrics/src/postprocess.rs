@@ -98,6 +98,9 @@ pub enum PostStep {
     },
 }
 
+/// The largest side a `resize` step accepts, in pixels (a map of 4096² floats is 64 MiB).
+pub const MAX_RESIZE: usize = 4096;
+
 /// 99, the percentile of Adebayo et al.'s code.
 pub fn default_percentile() -> f64 {
     99.0
@@ -231,8 +234,8 @@ impl PostStep {
             {
                 Err(format!("percentile {p}; accepted: 0 < p <= 100"))
             }
-            PostStep::Resize { h: 0, .. } | PostStep::Resize { w: 0, .. } => {
-                Err("resize to 0 pixels; accepted: h, w >= 1".into())
+            PostStep::Resize { h, w } if !(1..=MAX_RESIZE).contains(h) || !(1..=MAX_RESIZE).contains(w) => {
+                Err(format!("resize to {h}x{w}; accepted: h and w from 1 to {MAX_RESIZE}"))
             }
             _ => Ok(()),
         }

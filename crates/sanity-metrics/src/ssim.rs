@@ -83,6 +83,10 @@ pub struct SsimParams {
     pub k2: f64,
 }
 
+/// The widest SSIM window, in taps (wider than any map [`crate::postprocess::MAX_RESIZE`]
+/// allows).
+pub const MAX_WINDOW: usize = 8193;
+
 impl SsimParams {
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
@@ -92,12 +96,19 @@ impl SsimParams {
         if !(self.k1 > 0.0 && self.k2 > 0.0) {
             return Err("k1 and k2 must be > 0".into());
         }
+        if !(self.k1.is_finite() && self.k2.is_finite()) {
+            return Err(format!("k1 = {}, k2 = {}; accepted: finite values > 0", self.k1, self.k2));
+        }
         match self.window {
-            SsimWindow::Gaussian { sigma, truncate } if !(sigma > 0.0 && truncate > 0.0) => {
-                Err(format!("gaussian window sigma = {sigma}, truncate = {truncate}; both must be > 0"))
+            SsimWindow::Gaussian { sigma, truncate }
+                if !(sigma > 0.0 && truncate > 0.0 && sigma * truncate <= MAX_WINDOW as f64 / 2.0) =>
+            {
+                Err(format!(
+                    "gaussian window sigma = {sigma}, truncate = {truncate}; both must be > 0, and the window (2 * sigma * truncate + 1 taps) at most {MAX_WINDOW} wide"
+                ))
             }
-            SsimWindow::Uniform { size } if size < 3 || size % 2 == 0 => {
-                Err(format!("uniform window size = {size}; accepted: an odd size >= 3"))
+            SsimWindow::Uniform { size } if size < 3 || size % 2 == 0 || size > MAX_WINDOW => {
+                Err(format!("uniform window size = {size}; accepted: an odd size from 3 to {MAX_WINDOW}"))
             }
             _ => Ok(()),
         }

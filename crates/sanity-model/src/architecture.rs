@@ -1,9 +1,37 @@
-//! A checked sequential architecture: named layers with known output shapes.
+//! A checked sequential architecture: named layers with known output shapes, within named
+//! limits ([`MAX_LAYERS`], [`MAX_PARAMETERS`], [`MAX_ACTIVATION`], [`MAX_SIDE`],
+//! [`MAX_CHANNELS`], [`MAX_ARCHITECTURE_FILE_BYTES`]) so that no file can ask for terabytes.
 
 use crate::error::{ModelError, Result};
 use crate::layer::{Init, LayerSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::io::Read;
 use std::path::Path;
+
+/// At most this many layers (ReLUs, pools and flattens count). The deepest preset has 27; a
+/// VGG-19 written out layer by layer has about 45. Checked before anything else, so a file of a
+/// million layers is refused at once.
+pub const MAX_LAYERS: usize = 1000;
+
+/// At most this many parameter and buffer values in all (weights, biases, batch-norm running
+/// statistics): 2^28, 1 GiB as f32. The largest preset, adebayo-mlp on 28x28 images, has
+/// about 6.5 million; a VGG-16 has 138 million.
+pub const MAX_PARAMETERS: usize = 1 << 28;
+
+/// At most this many values in the input image and in any one layer's output, per image:
+/// 2^26, 256 MiB as f32. lesson-cnn's largest activation on 256x256 images is conv1's
+/// 8x256x256 (2^19); a 3x4096x4096 image has 50 million.
+pub const MAX_ACTIVATION: usize = 1 << 26;
+
+/// Image height and width, kernel sides, padding and strides: at most 2^16.
+pub const MAX_SIDE: usize = 1 << 16;
+
+/// Channels (of the input, of a convolution's output, of a batch norm): at most 2^16.
+pub const MAX_CHANNELS: usize = 1 << 16;
+
+/// An architecture TOML is at most 1 MiB (1000 layers of about 1 KiB each).
+pub const MAX_ARCHITECTURE_FILE_BYTES: usize = 1 << 20;
 
 /// An architecture as written in TOML: the input shape and the layers in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,12 +44,71 @@ pub struct ArchitectureSpec {
 }
 
 impl ArchitectureSpec {
-    /// Reads an architecture TOML file.
+    /// Reads an architecture TOML file (at most [`MAX_ARCHITECTURE_FILE_BYTES`]). A file that
+    /// cannot be used as a whole (too large, not UTF-8, not TOML of this schema, no layers,
+    /// more than [`MAX_LAYERS`], an input shape out of range) is a
+    /// [`ModelError::ArchitectureFile`] naming it; a file that cannot be opened or read, a
+    /// [`ModelError::Io`]. The layers themselves are checked by [`Architecture::new`].
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
-        toml::from_str(&text)
-            .map_err(|e| ModelError::InvalidArchitecture { layer: path.display().to_string(), reason: e.to_string() })
+        let shown = path.display().to_string();
+        let io = |source| ModelError::Io { path: shown.clone(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut bytes = Vec::new();
+        // One byte more than accepted, to tell a file at the limit from a longer one.
+        file.take(MAX_ARCHITECTURE_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() > MAX_ARCHITECTURE_FILE_BYTES {
+            return Err(too_large(&shown));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| ModelError::ArchitectureFile {
+            path: shown.clone(),
+            reason: format!("not UTF-8 text (byte {}); accepted: a UTF-8 TOML file", e.utf8_error().valid_up_to()),
+        })?;
+        Self::from_toml_str(&text, &shown)
+    }
+
+    /// Parses architecture TOML `text`; `source` names it in errors (the file name). Refuses
+    /// what [`ArchitectureSpec::from_toml_file`] refuses as a whole, with a
+    /// [`ModelError::ArchitectureFile`] naming `source`.
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Self> {
+        let file_error = |reason: String| ModelError::ArchitectureFile { path: source.to_string(), reason };
+        if text.len() > MAX_ARCHITECTURE_FILE_BYTES {
+            return Err(too_large(source));
+        }
+        let spec: Self = toml::from_str(text).map_err(|e| file_error(e.to_string().trim_end().to_string()))?;
+        spec.check_whole().map_err(file_error)?;
+        Ok(spec)
+    }
+
+    /// The checks of the architecture as a whole: its input shape and its number of layers.
+    fn check_whole(&self) -> std::result::Result<(), String> {
+        let [c, h, w] = self.input;
+        if !(1..=MAX_CHANNELS).contains(&c) || !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
+            return Err(format!(
+                "input = [{c}, {h}, {w}]; accepted: [c, h, w] with 1 <= c <= {MAX_CHANNELS}, 1 <= h, w <= {MAX_SIDE}"
+            ));
+        }
+        let values = c * h * w; // at most 2^48: no overflow
+        if values > MAX_ACTIVATION {
+            return Err(format!(
+                "input = [{c}, {h}, {w}] has {values} values; accepted: at most {MAX_ACTIVATION} (c·h·w)"
+            ));
+        }
+        if self.layers.is_empty() {
+            return Err(format!("no layers; accepted: 1 to {MAX_LAYERS} [[layers]] tables"));
+        }
+        if self.layers.len() > MAX_LAYERS {
+            return Err(format!("{} layers; accepted: at most {MAX_LAYERS}", self.layers.len()));
+        }
+        Ok(())
+    }
+}
+
+fn too_large(source: &str) -> ModelError {
+    ModelError::ArchitectureFile {
+        path: source.to_string(),
+        reason: format!(
+            "larger than {MAX_ARCHITECTURE_FILE_BYTES} bytes; accepted: at most {MAX_ARCHITECTURE_FILE_BYTES}"
+        ),
     }
 }
 
@@ -146,11 +233,19 @@ pub struct Architecture {
 }
 
 impl Architecture {
-    /// Resolves names and checks every layer's input shape.
+    /// Resolves names and checks every layer: unique non-empty names, values in range
+    /// ([`MAX_SIDE`], [`MAX_CHANNELS`], [`MAX_ACTIVATION`]), finite initialisers, consistent
+    /// shapes, every output within [`MAX_ACTIVATION`] values and all parameters within
+    /// [`MAX_PARAMETERS`]. A problem of the whole (input shape, no layers, more than
+    /// [`MAX_LAYERS`]) is a [`ModelError::InvalidArchitectureSpec`]; a layer's, a
+    /// [`ModelError::InvalidArchitecture`] naming it. Linear in the number of layers.
     pub fn new(spec: ArchitectureSpec) -> Result<Self> {
+        spec.check_whole().map_err(|reason| ModelError::InvalidArchitectureSpec { reason })?;
         let mut layers = Vec::with_capacity(spec.layers.len());
         let mut shapes = Vec::with_capacity(spec.layers.len());
+        let mut names = HashSet::with_capacity(spec.layers.len());
         let mut shape: Vec<usize> = spec.input.to_vec();
+        let mut parameters = 0usize;
         let mut counters = std::collections::BTreeMap::<&str, usize>::new();
         let mut auto_name = |kind: &'static str, name: &Option<String>| {
             let k = counters.entry(kind).or_insert(0);
@@ -200,21 +295,56 @@ impl Architecture {
                     },
                 ),
             };
-            if layers.iter().any(|l: &Layer| l.name == name) {
+            if name.is_empty() {
+                return Err(invalid(
+                    &name,
+                    "an empty name; accepted: a non-empty name (it prefixes the weights)".into(),
+                ));
+            }
+            if !names.insert(name.clone()) {
                 return Err(invalid(&name, "the name is used twice; layer names must be unique".into()));
             }
+            check_ranges(&name, &op)?;
             shape = output_shape(&name, &op, &shape)?;
+            let values = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+            if values.is_none_or(|v| v > MAX_ACTIVATION) {
+                return Err(invalid(
+                    &name,
+                    format!(
+                        "its output [n, {}] has {} values per image; accepted: at most {MAX_ACTIVATION}",
+                        join(&shape),
+                        values.map_or_else(|| "more than 2^64".to_string(), |v| v.to_string())
+                    ),
+                ));
+            }
+            let own = parameter_values(&op);
+            match own.and_then(|own| parameters.checked_add(own)) {
+                Some(total) if total <= MAX_PARAMETERS => parameters = total,
+                _ => {
+                    return Err(invalid(
+                        &name,
+                        format!(
+                            "{} parameter values here, more than {MAX_PARAMETERS} in all up to this layer; \
+                             accepted: at most {MAX_PARAMETERS} in all (1 GiB as f32)",
+                            own.map_or_else(|| "more than 2^64".to_string(), |v| v.to_string())
+                        ),
+                    ));
+                }
+            }
             shapes.push(shape.clone());
             layers.push(Layer { name, op });
         }
-        if layers.is_empty() {
-            return Err(invalid("(none)", "an architecture needs at least one layer".into()));
-        }
         if shape.len() != 1 {
+            // check_whole refused an empty list.
             let last = &layers[layers.len() - 1].name;
             return Err(invalid(last, format!("the output must be [n, classes], got [n, {}]", join(&shape))));
         }
         Ok(Self { spec, layers, shapes })
+    }
+
+    /// Number of parameter and buffer values in all (at most [`MAX_PARAMETERS`]).
+    pub fn parameter_count(&self) -> usize {
+        self.layers.iter().filter_map(|l| parameter_values(&l.op)).sum()
     }
 
     /// Index of the layer called exactly `name`.
@@ -261,6 +391,75 @@ fn join(shape: &[usize]) -> String {
     shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }
 
+/// Parameter and buffer values of an op (weights, biases, running statistics); `None` past
+/// `usize`.
+fn parameter_values(op: &Op) -> Option<usize> {
+    match *op {
+        Op::Conv2d { in_channels, out_channels, kernel_size: k, .. } => {
+            out_channels.checked_mul(in_channels)?.checked_mul(k)?.checked_mul(k)?.checked_add(out_channels)
+        }
+        Op::Linear { in_features, out_features, .. } => {
+            out_features.checked_mul(in_features)?.checked_add(out_features)
+        }
+        // weight, bias, running_mean, running_var
+        Op::BatchNorm2d { num_features, .. } => num_features.checked_mul(4),
+        _ => Some(0),
+    }
+}
+
+/// Every size of `op` within its limit and every initialiser finite as f32.
+fn check_ranges(name: &str, op: &Op) -> Result<()> {
+    let within = |what: &str, value: usize, low: usize, high: usize| {
+        if (low..=high).contains(&value) {
+            Ok(())
+        } else {
+            Err(invalid(name, format!("{what} = {value}; accepted: {low} to {high}")))
+        }
+    };
+    match *op {
+        Op::Conv2d { in_channels, out_channels, kernel_size, padding, .. } => {
+            within("in_channels", in_channels, 1, MAX_CHANNELS)?;
+            within("out_channels", out_channels, 1, MAX_CHANNELS)?;
+            within("kernel_size", kernel_size, 1, MAX_SIDE)?;
+            within("padding", padding, 0, MAX_SIDE)?;
+        }
+        Op::Linear { in_features, out_features, .. } => {
+            within("in_features", in_features, 1, MAX_ACTIVATION)?;
+            within("out_features", out_features, 1, MAX_ACTIVATION)?;
+        }
+        Op::MaxPool2d { kernel_size, stride } => {
+            within("kernel_size", kernel_size, 1, MAX_SIDE)?;
+            within("stride", stride, 1, MAX_SIDE)?;
+        }
+        Op::BatchNorm2d { num_features, .. } => within("num_features", num_features, 1, MAX_CHANNELS)?,
+        Op::Relu | Op::GlobalAvgPool | Op::Flatten | Op::Dropout { .. } => {}
+    }
+    if let Some((weight_init, bias_init)) = op.initializers() {
+        check_init(name, "weight_init", weight_init)?;
+        check_init(name, "bias_init", bias_init)?;
+    }
+    Ok(())
+}
+
+/// An initialiser whose values are finite as f32: a constant within f32's range, a truncated
+/// normal's std > 0 with its 2·std truncation bound within it.
+fn check_init(name: &str, which: &str, init: &Init) -> Result<()> {
+    match *init {
+        Init::Constant { value } if !(value as f32).is_finite() => Err(invalid(
+            name,
+            format!("{which} constant value = {value}; accepted: a finite value, at most {:e} in magnitude", f32::MAX),
+        )),
+        Init::TruncatedNormal { std } if !(std > 0.0 && ((2.0 * std) as f32).is_finite()) => Err(invalid(
+            name,
+            format!("{which} truncated_normal std = {std}; accepted: a finite value > 0, at most {:e}", f32::MAX / 2.0),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The output shape of `op` on `input` (both without the batch dimension). Called after
+/// [`check_ranges`] on an input within [`MAX_ACTIVATION`] values, so no sum or product here
+/// can overflow.
 fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
     let need_4d = |what: &str| invalid(name, format!("{what} needs an [n, c, h, w] input, got [n, {}]", join(input)));
     match *op {
@@ -270,9 +469,6 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
             };
             if c != in_channels {
                 return Err(invalid(name, format!("in_channels = {in_channels} but its input has {c} channels")));
-            }
-            if kernel_size == 0 || out_channels == 0 {
-                return Err(invalid(name, "kernel_size and out_channels must be >= 1".into()));
             }
             let (hp, wp) = (h + 2 * padding, w + 2 * padding);
             if hp < kernel_size || wp < kernel_size {
@@ -300,7 +496,7 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
             let &[c, h, w] = input else {
                 return Err(need_4d("max_pool2d"));
             };
-            if kernel_size == 0 || stride == 0 || h < kernel_size || w < kernel_size {
+            if h < kernel_size || w < kernel_size {
                 return Err(invalid(
                     name,
                     format!("pool {kernel_size} (stride {stride}) does not fit its {h}x{w} input"),
@@ -328,10 +524,14 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
             if c != num_features {
                 return Err(invalid(name, format!("num_features = {num_features} but its input has {c} channels")));
             }
-            if !(eps > 0.0 && eps.is_finite() && (0.0..=1.0).contains(&momentum)) {
+            // eps is added to an f32 variance: it must stay finite and above 0 as f32.
+            if !((eps as f32) > 0.0 && (eps as f32).is_finite() && (0.0..=1.0).contains(&momentum)) {
                 return Err(invalid(
                     name,
-                    format!("eps = {eps}, momentum = {momentum}; accepted: eps > 0, 0 <= momentum <= 1"),
+                    format!(
+                        "eps = {eps}, momentum = {momentum}; accepted: eps > 0 (finite and non-zero as f32), \
+                         0 <= momentum <= 1"
+                    ),
                 ));
             }
             Ok(input.to_vec())

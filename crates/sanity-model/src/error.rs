@@ -30,6 +30,22 @@ pub enum ModelError {
         /// What is wrong and what would be accepted.
         reason: String,
     },
+    /// An architecture is refused as a whole (its input shape, no layers, too many layers):
+    /// no single layer is at fault.
+    #[error("invalid architecture: {reason}")]
+    InvalidArchitectureSpec {
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
+    /// An architecture file cannot be used: too large, not TOML of the architecture schema,
+    /// or refused as a whole (see [`ModelError::InvalidArchitectureSpec`]).
+    #[error("architecture file `{path}`: {reason}")]
+    ArchitectureFile {
+        /// The file (or the name the text was given under).
+        path: String,
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
     /// A weights file does not match the architecture.
     #[error("weights `{path}`: {reason}")]
     Weights {
@@ -38,9 +54,40 @@ pub enum ModelError {
         /// What is wrong and what was expected.
         reason: String,
     },
+    /// A weights file holds NaN or ±Inf (after conversion to f32): every logit, map and score
+    /// computed from it would be NaN.
+    #[error(
+        "weights `{path}`: tensor `{tensor}` holds {count} non-finite value(s) (NaN or ±Inf as f32) among {total}, \
+         the first at flat index {first}; accepted: finite values only"
+    )]
+    NonFiniteWeights {
+        /// The file (or the name the bytes were given under).
+        path: String,
+        /// The tensor's name (`conv1.weight`).
+        tensor: String,
+        /// How many of its values are NaN or ±Inf.
+        count: usize,
+        /// How many values it has.
+        total: usize,
+        /// The flat (row-major) index of the first non-finite value.
+        first: usize,
+    },
     /// Training data or parameters are not usable with this model.
     #[error("training: {0}")]
     Training(String),
+    /// Training diverged: a minibatch loss or a weight after an epoch is not finite (a failed
+    /// run, exit 1: nothing is saved as a trained model).
+    #[error(
+        "training diverged at epoch {epoch}: {what}; nothing was saved as a trained model (lower the learning rate, now {learning_rate})"
+    )]
+    Diverged {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// What was not finite, and where.
+        what: String,
+        /// The learning rate trained with.
+        learning_rate: f64,
+    },
     /// Training cannot go on from a checkpoint: it is of another seed, setting, architecture
     /// or data set, or of a later epoch than the training has.
     #[error("cannot go on from the checkpoint of epoch {epoch}{place}: {why}")]

@@ -210,6 +210,18 @@ pub struct EpochStats {
 
 /// Loss of logits against labels: binary cross-entropy with logits for a single-logit model
 /// (`max(z, 0) − z·y + log(1 + e^{−|z|})`, stable), softmax cross-entropy otherwise.
+/// The first tensor of `weights` holding a NaN or an infinity, described, if any.
+fn non_finite_weight(weights: &Weights) -> Result<Option<String>> {
+    for (name, tensor) in weights.iter() {
+        let values = tensor.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Ok(Some(format!("`{name}` holds {bad} non-finite values after the epoch's updates")));
+        }
+    }
+    Ok(None)
+}
+
 fn loss(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let n = labels.len();
     if logits.dim(1)? == 1 {
@@ -419,11 +431,19 @@ pub fn train_from(
             )?;
             running = updated;
             let l = loss(&logits, &labels)?;
+            let value = l.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                let what = format!("the loss of minibatch {} is {value}", batches + 1);
+                return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
+            }
             optimizer.step(&l)?;
-            loss_sum += f64::from(l.to_scalar::<f32>()?);
+            loss_sum += f64::from(value);
             batches += 1;
             let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+        }
+        if let Some(what) = non_finite_weight(&current(&vars, &running).weights)? {
+            return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
         }
         let train_accuracy = match spec.stop_at_accuracy {
             Some(_) => Some(accuracy(&current(&vars, &running), data)?),

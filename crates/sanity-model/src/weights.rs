@@ -4,7 +4,8 @@
 use crate::architecture::Architecture;
 use crate::error::{ModelError, Result};
 use candle_core::{DType, Device, Tensor};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 
 /// A model's parameters by PyTorch name, in sorted order. Cloning is cheap (tensors are
@@ -63,44 +64,144 @@ impl Weights {
         std::fs::rename(&tmp, path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })
     }
 
-    /// Reads a safetensors file and checks it against `arch`: exactly the expected names, shapes
-    /// and a float dtype (converted to f32); anything else is refused with what was expected.
+    /// Reads a safetensors file and checks it against `arch`, as
+    /// [`Weights::from_safetensors_bytes`] does. A file longer than any file for `arch` can be
+    /// ([`max_safetensors_bytes`]) is refused before it is read; every error, a missing or
+    /// unreadable file included, is a [`ModelError::Weights`] or
+    /// [`ModelError::NonFiniteWeights`] naming the file.
     pub fn load_safetensors(path: &Path, arch: &Architecture) -> Result<Self> {
-        let fail = |reason: String| ModelError::Weights { path: path.display().to_string(), reason };
-        let loaded = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| fail(e.to_string()))?;
+        let shown = path.display().to_string();
+        let fail = |reason: String| ModelError::Weights { path: shown.clone(), reason };
+        let limit = max_safetensors_bytes(arch);
+        let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+        let too_long = |len: u64| {
+            fail(format!(
+                "{len} bytes, more than any weights file for this architecture ({limit} bytes: a header of at most \
+                 {MAX_SAFETENSORS_HEADER_BYTES} bytes and its {} tensors as f64); another model's weights?",
+                expected_shapes(arch).len()
+            ))
+        };
+        let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+        if len > limit {
+            return Err(too_long(len));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        // `take`: the file may have grown since its length was read.
+        file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_long(bytes.len() as u64));
+        }
+        Self::from_safetensors_bytes(&bytes, &shown, arch)
+    }
+
+    /// Parses the bytes of a safetensors file and checks them against `arch`: exactly the
+    /// expected names (PyTorch's `*.num_batches_tracked` counters of batch norms are accepted
+    /// and ignored), shapes and a float dtype (converted to f32), every value finite as f32.
+    /// `source` names the bytes in errors (the file name).
+    ///
+    /// The header is checked before anything is allocated by its word: its length (at most
+    /// [`MAX_SAFETENSORS_HEADER_BYTES`], within the bytes), then every tensor's offsets and
+    /// `shape × dtype size` against the data (by the safetensors crate, with checked
+    /// arithmetic). Only the expected tensors are converted.
+    ///
+    /// # Errors
+    /// [`ModelError::Weights`] for a damaged or lying file or one for another architecture, with
+    /// what was expected; [`ModelError::NonFiniteWeights`] for NaN or ±Inf, naming the tensor.
+    pub fn from_safetensors_bytes(bytes: &[u8], source: &str, arch: &Architecture) -> Result<Self> {
+        let fail = |reason: String| ModelError::Weights { path: source.to_string(), reason };
+        let Some(&length) = bytes.first_chunk::<8>() else {
+            return Err(fail(format!(
+                "{} bytes, too short for the 8-byte header length; accepted: a safetensors file",
+                bytes.len()
+            )));
+        };
+        let header = u64::from_le_bytes(length);
+        if header > MAX_SAFETENSORS_HEADER_BYTES {
+            return Err(fail(format!(
+                "a header of {header} bytes; accepted: at most {MAX_SAFETENSORS_HEADER_BYTES} (damaged or not a \
+                 safetensors file?)"
+            )));
+        }
+        let after = bytes.len() as u64 - 8;
+        if header > after {
+            return Err(fail(format!(
+                "a header of {header} bytes, but only {after} bytes follow the header length (truncated?)"
+            )));
+        }
+        let data = after - header;
+        let data_limit = max_safetensors_bytes(arch) - 8 - MAX_SAFETENSORS_HEADER_BYTES;
+        if data > data_limit {
+            return Err(fail(format!(
+                "{data} bytes of tensor data, more than this architecture's {} tensors take as f64 ({data_limit} \
+                 bytes); another model's weights?",
+                expected_shapes(arch).len()
+            )));
+        }
+        let file = candle_core::safetensors::SliceSafetensors::new(bytes)
+            .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
         let expected = expected_shapes(arch);
         // PyTorch's batch-norm step counter: not used here (momentum is always given).
-        let counters: Vec<String> = arch
+        let counters: HashSet<String> = arch
             .layers
             .iter()
             .filter(|l| !l.op.buffers().is_empty())
             .map(|l| format!("{}.num_batches_tracked", l.name))
             .collect();
-        let missing: Vec<_> = expected.keys().filter(|k| !loaded.contains_key(*k)).cloned().collect();
+        let present: HashSet<String> = file.tensors().into_iter().map(|(name, _)| name).collect();
+        let missing: Vec<_> = expected.keys().filter(|k| !present.contains(*k)).cloned().collect();
         let mut unexpected: Vec<_> =
-            loaded.keys().filter(|k| !expected.contains_key(*k) && !counters.contains(k)).cloned().collect();
+            present.iter().filter(|k| !expected.contains_key(*k) && !counters.contains(*k)).cloned().collect();
         unexpected.sort();
         if !missing.is_empty() || !unexpected.is_empty() {
             return Err(fail(format!(
                 "names do not match the architecture; missing: [{}], unexpected: [{}]; expected: {}",
                 missing.join(", "),
-                unexpected.join(", "),
+                list_some(&unexpected),
                 describe(&expected)
             )));
         }
         let mut weights = Self::new();
         for (name, shape) in &expected {
-            let t = &loaded[name];
-            if t.dims() != shape.as_slice() {
-                return Err(fail(format!("`{name}` has shape {:?}, expected {shape:?}", t.dims())));
+            let view = file.get(name).map_err(|e| fail(format!("`{name}`: {e}")))?;
+            if view.shape() != shape.as_slice() {
+                return Err(fail(format!("`{name}` has shape {:?}, expected {shape:?}", view.shape())));
             }
+            let t = file
+                .load(name, &Device::Cpu)
+                .map_err(|e| fail(format!("`{name}` cannot be read ({e}); expected a float type")))?;
             if !matches!(t.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16) {
                 return Err(fail(format!("`{name}` has dtype {:?}, expected a float type", t.dtype())));
             }
-            weights.insert(name.clone(), t.to_dtype(DType::F32)?);
+            let t = t.to_dtype(DType::F32)?;
+            let values = t.flatten_all()?.to_vec1::<f32>()?;
+            let mut bad = values.iter().enumerate().filter(|(_, v)| !v.is_finite());
+            if let Some((first, _)) = bad.next() {
+                return Err(ModelError::NonFiniteWeights {
+                    path: source.to_string(),
+                    tensor: name.clone(),
+                    count: 1 + bad.count(),
+                    total: values.len(),
+                    first,
+                });
+            }
+            weights.insert(name.clone(), t);
         }
         Ok(weights)
     }
+}
+
+/// A safetensors header is at most this long: 100 MB, the bound of the safetensors crate
+/// itself. A file of ours has a header of about 100 bytes per tensor.
+pub const MAX_SAFETENSORS_HEADER_BYTES: u64 = 100_000_000;
+
+/// The longest weights file `arch` can have: the 8-byte header length, a header of at most
+/// [`MAX_SAFETENSORS_HEADER_BYTES`], every expected tensor as f64 and an 8-byte
+/// `num_batches_tracked` counter per batch norm. At most about 2.2 GB, since
+/// [`crate::architecture::MAX_PARAMETERS`] bounds the tensors.
+pub fn max_safetensors_bytes(arch: &Architecture) -> u64 {
+    let values: u64 = expected_shapes(arch).values().map(|s| s.iter().product::<usize>() as u64).sum();
+    let counters = arch.layers.iter().filter(|l| !l.op.buffers().is_empty()).count() as u64;
+    8 + MAX_SAFETENSORS_HEADER_BYTES + 8 * (values + counters)
 }
 
 /// The parameter and buffer names and shapes an architecture expects.
@@ -114,6 +215,16 @@ pub fn expected_shapes(arch: &Architecture) -> BTreeMap<String, Vec<usize>> {
             }
             out.insert(format!("{}.bias", layer.name), b);
         }
+    }
+    out
+}
+
+/// At most 20 names, then how many more (a header can list millions).
+fn list_some(names: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut out = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(", … and {} more", names.len() - SHOWN));
     }
     out
 }

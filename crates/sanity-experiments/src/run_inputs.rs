@@ -1,0 +1,116 @@
+//! What a run's results depend on beyond its config, by content: the training and test data
+//! (their fingerprints), the resolved architecture and the bytes of any weights file it was
+//! given. A run records them in `inputs.json` when it starts; `--resume` refuses to go on when
+//! any of them changed since (the files under the same names now hold other bytes), since the
+//! batches kept would then mix two experiments.
+
+use crate::config::TestConfig;
+use crate::error::{ExperimentError, Result};
+use crate::plan::Plan;
+use sanity_data::{Dataset, fnv1a};
+use sanity_model::ArchitectureSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The record's file name in a run directory.
+pub const INPUTS: &str = "inputs.json";
+
+/// A run's inputs by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInputs {
+    /// [`Dataset::fingerprint`] of the training set.
+    pub train_data: String,
+    /// [`Dataset::fingerprint`] of the test set.
+    pub test_data: String,
+    /// The resolved architecture.
+    pub architecture: ArchitectureSpec,
+    /// The given weights files by config key (`model.weights`, `tests[i].weights`): their
+    /// [`file_hash`].
+    pub weights: BTreeMap<String, String>,
+}
+
+impl RunInputs {
+    /// The inputs of `plan` with its data sets loaded; `train_print` is the training set's
+    /// fingerprint.
+    pub fn of(plan: &Plan, train_print: &str, test_set: &Dataset) -> Result<Self> {
+        let mut weights = BTreeMap::new();
+        if let Some(path) = &plan.config.model.weights {
+            weights.insert("model.weights".to_string(), file_hash(path)?);
+        }
+        for (i, test) in plan.config.tests.iter().enumerate() {
+            if let TestConfig::DataRandomization { weights: Some(path), .. } = test {
+                weights.insert(format!("tests[{i}].weights"), file_hash(path)?);
+            }
+        }
+        Ok(Self {
+            train_data: train_print.to_string(),
+            test_data: test_set.fingerprint(),
+            architecture: plan.arch.spec.clone(),
+            weights,
+        })
+    }
+
+    /// Records the inputs in `dir`, or with `resume` checks them against the record there (an
+    /// old run directory without one gets one).
+    pub fn check_or_record(&self, dir: &Path, resume: bool) -> Result<()> {
+        let path = dir.join(INPUTS);
+        if resume && path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::io(&path, e))?;
+            let before: RunInputs = serde_json::from_str(&text).map_err(|e| ExperimentError::Output {
+                path: path.display().to_string(),
+                message: format!("cannot be read ({e}); start again with --force"),
+            })?;
+            let changed = self.differences(&before);
+            if !changed.is_empty() {
+                return Err(ExperimentError::Output {
+                    path: dir.display().to_string(),
+                    message: format!(
+                        "cannot be resumed: {} changed since the run started (the batches kept were computed on the old ones); start again with --force",
+                        changed.join(", ")
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        let json = serde_json::to_vec_pretty(self).map_err(|e| ExperimentError::io(&path, e))?;
+        crate::run::write_atomic(&path, &json)
+    }
+
+    fn differences(&self, before: &RunInputs) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.train_data != before.train_data {
+            out.push(format!("the training data ({}, then {})", self.train_data, before.train_data));
+        }
+        if self.test_data != before.test_data {
+            out.push(format!("the test data ({}, then {})", self.test_data, before.test_data));
+        }
+        if self.architecture != before.architecture {
+            out.push("the architecture".to_string());
+        }
+        if self.weights != before.weights {
+            let keys: Vec<&String> = self
+                .weights
+                .keys()
+                .chain(before.weights.keys())
+                .filter(|k| self.weights.get(*k) != before.weights.get(*k))
+                .collect();
+            out.push(format!(
+                "the weights file of {}",
+                keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// The size and a hash of the bytes of the file at `path`.
+pub fn file_hash(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| ExperimentError::io(path, e))?;
+    Ok(format!("{} bytes, hash {:016x}", bytes.len(), fnv1a(&bytes)))
+}
+
+/// The number of parameters (weights, biases, buffers) of `arch`.
+pub fn parameter_count(arch: &sanity_model::Architecture) -> u128 {
+    sanity_model::weights::expected_shapes(arch).values().map(|s| s.iter().product::<usize>() as u128).sum()
+}
