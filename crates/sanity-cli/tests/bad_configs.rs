@@ -151,7 +151,7 @@ fn cases() -> Vec<Case> {
             "smoothgrad with negative noise",
             Replace("{ method = \"gradient\" }", "{ method = \"smoothgrad\", noise = -0.1 }"),
             Some("methods ="),
-            &["attribution.methods[0]", "noise >= 0"],
+            &["attribution.methods[0]", "noise = -0.1; accepted: 0 to"],
         ),
         case(
             "smoothgrad with 0 samples",
@@ -187,7 +187,7 @@ fn cases() -> Vec<Case> {
             "top-k with k 0",
             Replace("{ metric = \"spearman\" }", "{ metric = \"top_k_intersection\", k = 0 }"),
             Some("metrics ="),
-            &["k = 0", ">= 1"],
+            &["k = 0", "accepted: 1 to"],
         ),
         case(
             "more images than the test set",
@@ -199,7 +199,7 @@ fn cases() -> Vec<Case> {
             "attribution batch 0",
             Replace("n_images = 4", "n_images = 4\nbatch_size = 0"),
             Some("batch_size"),
-            &["attribution.batch_size", ">= 1"],
+            &["attribution.batch_size", "accepted: 1 to"],
         ),
         case(
             "confidence above 1",
@@ -254,7 +254,7 @@ fn cases() -> Vec<Case> {
             "smooth MPRT noise < 0",
             Replace("kind = \"cascading\"", "kind = \"smooth_mprt\"\nnoise = -1.0"),
             Some("noise"),
-            &["tests[0].noise", ">= 0"],
+            &["tests[0].noise", "accepted: 0 to"],
         ),
         case("phantom side too small", Replace("size = 32", "size = 8"), Some("[data]"), &["size", "16 to 256"]),
         // Names and combinations that do not exist for this model or config.
@@ -420,7 +420,7 @@ fn bad_command_lines_exit_2() {
     let runs: [(&[&str], &str); 4] = [
         (&["--shard", "3/2"], "0 <= K < N"),
         (&["--shard", "x"], "K/N"),
-        (&["--threads", "0"], "--threads: 0; accepted: at least 1"),
+        (&["--threads", "0"], "accepted: a whole number from 1 to 1024"),
         (&["--set", "novalue"], "KEY=VALUE"),
     ];
     for (args, says) in runs {

@@ -308,3 +308,83 @@ fn non_finite_weights_and_inputs_are_refused_naming_the_tensor_or_the_index() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("flat index 1000") && stderr(&out).contains("x.npy"), "{}", stderr(&out));
 }
+
+#[test]
+fn wrong_values_are_refused_naming_the_value_the_key_or_the_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let expect_2 = |output: std::process::Output, needles: &[&str]| {
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{message}");
+        for needle in needles {
+            assert!(message.contains(needle), "`{needle}` not in: {message}");
+        }
+    };
+    // A seed beyond TOML's integers is named as such, not as "invalid type: string".
+    expect_2(sanity().args(["plan", TINY, "--set", "seed=18446744073709551616"]).output().expect("runs"), &[
+        "18446744073709551616",
+        "does not fit",
+    ]);
+    // --out naming a regular file is not "an interrupted run".
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").expect("write");
+    expect_2(sanity().args(["run", TINY, "--out"]).arg(&file).output().expect("runs"), &["is a file"]);
+    // More shards than units of work would write nothing without a word.
+    expect_2(
+        sanity().args(["run", TINY, "--shard", "5/1000000", "--out"]).arg(tmp.path().join("s")).output().expect("runs"),
+        &["--shard", "units of work"],
+    );
+    let train = |extra: &[&str]| {
+        sanity()
+            .args(["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "8"])
+            .args(extra)
+            .arg("--out")
+            .arg(tmp.path().join("w.safetensors"))
+            .output()
+            .expect("runs")
+    };
+    expect_2(train(&["--epochs", "0"]), &["--epochs", "accepted"]);
+    expect_2(train(&["--stop-at-accuracy", "2.0"]), &["--stop-at-accuracy", "accepted"]);
+    assert!(!tmp.path().join("w.safetensors").exists(), "untrained weights were saved");
+    // Every training label of one class: no classifier can be trained on it.
+    let (n, side) = (12usize, 32usize);
+    let pixels: Vec<f32> = (0..n * side * side).map(|i| (i % 11) as f32 / 11.0).collect();
+    write_npy_f32(&tmp.path().join("x.npy"), &[n, side, side], &pixels);
+    write_npy_f32(&tmp.path().join("y.npy"), &[n], &vec![1.0; n]);
+    let data = format!(
+        "data={{ source = \"arrays\", images = \"{}\", labels = \"{}\" }}",
+        tmp.path().join("x.npy").display(),
+        tmp.path().join("y.npy").display()
+    );
+    expect_2(sanity().args(["plan", TINY, "--set", &data]).output().expect("runs"), &["one class"]);
+    // --targets with a negative or fractional entry names its index.
+    let weights = tmp.path().join("m.safetensors");
+    sanity()
+        .args(["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "8", "--epochs", "1", "--out"])
+        .arg(&weights)
+        .assert()
+        .success();
+    write_npy_f32(&tmp.path().join("in.npy"), &[3, 1, side, side], &pixels[..3 * side * side]);
+    for (bad, index) in [(-1.0f32, 1), (0.5, 2)] {
+        let mut targets = vec![0.0f32; 3];
+        targets[index] = bad;
+        write_npy_f32(&tmp.path().join("t.npy"), &[3], &targets);
+        let out = sanity()
+            .args(["attribute", "--arch", "phantom-cnn", "--method", "gradient", "--weights"])
+            .arg(&weights)
+            .arg("--input")
+            .arg(tmp.path().join("in.npy"))
+            .arg("--targets")
+            .arg(tmp.path().join("t.npy"))
+            .arg("--out")
+            .arg(tmp.path().join("maps.npy"))
+            .output()
+            .expect("runs");
+        expect_2(out, &["t.npy", &format!("at index {index}")]);
+    }
+    // A report of an edited summary is bad input (exit 2), naming the file.
+    let run = tmp.path().join("run");
+    sanity().args(["run", TINY, "--threads", "1", "--out"]).arg(&run).assert().success();
+    let summary = std::fs::read_to_string(run.join("summary.csv")).expect("summary");
+    std::fs::write(run.join("summary.csv"), summary.replacen(",cascading,", ",cascading,x,y,", 1)).expect("tamper");
+    expect_2(sanity().arg("report").arg(&run).output().expect("runs"), &["summary.csv"]);
+}

@@ -19,6 +19,9 @@ pub const MAX_ATTRIBUTION_BATCH: usize = 4096;
 pub const MAX_GENERATED_IMAGES: usize = 1_000_000;
 /// The largest side of an image folder's images after resizing, in pixels.
 pub const MAX_IMAGE_SIDE: usize = 4096;
+/// The most example images whose maps a run keeps for the figures (`report.examples`; at most
+/// the images explained are kept).
+pub const MAX_EXAMPLES: usize = 10_000;
 /// The most bootstrap resamples of a confidence interval.
 pub const MAX_RESAMPLES: usize = 1_000_000;
 /// The most noisy copies per map of the smooth MPRT.

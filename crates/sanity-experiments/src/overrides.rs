@@ -13,6 +13,14 @@ pub fn parse_assignment(assignment: &str) -> Result<(Vec<String>, Value)> {
     if path.iter().any(String::is_empty) {
         return Err(bad("the key is empty or has an empty part; expected a dotted path like attribution.n_images"));
     }
+    let digits = raw.trim().strip_prefix(['-', '+']).unwrap_or(raw.trim()).replace('_', "");
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && raw.trim().replace('_', "").parse::<i64>().is_err()
+    {
+        return Err(bad(&format!(
+            "{} does not fit a TOML integer; accepted: whole numbers from -2^63 to 2^63 - 1",
+            raw.trim()
+        )));
+    }
     let value = match toml::from_str::<Table>(&format!("v = {raw}")) {
         Ok(mut t) => t.remove("v").expect("the table was written with key v"),
         Err(_) => Value::String(raw.to_string()),

@@ -3,7 +3,7 @@
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
 use crate::limits::{
-    MAX_ATTRIBUTION_BATCH, MAX_EPOCHS, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES, MAX_SMOOTHING_NOISE,
+    MAX_ATTRIBUTION_BATCH, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES, MAX_SMOOTHING_NOISE,
     MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
 };
 use sanity_data::folder::class_folders;
@@ -382,13 +382,10 @@ impl Plan {
                 format!("{}; accepted: 0 (no interval) to {MAX_RESAMPLES}", s.bootstrap_resamples),
             ));
         }
-        if config.report.examples > config.attribution.n_images {
+        if config.report.examples > MAX_EXAMPLES {
             return Err(bad(
                 "report.examples",
-                format!(
-                    "{}; accepted: 0 to attribution.n_images = {}",
-                    config.report.examples, config.attribution.n_images
-                ),
+                format!("{}; accepted: 0 to {MAX_EXAMPLES} (the first images explained)", config.report.examples),
             ));
         }
         check_plan_memory(&config, &arch, &data).map_err(|(key, m)| bad(key, m))?;

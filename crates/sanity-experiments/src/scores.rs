@@ -146,9 +146,18 @@ impl RowWriter {
     }
 
     /// All rows of the CSV file at `path`, typed.
+    /// A file that cannot be read is an I/O error; one whose rows do not parse (edited, cut
+    /// short) is bad input, naming the row.
     pub fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-        let mut reader = csv::Reader::from_path(path).map_err(|e| ExperimentError::io(path, e))?;
-        reader.deserialize().map(|r| r.map_err(|e| ExperimentError::io(path, e))).collect()
+        let fail = |e: csv::Error| match e.kind() {
+            csv::ErrorKind::Io(_) => ExperimentError::io(path, e),
+            _ => ExperimentError::Output {
+                path: path.display().to_string(),
+                message: format!("{e}; the file is damaged or was edited (run the experiment again to rewrite it)"),
+            },
+        };
+        let mut reader = csv::Reader::from_path(path).map_err(fail)?;
+        reader.deserialize().map(|r| r.map_err(fail)).collect()
     }
 
     /// The length of the partial file after a [`RowWriter::flush`].

@@ -208,8 +208,6 @@ pub struct EpochStats {
     pub train_accuracy: Option<f64>,
 }
 
-/// Loss of logits against labels: binary cross-entropy with logits for a single-logit model
-/// (`max(z, 0) − z·y + log(1 + e^{−|z|})`, stable), softmax cross-entropy otherwise.
 /// The first tensor of `weights` holding a NaN or an infinity, described, if any.
 fn non_finite_weight(weights: &Weights) -> Result<Option<String>> {
     for (name, tensor) in weights.iter() {
@@ -222,6 +220,8 @@ fn non_finite_weight(weights: &Weights) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// Loss of logits against labels: binary cross-entropy with logits for a single-logit model
+/// (`max(z, 0) − z·y + log(1 + e^{−|z|})`, stable), softmax cross-entropy otherwise.
 fn loss(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let n = labels.len();
     if logits.dim(1)? == 1 {
