@@ -8,7 +8,7 @@ use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
 use sanity_experiments::compare_job::{CompareJob, compare};
 use sanity_experiments::config::{OptimizerKind, TrainingConfig};
 use sanity_experiments::explain_job::{ExplainJob, explain};
-use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_TRAIN_BATCH};
+use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_EXAMPLES, MAX_TRAIN_BATCH};
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
 use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
@@ -192,7 +192,7 @@ enum Command {
         dir: PathBuf,
         /// At most this many example images get a map grid (default: all the run kept; the
         /// config's `report.examples` decides how many it keeps).
-        #[arg(long, value_parser = count_in(0, MAX_ATTRIBUTION_BATCH))]
+        #[arg(long, value_parser = count_in(0, MAX_EXAMPLES))]
         examples: Option<usize>,
         /// Side of a map cell in the grids, in pixels (8 to 1024).
         #[arg(long, default_value_t = 112, value_parser = count_in(8, 1024))]
@@ -467,15 +467,14 @@ fn execute(cli: Cli) -> Result<()> {
             let shard = shard.map(|s| parse_shard(&s)).transpose()?;
             let units: usize = plans.iter().map(batch_count).sum();
             if let Some((k, n)) = shard
-                && n > units
+                && k >= units
             {
-                return Err(ExperimentError::Config {
-                    file: "--shard".into(),
-                    message: format!(
-                        "{k}/{n}: the runs have only {units} units of work (image batches), so shards {units} and above would do nothing; accepted: N <= {units}"
-                    ),
-                }
-                .into());
+                // A job array may be wider than the work: this task has none, and says so.
+                eprintln!(
+                    "shard {k}/{n}: nothing to do; the runs have {units} units of work (image batches), taken by shards 0 to {}",
+                    units.min(n) - 1
+                );
+                return Ok(());
             }
             catch_stop_signals();
             let single = plans.len() == 1;

@@ -60,7 +60,16 @@ fn a_run_killed_at_every_phase_resumes_to_the_files_of_an_uninterrupted_run() {
     let out = run(&whole, &[], None);
     assert!(out.status.success(), "{}", stderr(&out));
     // Three image batches of two images (tiny explains five).
-    for point in ["after_training", "batch:0", "batch:2", "after_scores_rename", "inside_summary", "inside_manifest"] {
+    let points = [
+        "after_training",
+        "rows_written",
+        "batch:0",
+        "batch:2",
+        "after_scores_rename",
+        "inside_summary",
+        "inside_manifest",
+    ];
+    for point in points {
         let dir = tmp.path().join(point.replace(':', "-"));
         let killed = run(&dir, &[], Some(point));
         assert!(!killed.status.success() && killed.status.code().is_none(), "{point}: not killed: {}", stderr(&killed));
@@ -86,6 +95,16 @@ fn a_run_killed_at_every_phase_resumes_to_the_files_of_an_uninterrupted_run() {
         let again = run(&dir, &["--resume"], None);
         assert!(again.status.success() && stderr(&again).contains("nothing to resume"), "{}", stderr(&again));
     }
+    // Scores shorter than their journal (rows lost after the journal vouched for them) are
+    // refused, not resumed into a summary of fewer rows.
+    let dir = tmp.path().join("lost-rows");
+    assert!(!run(&dir, &[], Some("batch:1")).status.success());
+    let partial = dir.join("scores.csv.partial");
+    let bytes = read(&partial);
+    std::fs::write(&partial, &bytes[..bytes.len() - 10]).expect("cut");
+    let resumed = run(&dir, &["--resume"], None);
+    assert_eq!(resumed.status.code(), Some(2), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("batch 1") && stderr(&resumed).contains("--force"), "{}", stderr(&resumed));
 }
 
 fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
@@ -195,10 +214,22 @@ fn merge_refuses_a_shard_cut_short_or_torn_and_leaves_no_output() {
         let message = stderr(&out);
         assert!(message.contains("shard1") && message.contains(expected) && message.contains("batch"), "{message}");
         assert!(!merged.exists(), "a refused merge left {}", merged.display());
-        let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
-        assert!(!leftovers.iter().any(|n| n.to_string_lossy().contains("merging")), "{leftovers:?}");
     }
     std::fs::write(&scores, &whole).expect("mend");
+    // A shard whose run did not finish, and shards of other inputs, are refused too.
+    let manifest = shards[1].join("manifest.json");
+    let kept = read(&manifest);
+    std::fs::remove_file(&manifest).expect("unfinish");
+    let out = sanity().arg("merge").args(&shards).arg("--out").arg(&merged).output().expect("runs");
+    assert!(out.status.code() == Some(2) && stderr(&out).contains("did not finish"), "{}", stderr(&out));
+    std::fs::write(&manifest, kept).expect("mend");
+    let inputs = shards[1].join("inputs.json");
+    let kept = read(&inputs);
+    std::fs::write(&inputs, String::from_utf8_lossy(&kept).replace("hash", "hash 0")).expect("other inputs");
+    let out = sanity().arg("merge").args(&shards).arg("--out").arg(&merged).output().expect("runs");
+    assert!(out.status.code() == Some(2) && stderr(&out).contains("inputs"), "{}", stderr(&out));
+    assert!(!merged.exists());
+    std::fs::write(&inputs, kept).expect("mend");
     sanity().arg("merge").args(&shards).arg("--out").arg(&merged).assert().success();
 }
 
@@ -320,19 +351,21 @@ fn wrong_values_are_refused_naming_the_value_the_key_or_the_file() {
         }
     };
     // A seed beyond TOML's integers is named as such, not as "invalid type: string".
-    expect_2(sanity().args(["plan", TINY, "--set", "seed=18446744073709551616"]).output().expect("runs"), &[
-        "18446744073709551616",
-        "does not fit",
-    ]);
+    expect_2(
+        sanity().args(["plan", TINY, "--set", "seed=18446744073709551616"]).output().expect("runs"),
+        &["18446744073709551616", "does not fit"],
+    );
     // --out naming a regular file is not "an interrupted run".
     let file = tmp.path().join("a-file");
     std::fs::write(&file, b"x").expect("write");
     expect_2(sanity().args(["run", TINY, "--out"]).arg(&file).output().expect("runs"), &["is a file"]);
-    // More shards than units of work would write nothing without a word.
-    expect_2(
-        sanity().args(["run", TINY, "--shard", "5/1000000", "--out"]).arg(tmp.path().join("s")).output().expect("runs"),
-        &["--shard", "units of work"],
-    );
+    // A shard beyond the units of work does nothing, and says so (a job array may be wider
+    // than the work).
+    let idle = sanity().args(["run", TINY, "--shard", "5/1000000", "--out"]).arg(tmp.path().join("s")).output();
+    let idle = idle.expect("runs");
+    assert!(idle.status.success() && stderr(&idle).contains("nothing to do"), "{}", stderr(&idle));
+    assert!(stderr(&idle).contains("3 units of work"), "{}", stderr(&idle));
+    assert!(!tmp.path().join("s").exists());
     let train = |extra: &[&str]| {
         sanity()
             .args(["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "8"])

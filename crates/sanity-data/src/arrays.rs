@@ -60,6 +60,15 @@ fn images_of(array: &NpyArray, path: &str, scale: Scale) -> Result<([usize; 3], 
         Scale::MinMax if max > min => array.values.iter().map(|&v| ((v - min) / (max - min)) as f32).collect(),
         Scale::MinMax => return Err(bad(path, format!("every value is {min}: min_max scaling needs a range"))),
     };
+    if let Some(i) = scaled.iter().position(|v| !v.is_finite()) {
+        return Err(bad(
+            path,
+            format!(
+                "value {} at flat index {i} is beyond float32's range once scaled; accepted: pixels float32 can hold",
+                array.values[i]
+            ),
+        ));
+    }
     Ok((shape, scaled))
 }
 

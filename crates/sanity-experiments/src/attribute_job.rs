@@ -40,11 +40,13 @@ fn bad(file: &Path, message: String) -> ExperimentError {
     ExperimentError::Config { file: file.display().to_string(), message }
 }
 
-/// Refuses NaN and infinite values, naming the first one's image (`what`, `[n, c, h, w]`
-/// order) and flat index.
+/// Refuses NaN and infinite values (as float32), naming the first one's flat index and how
+/// many there are.
 fn finite_values(values: &[f64], path: &Path, what: &str) -> Result<()> {
-    let Some(i) = values.iter().position(|v| !v.is_finite()) else { return Ok(()) };
-    let count = values.iter().filter(|v| !v.is_finite()).count();
+    // Checked as float32, what the model computes in: 1e39 is finite as a float64 only.
+    let bad_value = |v: &f64| !(*v as f32).is_finite();
+    let Some(i) = values.iter().position(bad_value) else { return Ok(()) };
+    let count = values.iter().filter(|v| bad_value(v)).count();
     Err(bad(
         path,
         format!(

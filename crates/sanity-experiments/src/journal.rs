@@ -50,6 +50,62 @@ pub fn read_journal(path: &Path) -> Result<Vec<UnitRecord>> {
     Ok(records)
 }
 
+/// Checks `scores` (a scores file's bytes, header first) against the journal `units` of the
+/// run that wrote it: every journalled batch must be in the file whole, as many CSV rows as
+/// recorded, each with the header's columns. With `trailing`, bytes after the last journalled
+/// batch (a batch in flight when a run was killed) are allowed; without, the file must end
+/// there. The message names the batch and what is wrong.
+pub fn check_rows(scores: &[u8], units: &[UnitRecord], trailing: bool) -> std::result::Result<(), String> {
+    let header = scores.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if header == 0 {
+        return Err("has no complete header line".into());
+    }
+    let columns = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(&scores[..header])
+        .records()
+        .next()
+        .and_then(|r| r.ok())
+        .map_or(0, |r| r.len());
+    let mut start = header as u64;
+    for unit in units {
+        let batch = unit.batch;
+        if unit.bytes < start || unit.bytes > scores.len() as u64 {
+            return Err(format!(
+                "is {} bytes long, but its journal ({JOURNAL}) records batch {batch} ending at byte {} (cut short?)",
+                scores.len(),
+                unit.bytes
+            ));
+        }
+        let bytes = &scores[start as usize..unit.bytes as usize];
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            return Err(format!("batch {batch} ends inside a row"));
+        }
+        let mut rows = 0usize;
+        for record in csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes).records() {
+            let record = record.map_err(|e| format!("batch {batch}: {e}"))?;
+            if record.len() != columns {
+                return Err(format!(
+                    "batch {batch}: a row of {} fields where the header has {columns} (a row cut short?)",
+                    record.len()
+                ));
+            }
+            rows += 1;
+        }
+        if rows != unit.rows {
+            return Err(format!("batch {batch} has {rows} rows, but its journal recorded {}", unit.rows));
+        }
+        start = unit.bytes;
+    }
+    if !trailing && start != scores.len() as u64 {
+        return Err(format!(
+            "has {} bytes after its last journalled batch (a batch whose journal line is missing)",
+            scores.len() as u64 - start
+        ));
+    }
+    Ok(())
+}
+
 /// Appends records to a journal.
 pub struct Journal {
     file: File,
@@ -69,11 +125,12 @@ impl Journal {
         Ok(Self { file, path: path.to_path_buf() })
     }
 
-    /// Appends one record and flushes it.
+    /// Appends one record and writes it through to the disk (the rows it vouches for must be
+    /// synced before it: [`crate::scores::RowWriter::sync`]).
     pub fn record(&mut self, record: UnitRecord) -> Result<()> {
         let line = serde_json::to_string(&record).map_err(|e| ExperimentError::io(&self.path, e))? + "\n";
         self.file.write_all(line.as_bytes()).map_err(|e| ExperimentError::io(&self.path, e))?;
-        self.file.flush().map_err(|e| ExperimentError::io(&self.path, e))
+        self.file.sync_data().map_err(|e| ExperimentError::io(&self.path, e))
     }
 }
 

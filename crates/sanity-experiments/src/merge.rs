@@ -44,61 +44,12 @@ fn read_shard(dir: &Path) -> Result<Shard> {
 
 /// Checks a shard's `scores.csv` against its journal: its length, and each batch's rows.
 fn check_shard(shard: &Shard) -> Result<()> {
-    let scores_path = shard.dir.join(SCORES);
-    let refuse = |message: String| {
+    crate::journal::check_rows(&shard.scores, &shard.units, false).map_err(|message| {
         output_error(
-            &scores_path,
+            &shard.dir.join(SCORES),
             format!("{message}; this shard is incomplete: run it again (--resume) before merging"),
         )
-    };
-    let header = header_len(&shard.scores);
-    if header == 0 || shard.scores[header - 1] != b'\n' {
-        return Err(refuse("has no complete header line".into()));
-    }
-    let columns = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .from_reader(&shard.scores[..header])
-        .records()
-        .next()
-        .and_then(|r| r.ok())
-        .map_or(0, |r| r.len());
-    let mut start = header as u64;
-    for unit in &shard.units {
-        let batch = unit.batch;
-        if unit.bytes < start || unit.bytes > shard.scores.len() as u64 {
-            return Err(refuse(format!(
-                "is {} bytes long, but its journal ({JOURNAL}) records batch {batch} ending at byte {} (cut short?)",
-                shard.scores.len(),
-                unit.bytes
-            )));
-        }
-        let bytes = &shard.scores[start as usize..unit.bytes as usize];
-        if bytes.last().is_some_and(|&b| b != b'\n') {
-            return Err(refuse(format!("batch {batch} ends inside a row")));
-        }
-        let mut rows = 0usize;
-        for record in csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(bytes).records() {
-            let record = record.map_err(|e| refuse(format!("batch {batch}: {e}")))?;
-            if record.len() != columns {
-                return Err(refuse(format!(
-                    "batch {batch}: a row of {} fields where the header has {columns} (a row cut short?)",
-                    record.len()
-                )));
-            }
-            rows += 1;
-        }
-        if rows != unit.rows {
-            return Err(refuse(format!("batch {batch} has {rows} rows, but its journal recorded {}", unit.rows)));
-        }
-        start = unit.bytes;
-    }
-    if start != shard.scores.len() as u64 {
-        return Err(refuse(format!(
-            "has {} bytes after its last journalled batch (a batch whose journal line is missing)",
-            shard.scores.len() as u64 - start
-        )));
-    }
-    Ok(())
+    })
 }
 
 /// Merges the runs found under `inputs` into `out` (one run: `out` itself; several: one
@@ -107,6 +58,13 @@ fn check_shard(shard: &Shard) -> Result<()> {
 pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>> {
     let mut by_run: BTreeMap<String, Vec<Shard>> = BTreeMap::new();
     for input in inputs {
+        // A run that started but did not finish in this shard would be merged without a word.
+        if let Some(unfinished) = run_dirs(input, CONFIG_RESOLVED)?.iter().find(|d| !d.join(MANIFEST).exists()) {
+            return Err(output_error(
+                unfinished,
+                "holds a run that did not finish (no manifest.json); run it again (--resume) before merging",
+            ));
+        }
         let dirs = run_dirs(input, MANIFEST)?;
         if dirs.is_empty() {
             return Err(output_error(input, "holds no run (no manifest.json in it or in its sub-directories)"));
@@ -141,6 +99,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>
         Ok(written)
     })();
     let moved = assembled.and_then(|written| {
+        if !out.exists() {
+            // One rename: the output appears whole or not at all.
+            return std::fs::rename(&staging, out).map(|()| written).map_err(|e| ExperimentError::io(out, e));
+        }
         for dir in &written {
             crate::run::remove_derived(dir)?;
         }
@@ -170,13 +132,23 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     let first = &shards[0];
     let config_text = std::fs::read_to_string(first.dir.join(CONFIG_RESOLVED))
         .map_err(|e| ExperimentError::io(&first.dir.join(CONFIG_RESOLVED), e))?;
+    // The same config, and the same inputs by content (data, architecture, given weights) and
+    // trained models: shards run on other data (another node, data replaced between
+    // resubmissions) are not one run.
+    let read_or_empty = |dir: &Path, name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
     for shard in &shards[1..] {
-        let other = std::fs::read_to_string(shard.dir.join(CONFIG_RESOLVED)).unwrap_or_default();
-        if other != config_text {
-            return Err(output_error(
-                &shard.dir,
-                format!("run {run_id}: its config differs from {}'s", first.dir.display()),
-            ));
+        for (name, what) in [
+            (CONFIG_RESOLVED, "config"),
+            (crate::run_inputs::INPUTS, "inputs (data, architecture or given weights)"),
+            (crate::run_models::MODEL_FILE, "trained model"),
+            (crate::run_models::RANDOM_LABEL_MODEL_FILE, "random-label model"),
+        ] {
+            if read_or_empty(&shard.dir, name) != read_or_empty(&first.dir, name) {
+                return Err(output_error(
+                    &shard.dir,
+                    format!("run {run_id}: its {what} ({name}) differs from {}'s", first.dir.display()),
+                ));
+            }
         }
     }
     let source = first.dir.join(CONFIG_RESOLVED).display().to_string();
@@ -230,7 +202,7 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     let rows: Vec<ScoreRow> = csv::Reader::from_reader(scores.as_slice())
         .deserialize()
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| ExperimentError::io(&dir.join(SCORES), e))?;
+        .map_err(|e| output_error(&dir.join(SCORES), format!("{e}; a shard's rows do not parse (edited?)")))?;
     let params: Vec<(String, String)> = first.manifest["params"]
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())

@@ -31,6 +31,9 @@ pub struct ModelInputs {
     pub labels: String,
     /// The training seed, as a string (TOML and JSON integers end before 2^64).
     pub seed: String,
+    /// The version of the code that trains (`sanity-model`'s): a model trained by another
+    /// version may differ, and is trained again.
+    pub trainer: String,
 }
 
 impl ModelInputs {
@@ -43,6 +46,7 @@ impl ModelInputs {
             training: TrainingConfig { checkpoint_every: 0, ..config.training.clone() },
             labels: labels.to_string(),
             seed: config.seed.to_string(),
+            trainer: format!("sanity-model {}", env!("CARGO_PKG_VERSION")),
         }
     }
 
@@ -69,6 +73,9 @@ impl ModelInputs {
         }
         if self.seed != other.seed {
             out.push("the seed");
+        }
+        if self.trainer != other.trainer {
+            out.push("the version of the training code");
         }
         out
     }

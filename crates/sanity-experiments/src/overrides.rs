@@ -14,7 +14,9 @@ pub fn parse_assignment(assignment: &str) -> Result<(Vec<String>, Value)> {
         return Err(bad("the key is empty or has an empty part; expected a dotted path like attribution.n_images"));
     }
     let digits = raw.trim().strip_prefix(['-', '+']).unwrap_or(raw.trim()).replace('_', "");
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && raw.trim().replace('_', "").parse::<i64>().is_err()
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && raw.trim().replace('_', "").parse::<i64>().is_err()
     {
         return Err(bad(&format!(
             "{} does not fit a TOML integer; accepted: whole numbers from -2^63 to 2^63 - 1",

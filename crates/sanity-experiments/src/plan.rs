@@ -3,8 +3,8 @@
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
 use crate::limits::{
-    MAX_ATTRIBUTION_BATCH, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES, MAX_SMOOTHING_NOISE,
-    MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
+    MAX_ATTRIBUTION_BATCH, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES,
+    MAX_SMOOTHING_NOISE, MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
 };
 use sanity_data::folder::class_folders;
 use sanity_data::rng::fnv1a;
@@ -57,6 +57,19 @@ impl DataPlan {
     /// The plan of a data config. NumPy arrays are read and checked here, so that a bad file
     /// stops the plan; the message names it.
     pub fn from_config(config: &DataConfig) -> Result<Self> {
+        check_data_bounds(config).map_err(|(key, message)| ExperimentError::Config {
+            file: "data".into(),
+            message: format!("key `{key}`: {message}"),
+        })?;
+        let plan = Self::read(config)?;
+        let [c, h, w] = plan.image_shape();
+        let bytes = (plan.n_train() + plan.n_test()) as u128 * (c * h * w) as u128 * 4;
+        check_memory("the data set", bytes)
+            .map_err(|message| ExperimentError::Config { file: "data".into(), message })?;
+        Ok(plan)
+    }
+
+    fn read(config: &DataConfig) -> Result<Self> {
         Ok(match config.clone() {
             DataConfig::Phantom { n_train, n_test, size, noise_std, effusion_fraction, shortcut_rate } => {
                 let phantom = |n| PhantomSpec { n, size, noise_std, effusion_fraction, shortcut_rate };
@@ -215,7 +228,6 @@ impl Plan {
                 ),
             ));
         }
-        check_data_bounds(&config.data).map_err(|(key, m)| bad(key, m))?;
         let data = DataPlan::from_config(&config.data)?;
         if let DataPlan::Phantom(train, test) = &data {
             for spec in [train, test] {
@@ -232,11 +244,8 @@ impl Plan {
         if let Some(weights) = &config.model.weights {
             weights_file(weights).map_err(|m| bad("model.weights", m))?;
         }
-        if config.model.weights.is_none() {
+        if trains_a_model(&config) {
             let t = &config.training;
-            if t.epochs == 0 || t.batch_size == 0 {
-                return Err(bad("training", "epochs and batch_size must be >= 1 (or give model.weights)".into()));
-            }
             let usable = t.learning_rate > 0.0 && t.learning_rate.is_finite() && t.weight_decay >= 0.0;
             if !usable {
                 return Err(bad("training", "learning_rate must be > 0 and weight_decay >= 0".into()));
@@ -244,18 +253,20 @@ impl Plan {
             if !(0.0..1.0).contains(&t.momentum) {
                 return Err(bad("training.momentum", format!("{}; accepted: 0 <= momentum < 1", t.momentum)));
             }
-            check_count(t.epochs, MAX_EPOCHS).map_err(|m| bad("training.epochs", m))?;
+            if config.model.weights.is_none() {
+                check_count(t.epochs, MAX_EPOCHS).map_err(|m| bad("training.epochs", m))?;
+            }
             check_count(t.batch_size, MAX_TRAIN_BATCH).map_err(|m| bad("training.batch_size", m))?;
-            if t.checkpoint_every > t.epochs {
+            if t.checkpoint_every > MAX_EPOCHS {
                 return Err(bad(
                     "training.checkpoint_every",
-                    format!("{}; accepted: 0 (none) to training.epochs = {}", t.checkpoint_every, t.epochs),
+                    format!("{}; accepted: 0 (none) to {MAX_EPOCHS}", t.checkpoint_every),
                 ));
             }
             if !(t.weight_decay.is_finite() && t.weight_decay <= 1.0) {
                 return Err(bad("training.weight_decay", format!("{}; accepted: 0 to 1", t.weight_decay)));
             }
-            if data.n_classes_present().is_some_and(|n| n < 2) {
+            if config.model.weights.is_none() && data.n_classes_present().is_some_and(|n| n < 2) {
                 return Err(bad(
                     "data",
                     "every training label is of one class: a classifier cannot be trained on it (give model.weights, or data with at least two classes)".into(),
@@ -483,9 +494,19 @@ fn check_data_bounds(data: &DataConfig) -> std::result::Result<(), (&'static str
             }
             Ok(())
         }
-        DataConfig::ImageFolder { height, width, .. } => {
+        DataConfig::ImageFolder { dir, height, width, channels, test_dir, .. } => {
             check_count(*height, MAX_IMAGE_SIDE).map_err(|m| ("data.height", m))?;
-            check_count(*width, MAX_IMAGE_SIDE).map_err(|m| ("data.width", m))
+            check_count(*width, MAX_IMAGE_SIDE).map_err(|m| ("data.width", m))?;
+            // Decoded images take height x width x channels floats each, whatever their files'
+            // size: counted from the listing, before any is decoded.
+            let mut files = 0usize;
+            for folder in std::iter::once(dir).chain(test_dir) {
+                if let Ok(classes) = class_folders(folder) {
+                    files += classes.iter().map(|(_, f)| f.len()).sum::<usize>();
+                }
+            }
+            let bytes = files as u128 * (*height * *width * *channels) as u128 * 4;
+            check_memory(&format!("{files} images decoded at {height}x{width}"), bytes).map_err(|m| ("data.height", m))
         }
         DataConfig::Arrays { .. } => Ok(()),
     }
@@ -501,18 +522,40 @@ fn check_plan_memory(
     data: &DataPlan,
 ) -> std::result::Result<(), (&'static str, String)> {
     let image = data.image_shape().iter().product::<usize>() as u128;
-    let images = (data.n_train() + data.n_test()) as u128;
-    check_memory("the data set", images * image * 4).map_err(|m| ("data", m))?;
+    let data_bytes = (data.n_train() + data.n_test()) as u128 * image * 4;
     let activations = (image + arch.shapes.iter().map(|s| s.iter().product::<usize>() as u128).sum::<u128>()) * 16;
     let parameters: u128 = crate::run_inputs::parameter_count(arch) * 4;
-    if config.model.weights.is_none() {
+    if trains_a_model(config) {
         let batch = config.training.batch_size as u128;
-        check_memory("a training minibatch", batch * activations + parameters * 4)
+        check_memory("the data set and a training minibatch", data_bytes + batch * activations + parameters * 4)
             .map_err(|m| ("training.batch_size", m))?;
     }
+    // Every model a batch is explained under (the trained one, each stage of each test, the
+    // controls' random models) is held at once.
+    let stages: usize = config.tests.iter().map(|t| stages_of(t).map_or(1, <[String]>::len)).sum();
+    let models = 3 + stages as u128;
     let widest = config.attribution.methods.iter().map(method_batch).max().unwrap_or(1);
     let batch = config.attribution.batch_size.max(widest) as u128;
-    check_memory("an attribution batch", batch * activations + parameters).map_err(|m| ("attribution.batch_size", m))
+    check_memory("the data set and an attribution batch", data_bytes + batch * activations + parameters * models)
+        .map_err(|m| ("attribution.batch_size", m))
+}
+
+/// Whether a run of `config` trains a model: the explained one (without `model.weights`), or
+/// a data randomisation test's without its `weights`.
+fn trains_a_model(config: &Config) -> bool {
+    config.model.weights.is_none()
+        || config.tests.iter().any(|t| matches!(t, TestConfig::DataRandomization { weights: None, .. }))
+}
+
+/// The stages a test randomises (resolved), if it has any.
+fn stages_of(test: &TestConfig) -> Option<&[String]> {
+    match test {
+        TestConfig::Cascading { stages, .. }
+        | TestConfig::Independent { stages, .. }
+        | TestConfig::SmoothMprt { stages, .. }
+        | TestConfig::EfficientMprt { stages, .. } => stages.as_deref(),
+        _ => None,
+    }
 }
 
 /// The images a method pushes through the model at once (its `batch`), 1 for the others.

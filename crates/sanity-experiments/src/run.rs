@@ -176,15 +176,22 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
         if scores.exists() && !partial.exists() {
             std::fs::rename(&scores, &partial).map_err(|e| ExperimentError::io(&partial, e))?;
         }
-        return Ok(DirState::Go(lock, read_journal(&dir.join(JOURNAL))?));
+        let units = read_journal(&dir.join(JOURNAL))?;
+        check_partial(&partial, &units)?;
+        return Ok(DirState::Go(lock, units));
+    }
+    let only_lock = |dir: &Path| -> Result<bool> {
+        let entries = std::fs::read_dir(dir).map_err(|e| ExperimentError::io(dir, e))?;
+        Ok(entries.flatten().all(|e| e.file_name() == crate::run_lock::RUN_LOCK))
+    };
+    if options.resume && existed && !only_lock(dir)? {
+        return Err(refuse(format!(
+            "is not a run directory (no {CONFIG_RESOLVED}): nothing to resume; choose another --out"
+        )));
     }
     if existed && !options.force && !options.resume {
         let finished = dir.join(MANIFEST).exists();
-        let empty = std::fs::read_dir(dir)
-            .map_err(|e| ExperimentError::io(dir, e))?
-            .flatten()
-            .all(|e| e.file_name() == crate::run_lock::RUN_LOCK);
-        if !empty {
+        if !only_lock(dir)? {
             return Err(refuse(if finished {
                 "holds a finished run; pass --force to replace it or --out to write elsewhere".into()
             } else if dir.join(CONFIG_RESOLVED).exists() {
@@ -195,16 +202,19 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
         }
     }
     if options.force {
-        for stale in [SCORES, "summary.csv", "verdicts.csv", MANIFEST, "scores.csv.partial", JOURNAL, INPUTS] {
+        for stale in [SCORES, "summary.csv", "verdicts.csv", MANIFEST, "scores.csv.partial", JOURNAL] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
-        for stale in [MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD] {
+        for stale in [MODEL_FILE, RANDOM_LABEL_MODEL_FILE] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
         // A forced run does not go on from the run directory's old checkpoints (the cache's
         // are the same model's). Only in a run directory: `--out . --force` leaves a
-        // project's own checkpoints/ alone.
+        // project's own checkpoints/ and JSON files alone.
         if dir.join(CONFIG_RESOLVED).is_file() {
+            for stale in [INPUTS, MODEL_RECORD, RANDOM_LABEL_MODEL_RECORD] {
+                let _ = std::fs::remove_file(dir.join(stale));
+            }
             for stale in [crate::run_models::CHECKPOINTS, crate::run_models::RANDOM_LABEL_CHECKPOINTS] {
                 let _ = std::fs::remove_dir_all(dir.join(stale));
             }
@@ -212,6 +222,21 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
         remove_derived(dir)?;
     }
     Ok(DirState::Go(lock, Vec::new()))
+}
+
+/// Checks the journalled rows of a run being resumed against its partial scores file: the file
+/// must hold every journalled batch whole (a file shorter than its journal, or rows that do not
+/// add up, would drop rows from the summary without a word). Bytes after the last journalled
+/// batch (a batch in flight when the run was killed) are dropped by the resume.
+fn check_partial(partial: &Path, units: &[UnitRecord]) -> Result<()> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(partial).map_err(|e| ExperimentError::io(partial, e))?;
+    crate::journal::check_rows(&bytes, units, true).map_err(|message| ExperimentError::Output {
+        path: partial.display().to_string(),
+        message: format!("{message}; the run cannot be resumed (start again with --force)"),
+    })
 }
 
 /// Removes what a run directory's results were drawn into (`maps/`, `figures/`, `report.md`),
@@ -581,7 +606,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         }
         scores_seconds += scoring.elapsed().as_secs_f64();
         writer.write(&batch_rows)?;
-        writer.flush()?;
+        writer.sync()?;
+        crate::kill_points::point("rows_written");
         journal.record(UnitRecord { batch, rows: batch_rows.len(), bytes: writer.bytes()? })?;
         crate::kill_points::after_batch(batch);
         journalled += 1;
@@ -632,11 +658,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         },
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
-    if std::env::var(crate::kill_points::KILL_AT).is_ok_and(|at| at == "inside_manifest") {
-        std::fs::write(dir.join(MANIFEST).with_extension("partial"), &json[..json.len() / 2])
-            .map_err(|e| ExperimentError::io(dir, e))?;
-        crate::kill_points::point("inside_manifest");
-    }
+    crate::kill_points::torn_write("inside_manifest", &dir.join(MANIFEST).with_extension("partial"), &json);
     write_atomic(&dir.join(MANIFEST), &json)?;
     Ok(RunOutcome {
         run_dir: dir.clone(),

@@ -89,7 +89,7 @@ impl RunInputs {
             out.push("the architecture".to_string());
         }
         if self.weights != before.weights {
-            let keys: Vec<&String> = self
+            let keys: std::collections::BTreeSet<&String> = self
                 .weights
                 .keys()
                 .chain(before.weights.keys())

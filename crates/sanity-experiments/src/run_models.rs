@@ -337,7 +337,9 @@ pub(crate) fn build_random_label_model(
     };
     let permuted = train_set.with_permuted_labels(config.seed);
     let labels = format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}");
-    let inputs = ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels);
+    let mut inputs = ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels);
+    // It trains for up to `max_epochs`, whatever `training.epochs` says.
+    inputs.training.epochs = *max_epochs;
     let saved = Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) };
     let key = inputs.key();
     let resumed = match weights {

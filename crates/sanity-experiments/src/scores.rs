@@ -197,6 +197,13 @@ impl RowWriter {
         self.writer.flush().map_err(|e| ExperimentError::io(&self.partial, e))
     }
 
+    /// Flushes what was written and writes it through to the disk, so that a journal line
+    /// written after it never vouches for rows a power cut could lose.
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
+        self.writer.get_ref().sync_data().map_err(|e| ExperimentError::io(&self.partial, e))
+    }
+
     /// Flushes and renames the file into place.
     pub fn finish(mut self) -> Result<()> {
         self.flush()?;
