@@ -211,8 +211,8 @@ fn cases() -> Vec<Case> {
         case(
             "0 epochs",
             Replace("epochs = 1", "epochs = 0"),
-            Some("[training]"),
-            &["epochs and batch_size must be >= 1"],
+            Some("epochs = 0"),
+            &["training.epochs", "accepted: 1 to"],
         ),
         case(
             "negative learning rate",

@@ -4,6 +4,8 @@
 //! in seconds and under a memory cap, naming the key; values that are not sizes (seeds, a
 //! constant's value) may be accepted, but never crash or hang.
 
+mod common;
+use common::write_npy_f32;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -187,23 +189,6 @@ bootstrap_resamples = 100
 examples = 2
 "#
     )
-}
-
-fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for v in data {
-        bytes.extend(v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).expect("write npy");
 }
 
 /// Checks every numeric leaf of the resolved config of `config` (and its architecture's, when

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `sanity` binary on a tiny config.
 
+mod common;
 use assert_cmd::Command;
+use common::write_npy_f32;
 use std::path::{Path, PathBuf};
 
 const TINY: &str = "tests/fixtures/tiny.toml";
@@ -867,23 +869,6 @@ fn train_writes_weights_that_a_run_can_load() {
         .expect("runs");
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("fashion-mnist"));
-}
-
-/// A float32 NPY (v1.0) file of `shape`.
-fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for v in data {
-        bytes.extend(v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).expect("write npy");
 }
 
 #[test]

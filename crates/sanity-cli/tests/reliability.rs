@@ -2,7 +2,9 @@
 //! resumed, models reused only for the same content, merges that refuse incomplete shards, one
 //! run per directory, diverged trainings and non-finite weights and inputs refused.
 
+mod common;
 use assert_cmd::Command;
+use common::write_npy_f32;
 use std::path::{Path, PathBuf};
 
 const TINY: &str = "tests/fixtures/tiny.toml";
@@ -105,23 +107,6 @@ fn a_run_killed_at_every_phase_resumes_to_the_files_of_an_uninterrupted_run() {
     let resumed = run(&dir, &["--resume"], None);
     assert_eq!(resumed.status.code(), Some(2), "{}", stderr(&resumed));
     assert!(stderr(&resumed).contains("batch 1") && stderr(&resumed).contains("--force"), "{}", stderr(&resumed));
-}
-
-fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend((header.len() as u16).to_le_bytes());
-    bytes.extend(header.as_bytes());
-    for v in data {
-        bytes.extend(v.to_le_bytes());
-    }
-    std::fs::write(path, bytes).expect("write npy");
 }
 
 /// 40 grey 32x32 images whose class shows in the top or bottom half, drawn with `variant`, and

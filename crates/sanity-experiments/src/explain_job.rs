@@ -123,7 +123,7 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     if job.panel < crate::report::MIN_CELL {
         return Err(bad("--panel", format!("{}; accepted: at least {} pixels", job.panel, crate::report::MIN_CELL)));
     }
-    let data = DataPlan::from_config(&job.data)?;
+    let data = DataPlan::from_config(&job.data, "--data")?;
     let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
     let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
     let (train_set, test_set) = data.load(job.seed)?;

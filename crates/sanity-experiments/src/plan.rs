@@ -56,16 +56,20 @@ pub enum DataPlan {
 impl DataPlan {
     /// The plan of a data config. NumPy arrays are read and checked here, so that a bad file
     /// stops the plan; the message names it.
-    pub fn from_config(config: &DataConfig) -> Result<Self> {
+    /// Size-like values are checked first, and the memory the data set will take: errors name
+    /// `source` (the config, or `--data`) and the key.
+    pub fn from_config(config: &DataConfig, source: &str) -> Result<Self> {
         check_data_bounds(config).map_err(|(key, message)| ExperimentError::Config {
-            file: "data".into(),
+            file: source.into(),
             message: format!("key `{key}`: {message}"),
         })?;
         let plan = Self::read(config)?;
-        let [c, h, w] = plan.image_shape();
-        let bytes = (plan.n_train() + plan.n_test()) as u128 * (c * h * w) as u128 * 4;
-        check_memory("the data set", bytes)
-            .map_err(|message| ExperimentError::Config { file: "data".into(), message })?;
+        let [c, h, w] = plan.image_shape().map(|d| d as u128);
+        let bytes = (plan.n_train() + plan.n_test()) as u128 * c * h * w * 4;
+        check_memory("the data set", bytes).map_err(|message| ExperimentError::Config {
+            file: source.into(),
+            message: format!("key `data`: {message}"),
+        })?;
         Ok(plan)
     }
 
@@ -228,12 +232,7 @@ impl Plan {
                 ),
             ));
         }
-        let data = DataPlan::from_config(&config.data)?;
-        if let DataPlan::Phantom(train, test) = &data {
-            for spec in [train, test] {
-                spec.validate().map_err(|e| bad("data", e.to_string()))?;
-            }
-        }
+        let data = DataPlan::from_config(&config.data, source)?;
         let n_test = data.n_test();
         for (key, n) in [("data.n_train", data.n_train()), ("data.n_test", n_test)] {
             if n == 0 {
@@ -481,9 +480,14 @@ impl Plan {
 /// Refuses size-like data values beyond their bounds, before any file is read or image made.
 fn check_data_bounds(data: &DataConfig) -> std::result::Result<(), (&'static str, String)> {
     match data {
-        DataConfig::Phantom { n_train, n_test, .. } => {
+        DataConfig::Phantom { n_train, n_test, size, noise_std, effusion_fraction, shortcut_rate } => {
             check_count(*n_train, MAX_GENERATED_IMAGES).map_err(|m| ("data.n_train", m))?;
-            check_count(*n_test, MAX_GENERATED_IMAGES).map_err(|m| ("data.n_test", m))
+            check_count(*n_test, MAX_GENERATED_IMAGES).map_err(|m| ("data.n_test", m))?;
+            let (size, noise_std, effusion_fraction, shortcut_rate) =
+                (*size, *noise_std, *effusion_fraction, *shortcut_rate);
+            PhantomSpec { n: *n_train, size, noise_std, effusion_fraction, shortcut_rate }
+                .validate()
+                .map_err(|e| ("data", e.to_string()))
         }
         DataConfig::FashionMnist { n_train, n_test, .. } => {
             if let Some(n) = n_train {

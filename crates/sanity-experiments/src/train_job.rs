@@ -86,7 +86,7 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
 
 /// Trains `job` and writes the weights (PyTorch names) to `out`.
 pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
-    let data = DataPlan::from_config(&job.data)?;
+    let data = DataPlan::from_config(&job.data, "--data")?;
     let arch = Arc::new(
         resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::Config { file: "--arch".into(), message })?,
     );
