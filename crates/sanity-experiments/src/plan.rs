@@ -509,6 +509,9 @@ fn check_data_bounds(data: &DataConfig) -> std::result::Result<(), (&'static str
                     files += classes.iter().map(|(_, f)| f.len()).sum::<usize>();
                 }
             }
+            if !(*channels == 1 || *channels == 3) {
+                return Err(("data.channels", format!("{channels}; accepted: 1 (grey) or 3 (RGB)")));
+            }
             let bytes = files as u128 * (*height * *width * *channels) as u128 * 4;
             check_memory(&format!("{files} images decoded at {height}x{width}"), bytes).map_err(|m| ("data.height", m))
         }
