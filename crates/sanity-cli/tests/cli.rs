@@ -1115,7 +1115,10 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
     }
     let csv = read(out.join("agreement.csv"));
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("sample,label,prediction,method,method_b,postprocess,metric,score,status"));
+    assert_eq!(
+        lines.next(),
+        Some("sample,label,target,prediction,probability,method,method_b,postprocess,metric,score,status")
+    );
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 3 * 3 * 2, "3 images x 3 pairs x 2 metrics:\n{csv}");
     assert!(rows.iter().any(|r| r.contains(",gradcam,integrated_gradients,abs+normalize_min_max,ssim,")), "{csv}");
@@ -1155,7 +1158,9 @@ fn maps_of_a_diverged_model_are_counted_as_degenerate_never_averaged_as_nan() {
     let out = tmp.path().join("run");
     let set = format!("model.weights={}", weights.display());
     let data = "data={ source = \"phantom\", n_train = 32, n_test = 12, size = 64 }";
-    sanity().args(["run", TINY, "--threads", "2", "--set", &set, "--set", data, "--out"]).arg(&out).assert().success();
+    let ran = sanity().args(["run", TINY, "--threads", "2", "--set", &set, "--set", data, "--out"]).arg(&out).output();
+    let ran = ran.expect("runs");
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
     let scores = read(out.join("scores.csv"));
     assert!(!scores.contains("NaN") && !scores.contains(",nan"), "no NaN is written");
     assert!(scores.contains(",non_finite") || scores.contains(",constant_map"), "statuses are given");

@@ -132,6 +132,20 @@ pub fn load_arrays(
 /// (`stream_rng(seed, "split", class)`) puts `round(count x test_fraction)` images (at least one
 /// when the class has two or more) into the test set. Both sets keep the original order.
 pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+    let (train_rows, test_rows) = split_indices(data, test_fraction, seed)?;
+    let pick = |indices: &[usize]| Dataset {
+        images: data.gather_images(indices),
+        image_shape: data.image_shape,
+        labels: indices.iter().map(|&i| data.labels[i]).collect(),
+        masks: None,
+        num_classes: data.num_classes,
+    };
+    Ok((pick(&train_rows), pick(&test_rows)))
+}
+
+/// The rows of `data` that [`split`] puts into the training and the test set, each in data
+/// order (written to a run's `split.csv`).
+pub fn split_indices(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Vec<usize>, Vec<usize>), DataError> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
         return Err(DataError::InvalidParameter {
             key: "test_fraction",
@@ -159,17 +173,7 @@ pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Dataset, 
             is_test[i] = true;
         }
     }
-    let pick = |test: bool| {
-        let indices: Vec<usize> = (0..data.len()).filter(|&i| is_test[i] == test).collect();
-        Dataset {
-            images: data.gather_images(&indices),
-            image_shape: data.image_shape,
-            labels: indices.iter().map(|&i| data.labels[i]).collect(),
-            masks: None,
-            num_classes: data.num_classes,
-        }
-    };
-    let (train, test) = (pick(false), pick(true));
+    let (train, test): (Vec<usize>, Vec<usize>) = (0..data.len()).partition(|&i| !is_test[i]);
     if train.is_empty() || test.is_empty() {
         return Err(DataError::InvalidParameter {
             key: "test_fraction",

@@ -8,7 +8,7 @@ use sanity_metrics::{MetricSpec, PostStep};
 pub use sanity_model::OptimizerKind;
 use sanity_model::{Reinit, TrainSpec};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,7 +108,7 @@ pub enum DataConfig {
     },
     /// NumPy arrays ([`sanity_data::load_arrays`]): images `N x H x W` or `N x C x H x W`
     /// (float or integer) and labels `N` (integers from 0), each an `.npy` path or
-    /// `FILE.npz:KEY`, relative to the working directory.
+    /// `FILE.npz:KEY`, relative to the config file's folder (`--set` values: to the working directory).
     Arrays {
         /// The training images (or all images, when no test arrays are given).
         images: String,
@@ -192,7 +192,7 @@ pub fn default_effusion_fraction() -> f64 {
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// A preset name (`phantom-cnn`, `lesson-cnn`, `adebayo-cnn`, `adebayo-mlp`) or a path to an
-    /// architecture TOML (relative to the working directory).
+    /// architecture TOML (relative to the config file's folder).
     pub arch: String,
     /// Pretrained weights (safetensors, PyTorch names); when given, training is skipped.
     #[serde(default)]
@@ -566,15 +566,91 @@ impl Default for StatisticsConfig {
 impl Config {
     /// Parses `text` (from `file`, for messages), applying `--set` overrides first. Parse errors
     /// name the line and the key and list the accepted keys.
+    ///
+    /// Relative file paths (data files and folders, an architecture file, weights) are
+    /// resolved from the config file's folder, as Cargo resolves its manifest's, and those given
+    /// by `--set` from the working directory; the config holds them absolute (and so does
+    /// `config.resolved.toml`).
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
-        Self::parse_text(text, file, overrides, false)
+        let mut config = Self::parse_text(text, file, overrides, false)?;
+        config.resolve_paths(file, overrides);
+        Ok(config)
+    }
+
+    /// Makes every relative file path absolute: from the folder of `file` (when it is a file),
+    /// or from the working directory for the keys `overrides` set (and for a text not read
+    /// from a file).
+    fn resolve_paths(&mut self, file: &str, overrides: &[String]) {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let file_dir = Path::new(file).is_file().then(|| Path::new(file).parent().map(Path::to_path_buf)).flatten();
+        let set_keys: Vec<String> =
+            overrides.iter().filter_map(|o| o.split_once('=').map(|(k, _)| k.trim().to_string())).collect();
+        let base = |key: &str| -> PathBuf {
+            let overridden = set_keys.iter().any(|k| key.starts_with(k.as_str()) || k.starts_with(key));
+            match (&file_dir, overridden) {
+                (Some(dir), false) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+                _ => cwd.clone(),
+            }
+        };
+        let absolute = |key: &str, path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base(key).join(&*path);
+            }
+        };
+        // An array's path may name an npz member: `FILE.npz:KEY`.
+        let absolute_array = |key: &str, path: &mut String| {
+            let (file_part, member) = match path.rsplit_once(".npz:") {
+                Some((f, m)) => (format!("{f}.npz"), Some(m.to_string())),
+                None => (path.clone(), None),
+            };
+            let mut p = PathBuf::from(&file_part);
+            if p.is_relative() {
+                p = base(key).join(p);
+                *path = p.display().to_string() + &member.map(|m| format!(":{m}")).unwrap_or_default();
+            }
+        };
+        match &mut self.data {
+            DataConfig::FashionMnist { dir, .. } => absolute("data.dir", dir),
+            DataConfig::ImageFolder { dir, test_dir, .. } => {
+                absolute("data.dir", dir);
+                if let Some(d) = test_dir {
+                    absolute("data.test_dir", d);
+                }
+            }
+            DataConfig::Arrays { images, labels, test_images, test_labels, .. } => {
+                absolute_array("data.images", images);
+                absolute_array("data.labels", labels);
+                if let Some(p) = test_images {
+                    absolute_array("data.test_images", p);
+                }
+                if let Some(p) = test_labels {
+                    absolute_array("data.test_labels", p);
+                }
+            }
+            DataConfig::Phantom { .. } => {}
+        }
+        // A file, not a preset name (a misspelt preset keeps its name, for the suggestion).
+        let arch = &self.model.arch;
+        if (arch.ends_with(".toml") || arch.contains('/')) && Path::new(arch).is_relative() {
+            self.model.arch = base("model.arch").join(&self.model.arch).display().to_string();
+        }
+        if let Some(w) = &mut self.model.weights {
+            absolute("model.weights", w);
+        }
+        for (i, test) in self.tests.iter_mut().enumerate() {
+            if let TestConfig::DataRandomization { weights: Some(w), .. } = test {
+                absolute(&format!("tests.{i}.weights"), w);
+            }
+        }
     }
 
     /// [`Config::parse`] of a text the program wrote (a sweep point): its own lines and
     /// snippets would mislead, so a parse error names the key it is at instead
     /// ([`crate::diagnostics::key_at`]).
     pub fn parse_generated(text: &str, file: &str) -> Result<Self> {
-        Self::parse_text(text, file, &[], true)
+        let mut config = Self::parse_text(text, file, &[], true)?;
+        config.resolve_paths(file, &[]);
+        Ok(config)
     }
 
     fn parse_text(text: &str, file: &str, overrides: &[String], generated: bool) -> Result<Self> {

@@ -54,9 +54,15 @@ pub struct AgreementRow {
     pub sample: usize,
     /// True label.
     pub label: usize,
-    /// The model's predicted class, which is the explained output (for a one-logit model: 0,
-    /// its only output).
+    /// The output whose maps were compared: the predicted class, or 0 for a one-logit model
+    /// (its only output, whatever the class).
+    pub target: usize,
+    /// The model's predicted class (for a one-logit model: 1 when the logit is > 0), as in
+    /// `maps/examples.csv`.
     pub prediction: usize,
+    /// The model's probability of that class (softmax; sigmoid for one logit). A one-logit
+    /// figure's title shows the probability of class 1 instead, as the seed lesson does.
+    pub probability: f64,
     /// First method.
     pub method: String,
     /// Second method.
@@ -193,7 +199,9 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
                     rows.push(AgreementRow {
                         sample,
                         label: test_set.labels[sample],
-                        prediction: targets[i],
+                        target: targets[i],
+                        prediction: prediction_of(&logits[i * outputs..(i + 1) * outputs]).0,
+                        probability: prediction_of(&logits[i * outputs..(i + 1) * outputs]).1,
                         method: specs[a].id().to_string(),
                         method_b: specs[b].id().to_string(),
                         postprocess: label.clone(),

@@ -187,8 +187,14 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     write_atomic(&dir.join(SCORES), &scores)?;
     write_atomic(&dir.join(CONFIG_RESOLVED), config_text.as_bytes())?;
     use crate::run_models::{MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD};
-    let kept =
-        [MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD, crate::run_inputs::INPUTS];
+    let kept = [
+        MODEL_FILE,
+        MODEL_RECORD,
+        RANDOM_LABEL_MODEL_FILE,
+        RANDOM_LABEL_MODEL_RECORD,
+        crate::run_inputs::INPUTS,
+        crate::run_inputs::SPLIT,
+    ];
     for model in kept {
         if first.dir.join(model).exists() {
             std::fs::copy(first.dir.join(model), dir.join(model))
@@ -207,7 +213,8 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         .as_object()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
         .unwrap_or_default();
-    write_reports(dir, &config, &params, &rows)?;
+    let reached = first.manifest["random_label_model"]["reached_target"].as_bool();
+    let _ = write_reports(dir, &config, &params, &rows, reached)?;
     let mut manifest = first.manifest.clone();
     if let Some(m) = manifest.as_object_mut() {
         m.remove("shard");

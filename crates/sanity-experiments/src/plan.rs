@@ -9,7 +9,7 @@ use crate::limits::{
 use sanity_data::folder::class_folders;
 use sanity_data::rng::fnv1a;
 use sanity_data::{
-    Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, load_image_folder, split,
+    Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, load_image_folder, split, split_indices,
 };
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
@@ -34,6 +34,15 @@ pub struct Plan {
     pub params: crate::sweep::Params,
 }
 
+/// Where each image of a data set came from, as written to a run's `split.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origins {
+    /// `(source, row)` of each training image, in the training set's order.
+    pub train: Vec<(String, String)>,
+    /// `(source, row)` of each test image, in the test set's order (`sample` in the CSVs).
+    pub test: Vec<(String, String)>,
+}
+
 /// The checked data source.
 #[derive(Debug, Clone)]
 pub enum DataPlan {
@@ -41,7 +50,7 @@ pub enum DataPlan {
     Phantom(PhantomSpec, PhantomSpec),
     /// NumPy arrays or an image folder, read and split when the plan is made: the training and
     /// test sets.
-    Loaded(&'static str, Arc<(Dataset, Dataset)>),
+    Loaded(&'static str, Arc<(Dataset, Dataset)>, Arc<Origins>),
     /// Fashion-MNIST files in a directory, with optional limits.
     FashionMnist {
         /// The directory.
@@ -91,7 +100,7 @@ impl DataPlan {
                 num_classes,
             } => {
                 let train = load_arrays(&images, &labels, scale, num_classes)?;
-                let sets = match (test_images, test_labels) {
+                match (test_images, test_labels) {
                     (Some(ti), Some(tl)) => {
                         let test = load_arrays(&ti, &tl, scale, Some(train.num_classes))?;
                         if test.image_shape != train.image_shape {
@@ -103,10 +112,19 @@ impl DataPlan {
                                 ),
                             });
                         }
-                        (train, test)
+                        let rows = |file: &str, n: usize| (0..n).map(|r| (file.to_string(), r.to_string())).collect();
+                        let origins = Origins { train: rows(&images, train.len()), test: rows(&ti, test.len()) };
+                        DataPlan::Loaded("arrays", Arc::new((train, test)), Arc::new(origins))
                     }
-                    (None, None) => split(&train, test_fraction, split_seed)
-                        .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?,
+                    (None, None) => {
+                        let (train_rows, test_rows) = split_indices(&train, test_fraction, split_seed)
+                            .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?;
+                        let at = |rows: &[usize]| rows.iter().map(|&r| (images.clone(), r.to_string())).collect();
+                        let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
+                        let sets = split(&train, test_fraction, split_seed)
+                            .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?;
+                        DataPlan::Loaded("arrays", Arc::new(sets), Arc::new(origins))
+                    }
                     _ => {
                         return Err(ExperimentError::Config {
                             file: "data".into(),
@@ -115,12 +133,21 @@ impl DataPlan {
                                     .into(),
                         });
                     }
-                };
-                DataPlan::Loaded("arrays", Arc::new(sets))
+                }
             }
             DataConfig::ImageFolder { dir, height, width, channels, test_dir, test_fraction, split_seed } => {
                 let all = load_image_folder(&dir, height, width, channels)?;
-                let sets = match test_dir {
+                // The files in the order they were read: class folders by name, then their files.
+                let files = |d: &Path| -> Result<Vec<(String, String)>> {
+                    let classes = class_folders(d)?;
+                    Ok(classes
+                        .into_iter()
+                        .flat_map(|(_, f)| f)
+                        .map(|f| (f.display().to_string(), String::new()))
+                        .collect())
+                };
+                let listed = files(&dir)?;
+                let (sets, origins) = match test_dir {
                     Some(test_dir) => {
                         let test = load_image_folder(&test_dir, height, width, channels)?;
                         let names = |d: &Path| -> Result<Vec<String>> {
@@ -133,14 +160,21 @@ impl DataPlan {
                                 message: format!("test classes {b:?} differ from the training classes {a:?}"),
                             });
                         }
-                        (all, test)
+                        let test_files = files(&test_dir)?;
+                        ((all, test), Origins { train: listed, test: test_files })
                     }
-                    None => split(&all, test_fraction, split_seed).map_err(|e| ExperimentError::Config {
-                        file: dir.display().to_string(),
-                        message: e.to_string(),
-                    })?,
+                    None => {
+                        let bad = |e: sanity_data::DataError| ExperimentError::Config {
+                            file: dir.display().to_string(),
+                            message: e.to_string(),
+                        };
+                        let (train_rows, test_rows) = split_indices(&all, test_fraction, split_seed).map_err(bad)?;
+                        let at = |rows: &[usize]| rows.iter().map(|&r| listed[r].clone()).collect();
+                        let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
+                        (split(&all, test_fraction, split_seed).map_err(bad)?, origins)
+                    }
                 };
-                DataPlan::Loaded("image_folder", Arc::new(sets))
+                DataPlan::Loaded("image_folder", Arc::new(sets), Arc::new(origins))
             }
         })
     }
@@ -150,7 +184,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(train, _) => train.n,
             DataPlan::FashionMnist { n_train, .. } => n_train.unwrap_or(60_000).min(60_000),
-            DataPlan::Loaded(_, sets) => sets.0.len(),
+            DataPlan::Loaded(_, sets, _) => sets.0.len(),
         }
     }
 
@@ -159,7 +193,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(_, test) => test.n,
             DataPlan::FashionMnist { n_test, .. } => n_test.unwrap_or(10_000).min(10_000),
-            DataPlan::Loaded(_, sets) => sets.1.len(),
+            DataPlan::Loaded(_, sets, _) => sets.1.len(),
         }
     }
 
@@ -168,7 +202,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(spec, _) => [1, spec.size, spec.size],
             DataPlan::FashionMnist { .. } => [1, 28, 28],
-            DataPlan::Loaded(_, sets) => sets.0.image_shape,
+            DataPlan::Loaded(_, sets, _) => sets.0.image_shape,
         }
     }
 
@@ -176,7 +210,7 @@ impl DataPlan {
     /// set, which has every class).
     pub fn n_classes_present(&self) -> Option<usize> {
         match self {
-            DataPlan::Loaded(_, sets) => Some(sets.0.labels.iter().collect::<BTreeSet<_>>().len()),
+            DataPlan::Loaded(_, sets, _) => Some(sets.0.labels.iter().collect::<BTreeSet<_>>().len()),
             _ => None,
         }
     }
@@ -186,7 +220,7 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(..) => 2,
             DataPlan::FashionMnist { .. } => 10,
-            DataPlan::Loaded(_, sets) => sets.0.num_classes,
+            DataPlan::Loaded(_, sets, _) => sets.0.num_classes,
         }
     }
 
@@ -195,7 +229,25 @@ impl DataPlan {
         match self {
             DataPlan::Phantom(..) => "phantom",
             DataPlan::FashionMnist { .. } => "fashion_mnist",
-            DataPlan::Loaded(name, _) => name,
+            DataPlan::Loaded(name, _, _) => name,
+        }
+    }
+
+    /// Where each training and test image comes from: `(source, row)` per sample, in the sets'
+    /// order. Arrays give their file and row, image folders the image file, generated phantoms
+    /// their stream and index, Fashion-MNIST its split's files and row.
+    pub fn origins(&self) -> Origins {
+        let numbered = |source: String, n: usize| (0..n).map(|i| (source.clone(), i.to_string())).collect();
+        match self {
+            DataPlan::Phantom(train, test) => Origins {
+                train: numbered("phantom-train".into(), train.n),
+                test: numbered("phantom-test".into(), test.n),
+            },
+            DataPlan::FashionMnist { dir, .. } => Origins {
+                train: numbered(format!("{} (train)", dir.display()), self.n_train()),
+                test: numbered(format!("{} (t10k)", dir.display()), self.n_test()),
+            },
+            DataPlan::Loaded(_, _, origins) => (**origins).clone(),
         }
     }
 
@@ -208,7 +260,7 @@ impl DataPlan {
             DataPlan::FashionMnist { dir, n_train, n_test } => {
                 (fashion_mnist(dir, Split::Train, *n_train)?, fashion_mnist(dir, Split::Test, *n_test)?)
             }
-            DataPlan::Loaded(_, sets) => (sets.0.clone(), sets.1.clone()),
+            DataPlan::Loaded(_, sets, _) => (sets.0.clone(), sets.1.clone()),
         })
     }
 }
@@ -285,6 +337,24 @@ impl Plan {
             *m = m.resolved(&arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
             if !ids.insert(m.id()) {
                 return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
+            }
+        }
+        for (i, method) in config.attribution.methods.iter().enumerate() {
+            if let Some(layer) = cam_layer(method) {
+                let shape = &arch.shapes
+                    [arch.index_of(layer).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?];
+                if shape.len() == 3 && shape[1] * shape[2] == 1 {
+                    return Err(bad(
+                        &format!("attribution.methods[{i}]"),
+                        format!(
+                            "{} at layer `{layer}`: its output is {}x{} pixels, so every map would be one constant value; accepted: a layer with more than one pixel ({}), or larger images",
+                            method.id(),
+                            shape[1],
+                            shape[2],
+                            spatial_layers(&arch).join(", ")
+                        ),
+                    ));
+                }
             }
         }
         if config.tests.is_empty() {
@@ -382,6 +452,22 @@ impl Plan {
                         &format!("comparisons[{i}].metrics[{j}]"),
                         format!("`{}` after `{}` is listed twice", m.id(), pipeline_label(&c.postprocess)),
                     ));
+                }
+                // A metric that cannot score the maps this model gives would leave every row
+                // `too_small`, and every verdict `not_tested`, without a word.
+                for method in &config.attribution.methods {
+                    let shape = c.postprocess.iter().fold(map_shape(method, &arch), |s, step| step.output_shape(s));
+                    if let Some(why) = m.unfit_for(shape) {
+                        return Err(bad(
+                            &format!("comparisons[{i}].metrics[{j}]"),
+                            format!(
+                                "{} after `{}` on {}'s maps: {why}",
+                                m.id(),
+                                pipeline_label(&c.postprocess),
+                                method.id()
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -545,6 +631,40 @@ fn check_plan_memory(
     let batch = config.attribution.batch_size.max(widest) as u128;
     check_memory("the data set and an attribution batch", data_bytes + batch * activations + parameters * models)
         .map_err(|m| ("attribution.batch_size", m))
+}
+
+/// The layer a CAM method (or a noise tunnel around one) weighs, once resolved.
+fn cam_layer(method: &sanity_attribution::MethodSpec) -> Option<&str> {
+    use sanity_attribution::MethodSpec as M;
+    match method {
+        M::Gradcam { layer }
+        | M::GuidedGradcam { layer }
+        | M::GradcamPlusPlus { layer }
+        | M::Xgradcam { layer }
+        | M::Layercam { layer }
+        | M::Scorecam { layer } => layer.as_deref(),
+        M::Smoothgrad(t) | M::SmoothgradSquared(t) | M::Vargrad(t) => cam_layer(&t.inner),
+        _ => None,
+    }
+}
+
+/// The named layers whose output has more than one pixel, with their sizes.
+fn spatial_layers(arch: &Architecture) -> Vec<String> {
+    arch.layers
+        .iter()
+        .zip(&arch.shapes)
+        .filter(|(_, s)| s.len() == 3 && s[1] * s[2] > 1)
+        .map(|(l, s)| format!("`{}` {}x{}", l.name, s[1], s[2]))
+        .collect()
+}
+
+/// The shape `[c, h, w]` of `method`'s raw maps on `arch`'s inputs: a CAM's are one channel.
+fn map_shape(method: &sanity_attribution::MethodSpec, arch: &Architecture) -> [usize; 3] {
+    let [c, h, w] = arch.spec.input;
+    match cam_layer(method) {
+        Some(_) if !matches!(method, sanity_attribution::MethodSpec::GuidedGradcam { .. }) => [1, h, w],
+        _ => [c, h, w],
+    }
 }
 
 /// Whether a run of `config` trains a model: the explained one (without `model.weights`), or

@@ -13,7 +13,7 @@ use crate::plan::Plan;
 use crate::run_inputs::{INPUTS, RunInputs};
 use crate::run_lock::RunLock;
 use crate::run_models::{MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD};
-use crate::scores::{RowWriter, ScoreRow, summarize_rows};
+use crate::scores::{RowWriter, ScoreRow, SummaryRow, empty_results, summarize_rows};
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
 use crate::verdicts::verdicts;
 use candle_core::{Device, Tensor};
@@ -30,6 +30,9 @@ use std::time::Instant;
 pub const CONFIG_RESOLVED: &str = "config.resolved.toml";
 /// A run directory's manifest: its presence marks a finished (or merged) run.
 pub const MANIFEST: &str = "manifest.json";
+/// The verdict of the data randomisation test when its model missed its training-accuracy
+/// target.
+pub const INCONCLUSIVE_TARGET_NOT_REACHED: &str = "inconclusive_target_not_reached";
 /// A run directory's score rows.
 pub const SCORES: &str = "scores.csv";
 
@@ -381,6 +384,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let (train_set, test_set) = plan.data.load(seed)?;
     let train_print = train_set.fingerprint();
     RunInputs::of(plan, &train_print, &test_set)?.check_or_record(dir, options.resume)?;
+    crate::run_inputs::write_split(dir, &plan.data.origins())?;
     progress(Progress::Advance(2));
     mark("data", &mut timings);
 
@@ -620,7 +624,12 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     writer.finish()?;
     crate::kill_points::point("after_scores_rename");
     if options.batches.is_none() {
-        write_reports(dir, config, &plan.params, &all_rows)?;
+        let reached = random_labels.as_ref().map(|(_, report)| report.reached_target);
+        write_reports(dir, config, &plan.params, &all_rows, reached)?;
+        // A method or metric that answers nothing must not pass as `not_tested` in silence.
+        for line in empty_results(&all_rows) {
+            progress(Progress::Note(format!("error: {line}")));
+        }
     }
     mark("summary", &mut timings);
     timings.push(("total".into(), started.elapsed().as_secs_f64()));
@@ -686,7 +695,16 @@ fn finished_outcome(dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<Ru
 
 /// Writes `summary.csv` and `verdicts.csv` of a run's score rows into `dir` (a finished run,
 /// or the shards of one combined by `sanity merge`).
-pub fn write_reports(dir: &Path, config: &Config, params: &[(String, String)], rows: &[ScoreRow]) -> Result<()> {
+/// `random_labels_reached`: whether the data randomisation test's model reached its
+/// training-accuracy target (None: no such model); a model that did not gets its verdicts as
+/// [`INCONCLUSIVE_TARGET_NOT_REACHED`].
+pub fn write_reports(
+    dir: &Path,
+    config: &Config,
+    params: &[(String, String)],
+    rows: &[ScoreRow],
+    random_labels_reached: Option<bool>,
+) -> Result<Vec<SummaryRow>> {
     let stats = &config.statistics;
     let summary = summarize_rows(rows, stats.bootstrap_resamples, stats.confidence, config.seed);
     let mut summary_writer = RowWriter::create_with_params(&dir.join("summary.csv"), params)?;
@@ -697,8 +715,16 @@ pub fn write_reports(dir: &Path, config: &Config, params: &[(String, String)], r
     summary_writer.write(tail)?;
     summary_writer.finish()?;
     let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), params)?;
-    verdict_writer.write(&verdicts(rows, stats.alpha))?;
-    verdict_writer.finish()
+    let mut judged = verdicts(rows, stats.alpha);
+    if random_labels_reached == Some(false) {
+        // A model that did not memorise its labels says nothing about maps of one that did.
+        for v in judged.iter_mut().filter(|v| v.test == "data_randomization" && v.verdict != "not_tested") {
+            v.verdict = INCONCLUSIVE_TARGET_NOT_REACHED.to_string();
+        }
+    }
+    verdict_writer.write(&judged)?;
+    verdict_writer.finish()?;
+    Ok(summary)
 }
 
 /// One variant of the methods' maps and the slots it is computed under.

@@ -114,3 +114,24 @@ pub fn file_hash(path: &Path) -> Result<String> {
 pub fn parameter_count(arch: &sanity_model::Architecture) -> u128 {
     sanity_model::weights::expected_shapes(arch).values().map(|s| s.iter().product::<usize>() as u128).sum()
 }
+
+/// The split file's name in a run directory.
+pub const SPLIT: &str = "split.csv";
+
+/// Writes `split.csv`: one row per image of the training and the test set, `split` (`train`,
+/// `test`), `sample` (the index in that set: `sample` in the other CSVs is the test set's),
+/// `source` (the file, image file or generator stream) and `source_row` (the row in it; empty
+/// for an image file), so that results can be joined with the user's own metadata.
+pub fn write_split(dir: &Path, origins: &crate::plan::Origins) -> Result<()> {
+    let path = dir.join(SPLIT);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| ExperimentError::io(&path, e);
+    writer.write_record(["split", "sample", "source", "source_row"]).map_err(io)?;
+    for (split, rows) in [("train", &origins.train), ("test", &origins.test)] {
+        for (sample, (source, row)) in rows.iter().enumerate() {
+            writer.write_record([split, &sample.to_string(), source, row]).map_err(io)?;
+        }
+    }
+    let bytes = writer.into_inner().map_err(|e| ExperimentError::io(&path, e))?;
+    crate::run::write_atomic(&path, &bytes)
+}

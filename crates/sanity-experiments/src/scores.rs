@@ -315,3 +315,94 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
     }
     summaries
 }
+
+/// A row that scores one method under one post-processing and metric: a score row (one image)
+/// or a summary row (one stage).
+pub trait Scored {
+    /// `(method, postprocess, metric)`.
+    fn cell(&self) -> (&str, &str, &str);
+    /// Whether it has a value.
+    fn answered(&self) -> bool;
+    /// Why it has none, and for how many maps.
+    fn emptied_by(&self) -> (&str, usize);
+    /// `(test, stage)`.
+    fn place(&self) -> (&str, &str);
+}
+
+impl Scored for ScoreRow {
+    fn cell(&self) -> (&str, &str, &str) {
+        (&self.method, &self.postprocess, &self.metric)
+    }
+    fn answered(&self) -> bool {
+        self.score.is_some()
+    }
+    fn emptied_by(&self) -> (&str, usize) {
+        (&self.status, 1)
+    }
+    fn place(&self) -> (&str, &str) {
+        (&self.test, &self.stage)
+    }
+}
+
+impl Scored for SummaryRow {
+    fn cell(&self) -> (&str, &str, &str) {
+        (&self.method, &self.postprocess, &self.metric)
+    }
+    fn answered(&self) -> bool {
+        self.mean.is_some()
+    }
+    fn emptied_by(&self) -> (&str, usize) {
+        ("degenerate", self.n_degenerate)
+    }
+    fn place(&self) -> (&str, &str) {
+        (&self.test, &self.stage)
+    }
+}
+
+/// What a run says nothing about: each method whose every score is empty (all its maps
+/// degenerate), and else each method x metric after a post-processing whose every score is,
+/// with what emptied them (per-image statuses from score rows, counts from summary rows). A run
+/// that answers nothing for a method is a bug in the experiment, however green: the run ends
+/// with these lines as errors, and `report.md` lists them.
+pub fn empty_results<R: Scored>(rows: &[R]) -> Vec<String> {
+    use std::collections::BTreeMap;
+    type Cell<'a> = (usize, BTreeMap<&'a str, usize>);
+    let mut cells: BTreeMap<(&str, &str, &str), Cell> = BTreeMap::new();
+    // The floor control compares two untrained models' maps: it says nothing of the model's.
+    for row in rows.iter().filter(|r| r.place() != ("control", "random_models")) {
+        let cell = cells.entry(row.cell()).or_default();
+        if row.answered() {
+            cell.0 += 1;
+        } else {
+            let (why, n) = row.emptied_by();
+            *cell.1.entry(why).or_default() += n;
+        }
+    }
+    let mut methods: BTreeMap<&str, (bool, BTreeMap<&str, usize>)> = BTreeMap::new();
+    for ((method, _, _), (answered, empty)) in &cells {
+        let entry = methods.entry(method).or_default();
+        entry.0 |= *answered > 0;
+        for (why, n) in empty {
+            *entry.1.entry(why).or_default() += n;
+        }
+    }
+    let statuses = |s: &BTreeMap<&str, usize>| s.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ");
+    let mut out = Vec::new();
+    for (method, (answered, empty)) in &methods {
+        if !answered {
+            out.push(format!(
+                "every score of `{method}` is empty ({}): the run answers nothing about it (see `not_tested` in the README for the causes)",
+                statuses(empty)
+            ));
+        }
+    }
+    for ((method, postprocess, metric), (answered, empty)) in &cells {
+        if *answered == 0 && methods.get(method).is_some_and(|m| m.0) {
+            out.push(format!(
+                "every `{metric}` score of `{method}` after `{postprocess}` is empty ({})",
+                statuses(empty)
+            ));
+        }
+    }
+    out
+}

@@ -11,6 +11,7 @@
 //! | `at_ceiling` | no | yes | the maps ignore the randomisation (fails) |
 //! | `indistinct` | no | no | ceiling and floor too close or too few images to tell |
 //! | `not_tested` | | | a control is switched off or no image has all three scores |
+//! | `inconclusive_target_not_reached` | | | data randomisation only: the model on permuted labels missed its training-accuracy target, so it did not memorise them ([`crate::run::INCONCLUSIVE_TARGET_NOT_REACHED`]) |
 
 use crate::scores::ScoreRow;
 use crate::statistics::{Wilcoxon, wilcoxon_signed_rank};

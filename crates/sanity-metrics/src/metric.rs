@@ -153,6 +153,35 @@ impl MetricSpec {
         }
     }
 
+    /// Why this metric cannot score maps of `shape` (`[c, h, w]`, after post-processing),
+    /// with what would work; None when it can. Every map of that shape would otherwise be
+    /// `too_small` (scikit-image raises for SSIM windows wider than the image).
+    pub fn unfit_for(&self, shape: [usize; 3]) -> Option<String> {
+        let [c, h, w] = shape;
+        match self {
+            MetricSpec::Ssim(p) if p.window_side() > h.min(w) => Some(format!(
+                "the SSIM window is {} pixels wide but the maps are {h}x{w}; accepted: a window of at most {} pixels, e.g. window = {{ kind = \"uniform\", size = {} }} or a gaussian window with a smaller sigma",
+                p.window_side(),
+                h.min(w),
+                largest_odd_at_most(h.min(w)).max(3)
+            )),
+            MetricSpec::HogPearson(p) | MetricSpec::HogSpearman(p) => {
+                let ([cr, cc], [br, bc]) = (p.pixels_per_cell, p.cells_per_block);
+                (h / cr < br || w / cc < bc).then(|| {
+                    format!(
+                        "a HOG block of {br}x{bc} cells of {cr}x{cc} pixels does not fit maps of {h}x{w}; accepted: pixels_per_cell x cells_per_block at most the map's side, e.g. pixels_per_cell = [{}, {}], cells_per_block = [1, 1]",
+                        (h / 2).max(1),
+                        (w / 2).max(1)
+                    )
+                })
+            }
+            MetricSpec::TopKIntersection { k } if *k > c * h * w => {
+                Some(format!("k = {k} but the maps have {} values; accepted: k at most {}", c * h * w, c * h * w))
+            }
+            _ => None,
+        }
+    }
+
     /// Compares two maps.
     pub fn score(&self, a: &Map, b: &Map) -> Score {
         self.prepare(a).score(b)
@@ -262,6 +291,11 @@ impl Reference<'_> {
             }
         }
     }
+}
+
+/// The largest odd number at most `n` (1 for 0).
+fn largest_odd_at_most(n: usize) -> usize {
+    if n % 2 == 1 { n } else { n.saturating_sub(1).max(1) }
 }
 
 #[cfg(test)]

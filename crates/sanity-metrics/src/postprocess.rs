@@ -224,6 +224,18 @@ impl PostStep {
         }
     }
 
+    /// The shape of the map this step makes of a map of `shape` (`[c, h, w]`).
+    pub fn output_shape(&self, shape: [usize; 3]) -> [usize; 3] {
+        let [c, h, w] = shape;
+        match self {
+            PostStep::ChannelReduce { .. } | PostStep::AdebayoAbs { .. } | PostStep::AdebayoDiverging { .. } => {
+                [1, h, w]
+            }
+            PostStep::Resize { h, w } => [c, *h, *w],
+            _ => shape,
+        }
+    }
+
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
         match self {

@@ -114,6 +114,11 @@ impl SsimParams {
         }
     }
 
+    /// The window's side in pixels (scikit-image's `win_size`).
+    pub fn window_side(&self) -> usize {
+        self.taps().len()
+    }
+
     /// The 1-D filter taps (odd length, sum 1).
     fn taps(&self) -> Vec<f64> {
         match self.window {

@@ -73,6 +73,18 @@ pub fn report_md(
         total.map_or_else(String::new, |t| format!(", {t:.1} s in all")),
     );
 
+    let empty = crate::scores::empty_results(summary);
+    if !empty.is_empty() {
+        let _ = writeln!(md, "## Empty results\n");
+        let _ = writeln!(
+            md,
+            "These parts of the run answer nothing (every score empty); their verdicts are `not_tested`.\n"
+        );
+        for line in &empty {
+            let _ = writeln!(md, "- {line}");
+        }
+        let _ = writeln!(md);
+    }
     for group in test_groups(summary) {
         let _ = writeln!(md, "## {}\n", group.title());
         let mine: Vec<&Figure> = figures.iter().filter(|f| f.group == group).collect();

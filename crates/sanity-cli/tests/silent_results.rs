@@ -1,0 +1,188 @@
+//! A run that would answer nothing is refused by `plan`: a CAM at a layer of one pixel, a
+//! metric that cannot score maps of the model's size (SSIM's window, HOG's blocks, top-k's k).
+
+mod common;
+use assert_cmd::Command;
+
+const TINY: &str = "tests/fixtures/tiny.toml";
+
+fn plan(sets: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::cargo_bin("sanity").expect("the binary is built");
+    cmd.args(["plan", TINY]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().expect("runs");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+#[test]
+fn a_cam_at_a_one_pixel_layer_is_refused_naming_the_method_the_layer_and_its_size() {
+    // lesson-cnn on 64x64 phantoms: six pools leave conv7 at 1x1 (the shipped lesson's bug).
+    let sets = [
+        "model.arch=\"lesson-cnn\"",
+        "data.size=64",
+        "attribution.methods=[{ method = \"gradcam\", layer = \"conv7\" }, { method = \"gradient\" }]",
+    ];
+    let (code, stderr) = plan(&sets);
+    assert_eq!(code, Some(2), "{stderr}");
+    for needle in ["attribution.methods[0]", "gradcam", "`conv7`", "1x1", "`conv5` 4x4"] {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+    // Inside a noise tunnel the same layer is refused too; a layer with pixels left is fine.
+    let tunnel =
+        "attribution.methods=[{ method = \"smoothgrad\", inner = { method = \"layercam\", layer = \"conv7\" } }]";
+    let (code, stderr) = plan(&[sets[0], sets[1], tunnel]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let fine = "attribution.methods=[{ method = \"gradcam\", layer = \"conv5\" }, { method = \"gradient\" }]";
+    let (code, stderr) = plan(&[sets[0], sets[1], fine]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn metrics_that_cannot_score_the_model_s_maps_are_refused_with_what_would_work() {
+    // tiny's maps are 32x32; resized to 8x8 they are narrower than SSIM's default 11-pixel window.
+    let small = "comparisons=[{ postprocess = [{ step = \"resize\", h = 8, w = 8 }], metrics = [{ metric = \"ssim\", data_range = 1.0 }] }]";
+    let (code, stderr) = plan(&[small]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for needle in ["comparisons[0].metrics[0]", "11 pixels wide", "8x8", "size = 7"] {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+    let fixed = "comparisons=[{ postprocess = [{ step = \"resize\", h = 8, w = 8 }], metrics = [{ metric = \"ssim\", data_range = 1.0, window = { kind = \"uniform\", size = 7 } }] }]";
+    assert_eq!(plan(&[fixed]).0, Some(0));
+    let hog = "comparisons=[{ metrics = [{ metric = \"hog_pearson\", pixels_per_cell = [16, 16], cells_per_block = [3, 3] }] }]";
+    let (code, stderr) = plan(&[hog]);
+    assert!(code == Some(2) && stderr.contains("HOG block"), "{stderr}");
+    let top_k = "comparisons=[{ metrics = [{ metric = \"top_k_intersection\", k = 5000 }] }]";
+    let (code, stderr) = plan(&[top_k]);
+    assert!(code == Some(2) && stderr.contains("k at most 1024"), "{stderr}");
+}
+
+#[test]
+fn a_random_label_model_that_missed_its_target_gets_inconclusive_verdicts() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // One epoch cannot memorise 48 permuted labels to 100%.
+    let config = tmp.path().join("missed.toml");
+    let text = std::fs::read_to_string(TINY).expect("tiny")
+        + "\n[[tests]]\nkind = \"data_randomization\"\ntarget_accuracy = 1.0\nmax_epochs = 1\n";
+    std::fs::write(&config, text).expect("write");
+    let out = tmp.path().join("run");
+    let mut cmd = Command::cargo_bin("sanity").expect("the binary is built");
+    cmd.arg("run").arg(&config).args(["--threads", "1", "--no-model-cache", "--out"]).arg(&out).assert().success();
+    let verdicts = std::fs::read_to_string(out.join("verdicts.csv")).expect("verdicts");
+    let random_label: Vec<&str> = verdicts.lines().filter(|l| l.contains(",data_randomization,")).collect();
+    assert!(!random_label.is_empty(), "{verdicts}");
+    assert!(random_label.iter().all(|l| l.ends_with(",inconclusive_target_not_reached")), "{verdicts}");
+    // The other tests keep their verdicts.
+    assert!(verdicts.lines().any(|l| l.contains(",cascading,") && !l.contains("inconclusive")), "{verdicts}");
+}
+
+#[test]
+fn relative_paths_resolve_from_the_config_s_folder_and_set_values_from_the_working_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let project = tmp.path().join("digits");
+    std::fs::create_dir_all(&project).expect("mkdir");
+    std::fs::copy("tests/fixtures/two-logits.toml", project.join("digits-net.toml")).expect("arch");
+    let text =
+        std::fs::read_to_string(TINY).expect("tiny").replace("arch = \"phantom-cnn\"", "arch = \"digits-net.toml\"");
+    std::fs::write(project.join("digits.toml"), text).expect("config");
+    let plan = |args: &[&str]| {
+        let mut cmd = Command::cargo_bin("sanity").expect("the binary is built");
+        cmd.current_dir(tmp.path()).arg("plan").args(args).output().expect("runs")
+    };
+    let out = plan(&["digits/digits.toml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let absolute = project.join("digits-net.toml").canonicalize().expect("exists");
+    let recorded = stdout.lines().find(|l| l.starts_with("arch = ")).expect("arch line");
+    assert!(
+        std::path::Path::new(recorded.trim_start_matches("arch = ").trim_matches('"')).canonicalize().expect("file")
+            == absolute,
+        "{recorded}"
+    );
+    // A --set value is the user's, typed from where they are: the working directory.
+    let out = plan(&["digits/digits.toml", "--set", "model.arch=digits-net.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = plan(&["digits/digits.toml", "--set", "model.arch=digits/digits-net.toml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn split_csv_says_which_row_of_the_user_s_array_each_sample_is() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 40 images of 16x16, labels i % 10: the label of a test sample tells its source row's.
+    let (n, side) = (40usize, 16usize);
+    let pixels: Vec<f32> = (0..n * side * side).map(|i| ((i * 7) % 23) as f32 / 23.0).collect();
+    let labels: Vec<f32> = (0..n).map(|i| (i % 10) as f32).collect();
+    common::write_npy_f32(&tmp.path().join("x.npy"), &[n, side, side], &pixels);
+    common::write_npy_f32(&tmp.path().join("y.npy"), &[n], &labels);
+    let data = format!(
+        "data={{ source = \"arrays\", images = \"{}\", labels = \"{}\", num_classes = 10, test_fraction = 0.25 }}",
+        tmp.path().join("x.npy").display(),
+        tmp.path().join("y.npy").display()
+    );
+    let out = tmp.path().join("run");
+    let sets = [
+        "--set",
+        &data,
+        "--set",
+        "model.arch=adebayo-mlp",
+        "--set",
+        "attribution.methods=[{ method = \"gradient\" }]",
+        "--set",
+        "tests=[{ kind = \"cascading\" }]",
+        "--set",
+        "attribution.n_images=10",
+    ];
+    let mut cmd = Command::cargo_bin("sanity").expect("the binary is built");
+    cmd.args(["run", TINY, "--threads", "1", "--no-model-cache"]).args(sets).arg("--out").arg(&out).assert().success();
+    let split = std::fs::read_to_string(out.join("split.csv")).expect("split.csv");
+    let mut lines = split.lines();
+    assert_eq!(lines.next(), Some("split,sample,source,source_row"));
+    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+    assert_eq!(rows.len(), n, "{split}");
+    let mut seen: Vec<usize> = rows.iter().map(|r| r[3].parse().expect("row")).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>(), "every source row once");
+    assert!(rows.iter().all(|r| r[2].ends_with("x.npy")), "{split}");
+    // The label of each explained test sample is its source row's.
+    let scores = std::fs::read_to_string(out.join("scores.csv")).expect("scores");
+    let mut reader = csv::Reader::from_reader(scores.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    for record in reader.records().map(|r| r.expect("row")) {
+        let sample: usize = record[col("sample")].parse().expect("sample");
+        let label: usize = record[col("label")].parse().expect("label");
+        let source_row: usize = rows
+            .iter()
+            .find(|r| r[0] == "test" && r[1] == sample.to_string())
+            .map(|r| r[3].parse().expect("row"))
+            .expect("the sample is in split.csv");
+        assert_eq!(label, source_row % 10, "sample {sample} is row {source_row}");
+    }
+}
+
+#[test]
+fn a_method_that_answers_nothing_ends_the_run_with_an_error_line_and_report_md_lists_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let weights = tmp.path().join("w.safetensors");
+    let train = ["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "16", "--epochs", "1", "--out"];
+    Command::cargo_bin("sanity").expect("binary").args(train).arg(&weights).assert().success();
+    // All weights zero: every gradient and every Grad-CAM map is one constant.
+    let mut bytes = std::fs::read(&weights).expect("read");
+    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    bytes[start..].fill(0);
+    std::fs::write(&weights, &bytes).expect("write");
+    let out = tmp.path().join("run");
+    let mut cmd = Command::cargo_bin("sanity").expect("binary");
+    cmd.args(["run", TINY, "--threads", "1", "--set"]).arg(format!("model.weights=\"{}\"", weights.display()));
+    let ran = cmd.arg("--out").arg(&out).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(ran.status.success(), "{stderr}");
+    for method in ["gradient", "gradcam"] {
+        assert!(stderr.contains(&format!("error: every score of `{method}` is empty (constant_map")), "{stderr}");
+    }
+    Command::cargo_bin("sanity").expect("binary").arg("report").arg(&out).assert().success();
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert!(report.contains("## Empty results") && report.contains("every score of `gradcam` is empty"), "{report}");
+}
