@@ -182,7 +182,17 @@ fn a_method_that_answers_nothing_ends_the_run_with_an_error_line_and_report_md_l
     for method in ["gradient", "gradcam"] {
         assert!(stderr.contains(&format!("error: every score of `{method}` is empty (constant_map")), "{stderr}");
     }
+    // Its own maps are the degenerate ones, counted in summary.csv and warned about.
+    assert!(stderr.contains("warning: `gradient`'s own maps are degenerate for 5 of 5 images (100%)"), "{stderr}");
+    let summary = std::fs::read_to_string(out.join("summary.csv")).expect("summary");
+    let mut reader = csv::Reader::from_reader(summary.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let cascade: Vec<csv::StringRecord> =
+        reader.records().map(|r| r.expect("row")).filter(|r| &r[col("test")] == "cascading").collect();
+    assert!(!cascade.is_empty() && cascade.iter().all(|r| &r[col("n_degenerate_original")] == "5"), "{summary}");
     Command::cargo_bin("sanity").expect("binary").arg("report").arg(&out).assert().success();
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     assert!(report.contains("## Empty results") && report.contains("every score of `gradcam` is empty"), "{report}");
+    assert!(report.contains("## Degenerate original maps"), "{report}");
 }

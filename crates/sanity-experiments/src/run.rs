@@ -630,6 +630,9 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         for line in empty_results(&all_rows) {
             progress(Progress::Note(format!("error: {line}")));
         }
+        for line in crate::scores::degenerate_original_warnings(&all_rows) {
+            progress(Progress::Note(format!("warning: {line}")));
+        }
     }
     mark("summary", &mut timings);
     timings.push(("total".into(), started.elapsed().as_secs_f64()));

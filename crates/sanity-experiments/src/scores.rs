@@ -66,6 +66,11 @@ pub struct SummaryRow {
     pub n: usize,
     /// Scores with a degenerate status (not in the statistics).
     pub n_degenerate: usize,
+    /// Of the row's images, those whose own map under the trained model (the method's
+    /// original map, after the post-processing) is degenerate: their scores are missing at
+    /// every stage, so the row's statistics rest on the others ([`degenerate_originals`]).
+    #[serde(default)]
+    pub n_degenerate_original: usize,
     /// Mean of the valid scores.
     pub mean: Option<f64>,
     /// Sample standard deviation (ddof 1).
@@ -261,10 +266,14 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
         }
         groups.entry(k).or_default().push(r);
     }
+    let degenerate = degenerate_originals(rows);
     let mut summaries: Vec<SummaryRow> = order
         .iter()
         .map(|k| {
             let members = &groups[k];
+            let n_degenerate_original = degenerate
+                .get(&(k.4.clone(), k.6.clone()))
+                .map_or(0, |(bad, _)| members.iter().filter(|r| bad.contains(&r.sample)).count());
             let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
             let s = summarize(&values, resamples, confidence, &mut stream_rng(seed, "bootstrap", group_hash(k)));
             let first = members[0];
@@ -285,6 +294,7 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
                 metric: first.metric.clone(),
                 n: s.n,
                 n_degenerate: members.len() - s.n,
+                n_degenerate_original,
                 mean: s.mean,
                 std: s.std,
                 sem: s.sem,
@@ -314,6 +324,50 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
             (mean("repeat"), mean("random_models"), mean("random_map"), mean("sobel"));
     }
     summaries
+}
+
+/// Per (method, post-processing): the images whose original map (under the trained model) is
+/// degenerate, and all images seen, read off the `repeat` control (the original map against
+/// itself, or against a second draw of a stochastic method: empty when the original is
+/// degenerate). None without the `repeat` control.
+pub fn degenerate_originals(
+    rows: &[ScoreRow],
+) -> std::collections::BTreeMap<(String, String), (std::collections::BTreeSet<usize>, std::collections::BTreeSet<usize>)>
+{
+    let mut out: std::collections::BTreeMap<
+        (String, String),
+        (std::collections::BTreeSet<usize>, std::collections::BTreeSet<usize>),
+    > = std::collections::BTreeMap::new();
+    for r in rows.iter().filter(|r| r.test == "control" && r.stage == "repeat") {
+        let entry = out.entry((r.method.clone(), r.postprocess.clone())).or_default();
+        entry.1.insert(r.sample);
+        if r.score.is_none() && matches!(r.status.as_str(), "constant_map" | "non_finite") {
+            entry.0.insert(r.sample);
+        }
+    }
+    out
+}
+
+/// The share of degenerate original maps beyond which a run warns (Adebayo et al.'s Grad-CAM
+/// reproduction lost 127 of 200 images to empty maps, unnoticed).
+pub const DEGENERATE_ORIGINALS_WARNING: f64 = 0.05;
+
+/// A warning per method and post-processing whose original maps are degenerate for more than
+/// [`DEGENERATE_ORIGINALS_WARNING`] of the images.
+pub fn degenerate_original_warnings(rows: &[ScoreRow]) -> Vec<String> {
+    degenerate_originals(rows)
+        .into_iter()
+        .filter(|(_, (bad, all))| !all.is_empty() && bad.len() as f64 > DEGENERATE_ORIGINALS_WARNING * all.len() as f64)
+        .map(|((method, postprocess), (bad, all))| {
+            format!(
+                "`{method}`'s own maps are degenerate for {} of {} images ({:.0}%) after `{postprocess}`: its scores there rest on the other {} (see n_degenerate_original in summary.csv)",
+                bad.len(),
+                all.len(),
+                100.0 * bad.len() as f64 / all.len() as f64,
+                all.len() - bad.len()
+            )
+        })
+        .collect()
 }
 
 /// A row that scores one method under one post-processing and metric: a score row (one image)
