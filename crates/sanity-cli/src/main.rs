@@ -351,9 +351,11 @@ fn set_threads(threads: Option<usize>) -> Result<usize> {
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len} {elapsed_precise}")
-            .expect("the template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg:<28} [{bar:30}] {pos}/{len} {per_sec} {elapsed_precise} eta {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
     );
     bar
 }
@@ -368,6 +370,7 @@ fn show(bar: &ProgressBar, p: Progress) {
         }
         Progress::Advance(n) => bar.inc(n),
         Progress::Note(line) => bar.suspend(|| eprintln!("{line}")),
+        Progress::Status(line) => bar.set_message(line),
     }
 }
 

@@ -78,7 +78,7 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     }
     let summary = read(one.join("summary.csv"));
     assert!(summary.starts_with(
-        "run_id,test,order,stage_index,stage,method,method_b,postprocess,metric,n,n_degenerate,mean,std,sem,median,\
+        "run_id,test,order,stage_index,stage,method,method_b,postprocess,metric,n,n_degenerate,n_degenerate_original,mean,std,sem,median,\
          ci_low,ci_high,status,control_repeat,control_random_models,control_random_map,control_sobel"
     ));
     assert_eq!(summary.lines().count(), 1 + (7 + 7 + 4) * 2 * 3 + 3);

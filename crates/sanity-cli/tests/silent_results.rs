@@ -196,3 +196,23 @@ fn a_method_that_answers_nothing_ends_the_run_with_an_error_line_and_report_md_l
     assert!(report.contains("## Empty results") && report.contains("every score of `gradcam` is empty"), "{report}");
     assert!(report.contains("## Degenerate original maps"), "{report}");
 }
+
+#[test]
+fn training_says_a_line_per_epoch_where_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let args = ["train", "--arch", "phantom-cnn", "--data", "phantom", "--n-train", "40", "--epochs", "3"];
+    let out = Command::cargo_bin("sanity")
+        .expect("binary")
+        .args(args)
+        .args(["--batch-size", "8", "--threads", "1", "--out"])
+        .arg(tmp.path().join("w.safetensors"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    for epoch in 1..=3 {
+        assert!(stderr.lines().any(|l| l.starts_with(&format!("epoch {epoch}: loss "))), "{stderr}");
+    }
+    // No bar drawn into a pipe: no carriage returns, no per-batch lines.
+    assert!(!stderr.contains('\r') && !stderr.contains("eta"), "{stderr}");
+}

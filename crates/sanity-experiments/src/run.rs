@@ -106,6 +106,9 @@ pub enum Progress {
     Advance(u64),
     /// A line worth showing (accuracies, where files went).
     Note(String),
+    /// What the phase in flight is at, in words (a training's epoch and running loss): shown
+    /// beside the bar, never printed as a line.
+    Status(String),
 }
 
 /// What a finished run reports.

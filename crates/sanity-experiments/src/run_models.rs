@@ -10,7 +10,8 @@ use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
 use sanity_data::Dataset;
 use sanity_model::{
-    Checkpoint, EpochStats, Model, ModelError, TrainSpec, Training, Weights, accuracy, init_weights, train_from,
+    BatchProgress, Checkpoint, EpochStats, Model, ModelError, TrainSpec, Training, Weights, accuracy, init_weights,
+    train_observed,
 };
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -263,15 +264,27 @@ pub(crate) fn train_resumable(
             let shown = Checkpoint::files(folder, checkpoint.meta.epoch)[0].display().to_string();
             progress(Progress::Note(format!("{}: going on after epoch {} ({shown})", phase.0, checkpoint.meta.epoch)));
         }
-        let remaining = spec.epochs - resumed_after.unwrap_or(0);
-        progress(Progress::Phase { name: phase.0.to_string(), total: remaining as u64 });
         let (start, folder) = found.take().unzip();
-        let mut on_epoch = |s: &EpochStats| {
-            progress(Progress::Note((phase.1)(s)));
-            progress(Progress::Advance(1));
-            if stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        // Minibatches advance the bar (its rate and ETA are the CLI's); each epoch ends with a
+        // line, the only output where stderr is not a terminal.
+        let trained = {
+            let shared = std::cell::RefCell::new(&mut *progress);
+            let mut on_epoch = |s: &EpochStats| {
+                (shared.borrow_mut())(Progress::Note((phase.1)(s)));
+                if stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            };
+            let mut on_batch = |b: &BatchProgress| {
+                let mut show = shared.borrow_mut();
+                if b.batch == 1 {
+                    let name = format!("{}, epoch {}/{}", phase.0, b.epoch, spec.epochs);
+                    show(Progress::Phase { name, total: b.batches as u64 });
+                }
+                show(Progress::Advance(1));
+                show(Progress::Status(format!("{}, epoch {}/{}, loss {:.4}", phase.0, b.epoch, spec.epochs, b.loss)));
+            };
+            train_observed(initial, data, spec, seed, start, &mut on_epoch, &mut on_batch)
         };
-        match train_from(initial, data, spec, seed, start, &mut on_epoch) {
+        match trained {
             Ok(trained) => break (trained, resumed_after),
             // Beside the cache, a checkpoint of other data under the same path (a changed .npy)
             // or of a changed built-in architecture is dropped, and training starts afresh.

@@ -24,5 +24,8 @@ pub use layer::{Init, LayerSpec};
 pub use lrp::LrpRule;
 pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
-pub use train::{EpochStats, OptimizerKind, TrainSpec, Training, accuracy, predict_logits, train, train_from};
+pub use train::{
+    BatchProgress, EpochStats, OptimizerKind, TrainSpec, Training, accuracy, predict_logits, train, train_from,
+    train_observed,
+};
 pub use weights::Weights;

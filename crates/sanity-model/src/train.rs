@@ -340,6 +340,35 @@ pub fn train_from(
     start: Option<Checkpoint>,
     on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
 ) -> Result<Training> {
+    train_observed(model, data, spec, seed, start, on_epoch, &mut |_| {})
+}
+
+/// Where a training is within an epoch, after each minibatch (for progress bars).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchProgress {
+    /// The epoch (1-based).
+    pub epoch: usize,
+    /// Minibatches done in it.
+    pub batch: usize,
+    /// Minibatches in an epoch.
+    pub batches: usize,
+    /// The mean loss of the epoch's minibatches so far.
+    pub loss: f64,
+    /// Images trained on in the epoch so far.
+    pub images: usize,
+}
+
+/// [`train_from`], telling `on_batch` after every minibatch where it is (no effect on the
+/// training).
+pub fn train_observed(
+    model: &Model,
+    data: &Dataset,
+    spec: &TrainSpec,
+    seed: u64,
+    start: Option<Checkpoint>,
+    on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
+    on_batch: &mut dyn FnMut(&BatchProgress),
+) -> Result<Training> {
     let outputs = model.arch.num_outputs();
     if !(outputs == data.num_classes || (outputs == 1 && data.num_classes == 2)) {
         return Err(ModelError::Training(format!(
@@ -439,6 +468,13 @@ pub fn train_from(
             optimizer.step(&l)?;
             loss_sum += f64::from(value);
             batches += 1;
+            on_batch(&BatchProgress {
+                epoch,
+                batch: batches,
+                batches: data.len().div_ceil(spec.batch_size),
+                loss: loss_sum / batches as f64,
+                images: (batches * spec.batch_size).min(data.len()),
+            });
             let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         }

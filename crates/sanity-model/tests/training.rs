@@ -3,8 +3,8 @@
 
 use sanity_data::{Dataset, PhantomSpec, generate_phantoms};
 use sanity_model::{
-    Architecture, ArchitectureSpec, Checkpoint, EpochStats, Model, OptimizerKind, TrainSpec, Training, Weights,
-    init_weights, train, train_from,
+    Architecture, ArchitectureSpec, BatchProgress, Checkpoint, EpochStats, Model, OptimizerKind, TrainSpec, Training,
+    Weights, init_weights, train, train_from, train_observed,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -216,4 +216,25 @@ fn training_to_an_accuracy_target_goes_on_from_before_the_target_and_stops_at_a_
         assert_eq!(resumed_history, history, "from epoch {from}");
         assert!(bits(&resumed_weights) == bits(&weights), "from epoch {from}");
     }
+}
+
+#[test]
+fn every_minibatch_is_reported_and_observing_changes_nothing() {
+    let (model, data) = (model(), data());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let spec = TrainSpec { checkpoint_dir: None, ..spec(OptimizerKind::Adamw, tmp.path()) };
+    let mut seen: Vec<BatchProgress> = Vec::new();
+    let observed =
+        train_observed(&model, &data, &spec, 9, None, &mut |_| ControlFlow::Continue(()), &mut |b| seen.push(*b))
+            .expect("trains");
+    let (weights, history) = finished(observed);
+    let batches = data.len().div_ceil(spec.batch_size);
+    assert_eq!(seen.len(), batches * spec.epochs);
+    for (epoch, stats) in history.iter().enumerate() {
+        let last = seen[(epoch + 1) * batches - 1];
+        assert_eq!((last.epoch, last.batch, last.batches, last.images), (epoch + 1, batches, batches, data.len()));
+        assert!((last.loss - stats.loss).abs() < 1e-12, "{last:?} vs {stats:?}");
+    }
+    let (plain, _) = train(&model, &data, &spec, 9, &mut |_| {}).expect("trains");
+    assert_eq!(bits(&weights), bits(&plain), "observing the batches changed the training");
 }
