@@ -114,18 +114,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>
 
 /// Moves the files under `from` to the same paths under `to` (replacing files there).
 fn move_into(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(|e| ExperimentError::io(to, e))?;
-    let entries = std::fs::read_dir(from).map_err(|e| ExperimentError::io(from, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| ExperimentError::io(from, e))?;
-        let (source, target) = (entry.path(), to.join(entry.file_name()));
-        if source.is_dir() {
-            move_into(&source, &target)?;
-        } else {
-            std::fs::rename(&source, &target).map_err(|e| ExperimentError::io(&target, e))?;
-        }
-    }
-    Ok(())
+    place_tree(from, to, &|source, target| std::fs::rename(source, target))
 }
 
 fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
@@ -227,6 +216,12 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
 
 /// Copies the files under `from` (when it exists) to the same paths under `to`.
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    place_tree(from, to, &|source, target| std::fs::copy(source, target).map(|_| ()))
+}
+
+/// Puts each file under `from` (when it exists) at the same path under `to` with `place`
+/// (a copy or a rename), making the folders.
+fn place_tree(from: &Path, to: &Path, place: &dyn Fn(&Path, &Path) -> std::io::Result<()>) -> Result<()> {
     let entries = match std::fs::read_dir(from) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -237,9 +232,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let entry = entry.map_err(|e| ExperimentError::io(from, e))?;
         let (source, target) = (entry.path(), to.join(entry.file_name()));
         if source.is_dir() {
-            copy_tree(&source, &target)?;
+            place_tree(&source, &target, place)?;
         } else {
-            std::fs::copy(&source, &target).map_err(|e| ExperimentError::io(&target, e))?;
+            place(&source, &target).map_err(|e| ExperimentError::io(&target, e))?;
         }
     }
     Ok(())
