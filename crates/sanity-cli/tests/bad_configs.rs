@@ -217,8 +217,8 @@ fn cases() -> Vec<Case> {
         case(
             "negative learning rate",
             Replace("epochs = 1", "epochs = 1\nlearning_rate = -0.1"),
-            Some("[training]"),
-            &["learning_rate must be > 0"],
+            Some("learning_rate = -0.1"),
+            &["training.learning_rate", "accepted: a finite value > 0"],
         ),
         case(
             "momentum 1",

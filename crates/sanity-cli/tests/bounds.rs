@@ -157,6 +157,7 @@ reinit = {{ kind = "truncated_normal", std = 0.1 }}
 kind = "data_randomization"
 max_epochs = 2
 n_train = 8
+training = {{ learning_rate = 0.01, batch_size = 4, weight_decay = 0.0001, momentum = 0.5 }}
 
 [[tests]]
 kind = "smooth_mprt"

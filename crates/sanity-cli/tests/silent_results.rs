@@ -216,3 +216,35 @@ fn training_says_a_line_per_epoch_where_stderr_is_not_a_terminal() {
     // No bar drawn into a pipe: no carriage returns, no per-batch lines.
     assert!(!stderr.contains('\r') && !stderr.contains("eta"), "{stderr}");
 }
+
+#[test]
+fn the_random_label_model_trains_with_its_own_settings_and_they_are_checked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let with = |own: &str| {
+        let config = tmp.path().join("own.toml");
+        let text = std::fs::read_to_string(TINY).expect("tiny")
+            + &format!("\n[[tests]]\nkind = \"data_randomization\"\nmax_epochs = 2\nn_train = 16\ntraining = {own}\n");
+        std::fs::write(&config, text).expect("write");
+        config
+    };
+    let run = |config: &std::path::Path, out: &str| {
+        let mut cmd = Command::cargo_bin("sanity").expect("binary");
+        cmd.arg("run").arg(config).args(["--threads", "1", "--out"]).arg(tmp.path().join(out)).output().expect("runs")
+    };
+    let first = run(&with("{ learning_rate = 0.01, batch_size = 4 }"), "a");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = run(&with("{ learning_rate = 0.002 }"), "b");
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    // Other settings, another model (not the cached one).
+    let models =
+        |out: &str| std::fs::read(tmp.path().join(out).join("model-random-labels.safetensors")).expect("model");
+    assert!(models("a") != models("b"));
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("permuted labels from the model cache"));
+    let record = std::fs::read_to_string(tmp.path().join("a").join("model-random-labels.json")).expect("record");
+    assert!(record.contains("\"learning_rate\": 0.01") && record.contains("\"batch_size\": 4"), "{record}");
+    // Checked as [training] is, under its own key.
+    let bad = Command::cargo_bin("sanity").expect("binary").arg("plan").arg(with("{ learning_rate = -1.0 }")).output();
+    let bad = bad.expect("runs");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(bad.status.code() == Some(2) && stderr.contains("tests[3].training.learning_rate"), "{stderr}");
+}

@@ -409,6 +409,12 @@ pub enum TestConfig {
         /// whole large set of random labels can take hundreds of epochs); default all.
         #[serde(default)]
         n_train: Option<usize>,
+        /// The random-label model's own training settings where they differ from
+        /// `[training]`'s (memorising permuted labels may want another learning rate or batch
+        /// size than learning the task): any of `learning_rate`, `batch_size`, `optimizer`,
+        /// `weight_decay`, `momentum`. Default: `[training]`'s; `max_epochs` counts its epochs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        training: Option<RandomLabelTraining>,
     },
     /// Smooth MPRT (Hedström et al. 2023, "Sanity checks revisited", section 4.1): a cascade in
     /// which every map is the mean of the method's maps of `samples` noisy copies of the input
@@ -456,6 +462,41 @@ pub enum TestConfig {
         #[serde(default)]
         pairs: Option<Vec<[String; 2]>>,
     },
+}
+
+/// Training settings of the data randomisation test's model that replace `[training]`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomLabelTraining {
+    /// Learning rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
+    /// Minibatch size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// `adamw` or `sgd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight decay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// SGD's momentum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+}
+
+impl RandomLabelTraining {
+    /// `base` with these settings in place of its own.
+    pub fn applied_to(&self, base: &TrainingConfig) -> TrainingConfig {
+        TrainingConfig {
+            learning_rate: self.learning_rate.unwrap_or(base.learning_rate),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            optimizer: self.optimizer.unwrap_or(base.optimizer),
+            weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
+            momentum: self.momentum.unwrap_or(base.momentum),
+            ..base.clone()
+        }
+    }
 }
 
 impl TestConfig {

@@ -297,25 +297,15 @@ impl Plan {
         }
         if trains_a_model(&config) {
             let t = &config.training;
-            let usable = t.learning_rate > 0.0 && t.learning_rate.is_finite() && t.weight_decay >= 0.0;
-            if !usable {
-                return Err(bad("training", "learning_rate must be > 0 and weight_decay >= 0".into()));
-            }
-            if !(0.0..1.0).contains(&t.momentum) {
-                return Err(bad("training.momentum", format!("{}; accepted: 0 <= momentum < 1", t.momentum)));
-            }
+            check_training(t, "training").map_err(|(key, m)| bad(&key, m))?;
             if config.model.weights.is_none() {
                 check_count(t.epochs, MAX_EPOCHS).map_err(|m| bad("training.epochs", m))?;
             }
-            check_count(t.batch_size, MAX_TRAIN_BATCH).map_err(|m| bad("training.batch_size", m))?;
             if t.checkpoint_every > MAX_EPOCHS {
                 return Err(bad(
                     "training.checkpoint_every",
                     format!("{}; accepted: 0 (none) to {MAX_EPOCHS}", t.checkpoint_every),
                 ));
-            }
-            if !(t.weight_decay.is_finite() && t.weight_decay <= 1.0) {
-                return Err(bad("training.weight_decay", format!("{}; accepted: 0 to 1", t.weight_decay)));
             }
             if config.model.weights.is_none() && data.n_classes_present().is_some_and(|n| n < 2) {
                 return Err(bad(
@@ -386,7 +376,11 @@ impl Plan {
                     ));
                 }
                 TestConfig::RandomLogit {} => {}
-                TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train } => {
+                TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training } => {
+                    if let Some(own) = training {
+                        let key = format!("tests[{i}].training");
+                        check_training(&own.applied_to(&config.training), &key).map_err(|(k, m)| bad(&k, m))?;
+                    }
                     if *n_train == Some(0) {
                         return Err(bad(
                             &format!("tests[{i}].n_train"),
@@ -665,6 +659,22 @@ fn map_shape(method: &sanity_attribution::MethodSpec, arch: &Architecture) -> [u
         Some(_) if !matches!(method, sanity_attribution::MethodSpec::GuidedGradcam { .. }) => [1, h, w],
         _ => [c, h, w],
     }
+}
+
+/// Checks the optimiser settings of `t` (the config's `[training]`, or a random-label model's
+/// own, under `key`); the error names the key.
+fn check_training(t: &crate::config::TrainingConfig, key: &str) -> std::result::Result<(), (String, String)> {
+    if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+        return Err((format!("{key}.learning_rate"), format!("{}; accepted: a finite value > 0", t.learning_rate)));
+    }
+    if !(0.0..1.0).contains(&t.momentum) {
+        return Err((format!("{key}.momentum"), format!("{}; accepted: 0 <= momentum < 1", t.momentum)));
+    }
+    check_count(t.batch_size, MAX_TRAIN_BATCH).map_err(|m| (format!("{key}.batch_size"), m))?;
+    if !(t.weight_decay.is_finite() && (0.0..=1.0).contains(&t.weight_decay)) {
+        return Err((format!("{key}.weight_decay"), format!("{}; accepted: 0 to 1", t.weight_decay)));
+    }
+    Ok(())
 }
 
 /// Whether a run of `config` trains a model: the explained one (without `model.weights`), or

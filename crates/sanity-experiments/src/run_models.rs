@@ -334,7 +334,7 @@ pub(crate) fn build_random_label_model(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<(Model, RandomLabelReport)>> {
     let config = &plan.config;
-    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train }) =
+    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training }) =
         config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
     else {
         return Ok(None);
@@ -351,8 +351,9 @@ pub(crate) fn build_random_label_model(
     let permuted = train_set.with_permuted_labels(config.seed);
     let labels = format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}");
     let mut inputs = ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels);
-    // It trains for up to `max_epochs`, whatever `training.epochs` says.
-    inputs.training.epochs = *max_epochs;
+    // Its own settings, for up to `max_epochs`, whatever `training.epochs` says.
+    let own = training.as_ref().map_or_else(|| config.training.clone(), |t| t.applied_to(&config.training));
+    inputs.training = crate::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() };
     let saved = Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) };
     let key = inputs.key();
     let resumed = match weights {
@@ -391,7 +392,7 @@ pub(crate) fn build_random_label_model(
                     epochs: *max_epochs,
                     stop_at_accuracy: Some(*target_accuracy),
                     checkpoint_dir: Some(places.dir.clone()),
-                    ..config.training.spec()
+                    ..own.spec()
                 };
                 let describe = |s: &EpochStats| {
                     let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
