@@ -623,11 +623,19 @@ impl Config {
     /// from a file).
     fn resolve_paths(&mut self, file: &str, overrides: &[String]) {
         let cwd = std::env::current_dir().unwrap_or_default();
-        let file_dir = Path::new(file).is_file().then(|| Path::new(file).parent().map(Path::to_path_buf)).flatten();
+        // A config in the working directory has an empty parent: the working directory.
+        let file_dir = Path::new(file)
+            .is_file()
+            .then(|| {
+                Path::new(file).parent().map(|p| if p.as_os_str().is_empty() { cwd.clone() } else { p.to_path_buf() })
+            })
+            .flatten();
         let set_keys: Vec<String> =
             overrides.iter().filter_map(|o| o.split_once('=').map(|(k, _)| k.trim().to_string())).collect();
         let base = |key: &str| -> PathBuf {
-            let overridden = set_keys.iter().any(|k| key.starts_with(k.as_str()) || k.starts_with(key));
+            // `--set data={ ... }` sets data.images too; `tests.1` is not `tests.10`.
+            let within = |inner: &str, outer: &str| inner == outer || inner.starts_with(&format!("{outer}."));
+            let overridden = set_keys.iter().any(|k| within(key, k) || within(k, key));
             match (&file_dir, overridden) {
                 (Some(dir), false) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
                 _ => cwd.clone(),
@@ -688,9 +696,11 @@ impl Config {
     /// [`Config::parse`] of a text the program wrote (a sweep point): its own lines and
     /// snippets would mislead, so a parse error names the key it is at instead
     /// ([`crate::diagnostics::key_at`]).
-    pub fn parse_generated(text: &str, file: &str) -> Result<Self> {
+    /// `overrides` are the `--set` assignments already applied to the text: their paths
+    /// resolve from the working directory.
+    pub fn parse_generated(text: &str, file: &str, overrides: &[String]) -> Result<Self> {
         let mut config = Self::parse_text(text, file, &[], true)?;
-        config.resolve_paths(file, &[]);
+        config.resolve_paths(file, overrides);
         Ok(config)
     }
 

@@ -613,7 +613,12 @@ fn check_plan_memory(
     let activations = (image + arch.shapes.iter().map(|s| s.iter().product::<usize>() as u128).sum::<u128>()) * 16;
     let parameters: u128 = crate::run_inputs::parameter_count(arch) * 4;
     if trains_a_model(config) {
-        let batch = config.training.batch_size as u128;
+        // The random-label model may train with a batch of its own.
+        let own = config.tests.iter().filter_map(|t| match t {
+            TestConfig::DataRandomization { weights: None, training: Some(own), .. } => own.batch_size,
+            _ => None,
+        });
+        let batch = own.fold(config.training.batch_size, usize::max) as u128;
         check_memory("the data set and a training minibatch", data_bytes + batch * activations + parameters * 4)
             .map_err(|m| ("training.batch_size", m))?;
     }
@@ -652,13 +657,23 @@ fn spatial_layers(arch: &Architecture) -> Vec<String> {
         .collect()
 }
 
-/// The shape `[c, h, w]` of `method`'s raw maps on `arch`'s inputs: a CAM's are one channel.
+/// The shape `[c, h, w]` of `method`'s raw maps on `arch`'s inputs: a CAM's are one channel
+/// (guided Grad-CAM's are the input's, as are every other method's).
 fn map_shape(method: &sanity_attribution::MethodSpec, arch: &Architecture) -> [usize; 3] {
-    let [c, h, w] = arch.spec.input;
-    match cam_layer(method) {
-        Some(_) if !matches!(method, sanity_attribution::MethodSpec::GuidedGradcam { .. }) => [1, h, w],
-        _ => [c, h, w],
+    use sanity_attribution::MethodSpec as M;
+    fn one_channel(method: &M) -> bool {
+        match method {
+            M::Gradcam { .. }
+            | M::GradcamPlusPlus { .. }
+            | M::Xgradcam { .. }
+            | M::Layercam { .. }
+            | M::Scorecam { .. } => true,
+            M::Smoothgrad(t) | M::SmoothgradSquared(t) | M::Vargrad(t) => one_channel(&t.inner),
+            _ => false,
+        }
     }
+    let [c, h, w] = arch.spec.input;
+    if one_channel(method) { [1, h, w] } else { [c, h, w] }
 }
 
 /// Checks the optimiser settings of `t` (the config's `[training]`, or a random-label model's

@@ -271,9 +271,12 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
         .iter()
         .map(|k| {
             let members = &groups[k];
-            let n_degenerate_original = degenerate
-                .get(&(k.4.clone(), k.6.clone()))
-                .map_or(0, |(bad, _)| members.iter().filter(|r| bad.contains(&r.sample)).count());
+            // The floor compares two untrained models' maps: the trained model's are not in it.
+            let floor = k.0 == "control" && k.3 == "random_models";
+            let n_degenerate_original = match degenerate.get(&(k.4.clone(), k.6.clone())) {
+                Some((bad, _)) if !floor => members.iter().filter(|r| bad.contains(&r.sample)).count(),
+                _ => 0,
+            };
             let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
             let s = summarize(&values, resamples, confidence, &mut stream_rng(seed, "bootstrap", group_hash(k)));
             let first = members[0];
@@ -338,12 +341,20 @@ pub fn degenerate_originals(
         (String, String),
         (std::collections::BTreeSet<usize>, std::collections::BTreeSet<usize>),
     > = std::collections::BTreeMap::new();
+    // An image counts when every metric of the pipeline found its maps degenerate (one
+    // metric's own quirk, e.g. HOG features of a map that varies only at its border, does not).
+    let mut healthy: std::collections::BTreeSet<(String, String, usize)> = std::collections::BTreeSet::new();
     for r in rows.iter().filter(|r| r.test == "control" && r.stage == "repeat") {
         let entry = out.entry((r.method.clone(), r.postprocess.clone())).or_default();
         entry.1.insert(r.sample);
         if r.score.is_none() && matches!(r.status.as_str(), "constant_map" | "non_finite") {
             entry.0.insert(r.sample);
+        } else {
+            healthy.insert((r.method.clone(), r.postprocess.clone(), r.sample));
         }
+    }
+    for ((method, postprocess), (bad, _)) in &mut out {
+        bad.retain(|s| !healthy.contains(&(method.clone(), postprocess.clone(), *s)));
     }
     out
 }
@@ -375,6 +386,14 @@ pub fn degenerate_original_warnings(rows: &[ScoreRow]) -> Vec<String> {
 pub trait Scored {
     /// `(method, postprocess, metric)`.
     fn cell(&self) -> (&str, &str, &str);
+    /// The control a control row compares with (`random_map`, `sobel`, ...); empty for the
+    /// tests' rows.
+    fn control(&self) -> &str {
+        match self.place() {
+            ("control", stage) => stage,
+            _ => "",
+        }
+    }
     /// Whether it has a value.
     fn answered(&self) -> bool;
     /// Why it has none, and for how many maps.
@@ -421,10 +440,13 @@ impl Scored for SummaryRow {
 pub fn empty_results<R: Scored>(rows: &[R]) -> Vec<String> {
     use std::collections::BTreeMap;
     type Cell<'a> = (usize, BTreeMap<&'a str, usize>);
-    let mut cells: BTreeMap<(&str, &str, &str), Cell> = BTreeMap::new();
+    // (method, postprocess, metric, control): a control's cells apart, so that a control that
+    // cannot be compared (a one-channel CAM against an RGB Sobel map) is not hidden by the tests.
+    let mut cells: BTreeMap<(&str, &str, &str, &str), Cell> = BTreeMap::new();
     // The floor control compares two untrained models' maps: it says nothing of the model's.
     for row in rows.iter().filter(|r| r.place() != ("control", "random_models")) {
-        let cell = cells.entry(row.cell()).or_default();
+        let (method, postprocess, metric) = row.cell();
+        let cell = cells.entry((method, postprocess, metric, row.control())).or_default();
         if row.answered() {
             cell.0 += 1;
         } else {
@@ -433,7 +455,7 @@ pub fn empty_results<R: Scored>(rows: &[R]) -> Vec<String> {
         }
     }
     let mut methods: BTreeMap<&str, (bool, BTreeMap<&str, usize>)> = BTreeMap::new();
-    for ((method, _, _), (answered, empty)) in &cells {
+    for ((method, _, _, _), (answered, empty)) in &cells {
         let entry = methods.entry(method).or_default();
         entry.0 |= *answered > 0;
         for (why, n) in empty {
@@ -450,13 +472,71 @@ pub fn empty_results<R: Scored>(rows: &[R]) -> Vec<String> {
             ));
         }
     }
-    for ((method, postprocess, metric), (answered, empty)) in &cells {
+    for ((method, postprocess, metric, control), (answered, empty)) in &cells {
         if *answered == 0 && methods.get(method).is_some_and(|m| m.0) {
+            let against = if control.is_empty() { String::new() } else { format!(" against the `{control}` control") };
             out.push(format!(
-                "every `{metric}` score of `{method}` after `{postprocess}` is empty ({})",
+                "every `{metric}` score of `{method}`{against} after `{postprocess}` is empty ({})",
                 statuses(empty)
             ));
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(test: &str, stage: &str, sample: usize, score: Option<f64>, status: &str) -> ScoreRow {
+        ScoreRow {
+            run_id: "r".into(),
+            test: test.into(),
+            order: String::new(),
+            stage_index: 1,
+            stage: stage.into(),
+            method: "gradcam".into(),
+            method_b: "gradcam".into(),
+            postprocess: "abs".into(),
+            metric: "spearman".into(),
+            sample,
+            label: 0,
+            target: 0,
+            score,
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn an_empty_control_is_named_even_when_the_tests_answer() {
+        let rows = vec![
+            row("cascading", "conv1", 0, Some(0.5), "ok"),
+            row("control", "sobel", 0, None, "shape_mismatch"),
+            row("control", "random_models", 0, None, "constant_map"),
+        ];
+        let lines = empty_results(&rows);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("against the `sobel` control") && lines[0].contains("shape_mismatch 1"), "{lines:?}");
+    }
+
+    #[test]
+    fn degenerate_originals_need_every_metric_to_agree_and_skip_the_floor() {
+        let mut hog = row("control", "repeat", 1, None, "constant_map");
+        hog.metric = "hog_pearson".into();
+        let rows = vec![
+            row("control", "repeat", 0, None, "constant_map"),
+            row("control", "repeat", 1, Some(1.0), "ok"),
+            hog,
+            row("cascading", "conv1", 0, None, "constant_map"),
+            row("control", "random_models", 0, Some(0.1), "ok"),
+        ];
+        let found = degenerate_originals(&rows);
+        assert_eq!(found[&("gradcam".into(), "abs".into())].0, [0].into_iter().collect());
+        let summary = summarize_rows(&rows, 0, 0.95, 0);
+        let of = |test: &str, stage: &str| {
+            summary.iter().find(|r| r.test == test && r.stage == stage && r.metric == "spearman").expect("row")
+        };
+        assert_eq!(of("cascading", "conv1").n_degenerate_original, 1);
+        assert_eq!(of("control", "random_models").n_degenerate_original, 0);
+    }
 }

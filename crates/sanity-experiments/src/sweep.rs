@@ -76,8 +76,8 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
                 .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
         }
         let generated = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
-        let parsed =
-            Config::parse_generated(&generated, file).map_err(|e| in_sweep_point(e, &params, text, overrides))?;
+        let parsed = Config::parse_generated(&generated, file, overrides)
+            .map_err(|e| in_sweep_point(e, &params, text, overrides))?;
         out.push((parsed, params));
     }
     Ok(out)

@@ -159,6 +159,9 @@ impl MetricSpec {
     pub fn unfit_for(&self, shape: [usize; 3]) -> Option<String> {
         let [c, h, w] = shape;
         match self {
+            MetricSpec::Ssim(_) if h.min(w) < 3 => Some(format!(
+                "the maps are {h}x{w}, narrower than any SSIM window (3 pixels at least); accepted: a resize step to at least 3x3 before it, or another metric"
+            )),
             MetricSpec::Ssim(p) if p.window_side() > h.min(w) => Some(format!(
                 "the SSIM window is {} pixels wide but the maps are {h}x{w}; accepted: a window of at most {} pixels, e.g. window = {{ kind = \"uniform\", size = {} }} or a gaussian window with a smaller sigma",
                 p.window_side(),
