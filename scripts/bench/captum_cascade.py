@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The reference workload of DESIGN.md section 9 written with the Python stack, for comparison
+"""The reference workload of docs/performance.md written with the Python stack, for comparison
 with `sanity run experiments/bench-cascade.toml` on the same weights and images.
 
 Pinned versions: torch==2.15.0 captum==0.9.0 scipy==1.17.1 scikit-image==0.26.0 numpy==2.4.6

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark of issue 3 / DESIGN.md section 9:
+# The side-by-side benchmark of issue 3 / docs/performance.md:
 #   scripts/bench/run.sh [THREADS]        (default 2; PYTHON=path/to/venv/bin/python)
 # Trains adebayo-cnn on Fashion-MNIST once (target/bench/adebayo-cnn.safetensors), then runs
 # `sanity run experiments/bench-cascade.toml` and scripts/bench/captum_cascade.py on the same

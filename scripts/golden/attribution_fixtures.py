@@ -35,7 +35,7 @@ torch.set_num_threads(1)
 
 
 class AdebayoCNN(nn.Module):
-    """DESIGN.md section 6, `adebayo-cnn`."""
+    """docs/models.md, `adebayo-cnn`."""
 
     def __init__(self):
         super().__init__()

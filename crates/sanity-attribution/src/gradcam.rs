@@ -2,7 +2,7 @@
 //! implements. `A` `[k, u, v]` is the output of the layer (for `conv4` the convolution's output
 //! before its ReLU, as pytorch-grad-cam sees a `nn.Conv2d` target; name `relu4` for the
 //! activation after it), `g = ∂y^t/∂A` the gradient of the explained logit, taken by cutting
-//! the forward at that layer (DESIGN.md section 2). Sums run over the spatial positions `ij`.
+//! the forward at that layer (docs/architecture.md). Sums run over the spatial positions `ij`.
 //!
 //! ```text
 //! gradcam            Selvaraju et al. 2017 (arXiv:1610.02391) Eqs. 1–2:

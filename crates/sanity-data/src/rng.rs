@@ -1,5 +1,5 @@
 //! Seeded random streams: one independent ChaCha8 stream per purpose and index, derived from the
-//! run seed, so that no result depends on thread count or iteration order (DESIGN.md section 2).
+//! run seed, so that no result depends on thread count or iteration order (docs/architecture.md, "Determinism").
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

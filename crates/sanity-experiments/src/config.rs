@@ -361,7 +361,7 @@ pub fn default_reinit() -> Reinit {
     Reinit::Original {}
 }
 
-/// A sanity test (`kind = "cascading"`); DESIGN.md section 5.
+/// A sanity test (`kind = "cascading"`); docs/tests.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TestConfig {

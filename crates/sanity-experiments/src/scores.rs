@@ -1,4 +1,4 @@
-//! The rows of `scores.csv` and `summary.csv` (DESIGN.md section 4) and their writers.
+//! The rows of `scores.csv` and `summary.csv` (docs/run-directory.md) and their writers.
 
 use crate::error::{ExperimentError, Result};
 use crate::statistics::summarize;

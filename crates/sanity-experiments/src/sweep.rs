@@ -1,5 +1,5 @@
 //! `[sweep]`: any config value given as a list of alternatives; the runs are their Cartesian
-//! product (DESIGN.md section 3). Keys are dotted paths as for `--set`
+//! product (docs/configs.md). Keys are dotted paths as for `--set`
 //! (`"tests.0.reinit" = [{ kind = "original" }, { kind = "permute" }]`); keys are taken in
 //! alphabetical order, the last one varying fastest. Each point is an ordinary config (the sweep
 //! removed, the point's values set, then the preset applied) and gets its own run id.

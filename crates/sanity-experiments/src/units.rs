@@ -1,4 +1,4 @@
-//! What a run compares (DESIGN.md section 5): the models it explains, each with the class it
+//! What a run compares (docs/tests.md): the models it explains, each with the class it
 //! explains per image (slots), and the map pairs that each test and control scores (pairings).
 //! Slot 0 is always the trained model with the configured explained class.
 

@@ -1,6 +1,6 @@
 //! The model crate: sequential layer graphs with named stages, presets, seeded initialisation,
 //! re-initialisation as a pure function, training, safetensors I/O with PyTorch names, and the
-//! project's own max-pool (candle's backward is wrong, DESIGN.md section 2).
+//! project's own max-pool (candle's backward is wrong, docs/architecture.md).
 
 pub mod architecture;
 pub mod checkpoint;

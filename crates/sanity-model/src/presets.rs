@@ -1,4 +1,4 @@
-//! Named architectures (DESIGN.md section 6). Layer names are contract: they appear in weight
+//! Named architectures (docs/models.md). Layer names are contract: they appear in weight
 //! files, configs and CSV.
 
 use crate::architecture::ArchitectureSpec;

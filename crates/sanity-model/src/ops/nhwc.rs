@@ -2,7 +2,7 @@
 //!
 //! With the channels innermost, the window of output position `(i, j)` in input row `y` is one
 //! contiguous run of `k·c` values, so im2col and its adjoint copy and add long runs, and the
-//! products take the shape the gemm crate runs fastest (DESIGN.md section 9: output positions as
+//! products take the shape the gemm crate runs fastest (docs/performance.md: output positions as
 //! rows, channels as columns):
 //!
 //! ```text

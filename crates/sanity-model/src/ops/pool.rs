@@ -1,7 +1,7 @@
 //! The project's own 2-D max pooling, a candle `CustomOp1` with an exact backward.
 //!
 //! candle 0.9.2's `max_pool2d` backward scales the gradient by 1/k² and is wrong on odd sizes
-//! (DESIGN.md section 2). Here the forward takes the maximum of each window (floor mode, no
+//! (docs/architecture.md). Here the forward takes the maximum of each window (floor mode, no
 //! padding) and the backward routes each output gradient to the first position of its window
 //! that holds the maximum, as PyTorch's CPU kernel does (strict `>` scan in row-major order).
 //! Overlapping windows (stride < kernel) accumulate.

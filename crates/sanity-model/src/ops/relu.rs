@@ -1,5 +1,5 @@
 //! ReLU with a backward rule chosen per call — how guided backprop and deconvnet are expressed
-//! without hooks or global state (candle has no hooks, DESIGN.md section 2).
+//! without hooks or global state (candle has no hooks, docs/architecture.md).
 //!
 //! With `g` the gradient arriving from above and `x` the ReLU's input:
 //! - `Standard`: `g · [x > 0]` (PyTorch's rule, 0 at x = 0);
