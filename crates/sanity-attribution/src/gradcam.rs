@@ -94,19 +94,33 @@ impl Cam {
         };
         let layer_index = arch.index_of(name)?;
         let shape = &arch.shapes[layer_index];
-        if shape.len() != 3 {
-            let spatial: Vec<&str> = arch
+        // The layers a CAM can weigh: a spatial output of more than one pixel (at 1x1 every
+        // map, upsampled, is one constant).
+        let spatial = || -> String {
+            let names: Vec<String> = arch
                 .layers
                 .iter()
                 .zip(&arch.shapes)
-                .filter(|(_, s)| s.len() == 3)
-                .map(|(l, _)| l.name.as_str())
+                .filter(|(_, s)| s.len() == 3 && s[1] * s[2] > 1)
+                .map(|(l, s)| format!("`{}` {}x{}", l.name, s[1], s[2]))
                 .collect();
+            names.join(", ")
+        };
+        if shape.len() != 3 {
             return Err(AttributionError::Invalid {
                 method,
                 reason: format!(
                     "layer `{name}` outputs {shape:?}, not a spatial [c, h, w] map; layers with spatial output: {}",
-                    spatial.join(", ")
+                    spatial()
+                ),
+            });
+        }
+        if shape[1] * shape[2] == 1 {
+            return Err(AttributionError::Invalid {
+                method,
+                reason: format!(
+                    "layer `{name}`: its output is 1x1 pixels, so every map would be one constant value; accepted: a layer with more than one pixel ({}), or larger images",
+                    spatial()
                 ),
             });
         }

@@ -2,7 +2,7 @@
 
 mod common;
 use assert_cmd::Command;
-use common::write_npy_f32;
+use common::{write_npy, write_npy_f32};
 use std::path::{Path, PathBuf};
 
 const TINY: &str = "tests/fixtures/tiny.toml";
@@ -609,22 +609,6 @@ fn a_model_whose_training_was_killed_is_trained_on_by_the_next_run_that_needs_it
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.contains("not going on from") && stderr.contains("dropped"), "{stderr}");
-}
-
-/// An `.npy` file (format 1.0) of `descr` values with `shape`.
-fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_text}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(data);
-    std::fs::write(path, bytes).expect("write npy");
 }
 
 #[test]

@@ -133,14 +133,18 @@ pub fn load_arrays(
 /// when the class has two or more) into the test set. Both sets keep the original order.
 pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Dataset, Dataset), DataError> {
     let (train_rows, test_rows) = split_indices(data, test_fraction, seed)?;
-    let pick = |indices: &[usize]| Dataset {
-        images: data.gather_images(indices),
+    Ok((rows_of(data, &train_rows), rows_of(data, &test_rows)))
+}
+
+/// The images `rows` of `data` (and their labels), in that order, as a data set of its own.
+pub fn rows_of(data: &Dataset, rows: &[usize]) -> Dataset {
+    Dataset {
+        images: data.gather_images(rows),
         image_shape: data.image_shape,
-        labels: indices.iter().map(|&i| data.labels[i]).collect(),
+        labels: rows.iter().map(|&i| data.labels[i]).collect(),
         masks: None,
         num_classes: data.num_classes,
-    };
-    Ok((pick(&train_rows), pick(&test_rows)))
+    }
 }
 
 /// The rows of `data` that [`split`] puts into the training and the test set, each in data

@@ -13,7 +13,7 @@ pub mod phantom;
 pub mod resize;
 pub mod rng;
 
-pub use arrays::{Scale, load_arrays, split, split_indices};
+pub use arrays::{Scale, load_arrays, rows_of, split, split_indices};
 pub use dataset::Dataset;
 pub use error::DataError;
 pub use filter::{correlate_separable, gaussian_blur, gaussian_taps, reflect};

@@ -14,7 +14,7 @@ pub const MAX_EPOCHS: usize = 10_000;
 /// The largest training minibatch.
 pub const MAX_TRAIN_BATCH: usize = 65_536;
 /// The most images of one attribution batch.
-pub const MAX_ATTRIBUTION_BATCH: usize = 4096;
+pub const MAX_ATTRIBUTION_BATCH: usize = sanity_attribution::method::MAX_BATCH;
 /// The most images a generated (phantom) data set may have.
 pub const MAX_GENERATED_IMAGES: usize = 1_000_000;
 /// The largest side of an image folder's images after resizing, in pixels.

@@ -129,8 +129,9 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         for (name, what) in [
             (CONFIG_RESOLVED, "config"),
             (crate::run_inputs::INPUTS, "inputs (data, architecture or given weights)"),
-            (crate::run_models::MODEL_FILE, "trained model"),
-            (crate::run_models::RANDOM_LABEL_MODEL_FILE, "random-label model"),
+            // The records hold the weights files' hashes: the models need not be read again.
+            (crate::run_models::MODEL_RECORD, "trained model"),
+            (crate::run_models::RANDOM_LABEL_MODEL_RECORD, "random-label model"),
         ] {
             if read_or_empty(&shard.dir, name) != read_or_empty(&first.dir, name) {
                 return Err(output_error(

@@ -198,10 +198,11 @@ impl ModelCache {
         if !differs.is_empty() {
             return pass_over(format!("it was trained on other inputs: {} differ", differs.join(", ")));
         }
-        if crate::run_inputs::file_hash(&weights)? != stored.weights {
+        let (hash, loaded) = crate::run_inputs::read_weights(&weights, arch)?;
+        if hash != stored.weights {
             return pass_over(format!("{} is not the file its record describes", weights.display()));
         }
-        match Weights::load_safetensors(&weights, arch) {
+        match loaded {
             Ok(loaded) => Ok(Some((loaded, stored.epochs))),
             Err(e) => pass_over(e.to_string()),
         }

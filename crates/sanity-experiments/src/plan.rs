@@ -9,7 +9,8 @@ use crate::limits::{
 use sanity_data::folder::class_folders;
 use sanity_data::rng::fnv1a;
 use sanity_data::{
-    Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, load_image_folder, split, split_indices,
+    Dataset, PhantomSpec, Split, fashion_mnist, generate_phantoms, load_arrays, load_image_folder, rows_of,
+    split_indices,
 };
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
@@ -121,8 +122,7 @@ impl DataPlan {
                             .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?;
                         let at = |rows: &[usize]| rows.iter().map(|&r| (images.clone(), r.to_string())).collect();
                         let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
-                        let sets = split(&train, test_fraction, split_seed)
-                            .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?;
+                        let sets = (rows_of(&train, &train_rows), rows_of(&train, &test_rows));
                         DataPlan::Loaded("arrays", Arc::new(sets), Arc::new(origins))
                     }
                     _ => {
@@ -171,7 +171,7 @@ impl DataPlan {
                         let (train_rows, test_rows) = split_indices(&all, test_fraction, split_seed).map_err(bad)?;
                         let at = |rows: &[usize]| rows.iter().map(|&r| listed[r].clone()).collect();
                         let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
-                        (split(&all, test_fraction, split_seed).map_err(bad)?, origins)
+                        ((rows_of(&all, &train_rows), rows_of(&all, &test_rows)), origins)
                     }
                 };
                 DataPlan::Loaded("image_folder", Arc::new(sets), Arc::new(origins))
@@ -327,24 +327,6 @@ impl Plan {
             *m = m.resolved(&arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
             if !ids.insert(m.id()) {
                 return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
-            }
-        }
-        for (i, method) in config.attribution.methods.iter().enumerate() {
-            if let Some(layer) = cam_layer(method) {
-                let shape = &arch.shapes
-                    [arch.index_of(layer).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?];
-                if shape.len() == 3 && shape[1] * shape[2] == 1 {
-                    return Err(bad(
-                        &format!("attribution.methods[{i}]"),
-                        format!(
-                            "{} at layer `{layer}`: its output is {}x{} pixels, so every map would be one constant value; accepted: a layer with more than one pixel ({}), or larger images",
-                            method.id(),
-                            shape[1],
-                            shape[2],
-                            spatial_layers(&arch).join(", ")
-                        ),
-                    ));
-                }
             }
         }
         if config.tests.is_empty() {
@@ -611,7 +593,7 @@ fn check_plan_memory(
     let image = data.image_shape().iter().product::<usize>() as u128;
     let data_bytes = (data.n_train() + data.n_test()) as u128 * image * 4;
     let activations = (image + arch.shapes.iter().map(|s| s.iter().product::<usize>() as u128).sum::<u128>()) * 16;
-    let parameters: u128 = crate::run_inputs::parameter_count(arch) * 4;
+    let parameters = arch.parameter_count() as u128 * 4;
     if trains_a_model(config) {
         // The random-label model may train with a batch of its own.
         let own = config.tests.iter().filter_map(|t| match t {
@@ -630,31 +612,6 @@ fn check_plan_memory(
     let batch = config.attribution.batch_size.max(widest) as u128;
     check_memory("the data set and an attribution batch", data_bytes + batch * activations + parameters * models)
         .map_err(|m| ("attribution.batch_size", m))
-}
-
-/// The layer a CAM method (or a noise tunnel around one) weighs, once resolved.
-fn cam_layer(method: &sanity_attribution::MethodSpec) -> Option<&str> {
-    use sanity_attribution::MethodSpec as M;
-    match method {
-        M::Gradcam { layer }
-        | M::GuidedGradcam { layer }
-        | M::GradcamPlusPlus { layer }
-        | M::Xgradcam { layer }
-        | M::Layercam { layer }
-        | M::Scorecam { layer } => layer.as_deref(),
-        M::Smoothgrad(t) | M::SmoothgradSquared(t) | M::Vargrad(t) => cam_layer(&t.inner),
-        _ => None,
-    }
-}
-
-/// The named layers whose output has more than one pixel, with their sizes.
-fn spatial_layers(arch: &Architecture) -> Vec<String> {
-    arch.layers
-        .iter()
-        .zip(&arch.shapes)
-        .filter(|(_, s)| s.len() == 3 && s[1] * s[2] > 1)
-        .map(|(l, s)| format!("`{}` {}x{}", l.name, s[1], s[2]))
-        .collect()
 }
 
 /// The shape `[c, h, w]` of `method`'s raw maps on `arch`'s inputs: a CAM's are one channel

@@ -628,12 +628,12 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     crate::kill_points::point("after_scores_rename");
     if options.batches.is_none() {
         let reached = random_labels.as_ref().map(|(_, report)| report.reached_target);
-        write_reports(dir, config, &plan.params, &all_rows, reached)?;
+        let summary = write_reports(dir, config, &plan.params, &all_rows, reached)?;
         // A method or metric that answers nothing must not pass as `not_tested` in silence.
         for line in empty_results(&all_rows) {
             progress(Progress::Note(format!("error: {line}")));
         }
-        for line in crate::scores::degenerate_original_warnings(&all_rows) {
+        for line in crate::scores::degenerate_original_lines(&summary) {
             progress(Progress::Note(format!("warning: {line}")));
         }
     }

@@ -107,12 +107,23 @@ impl RunInputs {
 /// The size and a hash of the bytes of the file at `path`.
 pub fn file_hash(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| ExperimentError::io(path, e))?;
-    Ok(format!("{} bytes, hash {:016x}", bytes.len(), fnv1a(&bytes)))
+    Ok(bytes_hash(&bytes))
 }
 
-/// The number of parameters (weights, biases, buffers) of `arch`.
-pub fn parameter_count(arch: &sanity_model::Architecture) -> u128 {
-    sanity_model::weights::expected_shapes(arch).values().map(|s| s.iter().product::<usize>() as u128).sum()
+/// The size and a hash of `bytes`, as [`file_hash`] gives them for a file.
+fn bytes_hash(bytes: &[u8]) -> String {
+    format!("{} bytes, hash {:016x}", bytes.len(), fnv1a(bytes))
+}
+
+/// The weights file at `path`, read once: its [`file_hash`], and its weights for `arch` (or
+/// why they cannot be loaded).
+pub fn read_weights(
+    path: &Path,
+    arch: &sanity_model::Architecture,
+) -> Result<(String, std::result::Result<sanity_model::Weights, sanity_model::ModelError>)> {
+    let bytes = std::fs::read(path).map_err(|e| ExperimentError::io(path, e))?;
+    let weights = sanity_model::Weights::from_safetensors_bytes(&bytes, &path.display().to_string(), arch);
+    Ok((bytes_hash(&bytes), weights))
 }
 
 /// The split file's name in a run directory.

@@ -125,13 +125,14 @@ impl Saved {
         if !differs.is_empty() {
             return Err(refuse(format!("was trained on other inputs than this run's: {} differ", differs.join(", "))));
         }
-        if crate::run_inputs::file_hash(&self.weights)? != record.weights {
+        let (hash, loaded) = crate::run_inputs::read_weights(&self.weights, arch)?;
+        if hash != record.weights {
             return Err(refuse(format!(
                 "is not the file {} describes (changed after it was saved)",
                 self.record.display()
             )));
         }
-        Ok(Some((Weights::load_safetensors(&self.weights, arch)?, record.epochs)))
+        Ok(Some((loaded?, record.epochs)))
     }
 }
 

@@ -363,22 +363,27 @@ pub fn degenerate_originals(
 /// reproduction lost 127 of 200 images to empty maps, unnoticed).
 pub const DEGENERATE_ORIGINALS_WARNING: f64 = 0.05;
 
-/// A warning per method and post-processing whose original maps are degenerate for more than
-/// [`DEGENERATE_ORIGINALS_WARNING`] of the images.
-pub fn degenerate_original_warnings(rows: &[ScoreRow]) -> Vec<String> {
-    degenerate_originals(rows)
-        .into_iter()
-        .filter(|(_, (bad, all))| !all.is_empty() && bad.len() as f64 > DEGENERATE_ORIGINALS_WARNING * all.len() as f64)
-        .map(|((method, postprocess), (bad, all))| {
-            format!(
-                "`{method}`'s own maps are degenerate for {} of {} images ({:.0}%) after `{postprocess}`: its scores there rest on the other {} (see n_degenerate_original in summary.csv)",
-                bad.len(),
-                all.len(),
-                100.0 * bad.len() as f64 / all.len() as f64,
-                all.len() - bad.len()
-            )
-        })
-        .collect()
+/// A line per method and post-processing whose original maps are degenerate for more than
+/// [`DEGENERATE_ORIGINALS_WARNING`] of the images, read off the summary's `repeat` control rows
+/// (`n_degenerate_original`): the run warns with them and `report.md` lists them.
+pub fn degenerate_original_lines(summary: &[SummaryRow]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in summary.iter().filter(|r| r.test == "control" && r.stage == "repeat") {
+        let all = r.n + r.n_degenerate;
+        let share = r.n_degenerate_original as f64 / all.max(1) as f64;
+        let line = format!(
+            "`{}`'s own maps are degenerate for {} of {all} images ({:.0}%) after `{}`: its scores there rest on the other {} (n_degenerate_original in summary.csv)",
+            r.method,
+            r.n_degenerate_original,
+            100.0 * share,
+            r.postprocess,
+            all - r.n_degenerate_original
+        );
+        if share > DEGENERATE_ORIGINALS_WARNING && !out.contains(&line) {
+            out.push(line);
+        }
+    }
+    out
 }
 
 /// A row that scores one method under one post-processing and metric: a score row (one image)

@@ -199,7 +199,7 @@ pub const MAX_SAFETENSORS_HEADER_BYTES: u64 = 100_000_000;
 /// `num_batches_tracked` counter per batch norm. At most about 2.2 GB, since
 /// [`crate::architecture::MAX_PARAMETERS`] bounds the tensors.
 pub fn max_safetensors_bytes(arch: &Architecture) -> u64 {
-    let values: u64 = expected_shapes(arch).values().map(|s| s.iter().product::<usize>() as u64).sum();
+    let values = arch.parameter_count() as u64;
     let counters = arch.layers.iter().filter(|l| !l.op.buffers().is_empty()).count() as u64;
     8 + MAX_SAFETENSORS_HEADER_BYTES + 8 * (values + counters)
 }

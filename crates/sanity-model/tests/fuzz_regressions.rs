@@ -48,10 +48,17 @@ fn safetensors_inputs_load_or_fail_cleanly() {
         if let Err(e) = Weights::from_safetensors_bytes(&bytes, &shown, &arch) {
             assert!(e.to_string().contains(&shown), "{e}");
         }
-        if let Err(e) = Weights::load_safetensors(path, &arch) {
-            assert!(e.to_string().contains(&shown), "{e}");
+        match Weights::load_safetensors(path, &arch) {
+            Err(e) => assert!(e.to_string().contains(&shown), "{e}"),
+            Ok(_) => assert!(!is_malformed(path), "{shown} is malformed on purpose, but loaded"),
         }
     }
+}
+
+/// Hand-made inputs (`malformed-*` in a regressions folder: a truncated header, a header length
+/// of 2^64 − 1, a lying shape; unclosed TOML, a 10^8-output layer) must be refused.
+fn is_malformed(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("malformed-"))
 }
 
 #[test]
@@ -72,6 +79,7 @@ fn architecture_inputs_parse_or_fail_cleanly() {
             Err(e) => assert!(e.to_string().contains(&shown), "{e}"),
             Ok(spec) => {
                 if let Ok(arch) = Architecture::new(spec) {
+                    assert!(!is_malformed(path), "{shown} is malformed on purpose, but was accepted");
                     let _ = (expected_shapes(&arch), max_safetensors_bytes(&arch), arch.parameter_count());
                 }
             }

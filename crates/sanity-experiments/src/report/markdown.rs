@@ -85,22 +85,7 @@ pub fn report_md(
         }
         let _ = writeln!(md);
     }
-    // Original maps degenerate for a share of the images: every score of theirs rests on the rest.
-    let mut degenerate: Vec<String> = Vec::new();
-    for r in summary.iter().filter(|r| r.test == "control" && r.stage == "repeat") {
-        let all = r.n + r.n_degenerate;
-        let share = r.n_degenerate_original as f64 / all.max(1) as f64;
-        let line = format!(
-            "- `{}` after `{}`: {} of {all} original maps degenerate ({:.0}%)",
-            r.method,
-            r.postprocess,
-            r.n_degenerate_original,
-            100.0 * share
-        );
-        if share > crate::scores::DEGENERATE_ORIGINALS_WARNING && !degenerate.contains(&line) {
-            degenerate.push(line);
-        }
-    }
+    let degenerate = crate::scores::degenerate_original_lines(summary);
     if !degenerate.is_empty() {
         let _ = writeln!(md, "## Degenerate original maps\n");
         let _ = writeln!(
@@ -109,7 +94,7 @@ pub fn report_md(
             100.0 * crate::scores::DEGENERATE_ORIGINALS_WARNING
         );
         for line in &degenerate {
-            let _ = writeln!(md, "{line}");
+            let _ = writeln!(md, "- {line}");
         }
         let _ = writeln!(md);
     }
