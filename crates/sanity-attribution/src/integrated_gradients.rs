@@ -33,14 +33,15 @@ use serde::{Deserialize, Serialize};
 pub enum Rule {
     /// Left Riemann sum.
     RiemannLeft,
-    /// Right Riemann sum (the default; the endpoint α = 1 is included).
-    #[default]
+    /// Right Riemann sum (the endpoint α = 1 is included).
     RiemannRight,
     /// Midpoint rule.
     RiemannMiddle,
     /// Trapezoidal rule.
     RiemannTrapezoid,
-    /// Gauss–Legendre (Captum's default).
+    /// Gauss–Legendre: the default, as Captum's (`method="gausslegendre"`), so that the two
+    /// tools' defaults give the same maps.
+    #[default]
     GaussLegendre,
 }
 

@@ -142,7 +142,7 @@ pub enum MethodSpec {
         /// Quadrature points. Default 50.
         #[serde(default = "default_steps")]
         steps: usize,
-        /// Quadrature rule. Default `riemann_right`.
+        /// Quadrature rule. Default `gauss_legendre`, as Captum's.
         #[serde(default)]
         rule: Rule,
         /// Reference input. Default `{ kind = "zeros" }`.

@@ -50,3 +50,36 @@ fn every_method_matches_captum() {
     }
     assert_eq!(checked, 3 * 13, "every fixture method was checked");
 }
+
+#[test]
+fn integrated_gradients_defaults_to_captum_s_rule_and_steps() {
+    // Captum's IntegratedGradients.attribute defaults: n_steps = 50, method = "gausslegendre".
+    let default: MethodSpec = serde_json::from_value(serde_json::json!({ "method": "integrated_gradients" })).expect("spec");
+    let MethodSpec::IntegratedGradients { steps, rule, .. } = default else { panic!("{default:?}") };
+    assert_eq!((steps, rule), (50, Rule::GaussLegendre));
+    // A spec without a rule gives Captum's Gauss-Legendre maps (riemann_right's differ by ~1e-2).
+    let fixture: Fixture = serde_json::from_str(include_str!("fixtures/attribution.json")).expect("fixture parses");
+    let mut checked = 0;
+    for case in fixture.cases {
+        let (arch, model, x, ids) = case.setup();
+        for m in case.methods.iter().filter(|m| m.spec["rule"] == "gauss_legendre") {
+            let mut spec = m.spec.clone();
+            spec.as_object_mut().expect("object").remove("rule");
+            let spec: MethodSpec = serde_json::from_value(spec).expect("spec");
+            let (model, x) = match m.dtype.as_str() {
+                "f64" => (
+                    model.with_weights(model.weights.to_dtype(DType::F64).expect("f64")),
+                    x.to_dtype(DType::F64).expect("f64"),
+                ),
+                _ => (model.clone(), x.clone()),
+            };
+            let maps = spec.build(&arch, 0).expect("builds").attribute(&model, &x, &case.targets, &ids).expect("maps");
+            let ours =
+                maps.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+            let err = max_rel_error(&ours, &m.values);
+            assert!(err < REL_TOLERANCE, "{}: the default rule is {err:e} from Captum's default", case.preset);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked}");
+}

@@ -10,6 +10,7 @@ use sanity_experiments::config::{OptimizerKind, TrainingConfig};
 use sanity_experiments::explain_job::{ExplainJob, explain};
 use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_EXAMPLES, MAX_TRAIN_BATCH};
 use sanity_experiments::merge::merge;
+use sanity_experiments::figures::overlay::OverlayColors;
 use sanity_experiments::model_cache::ModelCache;
 use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
 use sanity_experiments::run::batch_count;
@@ -235,6 +236,13 @@ enum Command {
         /// Side of a panel, in pixels (16 to 1024).
         #[arg(long, default_value_t = 256, value_parser = count_in(16, 1024))]
         panel: usize,
+        /// How maps are coloured: diverging (blue-white-red centred on zero, so zero is white
+        /// in every panel) or jet (the seed lesson's, over each panel's own range).
+        #[arg(long, default_value = "diverging", value_parser = ["diverging", "jet"])]
+        colormap: String,
+        /// Opacity of the maps over the image, 0 to 1.
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f64,
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = threads_parser())]
         threads: Option<usize>,
@@ -548,10 +556,16 @@ fn execute(cli: Cli) -> Result<()> {
             metrics,
             seed,
             panel,
+            colormap,
+            alpha,
             threads,
             out,
         } => {
             set_threads(threads)?;
+            let colors = match colormap.as_str() {
+                "jet" => OverlayColors::Jet,
+                _ => OverlayColors::Diverging,
+            };
             let job = ExplainJob {
                 arch,
                 weights,
@@ -563,6 +577,8 @@ fn execute(cli: Cli) -> Result<()> {
                 metrics,
                 seed,
                 panel: panel as u32,
+                colors,
+                alpha,
             };
             for path in explain(&job, &out)? {
                 println!("{}", path.display());

@@ -173,9 +173,11 @@ fn random_logit_explains_another_class_of_a_multi_class_model() {
     // Two classes: the random other class is the one that is not explained in the original.
     let original: Vec<Vec<&str>> =
         scores.lines().filter(|l| l.contains(",control,,1,repeat,")).map(|l| l.split(',').collect()).collect();
+    let header: Vec<&str> = scores.lines().next().expect("header").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).expect(name);
     for (r, o) in random_logit.iter().zip(&original) {
-        assert_eq!(r[9], o[9], "same sample");
-        assert_ne!(r[11], o[11], "another class: {r:?} {o:?}");
+        assert_eq!(r[col("sample")], o[col("sample")], "same sample");
+        assert_ne!(r[col("target")], o[col("target")], "another class: {r:?} {o:?}");
     }
     let verdicts = read(out.join("verdicts.csv"));
     assert_eq!(verdicts.lines().filter(|l| l.contains(",random_logit,")).count(), 3, "{verdicts}");
@@ -1011,7 +1013,10 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
         };
         grid::GridLayout::of(&grid, 112)
     };
-    assert_eq!(png_size(&grid), layout_of(true).size(2, 4), "2 method rows; input, original, 2 stages; a colour bar");
+    // As wide as the cells, or wider where the title needs it (never cut).
+    let (width, height) = png_size(&grid);
+    let cells = layout_of(true).size(2, 4);
+    assert!(height == cells.1 && width >= cells.0, "2 method rows; input, original, 2 stages; a colour bar");
     for name in [
         "curves-cascading-top_down-raw",
         "curves-independent-abs--normalize_min_max",
@@ -1024,8 +1029,9 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
         assert!(svg.contains("gradcam"), "{name}.svg names the methods");
     }
     for name in ["maps-random_logit-raw-image-0000", "maps-data_randomization-raw-image-0002"] {
-        let size = png_size(&figures.join(format!("{name}.png")));
-        assert_eq!(size, layout_of(false).size(2, 3), "{name}: input, original and the test's model");
+        let (width, height) = png_size(&figures.join(format!("{name}.png")));
+        let cells = layout_of(false).size(2, 3);
+        assert!(height == cells.1 && width >= cells.0, "{name}: input, original and the test's model");
     }
     // report.md embeds every figure it names, and they exist.
     let md = read(out.join("report.md"));
@@ -1044,6 +1050,37 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
     assert!(linked.len() > 10, "{linked:?}");
     for link in linked {
         assert!(out.join(link).exists(), "report.md links {link}");
+    }
+    // Every figure is named as the README's figure table says, placeholders filled with the
+    // run's tests, cascade orders, post-processing (each `+` written `--`) and example images.
+    let readme = read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"));
+    let patterns: Vec<String> = readme
+        .lines()
+        .filter(|l| ["| `curves-", "| `maps-", "| `scores-", "| `agreement-"].iter().any(|p| l.starts_with(p)))
+        .filter_map(|l| l.split('`').nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(patterns.len(), 4, "{patterns:?}");
+    let mut documented = std::collections::BTreeSet::new();
+    let tests = [("cascading", Some("top_down")), ("independent", None), ("random_logit", None)];
+    let tests = tests.into_iter().chain([("data_randomization", None), ("method_agreement", None)]);
+    for (test, order) in tests {
+        for post in ["raw", "abs--normalize_min_max"] {
+            for n in 0..3 {
+                for pattern in &patterns {
+                    let name = pattern
+                        .replace("<test>", test)
+                        .replace("[-<order>]", &order.map(|o| format!("-{o}")).unwrap_or_default())
+                        .replace("<postprocess>", post)
+                        .replace("<n>", &format!("{n:04}"));
+                    documented.insert(name.clone());
+                    documented.insert(name.replace(".png", ".svg"));
+                }
+            }
+        }
+    }
+    for file in std::fs::read_dir(&figures).expect("figures").map(|e| e.expect("entry").file_name()) {
+        let file = file.to_string_lossy().to_string();
+        assert!(documented.contains(&file), "{file} is not named as the README documents: {patterns:?}");
     }
     // Drawn again: the same bytes.
     let before = tree(&figures);
@@ -1095,7 +1132,7 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
     for sample in 0..3 {
         let (w, h) = png_size(&out.join(format!("explain-{sample:04}.png")));
         // The image and 3 methods, each panel with room for its colour bar.
-        assert_eq!((w, h), sanity_experiments::figures::overlay::OverlayLayout { panel: 96 }.size(3));
+        assert_eq!((w, h), sanity_experiments::figures::overlay::OverlayLayout { panel: 96 }.size(3, ""));
     }
     let csv = read(out.join("agreement.csv"));
     let mut lines = csv.lines();
@@ -1118,6 +1155,21 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
         assert_eq!(out.status.code(), Some(2), "{flag} {value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(flag) && stderr.contains(&format!("did you mean `{expected}`")), "{stderr}");
+    }
+    // The colour map and opacity are options; values out of range exit with 2, naming them.
+    let jet = tmp.path().join("jet");
+    let mut command = sanity();
+    command.args(["explain", "--arch", "phantom-cnn", "--data", "phantom", "--n", "1", "--methods", "gradient"]);
+    command.args(["--colormap", "jet", "--alpha", "0.8", "--weights"]).arg(&weights).arg("--out").arg(&jet);
+    command.assert().success();
+    assert!(jet.join("explain-0000.png").exists());
+    for (flag, value, expected) in [("--alpha", "1.5", "0 (the image only) to 1"), ("--colormap", "viridis", "diverging")] {
+        let mut command = sanity();
+        command.args(["explain", "--arch", "phantom-cnn", "--data", "phantom", "--n", "1", "--methods", "gradient"]);
+        command.args([flag, value, "--weights"]).arg(&weights).arg("--out").arg(tmp.path().join("bad"));
+        let out = command.output().expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.code() == Some(2) && stderr.contains(flag) && stderr.contains(expected), "{stderr}");
     }
 }
 

@@ -248,3 +248,63 @@ fn the_random_label_model_trains_with_its_own_settings_and_they_are_checked() {
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(bad.status.code() == Some(2) && stderr.contains("tests[3].training.learning_rate"), "{stderr}");
 }
+
+#[test]
+fn each_stage_is_several_seeded_draws_and_the_interval_covers_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |draws: usize, out: &std::path::Path| {
+        let mut cmd = Command::cargo_bin("sanity").expect("the binary is built");
+        cmd.args(["run", TINY, "--threads", "1", "--no-model-cache", "--set"])
+            .arg(format!("tests=[{{ kind = \"cascading\", draws = {draws} }}]"))
+            .args(["--set", "attribution.methods=[{ method = \"gradient\" }]", "--set"])
+            .arg(format!("controls.draws={draws}"))
+            .arg("--out")
+            .arg(out)
+            .assert()
+            .success();
+        let scores = std::fs::read_to_string(out.join("scores.csv")).expect("scores");
+        let mut reader = csv::Reader::from_reader(scores.as_bytes());
+        let header = reader.headers().expect("header").clone();
+        let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+        let rows: Vec<(String, String, usize, usize, String)> = reader
+            .records()
+            .map(|r| r.expect("row"))
+            .map(|r| {
+                let parse = |name: &str| r[col(name)].parse::<usize>().expect(name);
+                (r[col("test")].to_string(), r[col("stage")].to_string(), parse("draw"), parse("sample"), r[col("score")].to_string())
+            })
+            .collect();
+        let summary = std::fs::read_to_string(out.join("summary.csv")).expect("summary");
+        (rows, summary)
+    };
+    let (three, summary) = run(3, &tmp.path().join("three"));
+    let draws_of = |test: &str| -> std::collections::BTreeSet<usize> {
+        three.iter().filter(|r| r.0 == test).map(|r| r.2).collect()
+    };
+    assert_eq!(draws_of("cascading"), [0, 1, 2].into_iter().collect());
+    assert_eq!(draws_of("control").len(), 3, "the floor has 3 pairs of untrained models");
+    // Each draw is its own model: its scores differ from the first draw's.
+    let score = |rows: &[(String, String, usize, usize, String)], draw: usize| -> Vec<String> {
+        rows.iter().filter(|r| r.0 == "cascading" && r.2 == draw).map(|r| r.4.clone()).collect()
+    };
+    assert_ne!(score(&three, 0), score(&three, 1));
+    // Draw 0 is the single draw of a one-draw run (earlier results stay reproducible).
+    let (one, one_summary) = run(1, &tmp.path().join("one"));
+    assert_eq!(score(&three, 0), score(&one, 0));
+    let mut reader = csv::Reader::from_reader(summary.as_bytes());
+    let header = reader.headers().expect("header").clone();
+    let col = |name: &str| header.iter().position(|h| h == name).expect(name);
+    let cascading: Vec<csv::StringRecord> =
+        reader.records().map(|r| r.expect("row")).filter(|r| &r[col("test")] == "cascading").collect();
+    assert!(!cascading.is_empty());
+    for r in &cascading {
+        assert_eq!((&r[col("ci_over")], &r[col("draws")]), ("draws_and_images", "3"), "{r:?}");
+        assert!(!r[col("draw_std")].is_empty(), "{r:?}");
+    }
+    assert!(one_summary.lines().skip(1).all(|l| l.contains(",images,1,")), "{one_summary}");
+    // Draws are bounded and named in the refusal.
+    let (code, stderr) = plan(&["tests=[{ kind = \"independent\", draws = 0 }]"]);
+    assert!(code == Some(2) && stderr.contains("tests[0].draws") && stderr.contains("1 to 100"), "{stderr}");
+    let (code, stderr) = plan(&["controls.draws=1000"]);
+    assert!(code == Some(2) && stderr.contains("controls.draws"), "{stderr}");
+}

@@ -1,8 +1,10 @@
 //! Cascading model-parameter randomisation — Adebayo et al. 2018, arXiv:1810.03292, section 4.1.
 //! Stage k re-initialises the first k layers of the order (top-down: logits first), on top of
-//! stage k − 1: a fold over the stages. Layer `l` always draws from
-//! `stream_rng(seed, "cascade", index of l)`, so a layer gets the same random values whatever
-//! the order and whichever stages come before it.
+//! stage k − 1: a fold over the stages. In draw `d` (one of a test's independent
+//! re-initialisations) layer `l` always draws from `stream_rng(seed, "cascade", index of l)`
+//! for d = 0 and `stream_rng(seed, "cascade", d · 2^32 + index of l)` after, so a layer gets
+//! the same random values whatever the order and whichever stages come before it, and draw 0
+//! is the single draw of the runs before draws existed.
 
 use crate::config::Order;
 use crate::error::Result;
@@ -17,15 +19,17 @@ pub fn cascade_order(stages: &[String], order: Order) -> Vec<String> {
     }
 }
 
-/// The weights of the next stage: `previous` with `layer` re-initialised.
+/// The weights of the next stage of draw `draw`: `previous` with `layer` re-initialised.
 pub fn cascade_step(
     previous: &Weights,
     arch: &Architecture,
     layer: &str,
     reinit: &Reinit,
     seed: u64,
+    draw: usize,
 ) -> Result<Weights> {
-    let mut rng = stream_rng(seed, "cascade", arch.index_of(layer)? as u64);
+    let stream = ((draw as u64) << 32) + arch.index_of(layer)? as u64;
+    let mut rng = stream_rng(seed, "cascade", stream);
     Ok(reinitialize(previous, arch, layer, reinit, &mut rng)?)
 }
 
@@ -33,6 +37,20 @@ pub fn cascade_step(
 mod tests {
     use super::*;
     use sanity_model::{init_weights, preset};
+
+    #[test]
+    fn each_draw_is_its_own_reinitialisation_and_repeats_itself() {
+        let arch = Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("preset")).expect("valid");
+        let trained = init_weights(&arch, 1).expect("init");
+        let layer = arch.stages()[0].to_string();
+        let weight = |draw: usize| {
+            let w = cascade_step(&trained, &arch, &layer, &Reinit::Original {}, 9, draw).expect("step");
+            w.get(&format!("{layer}.weight")).expect("weight").flatten_all().expect("flat").to_vec1::<f32>().expect("f32")
+        };
+        assert_eq!(weight(1), weight(1), "a draw is seeded");
+        assert_ne!(weight(0), weight(1));
+        assert_ne!(weight(1), weight(2));
+    }
 
     #[test]
     fn step_k_changes_exactly_the_first_k_layers_of_the_order() {
@@ -43,7 +61,7 @@ mod tests {
             let sequence = cascade_order(&stages, order);
             let mut current = trained.clone();
             for k in 1..=sequence.len() {
-                current = cascade_step(&current, &arch, &sequence[k - 1], &Reinit::Original {}, 9).expect("step");
+                current = cascade_step(&current, &arch, &sequence[k - 1], &Reinit::Original {}, 9, 0).expect("step");
                 for (name, tensor) in current.iter() {
                     let layer = name.split_once('.').expect("layer.param").0;
                     let before = trained.get(name).expect("same names");

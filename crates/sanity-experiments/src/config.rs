@@ -377,6 +377,10 @@ pub enum TestConfig {
         /// The parameterised layers to randomise; default all of them.
         #[serde(default)]
         stages: Option<Vec<String>>,
+        /// Independent re-initialisations per stage (each its own seeded model; `draw` column
+        /// 0..draws): the summary's interval covers them and the images. Default 3.
+        #[serde(default = "default_draws")]
+        draws: usize,
     },
     /// Independent randomisation (Adebayo et al. 2018, section 4.1): one layer at a time is
     /// re-initialised, every other layer keeps its trained weights. A layer draws the same
@@ -388,6 +392,10 @@ pub enum TestConfig {
         /// The parameterised layers to randomise; default all of them.
         #[serde(default)]
         stages: Option<Vec<String>>,
+        /// Independent re-initialisations per stage (each its own seeded model; `draw` column
+        /// 0..draws): the summary's interval covers them and the images. Default 3.
+        #[serde(default = "default_draws")]
+        draws: usize,
     },
     /// The data randomisation test (Adebayo et al. 2018, section 5): the same architecture,
     /// from the same initialisation, trained on randomly permuted training labels until its
@@ -431,6 +439,10 @@ pub enum TestConfig {
         /// The parameterised layers to randomise; default all of them.
         #[serde(default)]
         stages: Option<Vec<String>>,
+        /// Independent re-initialisations per stage (each its own seeded model; `draw` column
+        /// 0..draws): the summary's interval covers them and the images. Default 3.
+        #[serde(default = "default_draws")]
+        draws: usize,
         /// Noisy copies per map. Default 50.
         #[serde(default = "sanity_attribution::method::default_samples")]
         samples: usize,
@@ -450,6 +462,10 @@ pub enum TestConfig {
         /// The parameterised layers randomised together; default all of them.
         #[serde(default)]
         stages: Option<Vec<String>>,
+        /// Independent re-initialisations per stage (each its own seeded model; `draw` column
+        /// 0..draws): the summary's interval covers them and the images. Default 3.
+        #[serde(default = "default_draws")]
+        draws: usize,
     },
     /// The random-logit test (Sixt et al. 2020; Quantus' `RandomLogit`): the map of the
     /// explained class against the map of a uniformly drawn other class, same model and
@@ -500,6 +516,18 @@ impl RandomLabelTraining {
 }
 
 impl TestConfig {
+    /// Independent re-initialisations per stage: `draws` of the parameter randomisation
+    /// tests, 1 for the others (their model is trained, or not randomised).
+    pub fn draws(&self) -> usize {
+        match self {
+            TestConfig::Cascading { draws, .. }
+            | TestConfig::Independent { draws, .. }
+            | TestConfig::SmoothMprt { draws, .. }
+            | TestConfig::EfficientMprt { draws, .. } => *draws,
+            _ => 1,
+        }
+    }
+
     /// The test id in CSV.
     pub fn id(&self) -> &'static str {
         match self {
@@ -512,6 +540,13 @@ impl TestConfig {
             TestConfig::MethodAgreement { .. } => "method_agreement",
         }
     }
+}
+
+/// 3 re-initialisations per stage: the fewest from which a spread over draws can be
+/// estimated (issue 17: one draw per stage made two tools disagree outside each other's
+/// intervals).
+pub fn default_draws() -> usize {
+    3
 }
 
 /// 0.95 (Adebayo et al.: "until the model reaches at least 95% training accuracy").
@@ -541,6 +576,10 @@ pub struct ControlsConfig {
     /// null floor (stage `random_models`). Default true.
     #[serde(default = "default_true")]
     pub random_models: bool,
+    /// Independent pairs of untrained models in the `random_models` floor (`draw` column).
+    /// Default 3, as the tests' `draws`.
+    #[serde(default = "default_draws")]
+    pub draws: usize,
     /// The original map against the original map computed again (stage `repeat`): the
     /// ceiling. A deterministic method's repeat is its map itself; a stochastic method
     /// (SmoothGrad, random baselines, ...) draws again from another seed. Default true.
@@ -555,7 +594,7 @@ pub fn default_true() -> bool {
 
 impl Default for ControlsConfig {
     fn default() -> Self {
-        Self { random_map: true, sobel: true, random_models: true, repeat: true }
+        Self { random_map: true, sobel: true, random_models: true, draws: default_draws(), repeat: true }
     }
 }
 

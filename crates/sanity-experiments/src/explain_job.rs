@@ -7,7 +7,7 @@ use crate::compare_job::{parse_metrics, parse_steps};
 use crate::config::DataConfig;
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::{prediction_of, sigmoid};
-use crate::figures::overlay::{Overlay, render};
+use crate::figures::overlay::{Overlay, OverlayColors, render};
 use crate::figures::raster::{display_plane, gray_plane};
 use crate::plan::{DataPlan, resolve_arch};
 use crate::run::write_atomic;
@@ -45,6 +45,10 @@ pub struct ExplainJob {
     pub seed: u64,
     /// Side of a figure panel, pixels.
     pub panel: u32,
+    /// How the maps are coloured (default: diverging, centred on zero).
+    pub colors: OverlayColors,
+    /// The maps' opacity over the image, 0 to 1 (the lesson's 0.5).
+    pub alpha: f64,
 }
 
 /// One row of `agreement.csv`.
@@ -126,6 +130,9 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     {
         return Err(bad("--layer", format!("`{layer}`, but none of --methods takes a layer (the CAM methods do)")));
     }
+    if !(0.0..=1.0).contains(&job.alpha) {
+        return Err(bad("--alpha", format!("{}; accepted: 0 (the image only) to 1 (the map only)", job.alpha)));
+    }
     if job.panel < crate::report::MIN_CELL {
         return Err(bad("--panel", format!("{}; accepted: at least {} pixels", job.panel, crate::report::MIN_CELL)));
     }
@@ -187,6 +194,8 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
             image: gray,
             image_shape: [h, w],
             panels,
+            colors: job.colors,
+            alpha: job.alpha,
         };
         let path = out.join(format!("explain-{sample:04}.png"));
         let bytes = render(&overlay, job.panel).map_err(|e| ExperimentError::io(&path, e))?;

@@ -24,6 +24,9 @@ pub const MAX_IMAGE_SIDE: usize = 4096;
 pub const MAX_EXAMPLES: usize = 10_000;
 /// The most bootstrap resamples of a confidence interval.
 pub const MAX_RESAMPLES: usize = 1_000_000;
+/// The most re-initialisations per stage (`tests[i].draws`, `controls.draws`): each is a
+/// model held while a batch is explained.
+pub const MAX_DRAWS: usize = 100;
 /// The most noisy copies per map of the smooth MPRT.
 pub const MAX_SMOOTHING_SAMPLES: usize = sanity_attribution::method::MAX_STEPS;
 /// The largest noise std of the smooth MPRT, a fraction of the input's range.

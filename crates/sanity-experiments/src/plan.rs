@@ -3,7 +3,7 @@
 use crate::config::{Config, DataConfig, TestConfig};
 use crate::error::{ExperimentError, Result};
 use crate::limits::{
-    MAX_ATTRIBUTION_BATCH, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES,
+    MAX_ATTRIBUTION_BATCH, MAX_DRAWS, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES,
     MAX_SMOOTHING_NOISE, MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
 };
 use sanity_data::folder::class_folders;
@@ -344,12 +344,13 @@ impl Plan {
                 return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
             }
             match test {
-                TestConfig::Cascading { stages, reinit, .. }
-                | TestConfig::Independent { stages, reinit }
-                | TestConfig::SmoothMprt { stages, reinit, .. }
-                | TestConfig::EfficientMprt { stages, reinit } => {
+                TestConfig::Cascading { stages, reinit, draws, .. }
+                | TestConfig::Independent { stages, reinit, draws }
+                | TestConfig::SmoothMprt { stages, reinit, draws, .. }
+                | TestConfig::EfficientMprt { stages, reinit, draws } => {
                     resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
                     check_reinit(reinit).map_err(|m| bad(&format!("tests[{i}].reinit"), m))?;
+                    check_count(*draws, MAX_DRAWS).map_err(|m| bad(&format!("tests[{i}].draws"), m))?;
                 }
                 TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
                     return Err(bad(
@@ -410,6 +411,7 @@ impl Plan {
                 ));
             }
         }
+        check_count(config.controls.draws, MAX_DRAWS).map_err(|m| bad("controls.draws", m))?;
         if config.comparisons.is_empty() {
             return Err(bad("comparisons", "empty; list at least one [[comparisons]] with metrics".into()));
         }
@@ -518,12 +520,18 @@ impl Plan {
                     format!(": {}", pairs.join(", "))
                 }
             };
-            out += &format!("  test {} {line}\n", test.id());
+            let draws = match test.draws() {
+                1 if stages_of(test).is_none() => String::new(),
+                1 => ", 1 draw per stage".into(),
+                n => format!(", {n} draws per stage"),
+            };
+            out += &format!("  test {} {line}{draws}\n", test.id());
         }
         let k = &c.controls;
+        let random_models = format!("random_models (floor, {} pairs)", k.draws);
         let controls: Vec<&str> = [
             (k.repeat, "repeat (ceiling)"),
-            (k.random_models, "random_models (floor)"),
+            (k.random_models, random_models.as_str()),
             (k.random_map, "random_map"),
             (k.sobel, "sobel"),
         ]
@@ -606,8 +614,8 @@ fn check_plan_memory(
     }
     // Every model a batch is explained under (the trained one, each stage of each test, the
     // controls' random models) is held at once.
-    let stages: usize = config.tests.iter().map(|t| stages_of(t).map_or(1, <[String]>::len)).sum();
-    let models = 3 + stages as u128;
+    let stages: usize = config.tests.iter().map(|t| stages_of(t).map_or(1, <[String]>::len) * t.draws()).sum();
+    let models = 1 + 2 * config.controls.draws as u128 + stages as u128;
     let widest = config.attribution.methods.iter().map(method_batch).max().unwrap_or(1);
     let batch = config.attribution.batch_size.max(widest) as u128;
     check_memory("the data set and an attribution batch", data_bytes + batch * activations + parameters * models)

@@ -804,6 +804,7 @@ fn score_rows(
                 order: p.order.to_string(),
                 stage_index: p.stage_index,
                 stage: p.stage.clone(),
+                draw: p.draw,
                 method: context.method.to_string(),
                 method_b: context.method_b.to_string(),
                 postprocess: label.clone(),

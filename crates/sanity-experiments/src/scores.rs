@@ -1,7 +1,8 @@
 //! The rows of `scores.csv` and `summary.csv` (docs/run-directory.md) and their writers.
 
 use crate::error::{ExperimentError, Result};
-use crate::statistics::summarize;
+use crate::statistics::{Summary, crossed_interval, summarize};
+use std::collections::BTreeSet;
 use sanity_data::{fnv1a, stream_rng};
 use serde::Serialize;
 use std::fs::File;
@@ -20,6 +21,10 @@ pub struct ScoreRow {
     pub stage_index: usize,
     /// The layer randomised last at this stage.
     pub stage: String,
+    /// Which independent re-initialisation of the stage (0-based; `tests[i].draws`,
+    /// `controls.draws` for the floor); 0 where nothing is randomised.
+    #[serde(default)]
+    pub draw: usize,
     /// The attribution method (of the first map).
     pub method: String,
     /// The method of the second map: the same method, except for `method_agreement` (the other
@@ -62,7 +67,7 @@ pub struct SummaryRow {
     pub postprocess: String,
     /// The metric.
     pub metric: String,
-    /// Valid scores.
+    /// Valid scores (one per image and draw).
     pub n: usize,
     /// Scores with a degenerate status (not in the statistics).
     pub n_degenerate: usize,
@@ -83,6 +88,17 @@ pub struct SummaryRow {
     pub ci_low: Option<f64>,
     /// Upper end of the bootstrap confidence interval of the mean.
     pub ci_high: Option<f64>,
+    /// What the interval resamples: `images` (one draw: the images alone), or
+    /// `draws_and_images` (several draws: [`crate::statistics::crossed_interval`]).
+    #[serde(default)]
+    pub ci_over: String,
+    /// Independent re-initialisations scored (`draw` values of the rows).
+    #[serde(default = "one")]
+    pub draws: usize,
+    /// Sample standard deviation (ddof 1) of the draws' own means: how much one
+    /// re-initialisation moves the result. Empty with one draw.
+    #[serde(default)]
+    pub draw_std: Option<f64>,
     /// `ok`, `no_valid_scores`, or `single_value` (no spread or interval).
     pub status: String,
     /// Mean of the method's `repeat` control (original against original): the ceiling.
@@ -228,6 +244,10 @@ fn as_record<T: Serialize>(row: &T) -> std::result::Result<(csv::StringRecord, c
     Ok((header, record))
 }
 
+fn one() -> usize {
+    1
+}
+
 /// The key of a summary group: test, order, stage index, stage, method, method_b,
 /// post-processing, metric.
 type GroupKey = (String, String, usize, String, String, String, String, String);
@@ -240,10 +260,12 @@ fn group_hash(key: &GroupKey) -> u64 {
 }
 
 /// Groups score rows by (test, order, stage index, stage, method, method_b, postprocess, metric) in
-/// first-seen order and summarises each; a group bootstraps from `stream_rng(seed,
-/// "bootstrap", h)` with `h` the FNV-1a hash of its key, so its interval does not depend on the
-/// row order or on the other groups. Each row carries the means of its method's controls
-/// (same post-processing and metric).
+/// first-seen order and summarises each over its images and draws; a group bootstraps from
+/// `stream_rng(seed, "bootstrap", h)` with `h` the FNV-1a hash of its key, so its interval does
+/// not depend on the row order or on the other groups. One draw: the percentile bootstrap of
+/// the images; several: the crossed bootstrap of draws and images
+/// ([`crate::statistics::crossed_interval`]). Each row carries the means of its method's
+/// controls (same post-processing and metric).
 pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed: u64) -> Vec<SummaryRow> {
     let key = |r: &ScoreRow| {
         (
@@ -274,11 +296,30 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
             // The floor compares two untrained models' maps: the trained model's are not in it.
             let floor = k.0 == "control" && k.3 == "random_models";
             let n_degenerate_original = match degenerate.get(&(k.4.clone(), k.6.clone())) {
-                Some((bad, _)) if !floor => members.iter().filter(|r| bad.contains(&r.sample)).count(),
+                Some((bad, _)) if !floor => {
+                    members.iter().map(|r| r.sample).filter(|s| bad.contains(s)).collect::<BTreeSet<_>>().len()
+                }
                 _ => 0,
             };
             let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
-            let s = summarize(&values, resamples, confidence, &mut stream_rng(seed, "bootstrap", group_hash(k)));
+            let draws: BTreeSet<usize> = members.iter().map(|r| r.draw).collect();
+            let mut rng = stream_rng(seed, "bootstrap", group_hash(k));
+            let (s, ci_over, draw_std) = if draws.len() > 1 {
+                let cells: Vec<(usize, usize, f64)> =
+                    members.iter().filter_map(|r| Some((r.draw, r.sample, r.score?))).collect();
+                let ci = crossed_interval(&cells, resamples, confidence, &mut rng);
+                let s = Summary { ci_low: ci.map(|c| c.0), ci_high: ci.map(|c| c.1), ..summarize(&values, 0, confidence, &mut rng) };
+                let per_draw: Vec<f64> = draws
+                    .iter()
+                    .filter_map(|&d| {
+                        let v: Vec<f64> = cells.iter().filter(|c| c.0 == d).map(|c| c.2).collect();
+                        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+                    })
+                    .collect();
+                (s, "draws_and_images", summarize(&per_draw, 0, confidence, &mut rng).std)
+            } else {
+                (summarize(&values, resamples, confidence, &mut rng), "images", None)
+            };
             let first = members[0];
             let status = match s.n {
                 0 => "no_valid_scores",
@@ -304,6 +345,9 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
                 median: s.median,
                 ci_low: s.ci_low,
                 ci_high: s.ci_high,
+                ci_over: ci_over.into(),
+                draws: draws.len(),
+                draw_std,
                 status: status.into(),
                 control_repeat: None,
                 control_random_models: None,
@@ -500,6 +544,7 @@ mod tests {
             order: String::new(),
             stage_index: 1,
             stage: stage.into(),
+            draw: 0,
             method: "gradcam".into(),
             method_b: "gradcam".into(),
             postprocess: "abs".into(),
@@ -522,6 +567,27 @@ mod tests {
         let lines = empty_results(&rows);
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(lines[0].contains("against the `sobel` control") && lines[0].contains("shape_mismatch 1"), "{lines:?}");
+    }
+
+    #[test]
+    fn draws_widen_the_interval_and_count_each_image_once() {
+        let mut rows = vec![row("control", "repeat", 0, None, "constant_map")];
+        for draw in 0..3 {
+            for sample in 0..40 {
+                let score = (sample != 0).then(|| 0.2 * draw as f64 + (sample % 7) as f64 / 100.0);
+                let status = if score.is_some() { "ok" } else { "constant_map" };
+                rows.push(ScoreRow { draw, ..row("cascading", "conv1", sample, score, status) });
+            }
+        }
+        let summary = summarize_rows(&rows, 1000, 0.95, 0);
+        let s = summary.iter().find(|r| r.test == "cascading").expect("row");
+        assert_eq!((s.n, s.n_degenerate, s.n_degenerate_original, s.draws), (117, 3, 1, 3));
+        assert_eq!(s.ci_over, "draws_and_images");
+        assert!((s.draw_std.expect("3 draws") - 0.2).abs() < 1e-9, "{:?}", s.draw_std);
+        // Draw means 0.03, 0.23, 0.43: the interval spans most of them, not the images' spread.
+        assert!(s.ci_high.expect("ci") - s.ci_low.expect("ci") > 0.2, "{:?} {:?}", s.ci_low, s.ci_high);
+        let repeat = summary.iter().find(|r| r.stage == "repeat").expect("row");
+        assert_eq!((repeat.ci_over.as_str(), repeat.draws, repeat.draw_std), ("images", 1, None));
     }
 
     #[test]

@@ -56,6 +56,66 @@ pub fn summarize(values: &[f64], resamples: usize, confidence: f64, rng: &mut Ch
     Summary { n, mean: Some(mean), std, sem: std.map(|s| s / (n as f64).sqrt()), median: Some(median), ci_low, ci_high }
 }
 
+/// The percentile interval of the mean of scores observed on a grid of independent draws
+/// (re-initialisations of a stage) crossed with images (each draw scores the same images),
+/// from a two-way ("pigeonhole") bootstrap, Owen 2007, "The pigeonhole bootstrap", Ann. Appl.
+/// Stat. 1(2): each resample draws the draws and the images independently, with replacement,
+/// and takes the mean of the valid scores in the cells they select (with their
+/// multiplicities). It covers both sources of variation, where resampling the images alone
+/// treats one draw as the truth; with few draws it is conservative rather than optimistic
+/// (Owen's result). `cells` are `(draw, image, score)`; draws and images are any ids. None with
+/// fewer than two draws or two images, or no valid resample.
+pub fn crossed_interval(
+    cells: &[(usize, usize, f64)],
+    resamples: usize,
+    confidence: f64,
+    rng: &mut ChaCha8Rng,
+) -> Option<(f64, f64)> {
+    let ids = |pick: fn(&(usize, usize, f64)) -> usize| {
+        let mut ids: Vec<usize> = cells.iter().map(pick).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    let (draws, images) = (ids(|c| c.0), ids(|c| c.1));
+    let (nd, ni) = (draws.len(), images.len());
+    if nd < 2 || ni < 2 || resamples == 0 {
+        return None;
+    }
+    // The grid, NaN where a cell has no valid score.
+    let mut grid = vec![f64::NAN; nd * ni];
+    for &(d, i, v) in cells {
+        let (d, i) = (draws.binary_search(&d).unwrap_or(0), images.binary_search(&i).unwrap_or(0));
+        grid[d * ni + i] = v;
+    }
+    let (mut draw_weight, mut image_weight) = (vec![0.0f64; nd], vec![0.0f64; ni]);
+    let mut means = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        draw_weight.fill(0.0);
+        image_weight.fill(0.0);
+        (0..nd).for_each(|_| draw_weight[rng.random_range(0..nd)] += 1.0);
+        (0..ni).for_each(|_| image_weight[rng.random_range(0..ni)] += 1.0);
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for (d, &wd) in draw_weight.iter().enumerate().filter(|(_, w)| **w > 0.0) {
+            for (&v, &wi) in grid[d * ni..(d + 1) * ni].iter().zip(&image_weight) {
+                if wi > 0.0 && !v.is_nan() {
+                    sum += wd * wi * v;
+                    weight += wd * wi;
+                }
+            }
+        }
+        if weight > 0.0 {
+            means.push(sum / weight);
+        }
+    }
+    if means.is_empty() {
+        return None;
+    }
+    means.sort_by(f64::total_cmp);
+    let alpha = (1.0 - confidence) / 2.0;
+    Some((quantile_sorted(&means, alpha), quantile_sorted(&means, 1.0 - alpha)))
+}
+
 /// Samples up to which the exact null distribution is used (when there are no ties or zeros).
 const WILCOXON_EXACT_MAX_N: usize = 200;
 
@@ -138,6 +198,32 @@ mod tests {
         assert_eq!(quantile_sorted(&[1.0, 2.0, 3.0, 4.0], 0.25), 1.75);
         let (lo, hi) = (s.ci_low.expect("ci"), s.ci_high.expect("ci"));
         assert!((1.0..2.5).contains(&lo) && hi > 2.5 && hi <= 4.0, "{lo} {hi}");
+    }
+
+    #[test]
+    fn the_crossed_interval_widens_with_the_spread_between_draws() {
+        // Three draws of 100 images: the same image effects, draw offsets of 0, 0.3 and 0.6.
+        let images: Vec<f64> = (0..100).map(|i| ((i * 37) % 23) as f64 / 230.0).collect();
+        let cells = |offsets: [f64; 3]| -> Vec<(usize, usize, f64)> {
+            (0..3).flat_map(|d| images.iter().enumerate().map(move |(i, v)| (d, i, v + offsets[d]))).collect()
+        };
+        let width = |c: &[(usize, usize, f64)]| {
+            let (lo, hi) = crossed_interval(c, 2000, 0.95, &mut stream_rng(4, "b", 0)).expect("interval");
+            hi - lo
+        };
+        let (apart, together) = (cells([0.0, 0.3, 0.6]), cells([0.3, 0.3, 0.3]));
+        let values: Vec<f64> = apart.iter().map(|c| c.2).collect();
+        let images_only = summarize(&values, 2000, 0.95, &mut stream_rng(4, "b", 0));
+        let naive = images_only.ci_high.expect("ci") - images_only.ci_low.expect("ci");
+        // Resampling images alone ignores the draws; the crossed interval spans their spread.
+        assert!(width(&apart) > 4.0 * naive, "{} vs {naive}", width(&apart));
+        assert!(width(&apart) > 0.3 && width(&together) < 0.1, "{} {}", width(&apart), width(&together));
+        // A missing cell is left out, not counted as zero; one draw gives no crossed interval.
+        let mut holed = together.clone();
+        holed.retain(|c| c.1 != 5);
+        let (lo, hi) = crossed_interval(&holed, 500, 0.95, &mut stream_rng(4, "b", 0)).expect("interval");
+        assert!(lo > 0.3 && hi < 0.45, "{lo} {hi}");
+        assert_eq!(crossed_interval(&together[..100], 500, 0.95, &mut stream_rng(4, "b", 0)), None);
     }
 
     #[test]

@@ -14,7 +14,8 @@ use sanity_model::{Model, init_weights};
 /// A model explained in a run and the output explained for each explained image.
 pub struct Slot {
     /// Its name in `maps/` file names: `original`, or the [`stage_key`] of the stage it is the
-    /// model of (`cascading.top_down.fc1`), or `control.random_models.a` / `.b`.
+    /// model of (`cascading.top_down.fc1`; draws after the first end in `.draw1`, `.draw2`,
+    /// ...), or `control.random_models.a` / `.b` (`.a.draw1`, ...).
     pub name: String,
     /// The model.
     pub model: Model,
@@ -58,6 +59,8 @@ pub struct Pairing {
     /// 1-based stage number (how many layers are randomised in a cascade; the layer's position
     /// in network order for `independent`; 1 for single-stage tests and controls).
     pub stage_index: usize,
+    /// Which independent re-initialisation of the stage (0-based; 0 for unrandomised tests).
+    pub draw: usize,
     /// The layer randomised last; the test or control name for single-stage ones.
     pub stage: String,
     /// The slot of the first map.
@@ -102,7 +105,7 @@ pub fn design(
     let network_order: Vec<String> = plan.arch.stages().iter().map(|s| s.to_string()).collect();
     for test in &config.tests {
         match test {
-            TestConfig::Cascading { order, reinit, stages } | TestConfig::SmoothMprt { order, reinit, stages, .. } => {
+            TestConfig::Cascading { order, reinit, stages, .. } | TestConfig::SmoothMprt { order, reinit, stages, .. } => {
                 // Smooth MPRT is a cascade whose maps are means over noisy copies.
                 let smoothing = match test {
                     TestConfig::SmoothMprt { samples, noise, .. } => {
@@ -110,53 +113,66 @@ pub fn design(
                     }
                     _ => None,
                 };
-                let mut weights = model.weights.clone();
-                for (k, stage) in cascade_order(stages.as_deref().unwrap_or_default(), *order).iter().enumerate() {
-                    weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
-                    let randomized = model.with_weights(weights.clone());
-                    let targets = targets_of(&randomized)?;
-                    let slot = add_slot(&mut slots, stage_key(test.id(), order.name(), stage), randomized, targets);
-                    pairings.push(Pairing {
-                        test: test.id(),
-                        order: order.name(),
-                        stage_index: k + 1,
-                        stage: stage.clone(),
-                        first: 0,
-                        second: Second::Slot(slot),
-                        method: None,
-                        smoothing,
-                    });
+                for draw in 0..test.draws() {
+                    let mut weights = model.weights.clone();
+                    let sequence = cascade_order(stages.as_deref().unwrap_or_default(), *order);
+                    for (k, stage) in sequence.iter().enumerate() {
+                        weights = cascade_step(&weights, &plan.arch, stage, reinit, seed, draw)?;
+                        let randomized = model.with_weights(weights.clone());
+                        let targets = targets_of(&randomized)?;
+                        let name = drawn(stage_key(test.id(), order.name(), stage), draw);
+                        let slot = add_slot(&mut slots, name, randomized, targets);
+                        pairings.push(Pairing {
+                            test: test.id(),
+                            order: order.name(),
+                            stage_index: k + 1,
+                            draw,
+                            stage: stage.clone(),
+                            first: 0,
+                            second: Second::Slot(slot),
+                            method: None,
+                            smoothing,
+                        });
+                    }
                 }
             }
-            TestConfig::EfficientMprt { reinit, stages } => {
+            TestConfig::EfficientMprt { reinit, stages, draws } => {
                 let stages = stages.as_deref().unwrap_or_default();
-                let mut weights = model.weights.clone();
-                for stage in stages {
-                    weights = cascade_step(&weights, &plan.arch, stage, reinit, seed)?;
-                }
-                let randomized = model.with_weights(weights);
-                let targets = targets_of(&randomized)?;
-                let slot = add_slot(&mut slots, stage_key(test.id(), "", "all"), randomized, targets);
-                pairings.push(Pairing {
-                    stage_index: stages.len(),
-                    ..single(test.id(), "all", 0, Second::Slot(slot), None)
-                });
-            }
-            TestConfig::Independent { reinit, stages } => {
-                for stage in stages.as_deref().unwrap_or_default() {
-                    let randomized = model.with_weights(cascade_step(&model.weights, &plan.arch, stage, reinit, seed)?);
+                for draw in 0..*draws {
+                    let mut weights = model.weights.clone();
+                    for stage in stages {
+                        weights = cascade_step(&weights, &plan.arch, stage, reinit, seed, draw)?;
+                    }
+                    let randomized = model.with_weights(weights);
                     let targets = targets_of(&randomized)?;
-                    let slot = add_slot(&mut slots, stage_key(test.id(), "", stage), randomized, targets);
+                    let slot = add_slot(&mut slots, drawn(stage_key(test.id(), "", "all"), draw), randomized, targets);
                     pairings.push(Pairing {
-                        test: test.id(),
-                        order: "",
-                        stage_index: network_order.iter().position(|s| s == stage).unwrap_or(0) + 1,
-                        stage: stage.clone(),
-                        first: 0,
-                        second: Second::Slot(slot),
-                        method: None,
-                        smoothing: None,
+                        stage_index: stages.len(),
+                        draw,
+                        ..single(test.id(), "all", 0, Second::Slot(slot), None)
                     });
+                }
+            }
+            TestConfig::Independent { reinit, stages, draws } => {
+                for draw in 0..*draws {
+                    for stage in stages.as_deref().unwrap_or_default() {
+                        let weights = cascade_step(&model.weights, &plan.arch, stage, reinit, seed, draw)?;
+                        let randomized = model.with_weights(weights);
+                        let targets = targets_of(&randomized)?;
+                        let slot =
+                            add_slot(&mut slots, drawn(stage_key(test.id(), "", stage), draw), randomized, targets);
+                        pairings.push(Pairing {
+                            test: test.id(),
+                            order: "",
+                            stage_index: network_order.iter().position(|s| s == stage).unwrap_or(0) + 1,
+                            draw,
+                            stage: stage.clone(),
+                            first: 0,
+                            second: Second::Slot(slot),
+                            method: None,
+                            smoothing: None,
+                        });
+                    }
                 }
             }
             TestConfig::DataRandomization { .. } => {
@@ -183,7 +199,7 @@ pub fn design(
             }
         }
     }
-    let ControlsConfig { random_map, sobel, random_models, repeat } = config.controls;
+    let ControlsConfig { random_map, sobel, random_models, draws, repeat } = config.controls;
     if repeat {
         pairings.push(single("control", "repeat", 0, Second::Repeat, None));
     }
@@ -194,8 +210,12 @@ pub fn design(
             let targets = targets_of(&m)?;
             Ok(add_slot(&mut slots, format!("control.random_models.{name}"), m, targets))
         };
-        let (a, b) = (untrained(0, "a")?, untrained(1, "b")?);
-        pairings.push(single("control", "random_models", a, Second::Slot(b), None));
+        // Draw 0's pair is the one every earlier run had: streams 0 and 1.
+        for draw in 0..draws {
+            let (k, name) = (2 * draw as u64, |side: &str| drawn(side.to_string(), draw));
+            let (a, b) = (untrained(k, &name("a"))?, untrained(k + 1, &name("b"))?);
+            pairings.push(Pairing { draw, ..single("control", "random_models", a, Second::Slot(b), None) });
+        }
     }
     for (c, enabled) in [random_map, sobel].into_iter().enumerate() {
         if enabled {
@@ -214,8 +234,24 @@ pub fn stage_key(test: &str, order: &str, stage: &str) -> String {
     parts.join(".")
 }
 
+/// `name` of draw `draw`: as it is for the first draw (the names of every earlier run), with
+/// `.draw<k>` after it for the others.
+fn drawn(name: String, draw: usize) -> String {
+    if draw == 0 { name } else { format!("{name}.draw{draw}") }
+}
+
 fn single(test: &'static str, stage: &str, first: usize, second: Second, method: Option<usize>) -> Pairing {
-    Pairing { test, order: "", stage_index: 1, stage: stage.to_string(), first, second, method, smoothing: None }
+    Pairing {
+        test,
+        order: "",
+        stage_index: 1,
+        draw: 0,
+        stage: stage.to_string(),
+        first,
+        second,
+        method,
+        smoothing: None,
+    }
 }
 
 /// For each image, a class drawn uniformly from the `outputs − 1` classes other than its

@@ -2,7 +2,10 @@
 //! full randomisation can be told apart from the ceiling (the `repeat` control: original map
 //! against original map) and from the null floor (the `random_models` control: two untrained
 //! models), each by a two-sided Wilcoxon signed-rank test of the per-image differences
-//! (images paired, [`wilcoxon_signed_rank`]) at the level `statistics.alpha`.
+//! (images paired, [`wilcoxon_signed_rank`]) at the level `statistics.alpha`. With several
+//! draws (independent re-initialisations of the stage, or pairs of untrained models for the
+//! floor) an image's score is the mean of its valid scores over the draws, so each image is
+//! one pair however many draws there are.
 //!
 //! | verdict | distinct from ceiling | distinct from floor | reading |
 //! |---|---|---|---|
@@ -79,12 +82,12 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
     }
     // One more pass: each group's rows at its last stage, and each control's scores by sample.
     let mut at_last: HashMap<Key, Vec<&ScoreRow>> = HashMap::new();
-    let mut controls: HashMap<Key, HashMap<usize, f64>> = HashMap::new();
+    let mut control_draws: HashMap<Key, HashMap<usize, Vec<f64>>> = HashMap::new();
     for r in rows {
         if r.test == "control" {
             if let Some(score) = r.score {
                 let key = (r.stage.as_str(), "", r.method.as_str(), r.postprocess.as_str(), r.metric.as_str());
-                controls.entry(key).or_default().insert(r.sample, score);
+                control_draws.entry(key).or_default().entry(r.sample).or_default().push(score);
             }
             continue;
         }
@@ -93,6 +96,8 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
             at_last.entry(key).or_default().push(r);
         }
     }
+    let controls: HashMap<Key, HashMap<usize, f64>> =
+        control_draws.into_iter().map(|(key, by_image)| (key, per_image_means(by_image))).collect();
     let none = HashMap::new();
     groups
         .into_iter()
@@ -101,10 +106,16 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
             let at_stage = at_last.get(&key).map(Vec::as_slice).unwrap_or_default();
             let control = |stage| controls.get(&(stage, "", method, post, metric)).unwrap_or(&none);
             let (ceiling, floor) = (control("repeat"), control("random_models"));
-            // Images paired across the three, in sample order.
-            let triples: BTreeMap<usize, (f64, f64, f64)> = at_stage
-                .iter()
-                .filter_map(|r| Some((r.sample, (r.score?, *ceiling.get(&r.sample)?, *floor.get(&r.sample)?))))
+            // Images paired across the three, in sample order, each the mean over its draws.
+            let mut stage_draws: HashMap<usize, Vec<f64>> = HashMap::new();
+            for r in at_stage {
+                if let Some(score) = r.score {
+                    stage_draws.entry(r.sample).or_default().push(score);
+                }
+            }
+            let triples: BTreeMap<usize, (f64, f64, f64)> = per_image_means(stage_draws)
+                .into_iter()
+                .filter_map(|(sample, score)| Some((sample, (score, *ceiling.get(&sample)?, *floor.get(&sample)?))))
                 .collect();
             let mean = |f: fn(&(f64, f64, f64)) -> f64| {
                 (!triples.is_empty()).then(|| triples.values().map(f).sum::<f64>() / triples.len() as f64)
@@ -153,6 +164,11 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
         .collect()
 }
 
+/// Each image's mean over its draws' valid scores.
+fn per_image_means(by_image: HashMap<usize, Vec<f64>>) -> HashMap<usize, f64> {
+    by_image.into_iter().map(|(sample, v)| (sample, v.iter().sum::<f64>() / v.len() as f64)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +180,7 @@ mod tests {
             order: if test == "cascading" { "top_down".into() } else { String::new() },
             stage_index,
             stage: stage.into(),
+            draw: 0,
             method: "gradient".into(),
             method_b: "gradient".into(),
             postprocess: "raw".into(),
@@ -200,6 +217,17 @@ mod tests {
             (v[0].verdict.as_str(), v[0].p_vs_ceiling, v[0].p_vs_ceiling_method.as_str()),
             ("at_ceiling", Some(1.0), "identical")
         );
+        // Draws: an image is one pair, its score the mean over the draws.
+        let drawn: Vec<ScoreRow> = rows
+            .iter()
+            .filter(|r| r.stage == "conv" || r.stage == "random_models")
+            .map(|r| ScoreRow { draw: 1, score: r.score.map(|s| s - 0.5), ..r.clone() })
+            .collect();
+        let mut with_draws = rows.clone();
+        with_draws.extend(drawn);
+        let v = verdicts(&with_draws, 0.05);
+        assert_eq!(v[0].n_pairs, 20);
+        assert!((v[0].mean.expect("mean") - 0.75).abs() < 1e-12, "{:?}", v[0].mean);
         // No floor: not tested.
         rows.retain(|r| r.stage != "random_models");
         assert_eq!(verdicts(&rows, 0.05)[0].verdict, "not_tested");

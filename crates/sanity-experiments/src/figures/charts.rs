@@ -35,10 +35,38 @@ pub struct Series {
     pub method: String,
     /// (x position, estimate); x indexes [`Curves::x_labels`].
     pub points: Vec<(usize, Estimate)>,
-    /// The two-random-models floor of this method (dashed).
+    /// The two-random-models floor of this method (a dash in the floor strip).
     pub random_models: Option<f64>,
-    /// The random-map floor of this method (dotted).
+    /// The random-map floor of this method (a cross in the floor strip).
     pub random_map: Option<f64>,
+}
+
+/// The floor strip right of the last stage: each method's floors in a column of its own, so
+/// that floors at the same value (every method's random map near 0) stay apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloorStrip {
+    /// The x of the first method's column.
+    pub start: f64,
+    /// The distance between two methods' columns.
+    pub step: f64,
+}
+
+impl FloorStrip {
+    /// The strip right of `stages` stages (at x = 0 .. stages − 1) for `methods` methods.
+    pub fn after(stages: usize, methods: usize) -> Self {
+        let step = 0.8 / methods.max(1) as f64;
+        Self { start: (stages.max(1) - 1) as f64 + 0.6 + step / 2.0, step }
+    }
+
+    /// The x of method `i`'s column.
+    pub fn column(&self, i: usize) -> f64 {
+        self.start + i as f64 * self.step
+    }
+
+    /// The right end of the strip.
+    pub fn end(&self, methods: usize) -> f64 {
+        self.column(methods.max(1) - 1) + self.step / 2.0 + 0.1
+    }
 }
 
 /// One metric's panel.
@@ -61,6 +89,8 @@ pub struct Curves {
     pub x_labels: Vec<String>,
     /// One panel per metric.
     pub panels: Vec<Panel<Vec<Series>>>,
+    /// What the bands are (`95% CI of the mean over 3 draws and the images`).
+    pub ci: String,
 }
 
 /// Width of one chart panel.
@@ -181,7 +211,7 @@ where
 
 /// Draws the curves' legend: one line per method in its colour, then the line styles of the
 /// floors.
-fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[String]) -> DrawResult
+fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[String], ci: &str) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -195,24 +225,23 @@ where
     }
     y += 10;
     let gray = RGBColor(90, 90, 90);
-    for x in [10, 22, 34] {
-        area.draw(&PathElement::new(vec![(x, y), (x + 6, y)], gray.stroke_width(2)))?;
-    }
+    area.draw(&Text::new("floors, right of the stages,", (10, y), text(12).pos(left)))?;
+    y += 16;
+    area.draw(&Text::new("a column per method, in its colour:", (10, y), text(12).pos(left)))?;
+    y += 20;
+    area.draw(&PathElement::new(vec![(18, y), (32, y)], gray.stroke_width(3)))?;
     area.draw(&Text::new("two random models", (48, y), text(13).pos(left)))?;
     y += 20;
-    for x in (10..=40).step_by(5) {
-        area.draw(&Circle::new((x, y), 1, gray.filled()))?;
-    }
+    area.draw(&Cross::new((25, y), 4, gray.stroke_width(2)))?;
     area.draw(&Text::new("random map", (48, y), text(13).pos(left)))?;
     y += 20;
-    area.draw(&Text::new("(floors, each in its method's colour)", (10, y), text(12).pos(left)))?;
-    y += 20;
-    area.draw(&Text::new("band: 95% CI of the mean", (10, y), text(12).pos(left)))?;
+    area.draw(&Text::new(format!("band: {ci}"), (10, y), text(12).pos(left)))?;
     Ok(())
 }
 
 /// Draws similarity-vs-stage curves: per panel one line per method, its CI band, and its
-/// floors as dashed (two random models) and dotted (random map) lines.
+/// floors in the [`FloorStrip`] right of the stages; a panel names the methods it has no
+/// scores of.
 impl Chart for Curves {
     fn size(&self) -> (u32, u32) {
         chart_size(self.panels.len())
@@ -224,6 +253,8 @@ impl Chart for Curves {
     {
         let (areas, legend_area) = frame(root, &self.title, self.panels.len())?;
         let n = self.x_labels.len().max(1);
+        let methods = self.panels.iter().map(|p| p.content.len()).max().unwrap_or(0);
+        let strip = FloorStrip::after(n, methods);
         for (area, panel) in areas.iter().zip(&self.panels) {
             let values = panel.content.iter().flat_map(|s| {
                 let points = s
@@ -233,11 +264,17 @@ impl Chart for Curves {
                 points.chain(s.random_models).chain(s.random_map).collect::<Vec<_>>()
             });
             let (lo, hi) = y_range(values, &panel.metric);
-            let x = (-0.3, (n - 1) as f64 + 0.3);
+            let x = (-0.3, strip.end(methods));
             let axes =
                 CategoryAxes { labels: &self.x_labels, x, y: (lo, hi), label_room: 90, x_desc: Some(&self.x_desc) };
             let mut chart = axes.draw(root, area, &panel.metric)?;
-            let (x0, x1) = x;
+            let empty: Vec<&str> =
+                panel.content.iter().filter(|s| s.points.is_empty()).map(|s| s.method.as_str()).collect();
+            if !empty.is_empty() {
+                let note = format!("no scores: {}", empty.join(", "));
+                let red = RGBColor(180, 30, 30);
+                area.draw(&Text::new(note, (80, 36), text(13).color(&red)))?;
+            }
             for (i, series) in panel.content.iter().enumerate() {
                 let [r, g, b] = method_color(i);
                 let color = RGBColor(r, g, b);
@@ -251,23 +288,23 @@ impl Chart for Curves {
                 let line: Vec<(f64, f64)> = series.points.iter().map(|(x, e)| (*x as f64, e.mean)).collect();
                 chart.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?;
                 chart.draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                let column = strip.column(i);
+                let half = strip.step * 0.35;
                 if let Some(v) = series.random_models {
-                    chart.draw_series(DashedLineSeries::new(
-                        vec![(x0, v), (x1, v)],
-                        6,
-                        4,
-                        color.mix(0.7).stroke_width(1),
-                    ))?;
+                    let dash = vec![(column - half, v), (column + half, v)];
+                    chart.draw_series(std::iter::once(PathElement::new(dash, color.stroke_width(3))))?;
                 }
                 if let Some(v) = series.random_map {
-                    let dot = move |c| Circle::new(c, 1, color.mix(0.7).filled());
-                    chart.draw_series(DottedLineSeries::new(vec![(x0, v), (x1, v)], 0, 5, dot))?;
+                    chart.draw_series(std::iter::once(Cross::new((column, v), 4, color.stroke_width(2))))?;
                 }
             }
+            let (left, bottom) = chart.backend_coord(&(strip.column(0) - strip.step / 2.0, lo));
+            let style = text(12).pos(Pos::new(HPos::Left, VPos::Top));
+            root.draw(&Text::new("floors", (left, bottom + 8), style))?;
         }
         let methods: Vec<String> =
             self.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
-        curves_legend(&legend_area, &methods)
+        curves_legend(&legend_area, &methods, &self.ci)
     }
 }
 
@@ -463,7 +500,24 @@ mod tests {
                 Panel { metric: "spearman".into(), content: vec![series("gradient", 0.3), series("gradcam", 0.1)] },
                 Panel { metric: "ssim".into(), content: vec![series("gradient", 0.2), series("gradcam", 0.05)] },
             ],
+            ci: "95% CI of the mean over 3 draws and the images".into(),
         }
+    }
+
+    #[test]
+    fn floors_at_one_value_stay_apart_and_an_empty_series_is_named() -> DrawResult {
+        // Eight methods whose random-map floors are all 0: each gets its own column, right of
+        // the last stage and inside the axis.
+        let strip = FloorStrip::after(4, 8);
+        let columns: Vec<f64> = (0..8).map(|i| strip.column(i)).collect();
+        assert!(columns.windows(2).all(|w| w[1] - w[0] >= 0.09), "{columns:?}");
+        assert!(columns[0] > 3.3 && columns[7] < strip.end(8), "{columns:?}");
+        let mut c = curves();
+        c.panels[1].content[1].points.clear();
+        let s = svg(c.size(), |root| c.draw(root))?;
+        assert!(s.contains("no scores: gradcam") && s.contains("floors"), "the empty series is named in its panel");
+        assert!(s.contains("3 draws"), "the legend says what the band is");
+        Ok(())
     }
 
     #[test]

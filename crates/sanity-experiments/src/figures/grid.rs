@@ -3,7 +3,7 @@
 
 use super::colormap::ColorMap;
 use super::raster::{Scale, colorize, resample, solid};
-use super::{DrawResult, blit, colorbar, png, text};
+use super::{DrawResult, blit, colorbar, png, text, text_width};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -50,6 +50,8 @@ pub struct GridLayout {
     pub top: u32,
     /// Width right of the last column (the colour bar).
     pub right: u32,
+    /// The least width: that of the title and the note, so that neither is cut.
+    pub min_width: u32,
 }
 
 impl GridLayout {
@@ -57,7 +59,8 @@ impl GridLayout {
     pub fn of(grid: &MapGrid, cell: u32) -> Self {
         let longest = grid.rows.iter().map(|r| r.chars().count()).max().unwrap_or(0) as u32;
         let right = if grid.shared.is_some() { 90 } else { 12 };
-        GridLayout { cell, gap: 4, label_width: 16 + 9 * longest, top: 84, right }
+        let min_width = 24 + text_width(&grid.title, 18).max(text_width(&grid.note, 13));
+        GridLayout { cell, gap: 4, label_width: 16 + 9 * longest, top: 84, right, min_width }
     }
 
     /// The top-left pixel of cell (`row`, `column`).
@@ -69,7 +72,7 @@ impl GridLayout {
     /// The figure's size for `rows x columns` cells.
     pub fn size(&self, rows: usize, columns: usize) -> (u32, u32) {
         let step = self.cell + self.gap;
-        (self.label_width + columns as u32 * step + self.right, self.top + rows as u32 * step + 8)
+        ((self.label_width + columns as u32 * step + self.right).max(self.min_width), self.top + rows as u32 * step + 8)
     }
 }
 
@@ -150,6 +153,26 @@ mod tests {
         assert_eq!(image.get_pixel(x as u32 + 5, y as u32 + 25).0, [0, 0, 0]);
         // Same input, same bytes.
         assert_eq!(render(&grid, 40)?, bytes);
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_title_widens_the_figure_instead_of_being_cut() -> DrawResult {
+        // The title of a one-column grid (issue 17 saw "image 1, class 8, prec").
+        let grid = MapGrid {
+            title: "cascading (top_down): image 1, class 8, predicted 8 (p = 0.993)".into(),
+            rows: vec!["gradient".into()],
+            columns: vec!["input".into()],
+            cells: vec![vec![None]],
+            shared: None,
+            note: "each map on its own range".into(),
+        };
+        let bytes = render(&grid, 32)?;
+        let image = image::load_from_memory(&bytes)?.to_rgb8();
+        let (width, _) = image.dimensions();
+        assert!(width >= 12 + text_width(&grid.title, 18), "{width}");
+        // Nothing is drawn in the title band's last 8 columns: the title ends inside.
+        assert!((0..34).all(|y| (width - 8..width).all(|x| image.get_pixel(x, y).0 == [255, 255, 255])));
         Ok(())
     }
 }

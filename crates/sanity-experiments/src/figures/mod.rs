@@ -41,6 +41,14 @@ pub fn text(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&BLACK)
 }
 
+/// The width in pixels of `s` written in [`text`]`(size)`, measured with the embedded font
+/// (a figure is made wide enough for its title, so the title is never cut).
+pub fn text_width(s: &str, size: u32) -> u32 {
+    register_fonts();
+    // The embedded font measures every string; 0.6 em per character is the fallback.
+    text(size).font.box_size(s).map_or((s.chars().count() as u32 * size * 3).div_ceil(5), |(w, _)| w)
+}
+
 /// Draws a `width x height` PNG with `draw` on a white background; returns the PNG bytes.
 pub fn png(
     (width, height): (u32, u32),

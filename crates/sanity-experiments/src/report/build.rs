@@ -137,7 +137,8 @@ fn per_metric_and_method<T>(
 /// Similarity-vs-stage curves of a staged test under one pipeline: x = 0 is the original
 /// model (drawn at the repeat control, the ceiling: 1 for a deterministic method), then each
 /// stage.
-pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postprocess: &str) -> Curves {
+/// `ci` says what the bands are.
+pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postprocess: &str, ci: &str) -> Curves {
     let stages = stages_of(rows, group);
     let mut x_labels = vec!["original".to_string()];
     x_labels.extend(stages.iter().map(|(_, s)| s.clone()));
@@ -164,7 +165,13 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
         (_, "bottom_up") => "re-initialised up to this layer, from the input (cumulative)",
         _ => "re-initialised down to this layer, from the logits (cumulative)",
     };
-    Curves { title: format!("{}: {postprocess}", group.title()), x_desc: x_desc.into(), x_labels, panels }
+    Curves {
+        title: format!("{}: {postprocess}", group.title()),
+        x_desc: x_desc.into(),
+        x_labels,
+        panels,
+        ci: ci.to_string(),
+    }
 }
 
 /// Per-method scores of a single-stage test under one pipeline.

@@ -161,14 +161,14 @@ pub fn report_md(
     let _ = writeln!(md, "## Summary\n");
     let _ = writeln!(
         md,
-        "Means over the explained images with their {}% bootstrap intervals; the controls' means beside them (`summary.csv` has every column at full precision).\n",
+        "Means over the explained images (and over the draws: a stage's independent re-initialisations, `draws`) with their {}% bootstrap intervals: over the images for one draw, over draws and images (crossed bootstrap) for several; the controls' means beside them (`summary.csv` has every column at full precision, and `draw_std`, the spread of the draws' own means).\n",
         config.statistics.confidence * 100.0
     );
     let _ = writeln!(
         md,
-        "| test | stage | method | vs | postprocess | metric | n | degenerate | mean | CI | repeat | random models | random map | sobel |"
+        "| test | stage | method | vs | postprocess | metric | draws | n | degenerate | mean | CI | repeat | random models | random map | sobel |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
     for r in summary {
         let test = if r.order.is_empty() { r.test.clone() } else { format!("{} ({})", r.test, r.order) };
         let ci = match (r.ci_low, r.ci_high) {
@@ -178,11 +178,12 @@ pub fn report_md(
         let vs = if r.method_b == r.method { String::new() } else { r.method_b.clone() };
         let _ = writeln!(
             md,
-            "| {test} | {} | {} | {vs} | {} | {} | {} | {} | {} | {ci} | {} | {} | {} | {} |",
+            "| {test} | {} | {} | {vs} | {} | {} | {} | {} | {} | {} | {ci} | {} | {} | {} | {} |",
             r.stage,
             r.method,
             r.postprocess,
             r.metric,
+            r.draws,
             r.n,
             r.n_degenerate,
             opt(r.mean),

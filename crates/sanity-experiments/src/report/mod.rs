@@ -136,10 +136,17 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
                 continue;
             }
             if group.has_stages() {
-                let chart = curves(&summary, &group, &methods, label);
+                let draws =
+                    summary.iter().filter(|r| r.test == group.test && r.order == group.order).map(|r| r.draws).max();
+                let over = match draws.unwrap_or(1) {
+                    1 => "over the images".to_string(),
+                    n => format!("over {n} draws and the images"),
+                };
+                let ci = format!("{}% CI of the mean {over}", config.statistics.confidence * 100.0);
+                let chart = curves(&summary, &group, &methods, label, &ci);
                 let files = chart_files(dir, &format!("curves-{name}"), &chart)?;
                 let caption = format!(
-                    "Similarity to the original model's maps at each stage ({label}); mean and 95% CI per method, floors dashed and dotted"
+                    "Similarity to the original model's maps at each stage ({label}); mean and {ci} per method; each method's floors in a column right of the stages (dash: two random models, cross: random map)"
                 );
                 figures.push(figure(caption, files));
             } else {
