@@ -240,8 +240,8 @@ enum Command {
         /// in every panel) or jet (the seed lesson's, over each panel's own range).
         #[arg(long, default_value = "diverging", value_parser = ["diverging", "jet"])]
         colormap: String,
-        /// Opacity of the maps over the image, 0 to 1.
-        #[arg(long, default_value_t = 0.5)]
+        /// Opacity of the maps over the image, 0 (the image only) to 1 (the map only).
+        #[arg(long, default_value_t = 0.5, value_parser = float_in(0.0, 1.0))]
         alpha: f64,
         /// Worker threads (default: all cores).
         #[arg(long, value_parser = threads_parser())]

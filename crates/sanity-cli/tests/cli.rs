@@ -47,20 +47,21 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     let mut lines = scores.lines();
     assert_eq!(
         lines.next(),
-        Some("run_id,test,order,stage_index,stage,method,method_b,postprocess,metric,sample,label,target,score,status")
+        Some("run_id,test,order,stage_index,stage,draw,method,method_b,postprocess,metric,sample,label,target,score,status")
     );
-    // (7 cascade stages + 7 independent stages + 4 controls) x 2 methods x (1 + 2 metrics) x 5
-    // images, and one method pair x 3 x 5.
-    assert_eq!(lines.clone().count(), (7 + 7 + 4) * 2 * 3 * 5 + 3 * 5);
+    // (3 draws of 7 cascade stages and of 7 independent stages + 3 draws of the random-models
+    // floor + 3 other controls) x 2 methods x (1 + 2 metrics) x 5 images, and one method pair
+    // x 3 x 5.
+    assert_eq!(lines.clone().count(), (3 * 7 + 3 * 7 + 3 + 3) * 2 * 3 * 5 + 3 * 5);
     let count = |pattern: &str| scores.lines().filter(|l| l.contains(pattern)).count();
-    assert_eq!(count(",independent,,"), 7 * 2 * 3 * 5);
-    assert_eq!(count(",method_agreement,,1,method_agreement,gradient,gradcam,"), 3 * 5);
-    for control in ["repeat", "random_models", "random_map", "sobel"] {
-        assert_eq!(count(&format!(",control,,1,{control},")), 2 * 3 * 5, "{control}");
+    assert_eq!(count(",independent,,"), 3 * 7 * 2 * 3 * 5);
+    assert_eq!(count(",method_agreement,,1,method_agreement,0,gradient,gradcam,"), 3 * 5);
+    for (control, draws) in [("repeat", 1), ("random_models", 3), ("random_map", 1), ("sobel", 1)] {
+        assert_eq!(count(&format!(",control,,1,{control},")), draws * 2 * 3 * 5, "{control}");
     }
     // A deterministic method's repeat is its own map: similarity 1 wherever it is defined.
     for line in scores.lines().filter(|l| l.contains(",control,,1,repeat,") && l.contains(",spearman,")) {
-        let score = line.split(',').nth(12).expect("a score column");
+        let score = line.split(',').nth(13).expect("a score column");
         assert!(!line.ends_with(",ok") || (score.parse::<f64>().expect("a number") - 1.0).abs() < 1e-12, "{line}");
     }
     let first_stage: Vec<&str> = lines.next().expect("a row").split(',').collect();
@@ -70,7 +71,7 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     );
     for line in scores.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
-        let (score, status) = (fields[12], fields[13]);
+        let (score, status) = (fields[13], fields[14]);
         assert!(
             (status == "ok" && score.parse::<f64>().is_ok_and(f64::is_finite)) || (status != "ok" && score.is_empty()),
             "a score must be a finite number with status ok, or empty with a reason: {line}"
@@ -79,8 +80,9 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     let summary = read(one.join("summary.csv"));
     assert!(summary.starts_with(
         "run_id,test,order,stage_index,stage,method,method_b,postprocess,metric,n,n_degenerate,n_degenerate_original,mean,std,sem,median,\
-         ci_low,ci_high,status,control_repeat,control_random_models,control_random_map,control_sobel"
+         ci_low,ci_high,ci_over,draws,draw_std,status,control_repeat,control_random_models,control_random_map,control_sobel"
     ));
+    // A row per stage (over its draws), method, post-processing and metric.
     assert_eq!(summary.lines().count(), 1 + (7 + 7 + 4) * 2 * 3 + 3);
     let verdicts = read(one.join("verdicts.csv"));
     assert!(
@@ -227,10 +229,10 @@ fn smooth_mprt_without_noise_is_the_cascade_and_efficient_mprt_reads_the_entropy
             .collect()
     };
     // One noisy copy with zero noise is the method itself: the same rows as the cascade.
-    assert_eq!(tail("smooth_mprt").len(), 2 * 2 * 3 * 5);
+    assert_eq!(tail("smooth_mprt").len(), 3 * 2 * 2 * 3 * 5);
     assert_eq!(tail("smooth_mprt"), tail("cascading"));
     let efficient: Vec<&str> = scores.lines().filter(|l| l.contains(",efficient_mprt,,7,all,")).collect();
-    assert_eq!(efficient.len(), 2 * 3 * 5, "{scores}");
+    assert_eq!(efficient.len(), 3 * 2 * 3 * 5, "{scores}");
     assert!(efficient.iter().any(|l| l.contains(",discrete_entropy,") && l.ends_with(",ok")));
     let without_entropy =
         sanity().args(["plan", TINY, "--set", "tests=[{ kind = \"efficient_mprt\" }]"]).output().expect("runs");
@@ -382,9 +384,9 @@ fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
     }
     // The example maps come from both shards (tiny's 4 examples span batches 0 and 1).
     assert!(tree(&whole.join("maps")) == tree(&merged.join("maps")), "maps/ differs");
-    // examples.csv, then per example its input and 2 methods' maps under 17 models: the original,
-    // 7 cascade stages, 7 independent ones and the two random models.
-    assert_eq!(tree(&whole.join("maps")).len(), 1 + 4 * (1 + 2 * (1 + 7 + 7 + 2)));
+    // examples.csv, then per example its input and 2 methods' maps under 49 models: the original,
+    // 3 draws of 7 cascade stages and of 7 independent ones, and 3 pairs of random models.
+    assert_eq!(tree(&whole.join("maps")).len(), 1 + 4 * (1 + 2 * (1 + 3 * 7 + 3 * 7 + 3 * 2)));
     // A missing shard is named, not papered over.
     let partial = tmp.path().join("partial");
     let out = sanity().arg("merge").arg(&shards[0]).arg("--out").arg(&partial).output().expect("runs");
@@ -1163,7 +1165,7 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
     command.args(["--colormap", "jet", "--alpha", "0.8", "--weights"]).arg(&weights).arg("--out").arg(&jet);
     command.assert().success();
     assert!(jet.join("explain-0000.png").exists());
-    for (flag, value, expected) in [("--alpha", "1.5", "0 (the image only) to 1"), ("--colormap", "viridis", "diverging")] {
+    for (flag, value, expected) in [("--alpha", "1.5", "from 0 to 1"), ("--colormap", "viridis", "diverging")] {
         let mut command = sanity();
         command.args(["explain", "--arch", "phantom-cnn", "--data", "phantom", "--n", "1", "--methods", "gradient"]);
         command.args([flag, value, "--weights"]).arg(&weights).arg("--out").arg(tmp.path().join("bad"));
