@@ -406,8 +406,8 @@ pub enum TestConfig {
         /// Default 0.95.
         #[serde(default = "default_memorisation_accuracy")]
         target_accuracy: f64,
-        /// At most this many epochs (the run goes on and reports the accuracy reached if the
-        /// target is missed). Default 100.
+        /// At most this many epochs (training stops as soon as the target is reached; the run
+        /// goes on and reports the accuracy reached if it is missed). Default 500.
         #[serde(default = "default_max_epochs")]
         max_epochs: usize,
         /// Weights of an already trained random-label model (safetensors); skips training.
@@ -554,9 +554,13 @@ pub fn default_memorisation_accuracy() -> f64 {
     0.95
 }
 
-/// 100 epochs.
+/// 500 epochs: a budget, not a schedule (training stops at the target). Measured with the
+/// default training settings: 1 437 training images of 8x8 (Fashion-MNIST reduced to the size
+/// of scikit-learn's digits) and a two-convolution CNN reach 0.95 on permuted labels at epoch
+/// 220 (0.60 at the former default of 100); the Fashion-MNIST reproduction's 5 000 images at
+/// epoch 26.
 pub fn default_max_epochs() -> usize {
-    100
+    500
 }
 
 /// The control comparisons every score is read against (Adebayo et al. 2018, appendix), as

@@ -39,6 +39,14 @@ pub struct Series {
     pub random_models: Option<f64>,
     /// The random-map floor of this method (a cross in the floor strip).
     pub random_map: Option<f64>,
+    /// Of the images, how many have a degenerate map of their own under the trained model
+    /// (left out of every stage), and how many there are; None when none is.
+    pub own_empty: Option<(usize, usize)>,
+}
+
+/// The note of a method whose own maps are degenerate for some images.
+fn own_empty_note((empty, of): (usize, usize)) -> String {
+    format!("own maps empty: {empty} of {of}")
 }
 
 /// The floor strip right of the last stage: each method's floors in a column of its own, so
@@ -211,16 +219,21 @@ where
 
 /// Draws the curves' legend: one line per method in its colour, then the line styles of the
 /// floors.
-fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[String], ci: &str) -> DrawResult
+fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[&Series], ci: &str) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     let left = Pos::new(HPos::Left, VPos::Center);
     let mut y = 60;
-    for (i, method) in methods.iter().enumerate() {
+    for (i, series) in methods.iter().enumerate() {
         let [r, g, b] = method_color(i);
         area.draw(&PathElement::new(vec![(10, y), (40, y)], RGBColor(r, g, b).stroke_width(3)))?;
-        area.draw(&Text::new(method.clone(), (48, y), text(14).pos(left)))?;
+        area.draw(&Text::new(series.method.clone(), (48, y), text(14).pos(left)))?;
+        if let Some(counts) = series.own_empty {
+            y += 16;
+            let red = RGBColor(180, 30, 30);
+            area.draw(&Text::new(own_empty_note(counts), (48, y), text(12).color(&red).pos(left)))?;
+        }
         y += 22;
     }
     y += 10;
@@ -234,8 +247,20 @@ where
     y += 20;
     area.draw(&Cross::new((25, y), 4, gray.stroke_width(2)))?;
     area.draw(&Text::new("random map", (48, y), text(13).pos(left)))?;
-    y += 20;
-    area.draw(&Text::new(format!("band: {ci}"), (10, y), text(12).pos(left)))?;
+    // The band's description, wrapped to the strip's width.
+    let mut line = String::new();
+    for word in format!("band: {ci}").split(' ') {
+        let longer = if line.is_empty() { word.to_string() } else { format!("{line} {word}") };
+        if !line.is_empty() && crate::figures::text_width(&longer, 12) > LEGEND_W - 20 {
+            y += 16;
+            area.draw(&Text::new(std::mem::take(&mut line), (10, y), text(12).pos(left)))?;
+            line = word.to_string();
+        } else {
+            line = longer;
+        }
+    }
+    y += 16;
+    area.draw(&Text::new(line, (10, y), text(12).pos(left)))?;
     Ok(())
 }
 
@@ -302,8 +327,7 @@ impl Chart for Curves {
             let style = text(12).pos(Pos::new(HPos::Left, VPos::Top));
             root.draw(&Text::new("floors", (left, bottom + 8), style))?;
         }
-        let methods: Vec<String> =
-            self.panels.first().map(|p| p.content.iter().map(|s| s.method.clone()).collect()).unwrap_or_default();
+        let methods: Vec<&Series> = self.panels.first().map(|p| p.content.iter().collect()).unwrap_or_default();
         curves_legend(&legend_area, &methods, &self.ci)
     }
 }
@@ -321,6 +345,8 @@ pub struct MethodScore {
     pub random_models: Option<f64>,
     /// The random-map floor.
     pub random_map: Option<f64>,
+    /// As [`Series::own_empty`].
+    pub own_empty: Option<(usize, usize)>,
 }
 
 /// Per-method scores of a single-stage test (data randomisation, random logit).
@@ -351,7 +377,14 @@ impl Chart for Scores {
                 e.chain(m.repeat).chain(m.random_models).chain(m.random_map).collect::<Vec<_>>()
             });
             let (lo, hi) = y_range(values, &panel.metric);
-            let names: Vec<String> = panel.content.iter().map(|m| m.method.clone()).collect();
+            let names: Vec<String> = panel
+                .content
+                .iter()
+                .map(|m| match m.own_empty {
+                    Some(counts) => format!("{} ({})", m.method, own_empty_note(counts)),
+                    None => m.method.clone(),
+                })
+                .collect();
             let x = (-0.5, n as f64 - 0.5);
             let axes = CategoryAxes { labels: &names, x, y: (lo, hi), label_room: 150, x_desc: None };
             let mut chart = axes.draw(root, area, &panel.metric)?;
@@ -491,6 +524,7 @@ mod tests {
                 .collect(),
             random_models: Some(0.1),
             random_map: Some(0.0),
+            own_empty: (method == "gradcam").then_some((12, 200)),
         };
         Curves {
             title: "cascading".into(),
@@ -517,6 +551,7 @@ mod tests {
         let s = svg(c.size(), |root| c.draw(root))?;
         assert!(s.contains("no scores: gradcam") && s.contains("floors"), "the empty series is named in its panel");
         assert!(s.contains("3 draws"), "the legend says what the band is");
+        assert!(s.contains("own maps empty: 12 of 200"), "degenerate originals are counted in the figure");
         Ok(())
     }
 

@@ -99,6 +99,17 @@ fn estimate(row: &SummaryRow) -> Option<Estimate> {
     row.mean.map(|mean| Estimate { mean, ci })
 }
 
+/// Of `method`'s images after `postprocess`, how many have a degenerate map of their own
+/// under the trained model, and how many there are (its `repeat` control rows'
+/// `n_degenerate_original`); None when none has.
+fn own_empty(rows: &[SummaryRow], method: &str, postprocess: &str) -> Option<(usize, usize)> {
+    rows.iter()
+        .filter(|r| r.test == "control" && r.stage == "repeat" && r.method == method && r.postprocess == postprocess)
+        .map(|r| (r.n_degenerate_original, r.n + r.n_degenerate))
+        .max()
+        .filter(|(empty, _)| *empty > 0)
+}
+
 /// One panel per metric of `postprocess`, each with every method (so that a method keeps its
 /// colour across panels and the legend, even without rows): `content(method, rows)` gets the
 /// method's rows against itself for the test, pipeline and metric (empty when it has none).
@@ -158,6 +169,7 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
             points,
             random_models: first.and_then(|f| f.control_random_models),
             random_map: first.and_then(|f| f.control_random_map),
+            own_empty: own_empty(rows, method, postprocess),
         }
     });
     let x_desc = match (group.test.as_str(), group.order.as_str()) {
@@ -184,6 +196,7 @@ pub fn scores(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
             repeat: row.and_then(|r| r.control_repeat),
             random_models: row.and_then(|r| r.control_random_models),
             random_map: row.and_then(|r| r.control_random_map),
+            own_empty: own_empty(rows, method, postprocess),
         }
     });
     Scores { title: format!("{}: {postprocess}", group.title()), panels }
