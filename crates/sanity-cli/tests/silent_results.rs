@@ -231,7 +231,7 @@ fn the_random_label_model_trains_with_its_own_settings_and_they_are_checked() {
         let mut cmd = Command::cargo_bin("sanity").expect("binary");
         cmd.arg("run").arg(config).args(["--threads", "1", "--out"]).arg(tmp.path().join(out)).output().expect("runs")
     };
-    let first = run(&with("{ learning_rate = 0.01, batch_size = 4 }"), "a");
+    let first = run(&with("{ learning_rate = 0.01, batch_size = 4, lr_schedule = { kind = \"step\", every = 1, gamma = 0.5 } }"), "a");
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let second = run(&with("{ learning_rate = 0.002 }"), "b");
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
@@ -242,11 +242,16 @@ fn the_random_label_model_trains_with_its_own_settings_and_they_are_checked() {
     assert!(!String::from_utf8_lossy(&second.stderr).contains("permuted labels from the model cache"));
     let record = std::fs::read_to_string(tmp.path().join("a").join("model-random-labels.json")).expect("record");
     assert!(record.contains("\"learning_rate\": 0.01") && record.contains("\"batch_size\": 4"), "{record}");
+    assert!(record.contains("\"kind\": \"step\"") && record.contains("\"gamma\": 0.5"), "{record}");
     // Checked as [training] is, under its own key.
     let bad = Command::cargo_bin("sanity").expect("binary").arg("plan").arg(with("{ learning_rate = -1.0 }")).output();
     let bad = bad.expect("runs");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(bad.status.code() == Some(2) && stderr.contains("tests[3].training.learning_rate"), "{stderr}");
+    let schedule = with("{ lr_schedule = { kind = \"step\", every = 10, gamma = 2.0 } }");
+    let bad = Command::cargo_bin("sanity").expect("binary").arg("plan").arg(schedule).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(bad.status.code() == Some(2) && stderr.contains("tests[3].training.lr_schedule") && stderr.contains("0 < gamma <= 1"), "{stderr}");
 }
 
 #[test]

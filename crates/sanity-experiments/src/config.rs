@@ -6,7 +6,7 @@ use crate::error::{ExperimentError, Result};
 use sanity_attribution::MethodSpec;
 use sanity_metrics::{MetricSpec, PostStep};
 pub use sanity_model::OptimizerKind;
-use sanity_model::{Reinit, TrainSpec};
+use sanity_model::{LrSchedule, Reinit, TrainSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -221,6 +221,12 @@ pub struct TrainingConfig {
     /// SGD's momentum, 0 <= momentum < 1. Default 0.9.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
+    /// How the learning rate changes over the epochs: `{ kind = "constant" }` (default) or
+    /// `{ kind = "step", every = 30, gamma = 0.5 }` (PyTorch's `StepLR`). Left out of
+    /// `config.resolved.toml` and the model records when constant, so that models trained
+    /// before schedules existed keep their cache keys.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub lr_schedule: LrSchedule,
     /// Save the training state every this many epochs, beside the model cache while the model
     /// trains and in `checkpoints/` of the run directory after, for training to go on from
     /// (0: only when Ctrl-C stops training). Default 0.
@@ -259,6 +265,7 @@ impl Default for TrainingConfig {
             weight_decay: default_weight_decay(),
             optimizer: OptimizerKind::Adamw,
             momentum: default_momentum(),
+            lr_schedule: LrSchedule::Constant,
             checkpoint_every: 0,
         }
     }
@@ -275,6 +282,7 @@ impl TrainingConfig {
             stop_at_accuracy: None,
             optimizer: self.optimizer,
             momentum: self.momentum,
+            schedule: self.lr_schedule,
             checkpoint_every: self.checkpoint_every,
             checkpoint_dir: None,
         }
@@ -499,6 +507,9 @@ pub struct RandomLabelTraining {
     /// SGD's momentum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
+    /// The learning-rate schedule (as `[training]`'s `lr_schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_schedule: Option<LrSchedule>,
 }
 
 impl RandomLabelTraining {
@@ -510,6 +521,7 @@ impl RandomLabelTraining {
             optimizer: self.optimizer.unwrap_or(base.optimizer),
             weight_decay: self.weight_decay.unwrap_or(base.weight_decay),
             momentum: self.momentum.unwrap_or(base.momentum),
+            lr_schedule: self.lr_schedule.unwrap_or(base.lr_schedule),
             ..base.clone()
         }
     }

@@ -654,6 +654,10 @@ fn check_training(t: &crate::config::TrainingConfig, key: &str) -> std::result::
     if !(t.weight_decay.is_finite() && (0.0..=1.0).contains(&t.weight_decay)) {
         return Err((format!("{key}.weight_decay"), format!("{}; accepted: 0 to 1", t.weight_decay)));
     }
+    t.lr_schedule.check().map_err(|m| (format!("{key}.lr_schedule"), m))?;
+    if let sanity_model::LrSchedule::Step { every, .. } = t.lr_schedule {
+        check_count(every, MAX_EPOCHS).map_err(|m| (format!("{key}.lr_schedule.every"), m))?;
+    }
     Ok(())
 }
 

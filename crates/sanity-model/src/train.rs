@@ -23,6 +23,58 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// How the learning rate changes over the epochs (`torch.optim.lr_scheduler`'s, stepped once
+/// per epoch). A schedule depends on the epoch alone, never on how many epochs there will be,
+/// so training that stops early at an accuracy target, or goes on from a checkpoint with more
+/// epochs, follows the same rates.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LrSchedule {
+    /// The learning rate throughout.
+    #[default]
+    Constant,
+    /// `StepLR`: the learning rate times `gamma` every `every` epochs, epoch `e` (1-based)
+    /// training at `lr · gamma^⌊(e − 1) / every⌋`.
+    Step {
+        /// Epochs between two decays, at least 1.
+        every: usize,
+        /// The factor, 0 < gamma <= 1.
+        gamma: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The learning rate of epoch `epoch` (1-based) from the base rate `lr`.
+    pub fn rate(&self, lr: f64, epoch: usize) -> f64 {
+        match *self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Step { every, gamma } => lr * gamma.powi(((epoch.max(1) - 1) / every.max(1)) as i32),
+        }
+    }
+
+    /// Whether it is [`LrSchedule::Constant`] (not written into records, so that the records of
+    /// models trained before schedules existed still match).
+    pub fn is_constant(&self) -> bool {
+        *self == LrSchedule::Constant
+    }
+
+    /// Why it cannot be used, if it cannot.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match *self {
+            LrSchedule::Constant => Ok(()),
+            LrSchedule::Step { every, gamma } => {
+                if every == 0 {
+                    return Err("every = 0; accepted: at least 1 epoch".into());
+                }
+                if !(gamma > 0.0 && gamma <= 1.0) {
+                    return Err(format!("gamma = {gamma}; accepted: 0 < gamma <= 1"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Training hyper-parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSpec {
@@ -41,6 +93,9 @@ pub struct TrainSpec {
     pub optimizer: OptimizerKind,
     /// SGD's momentum (ignored by AdamW).
     pub momentum: f64,
+    /// How the learning rate changes over the epochs.
+    #[serde(default, skip_serializing_if = "LrSchedule::is_constant")]
+    pub schedule: LrSchedule,
     /// Save the training state every this many epochs in `checkpoint_dir` (0: only when
     /// [`train_from`] is asked to stop); see [`crate::checkpoint`].
     pub checkpoint_every: usize,
@@ -58,6 +113,7 @@ impl Default for TrainSpec {
             stop_at_accuracy: None,
             optimizer: OptimizerKind::Adamw,
             momentum: 0.9,
+            schedule: LrSchedule::Constant,
             checkpoint_every: 0,
             checkpoint_dir: None,
         }
@@ -96,6 +152,13 @@ impl Stepper {
                 weight_decay,
             },
         })
+    }
+
+    /// Sets the learning rate of the steps to come.
+    fn set_learning_rate(&mut self, rate: f64) {
+        match self {
+            Stepper::Adamw { lr, .. } | Stepper::Sgd { lr, .. } => *lr = rate,
+        }
     }
 
     /// Backpropagates `loss` and updates every variable.
@@ -385,6 +448,7 @@ pub fn train_observed(
             spec.learning_rate, spec.momentum
         )));
     }
+    spec.schedule.check().map_err(|why| ModelError::Training(format!("learning-rate schedule: {why}")))?;
     let mut fingerprint: Option<String> = None;
     if let Some(checkpoint) = &start {
         let data_print = data.fingerprint();
@@ -446,6 +510,7 @@ pub fn train_observed(
     let mut epoch = done;
     while epoch < spec.epochs && !target_reached(history.last()) {
         epoch += 1;
+        optimizer.set_learning_rate(spec.schedule.rate(spec.learning_rate, epoch));
         order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
         let mut dropout_rng = stream_rng(seed, "train-dropout", epoch as u64);
         let (mut loss_sum, mut batches, mut correct) = (0.0, 0usize, 0usize);
