@@ -54,7 +54,8 @@ fn every_method_matches_captum() {
 #[test]
 fn integrated_gradients_defaults_to_captum_s_rule_and_steps() {
     // Captum's IntegratedGradients.attribute defaults: n_steps = 50, method = "gausslegendre".
-    let default: MethodSpec = serde_json::from_value(serde_json::json!({ "method": "integrated_gradients" })).expect("spec");
+    let default: MethodSpec =
+        serde_json::from_value(serde_json::json!({ "method": "integrated_gradients" })).expect("spec");
     let MethodSpec::IntegratedGradients { steps, rule, .. } = default else { panic!("{default:?}") };
     assert_eq!((steps, rule), (50, Rule::GaussLegendre));
     // A spec without a rule gives Captum's Gauss-Legendre maps (riemann_right's differ by ~1e-2).

@@ -47,7 +47,9 @@ fn run_writes_the_run_directory_and_is_identical_across_thread_counts() {
     let mut lines = scores.lines();
     assert_eq!(
         lines.next(),
-        Some("run_id,test,order,stage_index,stage,draw,method,method_b,postprocess,metric,sample,label,target,score,status")
+        Some(
+            "run_id,test,order,stage_index,stage,draw,method,method_b,postprocess,metric,sample,label,target,score,status"
+        )
     );
     // (3 draws of 7 cascade stages and of 7 independent stages + 3 draws of the random-models
     // floor + 3 other controls) x 2 methods x (1 + 2 metrics) x 5 images, and one method pair

@@ -231,7 +231,10 @@ fn the_random_label_model_trains_with_its_own_settings_and_they_are_checked() {
         let mut cmd = Command::cargo_bin("sanity").expect("binary");
         cmd.arg("run").arg(config).args(["--threads", "1", "--out"]).arg(tmp.path().join(out)).output().expect("runs")
     };
-    let first = run(&with("{ learning_rate = 0.01, batch_size = 4, lr_schedule = { kind = \"step\", every = 1, gamma = 0.5 } }"), "a");
+    let first = run(
+        &with("{ learning_rate = 0.01, batch_size = 4, lr_schedule = { kind = \"step\", every = 1, gamma = 0.5 } }"),
+        "a",
+    );
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let second = run(&with("{ learning_rate = 0.002 }"), "b");
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
@@ -251,7 +254,12 @@ fn the_random_label_model_trains_with_its_own_settings_and_they_are_checked() {
     let schedule = with("{ lr_schedule = { kind = \"step\", every = 10, gamma = 2.0 } }");
     let bad = Command::cargo_bin("sanity").expect("binary").arg("plan").arg(schedule).output().expect("runs");
     let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(bad.status.code() == Some(2) && stderr.contains("tests[3].training.lr_schedule") && stderr.contains("0 < gamma <= 1"), "{stderr}");
+    assert!(
+        bad.status.code() == Some(2)
+            && stderr.contains("tests[3].training.lr_schedule")
+            && stderr.contains("0 < gamma <= 1"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -276,7 +284,13 @@ fn each_stage_is_several_seeded_draws_and_the_interval_covers_them() {
             .map(|r| r.expect("row"))
             .map(|r| {
                 let parse = |name: &str| r[col(name)].parse::<usize>().expect(name);
-                (r[col("test")].to_string(), r[col("stage")].to_string(), parse("draw"), parse("sample"), r[col("score")].to_string())
+                (
+                    r[col("test")].to_string(),
+                    r[col("stage")].to_string(),
+                    parse("draw"),
+                    parse("sample"),
+                    r[col("score")].to_string(),
+                )
             })
             .collect();
         let summary = std::fs::read_to_string(out.join("summary.csv")).expect("summary");

@@ -45,7 +45,12 @@ mod tests {
         let layer = arch.stages()[0].to_string();
         let weight = |draw: usize| {
             let w = cascade_step(&trained, &arch, &layer, &Reinit::Original {}, 9, draw).expect("step");
-            w.get(&format!("{layer}.weight")).expect("weight").flatten_all().expect("flat").to_vec1::<f32>().expect("f32")
+            w.get(&format!("{layer}.weight"))
+                .expect("weight")
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("f32")
         };
         assert_eq!(weight(1), weight(1), "a draw is seeded");
         assert_ne!(weight(0), weight(1));

@@ -2,9 +2,9 @@
 
 use crate::error::{ExperimentError, Result};
 use crate::statistics::{Summary, crossed_interval, summarize};
-use std::collections::BTreeSet;
 use sanity_data::{fnv1a, stream_rng};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -308,7 +308,11 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
                 let cells: Vec<(usize, usize, f64)> =
                     members.iter().filter_map(|r| Some((r.draw, r.sample, r.score?))).collect();
                 let ci = crossed_interval(&cells, resamples, confidence, &mut rng);
-                let s = Summary { ci_low: ci.map(|c| c.0), ci_high: ci.map(|c| c.1), ..summarize(&values, 0, confidence, &mut rng) };
+                let s = Summary {
+                    ci_low: ci.map(|c| c.0),
+                    ci_high: ci.map(|c| c.1),
+                    ..summarize(&values, 0, confidence, &mut rng)
+                };
                 let per_draw: Vec<f64> = draws
                     .iter()
                     .filter_map(|&d| {

@@ -105,7 +105,8 @@ pub fn design(
     let network_order: Vec<String> = plan.arch.stages().iter().map(|s| s.to_string()).collect();
     for test in &config.tests {
         match test {
-            TestConfig::Cascading { order, reinit, stages, .. } | TestConfig::SmoothMprt { order, reinit, stages, .. } => {
+            TestConfig::Cascading { order, reinit, stages, .. }
+            | TestConfig::SmoothMprt { order, reinit, stages, .. } => {
                 // Smooth MPRT is a cascade whose maps are means over noisy copies.
                 let smoothing = match test {
                     TestConfig::SmoothMprt { samples, noise, .. } => {

@@ -4,8 +4,7 @@
 use sanity_data::{Dataset, PhantomSpec, generate_phantoms};
 use sanity_model::{
     Architecture, ArchitectureSpec, BatchProgress, Checkpoint, EpochStats, LrSchedule, Model, OptimizerKind, TrainSpec,
-    Training,
-    Weights, init_weights, train, train_from, train_observed,
+    Training, Weights, init_weights, train, train_from, train_observed,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -140,11 +139,8 @@ fn a_step_schedule_decays_the_rate_per_epoch_and_survives_a_resumption() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let schedule = LrSchedule::Step { every: 2, gamma: 0.1 };
     assert_eq!([1, 2, 3, 5].map(|e| schedule.rate(1.0, e)), [1.0, 1.0, 0.1, 0.010000000000000002]);
-    let with = |dir: &str, schedule, epochs| TrainSpec {
-        schedule,
-        epochs,
-        ..spec(OptimizerKind::Sgd, &tmp.path().join(dir))
-    };
+    let with =
+        |dir: &str, schedule, epochs| TrainSpec { schedule, epochs, ..spec(OptimizerKind::Sgd, &tmp.path().join(dir)) };
     // Epochs 1 and 2 train at the base rate: the same weights as without a schedule.
     let constant = train(&model, &data, &with("a", LrSchedule::Constant, 2), 9, &mut |_| {}).expect("trains");
     let stepped = train(&model, &data, &with("b", schedule, 2), 9, &mut |_| {}).expect("trains");
@@ -155,9 +151,8 @@ fn a_step_schedule_decays_the_rate_per_epoch_and_survives_a_resumption() {
     assert!(bits(&constant.0) != bits(&stepped.0));
     // Going on from epoch 2's checkpoint reaches the same bits: the rate depends on the epoch.
     let checkpoint = Checkpoint::latest(&tmp.path().join("b"), &model.arch, 3).expect("readable").expect("epoch 2");
-    let resumed = train_from(&model, &data, &with("b", schedule, 3), 9, Some(checkpoint), &mut |_| {
-        ControlFlow::Continue(())
-    });
+    let resumed =
+        train_from(&model, &data, &with("b", schedule, 3), 9, Some(checkpoint), &mut |_| ControlFlow::Continue(()));
     assert!(bits(&finished(resumed.expect("trains")).0) == bits(&stepped.0));
     // A schedule that cannot be used is refused, as is another schedule than a checkpoint's.
     let bad = TrainSpec { schedule: LrSchedule::Step { every: 0, gamma: 0.5 }, ..with("e", schedule, 1) };

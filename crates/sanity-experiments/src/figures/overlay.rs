@@ -150,7 +150,8 @@ mod tests {
     fn zero_is_white_in_every_diverging_panel_whatever_its_range() -> DrawResult {
         // A white image; two maps of very different ranges, each zero at pixel 0 and opaque.
         let positive: Vec<f32> = (0..64).map(|i| i as f32).collect();
-        let signed: Vec<f32> = (0..64).map(|i| (i as f32 - 32.0) * 0.001).map(|v| if v == -0.032 { 0.0 } else { v }).collect();
+        let signed: Vec<f32> =
+            (0..64).map(|i| (i as f32 - 32.0) * 0.001).map(|v| if v == -0.032 { 0.0 } else { v }).collect();
         let overlay = Overlay {
             title: "Class: 3. Pred = 3 (p = 0.980), a long title in a narrow figure".into(),
             image: vec![1.0; 64],
