@@ -569,8 +569,8 @@ pub fn default_memorisation_accuracy() -> f64 {
 /// 500 epochs: a budget, not a schedule (training stops at the target). Measured with the
 /// default training settings: 1 437 training images of 8x8 (Fashion-MNIST reduced to the size
 /// of scikit-learn's digits) and a two-convolution CNN reach 0.95 on permuted labels at epoch
-/// 220 (0.60 at the former default of 100); the Fashion-MNIST reproduction's 5 000 images at
-/// epoch 26.
+/// 220 (0.60 at the former default of 100; `scripts/measure/random-label-budget/`); the
+/// Fashion-MNIST reproduction's 5 000 images at epoch 26.
 pub fn default_max_epochs() -> usize {
     500
 }
