@@ -63,13 +63,14 @@ pub enum ExperimentError {
         /// Where it stopped and what was kept.
         what: String,
     },
-    /// Writing results failed.
-    #[error("{path}: {message}")]
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
     Io {
         /// The file.
         path: String,
-        /// The underlying error.
-        message: String,
+        /// The underlying error, kept whole (its own source chain included).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -92,9 +93,9 @@ impl ExperimentError {
         }
     }
 
-    /// An I/O error on `path`.
-    pub fn io(path: &std::path::Path, err: impl std::fmt::Display) -> Self {
-        ExperimentError::Io { path: path.display().to_string(), message: err.to_string() }
+    /// An I/O error on `path` (or an error of a file format read or written there).
+    pub fn io(path: &std::path::Path, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ExperimentError::Io { path: path.display().to_string(), source: err.into() }
     }
 }
 
