@@ -63,17 +63,29 @@ pub struct NoiseTunnel {
 }
 
 impl NoiseTunnel {
-    /// `samples` noisy copies of image `x_i` (flat values) with id `id`.
-    fn noisy_copies(&self, image: &[f64], id: u64) -> Vec<f64> {
+    /// `samples` noisy copies of image `x_i` (flat values) with id `id`. The noise's std is a
+    /// fraction of the image's value range, so an image with a non-finite value (whose range
+    /// is infinite or NaN) is refused.
+    fn noisy_copies(&self, image: &[f64], id: u64) -> Result<Vec<f64>> {
         let (lo, hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         let sigma = self.noise * (hi - lo);
+        let normal = match Normal::new(0.0, sigma) {
+            Ok(normal) if sigma.is_finite() && image.iter().all(|v| v.is_finite()) => normal,
+            _ => {
+                return Err(AttributionError::Invalid {
+                    method: self.id(),
+                    reason: format!(
+                        "input {id} has values from {lo} to {hi}; the noise std is a fraction of an input's range, so every value must be finite"
+                    ),
+                });
+            }
+        };
         let mut out = Vec::with_capacity(self.samples * image.len());
         let mut rng = stream_rng(self.seed, "noise_tunnel", id);
-        let normal = Normal::new(0.0, sigma.max(0.0)).expect("sigma is finite and >= 0");
         for _ in 0..self.samples {
             out.extend(image.iter().map(|&v| v + normal.sample(&mut rng)));
         }
-        out
+        Ok(out)
     }
 }
 
@@ -122,7 +134,7 @@ impl Attribution for NoiseTunnel {
         // All (image, sample) inputs, image-major, evaluated `batch` at a time.
         let mut noisy = Vec::with_capacity(n * self.samples * per);
         for (i, image) in values.chunks_exact(per).enumerate() {
-            noisy.extend(self.noisy_copies(image, ids[i]));
+            noisy.extend(self.noisy_copies(image, ids[i])?);
         }
         if let (Aggregate::Mean, Some(relu)) = (self.aggregate, self.inner.gradient_rule()) {
             // A mean of gradients: the mean is taken inside the backward.

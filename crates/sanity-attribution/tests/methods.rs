@@ -139,3 +139,17 @@ fn bad_occlusion_and_cam_settings_are_refused_with_the_reason() {
         assert!(err.contains(method) && err.contains("not a spatial"), "{err}");
     }
 }
+
+#[test]
+fn a_noise_tunnel_refuses_an_input_that_is_not_finite_instead_of_panicking() {
+    let m = cam_model();
+    for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+        let x = Tensor::new(&[[[[1f32, bad], [3., 4.]]]], &Device::Cpu).expect("x");
+        for method in ["smoothgrad", "vargrad", "smoothgrad_squared"] {
+            let spec: MethodSpec = toml::from_str(&format!("method = \"{method}\"\nsamples = 2")).expect("parses");
+            let err = spec.build(&m.arch, 0).expect("builds").attribute(&m, &x, &[0], &[7]).expect_err("refused");
+            let err = err.to_string();
+            assert!(err.contains(method) && err.contains("input 7") && err.contains("finite"), "{err}");
+        }
+    }
+}
