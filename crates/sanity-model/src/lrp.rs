@@ -136,7 +136,7 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
     let layers: Range<usize> = 0..arch.layers.len();
     let [c0, h0, w0] = arch.spec.input;
     if x.len() != n * c0 * h0 * w0 {
-        return Err(ModelError::Training(format!(
+        return Err(ModelError::BadInput(format!(
             "{} input values for {n} inputs of shape {:?} ({} expected)",
             x.len(),
             arch.spec.input,
@@ -182,10 +182,10 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
             }
             Op::Dropout { .. } => (None, Step::Pass),
             Op::BatchNorm2d { .. } => {
-                return Err(ModelError::Training(format!(
-                    "LRP through the batch norm `{}` is not supported; fold it into the convolution before it",
-                    layer.name
-                )));
+                return Err(ModelError::InvalidArchitecture {
+                    layer: layer.name.clone(),
+                    reason: "LRP through a batch norm is not supported; fold it into the convolution before it".into(),
+                });
             }
         };
         if let Some(y) = next {
@@ -194,7 +194,7 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
         steps.push(step);
     }
     if seed.len() != act.len() {
-        return Err(ModelError::Training(format!("seed has {} values, the outputs {}", seed.len(), act.len())));
+        return Err(ModelError::BadInput(format!("seed has {} values, the outputs {}", seed.len(), act.len())));
     }
     // The relevance at the output: the target logit's value.
     let mut r: Vec<f32> = seed.iter().zip(&act).map(|(s, y)| s * y).collect();
@@ -214,4 +214,29 @@ pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule
         };
     }
     Ok(if nhwc { transpose_images(&r, h0 * w0, c0) } else { r })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Architecture, init_weights};
+    use std::sync::Arc;
+
+    fn model(text: &str) -> Model {
+        let arch = Arc::new(Architecture::new(toml::from_str(text).expect("toml")).expect("valid"));
+        Model::new(arch.clone(), init_weights(&arch, 1).expect("init"))
+    }
+
+    #[test]
+    fn bad_input_and_an_unsupported_layer_are_named_as_such_not_as_training_errors() {
+        let linear = "input = [1, 2, 2]\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nname = \"fc\"\nin_features = 4\nout_features = 2\n";
+        let m = model(linear);
+        let short = relevance(&m, &[0.0; 3], 1, &[1.0, 0.0], LrpRule::Epsilon(1e-6)).expect_err("3 values for 4");
+        assert!(matches!(short, ModelError::BadInput(_)), "{short}");
+        let seed = relevance(&m, &[0.0; 4], 1, &[1.0], LrpRule::Epsilon(1e-6)).expect_err("1 seed for 2");
+        assert!(matches!(seed, ModelError::BadInput(_)), "{seed}");
+        let norm = "input = [1, 2, 2]\n[[layers]]\ntype = \"batch_norm2d\"\nname = \"bn\"\nnum_features = 1\n[[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"linear\"\nname = \"fc\"\nin_features = 4\nout_features = 2\n";
+        let err = relevance(&model(norm), &[0.0; 4], 1, &[1.0, 0.0], LrpRule::Epsilon(1e-6)).expect_err("batch norm");
+        assert!(matches!(&err, ModelError::InvalidArchitecture { layer, .. } if layer == "bn"), "{err}");
+    }
 }
