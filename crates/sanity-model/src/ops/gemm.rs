@@ -30,9 +30,28 @@ impl Layout2 {
         Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
-    /// One past the largest index the view touches (0 for an empty view).
-    fn extent(&self) -> usize {
-        if self.rows == 0 || self.cols == 0 { 0 } else { (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1 }
+    /// One past the largest index the view touches (0 for an empty view); None when that does
+    /// not fit a `usize` (no slice is that long).
+    fn extent(&self) -> Option<usize> {
+        if self.rows == 0 || self.cols == 0 {
+            return Some(0);
+        }
+        let last_row = (self.rows - 1).checked_mul(self.rs)?;
+        let last_col = (self.cols - 1).checked_mul(self.cs)?;
+        last_row.checked_add(last_col)?.checked_add(1)
+    }
+
+    /// Whether no two elements of the view share an index: one stride steps over the whole
+    /// extent of the other (row-major, column-major or padded), or the dimension it steps
+    /// through has one element. A destination must be one, or parallel tiles would write one
+    /// element twice.
+    fn is_injective(&self) -> bool {
+        let spans = |n: usize, stride: usize| (n.saturating_sub(1)).checked_mul(stride).and_then(|s| s.checked_add(1));
+        let rows_apart = self.rows <= 1 || spans(self.cols, self.cs).is_some_and(|span| self.rs >= span);
+        let cols_apart = self.cols <= 1 || spans(self.rows, self.rs).is_some_and(|span| self.cs >= span);
+        let cols_distinct = self.cols <= 1 || self.cs >= 1;
+        let rows_distinct = self.rows <= 1 || self.rs >= 1;
+        (rows_apart && cols_distinct) || (cols_apart && rows_distinct)
     }
 }
 
@@ -95,7 +114,8 @@ impl GemmScalar for f64 {
 /// split, so results do not depend on the thread count).
 ///
 /// # Panics
-/// When the shapes disagree or a view reaches outside its slice.
+/// When the shapes disagree, a view reaches outside its slice (or its extent overflows), or
+/// the destination view has two elements at one index.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul<T: GemmScalar>(
     dst: &mut [T],
@@ -109,10 +129,9 @@ pub fn matmul<T: GemmScalar>(
 ) {
     assert_eq!((a_l.rows, b_l.cols), (dst_l.rows, dst_l.cols), "matmul: output shape");
     assert_eq!(a_l.cols, b_l.rows, "matmul: inner dimensions");
-    assert!(
-        dst_l.extent() <= dst.len() && a_l.extent() <= a.len() && b_l.extent() <= b.len(),
-        "matmul: view out of bounds"
-    );
+    let inside = |l: Layout2, len: usize| l.extent().is_some_and(|extent| extent <= len);
+    assert!(inside(dst_l, dst.len()) && inside(a_l, a.len()) && inside(b_l, b.len()), "matmul: view out of bounds");
+    assert!(dst_l.is_injective(), "matmul: the destination view has two elements at one index");
     if dst_l.rows == 0 || dst_l.cols == 0 {
         return;
     }
@@ -128,7 +147,9 @@ pub fn matmul<T: GemmScalar>(
     }
     let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
     // SAFETY: every index the product touches, (rows − 1)·rs + (cols − 1)·cs, was checked to lie
-    // inside its slice above; `dst` is borrowed mutably and cannot alias `a` or `b`.
+    // inside its slice above, without overflow; no two destination elements share an index, so
+    // parallel tiles never write one place twice; `dst` is borrowed mutably and cannot alias
+    // `a` or `b`.
     unsafe {
         gemm::gemm(
             dst_l.rows,
@@ -157,6 +178,45 @@ pub fn matmul<T: GemmScalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn views_that_overflow_or_overlap_themselves_are_refused() {
+        let l = |rows, cols, rs, cs| Layout2 { rows, cols, rs, cs };
+        assert_eq!(l(2, 3, 3, 1).extent(), Some(6));
+        assert_eq!(l(3, 2, usize::MAX / 2, 1).extent(), None, "(rows − 1)·rs overflows");
+        for (view, injective) in [
+            (l(2, 3, 3, 1), true),  // row-major
+            (l(2, 3, 1, 2), true),  // column-major
+            (l(2, 3, 5, 1), true),  // padded rows
+            (l(1, 3, 0, 1), true),  // one row: its stride is never used
+            (l(2, 3, 1, 1), false), // rows overlap
+            (l(2, 3, 0, 1), false), // every row at one place
+            (l(2, 3, 3, 0), false), // every column at one place
+        ] {
+            assert_eq!(view.is_injective(), injective, "{view:?}");
+        }
+        let a = [1.0f64; 6];
+        let b = [1.0f64; 6];
+        let overlapping = std::panic::catch_unwind(|| {
+            let mut dst = [0.0f64; 8];
+            matmul(&mut dst, l(2, 2, 1, 1), &a, Layout2::row_major(2, 3), &b, Layout2::row_major(3, 2), false, 2);
+        });
+        assert!(overlapping.is_err(), "a destination with two elements at one index is refused");
+        let huge = std::panic::catch_unwind(|| {
+            let mut dst = [0.0f64; 8];
+            matmul(
+                &mut dst,
+                l(2, 2, usize::MAX / 2 + 1, 1),
+                &a,
+                Layout2::row_major(2, 3),
+                &b,
+                Layout2::row_major(3, 2),
+                false,
+                1,
+            );
+        });
+        assert!(huge.is_err(), "an extent that wraps around is not taken as inside the slice");
+    }
 
     #[test]
     fn strided_products_match_a_direct_loop() {

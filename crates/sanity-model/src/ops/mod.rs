@@ -47,7 +47,7 @@ macro_rules! impl_typed_op3 {
 }
 
 pub mod conv;
-pub mod gemm;
+pub(crate) mod gemm;
 pub mod linear;
 pub(crate) mod nhwc;
 pub mod pool;
