@@ -12,6 +12,7 @@ use sanity_experiments::figures::overlay::OverlayColors;
 use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_EXAMPLES, MAX_TRAIN_BATCH};
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
+use sanity_experiments::placement::{self, Shard};
 use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
 use sanity_experiments::run::batch_count;
 use sanity_experiments::sweep::plans;
@@ -61,8 +62,8 @@ enum Command {
         no_model_cache: bool,
         /// Run only shard K of N (0 <= K < N) of the image batches of all runs (e.g.
         /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); `sanity merge` combines the shards.
-        #[arg(long, value_name = "K/N")]
-        shard: Option<String>,
+        #[arg(long, value_name = "K/N", value_parser = |s: &str| s.parse::<Shard>().map_err(|e| e.to_string()))]
+        shard: Option<Shard>,
     },
     /// Combine the directories of sharded runs into the files one unsharded run writes.
     Merge {
@@ -324,20 +325,6 @@ fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan
     })
 }
 
-/// Parses `--shard K/N` (0 <= K < N).
-fn parse_shard(value: &str) -> Result<(usize, usize)> {
-    let bad = || ExperimentError::Config {
-        file: "--shard".into(),
-        message: format!("`{value}`; accepted: K/N with 0 <= K < N, e.g. 0/4"),
-    };
-    let (k, n) = value.split_once('/').ok_or_else(bad)?;
-    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
-    if k >= n {
-        return Err(bad().into());
-    }
-    Ok((k, n))
-}
-
 /// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -475,9 +462,9 @@ fn execute(cli: Cli) -> Result<()> {
             let threads = set_threads(threads)?;
             set_memory_limit(memory_limit);
             let plans = load_plans(&config, &overrides)?;
-            let shard = shard.map(|s| parse_shard(&s)).transpose()?;
-            let units: usize = plans.iter().map(batch_count).sum();
-            if let Some((k, n)) = shard
+            let counts: Vec<usize> = plans.iter().map(batch_count).collect();
+            let units: usize = counts.iter().sum();
+            if let Some(Shard { index: k, count: n }) = shard
                 && k >= units
             {
                 // A job array may be wider than the work: this task has none, and says so.
@@ -489,38 +476,21 @@ fn execute(cli: Cli) -> Result<()> {
             }
             catch_stop_signals();
             let single = plans.len() == 1;
-            // Units of work, numbered over all runs in order: shard K takes those with
-            // number % N == K.
-            let mut unit = 0usize;
-            for plan in &plans {
-                let batches: Vec<usize> = (0..batch_count(plan)).collect();
-                let first_unit = unit;
-                unit += batches.len();
-                let selected = shard.map(|(k, n)| {
-                    batches.iter().copied().filter(|b| (first_unit + b) % n == k).collect::<BTreeSet<usize>>()
-                });
+            let selections = shard.map(|s| s.select(&counts));
+            for (r, plan) in plans.iter().enumerate() {
+                let selected = selections.as_ref().map(|s| s[r].clone());
                 if selected.as_ref().is_some_and(BTreeSet::is_empty) {
                     continue; // Nothing of this run in this shard.
                 }
-                // One run: --out is its directory; a sweep: each run in <--out>/<run id>.
-                let run_dir = match (&out, single) {
-                    (Some(dir), true) => dir.clone(),
-                    (Some(dir), false) => dir.join(&plan.run_id),
-                    (None, _) => PathBuf::from("results").join(&plan.config.name).join(&plan.run_id),
-                };
+                let run_dir = placement::run_dir(out.as_deref(), single, plan);
                 let bar = progress_bar();
                 let mut on_progress = |p: Progress| show(&bar, p);
-                // Trained models are shared through `.model-cache/` beside --out (so the shards
-                // of a job array writing to OUT/shard-K share one), or in results/<name>/.
-                let cache_dir = match &out {
-                    Some(dir) => dir.parent().unwrap_or(std::path::Path::new(".")).join(".model-cache"),
-                    None => PathBuf::from("results").join(&plan.config.name).join(".model-cache"),
-                };
+                let cache_dir = placement::model_cache_dir(out.as_deref(), &plan.config.name);
                 let model_cache = (!no_model_cache).then(|| ModelCache::new(&cache_dir));
                 let options = RunOptions {
                     resume,
                     batches: selected,
-                    shard,
+                    shard: shard.map(|s| (s.index, s.count)),
                     model_cache,
                     interrupt: Some(&INTERRUPTED),
                     ..RunOptions::new(run_dir, force, threads)

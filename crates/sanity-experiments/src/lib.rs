@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod merge;
 pub mod model_cache;
 pub mod overrides;
+pub mod placement;
 pub mod plan;
 pub mod presets;
 pub mod report;
