@@ -332,6 +332,31 @@ struct Explained {
 }
 
 impl Explained {
+    /// The first `attribution.n_images` test images, and the trained `model`'s logits of them
+    /// (the classes explained when `explain = "original_prediction"`).
+    fn of(plan: &Plan, test_set: &Dataset, model: &Model) -> Result<(Self, Vec<f32>)> {
+        let config = &plan.config;
+        let n = config.attribution.n_images;
+        if n > test_set.len() {
+            return Err(ExperimentError::Config {
+                file: plan.source.clone(),
+                message: format!(
+                    "key `attribution.n_images`: {n}, but the test set has only {} images",
+                    test_set.len()
+                ),
+            });
+        }
+        let indices: Vec<usize> = (0..n).collect();
+        let [c, h, w] = test_set.image_shape;
+        let x = Tensor::from_vec(test_set.gather_images(&indices), (n, c, h, w), &Device::Cpu)?;
+        let labels: Vec<usize> = indices.iter().map(|&i| test_set.labels[i]).collect();
+        let mut explained =
+            Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
+        let original_logits = explained.logits(model)?;
+        explained.original_classes = classes_of(&original_logits, plan.arch.num_outputs());
+        Ok((explained, original_logits))
+    }
+
     fn logits(&self, model: &Model) -> Result<Vec<f32>> {
         let mut out = Vec::new();
         for start in (0..self.indices.len()).step_by(self.batch_size) {
@@ -363,56 +388,32 @@ fn postprocess_all(maps: &[Map], comparisons: &[ComparisonConfig]) -> Processed 
     comparisons.iter().map(|c| maps.par_iter().map(|m| apply_all(&c.postprocess, m.clone())).collect()).collect()
 }
 
-/// Runs `plan` into `options.run_dir`, reporting progress through `progress`.
+/// Runs `plan` into `options.run_dir`, reporting progress through `progress`: the directory
+/// is prepared (or found finished), then the data, the models, the explained images and
+/// methods, the models each map is computed under, the image batches (maps and scores), the
+/// summary and verdicts, and the manifest, each step timed.
 pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<RunOutcome> {
     let started = Instant::now();
     let started_unix =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let config = &plan.config;
-    let seed = config.seed;
     let dir = &options.run_dir;
     let (_lock, finished_units) = match prepare_dir(plan, options, progress)? {
         DirState::Go(lock, units) => (lock, units),
         DirState::Finished => return finished_outcome(dir, progress),
     };
     write_atomic(&dir.join(CONFIG_RESOLVED), plan.resolved_toml().as_bytes())?;
-    let mut timings: Vec<(String, f64)> = Vec::new();
-    let mut lap = Instant::now();
-    let mut mark = |name: &str, timings: &mut Vec<(String, f64)>| {
-        timings.push((name.to_string(), lap.elapsed().as_secs_f64()));
-        lap = Instant::now();
-    };
+    let mut clock = Clock::new();
 
-    progress(Progress::Phase { name: "data".into(), total: 2 });
-    let (train_set, test_set) = plan.data.load(seed)?;
+    let (train_set, test_set) = load_data(plan, options, progress)?;
+    clock.mark("data");
     let train_print = train_set.fingerprint();
-    RunInputs::of(plan, &train_print, &test_set)?.check_or_record(dir, options.resume)?;
-    crate::run_inputs::write_split(dir, &plan.data.origins())?;
-    progress(Progress::Advance(2));
-    mark("data", &mut timings);
-
     let (model, epochs, origin) =
         crate::run_models::build_model(plan, &train_set, &train_print, dir, options, progress)?;
     let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
     progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
-    mark("model", &mut timings);
+    clock.mark("model");
 
-    let n = config.attribution.n_images;
-    if n > test_set.len() {
-        return Err(ExperimentError::Config {
-            file: plan.source.clone(),
-            message: format!("key `attribution.n_images`: {n}, but the test set has only {} images", test_set.len()),
-        });
-    }
-    let indices: Vec<usize> = (0..n).collect();
-    let [c, h, w] = test_set.image_shape;
-    let x = Tensor::from_vec(test_set.gather_images(&indices), (n, c, h, w), &Device::Cpu)?;
-    let labels: Vec<usize> = indices.iter().map(|&i| test_set.labels[i]).collect();
-    let mut explained =
-        Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
-    let outputs = plan.arch.num_outputs();
-    let original_logits = explained.logits(&model)?;
-    explained.original_classes = classes_of(&original_logits, outputs);
+    let (explained, original_logits) = Explained::of(plan, &test_set, &model)?;
     let random_labels =
         crate::run_models::build_random_label_model(plan, (&train_set, &test_set), dir, options, progress)?;
     if let Some((_, report)) = &random_labels {
@@ -420,33 +421,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             "random-label model: train accuracy {:.4} (permuted labels), test accuracy {:.4}",
             report.train_accuracy_random_labels, report.test_accuracy
         )));
-        mark("random_label_model", &mut timings);
+        clock.mark("random_label_model");
     }
-
-    let references = training_references(&config.attribution.methods, &train_set)?;
-    let build = |seed: u64| -> Result<Vec<Box<dyn Attribution>>> {
-        Ok(config
-            .attribution
-            .methods
-            .iter()
-            .map(|m| m.build_with(&plan.arch, seed, references.as_ref()))
-            .collect::<std::result::Result<_, _>>()?)
-    };
-    let methods = build(seed)?;
-    // The `repeat` control of a stochastic method draws from another seed.
-    let repeats: Vec<Option<Box<dyn Attribution>>> = build(repeat_seed(seed))?
-        .into_iter()
-        .zip(&config.attribution.methods)
-        .map(|(m, spec)| spec.is_stochastic().then_some(m))
-        .collect();
-    let controls: Vec<Box<dyn Attribution>> = CONTROL_METHODS
-        .iter()
-        .map(|id| {
-            let spec: MethodSpec = serde_json::from_value(serde_json::json!({ "method": id }))
-                .expect("the control methods take no parameters");
-            spec.build(&plan.arch, seed)
-        })
-        .collect::<std::result::Result<_, _>>()?;
 
     // Every model explained: the original, each test's stages and the controls' models. Stages
     // share the tensors they did not re-initialise, so a batch evaluates those layers once.
@@ -455,9 +431,109 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
         let random_label_model = random_labels.as_ref().map(|(m, _)| m);
         design(plan, &model, random_label_model, &explained.labels, &explained.original_classes, &mut logits_of)?
     };
-    let slot_refs: Vec<&Slot> = slots.iter().collect();
-    // The example images of `sanity report`: the first ones, with their maps kept below.
-    let examples = config.report.examples.min(n);
+    keep_examples(plan, dir, &explained, &test_set, &slots, &original_logits)?;
+    let methods = MethodSet::build(plan, &train_set, &pairings)?;
+    let variants = methods.variants(&pairings);
+    clock.mark("stages");
+
+    let work = Work { plan, options, explained: &explained, slots: &slots, pairings: &pairings, methods: &methods };
+    let (all_rows, scores_seconds) = work.score_batches(&variants, &finished_units, progress)?;
+    clock.mark("attribution");
+    // Informational: the post-processing and metrics inside the attribution phase.
+    clock.timings.push(("scores_within_attribution".into(), scores_seconds));
+    crate::kill_points::point("after_scores_rename");
+    if options.batches.is_none() {
+        let reached = random_labels.as_ref().map(|(_, report)| report.reached_target);
+        summarize_run(dir, plan, &all_rows, reached, progress)?;
+    }
+    clock.mark("summary");
+    clock.timings.push(("total".into(), started.elapsed().as_secs_f64()));
+
+    let manifest = Manifest {
+        name: plan.config.name.clone(),
+        run_id: plan.run_id.clone(),
+        seed: plan.config.seed,
+        config_source: plan.source.clone(),
+        config: serde_json::to_value(&plan.config).map_err(|e| ExperimentError::io(dir, e))?,
+        params: plan.params.iter().cloned().collect(),
+        git_revision: GIT_REVISION.into(),
+        crate_versions: crate_versions(),
+        threads: options.threads,
+        host: host_name(),
+        started_unix,
+        timings_s: clock.timings,
+        peak_rss_mib: peak_rss_mib(),
+        random_label_model: random_labels.map(|(_, report)| report),
+        shard: options.shard.map(|(index, count)| ShardReport { index, count }),
+        model: ModelReport {
+            arch: plan.config.model.arch.clone(),
+            stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
+            origin,
+            train_accuracy,
+            test_accuracy,
+            epochs,
+        },
+        data: DataReport {
+            source: plan.data.name().into(),
+            n_train: train_set.len(),
+            n_test: test_set.len(),
+            image_shape: test_set.image_shape,
+            test_class_fractions: test_set.class_fractions(),
+        },
+    };
+    write_manifest(dir, &manifest)?;
+    Ok(RunOutcome {
+        run_dir: dir.clone(),
+        test_accuracy,
+        score_rows: all_rows.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The seconds each step of a run took, in order.
+struct Clock {
+    timings: Vec<(String, f64)>,
+    lap: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self { timings: Vec::new(), lap: Instant::now() }
+    }
+
+    /// Records the time since the last mark as step `name`.
+    fn mark(&mut self, name: &str) {
+        self.timings.push((name.to_string(), self.lap.elapsed().as_secs_f64()));
+        self.lap = Instant::now();
+    }
+}
+
+/// The training and test sets of `plan`, checked against (or recorded as) the run's inputs,
+/// with `split.csv` written.
+fn load_data(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<(Dataset, Dataset)> {
+    progress(Progress::Phase { name: "data".into(), total: 2 });
+    let (train_set, test_set) = plan.data.load(plan.config.seed)?;
+    let dir = &options.run_dir;
+    RunInputs::of(plan, &train_set.fingerprint(), &test_set)?.check_or_record(dir, options.resume)?;
+    crate::run_inputs::write_split(dir, &plan.data.origins())?;
+    progress(Progress::Advance(2));
+    Ok((train_set, test_set))
+}
+
+/// Writes the maps and examples of `sanity report`'s example images (the first
+/// `report.examples`): `maps/examples.csv` and each image's input (its maps follow batch by
+/// batch).
+fn keep_examples(
+    plan: &Plan,
+    dir: &Path,
+    explained: &Explained,
+    test_set: &Dataset,
+    slots: &[Slot],
+    original_logits: &[f32],
+) -> Result<()> {
+    let outputs = plan.arch.num_outputs();
+    let [c, h, w] = test_set.image_shape;
+    let examples = plan.config.report.examples.min(explained.indices.len());
     let kept: Vec<(Example, Map)> = (0..examples)
         .map(|i| {
             let (prediction, probability) = prediction_of(&original_logits[i * outputs..(i + 1) * outputs]);
@@ -466,82 +542,210 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             (example, Map::new(test_set.image(sample).to_vec(), [c, h, w]))
         })
         .collect();
-    if !kept.is_empty() {
-        write_examples(dir, &kept)?;
+    if kept.is_empty() { Ok(()) } else { write_examples(dir, &kept) }
+}
+
+/// Writes `summary.csv` and `verdicts.csv` of a whole run and says what it answers nothing
+/// about (errors) and which methods' own maps are too often degenerate (warnings).
+fn summarize_run(
+    dir: &Path,
+    plan: &Plan,
+    rows: &[ScoreRow],
+    random_labels_reached: Option<bool>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let summary = write_reports(dir, &plan.config, &plan.params, rows, random_labels_reached)?;
+    // A method or metric that answers nothing must not pass as `not_tested` in silence.
+    for line in empty_results(rows) {
+        progress(Progress::Note(format!("error: {line}")));
     }
-    // The variants of the maps: the methods' own, and each smooth MPRT's noise tunnel around
-    // them; each with the slots its pairings compare (slot 0 first, always).
-    let mut settings: Vec<Option<Smoothing>> = vec![None];
-    for p in &pairings {
-        if !settings.contains(&p.smoothing) {
-            settings.push(p.smoothing);
-        }
+    for line in crate::scores::degenerate_original_lines(&summary) {
+        progress(Progress::Note(format!("warning: {line}")));
     }
-    let smoothed: Vec<Vec<Box<dyn Attribution>>> = settings[1..]
-        .iter()
-        .flatten()
-        .map(|s| {
-            config
+    Ok(())
+}
+
+/// Writes `manifest.json` whole (last: its presence marks a finished run).
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| ExperimentError::io(dir, e))?;
+    crate::kill_points::torn_write("inside_manifest", &dir.join(MANIFEST).with_extension("partial"), &json);
+    write_atomic(&dir.join(MANIFEST), &json)
+}
+
+/// The attribution methods of a run: the configured ones, a stochastic method's second draw
+/// for its `repeat` control, the control maps, and each smooth MPRT's noise tunnel around the
+/// methods.
+struct MethodSet {
+    /// The methods, in config order.
+    methods: Vec<Box<dyn Attribution>>,
+    /// Per method, its `repeat` control's method when it is stochastic (another seed).
+    repeats: Vec<Option<Box<dyn Attribution>>>,
+    /// The control maps' methods ([`CONTROL_METHODS`]).
+    controls: Vec<Box<dyn Attribution>>,
+    /// Per smoothing setting of the pairings (after the first, none), the methods in it.
+    smoothed: Vec<(Smoothing, Vec<Box<dyn Attribution>>)>,
+}
+
+impl MethodSet {
+    fn build(plan: &Plan, train_set: &Dataset, pairings: &[Pairing]) -> Result<Self> {
+        let (config, seed) = (&plan.config, plan.config.seed);
+        let references = training_references(&config.attribution.methods, train_set)?;
+        let build = |seed: u64| -> Result<Vec<Box<dyn Attribution>>> {
+            Ok(config
                 .attribution
                 .methods
                 .iter()
-                .map(|m| {
-                    let tunnel = TunnelSpec {
-                        inner: Box::new(m.clone()),
-                        samples: s.samples,
-                        noise: s.noise,
-                        batch: sanity_attribution::method::default_batch(),
-                    };
-                    MethodSpec::Smoothgrad(tunnel).build_with(&plan.arch, seed, references.as_ref())
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-        })
-        .collect::<std::result::Result<_, _>>()?;
-    drop(references);
-    let variants: Vec<Variant> = settings
-        .iter()
-        .enumerate()
-        .map(|(i, setting)| {
-            let mut used = vec![0];
-            for p in pairings.iter().filter(|p| p.smoothing == *setting) {
-                let second = if let Second::Slot(s) = p.second { Some(s) } else { None };
-                for slot in [Some(p.first), second].into_iter().flatten() {
-                    if !used.contains(&slot) {
-                        used.push(slot);
+                .map(|m| m.build_with(&plan.arch, seed, references.as_ref()))
+                .collect::<std::result::Result<_, _>>()?)
+        };
+        let methods = build(seed)?;
+        // The `repeat` control of a stochastic method draws from another seed.
+        let repeats: Vec<Option<Box<dyn Attribution>>> = build(repeat_seed(seed))?
+            .into_iter()
+            .zip(&config.attribution.methods)
+            .map(|(m, spec)| spec.is_stochastic().then_some(m))
+            .collect();
+        let controls: Vec<Box<dyn Attribution>> = CONTROL_METHODS
+            .iter()
+            .map(|id| {
+                let spec: MethodSpec = serde_json::from_value(serde_json::json!({ "method": id }))
+                    .expect("the control methods take no parameters");
+                spec.build(&plan.arch, seed)
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        let mut settings: Vec<Smoothing> = Vec::new();
+        for s in pairings.iter().filter_map(|p| p.smoothing) {
+            if !settings.contains(&s) {
+                settings.push(s);
+            }
+        }
+        let smoothed = settings
+            .into_iter()
+            .map(|s| {
+                let tunnels = config
+                    .attribution
+                    .methods
+                    .iter()
+                    .map(|m| {
+                        let tunnel = TunnelSpec {
+                            inner: Box::new(m.clone()),
+                            samples: s.samples,
+                            noise: s.noise,
+                            batch: sanity_attribution::method::default_batch(),
+                        };
+                        MethodSpec::Smoothgrad(tunnel).build_with(&plan.arch, seed, references.as_ref())
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok((s, tunnels))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { methods, repeats, controls, smoothed })
+    }
+
+    /// The variants of the maps: the methods' own, and each smooth MPRT's noise tunnel around
+    /// them; each with the slots its pairings compare (slot 0 first, always).
+    fn variants(&self, pairings: &[Pairing]) -> Vec<Variant<'_>> {
+        let own = std::iter::once((None, self.methods.as_slice()));
+        let tunnels = self.smoothed.iter().map(|(s, methods)| (Some(*s), methods.as_slice()));
+        own.chain(tunnels)
+            .map(|(smoothing, methods)| {
+                let mut used = vec![0];
+                for p in pairings.iter().filter(|p| p.smoothing == smoothing) {
+                    let second = if let Second::Slot(s) = p.second { Some(s) } else { None };
+                    for slot in [Some(p.first), second].into_iter().flatten() {
+                        if !used.contains(&slot) {
+                            used.push(slot);
+                        }
                     }
                 }
-            }
-            let methods: &[Box<dyn Attribution>] = if i == 0 { &methods } else { &smoothed[i - 1] };
-            Variant { smoothing: *setting, methods, slots: used }
-        })
-        .collect();
-    mark("stages", &mut timings);
+                Variant { smoothing, methods, slots: used }
+            })
+            .collect()
+    }
+}
 
-    let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
-    progress(Progress::Phase { name: "attribution and scores".into(), total: (methods.len() * batches) as u64 });
-    let scores_path = dir.join(SCORES);
-    let kept_bytes = finished_units.last().map_or(0, |u| u.bytes);
-    let mut all_rows: Vec<ScoreRow> =
-        if kept_bytes > 0 { RowWriter::read_partial(&scores_path, kept_bytes)? } else { Vec::new() };
-    let mut writer = RowWriter::resume(&scores_path, &plan.params, kept_bytes)?;
-    let mut journal = Journal::open(&dir.join(JOURNAL), &finished_units)?;
-    let done: std::collections::BTreeSet<usize> = finished_units.iter().map(|u| u.batch).collect();
-    let mut journalled = finished_units.len();
-    let mut scores_seconds = 0.0;
-    let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
-    for (batch, start) in (0..explained.indices.len()).step_by(explained.batch_size.max(1)).enumerate() {
-        if options.interrupted() {
-            writer.flush()?;
-            return Err(ExperimentError::Interrupted { dir: dir.display().to_string(), finished: journalled, batches });
+/// What the image batches of a run compute: every method's maps under every slot, scored for
+/// every pairing.
+struct Work<'a> {
+    plan: &'a Plan,
+    options: &'a RunOptions,
+    explained: &'a Explained,
+    slots: &'a [Slot],
+    pairings: &'a [Pairing],
+    methods: &'a MethodSet,
+}
+
+impl Work<'_> {
+    /// Scores every image batch not already journalled (`finished`) and wanted by the shard,
+    /// writing each batch's rows through to the disk before its journal line; then renames
+    /// `scores.csv` into place. Returns all rows (the journalled ones read back) and the
+    /// seconds spent post-processing and scoring.
+    fn score_batches(
+        &self,
+        variants: &[Variant],
+        finished: &[UnitRecord],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Vec<ScoreRow>, f64)> {
+        let (plan, dir, explained) = (self.plan, &self.options.run_dir, self.explained);
+        let per_batch = self.methods.methods.len() as u64;
+        let batches = explained.indices.len().div_ceil(explained.batch_size.max(1));
+        progress(Progress::Phase { name: "attribution and scores".into(), total: per_batch * batches as u64 });
+        let scores_path = dir.join(SCORES);
+        let kept_bytes = finished.last().map_or(0, |u| u.bytes);
+        let mut all_rows: Vec<ScoreRow> =
+            if kept_bytes > 0 { RowWriter::read_partial(&scores_path, kept_bytes)? } else { Vec::new() };
+        let mut writer = RowWriter::resume(&scores_path, &plan.params, kept_bytes)?;
+        let mut journal = Journal::open(&dir.join(JOURNAL), finished)?;
+        let done: std::collections::BTreeSet<usize> = finished.iter().map(|u| u.batch).collect();
+        let mut journalled = finished.len();
+        let mut scores_seconds = 0.0;
+        for (batch, start) in (0..explained.indices.len()).step_by(explained.batch_size.max(1)).enumerate() {
+            if self.options.interrupted() {
+                writer.flush()?;
+                return Err(ExperimentError::Interrupted {
+                    dir: dir.display().to_string(),
+                    finished: journalled,
+                    batches,
+                });
+            }
+            let wanted = self.options.batches.as_ref().is_none_or(|b| b.contains(&batch));
+            if !wanted || done.contains(&batch) {
+                progress(Progress::Advance(per_batch));
+                continue;
+            }
+            let len = explained.batch_size.min(explained.indices.len() - start);
+            let (batch_rows, seconds) = self.score_batch(variants, start, len, progress)?;
+            scores_seconds += seconds;
+            writer.write(&batch_rows)?;
+            writer.sync()?;
+            crate::kill_points::point("rows_written");
+            journal.record(UnitRecord { batch, rows: batch_rows.len(), bytes: writer.bytes()? })?;
+            crate::kill_points::after_batch(batch);
+            journalled += 1;
+            all_rows.extend(batch_rows);
         }
-        let wanted = options.batches.as_ref().is_none_or(|b| b.contains(&batch));
-        if !wanted || done.contains(&batch) {
-            progress(Progress::Advance(methods.len() as u64));
-            continue;
-        }
-        let len = explained.batch_size.min(explained.indices.len() - start);
+        writer.finish()?;
+        Ok((all_rows, scores_seconds))
+    }
+
+    /// The score rows of explained images `start..start + len`, and the seconds spent
+    /// post-processing and scoring them. The example images' raw maps are written on the way.
+    fn score_batch(
+        &self,
+        variants: &[Variant],
+        start: usize,
+        len: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Vec<ScoreRow>, f64)> {
+        let (config, explained, slots, pairings) = (&self.plan.config, self.explained, self.slots, self.pairings);
+        let dir = &self.options.run_dir;
+        let MethodSet { methods, repeats, controls, .. } = self.methods;
+        let slot_refs: Vec<&Slot> = slots.iter().collect();
+        let examples = config.report.examples.min(explained.indices.len());
+        let uses = |second: fn(&Second) -> bool| pairings.iter().any(|p| second(&p.second));
         let images =
             Images { indices: &explained.indices[start..start + len], labels: &explained.labels[start..start + len] };
+        let mut scores_seconds = 0.0;
         let mut control_maps: Vec<Option<Processed>> = vec![None; CONTROL_METHODS.len()];
         for (c, control) in controls.iter().enumerate() {
             if pairings.iter().any(|p| p.second == Second::Control(c)) {
@@ -562,7 +766,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
                 }
                 _ => None,
             };
-            for Variant { smoothing: variant, methods: variant_methods, slots: slots_used } in &variants {
+            for Variant { smoothing: variant, methods: variant_methods, slots: slots_used } in variants {
                 let refs: Vec<&Slot> = slots_used.iter().map(|&s| &slots[s]).collect();
                 let maps = explained.maps(variant_methods[mi].as_ref(), &refs, start, len)?;
                 for (slot, slot_maps) in refs.iter().zip(&maps) {
@@ -589,7 +793,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
                         },
                         Second::Method(_) => continue,
                     };
-                    let context = RowContext { run_id: &plan.run_id, pairing, method: method.id(), method_b };
+                    let context = RowContext { run_id: &self.plan.run_id, pairing, method: method.id(), method_b };
                     let targets = &slots[second_slot].targets[start..start + len];
                     let first = prepared.entry(pairing.first).or_insert_with(|| prepare(first, &config.comparisons));
                     batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, first, second));
@@ -602,85 +806,22 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             progress(Progress::Advance(1));
         }
         let scoring = Instant::now();
-        for pairing in &pairings {
+        for pairing in pairings {
             if let (Some(mi), Second::Method(mj)) = (pairing.method, pairing.second) {
-                let context =
-                    RowContext { run_id: &plan.run_id, pairing, method: methods[mi].id(), method_b: methods[mj].id() };
+                let context = RowContext {
+                    run_id: &self.plan.run_id,
+                    pairing,
+                    method: methods[mi].id(),
+                    method_b: methods[mj].id(),
+                };
                 let targets = &slots[0].targets[start..start + len];
                 let first = prepare(&originals[mi], &config.comparisons);
                 batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, &first, &originals[mj]));
             }
         }
         scores_seconds += scoring.elapsed().as_secs_f64();
-        writer.write(&batch_rows)?;
-        writer.sync()?;
-        crate::kill_points::point("rows_written");
-        journal.record(UnitRecord { batch, rows: batch_rows.len(), bytes: writer.bytes()? })?;
-        crate::kill_points::after_batch(batch);
-        journalled += 1;
-        all_rows.extend(batch_rows);
+        Ok((batch_rows, scores_seconds))
     }
-    mark("attribution", &mut timings);
-    // Informational: the post-processing and metrics inside the attribution phase.
-    timings.push(("scores_within_attribution".into(), scores_seconds));
-
-    writer.finish()?;
-    crate::kill_points::point("after_scores_rename");
-    if options.batches.is_none() {
-        let reached = random_labels.as_ref().map(|(_, report)| report.reached_target);
-        let summary = write_reports(dir, config, &plan.params, &all_rows, reached)?;
-        // A method or metric that answers nothing must not pass as `not_tested` in silence.
-        for line in empty_results(&all_rows) {
-            progress(Progress::Note(format!("error: {line}")));
-        }
-        for line in crate::scores::degenerate_original_lines(&summary) {
-            progress(Progress::Note(format!("warning: {line}")));
-        }
-    }
-    mark("summary", &mut timings);
-    timings.push(("total".into(), started.elapsed().as_secs_f64()));
-
-    let manifest = Manifest {
-        name: config.name.clone(),
-        run_id: plan.run_id.clone(),
-        seed,
-        config_source: plan.source.clone(),
-        config: serde_json::to_value(config).map_err(|e| ExperimentError::io(dir, e))?,
-        params: plan.params.iter().cloned().collect(),
-        git_revision: GIT_REVISION.into(),
-        crate_versions: crate_versions(),
-        threads: options.threads,
-        host: host_name(),
-        started_unix,
-        timings_s: timings,
-        peak_rss_mib: peak_rss_mib(),
-        random_label_model: random_labels.map(|(_, report)| report),
-        shard: options.shard.map(|(index, count)| ShardReport { index, count }),
-        model: ModelReport {
-            arch: config.model.arch.clone(),
-            stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
-            origin,
-            train_accuracy,
-            test_accuracy,
-            epochs,
-        },
-        data: DataReport {
-            source: plan.data.name().into(),
-            n_train: train_set.len(),
-            n_test: test_set.len(),
-            image_shape: test_set.image_shape,
-            test_class_fractions: test_set.class_fractions(),
-        },
-    };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
-    crate::kill_points::torn_write("inside_manifest", &dir.join(MANIFEST).with_extension("partial"), &json);
-    write_atomic(&dir.join(MANIFEST), &json)?;
-    Ok(RunOutcome {
-        run_dir: dir.clone(),
-        test_accuracy,
-        score_rows: all_rows.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// The outcome of a run that had finished before (`--resume` of a whole run): read from its
