@@ -449,30 +449,53 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     clock.mark("summary");
     clock.timings.push(("total".into(), started.elapsed().as_secs_f64()));
 
-    let manifest = Manifest {
+    let model_report = ModelReport {
+        arch: plan.config.model.arch.clone(),
+        stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
+        origin,
+        train_accuracy,
+        test_accuracy,
+        epochs,
+    };
+    let random_label_report = random_labels.map(|(_, report)| report);
+    let sets = (&train_set, &test_set);
+    let manifest = manifest_of(plan, options, started_unix, clock.timings, random_label_report, model_report, sets)?;
+    write_manifest(dir, &manifest)?;
+    Ok(RunOutcome {
+        run_dir: dir.clone(),
+        test_accuracy,
+        score_rows: all_rows.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The manifest of a finished run of `plan`.
+fn manifest_of(
+    plan: &Plan,
+    options: &RunOptions,
+    started_unix: u64,
+    timings_s: Vec<(String, f64)>,
+    random_label_model: Option<crate::manifest::RandomLabelReport>,
+    model: ModelReport,
+    (train_set, test_set): (&Dataset, &Dataset),
+) -> Result<Manifest> {
+    Ok(Manifest {
         name: plan.config.name.clone(),
         run_id: plan.run_id.clone(),
         seed: plan.config.seed,
         config_source: plan.source.clone(),
-        config: serde_json::to_value(&plan.config).map_err(|e| ExperimentError::io(dir, e))?,
+        config: serde_json::to_value(&plan.config).map_err(|e| ExperimentError::io(&options.run_dir, e))?,
         params: plan.params.iter().cloned().collect(),
         git_revision: GIT_REVISION.into(),
         crate_versions: crate_versions(),
         threads: options.threads,
         host: host_name(),
         started_unix,
-        timings_s: clock.timings,
+        timings_s,
         peak_rss_mib: peak_rss_mib(),
-        random_label_model: random_labels.map(|(_, report)| report),
+        random_label_model,
         shard: options.shard.map(|(index, count)| ShardReport { index, count }),
-        model: ModelReport {
-            arch: plan.config.model.arch.clone(),
-            stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
-            origin,
-            train_accuracy,
-            test_accuracy,
-            epochs,
-        },
+        model,
         data: DataReport {
             source: plan.data.name().into(),
             n_train: train_set.len(),
@@ -480,13 +503,6 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
             image_shape: test_set.image_shape,
             test_class_fractions: test_set.class_fractions(),
         },
-    };
-    write_manifest(dir, &manifest)?;
-    Ok(RunOutcome {
-        run_dir: dir.clone(),
-        test_accuracy,
-        score_rows: all_rows.len(),
-        seconds: started.elapsed().as_secs_f64(),
     })
 }
 
@@ -746,13 +762,7 @@ impl Work<'_> {
         let images =
             Images { indices: &explained.indices[start..start + len], labels: &explained.labels[start..start + len] };
         let mut scores_seconds = 0.0;
-        let mut control_maps: Vec<Option<Processed>> = vec![None; CONTROL_METHODS.len()];
-        for (c, control) in controls.iter().enumerate() {
-            if pairings.iter().any(|p| p.second == Second::Control(c)) {
-                let maps = explained.maps(control.as_ref(), &slot_refs[..1], start, len)?;
-                control_maps[c] = Some(postprocess_all(&maps[0], &config.comparisons));
-            }
-        }
+        let control_maps = self.control_maps(start, len)?;
         // Each method's maps under every slot, scored as soon as they exist; the trained
         // model's maps are kept for the method-against-method pairs.
         let mut originals: Vec<Processed> = Vec::with_capacity(methods.len());
@@ -806,7 +816,31 @@ impl Work<'_> {
             progress(Progress::Advance(1));
         }
         let scoring = Instant::now();
-        for pairing in pairings {
+        batch_rows.extend(self.agreement_rows(&originals, &images, start));
+        scores_seconds += scoring.elapsed().as_secs_f64();
+        Ok((batch_rows, scores_seconds))
+    }
+
+    /// The post-processed control maps (random map, Sobel) of images `start..start + len`,
+    /// for the controls a pairing compares with.
+    fn control_maps(&self, start: usize, len: usize) -> Result<Vec<Option<Processed>>> {
+        let original = [&self.slots[0]];
+        let mut out: Vec<Option<Processed>> = vec![None; CONTROL_METHODS.len()];
+        for (c, control) in self.methods.controls.iter().enumerate() {
+            if self.pairings.iter().any(|p| p.second == Second::Control(c)) {
+                let maps = self.explained.maps(control.as_ref(), &original, start, len)?;
+                out[c] = Some(postprocess_all(&maps[0], &self.plan.config.comparisons));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The `method_agreement` rows of a batch: one method's map of the trained model against
+    /// another's (`originals[method]`, post-processed), images from `start`.
+    fn agreement_rows(&self, originals: &[Processed], images: &Images, start: usize) -> Vec<ScoreRow> {
+        let (methods, comparisons) = (&self.methods.methods, &self.plan.config.comparisons);
+        let mut rows = Vec::new();
+        for pairing in self.pairings {
             if let (Some(mi), Second::Method(mj)) = (pairing.method, pairing.second) {
                 let context = RowContext {
                     run_id: &self.plan.run_id,
@@ -814,13 +848,12 @@ impl Work<'_> {
                     method: methods[mi].id(),
                     method_b: methods[mj].id(),
                 };
-                let targets = &slots[0].targets[start..start + len];
-                let first = prepare(&originals[mi], &config.comparisons);
-                batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, &first, &originals[mj]));
+                let targets = &self.slots[0].targets[start..start + images.indices.len()];
+                let first = prepare(&originals[mi], comparisons);
+                rows.extend(score_rows(&context, images, targets, comparisons, &first, &originals[mj]));
             }
         }
-        scores_seconds += scoring.elapsed().as_secs_f64();
-        Ok((batch_rows, scores_seconds))
+        rows
     }
 }
 
