@@ -34,234 +34,266 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run an experiment config; without CONFIG, the embedded experiments/quick.toml.
-    Run {
-        /// The experiment TOML.
-        config: Option<PathBuf>,
-        /// The run directory (default: results/NAME/RUN_ID).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Override a config key by its dotted path, e.g. --set training.epochs=2.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Worker threads (default: all cores).
-        #[arg(long, value_parser = threads_parser())]
-        threads: Option<usize>,
-        /// The memory a run may take, in GiB (default: the machine's): plans that would take
-        /// more are refused before they start.
-        #[arg(long, value_name = "GIB", value_parser = float_in(0.01, 1e6))]
-        memory_limit: Option<f64>,
-        /// Replace the results in an existing run directory.
-        #[arg(long)]
-        force: bool,
-        /// Continue interrupted runs: finished batches are kept, trained models reloaded.
-        #[arg(long, conflicts_with = "force")]
-        resume: bool,
-        /// Train every model afresh instead of sharing trained models through the model cache
-        /// (`.model-cache/` beside --out, or in results/NAME/).
-        #[arg(long)]
-        no_model_cache: bool,
-        /// Run only shard K of N (0 <= K < N) of the image batches of all runs (e.g.
-        /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); `sanity merge` combines the shards.
-        #[arg(long, value_name = "K/N", value_parser = |s: &str| s.parse::<Shard>().map_err(|e| e.to_string()))]
-        shard: Option<Shard>,
-    },
+    Run(RunArgs),
     /// Combine the directories of sharded runs into the files one unsharded run writes.
-    Merge {
-        /// Shard output directories (a run directory, or a directory of run directories).
-        #[arg(required = true)]
-        dirs: Vec<PathBuf>,
-        /// Where the merged run(s) go.
-        #[arg(long)]
-        out: PathBuf,
-        /// Replace an existing --out.
-        #[arg(long)]
-        force: bool,
-    },
+    Merge(MergeArgs),
     /// Train an architecture and save its weights (safetensors, PyTorch names).
-    Train {
-        /// Preset name or architecture TOML.
-        #[arg(long)]
-        arch: String,
-        /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
-        /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
-        #[arg(long)]
-        data: String,
-        /// Use only the first N training images.
-        #[arg(long, value_parser = count_in(1, 10_000_000))]
-        n_train: Option<usize>,
-        /// Passes over the training set (1 to 10000).
-        #[arg(long, default_value_t = 8, value_parser = count_in(1, MAX_EPOCHS))]
-        epochs: usize,
-        /// Minibatch size.
-        #[arg(long, default_value_t = 64, value_parser = count_in(1, MAX_TRAIN_BATCH))]
-        batch_size: usize,
-        /// AdamW learning rate (a finite value > 0).
-        #[arg(long, default_value_t = 1e-3, value_parser = positive_float)]
-        lr: f64,
-        /// Seed of initialisation, shuffles and dropout.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// `adamw` or `sgd` (with --momentum, as torch.optim.SGD).
-        #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
-        optimizer: String,
-        /// SGD's momentum, 0 <= momentum < 1.
-        #[arg(long, default_value_t = 0.9, value_parser = float_below(0.0, 1.0))]
-        momentum: f64,
-        /// `true` or `random` (randomly permuted training labels: the data randomisation test).
-        #[arg(long, default_value = "true", value_parser = ["true", "random"])]
-        labels: String,
-        /// Stop once the training accuracy (on the labels trained on) reaches this (0 to 1).
-        #[arg(long, value_parser = float_in(0.0, 1.0))]
-        stop_at_accuracy: Option<f64>,
-        /// Save the training state every N epochs in the folder OUT with `.checkpoints` for
-        /// its extension (`model.checkpoints/` for `--out model.safetensors`); 0: only where
-        /// Ctrl-C stopped training.
-        #[arg(long, default_value_t = 0, value_parser = count_in(0, MAX_EPOCHS))]
-        checkpoint_every: usize,
-        /// Go on from the newest checkpoint in that folder (bit for bit as if training had
-        /// never stopped; --epochs may be raised).
-        #[arg(long)]
-        resume: bool,
-        /// Worker threads (default: all cores).
-        #[arg(long, value_parser = threads_parser())]
-        threads: Option<usize>,
-        /// Where to write the weights.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Train(TrainArgs),
     /// Write one method's raw maps for the images of an NPY file (float32 NCHW) as NPY.
-    Attribute {
-        /// Preset name or architecture TOML.
-        #[arg(long)]
-        arch: String,
-        /// Weights (safetensors, PyTorch names).
-        #[arg(long)]
-        weights: PathBuf,
-        /// Images, NPY float32 of shape (n, c, h, w).
-        #[arg(long)]
-        input: PathBuf,
-        /// Method id: gradient, gradient_x_input, integrated_gradients, expected_gradients, smoothgrad,
-        /// smoothgrad_squared, vargrad, guided_backprop, deconvnet, gradcam, guided_gradcam,
-        /// gradcam_plus_plus, xgradcam, layercam, scorecam, occlusion, lrp_epsilon, lrp_alpha_beta,
-        /// random_map, sobel.
-        #[arg(long)]
-        method: String,
-        /// One explained output for every image (default: the model's prediction).
-        #[arg(long, conflicts_with = "targets", value_parser = count_in(0, MAX_CLASSES - 1))]
-        target: Option<usize>,
-        /// One explained output per image, NPY integers of shape (n,).
-        #[arg(long)]
-        targets: Option<PathBuf>,
-        /// Layer of the CAM methods (default: the last conv layer).
-        #[arg(long)]
-        layer: Option<String>,
-        /// Method parameter, e.g. --set steps=20.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-        /// Reference images of expected_gradients, NPY float32 of shape (m, c, h, w).
-        #[arg(long)]
-        references: Option<PathBuf>,
-        /// Images per call.
-        #[arg(long, default_value_t = 32, value_parser = count_in(1, MAX_ATTRIBUTION_BATCH))]
-        batch: usize,
-        /// Worker threads (default: all cores).
-        #[arg(long, value_parser = threads_parser())]
-        threads: Option<usize>,
-        /// Where to write the maps (NPY float32).
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Attribute(AttributeArgs),
     /// Score two stacks of maps (NPY, same shape) pair by pair; one CSV row per pair and metric.
-    Compare {
-        /// Maps, NPY of shape (n, c, h, w) or (n, h, w).
-        a: PathBuf,
-        /// Maps of the same shape.
-        b: PathBuf,
-        /// Metric: a name (spearman) or a TOML inline table ('{ metric = "ssim", data_range = 1.0 }'); repeatable.
-        #[arg(long = "metric", required = true)]
-        metrics: Vec<String>,
-        /// Post-processing step applied to both, in order: a name (abs) or a TOML inline table; repeatable.
-        #[arg(long = "postprocess")]
-        postprocess: Vec<String>,
-        /// Worker threads (default: all cores).
-        #[arg(long, value_parser = threads_parser())]
-        threads: Option<usize>,
-    },
+    Compare(CompareArgs),
     /// Draw the figures of a finished run (figures/*.png, *.svg) and write its report.md.
-    Report {
-        /// The run directory (as written by `sanity run` or `sanity merge`), or a sweep's
-        /// folder of run directories (each gets its own report).
-        dir: PathBuf,
-        /// At most this many example images get a map grid (default: all the run kept; the
-        /// config's `report.examples` decides how many it keeps).
-        #[arg(long, value_parser = count_in(0, MAX_EXAMPLES))]
-        examples: Option<usize>,
-        /// Side of a map cell in the grids, in pixels (8 to 1024).
-        #[arg(long, default_value_t = 112, value_parser = count_in(8, 1024))]
-        cell: usize,
-    },
+    Report(ReportArgs),
     /// For the first N test images: the image with each method's map over it (one PNG per
     /// image) and agreement.csv with every pair of methods' similarity per image.
-    Explain {
-        /// Preset name or architecture TOML.
-        #[arg(long)]
-        arch: String,
-        /// Weights (safetensors, PyTorch names).
-        #[arg(long)]
-        weights: PathBuf,
-        /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
-        /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
-        #[arg(long)]
-        data: String,
-        /// Method ids, comma-separated (e.g. gradcam,integrated_gradients).
-        #[arg(long, value_delimiter = ',', required = true)]
-        methods: Vec<String>,
-        /// Layer of the CAM methods (default: the last conv layer).
-        #[arg(long)]
-        layer: Option<String>,
-        /// Images explained (the first N of the test set; at most 1000).
-        #[arg(long, default_value_t = 10, value_parser = count_in(1, 1000))]
-        n: usize,
-        /// Post-processing step applied to every map before drawing and comparing, in order: a
-        /// name (abs) or a TOML inline table; repeatable. Default: none (raw maps; channels
-        /// summed for drawing).
-        #[arg(long = "postprocess")]
-        postprocess: Vec<String>,
-        /// Metric of agreement.csv: a name or a TOML inline table ('{ metric = "ssim",
-        /// data_range = 1.0 }'); repeatable. Default: spearman.
-        #[arg(long = "metric", default_value = "spearman")]
-        metrics: Vec<String>,
-        /// Seed of the data and of stochastic methods.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Side of a panel, in pixels (16 to 1024).
-        #[arg(long, default_value_t = 256, value_parser = count_in(16, 1024))]
-        panel: usize,
-        /// How maps are coloured: diverging (blue-white-red centred on zero, so zero is white
-        /// in every panel) or jet (the seed lesson's, over each panel's own range).
-        #[arg(long, default_value = "diverging", value_parser = ["diverging", "jet"])]
-        colormap: String,
-        /// Opacity of the maps over the image, 0 (the image only) to 1 (the map only).
-        #[arg(long, default_value_t = 0.5, value_parser = float_in(0.0, 1.0))]
-        alpha: f64,
-        /// Worker threads (default: all cores).
-        #[arg(long, value_parser = threads_parser())]
-        threads: Option<usize>,
-        /// Output directory.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Explain(ExplainArgs),
     /// Print the resolved config and what a run would do, without running it.
-    Plan {
-        /// The experiment TOML; without it, the embedded experiments/quick.toml.
-        config: Option<PathBuf>,
-        /// Override a config key by its dotted path.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// The memory a run may take, in GiB (default: the machine's).
-        #[arg(long, value_name = "GIB", value_parser = float_in(0.01, 1e6))]
-        memory_limit: Option<f64>,
-    },
+    Plan(PlanArgs),
+}
+
+/// The arguments of `sanity run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The experiment TOML.
+    config: Option<PathBuf>,
+    /// The run directory (default: results/NAME/RUN_ID).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a config key by its dotted path, e.g. --set training.epochs=2.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
+    threads: Option<usize>,
+    /// The memory a run may take, in GiB (default: the machine's): plans that would take
+    /// more are refused before they start.
+    #[arg(long, value_name = "GIB", value_parser = float_in(0.01, 1e6))]
+    memory_limit: Option<f64>,
+    /// Replace the results in an existing run directory.
+    #[arg(long)]
+    force: bool,
+    /// Continue interrupted runs: finished batches are kept, trained models reloaded.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Train every model afresh instead of sharing trained models through the model cache
+    /// (`.model-cache/` beside --out, or in results/NAME/).
+    #[arg(long)]
+    no_model_cache: bool,
+    /// Run only shard K of N (0 <= K < N) of the image batches of all runs (e.g.
+    /// $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT); `sanity merge` combines the shards.
+    #[arg(long, value_name = "K/N", value_parser = |s: &str| s.parse::<Shard>().map_err(|e| e.to_string()))]
+    shard: Option<Shard>,
+}
+
+/// The arguments of `sanity merge`.
+#[derive(clap::Args)]
+struct MergeArgs {
+    /// Shard output directories (a run directory, or a directory of run directories).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Where the merged run(s) go.
+    #[arg(long)]
+    out: PathBuf,
+    /// Replace an existing --out.
+    #[arg(long)]
+    force: bool,
+}
+
+/// The arguments of `sanity train`.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Preset name or architecture TOML.
+    #[arg(long)]
+    arch: String,
+    /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
+    /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
+    #[arg(long)]
+    data: String,
+    /// Use only the first N training images.
+    #[arg(long, value_parser = count_in(1, 10_000_000))]
+    n_train: Option<usize>,
+    /// Passes over the training set (1 to 10000).
+    #[arg(long, default_value_t = 8, value_parser = count_in(1, MAX_EPOCHS))]
+    epochs: usize,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 64, value_parser = count_in(1, MAX_TRAIN_BATCH))]
+    batch_size: usize,
+    /// AdamW learning rate (a finite value > 0).
+    #[arg(long, default_value_t = 1e-3, value_parser = positive_float)]
+    lr: f64,
+    /// Seed of initialisation, shuffles and dropout.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// `adamw` or `sgd` (with --momentum, as torch.optim.SGD).
+    #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
+    optimizer: String,
+    /// SGD's momentum, 0 <= momentum < 1.
+    #[arg(long, default_value_t = 0.9, value_parser = float_below(0.0, 1.0))]
+    momentum: f64,
+    /// `true` or `random` (randomly permuted training labels: the data randomisation test).
+    #[arg(long, default_value = "true", value_parser = ["true", "random"])]
+    labels: String,
+    /// Stop once the training accuracy (on the labels trained on) reaches this (0 to 1).
+    #[arg(long, value_parser = float_in(0.0, 1.0))]
+    stop_at_accuracy: Option<f64>,
+    /// Save the training state every N epochs in the folder OUT with `.checkpoints` for
+    /// its extension (`model.checkpoints/` for `--out model.safetensors`); 0: only where
+    /// Ctrl-C stopped training.
+    #[arg(long, default_value_t = 0, value_parser = count_in(0, MAX_EPOCHS))]
+    checkpoint_every: usize,
+    /// Go on from the newest checkpoint in that folder (bit for bit as if training had
+    /// never stopped; --epochs may be raised).
+    #[arg(long)]
+    resume: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
+    threads: Option<usize>,
+    /// Where to write the weights.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The arguments of `sanity attribute`.
+#[derive(clap::Args)]
+struct AttributeArgs {
+    /// Preset name or architecture TOML.
+    #[arg(long)]
+    arch: String,
+    /// Weights (safetensors, PyTorch names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Images, NPY float32 of shape (n, c, h, w).
+    #[arg(long)]
+    input: PathBuf,
+    /// Method id: gradient, gradient_x_input, integrated_gradients, expected_gradients, smoothgrad,
+    /// smoothgrad_squared, vargrad, guided_backprop, deconvnet, gradcam, guided_gradcam,
+    /// gradcam_plus_plus, xgradcam, layercam, scorecam, occlusion, lrp_epsilon, lrp_alpha_beta,
+    /// random_map, sobel.
+    #[arg(long)]
+    method: String,
+    /// One explained output for every image (default: the model's prediction).
+    #[arg(long, conflicts_with = "targets", value_parser = count_in(0, MAX_CLASSES - 1))]
+    target: Option<usize>,
+    /// One explained output per image, NPY integers of shape (n,).
+    #[arg(long)]
+    targets: Option<PathBuf>,
+    /// Layer of the CAM methods (default: the last conv layer).
+    #[arg(long)]
+    layer: Option<String>,
+    /// Method parameter, e.g. --set steps=20.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    params: Vec<String>,
+    /// Reference images of expected_gradients, NPY float32 of shape (m, c, h, w).
+    #[arg(long)]
+    references: Option<PathBuf>,
+    /// Images per call.
+    #[arg(long, default_value_t = 32, value_parser = count_in(1, MAX_ATTRIBUTION_BATCH))]
+    batch: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
+    threads: Option<usize>,
+    /// Where to write the maps (NPY float32).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The arguments of `sanity compare`.
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// Maps, NPY of shape (n, c, h, w) or (n, h, w).
+    a: PathBuf,
+    /// Maps of the same shape.
+    b: PathBuf,
+    /// Metric: a name (spearman) or a TOML inline table ('{ metric = "ssim", data_range = 1.0 }'); repeatable.
+    #[arg(long = "metric", required = true)]
+    metrics: Vec<String>,
+    /// Post-processing step applied to both, in order: a name (abs) or a TOML inline table; repeatable.
+    #[arg(long = "postprocess")]
+    postprocess: Vec<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
+    threads: Option<usize>,
+}
+
+/// The arguments of `sanity report`.
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The run directory (as written by `sanity run` or `sanity merge`), or a sweep's
+    /// folder of run directories (each gets its own report).
+    dir: PathBuf,
+    /// At most this many example images get a map grid (default: all the run kept; the
+    /// config's `report.examples` decides how many it keeps).
+    #[arg(long, value_parser = count_in(0, MAX_EXAMPLES))]
+    examples: Option<usize>,
+    /// Side of a map cell in the grids, in pixels (8 to 1024).
+    #[arg(long, default_value_t = 112, value_parser = count_in(8, 1024))]
+    cell: usize,
+}
+
+/// The arguments of `sanity explain`.
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// Preset name or architecture TOML.
+    #[arg(long)]
+    arch: String,
+    /// Weights (safetensors, PyTorch names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
+    /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
+    #[arg(long)]
+    data: String,
+    /// Method ids, comma-separated (e.g. gradcam,integrated_gradients).
+    #[arg(long, value_delimiter = ',', required = true)]
+    methods: Vec<String>,
+    /// Layer of the CAM methods (default: the last conv layer).
+    #[arg(long)]
+    layer: Option<String>,
+    /// Images explained (the first N of the test set; at most 1000).
+    #[arg(long, default_value_t = 10, value_parser = count_in(1, 1000))]
+    n: usize,
+    /// Post-processing step applied to every map before drawing and comparing, in order: a
+    /// name (abs) or a TOML inline table; repeatable. Default: none (raw maps; channels
+    /// summed for drawing).
+    #[arg(long = "postprocess")]
+    postprocess: Vec<String>,
+    /// Metric of agreement.csv: a name or a TOML inline table ('{ metric = "ssim",
+    /// data_range = 1.0 }'); repeatable. Default: spearman.
+    #[arg(long = "metric", default_value = "spearman")]
+    metrics: Vec<String>,
+    /// Seed of the data and of stochastic methods.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Side of a panel, in pixels (16 to 1024).
+    #[arg(long, default_value_t = 256, value_parser = count_in(16, 1024))]
+    panel: usize,
+    /// How maps are coloured: diverging (blue-white-red centred on zero, so zero is white
+    /// in every panel) or jet (the seed lesson's, over each panel's own range).
+    #[arg(long, default_value = "diverging", value_parser = ["diverging", "jet"])]
+    colormap: String,
+    /// Opacity of the maps over the image, 0 (the image only) to 1 (the map only).
+    #[arg(long, default_value_t = 0.5, value_parser = float_in(0.0, 1.0))]
+    alpha: f64,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_parser = threads_parser())]
+    threads: Option<usize>,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// The arguments of `sanity plan`.
+#[derive(clap::Args)]
+struct PlanArgs {
+    /// The experiment TOML; without it, the embedded experiments/quick.toml.
+    config: Option<PathBuf>,
+    /// Override a config key by its dotted path.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// The memory a run may take, in GiB (default: the machine's).
+    #[arg(long, value_name = "GIB", value_parser = float_in(0.01, 1e6))]
+    memory_limit: Option<f64>,
 }
 
 /// The most worker threads (`--threads`): far beyond any machine's cores, and each thread
@@ -371,194 +403,221 @@ fn show(bar: &ProgressBar, p: Progress) {
 
 fn execute(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Plan { config, overrides, memory_limit } => {
-            set_memory_limit(memory_limit);
-            let plans = load_plans(&config, &overrides)?;
-            if let [plan] = plans.as_slice() {
-                println!("{}", plan.describe());
-                println!("# resolved config\n{}", plan.resolved_toml());
-            } else {
-                println!("{} runs (the [sweep]'s Cartesian product):", plans.len());
-                for (i, plan) in plans.iter().enumerate() {
-                    let params: Vec<String> = plan.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                    println!("  {i:>4}  {}  {}", plan.run_id, params.join(", "));
-                }
-            }
+        Command::Plan(args) => plan_command(args),
+        Command::Train(args) => train_command(args),
+        Command::Compare(args) => compare_command(args),
+        Command::Attribute(args) => attribute_command(args),
+        Command::Run(args) => run_command(args),
+        Command::Report(args) => report_command(args),
+        Command::Explain(args) => explain_command(args),
+        Command::Merge(args) => merge_command(args),
+    }
+}
+
+/// `sanity plan`.
+fn plan_command(args: PlanArgs) -> Result<()> {
+    let PlanArgs { config, overrides, memory_limit } = args;
+    set_memory_limit(memory_limit);
+    let plans = load_plans(&config, &overrides)?;
+    if let [plan] = plans.as_slice() {
+        println!("{}", plan.describe());
+        println!("# resolved config\n{}", plan.resolved_toml());
+    } else {
+        println!("{} runs (the [sweep]'s Cartesian product):", plans.len());
+        for (i, plan) in plans.iter().enumerate() {
+            let params: Vec<String> = plan.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            println!("  {i:>4}  {}  {}", plan.run_id, params.join(", "));
         }
-        Command::Train {
-            arch,
-            data,
-            n_train,
-            epochs,
-            batch_size,
-            lr,
-            seed,
-            optimizer,
-            momentum,
-            labels,
-            stop_at_accuracy,
-            checkpoint_every,
+    }
+    Ok(())
+}
+
+/// `sanity train`.
+fn train_command(args: TrainArgs) -> Result<()> {
+    let TrainArgs {
+        arch,
+        data,
+        n_train,
+        epochs,
+        batch_size,
+        lr,
+        seed,
+        optimizer,
+        momentum,
+        labels,
+        stop_at_accuracy,
+        checkpoint_every,
+        resume,
+        threads,
+        out,
+    } = args;
+    set_threads(threads)?;
+    let optimizer = if optimizer == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adamw };
+    let training = TrainingConfig {
+        epochs,
+        batch_size,
+        learning_rate: lr,
+        optimizer,
+        momentum,
+        checkpoint_every,
+        ..TrainingConfig::default()
+    };
+    let random_labels = labels == "random";
+    let data = parse_data(&data, n_train)?;
+    let interrupt = Some(&INTERRUPTED);
+    let job = TrainJob { arch, data, training, seed, random_labels, stop_at_accuracy, resume, interrupt };
+    catch_stop_signals();
+    let bar = progress_bar();
+    let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
+    bar.finish_and_clear();
+    eprintln!("train accuracy {:.4}, test accuracy {:.4}", outcome.train_accuracy, outcome.test_accuracy);
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// `sanity compare`.
+fn compare_command(args: CompareArgs) -> Result<()> {
+    let CompareArgs { a, b, metrics, postprocess, threads } = args;
+    set_threads(threads)?;
+    let rows = compare(&CompareJob { a, b, postprocess, metrics })?;
+    println!("pair,postprocess,metric,score,status");
+    for r in rows {
+        let score = r.score.map(|s| s.to_string()).unwrap_or_default();
+        println!("{},{},{},{score},{}", r.pair, r.postprocess, r.metric, r.status);
+    }
+    Ok(())
+}
+
+/// `sanity attribute`.
+fn attribute_command(args: AttributeArgs) -> Result<()> {
+    let AttributeArgs { arch, weights, input, method, target, targets, layer, params, references, batch, threads, out } =
+        args;
+    set_threads(threads)?;
+    let job = AttributeJob { arch, weights, input, method, layer, params, target, targets, references, batch };
+    let used = attribute_to_npy(&job, &out)?;
+    eprintln!(
+        "{} maps written (targets {:?}{})",
+        used.len(),
+        &used[..used.len().min(8)],
+        if used.len() > 8 { ", ..." } else { "" }
+    );
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// `sanity run`.
+fn run_command(args: RunArgs) -> Result<()> {
+    let RunArgs { config, out, overrides, threads, memory_limit, force, resume, no_model_cache, shard } = args;
+    let threads = set_threads(threads)?;
+    set_memory_limit(memory_limit);
+    let plans = load_plans(&config, &overrides)?;
+    let counts: Vec<usize> = plans.iter().map(batch_count).collect();
+    let units: usize = counts.iter().sum();
+    if let Some(Shard { index: k, count: n }) = shard
+        && k >= units
+    {
+        // A job array may be wider than the work: this task has none, and says so.
+        eprintln!(
+            "shard {k}/{n}: nothing to do; the runs have {units} units of work (image batches), taken by shards 0 to {}",
+            units.min(n) - 1
+        );
+        return Ok(());
+    }
+    catch_stop_signals();
+    let single = plans.len() == 1;
+    let selections = shard.map(|s| s.select(&counts));
+    for (r, plan) in plans.iter().enumerate() {
+        let selected = selections.as_ref().map(|s| s[r].clone());
+        if selected.as_ref().is_some_and(BTreeSet::is_empty) {
+            continue; // Nothing of this run in this shard.
+        }
+        let run_dir = placement::run_dir(out.as_deref(), single, plan);
+        let bar = progress_bar();
+        let mut on_progress = |p: Progress| show(&bar, p);
+        let cache_dir = placement::model_cache_dir(out.as_deref(), &plan.config.name);
+        let model_cache = (!no_model_cache).then(|| ModelCache::new(&cache_dir));
+        let options = RunOptions {
             resume,
-            threads,
-            out,
-        } => {
-            set_threads(threads)?;
-            let optimizer = if optimizer == "sgd" { OptimizerKind::Sgd } else { OptimizerKind::Adamw };
-            let training = TrainingConfig {
-                epochs,
-                batch_size,
-                learning_rate: lr,
-                optimizer,
-                momentum,
-                checkpoint_every,
-                ..TrainingConfig::default()
-            };
-            let random_labels = labels == "random";
-            let data = parse_data(&data, n_train)?;
-            let interrupt = Some(&INTERRUPTED);
-            let job = TrainJob { arch, data, training, seed, random_labels, stop_at_accuracy, resume, interrupt };
-            catch_stop_signals();
-            let bar = progress_bar();
-            let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
-            bar.finish_and_clear();
-            eprintln!("train accuracy {:.4}, test accuracy {:.4}", outcome.train_accuracy, outcome.test_accuracy);
-            println!("{}", out.display());
+            batches: selected,
+            shard: shard.map(|s| (s.index, s.count)),
+            model_cache,
+            interrupt: Some(&INTERRUPTED),
+            ..RunOptions::new(run_dir, force, threads)
+        };
+        let outcome = run(plan, &options, &mut on_progress)?;
+        bar.finish_and_clear();
+        eprintln!(
+            "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
+            outcome.seconds, outcome.test_accuracy, outcome.score_rows
+        );
+        println!("{}", outcome.run_dir.display());
+        if options.batches.is_none() {
+            eprintln!("figures and report.md: sanity report {}", outcome.run_dir.display());
         }
-        Command::Compare { a, b, metrics, postprocess, threads } => {
-            set_threads(threads)?;
-            let rows = compare(&CompareJob { a, b, postprocess, metrics })?;
-            println!("pair,postprocess,metric,score,status");
-            for r in rows {
-                let score = r.score.map(|s| s.to_string()).unwrap_or_default();
-                println!("{},{},{},{score},{}", r.pair, r.postprocess, r.metric, r.status);
-            }
-        }
-        Command::Attribute {
-            arch,
-            weights,
-            input,
-            method,
-            target,
-            targets,
-            layer,
-            params,
-            references,
-            batch,
-            threads,
-            out,
-        } => {
-            set_threads(threads)?;
-            let job = AttributeJob { arch, weights, input, method, layer, params, target, targets, references, batch };
-            let used = attribute_to_npy(&job, &out)?;
-            eprintln!(
-                "{} maps written (targets {:?}{})",
-                used.len(),
-                &used[..used.len().min(8)],
-                if used.len() > 8 { ", ..." } else { "" }
-            );
-            println!("{}", out.display());
-        }
-        Command::Run { config, out, overrides, threads, memory_limit, force, resume, no_model_cache, shard } => {
-            let threads = set_threads(threads)?;
-            set_memory_limit(memory_limit);
-            let plans = load_plans(&config, &overrides)?;
-            let counts: Vec<usize> = plans.iter().map(batch_count).collect();
-            let units: usize = counts.iter().sum();
-            if let Some(Shard { index: k, count: n }) = shard
-                && k >= units
-            {
-                // A job array may be wider than the work: this task has none, and says so.
-                eprintln!(
-                    "shard {k}/{n}: nothing to do; the runs have {units} units of work (image batches), taken by shards 0 to {}",
-                    units.min(n) - 1
-                );
-                return Ok(());
-            }
-            catch_stop_signals();
-            let single = plans.len() == 1;
-            let selections = shard.map(|s| s.select(&counts));
-            for (r, plan) in plans.iter().enumerate() {
-                let selected = selections.as_ref().map(|s| s[r].clone());
-                if selected.as_ref().is_some_and(BTreeSet::is_empty) {
-                    continue; // Nothing of this run in this shard.
-                }
-                let run_dir = placement::run_dir(out.as_deref(), single, plan);
-                let bar = progress_bar();
-                let mut on_progress = |p: Progress| show(&bar, p);
-                let cache_dir = placement::model_cache_dir(out.as_deref(), &plan.config.name);
-                let model_cache = (!no_model_cache).then(|| ModelCache::new(&cache_dir));
-                let options = RunOptions {
-                    resume,
-                    batches: selected,
-                    shard: shard.map(|s| (s.index, s.count)),
-                    model_cache,
-                    interrupt: Some(&INTERRUPTED),
-                    ..RunOptions::new(run_dir, force, threads)
-                };
-                let outcome = run(plan, &options, &mut on_progress)?;
-                bar.finish_and_clear();
-                eprintln!(
-                    "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
-                    outcome.seconds, outcome.test_accuracy, outcome.score_rows
-                );
-                println!("{}", outcome.run_dir.display());
-                if options.batches.is_none() {
-                    eprintln!("figures and report.md: sanity report {}", outcome.run_dir.display());
-                }
-            }
-        }
-        Command::Report { dir, examples, cell } => {
-            let options = ReportOptions { examples, cell: cell as u32 };
-            for run_dir in report_dirs(&dir)? {
-                let figures = report(&run_dir, &options)?;
-                eprintln!("{} figures in {}", figures.len(), run_dir.join(FIGURES_DIR).display());
-                println!("{}", run_dir.join(REPORT_MD).display());
-            }
-        }
-        Command::Explain {
-            arch,
-            weights,
-            data,
-            methods,
-            layer,
-            n,
-            postprocess,
-            metrics,
-            seed,
-            panel,
-            colormap,
-            alpha,
-            threads,
-            out,
-        } => {
-            set_threads(threads)?;
-            let colors = match colormap.as_str() {
-                "jet" => OverlayColors::Jet,
-                _ => OverlayColors::Diverging,
-            };
-            let job = ExplainJob {
-                arch,
-                weights,
-                data: parse_data(&data, None)?,
-                methods,
-                layer,
-                n,
-                postprocess,
-                metrics,
-                seed,
-                panel: panel as u32,
-                colors,
-                alpha,
-            };
-            for path in explain(&job, &out)? {
-                println!("{}", path.display());
-            }
-        }
-        Command::Merge { dirs, out, force } => {
-            for dir in merge(&dirs, &out, force)? {
-                println!("{}", dir.display());
-            }
-        }
+    }
+    Ok(())
+}
+
+/// `sanity report`.
+fn report_command(args: ReportArgs) -> Result<()> {
+    let ReportArgs { dir, examples, cell } = args;
+    let options = ReportOptions { examples, cell: cell as u32 };
+    for run_dir in report_dirs(&dir)? {
+        let figures = report(&run_dir, &options)?;
+        eprintln!("{} figures in {}", figures.len(), run_dir.join(FIGURES_DIR).display());
+        println!("{}", run_dir.join(REPORT_MD).display());
+    }
+    Ok(())
+}
+
+/// `sanity explain`.
+fn explain_command(args: ExplainArgs) -> Result<()> {
+    let ExplainArgs {
+        arch,
+        weights,
+        data,
+        methods,
+        layer,
+        n,
+        postprocess,
+        metrics,
+        seed,
+        panel,
+        colormap,
+        alpha,
+        threads,
+        out,
+    } = args;
+    set_threads(threads)?;
+    let colors = match colormap.as_str() {
+        "jet" => OverlayColors::Jet,
+        _ => OverlayColors::Diverging,
+    };
+    let job = ExplainJob {
+        arch,
+        weights,
+        data: parse_data(&data, None)?,
+        methods,
+        layer,
+        n,
+        postprocess,
+        metrics,
+        seed,
+        panel: panel as u32,
+        colors,
+        alpha,
+    };
+    for path in explain(&job, &out)? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// `sanity merge`.
+fn merge_command(args: MergeArgs) -> Result<()> {
+    let MergeArgs { dirs, out, force } = args;
+    for dir in merge(&dirs, &out, force)? {
+        println!("{}", dir.display());
     }
     Ok(())
 }
