@@ -272,18 +272,8 @@ impl Plan {
             file: source.to_string(),
             message: format!("key `{key}`: {message}"),
         };
-        if config.name.is_empty()
-            || !config.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            || config.name.starts_with('.')
-        {
-            return Err(bad(
-                "name",
-                format!(
-                    "{:?} is not usable as a directory name; accepted: letters, digits, '-', '_', '.'",
-                    config.name
-                ),
-            ));
-        }
+        let keyed = |(key, message): (String, String)| bad(&key, message);
+        check_name(&config.name).map_err(keyed)?;
         let data = DataPlan::from_config(&config.data, source)?;
         let n_test = data.n_test();
         for (key, n) in [("data.n_train", data.n_train()), ("data.n_test", n_test)] {
@@ -296,159 +286,12 @@ impl Plan {
             weights_file(weights).map_err(|m| bad("model.weights", m))?;
         }
         if trains_a_model(&config) {
-            let t = &config.training;
-            check_training(t, "training").map_err(|(key, m)| bad(&key, m))?;
-            if config.model.weights.is_none() {
-                check_count(t.epochs, MAX_EPOCHS).map_err(|m| bad("training.epochs", m))?;
-            }
-            if t.checkpoint_every > MAX_EPOCHS {
-                return Err(bad(
-                    "training.checkpoint_every",
-                    format!("{}; accepted: 0 (none) to {MAX_EPOCHS}", t.checkpoint_every),
-                ));
-            }
-            if config.model.weights.is_none() && data.n_classes_present().is_some_and(|n| n < 2) {
-                return Err(bad(
-                    "data",
-                    "every training label is of one class: a classifier cannot be trained on it (give model.weights, or data with at least two classes)".into(),
-                ));
-            }
+            check_training_plan(&config, &data).map_err(keyed)?;
         }
-        let a = &mut config.attribution;
-        if a.n_images == 0 || a.n_images > n_test {
-            return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
-        }
-        check_count(a.batch_size, MAX_ATTRIBUTION_BATCH).map_err(|m| bad("attribution.batch_size", m))?;
-        if a.methods.is_empty() {
-            return Err(bad("attribution.methods", "empty; list at least one method".into()));
-        }
-        let mut ids = BTreeSet::new();
-        for (i, m) in a.methods.iter_mut().enumerate() {
-            *m = m.resolved(&arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
-            if !ids.insert(m.id()) {
-                return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
-            }
-        }
-        if config.tests.is_empty() {
-            return Err(bad("tests", "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into()));
-        }
-        let all_stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
-        let method_ids: Vec<&'static str> = config.attribution.methods.iter().map(|m| m.id()).collect();
-        let mut kinds = BTreeSet::new();
-        for (i, test) in config.tests.iter_mut().enumerate() {
-            let order = match test {
-                TestConfig::Cascading { order, .. } => order.name(),
-                _ => "",
-            };
-            if !kinds.insert((test.id(), order)) {
-                return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
-            }
-            match test {
-                TestConfig::Cascading { stages, reinit, draws, .. }
-                | TestConfig::Independent { stages, reinit, draws }
-                | TestConfig::SmoothMprt { stages, reinit, draws, .. }
-                | TestConfig::EfficientMprt { stages, reinit, draws } => {
-                    resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
-                    check_reinit(reinit).map_err(|m| bad(&format!("tests[{i}].reinit"), m))?;
-                    check_count(*draws, MAX_DRAWS).map_err(|m| bad(&format!("tests[{i}].draws"), m))?;
-                }
-                TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
-                    return Err(bad(
-                        &format!("tests[{i}]"),
-                        "random_logit needs a model with at least 2 outputs; this one has a single logit".into(),
-                    ));
-                }
-                TestConfig::RandomLogit {} => {}
-                TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training } => {
-                    if let Some(own) = training {
-                        let key = format!("tests[{i}].training");
-                        check_training(&own.applied_to(&config.training), &key).map_err(|(k, m)| bad(&k, m))?;
-                    }
-                    if *n_train == Some(0) {
-                        return Err(bad(
-                            &format!("tests[{i}].n_train"),
-                            "0; accepted: >= 1 (or omit it for all)".into(),
-                        ));
-                    }
-                    if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
-                        return Err(bad(
-                            &format!("tests[{i}].target_accuracy"),
-                            format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1"),
-                        ));
-                    }
-                    if let Some(w) = weights {
-                        weights_file(w).map_err(|m| bad(&format!("tests[{i}].weights"), m))?;
-                    }
-                    if weights.is_none() {
-                        check_count(*max_epochs, MAX_EPOCHS).map_err(|m| bad(&format!("tests[{i}].max_epochs"), m))?;
-                    }
-                    if let Some(n) = n_train {
-                        let available = data.n_train();
-                        check_count(*n, available).map_err(|m| {
-                            bad(&format!("tests[{i}].n_train"), format!("{m} (the training images; omit it for all)"))
-                        })?;
-                    }
-                }
-                TestConfig::MethodAgreement { pairs } => {
-                    let key = format!("tests[{i}].pairs");
-                    resolve_pairs(pairs, &method_ids).map_err(|m| bad(&key, m))?;
-                }
-            }
-            if let TestConfig::SmoothMprt { samples, noise, .. } = test {
-                check_count(*samples, MAX_SMOOTHING_SAMPLES).map_err(|m| bad(&format!("tests[{i}].samples"), m))?;
-                if !(noise.is_finite() && (0.0..=MAX_SMOOTHING_NOISE).contains(noise)) {
-                    return Err(bad(
-                        &format!("tests[{i}].noise"),
-                        format!("{noise}; accepted: 0 to {MAX_SMOOTHING_NOISE} (a fraction of the input's range)"),
-                    ));
-                }
-            }
-            let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
-            if matches!(test, TestConfig::EfficientMprt { .. }) && !has_entropy {
-                return Err(bad(
-                    &format!("tests[{i}]"),
-                    "efficient_mprt is read through the discrete_entropy metric; add { metric = \"discrete_entropy\" } to a [[comparisons]]".into(),
-                ));
-            }
-        }
+        resolve_attribution(&mut config.attribution, &arch, n_test).map_err(keyed)?;
+        resolve_tests(&mut config, &arch, &data).map_err(keyed)?;
         check_count(config.controls.draws, MAX_DRAWS).map_err(|m| bad("controls.draws", m))?;
-        if config.comparisons.is_empty() {
-            return Err(bad("comparisons", "empty; list at least one [[comparisons]] with metrics".into()));
-        }
-        let mut seen = BTreeSet::new();
-        for (i, c) in config.comparisons.iter().enumerate() {
-            if c.metrics.is_empty() {
-                return Err(bad(&format!("comparisons[{i}].metrics"), "empty; list at least one metric".into()));
-            }
-            for (j, step) in c.postprocess.iter().enumerate() {
-                step.validate().map_err(|e| bad(&format!("comparisons[{i}].postprocess[{j}]"), e))?;
-            }
-            for (j, m) in c.metrics.iter().enumerate() {
-                m.validate().map_err(|e| bad(&format!("comparisons[{i}].metrics[{j}]"), e))?;
-                if !seen.insert((pipeline_label(&c.postprocess), m.id())) {
-                    return Err(bad(
-                        &format!("comparisons[{i}].metrics[{j}]"),
-                        format!("`{}` after `{}` is listed twice", m.id(), pipeline_label(&c.postprocess)),
-                    ));
-                }
-                // A metric that cannot score the maps this model gives would leave every row
-                // `too_small`, and every verdict `not_tested`, without a word.
-                for method in &config.attribution.methods {
-                    let shape = c.postprocess.iter().fold(map_shape(method, &arch), |s, step| step.output_shape(s));
-                    if let Some(why) = m.unfit_for(shape) {
-                        return Err(bad(
-                            &format!("comparisons[{i}].metrics[{j}]"),
-                            format!(
-                                "{} after `{}` on {}'s maps: {why}",
-                                m.id(),
-                                pipeline_label(&c.postprocess),
-                                method.id()
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
+        check_comparisons(&config, &arch).map_err(keyed)?;
         let s = &config.statistics;
         if s.bootstrap_resamples > MAX_RESAMPLES {
             return Err(bad(
@@ -545,6 +388,196 @@ impl Plan {
         }
         out
     }
+}
+
+/// A `(key, message)` refusal of a config section's check, turned into a config error by
+/// [`Plan::new`].
+type Refusal = std::result::Result<(), (String, String)>;
+
+/// The experiment's name is usable as a directory name.
+fn check_name(name: &str) -> Refusal {
+    let bad = |key: &str, message: String| (key.to_string(), message);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) || name.starts_with('.')
+    {
+        return Err(bad(
+            "name",
+            format!("{:?} is not usable as a directory name; accepted: letters, digits, '-', '_', '.'", name),
+        ));
+    }
+    Ok(())
+}
+
+/// The training settings of a plan that trains a model, against its data.
+fn check_training_plan(config: &Config, data: &DataPlan) -> Refusal {
+    let bad = |key: &str, message: String| (key.to_string(), message);
+    let t = &config.training;
+    check_training(t, "training").map_err(|(key, m)| bad(&key, m))?;
+    if config.model.weights.is_none() {
+        check_count(t.epochs, MAX_EPOCHS).map_err(|m| bad("training.epochs", m))?;
+    }
+    if t.checkpoint_every > MAX_EPOCHS {
+        return Err(bad(
+            "training.checkpoint_every",
+            format!("{}; accepted: 0 (none) to {MAX_EPOCHS}", t.checkpoint_every),
+        ));
+    }
+    if config.model.weights.is_none() && data.n_classes_present().is_some_and(|n| n < 2) {
+        return Err(bad(
+            "data",
+            "every training label is of one class: a classifier cannot be trained on it (give model.weights, or data with at least two classes)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The attribution settings, each method resolved against the architecture (its layer and
+/// defaults filled in); `n_test` test images can be explained.
+fn resolve_attribution(a: &mut crate::config::AttributionConfig, arch: &Architecture, n_test: usize) -> Refusal {
+    let bad = |key: &str, message: String| (key.to_string(), message);
+    if a.n_images == 0 || a.n_images > n_test {
+        return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
+    }
+    check_count(a.batch_size, MAX_ATTRIBUTION_BATCH).map_err(|m| bad("attribution.batch_size", m))?;
+    if a.methods.is_empty() {
+        return Err(bad("attribution.methods", "empty; list at least one method".into()));
+    }
+    let mut ids = BTreeSet::new();
+    for (i, m) in a.methods.iter_mut().enumerate() {
+        *m = m.resolved(arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
+        if !ids.insert(m.id()) {
+            return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
+        }
+    }
+    Ok(())
+}
+
+/// Each test, its stages resolved against the architecture and its settings checked.
+fn resolve_tests(config: &mut Config, arch: &Architecture, data: &DataPlan) -> Refusal {
+    let bad = |key: &str, message: String| (key.to_string(), message);
+    if config.tests.is_empty() {
+        return Err(bad("tests", "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into()));
+    }
+    let all_stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
+    let method_ids: Vec<&'static str> = config.attribution.methods.iter().map(|m| m.id()).collect();
+    let mut kinds = BTreeSet::new();
+    for (i, test) in config.tests.iter_mut().enumerate() {
+        let order = match test {
+            TestConfig::Cascading { order, .. } => order.name(),
+            _ => "",
+        };
+        if !kinds.insert((test.id(), order)) {
+            return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
+        }
+        match test {
+            TestConfig::Cascading { stages, reinit, draws, .. }
+            | TestConfig::Independent { stages, reinit, draws }
+            | TestConfig::SmoothMprt { stages, reinit, draws, .. }
+            | TestConfig::EfficientMprt { stages, reinit, draws } => {
+                resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
+                check_reinit(reinit).map_err(|m| bad(&format!("tests[{i}].reinit"), m))?;
+                check_count(*draws, MAX_DRAWS).map_err(|m| bad(&format!("tests[{i}].draws"), m))?;
+            }
+            TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
+                return Err(bad(
+                    &format!("tests[{i}]"),
+                    "random_logit needs a model with at least 2 outputs; this one has a single logit".into(),
+                ));
+            }
+            TestConfig::RandomLogit {} => {}
+            TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training } => {
+                if let Some(own) = training {
+                    let key = format!("tests[{i}].training");
+                    check_training(&own.applied_to(&config.training), &key).map_err(|(k, m)| bad(&k, m))?;
+                }
+                if *n_train == Some(0) {
+                    return Err(bad(&format!("tests[{i}].n_train"), "0; accepted: >= 1 (or omit it for all)".into()));
+                }
+                if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
+                    return Err(bad(
+                        &format!("tests[{i}].target_accuracy"),
+                        format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1"),
+                    ));
+                }
+                if let Some(w) = weights {
+                    weights_file(w).map_err(|m| bad(&format!("tests[{i}].weights"), m))?;
+                }
+                if weights.is_none() {
+                    check_count(*max_epochs, MAX_EPOCHS).map_err(|m| bad(&format!("tests[{i}].max_epochs"), m))?;
+                }
+                if let Some(n) = n_train {
+                    let available = data.n_train();
+                    check_count(*n, available).map_err(|m| {
+                        bad(&format!("tests[{i}].n_train"), format!("{m} (the training images; omit it for all)"))
+                    })?;
+                }
+            }
+            TestConfig::MethodAgreement { pairs } => {
+                let key = format!("tests[{i}].pairs");
+                resolve_pairs(pairs, &method_ids).map_err(|m| bad(&key, m))?;
+            }
+        }
+        if let TestConfig::SmoothMprt { samples, noise, .. } = test {
+            check_count(*samples, MAX_SMOOTHING_SAMPLES).map_err(|m| bad(&format!("tests[{i}].samples"), m))?;
+            if !(noise.is_finite() && (0.0..=MAX_SMOOTHING_NOISE).contains(noise)) {
+                return Err(bad(
+                    &format!("tests[{i}].noise"),
+                    format!("{noise}; accepted: 0 to {MAX_SMOOTHING_NOISE} (a fraction of the input's range)"),
+                ));
+            }
+        }
+        let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
+        if matches!(test, TestConfig::EfficientMprt { .. }) && !has_entropy {
+            return Err(bad(
+                &format!("tests[{i}]"),
+                "efficient_mprt is read through the discrete_entropy metric; add { metric = \"discrete_entropy\" } to a [[comparisons]]".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each comparison's post-processing and metrics, and that every metric can score the maps
+/// each method gives on this architecture.
+fn check_comparisons(config: &Config, arch: &Architecture) -> Refusal {
+    let bad = |key: &str, message: String| (key.to_string(), message);
+    if config.comparisons.is_empty() {
+        return Err(bad("comparisons", "empty; list at least one [[comparisons]] with metrics".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, c) in config.comparisons.iter().enumerate() {
+        if c.metrics.is_empty() {
+            return Err(bad(&format!("comparisons[{i}].metrics"), "empty; list at least one metric".into()));
+        }
+        for (j, step) in c.postprocess.iter().enumerate() {
+            step.validate().map_err(|e| bad(&format!("comparisons[{i}].postprocess[{j}]"), e))?;
+        }
+        for (j, m) in c.metrics.iter().enumerate() {
+            m.validate().map_err(|e| bad(&format!("comparisons[{i}].metrics[{j}]"), e))?;
+            if !seen.insert((pipeline_label(&c.postprocess), m.id())) {
+                return Err(bad(
+                    &format!("comparisons[{i}].metrics[{j}]"),
+                    format!("`{}` after `{}` is listed twice", m.id(), pipeline_label(&c.postprocess)),
+                ));
+            }
+            // A metric that cannot score the maps this model gives would leave every row
+            // `too_small`, and every verdict `not_tested`, without a word.
+            for method in &config.attribution.methods {
+                let shape = c.postprocess.iter().fold(map_shape(method, arch), |s, step| step.output_shape(s));
+                if let Some(why) = m.unfit_for(shape) {
+                    return Err(bad(
+                        &format!("comparisons[{i}].metrics[{j}]"),
+                        format!(
+                            "{} after `{}` on {}'s maps: {why}",
+                            m.id(),
+                            pipeline_label(&c.postprocess),
+                            method.id()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses size-like data values beyond their bounds, before any file is read or image made.
