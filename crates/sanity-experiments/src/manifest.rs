@@ -1,13 +1,15 @@
 //! `manifest.json`: what ran, where, with which versions, how long, and how good the model was.
 
-use serde::Serialize;
+use crate::error::{ExperimentError, Result};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The git revision the binary was built from (`git describe`-like, `unknown` outside git).
 pub const GIT_REVISION: &str = env!("SANITY_GIT_REVISION");
 
 /// Everything needed to reproduce or audit a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     /// Experiment name.
     pub name: String,
@@ -20,10 +22,12 @@ pub struct Manifest {
     /// The resolved config.
     pub config: serde_json::Value,
     /// The swept keys and values of this run (empty outside a sweep).
+    #[serde(default)]
     pub params: std::collections::BTreeMap<String, String>,
     /// Git revision of the build.
     pub git_revision: String,
     /// Versions of the project's crates and key dependencies.
+    #[serde(default)]
     pub crate_versions: BTreeMap<String, String>,
     /// Worker threads (rayon and candle).
     pub threads: usize,
@@ -34,20 +38,46 @@ pub struct Manifest {
     /// Wall-clock seconds per phase, in order.
     pub timings_s: Vec<(String, f64)>,
     /// Peak resident memory of the process (VmHWM), MiB; none where /proc is unavailable.
+    #[serde(default)]
     pub peak_rss_mib: Option<f64>,
     /// Model and its accuracies.
     pub model: ModelReport,
     /// The random-label model of the data randomisation test, when it ran.
+    #[serde(default)]
     pub random_label_model: Option<RandomLabelReport>,
     /// The shard of a sharded run (`--shard K/N`): its scores cover only its batches, and
     /// `sanity merge` writes the summary.
+    #[serde(default)]
     pub shard: Option<ShardReport>,
     /// Data sets.
     pub data: DataReport,
+    /// The shard directories `sanity merge` combined into this run (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+}
+
+impl Manifest {
+    /// The manifest at `path`, typed; None when there is none (the run has not finished). One
+    /// that does not parse is bad output, named with what to do.
+    pub fn read(path: &Path) -> Result<Option<Manifest>> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| ExperimentError::Output {
+                path: path.display().to_string(),
+                message: format!("{e}; the manifest is damaged or was edited (run the experiment again to rewrite it)"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ExperimentError::io(path, e)),
+        }
+    }
+
+    /// The seconds of step `name` (`total`: the whole run), when recorded.
+    pub fn seconds(&self, name: &str) -> Option<f64> {
+        self.timings_s.iter().find(|(n, _)| n == name).map(|(_, s)| *s)
+    }
 }
 
 /// The trained (or loaded) model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelReport {
     /// Architecture name or file.
     pub arch: String,
@@ -64,7 +94,7 @@ pub struct ModelReport {
 }
 
 /// The model of the data randomisation test (trained on permuted labels).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RandomLabelReport {
     /// `trained` or the weights file it was loaded from.
     pub origin: String,
@@ -85,7 +115,7 @@ pub struct RandomLabelReport {
 }
 
 /// A shard of a sharded run.
-#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ShardReport {
     /// 0-based shard index.
     pub index: usize,
@@ -94,7 +124,7 @@ pub struct ShardReport {
 }
 
 /// The data sets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DataReport {
     /// Source name.
     pub source: String,

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::MAPS_DIR;
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
+use crate::manifest::Manifest;
 use crate::run::{CONFIG_RESOLVED, MANIFEST, SCORES, run_dirs, write_atomic, write_reports};
 use crate::scores::ScoreRow;
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ struct Shard {
     dir: PathBuf,
     scores: Vec<u8>,
     units: Vec<UnitRecord>,
-    manifest: serde_json::Value,
+    manifest: Manifest,
 }
 
 fn output_error(path: &Path, message: impl Into<String>) -> ExperimentError {
@@ -34,8 +35,8 @@ fn output_error(path: &Path, message: impl Into<String>) -> ExperimentError {
 
 fn read_shard(dir: &Path) -> Result<Shard> {
     let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| ExperimentError::io(&dir.join(name), e));
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&read(MANIFEST)?).map_err(|e| output_error(&dir.join(MANIFEST), e.to_string()))?;
+    let manifest = Manifest::read(&dir.join(MANIFEST))?
+        .ok_or_else(|| output_error(&dir.join(MANIFEST), "missing: the shard has not finished"))?;
     let shard =
         Shard { dir: dir.to_path_buf(), scores: read(SCORES)?, units: read_journal(&dir.join(JOURNAL))?, manifest };
     check_shard(&shard)?;
@@ -71,7 +72,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, force: bool) -> Result<Vec<PathBuf>
         }
         for dir in dirs {
             let shard = read_shard(&dir)?;
-            let id = shard.manifest["run_id"].as_str().unwrap_or_default().to_string();
+            let id = shard.manifest.run_id.clone();
             if id.is_empty() {
                 return Err(output_error(&dir.join(MANIFEST), "has no run_id"));
             }
@@ -199,18 +200,15 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
         .deserialize()
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| output_error(&dir.join(SCORES), format!("{e}; a shard's rows do not parse (edited?)")))?;
-    let params: Vec<(String, String)> = first.manifest["params"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
-        .unwrap_or_default();
-    let reached = first.manifest["random_label_model"]["reached_target"].as_bool();
+    let params: Vec<(String, String)> = first.manifest.params.clone().into_iter().collect();
+    let reached = first.manifest.random_label_model.as_ref().map(|r| r.reached_target);
     let _ = write_reports(dir, &config, &params, &rows, reached)?;
-    let mut manifest = first.manifest.clone();
-    if let Some(m) = manifest.as_object_mut() {
-        m.remove("shard");
-        m.insert("merged_from".into(), shards.iter().map(|s| s.dir.display().to_string()).collect());
-        m.insert("timings_s".into(), summed_timings(shards));
-    }
+    let manifest = Manifest {
+        shard: None,
+        merged_from: shards.iter().map(|s| s.dir.display().to_string()).collect(),
+        timings_s: summed_timings(shards),
+        ..first.manifest.clone()
+    };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
     write_atomic(&dir.join(MANIFEST), &json)
 }
@@ -247,16 +245,15 @@ fn header_len(scores: &[u8]) -> usize {
 }
 
 /// The shards' phase timings added up (CPU time spent on the run over all shards).
-fn summed_timings(shards: &[Shard]) -> serde_json::Value {
+fn summed_timings(shards: &[Shard]) -> Vec<(String, f64)> {
     let mut sums: Vec<(String, f64)> = Vec::new();
     for shard in shards {
-        for entry in shard.manifest["timings_s"].as_array().into_iter().flatten() {
-            let (Some(name), Some(seconds)) = (entry[0].as_str(), entry[1].as_f64()) else { continue };
+        for (name, seconds) in &shard.manifest.timings_s {
             match sums.iter_mut().find(|(n, _)| n == name) {
                 Some((_, total)) => *total += seconds,
-                None => sums.push((name.to_string(), seconds)),
+                None => sums.push((name.clone(), *seconds)),
             }
         }
     }
-    sums.into_iter().map(|(n, s)| serde_json::json!([n, s])).collect()
+    sums
 }

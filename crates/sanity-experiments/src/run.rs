@@ -495,6 +495,7 @@ fn manifest_of(
         peak_rss_mib: peak_rss_mib(),
         random_label_model,
         shard: options.shard.map(|(index, count)| ShardReport { index, count }),
+        merged_from: Vec::new(),
         model,
         data: DataReport {
             source: plan.data.name().into(),
@@ -861,13 +862,12 @@ impl Work<'_> {
 /// manifest and journal.
 fn finished_outcome(dir: &Path, progress: &mut dyn FnMut(Progress)) -> Result<RunOutcome> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::io(&path, e))?;
-    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| ExperimentError::io(&path, e))?;
+    let manifest = Manifest::read(&path)?.ok_or_else(|| ExperimentError::io(&path, "the manifest is gone"))?;
     let rows = read_journal(&dir.join(JOURNAL))?.iter().map(|u| u.rows).sum();
     progress(Progress::Note(format!("{} had finished; nothing to resume", dir.display())));
     Ok(RunOutcome {
         run_dir: dir.to_path_buf(),
-        test_accuracy: manifest["model"]["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+        test_accuracy: manifest.model.test_accuracy,
         score_rows: rows,
         seconds: 0.0,
     })

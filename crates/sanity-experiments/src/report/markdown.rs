@@ -5,6 +5,7 @@ use super::build::test_groups;
 use super::{FIGURES_DIR, Figure};
 use crate::config::Config;
 use crate::figures::number;
+use crate::manifest::Manifest;
 use crate::scores::SummaryRow;
 use crate::verdicts::VerdictRow;
 use std::fmt::Write;
@@ -13,64 +14,57 @@ fn opt(v: Option<f64>) -> String {
     v.map_or_else(String::new, number)
 }
 
-fn accuracy(v: &serde_json::Value) -> String {
-    v.as_f64().map_or_else(|| "n/a".into(), |a| format!("{a:.4}"))
+fn accuracy(v: f64) -> String {
+    if v.is_finite() { format!("{v:.4}") } else { "n/a".into() }
 }
 
 /// The report's text.
 pub fn report_md(
     config: &Config,
-    manifest: &serde_json::Value,
+    manifest: &Manifest,
     summary: &[SummaryRow],
     verdicts: &[VerdictRow],
     figures: &[Figure],
 ) -> String {
     let mut md = String::new();
-    let run_id = manifest["run_id"].as_str().unwrap_or_default();
-    let _ = writeln!(md, "# {} (run {run_id})\n", config.name);
+    let _ = writeln!(md, "# {} (run {})\n", config.name, manifest.run_id);
     let _ = writeln!(md, "Made by `sanity report` from this directory's CSVs, manifest and `maps/`.\n");
-    let model = &manifest["model"];
+    let model = &manifest.model;
     let _ = writeln!(
         md,
         "- Model: `{}` ({}), train accuracy {}, test accuracy {}.",
-        model["arch"].as_str().unwrap_or_default(),
-        model["origin"].as_str().unwrap_or_default(),
-        accuracy(&model["train_accuracy"]),
-        accuracy(&model["test_accuracy"]),
+        model.arch,
+        model.origin,
+        accuracy(model.train_accuracy),
+        accuracy(model.test_accuracy),
     );
-    let random = &manifest["random_label_model"];
-    if random.is_object() {
+    if let Some(random) = &manifest.random_label_model {
         let _ = writeln!(
             md,
             "- Model trained on permuted labels ({} images): train accuracy {} on its labels (target {}, {}), test accuracy {}.",
-            random["n_train"],
-            accuracy(&random["train_accuracy_random_labels"]),
-            accuracy(&random["target_accuracy"]),
-            if random["reached_target"].as_bool() == Some(true) { "reached" } else { "NOT reached" },
-            accuracy(&random["test_accuracy"]),
+            random.n_train,
+            accuracy(random.train_accuracy_random_labels),
+            accuracy(random.target_accuracy),
+            if random.reached_target { "reached" } else { "NOT reached" },
+            accuracy(random.test_accuracy),
         );
     }
-    let data = &manifest["data"];
+    let data = &manifest.data;
+    let [c, h, w] = data.image_shape;
     let _ = writeln!(
         md,
-        "- Data: `{}`, {} training and {} test images of shape {}; {} explained.",
-        data["source"].as_str().unwrap_or_default(),
-        data["n_train"],
-        data["n_test"],
-        data["image_shape"],
-        config.attribution.n_images,
+        "- Data: `{}`, {} training and {} test images of shape [{c},{h},{w}]; {} explained.",
+        data.source, data.n_train, data.n_test, config.attribution.n_images,
     );
     let methods: Vec<&str> = config.attribution.methods.iter().map(|m| m.id()).collect();
     let _ = writeln!(md, "- Methods: {}.", methods.join(", "));
-    let total =
-        manifest["timings_s"].as_array().and_then(|t| t.iter().find(|p| p[0] == "total")).and_then(|p| p[1].as_f64());
     let _ = writeln!(
         md,
         "- Seed {}, {} threads, git revision `{}`{}.\n",
         config.seed,
-        manifest["threads"],
-        manifest["git_revision"].as_str().unwrap_or_default(),
-        total.map_or_else(String::new, |t| format!(", {t:.1} s in all")),
+        manifest.threads,
+        manifest.git_revision,
+        manifest.seconds("total").map_or_else(String::new, |t| format!(", {t:.1} s in all")),
     );
 
     let empty = crate::scores::empty_results(summary);

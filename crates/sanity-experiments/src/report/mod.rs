@@ -85,13 +85,8 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
     let verdicts: Vec<VerdictRow> =
         if dir.join("verdicts.csv").exists() { RowWriter::read(&dir.join("verdicts.csv"))? } else { Vec::new() };
     let manifest_path = dir.join(MANIFEST);
-    let manifest: serde_json::Value = match std::fs::read(&manifest_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ExperimentError::Output {
-            path: manifest_path.display().to_string(),
-            message: format!("{e}; the manifest is damaged or was edited (run the experiment again to rewrite it)"),
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_finished(MANIFEST)),
-        Err(e) => return Err(ExperimentError::io(&manifest_path, e)),
+    let Some(manifest) = crate::manifest::Manifest::read(&manifest_path)? else {
+        return Err(not_finished(MANIFEST));
     };
     let mut examples = read_examples(dir)?;
     examples.truncate(options.examples.unwrap_or(usize::MAX));
