@@ -85,24 +85,8 @@ pub fn design(
     logits_of: &mut dyn FnMut(&Model) -> Result<Vec<f32>>,
 ) -> Result<(Vec<Slot>, Vec<Pairing>)> {
     let config = &plan.config;
-    let (seed, outputs, explain) = (config.seed, plan.arch.num_outputs(), config.attribution.explain);
-    // The class explained under a model: fixed, or (current_prediction of a multi-class model)
-    // the model's own argmax.
-    let mut targets_of = |m: &Model| -> Result<Vec<usize>> {
-        Ok(match (outputs, explain) {
-            (1, _) => vec![0; labels.len()],
-            (_, ExplainedClass::TrueLabel) => labels.to_vec(),
-            (_, ExplainedClass::OriginalPrediction) => original_classes.to_vec(),
-            (_, ExplainedClass::CurrentPrediction) => classes_of(&logits_of(m)?, outputs),
-        })
-    };
-    let mut slots = vec![Slot { name: "original".into(), model: model.clone(), targets: targets_of(model)? }];
-    let mut pairings = Vec::new();
-    let add_slot = |slots: &mut Vec<Slot>, name: String, model: Model, targets: Vec<usize>| {
-        slots.push(Slot { name, model, targets });
-        slots.len() - 1
-    };
-    let network_order: Vec<String> = plan.arch.stages().iter().map(|s| s.to_string()).collect();
+    let mut d = Designer { plan, model, labels, original_classes, logits_of, slots: Vec::new(), pairings: Vec::new() };
+    d.add_slot("original".into(), model.clone())?;
     for test in &config.tests {
         match test {
             TestConfig::Cascading { order, reinit, stages, .. }
@@ -114,79 +98,26 @@ pub fn design(
                     }
                     _ => None,
                 };
-                for draw in 0..test.draws() {
-                    let mut weights = model.weights.clone();
-                    let sequence = cascade_order(stages.as_deref().unwrap_or_default(), *order);
-                    for (k, stage) in sequence.iter().enumerate() {
-                        weights = cascade_step(&weights, &plan.arch, stage, reinit, seed, draw)?;
-                        let randomized = model.with_weights(weights.clone());
-                        let targets = targets_of(&randomized)?;
-                        let name = drawn(stage_key(test.id(), order.name(), stage), draw);
-                        let slot = add_slot(&mut slots, name, randomized, targets);
-                        pairings.push(Pairing {
-                            test: test.id(),
-                            order: order.name(),
-                            stage_index: k + 1,
-                            draw,
-                            stage: stage.clone(),
-                            first: 0,
-                            second: Second::Slot(slot),
-                            method: None,
-                            smoothing,
-                        });
-                    }
-                }
+                let stages = stages.as_deref().unwrap_or_default();
+                d.cascade(test, *order, reinit, stages, smoothing)?;
             }
             TestConfig::EfficientMprt { reinit, stages, draws } => {
-                let stages = stages.as_deref().unwrap_or_default();
-                for draw in 0..*draws {
-                    let mut weights = model.weights.clone();
-                    for stage in stages {
-                        weights = cascade_step(&weights, &plan.arch, stage, reinit, seed, draw)?;
-                    }
-                    let randomized = model.with_weights(weights);
-                    let targets = targets_of(&randomized)?;
-                    let slot = add_slot(&mut slots, drawn(stage_key(test.id(), "", "all"), draw), randomized, targets);
-                    pairings.push(Pairing {
-                        stage_index: stages.len(),
-                        draw,
-                        ..single(test.id(), "all", 0, Second::Slot(slot), None)
-                    });
-                }
+                d.all_at_once(test, reinit, stages.as_deref().unwrap_or_default(), *draws)?;
             }
             TestConfig::Independent { reinit, stages, draws } => {
-                for draw in 0..*draws {
-                    for stage in stages.as_deref().unwrap_or_default() {
-                        let weights = cascade_step(&model.weights, &plan.arch, stage, reinit, seed, draw)?;
-                        let randomized = model.with_weights(weights);
-                        let targets = targets_of(&randomized)?;
-                        let slot =
-                            add_slot(&mut slots, drawn(stage_key(test.id(), "", stage), draw), randomized, targets);
-                        pairings.push(Pairing {
-                            test: test.id(),
-                            order: "",
-                            stage_index: network_order.iter().position(|s| s == stage).unwrap_or(0) + 1,
-                            draw,
-                            stage: stage.clone(),
-                            first: 0,
-                            second: Second::Slot(slot),
-                            method: None,
-                            smoothing: None,
-                        });
-                    }
-                }
+                d.independent(test, reinit, stages.as_deref().unwrap_or_default(), *draws)?;
             }
             TestConfig::DataRandomization { .. } => {
                 if let Some(m) = random_label_model {
-                    let targets = targets_of(m)?;
-                    let slot = add_slot(&mut slots, stage_key(test.id(), "", "random_labels"), m.clone(), targets);
-                    pairings.push(single(test.id(), "random_labels", 0, Second::Slot(slot), None));
+                    let slot = d.add_slot(stage_key(test.id(), "", "random_labels"), m.clone())?;
+                    d.pairings.push(single(test.id(), "random_labels", 0, Second::Slot(slot), None));
                 }
             }
             TestConfig::RandomLogit {} => {
-                let targets = random_other_classes(&slots[0].targets, outputs, seed);
-                let slot = add_slot(&mut slots, stage_key(test.id(), "", "random_logit"), model.clone(), targets);
-                pairings.push(single(test.id(), "random_logit", 0, Second::Slot(slot), None));
+                let targets = random_other_classes(&d.slots[0].targets, plan.arch.num_outputs(), config.seed);
+                d.slots.push(Slot { name: stage_key(test.id(), "", "random_logit"), model: model.clone(), targets });
+                let slot = d.slots.len() - 1;
+                d.pairings.push(single(test.id(), "random_logit", 0, Second::Slot(slot), None));
             }
             TestConfig::MethodAgreement { pairs } => {
                 let ids: Vec<&str> = config.attribution.methods.iter().map(|m| m.id()).collect();
@@ -195,35 +126,158 @@ pub fn design(
                     else {
                         continue; // The plan checked the names.
                     };
-                    pairings.push(single(test.id(), "method_agreement", 0, Second::Method(j), Some(i)));
+                    d.pairings.push(single(test.id(), "method_agreement", 0, Second::Method(j), Some(i)));
                 }
             }
         }
     }
-    let ControlsConfig { random_map, sobel, random_models, draws, repeat } = config.controls;
-    if repeat {
-        pairings.push(single("control", "repeat", 0, Second::Repeat, None));
-    }
-    if random_models {
-        let mut untrained = |k: u64, name: &str| -> Result<usize> {
-            let init_seed = stream_rng(seed, "random_models", k).next_u64();
-            let m = model.with_weights(init_weights(&plan.arch, init_seed)?);
-            let targets = targets_of(&m)?;
-            Ok(add_slot(&mut slots, format!("control.random_models.{name}"), m, targets))
+    d.controls()?;
+    Ok((d.slots, d.pairings))
+}
+
+/// Builds the slots and pairings of [`design`], one test at a time.
+struct Designer<'a> {
+    plan: &'a Plan,
+    model: &'a Model,
+    labels: &'a [usize],
+    original_classes: &'a [usize],
+    logits_of: &'a mut dyn FnMut(&Model) -> Result<Vec<f32>>,
+    slots: Vec<Slot>,
+    pairings: Vec<Pairing>,
+}
+
+impl Designer<'_> {
+    /// Adds a slot of `model`, named `name`, explaining the class the config says: fixed, or
+    /// (current_prediction of a multi-class model) the model's own argmax. Returns its index.
+    fn add_slot(&mut self, name: String, model: Model) -> Result<usize> {
+        let outputs = self.plan.arch.num_outputs();
+        let targets = match (outputs, self.plan.config.attribution.explain) {
+            (1, _) => vec![0; self.labels.len()],
+            (_, ExplainedClass::TrueLabel) => self.labels.to_vec(),
+            (_, ExplainedClass::OriginalPrediction) => self.original_classes.to_vec(),
+            (_, ExplainedClass::CurrentPrediction) => classes_of(&(self.logits_of)(&model)?, outputs),
         };
-        // Draw 0's pair is the one every earlier run had: streams 0 and 1.
+        self.slots.push(Slot { name, model, targets });
+        Ok(self.slots.len() - 1)
+    }
+
+    /// A cascade (or smooth MPRT): per draw, stage k re-initialises the first k layers of the
+    /// order on top of stage k − 1.
+    fn cascade(
+        &mut self,
+        test: &TestConfig,
+        order: crate::config::Order,
+        reinit: &sanity_model::Reinit,
+        stages: &[String],
+        smoothing: Option<Smoothing>,
+    ) -> Result<()> {
+        let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
+        let sequence = cascade_order(stages, order);
+        for draw in 0..test.draws() {
+            let mut weights = self.model.weights.clone();
+            for (k, stage) in sequence.iter().enumerate() {
+                weights = cascade_step(&weights, arch, stage, reinit, seed, draw)?;
+                let name = drawn(stage_key(test.id(), order.name(), stage), draw);
+                let slot = self.add_slot(name, self.model.with_weights(weights.clone()))?;
+                self.pairings.push(Pairing {
+                    test: test.id(),
+                    order: order.name(),
+                    stage_index: k + 1,
+                    draw,
+                    stage: stage.clone(),
+                    first: 0,
+                    second: Second::Slot(slot),
+                    method: None,
+                    smoothing,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Efficient MPRT: per draw, every listed layer re-initialised at once.
+    fn all_at_once(
+        &mut self,
+        test: &TestConfig,
+        reinit: &sanity_model::Reinit,
+        stages: &[String],
+        draws: usize,
+    ) -> Result<()> {
+        let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
         for draw in 0..draws {
-            let (k, name) = (2 * draw as u64, |side: &str| drawn(side.to_string(), draw));
-            let (a, b) = (untrained(k, &name("a"))?, untrained(k + 1, &name("b"))?);
-            pairings.push(Pairing { draw, ..single("control", "random_models", a, Second::Slot(b), None) });
+            let mut weights = self.model.weights.clone();
+            for stage in stages {
+                weights = cascade_step(&weights, arch, stage, reinit, seed, draw)?;
+            }
+            let slot = self.add_slot(drawn(stage_key(test.id(), "", "all"), draw), self.model.with_weights(weights))?;
+            self.pairings.push(Pairing {
+                stage_index: stages.len(),
+                draw,
+                ..single(test.id(), "all", 0, Second::Slot(slot), None)
+            });
         }
+        Ok(())
     }
-    for (c, enabled) in [random_map, sobel].into_iter().enumerate() {
-        if enabled {
-            pairings.push(single("control", CONTROL_METHODS[c], 0, Second::Control(c), None));
+
+    /// Independent randomisation: per draw, one layer at a time re-initialised.
+    fn independent(
+        &mut self,
+        test: &TestConfig,
+        reinit: &sanity_model::Reinit,
+        stages: &[String],
+        draws: usize,
+    ) -> Result<()> {
+        let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
+        let network_order: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
+        for draw in 0..draws {
+            for stage in stages {
+                let weights = cascade_step(&self.model.weights, arch, stage, reinit, seed, draw)?;
+                let name = drawn(stage_key(test.id(), "", stage), draw);
+                let slot = self.add_slot(name, self.model.with_weights(weights))?;
+                self.pairings.push(Pairing {
+                    test: test.id(),
+                    order: "",
+                    stage_index: network_order.iter().position(|s| s == stage).unwrap_or(0) + 1,
+                    draw,
+                    stage: stage.clone(),
+                    first: 0,
+                    second: Second::Slot(slot),
+                    method: None,
+                    smoothing: None,
+                });
+            }
         }
+        Ok(())
     }
-    Ok((slots, pairings))
+
+    /// The controls the config switches on: the repeat ceiling, pairs of untrained models (the
+    /// floor; draw 0's pair is the one every earlier run had: streams 0 and 1), the random and
+    /// Sobel maps.
+    fn controls(&mut self) -> Result<()> {
+        let ControlsConfig { random_map, sobel, random_models, draws, repeat } = self.plan.config.controls;
+        let seed = self.plan.config.seed;
+        if repeat {
+            self.pairings.push(single("control", "repeat", 0, Second::Repeat, None));
+        }
+        if random_models {
+            for draw in 0..draws {
+                let mut untrained = |k: u64, side: &str| -> Result<usize> {
+                    let init_seed = stream_rng(seed, "random_models", k).next_u64();
+                    let m = self.model.with_weights(init_weights(&self.plan.arch, init_seed)?);
+                    self.add_slot(format!("control.random_models.{}", drawn(side.to_string(), draw)), m)
+                };
+                let k = 2 * draw as u64;
+                let (a, b) = (untrained(k, "a")?, untrained(k + 1, "b")?);
+                self.pairings.push(Pairing { draw, ..single("control", "random_models", a, Second::Slot(b), None) });
+            }
+        }
+        for (c, enabled) in [random_map, sobel].into_iter().enumerate() {
+            if enabled {
+                self.pairings.push(single("control", CONTROL_METHODS[c], 0, Second::Control(c), None));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The name of a stage's model in `maps/` file names: the non-empty parts of a score row's
