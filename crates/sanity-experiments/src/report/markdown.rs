@@ -67,6 +67,16 @@ pub fn report_md(
         manifest.seconds("total").map_or_else(String::new, |t| format!(", {t:.1} s in all")),
     );
 
+    warnings(&mut md, summary);
+    figure_sections(&mut md, summary, figures);
+    verdict_table(&mut md, config, verdicts);
+    summary_table(&mut md, config, summary);
+    md
+}
+
+/// "Empty results" and "Degenerate original maps": what the run answers nothing about, and
+/// which methods' own maps are too often degenerate.
+fn warnings(md: &mut String, summary: &[SummaryRow]) {
     let empty = crate::scores::empty_results(summary);
     if !empty.is_empty() {
         let _ = writeln!(md, "## Empty results\n");
@@ -92,6 +102,11 @@ pub fn report_md(
         }
         let _ = writeln!(md);
     }
+}
+
+/// A section per test with its figures; of the map grids of a pipeline, the first example's
+/// is shown and the others linked.
+fn figure_sections(md: &mut String, summary: &[SummaryRow], figures: &[Figure]) {
     for group in test_groups(summary) {
         let _ = writeln!(md, "## {}\n", group.title());
         let mine: Vec<&Figure> = figures.iter().filter(|f| f.group == group).collect();
@@ -118,7 +133,10 @@ pub fn report_md(
             }
         }
     }
+}
 
+/// The verdicts as a table.
+fn verdict_table(md: &mut String, config: &Config, verdicts: &[VerdictRow]) {
     if !verdicts.is_empty() {
         let _ = writeln!(md, "## Verdicts\n");
         let _ = writeln!(
@@ -151,7 +169,10 @@ pub fn report_md(
         }
         let _ = writeln!(md);
     }
+}
 
+/// The summary as a table.
+fn summary_table(md: &mut String, config: &Config, summary: &[SummaryRow]) {
     let _ = writeln!(md, "## Summary\n");
     let _ = writeln!(
         md,
@@ -187,5 +208,4 @@ pub fn report_md(
             opt(r.control_sobel)
         );
     }
-    md
 }
