@@ -301,29 +301,9 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
                 }
                 _ => 0,
             };
-            let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
             let draws: BTreeSet<usize> = members.iter().map(|r| r.draw).collect();
             let mut rng = stream_rng(seed, "bootstrap", group_hash(k));
-            let (s, ci_over, draw_std) = if draws.len() > 1 {
-                let cells: Vec<(usize, usize, f64)> =
-                    members.iter().filter_map(|r| Some((r.draw, r.sample, r.score?))).collect();
-                let ci = crossed_interval(&cells, resamples, confidence, &mut rng);
-                let s = Summary {
-                    ci_low: ci.map(|c| c.0),
-                    ci_high: ci.map(|c| c.1),
-                    ..summarize(&values, 0, confidence, &mut rng)
-                };
-                let per_draw: Vec<f64> = draws
-                    .iter()
-                    .filter_map(|&d| {
-                        let v: Vec<f64> = cells.iter().filter(|c| c.0 == d).map(|c| c.2).collect();
-                        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-                    })
-                    .collect();
-                (s, "draws_and_images", summarize(&per_draw, 0, confidence, &mut rng).std)
-            } else {
-                (summarize(&values, resamples, confidence, &mut rng), "images", None)
-            };
+            let (s, ci_over, draw_std) = summarize_group(members, &draws, resamples, confidence, &mut rng);
             let first = members[0];
             let status = match s.n {
                 0 => "no_valid_scores",
@@ -360,13 +340,46 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
             }
         })
         .collect();
-    // Each control's mean by (control, method, post-processing, metric), looked up per row.
+    attach_controls(&mut summaries);
+    summaries
+}
+
+/// The statistics of one group's scores (`draws`: the draws among them), what its interval
+/// resamples, and the spread of the draws' own means: with one draw the percentile bootstrap
+/// over images; with several the crossed bootstrap over draws and images.
+fn summarize_group(
+    members: &[&ScoreRow],
+    draws: &BTreeSet<usize>,
+    resamples: usize,
+    confidence: f64,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> (Summary, &'static str, Option<f64>) {
+    let values: Vec<f64> = members.iter().filter_map(|r| r.score).collect();
+    if draws.len() <= 1 {
+        return (summarize(&values, resamples, confidence, rng), "images", None);
+    }
+    let cells: Vec<(usize, usize, f64)> = members.iter().filter_map(|r| Some((r.draw, r.sample, r.score?))).collect();
+    let ci = crossed_interval(&cells, resamples, confidence, rng);
+    let s = Summary { ci_low: ci.map(|c| c.0), ci_high: ci.map(|c| c.1), ..summarize(&values, 0, confidence, rng) };
+    let per_draw: Vec<f64> = draws
+        .iter()
+        .filter_map(|&d| {
+            let v: Vec<f64> = cells.iter().filter(|c| c.0 == d).map(|c| c.2).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        })
+        .collect();
+    (s, "draws_and_images", summarize(&per_draw, 0, confidence, rng).std)
+}
+
+/// Puts beside each summary row the means of its method's controls under the same
+/// post-processing and metric.
+fn attach_controls(summaries: &mut [SummaryRow]) {
     let controls: std::collections::HashMap<(String, String, String, String), Option<f64>> = summaries
         .iter()
         .filter(|c| c.test == "control")
         .map(|c| ((c.stage.clone(), c.method.clone(), c.postprocess.clone(), c.metric.clone()), c.mean))
         .collect();
-    for row in &mut summaries {
+    for row in summaries.iter_mut() {
         let mean = |stage: &str| {
             let key = (stage.to_string(), row.method.clone(), row.postprocess.clone(), row.metric.clone());
             controls.get(&key).copied().flatten()
@@ -374,7 +387,6 @@ pub fn summarize_rows(rows: &[ScoreRow], resamples: usize, confidence: f64, seed
         (row.control_repeat, row.control_random_models, row.control_random_map, row.control_sobel) =
             (mean("repeat"), mean("random_models"), mean("random_map"), mean("sobel"));
     }
-    summaries
 }
 
 /// Per (method, post-processing): the images whose original map (under the trained model) is
