@@ -67,19 +67,20 @@ impl NoiseTunnel {
     /// fraction of the image's value range, so an image with a non-finite value (whose range
     /// is infinite or NaN) is refused.
     fn noisy_copies(&self, image: &[f64], id: u64) -> Result<Vec<f64>> {
+        if let Some(bad) = image.iter().find(|v| !v.is_finite()) {
+            return Err(AttributionError::Invalid {
+                method: self.id(),
+                reason: format!(
+                    "input {id} holds {bad}; the noise std is a fraction of an input's range, so every value must be finite"
+                ),
+            });
+        }
         let (lo, hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-        let sigma = self.noise * (hi - lo);
-        let normal = match Normal::new(0.0, sigma) {
-            Ok(normal) if sigma.is_finite() && image.iter().all(|v| v.is_finite()) => normal,
-            _ => {
-                return Err(AttributionError::Invalid {
-                    method: self.id(),
-                    reason: format!(
-                        "input {id} has values from {lo} to {hi}; the noise std is a fraction of an input's range, so every value must be finite"
-                    ),
-                });
-            }
-        };
+        // A float64 input's range can still overflow (1e308 − (−1e308)).
+        let normal = Normal::new(0.0, self.noise * (hi - lo)).map_err(|_| AttributionError::Invalid {
+            method: self.id(),
+            reason: format!("input {id} spans {lo} to {hi}: the noise std, a fraction of that range, is not finite"),
+        })?;
         let mut out = Vec::with_capacity(self.samples * image.len());
         let mut rng = stream_rng(self.seed, "noise_tunnel", id);
         for _ in 0..self.samples {
