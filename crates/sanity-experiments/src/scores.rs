@@ -428,19 +428,29 @@ pub const DEGENERATE_ORIGINALS_WARNING: f64 = 0.05;
 /// (`n_degenerate_original`): the run warns with them and `report.md` lists them.
 pub fn degenerate_original_lines(summary: &[SummaryRow]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    for ((method, postprocess), (empty, all)) in own_degenerate(summary) {
+        let share = empty as f64 / all.max(1) as f64;
+        if share > DEGENERATE_ORIGINALS_WARNING {
+            out.push(format!(
+                "`{method}`'s own maps are degenerate for {empty} of {all} images ({:.0}%) after `{postprocess}`: its scores there rest on the other {} (n_degenerate_original in summary.csv)",
+                100.0 * share,
+                all - empty
+            ));
+        }
+    }
+    out
+}
+
+/// Per (method, post-processing), in first-seen order: how many images have a degenerate map
+/// of their own under the trained model, and how many images there are, read off the summary's
+/// `repeat` control rows (one per metric; the largest count).
+pub fn own_degenerate(summary: &[SummaryRow]) -> Vec<((String, String), (usize, usize))> {
+    let mut out: Vec<((String, String), (usize, usize))> = Vec::new();
     for r in summary.iter().filter(|r| r.test == "control" && r.stage == "repeat") {
-        let all = r.n + r.n_degenerate;
-        let share = r.n_degenerate_original as f64 / all.max(1) as f64;
-        let line = format!(
-            "`{}`'s own maps are degenerate for {} of {all} images ({:.0}%) after `{}`: its scores there rest on the other {} (n_degenerate_original in summary.csv)",
-            r.method,
-            r.n_degenerate_original,
-            100.0 * share,
-            r.postprocess,
-            all - r.n_degenerate_original
-        );
-        if share > DEGENERATE_ORIGINALS_WARNING && !out.contains(&line) {
-            out.push(line);
+        let counts = (r.n_degenerate_original, r.n + r.n_degenerate);
+        match out.iter_mut().find(|(k, _)| k.0 == r.method && k.1 == r.postprocess) {
+            Some((_, seen)) => *seen = (*seen).max(counts),
+            None => out.push(((r.method.clone(), r.postprocess.clone()), counts)),
         }
     }
     out

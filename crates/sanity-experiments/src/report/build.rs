@@ -103,10 +103,10 @@ fn estimate(row: &SummaryRow) -> Option<Estimate> {
 /// under the trained model, and how many there are (its `repeat` control rows'
 /// `n_degenerate_original`); None when none has.
 fn own_empty(rows: &[SummaryRow], method: &str, postprocess: &str) -> Option<(usize, usize)> {
-    rows.iter()
-        .filter(|r| r.test == "control" && r.stage == "repeat" && r.method == method && r.postprocess == postprocess)
-        .map(|r| (r.n_degenerate_original, r.n + r.n_degenerate))
-        .max()
+    crate::scores::own_degenerate(rows)
+        .into_iter()
+        .find(|((m, p), _)| m == method && p == postprocess)
+        .map(|(_, counts)| counts)
         .filter(|(empty, _)| *empty > 0)
 }
 
