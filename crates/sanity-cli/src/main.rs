@@ -539,7 +539,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         let options = RunOptions {
             resume,
             batches: selected,
-            shard: shard.map(|s| (s.index, s.count)),
+            shard,
             model_cache,
             interrupt: Some(&INTERRUPTED),
             ..RunOptions::new(run_dir, force, threads)

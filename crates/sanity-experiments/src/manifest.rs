@@ -48,7 +48,7 @@ pub struct Manifest {
     /// The shard of a sharded run (`--shard K/N`): its scores cover only its batches, and
     /// `sanity merge` writes the summary.
     #[serde(default)]
-    pub shard: Option<ShardReport>,
+    pub shard: Option<crate::placement::Shard>,
     /// Data sets.
     pub data: DataReport,
     /// The shard directories `sanity merge` combined into this run (empty otherwise).
@@ -112,15 +112,6 @@ pub struct RandomLabelReport {
     pub reached_target: bool,
     /// Per-epoch loss and accuracies.
     pub epochs: Vec<sanity_model::EpochStats>,
-}
-
-/// A shard of a sharded run.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct ShardReport {
-    /// 0-based shard index.
-    pub index: usize,
-    /// Number of shards.
-    pub count: usize,
 }
 
 /// The data sets.

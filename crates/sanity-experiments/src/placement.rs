@@ -7,12 +7,13 @@ use crate::plan::Plan;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-/// Shard `index` of `count` (`--shard K/N`, 0 <= K < N).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Shard `index` of `count` (`--shard K/N`, 0 <= K < N); recorded as such in a shard's
+/// manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Shard {
-    /// K.
+    /// K, 0-based.
     pub index: usize,
-    /// N.
+    /// N, the number of shards.
     pub count: usize,
 }
 

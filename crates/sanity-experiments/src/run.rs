@@ -5,9 +5,7 @@ use crate::config::{ComparisonConfig, Config};
 use crate::error::{ExperimentError, Result};
 use crate::example_maps::{Example, image_dir, map_file, prediction_of, write_examples, write_map};
 use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
-use crate::manifest::{
-    DataReport, GIT_REVISION, Manifest, ModelReport, ShardReport, crate_versions, host_name, peak_rss_mib,
-};
+use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib};
 use crate::model_cache::ModelCache;
 use crate::plan::Plan;
 use crate::run_inputs::{INPUTS, RunInputs};
@@ -65,7 +63,7 @@ pub struct RunOptions {
     /// None: all of them. A run given a subset writes its scores but no summary or verdicts.
     pub batches: Option<std::collections::BTreeSet<usize>>,
     /// The shard `(index, count)` this run belongs to, recorded in the manifest.
-    pub shard: Option<(usize, usize)>,
+    pub shard: Option<crate::placement::Shard>,
     /// Where trained models are shared between runs; None: every run trains its own.
     pub model_cache: Option<ModelCache>,
     /// Set (by a SIGINT handler) to stop cleanly: after the image batch in flight (its rows
@@ -404,9 +402,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     write_atomic(&dir.join(CONFIG_RESOLVED), plan.resolved_toml().as_bytes())?;
     let mut clock = Clock::new();
 
-    let (train_set, test_set) = load_data(plan, options, progress)?;
+    let (train_set, test_set, train_print) = load_data(plan, options, progress)?;
     clock.mark("data");
-    let train_print = train_set.fingerprint();
     let (model, epochs, origin) =
         crate::run_models::build_model(plan, &train_set, &train_print, dir, options, progress)?;
     let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
@@ -494,7 +491,7 @@ fn manifest_of(
         timings_s,
         peak_rss_mib: peak_rss_mib(),
         random_label_model,
-        shard: options.shard.map(|(index, count)| ShardReport { index, count }),
+        shard: options.shard,
         merged_from: Vec::new(),
         model,
         data: DataReport {
@@ -525,16 +522,22 @@ impl Clock {
     }
 }
 
-/// The training and test sets of `plan`, checked against (or recorded as) the run's inputs,
-/// with `split.csv` written.
-fn load_data(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<(Dataset, Dataset)> {
+/// The training and test sets of `plan` and the training set's fingerprint (hashed once: the
+/// model cache keys on it too), checked against (or recorded as) the run's inputs, with
+/// `split.csv` written.
+fn load_data(
+    plan: &Plan,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Dataset, Dataset, String)> {
     progress(Progress::Phase { name: "data".into(), total: 2 });
     let (train_set, test_set) = plan.data.load(plan.config.seed)?;
+    let train_print = train_set.fingerprint();
     let dir = &options.run_dir;
-    RunInputs::of(plan, &train_set.fingerprint(), &test_set)?.check_or_record(dir, options.resume)?;
+    RunInputs::of(plan, &train_print, &test_set)?.check_or_record(dir, options.resume)?;
     crate::run_inputs::write_split(dir, &plan.data.origins())?;
     progress(Progress::Advance(2));
-    Ok((train_set, test_set))
+    Ok((train_set, test_set, train_print))
 }
 
 /// Writes the maps and examples of `sanity report`'s example images (the first
