@@ -4,24 +4,27 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sanity_experiments::attribute_job::{AttributeJob, attribute_to_npy};
-use sanity_experiments::compare_job::{CompareJob, compare};
-use sanity_experiments::config::{OptimizerKind, TrainingConfig};
-use sanity_experiments::explain_job::{ExplainJob, explain};
-use sanity_experiments::figures::overlay::OverlayColors;
+use jobs::attribute::{AttributeJob, attribute_to_npy};
+use jobs::compare::{CompareJob, compare};
+use jobs::explain::{ExplainJob, explain};
+use jobs::train::{TrainJob, parse_data, train_model};
 use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_EXAMPLES, MAX_TRAIN_BATCH};
 use sanity_experiments::merge::merge;
 use sanity_experiments::model_cache::ModelCache;
-use sanity_experiments::placement::{self, Shard};
-use sanity_experiments::report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
+use sanity_experiments::placement;
 use sanity_experiments::run::batch_count;
 use sanity_experiments::sweep::plans;
-use sanity_experiments::train_job::{TrainJob, parse_data, train_model};
 use sanity_experiments::{ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
+use sanity_report::figures::overlay::OverlayColors;
+use sanity_report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
+use sanity_rundir::config::{OptimizerKind, TrainingConfig};
+use sanity_rundir::shard::Shard;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+mod jobs;
 
 /// Sanity checks for saliency maps (Adebayo et al. 2018 and successors).
 #[derive(Parser)]
@@ -360,11 +363,6 @@ fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan
 /// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if n == 0 {
-        return Err(
-            ExperimentError::Config { file: "--threads".into(), message: "0; accepted: at least 1".into() }.into()
-        );
-    }
     #[allow(unsafe_code)]
     // SAFETY: called at the start of main, before any other thread exists, so no other thread
     // can read the environment concurrently.
@@ -466,7 +464,7 @@ fn train_command(args: TrainArgs) -> Result<()> {
     let data = parse_data(&data, n_train)?;
     let interrupt = Some(&INTERRUPTED);
     let job = TrainJob { arch, data, training, seed, random_labels, stop_at_accuracy, resume, interrupt };
-    catch_stop_signals();
+    catch_stop_signals()?;
     let bar = progress_bar();
     let outcome = train_model(&job, &out, &mut |p| show(&bar, p))?;
     bar.finish_and_clear();
@@ -523,7 +521,7 @@ fn run_command(args: RunArgs) -> Result<()> {
         );
         return Ok(());
     }
-    catch_stop_signals();
+    catch_stop_signals()?;
     let single = plans.len() == 1;
     let selections = shard.map(|s| s.select(&counts));
     for (r, plan) in plans.iter().enumerate() {
@@ -645,41 +643,30 @@ fn tune_allocator() {}
 /// flight.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-#[cfg(target_os = "linux")]
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    const NOTE: &[u8] = b"\nstopping after the image batch or training epoch in flight (Ctrl-C again to stop now)\n";
-    #[allow(unsafe_code)]
-    // SAFETY: signal() and write() are async-signal-safe, NOTE outlives the call, and errno is
-    // restored for the interrupted code. Restoring the default handlers makes a second signal
-    // stop the process at once.
-    unsafe {
-        let saved = *libc::__errno_location();
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        libc::write(2, NOTE.as_ptr().cast(), NOTE.len());
-        *libc::__errno_location() = saved;
-    }
-}
-
 /// From here on, the first Ctrl-C (SIGINT) or SIGTERM (a Slurm time limit, `kill`) asks a run to
 /// stop cleanly after the image batch in flight (finished batches kept) or the training epoch
-/// in flight (its state checkpointed), exit code 130; the second stops the process. Only
-/// `sanity run` and `sanity train` install it: the other commands stop at the first signal.
-#[cfg(target_os = "linux")]
-fn catch_stop_signals() {
-    #[allow(unsafe_code)]
-    // SAFETY: installs a handler that only stores an atomic, restores the default handlers and
-    // writes a constant; called before the run starts its worker threads' work.
-    unsafe {
-        for signal in [libc::SIGINT, libc::SIGTERM] {
-            libc::signal(signal, on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t);
-        }
-    }
+/// in flight (its state checkpointed), exit code 130; the second stops the process as the
+/// signal's default action would. Only `sanity run` and `sanity train` install it: the other
+/// commands stop at the first signal. The signals are received by signal-hook's iterator on a
+/// thread of its own, so no code of ours runs inside a signal handler.
+fn catch_stop_signals() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("catching SIGINT and SIGTERM")?;
+    std::thread::Builder::new()
+        .name("stop-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                    // The second signal: stop now, as if it had never been caught.
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    std::process::exit(130);
+                }
+                eprintln!("\nstopping after the image batch or training epoch in flight (Ctrl-C again to stop now)");
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
-
-#[cfg(not(target_os = "linux"))]
-fn catch_stop_signals() {}
 
 fn main() -> ExitCode {
     tune_allocator();

@@ -1006,7 +1006,7 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
     let grid = figures.join("maps-cascading-top_down-abs--normalize_min_max-image-0001.png");
     // The expected sizes come from the grid's own layout for that many rows and columns.
     let layout_of = |shared: bool| {
-        use sanity_experiments::figures::{colormap::ColorMap, grid, raster::Scale};
+        use sanity_report::figures::{colormap::ColorMap, grid, raster::Scale};
         let grid = grid::MapGrid {
             title: String::new(),
             rows: vec!["gradient".into(), "gradcam".into()],
@@ -1136,7 +1136,7 @@ fn explain_draws_one_figure_per_image_and_scores_every_pair_of_methods() {
     for sample in 0..3 {
         let (w, h) = png_size(&out.join(format!("explain-{sample:04}.png")));
         // The image and 3 methods, each panel with room for its colour bar.
-        assert_eq!((w, h), sanity_experiments::figures::overlay::OverlayLayout { panel: 96 }.size(3, ""));
+        assert_eq!((w, h), sanity_report::figures::overlay::OverlayLayout { panel: 96 }.size(3, ""));
     }
     let csv = read(out.join("agreement.csv"));
     let mut lines = csv.lines();

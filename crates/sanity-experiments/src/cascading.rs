@@ -6,10 +6,10 @@
 //! the same random values whatever the order and whichever stages come before it, and draw 0
 //! is the single draw of the runs before draws existed.
 
-use crate::config::Order;
-use crate::error::Result;
 use sanity_data::stream_rng;
 use sanity_model::{Architecture, Reinit, Weights, reinitialize};
+use sanity_rundir::config::Order;
+use sanity_rundir::error::Result;
 
 /// The stages in the order they are randomised.
 pub fn cascade_order(stages: &[String], order: Order) -> Vec<String> {

@@ -11,13 +11,14 @@
 //! output is assembled in a staging folder beside `--out` and moved into place only when whole,
 //! so a refused or failed merge leaves no partial output behind.
 
-use crate::config::Config;
-use crate::error::{ExperimentError, Result};
-use crate::example_maps::MAPS_DIR;
-use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
-use crate::manifest::Manifest;
-use crate::run::{CONFIG_RESOLVED, MANIFEST, SCORES, run_dirs, write_atomic, write_reports};
-use crate::scores::ScoreRow;
+use crate::run::write_reports;
+use sanity_rundir::config::Config;
+use sanity_rundir::error::{ExperimentError, Result};
+use sanity_rundir::example_maps::MAPS_DIR;
+use sanity_rundir::files::{CONFIG_RESOLVED, MANIFEST, SCORES, run_dirs, write_atomic};
+use sanity_rundir::journal::{JOURNAL, Journal, UnitRecord, read_journal};
+use sanity_rundir::manifest::Manifest;
+use sanity_rundir::rows::ScoreRow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +46,7 @@ fn read_shard(dir: &Path) -> Result<Shard> {
 
 /// Checks a shard's `scores.csv` against its journal: its length, and each batch's rows.
 fn check_shard(shard: &Shard) -> Result<()> {
-    crate::journal::check_rows(&shard.scores, &shard.units, false).map_err(|message| {
+    sanity_rundir::journal::check_rows(&shard.scores, &shard.units, false).map_err(|message| {
         output_error(
             &shard.dir.join(SCORES),
             format!("{message}; this shard is incomplete: run it again (--resume) before merging"),

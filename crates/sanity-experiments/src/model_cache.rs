@@ -10,10 +10,10 @@
 //! while it looks the model up and trains it ([`ModelCache::claim`]), so shards that start
 //! together train each model once: the others wait and load it.
 
-use crate::config::{Config, TrainingConfig};
-use crate::error::{ExperimentError, Result};
 use sanity_data::fnv1a;
 use sanity_model::{Architecture, ArchitectureSpec, EpochStats, Weights};
+use sanity_rundir::config::{Config, TrainingConfig};
+use sanity_rundir::error::{ExperimentError, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ impl ModelRecord {
     /// Writes the record to `path` whole.
     pub fn write(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(|e| ExperimentError::io(path, e))?;
-        crate::run::write_atomic(path, &json)
+        sanity_rundir::files::write_atomic(path, &json)
     }
 }
 

@@ -1,7 +1,5 @@
 //! Config -> Plan: names resolved, defaults filled, everything checked. Only a plan can run.
 
-use crate::config::{Config, DataConfig, TestConfig};
-use crate::error::{ExperimentError, Result};
 use crate::limits::{
     MAX_ATTRIBUTION_BATCH, MAX_DRAWS, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES,
     MAX_SMOOTHING_NOISE, MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
@@ -14,6 +12,8 @@ use sanity_data::{
 };
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
+use sanity_rundir::config::{Config, DataConfig, TestConfig};
+use sanity_rundir::error::{ExperimentError, Result};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -432,7 +432,11 @@ fn check_training_plan(config: &Config, data: &DataPlan) -> Refusal {
 
 /// The attribution settings, each method resolved against the architecture (its layer and
 /// defaults filled in); `n_test` test images can be explained.
-fn resolve_attribution(a: &mut crate::config::AttributionConfig, arch: &Architecture, n_test: usize) -> Refusal {
+fn resolve_attribution(
+    a: &mut sanity_rundir::config::AttributionConfig,
+    arch: &Architecture,
+    n_test: usize,
+) -> Refusal {
     let bad = |key: &str, message: String| (key.to_string(), message);
     if a.n_images == 0 || a.n_images > n_test {
         return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
@@ -676,7 +680,7 @@ fn map_shape(method: &sanity_attribution::MethodSpec, arch: &Architecture) -> [u
 
 /// Checks the optimiser settings of `t` (the config's `[training]`, or a random-label model's
 /// own, under `key`); the error names the key.
-fn check_training(t: &crate::config::TrainingConfig, key: &str) -> std::result::Result<(), (String, String)> {
+fn check_training(t: &sanity_rundir::config::TrainingConfig, key: &str) -> std::result::Result<(), (String, String)> {
     if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
         return Err((format!("{key}.learning_rate"), format!("{}; accepted: a finite value > 0", t.learning_rate)));
     }
@@ -750,7 +754,7 @@ fn resolve_stages(stages: &mut Option<Vec<String>>, all: &[String]) -> std::resu
             return Err(format!(
                 "`{s}` is not a parameterised layer; this model has: {}{}",
                 all.join(", "),
-                crate::diagnostics::did_you_mean(s, all.iter().map(String::as_str))
+                sanity_rundir::diagnostics::did_you_mean(s, all.iter().map(String::as_str))
             ));
         }
         if !seen.insert(s.clone()) {
@@ -806,7 +810,7 @@ pub fn resolve_arch(name: &str, data: &DataPlan) -> std::result::Result<Architec
         return Err(format!(
             "`{name}` is neither a preset ({}) nor an existing architecture file{}",
             PRESETS.join(", "),
-            crate::diagnostics::did_you_mean(name, PRESETS.iter().copied())
+            sanity_rundir::diagnostics::did_you_mean(name, PRESETS.iter().copied())
         ));
     };
     let arch = Architecture::new(spec).map_err(|e| e.to_string())?;

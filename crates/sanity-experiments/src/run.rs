@@ -1,17 +1,12 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
-use crate::config::{ComparisonConfig, Config};
-use crate::error::{ExperimentError, Result};
-use crate::example_maps::{Example, image_dir, map_file, prediction_of, write_examples, write_map};
-use crate::journal::{JOURNAL, Journal, UnitRecord, read_journal};
-use crate::manifest::{DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib};
 use crate::model_cache::ModelCache;
 use crate::plan::Plan;
 use crate::run_inputs::{INPUTS, RunInputs};
 use crate::run_lock::RunLock;
 use crate::run_models::{MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD};
-use crate::scores::{RowWriter, ScoreRow, SummaryRow, empty_results, summarize_rows};
+use crate::scores::summarize_rows;
 use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
 use crate::verdicts::verdicts;
 use candle_core::{Device, Tensor};
@@ -21,31 +16,17 @@ use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
 use sanity_model::train::classes_of;
 use sanity_model::{Model, accuracy};
+use sanity_rundir::config::{ComparisonConfig, Config};
+use sanity_rundir::error::{ExperimentError, Result};
+use sanity_rundir::example_maps::{Example, image_dir, map_file, prediction_of, write_examples, write_map};
+use sanity_rundir::files::{CONFIG_RESOLVED, MANIFEST, SCORES, SUMMARY, VERDICTS, write_atomic};
+use sanity_rundir::journal::{JOURNAL, Journal, UnitRecord, read_journal};
+use sanity_rundir::manifest::{
+    DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib,
+};
+use sanity_rundir::rows::{INCONCLUSIVE_TARGET_NOT_REACHED, RowWriter, ScoreRow, SummaryRow, empty_results};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// A run directory's resolved config: its presence marks a run directory.
-pub const CONFIG_RESOLVED: &str = "config.resolved.toml";
-/// A run directory's manifest: its presence marks a finished (or merged) run.
-pub const MANIFEST: &str = "manifest.json";
-/// The verdict of the data randomisation test when its model missed its training-accuracy
-/// target.
-pub const INCONCLUSIVE_TARGET_NOT_REACHED: &str = "inconclusive_target_not_reached";
-/// A run directory's score rows.
-pub const SCORES: &str = "scores.csv";
-
-/// The run directories at `input`: itself when it holds `marker`, else its sub-directories
-/// that do, in name order (empty when none does).
-pub fn run_dirs(input: &Path, marker: &str) -> Result<Vec<PathBuf>> {
-    if input.join(marker).exists() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    let entries = std::fs::read_dir(input).map_err(|e| ExperimentError::io(input, e))?;
-    let mut dirs: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join(marker).exists()).collect();
-    dirs.sort();
-    Ok(dirs)
-}
 
 /// Where and how to run.
 #[derive(Debug, Clone)]
@@ -63,7 +44,7 @@ pub struct RunOptions {
     /// None: all of them. A run given a subset writes its scores but no summary or verdicts.
     pub batches: Option<std::collections::BTreeSet<usize>>,
     /// The shard `(index, count)` this run belongs to, recorded in the manifest.
-    pub shard: Option<crate::placement::Shard>,
+    pub shard: Option<sanity_rundir::shard::Shard>,
     /// Where trained models are shared between runs; None: every run trains its own.
     pub model_cache: Option<ModelCache>,
     /// Set (by a SIGINT handler) to stop cleanly: after the image batch in flight (its rows
@@ -126,13 +107,6 @@ pub struct RunOutcome {
 /// `[comparison][image]`.
 type Processed = Vec<Vec<std::result::Result<Map, Status>>>;
 
-/// Writes `path` whole: a `.partial` file renamed into place.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, contents).map_err(|e| ExperimentError::io(&partial, e))?;
-    std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
-}
-
 /// What [`prepare_dir`] found in the run directory.
 enum DirState {
     /// A run to do (or go on with): its lock, and the journal's finished units.
@@ -173,7 +147,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
         }
         // Map files in flight when the run was killed (scores.csv.partial is kept: it is the
         // journalled rows).
-        remove_partials(&dir.join(crate::example_maps::MAPS_DIR));
+        remove_partials(&dir.join(sanity_rundir::example_maps::MAPS_DIR));
         // Killed after the scores were renamed into place: they go back to being the partial
         // file the journal describes, and the summary and manifest are written again.
         let (scores, partial) = (dir.join(SCORES), dir.join(SCORES).with_extension("csv.partial"));
@@ -206,7 +180,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
         }
     }
     if options.force {
-        for stale in [SCORES, "summary.csv", "verdicts.csv", MANIFEST, "scores.csv.partial", JOURNAL] {
+        for stale in [SCORES, SUMMARY, VERDICTS, MANIFEST, "scores.csv.partial", JOURNAL] {
             let _ = std::fs::remove_file(dir.join(stale));
         }
         for stale in [MODEL_FILE, RANDOM_LABEL_MODEL_FILE] {
@@ -237,7 +211,7 @@ fn check_partial(partial: &Path, units: &[UnitRecord]) -> Result<()> {
         return Ok(());
     }
     let bytes = std::fs::read(partial).map_err(|e| ExperimentError::io(partial, e))?;
-    crate::journal::check_rows(&bytes, units, true).map_err(|message| ExperimentError::Output {
+    sanity_rundir::journal::check_rows(&bytes, units, true).map_err(|message| ExperimentError::Output {
         path: partial.display().to_string(),
         message: format!("{message}; the run cannot be resumed (start again with --force)"),
     })
@@ -250,23 +224,23 @@ pub(crate) fn remove_derived(dir: &Path) -> Result<()> {
     if !dir.join(CONFIG_RESOLVED).is_file() {
         return Ok(());
     }
-    for stale in [crate::example_maps::MAPS_DIR, crate::report::FIGURES_DIR] {
+    for stale in [sanity_rundir::example_maps::MAPS_DIR, sanity_rundir::files::FIGURES_DIR] {
         match std::fs::remove_dir_all(dir.join(stale)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ExperimentError::io(&dir.join(stale), e)),
             _ => {}
         }
     }
-    match std::fs::remove_file(dir.join(crate::report::REPORT_MD)) {
+    match std::fs::remove_file(dir.join(sanity_rundir::files::REPORT_MD)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(ExperimentError::io(&dir.join(crate::report::REPORT_MD), e))
+            Err(ExperimentError::io(&dir.join(sanity_rundir::files::REPORT_MD), e))
         }
         _ => Ok(()),
     }
 }
 
 /// The folders a data config reads, with their keys.
-fn input_dirs(data: &crate::config::DataConfig) -> Vec<(&'static str, PathBuf)> {
-    use crate::config::DataConfig;
+fn input_dirs(data: &sanity_rundir::config::DataConfig) -> Vec<(&'static str, PathBuf)> {
+    use sanity_rundir::config::DataConfig;
     match data {
         DataConfig::FashionMnist { dir, .. } => vec![("data.dir", dir.clone())],
         DataConfig::ImageFolder { dir, test_dir, .. } => {
@@ -299,7 +273,7 @@ fn resolved(path: &Path) -> PathBuf {
 
 /// The reference set of expected gradients, the training images, when one of `methods` needs
 /// it.
-pub(crate) fn training_references(methods: &[MethodSpec], train_set: &Dataset) -> Result<Option<ReferenceSet>> {
+pub fn training_references(methods: &[MethodSpec], train_set: &Dataset) -> Result<Option<ReferenceSet>> {
     if !methods.iter().any(MethodSpec::needs_references) {
         return Ok(None);
     }
@@ -472,7 +446,7 @@ fn manifest_of(
     options: &RunOptions,
     started_unix: u64,
     timings_s: Vec<(String, f64)>,
-    random_label_model: Option<crate::manifest::RandomLabelReport>,
+    random_label_model: Option<sanity_rundir::manifest::RandomLabelReport>,
     model: ModelReport,
     (train_set, test_set): (&Dataset, &Dataset),
 ) -> Result<Manifest> {
@@ -579,7 +553,7 @@ fn summarize_run(
     for line in empty_results(rows) {
         progress(Progress::Note(format!("error: {line}")));
     }
-    for line in crate::scores::degenerate_original_lines(&summary) {
+    for line in sanity_rundir::rows::degenerate_original_lines(&summary) {
         progress(Progress::Note(format!("warning: {line}")));
     }
     Ok(())
@@ -890,14 +864,14 @@ pub fn write_reports(
 ) -> Result<Vec<SummaryRow>> {
     let stats = &config.statistics;
     let summary = summarize_rows(rows, stats.bootstrap_resamples, stats.confidence, config.seed);
-    let mut summary_writer = RowWriter::create_with_params(&dir.join("summary.csv"), params)?;
+    let mut summary_writer = RowWriter::create_with_params(&dir.join(SUMMARY), params)?;
     let (head, tail) = summary.split_at(summary.len() / 2);
     summary_writer.write(head)?;
     summary_writer.flush()?;
     crate::kill_points::point("inside_summary");
     summary_writer.write(tail)?;
     summary_writer.finish()?;
-    let mut verdict_writer = RowWriter::create_with_params(&dir.join("verdicts.csv"), params)?;
+    let mut verdict_writer = RowWriter::create_with_params(&dir.join(VERDICTS), params)?;
     let mut judged = verdicts(rows, stats.alpha);
     if random_labels_reached == Some(false) {
         // A model that did not memorise its labels says nothing about maps of one that did.

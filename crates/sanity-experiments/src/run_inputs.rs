@@ -4,11 +4,11 @@
 //! any of them changed since (the files under the same names now hold other bytes), since the
 //! batches kept would then mix two experiments.
 
-use crate::config::TestConfig;
-use crate::error::{ExperimentError, Result};
 use crate::plan::Plan;
 use sanity_data::{Dataset, fnv1a};
 use sanity_model::ArchitectureSpec;
+use sanity_rundir::config::TestConfig;
+use sanity_rundir::error::{ExperimentError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -74,7 +74,7 @@ impl RunInputs {
             return Ok(());
         }
         let json = serde_json::to_vec_pretty(self).map_err(|e| ExperimentError::io(&path, e))?;
-        crate::run::write_atomic(&path, &json)
+        sanity_rundir::files::write_atomic(&path, &json)
     }
 
     fn differences(&self, before: &RunInputs) -> Vec<String> {
@@ -144,5 +144,5 @@ pub fn write_split(dir: &Path, origins: &crate::plan::Origins) -> Result<()> {
         }
     }
     let bytes = writer.into_inner().map_err(|e| ExperimentError::io(&path, e))?;
-    crate::run::write_atomic(&path, &bytes)
+    sanity_rundir::files::write_atomic(&path, &bytes)
 }

@@ -5,7 +5,7 @@
 //! The lock is advisory (`flock`): the kernel releases it when its holder exits, however it
 //! exits, so a killed run never leaves a stale lock behind.
 
-use crate::error::{ExperimentError, Result};
+use sanity_rundir::error::{ExperimentError, Result};
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -33,7 +33,7 @@ impl RunLock {
             .map_err(|e| ExperimentError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {
-                let mine = format!("pid {} on {}\n", std::process::id(), crate::manifest::host_name());
+                let mine = format!("pid {} on {}\n", std::process::id(), sanity_rundir::manifest::host_name());
                 // The holder's id is for the refusal message only: a failure to write it is no
                 // reason to stop.
                 let _ = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| file.write_all(mine.as_bytes()));

@@ -2,9 +2,6 @@
 //! permuted labels, each loaded from `model.weights`, from the run directory (`--resume`), from
 //! the model cache, or trained (going on from the newest checkpoint with `--resume`).
 
-use crate::config::TestConfig;
-use crate::error::{ExperimentError, Result};
-use crate::manifest::RandomLabelReport;
 use crate::model_cache::{CacheClaim, ModelInputs, ModelRecord};
 use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
@@ -13,6 +10,9 @@ use sanity_model::{
     BatchProgress, Checkpoint, EpochStats, Model, ModelError, TrainSpec, Training, Weights, accuracy, init_weights,
     train_observed,
 };
+use sanity_rundir::config::TestConfig;
+use sanity_rundir::error::{ExperimentError, Result};
+use sanity_rundir::manifest::RandomLabelReport;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
@@ -148,7 +148,7 @@ pub const RANDOM_LABEL_CHECKPOINTS: &str = "checkpoints-random-labels";
 /// folder once the model is trained. Without it they are the run directory's (or `sanity
 /// train`'s `OUT.checkpoints/`), gone on from with `--resume` only. `--resume` also looks in
 /// the run directory's folder, and goes on from the newest checkpoint of the two.
-pub(crate) struct Checkpoints {
+pub struct Checkpoints {
     /// Written while training.
     dir: PathBuf,
     /// The run directory's folder, when `dir` is beside the model cache: the checkpoints join it
@@ -173,7 +173,7 @@ impl Checkpoints {
 
     /// Checkpoints in `dir` alone, gone on from when `resume`; `hint` says what to do about
     /// one training cannot go on from.
-    pub(crate) fn alone(dir: PathBuf, resume: bool, hint: &'static str) -> Self {
+    pub fn alone(dir: PathBuf, resume: bool, hint: &'static str) -> Self {
         Self { dir, keep_in: None, resume, hint }
     }
 
@@ -242,7 +242,7 @@ impl Checkpoints {
 /// after the epoch in flight, its state saved in `places`. Returns the weights, every epoch's
 /// statistics and the origin for the manifest.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn train_resumable(
+pub fn train_resumable(
     initial: &Model,
     data: &Dataset,
     spec: &TrainSpec,
@@ -354,7 +354,7 @@ pub(crate) fn build_random_label_model(
     let mut inputs = ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels);
     // Its own settings, for up to `max_epochs`, whatever `training.epochs` says.
     let own = training.as_ref().map_or_else(|| config.training.clone(), |t| t.applied_to(&config.training));
-    inputs.training = crate::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() };
+    inputs.training = sanity_rundir::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() };
     let saved = Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) };
     let key = inputs.key();
     let resumed = match weights {

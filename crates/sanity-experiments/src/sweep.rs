@@ -4,9 +4,9 @@
 //! alphabetical order, the last one varying fastest. Each point is an ordinary config (the sweep
 //! removed, the point's values set, then the preset applied) and gets its own run id.
 
-use crate::config::Config;
-use crate::error::{ExperimentError, Result};
 use crate::plan::Plan;
+use sanity_rundir::config::Config;
+use sanity_rundir::error::{ExperimentError, Result};
 use toml::{Table, Value};
 
 /// The most runs one sweep may expand to.
@@ -23,15 +23,15 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
     let mut table: Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
     let sweep = match table.remove("sweep") {
         None => {
-            let config =
-                Config::parse(text, file, overrides).map_err(|e| crate::diagnostics::locate(e, text, overrides))?;
+            let config = Config::parse(text, file, overrides)
+                .map_err(|e| sanity_rundir::diagnostics::locate(e, text, overrides))?;
             return Ok(vec![(config, Vec::new())]);
         }
         Some(Value::Table(sweep)) => sweep,
         Some(_) => return Err(bad("key `sweep`: expected a table of lists, e.g. [sweep] seed = [0, 1]".into())),
     };
     for assignment in overrides {
-        crate::overrides::apply(&mut table, assignment).map_err(|e| bad(e.to_string()))?;
+        sanity_rundir::overrides::apply(&mut table, assignment).map_err(|e| bad(e.to_string()))?;
     }
     let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
     for (key, values) in sweep {
@@ -72,7 +72,7 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
             // Strings as they are, anything else as inline TOML (`0.5`, `{ kind = "original" }`).
             let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
             params.push((key.clone(), shown));
-            crate::overrides::set_path(&mut config, &path, value)
+            sanity_rundir::overrides::set_path(&mut config, &path, value)
                 .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
         }
         let generated = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
@@ -93,7 +93,7 @@ fn in_sweep_point(
     text: &str,
     overrides: &[String],
 ) -> ExperimentError {
-    use crate::diagnostics::{line_of, named_key, overridden, segments, sweep_key_line};
+    use sanity_rundir::diagnostics::{line_of, named_key, overridden, segments, sweep_key_line};
     let ExperimentError::Config { file, message } = e else { return e };
     let point = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
     let line = named_key(&message).and_then(|key| {
@@ -120,7 +120,7 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
         let mut plan = Plan::new(config, file).map_err(|e| match e {
             // A sweep point's values come from [sweep]: name the point and its [sweep] line.
             e @ ExperimentError::Config { .. } if !params.is_empty() => in_sweep_point(e, &params, text, overrides),
-            other => crate::diagnostics::locate(other, text, overrides),
+            other => sanity_rundir::diagnostics::locate(other, text, overrides),
         })?;
         plan.params = params;
         plans.push(plan);

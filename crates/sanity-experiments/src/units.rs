@@ -3,13 +3,14 @@
 //! Slot 0 is always the trained model with the configured explained class.
 
 use crate::cascading::{cascade_order, cascade_step};
-use crate::config::{ControlsConfig, ExplainedClass, TestConfig};
-use crate::error::Result;
 use crate::plan::Plan;
 use rand::{Rng, RngCore};
 use sanity_data::stream_rng;
 use sanity_model::train::classes_of;
 use sanity_model::{Model, init_weights};
+use sanity_rundir::config::{ControlsConfig, ExplainedClass, TestConfig};
+use sanity_rundir::error::Result;
+use sanity_rundir::files::stage_key;
 
 /// A model explained in a run and the output explained for each explained image.
 pub struct Slot {
@@ -166,7 +167,7 @@ impl Designer<'_> {
     fn cascade(
         &mut self,
         test: &TestConfig,
-        order: crate::config::Order,
+        order: sanity_rundir::config::Order,
         reinit: &sanity_model::Reinit,
         stages: &[String],
         smoothing: Option<Smoothing>,
@@ -278,15 +279,6 @@ impl Designer<'_> {
         }
         Ok(())
     }
-}
-
-/// The name of a stage's model in `maps/` file names: the non-empty parts of a score row's
-/// `test`, `order` and `stage`, joined by dots (`cascading.top_down.fc1`, `independent.conv1`,
-/// `data_randomization.random_labels`; a stage named as its test once: `random_logit`).
-pub fn stage_key(test: &str, order: &str, stage: &str) -> String {
-    let mut parts: Vec<&str> = [test, order, stage].into_iter().filter(|s| !s.is_empty()).collect();
-    parts.dedup();
-    parts.join(".")
 }
 
 /// `name` of draw `draw`: as it is for the first draw (the names of every earlier run), with

@@ -14,57 +14,15 @@
 //! | `at_ceiling` | no | yes | the maps ignore the randomisation (fails) |
 //! | `indistinct` | no | no | ceiling and floor too close or too few images to tell |
 //! | `not_tested` | | | a control is switched off or no image has all three scores |
-//! | `inconclusive_target_not_reached` | | | data randomisation only: the model on permuted labels missed its training-accuracy target, so it did not memorise them ([`crate::run::INCONCLUSIVE_TARGET_NOT_REACHED`]) |
+//! | `inconclusive_target_not_reached` | | | data randomisation only: the model on permuted labels missed its training-accuracy target, so it did not memorise them ([`sanity_rundir::rows::INCONCLUSIVE_TARGET_NOT_REACHED`]) |
 
-use crate::scores::ScoreRow;
 use crate::statistics::{Wilcoxon, wilcoxon_signed_rank};
-use serde::Serialize;
+use sanity_rundir::rows::{ScoreRow, VerdictRow};
 use std::collections::{BTreeMap, HashMap};
 
 /// The tests that get a verdict: the last cascade stage (every listed layer randomised), the
 /// random-label model and the random logit.
 const JUDGED: [&str; 3] = ["cascading", "data_randomization", "random_logit"];
-
-/// One verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct VerdictRow {
-    /// The run.
-    pub run_id: String,
-    /// `cascading`, `data_randomization` or `random_logit`.
-    pub test: String,
-    /// Cascade order (empty for the others).
-    pub order: String,
-    /// The stage judged: the cascade's last (all listed layers randomised).
-    pub stage: String,
-    /// The method.
-    pub method: String,
-    /// The post-processing pipeline.
-    pub postprocess: String,
-    /// The metric.
-    pub metric: String,
-    /// Images with a valid score at the stage and in both controls.
-    pub n_pairs: usize,
-    /// Mean score at the stage over those images.
-    pub mean: Option<f64>,
-    /// Mean of the ceiling (`repeat` control) over those images.
-    pub ceiling_mean: Option<f64>,
-    /// Mean of the floor (`random_models` control) over those images.
-    pub floor_mean: Option<f64>,
-    /// The test used: `wilcoxon_signed_rank_two_sided`.
-    pub test_used: String,
-    /// p-value of stage against ceiling.
-    pub p_vs_ceiling: Option<f64>,
-    /// How it was computed: `exact` or `normal_approximation`.
-    pub p_vs_ceiling_method: String,
-    /// p-value of stage against floor.
-    pub p_vs_floor: Option<f64>,
-    /// How it was computed: `exact` or `normal_approximation`.
-    pub p_vs_floor_method: String,
-    /// The significance level.
-    pub alpha: f64,
-    /// See the module documentation.
-    pub verdict: String,
-}
 
 /// The verdicts of a run's rows, in first-seen order of (test, order, method, postprocess,
 /// metric).

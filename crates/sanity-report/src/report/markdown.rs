@@ -3,11 +3,11 @@
 
 use super::build::test_groups;
 use super::{FIGURES_DIR, Figure};
-use crate::config::Config;
 use crate::figures::number;
-use crate::manifest::Manifest;
-use crate::scores::SummaryRow;
-use crate::verdicts::VerdictRow;
+use sanity_rundir::config::Config;
+use sanity_rundir::manifest::Manifest;
+use sanity_rundir::rows::SummaryRow;
+use sanity_rundir::rows::VerdictRow;
 use std::fmt::Write;
 
 fn opt(v: Option<f64>) -> String {
@@ -77,7 +77,7 @@ pub fn report_md(
 /// "Empty results" and "Degenerate original maps": what the run answers nothing about, and
 /// which methods' own maps are too often degenerate.
 fn warnings(md: &mut String, summary: &[SummaryRow]) {
-    let empty = crate::scores::empty_results(summary);
+    let empty = sanity_rundir::rows::empty_results(summary);
     if !empty.is_empty() {
         let _ = writeln!(md, "## Empty results\n");
         let _ = writeln!(
@@ -89,13 +89,13 @@ fn warnings(md: &mut String, summary: &[SummaryRow]) {
         }
         let _ = writeln!(md);
     }
-    let degenerate = crate::scores::degenerate_original_lines(summary);
+    let degenerate = sanity_rundir::rows::degenerate_original_lines(summary);
     if !degenerate.is_empty() {
         let _ = writeln!(md, "## Degenerate original maps\n");
         let _ = writeln!(
             md,
             "These methods' own maps (trained model) are constant or non-finite for more than {:.0}% of the images: their scores rest on the others (`n_degenerate_original` in summary.csv).\n",
-            100.0 * crate::scores::DEGENERATE_ORIGINALS_WARNING
+            100.0 * sanity_rundir::rows::DEGENERATE_ORIGINALS_WARNING
         );
         for line in &degenerate {
             let _ = writeln!(md, "- {line}");

@@ -3,20 +3,20 @@
 //! `agreement.csv` with the similarity of every pair of methods on each image (the lesson's
 //! GradCAM-vs-IG comparison).
 
-use crate::compare_job::{parse_metrics, parse_steps};
-use crate::config::DataConfig;
-use crate::error::{ExperimentError, Result};
-use crate::example_maps::{prediction_of, sigmoid};
-use crate::figures::overlay::{Overlay, OverlayColors, render};
-use crate::figures::raster::{display_plane, gray_plane};
-use crate::plan::{DataPlan, resolve_arch};
-use crate::run::write_atomic;
-use crate::scores::RowWriter;
+use super::compare::{parse_metrics, parse_steps};
 use candle_core::{DType, Device, Tensor};
 use sanity_attribution::MethodSpec;
+use sanity_experiments::plan::{DataPlan, resolve_arch};
 use sanity_metrics::{Map, Status, apply_all, pipeline_label};
 use sanity_model::train::predicted_targets;
 use sanity_model::{Model, Weights};
+use sanity_report::figures::overlay::{Overlay, OverlayColors, render};
+use sanity_report::figures::raster::{display_plane, gray_plane};
+use sanity_rundir::config::DataConfig;
+use sanity_rundir::error::{ExperimentError, Result};
+use sanity_rundir::example_maps::{prediction_of, sigmoid};
+use sanity_rundir::files::write_atomic;
+use sanity_rundir::rows::RowWriter;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,7 +93,7 @@ fn method_spec(id: &str, layer: &Option<String>) -> Result<(MethodSpec, bool)> {
     let mut table = toml::Table::new();
     table.insert("method".into(), toml::Value::String(id.to_string()));
     let probe = MethodSpec::deserialize(toml::Value::Table(table.clone()))
-        .map_err(|e| bad("--methods", crate::diagnostics::with_suggestion(format!("`{id}`: {e}"))))?;
+        .map_err(|e| bad("--methods", sanity_rundir::diagnostics::with_suggestion(format!("`{id}`: {e}"))))?;
     if let Some(layer) = layer {
         let mut with_layer = table.clone();
         with_layer.insert("layer".into(), toml::Value::String(layer.clone()));
@@ -133,8 +133,11 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     if !(0.0..=1.0).contains(&job.alpha) {
         return Err(bad("--alpha", format!("{}; accepted: 0 (the image only) to 1 (the map only)", job.alpha)));
     }
-    if job.panel < crate::report::MIN_CELL {
-        return Err(bad("--panel", format!("{}; accepted: at least {} pixels", job.panel, crate::report::MIN_CELL)));
+    if job.panel < sanity_report::report::MIN_CELL {
+        return Err(bad(
+            "--panel",
+            format!("{}; accepted: at least {} pixels", job.panel, sanity_report::report::MIN_CELL),
+        ));
     }
     let data = DataPlan::from_config(&job.data, "--data")?;
     let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
@@ -150,7 +153,7 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
     // The explained output: the prediction (the only logit of a binary model).
     let targets = predicted_targets(&logits, outputs);
-    let references = crate::run::training_references(&specs, &train_set)?;
+    let references = sanity_experiments::run::training_references(&specs, &train_set)?;
     // maps[method][image], post-processed.
     let mut maps: Vec<Vec<std::result::Result<Map, Status>>> = Vec::new();
     for spec in &specs {

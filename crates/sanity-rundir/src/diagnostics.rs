@@ -60,7 +60,7 @@ pub fn with_suggestion(message: String) -> String {
 
 /// The segments of a key path as errors write it (`tests[0].stages`) or as `--set` does
 /// (`tests.0.stages`).
-pub(crate) fn segments(path: &str) -> Vec<String> {
+pub fn segments(path: &str) -> Vec<String> {
     path.replace('[', ".").replace(']', "").split('.').filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 

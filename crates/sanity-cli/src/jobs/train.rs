@@ -1,11 +1,11 @@
 //! `sanity train`: train an architecture on a data source and save its weights.
 
-use crate::config::{DataConfig, TrainingConfig, default_fashion_dir};
-use crate::error::{ExperimentError, Result};
-use crate::plan::{DataPlan, resolve_arch};
-use crate::run::Progress;
-use crate::run_models::{Checkpoints, train_resumable};
+use sanity_experiments::Progress;
+use sanity_experiments::plan::{DataPlan, resolve_arch};
+use sanity_experiments::run_models::{Checkpoints, train_resumable};
 use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, accuracy, init_weights};
+use sanity_rundir::config::{DataConfig, TrainingConfig, default_fashion_dir};
+use sanity_rundir::error::{ExperimentError, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,8 +43,6 @@ pub struct TrainOutcome {
     pub train_accuracy: f64,
     /// Accuracy on the test images.
     pub test_accuracy: f64,
-    /// Per-epoch statistics.
-    pub epochs: Vec<EpochStats>,
 }
 
 /// Parses a `--data` value: `phantom`, `fashion-mnist`, `fashion-mnist:DIR`, or a config's
@@ -65,15 +63,15 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
             });
         }
         // A `[data]` table written inline, parsed as `sanity compare` parses its items.
-        return crate::compare_job::parse_item(value, "source", "--data");
+        return super::compare::parse_item(value, "source", "--data");
     }
     match value.split_once(':') {
         None if value == "phantom" => Ok(DataConfig::Phantom {
             n_train: n_train.unwrap_or(1200),
             n_test: 300,
-            size: crate::config::default_size(),
-            noise_std: crate::config::default_noise_std(),
-            effusion_fraction: crate::config::default_effusion_fraction(),
+            size: sanity_rundir::config::default_size(),
+            noise_std: sanity_rundir::config::default_noise_std(),
+            effusion_fraction: sanity_rundir::config::default_effusion_fraction(),
             shortcut_rate: None,
         }),
         None if value == "fashion-mnist" => {
@@ -112,13 +110,9 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
     let describe =
         |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
     let stop = || job.interrupt.is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst));
-    let (weights, epochs, _) =
+    let (weights, _, _) =
         train_resumable(&initial, &train_set, &spec, job.seed, ("training", &describe), &places, &stop, progress)?;
     weights.save_safetensors(out)?;
     let trained = initial.with_weights(weights);
-    Ok(TrainOutcome {
-        train_accuracy: accuracy(&trained, &train_set)?,
-        test_accuracy: accuracy(&trained, &test_set)?,
-        epochs,
-    })
+    Ok(TrainOutcome { train_accuracy: accuracy(&trained, &train_set)?, test_accuracy: accuracy(&trained, &test_set)? })
 }

@@ -1,6 +1,6 @@
 //! The experiment config (TOML, serde). Every struct and enum refuses unknown keys; every
 //! default is a named function documented on its field. `Config` is only parsed here; a
-//! [`crate::Plan`] is the checked, resolved form that can run.
+//! `sanity_experiments::Plan` is the checked, resolved form that can run.
 
 use crate::error::{ExperimentError, Result};
 use sanity_attribution::MethodSpec;

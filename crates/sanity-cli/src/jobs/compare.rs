@@ -2,9 +2,9 @@
 //! post-processing pipelines and metrics written as in a config, so that maps from any tool can
 //! be scored the same way as a run's.
 
-use crate::error::{ExperimentError, Result};
 use rayon::prelude::*;
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
+use sanity_rundir::error::{ExperimentError, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -52,7 +52,7 @@ pub(crate) fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, wh
     }
     toml::from_str::<Item<T>>(&source)
         .map(|i| i.item)
-        .map_err(|e| bad(what, crate::diagnostics::with_suggestion(format!("`{text}`: {e}"))))
+        .map_err(|e| bad(what, sanity_rundir::diagnostics::with_suggestion(format!("`{text}`: {e}"))))
 }
 
 /// The `--postprocess` steps, parsed and checked.

@@ -6,22 +6,19 @@
 pub mod build;
 mod markdown;
 
-use crate::config::Config;
-use crate::error::{ExperimentError, Result};
-use crate::example_maps::read_examples;
 use crate::figures::charts::Chart;
 use crate::figures::{grid, png, svg};
-use crate::run::{CONFIG_RESOLVED, MANIFEST, run_dirs, write_atomic};
-use crate::scores::{RowWriter, SummaryRow};
-use crate::verdicts::VerdictRow;
 use build::{TestGroup, TileCache, agreement, curves, map_grid, scores, stages_of, test_groups};
 use sanity_metrics::pipeline_label;
+use sanity_rundir::config::Config;
+use sanity_rundir::error::{ExperimentError, Result};
+use sanity_rundir::example_maps::read_examples;
+use sanity_rundir::files::{CONFIG_RESOLVED, MANIFEST, SUMMARY, VERDICTS, run_dirs, write_atomic};
+use sanity_rundir::rows::VerdictRow;
+use sanity_rundir::rows::{RowWriter, SummaryRow};
 use std::path::{Path, PathBuf};
 
-/// The figures' directory inside a run directory.
-pub const FIGURES_DIR: &str = "figures";
-/// The report's file name inside a run directory.
-pub const REPORT_MD: &str = "report.md";
+pub use sanity_rundir::files::{FIGURES_DIR, REPORT_MD};
 
 /// What to draw.
 #[derive(Debug, Clone)]
@@ -77,15 +74,15 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
         return Err(not_finished(CONFIG_RESOLVED));
     }
     let config = Config::load(&config_path, &[])?;
-    let summary_path = dir.join("summary.csv");
+    let summary_path = dir.join(SUMMARY);
     if !summary_path.exists() {
-        return Err(not_finished("summary.csv"));
+        return Err(not_finished(SUMMARY));
     }
     let summary: Vec<SummaryRow> = RowWriter::read(&summary_path)?;
     let verdicts: Vec<VerdictRow> =
-        if dir.join("verdicts.csv").exists() { RowWriter::read(&dir.join("verdicts.csv"))? } else { Vec::new() };
+        if dir.join(VERDICTS).exists() { RowWriter::read(&dir.join(VERDICTS))? } else { Vec::new() };
     let manifest_path = dir.join(MANIFEST);
-    let Some(manifest) = crate::manifest::Manifest::read(&manifest_path)? else {
+    let Some(manifest) = sanity_rundir::manifest::Manifest::read(&manifest_path)? else {
         return Err(not_finished(MANIFEST));
     };
     let mut examples = read_examples(dir)?;

@@ -9,10 +9,10 @@
 //! maps/image-0003/original.gradient.smoothed.npy      smooth MPRT's noise-tunnel maps
 //! ```
 //!
-//! A model's name is its slot name ([`crate::units::Slot::name`]).
+//! A model's name is its slot name (the run engine's `units::Slot::name`).
 
 use crate::error::{ExperimentError, Result};
-use crate::scores::RowWriter;
+use crate::rows::RowWriter;
 use candle_core::{Device, Tensor};
 use sanity_metrics::Map;
 use sanity_model::train::classes_of;

@@ -1,12 +1,12 @@
 //! `sanity attribute`: raw maps of one method for the images of an NPY file, written as NPY,
 //! so that anyone can cross-check the maps from Python.
 
-use crate::error::{ExperimentError, Result};
 use candle_core::{DType, Device, Tensor};
 use sanity_attribution::{MethodSpec, ReferenceSet};
 use sanity_data::npy::read_array;
 use sanity_model::train::predicted_targets;
 use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
+use sanity_rundir::error::{ExperimentError, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,11 +64,11 @@ fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
         table.insert("layer".into(), toml::Value::String(layer.clone()));
     }
     for assignment in &job.params {
-        crate::overrides::apply(&mut table, assignment)?;
+        sanity_rundir::overrides::apply(&mut table, assignment)?;
     }
     MethodSpec::deserialize(toml::Value::Table(table)).map_err(|e| ExperimentError::Config {
         file: "--method/--layer/--set".into(),
-        message: crate::diagnostics::with_suggestion(e.to_string()),
+        message: sanity_rundir::diagnostics::with_suggestion(e.to_string()),
     })
 }
 

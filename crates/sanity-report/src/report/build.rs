@@ -1,13 +1,13 @@
 //! The data of each figure of a run, taken from its summary rows and its example maps.
 
-use crate::error::Result;
-use crate::example_maps::{Example, image_dir, map_file, read_map};
 use crate::figures::charts::{Agreement, Curves, Estimate, MethodScore, Panel, Scores, Series};
 use crate::figures::grid::{MapGrid, Tile};
 use crate::figures::raster::{Scale, display_plane, gray_plane};
-use crate::scores::SummaryRow;
-use crate::units::stage_key;
 use sanity_metrics::{Map, PostStep, apply_all};
+use sanity_rundir::error::Result;
+use sanity_rundir::example_maps::{Example, image_dir, map_file, read_map};
+use sanity_rundir::files::stage_key;
+use sanity_rundir::rows::SummaryRow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -103,7 +103,7 @@ fn estimate(row: &SummaryRow) -> Option<Estimate> {
 /// under the trained model, and how many there are (its `repeat` control rows'
 /// `n_degenerate_original`); None when none has.
 fn own_empty(rows: &[SummaryRow], method: &str, postprocess: &str) -> Option<(usize, usize)> {
-    crate::scores::own_degenerate(rows)
+    sanity_rundir::rows::own_degenerate(rows)
         .into_iter()
         .find(|((m, p), _)| m == method && p == postprocess)
         .map(|(_, counts)| counts)

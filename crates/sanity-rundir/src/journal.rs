@@ -126,7 +126,7 @@ impl Journal {
     }
 
     /// Appends one record and writes it through to the disk (the rows it vouches for must be
-    /// synced before it: [`crate::scores::RowWriter::sync`]).
+    /// synced before it: [`crate::rows::RowWriter::sync`]).
     pub fn record(&mut self, record: UnitRecord) -> Result<()> {
         let line = serde_json::to_string(&record).map_err(|e| ExperimentError::io(&self.path, e))? + "\n";
         self.file.write_all(line.as_bytes()).map_err(|e| ExperimentError::io(&self.path, e))?;

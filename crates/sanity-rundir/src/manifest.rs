@@ -48,7 +48,7 @@ pub struct Manifest {
     /// The shard of a sharded run (`--shard K/N`): its scores cover only its batches, and
     /// `sanity merge` writes the summary.
     #[serde(default)]
-    pub shard: Option<crate::placement::Shard>,
+    pub shard: Option<crate::shard::Shard>,
     /// Data sets.
     pub data: DataReport,
     /// The shard directories `sanity merge` combined into this run (empty otherwise).
