@@ -14,6 +14,7 @@ pub mod lrp;
 pub mod method;
 pub mod noise_tunnel;
 pub mod occlusion;
+pub mod registry;
 pub mod target;
 
 pub use controls::{RandomMap, Sobel};
@@ -28,3 +29,4 @@ pub use lrp::Lrp;
 pub use method::{Attribution, MethodSpec, TunnelSpec};
 pub use noise_tunnel::{Aggregate, NoiseTunnel};
 pub use occlusion::Occlusion;
+pub use registry::{METHODS, MethodInfo};

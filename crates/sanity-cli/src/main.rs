@@ -169,11 +169,8 @@ struct AttributeArgs {
     /// Images, NPY float32 of shape (n, c, h, w).
     #[arg(long)]
     input: PathBuf,
-    /// Method id: gradient, gradient_x_input, integrated_gradients, expected_gradients, smoothgrad,
-    /// smoothgrad_squared, vargrad, guided_backprop, deconvnet, gradcam, guided_gradcam,
-    /// gradcam_plus_plus, xgradcam, layercam, scorecam, occlusion, lrp_epsilon, lrp_alpha_beta,
-    /// random_map, sobel.
-    #[arg(long)]
+    /// Method id (--help lists them).
+    #[arg(long, long_help = format!("Method id:\n{}", sanity_attribution::registry::method_help()))]
     method: String,
     /// One explained output for every image (default: the model's prediction).
     #[arg(long, conflicts_with = "targets", value_parser = count_in(0, MAX_CLASSES - 1))]
@@ -209,7 +206,7 @@ struct CompareArgs {
     /// Maps of the same shape.
     b: PathBuf,
     /// Metric: a name (spearman) or a TOML inline table ('{ metric = "ssim", data_range = 1.0 }'); repeatable.
-    #[arg(long = "metric", required = true)]
+    #[arg(long = "metric", required = true, long_help = metric_long_help())]
     metrics: Vec<String>,
     /// Post-processing step applied to both, in order: a name (abs) or a TOML inline table; repeatable.
     #[arg(long = "postprocess")]
@@ -247,8 +244,13 @@ struct ExplainArgs {
     /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
     #[arg(long)]
     data: String,
-    /// Method ids, comma-separated (e.g. gradcam,integrated_gradients).
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Method ids, comma-separated (e.g. gradcam,integrated_gradients; --help lists them).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        long_help = format!("Method ids, comma-separated:\n{}", sanity_attribution::registry::method_help())
+    )]
     methods: Vec<String>,
     /// Layer of the CAM methods (default: the last conv layer).
     #[arg(long)]
@@ -263,7 +265,7 @@ struct ExplainArgs {
     postprocess: Vec<String>,
     /// Metric of agreement.csv: a name or a TOML inline table ('{ metric = "ssim",
     /// data_range = 1.0 }'); repeatable. Default: spearman.
-    #[arg(long = "metric", default_value = "spearman")]
+    #[arg(long = "metric", default_value = "spearman", long_help = metric_long_help())]
     metrics: Vec<String>,
     /// Seed of the data and of stochastic methods.
     #[arg(long, default_value_t = 0)]
@@ -311,6 +313,14 @@ fn count_in(lo: usize, hi: usize) -> impl Fn(&str) -> std::result::Result<usize,
     }
 }
 
+/// `--metric`'s long help: the forms and every metric.
+fn metric_long_help() -> String {
+    format!(
+        "Metric: a name (spearman) or a TOML inline table ('{{ metric = \"ssim\", data_range = 1.0 }}'); repeatable.\n{}",
+        sanity_metrics::registry::metric_help()
+    )
+}
+
 /// `--threads`: 1 to [`MAX_THREADS`].
 fn threads_parser() -> impl Fn(&str) -> std::result::Result<usize, String> + Clone + Send + Sync {
     count_in(1, MAX_THREADS)
@@ -350,9 +360,8 @@ fn set_memory_limit(gib: Option<f64>) {
 fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan>> {
     Ok(match config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Config {
-                file: path.display().to_string(),
-                message: format!("cannot read the config: {e}"),
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ExperimentError::config(path.display().to_string(), format!("cannot read the config: {e}"))
             })?;
             plans(&text, &path.display().to_string(), overrides)?
         }

@@ -69,17 +69,11 @@ impl DataPlan {
     /// Size-like values are checked first, and the memory the data set will take: errors name
     /// `source` (the config, or `--data`) and the key.
     pub fn from_config(config: &DataConfig, source: &str) -> Result<Self> {
-        check_data_bounds(config).map_err(|(key, message)| ExperimentError::Config {
-            file: source.into(),
-            message: format!("key `{key}`: {message}"),
-        })?;
+        check_data_bounds(config).map_err(|(key, message)| ExperimentError::keyed(source, key, message))?;
         let plan = Self::read(config)?;
         let [c, h, w] = plan.image_shape().map(|d| d as u128);
         let bytes = (plan.n_train() + plan.n_test()) as u128 * c * h * w * 4;
-        check_memory("the data set", bytes).map_err(|message| ExperimentError::Config {
-            file: source.into(),
-            message: format!("key `data`: {message}"),
-        })?;
+        check_memory("the data set", bytes).map_err(|message| ExperimentError::keyed(source, "data", message))?;
         Ok(plan)
     }
 
@@ -105,13 +99,13 @@ impl DataPlan {
                     (Some(ti), Some(tl)) => {
                         let test = load_arrays(&ti, &tl, scale, Some(train.num_classes))?;
                         if test.image_shape != train.image_shape {
-                            return Err(ExperimentError::Config {
-                                file: ti,
-                                message: format!(
+                            return Err(ExperimentError::config(
+                                ti,
+                                format!(
                                     "test images of shape {:?} but training images of shape {:?}",
                                     test.image_shape, train.image_shape
                                 ),
-                            });
+                            ));
                         }
                         let rows = |file: &str, n: usize| (0..n).map(|r| (file.to_string(), r.to_string())).collect();
                         let origins = Origins { train: rows(&images, train.len()), test: rows(&ti, test.len()) };
@@ -119,19 +113,17 @@ impl DataPlan {
                     }
                     (None, None) => {
                         let (train_rows, test_rows) = split_indices(&train, test_fraction, split_seed)
-                            .map_err(|e| ExperimentError::Config { file: images.clone(), message: e.to_string() })?;
+                            .map_err(|e| ExperimentError::config(images.clone(), e.to_string()))?;
                         let at = |rows: &[usize]| rows.iter().map(|&r| (images.clone(), r.to_string())).collect();
                         let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
                         let sets = (rows_of(&train, &train_rows), rows_of(&train, &test_rows));
                         DataPlan::Loaded("arrays", Arc::new(sets), Arc::new(origins))
                     }
                     _ => {
-                        return Err(ExperimentError::Config {
-                            file: "data".into(),
-                            message:
-                                "give both test_images and test_labels, or neither (then test_fraction is held out)"
-                                    .into(),
-                        });
+                        return Err(ExperimentError::config(
+                            "data",
+                            "give both test_images and test_labels, or neither (then test_fraction is held out)",
+                        ));
                     }
                 }
             }
@@ -155,18 +147,17 @@ impl DataPlan {
                         };
                         let (a, b) = (names(&dir)?, names(&test_dir)?);
                         if a != b {
-                            return Err(ExperimentError::Config {
-                                file: test_dir.display().to_string(),
-                                message: format!("test classes {b:?} differ from the training classes {a:?}"),
-                            });
+                            return Err(ExperimentError::config(
+                                test_dir.display().to_string(),
+                                format!("test classes {b:?} differ from the training classes {a:?}"),
+                            ));
                         }
                         let test_files = files(&test_dir)?;
                         ((all, test), Origins { train: listed, test: test_files })
                     }
                     None => {
-                        let bad = |e: sanity_data::DataError| ExperimentError::Config {
-                            file: dir.display().to_string(),
-                            message: e.to_string(),
+                        let bad = |e: sanity_data::DataError| {
+                            ExperimentError::config(dir.display().to_string(), e.to_string())
                         };
                         let (train_rows, test_rows) = split_indices(&all, test_fraction, split_seed).map_err(bad)?;
                         let at = |rows: &[usize]| rows.iter().map(|&r| listed[r].clone()).collect();
@@ -268,10 +259,7 @@ impl DataPlan {
 impl Plan {
     /// Checks `config` (read from `source`) and resolves its defaults.
     pub fn new(mut config: Config, source: &str) -> Result<Self> {
-        let bad = |key: &str, message: String| ExperimentError::Config {
-            file: source.to_string(),
-            message: format!("key `{key}`: {message}"),
-        };
+        let bad = |key: &str, message: String| ExperimentError::keyed(source, key, message);
         let keyed = |(key, message): (String, String)| bad(&key, message);
         check_name(&config.name).map_err(keyed)?;
         let data = DataPlan::from_config(&config.data, source)?;

@@ -310,13 +310,11 @@ impl Explained {
         let config = &plan.config;
         let n = config.attribution.n_images;
         if n > test_set.len() {
-            return Err(ExperimentError::Config {
-                file: plan.source.clone(),
-                message: format!(
-                    "key `attribution.n_images`: {n}, but the test set has only {} images",
-                    test_set.len()
-                ),
-            });
+            return Err(ExperimentError::keyed(
+                &plan.source,
+                "attribution.n_images",
+                format!("{n}, but the test set has only {} images", test_set.len()),
+            ));
         }
         let indices: Vec<usize> = (0..n).collect();
         let [c, h, w] = test_set.image_shape;

@@ -19,7 +19,8 @@ pub type Params = Vec<(String, String)>;
 /// The configs of `text` (from `file`) after the `--set` overrides: one per sweep point, or
 /// the config itself when it has no `[sweep]`.
 pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Config, Params)>> {
-    let bad = |message: String| ExperimentError::Config { file: file.to_string(), message };
+    let bad = |message: String| ExperimentError::config(file, message);
+    let at = |key: String, message: String| ExperimentError::keyed(file, key, message);
     let mut table: Table = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
     let sweep = match table.remove("sweep") {
         None => {
@@ -28,7 +29,7 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
             return Ok(vec![(config, Vec::new())]);
         }
         Some(Value::Table(sweep)) => sweep,
-        Some(_) => return Err(bad("key `sweep`: expected a table of lists, e.g. [sweep] seed = [0, 1]".into())),
+        Some(_) => return Err(at("sweep".into(), "expected a table of lists, e.g. [sweep] seed = [0, 1]".into())),
     };
     for assignment in overrides {
         sanity_rundir::overrides::apply(&mut table, assignment).map_err(|e| bad(e.to_string()))?;
@@ -37,19 +38,19 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
     for (key, values) in sweep {
         match values {
             Value::Array(values) if !values.is_empty() => axes.push((key, values)),
-            Value::Array(_) => return Err(bad(format!("key `sweep.{key}`: an empty list; give at least one value"))),
-            _ => return Err(bad(format!("key `sweep.{key}`: expected a list of values, e.g. [1, 2]"))),
+            Value::Array(_) => return Err(at(format!("sweep.{key}"), "an empty list; give at least one value".into())),
+            _ => return Err(at(format!("sweep.{key}"), "expected a list of values, e.g. [1, 2]".into())),
         }
     }
     if axes.is_empty() {
-        return Err(bad("key `sweep`: no keys; give at least one list, e.g. seed = [0, 1]".into()));
+        return Err(at("sweep".into(), "no keys; give at least one list, e.g. seed = [0, 1]".into()));
     }
     let points = axes
         .iter()
         .try_fold(1usize, |n, (_, v)| n.checked_mul(v.len()).filter(|&n| n <= MAX_POINTS))
         .ok_or_else(|| {
             let sizes: Vec<String> = axes.iter().map(|(k, v)| format!("{k}: {}", v.len())).collect();
-            bad(format!("key `sweep`: {} make more than {MAX_POINTS} runs; split the sweep", sizes.join(" x ")))
+            at("sweep".into(), format!("{} make more than {MAX_POINTS} runs; split the sweep", sizes.join(" x ")))
         })?;
     let mut out = Vec::with_capacity(points);
     for point in 0..points {
@@ -65,15 +66,16 @@ pub fn expand(text: &str, file: &str, overrides: &[String]) -> Result<Vec<(Confi
         for (key, value) in chosen {
             let path: Vec<String> = key.split('.').map(str::to_string).collect();
             if path.iter().any(|p| p.is_empty() || p.contains(['[', ']'])) {
-                return Err(bad(format!(
-                    "key `sweep.\"{key}\"`: not a dotted path like training.epochs (list elements as tests.0.reinit)"
-                )));
+                return Err(at(
+                    format!("sweep.\"{key}\""),
+                    "not a dotted path like training.epochs (list elements as tests.0.reinit)".into(),
+                ));
             }
             // Strings as they are, anything else as inline TOML (`0.5`, `{ kind = "original" }`).
             let shown = value.as_str().map_or_else(|| value.to_string(), str::to_string);
             params.push((key.clone(), shown));
             sanity_rundir::overrides::set_path(&mut config, &path, value)
-                .map_err(|m| bad(format!("key `sweep.\"{key}\"`: {m}")))?;
+                .map_err(|m| at(format!("sweep.\"{key}\""), m))?;
         }
         let generated = toml::to_string(&config).map_err(|e| bad(e.to_string()))?;
         let parsed = Config::parse_generated(&generated, file, overrides)
@@ -93,10 +95,10 @@ fn in_sweep_point(
     text: &str,
     overrides: &[String],
 ) -> ExperimentError {
-    use sanity_rundir::diagnostics::{line_of, named_key, overridden, segments, sweep_key_line};
-    let ExperimentError::Config { file, message } = e else { return e };
+    use sanity_rundir::diagnostics::{line_of, overridden, segments, sweep_key_line};
+    let ExperimentError::Config { file, key, message } = e else { return e };
     let point = params.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ");
-    let line = named_key(&message).and_then(|key| {
+    let line = key.as_deref().and_then(|key| {
         let key_segments = segments(key);
         let swept = params
             .iter()
@@ -109,7 +111,7 @@ fn in_sweep_point(
         }
     });
     let file = line.map_or(file.clone(), |line| format!("{file}:{line}"));
-    ExperimentError::Config { file, message: format!("sweep point {point}: {message}") }
+    ExperimentError::Config { file: format!("{file}: sweep point {point}"), key, message }
 }
 
 /// The checked plans of `text`: one per sweep point, each knowing its swept values.
@@ -128,10 +130,11 @@ pub fn plans(text: &str, file: &str, overrides: &[String]) -> Result<Vec<Plan>> 
     let mut ids: Vec<&str> = plans.iter().map(|p| p.run_id.as_str()).collect();
     ids.sort_unstable();
     if ids.windows(2).any(|w| w[0] == w[1]) {
-        return Err(ExperimentError::Config {
-            file: file.to_string(),
-            message: "key `sweep`: two points resolve to the same config (a value listed twice?)".into(),
-        });
+        return Err(ExperimentError::keyed(
+            file,
+            "sweep",
+            "two points resolve to the same config (a value listed twice?)",
+        ));
     }
     Ok(plans)
 }

@@ -759,54 +759,51 @@ impl Config {
         Ok(config)
     }
 
+    /// Parses `text`: as it is when nothing is merged into it (toml's message then gives the
+    /// line and a snippet); else with the `--set` `overrides` applied and the preset's defaults
+    /// filled in, when an error names the key it is at (from its span in the merged text) and
+    /// the line of `text` that writes that key, if one does and no override replaced it.
+    /// `generated`: `text` is the program's (a sweep point), whose lines would mislead.
     fn parse_text(text: &str, file: &str, overrides: &[String], generated: bool) -> Result<Self> {
-        let config_error = |message: String| ExperimentError::Config {
-            file: file.to_string(),
-            message: crate::diagnostics::with_suggestion(message),
-        };
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| config_error(e.to_string()))?;
+        use crate::diagnostics::{key_at, line_of, locate, overridden, with_suggestion};
+        let whole = |message: String| ExperimentError::config(file, with_suggestion(message));
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| whole(e.to_string()))?;
         let has_preset = table.contains_key("preset");
-        // Parsed from the text itself first, so that errors point at its lines; with a preset
-        // or overrides, only a missing key may still be filled in by them.
-        let own: std::result::Result<Self, toml::de::Error> = toml::from_str(text);
-        match own {
-            Ok(config) if overrides.is_empty() && !has_preset => return Ok(config),
-            Err(e) if (overrides.is_empty() && !has_preset) || !e.message().starts_with("missing field") => {
-                let key = e.span().filter(|_| generated).and_then(|span| crate::diagnostics::key_at(text, span));
-                return Err(config_error(match (generated, key) {
-                    (false, _) => e.to_string(),
-                    (true, Some(key)) => format!("key `{key}`: {}", e.message()),
-                    (true, None) => e.message().to_string(),
-                }));
-            }
-            _ => {}
+        if overrides.is_empty() && !has_preset && !generated {
+            return toml::from_str(text).map_err(|e: toml::de::Error| whole(e.to_string()));
         }
         for assignment in overrides {
-            crate::overrides::apply(&mut table, assignment).map_err(|e| config_error(e.to_string()))?;
+            crate::overrides::apply(&mut table, assignment).map_err(|e| whole(e.to_string()))?;
         }
         if let Some(preset) = table.get("preset") {
-            let name = preset.as_str().ok_or_else(|| config_error("key `preset`: expected a string".into()))?;
+            let name = preset.as_str().ok_or_else(|| ExperimentError::keyed(file, "preset", "expected a string"))?;
             let defaults = crate::presets::preset_table(name, file)?;
             crate::presets::fill_missing(&mut table, defaults);
         }
-        let merged = toml::to_string(&table).map_err(|e| config_error(e.to_string()))?;
-        // The merged text is not the user's: its line numbers would mislead, so the error
-        // names what was merged instead.
-        let sets = overrides.iter().map(|o| format!("--set {o}")).collect::<Vec<_>>().join(", ");
-        let what = match (overrides.is_empty(), has_preset) {
-            (false, true) => format!("with {sets} and the preset's defaults"),
-            (false, false) => format!("with {sets}"),
-            _ => "with the preset's defaults".to_string(),
-        };
-        toml::from_str(&merged).map_err(|e: toml::de::Error| config_error(format!("{what}: {}", e.message())))
+        let merged = toml::to_string(&table).map_err(|e| whole(e.to_string()))?;
+        toml::from_str(&merged).map_err(|e: toml::de::Error| {
+            let key = e.span().and_then(|span| key_at(&merged, span));
+            let message = with_suggestion(e.message().to_string());
+            let written = |k: &str| !overridden(k, overrides) && line_of(text, k).is_some();
+            if generated || key.as_deref().is_some_and(written) {
+                let error = ExperimentError::Config { file: file.to_string(), key, message };
+                return if generated { error } else { locate(error, text, overrides) };
+            }
+            // Not the user's line: say what was merged.
+            let sets = overrides.iter().map(|o| format!("--set {o}")).collect::<Vec<_>>().join(", ");
+            let what = match (overrides.is_empty(), has_preset) {
+                (false, true) => format!("with {sets} and the preset's defaults"),
+                (false, false) => format!("with {sets}"),
+                _ => "with the preset's defaults".to_string(),
+            };
+            ExperimentError::Config { file: file.to_string(), key, message: format!("{what}: {message}") }
+        })
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::Config {
-            file: path.display().to_string(),
-            message: format!("cannot read the config: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ExperimentError::config(path.display().to_string(), format!("cannot read the config: {e}")))?;
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 }

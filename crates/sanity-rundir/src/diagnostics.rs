@@ -176,12 +176,6 @@ pub fn sweep_key_line(text: &str, key: &str) -> Option<usize> {
     Some(line_at(text, written.span().or_else(|| item.span())?.start))
 }
 
-/// The key path an error message names (`key `attribution.n_images`: ...`), if it names one.
-pub fn named_key(message: &str) -> Option<&str> {
-    let rest = &message[message.find("key `")? + 5..];
-    rest.find('`').map(|end| &rest[..end])
-}
-
 /// Whether one of the `--set` `overrides` sets the key at `path` (or a table around or inside it).
 pub fn overridden(path: &str, overrides: &[String]) -> bool {
     let key = segments(path);
@@ -194,11 +188,11 @@ pub fn overridden(path: &str, overrides: &[String]) -> bool {
 /// `error` with the config line of the key it names (`file:LINE`) when `text` (the config
 /// file's own text) writes that key and no `--set` in `overrides` replaced it.
 pub fn locate(error: ExperimentError, text: &str, overrides: &[String]) -> ExperimentError {
-    let ExperimentError::Config { file, message } = error else { return error };
-    let line = named_key(&message).filter(|p| !overridden(p, overrides)).and_then(|p| line_of(text, p));
+    let ExperimentError::Config { file, key, message } = error else { return error };
+    let line = key.as_deref().filter(|p| !overridden(p, overrides)).and_then(|p| line_of(text, p));
     match line {
-        Some(line) => ExperimentError::Config { file: format!("{file}:{line}"), message },
-        None => ExperimentError::Config { file, message },
+        Some(line) => ExperimentError::Config { file: format!("{file}:{line}"), key, message },
+        None => ExperimentError::Config { file, key, message },
     }
 }
 

@@ -8,11 +8,15 @@ use sanity_model::ModelError;
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
     /// The config does not parse or names something that does not exist.
-    #[error("{file}: {message}")]
+    #[error("{file}: {}{message}", key_prefix(.key))]
     Config {
-        /// The config file (or `<embedded quick.toml>`).
+        /// Where: the config file (or `<embedded quick.toml>`, or the flag), with `:LINE` where
+        /// the file writes the key, and the sweep point when the config is one of a sweep.
         file: String,
-        /// What is wrong, with the key path or line, and what is accepted.
+        /// The key path (`tests[0].stages`, `attribution.methods[1].steps`), when one key is
+        /// at fault: [`crate::diagnostics::locate`] finds its line from it.
+        key: Option<String>,
+        /// What is wrong and what is accepted.
         message: String,
     },
     /// A `--set KEY=VALUE` override is malformed or names no key.
@@ -74,7 +78,22 @@ pub enum ExperimentError {
     },
 }
 
+/// `key `K`: ` before a config error's message, or nothing.
+fn key_prefix(key: &Option<String>) -> String {
+    key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default()
+}
+
 impl ExperimentError {
+    /// A config error of `file` that names no single key.
+    pub fn config(file: impl Into<String>, message: impl Into<String>) -> Self {
+        ExperimentError::Config { file: file.into(), key: None, message: message.into() }
+    }
+
+    /// A config error of `file` at `key`.
+    pub fn keyed(file: impl Into<String>, key: impl Into<String>, message: impl Into<String>) -> Self {
+        ExperimentError::Config { file: file.into(), key: Some(key.into()), message: message.into() }
+    }
+
     /// True when the user can fix this by changing the input (exit code 2).
     pub fn is_bad_input(&self) -> bool {
         match self {

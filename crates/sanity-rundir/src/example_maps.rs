@@ -105,10 +105,10 @@ pub fn read_map(path: &Path) -> Result<Map> {
         [c, h, w] => [c, h, w],
         [h, w] => [1, h, w],
         ref other => {
-            return Err(ExperimentError::Config {
-                file: path.display().to_string(),
-                message: format!("a map of shape {other:?}; accepted: [c, h, w] or [h, w]"),
-            });
+            return Err(ExperimentError::config(
+                path.display().to_string(),
+                format!("a map of shape {other:?}; accepted: [c, h, w] or [h, w]"),
+            ));
         }
     };
     Ok(Map::new(array.values.iter().map(|&v| v as f32).collect(), shape))

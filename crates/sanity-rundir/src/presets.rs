@@ -85,14 +85,15 @@ pub fn preset_table(name: &str, file: &str) -> Result<toml::Table> {
         "quantus" => QUANTUS,
         "hedstrom2023" => HEDSTROM2023,
         _ => {
-            return Err(ExperimentError::Config {
-                file: file.to_string(),
-                message: format!(
-                    "key `preset`: `{name}` is not a preset; accepted: {}{}",
+            return Err(ExperimentError::keyed(
+                file,
+                "preset",
+                format!(
+                    "`{name}` is not a preset; accepted: {}{}",
                     PRESET_NAMES.join(", "),
                     crate::diagnostics::did_you_mean(name, PRESET_NAMES.iter().copied())
                 ),
-            });
+            ));
         }
     };
     Ok(toml::from_str(text).expect("the presets are valid TOML"))

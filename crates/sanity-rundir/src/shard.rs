@@ -19,10 +19,7 @@ impl std::str::FromStr for Shard {
 
     /// `K/N` with 0 <= K < N; the error says what is accepted.
     fn from_str(value: &str) -> Result<Self> {
-        let bad = || ExperimentError::Config {
-            file: "--shard".into(),
-            message: format!("`{value}`; accepted: K/N with 0 <= K < N, e.g. 0/4"),
-        };
+        let bad = || ExperimentError::config("--shard", format!("`{value}`; accepted: K/N with 0 <= K < N, e.g. 0/4"));
         let (k, n) = value.split_once('/').ok_or_else(bad)?;
         let (index, count): (usize, usize) =
             (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);

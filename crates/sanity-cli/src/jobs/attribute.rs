@@ -37,7 +37,7 @@ pub struct AttributeJob {
 }
 
 fn bad(file: &Path, message: String) -> ExperimentError {
-    ExperimentError::Config { file: file.display().to_string(), message }
+    ExperimentError::config(file.display().to_string(), message)
 }
 
 /// Refuses NaN and infinite values (as float32), naming the first one's flat index and how
@@ -66,9 +66,8 @@ fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
     for assignment in &job.params {
         sanity_rundir::overrides::apply(&mut table, assignment)?;
     }
-    MethodSpec::deserialize(toml::Value::Table(table)).map_err(|e| ExperimentError::Config {
-        file: "--method/--layer/--set".into(),
-        message: sanity_rundir::diagnostics::with_suggestion(e.to_string()),
+    MethodSpec::deserialize(toml::Value::Table(table)).map_err(|e| {
+        ExperimentError::config("--method/--layer/--set", sanity_rundir::diagnostics::with_suggestion(e.to_string()))
     })
 }
 

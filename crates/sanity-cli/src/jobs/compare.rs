@@ -37,7 +37,7 @@ pub struct CompareRow {
 }
 
 fn bad(what: &str, message: String) -> ExperimentError {
-    ExperimentError::Config { file: what.into(), message }
+    ExperimentError::config(what, message)
 }
 
 /// A name (`abs`) or an inline table, parsed with `key` (`step` or `metric`) as the tag.
@@ -68,7 +68,10 @@ pub(crate) fn parse_steps(texts: &[String]) -> Result<Vec<PostStep>> {
 pub(crate) fn parse_metrics(texts: &[String]) -> Result<Vec<MetricSpec>> {
     let metrics: Vec<MetricSpec> = texts.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
     if metrics.is_empty() {
-        return Err(bad("--metric", format!("none given; accepted: {}", MetricSpec::IDS.join(", "))));
+        return Err(bad(
+            "--metric",
+            format!("none given; accepted: {}", sanity_metrics::registry::metric_ids().join(", ")),
+        ));
     }
     for metric in &metrics {
         metric.validate().map_err(|e| bad("--metric", e))?;

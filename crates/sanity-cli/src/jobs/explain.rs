@@ -85,7 +85,7 @@ pub struct AgreementRow {
 const BATCH: usize = 16;
 
 fn bad(what: &str, message: String) -> ExperimentError {
-    ExperimentError::Config { file: what.into(), message }
+    ExperimentError::config(what, message)
 }
 
 /// The spec of method `id`, with `layer` for the methods that take one; true when it took it.

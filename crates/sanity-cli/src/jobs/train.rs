@@ -49,18 +49,20 @@ pub struct TrainOutcome {
 /// `[data]` table inline (`{ source = "arrays", images = "x.npy", labels = "y.npy" }`), with an
 /// optional limit on the training images (of the named sources).
 pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
-    let bad = || ExperimentError::Config {
-        file: "--data".into(),
-        message: format!(
-            "`{value}`; accepted: phantom, fashion-mnist, fashion-mnist:DIR, or a [data] table inline, e.g. {{ source = \"arrays\", images = \"x.npy\", labels = \"y.npy\" }}"
-        ),
+    let bad = || {
+        ExperimentError::config(
+            "--data",
+            format!(
+                "`{value}`; accepted: phantom, fashion-mnist, fashion-mnist:DIR, or a [data] table inline, e.g. {{ source = \"arrays\", images = \"x.npy\", labels = \"y.npy\" }}"
+            ),
+        )
     };
     if value.trim_start().starts_with('{') {
         if n_train.is_some() {
-            return Err(ExperimentError::Config {
-                file: "--n-train".into(),
-                message: "not with an inline --data table; give its own n_train (or test_fraction) instead".into(),
-            });
+            return Err(ExperimentError::config(
+                "--n-train",
+                "not with an inline --data table; give its own n_train (or test_fraction) instead",
+            ));
         }
         // A `[data]` table written inline, parsed as `sanity compare` parses its items.
         return super::compare::parse_item(value, "source", "--data");
@@ -85,9 +87,7 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
 /// Trains `job` and writes the weights (PyTorch names) to `out`.
 pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
     let data = DataPlan::from_config(&job.data, "--data")?;
-    let arch = Arc::new(
-        resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::Config { file: "--arch".into(), message })?,
-    );
+    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::config("--arch", message))?);
     let (train_set, test_set) = data.load(job.seed)?;
     let train_set = if job.random_labels { train_set.with_permuted_labels(job.seed) } else { train_set };
     let initial = Model::new(arch.clone(), init_weights(&arch, job.seed)?);

@@ -64,10 +64,10 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
         ),
     };
     if options.cell < MIN_CELL {
-        return Err(ExperimentError::Config {
-            file: "--cell".into(),
-            message: format!("{}; accepted: at least {MIN_CELL} pixels", options.cell),
-        });
+        return Err(ExperimentError::config(
+            "--cell",
+            format!("{}; accepted: at least {MIN_CELL} pixels", options.cell),
+        ));
     }
     let config_path = dir.join(CONFIG_RESOLVED);
     if !config_path.exists() {
