@@ -110,26 +110,8 @@ impl Attribution for NoiseTunnel {
         targets: &[&[usize]],
         ids: &[u64],
     ) -> Result<Vec<Tensor>> {
-        if self.samples == 0 || !(self.noise.is_finite() && self.noise >= 0.0) {
-            return Err(AttributionError::Invalid {
-                method: self.id(),
-                reason: format!(
-                    "samples = {}, noise = {}; accepted: samples >= 1, noise >= 0",
-                    self.samples, self.noise
-                ),
-            });
-        }
+        self.check(models.len(), x, targets, ids)?;
         let (n, c, h, w) = x.dims4()?;
-        check_target_lists(targets, models.len(), n, self.id())?;
-        if n == 0 {
-            return Err(AttributionError::Invalid { method: self.id(), reason: "no inputs".into() });
-        }
-        if ids.len() != n {
-            return Err(AttributionError::Invalid {
-                method: self.id(),
-                reason: format!("{} ids for {n} inputs; give one id per input", ids.len()),
-            });
-        }
         let per = c * h * w;
         let values = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         // All (image, sample) inputs, image-major, evaluated `batch` at a time.
@@ -156,6 +138,49 @@ impl Attribution for NoiseTunnel {
                 .map(|mean| Ok(Tensor::from_vec(mean, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?))
                 .collect();
         }
+        self.aggregated(models, x, targets, ids, &noisy)
+    }
+}
+
+impl NoiseTunnel {
+    /// Refuses what the tunnel cannot run: no samples, a negative or non-finite noise, target
+    /// lists that do not fit the models and inputs, no inputs, or one id too few or many.
+    fn check(&self, models: usize, x: &Tensor, targets: &[&[usize]], ids: &[u64]) -> Result<()> {
+        if self.samples == 0 || !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(AttributionError::Invalid {
+                method: self.id(),
+                reason: format!(
+                    "samples = {}, noise = {}; accepted: samples >= 1, noise >= 0",
+                    self.samples, self.noise
+                ),
+            });
+        }
+        let (n, _, _, _) = x.dims4()?;
+        check_target_lists(targets, models, n, self.id())?;
+        if n == 0 {
+            return Err(AttributionError::Invalid { method: self.id(), reason: "no inputs".into() });
+        }
+        if ids.len() != n {
+            return Err(AttributionError::Invalid {
+                method: self.id(),
+                reason: format!("{} ids for {n} inputs; give one id per input", ids.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The inner method's maps of the `noisy` copies of `x` (image-major), under each of
+    /// `models`, aggregated per image (Welford's running mean and sum of squared deviations).
+    fn aggregated(
+        &self,
+        models: &[&Model],
+        x: &Tensor,
+        targets: &[&[usize]],
+        ids: &[u64],
+        noisy: &[f64],
+    ) -> Result<Vec<Tensor>> {
+        let (n, c, h, w) = x.dims4()?;
+        let per = c * h * w;
         let total = n * self.samples;
         let all_targets: Vec<Vec<usize>> =
             targets.iter().map(|t| (0..total).map(|j| t[j / self.samples]).collect()).collect();

@@ -36,50 +36,93 @@ pub(crate) fn build_model(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Vec<sanity_model::EpochStats>, String)> {
     let config = &plan.config;
-    if let Some(path) = &config.model.weights {
-        let weights = Weights::load_safetensors(path, &plan.arch)?;
-        return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
-    }
     let inputs = ModelInputs::new(config, &plan.arch, train_print.to_string(), "true");
-    let saved = Saved { weights: dir.join(MODEL_FILE), record: dir.join(MODEL_RECORD) };
-    if options.resume
-        && let Some((weights, epochs)) = saved.reuse(&inputs, &plan.arch, progress)?
-    {
-        return Ok((Model::new(plan.arch.clone(), weights), epochs, "trained (resumed)".into()));
-    }
-    let key = inputs.key();
-    // Held until the model is trained and stored, so that runs beside this one wait and load it.
-    let claim = claim(options, &key, progress)?;
-    let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(CHECKPOINTS));
-    if let Some(cache) = &options.model_cache
-        && let Some((weights, epochs)) = cache.load(&inputs, &plan.arch, &mut |n| progress(Progress::Note(n)))?
-    {
-        saved.write(&inputs, &weights, &epochs)?;
-        progress(Progress::Note(format!("model {key} from the model cache")));
+    let source = ModelSource {
+        given: config.model.weights.as_deref(),
+        inputs: &inputs,
+        saved: Saved { weights: dir.join(MODEL_FILE), record: dir.join(MODEL_RECORD) },
+        checkpoints: dir.join(CHECKPOINTS),
+        kill_point: Some("after_training"),
+    };
+    source.obtain(plan, options, progress, &mut |places, progress| {
+        let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
+        let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
+        let describe = |s: &EpochStats| {
+            format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy)
+        };
+        let phase = ("training", &describe as &dyn Fn(&EpochStats) -> String);
+        let stop = || options.interrupted();
+        let (weights, epochs, origin) =
+            train_resumable(&initial, train_set, &spec, config.seed, phase, places, &stop, progress)?;
+        Ok((initial.with_weights(weights), epochs, origin))
+    })
+}
+
+/// A model, trained or not, with its epochs and where it came from (for the manifest).
+type Obtained = (Model, Vec<EpochStats>, String);
+
+/// Where a run's model comes from, tried in order: the weights the config gives; the run
+/// directory's own saved model (`--resume`, when its record vouches for it); the model cache;
+/// else trained, then saved, stored in the cache, and its checkpoints kept.
+struct ModelSource<'a> {
+    /// Weights the config gives (never trained).
+    given: Option<&'a Path>,
+    /// What the model depends on: its cache key.
+    inputs: &'a ModelInputs,
+    /// Its files in the run directory.
+    saved: Saved,
+    /// Its checkpoints' folder in the run directory.
+    checkpoints: PathBuf,
+    /// The kill point passed once it is trained and stored ([`crate::kill_points`]).
+    kill_point: Option<&'static str>,
+}
+
+/// Trains a model, going on from the checkpoints in the places given.
+type Train<'a> = dyn FnMut(&Checkpoints, &mut dyn FnMut(Progress)) -> Result<Obtained> + 'a;
+
+impl ModelSource<'_> {
+    /// The model, from the first source that has it; `train` trains it when none does. The
+    /// model cache's lock on it is held until it is trained and stored.
+    fn obtain(
+        self,
+        plan: &Plan,
+        options: &RunOptions,
+        progress: &mut dyn FnMut(Progress),
+        train: &mut Train,
+    ) -> Result<Obtained> {
+        let (inputs, saved) = (self.inputs, &self.saved);
+        if let Some(path) = self.given {
+            let weights = Weights::load_safetensors(path, &plan.arch)?;
+            return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
+        }
+        if options.resume
+            && let Some((weights, epochs)) = saved.reuse(inputs, &plan.arch, progress)?
+        {
+            return Ok((Model::new(plan.arch.clone(), weights), epochs, "trained (resumed)".into()));
+        }
+        let key = inputs.key();
+        // Held until the model is trained and stored, so that runs beside this one wait and load it.
+        let claim = claim(options, &key, progress)?;
+        let places = Checkpoints::of(options, claim.as_ref(), &key, self.checkpoints);
+        if let Some(cache) = &options.model_cache
+            && let Some((weights, epochs)) = cache.load(inputs, &plan.arch, &mut |n| progress(Progress::Note(n)))?
+        {
+            saved.write(inputs, &weights, &epochs)?;
+            progress(Progress::Note(format!("model {key} from the model cache")));
+            places.keep(progress);
+            return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
+        }
+        let (model, epochs, origin) = train(&places, progress)?;
+        saved.write(inputs, &model.weights, &epochs)?;
+        if let Some(cache) = &options.model_cache {
+            cache.store(inputs, &model.weights, &epochs)?;
+        }
         places.keep(progress);
-        return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
+        if let Some(point) = self.kill_point {
+            crate::kill_points::point(point);
+        }
+        Ok((model, epochs, origin))
     }
-    let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-    let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
-    let describe =
-        |s: &EpochStats| format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy);
-    let (weights, epochs, origin) = train_resumable(
-        &initial,
-        train_set,
-        &spec,
-        config.seed,
-        ("training", &describe),
-        &places,
-        &|| options.interrupted(),
-        progress,
-    )?;
-    saved.write(&inputs, &weights, &epochs)?;
-    if let Some(cache) = &options.model_cache {
-        cache.store(&inputs, &weights, &epochs)?;
-    }
-    places.keep(progress);
-    crate::kill_points::point("after_training");
-    Ok((initial.with_weights(weights), epochs, origin))
 }
 
 /// A trained model's files in a run directory: the weights, then its record.
@@ -341,100 +384,74 @@ pub(crate) fn build_random_label_model(
         return Ok(None);
     };
     let (full_train_set, test_set) = sets;
-    let subset;
-    let train_set = match n_train {
-        Some(n) if *n < full_train_set.len() => {
-            subset = full_train_set.first(*n);
-            &subset
-        }
-        _ => full_train_set,
-    };
+    let subset = n_train.filter(|&n| n < full_train_set.len()).map(|n| full_train_set.first(n));
+    let train_set = subset.as_ref().unwrap_or(full_train_set);
     let permuted = train_set.with_permuted_labels(config.seed);
     let labels = format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}");
-    let mut inputs = ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels);
     // Its own settings, for up to `max_epochs`, whatever `training.epochs` says.
     let own = training.as_ref().map_or_else(|| config.training.clone(), |t| t.applied_to(&config.training));
-    inputs.training = sanity_rundir::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() };
-    let saved = Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) };
-    let key = inputs.key();
-    let resumed = match weights {
-        None if options.resume => saved.reuse(&inputs, &plan.arch, progress)?,
-        _ => None,
+    let inputs = ModelInputs {
+        training: sanity_rundir::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() },
+        ..ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels)
     };
-    // The lock is held until the model is trained and stored, not through the accuracies.
-    let (model, epochs, origin) = {
-        let claim = match weights.is_none() && resumed.is_none() {
-            true => claim(options, &key, progress)?,
-            false => None,
-        };
-        let places = Checkpoints::of(options, claim.as_ref(), &key, dir.join(RANDOM_LABEL_CHECKPOINTS));
-        let cached = match (weights, &options.model_cache) {
-            (None, Some(cache)) if resumed.is_none() => {
-                cache.load(&inputs, &plan.arch, &mut |n| progress(Progress::Note(n)))?
-            }
-            _ => None,
-        };
-        match (weights, resumed, cached) {
-            (Some(path), _, _) => {
-                let model = Model::new(plan.arch.clone(), Weights::load_safetensors(path, &plan.arch)?);
-                (model, Vec::new(), path.display().to_string())
-            }
-            (None, Some((weights, epochs)), _) => {
-                (Model::new(plan.arch.clone(), weights), epochs, "trained (resumed)".to_string())
-            }
-            (None, None, Some((weights, epochs))) => {
-                saved.write(&inputs, &weights, &epochs)?;
-                places.keep(progress);
-                (Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})"))
-            }
-            (None, None, None) => {
-                let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
-                let spec = TrainSpec {
-                    epochs: *max_epochs,
-                    stop_at_accuracy: Some(*target_accuracy),
-                    checkpoint_dir: Some(places.dir.clone()),
-                    ..own.spec()
-                };
-                let describe = |s: &EpochStats| {
-                    let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
-                    format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)
-                };
-                let phase = ("training on permuted labels", &describe as &dyn Fn(&EpochStats) -> String);
-                let (weights, epochs, origin) = train_resumable(
-                    &initial,
-                    &permuted,
-                    &spec,
-                    config.seed,
-                    phase,
-                    &places,
-                    &|| options.interrupted(),
-                    progress,
-                )?;
-                saved.write(&inputs, &weights, &epochs)?;
-                if let Some(cache) = &options.model_cache {
-                    cache.store(&inputs, &weights, &epochs)?;
-                }
-                places.keep(progress);
-                (initial.with_weights(weights), epochs, origin)
-            }
-        }
+    let source = ModelSource {
+        given: weights.as_deref(),
+        inputs: &inputs,
+        saved: Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) },
+        checkpoints: dir.join(RANDOM_LABEL_CHECKPOINTS),
+        kill_point: None,
     };
-    let train_accuracy_random_labels = accuracy(&model, &permuted)?;
-    let reached_target = train_accuracy_random_labels >= *target_accuracy;
-    if !reached_target {
-        progress(Progress::Note(format!(
-            "warning: the random-label model reached train accuracy {train_accuracy_random_labels:.4}, below the target {target_accuracy}"
-        )));
-    }
+    let (model, epochs, origin) = source.obtain(plan, options, progress, &mut |places, progress| {
+        let spec = TrainSpec {
+            epochs: *max_epochs,
+            stop_at_accuracy: Some(*target_accuracy),
+            checkpoint_dir: Some(places.dir.clone()),
+            ..own.spec()
+        };
+        train_on_permuted(plan, &permuted, &spec, places, options, progress)
+    })?;
     let report = RandomLabelReport {
         origin,
         n_train: train_set.len(),
-        train_accuracy_random_labels,
+        train_accuracy_random_labels: accuracy(&model, &permuted)?,
         train_accuracy_true_labels: accuracy(&model, train_set)?,
         test_accuracy: accuracy(&model, test_set)?,
         target_accuracy: *target_accuracy,
-        reached_target,
+        reached_target: false,
         epochs,
     };
-    Ok(Some((model, report)))
+    Ok(Some((model, reached(report, progress))))
+}
+
+/// `report` with `reached_target` set; a model that missed its target is warned about.
+fn reached(report: RandomLabelReport, progress: &mut dyn FnMut(Progress)) -> RandomLabelReport {
+    let (accuracy, target) = (report.train_accuracy_random_labels, report.target_accuracy);
+    if accuracy < target {
+        progress(Progress::Note(format!(
+            "warning: the random-label model reached train accuracy {accuracy:.4}, below the target {target}"
+        )));
+    }
+    RandomLabelReport { reached_target: accuracy >= target, ..report }
+}
+
+/// Trains the random-label model under `spec` from the trained model's initialisation on
+/// `permuted` (the training set with permuted labels), going on from `places`' checkpoints.
+fn train_on_permuted(
+    plan: &Plan,
+    permuted: &Dataset,
+    spec: &TrainSpec,
+    places: &Checkpoints,
+    options: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Model, Vec<EpochStats>, String)> {
+    let seed = plan.config.seed;
+    let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, seed)?);
+    let describe = |s: &EpochStats| {
+        let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
+        format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)
+    };
+    let phase = ("training on permuted labels", &describe as &dyn Fn(&EpochStats) -> String);
+    let (weights, epochs, origin) =
+        train_resumable(&initial, permuted, spec, seed, phase, places, &|| options.interrupted(), progress)?;
+    Ok((initial.with_weights(weights), epochs, origin))
 }

@@ -432,6 +432,70 @@ pub fn train_observed(
     on_epoch: &mut dyn FnMut(&EpochStats) -> ControlFlow<()>,
     on_batch: &mut dyn FnMut(&BatchProgress),
 ) -> Result<Training> {
+    check_training(model, data, spec)?;
+    let mut fingerprint = match &start {
+        Some(checkpoint) => Some(check_start(checkpoint, model, data, spec, seed)?),
+        None => None,
+    };
+    let first = match &start {
+        Some(checkpoint) => model.with_weights(checkpoint.weights.clone()),
+        None => model.clone(),
+    };
+    let mut state = TrainState::new(model, &first, spec)?;
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    let mut history = Vec::with_capacity(spec.epochs);
+    let mut done = 0;
+    if let Some(checkpoint) = start {
+        state.optimizer.restore(&state.var_names, &checkpoint.optimizer, checkpoint.meta.steps)?;
+        done = checkpoint.meta.epoch;
+        history = checkpoint.meta.history;
+        // Each epoch shuffles the previous epoch's order: replay the shuffles done.
+        for epoch in 1..=done {
+            order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
+        }
+    }
+    let target_reached = |stats: Option<&EpochStats>| matches!((stats.and_then(|s| s.train_accuracy), spec.stop_at_accuracy), (Some(a), Some(t)) if a >= t);
+    let mut epoch = done;
+    while epoch < spec.epochs && !target_reached(history.last()) {
+        epoch += 1;
+        state.optimizer.set_learning_rate(spec.schedule.rate(spec.learning_rate, epoch));
+        order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
+        let stats = state.epoch(data, spec, seed, epoch, &order, on_batch)?;
+        let flow = on_epoch(&stats);
+        history.push(stats);
+        let finished = epoch == spec.epochs || target_reached(history.last());
+        let stop = flow.is_break() && !finished;
+        let due = spec.checkpoint_every > 0 && epoch % spec.checkpoint_every == 0;
+        if let Some(dir) = &spec.checkpoint_dir
+            && (due || stop)
+        {
+            let (optimizer, steps) = state.optimizer.state(&state.var_names)?;
+            let meta = CheckpointMeta {
+                epoch,
+                steps,
+                seed: seed.to_string(),
+                spec: TrainSpec { checkpoint_dir: None, ..spec.clone() },
+                data: fingerprint.get_or_insert_with(|| data.fingerprint()).clone(),
+                architecture: model.arch.spec.clone(),
+                history: history.clone(),
+            };
+            Checkpoint { meta, weights: state.current().weights, optimizer, source: None }.save(dir)?;
+        }
+        if stop {
+            return Ok(Training::Stopped { epoch });
+        }
+    }
+    // Detach from the Vars: the returned weights are plain values that training no longer owns.
+    let mut weights = Weights::new();
+    for (k, t) in state.current().weights.iter() {
+        weights.insert(k.clone(), t.detach().copy()?);
+    }
+    Ok(Training::Finished { weights, history })
+}
+
+/// Refuses a training that cannot run: outputs that do not fit the classes, no images or a
+/// zero batch, a learning rate or momentum out of range, a bad schedule.
+fn check_training(model: &Model, data: &Dataset, spec: &TrainSpec) -> Result<()> {
     let outputs = model.arch.num_outputs();
     if !(outputs == data.num_classes || (outputs == 1 && data.num_classes == 2)) {
         return Err(ModelError::Training(format!(
@@ -448,89 +512,101 @@ pub fn train_observed(
             spec.learning_rate, spec.momentum
         )));
     }
-    spec.schedule.check().map_err(|why| ModelError::Training(format!("learning-rate schedule: {why}")))?;
-    let mut fingerprint: Option<String> = None;
-    if let Some(checkpoint) = &start {
-        let data_print = data.fingerprint();
-        let why = match checkpoint.meta.epoch > spec.epochs {
-            true => Some(format!("training has {} epochs", spec.epochs)),
-            false => checkpoint.meta.mismatch(&model.arch, spec, seed, &data_print),
-        };
-        if let Some(why) = why {
-            let place = checkpoint.source.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default();
-            return Err(ModelError::CheckpointMismatch { epoch: checkpoint.meta.epoch, place, why });
-        }
-        fingerprint = Some(data_print);
-    }
-    let first = match &start {
-        Some(checkpoint) => model.with_weights(checkpoint.weights.clone()),
-        None => model.clone(),
+    spec.schedule.check().map_err(|why| ModelError::Training(format!("learning-rate schedule: {why}")))
+}
+
+/// Refuses a checkpoint this training cannot go on from (another seed, spec, architecture or
+/// data set, or a later epoch than `spec.epochs`); returns the data's fingerprint.
+fn check_start(checkpoint: &Checkpoint, model: &Model, data: &Dataset, spec: &TrainSpec, seed: u64) -> Result<String> {
+    let data_print = data.fingerprint();
+    let why = match checkpoint.meta.epoch > spec.epochs {
+        true => Some(format!("training has {} epochs", spec.epochs)),
+        false => checkpoint.meta.mismatch(&model.arch, spec, seed, &data_print),
     };
-    let [c, h, w] = data.image_shape;
-    // Trained parameters become Vars; batch-norm running statistics are buffers that each
-    // training forward replaces.
-    let buffer_names: Vec<String> = model
-        .arch
-        .layers
-        .iter()
-        .flat_map(|l| l.op.buffers().iter().map(move |(what, _)| format!("{}.{what}", l.name)))
-        .collect();
-    let vars: Vec<(String, Var)> = first
-        .weights
-        .iter()
-        .filter(|(k, _)| !buffer_names.contains(k))
-        .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
-        .collect::<Result<_>>()?;
-    let var_names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
-    let mut running = Weights::new();
-    for name in &buffer_names {
-        running.insert(name.clone(), first.weights.get(name)?.to_dtype(DType::F32)?);
+    match why {
+        Some(why) => {
+            let place = checkpoint.source.as_ref().map(|d| format!(" in {}", d.display())).unwrap_or_default();
+            Err(ModelError::CheckpointMismatch { epoch: checkpoint.meta.epoch, place, why })
+        }
+        None => Ok(data_print),
     }
-    let mut optimizer = Stepper::new(vars.iter().map(|(_, v)| v.clone()).collect(), spec)?;
-    let current = |vars: &[(String, Var)], running: &Weights| {
-        let mut weights = running.clone();
-        for (k, v) in vars {
+}
+
+/// What a training holds between minibatches: the trained parameters as Vars, the batch-norm
+/// running statistics (buffers that each training forward replaces), and the optimiser.
+struct TrainState<'a> {
+    model: &'a Model,
+    vars: Vec<(String, Var)>,
+    var_names: Vec<String>,
+    running: Weights,
+    optimizer: Stepper,
+}
+
+impl<'a> TrainState<'a> {
+    /// The state of a training of `model` from the weights of `first`.
+    fn new(model: &'a Model, first: &Model, spec: &TrainSpec) -> Result<Self> {
+        let buffer_names: Vec<String> = model
+            .arch
+            .layers
+            .iter()
+            .flat_map(|l| l.op.buffers().iter().map(move |(what, _)| format!("{}.{what}", l.name)))
+            .collect();
+        let vars: Vec<(String, Var)> = first
+            .weights
+            .iter()
+            .filter(|(k, _)| !buffer_names.contains(k))
+            .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
+            .collect::<Result<_>>()?;
+        let var_names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
+        let mut running = Weights::new();
+        for name in &buffer_names {
+            running.insert(name.clone(), first.weights.get(name)?.to_dtype(DType::F32)?);
+        }
+        let optimizer = Stepper::new(vars.iter().map(|(_, v)| v.clone()).collect(), spec)?;
+        Ok(Self { model, vars, var_names, running, optimizer })
+    }
+
+    /// The model with the current parameters and buffers.
+    fn current(&self) -> Model {
+        let mut weights = self.running.clone();
+        for (k, v) in &self.vars {
             weights.insert(k.clone(), v.as_tensor().clone());
         }
-        model.with_weights(weights)
-    };
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    let mut history = Vec::with_capacity(spec.epochs);
-    let mut done = 0;
-    if let Some(checkpoint) = start {
-        optimizer.restore(&var_names, &checkpoint.optimizer, checkpoint.meta.steps)?;
-        done = checkpoint.meta.epoch;
-        history = checkpoint.meta.history;
-        // Each epoch shuffles the previous epoch's order: replay the shuffles done.
-        for epoch in 1..=done {
-            order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
-        }
+        self.model.with_weights(weights)
     }
-    let target_reached = |stats: Option<&EpochStats>| matches!((stats.and_then(|s| s.train_accuracy), spec.stop_at_accuracy), (Some(a), Some(t)) if a >= t);
-    let mut epoch = done;
-    while epoch < spec.epochs && !target_reached(history.last()) {
-        epoch += 1;
-        optimizer.set_learning_rate(spec.schedule.rate(spec.learning_rate, epoch));
-        order.shuffle(&mut stream_rng(seed, "train-shuffle", epoch as u64));
+
+    /// Trains epoch `epoch` over the images in `order`, minibatch by minibatch; a non-finite
+    /// loss or weight is [`ModelError::Diverged`].
+    fn epoch(
+        &mut self,
+        data: &Dataset,
+        spec: &TrainSpec,
+        seed: u64,
+        epoch: usize,
+        order: &[usize],
+        on_batch: &mut dyn FnMut(&BatchProgress),
+    ) -> Result<EpochStats> {
+        let [c, h, w] = data.image_shape;
+        let outputs = self.model.arch.num_outputs();
         let mut dropout_rng = stream_rng(seed, "train-dropout", epoch as u64);
         let (mut loss_sum, mut batches, mut correct) = (0.0, 0usize, 0usize);
         for batch in order.chunks(spec.batch_size) {
             let x = Tensor::from_vec(data.gather_images(batch), (batch.len(), c, h, w), &Device::Cpu)?;
             let labels: Vec<usize> = batch.iter().map(|&i| data.labels[i]).collect();
-            let mut updated = running.clone();
-            let logits = current(&vars, &running).forward_range(
+            let mut updated = self.running.clone();
+            let logits = self.current().forward_range(
                 &x,
-                0..model.arch.layers.len(),
+                0..self.model.arch.layers.len(),
                 &mut Mode::Train(&mut dropout_rng, &mut updated),
             )?;
-            running = updated;
+            self.running = updated;
             let l = loss(&logits, &labels)?;
             let value = l.to_scalar::<f32>()?;
             if !value.is_finite() {
                 let what = format!("the loss of minibatch {} is {value}", batches + 1);
                 return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
             }
-            optimizer.step(&l)?;
+            self.optimizer.step(&l)?;
             loss_sum += f64::from(value);
             batches += 1;
             on_batch(&BatchProgress {
@@ -543,50 +619,21 @@ pub fn train_observed(
             let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         }
-        if let Some(what) = non_finite_weight(&current(&vars, &running).weights)? {
+        let trained = self.current();
+        if let Some(what) = non_finite_weight(&trained.weights)? {
             return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
         }
         let train_accuracy = match spec.stop_at_accuracy {
-            Some(_) => Some(accuracy(&current(&vars, &running), data)?),
+            Some(_) => Some(accuracy(&trained, data)?),
             None => None,
         };
-        let stats = EpochStats {
+        Ok(EpochStats {
             epoch,
             loss: loss_sum / batches as f64,
             running_accuracy: correct as f64 / data.len() as f64,
             train_accuracy,
-        };
-        let flow = on_epoch(&stats);
-        history.push(stats);
-        let finished = epoch == spec.epochs || target_reached(history.last());
-        let stop = flow.is_break() && !finished;
-        let due = spec.checkpoint_every > 0 && epoch % spec.checkpoint_every == 0;
-        if let Some(dir) = &spec.checkpoint_dir
-            && (due || stop)
-        {
-            let (state, steps) = optimizer.state(&var_names)?;
-            let meta = CheckpointMeta {
-                epoch,
-                steps,
-                seed: seed.to_string(),
-                spec: TrainSpec { checkpoint_dir: None, ..spec.clone() },
-                data: fingerprint.get_or_insert_with(|| data.fingerprint()).clone(),
-                architecture: model.arch.spec.clone(),
-                history: history.clone(),
-            };
-            Checkpoint { meta, weights: current(&vars, &running).weights, optimizer: state, source: None }.save(dir)?;
-        }
-        if stop {
-            return Ok(Training::Stopped { epoch });
-        }
+        })
     }
-    let trained = current(&vars, &running).weights;
-    // Detach from the Vars: the returned weights are plain values that training no longer owns.
-    let mut weights = Weights::new();
-    for (k, t) in trained.iter() {
-        weights.insert(k.clone(), t.detach().copy()?);
-    }
-    Ok(Training::Finished { weights, history })
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 
 use super::compare::{parse_metrics, parse_steps};
 use candle_core::{DType, Device, Tensor};
-use sanity_attribution::MethodSpec;
+use sanity_attribution::{Attribution, MethodSpec};
 use sanity_experiments::plan::{DataPlan, resolve_arch};
-use sanity_metrics::{Map, Status, apply_all, pipeline_label};
+use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
 use sanity_model::train::predicted_targets;
 use sanity_model::{Model, Weights};
 use sanity_report::figures::overlay::{Overlay, OverlayColors, render};
@@ -116,10 +116,81 @@ pub fn title(label: usize, logits: &[f32]) -> String {
     }
 }
 
+/// One method's maps of the explained images, post-processed: `[image]`.
+type MethodMaps = Vec<std::result::Result<Map, Status>>;
+
 /// Runs `job`, writing `explain-<sample>.png` per image and `agreement.csv` into `out`.
 /// Returns the files written.
 pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let (steps, metrics) = (parse_steps(&job.postprocess)?, parse_metrics(&job.metrics)?);
+    let specs = checked_methods(job)?;
+    let data = DataPlan::from_config(&job.data, "--data")?;
+    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
+    let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
+    let (train_set, test_set) = data.load(job.seed)?;
+    if job.n == 0 || job.n > test_set.len() {
+        return Err(bad("--n", format!("{}; accepted: 1 to {} (the test set's size)", job.n, test_set.len())));
+    }
+    let [c, h, w] = test_set.image_shape;
+    let indices: Vec<usize> = (0..job.n).collect();
+    let x = Tensor::from_vec(test_set.gather_images(&indices), (job.n, c, h, w), &Device::Cpu)?;
+    let outputs = arch.num_outputs();
+    let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+    // The explained output: the prediction (the only logit of a binary model).
+    let targets = predicted_targets(&logits, outputs);
+    let references = sanity_experiments::run::training_references(&specs, &train_set)?;
+    let mut maps: Vec<MethodMaps> = Vec::new();
+    for spec in &specs {
+        let method = spec.build_with(&arch, job.seed, references.as_ref())?;
+        maps.push(method_maps(method.as_ref(), &model, &x, &targets, &steps)?);
+    }
+    std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
+    let mut written = Vec::new();
+    let label = pipeline_label(&steps);
+    let mut rows = Vec::new();
+    for (i, &sample) in indices.iter().enumerate() {
+        let image_logits = &logits[i * outputs..(i + 1) * outputs];
+        let image = Map::new(test_set.image(sample).to_vec(), [c, h, w]);
+        let overlay = Overlay {
+            title: title(test_set.labels[sample], image_logits),
+            image: gray_plane(&image),
+            image_shape: [h, w],
+            panels: specs.iter().zip(&maps).map(|(spec, m)| panel(spec.id(), &m[i], [h, w])).collect(),
+            colors: job.colors,
+            alpha: job.alpha,
+        };
+        let path = out.join(format!("explain-{sample:04}.png"));
+        let bytes = render(&overlay, job.panel).map_err(|e| ExperimentError::io(&path, e))?;
+        write_atomic(&path, &bytes)?;
+        written.push(path);
+        let (prediction, probability) = prediction_of(image_logits);
+        let row = AgreementRow {
+            sample,
+            label: test_set.labels[sample],
+            target: targets[i],
+            prediction,
+            probability,
+            method: String::new(),
+            method_b: String::new(),
+            postprocess: label.clone(),
+            metric: String::new(),
+            score: None,
+            status: String::new(),
+        };
+        let maps_of_image: Vec<&std::result::Result<Map, Status>> = maps.iter().map(|m| &m[i]).collect();
+        rows.extend(agreement_rows(&row, &specs, &maps_of_image, &metrics));
+    }
+    let path = out.join("agreement.csv");
+    let mut csv = RowWriter::create(&path)?;
+    csv.write(&rows)?;
+    csv.finish()?;
+    written.push(path);
+    Ok(written)
+}
+
+/// The methods of `--methods` (with `--layer` where they take one), after `--alpha`, `--panel`
+/// and `--layer` are checked.
+fn checked_methods(job: &ExplainJob) -> Result<Vec<MethodSpec>> {
     if job.methods.is_empty() {
         return Err(bad("--methods", "none given; e.g. --methods gradcam,integrated_gradients".into()));
     }
@@ -139,98 +210,70 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
             format!("{}; accepted: at least {} pixels", job.panel, sanity_report::report::MIN_CELL),
         ));
     }
-    let data = DataPlan::from_config(&job.data, "--data")?;
-    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
-    let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
-    let (train_set, test_set) = data.load(job.seed)?;
-    if job.n == 0 || job.n > test_set.len() {
-        return Err(bad("--n", format!("{}; accepted: 1 to {} (the test set's size)", job.n, test_set.len())));
+    Ok(specs)
+}
+
+/// `method`'s maps of the images `x` for `targets`, [`BATCH`] images per call, post-processed
+/// by `steps`.
+fn method_maps(
+    method: &dyn Attribution,
+    model: &Model,
+    x: &Tensor,
+    targets: &[usize],
+    steps: &[PostStep],
+) -> Result<MethodMaps> {
+    let n = targets.len();
+    let mut maps = Vec::with_capacity(n);
+    for start in (0..n).step_by(BATCH) {
+        let len = BATCH.min(n - start);
+        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+        let batch = method.attribute(model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?;
+        let (_, mc, mh, mw) = batch.dims4()?;
+        let values = batch.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        maps.extend(values.chunks_exact(mc * mh * mw).map(|v| apply_all(steps, Map::new(v.to_vec(), [mc, mh, mw]))));
     }
-    let [c, h, w] = test_set.image_shape;
-    let indices: Vec<usize> = (0..job.n).collect();
-    let x = Tensor::from_vec(test_set.gather_images(&indices), (job.n, c, h, w), &Device::Cpu)?;
-    let outputs = arch.num_outputs();
-    let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-    // The explained output: the prediction (the only logit of a binary model).
-    let targets = predicted_targets(&logits, outputs);
-    let references = sanity_experiments::run::training_references(&specs, &train_set)?;
-    // maps[method][image], post-processed.
-    let mut maps: Vec<Vec<std::result::Result<Map, Status>>> = Vec::new();
-    for spec in &specs {
-        let method = spec.build_with(&arch, job.seed, references.as_ref())?;
-        let mut method_maps = Vec::with_capacity(job.n);
-        for start in (0..job.n).step_by(BATCH) {
-            let len = BATCH.min(job.n - start);
-            let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-            let batch = method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?;
-            let (_, mc, mh, mw) = batch.dims4()?;
-            let values = batch.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            method_maps.extend(
-                values.chunks_exact(mc * mh * mw).map(|v| apply_all(&steps, Map::new(v.to_vec(), [mc, mh, mw]))),
-            );
+    Ok(maps)
+}
+
+/// A method's panel of an overlay: its name (marked when the map is constant or degenerate),
+/// the plane drawn and its shape; a degenerate map is drawn as zeros of the image's `[h, w]`.
+fn panel(id: &str, map: &std::result::Result<Map, Status>, [h, w]: [usize; 2]) -> (String, Vec<f32>, [usize; 2]) {
+    match map {
+        Ok(m) => {
+            let plane = display_plane(m);
+            let constant = plane.iter().all(|&v| v == plane[0]);
+            let name = format!("{id}{}", if constant { " (constant map)" } else { "" });
+            (name, plane, [m.shape[1], m.shape[2]])
         }
-        maps.push(method_maps);
+        Err(status) => (format!("{id} ({})", status.as_str()), vec![0.0; h * w], [h, w]),
     }
-    std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
-    let mut written = Vec::new();
-    let label = pipeline_label(&steps);
+}
+
+/// The rows of one image in `agreement.csv`: every pair of methods under every metric, on the
+/// image's columns of `image`.
+fn agreement_rows(
+    image: &AgreementRow,
+    specs: &[MethodSpec],
+    maps: &[&std::result::Result<Map, Status>],
+    metrics: &[MetricSpec],
+) -> Vec<AgreementRow> {
     let mut rows = Vec::new();
-    for (i, &sample) in indices.iter().enumerate() {
-        let image = Map::new(test_set.image(sample).to_vec(), [c, h, w]);
-        let gray = gray_plane(&image);
-        let panels: Vec<(String, Vec<f32>, [usize; 2])> = specs
-            .iter()
-            .zip(&maps)
-            .map(|(spec, method_maps)| match &method_maps[i] {
-                Ok(m) => {
-                    let plane = display_plane(m);
-                    let constant = plane.iter().all(|&v| v == plane[0]);
-                    let name = format!("{}{}", spec.id(), if constant { " (constant map)" } else { "" });
-                    (name, plane, [m.shape[1], m.shape[2]])
-                }
-                // A degenerate map is drawn as zeros and named so.
-                Err(status) => (format!("{} ({})", spec.id(), status.as_str()), vec![0.0; h * w], [h, w]),
-            })
-            .collect();
-        let overlay = Overlay {
-            title: title(test_set.labels[sample], &logits[i * outputs..(i + 1) * outputs]),
-            image: gray,
-            image_shape: [h, w],
-            panels,
-            colors: job.colors,
-            alpha: job.alpha,
-        };
-        let path = out.join(format!("explain-{sample:04}.png"));
-        let bytes = render(&overlay, job.panel).map_err(|e| ExperimentError::io(&path, e))?;
-        write_atomic(&path, &bytes)?;
-        written.push(path);
-        for a in 0..specs.len() {
-            for b in a + 1..specs.len() {
-                for metric in &metrics {
-                    let score = metric.score_processed(&maps[a][i], &maps[b][i]);
-                    rows.push(AgreementRow {
-                        sample,
-                        label: test_set.labels[sample],
-                        target: targets[i],
-                        prediction: prediction_of(&logits[i * outputs..(i + 1) * outputs]).0,
-                        probability: prediction_of(&logits[i * outputs..(i + 1) * outputs]).1,
-                        method: specs[a].id().to_string(),
-                        method_b: specs[b].id().to_string(),
-                        postprocess: label.clone(),
-                        metric: metric.id().to_string(),
-                        score: score.ok(),
-                        status: score.err().map_or("ok", Status::as_str).to_string(),
-                    });
-                }
+    for a in 0..specs.len() {
+        for b in a + 1..specs.len() {
+            for metric in metrics {
+                let score = metric.score_processed(maps[a], maps[b]);
+                rows.push(AgreementRow {
+                    method: specs[a].id().to_string(),
+                    method_b: specs[b].id().to_string(),
+                    metric: metric.id().to_string(),
+                    score: score.as_ref().ok().copied(),
+                    status: score.err().map_or("ok", Status::as_str).to_string(),
+                    ..image.clone()
+                });
             }
         }
     }
-    let path = out.join("agreement.csv");
-    let mut csv = RowWriter::create(&path)?;
-    csv.write(&rows)?;
-    csv.finish()?;
-    written.push(path);
-    Ok(written)
+    rows
 }
 
 #[cfg(test)]

@@ -57,46 +57,16 @@ pub const MIN_CELL: u32 = 16;
 
 /// Draws the figures of the run in `dir` and writes `report.md`. Returns the figures.
 pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
-    let not_finished = |what: &str| ExperimentError::Output {
-        path: dir.display().to_string(),
-        message: format!(
-            "has no {what}: not a finished run directory (run it to the end, or `sanity merge` its shards first)"
-        ),
-    };
     if options.cell < MIN_CELL {
         return Err(ExperimentError::config(
             "--cell",
             format!("{}; accepted: at least {MIN_CELL} pixels", options.cell),
         ));
     }
-    let config_path = dir.join(CONFIG_RESOLVED);
-    if !config_path.exists() {
-        return Err(not_finished(CONFIG_RESOLVED));
-    }
-    let config = Config::load(&config_path, &[])?;
-    let summary_path = dir.join(SUMMARY);
-    if !summary_path.exists() {
-        return Err(not_finished(SUMMARY));
-    }
-    let summary: Vec<SummaryRow> = RowWriter::read(&summary_path)?;
-    let verdicts: Vec<VerdictRow> =
-        if dir.join(VERDICTS).exists() { RowWriter::read(&dir.join(VERDICTS))? } else { Vec::new() };
-    let manifest_path = dir.join(MANIFEST);
-    let Some(manifest) = sanity_rundir::manifest::Manifest::read(&manifest_path)? else {
-        return Err(not_finished(MANIFEST));
-    };
+    let run = RunFiles::read(dir)?;
     let mut examples = read_examples(dir)?;
     examples.truncate(options.examples.unwrap_or(usize::MAX));
-    let methods: Vec<String> = config.attribution.methods.iter().map(|m| m.id().to_string()).collect();
-    // One entry per distinct post-processing (two comparisons may share one).
-    let mut pipelines: Vec<(String, Vec<sanity_metrics::PostStep>)> = Vec::new();
-    for c in &config.comparisons {
-        let label = pipeline_label(&c.postprocess);
-        if !pipelines.iter().any(|(l, _)| *l == label) {
-            pipelines.push((label, c.postprocess.clone()));
-        }
-    }
-
+    let methods: Vec<String> = run.config.attribution.methods.iter().map(|m| m.id().to_string()).collect();
     let figures_dir = dir.join(FIGURES_DIR);
     match std::fs::remove_dir_all(&figures_dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(ExperimentError::io(&figures_dir, e)),
@@ -105,13 +75,13 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
     std::fs::create_dir_all(&figures_dir).map_err(|e| ExperimentError::io(&figures_dir, e))?;
     let mut figures = Vec::new();
     let mut tiles = TileCache::default();
-    for group in test_groups(&summary) {
-        for (label, steps) in &pipelines {
+    let summary = &run.summary;
+    for group in test_groups(summary) {
+        for (label, steps) in &pipelines(&run.config) {
             if !summary.iter().any(|r| r.test == group.test && r.order == group.order && &r.postprocess == label) {
                 continue;
             }
-            let slug = slug(label);
-            let name = format!("{}-{slug}", group.stem());
+            let name = format!("{}-{}", group.stem(), slug(label));
             let figure = |caption: String, (png, svg): (String, Option<String>)| Figure {
                 group: group.clone(),
                 pipeline: label.clone(),
@@ -120,34 +90,11 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
                 png,
                 svg,
             };
+            figures.push(figure_of_chart(dir, &run, &group, &methods, label, &name, figure)?);
             if group.test == "method_agreement" {
-                let chart = agreement(&summary, &group, &methods, label);
-                let files = chart_files(dir, &format!("agreement-{slug}"), &chart)?;
-                let caption = format!("Mean similarity between the methods' maps of the trained model ({label})");
-                figures.push(figure(caption, files));
                 continue;
             }
-            if group.has_stages() {
-                let draws =
-                    summary.iter().filter(|r| r.test == group.test && r.order == group.order).map(|r| r.draws).max();
-                let over = match draws.unwrap_or(1) {
-                    1 => "over the images".to_string(),
-                    n => format!("over {n} draws and the images"),
-                };
-                let ci = format!("{}% CI of the mean {over}", config.statistics.confidence * 100.0);
-                let chart = curves(&summary, &group, &methods, label, &ci);
-                let files = chart_files(dir, &format!("curves-{name}"), &chart)?;
-                let caption = format!(
-                    "Similarity to the original model's maps at each stage ({label}); mean and {ci} per method; each method's floors in a column right of the stages (dash: two random models, cross: random map)"
-                );
-                figures.push(figure(caption, files));
-            } else {
-                let chart = scores(&summary, &group, &methods, label);
-                let files = chart_files(dir, &format!("scores-{name}"), &chart)?;
-                let caption = format!("Similarity per method with its ceiling and floors ({label})");
-                figures.push(figure(caption, files));
-            }
-            let stages = stages_of(&summary, &group);
+            let stages = stages_of(summary, &group);
             for example in &examples {
                 let chart = map_grid(dir, example, &group, &stages, &methods, (label, steps), &mut tiles)?;
                 let png = format!("{FIGURES_DIR}/maps-{name}-image-{:04}.png", example.sample);
@@ -161,9 +108,95 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
             }
         }
     }
-    let text = markdown::report_md(&config, &manifest, &summary, &verdicts, &figures);
+    let text = markdown::report_md(&run.config, &run.manifest, summary, &run.verdicts, &figures);
     write_atomic(&dir.join(REPORT_MD), text.as_bytes())?;
     Ok(figures)
+}
+
+/// The files of a finished run that its report is drawn from.
+struct RunFiles {
+    config: Config,
+    summary: Vec<SummaryRow>,
+    verdicts: Vec<VerdictRow>,
+    manifest: sanity_rundir::manifest::Manifest,
+}
+
+impl RunFiles {
+    /// Reads them; a run directory without them is not finished (or not merged).
+    fn read(dir: &Path) -> Result<Self> {
+        let not_finished = |what: &str| ExperimentError::Output {
+            path: dir.display().to_string(),
+            message: format!(
+                "has no {what}: not a finished run directory (run it to the end, or `sanity merge` its shards first)"
+            ),
+        };
+        let config_path = dir.join(CONFIG_RESOLVED);
+        if !config_path.exists() {
+            return Err(not_finished(CONFIG_RESOLVED));
+        }
+        let config = Config::load(&config_path, &[])?;
+        let summary_path = dir.join(SUMMARY);
+        if !summary_path.exists() {
+            return Err(not_finished(SUMMARY));
+        }
+        let summary: Vec<SummaryRow> = RowWriter::read(&summary_path)?;
+        let verdicts: Vec<VerdictRow> =
+            if dir.join(VERDICTS).exists() { RowWriter::read(&dir.join(VERDICTS))? } else { Vec::new() };
+        let Some(manifest) = sanity_rundir::manifest::Manifest::read(&dir.join(MANIFEST))? else {
+            return Err(not_finished(MANIFEST));
+        };
+        Ok(Self { config, summary, verdicts, manifest })
+    }
+}
+
+/// One entry per distinct post-processing of the config's comparisons (two may share one).
+fn pipelines(config: &Config) -> Vec<(String, Vec<sanity_metrics::PostStep>)> {
+    let mut pipelines: Vec<(String, Vec<sanity_metrics::PostStep>)> = Vec::new();
+    for c in &config.comparisons {
+        let label = pipeline_label(&c.postprocess);
+        if !pipelines.iter().any(|(l, _)| *l == label) {
+            pipelines.push((label, c.postprocess.clone()));
+        }
+    }
+    pipelines
+}
+
+/// The chart of a test group under one post-processing `label`: the methods' agreement, the
+/// similarity curves over the stages, or the scores with their ceiling and floors; `figure`
+/// makes its [`Figure`] from a caption and the files.
+fn figure_of_chart(
+    dir: &Path,
+    run: &RunFiles,
+    group: &TestGroup,
+    methods: &[String],
+    label: &str,
+    name: &str,
+    figure: impl Fn(String, (String, Option<String>)) -> Figure,
+) -> Result<Figure> {
+    let summary = &run.summary;
+    if group.test == "method_agreement" {
+        let chart = agreement(summary, group, methods, label);
+        let files = chart_files(dir, &format!("agreement-{}", slug(label)), &chart)?;
+        let caption = format!("Mean similarity between the methods' maps of the trained model ({label})");
+        return Ok(figure(caption, files));
+    }
+    if !group.has_stages() {
+        let chart = scores(summary, group, methods, label);
+        let files = chart_files(dir, &format!("scores-{name}"), &chart)?;
+        return Ok(figure(format!("Similarity per method with its ceiling and floors ({label})"), files));
+    }
+    let draws = summary.iter().filter(|r| r.test == group.test && r.order == group.order).map(|r| r.draws).max();
+    let over = match draws.unwrap_or(1) {
+        1 => "over the images".to_string(),
+        n => format!("over {n} draws and the images"),
+    };
+    let ci = format!("{}% CI of the mean {over}", run.config.statistics.confidence * 100.0);
+    let chart = curves(summary, group, methods, label, &ci);
+    let files = chart_files(dir, &format!("curves-{name}"), &chart)?;
+    let caption = format!(
+        "Similarity to the original model's maps at each stage ({label}); mean and {ci} per method; each method's floors in a column right of the stages (dash: two random models, cross: random map)"
+    );
+    Ok(figure(caption, files))
 }
 
 /// The run directories `sanity report DIR` draws: DIR itself when it is a run directory, or,
