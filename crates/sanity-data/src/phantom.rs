@@ -129,6 +129,7 @@ impl Effusion {
     }
 }
 
+// Long: one image's random draws in their fixed order, then its pixels; the order is the data set.
 fn draw_phantom(spec: &PhantomSpec, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<u8>, usize) {
     let side = spec.size;
     let label = usize::from(rng.random::<f64>() < spec.effusion_fraction);

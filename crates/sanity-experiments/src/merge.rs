@@ -119,58 +119,19 @@ fn move_into(from: &Path, to: &Path) -> Result<()> {
     place_tree(from, to, &|source, target| std::fs::rename(source, target))
 }
 
+/// Writes the run `run_id` of `shards` into `dir`: its scores batch by batch, its journal,
+/// config, models, inputs and example maps, then its summary, verdicts and manifest.
 fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     let first = &shards[0];
     let config_text = std::fs::read_to_string(first.dir.join(CONFIG_RESOLVED))
         .map_err(|e| ExperimentError::io(&first.dir.join(CONFIG_RESOLVED), e))?;
-    // The same config, and the same inputs by content (data, architecture, given weights) and
-    // trained models: shards run on other data (another node, data replaced between
-    // resubmissions) are not one run.
-    let read_or_empty = |dir: &Path, name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
-    for shard in &shards[1..] {
-        for (name, what) in [
-            (CONFIG_RESOLVED, "config"),
-            (crate::run_inputs::INPUTS, "inputs (data, architecture or given weights)"),
-            // The records hold the weights files' hashes: the models need not be read again.
-            (crate::run_models::MODEL_RECORD, "trained model"),
-            (crate::run_models::RANDOM_LABEL_MODEL_RECORD, "random-label model"),
-        ] {
-            if read_or_empty(&shard.dir, name) != read_or_empty(&first.dir, name) {
-                return Err(output_error(
-                    &shard.dir,
-                    format!("run {run_id}: its {what} ({name}) differs from {}'s", first.dir.display()),
-                ));
-            }
-        }
-    }
+    check_one_run(run_id, shards)?;
     let source = first.dir.join(CONFIG_RESOLVED).display().to_string();
     let config = Config::parse(&config_text, &source, &[])?;
     let batches = config.attribution.n_images.div_ceil(config.attribution.batch_size.max(1));
-    // Each batch from the first shard that finished it: the bytes of its rows.
-    let mut header: Option<&[u8]> = None;
-    let mut pieces: Vec<(&[u8], usize)> = Vec::with_capacity(batches);
-    for batch in 0..batches {
-        let found = shards.iter().find_map(|s| {
-            let at = s.units.iter().position(|u| u.batch == batch)?;
-            let start = match at {
-                0 => header_len(&s.scores),
-                _ => s.units[at - 1].bytes as usize,
-            };
-            let end = (s.units[at].bytes as usize).min(s.scores.len());
-            Some((s, &s.scores[start.min(end)..end], s.units[at].rows))
-        });
-        let Some((shard, bytes, rows)) = found else {
-            let dirs: Vec<String> = shards.iter().map(|s| s.dir.display().to_string()).collect();
-            return Err(output_error(
-                Path::new(&dirs.join(", ")),
-                format!("run {run_id}: batch {batch} of {batches} is in none of these shards; run the missing shard"),
-            ));
-        };
-        header.get_or_insert(&shard.scores[..header_len(&shard.scores)]);
-        pieces.push((bytes, rows));
-    }
+    let (header, pieces) = batch_pieces(run_id, shards, batches)?;
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
-    let mut scores: Vec<u8> = header.unwrap_or_default().to_vec();
+    let mut scores: Vec<u8> = header.to_vec();
     let mut journal = Journal::open(&dir.join(JOURNAL), &[])?;
     for (batch, (bytes, rows)) in pieces.iter().enumerate() {
         scores.extend_from_slice(bytes);
@@ -212,6 +173,62 @@ fn merge_run(run_id: &str, shards: &[Shard], dir: &Path) -> Result<()> {
     };
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| ExperimentError::io(dir, e))?;
     write_atomic(&dir.join(MANIFEST), &json)
+}
+
+/// Refuses shards that are not one run: the same config, and the same inputs by content (data,
+/// architecture, given weights) and trained models; shards run on other data (another node,
+/// data replaced between resubmissions) are not one run.
+fn check_one_run(run_id: &str, shards: &[Shard]) -> Result<()> {
+    let first = &shards[0];
+    let read_or_empty = |dir: &Path, name: &str| std::fs::read(dir.join(name)).unwrap_or_default();
+    for shard in &shards[1..] {
+        for (name, what) in [
+            (CONFIG_RESOLVED, "config"),
+            (crate::run_inputs::INPUTS, "inputs (data, architecture or given weights)"),
+            // The records hold the weights files' hashes: the models need not be read again.
+            (crate::run_models::MODEL_RECORD, "trained model"),
+            (crate::run_models::RANDOM_LABEL_MODEL_RECORD, "random-label model"),
+        ] {
+            if read_or_empty(&shard.dir, name) != read_or_empty(&first.dir, name) {
+                return Err(output_error(
+                    &shard.dir,
+                    format!("run {run_id}: its {what} ({name}) differs from {}'s", first.dir.display()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One batch's score rows as a shard wrote them, and how many rows they are.
+type Piece<'a> = (&'a [u8], usize);
+
+/// The score rows' header, and each of the `batches` batches from the first shard that
+/// finished it: the bytes of its rows and their count. A batch no shard finished is refused.
+fn batch_pieces<'a>(run_id: &str, shards: &'a [Shard], batches: usize) -> Result<(&'a [u8], Vec<Piece<'a>>)> {
+    let mut header: Option<&[u8]> = None;
+    let mut pieces: Vec<Piece> = Vec::with_capacity(batches);
+    for batch in 0..batches {
+        let found = shards.iter().find_map(|s| {
+            let at = s.units.iter().position(|u| u.batch == batch)?;
+            let start = match at {
+                0 => header_len(&s.scores),
+                _ => s.units[at - 1].bytes as usize,
+            };
+            let end = (s.units[at].bytes as usize).min(s.scores.len());
+            Some((s, &s.scores[start.min(end)..end], s.units[at].rows))
+        });
+        let Some((shard, bytes, rows)) = found else {
+            let dirs: Vec<String> = shards.iter().map(|s| s.dir.display().to_string()).collect();
+            return Err(output_error(
+                Path::new(&dirs.join(", ")),
+                format!("run {run_id}: batch {batch} of {batches} is in none of these shards; run the missing shard"),
+            ));
+        };
+        header.get_or_insert(&shard.scores[..header_len(&shard.scores)]);
+        pieces.push((bytes, rows));
+    }
+    Ok((header.unwrap_or_default(), pieces))
 }
 
 /// Copies the files under `from` (when it exists) to the same paths under `to`.

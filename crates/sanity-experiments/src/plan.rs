@@ -95,79 +95,94 @@ impl DataPlan {
                 num_classes,
             } => {
                 let train = load_arrays(&images, &labels, scale, num_classes)?;
-                match (test_images, test_labels) {
-                    (Some(ti), Some(tl)) => {
-                        let test = load_arrays(&ti, &tl, scale, Some(train.num_classes))?;
-                        if test.image_shape != train.image_shape {
-                            return Err(ExperimentError::config(
-                                ti,
-                                format!(
-                                    "test images of shape {:?} but training images of shape {:?}",
-                                    test.image_shape, train.image_shape
-                                ),
-                            ));
-                        }
-                        let rows = |file: &str, n: usize| (0..n).map(|r| (file.to_string(), r.to_string())).collect();
-                        let origins = Origins { train: rows(&images, train.len()), test: rows(&ti, test.len()) };
-                        DataPlan::Loaded("arrays", Arc::new((train, test)), Arc::new(origins))
-                    }
-                    (None, None) => {
-                        let (train_rows, test_rows) = split_indices(&train, test_fraction, split_seed)
-                            .map_err(|e| ExperimentError::config(images.clone(), e.to_string()))?;
-                        let at = |rows: &[usize]| rows.iter().map(|&r| (images.clone(), r.to_string())).collect();
-                        let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
-                        let sets = (rows_of(&train, &train_rows), rows_of(&train, &test_rows));
-                        DataPlan::Loaded("arrays", Arc::new(sets), Arc::new(origins))
-                    }
-                    _ => {
-                        return Err(ExperimentError::config(
-                            "data",
-                            "give both test_images and test_labels, or neither (then test_fraction is held out)",
-                        ));
-                    }
-                }
+                Self::arrays(train, &images, (test_images, test_labels), scale, (test_fraction, split_seed))?
             }
             DataConfig::ImageFolder { dir, height, width, channels, test_dir, test_fraction, split_seed } => {
-                let all = load_image_folder(&dir, height, width, channels)?;
-                // The files in the order they were read: class folders by name, then their files.
-                let files = |d: &Path| -> Result<Vec<(String, String)>> {
-                    let classes = class_folders(d)?;
-                    Ok(classes
-                        .into_iter()
-                        .flat_map(|(_, f)| f)
-                        .map(|f| (f.display().to_string(), String::new()))
-                        .collect())
-                };
-                let listed = files(&dir)?;
-                let (sets, origins) = match test_dir {
-                    Some(test_dir) => {
-                        let test = load_image_folder(&test_dir, height, width, channels)?;
-                        let names = |d: &Path| -> Result<Vec<String>> {
-                            Ok(class_folders(d)?.into_iter().map(|(name, _)| name).collect())
-                        };
-                        let (a, b) = (names(&dir)?, names(&test_dir)?);
-                        if a != b {
-                            return Err(ExperimentError::config(
-                                test_dir.display().to_string(),
-                                format!("test classes {b:?} differ from the training classes {a:?}"),
-                            ));
-                        }
-                        let test_files = files(&test_dir)?;
-                        ((all, test), Origins { train: listed, test: test_files })
-                    }
-                    None => {
-                        let bad = |e: sanity_data::DataError| {
-                            ExperimentError::config(dir.display().to_string(), e.to_string())
-                        };
-                        let (train_rows, test_rows) = split_indices(&all, test_fraction, split_seed).map_err(bad)?;
-                        let at = |rows: &[usize]| rows.iter().map(|&r| listed[r].clone()).collect();
-                        let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
-                        ((rows_of(&all, &train_rows), rows_of(&all, &test_rows)), origins)
-                    }
-                };
-                DataPlan::Loaded("image_folder", Arc::new(sets), Arc::new(origins))
+                Self::image_folder(&dir, [height, width, channels], test_dir.as_deref(), (test_fraction, split_seed))?
             }
         })
+    }
+
+    /// Arrays: the training arrays `train` (read from `images`) and the test arrays when given,
+    /// else a stratified split of `train` by `(test_fraction, split_seed)`.
+    fn arrays(
+        train: Dataset,
+        images: &str,
+        test: (Option<String>, Option<String>),
+        scale: sanity_data::Scale,
+        (test_fraction, split_seed): (f64, u64),
+    ) -> Result<Self> {
+        match test {
+            (Some(ti), Some(tl)) => {
+                let test = load_arrays(&ti, &tl, scale, Some(train.num_classes))?;
+                if test.image_shape != train.image_shape {
+                    return Err(ExperimentError::config(
+                        ti,
+                        format!(
+                            "test images of shape {:?} but training images of shape {:?}",
+                            test.image_shape, train.image_shape
+                        ),
+                    ));
+                }
+                let rows = |file: &str, n: usize| (0..n).map(|r| (file.to_string(), r.to_string())).collect();
+                let origins = Origins { train: rows(images, train.len()), test: rows(&ti, test.len()) };
+                Ok(DataPlan::Loaded("arrays", Arc::new((train, test)), Arc::new(origins)))
+            }
+            (None, None) => {
+                let (train_rows, test_rows) = split_indices(&train, test_fraction, split_seed)
+                    .map_err(|e| ExperimentError::config(images, e.to_string()))?;
+                let at = |rows: &[usize]| rows.iter().map(|&r| (images.to_string(), r.to_string())).collect();
+                let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
+                let sets = (rows_of(&train, &train_rows), rows_of(&train, &test_rows));
+                Ok(DataPlan::Loaded("arrays", Arc::new(sets), Arc::new(origins)))
+            }
+            _ => Err(ExperimentError::config(
+                "data",
+                "give both test_images and test_labels, or neither (then test_fraction is held out)",
+            )),
+        }
+    }
+
+    /// An image folder at `dir` (class folders of images) read at `[height, width, channels]`,
+    /// with its test folder when given, else a stratified split by `(test_fraction, split_seed)`.
+    fn image_folder(
+        dir: &Path,
+        [height, width, channels]: [usize; 3],
+        test_dir: Option<&Path>,
+        (test_fraction, split_seed): (f64, u64),
+    ) -> Result<Self> {
+        let all = load_image_folder(dir, height, width, channels)?;
+        // The files in the order they were read: class folders by name, then their files.
+        let files = |d: &Path| -> Result<Vec<(String, String)>> {
+            let classes = class_folders(d)?;
+            Ok(classes.into_iter().flat_map(|(_, f)| f).map(|f| (f.display().to_string(), String::new())).collect())
+        };
+        let listed = files(dir)?;
+        let (sets, origins) = match test_dir {
+            Some(test_dir) => {
+                let test = load_image_folder(test_dir, height, width, channels)?;
+                let names = |d: &Path| -> Result<Vec<String>> {
+                    Ok(class_folders(d)?.into_iter().map(|(name, _)| name).collect())
+                };
+                let (a, b) = (names(dir)?, names(test_dir)?);
+                if a != b {
+                    return Err(ExperimentError::config(
+                        test_dir.display().to_string(),
+                        format!("test classes {b:?} differ from the training classes {a:?}"),
+                    ));
+                }
+                let test_files = files(test_dir)?;
+                ((all, test), Origins { train: listed, test: test_files })
+            }
+            None => {
+                let bad = |e: sanity_data::DataError| ExperimentError::config(dir.display().to_string(), e.to_string());
+                let (train_rows, test_rows) = split_indices(&all, test_fraction, split_seed).map_err(bad)?;
+                let at = |rows: &[usize]| rows.iter().map(|&r| listed[r].clone()).collect();
+                let origins = Origins { train: at(&train_rows), test: at(&test_rows) };
+                ((rows_of(&all, &train_rows), rows_of(&all, &test_rows)), origins)
+            }
+        };
+        Ok(DataPlan::Loaded("image_folder", Arc::new(sets), Arc::new(origins)))
     }
 
     /// Training images that will be used.
@@ -476,32 +491,8 @@ fn resolve_tests(config: &mut Config, arch: &Architecture, data: &DataPlan) -> R
                 ));
             }
             TestConfig::RandomLogit {} => {}
-            TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training } => {
-                if let Some(own) = training {
-                    let key = format!("tests[{i}].training");
-                    check_training(&own.applied_to(&config.training), &key).map_err(|(k, m)| bad(&k, m))?;
-                }
-                if *n_train == Some(0) {
-                    return Err(bad(&format!("tests[{i}].n_train"), "0; accepted: >= 1 (or omit it for all)".into()));
-                }
-                if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
-                    return Err(bad(
-                        &format!("tests[{i}].target_accuracy"),
-                        format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1"),
-                    ));
-                }
-                if let Some(w) = weights {
-                    weights_file(w).map_err(|m| bad(&format!("tests[{i}].weights"), m))?;
-                }
-                if weights.is_none() {
-                    check_count(*max_epochs, MAX_EPOCHS).map_err(|m| bad(&format!("tests[{i}].max_epochs"), m))?;
-                }
-                if let Some(n) = n_train {
-                    let available = data.n_train();
-                    check_count(*n, available).map_err(|m| {
-                        bad(&format!("tests[{i}].n_train"), format!("{m} (the training images; omit it for all)"))
-                    })?;
-                }
+            TestConfig::DataRandomization { .. } => {
+                check_data_randomization(&format!("tests[{i}]"), test, &config.training, data.n_train())?
             }
             TestConfig::MethodAgreement { pairs } => {
                 let key = format!("tests[{i}].pairs");
@@ -524,6 +515,38 @@ fn resolve_tests(config: &mut Config, arch: &Architecture, data: &DataPlan) -> R
                 "efficient_mprt is read through the discrete_entropy metric; add { metric = \"discrete_entropy\" } to a [[comparisons]]".into(),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A data randomisation test's settings, at `key` (`tests[i]`): its own training over the run's
+/// `training`, `n_train` within the `available` training images, the target accuracy, and
+/// given weights or a bounded `max_epochs`.
+fn check_data_randomization(
+    key: &str,
+    test: &TestConfig,
+    training: &sanity_rundir::config::TrainingConfig,
+    available: usize,
+) -> Refusal {
+    let TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training: own } = test else {
+        return Ok(());
+    };
+    let at = |field: &str, message: String| (format!("{key}.{field}"), message);
+    if let Some(own) = own {
+        check_training(&own.applied_to(training), &format!("{key}.training"))?;
+    }
+    if *n_train == Some(0) {
+        return Err(at("n_train", "0; accepted: >= 1 (or omit it for all)".into()));
+    }
+    if !(*target_accuracy > 0.0 && *target_accuracy <= 1.0) {
+        return Err(at("target_accuracy", format!("{target_accuracy}; accepted: 0 < target_accuracy <= 1")));
+    }
+    match weights {
+        Some(w) => weights_file(w).map_err(|m| at("weights", m))?,
+        None => check_count(*max_epochs, MAX_EPOCHS).map_err(|m| at("max_epochs", m))?,
+    }
+    if let Some(n) = n_train {
+        check_count(*n, available).map_err(|m| at("n_train", format!("{m} (the training images; omit it for all)")))?;
     }
     Ok(())
 }

@@ -136,27 +136,7 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
     std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
     let lock = RunLock::acquire(dir, &mut |note| progress(Progress::Note(note)))?;
     if options.resume && dir.join(CONFIG_RESOLVED).exists() {
-        let before = std::fs::read_to_string(dir.join(CONFIG_RESOLVED))
-            .map_err(|e| ExperimentError::io(&dir.join(CONFIG_RESOLVED), e))?;
-        if before != plan.resolved_toml() {
-            return Err(refuse("holds a run of another config; --resume continues only the same config".into()));
-        }
-        // The manifest is written last: with it, the run is whole.
-        if dir.join(MANIFEST).exists() {
-            return Ok(DirState::Finished);
-        }
-        // Map files in flight when the run was killed (scores.csv.partial is kept: it is the
-        // journalled rows).
-        remove_partials(&dir.join(sanity_rundir::example_maps::MAPS_DIR));
-        // Killed after the scores were renamed into place: they go back to being the partial
-        // file the journal describes, and the summary and manifest are written again.
-        let (scores, partial) = (dir.join(SCORES), dir.join(SCORES).with_extension("csv.partial"));
-        if scores.exists() && !partial.exists() {
-            std::fs::rename(&scores, &partial).map_err(|e| ExperimentError::io(&partial, e))?;
-        }
-        let units = read_journal(&dir.join(JOURNAL))?;
-        check_partial(&partial, &units)?;
-        return Ok(DirState::Go(lock, units));
+        return resumed_dir(plan, dir, lock);
     }
     let only_lock = |dir: &Path| -> Result<bool> {
         let entries = std::fs::read_dir(dir).map_err(|e| ExperimentError::io(dir, e))?;
@@ -180,26 +160,60 @@ fn prepare_dir(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progr
         }
     }
     if options.force {
-        for stale in [SCORES, SUMMARY, VERDICTS, MANIFEST, "scores.csv.partial", JOURNAL] {
-            let _ = std::fs::remove_file(dir.join(stale));
-        }
-        for stale in [MODEL_FILE, RANDOM_LABEL_MODEL_FILE] {
-            let _ = std::fs::remove_file(dir.join(stale));
-        }
-        // A forced run does not go on from the run directory's old checkpoints (the cache's
-        // are the same model's). Only in a run directory: `--out . --force` leaves a
-        // project's own checkpoints/ and JSON files alone.
-        if dir.join(CONFIG_RESOLVED).is_file() {
-            for stale in [INPUTS, MODEL_RECORD, RANDOM_LABEL_MODEL_RECORD] {
-                let _ = std::fs::remove_file(dir.join(stale));
-            }
-            for stale in [crate::run_models::CHECKPOINTS, crate::run_models::RANDOM_LABEL_CHECKPOINTS] {
-                let _ = std::fs::remove_dir_all(dir.join(stale));
-            }
-        }
-        remove_derived(dir)?;
+        clear_for_force(dir)?;
     }
     Ok(DirState::Go(lock, Vec::new()))
+}
+
+/// The state of a run directory `--resume` goes on with (its config must be the plan's): the
+/// journal's finished batches, after the files in flight when it was killed are put back to
+/// what the journal describes; or finished, when its manifest was written.
+fn resumed_dir(plan: &Plan, dir: &Path, lock: RunLock) -> Result<DirState> {
+    let refuse = |message: String| ExperimentError::Output { path: dir.display().to_string(), message };
+    let before = std::fs::read_to_string(dir.join(CONFIG_RESOLVED))
+        .map_err(|e| ExperimentError::io(&dir.join(CONFIG_RESOLVED), e))?;
+    if before != plan.resolved_toml() {
+        return Err(refuse("holds a run of another config; --resume continues only the same config".into()));
+    }
+    // The manifest is written last: with it, the run is whole.
+    if dir.join(MANIFEST).exists() {
+        return Ok(DirState::Finished);
+    }
+    // Map files in flight when the run was killed (scores.csv.partial is kept: it is the
+    // journalled rows).
+    remove_partials(&dir.join(sanity_rundir::example_maps::MAPS_DIR));
+    // Killed after the scores were renamed into place: they go back to being the partial
+    // file the journal describes, and the summary and manifest are written again.
+    let (scores, partial) = (dir.join(SCORES), dir.join(SCORES).with_extension("csv.partial"));
+    if scores.exists() && !partial.exists() {
+        std::fs::rename(&scores, &partial).map_err(|e| ExperimentError::io(&partial, e))?;
+    }
+    let units = read_journal(&dir.join(JOURNAL))?;
+    check_partial(&partial, &units)?;
+    Ok(DirState::Go(lock, units))
+}
+
+/// Removes what a `--force`d run replaces: results, trained models, and in a run directory its
+/// inputs, model records, checkpoints, maps and figures.
+fn clear_for_force(dir: &Path) -> Result<()> {
+    for stale in [SCORES, SUMMARY, VERDICTS, MANIFEST, "scores.csv.partial", JOURNAL] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    for stale in [MODEL_FILE, RANDOM_LABEL_MODEL_FILE] {
+        let _ = std::fs::remove_file(dir.join(stale));
+    }
+    // A forced run does not go on from the run directory's old checkpoints (the cache's
+    // are the same model's). Only in a run directory: `--out . --force` leaves a
+    // project's own checkpoints/ and JSON files alone.
+    if dir.join(CONFIG_RESOLVED).is_file() {
+        for stale in [INPUTS, MODEL_RECORD, RANDOM_LABEL_MODEL_RECORD] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        for stale in [crate::run_models::CHECKPOINTS, crate::run_models::RANDOM_LABEL_CHECKPOINTS] {
+            let _ = std::fs::remove_dir_all(dir.join(stale));
+        }
+    }
+    remove_derived(dir)
 }
 
 /// Checks the journalled rows of a run being resumed against its partial scores file: the file

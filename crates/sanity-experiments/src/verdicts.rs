@@ -24,10 +24,13 @@ use std::collections::{BTreeMap, HashMap};
 /// random-label model and the random logit.
 const JUDGED: [&str; 3] = ["cascading", "data_randomization", "random_logit"];
 
+/// A group of rows judged together: (test, order, method, post-processing, metric); for a
+/// control's rows (stage, "", method, post-processing, metric).
+type Key<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
 /// The verdicts of a run's rows, in first-seen order of (test, order, method, postprocess,
 /// metric).
 pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
-    type Key<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
     let mut groups: Vec<Key> = Vec::new();
     let mut last_stage: HashMap<Key, usize> = HashMap::new();
     for r in rows.iter().filter(|r| JUDGED.contains(&r.test.as_str()) && r.method == r.method_b) {
@@ -60,66 +63,77 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
     groups
         .into_iter()
         .map(|key| {
-            let (test, order, method, post, metric) = key;
+            let (_, _, method, post, metric) = key;
             let at_stage = at_last.get(&key).map(Vec::as_slice).unwrap_or_default();
             let control = |stage| controls.get(&(stage, "", method, post, metric)).unwrap_or(&none);
-            let (ceiling, floor) = (control("repeat"), control("random_models"));
-            // Images paired across the three, in sample order, each the mean over its draws.
-            let mut stage_draws: HashMap<usize, Vec<f64>> = HashMap::new();
-            for r in at_stage {
-                if let Some(score) = r.score {
-                    stage_draws.entry(r.sample).or_default().push(score);
-                }
-            }
-            let triples: BTreeMap<usize, (f64, f64, f64)> = per_image_means(stage_draws)
-                .into_iter()
-                .filter_map(|(sample, score)| Some((sample, (score, *ceiling.get(&sample)?, *floor.get(&sample)?))))
-                .collect();
-            let mean = |f: fn(&(f64, f64, f64)) -> f64| {
-                (!triples.is_empty()).then(|| triples.values().map(f).sum::<f64>() / triples.len() as f64)
-            };
-            let against = |f: fn(&(f64, f64, f64)) -> f64| -> Option<Wilcoxon> {
-                let d: Vec<f64> = triples.values().map(|t| t.0 - f(t)).collect();
-                wilcoxon_signed_rank(&d)
-            };
-            let (vs_ceiling, vs_floor) = (against(|t| t.1), against(|t| t.2));
-            let distinct = |w: &Option<Wilcoxon>| w.is_some_and(|w| w.p_value < alpha);
-            let verdict = match (triples.is_empty(), distinct(&vs_ceiling), distinct(&vs_floor)) {
-                (true, _, _) => "not_tested",
-                (false, true, false) => "at_floor",
-                (false, true, true) => "distinct_from_both",
-                (false, false, true) => "at_ceiling",
-                (false, false, false) => "indistinct",
-            };
-            // Without a nonzero difference the two samples are identical: p = 1.
-            let p = |w: &Option<Wilcoxon>| match (w, triples.is_empty()) {
-                (Some(w), _) => (Some(w.p_value), w.method.to_string()),
-                (None, false) => (Some(1.0), "identical".to_string()),
-                (None, true) => (None, String::new()),
-            };
-            let ((p_c, p_c_method), (p_f, p_f_method)) = (p(&vs_ceiling), p(&vs_floor));
-            VerdictRow {
-                run_id: at_stage.first().map(|r| r.run_id.clone()).unwrap_or_default(),
-                test: test.into(),
-                order: order.into(),
-                stage: at_stage.first().map(|r| r.stage.clone()).unwrap_or_default(),
-                method: method.into(),
-                postprocess: post.into(),
-                metric: metric.into(),
-                n_pairs: triples.len(),
-                mean: mean(|t| t.0),
-                ceiling_mean: mean(|t| t.1),
-                floor_mean: mean(|t| t.2),
-                test_used: "wilcoxon_signed_rank_two_sided".into(),
-                p_vs_ceiling: p_c,
-                p_vs_ceiling_method: p_c_method,
-                p_vs_floor: p_f,
-                p_vs_floor_method: p_f_method,
-                alpha,
-                verdict: verdict.into(),
-            }
+            judge(key, at_stage, (control("repeat"), control("random_models")), alpha)
         })
         .collect()
+}
+
+/// The verdict of one group (`key`) from its rows at its last stage and the per-image means of
+/// its `(ceiling, floor)` controls: images paired across the three, in sample order, each the
+/// mean over its draws, then two Wilcoxon signed-rank tests at level `alpha`.
+fn judge(
+    key: Key,
+    at_stage: &[&ScoreRow],
+    (ceiling, floor): (&HashMap<usize, f64>, &HashMap<usize, f64>),
+    alpha: f64,
+) -> VerdictRow {
+    let (test, order, method, post, metric) = key;
+    let mut stage_draws: HashMap<usize, Vec<f64>> = HashMap::new();
+    for r in at_stage {
+        if let Some(score) = r.score {
+            stage_draws.entry(r.sample).or_default().push(score);
+        }
+    }
+    let triples: BTreeMap<usize, (f64, f64, f64)> = per_image_means(stage_draws)
+        .into_iter()
+        .filter_map(|(sample, score)| Some((sample, (score, *ceiling.get(&sample)?, *floor.get(&sample)?))))
+        .collect();
+    let mean = |f: fn(&(f64, f64, f64)) -> f64| {
+        (!triples.is_empty()).then(|| triples.values().map(f).sum::<f64>() / triples.len() as f64)
+    };
+    let against = |f: fn(&(f64, f64, f64)) -> f64| -> Option<Wilcoxon> {
+        let d: Vec<f64> = triples.values().map(|t| t.0 - f(t)).collect();
+        wilcoxon_signed_rank(&d)
+    };
+    let (vs_ceiling, vs_floor) = (against(|t| t.1), against(|t| t.2));
+    let distinct = |w: &Option<Wilcoxon>| w.is_some_and(|w| w.p_value < alpha);
+    let verdict = match (triples.is_empty(), distinct(&vs_ceiling), distinct(&vs_floor)) {
+        (true, _, _) => "not_tested",
+        (false, true, false) => "at_floor",
+        (false, true, true) => "distinct_from_both",
+        (false, false, true) => "at_ceiling",
+        (false, false, false) => "indistinct",
+    };
+    // Without a nonzero difference the two samples are identical: p = 1.
+    let p = |w: &Option<Wilcoxon>| match (w, triples.is_empty()) {
+        (Some(w), _) => (Some(w.p_value), w.method.to_string()),
+        (None, false) => (Some(1.0), "identical".to_string()),
+        (None, true) => (None, String::new()),
+    };
+    let ((p_c, p_c_method), (p_f, p_f_method)) = (p(&vs_ceiling), p(&vs_floor));
+    VerdictRow {
+        run_id: at_stage.first().map(|r| r.run_id.clone()).unwrap_or_default(),
+        test: test.into(),
+        order: order.into(),
+        stage: at_stage.first().map(|r| r.stage.clone()).unwrap_or_default(),
+        method: method.into(),
+        postprocess: post.into(),
+        metric: metric.into(),
+        n_pairs: triples.len(),
+        mean: mean(|t| t.0),
+        ceiling_mean: mean(|t| t.1),
+        floor_mean: mean(|t| t.2),
+        test_used: "wilcoxon_signed_rank_two_sided".into(),
+        p_vs_ceiling: p_c,
+        p_vs_ceiling_method: p_c_method,
+        p_vs_floor: p_f,
+        p_vs_floor_method: p_f_method,
+        alpha,
+        verdict: verdict.into(),
+    }
 }
 
 /// Each image's mean over its draws' valid scores.

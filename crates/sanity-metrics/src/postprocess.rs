@@ -141,6 +141,7 @@ impl PostStep {
 
     /// Applies the step. A normalisation that would divide by zero (a constant or all-zero map)
     /// is a [`Status::ConstantMap`], not NaN.
+    // Long: one arm per step, each a few lines, as README.md's config reference defines them.
     pub fn apply(&self, mut map: Map) -> Result<Map, Status> {
         if map.data.iter().any(|v| !v.is_finite()) {
             return Err(Status::NonFinite);

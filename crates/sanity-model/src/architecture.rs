@@ -246,55 +246,9 @@ impl Architecture {
         let mut names = HashSet::with_capacity(spec.layers.len());
         let mut shape: Vec<usize> = spec.input.to_vec();
         let mut parameters = 0usize;
-        let mut counters = std::collections::BTreeMap::<&str, usize>::new();
-        let mut auto_name = |kind: &'static str, name: &Option<String>| {
-            let k = counters.entry(kind).or_insert(0);
-            *k += 1;
-            name.clone().unwrap_or_else(|| format!("{kind}{k}"))
-        };
+        let mut counters = std::collections::BTreeMap::<&'static str, usize>::new();
         for layer_spec in &spec.layers {
-            let (name, op) = match layer_spec {
-                LayerSpec::Conv2d { name, in_channels, out_channels, kernel_size, padding, weight_init, bias_init } => {
-                    (
-                        name.clone(),
-                        Op::Conv2d {
-                            in_channels: *in_channels,
-                            out_channels: *out_channels,
-                            kernel_size: *kernel_size,
-                            padding: *padding,
-                            weight_init: weight_init.clone(),
-                            bias_init: bias_init.clone(),
-                        },
-                    )
-                }
-                LayerSpec::Linear { name, in_features, out_features, weight_init, bias_init } => (
-                    name.clone(),
-                    Op::Linear {
-                        in_features: *in_features,
-                        out_features: *out_features,
-                        weight_init: weight_init.clone(),
-                        bias_init: bias_init.clone(),
-                    },
-                ),
-                LayerSpec::Relu { name } => (auto_name("relu", name), Op::Relu),
-                LayerSpec::MaxPool2d { name, kernel_size, stride } => (
-                    auto_name("pool", name),
-                    Op::MaxPool2d { kernel_size: *kernel_size, stride: stride.unwrap_or(*kernel_size) },
-                ),
-                LayerSpec::GlobalAvgPool { name } => (auto_name("gap", name), Op::GlobalAvgPool),
-                LayerSpec::Flatten { name } => (auto_name("flatten", name), Op::Flatten),
-                LayerSpec::Dropout { name, p } => (auto_name("dropout", name), Op::Dropout { p: *p }),
-                LayerSpec::BatchNorm2d { name, num_features, eps, momentum } => (
-                    name.clone(),
-                    Op::BatchNorm2d {
-                        num_features: *num_features,
-                        eps: *eps,
-                        momentum: *momentum,
-                        weight_init: Init::Constant { value: 1.0 },
-                        bias_init: Init::Constant { value: 0.0 },
-                    },
-                ),
-            };
+            let (name, op) = named_op(layer_spec, &mut counters);
             if name.is_empty() {
                 return Err(invalid(
                     &name,
@@ -536,5 +490,55 @@ fn output_shape(name: &str, op: &Op, input: &[usize]) -> Result<Vec<usize>> {
             }
             Ok(input.to_vec())
         }
+    }
+}
+
+/// The name and op of a layer spec; a layer without parameters and without a name is named by
+/// its kind and how many of that kind came before (`relu1`, `pool2`), as `counters` counts.
+fn named_op(layer_spec: &LayerSpec, counters: &mut std::collections::BTreeMap<&'static str, usize>) -> (String, Op) {
+    let mut auto_name = |kind: &'static str, name: &Option<String>| {
+        let k = counters.entry(kind).or_insert(0);
+        *k += 1;
+        name.clone().unwrap_or_else(|| format!("{kind}{k}"))
+    };
+    match layer_spec {
+        LayerSpec::Conv2d { name, in_channels, out_channels, kernel_size, padding, weight_init, bias_init } => (
+            name.clone(),
+            Op::Conv2d {
+                in_channels: *in_channels,
+                out_channels: *out_channels,
+                kernel_size: *kernel_size,
+                padding: *padding,
+                weight_init: weight_init.clone(),
+                bias_init: bias_init.clone(),
+            },
+        ),
+        LayerSpec::Linear { name, in_features, out_features, weight_init, bias_init } => (
+            name.clone(),
+            Op::Linear {
+                in_features: *in_features,
+                out_features: *out_features,
+                weight_init: weight_init.clone(),
+                bias_init: bias_init.clone(),
+            },
+        ),
+        LayerSpec::Relu { name } => (auto_name("relu", name), Op::Relu),
+        LayerSpec::MaxPool2d { name, kernel_size, stride } => (
+            auto_name("pool", name),
+            Op::MaxPool2d { kernel_size: *kernel_size, stride: stride.unwrap_or(*kernel_size) },
+        ),
+        LayerSpec::GlobalAvgPool { name } => (auto_name("gap", name), Op::GlobalAvgPool),
+        LayerSpec::Flatten { name } => (auto_name("flatten", name), Op::Flatten),
+        LayerSpec::Dropout { name, p } => (auto_name("dropout", name), Op::Dropout { p: *p }),
+        LayerSpec::BatchNorm2d { name, num_features, eps, momentum } => (
+            name.clone(),
+            Op::BatchNorm2d {
+                num_features: *num_features,
+                eps: *eps,
+                momentum: *momentum,
+                weight_init: Init::Constant { value: 1.0 },
+                bias_init: Init::Constant { value: 0.0 },
+            },
+        ),
     }
 }

@@ -131,6 +131,7 @@ fn affine_step(model: &Model, name: &str, layer: Affine, act: &mut Vec<f32>) -> 
 
 /// The relevance of each input value (`x` `[n, c, h, w]` values, NCHW) for the outputs picked
 /// by `seed` `[n, outputs]` (one-hot rows: the target logits), under `rule`.
+// Long: one arm per layer kind, forward then backward; issue 19's graph engine replaces it.
 pub fn relevance(model: &Model, x: &[f32], n: usize, seed: &[f32], rule: LrpRule) -> Result<Vec<f32>> {
     let arch = &model.arch;
     let layers: Range<usize> = 0..arch.layers.len();

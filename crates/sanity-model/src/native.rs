@@ -171,6 +171,7 @@ fn fuses_with_next_pool(model: &Model, index: usize, range: &Range<usize>) -> bo
 
 /// The forward of layers `range` of `model` from `input`, keeping the inputs of the layers in
 /// `keep_inputs`.
+// Long: one arm per op with the fused ReLU + max-pool path; issue 19's graph engine replaces it.
 fn forward(model: &Model, n: usize, range: Range<usize>, input: Boundary, keep_inputs: &[usize]) -> Result<Forward> {
     let mut saved = Vec::with_capacity(range.len());
     let mut inputs = Vec::new();

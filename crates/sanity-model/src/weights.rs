@@ -109,34 +109,7 @@ impl Weights {
     /// what was expected; [`ModelError::NonFiniteWeights`] for NaN or ±Inf, naming the tensor.
     pub fn from_safetensors_bytes(bytes: &[u8], source: &str, arch: &Architecture) -> Result<Self> {
         let fail = |reason: String| ModelError::Weights { path: source.to_string(), reason };
-        let Some(&length) = bytes.first_chunk::<8>() else {
-            return Err(fail(format!(
-                "{} bytes, too short for the 8-byte header length; accepted: a safetensors file",
-                bytes.len()
-            )));
-        };
-        let header = u64::from_le_bytes(length);
-        if header > MAX_SAFETENSORS_HEADER_BYTES {
-            return Err(fail(format!(
-                "a header of {header} bytes; accepted: at most {MAX_SAFETENSORS_HEADER_BYTES} (damaged or not a \
-                 safetensors file?)"
-            )));
-        }
-        let after = bytes.len() as u64 - 8;
-        if header > after {
-            return Err(fail(format!(
-                "a header of {header} bytes, but only {after} bytes follow the header length (truncated?)"
-            )));
-        }
-        let data = after - header;
-        let data_limit = max_safetensors_bytes(arch) - 8 - MAX_SAFETENSORS_HEADER_BYTES;
-        if data > data_limit {
-            return Err(fail(format!(
-                "{data} bytes of tensor data, more than this architecture's {} tensors take as f64 ({data_limit} \
-                 bytes); another model's weights?",
-                expected_shapes(arch).len()
-            )));
-        }
+        check_safetensors_sizes(bytes, arch).map_err(fail)?;
         let file = candle_core::safetensors::SliceSafetensors::new(bytes)
             .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
         let expected = expected_shapes(arch);
@@ -231,4 +204,38 @@ fn list_some(names: &[String]) -> String {
 
 fn describe(shapes: &BTreeMap<String, Vec<usize>>) -> String {
     shapes.iter().map(|(k, s)| format!("{k} {s:?}")).collect::<Vec<_>>().join(", ")
+}
+/// Refuses a safetensors file whose sizes cannot be right for `arch`: too short for its header
+/// length, a header over [`MAX_SAFETENSORS_HEADER_BYTES`] or longer than the file, or more
+/// tensor data than the architecture's tensors take as f64. Says why.
+fn check_safetensors_sizes(bytes: &[u8], arch: &Architecture) -> std::result::Result<(), String> {
+    let Some(&length) = bytes.first_chunk::<8>() else {
+        return Err(format!(
+            "{} bytes, too short for the 8-byte header length; accepted: a safetensors file",
+            bytes.len()
+        ));
+    };
+    let header = u64::from_le_bytes(length);
+    if header > MAX_SAFETENSORS_HEADER_BYTES {
+        return Err(format!(
+            "a header of {header} bytes; accepted: at most {MAX_SAFETENSORS_HEADER_BYTES} (damaged or not a \
+             safetensors file?)"
+        ));
+    }
+    let after = bytes.len() as u64 - 8;
+    if header > after {
+        return Err(format!(
+            "a header of {header} bytes, but only {after} bytes follow the header length (truncated?)"
+        ));
+    }
+    let data = after - header;
+    let data_limit = max_safetensors_bytes(arch) - 8 - MAX_SAFETENSORS_HEADER_BYTES;
+    if data > data_limit {
+        return Err(format!(
+            "{data} bytes of tensor data, more than this architecture's {} tensors take as f64 ({data_limit} \
+             bytes); another model's weights?",
+            expected_shapes(arch).len()
+        ));
+    }
+    Ok(())
 }

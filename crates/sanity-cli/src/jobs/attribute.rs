@@ -96,9 +96,30 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     }
     let arch = Arc::new(Architecture::new(spec)?);
     let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
+    let targets = targets(job, &model, &x)?;
+    let references = match &job.references {
+        Some(path) => Some(references(path, input)?),
+        None => None,
+    };
+    let method = method_spec(job)?.build_with(&arch, 0, references.as_ref())?;
+    let mut maps = Vec::new();
+    for start in (0..n).step_by(job.batch.max(1)) {
+        let len = job.batch.max(1).min(n - start);
+        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+        maps.push(method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?);
+    }
+    let maps = Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?;
+    maps.write_npy(out).map_err(|e| ExperimentError::io(out, e))?;
+    Ok(targets)
+}
+
+/// The explained output of each of the images `x`: `--target` for all, `--targets` (one per
+/// image), or the model's predictions.
+fn targets(job: &AttributeJob, model: &Model, x: &Tensor) -> Result<Vec<usize>> {
+    let n = x.dims()[0];
     // A single-logit binary model explains its logit for either class.
-    let classes = arch.num_outputs().max(2);
-    let targets = match (&job.target, &job.targets) {
+    let classes = model.arch.num_outputs().max(2);
+    Ok(match (&job.target, &job.targets) {
         (Some(t), None) if *t >= classes => {
             return Err(bad(
                 Path::new("--target"),
@@ -129,36 +150,22 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
             values.into_iter().map(|v| v as usize).collect()
         }
         (None, None) => {
-            let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-            let outputs = arch.num_outputs();
-            predicted_targets(&logits, outputs)
+            let logits = model.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+            predicted_targets(&logits, model.arch.num_outputs())
         }
         (Some(_), Some(_)) => return Err(bad(&job.input, "give --target or --targets, not both".into())),
-    };
-    let references = match &job.references {
-        Some(path) => {
-            let r = read_array(&path.display().to_string())?;
-            match *r.shape.as_slice() {
-                [m, rc, rh, rw] if [rc, rh, rw] == input => {
-                    finite_values(&r.values, path, "reference image")?;
-                    let values: Vec<f32> = r.values.iter().map(|&v| v as f32).collect();
-                    Some(ReferenceSet::from_tensor(&Tensor::from_vec(values, (m, rc, rh, rw), &Device::Cpu)?)?)
-                }
-                _ => {
-                    return Err(bad(path, format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.shape)));
-                }
-            }
+    })
+}
+
+/// `--references`: expected gradients' reference images at `path`, of the input's `[c, h, w]`.
+fn references(path: &Path, [c, h, w]: [usize; 3]) -> Result<ReferenceSet> {
+    let r = read_array(&path.display().to_string())?;
+    match *r.shape.as_slice() {
+        [m, rc, rh, rw] if [rc, rh, rw] == [c, h, w] => {
+            finite_values(&r.values, path, "reference image")?;
+            let values: Vec<f32> = r.values.iter().map(|&v| v as f32).collect();
+            Ok(ReferenceSet::from_tensor(&Tensor::from_vec(values, (m, rc, rh, rw), &Device::Cpu)?)?)
         }
-        None => None,
-    };
-    let method = method_spec(job)?.build_with(&arch, 0, references.as_ref())?;
-    let mut maps = Vec::new();
-    for start in (0..n).step_by(job.batch.max(1)) {
-        let len = job.batch.max(1).min(n - start);
-        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-        maps.push(method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?);
+        _ => Err(bad(path, format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.shape))),
     }
-    let maps = Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?;
-    maps.write_npy(out).map_err(|e| ExperimentError::io(out, e))?;
-    Ok(targets)
 }
