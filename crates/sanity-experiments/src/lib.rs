@@ -4,6 +4,7 @@
 //! merges of shards. Its files' formats live in sanity-rundir; its figures in sanity-report.
 
 pub mod cascading;
+pub mod checked;
 pub mod kill_points;
 pub mod limits;
 pub mod merge;

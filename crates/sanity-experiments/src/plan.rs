@@ -1,5 +1,6 @@
 //! Config -> Plan: names resolved, defaults filled, everything checked. Only a plan can run.
 
+use crate::checked::{RandomLabels, Randomization, Smoothing, Test, TestKind};
 use crate::limits::{
     MAX_ATTRIBUTION_BATCH, MAX_DRAWS, MAX_EPOCHS, MAX_EXAMPLES, MAX_GENERATED_IMAGES, MAX_IMAGE_SIDE, MAX_RESAMPLES,
     MAX_SMOOTHING_NOISE, MAX_SMOOTHING_SAMPLES, MAX_TRAIN_BATCH, check_count, check_memory,
@@ -12,7 +13,7 @@ use sanity_data::{
 };
 use sanity_metrics::pipeline_label;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
-use sanity_rundir::config::{Config, DataConfig, TestConfig};
+use sanity_rundir::config::{AttributionConfig, Config, DataConfig, TestConfig, TrainingConfig};
 use sanity_rundir::error::{ExperimentError, Result};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -23,6 +24,8 @@ use std::sync::Arc;
 pub struct Plan {
     /// The config with every default resolved (written as `config.resolved.toml`).
     pub config: Config,
+    /// Its tests, checked, in config order: what the engine runs.
+    pub tests: Vec<Test>,
     /// Where the config came from (for messages).
     pub source: String,
     /// Stable id derived from the resolved config: `seed<seed>-<hash>`.
@@ -273,7 +276,7 @@ impl DataPlan {
 
 impl Plan {
     /// Checks `config` (read from `source`) and resolves its defaults.
-    pub fn new(mut config: Config, source: &str) -> Result<Self> {
+    pub fn new(config: Config, source: &str) -> Result<Self> {
         let bad = |key: &str, message: String| ExperimentError::keyed(source, key, message);
         let keyed = |(key, message): (String, String)| bad(&key, message);
         check_name(&config.name).map_err(keyed)?;
@@ -291,8 +294,10 @@ impl Plan {
         if trains_a_model(&config) {
             check_training_plan(&config, &data).map_err(keyed)?;
         }
-        resolve_attribution(&mut config.attribution, &arch, n_test).map_err(keyed)?;
-        resolve_tests(&mut config, &arch, &data).map_err(keyed)?;
+        let attribution = resolve_attribution(&config.attribution, &arch, n_test).map_err(keyed)?;
+        let config = Config { attribution, ..config };
+        let (tests, checked) = resolve_tests(&config, &arch, &data).map_err(keyed)?;
+        let config = Config { tests, ..config };
         check_count(config.controls.draws, MAX_DRAWS).map_err(|m| bad("controls.draws", m))?;
         check_comparisons(&config, &arch).map_err(keyed)?;
         let s = &config.statistics;
@@ -317,7 +322,7 @@ impl Plan {
         }
         let resolved = toml::to_string(&config).map_err(|e| bad("(whole config)", e.to_string()))?;
         let run_id = format!("seed{}-{:08x}", config.seed, fnv1a(resolved.as_bytes()) as u32);
-        Ok(Self { config, source: source.to_string(), run_id, arch, data, params: Vec::new() })
+        Ok(Self { config, tests: checked, source: source.to_string(), run_id, arch, data, params: Vec::new() })
     }
 
     /// The resolved config as TOML.
@@ -333,45 +338,43 @@ impl Plan {
         let methods: Vec<String> =
             c.attribution.methods.iter().map(|m| serde_json::to_string(m).unwrap_or_default()).collect();
         out += &format!("  {} test images, methods: {}\n", c.attribution.n_images, methods.join(", "));
-        for test in &c.tests {
-            let line = match test {
-                TestConfig::Cascading { order, stages, .. } => {
-                    let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
-                    format!("({}): {}", order.name(), list.join(" -> "))
+        let methods = &c.attribution.methods;
+        for test in &self.tests {
+            let line = match &test.kind {
+                TestKind::Randomization { how: Randomization::Cascade { order, smoothing }, stages, .. } => {
+                    let list = crate::cascading::cascade_order(stages, *order).join(" -> ");
+                    match smoothing {
+                        None => format!("({}): {list}", order.name()),
+                        Some(Smoothing { samples, noise }) => {
+                            format!("({}, maps averaged over {samples} copies, noise {noise}): {list}", order.name())
+                        }
+                    }
                 }
-                TestConfig::Independent { stages, .. } => {
-                    format!("(one layer at a time): {}", stages.as_deref().unwrap_or_default().join(", "))
+                TestKind::Randomization { how: Randomization::Independent, stages, .. } => {
+                    format!("(one layer at a time): {}", stages.join(", "))
                 }
-                TestConfig::SmoothMprt { order, stages, samples, noise, .. } => {
-                    let list = crate::cascading::cascade_order(stages.as_deref().unwrap_or_default(), *order);
-                    format!(
-                        "({}, maps averaged over {samples} copies, noise {noise}): {}",
-                        order.name(),
-                        list.join(" -> ")
-                    )
+                TestKind::Randomization { how: Randomization::AllAtOnce, stages, .. } => {
+                    format!("(all at once): {}", stages.join(", "))
                 }
-                TestConfig::EfficientMprt { stages, .. } => {
-                    format!("(all at once): {}", stages.as_deref().unwrap_or_default().join(", "))
-                }
-                TestConfig::RandomLogit {} => "(a random other class per image)".into(),
-                TestConfig::DataRandomization { target_accuracy, max_epochs, weights, .. } => match weights {
+                TestKind::RandomLogit => "(a random other class per image)".into(),
+                TestKind::RandomLabels(RandomLabels { target_accuracy, max_epochs, weights, .. }) => match weights {
                     Some(path) => format!("(random-label model from {})", path.display()),
                     None => format!(
                         "(train on permuted labels to {target_accuracy} train accuracy, at most {max_epochs} epochs)"
                     ),
                 },
-                TestConfig::MethodAgreement { pairs } => {
+                TestKind::MethodAgreement { pairs } => {
                     let pairs: Vec<String> =
-                        pairs.as_deref().unwrap_or_default().iter().map(|[a, b]| format!("{a} ~ {b}")).collect();
+                        pairs.iter().map(|&(a, b)| format!("{} ~ {}", methods[a].id(), methods[b].id())).collect();
                     format!(": {}", pairs.join(", "))
                 }
             };
             let draws = match test.draws() {
-                1 if stages_of(test).is_none() => String::new(),
+                1 if test.stages().is_none() => String::new(),
                 1 => ", 1 draw per stage".into(),
                 n => format!(", {n} draws per stage"),
             };
-            out += &format!("  test {} {line}{draws}\n", test.id());
+            out += &format!("  test {} {line}{draws}\n", test.id);
         }
         let k = &c.controls;
         let random_models = format!("random_models (floor, {} pairs)", k.draws);
@@ -396,6 +399,9 @@ impl Plan {
 /// A `(key, message)` refusal of a config section's check, turned into a config error by
 /// [`Plan::new`].
 type Refusal = std::result::Result<(), (String, String)>;
+
+/// A value resolved from the config, or the key at fault and why.
+type Resolved<T> = std::result::Result<T, (String, String)>;
 
 /// The experiment's name is usable as a directory name.
 fn check_name(name: &str) -> Refusal {
@@ -433,13 +439,9 @@ fn check_training_plan(config: &Config, data: &DataPlan) -> Refusal {
     Ok(())
 }
 
-/// The attribution settings, each method resolved against the architecture (its layer and
+/// The attribution settings with each method resolved against the architecture (its layer and
 /// defaults filled in); `n_test` test images can be explained.
-fn resolve_attribution(
-    a: &mut sanity_rundir::config::AttributionConfig,
-    arch: &Architecture,
-    n_test: usize,
-) -> Refusal {
+fn resolve_attribution(a: &AttributionConfig, arch: &Architecture, n_test: usize) -> Resolved<AttributionConfig> {
     let bad = |key: &str, message: String| (key.to_string(), message);
     if a.n_images == 0 || a.n_images > n_test {
         return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
@@ -449,74 +451,102 @@ fn resolve_attribution(
         return Err(bad("attribution.methods", "empty; list at least one method".into()));
     }
     let mut ids = BTreeSet::new();
-    for (i, m) in a.methods.iter_mut().enumerate() {
-        *m = m.resolved(arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
+    let mut methods = Vec::with_capacity(a.methods.len());
+    for (i, m) in a.methods.iter().enumerate() {
+        let m = m.resolved(arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
         if !ids.insert(m.id()) {
             return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
         }
+        methods.push(m);
     }
-    Ok(())
+    Ok(AttributionConfig { methods, ..a.clone() })
 }
 
-/// Each test, its stages resolved against the architecture and its settings checked.
-fn resolve_tests(config: &mut Config, arch: &Architecture, data: &DataPlan) -> Refusal {
+/// Each test checked against the architecture, the methods and the data: as the resolved
+/// config records it (stages and pairs filled in) and as the engine reads it ([`Test`]).
+fn resolve_tests(config: &Config, arch: &Architecture, data: &DataPlan) -> Resolved<(Vec<TestConfig>, Vec<Test>)> {
     let bad = |key: &str, message: String| (key.to_string(), message);
     if config.tests.is_empty() {
         return Err(bad("tests", "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into()));
     }
     let all_stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
     let method_ids: Vec<&'static str> = config.attribution.methods.iter().map(|m| m.id()).collect();
+    let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
     let mut kinds = BTreeSet::new();
-    for (i, test) in config.tests.iter_mut().enumerate() {
+    let (mut written, mut checked) = (Vec::new(), Vec::new());
+    for (i, test) in config.tests.iter().enumerate() {
+        let key = format!("tests[{i}]");
+        let at = |field: &str, message: String| (format!("{key}.{field}"), message);
         let order = match test {
             TestConfig::Cascading { order, .. } => order.name(),
             _ => "",
         };
         if !kinds.insert((test.id(), order)) {
-            return Err(bad(&format!("tests[{i}]"), format!("test `{}` {order} is listed twice", test.id())));
+            return Err(bad(&key, format!("test `{}` {order} is listed twice", test.id())));
         }
-        match test {
+        let (resolved, kind) = match test {
             TestConfig::Cascading { stages, reinit, draws, .. }
             | TestConfig::Independent { stages, reinit, draws }
             | TestConfig::SmoothMprt { stages, reinit, draws, .. }
             | TestConfig::EfficientMprt { stages, reinit, draws } => {
-                resolve_stages(stages, &all_stages).map_err(|m| bad(&format!("tests[{i}].stages"), m))?;
-                check_reinit(reinit).map_err(|m| bad(&format!("tests[{i}].reinit"), m))?;
-                check_count(*draws, MAX_DRAWS).map_err(|m| bad(&format!("tests[{i}].draws"), m))?;
+                let stages = resolve_stages(stages.as_deref(), &all_stages).map_err(|m| at("stages", m))?;
+                check_reinit(reinit).map_err(|m| at("reinit", m))?;
+                check_count(*draws, MAX_DRAWS).map_err(|m| at("draws", m))?;
+                let how = randomization(test, &key, has_entropy)?;
+                let kind =
+                    TestKind::Randomization { how, reinit: reinit.clone(), stages: stages.clone(), draws: *draws };
+                (test.with_stages(stages), kind)
             }
             TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
                 return Err(bad(
-                    &format!("tests[{i}]"),
+                    &key,
                     "random_logit needs a model with at least 2 outputs; this one has a single logit".into(),
                 ));
             }
-            TestConfig::RandomLogit {} => {}
+            TestConfig::RandomLogit {} => (test.clone(), TestKind::RandomLogit),
             TestConfig::DataRandomization { .. } => {
-                check_data_randomization(&format!("tests[{i}]"), test, &config.training, data.n_train())?
+                let labels = check_data_randomization(&key, test, &config.training, data.n_train())?;
+                (test.clone(), TestKind::RandomLabels(labels))
             }
             TestConfig::MethodAgreement { pairs } => {
-                let key = format!("tests[{i}].pairs");
-                resolve_pairs(pairs, &method_ids).map_err(|m| bad(&key, m))?;
+                let pairs = resolve_pairs(pairs.as_deref(), &method_ids).map_err(|m| at("pairs", m))?;
+                let index = |id: &String| method_ids.iter().position(|m| m == id).unwrap_or(0);
+                let indices = pairs.iter().map(|[a, b]| (index(a), index(b))).collect();
+                (TestConfig::MethodAgreement { pairs: Some(pairs) }, TestKind::MethodAgreement { pairs: indices })
             }
-        }
-        if let TestConfig::SmoothMprt { samples, noise, .. } = test {
-            check_count(*samples, MAX_SMOOTHING_SAMPLES).map_err(|m| bad(&format!("tests[{i}].samples"), m))?;
+        };
+        written.push(resolved);
+        checked.push(Test { id: test.id(), kind });
+    }
+    Ok((written, checked))
+}
+
+/// Which layers a parameter randomisation test re-initialises per model; smooth MPRT's noise
+/// tunnel is checked here, and efficient MPRT needs the `discrete_entropy` metric
+/// (`has_entropy`) it is read through.
+fn randomization(test: &TestConfig, key: &str, has_entropy: bool) -> Resolved<Randomization> {
+    let at = |field: &str, message: String| (format!("{key}.{field}"), message);
+    Ok(match test {
+        TestConfig::Cascading { order, .. } => Randomization::Cascade { order: *order, smoothing: None },
+        TestConfig::SmoothMprt { order, samples, noise, .. } => {
+            check_count(*samples, MAX_SMOOTHING_SAMPLES).map_err(|m| at("samples", m))?;
             if !(noise.is_finite() && (0.0..=MAX_SMOOTHING_NOISE).contains(noise)) {
-                return Err(bad(
-                    &format!("tests[{i}].noise"),
+                return Err(at(
+                    "noise",
                     format!("{noise}; accepted: 0 to {MAX_SMOOTHING_NOISE} (a fraction of the input's range)"),
                 ));
             }
+            Randomization::Cascade { order: *order, smoothing: Some(Smoothing { samples: *samples, noise: *noise }) }
         }
-        let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
-        if matches!(test, TestConfig::EfficientMprt { .. }) && !has_entropy {
-            return Err(bad(
-                &format!("tests[{i}]"),
+        TestConfig::EfficientMprt { .. } if !has_entropy => {
+            return Err((
+                key.to_string(),
                 "efficient_mprt is read through the discrete_entropy metric; add { metric = \"discrete_entropy\" } to a [[comparisons]]".into(),
             ));
         }
-    }
-    Ok(())
+        TestConfig::EfficientMprt { .. } => Randomization::AllAtOnce,
+        _ => Randomization::Independent,
+    })
 }
 
 /// A data randomisation test's settings, at `key` (`tests[i]`): its own training over the run's
@@ -525,15 +555,16 @@ fn resolve_tests(config: &mut Config, arch: &Architecture, data: &DataPlan) -> R
 fn check_data_randomization(
     key: &str,
     test: &TestConfig,
-    training: &sanity_rundir::config::TrainingConfig,
+    training: &TrainingConfig,
     available: usize,
-) -> Refusal {
+) -> Resolved<RandomLabels> {
     let TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training: own } = test else {
-        return Ok(());
+        return Err((key.to_string(), format!("`{}` is not a data randomisation test", test.id())));
     };
     let at = |field: &str, message: String| (format!("{key}.{field}"), message);
-    if let Some(own) = own {
-        check_training(&own.applied_to(training), &format!("{key}.training"))?;
+    let applied = own.as_ref().map_or_else(|| training.clone(), |own| own.applied_to(training));
+    if own.is_some() {
+        check_training(&applied, &format!("{key}.training"))?;
     }
     if *n_train == Some(0) {
         return Err(at("n_train", "0; accepted: >= 1 (or omit it for all)".into()));
@@ -548,7 +579,13 @@ fn check_data_randomization(
     if let Some(n) = n_train {
         check_count(*n, available).map_err(|m| at("n_train", format!("{m} (the training images; omit it for all)")))?;
     }
-    Ok(())
+    Ok(RandomLabels {
+        target_accuracy: *target_accuracy,
+        max_epochs: *max_epochs,
+        weights: weights.clone(),
+        n_train: *n_train,
+        training: applied,
+    })
 }
 
 /// Each comparison's post-processing and metrics, and that every metric can score the maps
@@ -752,15 +789,15 @@ fn check_reinit(reinit: &Reinit) -> std::result::Result<(), String> {
     }
 }
 
-/// Fills in all parameterised layers when `stages` is unset, checks the names, and puts them
-/// in network order; the message says what is accepted.
-fn resolve_stages(stages: &mut Option<Vec<String>>, all: &[String]) -> std::result::Result<(), String> {
-    let chosen = stages.get_or_insert_with(|| all.to_vec());
+/// The layers listed (all parameterised layers when `stages` is unset), checked, in network
+/// order; the message says what is accepted.
+fn resolve_stages(stages: Option<&[String]>, all: &[String]) -> std::result::Result<Vec<String>, String> {
+    let mut chosen = stages.map_or_else(|| all.to_vec(), <[String]>::to_vec);
     if chosen.is_empty() {
         return Err("empty; omit it for all layers".into());
     }
     let mut seen = BTreeSet::new();
-    for s in chosen.iter() {
+    for s in &chosen {
         if !all.contains(s) {
             return Err(format!(
                 "`{s}` is not a parameterised layer; this model has: {}{}",
@@ -774,22 +811,23 @@ fn resolve_stages(stages: &mut Option<Vec<String>>, all: &[String]) -> std::resu
     }
     // Stages run in network order whatever order they were listed in.
     chosen.sort_by_key(|s| all.iter().position(|a| a == s));
-    Ok(())
+    Ok(chosen)
 }
 
-/// Fills in every pair of `methods` (in list order) when `pairs` is unset and checks the names.
-fn resolve_pairs(pairs: &mut Option<Vec<[String; 2]>>, methods: &[&str]) -> std::result::Result<(), String> {
+/// The method pairs listed (every pair of `methods`, in list order, when `pairs` is unset),
+/// checked.
+fn resolve_pairs(pairs: Option<&[[String; 2]]>, methods: &[&str]) -> std::result::Result<Vec<[String; 2]>, String> {
     let all: Vec<[String; 2]> = methods
         .iter()
         .enumerate()
         .flat_map(|(i, a)| methods[i + 1..].iter().map(move |b| [a.to_string(), b.to_string()]))
         .collect();
-    let chosen = pairs.get_or_insert(all);
+    let chosen = pairs.map_or(all, <[[String; 2]]>::to_vec);
     if chosen.is_empty() {
         return Err("no pairs: list two or more methods in attribution.methods, or give pairs".into());
     }
     let mut seen = BTreeSet::new();
-    for [a, b] in chosen.iter() {
+    for [a, b] in &chosen {
         for id in [a, b] {
             if !methods.contains(&id.as_str()) {
                 return Err(format!("`{id}` is not one of attribution.methods: {}", methods.join(", ")));
@@ -802,7 +840,7 @@ fn resolve_pairs(pairs: &mut Option<Vec<[String; 2]>>, methods: &[&str]) -> std:
             return Err(format!("`{a}` ~ `{b}` is listed twice"));
         }
     }
-    Ok(())
+    Ok(chosen)
 }
 
 /// The architecture `name` (a preset, or an architecture TOML file) for `data`'s images,

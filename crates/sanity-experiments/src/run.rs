@@ -1,13 +1,14 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
+use crate::checked::Smoothing;
 use crate::model_cache::ModelCache;
 use crate::plan::Plan;
 use crate::run_inputs::{INPUTS, RunInputs};
 use crate::run_lock::RunLock;
 use crate::run_models::{MODEL_FILE, MODEL_RECORD, RANDOM_LABEL_MODEL_FILE, RANDOM_LABEL_MODEL_RECORD};
 use crate::scores::summarize_rows;
-use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, Smoothing, design};
+use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, design};
 use crate::verdicts::verdicts;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;

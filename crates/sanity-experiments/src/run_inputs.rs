@@ -4,10 +4,10 @@
 //! any of them changed since (the files under the same names now hold other bytes), since the
 //! batches kept would then mix two experiments.
 
+use crate::checked::{RandomLabels, TestKind};
 use crate::plan::Plan;
 use sanity_data::{Dataset, fnv1a};
 use sanity_model::ArchitectureSpec;
-use sanity_rundir::config::TestConfig;
 use sanity_rundir::error::{ExperimentError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,8 +38,8 @@ impl RunInputs {
         if let Some(path) = &plan.config.model.weights {
             weights.insert("model.weights".to_string(), file_hash(path)?);
         }
-        for (i, test) in plan.config.tests.iter().enumerate() {
-            if let TestConfig::DataRandomization { weights: Some(path), .. } = test {
+        for (i, test) in plan.tests.iter().enumerate() {
+            if let TestKind::RandomLabels(RandomLabels { weights: Some(path), .. }) = &test.kind {
                 weights.insert(format!("tests[{i}].weights"), file_hash(path)?);
             }
         }

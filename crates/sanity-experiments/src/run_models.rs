@@ -2,6 +2,7 @@
 //! permuted labels, each loaded from `model.weights`, from the run directory (`--resume`), from
 //! the model cache, or trained (going on from the newest checkpoint with `--resume`).
 
+use crate::checked::{RandomLabels, TestKind};
 use crate::model_cache::{CacheClaim, ModelInputs, ModelRecord};
 use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
@@ -10,7 +11,6 @@ use sanity_model::{
     BatchProgress, Checkpoint, EpochStats, Model, ModelError, TrainSpec, Training, Weights, accuracy, init_weights,
     train_observed,
 };
-use sanity_rundir::config::TestConfig;
 use sanity_rundir::error::{ExperimentError, Result};
 use sanity_rundir::manifest::RandomLabelReport;
 use std::ops::ControlFlow;
@@ -378,8 +378,11 @@ pub(crate) fn build_random_label_model(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<(Model, RandomLabelReport)>> {
     let config = &plan.config;
-    let Some(TestConfig::DataRandomization { target_accuracy, max_epochs, weights, n_train, training }) =
-        config.tests.iter().find(|t| matches!(t, TestConfig::DataRandomization { .. }))
+    let Some(RandomLabels { target_accuracy, max_epochs, weights, n_train, training: own }) =
+        plan.tests.iter().find_map(|t| match &t.kind {
+            TestKind::RandomLabels(labels) => Some(labels),
+            _ => None,
+        })
     else {
         return Ok(None);
     };
@@ -389,7 +392,6 @@ pub(crate) fn build_random_label_model(
     let permuted = train_set.with_permuted_labels(config.seed);
     let labels = format!("permuted:{target_accuracy}:{max_epochs}:{n_train:?}");
     // Its own settings, for up to `max_epochs`, whatever `training.epochs` says.
-    let own = training.as_ref().map_or_else(|| config.training.clone(), |t| t.applied_to(&config.training));
     let inputs = ModelInputs {
         training: sanity_rundir::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() },
         ..ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels)

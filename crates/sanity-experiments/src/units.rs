@@ -3,12 +3,13 @@
 //! Slot 0 is always the trained model with the configured explained class.
 
 use crate::cascading::{cascade_order, cascade_step};
+use crate::checked::{Randomization, Smoothing, TestKind};
 use crate::plan::Plan;
 use rand::{Rng, RngCore};
 use sanity_data::stream_rng;
 use sanity_model::train::classes_of;
 use sanity_model::{Model, init_weights};
-use sanity_rundir::config::{ControlsConfig, ExplainedClass, TestConfig};
+use sanity_rundir::config::{ControlsConfig, ExplainedClass};
 use sanity_rundir::error::Result;
 use sanity_rundir::files::stage_key;
 
@@ -39,16 +40,6 @@ pub enum Second {
 
 /// The control methods whose maps every method is compared with.
 pub const CONTROL_METHODS: [&str; 2] = ["random_map", "sobel"];
-
-/// Maps averaged over noisy copies of the input (smooth MPRT): a noise tunnel around each
-/// method.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Smoothing {
-    /// Noisy copies.
-    pub samples: usize,
-    /// Noise std as a fraction of the image's value range.
-    pub noise: f64,
-}
 
 /// One kind of score row: its identifying columns and the two maps it compares.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,46 +79,32 @@ pub fn design(
     let config = &plan.config;
     let mut d = Designer { plan, model, labels, original_classes, logits_of, slots: Vec::new(), pairings: Vec::new() };
     d.add_slot("original".into(), model.clone())?;
-    for test in &config.tests {
-        match test {
-            TestConfig::Cascading { order, reinit, stages, .. }
-            | TestConfig::SmoothMprt { order, reinit, stages, .. } => {
-                // Smooth MPRT is a cascade whose maps are means over noisy copies.
-                let smoothing = match test {
-                    TestConfig::SmoothMprt { samples, noise, .. } => {
-                        Some(Smoothing { samples: *samples, noise: *noise })
-                    }
-                    _ => None,
-                };
-                let stages = stages.as_deref().unwrap_or_default();
-                d.cascade(test, *order, reinit, stages, smoothing)?;
+    for test in &plan.tests {
+        match &test.kind {
+            TestKind::Randomization { how: Randomization::Cascade { order, smoothing }, reinit, stages, draws } => {
+                d.cascade(test.id, *order, reinit, stages, *draws, *smoothing)?;
             }
-            TestConfig::EfficientMprt { reinit, stages, draws } => {
-                d.all_at_once(test, reinit, stages.as_deref().unwrap_or_default(), *draws)?;
+            TestKind::Randomization { how: Randomization::AllAtOnce, reinit, stages, draws } => {
+                d.all_at_once(test.id, reinit, stages, *draws)?;
             }
-            TestConfig::Independent { reinit, stages, draws } => {
-                d.independent(test, reinit, stages.as_deref().unwrap_or_default(), *draws)?;
+            TestKind::Randomization { how: Randomization::Independent, reinit, stages, draws } => {
+                d.independent(test.id, reinit, stages, *draws)?;
             }
-            TestConfig::DataRandomization { .. } => {
+            TestKind::RandomLabels(_) => {
                 if let Some(m) = random_label_model {
-                    let slot = d.add_slot(stage_key(test.id(), "", "random_labels"), m.clone())?;
-                    d.pairings.push(single(test.id(), "random_labels", 0, Second::Slot(slot), None));
+                    let slot = d.add_slot(stage_key(test.id, "", "random_labels"), m.clone())?;
+                    d.pairings.push(single(test.id, "random_labels", 0, Second::Slot(slot), None));
                 }
             }
-            TestConfig::RandomLogit {} => {
+            TestKind::RandomLogit => {
                 let targets = random_other_classes(&d.slots[0].targets, plan.arch.num_outputs(), config.seed);
-                d.slots.push(Slot { name: stage_key(test.id(), "", "random_logit"), model: model.clone(), targets });
+                d.slots.push(Slot { name: stage_key(test.id, "", "random_logit"), model: model.clone(), targets });
                 let slot = d.slots.len() - 1;
-                d.pairings.push(single(test.id(), "random_logit", 0, Second::Slot(slot), None));
+                d.pairings.push(single(test.id, "random_logit", 0, Second::Slot(slot), None));
             }
-            TestConfig::MethodAgreement { pairs } => {
-                let ids: Vec<&str> = config.attribution.methods.iter().map(|m| m.id()).collect();
-                for [a, b] in pairs.as_deref().unwrap_or_default() {
-                    let (Some(i), Some(j)) = (ids.iter().position(|id| id == a), ids.iter().position(|id| id == b))
-                    else {
-                        continue; // The plan checked the names.
-                    };
-                    d.pairings.push(single(test.id(), "method_agreement", 0, Second::Method(j), Some(i)));
+            TestKind::MethodAgreement { pairs } => {
+                for &(i, j) in pairs {
+                    d.pairings.push(single(test.id, "method_agreement", 0, Second::Method(j), Some(i)));
                 }
             }
         }
@@ -166,22 +143,23 @@ impl Designer<'_> {
     /// order on top of stage k − 1.
     fn cascade(
         &mut self,
-        test: &TestConfig,
+        test: &'static str,
         order: sanity_rundir::config::Order,
         reinit: &sanity_model::Reinit,
         stages: &[String],
+        draws: usize,
         smoothing: Option<Smoothing>,
     ) -> Result<()> {
         let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
         let sequence = cascade_order(stages, order);
-        for draw in 0..test.draws() {
+        for draw in 0..draws {
             let mut weights = self.model.weights.clone();
             for (k, stage) in sequence.iter().enumerate() {
                 weights = cascade_step(&weights, arch, stage, reinit, seed, draw)?;
-                let name = drawn(stage_key(test.id(), order.name(), stage), draw);
+                let name = drawn(stage_key(test, order.name(), stage), draw);
                 let slot = self.add_slot(name, self.model.with_weights(weights.clone()))?;
                 self.pairings.push(Pairing {
-                    test: test.id(),
+                    test,
                     order: order.name(),
                     stage_index: k + 1,
                     draw,
@@ -199,7 +177,7 @@ impl Designer<'_> {
     /// Efficient MPRT: per draw, every listed layer re-initialised at once.
     fn all_at_once(
         &mut self,
-        test: &TestConfig,
+        test: &'static str,
         reinit: &sanity_model::Reinit,
         stages: &[String],
         draws: usize,
@@ -210,11 +188,11 @@ impl Designer<'_> {
             for stage in stages {
                 weights = cascade_step(&weights, arch, stage, reinit, seed, draw)?;
             }
-            let slot = self.add_slot(drawn(stage_key(test.id(), "", "all"), draw), self.model.with_weights(weights))?;
+            let slot = self.add_slot(drawn(stage_key(test, "", "all"), draw), self.model.with_weights(weights))?;
             self.pairings.push(Pairing {
                 stage_index: stages.len(),
                 draw,
-                ..single(test.id(), "all", 0, Second::Slot(slot), None)
+                ..single(test, "all", 0, Second::Slot(slot), None)
             });
         }
         Ok(())
@@ -223,7 +201,7 @@ impl Designer<'_> {
     /// Independent randomisation: per draw, one layer at a time re-initialised.
     fn independent(
         &mut self,
-        test: &TestConfig,
+        test: &'static str,
         reinit: &sanity_model::Reinit,
         stages: &[String],
         draws: usize,
@@ -233,10 +211,10 @@ impl Designer<'_> {
         for draw in 0..draws {
             for stage in stages {
                 let weights = cascade_step(&self.model.weights, arch, stage, reinit, seed, draw)?;
-                let name = drawn(stage_key(test.id(), "", stage), draw);
+                let name = drawn(stage_key(test, "", stage), draw);
                 let slot = self.add_slot(name, self.model.with_weights(weights))?;
                 self.pairings.push(Pairing {
-                    test: test.id(),
+                    test,
                     order: "",
                     stage_index: network_order.iter().position(|s| s == stage).unwrap_or(0) + 1,
                     draw,

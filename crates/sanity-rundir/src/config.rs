@@ -540,6 +540,20 @@ impl TestConfig {
         }
     }
 
+    /// The same test with `stages` written out (a parameter randomisation test; others as
+    /// they are).
+    pub fn with_stages(&self, resolved: Vec<String>) -> Self {
+        let mut test = self.clone();
+        match &mut test {
+            TestConfig::Cascading { stages, .. }
+            | TestConfig::Independent { stages, .. }
+            | TestConfig::SmoothMprt { stages, .. }
+            | TestConfig::EfficientMprt { stages, .. } => *stages = Some(resolved),
+            _ => {}
+        }
+        test
+    }
+
     /// The test id in CSV.
     pub fn id(&self) -> &'static str {
         match self {
