@@ -248,6 +248,19 @@ mod tests {
     use std::sync::mpsc;
 
     #[test]
+    fn a_record_read_back_writes_the_same_bytes() {
+        // A model from the cache records its epochs as read from the cache's record; without
+        // exact float parsing a loss such as this one came back an ulp off, and a run's
+        // `model.json` then depended on whether its model was trained or cached.
+        let stats = |loss: f64| EpochStats { epoch: 1, loss, running_accuracy: 0.1, train_accuracy: Some(0.2) };
+        let epochs = vec![stats(1.9889554660531539), stats(1.8794891064680075), stats(0.1 + 0.2)];
+        let text = serde_json::to_string_pretty(&epochs).expect("serialises");
+        let back: Vec<EpochStats> = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, epochs);
+        assert_eq!(serde_json::to_string_pretty(&back).expect("serialises"), text);
+    }
+
+    #[test]
     fn a_second_claim_on_a_key_waits_until_the_first_is_dropped() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cache = ModelCache::new(&tmp.path().join("cache"));
