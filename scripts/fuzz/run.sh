@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the IDX, NPY/NPZ and config parsers (issue 9) and the safetensors weights and
-# architecture TOML readers, each for a fixed budget:
+# Fuzzes the IDX, NPY/NPZ and config parsers (issue 9), the safetensors weights and
+# architecture TOML readers and the ONNX importer, each for a fixed budget:
 #   scripts/fuzz/run.sh [SECONDS_PER_TARGET]      (default 60)
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Each target starts from
 # the seeds in fuzz/corpus/<target>/ (copied, so the committed seeds stay as they are) plus the
@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_TARGET=${1:-60}
 status=0
-for target in idx npy config safetensors architecture; do
+for target in idx npy config safetensors architecture onnx; do
   work="fuzz/target/corpus-$target"
   mkdir -p "$work" "fuzz/artifacts/$target" "fuzz/regressions/$target"
   cp fuzz/corpus/"$target"/* "$work"/

@@ -53,6 +53,28 @@ enum Command {
     Explain(ExplainArgs),
     /// Print the resolved config and what a run would do, without running it.
     Plan(PlanArgs),
+    /// Print a model's layers (an ONNX file, a preset or an architecture TOML): names, ops,
+    /// output shapes, parameter counts, and the order a cascade randomises them in.
+    Inspect(InspectArgs),
+}
+
+/// The arguments of `sanity inspect`.
+#[derive(clap::Args)]
+struct InspectArgs {
+    /// An ONNX file (exported by torch.onnx.export), a preset name or an architecture TOML.
+    model: String,
+    /// The input a preset is shown for, C,H,W (default: 1,64,64; 1,28,28 for adebayo-*).
+    #[arg(long, value_name = "C,H,W", value_parser = input_shape)]
+    input: Option<[usize; 3]>,
+}
+
+/// `--input C,H,W`: three whole numbers from 1 to 4096.
+fn input_shape(text: &str) -> std::result::Result<[usize; 3], String> {
+    let parts: Vec<std::result::Result<usize, _>> = text.split(',').map(|p| p.trim().parse::<usize>()).collect();
+    match parts.as_slice() {
+        [Ok(c), Ok(h), Ok(w)] if [c, h, w].iter().all(|&&v| (1..=4096).contains(&v)) => Ok([*c, *h, *w]),
+        _ => Err(format!("`{text}`; accepted: C,H,W, three whole numbers from 1 to 4096 (e.g. 3,224,224)")),
+    }
 }
 
 /// The arguments of `sanity run`.
@@ -418,6 +440,10 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Report(args) => report_command(args),
         Command::Explain(args) => explain_command(args),
         Command::Merge(args) => merge_command(args),
+        Command::Inspect(args) => {
+            print!("{}", jobs::inspect::inspect(&args.model, args.input)?);
+            Ok(())
+        }
     }
 }
 

@@ -72,6 +72,16 @@ pub enum ModelError {
         /// The flat (row-major) index of the first non-finite value.
         first: usize,
     },
+    /// An ONNX model cannot be imported: not ONNX, an op or a shape outside what is supported.
+    #[error("ONNX model `{path}`{}: {reason}", node_part(.node))]
+    Onnx {
+        /// The file.
+        path: String,
+        /// The node at fault, `name (OpType)`, when one is.
+        node: Option<String>,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
     /// Training data or parameters are not usable with this model.
     #[error("training: {0}")]
     Training(String),
@@ -111,6 +121,11 @@ pub enum ModelError {
         /// The underlying error.
         source: std::io::Error,
     },
+}
+
+/// `, node `N`` for an error at a node, or nothing.
+fn node_part(node: &Option<String>) -> String {
+    node.as_ref().map(|n| format!(", node `{n}`")).unwrap_or_default()
 }
 
 /// Result with [`ModelError`].

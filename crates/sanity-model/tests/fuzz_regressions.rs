@@ -1,4 +1,4 @@
-//! Replays the seeds and every crash input of the `safetensors` and `architecture` fuzz targets
+//! Replays the seeds and every crash input of the `safetensors`, `architecture` and `onnx` fuzz targets
 //! (fuzz/corpus/, fuzz/regressions/; scripts/fuzz/run.sh): each gives weights or an architecture,
 //! or an error naming its source, never a panic. The seeds are valid and must load.
 
@@ -103,4 +103,24 @@ fn write_safetensors_seeds() {
     let mut counted = init_weights(&arch, 1).expect("init");
     counted.insert("bn1.num_batches_tracked", Tensor::new(100i64, &Device::Cpu).expect("scalar"));
     counted.save_safetensors(&dir.join("tiny-counter.safetensors")).expect("save");
+}
+
+#[test]
+fn onnx_inputs_import_or_fail_cleanly() {
+    let seeds = inputs("corpus", "onnx");
+    assert!(seeds.len() >= 2, "the seeds are committed");
+    for path in &seeds {
+        let bytes = std::fs::read(path).expect("read");
+        if let Err(e) = sanity_model::onnx::OnnxModel::from_bytes(&bytes, "seed.onnx") {
+            panic!("seed {}: {e}", path.display());
+        }
+    }
+    for path in seeds.iter().chain(&inputs("regressions", "onnx")) {
+        let bytes = std::fs::read(path).expect("read");
+        let shown = path.display().to_string();
+        match sanity_model::onnx::OnnxModel::from_bytes(&bytes, &shown) {
+            Err(e) => assert!(e.to_string().contains(&shown), "{e}"),
+            Ok(_) => assert!(!is_malformed(path), "{shown} is malformed on purpose, but imported"),
+        }
+    }
 }

@@ -4,4 +4,5 @@
 pub mod attribute;
 pub mod compare;
 pub mod explain;
+pub mod inspect;
 pub mod train;

@@ -1,0 +1,61 @@
+//! `sanity inspect`: the layers of an ONNX export, a preset or an architecture TOML; a model
+//! that cannot be imported exits 2 naming the op and the node.
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+fn onnx(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../sanity-model/tests/fixtures/onnx").join(name)
+}
+
+fn inspect(model: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out =
+        Command::cargo_bin("sanity").expect("binary").arg("inspect").arg(model).args(extra).output().expect("runs");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn an_onnx_export_shows_its_layers_shapes_and_cascade_order() {
+    for file in ["tiny-resnet-ts.onnx", "tiny-resnet-dynamo.onnx"] {
+        let (code, out, err) = inspect(&onnx(file).display().to_string(), &[]);
+        assert_eq!(code, Some(0), "{file}: {err}");
+        assert!(out.contains("input [n, 3, 16, 16]"), "{out}");
+        assert!(out.contains("layer2.0.downsample.0") && out.contains("conv 8->16 1x1 s2"), "{out}");
+        assert!(
+            out.contains("cascade stages, top-down (bottom-up is the reverse): fc, layer2.0.conv2, layer2.0.conv1, layer2.0.downsample.0, layer1.0.conv2, layer1.0.conv1, conv1"),
+            "{out}"
+        );
+        assert!(out.contains("folds each BatchNorm"), "{out}");
+    }
+}
+
+#[test]
+fn presets_and_architecture_files_are_shown_as_graphs() {
+    let (code, out, err) = inspect("adebayo-cnn", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("input [n, 1, 28, 28]") && out.contains("conv 1->32 5x5 p2"), "{out}");
+    assert!(out.contains("top-down (bottom-up is the reverse): logits, fc1, conv2, conv1"), "{out}");
+    let (code, out, _) = inspect("phantom-cnn", &["--input", "1,32,32"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("input [n, 1, 32, 32]"), "{out}");
+    let toml = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/architectures/example-cnn.toml");
+    let (code, out, err) = inspect(&toml.display().to_string(), &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("batch_norm") && out.contains("randomised apart from its convolution"), "{out}");
+}
+
+#[test]
+fn models_that_cannot_be_imported_exit_2_naming_the_node() {
+    let (code, _, err) = inspect(&onnx("bad-op.onnx").display().to_string(), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("op `Resize` is not supported") && err.contains("node `"), "{err}");
+    let (code, _, err) = inspect(&onnx("bad-cycle.onnx").display().to_string(), &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/early/Relu"), "{err}");
+    let (code, _, err) = inspect("nothing.onnx", &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("nothing.onnx"), "{err}");
+    let (code, _, err) = inspect("adebayo-cnn", &["--input", "1,0,28"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("C,H,W"), "{err}");
+}
