@@ -151,3 +151,41 @@ fn the_presets_become_graphs_with_the_same_layer_and_weight_names() {
         assert_eq!(shapes, expected.into_iter().collect::<Vec<_>>(), "{name}");
     }
 }
+
+/// The f64 reference forward of an import on the fixture's inputs.
+fn outputs_of(model: &OnnxModel, input: &str) -> (Vec<f64>, usize) {
+    let x = sanity_data::npy::read_array(&fixture(input).display().to_string()).expect("input");
+    let n = x.shape[0];
+    let evaluation =
+        sanity_model::graph_reference::forward(&model.graph, &model.weights, &x.values, n).expect("forward");
+    (evaluation.output().to_vec(), n)
+}
+
+#[test]
+fn the_imports_compute_pytorch_s_logits() {
+    let expected =
+        sanity_data::npy::read_array(&fixture("tiny-resnet-logits.npy").display().to_string()).expect("logits");
+    for file in ["tiny-resnet-ts.onnx", "tiny-resnet-dynamo.onnx"] {
+        let model = read_onnx(&fixture(file)).expect("import");
+        let (logits, _) = outputs_of(&model, "tiny-resnet-input.npy");
+        let worst = logits.iter().zip(&expected.values).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-5, "{file}: logits differ from PyTorch's by {worst}");
+    }
+    // The trailing softmax is dropped: the softmax of the imported outputs is PyTorch's.
+    let expected =
+        sanity_data::npy::read_array(&fixture("tiny-ops-probabilities.npy").display().to_string()).expect("p");
+    for file in ["tiny-ops-ts.onnx", "tiny-ops-dynamo.onnx"] {
+        let model = read_onnx(&fixture(file)).expect("import");
+        let (logits, n) = outputs_of(&model, "tiny-ops-input.npy");
+        let classes = logits.len() / n;
+        let mut worst: f64 = 0.0;
+        for (row, want) in logits.chunks_exact(classes).zip(expected.values.chunks_exact(classes)) {
+            let top = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            let sum: f64 = row.iter().map(|v| (v - top).exp()).sum();
+            for (v, w) in row.iter().zip(want) {
+                worst = worst.max(((v - top).exp() / sum - w).abs());
+            }
+        }
+        assert!(worst < 1e-5, "{file}: probabilities differ from PyTorch's by {worst}");
+    }
+}
