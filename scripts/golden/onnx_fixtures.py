@@ -2,9 +2,9 @@
 """ONNX fixtures for crates/sanity-model/tests/onnx_import.rs: small PyTorch models exported by
 both of torch's exporters, and broken models the importer must refuse.
 
-- `tiny-resnet`: a ResNet in miniature with torchvision's module names (a stem conv + BatchNorm
-  + ReLU + max pool, a basic block, a strided block with a downsample branch, adaptive average
-  pooling, fc), BatchNorm statistics randomised so that folding is visible; exported with
+- `tiny-resnet`: a ResNet in miniature, torchvision's code and module names with narrower
+  layers (a 7x7 stride-2 stem conv + BatchNorm + ReLU + max pool, a basic block, a strided
+  block with a downsample branch, adaptive average pooling, fc), BatchNorm statistics randomised so that folding is visible; exported with
   `dynamo=False` (TorchScript) and `dynamo=True` (which writes its larger tensors to
   `<file>.onnx.data`, as it does by default). Beside them: its state_dict (safetensors), an
   input batch and the eval-mode logits, and `tiny-resnet-names.json`, the layer names both
@@ -13,12 +13,17 @@ both of torch's exporters, and broken models the importer must refuse.
   without padded zeros, LeakyReLU, GELU, Sigmoid, Tanh, a multiplication by a constant, a
   concatenation of two branches, dropout, a matmul by a weight plus a bias, and a trailing
   softmax.
+- `tiny-vgg`: torchvision's VGG code and names with narrower layers (features of convs, ReLUs
+  and max pools, adaptive average pooling to 7x7 of a 4x4 map, the classifier's three linear
+  layers with ReLU and dropout): state_dict, input and logits, for the graph presets.
+- `torchvision-shapes.json`: the state_dict names and shapes of torchvision 0.29.2's
+  resnet18, resnet34, resnet50, vgg11 and vgg16 (10 classes), which the graph presets must match.
 - Broken: `bad-truncated.onnx` (the first half of tiny-resnet's file), `bad-op.onnx` (a Resize
   from `F.interpolate`), `bad-dynamic.onnx` (height and width as dynamic axes),
   `bad-cycle.onnx` (a node reading a later node's output), `bad-weight-input.onnx` (a conv
   weight given as a graph input, not an initialiser).
 
-Pinned: torch==2.15.0 onnx==1.23.2 onnxscript==0.7.2 safetensors==0.7.0 numpy==2.4.6. Run
+Pinned: torch==2.15.0 torchvision==0.29.2 onnx==1.23.2 onnxscript==0.7.2 safetensors==0.7.0 numpy==2.4.6. Run
 from the repository root:
     python3 scripts/golden/onnx_fixtures.py
 """
@@ -53,9 +58,11 @@ class BasicBlock(nn.Module):
             self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
+        identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
         out += identity
         return self.relu(out)
 
@@ -63,7 +70,7 @@ class BasicBlock(nn.Module):
 class TinyResNet(nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, 2, 1, bias=False)
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(8)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
@@ -129,10 +136,45 @@ save_file({k: v.contiguous() for k, v in resnet.state_dict().items() if "num_bat
 names = [
     "conv1", "relu", "maxpool",
     "layer1.0.conv1", "layer1.0.relu", "layer1.0.conv2", "layer1.0.add", "layer1.0.relu_1",
-    "layer2.0.downsample.0", "layer2.0.conv1", "layer2.0.relu", "layer2.0.conv2", "layer2.0.add", "layer2.0.relu_1",
+    "layer2.0.conv1", "layer2.0.relu", "layer2.0.conv2", "layer2.0.downsample.0", "layer2.0.add", "layer2.0.relu_1",
     "avgpool", "flatten", "fc",
 ]
 (out / "tiny-resnet-names.json").write_text(json.dumps(names, indent=1) + "\n")
+
+class TinyVGG(nn.Module):
+    """torchvision.models.vgg.VGG with make_layers([4, "M", 8, "M"]) and a 16-wide classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(2, 2),
+            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(2, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(8 * 7 * 7, 16), nn.ReLU(True), nn.Dropout(), nn.Linear(16, 16), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(16, 5),
+        )
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+vgg = TinyVGG().eval()
+x = torch.rand(2, 3, 16, 16)
+with torch.no_grad():
+    logits = vgg(x)
+np.save(out / "tiny-vgg-input.npy", x.numpy())
+np.save(out / "tiny-vgg-logits.npy", logits.numpy())
+save_file({k: v.contiguous() for k, v in vgg.state_dict().items()}, out / "tiny-vgg.safetensors")
+
+import torchvision  # noqa: E402
+
+shapes = {}
+for name in ["resnet18", "resnet34", "resnet50", "vgg11", "vgg16"]:
+    model = getattr(torchvision.models, name)(num_classes=10)
+    shapes[name] = [[k, list(v.shape)] for k, v in model.state_dict().items() if "num_batches" not in k]
+(out / "torchvision-shapes.json").write_text(json.dumps(shapes) + "\n")
 
 ops = TinyOps().eval()
 x = torch.rand(2, 2, 9, 9)

@@ -63,9 +63,13 @@ enum Command {
 struct InspectArgs {
     /// An ONNX file (exported by torch.onnx.export), a preset name or an architecture TOML.
     model: String,
-    /// The input a preset is shown for, C,H,W (default: 1,64,64; 1,28,28 for adebayo-*).
+    /// The input a preset is shown for, C,H,W (default: 1,64,64; 1,28,28 for adebayo-*;
+    /// 3,224,224 for resnet* and vgg*).
     #[arg(long, value_name = "C,H,W", value_parser = input_shape)]
     input: Option<[usize; 3]>,
+    /// Classes of a resnet* or vgg* preset.
+    #[arg(long, default_value_t = 1000, value_parser = count_in(1, MAX_CLASSES))]
+    classes: usize,
 }
 
 /// `--input C,H,W`: three whole numbers from 1 to 4096.
@@ -441,7 +445,7 @@ fn execute(cli: Cli) -> Result<()> {
         Command::Explain(args) => explain_command(args),
         Command::Merge(args) => merge_command(args),
         Command::Inspect(args) => {
-            print!("{}", jobs::inspect::inspect(&args.model, args.input)?);
+            print!("{}", jobs::inspect::inspect(&args.model, args.input, args.classes)?);
             Ok(())
         }
     }

@@ -22,7 +22,7 @@ fn an_onnx_export_shows_its_layers_shapes_and_cascade_order() {
         assert!(out.contains("input [n, 3, 16, 16]"), "{out}");
         assert!(out.contains("layer2.0.downsample.0") && out.contains("conv 8->16 1x1 s2"), "{out}");
         assert!(
-            out.contains("cascade stages, top-down (bottom-up is the reverse): fc, layer2.0.conv2, layer2.0.conv1, layer2.0.downsample.0, layer1.0.conv2, layer1.0.conv1, conv1"),
+            out.contains("cascade stages, top-down (bottom-up is the reverse): fc, layer2.0.downsample.0, layer2.0.conv2, layer2.0.conv1, layer1.0.conv2, layer1.0.conv1, conv1"),
             "{out}"
         );
         assert!(out.contains("folds each BatchNorm"), "{out}");
@@ -35,6 +35,12 @@ fn presets_and_architecture_files_are_shown_as_graphs() {
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("input [n, 1, 28, 28]") && out.contains("conv 1->32 5x5 p2"), "{out}");
     assert!(out.contains("top-down (bottom-up is the reverse): logits, fc1, conv2, conv1"), "{out}");
+    let (code, out, err) = inspect("resnet50", &["--input", "1,64,64", "--classes", "2"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("layer4.2.conv3") && out.contains("layer1.0.downsample.1") && out.contains("linear 2048->2"),
+        "{out}"
+    );
     let (code, out, _) = inspect("phantom-cnn", &["--input", "1,32,32"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("input [n, 1, 32, 32]"), "{out}");

@@ -98,6 +98,12 @@ pub enum GraphOp {
         /// Whether the pooled height and width stay as axes of size 1.
         keepdims: bool,
     },
+    /// Average pooling to `out` `[height, width]` bins, bin `i` covering rows
+    /// `floor(i·h/out)..ceil((i+1)·h/out)` (PyTorch's `AdaptiveAvgPool2d`; VGG's 7x7).
+    AdaptiveAvgPool {
+        /// The output's height and width.
+        out: [usize; 2],
+    },
     /// The sum of two values of the same shape (a residual connection).
     Add,
     /// Multiplication by a constant.
@@ -128,6 +134,7 @@ impl GraphOp {
             GraphOp::MaxPool(_) => "max_pool",
             GraphOp::AvgPool { .. } => "avg_pool",
             GraphOp::GlobalAvgPool { .. } => "global_avg_pool",
+            GraphOp::AdaptiveAvgPool { .. } => "adaptive_avg_pool",
             GraphOp::Add => "add",
             GraphOp::Scale { .. } => "scale",
             GraphOp::Concat => "concat",
@@ -423,6 +430,8 @@ fn output_shape(op: &GraphOp, shapes: &[&[usize]]) -> std::result::Result<Vec<us
         }
         GraphOp::GlobalAvgPool { keepdims: true } => Ok(vec![image(first)?[0], 1, 1]),
         GraphOp::GlobalAvgPool { keepdims: false } => Ok(vec![image(first)?[0]]),
+        GraphOp::AdaptiveAvgPool { out } if out.contains(&0) => Err(format!("an output of {out:?} bins")),
+        GraphOp::AdaptiveAvgPool { out } => Ok(vec![image(first)?[0], out[0], out[1]]),
         GraphOp::BatchNorm { channels, .. } => match first.first() {
             Some(&c) if c == channels && first.len() == 3 => Ok(first.to_vec()),
             _ => Err(format!("takes [n, {channels}, h, w], got [n, {}]", join(first))),
@@ -494,6 +503,7 @@ fn op_label(op: &GraphOp) -> String {
         ),
         GraphOp::LeakyRelu { alpha } => format!("leaky_relu {alpha}"),
         GraphOp::Scale { factor } => format!("scale {factor}"),
+        GraphOp::AdaptiveAvgPool { out } => format!("adaptive_avg_pool {}x{}", out[0], out[1]),
         GraphOp::BatchNorm { eps, .. } => format!("batch_norm eps {eps}"),
         other => other.kind().to_string(),
     }

@@ -91,6 +91,13 @@ pub fn forward(graph: &Graph, weights: &Weights, x: &[f64], n: usize) -> Result<
                 let hw: usize = shapes[0][1..].iter().product();
                 inputs[0].chunks_exact(hw).map(|plane| plane.iter().sum::<f64>() / hw as f64).collect()
             }
+            GraphOp::AdaptiveAvgPool { out } => {
+                let mut y = vec![0.0; n * node.shape.iter().product::<usize>()];
+                for_each_bin(out, &shapes[0], n, |o, taps| {
+                    y[o] = taps.iter().map(|&t| inputs[0][t]).sum::<f64>() / taps.len() as f64;
+                });
+                y
+            }
             GraphOp::Add => inputs[0].iter().zip(inputs[1]).map(|(a, b)| a + b).collect(),
             GraphOp::Concat => {
                 let mut y = Vec::with_capacity(n * node.shape.iter().product::<usize>());
@@ -183,6 +190,14 @@ pub fn input_gradient(graph: &Graph, weights: &Weights, evaluation: &Evaluation,
                 let hw: usize = shapes[0][1..].iter().product();
                 let dx: Vec<f64> = dy.iter().flat_map(|&g| std::iter::repeat_n(g / hw as f64, hw)).collect();
                 add_into(&mut grads[first], &dx);
+            }
+            GraphOp::AdaptiveAvgPool { out } => {
+                let g = &mut grads[first];
+                for_each_bin(out, &shapes[0], n, |o, taps| {
+                    for &t in taps {
+                        g[t] += dy[o] / taps.len() as f64;
+                    }
+                });
             }
             GraphOp::Add => {
                 add_into(&mut grads[node.inputs[0]], &dy);
@@ -365,6 +380,24 @@ fn for_each_window(
     }
 }
 
+/// Calls `run(output index, input taps)` for every bin of an adaptive average pooling to `out`.
+fn for_each_bin(out: [usize; 2], input: &[usize], n: usize, mut run: impl FnMut(usize, &[usize])) {
+    let (c, h, w) = (input[0], input[1], input[2]);
+    let bounds = |i: usize, size: usize, bins: usize| (i * size / bins, ((i + 1) * size).div_ceil(bins));
+    let mut taps = Vec::new();
+    for plane in 0..n * c {
+        for oy in 0..out[0] {
+            let (y0, y1) = bounds(oy, h, out[0]);
+            for ox in 0..out[1] {
+                let (x0, x1) = bounds(ox, w, out[1]);
+                taps.clear();
+                taps.extend((y0..y1).flat_map(|y| (x0..x1).map(move |x| (plane * h + y) * w + x)));
+                run((plane * out[0] + oy) * out[1] + ox, &taps);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,8 +406,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// Every op with settings PyTorch allows and the old engine did not: strides, dilation,
-    /// groups, uneven padding, ceil mode, average pooling with and without padded zeros, a
-    /// residual add, a concatenation.
+    /// groups, uneven padding, ceil mode, average pooling with and without padded zeros,
+    /// adaptive average pooling with overlapping bins, a residual add, a concatenation.
     fn zoo() -> Graph {
         let conv = |c_in, c_out, k, s, pads, d, groups| {
             GraphOp::Conv(ConvSpec {
@@ -411,7 +444,10 @@ mod tests {
                 node("gap_max", GraphOp::GlobalAvgPool { keepdims: false }, &[13]),
                 node("flatten", GraphOp::Flatten, &[15]),
                 node("sum", GraphOp::Add, &[17, 16]),
-                node("fc", GraphOp::Linear { in_features: 8, out_features: 3, bias: true }, &[18]),
+                node("adaptive", GraphOp::AdaptiveAvgPool { out: [3, 2] }, &[10]),
+                node("gap_adaptive", GraphOp::GlobalAvgPool { keepdims: false }, &[19]),
+                node("sum2", GraphOp::Add, &[18, 20]),
+                node("fc", GraphOp::Linear { in_features: 8, out_features: 3, bias: true }, &[21]),
             ],
         )
         .expect("a valid graph")

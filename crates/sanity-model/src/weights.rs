@@ -70,15 +70,25 @@ impl Weights {
     /// unreadable file included, is a [`ModelError::Weights`] or
     /// [`ModelError::NonFiniteWeights`] naming the file.
     pub fn load_safetensors(path: &Path, arch: &Architecture) -> Result<Self> {
+        Self::load_expecting(path, &Expected::of_architecture(arch))
+    }
+
+    /// [`Weights::load_safetensors`] for a model graph: its layers' parameters and buffers by
+    /// name (`layer1.0.bn1.running_mean`), as a PyTorch `state_dict` saves them.
+    pub fn load_for_graph(path: &Path, graph: &crate::graph::Graph) -> Result<Self> {
+        Self::load_expecting(path, &Expected::of_graph(graph))
+    }
+
+    fn load_expecting(path: &Path, expected: &Expected) -> Result<Self> {
         let shown = path.display().to_string();
         let fail = |reason: String| ModelError::Weights { path: shown.clone(), reason };
-        let limit = max_safetensors_bytes(arch);
+        let limit = expected.max_bytes();
         let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
         let too_long = |len: u64| {
             fail(format!(
                 "{len} bytes, more than any weights file for this architecture ({limit} bytes: a header of at most \
                  {MAX_SAFETENSORS_HEADER_BYTES} bytes and its {} tensors as f64); another model's weights?",
-                expected_shapes(arch).len()
+                expected.shapes.len()
             ))
         };
         let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
@@ -91,7 +101,7 @@ impl Weights {
         if bytes.len() as u64 > limit {
             return Err(too_long(bytes.len() as u64));
         }
-        Self::from_safetensors_bytes(&bytes, &shown, arch)
+        Self::from_bytes_expecting(&bytes, &shown, expected)
     }
 
     /// Parses the bytes of a safetensors file and checks them against `arch`: exactly the
@@ -108,18 +118,15 @@ impl Weights {
     /// [`ModelError::Weights`] for a damaged or lying file or one for another architecture, with
     /// what was expected; [`ModelError::NonFiniteWeights`] for NaN or ±Inf, naming the tensor.
     pub fn from_safetensors_bytes(bytes: &[u8], source: &str, arch: &Architecture) -> Result<Self> {
+        Self::from_bytes_expecting(bytes, source, &Expected::of_architecture(arch))
+    }
+
+    fn from_bytes_expecting(bytes: &[u8], source: &str, expected: &Expected) -> Result<Self> {
         let fail = |reason: String| ModelError::Weights { path: source.to_string(), reason };
-        check_safetensors_sizes(bytes, arch).map_err(fail)?;
+        check_safetensors_sizes(bytes, expected).map_err(fail)?;
         let file = candle_core::safetensors::SliceSafetensors::new(bytes)
             .map_err(|e| fail(format!("not a valid safetensors file: {e}")))?;
-        let expected = expected_shapes(arch);
-        // PyTorch's batch-norm step counter: not used here (momentum is always given).
-        let counters: HashSet<String> = arch
-            .layers
-            .iter()
-            .filter(|l| !l.op.buffers().is_empty())
-            .map(|l| format!("{}.num_batches_tracked", l.name))
-            .collect();
+        let (counters, expected) = (&expected.counters, &expected.shapes);
         let present: HashSet<String> = file.tensors().into_iter().map(|(name, _)| name).collect();
         let missing: Vec<_> = expected.keys().filter(|k| !present.contains(*k)).cloned().collect();
         let mut unexpected: Vec<_> =
@@ -130,11 +137,11 @@ impl Weights {
                 "names do not match the architecture; missing: [{}], unexpected: [{}]; expected: {}",
                 missing.join(", "),
                 list_some(&unexpected),
-                describe(&expected)
+                describe(expected)
             )));
         }
         let mut weights = Self::new();
-        for (name, shape) in &expected {
+        for (name, shape) in expected {
             let view = file.get(name).map_err(|e| fail(format!("`{name}`: {e}")))?;
             if view.shape() != shape.as_slice() {
                 return Err(fail(format!("`{name}` has shape {:?}, expected {shape:?}", view.shape())));
@@ -172,9 +179,47 @@ pub const MAX_SAFETENSORS_HEADER_BYTES: u64 = 100_000_000;
 /// `num_batches_tracked` counter per batch norm. At most about 2.2 GB, since
 /// [`crate::architecture::MAX_PARAMETERS`] bounds the tensors.
 pub fn max_safetensors_bytes(arch: &Architecture) -> u64 {
-    let values = arch.parameter_count() as u64;
-    let counters = arch.layers.iter().filter(|l| !l.op.buffers().is_empty()).count() as u64;
-    8 + MAX_SAFETENSORS_HEADER_BYTES + 8 * (values + counters)
+    Expected::of_architecture(arch).max_bytes()
+}
+
+/// What a weights file must hold: every parameter and buffer by name with its shape, and the
+/// batch norms' `num_batches_tracked` counters PyTorch saves beside them (accepted, not used:
+/// momentum is always given).
+pub struct Expected {
+    /// Name to shape.
+    pub shapes: BTreeMap<String, Vec<usize>>,
+    /// The counters a file may also hold.
+    pub counters: HashSet<String>,
+}
+
+impl Expected {
+    /// What `arch` expects.
+    pub fn of_architecture(arch: &Architecture) -> Self {
+        let counters = arch
+            .layers
+            .iter()
+            .filter(|l| !l.op.buffers().is_empty())
+            .map(|l| format!("{}.num_batches_tracked", l.name))
+            .collect();
+        Self { shapes: expected_shapes(arch), counters }
+    }
+
+    /// What a model graph expects.
+    pub fn of_graph(graph: &crate::graph::Graph) -> Self {
+        let counters = graph
+            .layers()
+            .filter(|n| matches!(n.op, crate::graph::GraphOp::BatchNorm { .. }))
+            .map(|n| format!("{}.num_batches_tracked", n.name))
+            .collect();
+        Self { shapes: graph.parameter_shapes().into_iter().collect(), counters }
+    }
+
+    /// The longest file that can hold them: the 8-byte header length, a header of at most
+    /// [`MAX_SAFETENSORS_HEADER_BYTES`], every tensor as f64 and an 8-byte counter each.
+    pub fn max_bytes(&self) -> u64 {
+        let values: u64 = self.shapes.values().map(|s| s.iter().product::<usize>() as u64).sum();
+        8 + MAX_SAFETENSORS_HEADER_BYTES + 8 * (values + self.counters.len() as u64)
+    }
 }
 
 /// The parameter and buffer names and shapes an architecture expects.
@@ -208,7 +253,7 @@ fn describe(shapes: &BTreeMap<String, Vec<usize>>) -> String {
 /// Refuses a safetensors file whose sizes cannot be right for `arch`: too short for its header
 /// length, a header over [`MAX_SAFETENSORS_HEADER_BYTES`] or longer than the file, or more
 /// tensor data than the architecture's tensors take as f64. Says why.
-fn check_safetensors_sizes(bytes: &[u8], arch: &Architecture) -> std::result::Result<(), String> {
+fn check_safetensors_sizes(bytes: &[u8], expected: &Expected) -> std::result::Result<(), String> {
     let Some(&length) = bytes.first_chunk::<8>() else {
         return Err(format!(
             "{} bytes, too short for the 8-byte header length; accepted: a safetensors file",
@@ -229,12 +274,12 @@ fn check_safetensors_sizes(bytes: &[u8], arch: &Architecture) -> std::result::Re
         ));
     }
     let data = after - header;
-    let data_limit = max_safetensors_bytes(arch) - 8 - MAX_SAFETENSORS_HEADER_BYTES;
+    let data_limit = expected.max_bytes() - 8 - MAX_SAFETENSORS_HEADER_BYTES;
     if data > data_limit {
         return Err(format!(
             "{data} bytes of tensor data, more than this architecture's {} tensors take as f64 ({data_limit} \
              bytes); another model's weights?",
-            expected_shapes(arch).len()
+            expected.shapes.len()
         ));
     }
     Ok(())

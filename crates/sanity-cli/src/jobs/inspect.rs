@@ -2,6 +2,7 @@
 //! order a cascade randomises them in, for an ONNX file, a preset or an architecture TOML.
 
 use sanity_model::graph::{Graph, GraphOp};
+use sanity_model::graph_presets::{GRAPH_PRESETS, graph_preset};
 use sanity_model::onnx::read_onnx;
 use sanity_model::{Architecture, ArchitectureSpec, PRESETS, preset};
 use sanity_rundir::error::Result;
@@ -14,8 +15,15 @@ pub fn default_input(name: &str) -> [usize; 3] {
 }
 
 /// The description of `model`: a `.onnx` file, a preset name (shown for `input`, or its
-/// [`default_input`]), or an architecture TOML.
-pub fn inspect(model: &str, input: Option<[usize; 3]>) -> Result<String> {
+/// [`default_input`]; a graph preset such as `resnet18` for `classes` classes, 3x224x224 by
+/// default), or an architecture TOML.
+pub fn inspect(model: &str, input: Option<[usize; 3]>, classes: usize) -> Result<String> {
+    if GRAPH_PRESETS.contains(&model) {
+        let graph = graph_preset(model, input.unwrap_or([3, 224, 224]), classes)?;
+        let mut out = format!("preset {model} (torchvision's names; {classes} classes)\n{}", graph.describe());
+        out += "note: each BatchNorm is a layer of its own, randomised apart from its convolution\n";
+        return Ok(out);
+    }
     if model.ends_with(".onnx") {
         let onnx = read_onnx(Path::new(model))?;
         let mut out = format!("ONNX model {model} ({}, opset {})\n", onnx.producer, onnx.opset);
