@@ -243,6 +243,9 @@ mod tests {
             ]
         );
         let vgg = graph_preset("vgg11", [3, 32, 32], 10).expect("vgg");
-        assert!(crate::graph_init::blocks(&vgg).iter().all(|(b, layers)| layers.len() == 1 && &layers[0] == b), "one layer each");
+        assert!(
+            crate::graph_init::blocks(&vgg).iter().all(|(b, layers)| layers.len() == 1 && &layers[0] == b),
+            "one layer each"
+        );
     }
 }

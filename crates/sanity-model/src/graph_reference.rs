@@ -398,17 +398,18 @@ fn for_each_bin(out: [usize; 2], input: &[usize], n: usize, mut run: impl FnMut(
     }
 }
 
+/// Test graphs shared by the reference's and the engine's tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::graph::NodeSpec;
+pub(crate) mod zoo {
+    use crate::graph::{ConvSpec, Graph, GraphOp, NodeSpec, PoolSpec};
+    use crate::weights::Weights;
     use candle_core::{Device, Tensor};
     use rand::{Rng, SeedableRng};
 
     /// Every op with settings PyTorch allows and the old engine did not: strides, dilation,
     /// groups, uneven padding, ceil mode, average pooling with and without padded zeros,
     /// adaptive average pooling with overlapping bins, a residual add, a concatenation.
-    fn zoo() -> Graph {
+    pub(crate) fn zoo() -> Graph {
         let conv = |c_in, c_out, k, s, pads, d, groups| {
             GraphOp::Conv(ConvSpec {
                 in_channels: c_in,
@@ -453,7 +454,7 @@ mod tests {
         .expect("a valid graph")
     }
 
-    fn random_weights(graph: &Graph, seed: u64) -> Weights {
+    pub(crate) fn random_weights(graph: &Graph, seed: u64) -> Weights {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let mut weights = Weights::new();
         for (name, shape) in graph.parameter_shapes() {
@@ -468,6 +469,13 @@ mod tests {
         }
         weights
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zoo::{random_weights, zoo};
+    use super::*;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn every_op_s_input_gradient_matches_central_differences() {

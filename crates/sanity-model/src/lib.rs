@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod forward;
 pub mod graph;
+pub mod graph_engine;
 pub mod graph_init;
 pub mod graph_presets;
 pub mod graph_reference;
