@@ -43,7 +43,7 @@ fn pytorch_default(node: &Node, rng: &mut ChaCha8Rng) -> Vec<(&'static str, Vec<
         .collect()
 }
 
-/// Fresh weights for every layer of `graph` by [`pytorch_default`]; the layer of node `k`
+/// Fresh weights for every layer of `graph` by PyTorch's `reset_parameters()` rule; the layer of node `k`
 /// draws from `stream_rng(seed, "init", k)`.
 pub fn init_graph(graph: &Graph, seed: u64) -> Result<Weights> {
     let mut weights = Weights::new();
@@ -57,7 +57,7 @@ pub fn init_graph(graph: &Graph, seed: u64) -> Result<Weights> {
 }
 
 /// New weights equal to `weights` except layer `layer` of `graph`, re-drawn by `reinit` from
-/// `rng` (pure). `original` and `pytorch_default` are [`pytorch_default`]; `truncated_normal`
+/// `rng` (pure). `original` and `pytorch_default` follow PyTorch's `reset_parameters()`; `truncated_normal`
 /// draws the weight (a batch norm's scale too) from a normal truncated at 2 std and the rest by
 /// PyTorch's rule; `permute` shuffles each trained parameter, `gaussian_perturb` adds noise
 /// relative to its root mean square. Re-drawn from scratch, a batch norm forgets its running
