@@ -6,6 +6,7 @@ pub mod error;
 pub mod expected_gradients;
 pub mod gradcam;
 pub mod gradient;
+pub mod graph_methods;
 pub mod guided_backprop;
 pub mod guided_gradcam;
 pub mod input_gradient;

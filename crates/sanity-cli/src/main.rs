@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobs::attribute::{AttributeJob, attribute_to_npy};
+use jobs::attribute::{AttributeJob, AttributeModel, attribute_to_npy};
 use jobs::compare::{CompareJob, compare};
 use jobs::explain::{ExplainJob, explain};
 use jobs::train::{TrainJob, parse_data, train_model};
@@ -187,11 +187,15 @@ struct TrainArgs {
 #[derive(clap::Args)]
 struct AttributeArgs {
     /// Preset name or architecture TOML.
-    #[arg(long)]
-    arch: String,
+    #[arg(long, required_unless_present = "onnx", requires = "weights")]
+    arch: Option<String>,
     /// Weights (safetensors, PyTorch names).
-    #[arg(long)]
-    weights: PathBuf,
+    #[arg(long, requires = "arch")]
+    weights: Option<PathBuf>,
+    /// A model exported by torch.onnx.export instead of --arch and --weights (gradient,
+    /// gradient_x_input, integrated_gradients, guided_backprop, deconvnet, gradcam).
+    #[arg(long, conflicts_with_all = ["arch", "weights"])]
+    onnx: Option<PathBuf>,
     /// Images, NPY float32 of shape (n, c, h, w).
     #[arg(long)]
     input: PathBuf,
@@ -527,10 +531,31 @@ fn compare_command(args: CompareArgs) -> Result<()> {
 
 /// `sanity attribute`.
 fn attribute_command(args: AttributeArgs) -> Result<()> {
-    let AttributeArgs { arch, weights, input, method, target, targets, layer, params, references, batch, threads, out } =
-        args;
+    let AttributeArgs {
+        arch,
+        weights,
+        onnx,
+        input,
+        method,
+        target,
+        targets,
+        layer,
+        params,
+        references,
+        batch,
+        threads,
+        out,
+    } = args;
     set_threads(threads)?;
-    let job = AttributeJob { arch, weights, input, method, layer, params, target, targets, references, batch };
+    let model = match (onnx, arch, weights) {
+        (Some(path), _, _) => AttributeModel::Onnx(path),
+        (None, Some(arch), Some(weights)) => AttributeModel::Sequential { arch, weights },
+        _ => {
+            let why = "give --onnx FILE, or --arch with --weights";
+            return Err(ExperimentError::config("--arch/--weights/--onnx", why).into());
+        }
+    };
+    let job = AttributeJob { model, input, method, layer, params, target, targets, references, batch };
     let used = attribute_to_npy(&job, &out)?;
     eprintln!(
         "{} maps written (targets {:?}{})",

@@ -2,8 +2,11 @@
 //! so that anyone can cross-check the maps from Python.
 
 use candle_core::{DType, Device, Tensor};
+use sanity_attribution::graph_methods::attribute_graph;
 use sanity_attribution::{MethodSpec, ReferenceSet};
 use sanity_data::npy::read_array;
+use sanity_model::graph_engine::GraphModel;
+use sanity_model::onnx::read_onnx;
 use sanity_model::train::predicted_targets;
 use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
 use sanity_rundir::error::{ExperimentError, Result};
@@ -11,13 +14,25 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The model whose maps `sanity attribute` writes.
+#[derive(Debug, Clone)]
+pub enum AttributeModel {
+    /// A preset or architecture TOML with its weights (safetensors, PyTorch names).
+    Sequential {
+        /// Preset name or architecture TOML.
+        arch: String,
+        /// The weights.
+        weights: PathBuf,
+    },
+    /// A model exported by `torch.onnx.export`, run as a graph.
+    Onnx(PathBuf),
+}
+
 /// What to explain.
 #[derive(Debug, Clone)]
 pub struct AttributeJob {
-    /// Preset name or architecture TOML.
-    pub arch: String,
-    /// Weights (safetensors, PyTorch names).
-    pub weights: PathBuf,
+    /// The model.
+    pub model: AttributeModel,
     /// Images, NPY float32 (or float64) `[n, c, h, w]`.
     pub input: PathBuf,
     /// The method id (`gradient`, `integrated_gradients`, ...).
@@ -81,22 +96,31 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
         return Err(bad(&job.input, format!("dtype {}; accepted: float32 or float64", images.dtype)));
     }
     finite_values(&images.values, &job.input, "image")?;
-    let x = Tensor::from_vec(images.values.iter().map(|&v| v as f32).collect::<Vec<_>>(), (n, c, h, w), &Device::Cpu)?;
+    let values: Vec<f32> = images.values.iter().map(|&v| v as f32).collect();
     let input = [c, h, w];
-    let spec = if PRESETS.contains(&job.arch.as_str()) {
-        preset(&job.arch, input)?
+    let (arch_name, weights) = match &job.model {
+        AttributeModel::Onnx(path) => return attribute_onnx(job, path, &values, [n, c, h, w], out),
+        AttributeModel::Sequential { arch, weights } => (arch, weights),
+    };
+    let x = Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?;
+    let spec = if PRESETS.contains(&arch_name.as_str()) {
+        preset(arch_name, input)?
     } else {
-        ArchitectureSpec::from_toml_file(Path::new(&job.arch))?
+        ArchitectureSpec::from_toml_file(Path::new(arch_name))?
     };
     if spec.input != input {
         return Err(bad(
             &job.input,
-            format!("images of shape {input:?}, but the architecture `{}` takes {:?}", job.arch, spec.input),
+            format!("images of shape {input:?}, but the architecture `{arch_name}` takes {:?}", spec.input),
         ));
     }
     let arch = Arc::new(Architecture::new(spec)?);
-    let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
-    let targets = targets(job, &model, &x)?;
+    let model = Model::new(arch.clone(), Weights::load_safetensors(weights, &arch)?);
+    let predict = || -> Result<Vec<usize>> {
+        let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(predicted_targets(&logits, arch.num_outputs()))
+    };
+    let targets = targets(job, n, arch.num_outputs(), predict)?;
     let references = match &job.references {
         Some(path) => Some(references(path, input)?),
         None => None,
@@ -113,12 +137,57 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     Ok(targets)
 }
 
-/// The explained output of each of the images `x`: `--target` for all, `--targets` (one per
-/// image), or the model's predictions.
-fn targets(job: &AttributeJob, model: &Model, x: &Tensor) -> Result<Vec<usize>> {
-    let n = x.dims()[0];
+/// The maps of a model exported to ONNX, computed on its graph
+/// (`sanity_attribution::graph_methods`), written as [`attribute_to_npy`] writes them.
+fn attribute_onnx(
+    job: &AttributeJob,
+    path: &Path,
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    out: &Path,
+) -> Result<Vec<usize>> {
+    let imported = read_onnx(path)?;
+    if imported.graph.input != [c, h, w] {
+        return Err(bad(
+            &job.input,
+            format!("images of shape {:?}, but {} takes {:?}", [c, h, w], path.display(), imported.graph.input),
+        ));
+    }
+    if job.references.is_some() {
+        return Err(bad(Path::new("--references"), "expected_gradients does not run on an ONNX model yet".into()));
+    }
+    let model = GraphModel::new(&imported.graph, &imported.weights)?;
+    let outputs = imported.graph.nodes.last().map_or(0, |node| node.shape.iter().product());
+    let predict = || -> Result<Vec<usize>> {
+        let forward = sanity_model::graph_engine::forward(&model, x, n)?;
+        Ok(predicted_targets(forward.output(), outputs))
+    };
+    let targets = targets(job, n, outputs, predict)?;
+    let spec = method_spec(job)?;
+    let (mut maps, mut shape) = (Vec::new(), [0; 3]);
+    let per = c * h * w;
+    for start in (0..n).step_by(job.batch.max(1)) {
+        let len = job.batch.max(1).min(n - start);
+        let (batch, s) =
+            attribute_graph(&spec, &model, &x[start * per..(start + len) * per], len, &targets[start..start + len])?;
+        maps.extend(batch);
+        shape = s;
+    }
+    let [mc, mh, mw] = shape;
+    Tensor::from_vec(maps, (n, mc, mh, mw), &Device::Cpu)?.write_npy(out).map_err(|e| ExperimentError::io(out, e))?;
+    Ok(targets)
+}
+
+/// The explained output of each of `n` images of a model with `outputs` outputs: `--target`
+/// for all, `--targets` (one per image), or the model's predictions (`predict`).
+fn targets(
+    job: &AttributeJob,
+    n: usize,
+    outputs: usize,
+    predict: impl FnOnce() -> Result<Vec<usize>>,
+) -> Result<Vec<usize>> {
     // A single-logit binary model explains its logit for either class.
-    let classes = model.arch.num_outputs().max(2);
+    let classes = outputs.max(2);
     Ok(match (&job.target, &job.targets) {
         (Some(t), None) if *t >= classes => {
             return Err(bad(
@@ -149,10 +218,7 @@ fn targets(job: &AttributeJob, model: &Model, x: &Tensor) -> Result<Vec<usize>> 
             }
             values.into_iter().map(|v| v as usize).collect()
         }
-        (None, None) => {
-            let logits = model.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
-            predicted_targets(&logits, model.arch.num_outputs())
-        }
+        (None, None) => predict()?,
         (Some(_), Some(_)) => return Err(bad(&job.input, "give --target or --targets, not both".into())),
     })
 }

@@ -1,5 +1,6 @@
-//! `sanity inspect`: the layers of an ONNX export, a preset or an architecture TOML; a model
-//! that cannot be imported exits 2 naming the op and the node.
+//! Models of ones own: `sanity inspect` shows the layers of an ONNX export, a preset or an
+//! architecture TOML, and `sanity attribute --onnx` writes maps of an export as Captum does; a
+//! model that cannot be imported exits 2 naming the op and the node.
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
@@ -64,4 +65,51 @@ fn models_that_cannot_be_imported_exit_2_naming_the_node() {
     let (code, _, err) = inspect("adebayo-cnn", &["--input", "1,0,28"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("C,H,W"), "{err}");
+}
+
+#[test]
+fn attribute_runs_the_graph_methods_on_an_onnx_export() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sanity-attribution/tests/fixtures/graph");
+    let out = tmp.path().join("maps.npy");
+    let run = |model: &str, method: &[&str]| {
+        Command::cargo_bin("sanity")
+            .expect("binary")
+            .args(["attribute", "--onnx", model, "--input"])
+            .arg(onnx("tiny-resnet-input.npy"))
+            .arg("--targets")
+            .arg(golden.join("targets.npy"))
+            .args(method)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .expect("runs")
+    };
+    let model = onnx("tiny-resnet-dynamo.onnx").display().to_string();
+    let done = run(&model, &["--method", "gradcam", "--layer", "layer2"]);
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    let read = |p: &Path| sanity_data_values(p);
+    let (ours, theirs) = (read(&out), read(&golden.join("gradcam.npy")));
+    let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max);
+    let scale = theirs.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    assert!(ours.len() == theirs.len() && worst < 1e-4 * scale, "{worst} of {scale}");
+    let refused = run(&model, &["--method", "lrp_epsilon"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not yet on a model graph"));
+    let bad = run(&onnx("bad-op.onnx").display().to_string(), &["--method", "gradient"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("Resize"));
+}
+
+/// The values of an NPY file (float32 or float64) as f64.
+fn sanity_data_values(path: &Path) -> Vec<f64> {
+    let bytes = std::fs::read(path).expect("npy");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8_lossy(&bytes[10..10 + header_len]);
+    let data = &bytes[10 + header_len..];
+    if header.contains("<f8") {
+        data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect()
+    } else {
+        data.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")))).collect()
+    }
 }
