@@ -8,9 +8,13 @@ model graph. ReLUs are made not in-place for Captum's hooks (the values are the 
 - integrated_gradients: IntegratedGradients, zero baseline, 16 steps, gausslegendre;
 - guided_backprop: GuidedBackprop; deconvnet: Deconvolution;
 - gradcam at `layer2` (the block's output): LayerGradCam(relu_attributions=True), upsampled
-  with LayerAttribution.interpolate(..., "bilinear") (align_corners=False: pixel centres).
+  with LayerAttribution.interpolate(..., "bilinear") (align_corners=False: pixel centres);
+- gradcam_plus_plus, xgradcam, layercam, scorecam at `layer2`: pytorch-grad-cam's maps (min-max
+  scaled; the test scales ours the same way, as tests/cams.rs does);
+- occlusion: Occlusion with 4x4 windows (all channels) at stride 2, baseline 0.
 
-Pinned: torch==2.15.0 captum==0.9.0 safetensors==0.7.0 numpy==2.4.6. Run from the repository
+Pinned: torch==2.15.0 captum==0.9.0 grad-cam==1.5.7 opencv-python-headless==5.0.0.93
+safetensors==0.7.0 numpy==2.4.6. Run from the repository
 root after onnx_fixtures.py:
     python3 scripts/golden/graph_attribution_fixtures.py
 """
@@ -23,12 +27,15 @@ import torch.nn as nn
 from captum.attr import (
     Deconvolution,
     GuidedBackprop,
+    Occlusion,
     InputXGradient,
     IntegratedGradients,
     LayerAttribution,
     LayerGradCam,
     Saliency,
 )
+from pytorch_grad_cam import GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -57,6 +64,13 @@ maps = {
 }
 cam = LayerGradCam(model, model.layer2).attribute(x, target=targets, relu_attributions=True)
 maps["gradcam"] = LayerAttribution.interpolate(cam, (16, 16), interpolate_mode="bilinear")
+maps["occlusion"] = Occlusion(model).attribute(
+    x, target=targets, sliding_window_shapes=(3, 4, 4), strides=(3, 2, 2), baselines=0.0
+)
+for name, method in [("gradcam_plus_plus", GradCAMPlusPlus), ("xgradcam", XGradCAM), ("layercam", LayerCAM), ("scorecam", ScoreCAM)]:
+    with method(model=model, target_layers=[model.layer2]) as cam:
+        scaled = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+    maps[name] = torch.from_numpy(np.asarray(scaled, dtype=np.float32))[:, None]
 for name, m in maps.items():
     np.save(out / f"{name}.npy", m.detach().numpy().astype(np.float32))
 print("wrote", sorted(p.name for p in out.iterdir()))

@@ -182,36 +182,53 @@ impl Cam {
         let outputs = model.arch.num_outputs();
         one_hot(targets, n, outputs, self.kind.id())?;
         let images = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let mut weights = Vec::with_capacity(n * k);
-        for (i, image) in images.chunks_exact(c * h * w).enumerate() {
-            let mut masked = Vec::with_capacity(k * c * h * w);
-            for channel in a[i * k * u * v..(i + 1) * k * u * v].chunks_exact(u * v) {
-                let low: Vec<f32> = channel.iter().map(|&v| v as f32).collect();
-                let mask = resize_bilinear_align_corners(&low, u, v, h, w);
-                let (lo, hi) = mask.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &m| (l.min(m), h.max(m)));
-                for plane in image.chunks_exact(h * w) {
-                    masked.extend(plane.iter().zip(&mask).map(|(p, m)| p * ((m - lo) / (hi - lo + 1e-8))));
-                }
-            }
-            let batch = Tensor::from_vec(masked, (k, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-            let logits = model.forward(&batch)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-            let scores: Vec<f64> = logits.chunks_exact(outputs).map(|row| row[targets[i]]).collect();
-            let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
-            let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let total: f64 = exp.iter().sum();
-            weights.extend(exp.iter().map(|e| e / total));
-        }
-        Ok(weights)
+        let logits = |batch: Vec<f32>, rows: usize| -> Result<Vec<f64>> {
+            let batch = Tensor::from_vec(batch, (rows, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
+            Ok(model.forward(&batch)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+        };
+        score_weights(a, [n, k, u, v], &images, [c, h, w], targets, outputs, logits)
     }
 }
 
+/// Score-CAM's channel weights `[n, k]` for activations `a` `[n, k, u, v]` of `images`
+/// `[n, c, h, w]`, with `logits(batch, rows)` the model's `[rows, outputs]` logits: any model,
+/// a graph's too.
+pub(crate) fn score_weights(
+    a: &[f64],
+    [_, k, u, v]: [usize; 4],
+    images: &[f32],
+    [c, h, w]: [usize; 3],
+    targets: &[usize],
+    outputs: usize,
+    logits: impl Fn(Vec<f32>, usize) -> Result<Vec<f64>>,
+) -> Result<Vec<f64>> {
+    let mut weights = Vec::with_capacity(targets.len() * k);
+    for (i, image) in images.chunks_exact(c * h * w).enumerate() {
+        let mut masked = Vec::with_capacity(k * c * h * w);
+        for channel in a[i * k * u * v..(i + 1) * k * u * v].chunks_exact(u * v) {
+            let low: Vec<f32> = channel.iter().map(|&v| v as f32).collect();
+            let mask = resize_bilinear_align_corners(&low, u, v, h, w);
+            let (lo, hi) = mask.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &m| (l.min(m), h.max(m)));
+            for plane in image.chunks_exact(h * w) {
+                masked.extend(plane.iter().zip(&mask).map(|(p, m)| p * ((m - lo) / (hi - lo + 1e-8))));
+            }
+        }
+        let scores: Vec<f64> = logits(masked, k)?.chunks_exact(outputs).map(|row| row[targets[i]]).collect();
+        let max = scores.iter().fold(f64::NEG_INFINITY, |m, &s| m.max(s));
+        let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = exp.iter().sum();
+        weights.extend(exp.iter().map(|e| e / total));
+    }
+    Ok(weights)
+}
+
 /// Grad-CAM's channel weight: the mean gradient (`a`, `g` one channel's `[u·v]` values).
-fn gradcam_weight(_a: &[f64], g: &[f64]) -> f64 {
+pub(crate) fn gradcam_weight(_a: &[f64], g: &[f64]) -> f64 {
     g.iter().sum::<f64>() / g.len() as f64
 }
 
 /// Grad-CAM++'s channel weight.
-fn plus_plus_weight(a: &[f64], g: &[f64]) -> f64 {
+pub(crate) fn plus_plus_weight(a: &[f64], g: &[f64]) -> f64 {
     let sum_a: f64 = a.iter().sum();
     g.iter()
         .map(|&g| {
@@ -223,13 +240,13 @@ fn plus_plus_weight(a: &[f64], g: &[f64]) -> f64 {
 }
 
 /// XGrad-CAM's channel weight.
-fn xgradcam_weight(a: &[f64], g: &[f64]) -> f64 {
+pub(crate) fn xgradcam_weight(a: &[f64], g: &[f64]) -> f64 {
     let sum_a: f64 = a.iter().sum();
     a.iter().zip(g).map(|(a, g)| g * a / (sum_a + 1e-7)).sum()
 }
 
 /// `Σ_k w_k A_k` per image: `a` `[n, k, p]`, `weights` `[n, k]`, result `[n, p]`.
-fn weighted_sum(a: &[f64], weights: &[f64], k: usize, p: usize) -> Vec<f64> {
+pub(crate) fn weighted_sum(a: &[f64], weights: &[f64], k: usize, p: usize) -> Vec<f64> {
     let n = weights.len() / k;
     let mut out = vec![0.0; n * p];
     for (i, dst) in out.chunks_exact_mut(p).enumerate() {

@@ -8,17 +8,37 @@
 //! - `gradient_x_input`: the input times its gradient;
 //! - `integrated_gradients`: `(x − x') ⊙ Σ_k w_k ∇y(x' + α_k (x − x'))` with a zero or
 //!   constant baseline x' and the quadrature rule's points and weights;
-//! - `gradcam`: `ReLU(Σ_k mean(∂y/∂A_k) A_k)` at a named node (a module name is its last node:
-//!   `layer4`), upsampled bilinearly (pixel centres) to the input; by default the last node
-//!   whose output has more than one pixel.
+//! - `gradcam`, `gradcam_plus_plus`, `xgradcam`, `layercam`, `scorecam`: the class activation
+//!   maps as for the sequential models (`gradcam.rs`'s weights) at a named node (a module name
+//!   is its last node: `layer4`), upsampled bilinearly (pixel centres) to the input; by default
+//!   the last node whose output has more than one pixel;
+//! - `occlusion`: the mean drop of the target logit under the patches covering each pixel
+//!   (`occlusion.rs`, on the graph's forward).
 //!
 //! The others are refused naming the method, until the engine's walk serves them too (issue 19).
 
 use crate::error::{AttributionError, Result};
+use crate::gradcam::{CamKind, gradcam_weight, plus_plus_weight, score_weights, weighted_sum, xgradcam_weight};
 use crate::integrated_gradients::Baseline;
 use crate::method::MethodSpec;
+use crate::occlusion::Occlusion;
 use sanity_model::ReluMode;
 use sanity_model::graph_engine::{GraphModel, backward_to, forward, input_gradient};
+
+/// The methods that run on a model graph.
+pub const GRAPH_METHODS: &[&str] = &[
+    "gradient",
+    "gradient_x_input",
+    "integrated_gradients",
+    "guided_backprop",
+    "deconvnet",
+    "gradcam",
+    "gradcam_plus_plus",
+    "xgradcam",
+    "layercam",
+    "scorecam",
+    "occlusion",
+];
 
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i`: `[n, c', h, w]` values and `[c', h, w]`.
@@ -89,56 +109,91 @@ pub fn attribute_graph(
             }
             maps
         }
-        MethodSpec::Gradcam { layer } => return gradcam(model, layer.as_deref(), x, n, &seed(n)),
+        MethodSpec::Gradcam { layer } => return cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets),
+        MethodSpec::GradcamPlusPlus { layer } => {
+            return cam(CamKind::GradCamPlusPlus, model, layer.as_deref(), x, n, targets);
+        }
+        MethodSpec::Xgradcam { layer } => return cam(CamKind::XGradCam, model, layer.as_deref(), x, n, targets),
+        MethodSpec::Layercam { layer } => return cam(CamKind::LayerCam, model, layer.as_deref(), x, n, targets),
+        MethodSpec::Scorecam { layer } => return cam(CamKind::ScoreCam, model, layer.as_deref(), x, n, targets),
+        MethodSpec::Occlusion { window, stride, baseline, batch } => {
+            let occlusion = Occlusion { window: *window, stride: *stride, baseline: *baseline, batch: *batch };
+            let logits = |images: Vec<f32>, rows: usize| -> Result<Vec<f64>> {
+                Ok(forward(model, &images, rows)?.output().iter().map(|&v| f64::from(v)).collect())
+            };
+            occlusion.maps(x, [c, h, w], targets, classes, logits)?.into_iter().map(|v| v as f32).collect()
+        }
         other => {
             return Err(invalid(
                 other.id(),
-                "not yet on a model graph; accepted there: gradient, gradient_x_input, integrated_gradients, guided_backprop, deconvnet, gradcam".into(),
+                format!("not yet on a model graph; accepted there: {}", GRAPH_METHODS.join(", ")),
             ));
         }
     };
     Ok((maps, [c, h, w]))
 }
 
-/// Grad-CAM at `layer` (or the last node with more than one pixel), upsampled to the input.
-fn gradcam(
+/// The class activation map `kind` at `layer` (or the last node with more than one pixel),
+/// upsampled to the input.
+fn cam(
+    kind: CamKind,
     model: &GraphModel,
     layer: Option<&str>,
     x: &[f32],
     n: usize,
-    seed: &[f32],
+    targets: &[usize],
 ) -> Result<(Vec<f32>, [usize; 3])> {
     let graph = model.graph;
+    let id = kind.id();
     let node = match layer {
         Some(name) => graph.resolve(name)?,
         None => graph
             .nodes
             .iter()
             .rposition(|node| matches!(node.shape[..], [_, u, v] if u * v > 1))
-            .ok_or_else(|| invalid("gradcam", "no node has an output of more than one pixel".into()))?,
+            .ok_or_else(|| invalid(id, "no node has an output of more than one pixel".into()))?,
     };
     let [k, u, v] = graph.nodes[node].shape[..] else {
-        return Err(invalid(
-            "gradcam",
-            format!(
-                "node `{}` has output {:?}; accepted: a [c, h, w] output",
-                graph.nodes[node].name, graph.nodes[node].shape
-            ),
-        ));
+        let (name, shape) = (&graph.nodes[node].name, &graph.nodes[node].shape);
+        return Err(invalid(id, format!("node `{name}` has output {shape:?}; accepted: a [c, h, w] output")));
     };
+    let [c, h, w] = graph.input;
+    let classes = graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
     let fwd = forward(model, x, n)?;
-    let activation = &fwd.values[node + 1];
-    let gradient = backward_to(model, &fwd, node + 1, seed, ReluMode::Standard)?;
-    let [_, h, w] = graph.input;
+    let a: Vec<f64> = fwd.values[node + 1].iter().map(|&v| f64::from(v)).collect();
     let p = u * v;
-    let mut maps = Vec::with_capacity(n * h * w);
-    for i in 0..n {
-        let mut coarse = vec![0.0f64; p];
-        for channel in 0..k {
-            let at = (i * k + channel) * p;
-            let weight = gradient[at..at + p].iter().map(|&g| f64::from(g)).sum::<f64>() / p as f64;
-            coarse.iter_mut().zip(&activation[at..at + p]).for_each(|(c, &a)| *c += weight * f64::from(a));
+    let gradient = || -> Result<Vec<f64>> {
+        let mut seed = vec![0.0f32; n * classes];
+        targets.iter().enumerate().for_each(|(i, &t)| seed[i * classes + t] = 1.0);
+        let g = backward_to(model, &fwd, node + 1, &seed, ReluMode::Standard)?;
+        Ok(g.iter().map(|&v| f64::from(v)).collect())
+    };
+    let channel_weights = |weight: fn(&[f64], &[f64]) -> f64, g: Vec<f64>| -> Vec<f64> {
+        a.chunks_exact(p).zip(g.chunks_exact(p)).map(|(a, g)| weight(a, g)).collect()
+    };
+    let weighted: Vec<f64> = match kind {
+        CamKind::GradCam => weighted_sum(&a, &channel_weights(gradcam_weight, gradient()?), k, p),
+        CamKind::GradCamPlusPlus => weighted_sum(&a, &channel_weights(plus_plus_weight, gradient()?), k, p),
+        CamKind::XGradCam => weighted_sum(&a, &channel_weights(xgradcam_weight, gradient()?), k, p),
+        CamKind::LayerCam => {
+            let g = gradient()?;
+            (0..n * p)
+                .map(|j| {
+                    let (i, q) = (j / p, j % p);
+                    (0..k).map(|ch| g[(i * k + ch) * p + q].max(0.0) * a[(i * k + ch) * p + q]).sum()
+                })
+                .collect()
         }
+        CamKind::ScoreCam => {
+            let logits = |images: Vec<f32>, rows: usize| -> Result<Vec<f64>> {
+                Ok(forward(model, &images, rows)?.output().iter().map(|&v| f64::from(v)).collect())
+            };
+            let weights = score_weights(&a, [n, k, u, v], x, [c, h, w], targets, classes, logits)?;
+            weighted_sum(&a, &weights, k, p)
+        }
+    };
+    let mut maps = Vec::with_capacity(n * h * w);
+    for coarse in weighted.chunks_exact(p) {
         let relu: Vec<f32> = coarse.iter().map(|&c| c.max(0.0) as f32).collect();
         maps.extend(sanity_data::resize_bilinear(&relu, u, v, h, w));
     }

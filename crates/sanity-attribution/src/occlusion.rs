@@ -63,17 +63,36 @@ impl Attribution for Occlusion {
 
     fn attribute(&self, model: &Model, x: &Tensor, targets: &[usize], _ids: &[u64]) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
-        self.check(h, w)?;
         let outputs = model.arch.num_outputs();
         one_hot(targets, n, outputs, self.id())?;
-        let logit_of = |batch: Vec<f32>, rows: usize, target: usize| -> Result<Vec<f64>> {
+        let logits = |batch: Vec<f32>, rows: usize| -> Result<Vec<f64>> {
             let t = Tensor::from_vec(batch, (rows, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?;
-            let logits = model.forward(&t)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-            Ok(logits.chunks_exact(outputs).map(|row| row[target]).collect())
+            Ok(model.forward(&t)?.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+        };
+        let images = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let out = self.maps(&images, [c, h, w], targets, outputs, logits)?;
+        Ok(Tensor::from_vec(out, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?)
+    }
+}
+
+impl Occlusion {
+    /// The maps of `images` (`[c, h, w]` each, NCHW) for `targets`, with `logits(batch, rows)`
+    /// the model's `[rows, outputs]` logits of a batch of images: any model, a graph's too.
+    pub fn maps(
+        &self,
+        images: &[f32],
+        [c, h, w]: [usize; 3],
+        targets: &[usize],
+        outputs: usize,
+        logits: impl Fn(Vec<f32>, usize) -> Result<Vec<f64>>,
+    ) -> Result<Vec<f64>> {
+        self.check(h, w)?;
+        let logit_of = |batch: Vec<f32>, rows: usize, target: usize| -> Result<Vec<f64>> {
+            Ok(logits(batch, rows)?.chunks_exact(outputs).map(|row| row[target]).collect())
         };
         let patches: Vec<(usize, usize)> =
             self.starts(h).into_iter().flat_map(|y| self.starts(w).into_iter().map(move |x| (y, x))).collect();
-        let images = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let n = targets.len();
         let mut out = Vec::with_capacity(n * c * h * w);
         for (image, &target) in images.chunks_exact(c * h * w).zip(targets) {
             let reference = logit_of(image.to_vec(), 1, target)?[0];
@@ -103,6 +122,6 @@ impl Attribution for Occlusion {
                 out.extend_from_slice(&map);
             }
         }
-        Ok(Tensor::from_vec(out, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?)
+        Ok(out)
     }
 }

@@ -35,6 +35,14 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
         ("guided_backprop", "method = \"guided_backprop\""),
         ("deconvnet", "method = \"deconvnet\""),
         ("gradcam", "method = \"gradcam\"\nlayer = \"layer2\""),
+        ("occlusion", "method = \"occlusion\"\nwindow = 4\nstride = 2"),
+    ];
+    // pytorch-grad-cam min-max scales each map: ours are scaled the same way to compare.
+    let cams = [
+        ("gradcam_plus_plus", "method = \"gradcam_plus_plus\"\nlayer = \"layer2\""),
+        ("xgradcam", "method = \"xgradcam\"\nlayer = \"layer2\""),
+        ("layercam", "method = \"layercam\"\nlayer = \"layer2\""),
+        ("scorecam", "method = \"scorecam\"\nlayer = \"layer2\""),
     ];
     for file in ["tiny-resnet-ts.onnx", "tiny-resnet-dynamo.onnx"] {
         let imported = read_onnx(&model_fixture(file)).expect("import");
@@ -47,6 +55,21 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
             let error = relative_l2(&maps, &want);
             eprintln!("{file} {name}: relative L2 {error:.1e} from Captum");
             assert!(error < 1e-4, "{file} {name}: relative L2 {error:e} from Captum");
+        }
+        for (name, toml) in cams {
+            let spec: MethodSpec = toml::from_str(toml).expect("spec");
+            let (maps, _) = attribute_graph(&spec, &model, &x32, x.shape[0], &targets).expect(name);
+            let want = golden(&format!("{name}.npy"));
+            let per = maps.len() / x.shape[0];
+            let mut worst: f64 = 0.0;
+            for (ours, theirs) in maps.chunks_exact(per).zip(want.chunks_exact(per)) {
+                let (lo, hi) = ours.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                for (&o, &t) in ours.iter().zip(theirs) {
+                    worst = worst.max((f64::from((o - lo) / (hi - lo + 1e-7)) - t).abs());
+                }
+            }
+            eprintln!("{file} {name}: max |scaled ours − pytorch-grad-cam| {worst:.1e}");
+            assert!(worst < 1e-4, "{file} {name}: {worst:e} from pytorch-grad-cam");
         }
         // The default Grad-CAM layer is the last node with more than one pixel: layer2's.
         let default: MethodSpec = toml::from_str("method = \"gradcam\"").expect("spec");

@@ -193,7 +193,8 @@ struct AttributeArgs {
     #[arg(long, requires = "arch")]
     weights: Option<PathBuf>,
     /// A model exported by torch.onnx.export instead of --arch and --weights (gradient,
-    /// gradient_x_input, integrated_gradients, guided_backprop, deconvnet, gradcam).
+    /// gradient_x_input, integrated_gradients, guided_backprop, deconvnet, gradcam,
+    /// gradcam_plus_plus, xgradcam, layercam, scorecam, occlusion).
     #[arg(long, conflicts_with_all = ["arch", "weights"])]
     onnx: Option<PathBuf>,
     /// Images, NPY float32 of shape (n, c, h, w).
