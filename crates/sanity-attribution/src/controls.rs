@@ -36,12 +36,19 @@ impl Attribution for RandomMap {
                 reason: format!("{} ids for {n} inputs; give one id per input", ids.len()),
             });
         }
-        let mut out = Vec::with_capacity(n * c * h * w);
+        Ok(Tensor::from_vec(self.maps(ids, c * h * w), (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?)
+    }
+}
+
+impl RandomMap {
+    /// The maps of the images with `ids`, `per` values each: any model's, a graph's too.
+    pub fn maps(&self, ids: &[u64], per: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(ids.len() * per);
         for &id in ids {
             let mut rng = stream_rng(self.seed, "random_map", id);
-            out.extend((0..c * h * w).map(|_| rng.random::<f32>()));
+            out.extend((0..per).map(|_| rng.random::<f32>()));
         }
-        Ok(Tensor::from_vec(out, (n, c, h, w), &Device::Cpu)?.to_dtype(x.dtype())?)
+        out
     }
 }
 
@@ -51,7 +58,7 @@ pub struct Sobel;
 
 /// The Sobel magnitude of one `[h, w]` plane (f64 arithmetic, as scikit-image on float64).
 /// scikit-image convolves (the derivative kernel reversed); the sign vanishes in the square.
-fn sobel_plane(plane: &[f64], h: usize, w: usize) -> Vec<f64> {
+pub(crate) fn sobel_plane(plane: &[f64], h: usize, w: usize) -> Vec<f64> {
     let (edge, smooth) = ([1.0, 0.0, -1.0], [0.25, 0.5, 0.25]);
     let gy = correlate_separable(plane, h, w, &edge, &smooth);
     let gx = correlate_separable(plane, h, w, &smooth, &edge);

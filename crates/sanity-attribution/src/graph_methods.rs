@@ -17,10 +17,12 @@
 //!
 //! The others are refused naming the method, until the engine's walk serves them too (issue 19).
 
+use crate::controls::{RandomMap, sobel_plane};
 use crate::error::{AttributionError, Result};
 use crate::gradcam::{CamKind, gradcam_weight, plus_plus_weight, score_weights, weighted_sum, xgradcam_weight};
 use crate::integrated_gradients::Baseline;
-use crate::method::MethodSpec;
+use crate::method::{MethodSpec, TunnelSpec};
+use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
 use sanity_model::ReluMode;
 use sanity_model::graph_engine::{GraphModel, backward_to, forward, input_gradient};
@@ -37,18 +39,29 @@ pub const GRAPH_METHODS: &[&str] = &[
     "xgradcam",
     "layercam",
     "scorecam",
+    "guided_gradcam",
     "occlusion",
+    "smoothgrad",
+    "smoothgrad_squared",
+    "vargrad",
+    "random_map",
+    "sobel",
 ];
 
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
-/// input `i`: `[n, c', h, w]` values and `[c', h, w]`.
+/// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
+/// `[n, c', h, w]` values and `[c', h, w]`.
 pub fn attribute_graph(
     spec: &MethodSpec,
     model: &GraphModel,
     x: &[f32],
-    n: usize,
-    targets: &[usize],
+    (n, targets, ids): (usize, &[usize], &[u64]),
+    run_seed: u64,
 ) -> Result<(Vec<f32>, [usize; 3])> {
+    spec.validate_for_input(model.graph.input)?;
+    if ids.len() != n {
+        return Err(invalid(spec.id(), format!("{} ids for {n} inputs; give one id per input", ids.len())));
+    }
     let graph = model.graph;
     let [c, h, w] = graph.input;
     let classes = graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
@@ -116,6 +129,23 @@ pub fn attribute_graph(
         MethodSpec::Xgradcam { layer } => return cam(CamKind::XGradCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::Layercam { layer } => return cam(CamKind::LayerCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::Scorecam { layer } => return cam(CamKind::ScoreCam, model, layer.as_deref(), x, n, targets),
+        MethodSpec::Smoothgrad(tunnel) | MethodSpec::SmoothgradSquared(tunnel) | MethodSpec::Vargrad(tunnel) => {
+            return noise_tunnel(spec, tunnel, model, x, (n, targets, ids), run_seed);
+        }
+        MethodSpec::GuidedGradcam { layer } => {
+            let guided = gradient(x, n, &seed(n), ReluMode::Guided)?;
+            let (cams, _) = cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets)?;
+            let plane = h * w;
+            guided.iter().enumerate().map(|(i, g)| g * cams[(i / (c * plane)) * plane + i % plane]).collect()
+        }
+        MethodSpec::RandomMap {} => RandomMap { seed: run_seed }.maps(ids, c * h * w),
+        MethodSpec::Sobel {} => x
+            .chunks_exact(h * w)
+            .flat_map(|plane| {
+                let plane: Vec<f64> = plane.iter().map(|&v| f64::from(v)).collect();
+                sobel_plane(&plane, h, w).into_iter().map(|v| v as f32)
+            })
+            .collect(),
         MethodSpec::Occlusion { window, stride, baseline, batch } => {
             let occlusion = Occlusion { window: *window, stride: *stride, baseline: *baseline, batch: *batch };
             let logits = |images: Vec<f32>, rows: usize| -> Result<Vec<f64>> {
@@ -131,6 +161,54 @@ pub fn attribute_graph(
         }
     };
     Ok((maps, [c, h, w]))
+}
+
+/// SmoothGrad, SmoothGrad² or VarGrad of `tunnel`'s inner method: each image's noisy copies
+/// (the sequential tunnel's, `noise_tunnel.rs`), their inner maps, aggregated as the
+/// sequential tunnel does (Welford's running mean and sum of squared deviations).
+fn noise_tunnel(
+    spec: &MethodSpec,
+    tunnel: &TunnelSpec,
+    model: &GraphModel,
+    x: &[f32],
+    (n, targets, ids): (usize, &[usize], &[u64]),
+    seed: u64,
+) -> Result<(Vec<f32>, [usize; 3])> {
+    let per = x.len() / n.max(1);
+    let (mut out, mut shape) = (Vec::new(), model.graph.input);
+    for (i, image) in x.chunks_exact(per).enumerate() {
+        let image: Vec<f64> = image.iter().map(|&v| f64::from(v)).collect();
+        let copies = noisy_copies(spec.id(), (tunnel.samples, tunnel.noise, seed), &image, ids[i])?;
+        let copies: Vec<f32> = copies.iter().map(|&v| v as f32).collect();
+        let copy_ids: Vec<u64> = (0..tunnel.samples).map(|k| copy_id(ids[i], k)).collect();
+        let copy_targets = vec![targets[i]; tunnel.samples];
+        let (maps, s) =
+            attribute_graph(&tunnel.inner, model, &copies, (tunnel.samples, &copy_targets, &copy_ids), seed)?;
+        shape = s;
+        let len = maps.len() / tunnel.samples.max(1);
+        let (mut mean, mut m2) = (vec![0.0f64; len], vec![0.0f64; len]);
+        for (k, map) in maps.chunks_exact(len).enumerate() {
+            let k = k as f64 + 1.0;
+            for ((mu, s2), &v) in mean.iter_mut().zip(m2.iter_mut()).zip(map) {
+                let v = f64::from(v);
+                match spec {
+                    MethodSpec::Smoothgrad(_) => *mu += (v - *mu) / k,
+                    MethodSpec::SmoothgradSquared(_) => *mu += (v * v - *mu) / k,
+                    _ => {
+                        let d = v - *mu;
+                        *mu += d / k;
+                        *s2 += d * (v - *mu);
+                    }
+                }
+            }
+        }
+        let result = match spec {
+            MethodSpec::Vargrad(_) => m2.iter().map(|s| s / tunnel.samples as f64).collect::<Vec<_>>(),
+            _ => mean,
+        };
+        out.extend(result.iter().map(|&v| v as f32));
+    }
+    Ok((out, shape))
 }
 
 /// The class activation map `kind` at `layer` (or the last node with more than one pixel),

@@ -353,6 +353,12 @@ impl MethodSpec {
     /// Checks the parameters against what each method accepts (and `arch`'s input size), so
     /// that a run refuses a bad value before it trains; the message says what is accepted.
     pub fn validate(&self, arch: &Architecture) -> Result<()> {
+        self.validate_for_input(arch.spec.input)
+    }
+
+    /// [`MethodSpec::validate`] for a model taking inputs of `input` `[c, h, w]` (a model
+    /// graph's too).
+    pub fn validate_for_input(&self, input: [usize; 3]) -> Result<()> {
         if let Some(reason) = self.out_of_bounds() {
             return Err(AttributionError::Invalid { method: self.id(), reason });
         }
@@ -372,11 +378,11 @@ impl MethodSpec {
                 if t.samples == 0 || !(t.noise.is_finite() && t.noise >= 0.0) {
                     Some(format!("samples = {}, noise = {}; accepted: samples >= 1, noise >= 0", t.samples, t.noise))
                 } else {
-                    return t.inner.validate(arch);
+                    return t.inner.validate_for_input(input);
                 }
             }
             MethodSpec::Occlusion { window, stride, .. } => {
-                let [_, h, w] = arch.spec.input;
+                let [_, h, w] = input;
                 if *window == 0 || *stride == 0 || stride > window || *window > h.min(w) {
                     Some(format!(
                         "window = {window}, stride = {stride}; accepted: 1 <= stride <= window <= {} (the input is {h}x{w})",

@@ -27,7 +27,7 @@ use sanity_data::stream_rng;
 use sanity_model::Model;
 
 /// The id of noisy copy `k` of the image with id `id` (a SplitMix64 step of both).
-fn copy_id(id: u64, k: usize) -> u64 {
+pub(crate) fn copy_id(id: u64, k: usize) -> u64 {
     let mut z = id ^ (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -67,27 +67,40 @@ impl NoiseTunnel {
     /// fraction of the image's value range, so an image with a non-finite value (whose range
     /// is infinite or NaN) is refused.
     fn noisy_copies(&self, image: &[f64], id: u64) -> Result<Vec<f64>> {
-        if let Some(bad) = image.iter().find(|v| !v.is_finite()) {
-            return Err(AttributionError::Invalid {
-                method: self.id(),
-                reason: format!(
-                    "input {id} holds {bad}; the noise std is a fraction of an input's range, so every value must be finite"
-                ),
-            });
-        }
-        let (lo, hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-        // A float64 input's range can still overflow (1e308 − (−1e308)).
-        let normal = Normal::new(0.0, self.noise * (hi - lo)).map_err(|_| AttributionError::Invalid {
-            method: self.id(),
-            reason: format!("input {id} spans {lo} to {hi}: the noise std, a fraction of that range, is not finite"),
-        })?;
-        let mut out = Vec::with_capacity(self.samples * image.len());
-        let mut rng = stream_rng(self.seed, "noise_tunnel", id);
-        for _ in 0..self.samples {
-            out.extend(image.iter().map(|&v| v + normal.sample(&mut rng)));
-        }
-        Ok(out)
+        noisy_copies(self.id(), (self.samples, self.noise, self.seed), image, id)
     }
+}
+
+/// `samples` noisy copies of `image` (flat values) with id `id`, for the tunnel `method`: the
+/// noise of std `noise` times the image's value range comes from `stream_rng(seed,
+/// "noise_tunnel", id)`, so an image gets the same copies whatever the model. An image with a
+/// non-finite value (whose range is infinite or NaN) is refused.
+pub(crate) fn noisy_copies(
+    method: &'static str,
+    (samples, noise, seed): (usize, f64, u64),
+    image: &[f64],
+    id: u64,
+) -> Result<Vec<f64>> {
+    if let Some(bad) = image.iter().find(|v| !v.is_finite()) {
+        return Err(AttributionError::Invalid {
+            method,
+            reason: format!(
+                "input {id} holds {bad}; the noise std is a fraction of an input's range, so every value must be finite"
+            ),
+        });
+    }
+    let (lo, hi) = image.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    // A float64 input's range can still overflow (1e308 − (−1e308)).
+    let normal = Normal::new(0.0, noise * (hi - lo)).map_err(|_| AttributionError::Invalid {
+        method,
+        reason: format!("input {id} spans {lo} to {hi}: the noise std, a fraction of that range, is not finite"),
+    })?;
+    let mut out = Vec::with_capacity(samples * image.len());
+    let mut rng = stream_rng(seed, "noise_tunnel", id);
+    for _ in 0..samples {
+        out.extend(image.iter().map(|&v| v + normal.sample(&mut rng)));
+    }
+    Ok(out)
 }
 
 impl Attribution for NoiseTunnel {

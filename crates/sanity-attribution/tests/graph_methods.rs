@@ -2,7 +2,7 @@
 //! on the tiny ResNet, imported from both of torch's ONNX exporters: within 1e-4 relative L2.
 
 use sanity_attribution::MethodSpec;
-use sanity_attribution::graph_methods::attribute_graph;
+use sanity_attribution::graph_methods::{GRAPH_METHODS, attribute_graph};
 use sanity_model::graph_engine::GraphModel;
 use sanity_model::onnx::read_onnx;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,7 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
     let x = sanity_data::npy::read_array(&model_fixture("tiny-resnet-input.npy").display().to_string()).expect("input");
     let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
     let targets: Vec<usize> = golden("targets.npy").iter().map(|&t| t as usize).collect();
+    let ids: Vec<u64> = (0..targets.len() as u64).collect();
     let specs = [
         ("gradient", "method = \"gradient\""),
         ("gradient_x_input", "method = \"gradient_x_input\""),
@@ -49,7 +50,7 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
         let model = GraphModel::new(&imported.graph, &imported.weights).expect("weights");
         for (name, toml) in specs {
             let spec: MethodSpec = toml::from_str(toml).expect("spec");
-            let (maps, shape) = attribute_graph(&spec, &model, &x32, x.shape[0], &targets).expect(name);
+            let (maps, shape) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(name);
             let want = golden(&format!("{name}.npy"));
             assert_eq!(maps.len(), want.len(), "{file} {name}: shape {shape:?}");
             let error = relative_l2(&maps, &want);
@@ -58,7 +59,7 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
         }
         for (name, toml) in cams {
             let spec: MethodSpec = toml::from_str(toml).expect("spec");
-            let (maps, _) = attribute_graph(&spec, &model, &x32, x.shape[0], &targets).expect(name);
+            let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(name);
             let want = golden(&format!("{name}.npy"));
             let per = maps.len() / x.shape[0];
             let mut worst: f64 = 0.0;
@@ -73,10 +74,56 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
         }
         // The default Grad-CAM layer is the last node with more than one pixel: layer2's.
         let default: MethodSpec = toml::from_str("method = \"gradcam\"").expect("spec");
-        let (maps, _) = attribute_graph(&default, &model, &x32, x.shape[0], &targets).expect("default layer");
+        let (maps, _) =
+            attribute_graph(&default, &model, &x32, (x.shape[0], &targets, &ids), 0).expect("default layer");
         assert!(relative_l2(&maps, &golden("gradcam.npy")) < 1e-4, "{file}");
         let lrp: MethodSpec = toml::from_str("method = \"lrp_epsilon\"").expect("spec");
-        let e = attribute_graph(&lrp, &model, &x32, x.shape[0], &targets).expect_err("not yet").to_string();
+        let e = attribute_graph(&lrp, &model, &x32, (x.shape[0], &targets, &ids), 0).expect_err("not yet").to_string();
         assert!(e.contains("lrp_epsilon") && e.contains("not yet on a model graph"), "{e}");
+    }
+}
+
+#[test]
+fn on_the_presets_the_graph_methods_give_the_sequential_methods_maps() {
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng};
+    use sanity_model::graph::Graph;
+    use sanity_model::{Architecture, Model, init_weights, preset};
+    use std::sync::Arc;
+    for (name, input, layer, targets) in
+        [("adebayo-cnn", [1, 28, 28], "conv2", vec![1, 7]), ("phantom-cnn", [1, 64, 64], "conv3", vec![0, 0])]
+    {
+        let arch = Arc::new(Architecture::new(preset(name, input).expect("preset")).expect("valid"));
+        let weights = init_weights(&arch, 2).expect("init");
+        let model = Model::new(arch.clone(), weights.clone());
+        let graph = Graph::from_architecture(&arch).expect("graph");
+        let walk = GraphModel::new(&graph, &weights).expect("weights");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let n = targets.len();
+        let x: Vec<f32> = (0..n * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0)).collect();
+        let tensor = Tensor::from_vec(x.clone(), (n, input[0], input[1], input[2]), &Device::Cpu).expect("tensor");
+        let ids = [5u64, 9];
+        for &id in GRAPH_METHODS {
+            let params = match id {
+                "integrated_gradients" => "\nsteps = 8".to_string(),
+                "occlusion" => "\nwindow = 4\nstride = 4".into(),
+                "smoothgrad" | "smoothgrad_squared" | "vargrad" => "\nsamples = 3\nnoise = 0.1".into(),
+                cam if cam.contains("cam") => format!("\nlayer = \"{layer}\""),
+                _ => String::new(),
+            };
+            let spec: MethodSpec = toml::from_str(&format!("method = \"{id}\"{params}")).expect("spec");
+            let sequential = spec.build(&arch, 0).expect("build").attribute(&model, &tensor, &targets, &ids).expect(id);
+            let sequential: Vec<f64> = sequential
+                .flatten_all()
+                .and_then(|t| t.to_dtype(candle_core::DType::F64))
+                .and_then(|t| t.to_vec1())
+                .expect("values");
+            let (ours, _) = attribute_graph(&spec, &walk, &x, (n, &targets, &ids), 0).expect(id);
+            assert_eq!(ours.len(), sequential.len(), "{name} {id}");
+            let norm: f64 = sequential.iter().map(|v| v * v).sum();
+            let error = if norm == 0.0 { 0.0 } else { relative_l2(&ours, &sequential) };
+            eprintln!("{name} {id}: {error:.1e}");
+            assert!(error < 1e-4, "{name} {id}: relative L2 {error:e} from the sequential method");
+        }
     }
 }

@@ -192,10 +192,16 @@ struct AttributeArgs {
     /// Weights (safetensors, PyTorch names).
     #[arg(long, requires = "arch")]
     weights: Option<PathBuf>,
-    /// A model exported by torch.onnx.export instead of --arch and --weights (gradient,
-    /// gradient_x_input, integrated_gradients, guided_backprop, deconvnet, gradcam,
-    /// gradcam_plus_plus, xgradcam, layercam, scorecam, occlusion).
-    #[arg(long, conflicts_with_all = ["arch", "weights"])]
+    /// A model exported by torch.onnx.export instead of --arch and --weights (--help lists
+    /// the methods that run on it).
+    #[arg(
+        long,
+        conflicts_with_all = ["arch", "weights"],
+        long_help = format!(
+            "A model exported by torch.onnx.export instead of --arch and --weights; the methods that run on it: {}",
+            sanity_attribution::graph_methods::GRAPH_METHODS.join(", ")
+        )
+    )]
     onnx: Option<PathBuf>,
     /// Images, NPY float32 of shape (n, c, h, w).
     #[arg(long)]

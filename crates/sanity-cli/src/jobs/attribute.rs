@@ -168,8 +168,9 @@ fn attribute_onnx(
     let per = c * h * w;
     for start in (0..n).step_by(job.batch.max(1)) {
         let len = job.batch.max(1).min(n - start);
-        let (batch, s) =
-            attribute_graph(&spec, &model, &x[start * per..(start + len) * per], len, &targets[start..start + len])?;
+        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+        let images = &x[start * per..(start + len) * per];
+        let (batch, s) = attribute_graph(&spec, &model, images, (len, &targets[start..start + len], &ids), 0)?;
         maps.extend(batch);
         shape = s;
     }
