@@ -5,12 +5,13 @@
 //! so results do not depend on the thread count. The gradient at any node is available
 //! ([`backward_to`]) for class activation maps at a named layer.
 //!
-//! It is checked against the float64 reference (`graph_reference.rs`) and against the
+//! Pooling windows are `graph_reference.rs`'s. It is checked against the float64 reference (`graph_reference.rs`) and against the
 //! sequential engine (`native.rs`) on the presets (`tests/graph_engine.rs`). The attribution
 //! methods do not call it yet (issue 19).
 
 use crate::error::{ModelError, Result};
-use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
+use crate::graph::{ConvSpec, Graph, GraphOp};
+use crate::graph_reference::{for_each_bin, for_each_window};
 use crate::ops::ReluMode;
 use crate::ops::gemm::{Layout2, matmul};
 use crate::ops::relu::Relu;
@@ -121,22 +122,22 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
             }
             GraphOp::MaxPool(p) => {
                 let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                pool_windows(&p, &input_shape, &node.shape, n, |o, taps, _| {
+                for_each_window(&p, &input_shape, &node.shape, n, |o, taps, _| {
                     y[o] = taps.iter().map(|&t| x[t]).fold(f32::NEG_INFINITY, f32::max);
                 });
                 y
             }
             GraphOp::AvgPool { pool, count_include_pad } => {
                 let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                pool_windows(&pool, &input_shape, &node.shape, n, |o, taps, divisor| {
-                    let d = if count_include_pad { divisor } else { taps.len() as f32 };
+                for_each_window(&pool, &input_shape, &node.shape, n, |o, taps, divisor| {
+                    let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
                     y[o] = taps.iter().map(|&t| x[t]).sum::<f32>() / d;
                 });
                 y
             }
             GraphOp::AdaptiveAvgPool { out } => {
                 let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                adaptive_bins(out, &input_shape, n, |o, taps| {
+                for_each_bin(out, &input_shape, n, |o, taps| {
                     y[o] = taps.iter().map(|&t| x[t]).sum::<f32>() / taps.len() as f32
                 });
                 y
@@ -215,7 +216,7 @@ pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32]
             }
             GraphOp::MaxPool(p) => {
                 let mut dx = vec![0.0f32; x.len()];
-                pool_windows(&p, &input_shape, &node.shape, n, |o, taps, _| {
+                for_each_window(&p, &input_shape, &node.shape, n, |o, taps, _| {
                     let mut best = taps[0];
                     for &t in &taps[1..] {
                         if x[t] > x[best] {
@@ -228,15 +229,15 @@ pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32]
             }
             GraphOp::AvgPool { pool, count_include_pad } => {
                 let mut dx = vec![0.0f32; x.len()];
-                pool_windows(&pool, &input_shape, &node.shape, n, |o, taps, divisor| {
-                    let d = if count_include_pad { divisor } else { taps.len() as f32 };
+                for_each_window(&pool, &input_shape, &node.shape, n, |o, taps, divisor| {
+                    let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
                     taps.iter().for_each(|&t| dx[t] += dy[o] / d);
                 });
                 dx
             }
             GraphOp::AdaptiveAvgPool { out } => {
                 let mut dx = vec![0.0f32; x.len()];
-                adaptive_bins(out, &input_shape, n, |o, taps| {
+                for_each_bin(out, &input_shape, n, |o, taps| {
                     taps.iter().for_each(|&t| dx[t] += dy[o] / taps.len() as f32)
                 });
                 dx
@@ -430,52 +431,6 @@ fn conv_input_grad(c: &ConvSpec, input: &[usize], n: usize, w: &[f32], dy: &[f32
         }
     });
     dx
-}
-
-/// Calls `run(output index, input taps, count_include_pad divisor)` for every pooling window
-/// (as `graph_reference.rs`).
-fn pool_windows(p: &PoolSpec, input: &[usize], output: &[usize], n: usize, mut run: impl FnMut(usize, &[usize], f32)) {
-    let (c, h, w, oh, ow) = (input[0], input[1], input[2], output[1], output[2]);
-    let mut taps = Vec::with_capacity(p.kernel[0] * p.kernel[1]);
-    for plane in 0..n * c {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                taps.clear();
-                for ky in 0..p.kernel[0] {
-                    let Some(iy) = (oy * p.stride[0] + ky).checked_sub(p.pads[0]).filter(|&y| y < h) else { continue };
-                    for kx in 0..p.kernel[1] {
-                        if let Some(ix) = (ox * p.stride[1] + kx).checked_sub(p.pads[1]).filter(|&x| x < w) {
-                            taps.push((plane * h + iy) * w + ix);
-                        }
-                    }
-                }
-                let span = |axis: usize, o: usize, size: usize| {
-                    let start = o * p.stride[axis];
-                    let end = (start + p.kernel[axis]).min(size + p.pads[axis] + p.pads[axis + 2]);
-                    end.saturating_sub(start) as f32
-                };
-                run((plane * oh + oy) * ow + ox, &taps, span(0, oy, h) * span(1, ox, w));
-            }
-        }
-    }
-}
-
-/// Calls `run(output index, input taps)` for every bin of an adaptive average pooling.
-fn adaptive_bins(out: [usize; 2], input: &[usize], n: usize, mut run: impl FnMut(usize, &[usize])) {
-    let (c, h, w) = (input[0], input[1], input[2]);
-    let bounds = |i: usize, size: usize, bins: usize| (i * size / bins, ((i + 1) * size).div_ceil(bins));
-    let mut taps = Vec::new();
-    for plane in 0..n * c {
-        for oy in 0..out[0] {
-            let (y0, y1) = bounds(oy, h, out[0]);
-            for ox in 0..out[1] {
-                let (x0, x1) = bounds(ox, w, out[1]);
-                taps.clear();
-                taps.extend((y0..y1).flat_map(|y| (x0..x1).map(move |x| (plane * h + y) * w + x)));
-                run((plane * out[0] + oy) * out[1] + ox, &taps);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

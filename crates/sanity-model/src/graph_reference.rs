@@ -349,7 +349,7 @@ fn conv_input_grad(c: &ConvSpec, input: &[usize], n: usize, w: &[f64], dy: &[f64
 /// Calls `run(output index, input taps, divisor)` for every pooling window: the taps inside the
 /// input, and the window's size within the padded input (PyTorch's `count_include_pad`
 /// divisor, which leaves out what a ceil-mode window hangs beyond the padding).
-fn for_each_window(
+pub(crate) fn for_each_window(
     p: &PoolSpec,
     input: &[usize],
     output: &[usize],
@@ -381,7 +381,7 @@ fn for_each_window(
 }
 
 /// Calls `run(output index, input taps)` for every bin of an adaptive average pooling to `out`.
-fn for_each_bin(out: [usize; 2], input: &[usize], n: usize, mut run: impl FnMut(usize, &[usize])) {
+pub(crate) fn for_each_bin(out: [usize; 2], input: &[usize], n: usize, mut run: impl FnMut(usize, &[usize])) {
     let (c, h, w) = (input[0], input[1], input[2]);
     let bounds = |i: usize, size: usize, bins: usize| (i * size / bins, ((i + 1) * size).div_ceil(bins));
     let mut taps = Vec::new();
