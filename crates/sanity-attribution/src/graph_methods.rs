@@ -51,6 +51,7 @@ pub const GRAPH_METHODS: &[&str] = &[
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
 /// `[n, c', h, w]` values and `[c', h, w]`.
+// Long: one arm per method, the larger ones in their own functions.
 pub fn attribute_graph(
     spec: &MethodSpec,
     model: &GraphModel,
@@ -91,36 +92,7 @@ pub fn attribute_graph(
             g.iter().zip(x).map(|(g, x)| g * x).collect()
         }
         MethodSpec::IntegratedGradients { steps, rule, baseline, .. } => {
-            let reference = match baseline {
-                Baseline::Zeros {} => 0.0,
-                Baseline::Constant { value } => *value as f32,
-                other => {
-                    return Err(invalid(
-                        spec.id(),
-                        format!("baseline {other:?} on a model graph; accepted: zeros or constant"),
-                    ));
-                }
-            };
-            let (alphas, weights) = rule.points(*steps);
-            let per = c * h * w;
-            let mut maps = Vec::with_capacity(n * per);
-            for (i, image) in x.chunks_exact(per).enumerate() {
-                let path: Vec<f32> = alphas
-                    .iter()
-                    .flat_map(|&a| image.iter().map(move |&v| reference + a as f32 * (v - reference)))
-                    .collect();
-                let mut seeds = vec![0.0f32; alphas.len() * classes];
-                for (k, &wk) in weights.iter().enumerate() {
-                    seeds[k * classes + targets[i]] = wk as f32;
-                }
-                let grads = gradient(&path, alphas.len(), &seeds, ReluMode::Standard)?;
-                let mut sum = vec![0.0f32; per];
-                for g in grads.chunks_exact(per) {
-                    sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
-                }
-                maps.extend(sum.iter().zip(image).map(|(s, v)| s * (v - reference)));
-            }
-            maps
+            integrated_gradients(model, x, targets, (*steps, *rule, baseline))?
         }
         MethodSpec::Gradcam { layer } => return cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::GradcamPlusPlus { layer } => {
@@ -161,6 +133,44 @@ pub fn attribute_graph(
         }
     };
     Ok((maps, [c, h, w]))
+}
+
+/// Integrated gradients with a zero or constant baseline: per image, the path's gradients
+/// weighted by the rule's weights, summed, times `x − x'`.
+fn integrated_gradients(
+    model: &GraphModel,
+    x: &[f32],
+    targets: &[usize],
+    (steps, rule, baseline): (usize, crate::integrated_gradients::Rule, &Baseline),
+) -> Result<Vec<f32>> {
+    let reference = match baseline {
+        Baseline::Zeros {} => 0.0,
+        Baseline::Constant { value } => *value as f32,
+        other => {
+            let reason = format!("baseline {other:?} on a model graph; accepted: zeros or constant");
+            return Err(invalid("integrated_gradients", reason));
+        }
+    };
+    let per: usize = model.graph.input.iter().product();
+    let classes = model.graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
+    let (alphas, weights) = rule.points(steps);
+    let mut maps = Vec::with_capacity(x.len());
+    for (i, image) in x.chunks_exact(per).enumerate() {
+        let path: Vec<f32> =
+            alphas.iter().flat_map(|&a| image.iter().map(move |&v| reference + a as f32 * (v - reference))).collect();
+        let mut seeds = vec![0.0f32; alphas.len() * classes];
+        for (k, &wk) in weights.iter().enumerate() {
+            seeds[k * classes + targets[i]] = wk as f32;
+        }
+        let fwd = forward(model, &path, alphas.len())?;
+        let grads = input_gradient(model, &fwd, &seeds, ReluMode::Standard)?;
+        let mut sum = vec![0.0f32; per];
+        for g in grads.chunks_exact(per) {
+            sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
+        }
+        maps.extend(sum.iter().zip(image).map(|(s, v)| s * (v - reference)));
+    }
+    Ok(maps)
 }
 
 /// SmoothGrad, SmoothGrad² or VarGrad of `tunnel`'s inner method: each image's noisy copies

@@ -78,6 +78,7 @@ impl Forward {
 }
 
 /// The forward of `model` on `n` NCHW inputs `x`.
+// Long: one arm per op, as graph_reference.rs's forward.
 pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
     let graph = model.graph;
     let per: usize = graph.input.iter().product();
@@ -172,6 +173,7 @@ pub fn input_gradient(model: &GraphModel, forward: &Forward, seed: &[f32], relu:
 
 /// `∂(Σ seed ⊙ output)/∂v` for value `v` (0 the input, `k + 1` node `k`'s output): the
 /// gradient at a layer that a class activation map weights its activations with.
+// Long: one arm per op, as graph_reference.rs's input_gradient.
 pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
     let (graph, n) = (model.graph, forward.n);
     if seed.len() != forward.output().len() {

@@ -32,6 +32,7 @@ fn parameter(weights: &Weights, name: &str, what: &str) -> Result<Vec<f64>> {
 }
 
 /// The forward of `graph` with `weights` on `n` NCHW inputs `x`.
+// Long: one arm per op, each its definition written out.
 pub fn forward(graph: &Graph, weights: &Weights, x: &[f64], n: usize) -> Result<Evaluation> {
     let per: usize = graph.input.iter().product();
     if x.len() != n * per {
@@ -119,6 +120,7 @@ pub fn forward(graph: &Graph, weights: &Weights, x: &[f64], n: usize) -> Result<
 
 /// `∂(Σ seed ⊙ output)/∂x` for the forward `evaluation` of `graph` (seed `[n, classes]`),
 /// NCHW like the inputs.
+// Long: one arm per op, each its adjoint written out.
 pub fn input_gradient(graph: &Graph, weights: &Weights, evaluation: &Evaluation, seed: &[f64]) -> Result<Vec<f64>> {
     let n = evaluation.n;
     if seed.len() != evaluation.output().len() {

@@ -238,6 +238,7 @@ impl<'a> Importer<'a> {
     }
 
     /// Reads one node into the graph (or into the constants, or as an alias).
+    // Long: one arm per ONNX op, the larger ones in their own functions.
     fn node(&mut self, node: &NodeProto, graph: &proto::GraphProto) -> Result<()> {
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             return Err(self.error(node, format!("op domain `{}`; accepted: the default ONNX domain", node.domain)));
