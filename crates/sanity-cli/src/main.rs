@@ -4,7 +4,8 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobs::attribute::{AttributeJob, AttributeModel, attribute_to_npy};
+use jobs::JobModel;
+use jobs::attribute::{AttributeJob, attribute_to_npy};
 use jobs::compare::{CompareJob, compare};
 use jobs::explain::{ExplainJob, explain};
 use jobs::train::{TrainJob, parse_data, train_model};
@@ -272,11 +273,14 @@ struct ReportArgs {
 #[derive(clap::Args)]
 struct ExplainArgs {
     /// Preset name or architecture TOML.
-    #[arg(long)]
-    arch: String,
+    #[arg(long, required_unless_present = "onnx", requires = "weights")]
+    arch: Option<String>,
     /// Weights (safetensors, PyTorch names).
-    #[arg(long)]
-    weights: PathBuf,
+    #[arg(long, requires = "arch")]
+    weights: Option<PathBuf>,
+    /// A model exported by torch.onnx.export instead of --arch and --weights.
+    #[arg(long, conflicts_with_all = ["arch", "weights"])]
+    onnx: Option<PathBuf>,
     /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
     /// ('{ source = "arrays", images = "x.npy", labels = "y.npy" }').
     #[arg(long)]
@@ -554,15 +558,17 @@ fn attribute_command(args: AttributeArgs) -> Result<()> {
         out,
     } = args;
     set_threads(threads)?;
-    let model = match (onnx, arch, weights) {
-        (Some(path), _, _) => AttributeModel::Onnx(path),
-        (None, Some(arch), Some(weights)) => AttributeModel::Sequential { arch, weights },
-        _ => {
-            let why = "give --onnx FILE, or --arch with --weights";
-            return Err(ExperimentError::config("--arch/--weights/--onnx", why).into());
-        }
+    let job = AttributeJob {
+        model: job_model(onnx, arch, weights)?,
+        input,
+        method,
+        layer,
+        params,
+        target,
+        targets,
+        references,
+        batch,
     };
-    let job = AttributeJob { model, input, method, layer, params, target, targets, references, batch };
     let used = attribute_to_npy(&job, &out)?;
     eprintln!(
         "{} maps written (targets {:?}{})",
@@ -572,6 +578,18 @@ fn attribute_command(args: AttributeArgs) -> Result<()> {
     );
     println!("{}", out.display());
     Ok(())
+}
+
+/// `--onnx FILE`, or `--arch` with `--weights` (clap requires one or the other).
+fn job_model(onnx: Option<PathBuf>, arch: Option<String>, weights: Option<PathBuf>) -> Result<JobModel> {
+    match (onnx, arch, weights) {
+        (Some(path), _, _) => Ok(JobModel::Onnx(path)),
+        (None, Some(arch), Some(weights)) => Ok(JobModel::Sequential { arch, weights }),
+        _ => {
+            let why = "give --onnx FILE, or --arch with --weights";
+            Err(ExperimentError::config("--arch/--weights/--onnx", why).into())
+        }
+    }
 }
 
 /// `sanity run`.
@@ -644,6 +662,7 @@ fn explain_command(args: ExplainArgs) -> Result<()> {
     let ExplainArgs {
         arch,
         weights,
+        onnx,
         data,
         methods,
         layer,
@@ -663,8 +682,7 @@ fn explain_command(args: ExplainArgs) -> Result<()> {
         _ => OverlayColors::Diverging,
     };
     let job = ExplainJob {
-        arch,
-        weights,
+        model: job_model(onnx, arch, weights)?,
         data: parse_data(&data, None)?,
         methods,
         layer,

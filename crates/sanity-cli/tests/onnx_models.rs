@@ -113,3 +113,50 @@ fn sanity_data_values(path: &Path) -> Vec<f64> {
         data.chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes")))).collect()
     }
 }
+
+/// An NPY file of int64 values, shape `[n]`.
+fn write_labels(path: &Path, labels: &[i64]) {
+    let header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", labels.len());
+    let padded = format!("{header:<width$}\n", width = (header.len() + 11).div_ceil(64) * 64 - 11);
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((padded.len() as u16).to_le_bytes());
+    bytes.extend(padded.as_bytes());
+    labels.iter().for_each(|l| bytes.extend(l.to_le_bytes()));
+    std::fs::write(path, bytes).expect("labels");
+}
+
+#[test]
+fn explain_draws_an_onnx_export_s_maps_and_their_agreement() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let labels = tmp.path().join("labels.npy");
+    write_labels(&labels, &[1, 3]);
+    let images = onnx("tiny-resnet-input.npy").display().to_string();
+    let data = format!(
+        "{{ source = \"arrays\", images = \"{images}\", labels = \"{l}\", test_images = \"{images}\", test_labels = \"{l}\" }}",
+        l = labels.display()
+    );
+    let out = tmp.path().join("explain");
+    let run = |model: &str| {
+        Command::cargo_bin("sanity")
+            .expect("binary")
+            .args(["explain", "--onnx", model, "--data", &data, "--methods", "gradcam,integrated_gradients"])
+            .args(["--layer", "layer2", "--n", "2", "--out"])
+            .arg(&out)
+            .output()
+            .expect("runs")
+    };
+    let done = run(&onnx("tiny-resnet-ts.onnx").display().to_string());
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    for file in ["explain-0000.png", "explain-0001.png", "agreement.csv"] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let agreement = std::fs::read_to_string(out.join("agreement.csv")).expect("csv");
+    assert!(agreement.lines().count() == 3 && agreement.contains("gradcam,integrated_gradients"), "{agreement}");
+    let other = run(&onnx("tiny-ops-ts.onnx").display().to_string());
+    assert_eq!(other.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("takes [2, 9, 9]"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+}

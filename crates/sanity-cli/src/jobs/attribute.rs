@@ -1,6 +1,7 @@
 //! `sanity attribute`: raw maps of one method for the images of an NPY file, written as NPY,
 //! so that anyone can cross-check the maps from Python.
 
+use super::JobModel;
 use candle_core::{DType, Device, Tensor};
 use sanity_attribution::graph_methods::attribute_graph;
 use sanity_attribution::{MethodSpec, ReferenceSet};
@@ -14,25 +15,11 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The model whose maps `sanity attribute` writes.
-#[derive(Debug, Clone)]
-pub enum AttributeModel {
-    /// A preset or architecture TOML with its weights (safetensors, PyTorch names).
-    Sequential {
-        /// Preset name or architecture TOML.
-        arch: String,
-        /// The weights.
-        weights: PathBuf,
-    },
-    /// A model exported by `torch.onnx.export`, run as a graph.
-    Onnx(PathBuf),
-}
-
 /// What to explain.
 #[derive(Debug, Clone)]
 pub struct AttributeJob {
     /// The model.
-    pub model: AttributeModel,
+    pub model: JobModel,
     /// Images, NPY float32 (or float64) `[n, c, h, w]`.
     pub input: PathBuf,
     /// The method id (`gradient`, `integrated_gradients`, ...).
@@ -99,8 +86,8 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     let values: Vec<f32> = images.values.iter().map(|&v| v as f32).collect();
     let input = [c, h, w];
     let (arch_name, weights) = match &job.model {
-        AttributeModel::Onnx(path) => return attribute_onnx(job, path, &values, [n, c, h, w], out),
-        AttributeModel::Sequential { arch, weights } => (arch, weights),
+        JobModel::Onnx(path) => return attribute_onnx(job, path, &values, [n, c, h, w], out),
+        JobModel::Sequential { arch, weights } => (arch, weights),
     };
     let x = Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?;
     let spec = if PRESETS.contains(&arch_name.as_str()) {

@@ -3,11 +3,15 @@
 //! `agreement.csv` with the similarity of every pair of methods on each image (the lesson's
 //! GradCAM-vs-IG comparison).
 
+use super::JobModel;
 use super::compare::{parse_metrics, parse_steps};
 use candle_core::{DType, Device, Tensor};
+use sanity_attribution::graph_methods::attribute_graph;
 use sanity_attribution::{Attribution, MethodSpec};
 use sanity_experiments::plan::{DataPlan, resolve_arch};
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
+use sanity_model::graph_engine::GraphModel;
+use sanity_model::onnx::read_onnx;
 use sanity_model::train::predicted_targets;
 use sanity_model::{Model, Weights};
 use sanity_report::figures::overlay::{Overlay, OverlayColors, render};
@@ -24,10 +28,8 @@ use std::sync::Arc;
 /// What to explain.
 #[derive(Debug, Clone)]
 pub struct ExplainJob {
-    /// Preset name or architecture TOML.
-    pub arch: String,
-    /// Weights (safetensors, PyTorch names).
-    pub weights: PathBuf,
+    /// The model.
+    pub model: JobModel,
     /// Where the images come from (the first `n` test images are explained).
     pub data: DataConfig,
     /// Method ids.
@@ -125,25 +127,32 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let (steps, metrics) = (parse_steps(&job.postprocess)?, parse_metrics(&job.metrics)?);
     let specs = checked_methods(job)?;
     let data = DataPlan::from_config(&job.data, "--data")?;
-    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| bad("--arch", message))?);
-    let model = Model::new(arch.clone(), Weights::load_safetensors(&job.weights, &arch)?);
     let (train_set, test_set) = data.load(job.seed)?;
     if job.n == 0 || job.n > test_set.len() {
         return Err(bad("--n", format!("{}; accepted: 1 to {} (the test set's size)", job.n, test_set.len())));
     }
     let [c, h, w] = test_set.image_shape;
     let indices: Vec<usize> = (0..job.n).collect();
-    let x = Tensor::from_vec(test_set.gather_images(&indices), (job.n, c, h, w), &Device::Cpu)?;
-    let outputs = arch.num_outputs();
-    let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+    let images = test_set.gather_images(&indices);
+    let (logits, outputs, maps) = match &job.model {
+        JobModel::Sequential { arch, weights } => {
+            let arch = Arc::new(resolve_arch(arch, &data).map_err(|message| bad("--arch", message))?);
+            let model = Model::new(arch.clone(), Weights::load_safetensors(weights, &arch)?);
+            let x = Tensor::from_vec(images, (job.n, c, h, w), &Device::Cpu)?;
+            let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            let targets = predicted_targets(&logits, arch.num_outputs());
+            let references = sanity_experiments::run::training_references(&specs, &train_set)?;
+            let mut maps: Vec<MethodMaps> = Vec::new();
+            for spec in &specs {
+                let method = spec.build_with(&arch, job.seed, references.as_ref())?;
+                maps.push(method_maps(method.as_ref(), &model, &x, &targets, &steps)?);
+            }
+            (logits, arch.num_outputs(), maps)
+        }
+        JobModel::Onnx(path) => graph_maps(path, &specs, &images, [job.n, c, h, w], (job.seed, &steps))?,
+    };
     // The explained output: the prediction (the only logit of a binary model).
     let targets = predicted_targets(&logits, outputs);
-    let references = sanity_experiments::run::training_references(&specs, &train_set)?;
-    let mut maps: Vec<MethodMaps> = Vec::new();
-    for spec in &specs {
-        let method = spec.build_with(&arch, job.seed, references.as_ref())?;
-        maps.push(method_maps(method.as_ref(), &model, &x, &targets, &steps)?);
-    }
     std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
     let mut written = Vec::new();
     let label = pipeline_label(&steps);
@@ -233,6 +242,43 @@ fn method_maps(
         maps.extend(values.chunks_exact(mc * mh * mw).map(|v| apply_all(steps, Map::new(v.to_vec(), [mc, mh, mw]))));
     }
     Ok(maps)
+}
+
+/// The logits, outputs and methods' maps (post-processed by `steps`) of the images `x`
+/// `[n, c, h, w]` under the model exported to ONNX at `path`, each method run on its graph
+/// (`sanity_attribution::graph_methods`) with the run's `seed`.
+fn graph_maps(
+    path: &Path,
+    specs: &[MethodSpec],
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    (seed, steps): (u64, &[PostStep]),
+) -> Result<(Vec<f32>, usize, Vec<MethodMaps>)> {
+    let imported = read_onnx(path)?;
+    if imported.graph.input != [c, h, w] {
+        let takes = imported.graph.input;
+        return Err(bad("--data", format!("images of shape {:?}, but {} takes {takes:?}", [c, h, w], path.display())));
+    }
+    let model = GraphModel::new(&imported.graph, &imported.weights)?;
+    let forward = sanity_model::graph_engine::forward(&model, x, n)?;
+    let logits = forward.output().to_vec();
+    let outputs = logits.len() / n.max(1);
+    let targets = predicted_targets(&logits, outputs);
+    let mut maps = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let mut method_maps = Vec::with_capacity(n);
+        for start in (0..n).step_by(BATCH) {
+            let len = BATCH.min(n - start);
+            let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+            let images = &x[start * c * h * w..(start + len) * c * h * w];
+            let (values, shape) =
+                attribute_graph(spec, &model, images, (len, &targets[start..start + len], &ids), seed)?;
+            let per: usize = shape.iter().product();
+            method_maps.extend(values.chunks_exact(per).map(|v| apply_all(steps, Map::new(v.to_vec(), shape))));
+        }
+        maps.push(method_maps);
+    }
+    Ok((logits, outputs, maps))
 }
 
 /// A method's panel of an overlay: its name (marked when the map is constant or degenerate),
