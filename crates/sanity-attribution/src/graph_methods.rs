@@ -25,6 +25,7 @@ use crate::method::{MethodSpec, TunnelSpec};
 use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
 use sanity_model::ReluMode;
+use sanity_model::graph::Graph;
 use sanity_model::graph_engine::{GraphModel, backward_to, forward, input_gradient};
 
 /// The methods that run on a model graph.
@@ -233,14 +234,7 @@ fn cam(
 ) -> Result<(Vec<f32>, [usize; 3])> {
     let graph = model.graph;
     let id = kind.id();
-    let node = match layer {
-        Some(name) => graph.resolve(name)?,
-        None => graph
-            .nodes
-            .iter()
-            .rposition(|node| matches!(node.shape[..], [_, u, v] if u * v > 1))
-            .ok_or_else(|| invalid(id, "no node has an output of more than one pixel".into()))?,
-    };
+    let node = cam_node(graph, layer, id)?;
     let [k, u, v] = graph.nodes[node].shape[..] else {
         let (name, shape) = (&graph.nodes[node].name, &graph.nodes[node].shape);
         return Err(invalid(id, format!("node `{name}` has output {shape:?}; accepted: a [c, h, w] output")));
@@ -286,6 +280,19 @@ fn cam(
         maps.extend(sanity_data::resize_bilinear(&relu, u, v, h, w));
     }
     Ok((maps, [1, h, w]))
+}
+
+/// The node a class activation map `id` reads: the node (or the module's last node) `layer`
+/// names, by default the last node whose output has more than one pixel.
+pub fn cam_node(graph: &Graph, layer: Option<&str>, id: &'static str) -> Result<usize> {
+    match layer {
+        Some(name) => Ok(graph.resolve(name)?),
+        None => graph
+            .nodes
+            .iter()
+            .rposition(|node| matches!(node.shape[..], [_, u, v] if u * v > 1))
+            .ok_or_else(|| invalid(id, "no node has an output of more than one pixel".into())),
+    }
 }
 
 fn invalid(method: &'static str, reason: String) -> AttributionError {

@@ -299,7 +299,8 @@ mod tests {
         let sets: Vec<String> = sets.iter().map(ToString::to_string).collect();
         let config = Config::parse(crate::QUICK_TOML, "quick.toml", &sets).expect("config");
         let plan = crate::Plan::new(config.clone(), "quick.toml").expect("plan");
-        (config, (*plan.arch).clone())
+        let sanity_model::Net::Layers(arch) = &plan.net else { panic!("quick.toml's model is sequential") };
+        (config, (**arch).clone())
     }
 
     #[test]

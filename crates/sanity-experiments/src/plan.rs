@@ -12,8 +12,12 @@ use sanity_data::{
     split_indices,
 };
 use sanity_metrics::pipeline_label;
-use sanity_model::{Architecture, ArchitectureSpec, PRESETS, Reinit, preset};
-use sanity_rundir::config::{AttributionConfig, Config, DataConfig, TestConfig, TrainingConfig};
+use sanity_model::graph_presets::{GRAPH_PRESETS, graph_preset};
+use sanity_model::onnx::read_onnx;
+use sanity_model::{Architecture, ArchitectureSpec, Net, PRESETS, Reinit, Weights, preset};
+use sanity_rundir::config::{
+    AttributionConfig, ComparisonConfig, Config, DataConfig, ModelConfig, Stages, TestConfig, TrainingConfig,
+};
 use sanity_rundir::error::{ExperimentError, Result};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -30,8 +34,10 @@ pub struct Plan {
     pub source: String,
     /// Stable id derived from the resolved config: `seed<seed>-<hash>`.
     pub run_id: String,
-    /// The model architecture.
-    pub arch: Arc<Architecture>,
+    /// The network explained.
+    pub net: Net,
+    /// The weights an ONNX model came with (`model.onnx`).
+    pub onnx_weights: Option<Weights>,
     /// Where the images come from.
     pub data: DataPlan,
     /// The swept keys and values that made this run (empty outside a sweep).
@@ -287,19 +293,22 @@ impl Plan {
                 return Err(bad(key, "0; accepted: at least 1 image".into()));
             }
         }
-        let arch = Arc::new(resolve_arch(&config.model.arch, &data).map_err(|m| bad("model.arch", m))?);
+        let (net, onnx_weights) = resolve_model(&config.model, &data).map_err(|(key, m)| bad(key, m))?;
         if let Some(weights) = &config.model.weights {
             weights_file(weights).map_err(|m| bad("model.weights", m))?;
         }
         if trains_a_model(&config) {
             check_training_plan(&config, &data).map_err(keyed)?;
+            if net.is_graph() {
+                return Err(graph_training_refusal(&config, source));
+            }
         }
-        let attribution = resolve_attribution(&config.attribution, &arch, n_test).map_err(keyed)?;
+        let attribution = resolve_attribution(&config.attribution, &net, n_test).map_err(keyed)?;
         let config = Config { attribution, ..config };
-        let (tests, checked) = resolve_tests(&config, &arch, &data).map_err(keyed)?;
+        let (tests, checked) = resolve_tests(&config, &net, &data).map_err(keyed)?;
         let config = Config { tests, ..config };
         check_count(config.controls.draws, MAX_DRAWS).map_err(|m| bad("controls.draws", m))?;
-        check_comparisons(&config, &arch).map_err(keyed)?;
+        check_comparisons(&config, &net).map_err(keyed)?;
         let s = &config.statistics;
         if s.bootstrap_resamples > MAX_RESAMPLES {
             return Err(bad(
@@ -313,7 +322,7 @@ impl Plan {
                 format!("{}; accepted: 0 to {MAX_EXAMPLES} (the first images explained)", config.report.examples),
             ));
         }
-        check_plan_memory(&config, &arch, &data).map_err(|(key, m)| bad(key, m))?;
+        check_plan_memory(&config, &net, &data).map_err(|(key, m)| bad(key, m))?;
         if !(s.confidence > 0.0 && s.confidence < 1.0) {
             return Err(bad("statistics.confidence", format!("{}; accepted: 0 < confidence < 1", s.confidence)));
         }
@@ -322,7 +331,8 @@ impl Plan {
         }
         let resolved = toml::to_string(&config).map_err(|e| bad("(whole config)", e.to_string()))?;
         let run_id = format!("seed{}-{:08x}", config.seed, fnv1a(resolved.as_bytes()) as u32);
-        Ok(Self { config, tests: checked, source: source.to_string(), run_id, arch, data, params: Vec::new() })
+        let source = source.to_string();
+        Ok(Self { config, tests: checked, source, run_id, net, onnx_weights, data, params: Vec::new() })
     }
 
     /// The resolved config as TOML.
@@ -330,11 +340,19 @@ impl Plan {
         toml::to_string(&self.config).expect("a config that was parsed from TOML serialises to TOML")
     }
 
+    /// The model as the config names it: its architecture, or its ONNX file.
+    pub fn model_name(&self) -> String {
+        match &self.config.model.onnx {
+            Some(path) => path.display().to_string(),
+            None => self.config.model.arch.clone(),
+        }
+    }
+
     /// A human-readable listing of what the run will do (`sanity plan`).
     pub fn describe(&self) -> String {
         let c = &self.config;
         let mut out = format!("run {} of experiment `{}` ({})\n", self.run_id, c.name, self.source);
-        out += &format!("  model: {} with stages {}\n", c.model.arch, self.arch.stages().join(", "));
+        out += &format!("  model: {} with stages {}\n", self.model_name(), self.net.layers().join(", "));
         let methods: Vec<String> =
             c.attribution.methods.iter().map(|m| serde_json::to_string(m).unwrap_or_default()).collect();
         out += &format!("  {} test images, methods: {}\n", c.attribution.n_images, methods.join(", "));
@@ -441,7 +459,7 @@ fn check_training_plan(config: &Config, data: &DataPlan) -> Refusal {
 
 /// The attribution settings with each method resolved against the architecture (its layer and
 /// defaults filled in); `n_test` test images can be explained.
-fn resolve_attribution(a: &AttributionConfig, arch: &Architecture, n_test: usize) -> Resolved<AttributionConfig> {
+fn resolve_attribution(a: &AttributionConfig, net: &Net, n_test: usize) -> Resolved<AttributionConfig> {
     let bad = |key: &str, message: String| (key.to_string(), message);
     if a.n_images == 0 || a.n_images > n_test {
         return Err(bad("attribution.n_images", format!("{}; accepted: 1..={n_test} (data.n_test)", a.n_images)));
@@ -453,7 +471,8 @@ fn resolve_attribution(a: &AttributionConfig, arch: &Architecture, n_test: usize
     let mut ids = BTreeSet::new();
     let mut methods = Vec::with_capacity(a.methods.len());
     for (i, m) in a.methods.iter().enumerate() {
-        let m = m.resolved(arch).map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
+        let m = sanity_attribution::resolve_on(m, net)
+            .map_err(|e| bad(&format!("attribution.methods[{i}]"), e.to_string()))?;
         if !ids.insert(m.id()) {
             return Err(bad(&format!("attribution.methods[{i}]"), format!("method `{}` is listed twice", m.id())));
         }
@@ -464,12 +483,11 @@ fn resolve_attribution(a: &AttributionConfig, arch: &Architecture, n_test: usize
 
 /// Each test checked against the architecture, the methods and the data: as the resolved
 /// config records it (stages and pairs filled in) and as the engine reads it ([`Test`]).
-fn resolve_tests(config: &Config, arch: &Architecture, data: &DataPlan) -> Resolved<(Vec<TestConfig>, Vec<Test>)> {
+fn resolve_tests(config: &Config, net: &Net, data: &DataPlan) -> Resolved<(Vec<TestConfig>, Vec<Test>)> {
     let bad = |key: &str, message: String| (key.to_string(), message);
     if config.tests.is_empty() {
         return Err(bad("tests", "empty; list at least one test, e.g. [[tests]] kind = \"cascading\"".into()));
     }
-    let all_stages: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
     let method_ids: Vec<&'static str> = config.attribution.methods.iter().map(|m| m.id()).collect();
     let has_entropy = config.comparisons.iter().any(|c| c.metrics.iter().any(|m| m.id() == "discrete_entropy"));
     let mut kinds = BTreeSet::new();
@@ -489,7 +507,7 @@ fn resolve_tests(config: &Config, arch: &Architecture, data: &DataPlan) -> Resol
             | TestConfig::Independent { stages, reinit, draws }
             | TestConfig::SmoothMprt { stages, reinit, draws, .. }
             | TestConfig::EfficientMprt { stages, reinit, draws } => {
-                let stages = resolve_stages(stages.as_deref(), &all_stages).map_err(|m| at("stages", m))?;
+                let stages = resolve_stages(stages.as_ref(), net).map_err(|m| at("stages", m))?;
                 check_reinit(reinit).map_err(|m| at("reinit", m))?;
                 check_count(*draws, MAX_DRAWS).map_err(|m| at("draws", m))?;
                 let how = randomization(test, &key, has_entropy)?;
@@ -497,7 +515,7 @@ fn resolve_tests(config: &Config, arch: &Architecture, data: &DataPlan) -> Resol
                     TestKind::Randomization { how, reinit: reinit.clone(), stages: stages.clone(), draws: *draws };
                 (test.with_stages(stages), kind)
             }
-            TestConfig::RandomLogit {} if arch.num_outputs() < 2 => {
+            TestConfig::RandomLogit {} if net.num_outputs() < 2 => {
                 return Err(bad(
                     &key,
                     "random_logit needs a model with at least 2 outputs; this one has a single logit".into(),
@@ -590,7 +608,7 @@ fn check_data_randomization(
 
 /// Each comparison's post-processing and metrics, and that every metric can score the maps
 /// each method gives on this architecture.
-fn check_comparisons(config: &Config, arch: &Architecture) -> Refusal {
+fn check_comparisons(config: &Config, net: &Net) -> Refusal {
     let bad = |key: &str, message: String| (key.to_string(), message);
     if config.comparisons.is_empty() {
         return Err(bad("comparisons", "empty; list at least one [[comparisons]] with metrics".into()));
@@ -603,6 +621,7 @@ fn check_comparisons(config: &Config, arch: &Architecture) -> Refusal {
         for (j, step) in c.postprocess.iter().enumerate() {
             step.validate().map_err(|e| bad(&format!("comparisons[{i}].postprocess[{j}]"), e))?;
         }
+        check_agreement_shapes(config, net, c).map_err(|m| bad(&format!("comparisons[{i}].postprocess"), m))?;
         for (j, m) in c.metrics.iter().enumerate() {
             m.validate().map_err(|e| bad(&format!("comparisons[{i}].metrics[{j}]"), e))?;
             if !seen.insert((pipeline_label(&c.postprocess), m.id())) {
@@ -614,7 +633,7 @@ fn check_comparisons(config: &Config, arch: &Architecture) -> Refusal {
             // A metric that cannot score the maps this model gives would leave every row
             // `too_small`, and every verdict `not_tested`, without a word.
             for method in &config.attribution.methods {
-                let shape = c.postprocess.iter().fold(map_shape(method, arch), |s, step| step.output_shape(s));
+                let shape = c.postprocess.iter().fold(map_shape(method, net), |s, step| step.output_shape(s));
                 if let Some(why) = m.unfit_for(shape) {
                     return Err(bad(
                         &format!("comparisons[{i}].metrics[{j}]"),
@@ -626,6 +645,37 @@ fn check_comparisons(config: &Config, arch: &Architecture) -> Refusal {
                         ),
                     ));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// That the maps of each method pair a `method_agreement` test compares have one shape after
+/// `comparison`'s steps (on inputs of several channels, a CAM's one-channel maps against
+/// another method's per-channel maps need a step that makes one channel).
+fn check_agreement_shapes(
+    config: &Config,
+    net: &Net,
+    comparison: &ComparisonConfig,
+) -> std::result::Result<(), String> {
+    let methods = &config.attribution.methods;
+    let shape = |id: &str| {
+        methods
+            .iter()
+            .find(|m| m.id() == id)
+            .map(|m| comparison.postprocess.iter().fold(map_shape(m, net), |s, step| step.output_shape(s)))
+    };
+    for test in &config.tests {
+        let TestConfig::MethodAgreement { pairs: Some(pairs) } = test else { continue };
+        for [a, b] in pairs {
+            if let (Some(sa), Some(sb)) = (shape(a), shape(b))
+                && sa != sb
+            {
+                return Err(format!(
+                    "method_agreement compares {a}'s {sa:?} maps with {b}'s {sb:?} after `{}`; add a step that makes one channel, e.g. {{ step = \"channel_reduce\", reduce = \"mean\" }}",
+                    pipeline_label(&comparison.postprocess)
+                ));
             }
         }
     }
@@ -678,15 +728,11 @@ fn check_data_bounds(data: &DataConfig) -> std::result::Result<(), (&'static str
 /// architecture's activations (float32; a forward keeps every activation and a backward
 /// about as much again, so four bytes times four per value), refused beyond the memory limit
 /// ([`crate::limits::memory_limit`]) naming the key that asks for it.
-fn check_plan_memory(
-    config: &Config,
-    arch: &Architecture,
-    data: &DataPlan,
-) -> std::result::Result<(), (&'static str, String)> {
+fn check_plan_memory(config: &Config, net: &Net, data: &DataPlan) -> std::result::Result<(), (&'static str, String)> {
     let image = data.image_shape().iter().product::<usize>() as u128;
     let data_bytes = (data.n_train() + data.n_test()) as u128 * image * 4;
-    let activations = (image + arch.shapes.iter().map(|s| s.iter().product::<usize>() as u128).sum::<u128>()) * 16;
-    let parameters = arch.parameter_count() as u128 * 4;
+    let activations = net.activation_values() as u128 * 16;
+    let parameters = net.parameter_count() as u128 * 4;
     if trains_a_model(config) {
         // The random-label model may train with a batch of its own.
         let own = config.tests.iter().filter_map(|t| match t {
@@ -709,7 +755,7 @@ fn check_plan_memory(
 
 /// The shape `[c, h, w]` of `method`'s raw maps on `arch`'s inputs: a CAM's are one channel
 /// (guided Grad-CAM's are the input's, as are every other method's).
-fn map_shape(method: &sanity_attribution::MethodSpec, arch: &Architecture) -> [usize; 3] {
+fn map_shape(method: &sanity_attribution::MethodSpec, net: &Net) -> [usize; 3] {
     use sanity_attribution::MethodSpec as M;
     fn one_channel(method: &M) -> bool {
         match method {
@@ -722,7 +768,7 @@ fn map_shape(method: &sanity_attribution::MethodSpec, arch: &Architecture) -> [u
             _ => false,
         }
     }
-    let [c, h, w] = arch.spec.input;
+    let [c, h, w] = net.input();
     if one_channel(method) { [1, h, w] } else { [c, h, w] }
 }
 
@@ -749,17 +795,17 @@ fn check_training(t: &sanity_rundir::config::TrainingConfig, key: &str) -> std::
 /// Whether a run of `config` trains a model: the explained one (without `model.weights`), or
 /// a data randomisation test's without its `weights`.
 fn trains_a_model(config: &Config) -> bool {
-    config.model.weights.is_none()
+    (config.model.weights.is_none() && config.model.onnx.is_none())
         || config.tests.iter().any(|t| matches!(t, TestConfig::DataRandomization { weights: None, .. }))
 }
 
 /// The stages a test randomises (resolved), if it has any.
 fn stages_of(test: &TestConfig) -> Option<&[String]> {
     match test {
-        TestConfig::Cascading { stages, .. }
-        | TestConfig::Independent { stages, .. }
-        | TestConfig::SmoothMprt { stages, .. }
-        | TestConfig::EfficientMprt { stages, .. } => stages.as_deref(),
+        TestConfig::Cascading { stages: Some(Stages::Named(stages)), .. }
+        | TestConfig::Independent { stages: Some(Stages::Named(stages)), .. }
+        | TestConfig::SmoothMprt { stages: Some(Stages::Named(stages)), .. }
+        | TestConfig::EfficientMprt { stages: Some(Stages::Named(stages)), .. } => Some(stages),
         _ => None,
     }
 }
@@ -791,26 +837,36 @@ fn check_reinit(reinit: &Reinit) -> std::result::Result<(), String> {
 
 /// The layers listed (all parameterised layers when `stages` is unset), checked, in network
 /// order; the message says what is accepted.
-fn resolve_stages(stages: Option<&[String]>, all: &[String]) -> std::result::Result<Vec<String>, String> {
-    let mut chosen = stages.map_or_else(|| all.to_vec(), <[String]>::to_vec);
+fn resolve_stages(stages: Option<&Stages>, net: &Net) -> std::result::Result<Vec<String>, String> {
+    let mut chosen = match stages {
+        None | Some(Stages::Layers) => net.layers(),
+        Some(Stages::Blocks) => net.blocks(),
+        Some(Stages::Named(names)) => names.clone(),
+    };
     if chosen.is_empty() {
         return Err("empty; omit it for all layers".into());
     }
-    let mut seen = BTreeSet::new();
+    let layers = net.layers();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
     for s in &chosen {
-        if !all.contains(s) {
-            return Err(format!(
-                "`{s}` is not a parameterised layer; this model has: {}{}",
-                all.join(", "),
-                sanity_rundir::diagnostics::did_you_mean(s, all.iter().map(String::as_str))
-            ));
+        let under = net.stage_layers(s).map_err(|_| {
+            let mut known = net.blocks();
+            known.extend(layers.iter().filter(|l| !net.blocks().contains(l)).cloned());
+            format!(
+                "`{s}` is not a parameterised layer{}; this model has: {}{}",
+                if net.is_graph() { " or a module of them" } else { "" },
+                known.join(", "),
+                sanity_rundir::diagnostics::did_you_mean(s, known.iter().map(String::as_str))
+            )
+        })?;
+        if let Some(twice) = under.iter().find(|l| seen.contains(*l)) {
+            return Err(format!("`{s}` is listed twice (its layer `{twice}` is in another stage too)"));
         }
-        if !seen.insert(s.clone()) {
-            return Err(format!("`{s}` is listed twice"));
-        }
+        seen.extend(under);
     }
-    // Stages run in network order whatever order they were listed in.
-    chosen.sort_by_key(|s| all.iter().position(|a| a == s));
+    // Stages run in network order (of their first layer) whatever order they were listed in.
+    let first = |s: &String| net.stage_layers(s).ok().and_then(|u| layers.iter().position(|l| *l == u[0]));
+    chosen.sort_by_key(first);
     Ok(chosen)
 }
 
@@ -841,6 +897,70 @@ fn resolve_pairs(pairs: Option<&[[String; 2]]>, methods: &[&str]) -> std::result
         }
     }
     Ok(chosen)
+}
+
+/// The network of `model` for `data`'s images: a sequential preset or architecture TOML, a
+/// graph preset built for the data's image shape and classes, or an ONNX import (and its
+/// weights). The error names the key at fault and says what is accepted.
+// Long: four sources, each checked against the data.
+fn resolve_model(
+    model: &ModelConfig,
+    data: &DataPlan,
+) -> std::result::Result<(Net, Option<Weights>), (&'static str, String)> {
+    let input = data.image_shape();
+    let classes = data.num_classes();
+    let (net, weights) = match (&model.onnx, model.arch.as_str()) {
+        (Some(_), arch) if !arch.is_empty() => {
+            return Err((
+                "model.arch",
+                format!("`{arch}` beside model.onnx; give one of them (the ONNX file holds the model)"),
+            ));
+        }
+        (Some(_), _) if model.weights.is_some() => {
+            return Err(("model.weights", "beside model.onnx, whose weights are inside it; give one of them".into()));
+        }
+        (Some(path), _) => {
+            let imported = read_onnx(path).map_err(|e| ("model.onnx", e.to_string()))?;
+            if imported.graph.input != input {
+                return Err((
+                    "model.onnx",
+                    format!("{} takes inputs {:?} but the data are {input:?}", path.display(), imported.graph.input),
+                ));
+            }
+            (Net::Graph(Arc::new(imported.graph)), Some(imported.weights))
+        }
+        (None, "") => return Err(("model.arch", "missing; give model.arch (a preset or a file) or model.onnx".into())),
+        (None, name) if GRAPH_PRESETS.contains(&name) => {
+            let graph = graph_preset(name, input, classes).map_err(|e| ("model.arch", e.to_string()))?;
+            (Net::Graph(Arc::new(graph)), None)
+        }
+        (None, name) => (Net::Layers(Arc::new(resolve_arch(name, data).map_err(|m| ("model.arch", m))?)), None),
+    };
+    let outputs = net.num_outputs();
+    if !(outputs == classes || (classes == 2 && outputs == 1)) {
+        let key = if model.onnx.is_some() { "model.onnx" } else { "model.arch" };
+        return Err((
+            key,
+            format!(
+                "the model has {outputs} outputs but the data have {classes} classes (accepted: one output per class, or 1 logit for 2 classes)"
+            ),
+        ));
+    }
+    Ok((net, weights))
+}
+
+/// The refusal of a plan that would train a model graph (not supported yet): which key asks
+/// for it and what to give instead.
+fn graph_training_refusal(config: &Config, source: &str) -> ExperimentError {
+    let key = match config.tests.iter().position(|t| matches!(t, TestConfig::DataRandomization { weights: None, .. })) {
+        Some(i) if config.model.weights.is_some() || config.model.onnx.is_some() => format!("tests[{i}].weights"),
+        _ => "model.weights".to_string(),
+    };
+    ExperimentError::keyed(
+        source,
+        &key,
+        "missing: a model graph (a graph preset or an ONNX import) is not trained by sanity yet; give trained weights (safetensors with torchvision's names, or model.onnx)".to_string(),
+    )
 }
 
 /// The architecture `name` (a preset, or an architecture TOML file) for `data`'s images,

@@ -12,11 +12,11 @@ use crate::units::{CONTROL_METHODS, Pairing, Second, Slot, design};
 use crate::verdicts::verdicts;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use sanity_attribution::{Attribution, MethodSpec, ReferenceSet, TunnelSpec};
+use sanity_attribution::{MethodSpec, NetMethod, ReferenceSet, TunnelSpec};
 use sanity_data::Dataset;
 use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
+use sanity_model::NetModel;
 use sanity_model::train::classes_of;
-use sanity_model::{Model, accuracy};
 use sanity_rundir::config::{ComparisonConfig, Config};
 use sanity_rundir::error::{ExperimentError, Result};
 use sanity_rundir::example_maps::{Example, image_dir, map_file, prediction_of, write_examples, write_map};
@@ -107,6 +107,10 @@ pub struct RunOutcome {
 /// The maps of one method on the explained images, post-processed by each comparison.
 /// `[comparison][image]`.
 type Processed = Vec<Vec<std::result::Result<Map, Status>>>;
+
+/// A control's post-processed maps: one per input channel, and on inputs of several channels
+/// their mean over the channels (for one-channel maps).
+type ControlMaps = (Processed, Option<Processed>);
 
 /// What [`prepare_dir`] found in the run directory.
 enum DirState {
@@ -321,7 +325,7 @@ struct Explained {
 impl Explained {
     /// The first `attribution.n_images` test images, and the trained `model`'s logits of them
     /// (the classes explained when `explain = "original_prediction"`).
-    fn of(plan: &Plan, test_set: &Dataset, model: &Model) -> Result<(Self, Vec<f32>)> {
+    fn of(plan: &Plan, test_set: &Dataset, model: &NetModel) -> Result<(Self, Vec<f32>)> {
         let config = &plan.config;
         let n = config.attribution.n_images;
         if n > test_set.len() {
@@ -338,24 +342,24 @@ impl Explained {
         let mut explained =
             Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
         let original_logits = explained.logits(model)?;
-        explained.original_classes = classes_of(&original_logits, plan.arch.num_outputs());
+        explained.original_classes = classes_of(&original_logits, plan.net.num_outputs());
         Ok((explained, original_logits))
     }
 
-    fn logits(&self, model: &Model) -> Result<Vec<f32>> {
+    fn logits(&self, model: &NetModel) -> Result<Vec<f32>> {
         let mut out = Vec::new();
         for start in (0..self.indices.len()).step_by(self.batch_size) {
             let len = self.batch_size.min(self.indices.len() - start);
-            out.extend(model.forward(&self.x.narrow(0, start, len)?)?.flatten_all()?.to_vec1::<f32>()?);
+            out.extend(model.logits(&self.x.narrow(0, start, len)?.flatten_all()?.to_vec1::<f32>()?, len)?);
         }
         Ok(out)
     }
 
     /// Raw maps of `method` for explained images `start..start + len` under each of `slots`
     /// (with its targets), one [`Map`] per image: `[slot][image]`.
-    fn maps(&self, method: &dyn Attribution, slots: &[&Slot], start: usize, len: usize) -> Result<Vec<Vec<Map>>> {
+    fn maps(&self, method: &NetMethod, slots: &[&Slot], start: usize, len: usize) -> Result<Vec<Vec<Map>>> {
         let ids: Vec<u64> = self.indices[start..start + len].iter().map(|&i| i as u64).collect();
-        let models: Vec<&Model> = slots.iter().map(|s| &s.model).collect();
+        let models: Vec<&NetModel> = slots.iter().map(|s| &s.model).collect();
         let targets: Vec<&[usize]> = slots.iter().map(|s| &s.targets[start..start + len]).collect();
         let batches = method.attribute_models(&models, &self.x.narrow(0, start, len)?, &targets, &ids)?;
         batches
@@ -367,6 +371,24 @@ impl Explained {
             })
             .collect()
     }
+}
+
+/// The fraction of `data` that `model` classifies correctly, evaluation mode.
+pub(crate) fn accuracy(model: &NetModel, data: &Dataset) -> Result<f64> {
+    let logits = model.logits_of(data.images_in(0..data.len()), 256)?;
+    let predicted = classes_of(&logits, model.net.num_outputs());
+    let correct = predicted.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
+    Ok(correct as f64 / data.len().max(1) as f64)
+}
+
+/// The mean of `map`'s channels, `[c, h, w] -> [1, h, w]`.
+fn channel_mean(map: &Map) -> Map {
+    let [c, h, w] = map.shape;
+    let mut mean = vec![0.0f32; h * w];
+    for plane in map.data.chunks_exact(h * w) {
+        mean.iter_mut().zip(plane).for_each(|(m, v)| *m += v / c as f32);
+    }
+    Map::new(mean, [1, h, w])
 }
 
 fn postprocess_all(maps: &[Map], comparisons: &[ComparisonConfig]) -> Processed {
@@ -411,7 +433,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     // Every model explained: the original, each test's stages and the controls' models. Stages
     // share the tensors they did not re-initialise, so a batch evaluates those layers once.
     let (slots, pairings) = {
-        let mut logits_of = |m: &Model| explained.logits(m);
+        let mut logits_of = |m: &NetModel| explained.logits(m);
         let random_label_model = random_labels.as_ref().map(|(m, _)| m);
         design(plan, &model, random_label_model, &explained.labels, &explained.original_classes, &mut logits_of)?
     };
@@ -434,8 +456,8 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     clock.timings.push(("total".into(), started.elapsed().as_secs_f64()));
 
     let model_report = ModelReport {
-        arch: plan.config.model.arch.clone(),
-        stages: plan.arch.stages().iter().map(|s| s.to_string()).collect(),
+        arch: plan.model_name(),
+        stages: plan.net.layers(),
         origin,
         train_accuracy,
         test_accuracy,
@@ -538,7 +560,7 @@ fn keep_examples(
     slots: &[Slot],
     original_logits: &[f32],
 ) -> Result<()> {
-    let outputs = plan.arch.num_outputs();
+    let outputs = plan.net.num_outputs();
     let [c, h, w] = test_set.image_shape;
     let examples = plan.config.report.examples.min(explained.indices.len());
     let kept: Vec<(Example, Map)> = (0..examples)
@@ -584,40 +606,40 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
 /// methods.
 struct MethodSet {
     /// The methods, in config order.
-    methods: Vec<Box<dyn Attribution>>,
+    methods: Vec<NetMethod>,
     /// Per method, its `repeat` control's method when it is stochastic (another seed).
-    repeats: Vec<Option<Box<dyn Attribution>>>,
+    repeats: Vec<Option<NetMethod>>,
     /// The control maps' methods ([`CONTROL_METHODS`]).
-    controls: Vec<Box<dyn Attribution>>,
+    controls: Vec<NetMethod>,
     /// Per smoothing setting of the pairings (after the first, none), the methods in it.
-    smoothed: Vec<(Smoothing, Vec<Box<dyn Attribution>>)>,
+    smoothed: Vec<(Smoothing, Vec<NetMethod>)>,
 }
 
 impl MethodSet {
     fn build(plan: &Plan, train_set: &Dataset, pairings: &[Pairing]) -> Result<Self> {
         let (config, seed) = (&plan.config, plan.config.seed);
         let references = training_references(&config.attribution.methods, train_set)?;
-        let build = |seed: u64| -> Result<Vec<Box<dyn Attribution>>> {
+        let build = |seed: u64| -> Result<Vec<NetMethod>> {
             Ok(config
                 .attribution
                 .methods
                 .iter()
-                .map(|m| m.build_with(&plan.arch, seed, references.as_ref()))
+                .map(|m| NetMethod::build(m, &plan.net, seed, references.as_ref()))
                 .collect::<std::result::Result<_, _>>()?)
         };
         let methods = build(seed)?;
         // The `repeat` control of a stochastic method draws from another seed.
-        let repeats: Vec<Option<Box<dyn Attribution>>> = build(repeat_seed(seed))?
+        let repeats: Vec<Option<NetMethod>> = build(repeat_seed(seed))?
             .into_iter()
             .zip(&config.attribution.methods)
             .map(|(m, spec)| spec.is_stochastic().then_some(m))
             .collect();
-        let controls: Vec<Box<dyn Attribution>> = CONTROL_METHODS
+        let controls: Vec<NetMethod> = CONTROL_METHODS
             .iter()
             .map(|id| {
                 let spec: MethodSpec = serde_json::from_value(serde_json::json!({ "method": id }))
                     .expect("the control methods take no parameters");
-                spec.build(&plan.arch, seed)
+                NetMethod::build(&spec, &plan.net, seed, None)
             })
             .collect::<std::result::Result<_, _>>()?;
         let mut settings: Vec<Smoothing> = Vec::new();
@@ -640,7 +662,7 @@ impl MethodSet {
                             noise: s.noise,
                             batch: sanity_attribution::method::default_batch(),
                         };
-                        MethodSpec::Smoothgrad(tunnel).build_with(&plan.arch, seed, references.as_ref())
+                        NetMethod::build(&MethodSpec::Smoothgrad(tunnel), &plan.net, seed, references.as_ref())
                     })
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 Ok((s, tunnels))
@@ -762,14 +784,14 @@ impl Work<'_> {
             // A stochastic method's repeat control, post-processed once (only its own maps use it).
             let repeat = match (&repeats[mi], uses(|s| *s == Second::Repeat)) {
                 (Some(again), true) => {
-                    let maps = explained.maps(again.as_ref(), &slot_refs[..1], start, len)?;
+                    let maps = explained.maps(again, &slot_refs[..1], start, len)?;
                     Some(postprocess_all(&maps[0], &config.comparisons))
                 }
                 _ => None,
             };
             for Variant { smoothing: variant, methods: variant_methods, slots: slots_used } in variants {
                 let refs: Vec<&Slot> = slots_used.iter().map(|&s| &slots[s]).collect();
-                let maps = explained.maps(variant_methods[mi].as_ref(), &refs, start, len)?;
+                let maps = explained.maps(&variant_methods[mi], &refs, start, len)?;
                 for (slot, slot_maps) in refs.iter().zip(&maps) {
                     for (i, map) in slot_maps.iter().enumerate().take(examples.saturating_sub(start)) {
                         let file = map_file(&slot.name, method.id(), variant.is_some());
@@ -788,10 +810,14 @@ impl Work<'_> {
                             None => continue,
                         },
                         Second::Repeat => (repeat.as_ref().unwrap_or(own), 0, method.id()),
-                        Second::Control(c) => match &control_maps[c] {
-                            Some(maps) => (maps, 0, controls[c].id()),
-                            None => continue,
-                        },
+                        Second::Control(c) => {
+                            let one_channel = maps[0].first().is_some_and(|m| m.shape[0] == 1);
+                            match &control_maps[c] {
+                                Some((_, Some(mean))) if one_channel => (mean, 0, controls[c].id()),
+                                Some((maps, _)) => (maps, 0, controls[c].id()),
+                                None => continue,
+                            }
+                        }
                         Second::Method(_) => continue,
                     };
                     let context = RowContext { run_id: &self.plan.run_id, pairing, method: method.id(), method_b };
@@ -813,14 +839,21 @@ impl Work<'_> {
     }
 
     /// The post-processed control maps (random map, Sobel) of images `start..start + len`,
-    /// for the controls a pairing compares with.
-    fn control_maps(&self, start: usize, len: usize) -> Result<Vec<Option<Processed>>> {
+    /// for the controls a pairing compares with: one map per input channel, and (on inputs of
+    /// several channels) their mean over the channels, which a one-channel map (a CAM's) is
+    /// compared with.
+    fn control_maps(&self, start: usize, len: usize) -> Result<Vec<Option<ControlMaps>>> {
         let original = [&self.slots[0]];
-        let mut out: Vec<Option<Processed>> = vec![None; CONTROL_METHODS.len()];
+        let comparisons = &self.plan.config.comparisons;
+        let mut out = vec![None; CONTROL_METHODS.len()];
         for (c, control) in self.methods.controls.iter().enumerate() {
             if self.pairings.iter().any(|p| p.second == Second::Control(c)) {
-                let maps = self.explained.maps(control.as_ref(), &original, start, len)?;
-                out[c] = Some(postprocess_all(&maps[0], &self.plan.config.comparisons));
+                let maps = self.explained.maps(control, &original, start, len)?;
+                let mean = (self.plan.net.input()[0] > 1).then(|| {
+                    let means: Vec<Map> = maps[0].iter().map(channel_mean).collect();
+                    postprocess_all(&means, comparisons)
+                });
+                out[c] = Some((postprocess_all(&maps[0], comparisons), mean));
             }
         }
         Ok(out)
@@ -902,7 +935,7 @@ struct Variant<'a> {
     /// None: the methods' own maps; else a smooth MPRT's noise tunnel around them.
     smoothing: Option<Smoothing>,
     /// The methods, in config order.
-    methods: &'a [Box<dyn Attribution>],
+    methods: &'a [NetMethod],
     /// The slots whose maps the variant's pairings compare, slot 0 first.
     slots: Vec<usize>,
 }

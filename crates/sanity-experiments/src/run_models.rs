@@ -8,13 +8,14 @@ use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
 use sanity_data::Dataset;
 use sanity_model::{
-    BatchProgress, Checkpoint, EpochStats, Model, ModelError, TrainSpec, Training, Weights, accuracy, init_weights,
-    train_observed,
+    Architecture, BatchProgress, Checkpoint, EpochStats, Model, ModelError, Net, NetModel, TrainSpec, Training,
+    Weights, accuracy, init_weights, train_observed,
 };
 use sanity_rundir::error::{ExperimentError, Result};
 use sanity_rundir::manifest::RandomLabelReport;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The trained model's weights in a run directory.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -34,18 +35,23 @@ pub(crate) fn build_model(
     dir: &Path,
     options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(Model, Vec<sanity_model::EpochStats>, String)> {
+) -> Result<(NetModel, Vec<sanity_model::EpochStats>, String)> {
     let config = &plan.config;
-    let inputs = ModelInputs::new(config, &plan.arch, train_print.to_string(), "true");
+    if let Net::Graph(graph) = &plan.net {
+        return given_graph_model(plan, graph, config.model.weights.as_deref(), "model.weights");
+    }
+    let arch = trained_arch(plan)?;
+    let inputs = ModelInputs::new(config, &arch, train_print.to_string(), "true");
     let source = ModelSource {
+        arch: &arch,
         given: config.model.weights.as_deref(),
         inputs: &inputs,
         saved: Saved { weights: dir.join(MODEL_FILE), record: dir.join(MODEL_RECORD) },
         checkpoints: dir.join(CHECKPOINTS),
         kill_point: Some("after_training"),
     };
-    source.obtain(plan, options, progress, &mut |places, progress| {
-        let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, config.seed)?);
+    let (model, epochs, origin) = source.obtain(options, progress, &mut |places, progress| {
+        let initial = Model::new(arch.clone(), init_weights(&arch, config.seed)?);
         let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
         let describe = |s: &EpochStats| {
             format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy)
@@ -55,7 +61,38 @@ pub(crate) fn build_model(
         let (weights, epochs, origin) =
             train_resumable(&initial, train_set, &spec, config.seed, phase, places, &stop, progress)?;
         Ok((initial.with_weights(weights), epochs, origin))
-    })
+    })?;
+    Ok((NetModel::new(plan.net.clone(), model.weights), epochs, origin))
+}
+
+/// The model of a graph network: the weights its ONNX file came with, or those of the
+/// weights file `given` (named by `key`; torchvision's parameter names). A graph is not
+/// trained here (`Plan::new` refuses a plan that would train one).
+fn given_graph_model(
+    plan: &Plan,
+    graph: &sanity_model::graph::Graph,
+    given: Option<&Path>,
+    key: &str,
+) -> Result<(NetModel, Vec<EpochStats>, String)> {
+    if let (Some(weights), Some(path)) = (&plan.onnx_weights, &plan.config.model.onnx) {
+        return Ok((NetModel::new(plan.net.clone(), weights.clone()), Vec::new(), path.display().to_string()));
+    }
+    let path = given
+        .ok_or_else(|| ExperimentError::keyed(&plan.source, key, "missing: a model graph needs trained weights"))?;
+    let weights = Weights::load_for_graph(path, graph)?;
+    Ok((NetModel::new(plan.net.clone(), weights), Vec::new(), path.display().to_string()))
+}
+
+/// The sequential architecture of `plan`'s network: what sanity trains.
+fn trained_arch(plan: &Plan) -> Result<Arc<Architecture>> {
+    match &plan.net {
+        Net::Layers(arch) => Ok(Arc::clone(arch)),
+        Net::Graph(_) => Err(ExperimentError::keyed(
+            &plan.source,
+            "model.weights",
+            "missing: a model graph is not trained by sanity yet; give its trained weights",
+        )),
+    }
 }
 
 /// A model, trained or not, with its epochs and where it came from (for the manifest).
@@ -65,6 +102,8 @@ type Obtained = (Model, Vec<EpochStats>, String);
 /// directory's own saved model (`--resume`, when its record vouches for it); the model cache;
 /// else trained, then saved, stored in the cache, and its checkpoints kept.
 struct ModelSource<'a> {
+    /// The architecture.
+    arch: &'a Arc<Architecture>,
     /// Weights the config gives (never trained).
     given: Option<&'a Path>,
     /// What the model depends on: its cache key.
@@ -83,34 +122,28 @@ type Train<'a> = dyn FnMut(&Checkpoints, &mut dyn FnMut(Progress)) -> Result<Obt
 impl ModelSource<'_> {
     /// The model, from the first source that has it; `train` trains it when none does. The
     /// model cache's lock on it is held until it is trained and stored.
-    fn obtain(
-        self,
-        plan: &Plan,
-        options: &RunOptions,
-        progress: &mut dyn FnMut(Progress),
-        train: &mut Train,
-    ) -> Result<Obtained> {
-        let (inputs, saved) = (self.inputs, &self.saved);
+    fn obtain(self, options: &RunOptions, progress: &mut dyn FnMut(Progress), train: &mut Train) -> Result<Obtained> {
+        let (inputs, saved, arch) = (self.inputs, &self.saved, self.arch);
         if let Some(path) = self.given {
-            let weights = Weights::load_safetensors(path, &plan.arch)?;
-            return Ok((Model::new(plan.arch.clone(), weights), Vec::new(), path.display().to_string()));
+            let weights = Weights::load_safetensors(path, arch)?;
+            return Ok((Model::new(arch.clone(), weights), Vec::new(), path.display().to_string()));
         }
         if options.resume
-            && let Some((weights, epochs)) = saved.reuse(inputs, &plan.arch, progress)?
+            && let Some((weights, epochs)) = saved.reuse(inputs, arch, progress)?
         {
-            return Ok((Model::new(plan.arch.clone(), weights), epochs, "trained (resumed)".into()));
+            return Ok((Model::new(arch.clone(), weights), epochs, "trained (resumed)".into()));
         }
         let key = inputs.key();
         // Held until the model is trained and stored, so that runs beside this one wait and load it.
         let claim = claim(options, &key, progress)?;
         let places = Checkpoints::of(options, claim.as_ref(), &key, self.checkpoints);
         if let Some(cache) = &options.model_cache
-            && let Some((weights, epochs)) = cache.load(inputs, &plan.arch, &mut |n| progress(Progress::Note(n)))?
+            && let Some((weights, epochs)) = cache.load(inputs, arch, &mut |n| progress(Progress::Note(n)))?
         {
             saved.write(inputs, &weights, &epochs)?;
             progress(Progress::Note(format!("model {key} from the model cache")));
             places.keep(progress);
-            return Ok((Model::new(plan.arch.clone(), weights), epochs, format!("trained (model cache {key})")));
+            return Ok((Model::new(arch.clone(), weights), epochs, format!("trained (model cache {key})")));
         }
         let (model, epochs, origin) = train(&places, progress)?;
         saved.write(inputs, &model.weights, &epochs)?;
@@ -376,7 +409,7 @@ pub(crate) fn build_random_label_model(
     dir: &Path,
     options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Option<(Model, RandomLabelReport)>> {
+) -> Result<Option<(NetModel, RandomLabelReport)>> {
     let config = &plan.config;
     let Some(RandomLabels { target_accuracy, max_epochs, weights, n_train, training: own }) =
         plan.tests.iter().find_map(|t| match &t.kind {
@@ -387,6 +420,26 @@ pub(crate) fn build_random_label_model(
         return Ok(None);
     };
     let (full_train_set, test_set) = sets;
+    if let Net::Graph(graph) = &plan.net {
+        let key = plan.tests.iter().position(|t| matches!(t.kind, TestKind::RandomLabels(_)));
+        let (model, _, origin) =
+            given_graph_model(plan, graph, weights.as_deref(), &format!("tests[{}].weights", key.unwrap_or(0)))?;
+        let report = RandomLabelReport {
+            origin,
+            n_train: full_train_set.len(),
+            train_accuracy_random_labels: crate::run::accuracy(
+                &model,
+                &full_train_set.with_permuted_labels(config.seed),
+            )?,
+            train_accuracy_true_labels: crate::run::accuracy(&model, full_train_set)?,
+            test_accuracy: crate::run::accuracy(&model, test_set)?,
+            target_accuracy: *target_accuracy,
+            reached_target: false,
+            epochs: Vec::new(),
+        };
+        return Ok(Some((model, reached(report, progress))));
+    }
+    let arch = trained_arch(plan)?;
     let subset = n_train.filter(|&n| n < full_train_set.len()).map(|n| full_train_set.first(n));
     let train_set = subset.as_ref().unwrap_or(full_train_set);
     let permuted = train_set.with_permuted_labels(config.seed);
@@ -394,23 +447,24 @@ pub(crate) fn build_random_label_model(
     // Its own settings, for up to `max_epochs`, whatever `training.epochs` says.
     let inputs = ModelInputs {
         training: sanity_rundir::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() },
-        ..ModelInputs::new(config, &plan.arch, permuted.fingerprint(), &labels)
+        ..ModelInputs::new(config, &arch, permuted.fingerprint(), &labels)
     };
     let source = ModelSource {
+        arch: &arch,
         given: weights.as_deref(),
         inputs: &inputs,
         saved: Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) },
         checkpoints: dir.join(RANDOM_LABEL_CHECKPOINTS),
         kill_point: None,
     };
-    let (model, epochs, origin) = source.obtain(plan, options, progress, &mut |places, progress| {
+    let (model, epochs, origin) = source.obtain(options, progress, &mut |places, progress| {
         let spec = TrainSpec {
             epochs: *max_epochs,
             stop_at_accuracy: Some(*target_accuracy),
             checkpoint_dir: Some(places.dir.clone()),
             ..own.spec()
         };
-        train_on_permuted(plan, &permuted, &spec, places, options, progress)
+        train_on_permuted(plan, &arch, &permuted, &spec, places, options, progress)
     })?;
     let report = RandomLabelReport {
         origin,
@@ -422,6 +476,7 @@ pub(crate) fn build_random_label_model(
         reached_target: false,
         epochs,
     };
+    let model = NetModel::new(plan.net.clone(), model.weights);
     Ok(Some((model, reached(report, progress))))
 }
 
@@ -440,6 +495,7 @@ fn reached(report: RandomLabelReport, progress: &mut dyn FnMut(Progress)) -> Ran
 /// `permuted` (the training set with permuted labels), going on from `places`' checkpoints.
 fn train_on_permuted(
     plan: &Plan,
+    arch: &Arc<Architecture>,
     permuted: &Dataset,
     spec: &TrainSpec,
     places: &Checkpoints,
@@ -447,7 +503,7 @@ fn train_on_permuted(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Model, Vec<EpochStats>, String)> {
     let seed = plan.config.seed;
-    let initial = Model::new(plan.arch.clone(), init_weights(&plan.arch, seed)?);
+    let initial = Model::new(arch.clone(), init_weights(arch, seed)?);
     let describe = |s: &EpochStats| {
         let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
         format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)

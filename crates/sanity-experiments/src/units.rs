@@ -7,8 +7,8 @@ use crate::checked::{Randomization, Smoothing, TestKind};
 use crate::plan::Plan;
 use rand::{Rng, RngCore};
 use sanity_data::stream_rng;
+use sanity_model::NetModel;
 use sanity_model::train::classes_of;
-use sanity_model::{Model, init_weights};
 use sanity_rundir::config::{ControlsConfig, ExplainedClass};
 use sanity_rundir::error::Result;
 use sanity_rundir::files::stage_key;
@@ -20,7 +20,7 @@ pub struct Slot {
     /// ...), or `control.random_models.a` / `.b` (`.a.draw1`, ...).
     pub name: String,
     /// The model.
-    pub model: Model,
+    pub model: NetModel,
     /// Explained output index per explained image.
     pub targets: Vec<usize>,
 }
@@ -70,11 +70,11 @@ pub struct Pairing {
 /// trained model's classes and a way to get a model's logits on the explained images.
 pub fn design(
     plan: &Plan,
-    model: &Model,
-    random_label_model: Option<&Model>,
+    model: &NetModel,
+    random_label_model: Option<&NetModel>,
     labels: &[usize],
     original_classes: &[usize],
-    logits_of: &mut dyn FnMut(&Model) -> Result<Vec<f32>>,
+    logits_of: &mut dyn FnMut(&NetModel) -> Result<Vec<f32>>,
 ) -> Result<(Vec<Slot>, Vec<Pairing>)> {
     let config = &plan.config;
     let mut d = Designer { plan, model, labels, original_classes, logits_of, slots: Vec::new(), pairings: Vec::new() };
@@ -97,7 +97,7 @@ pub fn design(
                 }
             }
             TestKind::RandomLogit => {
-                let targets = random_other_classes(&d.slots[0].targets, plan.arch.num_outputs(), config.seed);
+                let targets = random_other_classes(&d.slots[0].targets, plan.net.num_outputs(), config.seed);
                 d.slots.push(Slot { name: stage_key(test.id, "", "random_logit"), model: model.clone(), targets });
                 let slot = d.slots.len() - 1;
                 d.pairings.push(single(test.id, "random_logit", 0, Second::Slot(slot), None));
@@ -116,10 +116,10 @@ pub fn design(
 /// Builds the slots and pairings of [`design`], one test at a time.
 struct Designer<'a> {
     plan: &'a Plan,
-    model: &'a Model,
+    model: &'a NetModel,
     labels: &'a [usize],
     original_classes: &'a [usize],
-    logits_of: &'a mut dyn FnMut(&Model) -> Result<Vec<f32>>,
+    logits_of: &'a mut dyn FnMut(&NetModel) -> Result<Vec<f32>>,
     slots: Vec<Slot>,
     pairings: Vec<Pairing>,
 }
@@ -127,8 +127,8 @@ struct Designer<'a> {
 impl Designer<'_> {
     /// Adds a slot of `model`, named `name`, explaining the class the config says: fixed, or
     /// (current_prediction of a multi-class model) the model's own argmax. Returns its index.
-    fn add_slot(&mut self, name: String, model: Model) -> Result<usize> {
-        let outputs = self.plan.arch.num_outputs();
+    fn add_slot(&mut self, name: String, model: NetModel) -> Result<usize> {
+        let outputs = self.plan.net.num_outputs();
         let targets = match (outputs, self.plan.config.attribution.explain) {
             (1, _) => vec![0; self.labels.len()],
             (_, ExplainedClass::TrueLabel) => self.labels.to_vec(),
@@ -150,12 +150,12 @@ impl Designer<'_> {
         draws: usize,
         smoothing: Option<Smoothing>,
     ) -> Result<()> {
-        let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
+        let (net, seed) = (&self.plan.net, self.plan.config.seed);
         let sequence = cascade_order(stages, order);
         for draw in 0..draws {
             let mut weights = self.model.weights.clone();
             for (k, stage) in sequence.iter().enumerate() {
-                weights = cascade_step(&weights, arch, stage, reinit, seed, draw)?;
+                weights = cascade_step(&weights, net, stage, reinit, seed, draw)?;
                 let name = drawn(stage_key(test, order.name(), stage), draw);
                 let slot = self.add_slot(name, self.model.with_weights(weights.clone()))?;
                 self.pairings.push(Pairing {
@@ -182,11 +182,11 @@ impl Designer<'_> {
         stages: &[String],
         draws: usize,
     ) -> Result<()> {
-        let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
+        let (net, seed) = (&self.plan.net, self.plan.config.seed);
         for draw in 0..draws {
             let mut weights = self.model.weights.clone();
             for stage in stages {
-                weights = cascade_step(&weights, arch, stage, reinit, seed, draw)?;
+                weights = cascade_step(&weights, net, stage, reinit, seed, draw)?;
             }
             let slot = self.add_slot(drawn(stage_key(test, "", "all"), draw), self.model.with_weights(weights))?;
             self.pairings.push(Pairing {
@@ -206,17 +206,21 @@ impl Designer<'_> {
         stages: &[String],
         draws: usize,
     ) -> Result<()> {
-        let (arch, seed) = (&self.plan.arch, self.plan.config.seed);
-        let network_order: Vec<String> = arch.stages().iter().map(|s| s.to_string()).collect();
+        let (net, seed) = (&self.plan.net, self.plan.config.seed);
+        let network_order = net.layers();
+        let position = |stage: &str| -> usize {
+            let first = net.stage_layers(stage).ok().and_then(|layers| layers.into_iter().next());
+            first.and_then(|f| network_order.iter().position(|l| *l == f)).unwrap_or(0)
+        };
         for draw in 0..draws {
             for stage in stages {
-                let weights = cascade_step(&self.model.weights, arch, stage, reinit, seed, draw)?;
+                let weights = cascade_step(&self.model.weights, net, stage, reinit, seed, draw)?;
                 let name = drawn(stage_key(test, "", stage), draw);
                 let slot = self.add_slot(name, self.model.with_weights(weights))?;
                 self.pairings.push(Pairing {
                     test,
                     order: "",
-                    stage_index: network_order.iter().position(|s| s == stage).unwrap_or(0) + 1,
+                    stage_index: position(stage) + 1,
                     draw,
                     stage: stage.clone(),
                     first: 0,
@@ -242,7 +246,7 @@ impl Designer<'_> {
             for draw in 0..draws {
                 let mut untrained = |k: u64, side: &str| -> Result<usize> {
                     let init_seed = stream_rng(seed, "random_models", k).next_u64();
-                    let m = self.model.with_weights(init_weights(&self.plan.arch, init_seed)?);
+                    let m = self.model.with_weights(self.plan.net.init(init_seed)?);
                     self.add_slot(format!("control.random_models.{}", drawn(side.to_string(), draw)), m)
                 };
                 let k = 2 * draw as u64;

@@ -15,6 +15,7 @@ pub mod init;
 pub mod layer;
 pub mod lrp;
 pub mod native;
+pub mod net;
 pub mod onnx;
 pub mod ops;
 pub mod presets;
@@ -28,6 +29,7 @@ pub use forward::{Mode, Model};
 pub use init::{Reinit, init_weights, reinitialize};
 pub use layer::{Init, LayerSpec};
 pub use lrp::LrpRule;
+pub use net::{Net, NetModel};
 pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
 pub use train::{

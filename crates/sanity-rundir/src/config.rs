@@ -187,13 +187,20 @@ pub fn default_effusion_fraction() -> f64 {
     0.5
 }
 
-/// The model: an architecture and optionally pretrained weights.
+/// The model: an architecture and optionally pretrained weights, or a model exported to ONNX.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// A preset name (`phantom-cnn`, `lesson-cnn`, `adebayo-cnn`, `adebayo-mlp`) or a path to an
-    /// architecture TOML (relative to the config file's folder).
+    /// A preset name (`phantom-cnn`, `lesson-cnn`, `adebayo-cnn`, `adebayo-mlp`), a graph
+    /// preset (`resnet18`, `resnet34`, `resnet50`, `vgg11`, `vgg16`, with torchvision's
+    /// parameter names) or a path to an architecture TOML (relative to the config file's
+    /// folder). Empty when `onnx` is given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub arch: String,
+    /// A model exported by `torch.onnx.export` (either exporter), weights included; instead
+    /// of `arch` and `weights`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnx: Option<PathBuf>,
     /// Pretrained weights (safetensors, PyTorch names); when given, training is skipped.
     #[serde(default)]
     pub weights: Option<PathBuf>,
@@ -384,7 +391,7 @@ pub enum TestConfig {
         reinit: Reinit,
         /// The parameterised layers to randomise; default all of them.
         #[serde(default)]
-        stages: Option<Vec<String>>,
+        stages: Option<Stages>,
         /// Independent re-initialisations per stage (each its own seeded model; `draw` column
         /// 0..draws): the summary's interval covers them and the images. Default 3.
         #[serde(default = "default_draws")]
@@ -399,7 +406,7 @@ pub enum TestConfig {
         reinit: Reinit,
         /// The parameterised layers to randomise; default all of them.
         #[serde(default)]
-        stages: Option<Vec<String>>,
+        stages: Option<Stages>,
         /// Independent re-initialisations per stage (each its own seeded model; `draw` column
         /// 0..draws): the summary's interval covers them and the images. Default 3.
         #[serde(default = "default_draws")]
@@ -446,7 +453,7 @@ pub enum TestConfig {
         reinit: Reinit,
         /// The parameterised layers to randomise; default all of them.
         #[serde(default)]
-        stages: Option<Vec<String>>,
+        stages: Option<Stages>,
         /// Independent re-initialisations per stage (each its own seeded model; `draw` column
         /// 0..draws): the summary's interval covers them and the images. Default 3.
         #[serde(default = "default_draws")]
@@ -469,7 +476,7 @@ pub enum TestConfig {
         reinit: Reinit,
         /// The parameterised layers randomised together; default all of them.
         #[serde(default)]
-        stages: Option<Vec<String>>,
+        stages: Option<Stages>,
         /// Independent re-initialisations per stage (each its own seeded model; `draw` column
         /// 0..draws): the summary's interval covers them and the images. Default 3.
         #[serde(default = "default_draws")]
@@ -486,6 +493,57 @@ pub enum TestConfig {
         #[serde(default)]
         pairs: Option<Vec<[String; 2]>>,
     },
+}
+
+/// The stages of a parameter randomisation test: `"layers"` (every parameterised layer, the
+/// default), `"blocks"` (a graph's ResNet blocks, `layer4.1`, and its other layers each on its
+/// own, as Hedström et al. 2023 randomise ResNets), or a list of layer or module names (a
+/// module stands for every layer under it). The resolved config lists the names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stages {
+    /// Every parameterised layer.
+    Layers,
+    /// The blocks.
+    Blocks,
+    /// These layers or modules.
+    Named(Vec<String>),
+}
+
+impl Serialize for Stages {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Stages::Layers => serializer.serialize_str("layers"),
+            Stages::Blocks => serializer.serialize_str("blocks"),
+            Stages::Named(names) => names.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Stages {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Stages;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"layers\", \"blocks\" or a list of layer or module names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Stages, E> {
+                match v {
+                    "layers" => Ok(Stages::Layers),
+                    "blocks" => Ok(Stages::Blocks),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Stages, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(Stages::Named(names))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Training settings of the data randomisation test's model that replace `[training]`'s.
@@ -548,7 +606,7 @@ impl TestConfig {
             TestConfig::Cascading { stages, .. }
             | TestConfig::Independent { stages, .. }
             | TestConfig::SmoothMprt { stages, .. }
-            | TestConfig::EfficientMprt { stages, .. } => *stages = Some(resolved),
+            | TestConfig::EfficientMprt { stages, .. } => *stages = Some(Stages::Named(resolved)),
             _ => {}
         }
         test
@@ -751,6 +809,9 @@ impl Config {
         let arch = &self.model.arch;
         if (arch.ends_with(".toml") || arch.contains('/')) && Path::new(arch).is_relative() {
             self.model.arch = base("model.arch").join(&self.model.arch).display().to_string();
+        }
+        if let Some(o) = &mut self.model.onnx {
+            absolute("model.onnx", o);
         }
         if let Some(w) = &mut self.model.weights {
             absolute("model.weights", w);
