@@ -1,7 +1,8 @@
-//! `sanity run` on a model graph: an ONNX export (`[model] onnx`) and a graph preset with its
-//! trained weights (`[model] arch = "resnet18"`, `weights`), cascades by blocks, smooth and
-//! efficient MPRT, the random-logit test and the controls through the graph walk; and the
-//! plans it cannot run refused with exit 2, naming the key.
+//! `sanity run` on a model graph: an ONNX export (`[model] onnx`), a graph preset with its
+//! trained weights (`[model] arch = "resnet18"`, `weights`) or trained by the run, cascades by
+//! blocks, smooth and efficient MPRT, the random-logit and data randomisation tests and the
+//! controls through the graph walk; and the plans it cannot run refused with exit 2, naming
+//! the key.
 
 mod common;
 
@@ -180,6 +181,52 @@ metrics = [{{ metric = "spearman" }}]
 }
 
 #[test]
+fn a_graph_preset_is_trained_then_checked_with_its_random_label_twin() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = r#"name = "trained-graph"
+seed = 2
+[data]
+source = "phantom"
+n_train = 24
+n_test = 8
+size = 32
+[model]
+arch = "resnet18"
+[training]
+epochs = 2
+batch_size = 8
+[attribution]
+n_images = 4
+methods = [{ method = "gradient" }, { method = "gradcam", layer = "layer3" }]
+[controls]
+random_models = false
+[[tests]]
+kind = "cascading"
+stages = ["layer4", "fc"]
+draws = 1
+[[tests]]
+kind = "data_randomization"
+max_epochs = 1
+[[comparisons]]
+postprocess = []
+metrics = [{ metric = "spearman" }]
+"#;
+    let path = tmp.path().join("trained.toml");
+    std::fs::write(&path, config).expect("config");
+    let out = tmp.path().join("run");
+    let (code, _, err) = sanity(&["run", &path.display().to_string(), "--out", &out.display().to_string()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("epoch 2: loss"), "trained for two epochs: {err}");
+    assert!(err.contains("random labels, epoch 1"), "the random-label twin trained: {err}");
+    let seen = stages(&out);
+    assert!(seen.iter().any(|k| k.0 == "data_randomization"), "{seen:?}");
+    // The trained weights are saved with torchvision's names and load as the preset's.
+    let graph = sanity_model::graph_presets::graph_preset("resnet18", [1, 32, 32], 2).expect("preset");
+    let weights = sanity_model::Weights::load_for_graph(&out.join("model.safetensors"), &graph).expect("loads");
+    assert!(weights.get("layer4.1.bn2.running_var").is_ok());
+}
+
+#[test]
 fn what_a_graph_cannot_run_is_refused_naming_the_key() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = rgb_arrays(tmp.path());
@@ -197,13 +244,6 @@ fn what_a_graph_cannot_run_is_refused_naming_the_key() {
             ),
             "tests[0].stages",
             "layer2.0",
-        ),
-        (
-            format!(
-                "{data}[model]\narch = \"resnet18\"\n[attribution]\nn_images = 2\nmethods = [{{ method = \"gradient\" }}]\n{tests}"
-            ),
-            "model.weights",
-            "not trained by sanity yet",
         ),
         (
             format!(
@@ -227,4 +267,14 @@ fn what_a_graph_cannot_run_is_refused_naming_the_key() {
         assert_eq!(code, Some(2), "case {i}: {err}");
         assert!(err.contains(key) && err.contains(why), "case {i}: {err}");
     }
+}
+
+#[test]
+fn the_readme_s_config_for_an_onnx_export_parses() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).expect("README");
+    let section = readme.split("\n### Your own PyTorch model\n").nth(1).expect("the section");
+    let block = section.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("a TOML block");
+    let config = sanity_rundir::config::Config::parse(block, "README.md", &[]).expect("parses");
+    assert!(config.model.onnx.is_some(), "{config:?}");
 }

@@ -11,7 +11,7 @@
 //! together train each model once: the others wait and load it.
 
 use sanity_data::fnv1a;
-use sanity_model::{Architecture, ArchitectureSpec, EpochStats, Weights};
+use sanity_model::{EpochStats, Net, NetSpec, Weights};
 use sanity_rundir::config::{Config, TrainingConfig};
 use sanity_rundir::error::{ExperimentError, Result};
 use serde::{Deserialize, Serialize};
@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 /// Everything a trained model depends on, by content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInputs {
-    /// The resolved architecture (a preset's layers, or an architecture file's content).
-    pub architecture: ArchitectureSpec,
+    /// The resolved network (a preset's layers, an architecture file's content, or a graph's
+    /// description hashed).
+    pub architecture: NetSpec,
     /// [`sanity_data::Dataset::fingerprint`] of the images and the labels trained on.
     pub data: String,
     /// The training settings, `checkpoint_every` set to 0 (it does not change the model).
@@ -37,11 +38,11 @@ pub struct ModelInputs {
 }
 
 impl ModelInputs {
-    /// The inputs of the model of `config` and `arch` trained on data with fingerprint
+    /// The inputs of the model of `config` and `net` trained on data with fingerprint
     /// `data` and labels `labels`.
-    pub fn new(config: &Config, arch: &Architecture, data: String, labels: &str) -> Self {
+    pub fn new(config: &Config, net: &Net, data: String, labels: &str) -> Self {
         Self {
-            architecture: arch.spec.clone(),
+            architecture: net.spec(),
             data,
             training: TrainingConfig { checkpoint_every: 0, ..config.training.clone() },
             labels: labels.to_string(),
@@ -178,7 +179,7 @@ impl ModelCache {
     pub fn load(
         &self,
         inputs: &ModelInputs,
-        arch: &Architecture,
+        net: &Net,
         on_note: &mut dyn FnMut(String),
     ) -> Result<Option<(Weights, Vec<EpochStats>)>> {
         let key = inputs.key();
@@ -198,7 +199,7 @@ impl ModelCache {
         if !differs.is_empty() {
             return pass_over(format!("it was trained on other inputs: {} differ", differs.join(", ")));
         }
-        let (hash, loaded) = crate::run_inputs::read_weights(&weights, arch)?;
+        let (hash, loaded) = crate::run_inputs::read_weights(&weights, net)?;
         if hash != stored.weights {
             return pass_over(format!("{} is not the file its record describes", weights.display()));
         }
@@ -295,12 +296,11 @@ mod tests {
         });
     }
 
-    fn quick(sets: &[&str]) -> (Config, Architecture) {
+    fn quick(sets: &[&str]) -> (Config, Net) {
         let sets: Vec<String> = sets.iter().map(ToString::to_string).collect();
         let config = Config::parse(crate::QUICK_TOML, "quick.toml", &sets).expect("config");
         let plan = crate::Plan::new(config.clone(), "quick.toml").expect("plan");
-        let sanity_model::Net::Layers(arch) = &plan.net else { panic!("quick.toml's model is sequential") };
-        (config, (**arch).clone())
+        (config, plan.net)
     }
 
     #[test]
@@ -322,7 +322,7 @@ mod tests {
         let cache = ModelCache::new(tmp.path());
         let (config, arch) = quick(&[]);
         let inputs = ModelInputs::new(&config, &arch, "data".into(), "true");
-        let weights = sanity_model::init_weights(&arch, 0).expect("weights");
+        let weights = arch.init(0).expect("weights");
         cache.store(&inputs, &weights, &[]).expect("store");
         let mut notes = Vec::new();
         assert!(cache.load(&inputs, &arch, &mut |n| notes.push(n)).expect("load").is_some());

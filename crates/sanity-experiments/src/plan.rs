@@ -299,9 +299,6 @@ impl Plan {
         }
         if trains_a_model(&config) {
             check_training_plan(&config, &data).map_err(keyed)?;
-            if net.is_graph() {
-                return Err(graph_training_refusal(&config, source));
-            }
         }
         let attribution = resolve_attribution(&config.attribution, &net, n_test).map_err(keyed)?;
         let config = Config { attribution, ..config };
@@ -903,7 +900,7 @@ fn resolve_pairs(pairs: Option<&[[String; 2]]>, methods: &[&str]) -> std::result
 /// graph preset built for the data's image shape and classes, or an ONNX import (and its
 /// weights). The error names the key at fault and says what is accepted.
 // Long: four sources, each checked against the data.
-fn resolve_model(
+pub fn resolve_model(
     model: &ModelConfig,
     data: &DataPlan,
 ) -> std::result::Result<(Net, Option<Weights>), (&'static str, String)> {
@@ -947,20 +944,6 @@ fn resolve_model(
         ));
     }
     Ok((net, weights))
-}
-
-/// The refusal of a plan that would train a model graph (not supported yet): which key asks
-/// for it and what to give instead.
-fn graph_training_refusal(config: &Config, source: &str) -> ExperimentError {
-    let key = match config.tests.iter().position(|t| matches!(t, TestConfig::DataRandomization { weights: None, .. })) {
-        Some(i) if config.model.weights.is_some() || config.model.onnx.is_some() => format!("tests[{i}].weights"),
-        _ => "model.weights".to_string(),
-    };
-    ExperimentError::keyed(
-        source,
-        &key,
-        "missing: a model graph (a graph preset or an ONNX import) is not trained by sanity yet; give trained weights (safetensors with torchvision's names, or model.onnx)".to_string(),
-    )
 }
 
 /// The architecture `name` (a preset, or an architecture TOML file) for `data`'s images,

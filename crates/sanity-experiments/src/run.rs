@@ -373,14 +373,6 @@ impl Explained {
     }
 }
 
-/// The fraction of `data` that `model` classifies correctly, evaluation mode.
-pub(crate) fn accuracy(model: &NetModel, data: &Dataset) -> Result<f64> {
-    let logits = model.logits_of(data.images_in(0..data.len()), 256)?;
-    let predicted = classes_of(&logits, model.net.num_outputs());
-    let correct = predicted.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
-    Ok(correct as f64 / data.len().max(1) as f64)
-}
-
 /// The mean of `map`'s channels, `[c, h, w] -> [1, h, w]`.
 fn channel_mean(map: &Map) -> Map {
     let [c, h, w] = map.shape;
@@ -415,7 +407,7 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     clock.mark("data");
     let (model, epochs, origin) =
         crate::run_models::build_model(plan, &train_set, &train_print, dir, options, progress)?;
-    let (train_accuracy, test_accuracy) = (accuracy(&model, &train_set)?, accuracy(&model, &test_set)?);
+    let (train_accuracy, test_accuracy) = (model.accuracy(&train_set)?, model.accuracy(&test_set)?);
     progress(Progress::Note(format!("model: train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}")));
     clock.mark("model");
 

@@ -127,14 +127,14 @@ fn bytes_hash(bytes: &[u8]) -> String {
     format!("{} bytes, hash {:016x}", bytes.len(), fnv1a(bytes))
 }
 
-/// The weights file at `path`, read once: its [`file_hash`], and its weights for `arch` (or
+/// The weights file at `path`, read once: its [`file_hash`], and its weights for `net` (or
 /// why they cannot be loaded).
 pub fn read_weights(
     path: &Path,
-    arch: &sanity_model::Architecture,
+    net: &Net,
 ) -> Result<(String, std::result::Result<sanity_model::Weights, sanity_model::ModelError>)> {
     let bytes = std::fs::read(path).map_err(|e| ExperimentError::io(path, e))?;
-    let weights = sanity_model::Weights::from_safetensors_bytes(&bytes, &path.display().to_string(), arch);
+    let weights = net.weights_from_bytes(&bytes, &path.display().to_string());
     Ok((bytes_hash(&bytes), weights))
 }
 

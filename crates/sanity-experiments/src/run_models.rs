@@ -8,14 +8,12 @@ use crate::plan::Plan;
 use crate::run::{Progress, RunOptions};
 use sanity_data::Dataset;
 use sanity_model::{
-    Architecture, BatchProgress, Checkpoint, EpochStats, Model, ModelError, Net, NetModel, TrainSpec, Training,
-    Weights, accuracy, init_weights, train_observed,
+    BatchProgress, Checkpoint, EpochStats, ModelError, Net, NetModel, TrainSpec, Training, Weights, train_observed,
 };
 use sanity_rundir::error::{ExperimentError, Result};
 use sanity_rundir::manifest::RandomLabelReport;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The trained model's weights in a run directory.
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -37,21 +35,20 @@ pub(crate) fn build_model(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(NetModel, Vec<sanity_model::EpochStats>, String)> {
     let config = &plan.config;
-    if let Net::Graph(graph) = &plan.net {
-        return given_graph_model(plan, graph, config.model.weights.as_deref(), "model.weights");
+    if let (Some(weights), Some(path)) = (&plan.onnx_weights, &config.model.onnx) {
+        return Ok((NetModel::new(plan.net.clone(), weights.clone()), Vec::new(), path.display().to_string()));
     }
-    let arch = trained_arch(plan)?;
-    let inputs = ModelInputs::new(config, &arch, train_print.to_string(), "true");
+    let inputs = ModelInputs::new(config, &plan.net, train_print.to_string(), "true");
     let source = ModelSource {
-        arch: &arch,
+        net: &plan.net,
         given: config.model.weights.as_deref(),
         inputs: &inputs,
         saved: Saved { weights: dir.join(MODEL_FILE), record: dir.join(MODEL_RECORD) },
         checkpoints: dir.join(CHECKPOINTS),
         kill_point: Some("after_training"),
     };
-    let (model, epochs, origin) = source.obtain(options, progress, &mut |places, progress| {
-        let initial = Model::new(arch.clone(), init_weights(&arch, config.seed)?);
+    source.obtain(options, progress, &mut |places, progress| {
+        let initial = NetModel::new(plan.net.clone(), plan.net.init(config.seed)?);
         let spec = TrainSpec { checkpoint_dir: Some(places.dir.clone()), ..config.training.spec() };
         let describe = |s: &EpochStats| {
             format!("epoch {}: loss {:.4}, running accuracy {:.4}", s.epoch, s.loss, s.running_accuracy)
@@ -61,49 +58,18 @@ pub(crate) fn build_model(
         let (weights, epochs, origin) =
             train_resumable(&initial, train_set, &spec, config.seed, phase, places, &stop, progress)?;
         Ok((initial.with_weights(weights), epochs, origin))
-    })?;
-    Ok((NetModel::new(plan.net.clone(), model.weights), epochs, origin))
-}
-
-/// The model of a graph network: the weights its ONNX file came with, or those of the
-/// weights file `given` (named by `key`; torchvision's parameter names). A graph is not
-/// trained here (`Plan::new` refuses a plan that would train one).
-fn given_graph_model(
-    plan: &Plan,
-    graph: &sanity_model::graph::Graph,
-    given: Option<&Path>,
-    key: &str,
-) -> Result<(NetModel, Vec<EpochStats>, String)> {
-    if let (Some(weights), Some(path)) = (&plan.onnx_weights, &plan.config.model.onnx) {
-        return Ok((NetModel::new(plan.net.clone(), weights.clone()), Vec::new(), path.display().to_string()));
-    }
-    let path = given
-        .ok_or_else(|| ExperimentError::keyed(&plan.source, key, "missing: a model graph needs trained weights"))?;
-    let weights = Weights::load_for_graph(path, graph)?;
-    Ok((NetModel::new(plan.net.clone(), weights), Vec::new(), path.display().to_string()))
-}
-
-/// The sequential architecture of `plan`'s network: what sanity trains.
-fn trained_arch(plan: &Plan) -> Result<Arc<Architecture>> {
-    match &plan.net {
-        Net::Layers(arch) => Ok(Arc::clone(arch)),
-        Net::Graph(_) => Err(ExperimentError::keyed(
-            &plan.source,
-            "model.weights",
-            "missing: a model graph is not trained by sanity yet; give its trained weights",
-        )),
-    }
+    })
 }
 
 /// A model, trained or not, with its epochs and where it came from (for the manifest).
-type Obtained = (Model, Vec<EpochStats>, String);
+type Obtained = (NetModel, Vec<EpochStats>, String);
 
 /// Where a run's model comes from, tried in order: the weights the config gives; the run
 /// directory's own saved model (`--resume`, when its record vouches for it); the model cache;
 /// else trained, then saved, stored in the cache, and its checkpoints kept.
 struct ModelSource<'a> {
-    /// The architecture.
-    arch: &'a Arc<Architecture>,
+    /// The network.
+    net: &'a Net,
     /// Weights the config gives (never trained).
     given: Option<&'a Path>,
     /// What the model depends on: its cache key.
@@ -123,27 +89,27 @@ impl ModelSource<'_> {
     /// The model, from the first source that has it; `train` trains it when none does. The
     /// model cache's lock on it is held until it is trained and stored.
     fn obtain(self, options: &RunOptions, progress: &mut dyn FnMut(Progress), train: &mut Train) -> Result<Obtained> {
-        let (inputs, saved, arch) = (self.inputs, &self.saved, self.arch);
+        let (inputs, saved, net) = (self.inputs, &self.saved, self.net);
         if let Some(path) = self.given {
-            let weights = Weights::load_safetensors(path, arch)?;
-            return Ok((Model::new(arch.clone(), weights), Vec::new(), path.display().to_string()));
+            let weights = net.load_weights(path)?;
+            return Ok((NetModel::new(net.clone(), weights), Vec::new(), path.display().to_string()));
         }
         if options.resume
-            && let Some((weights, epochs)) = saved.reuse(inputs, arch, progress)?
+            && let Some((weights, epochs)) = saved.reuse(inputs, net, progress)?
         {
-            return Ok((Model::new(arch.clone(), weights), epochs, "trained (resumed)".into()));
+            return Ok((NetModel::new(net.clone(), weights), epochs, "trained (resumed)".into()));
         }
         let key = inputs.key();
         // Held until the model is trained and stored, so that runs beside this one wait and load it.
         let claim = claim(options, &key, progress)?;
         let places = Checkpoints::of(options, claim.as_ref(), &key, self.checkpoints);
         if let Some(cache) = &options.model_cache
-            && let Some((weights, epochs)) = cache.load(inputs, arch, &mut |n| progress(Progress::Note(n)))?
+            && let Some((weights, epochs)) = cache.load(inputs, net, &mut |n| progress(Progress::Note(n)))?
         {
             saved.write(inputs, &weights, &epochs)?;
             progress(Progress::Note(format!("model {key} from the model cache")));
             places.keep(progress);
-            return Ok((Model::new(arch.clone(), weights), epochs, format!("trained (model cache {key})")));
+            return Ok((NetModel::new(net.clone(), weights), epochs, format!("trained (model cache {key})")));
         }
         let (model, epochs, origin) = train(&places, progress)?;
         saved.write(inputs, &model.weights, &epochs)?;
@@ -179,7 +145,7 @@ impl Saved {
     fn reuse(
         &self,
         inputs: &ModelInputs,
-        arch: &sanity_model::Architecture,
+        net: &Net,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Option<(Weights, Vec<EpochStats>)>> {
         if !self.weights.exists() {
@@ -201,7 +167,7 @@ impl Saved {
         if !differs.is_empty() {
             return Err(refuse(format!("was trained on other inputs than this run's: {} differ", differs.join(", "))));
         }
-        let (hash, loaded) = crate::run_inputs::read_weights(&self.weights, arch)?;
+        let (hash, loaded) = crate::run_inputs::read_weights(&self.weights, net)?;
         if hash != record.weights {
             return Err(refuse(format!(
                 "is not the file {} describes (changed after it was saved)",
@@ -257,7 +223,7 @@ impl Checkpoints {
     /// the cache that cannot be read is dropped with a note; one elsewhere is an error.
     fn start(
         &self,
-        arch: &sanity_model::Architecture,
+        net: &Net,
         spec: &TrainSpec,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Option<(Checkpoint, PathBuf)>> {
@@ -276,7 +242,7 @@ impl Checkpoints {
                 .extend(newest(run_folder).map_err(|e| ExperimentError::io(run_folder, e))?.map(|e| (e, run_folder)));
         }
         let Some(&(_, folder)) = candidates.iter().max_by_key(|(epoch, _)| *epoch) else { return Ok(None) };
-        match Checkpoint::latest(folder, arch, spec.epochs) {
+        match Checkpoint::latest(folder, net, spec.epochs) {
             Ok(checkpoint) => Ok(checkpoint.map(|c| (c, folder.clone()))),
             Err(e) if self.is_shared(folder) => {
                 self.drop_shared(&e.to_string(), progress)?;
@@ -319,7 +285,7 @@ impl Checkpoints {
 /// statistics and the origin for the manifest.
 #[allow(clippy::too_many_arguments)]
 pub fn train_resumable(
-    initial: &Model,
+    initial: &NetModel,
     data: &Dataset,
     spec: &TrainSpec,
     seed: u64,
@@ -328,7 +294,7 @@ pub fn train_resumable(
     stop: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(Weights, Vec<EpochStats>, String)> {
-    let mut found = places.start(&initial.arch, spec, progress)?;
+    let mut found = places.start(&initial.net, spec, progress)?;
     if places.resume && found.is_none() {
         progress(Progress::Note(format!("{}: no checkpoint to go on from; from the start", phase.0)));
     }
@@ -420,26 +386,6 @@ pub(crate) fn build_random_label_model(
         return Ok(None);
     };
     let (full_train_set, test_set) = sets;
-    if let Net::Graph(graph) = &plan.net {
-        let key = plan.tests.iter().position(|t| matches!(t.kind, TestKind::RandomLabels(_)));
-        let (model, _, origin) =
-            given_graph_model(plan, graph, weights.as_deref(), &format!("tests[{}].weights", key.unwrap_or(0)))?;
-        let report = RandomLabelReport {
-            origin,
-            n_train: full_train_set.len(),
-            train_accuracy_random_labels: crate::run::accuracy(
-                &model,
-                &full_train_set.with_permuted_labels(config.seed),
-            )?,
-            train_accuracy_true_labels: crate::run::accuracy(&model, full_train_set)?,
-            test_accuracy: crate::run::accuracy(&model, test_set)?,
-            target_accuracy: *target_accuracy,
-            reached_target: false,
-            epochs: Vec::new(),
-        };
-        return Ok(Some((model, reached(report, progress))));
-    }
-    let arch = trained_arch(plan)?;
     let subset = n_train.filter(|&n| n < full_train_set.len()).map(|n| full_train_set.first(n));
     let train_set = subset.as_ref().unwrap_or(full_train_set);
     let permuted = train_set.with_permuted_labels(config.seed);
@@ -447,10 +393,10 @@ pub(crate) fn build_random_label_model(
     // Its own settings, for up to `max_epochs`, whatever `training.epochs` says.
     let inputs = ModelInputs {
         training: sanity_rundir::config::TrainingConfig { epochs: *max_epochs, checkpoint_every: 0, ..own.clone() },
-        ..ModelInputs::new(config, &arch, permuted.fingerprint(), &labels)
+        ..ModelInputs::new(config, &plan.net, permuted.fingerprint(), &labels)
     };
     let source = ModelSource {
-        arch: &arch,
+        net: &plan.net,
         given: weights.as_deref(),
         inputs: &inputs,
         saved: Saved { weights: dir.join(RANDOM_LABEL_MODEL_FILE), record: dir.join(RANDOM_LABEL_MODEL_RECORD) },
@@ -464,19 +410,18 @@ pub(crate) fn build_random_label_model(
             checkpoint_dir: Some(places.dir.clone()),
             ..own.spec()
         };
-        train_on_permuted(plan, &arch, &permuted, &spec, places, options, progress)
+        train_on_permuted(plan, &permuted, &spec, places, options, progress)
     })?;
     let report = RandomLabelReport {
         origin,
         n_train: train_set.len(),
-        train_accuracy_random_labels: accuracy(&model, &permuted)?,
-        train_accuracy_true_labels: accuracy(&model, train_set)?,
-        test_accuracy: accuracy(&model, test_set)?,
+        train_accuracy_random_labels: model.accuracy(&permuted)?,
+        train_accuracy_true_labels: model.accuracy(train_set)?,
+        test_accuracy: model.accuracy(test_set)?,
         target_accuracy: *target_accuracy,
         reached_target: false,
         epochs,
     };
-    let model = NetModel::new(plan.net.clone(), model.weights);
     Ok(Some((model, reached(report, progress))))
 }
 
@@ -495,15 +440,14 @@ fn reached(report: RandomLabelReport, progress: &mut dyn FnMut(Progress)) -> Ran
 /// `permuted` (the training set with permuted labels), going on from `places`' checkpoints.
 fn train_on_permuted(
     plan: &Plan,
-    arch: &Arc<Architecture>,
     permuted: &Dataset,
     spec: &TrainSpec,
     places: &Checkpoints,
     options: &RunOptions,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(Model, Vec<EpochStats>, String)> {
+) -> Result<(NetModel, Vec<EpochStats>, String)> {
     let seed = plan.config.seed;
-    let initial = Model::new(arch.clone(), init_weights(arch, seed)?);
+    let initial = NetModel::new(plan.net.clone(), plan.net.init(seed)?);
     let describe = |s: &EpochStats| {
         let reached = s.train_accuracy.map(|a| format!(", train accuracy {a:.4}")).unwrap_or_default();
         format!("random labels, epoch {}: loss {:.4}{reached}", s.epoch, s.loss)

@@ -8,8 +8,8 @@
 //!   architecture, a fingerprint of the training data and the epochs' statistics. It is
 //!   written last, so a checkpoint without it is incomplete and ignored.
 
-use crate::architecture::{Architecture, ArchitectureSpec};
 use crate::error::{ModelError, Result};
+use crate::net::{Net, NetSpec};
 use crate::train::{EpochStats, TrainSpec};
 use crate::weights::Weights;
 use candle_core::Device;
@@ -42,8 +42,8 @@ pub struct CheckpointMeta {
     pub spec: TrainSpec,
     /// [`sanity_data::Dataset::fingerprint`] of the training data.
     pub data: String,
-    /// The architecture trained.
-    pub architecture: ArchitectureSpec,
+    /// The network trained (a sequential architecture's spec, or a graph's description hashed).
+    pub architecture: NetSpec,
     /// The statistics of epochs 1 to `epoch`.
     pub history: Vec<EpochStats>,
 }
@@ -52,13 +52,13 @@ impl CheckpointMeta {
     /// Why training `arch` with `spec` and `seed` on data with fingerprint `data` cannot go on
     /// from this checkpoint, if it cannot. The number of epochs and the checkpoint settings may
     /// differ: they do not change the epochs already trained.
-    pub fn mismatch(&self, arch: &Architecture, spec: &TrainSpec, seed: u64, data: &str) -> Option<String> {
+    pub fn mismatch(&self, net: &Net, spec: &TrainSpec, seed: u64, data: &str) -> Option<String> {
         let comparable =
             |s: &TrainSpec| TrainSpec { epochs: 0, checkpoint_every: 0, checkpoint_dir: None, ..s.clone() };
         if self.seed != seed.to_string() {
             return Some(format!("it was trained with seed {}, not {seed}", self.seed));
         }
-        if self.architecture != arch.spec {
+        if self.architecture != net.spec() {
             return Some("it was trained with another architecture (layers or their settings differ)".into());
         }
         let table = |s: &TrainSpec| toml::Table::try_from(comparable(s)).map_err(|e| e.to_string());
@@ -180,7 +180,7 @@ impl Checkpoint {
     /// The newest complete checkpoint in `dir` of an epoch up to `max_epoch` (none when `dir`
     /// does not exist or holds none). A file of it that cannot be read, or weights that do not
     /// fit `arch`, is an error that names the file.
-    pub fn latest(dir: &Path, arch: &Architecture, max_epoch: usize) -> Result<Option<Self>> {
+    pub fn latest(dir: &Path, net: &Net, max_epoch: usize) -> Result<Option<Self>> {
         let epochs = Self::epochs(dir).map_err(|source| ModelError::Io { path: dir.display().to_string(), source })?;
         let newest = epochs.into_iter().rfind(|&epoch| epoch <= max_epoch);
         let Some(epoch) = newest else { return Ok(None) };
@@ -201,7 +201,7 @@ impl Checkpoint {
         for (name, tensor) in loaded {
             state.insert(name, tensor);
         }
-        let weights = Weights::load_safetensors(&weights, arch)?;
+        let weights = net.load_weights(&weights)?;
         Ok(Some(Self { meta: meta_value, weights, optimizer: state, source: Some(dir.to_path_buf()) }))
     }
 }

@@ -20,6 +20,39 @@ pub enum Mode<'a> {
     Train(&'a mut ChaCha8Rng, &'a mut Weights),
 }
 
+/// PyTorch's `BatchNorm2d` on `h` `[n, c, h, w]` with the parameters of layer `name` in
+/// `weights`: the running statistics in evaluation; in training the batch's (the variance
+/// biased), with `running = (1 − momentum) running + momentum batch` (the variance unbiased)
+/// written into the mode's weights, detached.
+pub(crate) fn batch_norm(
+    h: &Tensor,
+    name: &str,
+    weights: &Weights,
+    eps: f64,
+    momentum: f64,
+    mode: &mut Mode,
+) -> Result<Tensor> {
+    let get = |what: &str| weights.get(&format!("{name}.{what}"));
+    let (gamma, beta) = (get("weight")?.reshape((1, (), 1, 1))?, get("bias")?.reshape((1, (), 1, 1))?);
+    let (mean, var) = match mode {
+        Mode::Eval => (get("running_mean")?.reshape((1, (), 1, 1))?, get("running_var")?.reshape((1, (), 1, 1))?),
+        Mode::Train(_, running) => {
+            let (n, _, hh, ww) = h.dims4()?;
+            let count = (n * hh * ww) as f64;
+            let mean = h.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+            let var = h.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
+            let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
+            for (what, batch) in [("running_mean", mean.detach().flatten_all()?), ("running_var", unbiased)] {
+                let old = get(what)?;
+                running.insert(format!("{name}.{what}"), ((old * (1.0 - momentum))? + (batch * momentum)?)?);
+            }
+            (mean, var)
+        }
+    };
+    let normalized = h.broadcast_sub(&mean)?.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normalized.broadcast_mul(&gamma)?.broadcast_add(&beta)?)
+}
+
 /// An architecture with a set of weights. Cheap to clone; weights are values.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -79,34 +112,7 @@ impl Model {
                 Op::GlobalAvgPool => h.mean(D::Minus1)?.mean(D::Minus1)?,
                 Op::Flatten => h.flatten_from(1)?,
                 Op::BatchNorm2d { eps, momentum, .. } => {
-                    let get = |what: &str| self.weights.get(&format!("{}.{what}", layer.name));
-                    let (gamma, beta) = (get("weight")?.reshape((1, (), 1, 1))?, get("bias")?.reshape((1, (), 1, 1))?);
-                    let (mean, var) = match mode {
-                        Mode::Eval => {
-                            (get("running_mean")?.reshape((1, (), 1, 1))?, get("running_var")?.reshape((1, (), 1, 1))?)
-                        }
-                        Mode::Train(_, running) => {
-                            let (n, _, hh, ww) = h.dims4()?;
-                            let count = (n * hh * ww) as f64;
-                            let mean = h.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-                            let var =
-                                h.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?.mean_keepdim(2)?.mean_keepdim(3)?;
-                            // PyTorch: running = (1 − m) running + m batch, the variance unbiased.
-                            let unbiased = (var.detach().flatten_all()? * (count / (count - 1.0).max(1.0)))?;
-                            for (what, batch) in
-                                [("running_mean", mean.detach().flatten_all()?), ("running_var", unbiased)]
-                            {
-                                let old = get(what)?;
-                                running.insert(
-                                    format!("{}.{what}", layer.name),
-                                    ((old * (1.0 - momentum))? + (batch * momentum)?)?,
-                                );
-                            }
-                            (mean, var)
-                        }
-                    };
-                    let normalized = h.broadcast_sub(&mean)?.broadcast_div(&(var + eps)?.sqrt()?)?;
-                    normalized.broadcast_mul(&gamma)?.broadcast_add(&beta)?
+                    batch_norm(&h, &layer.name, &self.weights, eps, momentum, mode)?
                 }
                 Op::Dropout { p } => match mode {
                     Mode::Eval => h,

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod forward;
 pub mod graph;
+pub mod graph_candle;
 pub mod graph_engine;
 pub mod graph_init;
 pub mod graph_presets;
@@ -29,7 +30,7 @@ pub use forward::{Mode, Model};
 pub use init::{Reinit, init_weights, reinitialize};
 pub use layer::{Init, LayerSpec};
 pub use lrp::LrpRule;
-pub use net::{Net, NetModel};
+pub use net::{Net, NetModel, NetSpec};
 pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
 pub use train::{

@@ -10,7 +10,7 @@
 //! stage re-initialises its layers, layer `l` from its own stream, so that a layer gets the
 //! same values whatever the stage it is part of.
 
-use crate::architecture::Architecture;
+use crate::architecture::{Architecture, ArchitectureSpec};
 use crate::error::{ModelError, Result};
 use crate::forward::Model;
 use crate::graph::Graph;
@@ -20,7 +20,23 @@ use crate::init::{Reinit, init_weights, reinitialize};
 use crate::weights::Weights;
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+/// What identifies a network in checkpoints, model records and cache keys: a sequential
+/// architecture's spec (serialised as it always was, so earlier keys stay valid) or a graph's
+/// description ([`Graph::describe`]: nodes, ops and shapes) hashed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NetSpec {
+    /// A sequential architecture.
+    Layers(ArchitectureSpec),
+    /// A model graph.
+    Graph {
+        /// The size and hash of its description.
+        graph: String,
+    },
+}
 
 /// A network: its layers and how they connect, without weights.
 #[derive(Debug, Clone)]
@@ -138,6 +154,54 @@ impl Net {
             }
     }
 
+    /// What identifies the network ([`NetSpec`]).
+    pub fn spec(&self) -> NetSpec {
+        match self {
+            Net::Layers(arch) => NetSpec::Layers(arch.spec.clone()),
+            Net::Graph(graph) => {
+                let text = graph.describe();
+                NetSpec::Graph {
+                    graph: format!("{} bytes, hash {:016x}", text.len(), sanity_data::fnv1a(text.as_bytes())),
+                }
+            }
+        }
+    }
+
+    /// The weights in the safetensors file at `path`, checked against the network (PyTorch's
+    /// names and shapes).
+    pub fn load_weights(&self, path: &std::path::Path) -> Result<Weights> {
+        match self {
+            Net::Layers(arch) => Weights::load_safetensors(path, arch),
+            Net::Graph(graph) => Weights::load_for_graph(path, graph),
+        }
+    }
+
+    /// [`Net::load_weights`] of a file's bytes (`source` names it in errors).
+    pub fn weights_from_bytes(&self, bytes: &[u8], source: &str) -> Result<Weights> {
+        match self {
+            Net::Layers(arch) => Weights::from_safetensors_bytes(bytes, source, arch),
+            Net::Graph(graph) => Weights::from_safetensors_bytes_for_graph(bytes, source, graph),
+        }
+    }
+
+    /// The buffers among the weights (batch norms' running statistics): state that training
+    /// replaces rather than optimises.
+    pub fn buffer_names(&self) -> Vec<String> {
+        match self {
+            Net::Layers(arch) => arch
+                .layers
+                .iter()
+                .flat_map(|l| l.op.buffers().iter().map(move |(what, _)| format!("{}.{what}", l.name)))
+                .collect(),
+            Net::Graph(graph) => graph
+                .parameter_shapes()
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| name.ends_with(".running_mean") || name.ends_with(".running_var"))
+                .collect(),
+        }
+    }
+
     /// Whether this is a model graph.
     pub fn is_graph(&self) -> bool {
         matches!(self, Net::Graph(_))
@@ -157,6 +221,11 @@ impl NetModel {
     /// Bundles a network and weights.
     pub fn new(net: Net, weights: Weights) -> Self {
         Self { net, weights }
+    }
+
+    /// A sequential model as a network model.
+    pub fn of(model: &Model) -> Self {
+        Self { net: Net::Layers(Arc::clone(&model.arch)), weights: model.weights.clone() }
     }
 
     /// The same network with other weights.
@@ -186,6 +255,26 @@ impl NetModel {
                 Ok(forward(&model, x, n)?.output().to_vec())
             }
         }
+    }
+
+    /// The logits `[n, outputs]` of inputs `x` `[n, c, h, w]` in `mode`, differentiable in the
+    /// weights (candle): what training runs.
+    pub fn forward_in(&self, x: &Tensor, mode: &mut crate::forward::Mode) -> Result<Tensor> {
+        match &self.net {
+            Net::Layers(arch) => {
+                let model = Model::new(Arc::clone(arch), self.weights.clone());
+                model.forward_range(x, 0..arch.layers.len(), mode)
+            }
+            Net::Graph(graph) => crate::graph_candle::forward(graph, &self.weights, x, mode),
+        }
+    }
+
+    /// The fraction of `data` this model classifies correctly, evaluation mode.
+    pub fn accuracy(&self, data: &sanity_data::Dataset) -> Result<f64> {
+        let logits = self.logits_of(data.images_in(0..data.len()), 256)?;
+        let predicted = crate::train::classes_of(&logits, self.net.num_outputs());
+        let correct = predicted.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
+        Ok(correct as f64 / data.len().max(1) as f64)
     }
 
     /// The logits of a data set's images, `batch` images at a time.

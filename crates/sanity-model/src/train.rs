@@ -4,6 +4,7 @@
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::error::{ModelError, Result};
 use crate::forward::{Mode, Model};
+use crate::net::NetModel;
 use crate::weights::Weights;
 use candle_core::{D, DType, Device, Tensor, Var};
 use rand::seq::SliceRandom;
@@ -353,7 +354,7 @@ pub fn accuracy(model: &Model, data: &Dataset) -> Result<f64> {
 /// epoch)` and dropout from `stream_rng(seed, "train-dropout", epoch)`. Calls `on_epoch` after
 /// each epoch. Returns the trained weights (a new value; `model` is untouched).
 pub fn train(
-    model: &Model,
+    model: &NetModel,
     data: &Dataset,
     spec: &TrainSpec,
     seed: u64,
@@ -396,7 +397,7 @@ pub enum Training {
 /// than `spec.epochs`, is refused with [`ModelError::CheckpointMismatch`]. The data are hashed
 /// (their fingerprint) only to check `start` or when a checkpoint is saved.
 pub fn train_from(
-    model: &Model,
+    model: &NetModel,
     data: &Dataset,
     spec: &TrainSpec,
     seed: u64,
@@ -424,7 +425,7 @@ pub struct BatchProgress {
 /// [`train_from`], telling `on_batch` after every minibatch where it is (no effect on the
 /// training).
 pub fn train_observed(
-    model: &Model,
+    model: &NetModel,
     data: &Dataset,
     spec: &TrainSpec,
     seed: u64,
@@ -476,7 +477,7 @@ pub fn train_observed(
                 seed: seed.to_string(),
                 spec: TrainSpec { checkpoint_dir: None, ..spec.clone() },
                 data: fingerprint.get_or_insert_with(|| data.fingerprint()).clone(),
-                architecture: model.arch.spec.clone(),
+                architecture: model.net.spec(),
                 history: history.clone(),
             };
             Checkpoint { meta, weights: state.current().weights, optimizer, source: None }.save(dir)?;
@@ -495,8 +496,8 @@ pub fn train_observed(
 
 /// Refuses a training that cannot run: outputs that do not fit the classes, no images or a
 /// zero batch, a learning rate or momentum out of range, a bad schedule.
-fn check_training(model: &Model, data: &Dataset, spec: &TrainSpec) -> Result<()> {
-    let outputs = model.arch.num_outputs();
+fn check_training(model: &NetModel, data: &Dataset, spec: &TrainSpec) -> Result<()> {
+    let outputs = model.net.num_outputs();
     if !(outputs == data.num_classes || (outputs == 1 && data.num_classes == 2)) {
         return Err(ModelError::Training(format!(
             "the model has {outputs} outputs but the data has {} classes; accepted: one output per class, or a single logit for 2 classes",
@@ -517,11 +518,17 @@ fn check_training(model: &Model, data: &Dataset, spec: &TrainSpec) -> Result<()>
 
 /// Refuses a checkpoint this training cannot go on from (another seed, spec, architecture or
 /// data set, or a later epoch than `spec.epochs`); returns the data's fingerprint.
-fn check_start(checkpoint: &Checkpoint, model: &Model, data: &Dataset, spec: &TrainSpec, seed: u64) -> Result<String> {
+fn check_start(
+    checkpoint: &Checkpoint,
+    model: &NetModel,
+    data: &Dataset,
+    spec: &TrainSpec,
+    seed: u64,
+) -> Result<String> {
     let data_print = data.fingerprint();
     let why = match checkpoint.meta.epoch > spec.epochs {
         true => Some(format!("training has {} epochs", spec.epochs)),
-        false => checkpoint.meta.mismatch(&model.arch, spec, seed, &data_print),
+        false => checkpoint.meta.mismatch(&model.net, spec, seed, &data_print),
     };
     match why {
         Some(why) => {
@@ -535,7 +542,7 @@ fn check_start(checkpoint: &Checkpoint, model: &Model, data: &Dataset, spec: &Tr
 /// What a training holds between minibatches: the trained parameters as Vars, the batch-norm
 /// running statistics (buffers that each training forward replaces), and the optimiser.
 struct TrainState<'a> {
-    model: &'a Model,
+    model: &'a NetModel,
     vars: Vec<(String, Var)>,
     var_names: Vec<String>,
     running: Weights,
@@ -544,13 +551,8 @@ struct TrainState<'a> {
 
 impl<'a> TrainState<'a> {
     /// The state of a training of `model` from the weights of `first`.
-    fn new(model: &'a Model, first: &Model, spec: &TrainSpec) -> Result<Self> {
-        let buffer_names: Vec<String> = model
-            .arch
-            .layers
-            .iter()
-            .flat_map(|l| l.op.buffers().iter().map(move |(what, _)| format!("{}.{what}", l.name)))
-            .collect();
+    fn new(model: &'a NetModel, first: &NetModel, spec: &TrainSpec) -> Result<Self> {
+        let buffer_names = model.net.buffer_names();
         let vars: Vec<(String, Var)> = first
             .weights
             .iter()
@@ -567,7 +569,7 @@ impl<'a> TrainState<'a> {
     }
 
     /// The model with the current parameters and buffers.
-    fn current(&self) -> Model {
+    fn current(&self) -> NetModel {
         let mut weights = self.running.clone();
         for (k, v) in &self.vars {
             weights.insert(k.clone(), v.as_tensor().clone());
@@ -587,18 +589,14 @@ impl<'a> TrainState<'a> {
         on_batch: &mut dyn FnMut(&BatchProgress),
     ) -> Result<EpochStats> {
         let [c, h, w] = data.image_shape;
-        let outputs = self.model.arch.num_outputs();
+        let outputs = self.model.net.num_outputs();
         let mut dropout_rng = stream_rng(seed, "train-dropout", epoch as u64);
         let (mut loss_sum, mut batches, mut correct) = (0.0, 0usize, 0usize);
         for batch in order.chunks(spec.batch_size) {
             let x = Tensor::from_vec(data.gather_images(batch), (batch.len(), c, h, w), &Device::Cpu)?;
             let labels: Vec<usize> = batch.iter().map(|&i| data.labels[i]).collect();
             let mut updated = self.running.clone();
-            let logits = self.current().forward_range(
-                &x,
-                0..self.model.arch.layers.len(),
-                &mut Mode::Train(&mut dropout_rng, &mut updated),
-            )?;
+            let logits = self.current().forward_in(&x, &mut Mode::Train(&mut dropout_rng, &mut updated))?;
             self.running = updated;
             let l = loss(&logits, &labels)?;
             let value = l.to_scalar::<f32>()?;
@@ -624,7 +622,7 @@ impl<'a> TrainState<'a> {
             return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
         }
         let train_accuracy = match spec.stop_at_accuracy {
-            Some(_) => Some(accuracy(&trained, data)?),
+            Some(_) => Some(trained.accuracy(data)?),
             None => None,
         };
         Ok(EpochStats {

@@ -121,6 +121,11 @@ impl Weights {
         Self::from_bytes_expecting(bytes, source, &Expected::of_architecture(arch))
     }
 
+    /// [`Weights::from_safetensors_bytes`] for a graph's layers.
+    pub fn from_safetensors_bytes_for_graph(bytes: &[u8], source: &str, graph: &crate::graph::Graph) -> Result<Self> {
+        Self::from_bytes_expecting(bytes, source, &Expected::of_graph(graph))
+    }
+
     fn from_bytes_expecting(bytes: &[u8], source: &str, expected: &Expected) -> Result<Self> {
         let fail = |reason: String| ModelError::Weights { path: source.to_string(), reason };
         check_safetensors_sizes(bytes, expected).map_err(fail)?;

@@ -3,8 +3,8 @@
 
 use sanity_data::{Dataset, PhantomSpec, generate_phantoms};
 use sanity_model::{
-    Architecture, ArchitectureSpec, BatchProgress, Checkpoint, EpochStats, LrSchedule, Model, OptimizerKind, TrainSpec,
-    Training, Weights, init_weights, train, train_from, train_observed,
+    Architecture, ArchitectureSpec, BatchProgress, Checkpoint, EpochStats, LrSchedule, Model, NetModel, OptimizerKind,
+    TrainSpec, Training, Weights, init_weights, train, train_from, train_observed,
 };
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -90,7 +90,7 @@ fn finished(training: Training) -> (Weights, Vec<EpochStats>) {
 
 #[test]
 fn training_stopped_and_resumed_from_its_checkpoint_ends_bit_for_bit_as_uninterrupted_training() {
-    let (model, data) = (model(), data());
+    let (model, data) = (NetModel::of(&model()), data());
     for optimizer in [OptimizerKind::Adamw, OptimizerKind::Sgd] {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (whole_dir, cut_dir) = (tmp.path().join("whole"), tmp.path().join("cut"));
@@ -105,7 +105,7 @@ fn training_stopped_and_resumed_from_its_checkpoint_ends_bit_for_bit_as_uninterr
         let stopped =
             train_from(&model, &data, &spec(optimizer, &cut_dir), 9, None, &mut stop_after_3).expect("trains");
         assert!(matches!(stopped, Training::Stopped { epoch: 3 }), "{stopped:?}");
-        let checkpoint = Checkpoint::latest(&cut_dir, &model.arch, 5).expect("readable").expect("a checkpoint");
+        let checkpoint = Checkpoint::latest(&cut_dir, &model.net, 5).expect("readable").expect("a checkpoint");
         assert_eq!(checkpoint.meta.epoch, 3);
         assert_eq!(checkpoint.meta.history, history[..3]);
         let moment = match optimizer {
@@ -135,7 +135,7 @@ fn training_stopped_and_resumed_from_its_checkpoint_ends_bit_for_bit_as_uninterr
 
 #[test]
 fn a_step_schedule_decays_the_rate_per_epoch_and_survives_a_resumption() {
-    let (model, data) = (model(), data());
+    let (model, data) = (NetModel::of(&model()), data());
     let tmp = tempfile::tempdir().expect("tempdir");
     let schedule = LrSchedule::Step { every: 2, gamma: 0.1 };
     assert_eq!([1, 2, 3, 5].map(|e| schedule.rate(1.0, e)), [1.0, 1.0, 0.1, 0.010000000000000002]);
@@ -150,7 +150,7 @@ fn a_step_schedule_decays_the_rate_per_epoch_and_survives_a_resumption() {
     let stepped = train(&model, &data, &with("d", schedule, 3), 9, &mut |_| {}).expect("trains");
     assert!(bits(&constant.0) != bits(&stepped.0));
     // Going on from epoch 2's checkpoint reaches the same bits: the rate depends on the epoch.
-    let checkpoint = Checkpoint::latest(&tmp.path().join("b"), &model.arch, 3).expect("readable").expect("epoch 2");
+    let checkpoint = Checkpoint::latest(&tmp.path().join("b"), &model.net, 3).expect("readable").expect("epoch 2");
     let resumed =
         train_from(&model, &data, &with("b", schedule, 3), 9, Some(checkpoint), &mut |_| ControlFlow::Continue(()));
     assert!(bits(&finished(resumed.expect("trains")).0) == bits(&stepped.0));
@@ -158,7 +158,7 @@ fn a_step_schedule_decays_the_rate_per_epoch_and_survives_a_resumption() {
     let bad = TrainSpec { schedule: LrSchedule::Step { every: 0, gamma: 0.5 }, ..with("e", schedule, 1) };
     let error = train(&model, &data, &bad, 9, &mut |_| {}).expect_err("every = 0").to_string();
     assert!(error.contains("every = 0"), "{error}");
-    let checkpoint = Checkpoint::latest(&tmp.path().join("b"), &model.arch, 3).expect("readable").expect("epoch 2");
+    let checkpoint = Checkpoint::latest(&tmp.path().join("b"), &model.net, 3).expect("readable").expect("epoch 2");
     let other = train_from(&model, &data, &with("b", LrSchedule::Constant, 3), 9, Some(checkpoint), &mut |_| {
         ControlFlow::Continue(())
     });
@@ -167,12 +167,12 @@ fn a_step_schedule_decays_the_rate_per_epoch_and_survives_a_resumption() {
 
 #[test]
 fn a_checkpoint_of_another_seed_spec_or_data_set_is_refused() {
-    let (model, data) = (model(), data());
+    let (model, data) = (NetModel::of(&model()), data());
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     let base = spec(OptimizerKind::Adamw, &dir);
     train(&model, &data, &TrainSpec { epochs: 2, ..base.clone() }, 9, &mut |_| {}).expect("trains");
-    let latest = || Checkpoint::latest(&dir, &model.arch, 99).expect("readable");
+    let latest = || Checkpoint::latest(&dir, &model.net, 99).expect("readable");
     // More epochs than the checkpoint's run had are fine: those trained do not depend on it.
     let more = TrainSpec { epochs: 3, ..base.clone() };
     assert!(train_from(&model, &data, &more, 9, latest(), &mut |_| ControlFlow::Continue(())).is_ok());
@@ -183,7 +183,8 @@ fn a_checkpoint_of_another_seed_spec_or_data_set_is_refused() {
     )
     .expect("phantoms");
     let other_dropout = model_with_dropout(0.5);
-    let refused = train_from(&other_dropout, &data, &base, 9, latest(), &mut |_| ControlFlow::Continue(()));
+    let refused =
+        train_from(&NetModel::of(&other_dropout), &data, &base, 9, latest(), &mut |_| ControlFlow::Continue(()));
     assert!(refused.expect_err("refused").to_string().contains("another architecture"));
     let cases: [(&str, TrainSpec, u64, &Dataset); 3] = [
         ("seed 9, not 10", base.clone(), 10, &data),
@@ -199,25 +200,25 @@ fn a_checkpoint_of_another_seed_spec_or_data_set_is_refused() {
 
 #[test]
 fn an_incomplete_checkpoint_is_ignored_and_a_damaged_one_is_named() {
-    let (model, data) = (model(), data());
+    let (model, data) = (NetModel::of(&model()), data());
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
-    assert!(Checkpoint::latest(&dir.join("none"), &model.arch, 99).expect("no folder").is_none());
+    assert!(Checkpoint::latest(&dir.join("none"), &model.net, 99).expect("no folder").is_none());
     let spec = TrainSpec { epochs: 4, checkpoint_every: 1, ..spec(OptimizerKind::Adamw, &dir) };
     train(&model, &data, &spec, 9, &mut |_| {}).expect("trains");
     // A crash between the weights and the metadata of epoch 4 leaves epoch 3 the newest.
     std::fs::remove_file(&Checkpoint::files(&dir, 4)[2]).expect("remove");
-    assert_eq!(Checkpoint::latest(&dir, &model.arch, 99).expect("readable").expect("one").meta.epoch, 3);
+    assert_eq!(Checkpoint::latest(&dir, &model.net, 99).expect("readable").expect("one").meta.epoch, 3);
     // Up to an epoch: a run of fewer epochs never goes on from a later one.
-    assert_eq!(Checkpoint::latest(&dir, &model.arch, 2).expect("readable").expect("one").meta.epoch, 2);
+    assert_eq!(Checkpoint::latest(&dir, &model.net, 2).expect("readable").expect("one").meta.epoch, 2);
     std::fs::write(&Checkpoint::files(&dir, 3)[1], b"not safetensors").expect("write");
-    let message = Checkpoint::latest(&dir, &model.arch, 99).expect_err("damaged").to_string();
+    let message = Checkpoint::latest(&dir, &model.net, 99).expect_err("damaged").to_string();
     assert!(message.contains("epoch-0003.optimizer.safetensors"), "{message}");
 }
 
 #[test]
 fn training_to_an_accuracy_target_goes_on_from_before_the_target_and_stops_at_a_checkpoint_that_reached_it() {
-    let (model, data) = (model(), data());
+    let (model, data) = (NetModel::of(&model()), data());
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     let every = |target| TrainSpec {
@@ -236,7 +237,7 @@ fn training_to_an_accuracy_target_goes_on_from_before_the_target_and_stops_at_a_
     let (weights, history) = train(&model, &data, &every(target), 9, &mut |_| {}).expect("trains");
     assert_eq!(history.len(), reached, "training stops at the target");
     for from in [reached - 1, reached] {
-        let checkpoint = Checkpoint::latest(&dir, &model.arch, from).expect("readable");
+        let checkpoint = Checkpoint::latest(&dir, &model.net, from).expect("readable");
         let mut trained = Vec::new();
         let resumed = train_from(&model, &data, &every(target), 9, checkpoint, &mut |s| {
             trained.push(s.epoch);
@@ -252,7 +253,7 @@ fn training_to_an_accuracy_target_goes_on_from_before_the_target_and_stops_at_a_
 
 #[test]
 fn every_minibatch_is_reported_and_observing_changes_nothing() {
-    let (model, data) = (model(), data());
+    let (model, data) = (NetModel::of(&model()), data());
     let tmp = tempfile::tempdir().expect("tempdir");
     let spec = TrainSpec { checkpoint_dir: None, ..spec(OptimizerKind::Adamw, tmp.path()) };
     let mut seen: Vec<BatchProgress> = Vec::new();

@@ -1,13 +1,12 @@
 //! `sanity train`: train an architecture on a data source and save its weights.
 
 use sanity_experiments::Progress;
-use sanity_experiments::plan::{DataPlan, resolve_arch};
+use sanity_experiments::plan::{DataPlan, resolve_model};
 use sanity_experiments::run_models::{Checkpoints, train_resumable};
-use sanity_model::{Checkpoint, EpochStats, Model, TrainSpec, accuracy, init_weights};
-use sanity_rundir::config::{DataConfig, TrainingConfig, default_fashion_dir};
+use sanity_model::{Checkpoint, EpochStats, NetModel, TrainSpec};
+use sanity_rundir::config::{DataConfig, ModelConfig, TrainingConfig, default_fashion_dir};
 use sanity_rundir::error::{ExperimentError, Result};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// What to train.
 #[derive(Debug, Clone)]
@@ -87,10 +86,11 @@ pub fn parse_data(value: &str, n_train: Option<usize>) -> Result<DataConfig> {
 /// Trains `job` and writes the weights (PyTorch names) to `out`.
 pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress)) -> Result<TrainOutcome> {
     let data = DataPlan::from_config(&job.data, "--data")?;
-    let arch = Arc::new(resolve_arch(&job.arch, &data).map_err(|message| ExperimentError::config("--arch", message))?);
+    let model = ModelConfig { arch: job.arch.clone(), onnx: None, weights: None };
+    let (net, _) = resolve_model(&model, &data).map_err(|(_, message)| ExperimentError::config("--arch", message))?;
     let (train_set, test_set) = data.load(job.seed)?;
     let train_set = if job.random_labels { train_set.with_permuted_labels(job.seed) } else { train_set };
-    let initial = Model::new(arch.clone(), init_weights(&arch, job.seed)?);
+    let initial = NetModel::new(net.clone(), net.init(job.seed)?);
     let checkpoints = checkpoint_dir(out);
     let spec = TrainSpec {
         stop_at_accuracy: job.stop_at_accuracy,
@@ -114,5 +114,5 @@ pub fn train_model(job: &TrainJob, out: &Path, progress: &mut dyn FnMut(Progress
         train_resumable(&initial, &train_set, &spec, job.seed, ("training", &describe), &places, &stop, progress)?;
     weights.save_safetensors(out)?;
     let trained = initial.with_weights(weights);
-    Ok(TrainOutcome { train_accuracy: accuracy(&trained, &train_set)?, test_accuracy: accuracy(&trained, &test_set)? })
+    Ok(TrainOutcome { train_accuracy: trained.accuracy(&train_set)?, test_accuracy: trained.accuracy(&test_set)? })
 }
