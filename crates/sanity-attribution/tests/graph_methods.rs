@@ -1,5 +1,7 @@
 //! The methods on a model graph against Captum (`scripts/golden/graph_attribution_fixtures.py`)
-//! on the tiny ResNet, imported from both of torch's ONNX exporters: within 1e-4 relative L2.
+//! on the tiny ResNet, imported from both of torch's ONNX exporters and built by the graph
+//! presets' code from its safetensors `state_dict` (batch norms kept apart): within 1e-4
+//! relative L2 either way.
 
 use sanity_attribution::MethodSpec;
 use sanity_attribution::graph_methods::{GRAPH_METHODS, attribute_graph};
@@ -80,6 +82,36 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
         let lrp: MethodSpec = toml::from_str("method = \"lrp_epsilon\"").expect("spec");
         let e = attribute_graph(&lrp, &model, &x32, (x.shape[0], &targets, &ids), 0).expect_err("not yet").to_string();
         assert!(e.contains("lrp_epsilon") && e.contains("not yet on a model graph"), "{e}");
+    }
+}
+
+#[test]
+fn the_preset_path_gives_the_maps_of_the_onnx_path() {
+    use sanity_model::graph_presets::{Block, ResNetSpec, resnet_graph};
+    let spec =
+        ResNetSpec { block: Block::Basic, layers: vec![1, 1], widths: vec![8, 16], in_channels: 3, num_classes: 4 };
+    let graph = resnet_graph(&spec, [3, 16, 16]).expect("tiny resnet");
+    let weights = sanity_model::Weights::load_for_graph(&model_fixture("tiny-resnet.safetensors"), &graph)
+        .expect("the state_dict loads as is");
+    let model = GraphModel::new(&graph, &weights).expect("weights");
+    let x = sanity_data::npy::read_array(&model_fixture("tiny-resnet-input.npy").display().to_string()).expect("input");
+    let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
+    let targets: Vec<usize> = golden("targets.npy").iter().map(|&t| t as usize).collect();
+    let ids: Vec<u64> = (0..targets.len() as u64).collect();
+    for (name, toml) in [
+        ("gradient", "method = \"gradient\""),
+        ("gradient_x_input", "method = \"gradient_x_input\""),
+        ("integrated_gradients", "method = \"integrated_gradients\"\nsteps = 16"),
+        ("guided_backprop", "method = \"guided_backprop\""),
+        ("deconvnet", "method = \"deconvnet\""),
+        ("gradcam", "method = \"gradcam\"\nlayer = \"layer2\""),
+        ("occlusion", "method = \"occlusion\"\nwindow = 4\nstride = 2"),
+    ] {
+        let spec: MethodSpec = toml::from_str(toml).expect("spec");
+        let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(name);
+        let error = relative_l2(&maps, &golden(&format!("{name}.npy")));
+        eprintln!("preset + safetensors {name}: relative L2 {error:.1e} from Captum");
+        assert!(error < 1e-4, "preset + safetensors {name}: relative L2 {error:e} from Captum");
     }
 }
 
