@@ -25,21 +25,24 @@ fn relative_l2(a: &[f32], b: &[f64]) -> f64 {
     (diff / norm).sqrt()
 }
 
+/// The methods whose maps the fixtures hold as Captum gives them, with their settings.
+const CAPTUM_SPECS: [(&str, &str); 7] = [
+    ("gradient", "method = \"gradient\""),
+    ("gradient_x_input", "method = \"gradient_x_input\""),
+    ("integrated_gradients", "method = \"integrated_gradients\"\nsteps = 16"),
+    ("guided_backprop", "method = \"guided_backprop\""),
+    ("deconvnet", "method = \"deconvnet\""),
+    ("gradcam", "method = \"gradcam\"\nlayer = \"layer2\""),
+    ("occlusion", "method = \"occlusion\"\nwindow = 4\nstride = 2"),
+];
+
 #[test]
 fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
     let x = sanity_data::npy::read_array(&model_fixture("tiny-resnet-input.npy").display().to_string()).expect("input");
     let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
     let targets: Vec<usize> = golden("targets.npy").iter().map(|&t| t as usize).collect();
     let ids: Vec<u64> = (0..targets.len() as u64).collect();
-    let specs = [
-        ("gradient", "method = \"gradient\""),
-        ("gradient_x_input", "method = \"gradient_x_input\""),
-        ("integrated_gradients", "method = \"integrated_gradients\"\nsteps = 16"),
-        ("guided_backprop", "method = \"guided_backprop\""),
-        ("deconvnet", "method = \"deconvnet\""),
-        ("gradcam", "method = \"gradcam\"\nlayer = \"layer2\""),
-        ("occlusion", "method = \"occlusion\"\nwindow = 4\nstride = 2"),
-    ];
+    let specs = CAPTUM_SPECS;
     // pytorch-grad-cam min-max scales each map: ours are scaled the same way to compare.
     let cams = [
         ("gradcam_plus_plus", "method = \"gradcam_plus_plus\"\nlayer = \"layer2\""),
@@ -98,15 +101,7 @@ fn the_preset_path_gives_the_maps_of_the_onnx_path() {
     let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
     let targets: Vec<usize> = golden("targets.npy").iter().map(|&t| t as usize).collect();
     let ids: Vec<u64> = (0..targets.len() as u64).collect();
-    for (name, toml) in [
-        ("gradient", "method = \"gradient\""),
-        ("gradient_x_input", "method = \"gradient_x_input\""),
-        ("integrated_gradients", "method = \"integrated_gradients\"\nsteps = 16"),
-        ("guided_backprop", "method = \"guided_backprop\""),
-        ("deconvnet", "method = \"deconvnet\""),
-        ("gradcam", "method = \"gradcam\"\nlayer = \"layer2\""),
-        ("occlusion", "method = \"occlusion\"\nwindow = 4\nstride = 2"),
-    ] {
+    for (name, toml) in CAPTUM_SPECS {
         let spec: MethodSpec = toml::from_str(toml).expect("spec");
         let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(name);
         let error = relative_l2(&maps, &golden(&format!("{name}.npy")));
