@@ -31,12 +31,24 @@ pub struct ReferenceSet {
 }
 
 impl ReferenceSet {
+    /// The images, `[m, c, h, w]` row-major, and that shape.
+    pub fn images(&self) -> (&[f32], [usize; 4]) {
+        (&self.values, self.shape)
+    }
+
     /// The images of a `[m, c, h, w]` tensor.
     pub fn from_tensor(images: &Tensor) -> Result<Self> {
         let (m, c, h, w) = images.dims4()?;
         let values = images.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         Ok(Self { values: Arc::new(values), shape: [m, c, h, w] })
     }
+}
+
+/// The `samples` Monte Carlo pairs of the image with id `id`: an index into the `m` reference
+/// images and α, from `stream_rng(seed, "expected_gradients", id)` (the module docs).
+pub fn draws(seed: u64, id: u64, samples: usize, m: usize) -> Vec<(usize, f64)> {
+    let mut rng = stream_rng(seed, "expected_gradients", id);
+    (0..samples).map(|_| (rng.random_range(0..m), rng.random::<f64>())).collect()
 }
 
 /// Expected gradients over a reference set.
@@ -95,10 +107,7 @@ impl Attribution for ExpectedGradients {
         let points: Vec<(usize, (usize, f64))> = ids
             .iter()
             .enumerate()
-            .flat_map(|(i, &id)| {
-                let mut rng = stream_rng(self.seed, "expected_gradients", id);
-                (0..self.samples).map(move |_| (i, (rng.random_range(0..m), rng.random::<f64>()))).collect::<Vec<_>>()
-            })
+            .flat_map(|(i, &id)| draws(self.seed, id, self.samples, m).into_iter().map(move |draw| (i, draw)))
             .collect();
         let mut sums = vec![vec![0.0f64; n * per]; models.len()];
         let reference = |r: usize| &refs[r * per..(r + 1) * per];

@@ -15,10 +15,14 @@
 //! - `occlusion`: the mean drop of the target logit under the patches covering each pixel
 //!   (`occlusion.rs`, on the graph's forward).
 //!
-//! The others are refused naming the method, until the engine's walk serves them too (issue 19).
+//! - `expected_gradients`: the sequential method's Monte Carlo pairs over the reference images
+//!   (`expected_gradients.rs`).
+//!
+//! LRP is refused naming the method, until the engine's walk serves it too (issue 19).
 
 use crate::controls::{RandomMap, sobel_plane};
 use crate::error::{AttributionError, Result};
+use crate::expected_gradients::{ReferenceSet, draws};
 use crate::gradcam::{CamKind, gradcam_weight, plus_plus_weight, score_weights, weighted_sum, xgradcam_weight};
 use crate::integrated_gradients::Baseline;
 use crate::method::{MethodSpec, TunnelSpec};
@@ -33,6 +37,7 @@ pub const GRAPH_METHODS: &[&str] = &[
     "gradient",
     "gradient_x_input",
     "integrated_gradients",
+    "expected_gradients",
     "guided_backprop",
     "deconvnet",
     "gradcam",
@@ -52,13 +57,26 @@ pub const GRAPH_METHODS: &[&str] = &[
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
 /// `[n, c', h, w]` values and `[c', h, w]`.
-// Long: one arm per method, the larger ones in their own functions.
 pub fn attribute_graph(
     spec: &MethodSpec,
     model: &GraphModel,
     x: &[f32],
     (n, targets, ids): (usize, &[usize], &[u64]),
     run_seed: u64,
+) -> Result<(Vec<f32>, [usize; 3])> {
+    attribute_graph_with(spec, model, x, (n, targets, ids), run_seed, None)
+}
+
+/// [`attribute_graph`] with the reference images of expected gradients (also inside a noise
+/// tunnel).
+// Long: one arm per method, the larger ones in their own functions.
+pub fn attribute_graph_with(
+    spec: &MethodSpec,
+    model: &GraphModel,
+    x: &[f32],
+    (n, targets, ids): (usize, &[usize], &[u64]),
+    run_seed: u64,
+    references: Option<&ReferenceSet>,
 ) -> Result<(Vec<f32>, [usize; 3])> {
     spec.validate_for_input(model.graph.input)?;
     if ids.len() != n {
@@ -95,6 +113,9 @@ pub fn attribute_graph(
         MethodSpec::IntegratedGradients { steps, rule, baseline, .. } => {
             integrated_gradients(model, x, targets, (*steps, *rule, baseline))?
         }
+        MethodSpec::ExpectedGradients { samples, batch } => {
+            expected_gradients(model, x, (targets, ids), (*samples, *batch, run_seed), references)?
+        }
         MethodSpec::Gradcam { layer } => return cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::GradcamPlusPlus { layer } => {
             return cam(CamKind::GradCamPlusPlus, model, layer.as_deref(), x, n, targets);
@@ -103,7 +124,7 @@ pub fn attribute_graph(
         MethodSpec::Layercam { layer } => return cam(CamKind::LayerCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::Scorecam { layer } => return cam(CamKind::ScoreCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::Smoothgrad(tunnel) | MethodSpec::SmoothgradSquared(tunnel) | MethodSpec::Vargrad(tunnel) => {
-            return noise_tunnel(spec, tunnel, model, x, (n, targets, ids), run_seed);
+            return noise_tunnel(spec, tunnel, model, x, (n, targets, ids), (run_seed, references));
         }
         MethodSpec::GuidedGradcam { layer } => {
             let guided = gradient(x, n, &seed(n), ReluMode::Guided)?;
@@ -174,6 +195,63 @@ fn integrated_gradients(
     Ok(maps)
 }
 
+/// Expected gradients (`expected_gradients.rs`): per image, its Monte Carlo pairs (a reference
+/// image x' and α, the sequential method's draws), the gradients at `x' + α (x − x')` taken
+/// `batch` points at a time, and the mean of `(x − x') ⊙ ∇`.
+fn expected_gradients(
+    model: &GraphModel,
+    x: &[f32],
+    (targets, ids): (&[usize], &[u64]),
+    (samples, batch, seed): (usize, usize, u64),
+    references: Option<&ReferenceSet>,
+) -> Result<Vec<f32>> {
+    let id = "expected_gradients";
+    let Some(references) = references else {
+        let why = "no reference set: `sanity run` uses the training images, `sanity attribute` needs --references";
+        return Err(invalid(id, why.into()));
+    };
+    let (refs, [m, rc, rh, rw]) = references.images();
+    let graph = model.graph;
+    if [rc, rh, rw] != graph.input || m == 0 || samples == 0 {
+        return Err(invalid(
+            id,
+            format!(
+                "{m} reference images of shape [{rc}, {rh}, {rw}] for inputs {:?}, samples = {samples}",
+                graph.input
+            ),
+        ));
+    }
+    let per: usize = graph.input.iter().product();
+    let classes = graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
+    let reference = |r: usize| &refs[r * per..(r + 1) * per];
+    let mut maps = Vec::with_capacity(x.len());
+    for (i, image) in x.chunks_exact(per).enumerate() {
+        let mut sum = vec![0.0f64; per];
+        for points in draws(seed, ids[i], samples, m).chunks(batch.max(1)) {
+            let path: Vec<f32> = points
+                .iter()
+                .flat_map(|&(r, alpha)| {
+                    image
+                        .iter()
+                        .zip(reference(r))
+                        .map(move |(&x, &b)| (f64::from(b) + alpha * (f64::from(x) - f64::from(b))) as f32)
+                })
+                .collect();
+            let mut seeds = vec![0.0f32; points.len() * classes];
+            (0..points.len()).for_each(|k| seeds[k * classes + targets[i]] = 1.0);
+            let fwd = forward(model, &path, points.len())?;
+            let grads = input_gradient(model, &fwd, &seeds, ReluMode::Standard)?;
+            for (&(r, _), g) in points.iter().zip(grads.chunks_exact(per)) {
+                for (((s, &g), &x), &b) in sum.iter_mut().zip(g).zip(image).zip(reference(r)) {
+                    *s += (f64::from(x) - f64::from(b)) * f64::from(g) / samples as f64;
+                }
+            }
+        }
+        maps.extend(sum.iter().map(|&v| v as f32));
+    }
+    Ok(maps)
+}
+
 /// SmoothGrad, SmoothGrad² or VarGrad of `tunnel`'s inner method: each image's noisy copies
 /// (the sequential tunnel's, `noise_tunnel.rs`), their inner maps, aggregated as the
 /// sequential tunnel does (Welford's running mean and sum of squared deviations).
@@ -183,18 +261,18 @@ fn noise_tunnel(
     model: &GraphModel,
     x: &[f32],
     (n, targets, ids): (usize, &[usize], &[u64]),
-    seed: u64,
+    (seed, references): (u64, Option<&ReferenceSet>),
 ) -> Result<(Vec<f32>, [usize; 3])> {
     let per = x.len() / n.max(1);
     let (mut out, mut shape) = (Vec::new(), model.graph.input);
     for (i, image) in x.chunks_exact(per).enumerate() {
         let image: Vec<f64> = image.iter().map(|&v| f64::from(v)).collect();
         let copies = noisy_copies(spec.id(), (tunnel.samples, tunnel.noise, seed), &image, ids[i])?;
-        let copies: Vec<f32> = copies.iter().map(|&v| v as f32).collect();
+        let noisy: Vec<f32> = copies.iter().map(|&v| v as f32).collect();
         let copy_ids: Vec<u64> = (0..tunnel.samples).map(|k| copy_id(ids[i], k)).collect();
         let copy_targets = vec![targets[i]; tunnel.samples];
-        let (maps, s) =
-            attribute_graph(&tunnel.inner, model, &copies, (tunnel.samples, &copy_targets, &copy_ids), seed)?;
+        let copies = (tunnel.samples, copy_targets.as_slice(), copy_ids.as_slice());
+        let (maps, s) = attribute_graph_with(&tunnel.inner, model, &noisy, copies, seed, references)?;
         shape = s;
         let len = maps.len() / tunnel.samples.max(1);
         let (mut mean, mut m2) = (vec![0.0f64; len], vec![0.0f64; len]);

@@ -6,7 +6,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::expected_gradients::ReferenceSet;
-use crate::graph_methods::{GRAPH_METHODS, attribute_graph, cam_node};
+use crate::graph_methods::{GRAPH_METHODS, attribute_graph_with, cam_node};
 use crate::method::{Attribution, MethodSpec, TunnelSpec};
 use candle_core::{DType, Device, Tensor};
 use sanity_model::graph::Graph;
@@ -17,6 +17,8 @@ use sanity_model::{Net, NetModel};
 pub struct NetMethod {
     spec: MethodSpec,
     seed: u64,
+    /// The reference images of expected gradients, for the graph methods.
+    references: Option<ReferenceSet>,
     /// The sequential method, on a sequential stack.
     sequential: Option<Box<dyn Attribution>>,
 }
@@ -32,7 +34,7 @@ impl NetMethod {
                 None
             }
         };
-        Ok(Self { spec: spec.clone(), seed, sequential })
+        Ok(Self { spec: spec.clone(), seed, references: references.cloned(), sequential })
     }
 
     /// The method's id.
@@ -63,7 +65,10 @@ impl NetMethod {
             .map(|(model, targets)| {
                 let Net::Graph(graph) = &model.net else { return Err(self.mixed()) };
                 let walk = GraphModel::new(graph, &model.weights)?;
-                let (maps, [c, h, w]) = attribute_graph(&self.spec, &walk, &values, (n, targets, ids), self.seed)?;
+                let inputs = (n, *targets, ids);
+                let references = self.references.as_ref();
+                let (maps, [c, h, w]) =
+                    attribute_graph_with(&self.spec, &walk, &values, inputs, self.seed, references)?;
                 Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)
             })
             .collect()

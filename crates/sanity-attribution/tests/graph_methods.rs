@@ -4,7 +4,7 @@
 //! relative L2 either way.
 
 use sanity_attribution::MethodSpec;
-use sanity_attribution::graph_methods::{GRAPH_METHODS, attribute_graph};
+use sanity_attribution::graph_methods::{GRAPH_METHODS, attribute_graph, attribute_graph_with};
 use sanity_model::graph_engine::GraphModel;
 use sanity_model::onnx::read_onnx;
 use std::path::{Path, PathBuf};
@@ -130,22 +130,30 @@ fn on_the_presets_the_graph_methods_give_the_sequential_methods_maps() {
         let x: Vec<f32> = (0..n * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0)).collect();
         let tensor = Tensor::from_vec(x.clone(), (n, input[0], input[1], input[2]), &Device::Cpu).expect("tensor");
         let ids = [5u64, 9];
+        let images: Vec<f32> = (0..4 * input.iter().product::<usize>()).map(|_| rng.random_range(0.0..1.0)).collect();
+        let references = sanity_attribution::ReferenceSet::from_tensor(
+            &Tensor::from_vec(images, (4, input[0], input[1], input[2]), &Device::Cpu).expect("tensor"),
+        )
+        .expect("references");
         for &id in GRAPH_METHODS {
             let params = match id {
                 "integrated_gradients" => "\nsteps = 8".to_string(),
+                "expected_gradients" => "\nsamples = 6\nbatch = 4".into(),
                 "occlusion" => "\nwindow = 4\nstride = 4".into(),
                 "smoothgrad" | "smoothgrad_squared" | "vargrad" => "\nsamples = 3\nnoise = 0.1".into(),
                 cam if cam.contains("cam") => format!("\nlayer = \"{layer}\""),
                 _ => String::new(),
             };
             let spec: MethodSpec = toml::from_str(&format!("method = \"{id}\"{params}")).expect("spec");
-            let sequential = spec.build(&arch, 0).expect("build").attribute(&model, &tensor, &targets, &ids).expect(id);
+            let built = spec.build_with(&arch, 0, Some(&references)).expect("build");
+            let sequential = built.attribute(&model, &tensor, &targets, &ids).expect(id);
             let sequential: Vec<f64> = sequential
                 .flatten_all()
                 .and_then(|t| t.to_dtype(candle_core::DType::F64))
                 .and_then(|t| t.to_vec1())
                 .expect("values");
-            let (ours, _) = attribute_graph(&spec, &walk, &x, (n, &targets, &ids), 0).expect(id);
+            let inputs = (n, targets.as_slice(), ids.as_slice());
+            let (ours, _) = attribute_graph_with(&spec, &walk, &x, inputs, 0, Some(&references)).expect(id);
             assert_eq!(ours.len(), sequential.len(), "{name} {id}");
             let norm: f64 = sequential.iter().map(|v| v * v).sum();
             let error = if norm == 0.0 { 0.0 } else { relative_l2(&ours, &sequential) };

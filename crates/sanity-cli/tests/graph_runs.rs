@@ -55,6 +55,7 @@ methods = [
   { method = "gradient" },
   { method = "gradcam", layer = "layer2" },
   { method = "integrated_gradients", steps = 4 },
+  { method = "expected_gradients", samples = 4 },
 ]
 
 [controls]
@@ -122,7 +123,7 @@ kind = "random_logit"
     assert!(seen.iter().any(|k| k.0 == "efficient_mprt") && seen.iter().any(|k| k.0 == "random_logit"), "{seen:?}");
     // Every method answers: the summary has rows with images for each.
     let summary = std::fs::read_to_string(out.join("summary.csv")).expect("summary");
-    for method in ["gradient", "gradcam", "integrated_gradients"] {
+    for method in ["gradient", "gradcam", "integrated_gradients", "expected_gradients"] {
         assert!(summary.lines().any(|l| l.contains(&format!(",{method},")) && l.contains(",cascading,")), "{summary}");
     }
     assert!(!err.contains("error:"), "{err}");

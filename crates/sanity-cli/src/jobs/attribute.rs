@@ -3,7 +3,7 @@
 
 use super::JobModel;
 use candle_core::{DType, Device, Tensor};
-use sanity_attribution::graph_methods::attribute_graph;
+use sanity_attribution::graph_methods::attribute_graph_with;
 use sanity_attribution::{MethodSpec, ReferenceSet};
 use sanity_data::npy::read_array;
 use sanity_model::graph_engine::GraphModel;
@@ -140,9 +140,10 @@ fn attribute_onnx(
             format!("images of shape {:?}, but {} takes {:?}", [c, h, w], path.display(), imported.graph.input),
         ));
     }
-    if job.references.is_some() {
-        return Err(bad(Path::new("--references"), "expected_gradients does not run on an ONNX model yet".into()));
-    }
+    let references = match &job.references {
+        Some(path) => Some(references(path, [c, h, w])?),
+        None => None,
+    };
     let model = GraphModel::new(&imported.graph, &imported.weights)?;
     let outputs = imported.graph.nodes.last().map_or(0, |node| node.shape.iter().product());
     let predict = || -> Result<Vec<usize>> {
@@ -157,7 +158,8 @@ fn attribute_onnx(
         let len = job.batch.max(1).min(n - start);
         let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
         let images = &x[start * per..(start + len) * per];
-        let (batch, s) = attribute_graph(&spec, &model, images, (len, &targets[start..start + len], &ids), 0)?;
+        let inputs = (len, &targets[start..start + len], ids.as_slice());
+        let (batch, s) = attribute_graph_with(&spec, &model, images, inputs, 0, references.as_ref())?;
         maps.extend(batch);
         shape = s;
     }

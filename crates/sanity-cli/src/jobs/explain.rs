@@ -6,7 +6,7 @@
 use super::JobModel;
 use super::compare::{parse_metrics, parse_steps};
 use candle_core::{DType, Device, Tensor};
-use sanity_attribution::graph_methods::attribute_graph;
+use sanity_attribution::graph_methods::attribute_graph_with;
 use sanity_attribution::{Attribution, MethodSpec};
 use sanity_experiments::plan::{DataPlan, resolve_arch};
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
@@ -149,7 +149,10 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
             }
             (logits, arch.num_outputs(), maps)
         }
-        JobModel::Onnx(path) => graph_maps(path, &specs, &images, [job.n, c, h, w], (job.seed, &steps))?,
+        JobModel::Onnx(path) => {
+            let references = sanity_experiments::run::training_references(&specs, &train_set)?;
+            graph_maps(path, &specs, &images, [job.n, c, h, w], (job.seed, &steps, references.as_ref()))?
+        }
     };
     // The explained output: the prediction (the only logit of a binary model).
     let targets = predicted_targets(&logits, outputs);
@@ -246,13 +249,14 @@ fn method_maps(
 
 /// The logits, outputs and methods' maps (post-processed by `steps`) of the images `x`
 /// `[n, c, h, w]` under the model exported to ONNX at `path`, each method run on its graph
-/// (`sanity_attribution::graph_methods`) with the run's `seed`.
+/// (`sanity_attribution::graph_methods`) with the run's `seed` (and expected gradients' reference
+/// images).
 fn graph_maps(
     path: &Path,
     specs: &[MethodSpec],
     x: &[f32],
     [n, c, h, w]: [usize; 4],
-    (seed, steps): (u64, &[PostStep]),
+    (seed, steps, references): (u64, &[PostStep], Option<&sanity_attribution::ReferenceSet>),
 ) -> Result<(Vec<f32>, usize, Vec<MethodMaps>)> {
     let imported = read_onnx(path)?;
     if imported.graph.input != [c, h, w] {
@@ -271,8 +275,8 @@ fn graph_maps(
             let len = BATCH.min(n - start);
             let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
             let images = &x[start * c * h * w..(start + len) * c * h * w];
-            let (values, shape) =
-                attribute_graph(spec, &model, images, (len, &targets[start..start + len], &ids), seed)?;
+            let inputs = (len, &targets[start..start + len], ids.as_slice());
+            let (values, shape) = attribute_graph_with(spec, &model, images, inputs, seed, references)?;
             let per: usize = shape.iter().product();
             method_maps.extend(values.chunks_exact(per).map(|v| apply_all(steps, Map::new(v.to_vec(), shape))));
         }
