@@ -110,8 +110,8 @@ pub fn attribute_graph_with(
             let g = gradient(x, n, &seed(n), ReluMode::Standard)?;
             g.iter().zip(x).map(|(g, x)| g * x).collect()
         }
-        MethodSpec::IntegratedGradients { steps, rule, baseline, .. } => {
-            integrated_gradients(model, x, targets, (*steps, *rule, baseline))?
+        MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
+            integrated_gradients(model, x, targets, (*steps, *rule, baseline, *batch))?
         }
         MethodSpec::ExpectedGradients { samples, batch } => {
             expected_gradients(model, x, (targets, ids), (*samples, *batch, run_seed), references)?
@@ -158,12 +158,12 @@ pub fn attribute_graph_with(
 }
 
 /// Integrated gradients with a zero or constant baseline: per image, the path's gradients
-/// weighted by the rule's weights, summed, times `x − x'`.
+/// weighted by the rule's weights (at most `batch` points per pass), summed, times `x − x'`.
 fn integrated_gradients(
     model: &GraphModel,
     x: &[f32],
     targets: &[usize],
-    (steps, rule, baseline): (usize, crate::integrated_gradients::Rule, &Baseline),
+    (steps, rule, baseline, batch): (usize, crate::integrated_gradients::Rule, &Baseline, usize),
 ) -> Result<Vec<f32>> {
     let reference = match baseline {
         Baseline::Zeros {} => 0.0,
@@ -177,18 +177,23 @@ fn integrated_gradients(
     let classes = model.graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
     let (alphas, weights) = rule.points(steps);
     let mut maps = Vec::with_capacity(x.len());
+    let points: Vec<(f64, f64)> = alphas.iter().copied().zip(weights.iter().copied()).collect();
     for (i, image) in x.chunks_exact(per).enumerate() {
-        let path: Vec<f32> =
-            alphas.iter().flat_map(|&a| image.iter().map(move |&v| reference + a as f32 * (v - reference))).collect();
-        let mut seeds = vec![0.0f32; alphas.len() * classes];
-        for (k, &wk) in weights.iter().enumerate() {
-            seeds[k * classes + targets[i]] = wk as f32;
-        }
-        let fwd = forward(model, &path, alphas.len())?;
-        let grads = input_gradient(model, &fwd, &seeds, ReluMode::Standard)?;
         let mut sum = vec![0.0f32; per];
-        for g in grads.chunks_exact(per) {
-            sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
+        for pass in points.chunks(batch.max(1)) {
+            let path: Vec<f32> = pass
+                .iter()
+                .flat_map(|&(a, _)| image.iter().map(move |&v| reference + a as f32 * (v - reference)))
+                .collect();
+            let mut seeds = vec![0.0f32; pass.len() * classes];
+            for (k, &(_, wk)) in pass.iter().enumerate() {
+                seeds[k * classes + targets[i]] = wk as f32;
+            }
+            let fwd = forward(model, &path, pass.len())?;
+            let grads = input_gradient(model, &fwd, &seeds, ReluMode::Standard)?;
+            for g in grads.chunks_exact(per) {
+                sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
+            }
         }
         maps.extend(sum.iter().zip(image).map(|(s, v)| s * (v - reference)));
     }

@@ -162,3 +162,18 @@ fn on_the_presets_the_graph_methods_give_the_sequential_methods_maps() {
         }
     }
 }
+
+#[test]
+fn integrated_gradients_on_a_graph_takes_at_most_batch_points_a_pass_and_the_same_maps() {
+    let imported = read_onnx(&model_fixture("tiny-resnet-dynamo.onnx")).expect("import");
+    let model = GraphModel::new(&imported.graph, &imported.weights).expect("weights");
+    let x = sanity_data::npy::read_array(&model_fixture("tiny-resnet-input.npy").display().to_string()).expect("input");
+    let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
+    let targets: Vec<usize> = golden("targets.npy").iter().map(|&t| t as usize).collect();
+    let ids: Vec<u64> = (0..targets.len() as u64).collect();
+    // 16 steps in passes of 5, 5, 5 and 1 points: Captum's maps all the same.
+    let spec: MethodSpec = toml::from_str("method = \"integrated_gradients\"\nsteps = 16\nbatch = 5").expect("spec");
+    let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect("maps");
+    let error = relative_l2(&maps, &golden("integrated_gradients.npy"));
+    assert!(error < 1e-4, "relative L2 {error:e} from Captum");
+}

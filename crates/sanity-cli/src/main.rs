@@ -133,7 +133,8 @@ struct MergeArgs {
 /// The arguments of `sanity train`.
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Preset name or architecture TOML.
+    /// Preset name (also a graph preset: resnet18, resnet34, resnet50, vgg11, vgg16) or
+    /// architecture TOML.
     #[arg(long)]
     arch: String,
     /// phantom, fashion-mnist, fashion-mnist:DIR, or a `[data]` table inline
