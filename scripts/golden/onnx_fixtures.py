@@ -40,7 +40,7 @@ from onnx import helper
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from tiny_models import TinyResNet  # noqa: E402
+from tiny_models import TinyResNet, TinyVGG  # noqa: E402
 
 out = pathlib.Path("crates/sanity-model/tests/fixtures/onnx")
 out.mkdir(parents=True, exist_ok=True)
@@ -102,25 +102,6 @@ names = [
     "avgpool", "flatten", "fc",
 ]
 (out / "tiny-resnet-names.json").write_text(json.dumps(names, indent=1) + "\n")
-
-class TinyVGG(nn.Module):
-    """torchvision.models.vgg.VGG with make_layers([4, "M", 8, "M"]) and a 16-wide classifier."""
-
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(2, 2),
-            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(True), nn.MaxPool2d(2, 2),
-        )
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(
-            nn.Linear(8 * 7 * 7, 16), nn.ReLU(True), nn.Dropout(), nn.Linear(16, 16), nn.ReLU(True), nn.Dropout(),
-            nn.Linear(16, 5),
-        )
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
 
 vgg = TinyVGG().eval()
 x = torch.rand(2, 3, 16, 16)

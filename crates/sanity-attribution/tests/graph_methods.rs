@@ -177,3 +177,42 @@ fn integrated_gradients_on_a_graph_takes_at_most_batch_points_a_pass_and_the_sam
     let error = relative_l2(&maps, &golden("integrated_gradients.npy"));
     assert!(error < 1e-4, "relative L2 {error:e} from Captum");
 }
+
+#[test]
+fn a_vgg_and_a_resnet_at_224x224_built_from_their_state_dicts_give_captum_s_maps() {
+    use sanity_model::graph_presets::{Block, ResNetSpec, VggSpec, resnet_graph, vgg_graph};
+    // scripts/golden/graph_large_fixtures.py: the tiny VGG on its 2 images, the tiny ResNet on
+    // one 224x224 image.
+    let vgg = VggSpec { cfg: vec![Some(4), None, Some(8), None], hidden: 16, in_channels: 3, num_classes: 5 };
+    let resnet =
+        ResNetSpec { block: Block::Basic, layers: vec![1, 1], widths: vec![8, 16], in_channels: 3, num_classes: 4 };
+    let cases = [
+        ("vgg", vgg_graph(&vgg, [3, 16, 16]).expect("vgg"), "tiny-vgg.safetensors", "features.4"),
+        ("resnet224", resnet_graph(&resnet, [3, 224, 224]).expect("resnet"), "tiny-resnet.safetensors", "layer2"),
+    ];
+    for (name, graph, state, layer) in cases {
+        let weights = sanity_model::Weights::load_for_graph(&model_fixture(state), &graph).expect("state_dict");
+        let model = GraphModel::new(&graph, &weights).expect("weights");
+        let input = match name {
+            "vgg" => model_fixture("tiny-vgg-input.npy"),
+            _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/graph/resnet224-input.npy"),
+        };
+        let x = sanity_data::npy::read_array(&input.display().to_string()).expect("input");
+        let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
+        let targets: Vec<usize> = match name {
+            "vgg" => golden("vgg-targets.npy").iter().map(|&t| t as usize).collect(),
+            _ => vec![2],
+        };
+        let ids: Vec<u64> = (0..targets.len() as u64).collect();
+        let gradcam = format!("method = \"gradcam\"\nlayer = \"{layer}\"");
+        for (method, toml) in
+            CAPTUM_SPECS.iter().take(5).map(|&(m, t)| (m, t.to_string())).chain([("gradcam", gradcam)])
+        {
+            let spec: MethodSpec = toml::from_str(&toml).expect("spec");
+            let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(method);
+            let error = relative_l2(&maps, &golden(&format!("{name}-{method}.npy")));
+            eprintln!("{name} {method}: relative L2 {error:.1e} from Captum");
+            assert!(error < 1e-4, "{name} {method}: relative L2 {error:e} from Captum");
+        }
+    }
+}
