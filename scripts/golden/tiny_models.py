@@ -1,5 +1,6 @@
 """The small PyTorch models of the ONNX and graph fixtures (onnx_fixtures.py,
-graph_attribution_fixtures.py): torchvision's ResNet code and module names with narrower layers.
+graph_attribution_fixtures.py, graph_large_fixtures.py): torchvision's ResNet and VGG code and
+module names with narrower layers.
 Pinned with the scripts that import it: torch==2.15.0.
 """
 import torch
