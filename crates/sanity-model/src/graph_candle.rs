@@ -11,7 +11,7 @@ use crate::forward::{Mode, batch_norm};
 use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
 use crate::graph_reference::{for_each_bin, for_each_window};
 use crate::weights::Weights;
-use candle_core::{D, DType, Tensor};
+use candle_core::{D, Tensor};
 
 /// PyTorch's default batch-norm momentum (the graph's batch norms come from modules built with it).
 const BATCH_NORM_MOMENTUM: f64 = 0.1;
@@ -164,15 +164,6 @@ fn gather(x: &Tensor, fill: f64, index: Vec<u32>, shape: (usize, usize, usize, u
     Ok(padded.index_select(&index, 1)?.reshape(shape)?)
 }
 
-/// The weights of `weights` as `dtype` (the float64 checks run the forward in double).
-pub fn weights_as(weights: &Weights, dtype: DType) -> Result<Weights> {
-    let mut out = Weights::new();
-    for (name, t) in weights.iter() {
-        out.insert(name.clone(), t.to_dtype(dtype)?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +171,7 @@ mod tests {
     use crate::graph_init::init_graph;
     use crate::graph_presets::graph_preset;
     use crate::graph_reference::{self, zoo};
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     fn input(n: usize, shape: [usize; 3], dtype: DType) -> Tensor {
         let len = n * shape.iter().product::<usize>();
@@ -192,30 +183,29 @@ mod tests {
 
     #[test]
     fn the_forward_and_its_input_gradient_are_the_float64_reference_s_on_every_op() {
-        for (name, graph) in [("zoo", zoo::zoo())] {
-            let weights = weights_as(&zoo::random_weights(&graph, 3), DType::F64).expect("f64");
-            let x = Var::from_tensor(&input(2, graph.input, DType::F64)).expect("var");
-            let y = forward(&graph, &weights, x.as_tensor(), &mut Mode::Eval).expect("forward");
-            let flat: Vec<f64> = x.as_tensor().flatten_all().expect("flat").to_vec1().expect("f64");
-            let reference = graph_reference::forward(&graph, &weights, &flat, 2).expect("reference");
-            let ours: Vec<f64> = y.flatten_all().expect("flat").to_vec1().expect("f64");
-            for (a, b) in ours.iter().zip(reference.output()) {
-                assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "{name}: forward {a} vs {b}");
-            }
-            // The gradient of Σ_i y[i, i mod classes] through candle's backward.
-            let classes = y.dim(1).expect("classes");
-            let mut seed = vec![0.0f64; 2 * classes];
-            seed[0] = 1.0;
-            seed[classes + 1 % classes] = 1.0;
-            let s = Tensor::from_vec(seed.clone(), (2, classes), &Device::Cpu).expect("seed");
-            let grads = (y * s).expect("mul").sum_all().expect("sum").backward().expect("backward");
-            let ours: Vec<f64> = grads.get(&x).expect("grad").flatten_all().expect("flat").to_vec1().expect("f64");
-            let expected = graph_reference::input_gradient(&graph, &weights, &reference, &seed).expect("reference");
-            // candle's backward agrees to about 1e-7 of the largest gradient (its forward to 1e-9).
-            let scale = expected.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-            for (a, b) in ours.iter().zip(&expected) {
-                assert!((a - b).abs() <= 1e-6 * scale, "{name}: gradient {a} vs {b} (largest {scale})");
-            }
+        let graph = zoo::zoo();
+        let weights = zoo::random_weights(&graph, 3).to_dtype(DType::F64).expect("f64");
+        let x = Var::from_tensor(&input(2, graph.input, DType::F64)).expect("var");
+        let y = forward(&graph, &weights, x.as_tensor(), &mut Mode::Eval).expect("forward");
+        let flat: Vec<f64> = x.as_tensor().flatten_all().expect("flat").to_vec1().expect("f64");
+        let reference = graph_reference::forward(&graph, &weights, &flat, 2).expect("reference");
+        let ours: Vec<f64> = y.flatten_all().expect("flat").to_vec1().expect("f64");
+        for (a, b) in ours.iter().zip(reference.output()) {
+            assert!((a - b).abs() <= 1e-9 * (1.0 + b.abs()), "forward {a} vs {b}");
+        }
+        // The gradient of Σ_i y[i, i mod classes] through candle's backward.
+        let classes = y.dim(1).expect("classes");
+        let mut seed = vec![0.0f64; 2 * classes];
+        seed[0] = 1.0;
+        seed[classes + 1] = 1.0;
+        let s = Tensor::from_vec(seed.clone(), (2, classes), &Device::Cpu).expect("seed");
+        let grads = (y * s).expect("mul").sum_all().expect("sum").backward().expect("backward");
+        let ours: Vec<f64> = grads.get(&x).expect("grad").flatten_all().expect("flat").to_vec1().expect("f64");
+        let expected = graph_reference::input_gradient(&graph, &weights, &reference, &seed).expect("reference");
+        // candle's backward agrees to about 1e-7 of the largest gradient (its forward to 1e-9).
+        let scale = expected.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        for (a, b) in ours.iter().zip(&expected) {
+            assert!((a - b).abs() <= 1e-6 * scale, "gradient {a} vs {b} (largest {scale})");
         }
     }
 

@@ -63,19 +63,7 @@ impl<'a> GraphModel<'a> {
 }
 
 /// Every value of a forward, NCHW: `values[0]` the input, `values[k + 1]` node `k`'s output.
-pub struct Forward {
-    /// The inputs.
-    pub n: usize,
-    /// The values.
-    pub values: Vec<Vec<f32>>,
-}
-
-impl Forward {
-    /// The graph's output, `[n, classes]`.
-    pub fn output(&self) -> &[f32] {
-        self.values.last().map_or(&[], Vec::as_slice)
-    }
-}
+pub type Forward = crate::graph_reference::Evaluation<f32>;
 
 /// The forward of `model` on `n` NCHW inputs `x`.
 // Long: one arm per op, as graph_reference.rs's forward.
@@ -318,39 +306,26 @@ fn per_channel(x: &[f32], plane: usize, channels: usize, f: impl Fn(usize, f32) 
 
 /// The im2col matrix of one image's channels `[channels, h, w]`: rows `(ci, ky, kx)`, columns
 /// the output positions; zero where a tap falls in the padding.
-fn im2col(c: &ConvSpec, image: &[f32], [channels, h, w]: [usize; 3], [oh, ow]: [usize; 2]) -> Vec<f32> {
-    let (kh, kw) = (c.kernel[0], c.kernel[1]);
-    let mut cols = vec![0.0f32; channels * kh * kw * oh * ow];
-    for ci in 0..channels {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &mut cols[((ci * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
-                for oy in 0..oh {
-                    let Some(iy) = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h)
-                    else {
-                        continue;
-                    };
-                    for ox in 0..ow {
-                        if let Some(ix) =
-                            (ox * c.stride[1] + kx * c.dilation[1]).checked_sub(c.pads[1]).filter(|&x| x < w)
-                        {
-                            row[oy * ow + ox] = image[(ci * h + iy) * w + ix];
-                        }
-                    }
-                }
-            }
-        }
-    }
+fn im2col(c: &ConvSpec, image: &[f32], dims: [usize; 3], out: [usize; 2]) -> Vec<f32> {
+    let mut cols = vec![0.0f32; dims[0] * c.kernel[0] * c.kernel[1] * out[0] * out[1]];
+    for_each_tap(c, dims, out, |col, pixel| cols[col] = image[pixel]);
     cols
 }
 
 /// Adds the columns back onto the image positions they were taken from (im2col's adjoint).
-fn col2im(c: &ConvSpec, cols: &[f32], image: &mut [f32], [channels, h, w]: [usize; 3], [oh, ow]: [usize; 2]) {
+fn col2im(c: &ConvSpec, cols: &[f32], image: &mut [f32], dims: [usize; 3], out: [usize; 2]) {
+    for_each_tap(c, dims, out, |col, pixel| image[pixel] += cols[col]);
+}
+
+/// Calls `tap(column index, image index)` for every kernel tap of every output position of
+/// `c` on a `[channels, h, w]` image that falls inside the image (not in the padding); the
+/// column matrix is `[channels · kh · kw, oh · ow]`.
+fn for_each_tap(c: &ConvSpec, [channels, h, w]: [usize; 3], [oh, ow]: [usize; 2], mut tap: impl FnMut(usize, usize)) {
     let (kh, kw) = (c.kernel[0], c.kernel[1]);
     for ci in 0..channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = &cols[((ci * kh + ky) * kw + kx) * oh * ow..][..oh * ow];
+                let row = ((ci * kh + ky) * kw + kx) * oh * ow;
                 for oy in 0..oh {
                     let Some(iy) = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h)
                     else {
@@ -360,7 +335,7 @@ fn col2im(c: &ConvSpec, cols: &[f32], image: &mut [f32], [channels, h, w]: [usiz
                         if let Some(ix) =
                             (ox * c.stride[1] + kx * c.dilation[1]).checked_sub(c.pads[1]).filter(|&x| x < w)
                         {
-                            image[(ci * h + iy) * w + ix] += row[oy * ow + ox];
+                            tap(row + oy * ow + ox, (ci * h + iy) * w + ix);
                         }
                     }
                 }

@@ -10,17 +10,18 @@ use crate::weights::Weights;
 use candle_core::DType;
 
 /// Every value of a forward: `values[v]` is value `v` (0 the input, `k + 1` node `k`'s
-/// output) for the `n` inputs, NCHW.
-pub struct Evaluation {
+/// output) for the `n` inputs, NCHW; float64 here, float32 in the walk
+/// (`graph_engine::Forward`).
+pub struct Evaluation<T = f64> {
     /// The inputs.
     pub n: usize,
     /// The values, each `[n, shape]` flattened.
-    pub values: Vec<Vec<f64>>,
+    pub values: Vec<Vec<T>>,
 }
 
-impl Evaluation {
+impl<T> Evaluation<T> {
     /// The graph's output (the last node's), `[n, classes]`.
-    pub fn output(&self) -> &[f64] {
+    pub fn output(&self) -> &[T] {
         self.values.last().map_or(&[], Vec::as_slice)
     }
 }

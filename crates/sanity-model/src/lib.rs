@@ -34,7 +34,6 @@ pub use net::{Net, NetModel, NetSpec};
 pub use ops::ReluMode;
 pub use presets::{PRESETS, preset};
 pub use train::{
-    BatchProgress, EpochStats, LrSchedule, OptimizerKind, TrainSpec, Training, accuracy, predict_logits, train,
-    train_from, train_observed,
+    BatchProgress, EpochStats, LrSchedule, OptimizerKind, TrainSpec, Training, train, train_from, train_observed,
 };
 pub use weights::Weights;

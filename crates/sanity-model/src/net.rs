@@ -277,12 +277,24 @@ impl NetModel {
         Ok(correct as f64 / data.len().max(1) as f64)
     }
 
-    /// The logits of a data set's images, `batch` images at a time.
+    /// The logits of a data set's images, `batch` images at a time (a graph's weights read
+    /// once for all the batches).
     pub fn logits_of(&self, images: &[f32], batch: usize) -> Result<Vec<f32>> {
         let per: usize = self.net.input().iter().product();
+        let chunks = images.chunks(per * batch.max(1));
         let mut out = Vec::with_capacity(images.len() / per.max(1) * self.net.num_outputs());
-        for chunk in images.chunks(per * batch.max(1)) {
-            out.extend(self.logits(chunk, chunk.len() / per)?);
+        match &self.net {
+            Net::Layers(_) => {
+                for chunk in chunks {
+                    out.extend(self.logits(chunk, chunk.len() / per)?);
+                }
+            }
+            Net::Graph(graph) => {
+                let model = GraphModel::new(graph, &self.weights)?;
+                for chunk in chunks {
+                    out.extend_from_slice(forward(&model, chunk, chunk.len() / per)?.output());
+                }
+            }
         }
         Ok(out)
     }
@@ -303,7 +315,7 @@ mod tests {
         assert_eq!(net.stage_layers("layer4").expect("module").len(), 10, "two blocks and the downsample");
         let err = net.stage_layers("layer5").expect_err("no such module").to_string();
         assert!(err.contains("layer5") && err.contains("layer4.1"), "{err}");
-        // `layer4.1` is not a prefix match of `layer4.10...`, and a sequential stack has no modules.
+        // A sequential stack has no modules: only its layers name stages.
         let arch = Arc::new(Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("p")).expect("arch"));
         let seq = Net::Layers(arch);
         assert!(seq.stage_layers("conv").is_err());

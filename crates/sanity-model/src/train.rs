@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::error::{ModelError, Result};
-use crate::forward::{Mode, Model};
+use crate::forward::Mode;
 use crate::net::NetModel;
 use crate::weights::Weights;
 use candle_core::{D, DType, Device, Tensor, Var};
@@ -330,26 +330,6 @@ pub fn predicted_targets(logits: &[f32], outputs: usize) -> Vec<usize> {
         1 => vec![0; logits.len()],
         _ => classes_of(logits, outputs),
     }
-}
-
-/// Logits of every image of `data`, `[n · outputs]` row-major, evaluated in batches.
-pub fn predict_logits(model: &Model, data: &Dataset, batch_size: usize) -> Result<Vec<f32>> {
-    let [c, h, w] = data.image_shape;
-    let mut out = Vec::with_capacity(data.len() * model.arch.num_outputs());
-    for start in (0..data.len()).step_by(batch_size.max(1)) {
-        let end = (start + batch_size).min(data.len());
-        let x = Tensor::from_slice(data.images_in(start..end), (end - start, c, h, w), &Device::Cpu)?;
-        out.extend(model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok(out)
-}
-
-/// Fraction of `data` classified correctly by `model` in evaluation mode.
-pub fn accuracy(model: &Model, data: &Dataset) -> Result<f64> {
-    let logits = predict_logits(model, data, 256)?;
-    let predicted = classes_of(&logits, model.arch.num_outputs());
-    let correct = predicted.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
-    Ok(correct as f64 / data.len().max(1) as f64)
 }
 
 /// Trains `model` on `data` with the spec's optimiser; shuffles draw from `stream_rng(seed, "train-shuffle",
