@@ -847,8 +847,7 @@ fn resolve_stages(stages: Option<&Stages>, net: &Net) -> std::result::Result<Vec
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for s in &chosen {
         let under = net.stage_layers(s).map_err(|_| {
-            let mut known = net.blocks();
-            known.extend(layers.iter().filter(|l| !net.blocks().contains(l)).cloned());
+            let known = net.stage_names();
             format!(
                 "`{s}` is not a parameterised layer{}; this model has: {}{}",
                 if net.is_graph() { " or a module of them" } else { "" },

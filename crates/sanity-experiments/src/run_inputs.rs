@@ -7,7 +7,7 @@
 use crate::checked::{RandomLabels, TestKind};
 use crate::plan::Plan;
 use sanity_data::{Dataset, fnv1a};
-use sanity_model::{ArchitectureSpec, Net};
+use sanity_model::{Net, NetSpec};
 use sanity_rundir::error::{ExperimentError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -23,12 +23,9 @@ pub struct RunInputs {
     pub train_data: String,
     /// [`Dataset::fingerprint`] of the test set.
     pub test_data: String,
-    /// The resolved architecture (a sequential network).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<ArchitectureSpec>,
-    /// A model graph's description (`Graph::describe`: nodes, ops, shapes), hashed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub graph: Option<String>,
+    /// The resolved network (a sequential architecture as it always was written, or a model
+    /// graph's description hashed: [`NetSpec`]).
+    pub architecture: NetSpec,
     /// The given weights files by config key (`model.weights`, `tests[i].weights`): their
     /// [`file_hash`].
     pub weights: BTreeMap<String, String>,
@@ -45,10 +42,6 @@ impl RunInputs {
         if let Some(path) = &plan.config.model.onnx {
             weights.insert("model.onnx".to_string(), file_hash(path)?);
         }
-        let (architecture, graph) = match &plan.net {
-            Net::Layers(arch) => (Some(arch.spec.clone()), None),
-            Net::Graph(graph) => (None, Some(bytes_hash(graph.describe().as_bytes()))),
-        };
         for (i, test) in plan.tests.iter().enumerate() {
             if let TestKind::RandomLabels(RandomLabels { weights: Some(path), .. }) = &test.kind {
                 weights.insert(format!("tests[{i}].weights"), file_hash(path)?);
@@ -57,8 +50,7 @@ impl RunInputs {
         Ok(Self {
             train_data: train_print.to_string(),
             test_data: test_set.fingerprint(),
-            architecture,
-            graph,
+            architecture: plan.net.spec(),
             weights,
         })
     }
@@ -97,7 +89,7 @@ impl RunInputs {
         if self.test_data != before.test_data {
             out.push(format!("the test data ({}, then {})", self.test_data, before.test_data));
         }
-        if self.architecture != before.architecture || self.graph != before.graph {
+        if self.architecture != before.architecture {
             out.push("the architecture".to_string());
         }
         if self.weights != before.weights {

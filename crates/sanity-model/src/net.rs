@@ -81,8 +81,16 @@ impl Net {
         }
     }
 
+    /// The names a stage may have: the blocks, then the layers that are not blocks themselves.
+    pub fn stage_names(&self) -> Vec<String> {
+        let mut names = self.blocks();
+        let rest: Vec<String> = self.layers().into_iter().filter(|l| !names.contains(l)).collect();
+        names.extend(rest);
+        names
+    }
+
     /// The layers a stage names, in network order: the layer of that name, or (on a graph)
-    /// every layer under the module it names. The error lists the layers and blocks there are.
+    /// every layer under the module it names. The error lists [`Net::stage_names`].
     pub fn stage_layers(&self, stage: &str) -> Result<Vec<String>> {
         let layers = self.layers();
         if layers.iter().any(|l| l == stage) {
@@ -94,10 +102,7 @@ impl Net {
             Net::Graph(_) => layers.iter().filter(|l| l.starts_with(&prefix)).cloned().collect(),
         };
         if under.is_empty() {
-            let mut available = self.blocks();
-            let rest: Vec<String> = layers.into_iter().filter(|l| !available.contains(l)).collect();
-            available.extend(rest);
-            return Err(ModelError::UnknownLayer { name: stage.to_string(), available: available.join(", ") });
+            return Err(ModelError::UnknownLayer { name: stage.to_string(), available: self.stage_names().join(", ") });
         }
         Ok(under)
     }

@@ -134,6 +134,7 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let [c, h, w] = test_set.image_shape;
     let indices: Vec<usize> = (0..job.n).collect();
     let images = test_set.gather_images(&indices);
+    let references = sanity_experiments::run::training_references(&specs, &train_set)?;
     let (logits, outputs, maps) = match &job.model {
         JobModel::Sequential { arch, weights } => {
             let arch = Arc::new(resolve_arch(arch, &data).map_err(|message| bad("--arch", message))?);
@@ -141,7 +142,6 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
             let x = Tensor::from_vec(images, (job.n, c, h, w), &Device::Cpu)?;
             let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
             let targets = predicted_targets(&logits, arch.num_outputs());
-            let references = sanity_experiments::run::training_references(&specs, &train_set)?;
             let mut maps: Vec<MethodMaps> = Vec::new();
             for spec in &specs {
                 let method = spec.build_with(&arch, job.seed, references.as_ref())?;
@@ -150,7 +150,6 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
             (logits, arch.num_outputs(), maps)
         }
         JobModel::Onnx(path) => {
-            let references = sanity_experiments::run::training_references(&specs, &train_set)?;
             graph_maps(path, &specs, &images, [job.n, c, h, w], (job.seed, &steps, references.as_ref()))?
         }
     };
