@@ -18,7 +18,9 @@
 //! - `expected_gradients`: the sequential method's Monte Carlo pairs over the reference images
 //!   (`expected_gradients.rs`).
 //!
-//! LRP is refused naming the method, until the engine's walk serves it too (issue 19).
+//! - `lrp_epsilon`, `lrp_alpha_beta`: `lrp.rs`'s rules on the graph (`graph_lrp.rs`: batch
+//!   norms merged into the layer before them, residual adds split in proportion to their
+//!   inputs); a graph with an op that has no rule is refused naming the node.
 
 use crate::controls::{RandomMap, sobel_plane};
 use crate::error::{AttributionError, Result};
@@ -28,31 +30,9 @@ use crate::integrated_gradients::Baseline;
 use crate::method::{MethodSpec, TunnelSpec};
 use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
-use sanity_model::ReluMode;
 use sanity_model::graph::Graph;
+use sanity_model::{LrpRule, ReluMode, graph_lrp};
 use sanity_model::graph_engine::{GraphModel, backward_to, forward, input_gradient};
-
-/// The methods that run on a model graph.
-pub const GRAPH_METHODS: &[&str] = &[
-    "gradient",
-    "gradient_x_input",
-    "integrated_gradients",
-    "expected_gradients",
-    "guided_backprop",
-    "deconvnet",
-    "gradcam",
-    "gradcam_plus_plus",
-    "xgradcam",
-    "layercam",
-    "scorecam",
-    "guided_gradcam",
-    "occlusion",
-    "smoothgrad",
-    "smoothgrad_squared",
-    "vargrad",
-    "random_map",
-    "sobel",
-];
 
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
@@ -147,11 +127,11 @@ pub fn attribute_graph_with(
             };
             occlusion.maps(x, [c, h, w], targets, classes, logits)?.into_iter().map(|v| v as f32).collect()
         }
-        other => {
-            return Err(invalid(
-                other.id(),
-                format!("not yet on a model graph; accepted there: {}", GRAPH_METHODS.join(", ")),
-            ));
+        MethodSpec::LrpEpsilon { epsilon } => {
+            graph_lrp::relevance(model, x, n, &seed(n), LrpRule::Epsilon(*epsilon))?
+        }
+        MethodSpec::LrpAlphaBeta { alpha, beta } => {
+            graph_lrp::relevance(model, x, n, &seed(n), LrpRule::AlphaBeta { alpha: *alpha, beta: *beta })?
         }
     };
     Ok((maps, [c, h, w]))

@@ -6,7 +6,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::expected_gradients::ReferenceSet;
-use crate::graph_methods::{GRAPH_METHODS, attribute_graph_with, cam_node};
+use crate::graph_methods::{attribute_graph_with, cam_node};
 use crate::method::{Attribution, MethodSpec, TunnelSpec};
 use candle_core::{DType, Device, Tensor};
 use sanity_model::graph::Graph;
@@ -83,8 +83,8 @@ impl NetMethod {
 }
 
 /// `spec` with its defaults written out for `net` (a class activation map's layer), checked
-/// against the network: its layer exists, its parameters fit the input, and on a graph the
-/// method has a graph form.
+/// against the network: its layer exists, its parameters fit the input, and on a graph its
+/// baseline has a graph form and LRP has a rule for every node.
 pub fn resolve_on(spec: &MethodSpec, net: &Net) -> Result<MethodSpec> {
     match net {
         Net::Layers(arch) => spec.resolved(arch),
@@ -93,12 +93,6 @@ pub fn resolve_on(spec: &MethodSpec, net: &Net) -> Result<MethodSpec> {
 }
 
 fn resolve_on_graph(spec: &MethodSpec, graph: &Graph) -> Result<MethodSpec> {
-    if !GRAPH_METHODS.contains(&spec.id()) {
-        return Err(AttributionError::Invalid {
-            method: spec.id(),
-            reason: format!("not yet on a model graph; accepted there: {}", GRAPH_METHODS.join(", ")),
-        });
-    }
     spec.validate_for_input(graph.input)?;
     let layer_of = |layer: &Option<String>| -> Result<Option<String>> {
         let node = cam_node(graph, layer.as_deref(), spec.id())?;
@@ -116,6 +110,11 @@ fn resolve_on_graph(spec: &MethodSpec, graph: &Graph) -> Result<MethodSpec> {
                 reason: format!("baseline {baseline:?} on a model graph; accepted: zeros or constant"),
             });
         }
+        MethodSpec::LrpEpsilon { .. } | MethodSpec::LrpAlphaBeta { .. } => {
+            sanity_model::graph_lrp::check(graph)
+                .map_err(|err| AttributionError::Invalid { method: spec.id(), reason: err.to_string() })?;
+            spec.clone()
+        }
         MethodSpec::Gradcam { layer } => MethodSpec::Gradcam { layer: layer_of(layer)? },
         MethodSpec::GuidedGradcam { layer } => MethodSpec::GuidedGradcam { layer: layer_of(layer)? },
         MethodSpec::GradcamPlusPlus { layer } => MethodSpec::GradcamPlusPlus { layer: layer_of(layer)? },
@@ -132,12 +131,17 @@ fn resolve_on_graph(spec: &MethodSpec, graph: &Graph) -> Result<MethodSpec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sanity_model::graph::{GraphOp, NodeSpec};
     use sanity_model::graph_presets::graph_preset;
     use sanity_model::{Architecture, preset};
     use std::sync::Arc;
 
     fn spec(json: &str) -> MethodSpec {
         serde_json::from_str(json).expect("spec")
+    }
+
+    fn node(name: &str, op: GraphOp, input: usize) -> NodeSpec {
+        NodeSpec { name: name.into(), op, inputs: vec![input] }
     }
 
     #[test]
@@ -167,8 +171,18 @@ mod tests {
     #[test]
     fn a_graph_refuses_what_it_cannot_run_and_names_its_default_cam_layer() {
         let net = Net::Graph(Arc::new(graph_preset("resnet18", [1, 32, 32], 10).expect("preset")));
-        let err = resolve_on(&spec(r#"{"method":"lrp_epsilon"}"#), &net).expect_err("no LRP on graphs").to_string();
-        assert!(err.contains("lrp_epsilon") && err.contains("gradcam"), "{err}");
+        resolve_on(&spec(r#"{"method":"lrp_epsilon"}"#), &net).expect("LRP on a ResNet: its batch norms merge");
+        let gelu = Graph::new(
+            [1, 4, 4],
+            vec![
+                node("flat", GraphOp::Flatten, 0),
+                node("act", GraphOp::Gelu, 1),
+                node("fc", GraphOp::Linear { in_features: 16, out_features: 2, bias: true }, 2),
+            ],
+        )
+        .expect("graph");
+        let err = resolve_on(&spec(r#"{"method":"lrp_alpha_beta"}"#), &Net::Graph(Arc::new(gelu))).expect_err("gelu");
+        assert!(err.to_string().contains("lrp_alpha_beta") && err.to_string().contains("act"), "{err}");
         let resolved = resolve_on(&spec(r#"{"method":"gradcam"}"#), &net).expect("gradcam");
         assert_eq!(resolved, MethodSpec::Gradcam { layer: Some("layer3.1.relu_1".into()) }, "the last 2x2 node");
         let err = resolve_on(&spec(r#"{"method":"gradcam","layer":"layer9"}"#), &net).expect_err("no layer9");

@@ -4,7 +4,7 @@
 //! relative L2 either way.
 
 use sanity_attribution::MethodSpec;
-use sanity_attribution::graph_methods::{GRAPH_METHODS, attribute_graph, attribute_graph_with};
+use sanity_attribution::graph_methods::{attribute_graph, attribute_graph_with};
 use sanity_model::graph_engine::GraphModel;
 use sanity_model::onnx::read_onnx;
 use std::path::{Path, PathBuf};
@@ -82,9 +82,6 @@ fn the_methods_on_an_imported_resnet_give_captum_s_maps() {
         let (maps, _) =
             attribute_graph(&default, &model, &x32, (x.shape[0], &targets, &ids), 0).expect("default layer");
         assert!(relative_l2(&maps, &golden("gradcam.npy")) < 1e-4, "{file}");
-        let lrp: MethodSpec = toml::from_str("method = \"lrp_epsilon\"").expect("spec");
-        let e = attribute_graph(&lrp, &model, &x32, (x.shape[0], &targets, &ids), 0).expect_err("not yet").to_string();
-        assert!(e.contains("lrp_epsilon") && e.contains("not yet on a model graph"), "{e}");
     }
 }
 
@@ -135,7 +132,7 @@ fn on_the_presets_the_graph_methods_give_the_sequential_methods_maps() {
             &Tensor::from_vec(images, (4, input[0], input[1], input[2]), &Device::Cpu).expect("tensor"),
         )
         .expect("references");
-        for &id in GRAPH_METHODS {
+        for id in sanity_attribution::registry::METHODS.iter().map(|m| m.id) {
             let params = match id {
                 "integrated_gradients" => "\nsteps = 8".to_string(),
                 "expected_gradients" => "\nsamples = 6\nbatch = 4".into(),
@@ -213,6 +210,39 @@ fn a_vgg_and_a_resnet_at_224x224_built_from_their_state_dicts_give_captum_s_maps
             let error = relative_l2(&maps, &golden(&format!("{name}-{method}.npy")));
             eprintln!("{name} {method}: relative L2 {error:.1e} from Captum");
             assert!(error < 1e-4, "{name} {method}: relative L2 {error:e} from Captum");
+        }
+    }
+}
+
+/// LRP merges each batch norm into the convolution before it, as torch's ONNX export does: the
+/// preset built from the `state_dict` (batch norms apart) and both exports (folded) give the
+/// same relevance, under the ε and the α-β rule.
+#[test]
+fn lrp_gives_the_same_maps_with_batch_norms_apart_or_folded_by_the_export() {
+    use sanity_model::graph_presets::{Block, ResNetSpec, resnet_graph};
+    let spec =
+        ResNetSpec { block: Block::Basic, layers: vec![1, 1], widths: vec![8, 16], in_channels: 3, num_classes: 4 };
+    let graph = resnet_graph(&spec, [3, 16, 16]).expect("tiny resnet");
+    let weights = sanity_model::Weights::load_for_graph(&model_fixture("tiny-resnet.safetensors"), &graph)
+        .expect("the state_dict loads as is");
+    let preset = GraphModel::new(&graph, &weights).expect("weights");
+    let x = sanity_data::npy::read_array(&model_fixture("tiny-resnet-input.npy").display().to_string()).expect("input");
+    let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
+    let targets: Vec<usize> = golden("targets.npy").iter().map(|&t| t as usize).collect();
+    let ids: Vec<u64> = (0..targets.len() as u64).collect();
+    let inputs = (x.shape[0], targets.as_slice(), ids.as_slice());
+    for toml in ["method = \"lrp_epsilon\"\nepsilon = 0.01", "method = \"lrp_alpha_beta\""] {
+        let spec: MethodSpec = toml::from_str(toml).expect("spec");
+        let (apart, _) = attribute_graph(&spec, &preset, &x32, inputs, 0).expect("preset");
+        assert!(apart.iter().any(|&r| r != 0.0), "{toml}: all-zero relevance");
+        let apart64: Vec<f64> = apart.iter().map(|&v| f64::from(v)).collect();
+        for file in ["tiny-resnet-ts.onnx", "tiny-resnet-dynamo.onnx"] {
+            let imported = read_onnx(&model_fixture(file)).expect("import");
+            let model = GraphModel::new(&imported.graph, &imported.weights).expect("weights");
+            let (folded, _) = attribute_graph(&spec, &model, &x32, inputs, 0).expect(file);
+            let error = relative_l2(&folded, &apart64);
+            eprintln!("{file} {toml:?}: relative L2 {error:.1e} from the preset's");
+            assert!(error < 1e-4, "{file} {toml:?}: relative L2 {error:e} from the preset's");
         }
     }
 }

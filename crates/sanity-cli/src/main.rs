@@ -194,16 +194,9 @@ struct AttributeArgs {
     /// Weights (safetensors, PyTorch names).
     #[arg(long, requires = "arch")]
     weights: Option<PathBuf>,
-    /// A model exported by torch.onnx.export instead of --arch and --weights (--help lists
-    /// the methods that run on it).
-    #[arg(
-        long,
-        conflicts_with_all = ["arch", "weights"],
-        long_help = format!(
-            "A model exported by torch.onnx.export instead of --arch and --weights; the methods that run on it: {}",
-            sanity_attribution::graph_methods::GRAPH_METHODS.join(", ")
-        )
-    )]
+    /// A model exported by torch.onnx.export instead of --arch and --weights (every method
+    /// runs on it).
+    #[arg(long, conflicts_with_all = ["arch", "weights"])]
     onnx: Option<PathBuf>,
     /// Images, NPY float32 of shape (n, c, h, w).
     #[arg(long)]
@@ -711,17 +704,25 @@ fn merge_command(args: MergeArgs) -> Result<()> {
 }
 
 /// Keeps freed memory in glibc's heap instead of returning it to the kernel: every op of a
-/// forward/backward pass allocates its output, and with the default thresholds each large
-/// buffer is a fresh mmap that page-faults on first touch (measured: an integrated-gradients
+/// forward/backward pass allocates its output, and with the default settings each large
+/// buffer is fresh memory that page-faults on first touch (measured: an integrated-gradients
 /// batch of the adebayo-cnn is 21% faster, `benches/methods.rs`, 2 threads).
+/// - No buffer is mmapped: a ResNet-18's activations for 16 images at 224x224 are 51 MB a
+///   layer, above any mmap threshold glibc accepts, and its forward + input gradient takes
+///   0.55 s in place of 0.95 s with them mmapped (`crates/sanity-model/examples/walk_resnet18.rs`).
+/// - One arena: rayon's threads would otherwise allocate from heaps of their own, which glibc
+///   unmaps whenever one empties, whatever the trim threshold; the ResNet benchmark with 4
+///   images (`experiments/bench-resnet18.toml`, `--set attribution.n_images=4`) took 62.6 s of
+///   attribution with per-thread arenas and 37.1 s with one, peak RSS 0.92 GB either way.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     #[allow(unsafe_code)]
     // SAFETY: mallopt only sets allocator parameters; it is called first thing in main, before
     // any other thread exists or any large allocation is made.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }

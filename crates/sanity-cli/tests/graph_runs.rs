@@ -56,6 +56,7 @@ methods = [
   { method = "gradcam", layer = "layer2" },
   { method = "integrated_gradients", steps = 4 },
   { method = "expected_gradients", samples = 4 },
+  { method = "lrp_epsilon", epsilon = 0.01 },
 ]
 
 [controls]
@@ -123,7 +124,7 @@ kind = "random_logit"
     assert!(seen.iter().any(|k| k.0 == "efficient_mprt") && seen.iter().any(|k| k.0 == "random_logit"), "{seen:?}");
     // Every method answers: the summary has rows with images for each.
     let summary = std::fs::read_to_string(out.join("summary.csv")).expect("summary");
-    for method in ["gradient", "gradcam", "integrated_gradients", "expected_gradients"] {
+    for method in ["gradient", "gradcam", "integrated_gradients", "expected_gradients", "lrp_epsilon"] {
         assert!(summary.lines().any(|l| l.contains(&format!(",{method},")) && l.contains(",cascading,")), "{summary}");
     }
     assert!(!err.contains("error:"), "{err}");
@@ -234,11 +235,6 @@ fn what_a_graph_cannot_run_is_refused_naming_the_key() {
     let model = format!("[model]\nonnx = \"{}\"\n", onnx("tiny-resnet-dynamo.onnx").display());
     let tests = "[[tests]]\nkind = \"cascading\"\n[[comparisons]]\nmetrics = [{ metric = \"spearman\" }]\n";
     let cases: Vec<(String, &str, &str)> = vec![
-        (
-            format!("{data}{model}[attribution]\nn_images = 2\nmethods = [{{ method = \"lrp_epsilon\" }}]\n{tests}"),
-            "attribution.methods[0]",
-            "not yet on a model graph",
-        ),
         (
             format!(
                 "{data}{model}[attribution]\nn_images = 2\nmethods = [{{ method = \"gradient\" }}]\n[[tests]]\nkind = \"cascading\"\nstages = [\"layer9\"]\n[[comparisons]]\nmetrics = [{{ metric = \"spearman\" }}]\n"

@@ -10,10 +10,11 @@
 //! methods do not call it yet (issue 19).
 
 use crate::error::{ModelError, Result};
-use crate::graph::{ConvSpec, Graph, GraphOp};
+use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
 use crate::graph_reference::{for_each_bin, for_each_window};
 use crate::ops::ReluMode;
 use crate::ops::gemm::{Layout2, matmul};
+use crate::ops::linear::input_grad_values;
 use crate::ops::relu::Relu;
 use crate::weights::Weights;
 use candle_core::DType;
@@ -24,7 +25,7 @@ pub struct GraphModel<'a> {
     /// The graph.
     pub graph: &'a Graph,
     /// Per node, its parameters by suffix (`weight`, `bias`, ...), f32.
-    parameters: Vec<Vec<(&'static str, Vec<f32>)>>,
+    pub(crate) parameters: Vec<Vec<(&'static str, Vec<f32>)>>,
 }
 
 impl<'a> GraphModel<'a> {
@@ -47,12 +48,12 @@ impl<'a> GraphModel<'a> {
         Ok(Self { graph, parameters })
     }
 
-    fn param(&self, node: usize, what: &str) -> &[f32] {
+    pub(crate) fn param(&self, node: usize, what: &str) -> &[f32] {
         self.parameters[node].iter().find(|(w, _)| *w == what).map_or(&[], |(_, v)| v.as_slice())
     }
 
     /// A batch norm's per-channel scale and shift (inference).
-    fn batch_norm(&self, node: usize, eps: f64) -> (Vec<f32>, Vec<f32>) {
+    pub(crate) fn batch_norm(&self, node: usize, eps: f64) -> (Vec<f32>, Vec<f32>) {
         let (gamma, beta) = (self.param(node, "weight"), self.param(node, "bias"));
         let (mean, var) = (self.param(node, "running_mean"), self.param(node, "running_var"));
         let scale: Vec<f32> =
@@ -86,23 +87,7 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
                 conv_forward(&c, x, &input_shape, n, model.param(k, "weight"), model.param(k, "bias"), &node.shape)
             }
             GraphOp::Linear { in_features, out_features, .. } => {
-                let mut y = vec![0.0f32; n * out_features];
-                let w = model.param(k, "weight");
-                matmul(
-                    &mut y,
-                    Layout2::row_major(n, out_features),
-                    x,
-                    Layout2::row_major(n, in_features),
-                    w,
-                    Layout2::row_major(out_features, in_features).t(),
-                    false,
-                    rayon::current_num_threads(),
-                );
-                let b = model.param(k, "bias");
-                if !b.is_empty() {
-                    y.chunks_exact_mut(out_features).for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
-                }
-                y
+                linear_forward(x, n, in_features, out_features, model.param(k, "weight"), model.param(k, "bias"))
             }
             GraphOp::BatchNorm { eps, .. } => {
                 let (scale, shift) = model.batch_norm(k, eps);
@@ -110,17 +95,29 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
                 per_channel(x, plane, scale.len(), |c, v| v * scale[c] + shift[c])
             }
             GraphOp::MaxPool(p) => {
+                let [rows, cols] = window_ranges(&p, &input_shape, &node.shape);
+                let w = input_shape[2];
                 let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                for_each_window(&p, &input_shape, &node.shape, n, |o, taps, _| {
-                    y[o] = taps.iter().map(|&t| x[t]).fold(f32::NEG_INFINITY, f32::max);
+                y.par_chunks_mut(rows.len() * cols.len()).zip(x.par_chunks(input_shape[1] * w)).for_each(|(y, x)| {
+                    for (oy, ys) in rows.iter().enumerate() {
+                        for (ox, xs) in cols.iter().enumerate() {
+                            y[oy * cols.len() + ox] = ys
+                                .clone()
+                                .flat_map(|iy| &x[iy * w + xs.start..iy * w + xs.end])
+                                .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                        }
+                    }
                 });
                 y
             }
             GraphOp::AvgPool { pool, count_include_pad } => {
+                let (input, output) = planes(&input_shape, &node.shape);
                 let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                for_each_window(&pool, &input_shape, &node.shape, n, |o, taps, divisor| {
-                    let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
-                    y[o] = taps.iter().map(|&t| x[t]).sum::<f32>() / d;
+                y.par_chunks_mut(output[1] * output[2]).zip(x.par_chunks(input[1] * input[2])).for_each(|(y, x)| {
+                    for_each_window(&pool, &input, &output, 1, |o, taps, divisor| {
+                        let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
+                        y[o] = taps.iter().map(|&t| x[t]).sum::<f32>() / d;
+                    });
                 });
                 y
             }
@@ -135,7 +132,7 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
                 let hw: usize = input_shape[1..].iter().product();
                 x.chunks_exact(hw).map(|plane| plane.iter().sum::<f32>() / hw as f32).collect()
             }
-            GraphOp::Add => x.iter().zip(&values[node.inputs[1]]).map(|(a, b)| a + b).collect(),
+            GraphOp::Add => zip_map(x, &values[node.inputs[1]], |a, b| a + b),
             GraphOp::Concat => {
                 let mut y = Vec::with_capacity(n * node.shape.iter().product::<usize>());
                 for image in 0..n {
@@ -147,7 +144,8 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
                 y
             }
             GraphOp::Flatten | GraphOp::Identity => x.clone(),
-            op => x.par_iter().map(|&v| elementwise(op, v).0).collect(),
+            GraphOp::Relu => zip_map(x, x, |v, _| v.max(0.0)),
+            op => zip_map(x, x, |v, _| elementwise(op, v).0),
         };
         values.push(y);
     }
@@ -161,9 +159,7 @@ pub fn input_gradient(model: &GraphModel, forward: &Forward, seed: &[f32], relu:
 
 /// `∂(Σ seed ⊙ output)/∂v` for value `v` (0 the input, `k + 1` node `k`'s output): the
 /// gradient at a layer that a class activation map weights its activations with.
-// Long: one arm per op, as graph_reference.rs's input_gradient.
 pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
-    let (graph, n) = (model.graph, forward.n);
     if seed.len() != forward.output().len() {
         return Err(ModelError::BadInput(format!(
             "a seed of {} values for {} outputs",
@@ -173,98 +169,132 @@ pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32]
     }
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; forward.values.len()];
     grads[forward.values.len() - 1] = Some(seed.to_vec());
-    for (k, node) in graph.nodes.iter().enumerate().skip(v).rev() {
+    for k in (v..model.graph.nodes.len()).rev() {
         let Some(dy) = grads[k + 1].take() else { continue };
-        let input_shape = graph.shape_of(node.inputs[0]);
-        let x = &forward.values[node.inputs[0]];
-        let first = node.inputs[0];
-        let dx = match node.op {
-            GraphOp::Conv(c) => conv_input_grad(&c, &input_shape, n, model.param(k, "weight"), &dy, &node.shape),
-            GraphOp::Linear { in_features, out_features, .. } => {
-                let mut dx = vec![0.0f32; n * in_features];
-                matmul(
-                    &mut dx,
-                    Layout2::row_major(n, in_features),
-                    &dy,
-                    Layout2::row_major(n, out_features),
-                    model.param(k, "weight"),
-                    Layout2::row_major(out_features, in_features),
-                    false,
-                    rayon::current_num_threads(),
-                );
-                dx
-            }
-            GraphOp::BatchNorm { eps, .. } => {
-                let (scale, _) = model.batch_norm(k, eps);
-                let plane: usize = input_shape[1..].iter().product();
-                per_channel(&dy, plane, scale.len(), |c, g| g * scale[c])
-            }
-            GraphOp::Relu => {
-                let mut g = dy;
-                Relu(relu).backward_in_place(&mut g, &forward.values[k + 1]);
-                g
-            }
-            GraphOp::MaxPool(p) => {
-                let mut dx = vec![0.0f32; x.len()];
-                for_each_window(&p, &input_shape, &node.shape, n, |o, taps, _| {
-                    let mut best = taps[0];
-                    for &t in &taps[1..] {
-                        if x[t] > x[best] {
-                            best = t;
-                        }
-                    }
-                    dx[best] += dy[o];
-                });
-                dx
-            }
-            GraphOp::AvgPool { pool, count_include_pad } => {
-                let mut dx = vec![0.0f32; x.len()];
-                for_each_window(&pool, &input_shape, &node.shape, n, |o, taps, divisor| {
-                    let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
-                    taps.iter().for_each(|&t| dx[t] += dy[o] / d);
-                });
-                dx
-            }
-            GraphOp::AdaptiveAvgPool { out } => {
-                let mut dx = vec![0.0f32; x.len()];
-                for_each_bin(out, &input_shape, n, |o, taps| {
-                    taps.iter().for_each(|&t| dx[t] += dy[o] / taps.len() as f32)
-                });
-                dx
-            }
-            GraphOp::GlobalAvgPool { .. } => {
-                let hw: usize = input_shape[1..].iter().product();
-                dy.iter().flat_map(|&g| std::iter::repeat_n(g / hw as f32, hw)).collect()
-            }
-            GraphOp::Add => {
-                accumulate(&mut grads[node.inputs[1]], &dy);
-                dy
-            }
-            GraphOp::Concat => {
-                let total: usize = node.shape.iter().product();
-                let mut offset = 0;
-                for &input in &node.inputs {
-                    let len: usize = graph.shape_of(input).iter().product();
-                    let mut part = vec![0.0f32; n * len];
-                    for image in 0..n {
-                        part[image * len..(image + 1) * len].copy_from_slice(&dy[image * total + offset..][..len]);
-                    }
-                    accumulate(&mut grads[input], &part);
-                    offset += len;
-                }
-                continue;
-            }
-            GraphOp::Flatten | GraphOp::Identity => dy,
-            op => x.par_iter().zip(dy.par_iter()).map(|(&v, &g)| g * elementwise(op, v).1).collect(),
-        };
-        accumulate(&mut grads[first], &dx);
+        for (input, dx) in node_backward(model, forward, k, dy, relu) {
+            accumulate(&mut grads[input], &dx);
+        }
     }
     Ok(grads[v].take().unwrap_or_else(|| vec![0.0; forward.values[v].len()]))
 }
 
-fn accumulate(slot: &mut Option<Vec<f32>>, g: &[f32]) {
+/// Node `k`'s share of the backward: for output gradient `dy`, the gradient of each of its
+/// inputs (value index, values), with ReLU backward `relu`.
+// Long: one arm per op, as graph_reference.rs's input_gradient.
+pub(crate) fn node_backward(
+    model: &GraphModel,
+    forward: &Forward,
+    k: usize,
+    dy: Vec<f32>,
+    relu: ReluMode,
+) -> Vec<(usize, Vec<f32>)> {
+    let (graph, n) = (model.graph, forward.n);
+    let node = &graph.nodes[k];
+    let input_shape = graph.shape_of(node.inputs[0]);
+    let x = &forward.values[node.inputs[0]];
+    let dx = match node.op {
+        GraphOp::Conv(c) => conv_input_grad(&c, &input_shape, n, model.param(k, "weight"), &dy, &node.shape),
+        GraphOp::Linear { in_features, out_features, .. } => {
+            input_grad_values(&dy, model.param(k, "weight"), n, in_features, out_features)
+        }
+        GraphOp::BatchNorm { eps, .. } => {
+            let (scale, _) = model.batch_norm(k, eps);
+            let plane: usize = input_shape[1..].iter().product();
+            per_channel(&dy, plane, scale.len(), |c, g| g * scale[c])
+        }
+        GraphOp::Relu => {
+            let mut g = dy;
+            Relu(relu).backward_in_place(&mut g, &forward.values[k + 1]);
+            g
+        }
+        GraphOp::MaxPool(p) => {
+            // The window's first largest value (in row-major order) takes the gradient.
+            let [rows, cols] = window_ranges(&p, &input_shape, &node.shape);
+            let (w, plane_in, plane_out) = (input_shape[2], input_shape[1] * input_shape[2], rows.len() * cols.len());
+            let mut dx = vec![0.0f32; x.len()];
+            dx.par_chunks_mut(plane_in).zip(x.par_chunks(plane_in)).zip(dy.par_chunks(plane_out)).for_each(
+                |((dx, x), dy)| {
+                    for (oy, ys) in rows.iter().enumerate() {
+                        for (ox, xs) in cols.iter().enumerate().filter(|(_, xs)| !xs.is_empty() && !ys.is_empty()) {
+                            let mut best = ys.start * w + xs.start;
+                            for t in ys.clone().flat_map(|iy| iy * w + xs.start..iy * w + xs.end) {
+                                if x[t] > x[best] {
+                                    best = t;
+                                }
+                            }
+                            dx[best] += dy[oy * cols.len() + ox];
+                        }
+                    }
+                },
+            );
+            dx
+        }
+        GraphOp::AvgPool { pool, count_include_pad } => {
+            let (input, output) = planes(&input_shape, &node.shape);
+            let mut dx = vec![0.0f32; x.len()];
+            dx.par_chunks_mut(input[1] * input[2]).zip(dy.par_chunks(output[1] * output[2])).for_each(|(dx, dy)| {
+                for_each_window(&pool, &input, &output, 1, |o, taps, divisor| {
+                    let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
+                    taps.iter().for_each(|&t| dx[t] += dy[o] / d);
+                });
+            });
+            dx
+        }
+        GraphOp::AdaptiveAvgPool { out } => {
+            let mut dx = vec![0.0f32; x.len()];
+            for_each_bin(out, &input_shape, n, |o, taps| taps.iter().for_each(|&t| dx[t] += dy[o] / taps.len() as f32));
+            dx
+        }
+        GraphOp::GlobalAvgPool { .. } => {
+            let hw: usize = input_shape[1..].iter().product();
+            dy.iter().flat_map(|&g| std::iter::repeat_n(g / hw as f32, hw)).collect()
+        }
+        GraphOp::Add => return vec![(node.inputs[1], dy.clone()), (node.inputs[0], dy)],
+        GraphOp::Concat => {
+            let total: usize = node.shape.iter().product();
+            let mut offset = 0;
+            let mut parts = Vec::with_capacity(node.inputs.len());
+            for &input in &node.inputs {
+                let len: usize = graph.shape_of(input).iter().product();
+                let mut part = vec![0.0f32; n * len];
+                for image in 0..n {
+                    part[image * len..(image + 1) * len].copy_from_slice(&dy[image * total + offset..][..len]);
+                }
+                parts.push((input, part));
+                offset += len;
+            }
+            return parts;
+        }
+        GraphOp::Flatten | GraphOp::Identity => dy,
+        op => zip_map(x, &dy, |v, g| g * elementwise(op, v).1),
+    };
+    vec![(node.inputs[0], dx)]
+}
+
+/// `y = x Wᵀ + b` for `n` rows of `x` `[n, in]`, `W` `[out, in]`.
+pub(crate) fn linear_forward(x: &[f32], n: usize, in_features: usize, out_features: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0f32; n * out_features];
+    matmul(
+        &mut y,
+        Layout2::row_major(n, out_features),
+        x,
+        Layout2::row_major(n, in_features),
+        w,
+        Layout2::row_major(out_features, in_features).t(),
+        false,
+        rayon::current_num_threads(),
+    );
+    if !b.is_empty() {
+        y.chunks_exact_mut(out_features).for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
+    }
+    y
+}
+
+pub(crate) fn accumulate(slot: &mut Option<Vec<f32>>, g: &[f32]) {
     match slot {
-        Some(sum) => sum.iter_mut().zip(g).for_each(|(s, g)| *s += g),
+        Some(sum) => sum.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(s, g)| {
+            s.iter_mut().zip(g).for_each(|(s, g)| *s += g);
+        }),
         None => *slot = Some(g.to_vec()),
     }
 }
@@ -299,52 +329,135 @@ fn elementwise(op: GraphOp, v: f32) -> (f32, f32) {
     }
 }
 
+/// Values per parallel task of the elementwise loops.
+const CHUNK: usize = 1 << 14;
+
+/// `f(a[i], b[i])` for every `i`, in parallel.
+pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0.0f32; a.len()];
+    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(y, (a, b))| {
+        y.iter_mut().zip(a.iter().zip(b)).for_each(|(y, (&a, &b))| *y = f(a, b));
+    });
+    y
+}
+
 /// `f(channel, value)` over `[n, c, plane]` values.
 fn per_channel(x: &[f32], plane: usize, channels: usize, f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
-    x.par_iter().enumerate().map(|(i, &v)| f((i / plane) % channels, v)).collect()
+    let mut y = vec![0.0f32; x.len()];
+    y.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().with_min_len(CHUNK.div_ceil(plane)).for_each(
+        |(i, (y, x))| {
+            let c = i % channels;
+            y.iter_mut().zip(x).for_each(|(y, &v)| *y = f(c, v));
+        },
+    );
+    y
+}
+
+/// Per output row (column) of pooling `p` on a `[c, h, w]` input, the input rows (columns) its
+/// windows cover inside the input (empty only where the padding is wider than the kernel,
+/// which PyTorch refuses: the window's maximum is then −∞ and it passes no gradient).
+fn window_ranges(p: &PoolSpec, input: &[usize], output: &[usize]) -> [Vec<std::ops::Range<usize>>; 2] {
+    std::array::from_fn(|axis| {
+        let size = input[axis + 1];
+        (0..output[axis + 1])
+            .map(|o| {
+                let start = o * p.stride[axis];
+                start.saturating_sub(p.pads[axis]).min(size)..(start + p.kernel[axis]).saturating_sub(p.pads[axis]).min(size)
+            })
+            .collect()
+    })
+}
+
+/// One channel plane of a pooling's `[c, h, w]` input and output shapes.
+fn planes(input: &[usize], output: &[usize]) -> ([usize; 3], [usize; 3]) {
+    ([1, input[1], input[2]], [1, output[1], output[2]])
 }
 
 /// The im2col matrix of one image's channels `[channels, h, w]`: rows `(ci, ky, kx)`, columns
-/// the output positions; zero where a tap falls in the padding.
-fn im2col(c: &ConvSpec, image: &[f32], dims: [usize; 3], out: [usize; 2]) -> Vec<f32> {
-    let mut cols = vec![0.0f32; dims[0] * c.kernel[0] * c.kernel[1] * out[0] * out[1]];
-    for_each_tap(c, dims, out, |col, pixel| cols[col] = image[pixel]);
-    cols
+/// the output positions, zero where a tap falls in the padding. Every value of `cols` is
+/// written, so it may hold anything before.
+fn im2col(c: &ConvSpec, image: &[f32], cols: &mut [f32], dims: [usize; 3], out: [usize; 2]) {
+    let step = c.stride[1];
+    for_each_row(c, dims, out, |start, inside| {
+        let row = &mut cols[start..start + out[1]];
+        let Some((pixel, lo, hi)) = inside else { return row.fill(0.0) };
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+        let row = &mut row[lo..hi];
+        if step == 1 {
+            row.copy_from_slice(&image[pixel..pixel + row.len()]);
+        } else {
+            row.iter_mut().enumerate().for_each(|(i, v)| *v = image[pixel + i * step]);
+        }
+    });
 }
 
 /// Adds the columns back onto the image positions they were taken from (im2col's adjoint).
 fn col2im(c: &ConvSpec, cols: &[f32], image: &mut [f32], dims: [usize; 3], out: [usize; 2]) {
-    for_each_tap(c, dims, out, |col, pixel| image[pixel] += cols[col]);
+    let step = c.stride[1];
+    for_each_row(c, dims, out, |start, inside| {
+        let Some((pixel, lo, hi)) = inside else { return };
+        let row = &cols[start + lo..start + hi];
+        if step == 1 {
+            image[pixel..pixel + row.len()].iter_mut().zip(row).for_each(|(v, c)| *v += c);
+        } else {
+            row.iter().enumerate().for_each(|(i, c)| image[pixel + i * step] += c);
+        }
+    });
 }
 
-/// Calls `tap(column index, image index)` for every kernel tap of every output position of
-/// `c` on a `[channels, h, w]` image that falls inside the image (not in the padding); the
-/// column matrix is `[channels · kh · kw, oh · ow]`.
-fn for_each_tap(c: &ConvSpec, [channels, h, w]: [usize; 3], [oh, ow]: [usize; 2], mut tap: impl FnMut(usize, usize)) {
+/// Calls `row(start, inside)` for every output row of every kernel tap of `c` on a
+/// `[channels, h, w]` image: the row is columns `start..start + ow` of the
+/// `[channels · kh · kw, oh · ow]` column matrix, and `inside` is `Some((pixel, lo, hi))` when
+/// its columns `lo..hi` take the image values at `pixel, pixel + stride, …` (the rest fall in
+/// the padding), `None` when all of them do.
+fn for_each_row(
+    c: &ConvSpec,
+    [channels, h, w]: [usize; 3],
+    [oh, ow]: [usize; 2],
+    mut row: impl FnMut(usize, Option<(usize, usize, usize)>),
+) {
     let (kh, kw) = (c.kernel[0], c.kernel[1]);
+    let (step, pad) = (c.stride[1], c.pads[1]);
     for ci in 0..channels {
         for ky in 0..kh {
             for kx in 0..kw {
-                let row = ((ci * kh + ky) * kw + kx) * oh * ow;
+                let first = ((ci * kh + ky) * kw + kx) * oh * ow;
+                // Output column ox reads image column ox · step + offset − pad, inside for lo ≤ ox < hi.
+                let offset = kx * c.dilation[1];
+                let lo = pad.saturating_sub(offset).div_ceil(step).min(ow);
+                let hi = (w + pad).saturating_sub(offset).div_ceil(step).min(ow);
                 for oy in 0..oh {
-                    let Some(iy) = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h)
-                    else {
-                        continue;
-                    };
-                    for ox in 0..ow {
-                        if let Some(ix) =
-                            (ox * c.stride[1] + kx * c.dilation[1]).checked_sub(c.pads[1]).filter(|&x| x < w)
-                        {
-                            tap(row + oy * ow + ox, (ci * h + iy) * w + ix);
-                        }
-                    }
+                    let iy = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h);
+                    let inside = iy.filter(|_| lo < hi).map(|iy| ((ci * h + iy) * w + lo * step + offset - pad, lo, hi));
+                    row(first + oy * ow, inside);
                 }
             }
         }
     }
 }
 
-fn conv_forward(
+thread_local! {
+    /// Each thread's column matrix, reused across convolutions (its size is the largest seen).
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` with a scratch buffer of `len` values of this thread (their contents are arbitrary).
+fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLUMNS.with_borrow_mut(|cols| {
+        if cols.len() < len {
+            cols.resize(len, 0.0);
+        }
+        f(&mut cols[..len])
+    })
+}
+
+/// Whether `c`'s column matrix is its input itself (a 1x1 kernel, stride 1, no padding).
+fn is_pointwise(c: &ConvSpec) -> bool {
+    c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]
+}
+
+pub(crate) fn conv_forward(
     c: &ConvSpec,
     x: &[f32],
     input: &[usize],
@@ -357,24 +470,28 @@ fn conv_forward(
     let (cin, cout, taps) = (c.in_channels / c.groups, c.out_channels / c.groups, c.kernel[0] * c.kernel[1]);
     let ohw = output[1] * output[2];
     let mut y = vec![0.0f32; n * per_out];
+    let pointwise = is_pointwise(c);
     y.par_chunks_mut(per_out).zip(x.par_chunks(per_in)).for_each(|(y, image)| {
-        for g in 0..c.groups {
-            let group = &image[g * cin * input[1] * input[2]..][..cin * input[1] * input[2]];
-            let cols = im2col(c, group, [cin, input[1], input[2]], [output[1], output[2]]);
-            let out = &mut y[g * cout * ohw..][..cout * ohw];
-            let weights = &w[g * cout * cin * taps..][..cout * cin * taps];
-            let k = cin * taps;
-            matmul(
-                out,
-                Layout2::row_major(cout, ohw),
-                weights,
-                Layout2::row_major(cout, k),
-                &cols,
-                Layout2::row_major(k, ohw),
-                false,
-                1,
-            );
-        }
+        let k = cin * taps;
+        with_columns(if pointwise { 0 } else { k * ohw }, |cols| {
+            for g in 0..c.groups {
+                let group = &image[g * cin * input[1] * input[2]..][..cin * input[1] * input[2]];
+                if !pointwise {
+                    im2col(c, group, cols, [cin, input[1], input[2]], [output[1], output[2]]);
+                }
+                let weights = &w[g * cout * k..][..cout * k];
+                matmul(
+                    &mut y[g * cout * ohw..][..cout * ohw],
+                    Layout2::row_major(cout, ohw),
+                    weights,
+                    Layout2::row_major(cout, k),
+                    if pointwise { group } else { &*cols },
+                    Layout2::row_major(k, ohw),
+                    false,
+                    1,
+                );
+            }
+        });
         if !b.is_empty() {
             y.chunks_exact_mut(ohw).zip(b).for_each(|(plane, &b)| plane.iter_mut().for_each(|v| *v += b));
         }
@@ -382,30 +499,34 @@ fn conv_forward(
     y
 }
 
-fn conv_input_grad(c: &ConvSpec, input: &[usize], n: usize, w: &[f32], dy: &[f32], output: &[usize]) -> Vec<f32> {
+pub(crate) fn conv_input_grad(c: &ConvSpec, input: &[usize], n: usize, w: &[f32], dy: &[f32], output: &[usize]) -> Vec<f32> {
     let (per_in, per_out) = (input.iter().product::<usize>(), output.iter().product::<usize>());
     let (cin, cout, taps) = (c.in_channels / c.groups, c.out_channels / c.groups, c.kernel[0] * c.kernel[1]);
     let ohw = output[1] * output[2];
     let mut dx = vec![0.0f32; n * per_in];
+    let pointwise = is_pointwise(c);
     dx.par_chunks_mut(per_in).zip(dy.par_chunks(per_out)).for_each(|(dx, dy)| {
-        for g in 0..c.groups {
-            let k = cin * taps;
-            let mut cols = vec![0.0f32; k * ohw];
-            let weights = &w[g * cout * k..][..cout * k];
-            let grad = &dy[g * cout * ohw..][..cout * ohw];
-            matmul(
-                &mut cols,
-                Layout2::row_major(k, ohw),
-                weights,
-                Layout2::row_major(cout, k).t(),
-                grad,
-                Layout2::row_major(cout, ohw),
-                false,
-                1,
-            );
-            let group = &mut dx[g * cin * input[1] * input[2]..][..cin * input[1] * input[2]];
-            col2im(c, &cols, group, [cin, input[1], input[2]], [output[1], output[2]]);
-        }
+        let k = cin * taps;
+        with_columns(if pointwise { 0 } else { k * ohw }, |cols| {
+            for g in 0..c.groups {
+                let weights = &w[g * cout * k..][..cout * k];
+                let grad = &dy[g * cout * ohw..][..cout * ohw];
+                let group = &mut dx[g * cin * input[1] * input[2]..][..cin * input[1] * input[2]];
+                matmul(
+                    if pointwise { &mut *group } else { &mut *cols },
+                    Layout2::row_major(k, ohw),
+                    weights,
+                    Layout2::row_major(cout, k).t(),
+                    grad,
+                    Layout2::row_major(cout, ohw),
+                    false,
+                    1,
+                );
+                if !pointwise {
+                    col2im(c, cols, group, [cin, input[1], input[2]], [output[1], output[2]]);
+                }
+            }
+        });
     });
     dx
 }
@@ -448,5 +569,64 @@ mod tests {
         let partial = backward_to(&model, &ours, at, &seed32, ReluMode::Standard).expect("to a node");
         assert_eq!(partial.len(), ours.values[at].len());
         assert!(partial.iter().any(|&g| g != 0.0));
+    }
+
+    /// The rows of `for_each_row` hold the taps of the definition, `ix = ox · stride + kx ·
+    /// dilation − pad` inside the image, for every geometry up to these sizes (uneven padding
+    /// larger than the kernel included), and col2im is im2col's adjoint.
+    #[test]
+    fn im2col_takes_every_tap_of_the_definition_and_col2im_is_its_adjoint() {
+        let [channels, h, w] = [2, 5, 7];
+        let image: Vec<f32> = (0..channels * h * w).map(|i| i as f32 + 1.0).collect();
+        for (k, s, d) in geometries() {
+            for pads in [[0, 0, 0, 0], [1, 2, 0, 1], [3, 0, 2, 4]] {
+                let c = ConvSpec {
+                    in_channels: channels,
+                    out_channels: 1,
+                    kernel: [k, k + 1],
+                    stride: [s, s + 1],
+                    pads,
+                    dilation: [d, d],
+                    groups: 1,
+                    bias: false,
+                };
+                let extent = |size: usize, pad: usize, kernel: usize, stride: usize| {
+                    (size + pad).checked_sub(d * (kernel - 1) + 1).map(|span| span / stride + 1)
+                };
+                let (Some(oh), Some(ow)) = (extent(h, pads[0] + pads[2], k, s), extent(w, pads[1] + pads[3], k + 1, s + 1))
+                else {
+                    continue;
+                };
+                let mut expected = vec![0.0f32; channels * k * (k + 1) * oh * ow];
+                for ci in 0..channels {
+                    for (ky, kx) in (0..k).flat_map(|ky| (0..k + 1).map(move |kx| (ky, kx))) {
+                        for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
+                            let iy = (oy * s + ky * d).checked_sub(pads[0]).filter(|&y| y < h);
+                            let ix = (ox * (s + 1) + kx * d).checked_sub(pads[1]).filter(|&x| x < w);
+                            if let (Some(iy), Some(ix)) = (iy, ix) {
+                                expected[((ci * k + ky) * (k + 1) + kx) * oh * ow + oy * ow + ox] =
+                                    image[(ci * h + iy) * w + ix];
+                            }
+                        }
+                    }
+                }
+                // Whatever the buffer held before, every value is written.
+                let mut cols = vec![f32::NAN; expected.len()];
+                im2col(&c, &image, &mut cols, [channels, h, w], [oh, ow]);
+                assert_eq!(cols, expected, "kernel {k}, stride {s}, dilation {d}, pads {pads:?}");
+                // <im2col(x), y> = <x, col2im(y)> for y = the column indices.
+                let y: Vec<f32> = (0..cols.len()).map(|i| (i % 13) as f32).collect();
+                let mut back = vec![0.0f32; image.len()];
+                col2im(&c, &y, &mut back, [channels, h, w], [oh, ow]);
+                let left: f64 = cols.iter().zip(&y).map(|(&a, &b)| f64::from(a * b)).sum();
+                let right: f64 = image.iter().zip(&back).map(|(&a, &b)| f64::from(a * b)).sum();
+                assert_eq!(left, right, "kernel {k}, stride {s}, dilation {d}, pads {pads:?}");
+            }
+        }
+    }
+
+    /// Kernel sizes, strides and dilations 1 to 3.
+    fn geometries() -> impl Iterator<Item = (usize, usize, usize)> {
+        (1..4).flat_map(|k| (1..4).flat_map(move |s| (1..4).map(move |d| (k, s, d))))
     }
 }

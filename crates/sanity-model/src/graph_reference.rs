@@ -360,24 +360,30 @@ pub(crate) fn for_each_window(
     mut run: impl FnMut(usize, &[usize], f64),
 ) {
     let (c, hw, ohw) = (input[0], [input[1], input[2]], [output[1], output[2]]);
+    // Per output row (column): the input rows (columns) its windows cover, and the window's
+    // extent within the padded input.
+    let axis = |axis: usize| -> Vec<(Vec<usize>, f64)> {
+        (0..ohw[axis])
+            .map(|o| {
+                let start = o * p.stride[axis];
+                let inside = (start..start + p.kernel[axis])
+                    .filter_map(|i| i.checked_sub(p.pads[axis]).filter(|&i| i < hw[axis]))
+                    .collect();
+                let end = (start + p.kernel[axis]).min(hw[axis] + p.pads[axis] + p.pads[axis + 2]);
+                (inside, end.saturating_sub(start) as f64)
+            })
+            .collect()
+    };
+    let (rows, cols) = (axis(0), axis(1));
     let mut taps = Vec::with_capacity(p.kernel[0] * p.kernel[1]);
     for plane in 0..n * c {
-        for oy in 0..ohw[0] {
-            for ox in 0..ohw[1] {
+        for (oy, (ys, span_y)) in rows.iter().enumerate() {
+            for (ox, (xs, span_x)) in cols.iter().enumerate() {
                 taps.clear();
-                for ky in 0..p.kernel[0] {
-                    for kx in 0..p.kernel[1] {
-                        if let Some(t) = tap([oy, ox], [ky, kx], p.stride, p.pads, [1, 1], hw) {
-                            taps.push(plane * hw[0] * hw[1] + t);
-                        }
-                    }
+                for &iy in ys {
+                    taps.extend(xs.iter().map(|&ix| (plane * hw[0] + iy) * hw[1] + ix));
                 }
-                let span = |axis: usize, o: usize| {
-                    let start = o * p.stride[axis];
-                    let end = (start + p.kernel[axis]).min(hw[axis] + p.pads[axis] + p.pads[axis + 2]);
-                    end.saturating_sub(start) as f64
-                };
-                run((plane * ohw[0] + oy) * ohw[1] + ox, &taps, span(0, oy) * span(1, ox));
+                run((plane * ohw[0] + oy) * ohw[1] + ox, &taps, span_y * span_x);
             }
         }
     }

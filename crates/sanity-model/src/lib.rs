@@ -10,6 +10,7 @@ pub mod graph;
 pub mod graph_candle;
 pub mod graph_engine;
 pub mod graph_init;
+pub mod graph_lrp;
 pub mod graph_presets;
 pub mod graph_reference;
 pub mod init;

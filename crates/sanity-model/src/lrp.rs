@@ -30,7 +30,7 @@ use std::ops::Range;
 
 /// The ε of the poolings whatever the rule (Captum's default rule for pooling modules), and
 /// the stabiliser of the α-β denominators.
-const STABILISER: f32 = 1e-9;
+pub(crate) const STABILISER: f32 = 1e-9;
 
 /// How layers with weights redistribute relevance.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,42 +71,55 @@ impl Affine {
     /// The relevance of the input `x` for the output relevance `r` under `rule`; `y` is the
     /// layer's output in the forward (the ε rule's `z`).
     fn relevance(&self, rule: LrpRule, x: &[f32], w: &[f32], b: &[f32], y: &[f32], r: &[f32]) -> Vec<f32> {
-        let times = |x: &[f32], c: Vec<f32>| -> Vec<f32> { x.iter().zip(c).map(|(x, c)| x * c).collect() };
-        match rule {
-            LrpRule::Epsilon(eps) => times(x, self.backward(&stabilised_ratio(r, y, eps as f32), w)),
-            LrpRule::AlphaBeta { alpha, beta } => {
-                let part = |v: &[f32], positive: bool| -> Vec<f32> {
-                    v.iter().map(|&v| if positive { v.max(0.0) } else { v.min(0.0) }).collect()
-                };
-                let (xp, xn, wp, wn, bp, bn) =
-                    (part(x, true), part(x, false), part(w, true), part(w, false), part(b, true), part(b, false));
-                let signed_inputs = xn.iter().any(|&v| v != 0.0);
-                let zero_bias = vec![0.0f32; b.len()];
-                // z± = x⁺ w± + x⁻ w∓ + b±, and R_i = α x_i·(w-part ᵀ s⁺) − β x_i·(w-part ᵀ s⁻).
-                let side = |wx_pos: &[f32], wx_neg: &[f32], bias: &[f32], weight: f64| -> Vec<f32> {
-                    let mut z = self.forward(&xp, wx_pos, bias);
-                    if signed_inputs {
-                        z.iter_mut().zip(self.forward(&xn, wx_neg, &zero_bias)).for_each(|(z, v)| *z += v);
-                    }
-                    let s: Vec<f32> = stabilised_ratio(r, &z, STABILISER).iter().map(|v| v * weight as f32).collect();
-                    let mut out = times(&xp, self.backward(&s, wx_pos));
-                    if signed_inputs {
-                        out.iter_mut().zip(times(&xn, self.backward(&s, wx_neg))).for_each(|(o, v)| *o += v);
-                    }
-                    out
-                };
-                let mut out = side(&wp, &wn, &bp, alpha);
-                if beta != 0.0 {
-                    out.iter_mut().zip(side(&wn, &wp, &bn, beta)).for_each(|(o, v)| *o -= v);
+        affine_relevance(rule, (x, w, b, y, r), |x, w, b| self.forward(x, w, b), |s, w| self.backward(s, w))
+    }
+}
+
+/// The relevance of the input `x` of an affine layer `z = W x + b` for its output relevance
+/// `r` under `rule`, `y` its output in the forward; `forward(x, w, b)` evaluates the layer
+/// with other inputs, weights and bias, `backward(s, w)` is `Wᵀ s`. Shared by the sequential
+/// and the graph relevance passes (`graph_lrp.rs`).
+pub(crate) fn affine_relevance(
+    rule: LrpRule,
+    (x, w, b, y, r): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    forward: impl Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
+    backward: impl Fn(&[f32], &[f32]) -> Vec<f32>,
+) -> Vec<f32> {
+    let times = |x: &[f32], c: Vec<f32>| -> Vec<f32> { x.iter().zip(c).map(|(x, c)| x * c).collect() };
+    match rule {
+        LrpRule::Epsilon(eps) => times(x, backward(&stabilised_ratio(r, y, eps as f32), w)),
+        LrpRule::AlphaBeta { alpha, beta } => {
+            let part = |v: &[f32], positive: bool| -> Vec<f32> {
+                v.iter().map(|&v| if positive { v.max(0.0) } else { v.min(0.0) }).collect()
+            };
+            let (xp, xn, wp, wn, bp, bn) =
+                (part(x, true), part(x, false), part(w, true), part(w, false), part(b, true), part(b, false));
+            let signed_inputs = xn.iter().any(|&v| v != 0.0);
+            let zero_bias = vec![0.0f32; b.len()];
+            // z± = x⁺ w± + x⁻ w∓ + b±, and R_i = α x_i·(w-part ᵀ s⁺) − β x_i·(w-part ᵀ s⁻).
+            let side = |wx_pos: &[f32], wx_neg: &[f32], bias: &[f32], weight: f64| -> Vec<f32> {
+                let mut z = forward(&xp, wx_pos, bias);
+                if signed_inputs {
+                    z.iter_mut().zip(forward(&xn, wx_neg, &zero_bias)).for_each(|(z, v)| *z += v);
+                }
+                let s: Vec<f32> = stabilised_ratio(r, &z, STABILISER).iter().map(|v| v * weight as f32).collect();
+                let mut out = times(&xp, backward(&s, wx_pos));
+                if signed_inputs {
+                    out.iter_mut().zip(times(&xn, backward(&s, wx_neg))).for_each(|(o, v)| *o += v);
                 }
                 out
+            };
+            let mut out = side(&wp, &wn, &bp, alpha);
+            if beta != 0.0 {
+                out.iter_mut().zip(side(&wn, &wp, &bn, beta)).for_each(|(o, v)| *o -= v);
             }
+            out
         }
     }
 }
 
 /// `R_j / (z_j + ε·sign(z_j))`, `sign(0) = +1`.
-fn stabilised_ratio(relevance: &[f32], z: &[f32], eps: f32) -> Vec<f32> {
+pub(crate) fn stabilised_ratio(relevance: &[f32], z: &[f32], eps: f32) -> Vec<f32> {
     relevance.iter().zip(z).map(|(&r, &z)| r / (z + if z >= 0.0 { eps } else { -eps })).collect()
 }
 

@@ -13,7 +13,6 @@
 
 use crate::error::{ExperimentError, Result};
 use crate::rows::RowWriter;
-use candle_core::{Device, Tensor};
 use sanity_metrics::Map;
 use sanity_model::train::classes_of;
 use serde::{Deserialize, Serialize};
@@ -90,8 +89,7 @@ pub fn write_map(path: &Path, map: &Map) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| ExperimentError::io(parent, e))?;
     }
     let partial = path.with_extension("npy.partial");
-    Tensor::from_slice(&map.data, map.shape.as_slice(), &Device::Cpu)?
-        .write_npy(&partial)
+    std::fs::write(&partial, sanity_data::npy::f32_npy(&map.shape, &map.data))
         .map_err(|e| ExperimentError::io(&partial, e))?;
     std::fs::rename(&partial, path).map_err(|e| ExperimentError::io(path, e))
 }
@@ -126,6 +124,25 @@ pub fn read_examples(run_dir: &Path) -> Result<Vec<Example>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Maps are written in one call now, byte for byte as candle's `write_npy` wrote them, and
+    /// read back as written.
+    #[test]
+    fn a_map_file_has_the_bytes_candle_wrote() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for shape in [[3, 224, 224], [1, 5, 7], [1, 1, 1]] {
+            let data: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32 * 0.37 - 5.0).collect();
+            let map = Map::new(data.clone(), shape);
+            let ours = dir.path().join("ours.npy");
+            write_map(&ours, &map).expect("write");
+            let candle = dir.path().join("candle.npy");
+            candle_core::Tensor::from_slice(&data, shape.as_slice(), &candle_core::Device::Cpu)
+                .and_then(|t| t.write_npy(&candle))
+                .expect("candle");
+            assert_eq!(std::fs::read(&ours).expect("ours"), std::fs::read(&candle).expect("candle"), "{shape:?}");
+            assert_eq!(read_map(&ours).expect("read"), map);
+        }
+    }
 
     #[test]
     fn predictions_from_softmax_and_sigmoid() {

@@ -120,7 +120,8 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
         maps.push(method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?);
     }
     let maps = Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?;
-    maps.write_npy(out).map_err(|e| ExperimentError::io(out, e))?;
+    let values = maps.flatten_all()?.to_vec1::<f32>()?;
+    std::fs::write(out, sanity_data::npy::f32_npy(maps.dims(), &values)).map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)
 }
 
@@ -164,7 +165,7 @@ fn attribute_onnx(
         shape = s;
     }
     let [mc, mh, mw] = shape;
-    Tensor::from_vec(maps, (n, mc, mh, mw), &Device::Cpu)?.write_npy(out).map_err(|e| ExperimentError::io(out, e))?;
+    std::fs::write(out, sanity_data::npy::f32_npy(&[n, mc, mh, mw], &maps)).map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)
 }
 
