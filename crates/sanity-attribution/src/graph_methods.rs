@@ -32,7 +32,7 @@ use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
 use sanity_model::graph::Graph;
 use sanity_model::{LrpRule, ReluMode, graph_lrp};
-use sanity_model::graph_engine::{GraphModel, backward_to, forward, input_gradient};
+use sanity_model::graph_engine::{GraphModel, backward_to, forward, forward_from, input_gradient};
 
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
@@ -49,7 +49,6 @@ pub fn attribute_graph(
 
 /// [`attribute_graph`] with the reference images of expected gradients (also inside a noise
 /// tunnel).
-// Long: one arm per method, the larger ones in their own functions.
 pub fn attribute_graph_with(
     spec: &MethodSpec,
     model: &GraphModel,
@@ -58,43 +57,137 @@ pub fn attribute_graph_with(
     run_seed: u64,
     references: Option<&ReferenceSet>,
 ) -> Result<(Vec<f32>, [usize; 3])> {
+    let mut maps = attribute_graph_models(spec, &[(model, 0)], x, (n, &[targets], ids), run_seed, references)?;
+    Ok(maps.remove(0))
+}
+
+/// [`attribute_graph_with`] under each of `models` (the original and its cascade stages: one
+/// graph), with `targets[m]` for `models[m]`: the same maps as one call per model, bit for bit.
+/// `models[m].1` is how many of `models[m]`'s first nodes compute what `models[0]`'s do (the
+/// same weights); the gradient methods evaluate those nodes once per pass for all models
+/// (`graph_engine::forward_from`), as the sequential engine does (`sanity_model::native`).
+pub fn attribute_graph_models(
+    spec: &MethodSpec,
+    models: &[(&GraphModel, usize)],
+    x: &[f32],
+    (n, targets, ids): (usize, &[&[usize]], &[u64]),
+    run_seed: u64,
+    references: Option<&ReferenceSet>,
+) -> Result<Vec<(Vec<f32>, [usize; 3])>> {
+    if models.len() != targets.len() {
+        return Err(invalid(spec.id(), format!("{} target lists for {} models", targets.len(), models.len())));
+    }
+    for ((model, _), targets) in models.iter().zip(targets) {
+        check_inputs(spec, model, n, targets, ids)?;
+    }
+    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let shape = first.graph.input;
+    let relu = match spec {
+        MethodSpec::Gradient {} | MethodSpec::GradientXInput {} => ReluMode::Standard,
+        MethodSpec::GuidedBackprop {} => ReluMode::Guided,
+        MethodSpec::Deconvnet {} => ReluMode::Deconv,
+        MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
+            let maps = integrated_gradients(models, x, targets, (*steps, *rule, baseline, *batch))?;
+            return Ok(maps.into_iter().map(|m| (m, shape)).collect());
+        }
+        MethodSpec::ExpectedGradients { samples, batch } => {
+            let maps = expected_gradients(models, x, (targets, ids), (*samples, *batch, run_seed), references)?;
+            return Ok(maps.into_iter().map(|m| (m, shape)).collect());
+        }
+        _ => {
+            let each = |(model, _): &(&GraphModel, usize), targets: &&[usize]| {
+                attribute_one(spec, model, x, (n, targets, ids), run_seed, references)
+            };
+            return models.iter().zip(targets).map(|(m, t)| each(m, t)).collect();
+        }
+    };
+    let seeds: Vec<Vec<f32>> = targets.iter().map(|t| one_hot(t, 1.0, logits(first))).collect();
+    let grads = shared_gradients(models, x, n, &seeds, relu)?;
+    Ok(grads
+        .into_iter()
+        .map(|g| match spec {
+            MethodSpec::GradientXInput {} => (g.iter().zip(x).map(|(g, x)| g * x).collect(), shape),
+            _ => (g, shape),
+        })
+        .collect())
+}
+
+/// The input gradients of the `rows` inputs `x` under each model for its `seeds`, with ReLU
+/// backward `relu`; the first `models[m].1` nodes' values are `models[0]`'s forward's.
+fn shared_gradients(
+    models: &[(&GraphModel, usize)],
+    x: &[f32],
+    rows: usize,
+    seeds: &[Vec<f32>],
+    relu: ReluMode,
+) -> Result<Vec<Vec<f32>>> {
+    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let base = forward(first, x, rows)?;
+    let mut out = Vec::with_capacity(models.len());
+    for (m, (&(model, shared), seed)) in models.iter().zip(seeds).enumerate() {
+        let fwd = if m == 0 { None } else { Some(forward_from(model, &base, shared)?) };
+        out.push(input_gradient(model, fwd.as_ref().unwrap_or(&base), seed, relu)?);
+    }
+    Ok(out)
+}
+
+/// The number of outputs of `model`.
+fn logits(model: &GraphModel) -> usize {
+    model.graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>())
+}
+
+/// `[targets.len(), classes]` rows, `value` at each row's target.
+fn one_hot(targets: &[usize], value: f32, classes: usize) -> Vec<f32> {
+    let mut seed = vec![0.0f32; targets.len() * classes];
+    targets.iter().enumerate().for_each(|(row, &t)| seed[row * classes + t] = value);
+    seed
+}
+
+/// Refuses inputs the method cannot take: a spec that does not fit the input, ids or targets
+/// not one per input, a target beyond the outputs.
+fn check_inputs(spec: &MethodSpec, model: &GraphModel, n: usize, targets: &[usize], ids: &[u64]) -> Result<()> {
     spec.validate_for_input(model.graph.input)?;
     if ids.len() != n {
         return Err(invalid(spec.id(), format!("{} ids for {n} inputs; give one id per input", ids.len())));
     }
-    let graph = model.graph;
-    let [c, h, w] = graph.input;
-    let classes = graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
+    let classes = logits(model);
     if targets.len() != n || targets.iter().any(|&t| t >= classes) {
         return Err(invalid(
             spec.id(),
             format!("{} targets for {n} inputs; accepted: one per input, each below {classes}", targets.len()),
         ));
     }
-    let seed = |rows: usize| -> Vec<f32> {
-        let mut seed = vec![0.0f32; rows * classes];
-        for (row, &t) in targets.iter().cycle().take(rows).enumerate() {
-            seed[row * classes + t] = 1.0;
-        }
-        seed
-    };
+    Ok(())
+}
+
+/// One model's maps of the methods that share no pass across models.
+// Long: one arm per method, the larger ones in their own functions.
+fn attribute_one(
+    spec: &MethodSpec,
+    model: &GraphModel,
+    x: &[f32],
+    (n, targets, ids): (usize, &[usize], &[u64]),
+    run_seed: u64,
+    references: Option<&ReferenceSet>,
+) -> Result<(Vec<f32>, [usize; 3])> {
+    let graph = model.graph;
+    let [c, h, w] = graph.input;
+    let classes = logits(model);
+    let seed = |rows: usize| one_hot(&targets[..rows], 1.0, classes);
     let gradient = |inputs: &[f32], rows: usize, seed: &[f32], relu: ReluMode| -> Result<Vec<f32>> {
         let fwd = forward(model, inputs, rows)?;
         Ok(input_gradient(model, &fwd, seed, relu)?)
     };
     let maps = match spec {
-        MethodSpec::Gradient {} => gradient(x, n, &seed(n), ReluMode::Standard)?,
-        MethodSpec::GuidedBackprop {} => gradient(x, n, &seed(n), ReluMode::Guided)?,
-        MethodSpec::Deconvnet {} => gradient(x, n, &seed(n), ReluMode::Deconv)?,
-        MethodSpec::GradientXInput {} => {
-            let g = gradient(x, n, &seed(n), ReluMode::Standard)?;
-            g.iter().zip(x).map(|(g, x)| g * x).collect()
-        }
-        MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
-            integrated_gradients(model, x, targets, (*steps, *rule, baseline, *batch))?
-        }
-        MethodSpec::ExpectedGradients { samples, batch } => {
-            expected_gradients(model, x, (targets, ids), (*samples, *batch, run_seed), references)?
+        MethodSpec::Gradient {}
+        | MethodSpec::GuidedBackprop {}
+        | MethodSpec::Deconvnet {}
+        | MethodSpec::GradientXInput {}
+        | MethodSpec::IntegratedGradients { .. }
+        | MethodSpec::ExpectedGradients { .. } => {
+            // The methods that share passes across models, with one model.
+            let one = attribute_graph_models(spec, &[(model, 0)], x, (n, &[targets], ids), run_seed, references);
+            return one.map(|mut maps| maps.remove(0));
         }
         MethodSpec::Gradcam { layer } => return cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets),
         MethodSpec::GradcamPlusPlus { layer } => {
@@ -137,14 +230,15 @@ pub fn attribute_graph_with(
     Ok((maps, [c, h, w]))
 }
 
-/// Integrated gradients with a zero or constant baseline: per image, the path's gradients
-/// weighted by the rule's weights (at most `batch` points per pass), summed, times `x − x'`.
+/// Integrated gradients with a zero or constant baseline under each model: per image, the
+/// path's gradients weighted by the rule's weights (at most `batch` points per pass), summed,
+/// times `x − x'`.
 fn integrated_gradients(
-    model: &GraphModel,
+    models: &[(&GraphModel, usize)],
     x: &[f32],
-    targets: &[usize],
+    targets: &[&[usize]],
     (steps, rule, baseline, batch): (usize, crate::integrated_gradients::Rule, &Baseline, usize),
-) -> Result<Vec<f32>> {
+) -> Result<Vec<Vec<f32>>> {
     let reference = match baseline {
         Baseline::Zeros {} => 0.0,
         Baseline::Constant { value } => *value as f32,
@@ -153,50 +247,61 @@ fn integrated_gradients(
             return Err(invalid("integrated_gradients", reason));
         }
     };
-    let per: usize = model.graph.input.iter().product();
-    let classes = model.graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
+    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let per: usize = first.graph.input.iter().product();
+    let classes = logits(first);
     let (alphas, weights) = rule.points(steps);
-    let mut maps = Vec::with_capacity(x.len());
+    let mut maps = vec![Vec::with_capacity(x.len()); models.len()];
     let points: Vec<(f64, f64)> = alphas.iter().copied().zip(weights.iter().copied()).collect();
     for (i, image) in x.chunks_exact(per).enumerate() {
-        let mut sum = vec![0.0f32; per];
+        let mut sums = vec![vec![0.0f32; per]; models.len()];
         for pass in points.chunks(batch.max(1)) {
             let path: Vec<f32> = pass
                 .iter()
                 .flat_map(|&(a, _)| image.iter().map(move |&v| reference + a as f32 * (v - reference)))
                 .collect();
-            let mut seeds = vec![0.0f32; pass.len() * classes];
-            for (k, &(_, wk)) in pass.iter().enumerate() {
-                seeds[k * classes + targets[i]] = wk as f32;
-            }
-            let fwd = forward(model, &path, pass.len())?;
-            let grads = input_gradient(model, &fwd, &seeds, ReluMode::Standard)?;
-            for g in grads.chunks_exact(per) {
-                sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
+            let seeds: Vec<Vec<f32>> = targets
+                .iter()
+                .map(|targets| {
+                    let mut seeds = vec![0.0f32; pass.len() * classes];
+                    for (k, &(_, wk)) in pass.iter().enumerate() {
+                        seeds[k * classes + targets[i]] = wk as f32;
+                    }
+                    seeds
+                })
+                .collect();
+            let grads = shared_gradients(models, &path, pass.len(), &seeds, ReluMode::Standard)?;
+            for (sum, grads) in sums.iter_mut().zip(grads) {
+                for g in grads.chunks_exact(per) {
+                    sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
+                }
             }
         }
-        maps.extend(sum.iter().zip(image).map(|(s, v)| s * (v - reference)));
+        for (maps, sum) in maps.iter_mut().zip(sums) {
+            maps.extend(sum.iter().zip(image).map(|(s, v)| s * (v - reference)));
+        }
     }
     Ok(maps)
 }
 
-/// Expected gradients (`expected_gradients.rs`): per image, its Monte Carlo pairs (a reference
-/// image x' and α, the sequential method's draws), the gradients at `x' + α (x − x')` taken
-/// `batch` points at a time, and the mean of `(x − x') ⊙ ∇`.
+/// Expected gradients (`expected_gradients.rs`) under each model: per image, its Monte Carlo
+/// pairs (a reference image x' and α, the sequential method's draws), the gradients at
+/// `x' + α (x − x')` taken `batch` points at a time, and the mean of `(x − x') ⊙ ∇`.
 fn expected_gradients(
-    model: &GraphModel,
+    models: &[(&GraphModel, usize)],
     x: &[f32],
-    (targets, ids): (&[usize], &[u64]),
+    (targets, ids): (&[&[usize]], &[u64]),
     (samples, batch, seed): (usize, usize, u64),
     references: Option<&ReferenceSet>,
-) -> Result<Vec<f32>> {
+) -> Result<Vec<Vec<f32>>> {
     let id = "expected_gradients";
     let Some(references) = references else {
         let why = "no reference set: `sanity run` uses the training images, `sanity attribute` needs --references";
         return Err(invalid(id, why.into()));
     };
     let (refs, [m, rc, rh, rw]) = references.images();
-    let graph = model.graph;
+    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let graph = first.graph;
     if [rc, rh, rw] != graph.input || m == 0 || samples == 0 {
         return Err(invalid(
             id,
@@ -207,11 +312,11 @@ fn expected_gradients(
         ));
     }
     let per: usize = graph.input.iter().product();
-    let classes = graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
+    let classes = logits(first);
     let reference = |r: usize| &refs[r * per..(r + 1) * per];
-    let mut maps = Vec::with_capacity(x.len());
+    let mut maps = vec![Vec::with_capacity(x.len()); models.len()];
     for (i, image) in x.chunks_exact(per).enumerate() {
-        let mut sum = vec![0.0f64; per];
+        let mut sums = vec![vec![0.0f64; per]; models.len()];
         for points in draws(seed, ids[i], samples, m).chunks(batch.max(1)) {
             let path: Vec<f32> = points
                 .iter()
@@ -222,17 +327,20 @@ fn expected_gradients(
                         .map(move |(&x, &b)| (f64::from(b) + alpha * (f64::from(x) - f64::from(b))) as f32)
                 })
                 .collect();
-            let mut seeds = vec![0.0f32; points.len() * classes];
-            (0..points.len()).for_each(|k| seeds[k * classes + targets[i]] = 1.0);
-            let fwd = forward(model, &path, points.len())?;
-            let grads = input_gradient(model, &fwd, &seeds, ReluMode::Standard)?;
-            for (&(r, _), g) in points.iter().zip(grads.chunks_exact(per)) {
-                for (((s, &g), &x), &b) in sum.iter_mut().zip(g).zip(image).zip(reference(r)) {
-                    *s += (f64::from(x) - f64::from(b)) * f64::from(g) / samples as f64;
+            let seeds: Vec<Vec<f32>> =
+                targets.iter().map(|targets| one_hot(&vec![targets[i]; points.len()], 1.0, classes)).collect();
+            let grads = shared_gradients(models, &path, points.len(), &seeds, ReluMode::Standard)?;
+            for (sum, grads) in sums.iter_mut().zip(grads) {
+                for (&(r, _), g) in points.iter().zip(grads.chunks_exact(per)) {
+                    for (((s, &g), &x), &b) in sum.iter_mut().zip(g).zip(image).zip(reference(r)) {
+                        *s += (f64::from(x) - f64::from(b)) * f64::from(g) / samples as f64;
+                    }
                 }
             }
         }
-        maps.extend(sum.iter().map(|&v| v as f32));
+        for (maps, sum) in maps.iter_mut().zip(sums) {
+            maps.extend(sum.iter().map(|&v| v as f32));
+        }
     }
     Ok(maps)
 }

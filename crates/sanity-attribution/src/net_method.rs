@@ -6,7 +6,7 @@
 
 use crate::error::{AttributionError, Result};
 use crate::expected_gradients::ReferenceSet;
-use crate::graph_methods::{attribute_graph_with, cam_node};
+use crate::graph_methods::{attribute_graph_models, cam_node};
 use crate::method::{Attribution, MethodSpec, TunnelSpec};
 use candle_core::{DType, Device, Tensor};
 use sanity_model::graph::Graph;
@@ -59,21 +59,20 @@ impl NetMethod {
         }
         let n = x.dim(0)?;
         let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        models
+        let walks: Vec<(GraphModel, usize)> = models
             .iter()
-            .zip(targets)
-            .map(|(model, targets)| {
+            .map(|model| {
                 let Net::Graph(graph) = &model.net else { return Err(self.mixed()) };
-                let walk = GraphModel::new(graph, &model.weights)?;
-                let inputs = (n, *targets, ids);
-                let references = self.references.as_ref();
-                let (maps, [c, h, w]) =
-                    attribute_graph_with(&self.spec, &walk, &values, inputs, self.seed, references)?;
-                Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)
+                Ok((GraphModel::new(graph, &model.weights)?, shared_nodes(graph, models[0], model)))
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        let walks: Vec<(&GraphModel, usize)> = walks.iter().map(|(walk, shared)| (walk, *shared)).collect();
+        let inputs = (n, targets, ids);
+        let maps = attribute_graph_models(&self.spec, &walks, &values, inputs, self.seed, self.references.as_ref())?;
+        maps.into_iter().map(|(maps, [c, h, w])| Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)).collect()
     }
 
+    /// The error for a model of the other kind of network.
     fn mixed(&self) -> AttributionError {
         AttributionError::Invalid {
             method: self.spec.id(),
@@ -90,6 +89,21 @@ pub fn resolve_on(spec: &MethodSpec, net: &Net) -> Result<MethodSpec> {
         Net::Layers(arch) => spec.resolved(arch),
         Net::Graph(graph) => resolve_on_graph(spec, graph),
     }
+}
+
+/// How many of `graph`'s first nodes compute the same in `other` as in `first`: the nodes
+/// before the first one whose parameters are not the very tensors of `first` (a cascade stage
+/// shares the tensors of the layers it did not re-initialise).
+fn shared_nodes(graph: &Graph, first: &NetModel, other: &NetModel) -> usize {
+    let same = |name: &str| match (first.weights.get(name), other.weights.get(name)) {
+        (Ok(a), Ok(b)) => a.id() == b.id(),
+        _ => false,
+    };
+    graph
+        .nodes
+        .iter()
+        .position(|node| node.op.parameters().iter().any(|(what, _)| !same(&format!("{}.{what}", node.name))))
+        .unwrap_or(graph.nodes.len())
 }
 
 fn resolve_on_graph(spec: &MethodSpec, graph: &Graph) -> Result<MethodSpec> {
@@ -165,6 +179,60 @@ mod tests {
             let diff = a.iter().zip(&b).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
             let norm = a.iter().map(|a| a * a).sum::<f32>().sqrt();
             assert!(diff <= 1e-4 * norm.max(1e-12), "{json}: relative L2 {}", diff / norm);
+        }
+    }
+
+    /// The cascade's models share the forward of the layers they did not re-initialise; their
+    /// maps are those of one call per model, bit for bit.
+    #[test]
+    fn cascade_stages_on_a_graph_share_their_first_layers_and_give_the_maps_of_one_call_each() {
+        use rand::SeedableRng;
+        let graph = Arc::new(graph_preset("resnet18", [1, 32, 32], 3).expect("preset"));
+        let net = Net::Graph(Arc::clone(&graph));
+        let original = NetModel::new(net.clone(), net.init(1).expect("init"));
+        // Top-down: the head, then the last block too; bottom-up: the stem alone.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let reinit = sanity_model::Reinit::Original {};
+        let head = net.reinitialize(&original.weights, "fc", &reinit, &mut rng).expect("fc");
+        let mut block = head.clone();
+        for layer in net.stage_layers("layer4.1").expect("block") {
+            block = net.reinitialize(&block, &layer, &reinit, &mut rng).expect("layer");
+        }
+        let stem = net.reinitialize(&original.weights, "conv1", &reinit, &mut rng).expect("stem");
+        let models: Vec<NetModel> =
+            [original.weights.clone(), head, block, stem].into_iter().map(|w| original.with_weights(w)).collect();
+        let shared: Vec<usize> = models.iter().map(|m| shared_nodes(&graph, &models[0], m)).collect();
+        let fc = graph.resolve("fc").expect("fc");
+        assert_eq!(shared[0], graph.nodes.len());
+        assert_eq!(shared[1], fc, "everything before the head is shared");
+        assert!(shared[2] > 0 && shared[2] < fc, "{shared:?}");
+        assert_eq!(shared[3], 0, "nothing is shared once the stem is re-drawn");
+        let x = Tensor::from_vec(
+            (0..3 * 32 * 32).map(|i| ((i * 37) % 101) as f32 / 101.0).collect(),
+            (3, 1, 32, 32),
+            &Device::Cpu,
+        )
+        .expect("x");
+        let references = crate::ReferenceSet::from_tensor(&x).expect("references");
+        let refs: Vec<&NetModel> = models.iter().collect();
+        let targets: Vec<Vec<usize>> = (0..models.len()).map(|m| vec![m % 3, 1, 2]).collect();
+        let target_refs: Vec<&[usize]> = targets.iter().map(Vec::as_slice).collect();
+        for json in [
+            r#"{"method":"gradient"}"#,
+            r#"{"method":"guided_backprop"}"#,
+            r#"{"method":"gradient_x_input"}"#,
+            r#"{"method":"integrated_gradients","steps":5,"batch":2}"#,
+            r#"{"method":"expected_gradients","samples":3,"batch":2}"#,
+        ] {
+            let method = NetMethod::build(&spec(json), &net, 7, Some(&references)).expect("build");
+            let together = method.attribute_models(&refs, &x, &target_refs, &[4, 5, 6]).expect("together");
+            for (m, model) in models.iter().enumerate() {
+                let alone = method.attribute_models(&[model], &x, &[target_refs[m]], &[4, 5, 6]).expect("alone");
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values").iter().map(|v| v.to_bits()).collect()
+                };
+                assert_eq!(bits(&together[m]), bits(&alone[0]), "{json}, model {m}");
+            }
         }
     }
 

@@ -19,6 +19,7 @@ use crate::ops::relu::Relu;
 use crate::weights::Weights;
 use candle_core::DType;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// A graph with float32 weights ready for the walk.
 pub struct GraphModel<'a> {
@@ -67,7 +68,6 @@ impl<'a> GraphModel<'a> {
 pub type Forward = crate::graph_reference::Evaluation<f32>;
 
 /// The forward of `model` on `n` NCHW inputs `x`.
-// Long: one arm per op, as graph_reference.rs's forward.
 pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
     let graph = model.graph;
     let per: usize = graph.input.iter().product();
@@ -78,8 +78,36 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
             graph.input
         )));
     }
-    let mut values = vec![x.to_vec()];
-    for (k, node) in graph.nodes.iter().enumerate() {
+    Ok(Forward { n, values: evaluate(model, vec![Arc::new(x.to_vec())], n) })
+}
+
+/// The forward of `model` on `base`'s inputs when `model`'s first `shared` nodes compute what
+/// `base`'s model's did (the same weights: a cascade stage and the model it re-initialises
+/// later layers of): their values are `base`'s, shared, and only the nodes from `shared` on are
+/// evaluated. The values equal [`forward`]'s bit for bit.
+pub fn forward_from(model: &GraphModel, base: &Forward, shared: usize) -> Result<Forward> {
+    if base.values.len() != model.graph.nodes.len() + 1 {
+        return Err(ModelError::BadInput(format!(
+            "a forward of {} values for a graph of {} nodes",
+            base.values.len(),
+            model.graph.nodes.len()
+        )));
+    }
+    let values = base.values[..=shared.min(model.graph.nodes.len())].to_vec();
+    Ok(Forward { n: base.n, values: evaluate(model, values, base.n) })
+}
+
+/// `values` (the input and the first nodes' outputs) completed with the outputs of the
+/// remaining nodes of `model` on `n` inputs.
+// Long: one arm per op, as graph_reference.rs's forward.
+fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize) -> Vec<Arc<Vec<f32>>> {
+    let graph = model.graph;
+    for (k, node) in graph.nodes.iter().enumerate().skip(values.len() - 1) {
+        if matches!(node.op, GraphOp::Flatten | GraphOp::Identity) {
+            // The same values: shared, not copied.
+            values.push(Arc::clone(&values[node.inputs[0]]));
+            continue;
+        }
         let input_shape = graph.shape_of(node.inputs[0]);
         let x = &values[node.inputs[0]];
         let y = match node.op {
@@ -143,13 +171,12 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
                 }
                 y
             }
-            GraphOp::Flatten | GraphOp::Identity => x.clone(),
             GraphOp::Relu => zip_map(x, x, |v, _| v.max(0.0)),
             op => zip_map(x, x, |v, _| elementwise(op, v).0),
         };
-        values.push(y);
+        values.push(Arc::new(y));
     }
-    Ok(Forward { n, values })
+    values
 }
 
 /// `∂(Σ seed ⊙ output)/∂x`, NCHW, with ReLU backward `relu`.

@@ -8,21 +8,23 @@ use crate::error::{ModelError, Result};
 use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
 use crate::weights::Weights;
 use candle_core::DType;
+use std::sync::Arc;
 
 /// Every value of a forward: `values[v]` is value `v` (0 the input, `k + 1` node `k`'s
 /// output) for the `n` inputs, NCHW; float64 here, float32 in the walk
-/// (`graph_engine::Forward`).
+/// (`graph_engine::Forward`). Values are shared, so that forwards of models with the same first
+/// layers hold those layers' values once (`graph_engine::forward_from`).
 pub struct Evaluation<T = f64> {
     /// The inputs.
     pub n: usize,
     /// The values, each `[n, shape]` flattened.
-    pub values: Vec<Vec<T>>,
+    pub values: Vec<Arc<Vec<T>>>,
 }
 
 impl<T> Evaluation<T> {
     /// The graph's output (the last node's), `[n, classes]`.
     pub fn output(&self) -> &[T] {
-        self.values.last().map_or(&[], Vec::as_slice)
+        self.values.last().map_or(&[], |v| v.as_slice())
     }
 }
 
@@ -43,7 +45,7 @@ pub fn forward(graph: &Graph, weights: &Weights, x: &[f64], n: usize) -> Result<
             graph.input
         )));
     }
-    let mut values = vec![x.to_vec()];
+    let mut values = vec![Arc::new(x.to_vec())];
     for node in &graph.nodes {
         let shapes: Vec<Vec<usize>> = node.inputs.iter().map(|&v| graph.shape_of(v)).collect();
         let inputs: Vec<&[f64]> = node.inputs.iter().map(|&v| values[v].as_slice()).collect();
@@ -114,7 +116,7 @@ pub fn forward(graph: &Graph, weights: &Weights, x: &[f64], n: usize) -> Result<
             GraphOp::Flatten | GraphOp::Identity => inputs[0].to_vec(),
             op => inputs[0].iter().map(|&v| activation(op, v).0).collect(),
         };
-        values.push(y);
+        values.push(Arc::new(y));
     }
     Ok(Evaluation { n, values })
 }
