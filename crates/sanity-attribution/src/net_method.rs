@@ -59,14 +59,23 @@ impl NetMethod {
         }
         let n = x.dim(0)?;
         let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let walks: Vec<(GraphModel, usize)> = models
+        let graphs: Vec<&Graph> = models
             .iter()
-            .map(|model| {
-                let Net::Graph(graph) = &model.net else { return Err(self.mixed()) };
-                Ok((GraphModel::new(graph, &model.weights)?, shared_nodes(graph, models[0], model)))
+            .map(|model| match &model.net {
+                Net::Graph(graph) => Ok(graph.as_ref()),
+                Net::Layers(_) => Err(self.mixed()),
             })
             .collect::<Result<_>>()?;
-        let walks: Vec<(&GraphModel, usize)> = walks.iter().map(|(walk, shared)| (walk, *shared)).collect();
+        let Some(&first) = graphs.first() else { return Ok(Vec::new()) };
+        // The stages hold the values of the layers they share with the first model once.
+        let base = GraphModel::new(first, &models[0].weights)?;
+        let mut walks = Vec::with_capacity(models.len());
+        for (model, graph) in models.iter().zip(&graphs).skip(1) {
+            let walk = GraphModel::sharing(graph, &model.weights, &base, &models[0].weights)?;
+            walks.push((walk, shared_nodes(graph, models[0], model)));
+        }
+        let walks: Vec<(&GraphModel, usize)> =
+            std::iter::once((&base, first.nodes.len())).chain(walks.iter().map(|(walk, shared)| (walk, *shared))).collect();
         let inputs = (n, targets, ids);
         let maps = attribute_graph_models(&self.spec, &walks, &values, inputs, self.seed, self.references.as_ref())?;
         maps.into_iter().map(|(maps, [c, h, w])| Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)).collect()

@@ -246,3 +246,29 @@ fn lrp_gives_the_same_maps_with_batch_norms_apart_or_folded_by_the_export() {
         }
     }
 }
+
+/// LRP-ε on the VGG preset built from the tiny VGG's `state_dict` gives Captum's `LRP`
+/// (`scripts/golden/graph_lrp_fixtures.py`, float64): max poolings and the adaptive average
+/// pooling (4x4 to 7x7 bins, overlapping) under ε = 1e-9, convolutions and linear layers under
+/// Captum's default ε and under ε = 0.25.
+#[test]
+fn lrp_on_a_vgg_built_from_its_state_dict_gives_captum_s_relevance() {
+    use sanity_model::graph_presets::{VggSpec, vgg_graph};
+    let vgg = VggSpec { cfg: vec![Some(4), None, Some(8), None], hidden: 16, in_channels: 3, num_classes: 5 };
+    let graph = vgg_graph(&vgg, [3, 16, 16]).expect("vgg");
+    let weights = sanity_model::Weights::load_for_graph(&model_fixture("tiny-vgg.safetensors"), &graph).expect("state");
+    let model = GraphModel::new(&graph, &weights).expect("weights");
+    let x = sanity_data::npy::read_array(&model_fixture("tiny-vgg-input.npy").display().to_string()).expect("input");
+    let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
+    let targets: Vec<usize> = golden("vgg-targets.npy").iter().map(|&t| t as usize).collect();
+    let ids: Vec<u64> = (0..targets.len() as u64).collect();
+    for (file, toml) in
+        [("vgg-lrp_epsilon.npy", "method = \"lrp_epsilon\""), ("vgg-lrp_epsilon_0.25.npy", "method = \"lrp_epsilon\"\nepsilon = 0.25")]
+    {
+        let spec: MethodSpec = toml::from_str(toml).expect("spec");
+        let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(file);
+        let error = relative_l2(&maps, &golden(file));
+        eprintln!("{file}: relative L2 {error:.1e} from Captum");
+        assert!(error < 1e-4, "{file}: relative L2 {error:e} from Captum");
+    }
+}

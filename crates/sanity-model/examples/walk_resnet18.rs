@@ -1,6 +1,9 @@
 //! Times the graph walk on torchvision's ResNet-18 at 224x224 (forward and input gradient of
 //! 16 images), the kernel of `experiments/bench-resnet18.toml`:
 //! `cargo run --release -p sanity-model --example walk_resnet18 -- THREADS [N] [REPS]`.
+//! `sanity` sets glibc's allocator as `tune_allocator` in `crates/sanity-cli/src/main.rs` does;
+//! to time the walk as it runs there, set the same through the environment:
+//! `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=536870912 MALLOC_TOP_PAD_=67108864`.
 use sanity_model::graph_engine::{GraphModel, forward, input_gradient};
 use sanity_model::graph_init::init_graph;
 use sanity_model::graph_presets::graph_preset;

@@ -25,13 +25,37 @@ use std::sync::Arc;
 pub struct GraphModel<'a> {
     /// The graph.
     pub graph: &'a Graph,
-    /// Per node, its parameters by suffix (`weight`, `bias`, ...), f32.
-    pub(crate) parameters: Vec<Vec<(&'static str, Vec<f32>)>>,
+    /// Per node, its parameters by suffix (`weight`, `bias`, ...), f32 (shared between the
+    /// models of a cascade where their tensors are: [`GraphModel::sharing`]).
+    pub(crate) parameters: Vec<Vec<(&'static str, Arc<[f32]>)>>,
 }
 
 impl<'a> GraphModel<'a> {
     /// Reads the weights of `graph`'s layers.
     pub fn new(graph: &'a Graph, weights: &Weights) -> Result<Self> {
+        Self::read(graph, weights, |_, _| None)
+    }
+
+    /// [`GraphModel::new`] of a model whose weights are partly `base`'s (a cascade stage and
+    /// the model it re-initialises layers of): a parameter that is the very tensor of
+    /// `base_weights` shares `base`'s values instead of a copy of its own.
+    pub fn sharing(graph: &'a Graph, weights: &Weights, base: &GraphModel, base_weights: &Weights) -> Result<Self> {
+        Self::read(graph, weights, |name, tensor| {
+            let (node, what) = name.rsplit_once('.')?;
+            let same = base_weights.get(name).ok()?.id() == tensor.id();
+            let k = base.graph.nodes.iter().position(|n| n.name == node)?;
+            let values = base.parameters.get(k)?.iter().find(|(w, _)| *w == what)?;
+            same.then(|| Arc::clone(&values.1))
+        })
+    }
+
+    /// The parameters of `graph`'s layers: `known(name, tensor)` where it has them, else a copy
+    /// of the tensor as f32.
+    fn read(
+        graph: &'a Graph,
+        weights: &Weights,
+        known: impl Fn(&str, &candle_core::Tensor) -> Option<Arc<[f32]>>,
+    ) -> Result<Self> {
         let parameters = graph
             .nodes
             .iter()
@@ -40,8 +64,13 @@ impl<'a> GraphModel<'a> {
                     .parameters()
                     .into_iter()
                     .map(|(what, _)| {
-                        let t = weights.get(&format!("{}.{what}", node.name))?;
-                        Ok((what, t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?))
+                        let name = format!("{}.{what}", node.name);
+                        let t = weights.get(&name)?;
+                        let values = match known(&name, t) {
+                            Some(values) => values,
+                            None => Arc::from(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+                        };
+                        Ok((what, values))
                     })
                     .collect::<Result<Vec<_>>>()
             })
@@ -50,7 +79,7 @@ impl<'a> GraphModel<'a> {
     }
 
     pub(crate) fn param(&self, node: usize, what: &str) -> &[f32] {
-        self.parameters[node].iter().find(|(w, _)| *w == what).map_or(&[], |(_, v)| v.as_slice())
+        self.parameters[node].iter().find(|(w, _)| *w == what).map_or(&[], |(_, v)| &v[..])
     }
 
     /// A batch norm's per-channel scale and shift (inference).

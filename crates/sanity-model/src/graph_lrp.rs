@@ -152,7 +152,7 @@ fn merged_into(graph: &Graph, k: usize) -> Option<usize> {
 }
 
 /// Per node, its parameters by suffix, as [`GraphModel`] holds them.
-type Parameters = Vec<Vec<(&'static str, Vec<f32>)>>;
+type Parameters = Vec<Vec<(&'static str, std::sync::Arc<[f32]>)>>;
 
 /// `model`'s graph with every batch norm merged into the layer before it (the batch norm
 /// becomes an identity, so node indices stay), and the merged parameters.
@@ -173,7 +173,7 @@ fn merge_batch_norms(model: &GraphModel) -> Result<(Graph, Parameters)> {
         weight.chunks_exact_mut(per).zip(&scale).for_each(|(row, s)| row.iter_mut().for_each(|w| *w *= s));
         let bias = model.param(layer, "bias");
         let bias: Vec<f32> = (0..scale.len()).map(|c| bias.get(c).copied().unwrap_or(0.0) * scale[c] + shift[c]).collect();
-        parameters[layer] = vec![("weight", weight), ("bias", bias)];
+        parameters[layer] = vec![("weight", weight.into()), ("bias", bias.into())];
         parameters[k] = Vec::new();
         nodes[k].op = GraphOp::Identity;
     }
