@@ -32,7 +32,9 @@ use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
 use sanity_model::graph::Graph;
 use sanity_model::{LrpRule, ReluMode, graph_lrp};
-use sanity_model::graph_engine::{GraphModel, backward_to, forward, forward_from, input_gradient};
+use sanity_model::graph_engine::{
+    GraphModel, backward_to, forward, forward_for_gradient, forward_from, input_gradient,
+};
 
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
@@ -122,10 +124,19 @@ fn shared_gradients(
     relu: ReluMode,
 ) -> Result<Vec<Vec<f32>>> {
     let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
-    let base = forward(first, x, rows)?;
+    // The first model's forward keeps what the gradients read and what the other models'
+    // forwards take from it: the values their first own nodes read.
+    let nodes = &first.graph.nodes;
+    let mut keep = vec![false; nodes.len() + 1];
+    for &(_, shared) in &models[1..] {
+        for node in &nodes[shared.min(nodes.len())..] {
+            node.inputs.iter().filter(|&&v| v <= shared).for_each(|&v| keep[v] = true);
+        }
+    }
+    let base = forward_for_gradient(first, x, rows, &keep)?;
     let mut out = Vec::with_capacity(models.len());
     for (m, (&(model, shared), seed)) in models.iter().zip(seeds).enumerate() {
-        let fwd = if m == 0 { None } else { Some(forward_from(model, &base, shared)?) };
+        let fwd = if m == 0 { None } else { Some(forward_from(model, &base, shared, true)?) };
         out.push(input_gradient(model, fwd.as_ref().unwrap_or(&base), seed, relu)?);
     }
     Ok(out)

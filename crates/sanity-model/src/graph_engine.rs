@@ -98,23 +98,38 @@ pub type Forward = crate::graph_reference::Evaluation<f32>;
 
 /// The forward of `model` on `n` NCHW inputs `x`.
 pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
-    let graph = model.graph;
-    let per: usize = graph.input.iter().product();
+    forward_checked(model, x, n)?;
+    Ok(Forward { n, values: evaluate(model, vec![Arc::new(x.to_vec())], n, None) })
+}
+
+/// `x` when it holds `n` inputs of `model`.
+fn forward_checked<'x>(model: &GraphModel, x: &'x [f32], n: usize) -> Result<&'x [f32]> {
+    let per: usize = model.graph.input.iter().product();
     if x.len() != n * per {
         return Err(ModelError::BadInput(format!(
             "{} input values for {n} inputs of shape {:?}",
             x.len(),
-            graph.input
+            model.graph.input
         )));
     }
-    Ok(Forward { n, values: evaluate(model, vec![Arc::new(x.to_vec())], n) })
+    Ok(x)
+}
+
+/// [`forward`] keeping only what an input gradient ([`backward_to`] the input) reads, the
+/// output, and the values `keep` marks: every other value is emptied once the nodes that read
+/// it are evaluated (a ResNet's convolution and batch norm outputs: the forward's peak memory
+/// is about halved). `keep` has one entry per value or is empty.
+pub fn forward_for_gradient(model: &GraphModel, x: &[f32], n: usize, keep: &[bool]) -> Result<Forward> {
+    let x = forward_checked(model, x, n)?;
+    Ok(Forward { n, values: evaluate(model, vec![Arc::new(x.to_vec())], n, Some(keep)) })
 }
 
 /// The forward of `model` on `base`'s inputs when `model`'s first `shared` nodes compute what
 /// `base`'s model's did (the same weights: a cascade stage and the model it re-initialises
 /// later layers of): their values are `base`'s, shared, and only the nodes from `shared` on are
 /// evaluated. The values equal [`forward`]'s bit for bit.
-pub fn forward_from(model: &GraphModel, base: &Forward, shared: usize) -> Result<Forward> {
+/// With `for_gradient`, it keeps what [`forward_for_gradient`] keeps.
+pub fn forward_from(model: &GraphModel, base: &Forward, shared: usize, for_gradient: bool) -> Result<Forward> {
     if base.values.len() != model.graph.nodes.len() + 1 {
         return Err(ModelError::BadInput(format!(
             "a forward of {} values for a graph of {} nodes",
@@ -123,14 +138,51 @@ pub fn forward_from(model: &GraphModel, base: &Forward, shared: usize) -> Result
         )));
     }
     let values = base.values[..=shared.min(model.graph.nodes.len())].to_vec();
-    Ok(Forward { n: base.n, values: evaluate(model, values, base.n) })
+    Ok(Forward { n: base.n, values: evaluate(model, values, base.n, for_gradient.then_some(&[][..])) })
+}
+
+/// Whether the input gradient reads value `v` of `graph`: a ReLU's output (its backward's
+/// mask), the input of a max pooling or of an elementwise op other than ReLU, the output.
+fn gradient_reads(graph: &Graph, v: usize) -> bool {
+    let output = v == graph.nodes.len();
+    let relu = v > 0 && graph.nodes[v - 1].op == GraphOp::Relu;
+    let read = graph.nodes.iter().any(|node| {
+        node.inputs.contains(&v)
+            && matches!(
+                node.op,
+                GraphOp::MaxPool(_)
+                    | GraphOp::Sigmoid
+                    | GraphOp::Tanh
+                    | GraphOp::Gelu
+                    | GraphOp::LeakyRelu { .. }
+                    | GraphOp::Scale { .. }
+            )
+    });
+    output || relu || read
 }
 
 /// `values` (the input and the first nodes' outputs) completed with the outputs of the
 /// remaining nodes of `model` on `n` inputs.
 // Long: one arm per op, as graph_reference.rs's forward.
-fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize) -> Vec<Arc<Vec<f32>>> {
+/// With `keep` (see [`forward_for_gradient`]), a value the input gradient does not read is
+/// emptied after the last node that reads it.
+fn evaluate(
+    model: &GraphModel,
+    mut values: Vec<Arc<Vec<f32>>>,
+    n: usize,
+    keep: Option<&[bool]>,
+) -> Vec<Arc<Vec<f32>>> {
     let graph = model.graph;
+    let droppable: Vec<bool> = match keep {
+        None => vec![false; graph.nodes.len() + 1],
+        Some(keep) => (0..=graph.nodes.len())
+            .map(|v| !keep.get(v).copied().unwrap_or(false) && !gradient_reads(graph, v))
+            .collect(),
+    };
+    let mut last_reader = vec![None; graph.nodes.len() + 1];
+    for (k, node) in graph.nodes.iter().enumerate() {
+        node.inputs.iter().for_each(|&v| last_reader[v] = Some(k));
+    }
     for (k, node) in graph.nodes.iter().enumerate().skip(values.len() - 1) {
         if matches!(node.op, GraphOp::Flatten | GraphOp::Identity) {
             // The same values: shared, not copied.
@@ -204,6 +256,11 @@ fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize) -> Vec
             op => zip_map(x, x, |v, _| elementwise(op, v).0),
         };
         values.push(Arc::new(y));
+        for &v in &node.inputs {
+            if droppable[v] && last_reader[v] == Some(k) {
+                values[v] = Arc::new(Vec::new());
+            }
+        }
     }
     values
 }
@@ -248,6 +305,8 @@ pub(crate) fn node_backward(
     let node = &graph.nodes[k];
     let input_shape = graph.shape_of(node.inputs[0]);
     let x = &forward.values[node.inputs[0]];
+    // The input's length from its shape: a forward for gradients empties values it need not keep.
+    let input_len = n * input_shape.iter().product::<usize>();
     let dx = match node.op {
         GraphOp::Conv(c) => conv_input_grad(&c, &input_shape, n, model.param(k, "weight"), &dy, &node.shape),
         GraphOp::Linear { in_features, out_features, .. } => {
@@ -287,7 +346,7 @@ pub(crate) fn node_backward(
         }
         GraphOp::AvgPool { pool, count_include_pad } => {
             let (input, output) = planes(&input_shape, &node.shape);
-            let mut dx = vec![0.0f32; x.len()];
+            let mut dx = vec![0.0f32; input_len];
             dx.par_chunks_mut(input[1] * input[2]).zip(dy.par_chunks(output[1] * output[2])).for_each(|(dx, dy)| {
                 for_each_window(&pool, &input, &output, 1, |o, taps, divisor| {
                     let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
@@ -297,7 +356,7 @@ pub(crate) fn node_backward(
             dx
         }
         GraphOp::AdaptiveAvgPool { out } => {
-            let mut dx = vec![0.0f32; x.len()];
+            let mut dx = vec![0.0f32; input_len];
             for_each_bin(out, &input_shape, n, |o, taps| taps.iter().for_each(|&t| dx[t] += dy[o] / taps.len() as f32));
             dx
         }
@@ -625,6 +684,35 @@ mod tests {
         let partial = backward_to(&model, &ours, at, &seed32, ReluMode::Standard).expect("to a node");
         assert_eq!(partial.len(), ours.values[at].len());
         assert!(partial.iter().any(|&g| g != 0.0));
+    }
+
+    /// A forward for gradients empties what the input gradient does not read, and the gradient
+    /// is the full forward's, bit for bit, under every ReLU rule; so is a forward taking its first
+    /// values from another.
+    #[test]
+    fn a_forward_for_gradients_keeps_only_what_they_read_and_gives_the_same_gradients() {
+        let graph = zoo();
+        let weights = random_weights(&graph, 3);
+        let model = GraphModel::new(&graph, &weights).expect("weights");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let n = 2;
+        let x: Vec<f32> = (0..n * 2 * 81).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let seed: Vec<f32> = (0..n * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let full = forward(&model, &x, n).expect("forward");
+        let lean = forward_for_gradient(&model, &x, n, &[]).expect("lean");
+        let emptied: Vec<&str> = (1..lean.values.len())
+            .filter(|&v| lean.values[v].is_empty())
+            .map(|v| graph.nodes[v - 1].name.as_str())
+            .collect();
+        // The stem's output only feeds a batch norm; the batch norm's feeds a GELU, which reads it.
+        assert!(emptied.contains(&"stem") && !emptied.contains(&"bn"), "{emptied:?}");
+        assert_eq!(lean.output(), full.output());
+        let from = forward_from(&model, &full, graph.resolve("add").expect("add"), true).expect("from");
+        for relu in [ReluMode::Standard, ReluMode::Guided, ReluMode::Deconv] {
+            let want = input_gradient(&model, &full, &seed, relu).expect("full");
+            assert_eq!(input_gradient(&model, &lean, &seed, relu).expect("lean"), want, "{relu:?}");
+            assert_eq!(input_gradient(&model, &from, &seed, relu).expect("from"), want, "{relu:?}");
+        }
     }
 
     /// The rows of `for_each_row` hold the taps of the definition, `ix = ox · stride + kx ·
