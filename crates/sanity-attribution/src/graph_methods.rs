@@ -31,10 +31,10 @@ use crate::method::{MethodSpec, TunnelSpec};
 use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
 use sanity_model::graph::Graph;
-use sanity_model::{LrpRule, ReluMode, graph_lrp};
 use sanity_model::graph_engine::{
     GraphModel, backward_to, forward, forward_for_gradient, forward_from, input_gradient,
 };
+use sanity_model::{LrpRule, ReluMode, graph_lrp};
 
 /// Maps of `spec` for the `n` NCHW inputs `x` of `model`, explaining output `targets[i]` of
 /// input `i` (whose id `ids[i]` seeds its random draws, with the run's `run_seed`):
@@ -231,9 +231,7 @@ fn attribute_one(
             };
             occlusion.maps(x, [c, h, w], targets, classes, logits)?.into_iter().map(|v| v as f32).collect()
         }
-        MethodSpec::LrpEpsilon { epsilon } => {
-            graph_lrp::relevance(model, x, n, &seed(n), LrpRule::Epsilon(*epsilon))?
-        }
+        MethodSpec::LrpEpsilon { epsilon } => graph_lrp::relevance(model, x, n, &seed(n), LrpRule::Epsilon(*epsilon))?,
         MethodSpec::LrpAlphaBeta { alpha, beta } => {
             graph_lrp::relevance(model, x, n, &seed(n), LrpRule::AlphaBeta { alpha: *alpha, beta: *beta })?
         }

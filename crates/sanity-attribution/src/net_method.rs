@@ -74,8 +74,9 @@ impl NetMethod {
             let walk = GraphModel::sharing(graph, &model.weights, &base, &models[0].weights)?;
             walks.push((walk, shared_nodes(graph, models[0], model)));
         }
-        let walks: Vec<(&GraphModel, usize)> =
-            std::iter::once((&base, first.nodes.len())).chain(walks.iter().map(|(walk, shared)| (walk, *shared))).collect();
+        let walks: Vec<(&GraphModel, usize)> = std::iter::once((&base, first.nodes.len()))
+            .chain(walks.iter().map(|(walk, shared)| (walk, *shared)))
+            .collect();
         let inputs = (n, targets, ids);
         let maps = attribute_graph_models(&self.spec, &walks, &values, inputs, self.seed, self.references.as_ref())?;
         maps.into_iter().map(|(maps, [c, h, w])| Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)).collect()
@@ -238,7 +239,12 @@ mod tests {
             for (m, model) in models.iter().enumerate() {
                 let alone = method.attribute_models(&[model], &x, &[target_refs[m]], &[4, 5, 6]).expect("alone");
                 let bits = |t: &Tensor| -> Vec<u32> {
-                    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values").iter().map(|v| v.to_bits()).collect()
+                    t.flatten_all()
+                        .and_then(|t| t.to_vec1::<f32>())
+                        .expect("values")
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect()
                 };
                 assert_eq!(bits(&together[m]), bits(&alone[0]), "{json}, model {m}");
             }

@@ -262,9 +262,10 @@ fn lrp_on_a_vgg_built_from_its_state_dict_gives_captum_s_relevance() {
     let x32: Vec<f32> = x.values.iter().map(|&v| v as f32).collect();
     let targets: Vec<usize> = golden("vgg-targets.npy").iter().map(|&t| t as usize).collect();
     let ids: Vec<u64> = (0..targets.len() as u64).collect();
-    for (file, toml) in
-        [("vgg-lrp_epsilon.npy", "method = \"lrp_epsilon\""), ("vgg-lrp_epsilon_0.25.npy", "method = \"lrp_epsilon\"\nepsilon = 0.25")]
-    {
+    for (file, toml) in [
+        ("vgg-lrp_epsilon.npy", "method = \"lrp_epsilon\""),
+        ("vgg-lrp_epsilon_0.25.npy", "method = \"lrp_epsilon\"\nepsilon = 0.25"),
+    ] {
         let spec: MethodSpec = toml::from_str(toml).expect("spec");
         let (maps, _) = attribute_graph(&spec, &model, &x32, (x.shape[0], &targets, &ids), 0).expect(file);
         let error = relative_l2(&maps, &golden(file));

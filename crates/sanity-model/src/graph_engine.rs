@@ -27,8 +27,11 @@ pub struct GraphModel<'a> {
     pub graph: &'a Graph,
     /// Per node, its parameters by suffix (`weight`, `bias`, ...), f32 (shared between the
     /// models of a cascade where their tensors are: [`GraphModel::sharing`]).
-    pub(crate) parameters: Vec<Vec<(&'static str, Arc<[f32]>)>>,
+    pub(crate) parameters: Parameters,
 }
+
+/// Per node, its parameters by suffix, f32.
+pub(crate) type Parameters = Vec<Vec<(&'static str, Arc<[f32]>)>>;
 
 impl<'a> GraphModel<'a> {
     /// Reads the weights of `graph`'s layers.
@@ -166,12 +169,7 @@ fn gradient_reads(graph: &Graph, v: usize) -> bool {
 // Long: one arm per op, as graph_reference.rs's forward.
 /// With `keep` (see [`forward_for_gradient`]), a value the input gradient does not read is
 /// emptied after the last node that reads it.
-fn evaluate(
-    model: &GraphModel,
-    mut values: Vec<Arc<Vec<f32>>>,
-    n: usize,
-    keep: Option<&[bool]>,
-) -> Vec<Arc<Vec<f32>>> {
+fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize, keep: Option<&[bool]>) -> Vec<Arc<Vec<f32>>> {
     let graph = model.graph;
     let droppable: Vec<bool> = match keep {
         None => vec![false; graph.nodes.len() + 1],
@@ -387,7 +385,14 @@ pub(crate) fn node_backward(
 }
 
 /// `y = x Wᵀ + b` for `n` rows of `x` `[n, in]`, `W` `[out, in]`.
-pub(crate) fn linear_forward(x: &[f32], n: usize, in_features: usize, out_features: usize, w: &[f32], b: &[f32]) -> Vec<f32> {
+pub(crate) fn linear_forward(
+    x: &[f32],
+    n: usize,
+    in_features: usize,
+    out_features: usize,
+    w: &[f32],
+    b: &[f32],
+) -> Vec<f32> {
     let mut y = vec![0.0f32; n * out_features];
     matmul(
         &mut y,
@@ -477,7 +482,8 @@ fn window_ranges(p: &PoolSpec, input: &[usize], output: &[usize]) -> [Vec<std::o
         (0..output[axis + 1])
             .map(|o| {
                 let start = o * p.stride[axis];
-                start.saturating_sub(p.pads[axis]).min(size)..(start + p.kernel[axis]).saturating_sub(p.pads[axis]).min(size)
+                start.saturating_sub(p.pads[axis]).min(size)
+                    ..(start + p.kernel[axis]).saturating_sub(p.pads[axis]).min(size)
             })
             .collect()
     })
@@ -544,7 +550,8 @@ fn for_each_row(
                 let hi = (w + pad).saturating_sub(offset).div_ceil(step).min(ow);
                 for oy in 0..oh {
                     let iy = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h);
-                    let inside = iy.filter(|_| lo < hi).map(|iy| ((ci * h + iy) * w + lo * step + offset - pad, lo, hi));
+                    let inside =
+                        iy.filter(|_| lo < hi).map(|iy| ((ci * h + iy) * w + lo * step + offset - pad, lo, hi));
                     row(first + oy * ow, inside);
                 }
             }
@@ -614,7 +621,14 @@ pub(crate) fn conv_forward(
     y
 }
 
-pub(crate) fn conv_input_grad(c: &ConvSpec, input: &[usize], n: usize, w: &[f32], dy: &[f32], output: &[usize]) -> Vec<f32> {
+pub(crate) fn conv_input_grad(
+    c: &ConvSpec,
+    input: &[usize],
+    n: usize,
+    w: &[f32],
+    dy: &[f32],
+    output: &[usize],
+) -> Vec<f32> {
     let (per_in, per_out) = (input.iter().product::<usize>(), output.iter().product::<usize>());
     let (cin, cout, taps) = (c.in_channels / c.groups, c.out_channels / c.groups, c.kernel[0] * c.kernel[1]);
     let ohw = output[1] * output[2];
@@ -737,7 +751,8 @@ mod tests {
                 let extent = |size: usize, pad: usize, kernel: usize, stride: usize| {
                     (size + pad).checked_sub(d * (kernel - 1) + 1).map(|span| span / stride + 1)
                 };
-                let (Some(oh), Some(ow)) = (extent(h, pads[0] + pads[2], k, s), extent(w, pads[1] + pads[3], k + 1, s + 1))
+                let (Some(oh), Some(ow)) =
+                    (extent(h, pads[0] + pads[2], k, s), extent(w, pads[1] + pads[3], k + 1, s + 1))
                 else {
                     continue;
                 };

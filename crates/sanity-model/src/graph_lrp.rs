@@ -23,7 +23,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphOp, NodeSpec};
-use crate::graph_engine::{GraphModel, accumulate, forward, node_backward};
+use crate::graph_engine::{GraphModel, Parameters, accumulate, forward, node_backward};
 use crate::lrp::{LrpRule, STABILISER, affine_relevance, stabilised_ratio};
 use crate::ops::ReluMode;
 
@@ -151,9 +151,6 @@ fn merged_into(graph: &Graph, k: usize) -> Option<usize> {
     (matches!(graph.nodes[layer].op, GraphOp::Conv(_) | GraphOp::Linear { .. }) && readers == 1).then_some(layer)
 }
 
-/// Per node, its parameters by suffix, as [`GraphModel`] holds them.
-type Parameters = Vec<Vec<(&'static str, std::sync::Arc<[f32]>)>>;
-
 /// `model`'s graph with every batch norm merged into the layer before it (the batch norm
 /// becomes an identity, so node indices stay), and the merged parameters.
 fn merge_batch_norms(model: &GraphModel) -> Result<(Graph, Parameters)> {
@@ -172,7 +169,8 @@ fn merge_batch_norms(model: &GraphModel) -> Result<(Graph, Parameters)> {
         let per = weight.len() / scale.len();
         weight.chunks_exact_mut(per).zip(&scale).for_each(|(row, s)| row.iter_mut().for_each(|w| *w *= s));
         let bias = model.param(layer, "bias");
-        let bias: Vec<f32> = (0..scale.len()).map(|c| bias.get(c).copied().unwrap_or(0.0) * scale[c] + shift[c]).collect();
+        let bias: Vec<f32> =
+            (0..scale.len()).map(|c| bias.get(c).copied().unwrap_or(0.0) * scale[c] + shift[c]).collect();
         parameters[layer] = vec![("weight", weight.into()), ("bias", bias.into())];
         parameters[k] = Vec::new();
         nodes[k].op = GraphOp::Identity;

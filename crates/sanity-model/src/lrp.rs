@@ -75,13 +75,16 @@ impl Affine {
     }
 }
 
+/// An affine layer's input, weights, bias, output and output relevance.
+type LayerValues<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [f32], &'a [f32]);
+
 /// The relevance of the input `x` of an affine layer `z = W x + b` for its output relevance
 /// `r` under `rule`, `y` its output in the forward; `forward(x, w, b)` evaluates the layer
 /// with other inputs, weights and bias, `backward(s, w)` is `Wᵀ s`. Shared by the sequential
 /// and the graph relevance passes (`graph_lrp.rs`).
 pub(crate) fn affine_relevance(
     rule: LrpRule,
-    (x, w, b, y, r): (&[f32], &[f32], &[f32], &[f32], &[f32]),
+    (x, w, b, y, r): LayerValues,
     forward: impl Fn(&[f32], &[f32], &[f32]) -> Vec<f32>,
     backward: impl Fn(&[f32], &[f32]) -> Vec<f32>,
 ) -> Vec<f32> {
