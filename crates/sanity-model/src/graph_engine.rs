@@ -1,13 +1,17 @@
-//! The float32 walk of a [`Graph`]: a forward that keeps every node's output, and the input
-//! gradient of `Σ seed ⊙ output` with the ReLU backward replaced per call (standard, guided,
-//! deconvnet), as attribution methods need. Convolutions are im2col + gemm per image (every
-//! stride, dilation, padding and group); images run in parallel, each product on one thread,
-//! so results do not depend on the thread count. The gradient at any node is available
-//! ([`backward_to`]) for class activation maps at a named layer.
+//! The float32 walk of a [`Graph`]: a forward that keeps every node's output (or, for an input
+//! gradient, only what it reads: [`forward_for_gradient`]), and the input gradient of
+//! `Σ seed ⊙ output` with the ReLU backward replaced per call (standard, guided, deconvnet), as
+//! attribution methods need. Convolutions are im2col + gemm per image (every stride, dilation,
+//! padding and group; the column matrix built a run of taps at a time in a per-thread buffer,
+//! none for a 1x1 convolution); images run in parallel, each product on one thread, so results
+//! do not depend on the thread count. The gradient at any node is available ([`backward_to`])
+//! for class activation maps at a named layer, and a cascade stage's forward can start from the
+//! trained model's ([`forward_from`]).
 //!
-//! Pooling windows are `graph_reference.rs`'s. It is checked against the float64 reference (`graph_reference.rs`) and against the
-//! sequential engine (`native.rs`) on the presets (`tests/graph_engine.rs`). The attribution
-//! methods do not call it yet (issue 19).
+//! Average pooling windows are `graph_reference.rs`'s. The walk is checked against the float64
+//! reference (`graph_reference.rs`) and against the sequential engine (`native.rs`) on the
+//! presets (`tests/graph_engine.rs`); `sanity_attribution::graph_methods` runs every method
+//! on it. docs/performance.md ("A ResNet") has its speed.
 
 use crate::error::{ModelError, Result};
 use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};

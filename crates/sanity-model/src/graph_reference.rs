@@ -2,7 +2,7 @@
 //! `Σ seed ⊙ output`, written out op by op as PyTorch defines each (loops over NCHW values, no
 //! layout tricks, no fusion). It is slow on purpose: it is what the tests check an import
 //! against PyTorch's logits with, and what finite differences check every op's backward with.
-//! The fast engine (`native.rs`) does not run graphs yet (issue 19).
+//! The float32 walk (`graph_engine.rs`) is what attribution runs.
 
 use crate::error::{ModelError, Result};
 use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
