@@ -169,10 +169,9 @@ fn gradient_reads(graph: &Graph, v: usize) -> bool {
 }
 
 /// `values` (the input and the first nodes' outputs) completed with the outputs of the
-/// remaining nodes of `model` on `n` inputs.
+/// remaining nodes of `model` on `n` inputs. With `keep` (see [`forward_for_gradient`]), a
+/// value the input gradient does not read is emptied after the last node that reads it.
 // Long: one arm per op, as graph_reference.rs's forward.
-/// With `keep` (see [`forward_for_gradient`]), a value the input gradient does not read is
-/// emptied after the last node that reads it.
 fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize, keep: Option<&[bool]>) -> Vec<Arc<Vec<f32>>> {
     let graph = model.graph;
     let droppable: Vec<bool> = match keep {
