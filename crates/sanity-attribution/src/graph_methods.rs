@@ -59,18 +59,18 @@ pub fn attribute_graph_with(
     run_seed: u64,
     references: Option<&ReferenceSet>,
 ) -> Result<(Vec<f32>, [usize; 3])> {
-    let mut maps = attribute_graph_models(spec, &[(model, 0)], x, (n, &[targets], ids), run_seed, references)?;
+    let mut maps = attribute_graph_models(spec, &[model], x, (n, &[targets], ids), run_seed, references)?;
     Ok(maps.remove(0))
 }
 
 /// [`attribute_graph_with`] under each of `models` (the original and its cascade stages: one
 /// graph), with `targets[m]` for `models[m]`: the same maps as one call per model, bit for bit.
-/// `models[m].1` is how many of `models[m]`'s first nodes compute what `models[0]`'s do (the
-/// same weights); the gradient methods evaluate those nodes once per pass for all models
+/// The gradient methods evaluate the first nodes that a model shares with `models[0]`
+/// (`GraphModel::sharing`, `GraphModel::shared_with`) once per pass for all models
 /// (`graph_engine::forward_from`), as the sequential engine does (`sanity_model::native`).
 pub fn attribute_graph_models(
     spec: &MethodSpec,
-    models: &[(&GraphModel, usize)],
+    models: &[&GraphModel],
     x: &[f32],
     (n, targets, ids): (usize, &[&[usize]], &[u64]),
     run_seed: u64,
@@ -79,10 +79,10 @@ pub fn attribute_graph_models(
     if models.len() != targets.len() {
         return Err(invalid(spec.id(), format!("{} target lists for {} models", targets.len(), models.len())));
     }
-    for ((model, _), targets) in models.iter().zip(targets) {
+    for (model, targets) in models.iter().zip(targets) {
         check_inputs(spec, model, n, targets, ids)?;
     }
-    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
     let shape = first.graph.input;
     let relu = match spec {
         MethodSpec::Gradient {} | MethodSpec::GradientXInput {} => ReluMode::Standard,
@@ -97,7 +97,7 @@ pub fn attribute_graph_models(
             return Ok(maps.into_iter().map(|m| (m, shape)).collect());
         }
         _ => {
-            let each = |(model, _): &(&GraphModel, usize), targets: &&[usize]| {
+            let each = |model: &&GraphModel, targets: &&[usize]| {
                 attribute_one(spec, model, x, (n, targets, ids), run_seed, references)
             };
             return models.iter().zip(targets).map(|(m, t)| each(m, t)).collect();
@@ -115,27 +115,28 @@ pub fn attribute_graph_models(
 }
 
 /// The input gradients of the `rows` inputs `x` under each model for its `seeds`, with ReLU
-/// backward `relu`; the first `models[m].1` nodes' values are `models[0]`'s forward's.
+/// backward `relu`; the nodes a model shares with `models[0]` take `models[0]`'s forward's values.
 fn shared_gradients(
-    models: &[(&GraphModel, usize)],
+    models: &[&GraphModel],
     x: &[f32],
     rows: usize,
     seeds: &[Vec<f32>],
     relu: ReluMode,
 ) -> Result<Vec<Vec<f32>>> {
-    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
     // The first model's forward keeps what the gradients read and what the other models'
     // forwards take from it: the values their first own nodes read.
     let nodes = &first.graph.nodes;
+    let shared: Vec<usize> = models.iter().map(|model| model.shared_with(first)).collect();
     let mut keep = vec![false; nodes.len() + 1];
-    for &(_, shared) in &models[1..] {
+    for &shared in &shared[1..] {
         for node in &nodes[shared.min(nodes.len())..] {
             node.inputs.iter().filter(|&&v| v <= shared).for_each(|&v| keep[v] = true);
         }
     }
     let base = forward_for_gradient(first, x, rows, &keep)?;
     let mut out = Vec::with_capacity(models.len());
-    for (m, (&(model, shared), seed)) in models.iter().zip(seeds).enumerate() {
+    for (m, ((&model, &shared), seed)) in models.iter().zip(&shared).zip(seeds).enumerate() {
         let fwd = if m == 0 { None } else { Some(forward_from(model, &base, shared, true)?) };
         out.push(input_gradient(model, fwd.as_ref().unwrap_or(&base), seed, relu)?);
     }
@@ -184,11 +185,7 @@ fn attribute_one(
     let graph = model.graph;
     let [c, h, w] = graph.input;
     let classes = logits(model);
-    let seed = |rows: usize| one_hot(&targets[..rows], 1.0, classes);
-    let gradient = |inputs: &[f32], rows: usize, seed: &[f32], relu: ReluMode| -> Result<Vec<f32>> {
-        let fwd = forward(model, inputs, rows)?;
-        Ok(input_gradient(model, &fwd, seed, relu)?)
-    };
+    let seed = one_hot(targets, 1.0, classes);
     let maps = match spec {
         MethodSpec::Gradient {}
         | MethodSpec::GuidedBackprop {}
@@ -196,8 +193,9 @@ fn attribute_one(
         | MethodSpec::GradientXInput {}
         | MethodSpec::IntegratedGradients { .. }
         | MethodSpec::ExpectedGradients { .. } => {
-            // The methods that share passes across models, with one model.
-            let one = attribute_graph_models(spec, &[(model, 0)], x, (n, &[targets], ids), run_seed, references);
+            // Not reached from attribute_graph_models, which runs these for all models at once;
+            // kept so that this function answers every method for one model.
+            let one = attribute_graph_models(spec, &[model], x, (n, &[targets], ids), run_seed, references);
             return one.map(|mut maps| maps.remove(0));
         }
         MethodSpec::Gradcam { layer } => return cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets),
@@ -211,7 +209,7 @@ fn attribute_one(
             return noise_tunnel(spec, tunnel, model, x, (n, targets, ids), (run_seed, references));
         }
         MethodSpec::GuidedGradcam { layer } => {
-            let guided = gradient(x, n, &seed(n), ReluMode::Guided)?;
+            let guided = shared_gradients(&[model], x, n, &[seed], ReluMode::Guided)?.remove(0);
             let (cams, _) = cam(CamKind::GradCam, model, layer.as_deref(), x, n, targets)?;
             let plane = h * w;
             guided.iter().enumerate().map(|(i, g)| g * cams[(i / (c * plane)) * plane + i % plane]).collect()
@@ -231,9 +229,9 @@ fn attribute_one(
             };
             occlusion.maps(x, [c, h, w], targets, classes, logits)?.into_iter().map(|v| v as f32).collect()
         }
-        MethodSpec::LrpEpsilon { epsilon } => graph_lrp::relevance(model, x, n, &seed(n), LrpRule::Epsilon(*epsilon))?,
+        MethodSpec::LrpEpsilon { epsilon } => graph_lrp::relevance(model, x, n, &seed, LrpRule::Epsilon(*epsilon))?,
         MethodSpec::LrpAlphaBeta { alpha, beta } => {
-            graph_lrp::relevance(model, x, n, &seed(n), LrpRule::AlphaBeta { alpha: *alpha, beta: *beta })?
+            graph_lrp::relevance(model, x, n, &seed, LrpRule::AlphaBeta { alpha: *alpha, beta: *beta })?
         }
     };
     Ok((maps, [c, h, w]))
@@ -243,7 +241,7 @@ fn attribute_one(
 /// path's gradients weighted by the rule's weights (at most `batch` points per pass), summed,
 /// times `x − x'`.
 fn integrated_gradients(
-    models: &[(&GraphModel, usize)],
+    models: &[&GraphModel],
     x: &[f32],
     targets: &[&[usize]],
     (steps, rule, baseline, batch): (usize, crate::integrated_gradients::Rule, &Baseline, usize),
@@ -256,7 +254,7 @@ fn integrated_gradients(
             return Err(invalid("integrated_gradients", reason));
         }
     };
-    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
     let per: usize = first.graph.input.iter().product();
     let classes = logits(first);
     let (alphas, weights) = rule.points(steps);
@@ -297,7 +295,7 @@ fn integrated_gradients(
 /// pairs (a reference image x' and α, the sequential method's draws), the gradients at
 /// `x' + α (x − x')` taken `batch` points at a time, and the mean of `(x − x') ⊙ ∇`.
 fn expected_gradients(
-    models: &[(&GraphModel, usize)],
+    models: &[&GraphModel],
     x: &[f32],
     (targets, ids): (&[&[usize]], &[u64]),
     (samples, batch, seed): (usize, usize, u64),
@@ -309,7 +307,7 @@ fn expected_gradients(
         return Err(invalid(id, why.into()));
     };
     let (refs, [m, rc, rh, rw]) = references.images();
-    let Some(&(first, _)) = models.first() else { return Ok(Vec::new()) };
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
     let graph = first.graph;
     if [rc, rh, rw] != graph.input || m == 0 || samples == 0 {
         return Err(invalid(

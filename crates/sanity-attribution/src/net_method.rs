@@ -69,14 +69,13 @@ impl NetMethod {
         let Some(&first) = graphs.first() else { return Ok(Vec::new()) };
         // The stages hold the values of the layers they share with the first model once.
         let base = GraphModel::new(first, &models[0].weights)?;
-        let mut walks = Vec::with_capacity(models.len());
-        for (model, graph) in models.iter().zip(&graphs).skip(1) {
-            let walk = GraphModel::sharing(graph, &model.weights, &base, &models[0].weights)?;
-            walks.push((walk, shared_nodes(graph, models[0], model)));
-        }
-        let walks: Vec<(&GraphModel, usize)> = std::iter::once((&base, first.nodes.len()))
-            .chain(walks.iter().map(|(walk, shared)| (walk, *shared)))
-            .collect();
+        let stages: Vec<GraphModel> = models
+            .iter()
+            .zip(&graphs)
+            .skip(1)
+            .map(|(model, graph)| GraphModel::sharing(graph, &model.weights, &base, &models[0].weights))
+            .collect::<std::result::Result<_, _>>()?;
+        let walks: Vec<&GraphModel> = std::iter::once(&base).chain(&stages).collect();
         let inputs = (n, targets, ids);
         let maps = attribute_graph_models(&self.spec, &walks, &values, inputs, self.seed, self.references.as_ref())?;
         maps.into_iter().map(|(maps, [c, h, w])| Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)).collect()
@@ -99,21 +98,6 @@ pub fn resolve_on(spec: &MethodSpec, net: &Net) -> Result<MethodSpec> {
         Net::Layers(arch) => spec.resolved(arch),
         Net::Graph(graph) => resolve_on_graph(spec, graph),
     }
-}
-
-/// How many of `graph`'s first nodes compute the same in `other` as in `first`: the nodes
-/// before the first one whose parameters are not the very tensors of `first` (a cascade stage
-/// shares the tensors of the layers it did not re-initialise).
-fn shared_nodes(graph: &Graph, first: &NetModel, other: &NetModel) -> usize {
-    let same = |name: &str| match (first.weights.get(name), other.weights.get(name)) {
-        (Ok(a), Ok(b)) => a.id() == b.id(),
-        _ => false,
-    };
-    graph
-        .nodes
-        .iter()
-        .position(|node| node.op.parameters().iter().any(|(what, _)| !same(&format!("{}.{what}", node.name))))
-        .unwrap_or(graph.nodes.len())
 }
 
 fn resolve_on_graph(spec: &MethodSpec, graph: &Graph) -> Result<MethodSpec> {
@@ -211,7 +195,12 @@ mod tests {
         let stem = net.reinitialize(&original.weights, "conv1", &reinit, &mut rng).expect("stem");
         let models: Vec<NetModel> =
             [original.weights.clone(), head, block, stem].into_iter().map(|w| original.with_weights(w)).collect();
-        let shared: Vec<usize> = models.iter().map(|m| shared_nodes(&graph, &models[0], m)).collect();
+        let base = GraphModel::new(&graph, &models[0].weights).expect("base");
+        let walks: Vec<GraphModel> = models
+            .iter()
+            .map(|m| GraphModel::sharing(&graph, &m.weights, &base, &models[0].weights).expect("walk"))
+            .collect();
+        let shared: Vec<usize> = walks.iter().map(|walk| walk.shared_with(&base)).collect();
         let fc = graph.resolve("fc").expect("fc");
         assert_eq!(shared[0], graph.nodes.len());
         assert_eq!(shared[1], fc, "everything before the head is shared");

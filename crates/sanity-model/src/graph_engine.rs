@@ -40,40 +40,51 @@ pub(crate) type Parameters = Vec<Vec<(&'static str, Arc<[f32]>)>>;
 impl<'a> GraphModel<'a> {
     /// Reads the weights of `graph`'s layers.
     pub fn new(graph: &'a Graph, weights: &Weights) -> Result<Self> {
-        Self::read(graph, weights, |_, _| None)
+        Self::read(graph, weights, |_, _, _, _| None)
     }
 
     /// [`GraphModel::new`] of a model whose weights are partly `base`'s (a cascade stage and
     /// the model it re-initialises layers of): a parameter that is the very tensor of
     /// `base_weights` shares `base`'s values instead of a copy of its own.
     pub fn sharing(graph: &'a Graph, weights: &Weights, base: &GraphModel, base_weights: &Weights) -> Result<Self> {
-        Self::read(graph, weights, |name, tensor| {
-            let (node, what) = name.rsplit_once('.')?;
+        Self::read(graph, weights, |k, what, name, tensor| {
             let same = base_weights.get(name).ok()?.id() == tensor.id();
-            let k = base.graph.nodes.iter().position(|n| n.name == node)?;
             let values = base.parameters.get(k)?.iter().find(|(w, _)| *w == what)?;
             same.then(|| Arc::clone(&values.1))
         })
     }
 
-    /// The parameters of `graph`'s layers: `known(name, tensor)` where it has them, else a copy
-    /// of the tensor as f32.
+    /// How many of the first nodes compute what they compute in `base`: those before the first
+    /// node with a parameter that is not `base`'s very values (as [`GraphModel::sharing`] shares
+    /// them), for [`forward_from`].
+    pub fn shared_with(&self, base: &GraphModel) -> usize {
+        let same = |k: usize| {
+            let theirs = base.parameters.get(k).map_or(&[][..], Vec::as_slice);
+            self.parameters[k].len() == theirs.len()
+                && self.parameters[k].iter().zip(theirs).all(|(a, b)| Arc::ptr_eq(&a.1, &b.1))
+        };
+        (0..self.parameters.len()).find(|&k| !same(k)).unwrap_or(self.parameters.len())
+    }
+
+    /// The parameters of `graph`'s layers: `known(node index, suffix, name, tensor)` where it
+    /// has them, else a copy of the tensor as f32.
     fn read(
         graph: &'a Graph,
         weights: &Weights,
-        known: impl Fn(&str, &candle_core::Tensor) -> Option<Arc<[f32]>>,
+        known: impl Fn(usize, &str, &str, &candle_core::Tensor) -> Option<Arc<[f32]>>,
     ) -> Result<Self> {
         let parameters = graph
             .nodes
             .iter()
-            .map(|node| {
+            .enumerate()
+            .map(|(k, node)| {
                 node.op
                     .parameters()
                     .into_iter()
                     .map(|(what, _)| {
                         let name = format!("{}.{what}", node.name);
                         let t = weights.get(&name)?;
-                        let values = match known(&name, t) {
+                        let values = match known(k, what, &name, t) {
                             Some(values) => values,
                             None => Arc::from(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
                         };
