@@ -32,7 +32,7 @@ use crate::noise_tunnel::{copy_id, noisy_copies};
 use crate::occlusion::Occlusion;
 use sanity_model::graph::Graph;
 use sanity_model::graph_engine::{
-    GraphModel, backward_to, forward, forward_for_gradient, forward_from, input_gradient,
+    GraphModel, backward_to, forward, forward_for_gradient, forward_from, input_gradient, input_gradient_sums, to_nchw,
 };
 use sanity_model::{LrpRule, ReluMode, graph_lrp};
 
@@ -123,6 +123,19 @@ fn shared_gradients(
     seeds: &[Vec<f32>],
     relu: ReluMode,
 ) -> Result<Vec<Vec<f32>>> {
+    shared_gradient_sums(models, x, rows, seeds, relu, None)
+}
+
+/// [`shared_gradients`], summed over runs of `segments[s]` consecutive inputs when given
+/// (`graph_engine::input_gradient_sums`).
+fn shared_gradient_sums(
+    models: &[&GraphModel],
+    x: &[f32],
+    rows: usize,
+    seeds: &[Vec<f32>],
+    relu: ReluMode,
+    segments: Option<&[usize]>,
+) -> Result<Vec<Vec<f32>>> {
     let Some(&first) = models.first() else { return Ok(Vec::new()) };
     // The first model's forward keeps what the gradients read and what the other models'
     // forwards take from it: the values their first own nodes read.
@@ -138,7 +151,11 @@ fn shared_gradients(
     let mut out = Vec::with_capacity(models.len());
     for (m, ((&model, &shared), seed)) in models.iter().zip(&shared).zip(seeds).enumerate() {
         let fwd = if m == 0 { None } else { Some(forward_from(model, &base, shared, true)?) };
-        out.push(input_gradient(model, fwd.as_ref().unwrap_or(&base), seed, relu)?);
+        let fwd = fwd.as_ref().unwrap_or(&base);
+        out.push(match segments {
+            Some(segments) => input_gradient_sums(model, fwd, seed, relu, segments)?,
+            None => input_gradient(model, fwd, seed, relu)?,
+        });
     }
     Ok(out)
 }
@@ -277,11 +294,11 @@ fn integrated_gradients(
                     seeds
                 })
                 .collect();
-            let grads = shared_gradients(models, &path, pass.len(), &seeds, ReluMode::Standard)?;
-            for (sum, grads) in sums.iter_mut().zip(grads) {
-                for g in grads.chunks_exact(per) {
-                    sum.iter_mut().zip(g).for_each(|(s, g)| *s += g);
-                }
+            // The pass's weighted gradients summed inside the backward (one segment).
+            let segment = [pass.len()];
+            let grads = shared_gradient_sums(models, &path, pass.len(), &seeds, ReluMode::Standard, Some(&segment))?;
+            for (sum, g) in sums.iter_mut().zip(grads) {
+                sum.iter_mut().zip(&g).for_each(|(s, g)| *s += g);
             }
         }
         for (maps, sum) in maps.iter_mut().zip(sums) {
@@ -420,13 +437,13 @@ fn cam(
     let [c, h, w] = graph.input;
     let classes = graph.nodes.last().map_or(0, |node| node.shape.iter().product::<usize>());
     let fwd = forward(model, x, n)?;
-    let a: Vec<f64> = fwd.values[node + 1].iter().map(|&v| f64::from(v)).collect();
+    let a: Vec<f64> = fwd.nchw(graph, node + 1).iter().map(|&v| f64::from(v)).collect();
     let p = u * v;
     let gradient = || -> Result<Vec<f64>> {
         let mut seed = vec![0.0f32; n * classes];
         targets.iter().enumerate().for_each(|(i, &t)| seed[i * classes + t] = 1.0);
         let g = backward_to(model, &fwd, node + 1, &seed, ReluMode::Standard)?;
-        Ok(g.iter().map(|&v| f64::from(v)).collect())
+        Ok(to_nchw(&graph.nodes[node].shape, &g).iter().map(|&v| f64::from(v)).collect())
     };
     let channel_weights = |weight: fn(&[f64], &[f64]) -> f64, g: Vec<f64>| -> Vec<f64> {
         a.chunks_exact(p).zip(g.chunks_exact(p)).map(|(a, g)| weight(a, g)).collect()

@@ -120,6 +120,20 @@ pub enum GraphOp {
 }
 
 impl GraphOp {
+    /// Whether the op's input gradient is a linear map that does not depend on its input
+    /// (not a ReLU, a nonlinearity or a max pooling's argmax).
+    pub fn is_linear(&self) -> bool {
+        !matches!(
+            self,
+            GraphOp::Relu
+                | GraphOp::LeakyRelu { .. }
+                | GraphOp::Sigmoid
+                | GraphOp::Tanh
+                | GraphOp::Gelu
+                | GraphOp::MaxPool(_)
+        )
+    }
+
     /// The op's name as `inspect` and errors show it.
     pub fn kind(&self) -> &'static str {
         match self {

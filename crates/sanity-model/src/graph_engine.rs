@@ -1,24 +1,31 @@
 //! The float32 walk of a [`Graph`]: a forward that keeps every node's output (or, for an input
 //! gradient, only what it reads: [`forward_for_gradient`]), and the input gradient of
 //! `Σ seed ⊙ output` with the ReLU backward replaced per call (standard, guided, deconvnet), as
-//! attribution methods need. Convolutions are im2col + gemm per image (every stride, dilation,
-//! padding and group; the column matrix built a run of taps at a time in a per-thread buffer,
-//! none for a 1x1 convolution); images run in parallel, each product on one thread, so results
-//! do not depend on the thread count. The gradient at any node is available ([`backward_to`])
-//! for class activation maps at a named layer, and a cascade stage's forward can start from the
+//! attribution methods need, or its sums over runs of inputs ([`input_gradient_sums`]:
+//! integrated gradients' steps). Images are channels-last (NHWC) inside the walk, as the
+//! project's kernels take them (`ops/nhwc.rs`, `ops/nhwc_windows.rs`): a convolution is
+//! im2col + gemm over a chunk of images, a max pooling keeps its argmax; inputs, input
+//! gradients and the values read by name ([`Forward::nchw`]) are NCHW. Square stride-1
+//! convolutions and non-overlapping max poolings take `ConvNhwc` and `PoolNhwc`, and a
+//! convolution whose output only a ReLU and such a pooling read gets its input gradient from
+//! the pooled positions alone (`ConvNhwc::input_grad_routed`); every other window takes
+//! `nhwc_windows.rs`. Each product runs on a fixed split of the images, so results do not
+//! depend on the thread count. The gradient at any node is available ([`backward_to`]) for
+//! class activation maps at a named layer, and a cascade stage's forward can start from the
 //! trained model's ([`forward_from`]).
 //!
-//! Average pooling windows are `graph_reference.rs`'s. The walk is checked against the float64
-//! reference (`graph_reference.rs`) and against the sequential engine (`native.rs`) on the
-//! presets (`tests/graph_engine.rs`); `sanity_attribution::graph_methods` runs every method
-//! on it. docs/performance.md ("A ResNet") has its speed.
+//! The walk is checked against the float64 reference (`graph_reference.rs`) and against
+//! candle's autograd on the presets (`tests/graph_engine.rs`); `sanity_attribution` runs every
+//! method on it. docs/performance.md ("A ResNet") has its speed.
 
 use crate::error::{ModelError, Result};
 use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
-use crate::graph_reference::{for_each_bin, for_each_window};
 use crate::ops::ReluMode;
-use crate::ops::gemm::{Layout2, matmul};
-use crate::ops::linear::input_grad_values;
+use crate::ops::linear::{forward_values, input_grad_values};
+use crate::ops::nhwc::{
+    ConvNhwc, PoolNhwc, global_average, global_average_adjoint, segment_starts, transpose_images, zeros,
+};
+use crate::ops::nhwc_windows::{AverageWindows, StridedConv, max_pool, max_pool_backward};
 use crate::ops::relu::Relu;
 use crate::weights::Weights;
 use candle_core::DType;
@@ -111,17 +118,63 @@ impl<'a> GraphModel<'a> {
     }
 }
 
-/// Every value of a forward, NCHW: `values[0]` the input, `values[k + 1]` node `k`'s output.
-pub type Forward = crate::graph_reference::Evaluation<f32>;
+/// Every value of a forward: `values[0]` the input, `values[k + 1]` node `k`'s output, images
+/// NHWC (see [`channels_last`]); per max-pooling node, the index within its image of the input
+/// value each output took.
+pub struct Forward {
+    /// The inputs.
+    pub n: usize,
+    /// The values, each `[n, shape]` (NHWC for images).
+    pub values: Vec<Arc<Vec<f32>>>,
+    /// Per node, a max pooling's argmax indices.
+    argmax: Vec<Option<Arc<Vec<u32>>>>,
+}
+
+impl Forward {
+    /// The graph's output (the last node's), `[n, classes]`.
+    pub fn output(&self) -> &[f32] {
+        self.values.last().map_or(&[], |v| v.as_slice())
+    }
+
+    /// Value `v` of `graph` (0 the input, `k + 1` node `k`'s output) in NCHW order.
+    pub fn nchw(&self, graph: &Graph, v: usize) -> Vec<f32> {
+        to_nchw(&graph.shape_of(v), &self.values[v])
+    }
+}
+
+/// `(c, h·w)` when values of `shape` are stored channels-last and that order differs from
+/// NCHW's (images with more than one channel and more than one position).
+pub fn channels_last(shape: &[usize]) -> Option<(usize, usize)> {
+    match *shape {
+        [c, h, w] if c > 1 && h * w > 1 => Some((c, h * w)),
+        _ => None,
+    }
+}
+
+/// Walk values of `shape` in NCHW order.
+pub fn to_nchw(shape: &[usize], values: &[f32]) -> Vec<f32> {
+    match channels_last(shape) {
+        Some((c, hw)) => transpose_images(values, hw, c),
+        None => values.to_vec(),
+    }
+}
+
+/// NCHW values of `shape` in the walk's order.
+pub fn from_nchw(shape: &[usize], values: &[f32]) -> Vec<f32> {
+    match channels_last(shape) {
+        Some((c, hw)) => transpose_images(values, c, hw),
+        None => values.to_vec(),
+    }
+}
 
 /// The forward of `model` on `n` NCHW inputs `x`.
 pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
-    forward_checked(model, x, n)?;
-    Ok(Forward { n, values: evaluate(model, vec![Arc::new(x.to_vec())], n, None) })
+    let input = input_values(model, x, n)?;
+    Ok(evaluate(model, Forward { n, values: vec![input], argmax: Vec::new() }, None))
 }
 
-/// `x` when it holds `n` inputs of `model`.
-fn forward_checked<'x>(model: &GraphModel, x: &'x [f32], n: usize) -> Result<&'x [f32]> {
+/// `x` (`n` NCHW inputs of `model`) in the walk's order.
+fn input_values(model: &GraphModel, x: &[f32], n: usize) -> Result<Arc<Vec<f32>>> {
     let per: usize = model.graph.input.iter().product();
     if x.len() != n * per {
         return Err(ModelError::BadInput(format!(
@@ -130,7 +183,7 @@ fn forward_checked<'x>(model: &GraphModel, x: &'x [f32], n: usize) -> Result<&'x
             model.graph.input
         )));
     }
-    Ok(x)
+    Ok(Arc::new(from_nchw(&model.graph.input, x)))
 }
 
 /// [`forward`] keeping only what an input gradient ([`backward_to`] the input) reads, the
@@ -138,8 +191,8 @@ fn forward_checked<'x>(model: &GraphModel, x: &'x [f32], n: usize) -> Result<&'x
 /// it are evaluated (a ResNet's convolution and batch norm outputs: the forward's peak memory
 /// is about halved). `keep` has one entry per value or is empty.
 pub fn forward_for_gradient(model: &GraphModel, x: &[f32], n: usize, keep: &[bool]) -> Result<Forward> {
-    let x = forward_checked(model, x, n)?;
-    Ok(Forward { n, values: evaluate(model, vec![Arc::new(x.to_vec())], n, Some(keep)) })
+    let input = input_values(model, x, n)?;
+    Ok(evaluate(model, Forward { n, values: vec![input], argmax: Vec::new() }, Some(keep)))
 }
 
 /// The forward of `model` on `base`'s inputs when `model`'s first `shared` nodes compute what
@@ -155,12 +208,13 @@ pub fn forward_from(model: &GraphModel, base: &Forward, shared: usize, for_gradi
             model.graph.nodes.len()
         )));
     }
-    let values = base.values[..=shared.min(model.graph.nodes.len())].to_vec();
-    Ok(Forward { n: base.n, values: evaluate(model, values, base.n, for_gradient.then_some(&[][..])) })
+    let shared = shared.min(model.graph.nodes.len());
+    let start = Forward { n: base.n, values: base.values[..=shared].to_vec(), argmax: base.argmax[..shared].to_vec() };
+    Ok(evaluate(model, start, for_gradient.then_some(&[][..])))
 }
 
 /// Whether the input gradient reads value `v` of `graph`: a ReLU's output (its backward's
-/// mask), the input of a max pooling or of an elementwise op other than ReLU, the output.
+/// mask), the input of an elementwise op other than ReLU, the output.
 fn gradient_reads(graph: &Graph, v: usize) -> bool {
     let output = v == graph.nodes.len();
     let relu = v > 0 && graph.nodes[v - 1].op == GraphOp::Relu;
@@ -168,23 +222,21 @@ fn gradient_reads(graph: &Graph, v: usize) -> bool {
         node.inputs.contains(&v)
             && matches!(
                 node.op,
-                GraphOp::MaxPool(_)
-                    | GraphOp::Sigmoid
-                    | GraphOp::Tanh
-                    | GraphOp::Gelu
-                    | GraphOp::LeakyRelu { .. }
-                    | GraphOp::Scale { .. }
+                GraphOp::Sigmoid | GraphOp::Tanh | GraphOp::Gelu | GraphOp::LeakyRelu { .. } | GraphOp::Scale { .. }
             )
     });
-    output || relu || read
+    // A max pooling keeps its argmax and its output (the routed backward's ReLU rule).
+    let pooled = v > 0 && matches!(graph.nodes[v - 1].op, GraphOp::MaxPool(_));
+    output || relu || read || pooled
 }
 
-/// `values` (the input and the first nodes' outputs) completed with the outputs of the
-/// remaining nodes of `model` on `n` inputs. With `keep` (see [`forward_for_gradient`]), a
-/// value the input gradient does not read is emptied after the last node that reads it.
+/// `start` (the input and the first nodes' outputs) completed with the outputs of the
+/// remaining nodes of `model`. With `keep` (see [`forward_for_gradient`]), a value the input
+/// gradient does not read is emptied after the last node that reads it.
 // Long: one arm per op, as graph_reference.rs's forward.
-fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize, keep: Option<&[bool]>) -> Vec<Arc<Vec<f32>>> {
+fn evaluate(model: &GraphModel, start: Forward, keep: Option<&[bool]>) -> Forward {
     let graph = model.graph;
+    let Forward { n, mut values, mut argmax } = start;
     let droppable: Vec<bool> = match keep {
         None => vec![false; graph.nodes.len() + 1],
         Some(keep) => (0..=graph.nodes.len())
@@ -195,14 +247,39 @@ fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize, keep: 
     for (k, node) in graph.nodes.iter().enumerate() {
         node.inputs.iter().for_each(|&v| last_reader[v] = Some(k));
     }
+    // For gradients, a ReLU that only a non-overlapping max pooling reads is computed by the
+    // pooling (`PoolNhwc::relu_first`, the same values and argmax): its output stays empty.
+    // Not a ReLU evaluated before this call (a stage's pooling reads the shared ReLU output).
+    let kept = |v: usize| keep.is_some_and(|keep| keep.get(v).copied().unwrap_or(false));
+    let evaluated = values.len();
+    let fused: Vec<bool> = (0..graph.nodes.len())
+        .map(|r| {
+            let pooled = r + 1 < graph.nodes.len() && pool_over_relu(graph, r + 1, 0).is_some();
+            keep.is_some() && r + 1 >= evaluated && !kept(r + 1) && pooled
+        })
+        .collect();
+    for r in (0..fused.len()).filter(|&r| fused[r]) {
+        last_reader[graph.nodes[r].inputs[0]] = Some(r + 1);
+    }
     for (k, node) in graph.nodes.iter().enumerate().skip(values.len() - 1) {
-        if matches!(node.op, GraphOp::Flatten | GraphOp::Identity) {
-            // The same values: shared, not copied.
-            values.push(Arc::clone(&values[node.inputs[0]]));
+        if fused[k] {
+            values.push(Arc::new(Vec::new()));
+            argmax.push(None);
             continue;
         }
+        let fused_input = k > 0 && fused[k - 1];
+        let input = if fused_input { graph.nodes[k - 1].inputs[0] } else { node.inputs[0] };
         let input_shape = graph.shape_of(node.inputs[0]);
-        let x = &values[node.inputs[0]];
+        let x = &values[input];
+        let same_order =
+            node.op == GraphOp::Identity || (node.op == GraphOp::Flatten && channels_last(&input_shape).is_none());
+        if same_order {
+            // The same values: shared, not copied.
+            values.push(Arc::clone(x));
+            argmax.push(None);
+            continue;
+        }
+        let mut indices = None;
         let y = match node.op {
             GraphOp::Conv(c) => {
                 conv_forward(&c, x, &input_shape, n, model.param(k, "weight"), model.param(k, "bias"), &node.shape)
@@ -212,79 +289,87 @@ fn evaluate(model: &GraphModel, mut values: Vec<Arc<Vec<f32>>>, n: usize, keep: 
             }
             GraphOp::BatchNorm { eps, .. } => {
                 let (scale, shift) = model.batch_norm(k, eps);
-                let plane: usize = input_shape[1..].iter().product();
-                per_channel(x, plane, scale.len(), |c, v| v * scale[c] + shift[c])
+                per_channel(x, scale.len(), |c, v| v * scale[c] + shift[c])
             }
             GraphOp::MaxPool(p) => {
-                let [rows, cols] = window_ranges(&p, &input_shape, &node.shape);
-                let w = input_shape[2];
-                let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                y.par_chunks_mut(rows.len() * cols.len()).zip(x.par_chunks(input_shape[1] * w)).for_each(|(y, x)| {
-                    for (oy, ys) in rows.iter().enumerate() {
-                        for (ox, xs) in cols.iter().enumerate() {
-                            y[oy * cols.len() + ox] = ys
-                                .clone()
-                                .flat_map(|iy| &x[iy * w + xs.start..iy * w + xs.end])
-                                .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                        }
-                    }
-                });
+                let (y, idx) = match square_pool(&p, &input_shape, &node.shape) {
+                    Some(pool) => PoolNhwc { relu_first: fused_input, ..pool }.forward(x),
+                    None => max_pool(&p, x, &input_shape, &node.shape),
+                };
+                indices = Some(Arc::new(idx));
                 y
             }
             GraphOp::AvgPool { pool, count_include_pad } => {
-                let (input, output) = planes(&input_shape, &node.shape);
-                let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                y.par_chunks_mut(output[1] * output[2]).zip(x.par_chunks(input[1] * input[2])).for_each(|(y, x)| {
-                    for_each_window(&pool, &input, &output, 1, |o, taps, divisor| {
-                        let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
-                        y[o] = taps.iter().map(|&t| x[t]).sum::<f32>() / d;
-                    });
-                });
-                y
+                AverageWindows::pool(&pool, count_include_pad, &input_shape, &node.shape).forward(x)
             }
-            GraphOp::AdaptiveAvgPool { out } => {
-                let mut y = vec![0.0f32; n * node.shape.iter().product::<usize>()];
-                for_each_bin(out, &input_shape, n, |o, taps| {
-                    y[o] = taps.iter().map(|&t| x[t]).sum::<f32>() / taps.len() as f32
-                });
-                y
-            }
-            GraphOp::GlobalAvgPool { .. } => {
-                let hw: usize = input_shape[1..].iter().product();
-                x.chunks_exact(hw).map(|plane| plane.iter().sum::<f32>() / hw as f32).collect()
-            }
+            GraphOp::AdaptiveAvgPool { out } => AverageWindows::adaptive(out, &input_shape).forward(x),
+            GraphOp::GlobalAvgPool { .. } => global_average(x, input_shape[1..].iter().product(), input_shape[0]),
             GraphOp::Add => zip_map(x, &values[node.inputs[1]], |a, b| a + b),
             GraphOp::Concat => {
-                let mut y = Vec::with_capacity(n * node.shape.iter().product::<usize>());
-                for image in 0..n {
-                    for &v in &node.inputs {
-                        let len: usize = graph.shape_of(v).iter().product();
-                        y.extend_from_slice(&values[v][image * len..(image + 1) * len]);
-                    }
-                }
-                y
+                let parts: Vec<(&[f32], usize)> =
+                    node.inputs.iter().map(|&v| (values[v].as_slice(), graph.shape_of(v)[0])).collect();
+                concat(&parts, n, &node.shape)
             }
-            GraphOp::Relu => zip_map(x, x, |v, _| v.max(0.0)),
+            GraphOp::Flatten => {
+                let (c, hw) = channels_last(&input_shape).unwrap_or((1, input_shape.iter().product()));
+                transpose_images(x, hw, c)
+            }
+            GraphOp::Relu => zip_map(x, x, |v, _| if v > 0.0 { v } else { 0.0 }),
             op => zip_map(x, x, |v, _| elementwise(op, v).0),
         };
         values.push(Arc::new(y));
-        for &v in &node.inputs {
+        argmax.push(indices);
+        for &v in if fused_input { &graph.nodes[k - 1].inputs } else { &node.inputs } {
             if droppable[v] && last_reader[v] == Some(k) {
                 values[v] = Arc::new(Vec::new());
             }
         }
     }
-    values
+    Forward { n, values, argmax }
 }
 
 /// `∂(Σ seed ⊙ output)/∂x`, NCHW, with ReLU backward `relu`.
 pub fn input_gradient(model: &GraphModel, forward: &Forward, seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
-    backward_to(model, forward, 0, seed, relu)
+    let g = backward(model, forward, 0, seed, relu, None)?;
+    Ok(to_nchw(&model.graph.input, &g))
 }
 
-/// `∂(Σ seed ⊙ output)/∂v` for value `v` (0 the input, `k + 1` node `k`'s output): the
-/// gradient at a layer that a class activation map weights its activations with.
+/// [`input_gradient`] summed over runs of consecutive inputs: `[segments.len(), c, h, w]`, row
+/// `s` the sum of the gradients of the `segments[s]` inputs after those of the earlier
+/// segments (integrated gradients' steps, with the step weights in the seed). The nodes below
+/// the first whose backward depends on its input (a ReLU, a pooling's argmax, a nonlinearity)
+/// are linear maps, the same for every input: the sums are taken there and those nodes run
+/// once per segment.
+pub fn input_gradient_sums(
+    model: &GraphModel,
+    forward: &Forward,
+    seed: &[f32],
+    relu: ReluMode,
+    segments: &[usize],
+) -> Result<Vec<f32>> {
+    if segments.iter().sum::<usize>() != forward.n || segments.contains(&0) {
+        return Err(ModelError::BadInput(format!("segments {segments:?} do not split {} inputs", forward.n)));
+    }
+    let g = backward(model, forward, 0, seed, relu, Some(segments))?;
+    Ok(to_nchw(&model.graph.input, &g))
+}
+
+/// `∂(Σ seed ⊙ output)/∂v` for value `v` (0 the input, `k + 1` node `k`'s output), in the
+/// walk's order (NCHW through [`to_nchw`]): the gradient at a layer that a class activation map
+/// weights its activations with.
 pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32], relu: ReluMode) -> Result<Vec<f32>> {
+    backward(model, forward, v, seed, relu, None)
+}
+
+/// [`backward_to`], summed over `segments` of the inputs when given.
+fn backward(
+    model: &GraphModel,
+    forward: &Forward,
+    v: usize,
+    seed: &[f32],
+    relu: ReluMode,
+    segments: Option<&[usize]>,
+) -> Result<Vec<f32>> {
     if seed.len() != forward.output().len() {
         return Err(ModelError::BadInput(format!(
             "a seed of {} values for {} outputs",
@@ -292,19 +377,124 @@ pub fn backward_to(model: &GraphModel, forward: &Forward, v: usize, seed: &[f32]
             forward.output().len()
         )));
     }
+    let graph = model.graph;
+    // Below this node every backward is linear and input-independent.
+    let linear_below = graph.nodes.iter().position(|node| !node.op.is_linear()).unwrap_or(graph.nodes.len());
+    let mut summed = false;
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; forward.values.len()];
     grads[forward.values.len() - 1] = Some(seed.to_vec());
-    for k in (v..model.graph.nodes.len()).rev() {
+    let mut k = graph.nodes.len();
+    while k > v {
+        k -= 1;
+        if let Some(segments) = segments.filter(|_| !summed && k < linear_below) {
+            for slot in grads.iter_mut().take(k + 2).flatten() {
+                *slot = segment_sums(slot, segments);
+            }
+            summed = true;
+        }
         let Some(dy) = grads[k + 1].take() else { continue };
+        if let Some((pool, r)) = pool_over_relu(graph, k, v) {
+            // The pooling routes each output's gradient to its argmax, where the ReLU's rule
+            // applies (its output there is the pooled value): the ReLU node is passed over.
+            let (idx, pooled) = (forward.argmax[k].as_deref().expect("a max pooling's argmax"), &forward.values[k + 1]);
+            let rule = Relu(relu);
+            let rule = |y, g| rule.rule_one(y, g);
+            let below = graph.nodes[r].inputs[0];
+            let (at, g) = match segments.filter(|_| !summed && linear_below == r) {
+                Some(segments) => {
+                    // The lowest input-dependent backward: the sums are taken here.
+                    for slot in grads.iter_mut().take(r + 1).flatten() {
+                        *slot = segment_sums(slot, segments);
+                    }
+                    summed = true;
+                    (below, pool.backward_sums(&dy, idx, pooled, rule, segments))
+                }
+                None => match routed_conv(model, forward, below, v, dy.len() * forward.n / pooled.len().max(1)) {
+                    Some((q, conv)) => {
+                        let values = pool.routed(&dy, pooled, rule);
+                        let weights = conv.weights(model.param(q, "weight"));
+                        (graph.nodes[q].inputs[0], conv.input_grad_routed(&values, idx, &pool, &weights))
+                    }
+                    None => (below, pool.backward(&dy, idx, pooled, rule)),
+                },
+            };
+            accumulate(&mut grads[at], &g);
+            // The ReLU's (and a routed convolution's) output holds no gradient: passed over.
+            k = r;
+            continue;
+        }
         for (input, dx) in node_backward(model, forward, k, dy, relu) {
             accumulate(&mut grads[input], &dx);
         }
     }
-    Ok(grads[v].take().unwrap_or_else(|| vec![0.0; forward.values[v].len()]))
+    let rows = if summed { segments.map_or(forward.n, <[usize]>::len) } else { forward.n };
+    let g = grads[v].take().unwrap_or_else(|| vec![0.0; rows * graph.shape_of(v).iter().product::<usize>()]);
+    match segments.filter(|_| !summed) {
+        Some(segments) => Ok(segment_sums(&g, segments)),
+        None => Ok(g),
+    }
 }
 
-/// Node `k`'s share of the backward: for output gradient `dy`, the gradient of each of its
-/// inputs (value index, values), with ReLU backward `relu`.
+/// The sums of the rows of `g` over runs of `segments[s]` consecutive rows (in row order).
+fn segment_sums(g: &[f32], segments: &[usize]) -> Vec<f32> {
+    let rows: usize = segments.iter().sum();
+    let len = g.len() / rows.max(1);
+    let mut sums = zeros(segments.len() * len);
+    sums.par_chunks_mut(len.max(1)).zip(segment_starts(segments).par_iter().zip(segments)).for_each(
+        |(sum, (&start, &count))| {
+            for row in g[start * len..(start + count) * len].chunks_exact(len) {
+                sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+            }
+        },
+    );
+    sums
+}
+
+/// Node `k` as a non-overlapping max pooling (`PoolNhwc`, ReLU fused) over the ReLU node
+/// `r = k − 1` that only it reads, where the gradient is not asked for at the ReLU's output
+/// (`v`).
+fn pool_over_relu(graph: &Graph, k: usize, v: usize) -> Option<(PoolNhwc, usize)> {
+    let GraphOp::MaxPool(p) = graph.nodes[k].op else { return None };
+    let r = graph.nodes[k].inputs[0].checked_sub(1)?;
+    let below = graph.nodes[r].inputs[0];
+    let apart = r + 1 != k || p.stride[0] < p.kernel[0];
+    if apart || graph.nodes[r].op != GraphOp::Relu || v > below || !sole_reader(graph, r + 1, k) {
+        return None;
+    }
+    let pool = square_pool(&p, &graph.shape_of(r + 1), &graph.nodes[k].shape)?;
+    Some((PoolNhwc { relu_first: true, ..pool }, r))
+}
+
+/// Value `value` as the output of a square stride-1 convolution node `q` that only the ReLU
+/// right after it (node `value`) reads, whose input gradient from pooled positions alone pays
+/// (`ConvNhwc::takes_routed_gradients`), for `rows` inputs (the forward's: no sums taken), where
+/// the gradient is not asked for at its output (`v`).
+fn routed_conv(
+    model: &GraphModel,
+    forward: &Forward,
+    value: usize,
+    v: usize,
+    rows: usize,
+) -> Option<(usize, ConvNhwc)> {
+    let graph = model.graph;
+    let q = value.checked_sub(1)?;
+    let GraphOp::Conv(c) = graph.nodes[q].op else { return None };
+    let input = graph.nodes[q].inputs[0];
+    // The ReLU is the next node.
+    if v > input || rows != forward.n || !sole_reader(graph, value, value) {
+        return None;
+    }
+    let conv = square_conv(&c, &graph.shape_of(input), rows, &graph.nodes[q].shape)?;
+    conv.takes_routed_gradients().then_some((q, conv))
+}
+
+/// Whether node `reader` is the only node that reads value `value`.
+fn sole_reader(graph: &Graph, value: usize, reader: usize) -> bool {
+    graph.nodes.iter().enumerate().all(|(j, node)| j == reader || !node.inputs.contains(&value))
+}
+
+/// Node `k`'s share of the backward: for output gradient `dy` (any number of rows), the
+/// gradient of each of its inputs (value index, values), with ReLU backward `relu`.
 // Long: one arm per op, as graph_reference.rs's input_gradient.
 pub(crate) fn node_backward(
     model: &GraphModel,
@@ -313,92 +503,84 @@ pub(crate) fn node_backward(
     dy: Vec<f32>,
     relu: ReluMode,
 ) -> Vec<(usize, Vec<f32>)> {
-    let (graph, n) = (model.graph, forward.n);
+    let graph = model.graph;
     let node = &graph.nodes[k];
     let input_shape = graph.shape_of(node.inputs[0]);
     let x = &forward.values[node.inputs[0]];
-    // The input's length from its shape: a forward for gradients empties values it need not keep.
-    let input_len = n * input_shape.iter().product::<usize>();
+    let (in_len, out_len) = (input_shape.iter().product::<usize>(), node.shape.iter().product::<usize>());
+    let rows = dy.len() / out_len.max(1);
     let dx = match node.op {
-        GraphOp::Conv(c) => conv_input_grad(&c, &input_shape, n, model.param(k, "weight"), &dy, &node.shape),
+        GraphOp::Conv(c) => conv_input_grad(&c, &input_shape, rows, model.param(k, "weight"), &dy, &node.shape),
         GraphOp::Linear { in_features, out_features, .. } => {
-            input_grad_values(&dy, model.param(k, "weight"), n, in_features, out_features)
+            input_grad_values(&dy, model.param(k, "weight"), rows, in_features, out_features)
         }
         GraphOp::BatchNorm { eps, .. } => {
             let (scale, _) = model.batch_norm(k, eps);
-            let plane: usize = input_shape[1..].iter().product();
-            per_channel(&dy, plane, scale.len(), |c, g| g * scale[c])
+            per_channel(&dy, scale.len(), |c, g| g * scale[c])
         }
         GraphOp::Relu => {
             let mut g = dy;
             Relu(relu).backward_in_place(&mut g, &forward.values[k + 1]);
             g
         }
-        GraphOp::MaxPool(p) => {
-            // The window's first largest value (in row-major order) takes the gradient.
-            let [rows, cols] = window_ranges(&p, &input_shape, &node.shape);
-            let (w, plane_in, plane_out) = (input_shape[2], input_shape[1] * input_shape[2], rows.len() * cols.len());
-            let mut dx = vec![0.0f32; x.len()];
-            dx.par_chunks_mut(plane_in).zip(x.par_chunks(plane_in)).zip(dy.par_chunks(plane_out)).for_each(
-                |((dx, x), dy)| {
-                    for (oy, ys) in rows.iter().enumerate() {
-                        for (ox, xs) in cols.iter().enumerate().filter(|(_, xs)| !xs.is_empty() && !ys.is_empty()) {
-                            let mut best = ys.start * w + xs.start;
-                            for t in ys.clone().flat_map(|iy| iy * w + xs.start..iy * w + xs.end) {
-                                if x[t] > x[best] {
-                                    best = t;
-                                }
-                            }
-                            dx[best] += dy[oy * cols.len() + ox];
-                        }
-                    }
-                },
-            );
-            dx
+        GraphOp::MaxPool(_) => {
+            let idx = forward.argmax[k].as_ref().expect("a forward keeps every max pooling's argmax");
+            max_pool_backward(&dy, idx, in_len, out_len)
         }
         GraphOp::AvgPool { pool, count_include_pad } => {
-            let (input, output) = planes(&input_shape, &node.shape);
-            let mut dx = vec![0.0f32; input_len];
-            dx.par_chunks_mut(input[1] * input[2]).zip(dy.par_chunks(output[1] * output[2])).for_each(|(dx, dy)| {
-                for_each_window(&pool, &input, &output, 1, |o, taps, divisor| {
-                    let d = if count_include_pad { divisor as f32 } else { taps.len() as f32 };
-                    taps.iter().for_each(|&t| dx[t] += dy[o] / d);
-                });
-            });
-            dx
+            AverageWindows::pool(&pool, count_include_pad, &input_shape, &node.shape).backward(&dy)
         }
-        GraphOp::AdaptiveAvgPool { out } => {
-            let mut dx = vec![0.0f32; input_len];
-            for_each_bin(out, &input_shape, n, |o, taps| taps.iter().for_each(|&t| dx[t] += dy[o] / taps.len() as f32));
-            dx
-        }
-        GraphOp::GlobalAvgPool { .. } => {
-            let hw: usize = input_shape[1..].iter().product();
-            dy.iter().flat_map(|&g| std::iter::repeat_n(g / hw as f32, hw)).collect()
-        }
+        GraphOp::AdaptiveAvgPool { out } => AverageWindows::adaptive(out, &input_shape).backward(&dy),
+        GraphOp::GlobalAvgPool { .. } => global_average_adjoint(&dy, input_shape[1..].iter().product(), input_shape[0]),
         GraphOp::Add => return vec![(node.inputs[1], dy.clone()), (node.inputs[0], dy)],
         GraphOp::Concat => {
-            let total: usize = node.shape.iter().product();
-            let mut offset = 0;
-            let mut parts = Vec::with_capacity(node.inputs.len());
-            for &input in &node.inputs {
-                let len: usize = graph.shape_of(input).iter().product();
-                let mut part = vec![0.0f32; n * len];
-                for image in 0..n {
-                    part[image * len..(image + 1) * len].copy_from_slice(&dy[image * total + offset..][..len]);
-                }
-                parts.push((input, part));
-                offset += len;
-            }
-            return parts;
+            let parts: Vec<(usize, usize)> = node.inputs.iter().map(|&v| (v, graph.shape_of(v)[0])).collect();
+            return split(&dy, rows, &node.shape, &parts);
         }
-        GraphOp::Flatten | GraphOp::Identity => dy,
+        GraphOp::Flatten => match channels_last(&input_shape) {
+            Some((c, hw)) => transpose_images(&dy, c, hw),
+            None => dy,
+        },
+        GraphOp::Identity => dy,
         op => zip_map(x, &dy, |v, g| g * elementwise(op, v).1),
     };
     vec![(node.inputs[0], dx)]
 }
 
-/// `y = x Wᵀ + b` for `n` rows of `x` `[n, in]`, `W` `[out, in]`.
+/// `[n, positions, Σ c_i]` from inputs `[n, positions, c_i]` (channels-last concatenation).
+fn concat(parts: &[(&[f32], usize)], n: usize, shape: &[usize]) -> Vec<f32> {
+    let total: usize = shape.iter().product();
+    let positions = total / shape[0];
+    let mut y = zeros(n * total);
+    y.par_chunks_mut(total).enumerate().for_each(|(image, y)| {
+        for (p, y) in y.chunks_exact_mut(shape[0]).enumerate() {
+            let mut at = 0;
+            for &(values, c) in parts {
+                y[at..at + c].copy_from_slice(&values[(image * positions + p) * c..][..c]);
+                at += c;
+            }
+        }
+    });
+    y
+}
+
+/// The adjoint of [`concat`]: each input's channels of `dy` `[rows, positions, Σ c_i]`.
+fn split(dy: &[f32], rows: usize, shape: &[usize], parts: &[(usize, usize)]) -> Vec<(usize, Vec<f32>)> {
+    let positions = shape.iter().product::<usize>() / shape[0];
+    let mut offset = 0;
+    let mut out = Vec::with_capacity(parts.len());
+    for &(v, c) in parts {
+        let mut part = zeros(rows * positions * c);
+        part.par_chunks_mut(c).zip(dy.par_chunks(shape[0])).for_each(|(part, dy)| {
+            part.copy_from_slice(&dy[offset..offset + c]);
+        });
+        out.push((v, part));
+        offset += c;
+    }
+    out
+}
+
+/// `y = x Wᵀ + b` for `n` rows of `x` `[n, in]`, `W` `[out, in]` (no bias: `b` empty).
 pub(crate) fn linear_forward(
     x: &[f32],
     n: usize,
@@ -407,21 +589,14 @@ pub(crate) fn linear_forward(
     w: &[f32],
     b: &[f32],
 ) -> Vec<f32> {
-    let mut y = vec![0.0f32; n * out_features];
-    matmul(
-        &mut y,
-        Layout2::row_major(n, out_features),
-        x,
-        Layout2::row_major(n, in_features),
-        w,
-        Layout2::row_major(out_features, in_features).t(),
-        false,
-        rayon::current_num_threads(),
-    );
-    if !b.is_empty() {
-        y.chunks_exact_mut(out_features).for_each(|row| row.iter_mut().zip(b).for_each(|(y, b)| *y += b));
-    }
-    y
+    let zero_bias;
+    let b = if b.is_empty() {
+        zero_bias = vec![0.0f32; out_features];
+        &zero_bias[..]
+    } else {
+        b
+    };
+    forward_values(x, w, b, n, in_features, out_features)
 }
 
 pub(crate) fn accumulate(slot: &mut Option<Vec<f32>>, g: &[f32]) {
@@ -475,124 +650,39 @@ pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) 
     y
 }
 
-/// `f(channel, value)` over `[n, c, plane]` values.
-fn per_channel(x: &[f32], plane: usize, channels: usize, f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().with_min_len(CHUNK.div_ceil(plane)).for_each(
-        |(i, (y, x))| {
-            let c = i % channels;
-            y.iter_mut().zip(x).for_each(|(y, &v)| *y = f(c, v));
-        },
-    );
+/// `f(channel, value)` over channels-last values with `channels` innermost.
+fn per_channel(x: &[f32], channels: usize, f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = zeros(x.len());
+    let chunk = CHUNK.div_ceil(channels) * channels;
+    y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(y, x)| {
+        for (y, x) in y.chunks_exact_mut(channels).zip(x.chunks_exact(channels)) {
+            for (c, (y, &v)) in y.iter_mut().zip(x).enumerate() {
+                *y = f(c, v);
+            }
+        }
+    });
     y
 }
 
-/// Per output row (column) of pooling `p` on a `[c, h, w]` input, the input rows (columns) its
-/// windows cover inside the input (empty only where the padding is wider than the kernel,
-/// which PyTorch refuses: the window's maximum is then −∞ and it passes no gradient).
-fn window_ranges(p: &PoolSpec, input: &[usize], output: &[usize]) -> [Vec<std::ops::Range<usize>>; 2] {
-    std::array::from_fn(|axis| {
-        let size = input[axis + 1];
-        (0..output[axis + 1])
-            .map(|o| {
-                let start = o * p.stride[axis];
-                start.saturating_sub(p.pads[axis]).min(size)
-                    ..(start + p.kernel[axis]).saturating_sub(p.pads[axis]).min(size)
-            })
-            .collect()
-    })
+/// `c` as the square stride-1 kernel (`ConvNhwc`) where it is one: square kernel, equal
+/// padding all round, no dilation, one group.
+fn square_conv(c: &ConvSpec, input: &[usize], n: usize, output: &[usize]) -> Option<ConvNhwc> {
+    let [k, kw] = c.kernel;
+    let pad = c.pads[0];
+    let square = k == kw && c.stride == [1, 1] && c.dilation == [1, 1] && c.groups == 1 && c.pads == [pad; 4];
+    let conv = ConvNhwc::new(n, (input[0], input[1], input[2]), c.out_channels, k, pad);
+    (square && [conv.oh, conv.ow] == [output[1], output[2]]).then_some(conv)
 }
 
-/// One channel plane of a pooling's `[c, h, w]` input and output shapes.
-fn planes(input: &[usize], output: &[usize]) -> ([usize; 3], [usize; 3]) {
-    ([1, input[1], input[2]], [1, output[1], output[2]])
+/// `p` as a non-padded square max pooling (`PoolNhwc`) where it is one.
+fn square_pool(p: &PoolSpec, input: &[usize], output: &[usize]) -> Option<PoolNhwc> {
+    let [k, kw] = p.kernel;
+    let square = k == kw && p.stride[0] == p.stride[1] && p.pads == [0; 4] && input[1] >= k && input[2] >= k;
+    let pool = square.then(|| PoolNhwc::new((input[0], input[1], input[2]), k, p.stride[0], false))?;
+    ([pool.oh, pool.ow] == [output[1], output[2]]).then_some(pool)
 }
 
-/// The im2col matrix of one image's channels `[channels, h, w]`: rows `(ci, ky, kx)`, columns
-/// the output positions, zero where a tap falls in the padding. Every value of `cols` is
-/// written, so it may hold anything before.
-fn im2col(c: &ConvSpec, image: &[f32], cols: &mut [f32], dims: [usize; 3], out: [usize; 2]) {
-    let step = c.stride[1];
-    for_each_row(c, dims, out, |start, inside| {
-        let row = &mut cols[start..start + out[1]];
-        let Some((pixel, lo, hi)) = inside else { return row.fill(0.0) };
-        row[..lo].fill(0.0);
-        row[hi..].fill(0.0);
-        let row = &mut row[lo..hi];
-        if step == 1 {
-            row.copy_from_slice(&image[pixel..pixel + row.len()]);
-        } else {
-            row.iter_mut().enumerate().for_each(|(i, v)| *v = image[pixel + i * step]);
-        }
-    });
-}
-
-/// Adds the columns back onto the image positions they were taken from (im2col's adjoint).
-fn col2im(c: &ConvSpec, cols: &[f32], image: &mut [f32], dims: [usize; 3], out: [usize; 2]) {
-    let step = c.stride[1];
-    for_each_row(c, dims, out, |start, inside| {
-        let Some((pixel, lo, hi)) = inside else { return };
-        let row = &cols[start + lo..start + hi];
-        if step == 1 {
-            image[pixel..pixel + row.len()].iter_mut().zip(row).for_each(|(v, c)| *v += c);
-        } else {
-            row.iter().enumerate().for_each(|(i, c)| image[pixel + i * step] += c);
-        }
-    });
-}
-
-/// Calls `row(start, inside)` for every output row of every kernel tap of `c` on a
-/// `[channels, h, w]` image: the row is columns `start..start + ow` of the
-/// `[channels · kh · kw, oh · ow]` column matrix, and `inside` is `Some((pixel, lo, hi))` when
-/// its columns `lo..hi` take the image values at `pixel, pixel + stride, …` (the rest fall in
-/// the padding), `None` when all of them do.
-fn for_each_row(
-    c: &ConvSpec,
-    [channels, h, w]: [usize; 3],
-    [oh, ow]: [usize; 2],
-    mut row: impl FnMut(usize, Option<(usize, usize, usize)>),
-) {
-    let (kh, kw) = (c.kernel[0], c.kernel[1]);
-    let (step, pad) = (c.stride[1], c.pads[1]);
-    for ci in 0..channels {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let first = ((ci * kh + ky) * kw + kx) * oh * ow;
-                // Output column ox reads image column ox · step + offset − pad, inside for lo ≤ ox < hi.
-                let offset = kx * c.dilation[1];
-                let lo = pad.saturating_sub(offset).div_ceil(step).min(ow);
-                let hi = (w + pad).saturating_sub(offset).div_ceil(step).min(ow);
-                for oy in 0..oh {
-                    let iy = (oy * c.stride[0] + ky * c.dilation[0]).checked_sub(c.pads[0]).filter(|&y| y < h);
-                    let inside =
-                        iy.filter(|_| lo < hi).map(|iy| ((ci * h + iy) * w + lo * step + offset - pad, lo, hi));
-                    row(first + oy * ow, inside);
-                }
-            }
-        }
-    }
-}
-
-thread_local! {
-    /// Each thread's column matrix, reused across convolutions (its size is the largest seen).
-    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `f` with a scratch buffer of `len` values of this thread (their contents are arbitrary).
-fn with_columns<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    COLUMNS.with_borrow_mut(|cols| {
-        if cols.len() < len {
-            cols.resize(len, 0.0);
-        }
-        f(&mut cols[..len])
-    })
-}
-
-/// Whether `c`'s column matrix is its input itself (a 1x1 kernel, stride 1, no padding).
-fn is_pointwise(c: &ConvSpec) -> bool {
-    c.kernel == [1, 1] && c.stride == [1, 1] && c.pads == [0; 4]
-}
-
+/// Convolution `c` of `n` channels-last images `x` of shape `input` to `output`.
 pub(crate) fn conv_forward(
     c: &ConvSpec,
     x: &[f32],
@@ -602,76 +692,38 @@ pub(crate) fn conv_forward(
     b: &[f32],
     output: &[usize],
 ) -> Vec<f32> {
-    let (per_in, per_out) = (input.iter().product::<usize>(), output.iter().product::<usize>());
-    let (cin, cout, taps) = (c.in_channels / c.groups, c.out_channels / c.groups, c.kernel[0] * c.kernel[1]);
-    let ohw = output[1] * output[2];
-    let mut y = vec![0.0f32; n * per_out];
-    let pointwise = is_pointwise(c);
-    y.par_chunks_mut(per_out).zip(x.par_chunks(per_in)).for_each(|(y, image)| {
-        let k = cin * taps;
-        with_columns(if pointwise { 0 } else { k * ohw }, |cols| {
-            for g in 0..c.groups {
-                let group = &image[g * cin * input[1] * input[2]..][..cin * input[1] * input[2]];
-                if !pointwise {
-                    im2col(c, group, cols, [cin, input[1], input[2]], [output[1], output[2]]);
-                }
-                let weights = &w[g * cout * k..][..cout * k];
-                matmul(
-                    &mut y[g * cout * ohw..][..cout * ohw],
-                    Layout2::row_major(cout, ohw),
-                    weights,
-                    Layout2::row_major(cout, k),
-                    if pointwise { group } else { &*cols },
-                    Layout2::row_major(k, ohw),
-                    false,
-                    1,
-                );
-            }
-        });
-        if !b.is_empty() {
-            y.chunks_exact_mut(ohw).zip(b).for_each(|(plane, &b)| plane.iter_mut().for_each(|v| *v += b));
+    let zero_bias;
+    let b = if b.is_empty() {
+        zero_bias = vec![0.0f32; c.out_channels];
+        &zero_bias[..]
+    } else {
+        b
+    };
+    match square_conv(c, input, n, output) {
+        Some(conv) => conv.forward(x, &conv.weights(w), b),
+        None => {
+            let conv = StridedConv::new(n, c, input, output);
+            conv.forward(x, &conv.weights(w), b)
         }
-    });
-    y
+    }
 }
 
+/// The input gradient of convolution `c` for `dy` of `rows` images (channels-last).
 pub(crate) fn conv_input_grad(
     c: &ConvSpec,
     input: &[usize],
-    n: usize,
+    rows: usize,
     w: &[f32],
     dy: &[f32],
     output: &[usize],
 ) -> Vec<f32> {
-    let (per_in, per_out) = (input.iter().product::<usize>(), output.iter().product::<usize>());
-    let (cin, cout, taps) = (c.in_channels / c.groups, c.out_channels / c.groups, c.kernel[0] * c.kernel[1]);
-    let ohw = output[1] * output[2];
-    let mut dx = vec![0.0f32; n * per_in];
-    let pointwise = is_pointwise(c);
-    dx.par_chunks_mut(per_in).zip(dy.par_chunks(per_out)).for_each(|(dx, dy)| {
-        let k = cin * taps;
-        with_columns(if pointwise { 0 } else { k * ohw }, |cols| {
-            for g in 0..c.groups {
-                let weights = &w[g * cout * k..][..cout * k];
-                let grad = &dy[g * cout * ohw..][..cout * ohw];
-                let group = &mut dx[g * cin * input[1] * input[2]..][..cin * input[1] * input[2]];
-                matmul(
-                    if pointwise { &mut *group } else { &mut *cols },
-                    Layout2::row_major(k, ohw),
-                    weights,
-                    Layout2::row_major(cout, k).t(),
-                    grad,
-                    Layout2::row_major(cout, ohw),
-                    false,
-                    1,
-                );
-                if !pointwise {
-                    col2im(c, cols, group, [cin, input[1], input[2]], [output[1], output[2]]);
-                }
-            }
-        });
-    });
-    dx
+    match square_conv(c, input, rows, output) {
+        Some(conv) => conv.input_grad(dy, &conv.weights(w)),
+        None => {
+            let conv = StridedConv::new(rows, c, input, output);
+            conv.input_grad(dy, &conv.weights(w))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -701,7 +753,7 @@ mod tests {
         let seed32: Vec<f32> = seed.iter().map(|&v| v as f32).collect();
         let ours = forward(&model, &x32, n).expect("forward");
         for (k, node) in graph.nodes.iter().enumerate() {
-            let error = relative(&ours.values[k + 1], &reference.values[k + 1]);
+            let error = relative(&ours.nchw(&graph, k + 1), &reference.values[k + 1]);
             assert!(error < 1e-5, "{}: forward off by {error:e}", node.name);
         }
         let ours_gradient = input_gradient(&model, &ours, &seed32, ReluMode::Standard).expect("backward");
@@ -741,65 +793,5 @@ mod tests {
             assert_eq!(input_gradient(&model, &lean, &seed, relu).expect("lean"), want, "{relu:?}");
             assert_eq!(input_gradient(&model, &from, &seed, relu).expect("from"), want, "{relu:?}");
         }
-    }
-
-    /// The rows of `for_each_row` hold the taps of the definition, `ix = ox · stride + kx ·
-    /// dilation − pad` inside the image, for every geometry up to these sizes (uneven padding
-    /// larger than the kernel included), and col2im is im2col's adjoint.
-    #[test]
-    fn im2col_takes_every_tap_of_the_definition_and_col2im_is_its_adjoint() {
-        let [channels, h, w] = [2, 5, 7];
-        let image: Vec<f32> = (0..channels * h * w).map(|i| i as f32 + 1.0).collect();
-        for (k, s, d) in geometries() {
-            for pads in [[0, 0, 0, 0], [1, 2, 0, 1], [3, 0, 2, 4]] {
-                let c = ConvSpec {
-                    in_channels: channels,
-                    out_channels: 1,
-                    kernel: [k, k + 1],
-                    stride: [s, s + 1],
-                    pads,
-                    dilation: [d, d],
-                    groups: 1,
-                    bias: false,
-                };
-                let extent = |size: usize, pad: usize, kernel: usize, stride: usize| {
-                    (size + pad).checked_sub(d * (kernel - 1) + 1).map(|span| span / stride + 1)
-                };
-                let (Some(oh), Some(ow)) =
-                    (extent(h, pads[0] + pads[2], k, s), extent(w, pads[1] + pads[3], k + 1, s + 1))
-                else {
-                    continue;
-                };
-                let mut expected = vec![0.0f32; channels * k * (k + 1) * oh * ow];
-                for ci in 0..channels {
-                    for (ky, kx) in (0..k).flat_map(|ky| (0..k + 1).map(move |kx| (ky, kx))) {
-                        for (oy, ox) in (0..oh).flat_map(|oy| (0..ow).map(move |ox| (oy, ox))) {
-                            let iy = (oy * s + ky * d).checked_sub(pads[0]).filter(|&y| y < h);
-                            let ix = (ox * (s + 1) + kx * d).checked_sub(pads[1]).filter(|&x| x < w);
-                            if let (Some(iy), Some(ix)) = (iy, ix) {
-                                expected[((ci * k + ky) * (k + 1) + kx) * oh * ow + oy * ow + ox] =
-                                    image[(ci * h + iy) * w + ix];
-                            }
-                        }
-                    }
-                }
-                // Whatever the buffer held before, every value is written.
-                let mut cols = vec![f32::NAN; expected.len()];
-                im2col(&c, &image, &mut cols, [channels, h, w], [oh, ow]);
-                assert_eq!(cols, expected, "kernel {k}, stride {s}, dilation {d}, pads {pads:?}");
-                // <im2col(x), y> = <x, col2im(y)> for y = the column indices.
-                let y: Vec<f32> = (0..cols.len()).map(|i| (i % 13) as f32).collect();
-                let mut back = vec![0.0f32; image.len()];
-                col2im(&c, &y, &mut back, [channels, h, w], [oh, ow]);
-                let left: f64 = cols.iter().zip(&y).map(|(&a, &b)| f64::from(a * b)).sum();
-                let right: f64 = image.iter().zip(&back).map(|(&a, &b)| f64::from(a * b)).sum();
-                assert_eq!(left, right, "kernel {k}, stride {s}, dilation {d}, pads {pads:?}");
-            }
-        }
-    }
-
-    /// Kernel sizes, strides and dilations 1 to 3.
-    fn geometries() -> impl Iterator<Item = (usize, usize, usize)> {
-        (1..4).flat_map(|k| (1..4).flat_map(move |s| (1..4).map(move |d| (k, s, d))))
     }
 }

@@ -95,14 +95,16 @@ pub fn relevance(model: &GraphModel, x: &[f32], n: usize, seed: &[f32], rule: Lr
                 let spread = node_backward(&merged, &forward, k, ratio, ReluMode::Standard);
                 spread.into_iter().map(|(v, c)| (v, times(&forward.values[v], &c))).collect()
             }
-            GraphOp::Concat => node_backward(&merged, &forward, k, r, ReluMode::Standard),
+            // Each value's relevance back at its place (a flatten reorders channels-last images).
+            GraphOp::Concat | GraphOp::Flatten => node_backward(&merged, &forward, k, r, ReluMode::Standard),
             _ => vec![(node.inputs[0], r)],
         };
         for (v, share) in shares {
             accumulate(&mut relevance[v], &share);
         }
     }
-    Ok(relevance[0].take().unwrap_or_else(|| vec![0.0; x.len()]))
+    let input = relevance[0].take().unwrap_or_else(|| vec![0.0; x.len()]);
+    Ok(crate::graph_engine::to_nchw(&graph.input, &input))
 }
 
 /// A convolution's or linear layer's output channels.

@@ -335,7 +335,11 @@ mod tests {
         let x: Vec<f32> = (0..2 * 32 * 32).map(|i| (i % 7) as f32 / 7.0).collect();
         let logits = model.logits(&x, 2).expect("logits");
         assert_eq!(logits.len(), 20);
-        assert_eq!(model.logits_of(&x, 1).expect("batched"), logits, "batching does not change the logits");
+        // The walk multiplies a chunk of images at once: a batch changes the rounding only.
+        let batched = model.logits_of(&x, 1).expect("batched");
+        let worst = batched.iter().zip(&logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let scale = logits.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(worst <= 1e-5 * scale, "batching changes the logits by {worst:e}");
         assert!(model.sequential().is_none());
     }
 }

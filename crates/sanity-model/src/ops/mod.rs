@@ -50,6 +50,7 @@ pub mod conv;
 pub(crate) mod gemm;
 pub mod linear;
 pub(crate) mod nhwc;
+pub(crate) mod nhwc_windows;
 pub mod pool;
 pub mod relu;
 pub(crate) mod simd;
