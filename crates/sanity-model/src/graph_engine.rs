@@ -23,14 +23,14 @@ use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
 use crate::ops::ReluMode;
 use crate::ops::linear::{forward_values, input_grad_values};
 use crate::ops::nhwc::{
-    ConvNhwc, PoolNhwc, global_average, global_average_adjoint, segment_starts, transpose_images, zeros,
+    ConvNhwc, ConvWeights, PoolNhwc, global_average, global_average_adjoint, segment_starts, transpose_images, zeros,
 };
-use crate::ops::nhwc_windows::{AverageWindows, StridedConv, max_pool, max_pool_backward};
+use crate::ops::nhwc_windows::{AverageWindows, StridedConv, StridedWeights, max_pool, max_pool_backward};
 use crate::ops::relu::Relu;
 use crate::weights::Weights;
 use candle_core::DType;
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A graph with float32 weights ready for the walk.
 pub struct GraphModel<'a> {
@@ -39,6 +39,15 @@ pub struct GraphModel<'a> {
     /// Per node, its parameters by suffix (`weight`, `bias`, ...), f32 (shared between the
     /// models of a cascade where their tensors are: [`GraphModel::sharing`]).
     pub(crate) parameters: Parameters,
+    /// Per node, a convolution's weights reordered for its kernel, made on first use (shared
+    /// with the model whose parameters the node shares).
+    prepared: Vec<Arc<OnceLock<PreparedConv>>>,
+}
+
+/// A convolution's weights in the order its kernel multiplies them.
+enum PreparedConv {
+    Square(ConvWeights),
+    Strided(StridedWeights),
 }
 
 /// Per node, its parameters by suffix, f32.
@@ -54,23 +63,31 @@ impl<'a> GraphModel<'a> {
     /// the model it re-initialises layers of): a parameter that is the very tensor of
     /// `base_weights` shares `base`'s values instead of a copy of its own.
     pub fn sharing(graph: &'a Graph, weights: &Weights, base: &GraphModel, base_weights: &Weights) -> Result<Self> {
-        Self::read(graph, weights, |k, what, name, tensor| {
+        let mut model = Self::read(graph, weights, |k, what, name, tensor| {
             let same = base_weights.get(name).ok()?.id() == tensor.id();
             let values = base.parameters.get(k)?.iter().find(|(w, _)| *w == what)?;
             same.then(|| Arc::clone(&values.1))
-        })
+        })?;
+        for k in 0..graph.nodes.len().min(base.prepared.len()) {
+            if model.same_parameters(base, k) {
+                model.prepared[k] = Arc::clone(&base.prepared[k]);
+            }
+        }
+        Ok(model)
+    }
+
+    /// Whether node `k`'s parameters are `base`'s very values.
+    fn same_parameters(&self, base: &GraphModel, k: usize) -> bool {
+        let theirs = base.parameters.get(k).map_or(&[][..], Vec::as_slice);
+        self.parameters[k].len() == theirs.len()
+            && self.parameters[k].iter().zip(theirs).all(|(a, b)| Arc::ptr_eq(&a.1, &b.1))
     }
 
     /// How many of the first nodes compute what they compute in `base`: those before the first
     /// node with a parameter that is not `base`'s very values (as [`GraphModel::sharing`] shares
     /// them), for [`forward_from`].
     pub fn shared_with(&self, base: &GraphModel) -> usize {
-        let same = |k: usize| {
-            let theirs = base.parameters.get(k).map_or(&[][..], Vec::as_slice);
-            self.parameters[k].len() == theirs.len()
-                && self.parameters[k].iter().zip(theirs).all(|(a, b)| Arc::ptr_eq(&a.1, &b.1))
-        };
-        (0..self.parameters.len()).find(|&k| !same(k)).unwrap_or(self.parameters.len())
+        (0..self.parameters.len()).find(|&k| !self.same_parameters(base, k)).unwrap_or(self.parameters.len())
     }
 
     /// The parameters of `graph`'s layers: `known(node index, suffix, name, tensor)` where it
@@ -100,7 +117,46 @@ impl<'a> GraphModel<'a> {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { graph, parameters })
+        Ok(Self::with_parameters(graph, parameters))
+    }
+
+    /// `graph` with `parameters` (per node, by suffix).
+    pub(crate) fn with_parameters(graph: &'a Graph, parameters: Parameters) -> Self {
+        let prepared = (0..graph.nodes.len()).map(|_| Arc::new(OnceLock::new())).collect();
+        Self { graph, parameters, prepared }
+    }
+
+    /// Convolution node `k`'s forward on `n` channels-last inputs `x`.
+    fn conv_forward(&self, k: usize, c: &ConvSpec, x: &[f32], n: usize) -> Vec<f32> {
+        let (input, output) = (self.graph.shape_of(self.graph.nodes[k].inputs[0]), &self.graph.nodes[k].shape);
+        let b = bias_or_zeros(self.param(k, "bias"), c.out_channels);
+        match (self.prepared(k, c), square_conv(c, &input, n, output)) {
+            (PreparedConv::Square(w), Some(conv)) => conv.forward(x, w, &b),
+            (PreparedConv::Strided(w), _) => StridedConv::new(n, c, &input, output).forward(x, w, &b),
+            (PreparedConv::Square(_), None) => unreachable!("a square convolution for every batch"),
+        }
+    }
+
+    /// Convolution node `k`'s input gradient for `dy` of `rows` inputs.
+    fn conv_input_grad(&self, k: usize, c: &ConvSpec, dy: &[f32], rows: usize) -> Vec<f32> {
+        let (input, output) = (self.graph.shape_of(self.graph.nodes[k].inputs[0]), &self.graph.nodes[k].shape);
+        match (self.prepared(k, c), square_conv(c, &input, rows, output)) {
+            (PreparedConv::Square(w), Some(conv)) => conv.input_grad(dy, w),
+            (PreparedConv::Strided(w), _) => StridedConv::new(rows, c, &input, output).input_grad(dy, w),
+            (PreparedConv::Square(_), None) => unreachable!("a square convolution for every batch"),
+        }
+    }
+
+    /// Convolution node `k`'s reordered weights.
+    fn prepared(&self, k: usize, c: &ConvSpec) -> &PreparedConv {
+        self.prepared[k].get_or_init(|| {
+            let (input, output) = (self.graph.shape_of(self.graph.nodes[k].inputs[0]), &self.graph.nodes[k].shape);
+            let w = self.param(k, "weight");
+            match square_conv(c, &input, 1, output) {
+                Some(conv) => PreparedConv::Square(conv.weights(w)),
+                None => PreparedConv::Strided(StridedConv::new(1, c, &input, output).weights(w)),
+            }
+        })
     }
 
     pub(crate) fn param(&self, node: usize, what: &str) -> &[f32] {
@@ -281,9 +337,7 @@ fn evaluate(model: &GraphModel, start: Forward, keep: Option<&[bool]>) -> Forwar
         }
         let mut indices = None;
         let y = match node.op {
-            GraphOp::Conv(c) => {
-                conv_forward(&c, x, &input_shape, n, model.param(k, "weight"), model.param(k, "bias"), &node.shape)
-            }
+            GraphOp::Conv(c) => model.conv_forward(k, &c, x, n),
             GraphOp::Linear { in_features, out_features, .. } => {
                 linear_forward(x, n, in_features, out_features, model.param(k, "weight"), model.param(k, "bias"))
             }
@@ -412,8 +466,13 @@ fn backward(
                 None => match routed_conv(model, forward, below, v, dy.len() * forward.n / pooled.len().max(1)) {
                     Some((q, conv)) => {
                         let values = pool.routed(&dy, pooled, rule);
-                        let weights = conv.weights(model.param(q, "weight"));
-                        (graph.nodes[q].inputs[0], conv.input_grad_routed(&values, idx, &pool, &weights))
+                        let GraphOp::Conv(c) = graph.nodes[q].op else {
+                            unreachable!("routed_conv finds a convolution")
+                        };
+                        let PreparedConv::Square(weights) = model.prepared(q, &c) else {
+                            unreachable!("a square convolution has square weights")
+                        };
+                        (graph.nodes[q].inputs[0], conv.input_grad_routed(&values, idx, &pool, weights))
                     }
                     None => (below, pool.backward(&dy, idx, pooled, rule)),
                 },
@@ -510,7 +569,7 @@ pub(crate) fn node_backward(
     let (in_len, out_len) = (input_shape.iter().product::<usize>(), node.shape.iter().product::<usize>());
     let rows = dy.len() / out_len.max(1);
     let dx = match node.op {
-        GraphOp::Conv(c) => conv_input_grad(&c, &input_shape, rows, model.param(k, "weight"), &dy, &node.shape),
+        GraphOp::Conv(c) => model.conv_input_grad(k, &c, &dy, rows),
         GraphOp::Linear { in_features, out_features, .. } => {
             input_grad_values(&dy, model.param(k, "weight"), rows, in_features, out_features)
         }
@@ -589,14 +648,12 @@ pub(crate) fn linear_forward(
     w: &[f32],
     b: &[f32],
 ) -> Vec<f32> {
-    let zero_bias;
-    let b = if b.is_empty() {
-        zero_bias = vec![0.0f32; out_features];
-        &zero_bias[..]
-    } else {
-        b
-    };
-    forward_values(x, w, b, n, in_features, out_features)
+    forward_values(x, w, &bias_or_zeros(b, out_features), n, in_features, out_features)
+}
+
+/// `b`, or `len` zeros for a layer without a bias.
+fn bias_or_zeros(b: &[f32], len: usize) -> std::borrow::Cow<'_, [f32]> {
+    if b.is_empty() { std::borrow::Cow::Owned(vec![0.0; len]) } else { std::borrow::Cow::Borrowed(b) }
 }
 
 pub(crate) fn accumulate(slot: &mut Option<Vec<f32>>, g: &[f32]) {
@@ -692,18 +749,12 @@ pub(crate) fn conv_forward(
     b: &[f32],
     output: &[usize],
 ) -> Vec<f32> {
-    let zero_bias;
-    let b = if b.is_empty() {
-        zero_bias = vec![0.0f32; c.out_channels];
-        &zero_bias[..]
-    } else {
-        b
-    };
+    let b = bias_or_zeros(b, c.out_channels);
     match square_conv(c, input, n, output) {
-        Some(conv) => conv.forward(x, &conv.weights(w), b),
+        Some(conv) => conv.forward(x, &conv.weights(w), &b),
         None => {
             let conv = StridedConv::new(n, c, input, output);
-            conv.forward(x, &conv.weights(w), b)
+            conv.forward(x, &conv.weights(w), &b)
         }
     }
 }

@@ -58,7 +58,7 @@ pub fn check(graph: &Graph) -> Result<()> {
 pub fn relevance(model: &GraphModel, x: &[f32], n: usize, seed: &[f32], rule: LrpRule) -> Result<Vec<f32>> {
     check(model.graph)?;
     let (graph, parameters) = merge_batch_norms(model)?;
-    let merged = GraphModel { graph: &graph, parameters };
+    let merged = GraphModel::with_parameters(&graph, parameters);
     let forward = forward(&merged, x, n)?;
     let output = forward.output();
     if seed.len() != output.len() {

@@ -34,6 +34,16 @@ pub(crate) fn zeros<T: Copy + Default + Send + Sync>(len: usize) -> Vec<T> {
 /// 13.8 s, 4 images 14.5 s.
 const IMAGES_PER_GEMM: usize = 2;
 
+/// Output positions above which a gemm takes one image: the column matrix of a large image
+/// alone outgrows the caches (ResNet-18 at 224x224 is about 20% faster with one image per
+/// product from 56x56 on; docs/performance.md).
+const ROWS_PER_GEMM: usize = 4096;
+
+/// Images per gemm for images of `positions` output positions.
+pub(crate) fn images_per_gemm(positions: usize) -> usize {
+    if positions * IMAGES_PER_GEMM <= ROWS_PER_GEMM { IMAGES_PER_GEMM } else { 1 }
+}
+
 /// Window rows (`k·c` values) shorter than this are gathered in the transposed layout.
 const SHORT_WINDOW_ROW: usize = 16;
 
@@ -79,7 +89,7 @@ impl ConvNhwc {
     /// Gemm threads per chunk: all of them when there are fewer chunks than threads.
     fn inner_threads(&self) -> usize {
         let t = rayon::current_num_threads();
-        if self.n.div_ceil(IMAGES_PER_GEMM) >= t { 1 } else { t }
+        if self.n.div_ceil(images_per_gemm(self.positions())) >= t { 1 } else { t }
     }
 
     /// Reorders PyTorch's `[o, c, k, k]` weights for the products above.
@@ -231,8 +241,9 @@ impl ConvNhwc {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
         let threads = self.inner_threads();
         let mut y = zeros(self.n * p * o);
-        y.par_chunks_mut(IMAGES_PER_GEMM * p * o).enumerate().for_each(|(chunk, dst)| {
-            let first = chunk * IMAGES_PER_GEMM;
+        let images = images_per_gemm(p);
+        y.par_chunks_mut(images * p * o).enumerate().for_each(|(chunk, dst)| {
+            let first = chunk * images;
             let rows = dst.len() / o;
             // Every output row starts as the bias; the products accumulate onto it.
             for row in dst.chunks_exact_mut(o) {
@@ -265,8 +276,9 @@ impl ConvNhwc {
         debug_assert_eq!(dy.len() % (p * o), 0, "dy is not whole images");
         let threads = self.inner_threads();
         let mut dx = zeros(dy.len() / (p * o) * len);
-        dx.par_chunks_mut(IMAGES_PER_GEMM * len).enumerate().for_each(|(chunk, dst)| {
-            let first = chunk * IMAGES_PER_GEMM;
+        let images = images_per_gemm(p);
+        dx.par_chunks_mut(images * len).enumerate().for_each(|(chunk, dst)| {
+            let first = chunk * images;
             let images = dst.len() / len;
             let rows = images * p;
             f32::with_scratch(0, rows * win, |dcols| {

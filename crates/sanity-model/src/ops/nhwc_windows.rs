@@ -19,14 +19,11 @@
 //! [`PoolNhwc`]: super::nhwc::PoolNhwc
 
 use super::gemm::{GemmScalar, Layout2, matmul};
-use super::nhwc::zeros;
+use super::nhwc::{images_per_gemm, zeros};
 use crate::graph::{ConvSpec, PoolSpec};
 use crate::graph_reference::{for_each_bin, for_each_window};
 use rayon::prelude::*;
 use std::ops::Range;
-
-/// Images per gemm (as `nhwc.rs`'s).
-const IMAGES_PER_GEMM: usize = 2;
 
 /// A convolution `spec` over `n` NHWC images `[h, w, c]` to `[oh, ow, o]`.
 #[derive(Debug, Clone)]
@@ -89,7 +86,7 @@ impl StridedConv {
     /// Gemm threads per chunk: all of them when there are fewer chunks than threads.
     fn inner_threads(&self) -> usize {
         let t = rayon::current_num_threads();
-        if self.n.div_ceil(IMAGES_PER_GEMM) >= t { 1 } else { t }
+        if self.n.div_ceil(images_per_gemm(self.positions())) >= t { 1 } else { t }
     }
 
     /// Reorders PyTorch's `[o, c_g, kh, kw]` weights for the products above.
@@ -182,8 +179,9 @@ impl StridedConv {
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
         let threads = self.inner_threads();
         let mut y = zeros(self.n * p * o);
-        y.par_chunks_mut(IMAGES_PER_GEMM * p * o).enumerate().for_each(|(chunk, dst)| {
-            let first = chunk * IMAGES_PER_GEMM;
+        let images = images_per_gemm(p);
+        y.par_chunks_mut(images * p * o).enumerate().for_each(|(chunk, dst)| {
+            let first = chunk * images;
             let rows = dst.len() / o;
             if !b.is_empty() {
                 dst.chunks_exact_mut(o).for_each(|row| row.copy_from_slice(b));
@@ -216,8 +214,9 @@ impl StridedConv {
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
         let threads = self.inner_threads();
         let mut dx = zeros(dy.len() / (p * o) * len);
-        dx.par_chunks_mut(IMAGES_PER_GEMM * len).enumerate().for_each(|(chunk, dst)| {
-            let first = chunk * IMAGES_PER_GEMM;
+        let images = images_per_gemm(p);
+        dx.par_chunks_mut(images * len).enumerate().for_each(|(chunk, dst)| {
+            let first = chunk * images;
             let rows = dst.len() / len * p;
             let grad = &dy[first * p * o..first * p * o + rows * o];
             let gl = Layout2 { rows, cols: og, rs: o, cs: 1 };
