@@ -6,8 +6,9 @@
 //! - `gradient`, `guided_backprop`, `deconvnet`: the input gradient of the target logit under
 //!   the standard, guided or deconvnet ReLU backward;
 //! - `gradient_x_input`: the input times its gradient;
-//! - `integrated_gradients`: `(x − x') ⊙ Σ_k w_k ∇y(x' + α_k (x − x'))` with a zero or
-//!   constant baseline x' and the quadrature rule's points and weights;
+//! - `integrated_gradients`: `(x − x') ⊙ Σ_k w_k ∇y(x' + α_k (x − x'))` with the baseline x'
+//!   (zeros, a constant, uniform noise, the blurred input) and the quadrature rule's points and
+//!   weights;
 //! - `gradcam`, `gradcam_plus_plus`, `xgradcam`, `layercam`, `scorecam`: the class activation
 //!   maps as for the sequential models (`gradcam.rs`'s weights) at a named node (a module name
 //!   is its last node: `layer4`), upsampled bilinearly (pixel centres) to the input; by default
@@ -26,6 +27,7 @@ use crate::controls::{RandomMap, sobel_plane};
 use crate::error::{AttributionError, Result};
 use crate::expected_gradients::{ReferenceSet, draws};
 use crate::gradcam::{CamKind, gradcam_weight, plus_plus_weight, score_weights, weighted_sum, xgradcam_weight};
+use crate::input_gradient::aligned_chunks;
 use crate::integrated_gradients::Baseline;
 use crate::method::{MethodSpec, TunnelSpec};
 use crate::noise_tunnel::{copy_id, noisy_copies};
@@ -89,7 +91,7 @@ pub fn attribute_graph_models(
         MethodSpec::GuidedBackprop {} => ReluMode::Guided,
         MethodSpec::Deconvnet {} => ReluMode::Deconv,
         MethodSpec::IntegratedGradients { steps, rule, baseline, batch } => {
-            let maps = integrated_gradients(models, x, targets, (*steps, *rule, baseline, *batch))?;
+            let maps = integrated_gradients(models, x, (targets, ids), (*steps, *rule, baseline, *batch), run_seed)?;
             return Ok(maps.into_iter().map(|m| (m, shape)).collect());
         }
         MethodSpec::ExpectedGradients { samples, batch } => {
@@ -254,58 +256,60 @@ fn attribute_one(
     Ok((maps, [c, h, w]))
 }
 
-/// Integrated gradients with a zero or constant baseline under each model: per image, the
-/// path's gradients weighted by the rule's weights (at most `batch` points per pass), summed,
-/// times `x − x'`.
+/// Integrated gradients under each model, as `integrated_gradients.rs` defines them: the
+/// baseline x' of each input (its id seeds a uniform one), the rule's points
+/// `x' + α_k (x − x')` in f64, taken `batch` at a time in chunks of whole inputs
+/// (`input_gradient::aligned_chunks`), the weights `w_k` in the backward's seeds and each
+/// input's sum `Σ_k w_k ∇` taken inside the backward (`graph_engine::input_gradient_sums`),
+/// chunks added in f64; the map is `(x − x') ⊙ Σ`.
 fn integrated_gradients(
     models: &[&GraphModel],
     x: &[f32],
-    targets: &[&[usize]],
+    (targets, ids): (&[&[usize]], &[u64]),
     (steps, rule, baseline, batch): (usize, crate::integrated_gradients::Rule, &Baseline, usize),
+    seed: u64,
 ) -> Result<Vec<Vec<f32>>> {
-    let reference = match baseline {
-        Baseline::Zeros {} => 0.0,
-        Baseline::Constant { value } => *value as f32,
-        other => {
-            let reason = format!("baseline {other:?} on a model graph; accepted: zeros or constant");
-            return Err(invalid("integrated_gradients", reason));
-        }
-    };
+    let id = "integrated_gradients";
+    if steps == 0 {
+        return Err(invalid(id, "steps = 0; accepted: >= 1".into()));
+    }
     let Some(&first) = models.first() else { return Ok(Vec::new()) };
-    let per: usize = first.graph.input.iter().product();
+    let [c, h, w] = first.graph.input;
+    let per = c * h * w;
+    let n = x.len() / per;
     let classes = logits(first);
+    let method = crate::IntegratedGradients { steps, rule, baseline: baseline.clone(), batch, seed };
+    let input = candle_core::Tensor::from_slice(x, (n, c, h, w), &candle_core::Device::Cpu)?;
+    let reference = method.baseline_of(&input, ids)?.flatten_all()?.to_vec1::<f32>()?;
+    let delta: Vec<f32> = x.iter().zip(&reference).map(|(x, b)| x - b).collect();
     let (alphas, weights) = rule.points(steps);
-    let mut maps = vec![Vec::with_capacity(x.len()); models.len()];
-    let points: Vec<(f64, f64)> = alphas.iter().copied().zip(weights.iter().copied()).collect();
-    for (i, image) in x.chunks_exact(per).enumerate() {
-        let mut sums = vec![vec![0.0f32; per]; models.len()];
-        for pass in points.chunks(batch.max(1)) {
-            let path: Vec<f32> = pass
-                .iter()
-                .flat_map(|&(a, _)| image.iter().map(move |&v| reference + a as f32 * (v - reference)))
-                .collect();
-            let seeds: Vec<Vec<f32>> = targets
-                .iter()
-                .map(|targets| {
-                    let mut seeds = vec![0.0f32; pass.len() * classes];
-                    for (k, &(_, wk)) in pass.iter().enumerate() {
-                        seeds[k * classes + targets[i]] = wk as f32;
-                    }
-                    seeds
-                })
-                .collect();
-            // The pass's weighted gradients summed inside the backward (one segment).
-            let segment = [pass.len()];
-            let grads = shared_gradient_sums(models, &path, pass.len(), &seeds, ReluMode::Standard, Some(&segment))?;
-            for (sum, g) in sums.iter_mut().zip(grads) {
-                sum.iter_mut().zip(&g).for_each(|(s, g)| *s += g);
+    let mut sums = vec![vec![0.0f64; n * per]; models.len()];
+    for chunk in aligned_chunks(n, steps, batch.max(1)) {
+        let mut path = Vec::new();
+        let mut seeds = vec![Vec::new(); models.len()];
+        for (i, ks) in &chunk {
+            let (b, d) = (&reference[i * per..(i + 1) * per], &delta[i * per..(i + 1) * per]);
+            for k in ks.clone() {
+                path.extend(b.iter().zip(d).map(|(&b, &d)| (f64::from(b) + alphas[k] * f64::from(d)) as f32));
+            }
+            for (seed, targets) in seeds.iter_mut().zip(targets) {
+                for k in ks.clone() {
+                    let mut row = vec![0.0f32; classes];
+                    row[targets[*i]] = weights[k] as f32;
+                    seed.extend(row);
+                }
             }
         }
-        for (maps, sum) in maps.iter_mut().zip(sums) {
-            maps.extend(sum.iter().zip(image).map(|(s, v)| s * (v - reference)));
+        let segments: Vec<usize> = chunk.iter().map(|(_, ks)| ks.len()).collect();
+        let rows = segments.iter().sum();
+        let grads = shared_gradient_sums(models, &path, rows, &seeds, ReluMode::Standard, Some(&segments))?;
+        for (sums, grads) in sums.iter_mut().zip(grads) {
+            for (g, (i, _)) in grads.chunks_exact(per).zip(&chunk) {
+                sums[i * per..(i + 1) * per].iter_mut().zip(g).for_each(|(s, &v)| *s += f64::from(v));
+            }
         }
     }
-    Ok(maps)
+    Ok(sums.into_iter().map(|sum| sum.iter().zip(&delta).map(|(&s, &d)| d * s as f32).collect()).collect())
 }
 
 /// Expected gradients (`expected_gradients.rs`) under each model: per image, its Monte Carlo

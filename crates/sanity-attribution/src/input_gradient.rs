@@ -180,7 +180,7 @@ pub fn weighted_gradient_sums(
 
 /// The chunks of [`weighted_gradient_sums`]: lists of `(input, its points)`, at most `batch`
 /// points each, whole inputs together when `per_input <= batch`.
-fn aligned_chunks(n: usize, per_input: usize, batch: usize) -> Vec<Vec<(usize, Range<usize>)>> {
+pub(crate) fn aligned_chunks(n: usize, per_input: usize, batch: usize) -> Vec<Vec<(usize, Range<usize>)>> {
     if per_input <= batch {
         let inputs: Vec<usize> = (0..n).collect();
         inputs.chunks(batch / per_input.max(1)).map(|c| c.iter().map(|&i| (i, 0..per_input)).collect()).collect()

@@ -159,7 +159,7 @@ pub struct IntegratedGradients {
 
 impl IntegratedGradients {
     /// The baseline of each input (`ids` seed the uniform one).
-    fn baseline_of(&self, x: &Tensor, ids: &[u64]) -> Result<Tensor> {
+    pub(crate) fn baseline_of(&self, x: &Tensor, ids: &[u64]) -> Result<Tensor> {
         let invalid = |reason: String| AttributionError::Invalid { method: "integrated_gradients", reason };
         let (n, c, h, w) = x.dims4()?;
         Ok(match self.baseline {

@@ -1,40 +1,45 @@
-//! A method on either kind of network ([`sanity_model::Net`]): the sequential methods
-//! (`method.rs`) on a sequential stack, the graph methods (`graph_methods.rs`) on a model
-//! graph. The run engine computes every map through [`NetMethod`]; the methods are defined
-//! once for both (docs/methods.md) and give the same maps on the presets as graphs
-//! (`tests/graph_methods.rs`).
+//! A method on either kind of network ([`sanity_model::Net`]), computed on the one graph walk
+//! (`graph_methods.rs` over `sanity_model::graph_engine`): a sequential stack runs as its graph
+//! (`Graph::from_architecture`, the same layer names), its defaults (a class activation map's
+//! layer: the last convolution) written out on the stack first. The run engine, `explain` and
+//! `attribute` compute every map through [`NetMethod`]. The sequential methods of `method.rs`
+//! are the candle reference the walk is checked against (`tests/graph_methods.rs`).
 
 use crate::error::{AttributionError, Result};
 use crate::expected_gradients::ReferenceSet;
 use crate::graph_methods::{attribute_graph_models, cam_node};
-use crate::method::{Attribution, MethodSpec, TunnelSpec};
+use crate::method::{MethodSpec, TunnelSpec};
 use candle_core::{DType, Device, Tensor};
 use sanity_model::graph::Graph;
 use sanity_model::graph_engine::GraphModel;
 use sanity_model::{Net, NetModel};
+use std::sync::Arc;
 
 /// A method built for one network.
 pub struct NetMethod {
     spec: MethodSpec,
     seed: u64,
-    /// The reference images of expected gradients, for the graph methods.
+    /// The reference images of expected gradients.
     references: Option<ReferenceSet>,
-    /// The sequential method, on a sequential stack.
-    sequential: Option<Box<dyn Attribution>>,
+    /// A sequential stack's graph.
+    stack: Option<Arc<Graph>>,
 }
 
 impl NetMethod {
-    /// `spec` for `net`, drawing from `seed` (with the reference images of expected gradients
-    /// on a sequential stack). A method that has no graph form is refused on a graph, naming it.
+    /// `spec` for `net`, drawing from `seed` (with the reference images of expected
+    /// gradients). A method the network cannot run is refused, naming it and why.
     pub fn build(spec: &MethodSpec, net: &Net, seed: u64, references: Option<&ReferenceSet>) -> Result<Self> {
-        let sequential = match net {
-            Net::Layers(arch) => Some(spec.build_with(arch, seed, references)?),
+        let (spec, stack) = match net {
+            Net::Layers(arch) => {
+                let stack = Arc::new(Graph::from_architecture(arch)?);
+                (resolve_on_graph(&spec.resolved(arch)?, &stack)?, Some(stack))
+            }
             Net::Graph(graph) => {
                 resolve_on_graph(spec, graph)?;
-                None
+                (spec.clone(), None)
             }
         };
-        Ok(Self { spec: spec.clone(), seed, references: references.cloned(), sequential })
+        Ok(Self { spec, seed, references: references.cloned(), stack })
     }
 
     /// The method's id.
@@ -51,19 +56,14 @@ impl NetMethod {
         targets: &[&[usize]],
         ids: &[u64],
     ) -> Result<Vec<Tensor>> {
-        if let Some(method) = &self.sequential {
-            let sequential: Vec<sanity_model::Model> =
-                models.iter().map(|m| m.sequential().ok_or_else(|| self.mixed())).collect::<Result<_>>()?;
-            let refs: Vec<&sanity_model::Model> = sequential.iter().collect();
-            return method.attribute_models(&refs, x, targets, ids);
-        }
         let n = x.dim(0)?;
         let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let graphs: Vec<&Graph> = models
             .iter()
-            .map(|model| match &model.net {
-                Net::Graph(graph) => Ok(graph.as_ref()),
-                Net::Layers(_) => Err(self.mixed()),
+            .map(|model| match (&model.net, &self.stack) {
+                (Net::Graph(graph), None) => Ok(graph.as_ref()),
+                (Net::Layers(_), Some(stack)) => Ok(stack.as_ref()),
+                _ => Err(self.mixed()),
             })
             .collect::<Result<_>>()?;
         let Some(&first) = graphs.first() else { return Ok(Vec::new()) };
@@ -110,14 +110,6 @@ fn resolve_on_graph(spec: &MethodSpec, graph: &Graph) -> Result<MethodSpec> {
         Ok(TunnelSpec { inner: Box::new(resolve_on_graph(&t.inner, graph)?), ..t.clone() })
     };
     Ok(match spec {
-        MethodSpec::IntegratedGradients { baseline, .. }
-            if !matches!(baseline, crate::Baseline::Zeros {} | crate::Baseline::Constant { .. }) =>
-        {
-            return Err(AttributionError::Invalid {
-                method: spec.id(),
-                reason: format!("baseline {baseline:?} on a model graph; accepted: zeros or constant"),
-            });
-        }
         MethodSpec::LrpEpsilon { .. } | MethodSpec::LrpAlphaBeta { .. } => {
             sanity_model::graph_lrp::check(graph)
                 .map_err(|err| AttributionError::Invalid { method: spec.id(), reason: err.to_string() })?;

@@ -18,7 +18,7 @@ use crate::graph_engine::{GraphModel, forward};
 use crate::graph_init::{blocks, init_graph, reinitialize_graph};
 use crate::init::{Reinit, init_weights, reinitialize};
 use crate::weights::Weights;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -246,19 +246,18 @@ impl NetModel {
         }
     }
 
-    /// Logits `[n, outputs]` (row-major) of the `n` NCHW inputs `x`, evaluation mode.
+    /// Logits `[n, outputs]` (row-major) of the `n` NCHW inputs `x`, evaluation mode, on the
+    /// graph walk (a sequential stack as its graph).
     pub fn logits(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+        self.logits_of(x, n.max(1))
+    }
+
+    /// The network as a graph: a graph's own, a sequential stack's converted (the same layer
+    /// names, so the weights fit).
+    pub fn graph(&self) -> Result<Arc<Graph>> {
         match &self.net {
-            Net::Layers(arch) => {
-                let [c, h, w] = arch.spec.input;
-                let x = Tensor::from_slice(x, (n, c, h, w), &Device::Cpu)?;
-                let model = Model::new(Arc::clone(arch), self.weights.clone());
-                Ok(model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
-            }
-            Net::Graph(graph) => {
-                let model = GraphModel::new(graph, &self.weights)?;
-                Ok(forward(&model, x, n)?.output().to_vec())
-            }
+            Net::Layers(arch) => Ok(Arc::new(Graph::from_architecture(arch)?)),
+            Net::Graph(graph) => Ok(Arc::clone(graph)),
         }
     }
 
@@ -282,24 +281,16 @@ impl NetModel {
         Ok(correct as f64 / data.len().max(1) as f64)
     }
 
-    /// The logits of a data set's images, `batch` images at a time (a graph's weights read
-    /// once for all the batches).
+    /// The logits of a data set's images, `batch` images at a time on the graph walk (the
+    /// weights read once for all the batches).
     pub fn logits_of(&self, images: &[f32], batch: usize) -> Result<Vec<f32>> {
         let per: usize = self.net.input().iter().product();
         let chunks = images.chunks(per * batch.max(1));
         let mut out = Vec::with_capacity(images.len() / per.max(1) * self.net.num_outputs());
-        match &self.net {
-            Net::Layers(_) => {
-                for chunk in chunks {
-                    out.extend(self.logits(chunk, chunk.len() / per)?);
-                }
-            }
-            Net::Graph(graph) => {
-                let model = GraphModel::new(graph, &self.weights)?;
-                for chunk in chunks {
-                    out.extend_from_slice(forward(&model, chunk, chunk.len() / per)?.output());
-                }
-            }
+        let graph = self.graph()?;
+        let model = GraphModel::new(&graph, &self.weights)?;
+        for chunk in chunks {
+            out.extend_from_slice(forward(&model, chunk, chunk.len() / per)?.output());
         }
         Ok(out)
     }

@@ -3,13 +3,11 @@
 
 use super::JobModel;
 use candle_core::{DType, Device, Tensor};
-use sanity_attribution::graph_methods::attribute_graph_with;
-use sanity_attribution::{MethodSpec, ReferenceSet};
+use sanity_attribution::{MethodSpec, NetMethod, ReferenceSet};
 use sanity_data::npy::read_array;
-use sanity_model::graph_engine::GraphModel;
 use sanity_model::onnx::read_onnx;
 use sanity_model::train::predicted_targets;
-use sanity_model::{Architecture, ArchitectureSpec, Model, PRESETS, Weights, preset};
+use sanity_model::{Architecture, ArchitectureSpec, Net, NetModel, PRESETS, Weights, preset};
 use sanity_rundir::error::{ExperimentError, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -85,87 +83,52 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     finite_values(&images.values, &job.input, "image")?;
     let values: Vec<f32> = images.values.iter().map(|&v| v as f32).collect();
     let input = [c, h, w];
-    let (arch_name, weights) = match &job.model {
-        JobModel::Onnx(path) => return attribute_onnx(job, path, &values, [n, c, h, w], out),
-        JobModel::Sequential { arch, weights } => (arch, weights),
+    let model = match &job.model {
+        JobModel::Onnx(path) => {
+            let imported = read_onnx(path)?;
+            if imported.graph.input != input {
+                let takes = imported.graph.input;
+                return Err(bad(
+                    &job.input,
+                    format!("images of shape {input:?}, but {} takes {takes:?}", path.display()),
+                ));
+            }
+            NetModel::new(Net::Graph(Arc::new(imported.graph)), imported.weights)
+        }
+        JobModel::Sequential { arch: arch_name, weights } => {
+            let spec = if PRESETS.contains(&arch_name.as_str()) {
+                preset(arch_name, input)?
+            } else {
+                ArchitectureSpec::from_toml_file(Path::new(arch_name))?
+            };
+            if spec.input != input {
+                return Err(bad(
+                    &job.input,
+                    format!("images of shape {input:?}, but the architecture `{arch_name}` takes {:?}", spec.input),
+                ));
+            }
+            let arch = Arc::new(Architecture::new(spec)?);
+            NetModel::new(Net::Layers(arch.clone()), Weights::load_safetensors(weights, &arch)?)
+        }
     };
-    let x = Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?;
-    let spec = if PRESETS.contains(&arch_name.as_str()) {
-        preset(arch_name, input)?
-    } else {
-        ArchitectureSpec::from_toml_file(Path::new(arch_name))?
-    };
-    if spec.input != input {
-        return Err(bad(
-            &job.input,
-            format!("images of shape {input:?}, but the architecture `{arch_name}` takes {:?}", spec.input),
-        ));
-    }
-    let arch = Arc::new(Architecture::new(spec)?);
-    let model = Model::new(arch.clone(), Weights::load_safetensors(weights, &arch)?);
-    let predict = || -> Result<Vec<usize>> {
-        let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(predicted_targets(&logits, arch.num_outputs()))
-    };
-    let targets = targets(job, n, arch.num_outputs(), predict)?;
+    let outputs = model.net.num_outputs();
+    let targets = targets(job, n, outputs, || Ok(predicted_targets(&model.logits(&values, n)?, outputs)))?;
     let references = match &job.references {
         Some(path) => Some(references(path, input)?),
         None => None,
     };
-    let method = method_spec(job)?.build_with(&arch, 0, references.as_ref())?;
+    let method = NetMethod::build(&method_spec(job)?, &model.net, 0, references.as_ref())?;
+    let x = Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?;
     let mut maps = Vec::new();
     for start in (0..n).step_by(job.batch.max(1)) {
         let len = job.batch.max(1).min(n - start);
         let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-        maps.push(method.attribute(&model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?);
+        let batch = x.narrow(0, start, len)?;
+        maps.push(method.attribute_models(&[&model], &batch, &[&targets[start..start + len]], &ids)?.remove(0));
     }
     let maps = Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?;
     let values = maps.flatten_all()?.to_vec1::<f32>()?;
     std::fs::write(out, sanity_data::npy::f32_npy(maps.dims(), &values)).map_err(|e| ExperimentError::io(out, e))?;
-    Ok(targets)
-}
-
-/// The maps of a model exported to ONNX, computed on its graph
-/// (`sanity_attribution::graph_methods`), written as [`attribute_to_npy`] writes them.
-fn attribute_onnx(
-    job: &AttributeJob,
-    path: &Path,
-    x: &[f32],
-    [n, c, h, w]: [usize; 4],
-    out: &Path,
-) -> Result<Vec<usize>> {
-    let imported = read_onnx(path)?;
-    if imported.graph.input != [c, h, w] {
-        return Err(bad(
-            &job.input,
-            format!("images of shape {:?}, but {} takes {:?}", [c, h, w], path.display(), imported.graph.input),
-        ));
-    }
-    let references = match &job.references {
-        Some(path) => Some(references(path, [c, h, w])?),
-        None => None,
-    };
-    let model = GraphModel::new(&imported.graph, &imported.weights)?;
-    let outputs = imported.graph.nodes.last().map_or(0, |node| node.shape.iter().product());
-    let predict = || -> Result<Vec<usize>> {
-        let forward = sanity_model::graph_engine::forward(&model, x, n)?;
-        Ok(predicted_targets(forward.output(), outputs))
-    };
-    let targets = targets(job, n, outputs, predict)?;
-    let spec = method_spec(job)?;
-    let (mut maps, mut shape) = (Vec::new(), [0; 3]);
-    let per = c * h * w;
-    for start in (0..n).step_by(job.batch.max(1)) {
-        let len = job.batch.max(1).min(n - start);
-        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-        let images = &x[start * per..(start + len) * per];
-        let inputs = (len, &targets[start..start + len], ids.as_slice());
-        let (batch, s) = attribute_graph_with(&spec, &model, images, inputs, 0, references.as_ref())?;
-        maps.extend(batch);
-        shape = s;
-    }
-    let [mc, mh, mw] = shape;
-    std::fs::write(out, sanity_data::npy::f32_npy(&[n, mc, mh, mw], &maps)).map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)
 }
 

@@ -6,14 +6,12 @@
 use super::JobModel;
 use super::compare::{parse_metrics, parse_steps};
 use candle_core::{DType, Device, Tensor};
-use sanity_attribution::graph_methods::attribute_graph_with;
-use sanity_attribution::{Attribution, MethodSpec};
+use sanity_attribution::{MethodSpec, NetMethod};
 use sanity_experiments::plan::{DataPlan, resolve_arch};
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
-use sanity_model::graph_engine::GraphModel;
 use sanity_model::onnx::read_onnx;
 use sanity_model::train::predicted_targets;
-use sanity_model::{Model, Weights};
+use sanity_model::{Net, NetModel, Weights};
 use sanity_report::figures::overlay::{Overlay, OverlayColors, render};
 use sanity_report::figures::raster::{display_plane, gray_plane};
 use sanity_rundir::config::DataConfig;
@@ -135,24 +133,26 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
     let indices: Vec<usize> = (0..job.n).collect();
     let images = test_set.gather_images(&indices);
     let references = sanity_experiments::run::training_references(&specs, &train_set)?;
-    let (logits, outputs, maps) = match &job.model {
+    let model = match &job.model {
         JobModel::Sequential { arch, weights } => {
             let arch = Arc::new(resolve_arch(arch, &data).map_err(|message| bad("--arch", message))?);
-            let model = Model::new(arch.clone(), Weights::load_safetensors(weights, &arch)?);
-            let x = Tensor::from_vec(images, (job.n, c, h, w), &Device::Cpu)?;
-            let logits = model.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-            let targets = predicted_targets(&logits, arch.num_outputs());
-            let mut maps: Vec<MethodMaps> = Vec::new();
-            for spec in &specs {
-                let method = spec.build_with(&arch, job.seed, references.as_ref())?;
-                maps.push(method_maps(method.as_ref(), &model, &x, &targets, &steps)?);
-            }
-            (logits, arch.num_outputs(), maps)
+            NetModel::new(Net::Layers(arch.clone()), Weights::load_safetensors(weights, &arch)?)
         }
         JobModel::Onnx(path) => {
-            graph_maps(path, &specs, &images, [job.n, c, h, w], (job.seed, &steps, references.as_ref()))?
+            let imported = read_onnx(path)?;
+            if imported.graph.input != [c, h, w] {
+                let takes = imported.graph.input;
+                let given = [c, h, w];
+                return Err(bad(
+                    "--data",
+                    format!("images of shape {given:?}, but {} takes {takes:?}", path.display()),
+                ));
+            }
+            NetModel::new(Net::Graph(Arc::new(imported.graph)), imported.weights)
         }
     };
+    let (logits, outputs, maps) =
+        net_maps(&model, &specs, &images, [job.n, c, h, w], (job.seed, &steps, references.as_ref()))?;
     // The explained output: the prediction (the only logit of a binary model).
     let targets = predicted_targets(&logits, outputs);
     std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
@@ -224,60 +224,34 @@ fn checked_methods(job: &ExplainJob) -> Result<Vec<MethodSpec>> {
     Ok(specs)
 }
 
-/// `method`'s maps of the images `x` for `targets`, [`BATCH`] images per call, post-processed
-/// by `steps`.
-fn method_maps(
-    method: &dyn Attribution,
-    model: &Model,
-    x: &Tensor,
-    targets: &[usize],
-    steps: &[PostStep],
-) -> Result<MethodMaps> {
-    let n = targets.len();
-    let mut maps = Vec::with_capacity(n);
-    for start in (0..n).step_by(BATCH) {
-        let len = BATCH.min(n - start);
-        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-        let batch = method.attribute(model, &x.narrow(0, start, len)?, &targets[start..start + len], &ids)?;
-        let (_, mc, mh, mw) = batch.dims4()?;
-        let values = batch.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        maps.extend(values.chunks_exact(mc * mh * mw).map(|v| apply_all(steps, Map::new(v.to_vec(), [mc, mh, mw]))));
-    }
-    Ok(maps)
-}
-
 /// The logits, outputs and methods' maps (post-processed by `steps`) of the images `x`
-/// `[n, c, h, w]` under the model exported to ONNX at `path`, each method run on its graph
-/// (`sanity_attribution::graph_methods`) with the run's `seed` (and expected gradients' reference
-/// images).
-fn graph_maps(
-    path: &Path,
+/// `[n, c, h, w]` under `model`, [`BATCH`] images per call, each method on the graph walk
+/// ([`NetMethod`]) with the run's `seed` (and expected gradients' reference images).
+fn net_maps(
+    model: &NetModel,
     specs: &[MethodSpec],
     x: &[f32],
     [n, c, h, w]: [usize; 4],
     (seed, steps, references): (u64, &[PostStep], Option<&sanity_attribution::ReferenceSet>),
 ) -> Result<(Vec<f32>, usize, Vec<MethodMaps>)> {
-    let imported = read_onnx(path)?;
-    if imported.graph.input != [c, h, w] {
-        let takes = imported.graph.input;
-        return Err(bad("--data", format!("images of shape {:?}, but {} takes {takes:?}", [c, h, w], path.display())));
-    }
-    let model = GraphModel::new(&imported.graph, &imported.weights)?;
-    let forward = sanity_model::graph_engine::forward(&model, x, n)?;
-    let logits = forward.output().to_vec();
-    let outputs = logits.len() / n.max(1);
+    let logits = model.logits(x, n)?;
+    let outputs = model.net.num_outputs();
     let targets = predicted_targets(&logits, outputs);
     let mut maps = Vec::with_capacity(specs.len());
     for spec in specs {
+        let method = NetMethod::build(spec, &model.net, seed, references)?;
         let mut method_maps = Vec::with_capacity(n);
         for start in (0..n).step_by(BATCH) {
             let len = BATCH.min(n - start);
             let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-            let images = &x[start * c * h * w..(start + len) * c * h * w];
-            let inputs = (len, &targets[start..start + len], ids.as_slice());
-            let (values, shape) = attribute_graph_with(spec, &model, images, inputs, seed, references)?;
-            let per: usize = shape.iter().product();
-            method_maps.extend(values.chunks_exact(per).map(|v| apply_all(steps, Map::new(v.to_vec(), shape))));
+            let images =
+                Tensor::from_slice(&x[start * c * h * w..(start + len) * c * h * w], (len, c, h, w), &Device::Cpu)?;
+            let batch = method.attribute_models(&[model], &images, &[&targets[start..start + len]], &ids)?.remove(0);
+            let (_, mc, mh, mw) = batch.dims4()?;
+            let values = batch.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            method_maps.extend(
+                values.chunks_exact(mc * mh * mw).map(|v| apply_all(steps, Map::new(v.to_vec(), [mc, mh, mw]))),
+            );
         }
         maps.push(method_maps);
     }
