@@ -33,7 +33,7 @@ use crate::method::Attribution;
 use crate::target::one_hot;
 use candle_core::{DType, Device, Tensor};
 use sanity_data::{resize_bilinear, resize_bilinear_align_corners};
-use sanity_model::{Architecture, Mode, Model, ReluMode, native};
+use sanity_model::{Architecture, Mode, Model, ReluMode};
 
 /// Which class activation map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,15 +130,7 @@ impl Cam {
     /// The low-resolution maps `L`, `[n, 1, u, v]`, before upsampling.
     pub fn coarse(&self, model: &Model, x: &Tensor, targets: &[usize]) -> Result<Tensor> {
         let split = self.layer_index + 1;
-        let activation = if x.dtype() == DType::F32 {
-            // The engine's kernels (float32); candle's ops otherwise (the f64 checks).
-            let n = x.dim(0)?;
-            let values = native::outputs(model, &x.flatten_all()?.to_vec1::<f32>()?, n, 0..split)?;
-            let dims = [&[n][..], &model.arch.shapes[self.layer_index]].concat();
-            Tensor::from_vec(values, dims, &Device::Cpu)?
-        } else {
-            model.forward_range(x, 0..split, &mut Mode::Eval)?.detach()
-        };
+        let activation = model.forward_range(x, 0..split, &mut Mode::Eval)?.detach();
         let (n, k, u, v) = activation.dims4()?;
         let a = activation.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
         let (p, per_image) = (u * v, k * u * v);

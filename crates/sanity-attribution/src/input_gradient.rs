@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::target::one_hot;
 use candle_core::{DType, Device, Tensor, Var};
-use sanity_model::{Mode, Model, ReluMode, native};
+use sanity_model::{Mode, Model, ReluMode};
 use std::ops::Range;
 
 /// `∂ logit_{t_i}(x_i) / ∂ x_i` for every row `i` of `x` `[n, c, h, w]`, as `[n, c, h, w]`.
@@ -31,9 +31,9 @@ pub fn input_gradients(
 }
 
 /// `∂ logit_{t_i} / ∂ h_i` where `h` is the input of layer `start` (the output of layer
-/// `start − 1`), for every row `i`. Float32 models take the project's direct forward/backward
-/// ([`sanity_model::native`]); other dtypes (the f64 checks) go through candle's autograd over
-/// the same ops, one backward of `Σ_i logit_{t_i}` (rows do not interact in evaluation mode).
+/// `start − 1`), for every row `i`: candle's autograd over the project's ops, one backward of
+/// `Σ_i logit_{t_i}` (rows do not interact in evaluation mode). These sequential methods are
+/// the reference the graph walk's (`graph_methods.rs`) are checked against.
 pub fn gradient_from(
     model: &Model,
     h: &Tensor,
@@ -67,9 +67,8 @@ pub fn gradients_from(
 }
 
 /// `∂(Σ_i Σ_j seeds[m]_ij · logit_j(h_i)) / ∂h_i` under each of `models[m]` for `h` the input of
-/// layer `start`; with `segments`, summed over runs of consecutive inputs (see
-/// [`native::input_gradient_sums`]): `[segments.len(), ..]`. Float32 takes the native engine,
-/// other dtypes candle's autograd.
+/// layer `start`; with `segments`, summed over runs of consecutive inputs:
+/// `[segments.len(), ..]`. Candle's autograd over the project's ops, in the input's dtype.
 fn seeded_gradients(
     models: &[&Model],
     h: &Tensor,
@@ -79,20 +78,7 @@ fn seeded_gradients(
     segments: Option<&[usize]>,
 ) -> Result<Vec<Tensor>> {
     let Some(first) = models.first() else { return Ok(Vec::new()) };
-    let n = h.dim(0)?;
     let layers = start..first.arch.layers.len();
-    let mut shape = h.dims().to_vec();
-    shape[0] = segments.map_or(n, <[usize]>::len);
-    if h.dtype() == DType::F32 {
-        let values = h.flatten_all()?.to_vec1::<f32>()?;
-        let seeds: Vec<Vec<f32>> = seeds.iter().map(|s| s.iter().map(|&v| v as f32).collect()).collect();
-        let seed_refs: Vec<&[f32]> = seeds.iter().map(|s| s.as_slice()).collect();
-        let grads = match segments {
-            Some(segments) => native::input_gradient_sums(models, &values, n, layers, &seed_refs, relu, segments)?,
-            None => native::input_gradients(models, &values, n, layers, &seed_refs, relu)?,
-        };
-        return grads.into_iter().map(|g| Ok(Tensor::from_vec(g, shape.as_slice(), &Device::Cpu)?)).collect();
-    }
     let mut grads = Vec::with_capacity(models.len());
     for (model, seed) in models.iter().zip(seeds) {
         let input = Var::from_tensor(h)?;
@@ -125,8 +111,7 @@ fn seeded_gradients(
 /// row-major as f64. Points go `batch` at a time in chunks that hold whole inputs (or, when an
 /// input has more than `batch` points, `batch`-long runs of one input), so the sums do not
 /// depend on which other inputs are evaluated with them. The weights ride in the backward's
-/// seeds (float32) and the sums over a chunk are taken inside it, in float32
-/// ([`native::input_gradient_sums`]); chunks add up in f64. The common loop of integrated
+/// seeds and the sums over a chunk are taken after it; chunks add up in f64. The common loop of integrated
 /// gradients and SmoothGrad.
 ///
 /// The weights must be `>= 0` unless `relu` is [`ReluMode::Standard`]: guided backprop's and

@@ -1,6 +1,6 @@
 //! Hot kernels of the model crate: conv2d forward and input gradient at the adebayo-cnn's conv2
 //! shape ([n, 32, 14, 14] x [64, 32, 5, 5], pad 2) — the candle op (training, f64 checks) and
-//! the channels-last kernels of the native engine (attribution) — and linear forward at fc1's
+//! the channels-last kernels of the graph walk (attribution) — and linear forward at fc1's
 //! shape.
 //! `RAYON_NUM_THREADS` sets the thread count (say it when you report numbers).
 //! Run: `cargo bench -p sanity-model --bench ops`.
@@ -10,7 +10,9 @@
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sanity_model::ops::{conv2d, linear};
-use sanity_model::{Architecture, ArchitectureSpec, Init, LayerSpec, Model, ReluMode, init_weights, native};
+use sanity_model::graph::Graph;
+use sanity_model::graph_engine::{GraphModel, forward, input_gradient};
+use sanity_model::{Architecture, ArchitectureSpec, Init, LayerSpec, ReluMode, init_weights};
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -32,7 +34,7 @@ fn conv(c: &mut Criterion) {
             black_box(y.sum_all().expect("sum").backward().expect("backward"))
         })
     });
-    // The native engine on a one-conv model (and a flatten, which transposes NHWC to NCHW): the
+    // The graph walk on a one-conv model (and a flatten, which transposes NHWC to NCHW): the
     // forward, then the input gradient of the sum of all outputs (the seed is all ones).
     let spec = ArchitectureSpec {
         input: [32, 14, 14],
@@ -50,11 +52,15 @@ fn conv(c: &mut Criterion) {
         ],
     };
     let arch = Arc::new(Architecture::new(spec).expect("valid"));
-    let model = Model::new(arch.clone(), init_weights(&arch, 0).expect("init"));
+    let graph = Graph::from_architecture(&arch).expect("graph");
+    let model = GraphModel::new(&graph, &init_weights(&arch, 0).expect("init")).expect("walk");
     let values = x.flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
     let seed = vec![1.0f32; n * 64 * 196];
-    group.bench_function("native engine: forward + input gradient", |bench| {
-        bench.iter(|| black_box(native::input_gradient(&model, &values, n, 0..2, &seed, ReluMode::Standard)))
+    group.bench_function("graph walk: forward + input gradient", |bench| {
+        bench.iter(|| {
+            let f = forward(&model, &values, n).expect("forward");
+            black_box(input_gradient(&model, &f, &seed, ReluMode::Standard).expect("gradient"))
+        })
     });
     group.finish();
 }

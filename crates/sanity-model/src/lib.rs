@@ -16,7 +16,6 @@ pub mod graph_reference;
 pub mod init;
 pub mod layer;
 pub mod lrp;
-pub mod native;
 pub mod net;
 pub mod onnx;
 pub mod ops;

@@ -68,20 +68,16 @@ fn batch_norm_matches_pytorch_in_training_and_evaluation() {
     let eval = trained.forward(&x1).expect("eval").flatten_all().and_then(|t| t.to_vec1()).expect("f32");
     close(&eval, &npy("bn-eval-logits.npy"), "eval logits");
 
-    // The native engine (every gradient method) agrees with autograd through the batch norm.
+    // The graph walk (every gradient method) agrees with autograd through the batch norm.
     let n = 5;
     let seed: Vec<f32> = (0..n * 3).map(|i| if i % 3 == (i / 3) % 3 { 1.0 } else { 0.0 }).collect();
     let flat: Vec<f32> = x1.flatten_all().and_then(|t| t.to_vec1()).expect("f32");
     let layers = 0..trained.arch.layers.len();
-    let ours = sanity_model::native::input_gradient(
-        &trained,
-        &flat,
-        n,
-        layers.clone(),
-        &seed,
-        sanity_model::ReluMode::Standard,
-    )
-    .expect("native");
+    let graph = sanity_model::graph::Graph::from_architecture(&trained.arch).expect("graph");
+    let walk = sanity_model::graph_engine::GraphModel::new(&graph, &trained.weights).expect("walk");
+    let fwd = sanity_model::graph_engine::forward(&walk, &flat, n).expect("forward");
+    let ours = sanity_model::graph_engine::input_gradient(&walk, &fwd, &seed, sanity_model::ReluMode::Standard)
+        .expect("walk");
     let var = candle_core::Var::from_tensor(&x1).expect("var");
     let out = trained
         .forward_with(var.as_tensor(), layers, &mut sanity_model::Mode::Eval, sanity_model::ReluMode::Standard)
