@@ -6,8 +6,7 @@
 
 mod common;
 
-use candle_core::DType;
-use common::Fixture;
+use common::{Fixture, maps_of};
 use sanity_attribution::MethodSpec;
 
 /// Largest |ours − pytorch-grad-cam| on maps scaled to [0, 1]: float32 on both sides, and
@@ -27,14 +26,12 @@ fn every_cam_matches_pytorch_grad_cam() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/cams.json")).expect("fixture parses");
     let (mut checked, mut non_empty) = (0, 0);
     for case in fixture.cases {
-        let (arch, model, x, ids) = case.setup();
+        let (_, model, x, ids) = case.setup();
         let [_, h, w] = case.input_shape;
         for m in &case.methods {
             let spec: MethodSpec =
                 serde_json::from_value(m.spec.clone()).expect("the fixture's spec is a valid method");
-            let maps = spec.build(&arch, 0).expect("builds").attribute(&model, &x, &case.targets, &ids).expect("maps");
-            let ours =
-                maps.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("v");
+            let ours = maps_of(&spec, &model, &x, &case.targets, &ids);
             assert_eq!(ours.len(), m.values.len(), "{} {}: map size", case.preset, m.spec);
             for (i, (ours, theirs)) in ours.chunks_exact(h * w).zip(m.values.chunks_exact(h * w)).enumerate() {
                 if theirs.iter().all(|&v| v == 0.0) {

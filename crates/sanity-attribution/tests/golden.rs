@@ -1,4 +1,5 @@
-//! Every method against Captum 0.9.0 (torch 2.15.0) on PyTorch twins of `adebayo-cnn`,
+//! Every method against Captum 0.9.0 (torch 2.15.0) on PyTorch twins of `adebayo-cnn`, on the
+//! graph walk (float32) or the candle reference (float64, `maps_of`),
 //! `phantom-cnn` and `lesson-cnn` (64x64, all seven convolutions), from
 //! `scripts/golden/attribution_fixtures.py`. Both sides build the weights from the same formula
 //! (tests/common), so no weights are stored.
@@ -12,21 +13,20 @@ const REL_TOLERANCE: f32 = 2e-4;
 
 mod common;
 
-use common::{Fixture, max_rel_error};
+use common::{Fixture, maps_of, max_rel_error};
 
 #[test]
 fn every_method_matches_captum() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/attribution.json")).expect("fixture parses");
     let mut checked = 0;
     for case in fixture.cases {
-        let (arch, model, x, ids) = case.setup();
+        let (_, model, x, ids) = case.setup();
         let logits = model.forward(&x).expect("forward").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
         let err = max_rel_error(&logits, &case.logits);
         assert!(err < 1e-5, "{}: logits differ from PyTorch's by {err:e} (relative)", case.preset);
         for m in &case.methods {
             let spec: MethodSpec =
                 serde_json::from_value(m.spec.clone()).expect("the fixture's spec is a valid method");
-            let method = spec.build(&arch, 0).expect("builds");
             let (model, x) = match m.dtype.as_str() {
                 "f64" => (
                     model.with_weights(model.weights.to_dtype(DType::F64).expect("f64")),
@@ -34,9 +34,7 @@ fn every_method_matches_captum() {
                 ),
                 _ => (model.clone(), x.clone()),
             };
-            let maps = method.attribute(&model, &x, &case.targets, &ids).expect("attributes");
-            let mut ours =
-                maps.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+            let mut ours = maps_of(&spec, &model, &x, &case.targets, &ids);
             if let MethodSpec::IntegratedGradients { steps, rule: Rule::RiemannTrapezoid, .. } = spec {
                 // Captum's trapezoid weights sum to (m − 1)/m (see integrated_gradients.rs).
                 let captum_scale = (steps - 1) as f32 / steps as f32;
@@ -62,7 +60,7 @@ fn integrated_gradients_defaults_to_captum_s_rule_and_steps() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/attribution.json")).expect("fixture parses");
     let mut checked = 0;
     for case in fixture.cases {
-        let (arch, model, x, ids) = case.setup();
+        let (_, model, x, ids) = case.setup();
         for m in case.methods.iter().filter(|m| m.spec["rule"] == "gauss_legendre") {
             let mut spec = m.spec.clone();
             spec.as_object_mut().expect("object").remove("rule");
@@ -74,9 +72,7 @@ fn integrated_gradients_defaults_to_captum_s_rule_and_steps() {
                 ),
                 _ => (model.clone(), x.clone()),
             };
-            let maps = spec.build(&arch, 0).expect("builds").attribute(&model, &x, &case.targets, &ids).expect("maps");
-            let ours =
-                maps.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("f32");
+            let ours = maps_of(&spec, &model, &x, &case.targets, &ids);
             let err = max_rel_error(&ours, &m.values);
             assert!(err < REL_TOLERANCE, "{}: the default rule is {err:e} from Captum's default", case.preset);
             checked += 1;

@@ -2,8 +2,8 @@
 
 mod common;
 
-use candle_core::{DType, Device, Tensor};
-use common::{Fixture, max_rel_error};
+use candle_core::{Device, Tensor};
+use common::{Fixture, maps_of, max_rel_error};
 use rand::Rng;
 use sanity_attribution::MethodSpec;
 use sanity_data::stream_rng;
@@ -27,8 +27,7 @@ fn map_biases(model: &Model, f: impl Fn(&Tensor) -> Tensor) -> Model {
 fn maps(spec: &str, model: &Model, x: &Tensor, targets: &[usize]) -> Vec<f32> {
     let spec: MethodSpec = toml::from_str(spec).expect("spec");
     let ids: Vec<u64> = (0..targets.len() as u64).collect();
-    let m = spec.build(&model.arch, 0).expect("builds").attribute(model, x, targets, &ids).expect("maps");
-    m.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("v")
+    maps_of(&spec, model, x, targets, &ids)
 }
 
 #[test]

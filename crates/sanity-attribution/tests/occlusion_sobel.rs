@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{Fixture, formula_weights, max_rel_error};
+use common::{Fixture, formula_weights, maps_of, max_rel_error};
 use sanity_attribution::{Attribution, MethodSpec, RandomMap};
 use sanity_model::{Architecture, Model, preset};
 use std::sync::Arc;
@@ -21,14 +21,11 @@ fn occlusion_matches_captum_and_sobel_matches_scikit_image() {
     let fixture: Fixture = serde_json::from_str(include_str!("fixtures/occlusion_sobel.json")).expect("fixture parses");
     let mut checked = 0;
     for case in fixture.cases {
-        let (arch, model, x, ids) = case.setup();
+        let (_, model, x, ids) = case.setup();
         for m in &case.methods {
             let spec: MethodSpec = serde_json::from_value(m.spec.clone()).expect("a valid method");
-            let method = spec.build(&arch, 0).expect("builds");
-            let maps = method.attribute(&model, &x, &case.targets, &ids).expect("maps");
-            let ours =
-                maps.to_dtype(DType::F32).expect("f32").flatten_all().expect("flat").to_vec1::<f32>().expect("v");
-            let tolerance = if method.id() == "sobel" { SOBEL_TOLERANCE } else { OCCLUSION_TOLERANCE };
+            let ours = maps_of(&spec, &model, &x, &case.targets, &ids);
+            let tolerance = if spec.id() == "sobel" { SOBEL_TOLERANCE } else { OCCLUSION_TOLERANCE };
             let err = max_rel_error(&ours, &m.values);
             assert!(err < tolerance, "{} {}: max relative error {err:e}", case.preset, m.spec);
             checked += 1;

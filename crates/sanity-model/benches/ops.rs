@@ -9,9 +9,9 @@
 
 use candle_core::{Device, Tensor, Var};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sanity_model::ops::{conv2d, linear};
 use sanity_model::graph::Graph;
 use sanity_model::graph_engine::{GraphModel, forward, input_gradient};
+use sanity_model::ops::{conv2d, linear};
 use sanity_model::{Architecture, ArchitectureSpec, Init, LayerSpec, ReluMode, init_weights};
 use std::hint::black_box;
 use std::sync::Arc;

@@ -26,7 +26,8 @@ fn candle_f64(model: &Model, x: &[f32], n: usize, seed: &[f32], relu: ReluMode) 
     let logits = model64.forward_with(input.as_tensor(), layers, &mut Mode::Eval, relu).expect("forward");
     let seed = Tensor::from_slice(seed, logits.shape(), &Device::Cpu).and_then(|t| t.to_dtype(DType::F64)).expect("s");
     let grads = (&logits * seed).and_then(|t| t.sum_all()).and_then(|t| t.backward()).expect("backward");
-    let f32s = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).expect("f32");
+    let f32s =
+        |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).expect("f32");
     (f32s(&logits), f32s(grads.get(input.as_tensor()).expect("gradient")))
 }
 

@@ -76,8 +76,8 @@ fn batch_norm_matches_pytorch_in_training_and_evaluation() {
     let graph = sanity_model::graph::Graph::from_architecture(&trained.arch).expect("graph");
     let walk = sanity_model::graph_engine::GraphModel::new(&graph, &trained.weights).expect("walk");
     let fwd = sanity_model::graph_engine::forward(&walk, &flat, n).expect("forward");
-    let ours = sanity_model::graph_engine::input_gradient(&walk, &fwd, &seed, sanity_model::ReluMode::Standard)
-        .expect("walk");
+    let ours =
+        sanity_model::graph_engine::input_gradient(&walk, &fwd, &seed, sanity_model::ReluMode::Standard).expect("walk");
     let var = candle_core::Var::from_tensor(&x1).expect("var");
     let out = trained
         .forward_with(var.as_tensor(), layers, &mut sanity_model::Mode::Eval, sanity_model::ReluMode::Standard)

@@ -80,3 +80,25 @@ pub fn max_rel_error(ours: &[f32], reference: &[f32]) -> f32 {
     let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-12);
     ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max) / scale
 }
+
+/// The maps of `spec` for inputs `x` under `model`, as float32 values: a float32 model and
+/// input through [`sanity_attribution::NetMethod`] (the graph walk every run uses), a float64
+/// one through the sequential method (candle's autograd, the reference).
+pub fn maps_of(
+    spec: &sanity_attribution::MethodSpec,
+    model: &Model,
+    x: &Tensor,
+    targets: &[usize],
+    ids: &[u64],
+) -> Vec<f32> {
+    let maps = if x.dtype() == candle_core::DType::F32 {
+        let net = sanity_model::Net::Layers(Arc::clone(&model.arch));
+        let method = sanity_attribution::NetMethod::build(spec, &net, 0, None).expect("builds");
+        let model = sanity_model::NetModel::of(model);
+        method.attribute_models(&[&model], x, &[targets], ids).expect("maps").remove(0)
+    } else {
+        let method = spec.build(&model.arch, 0).expect("builds");
+        method.attribute(model, x, targets, ids).expect("maps")
+    };
+    maps.to_dtype(candle_core::DType::F32).and_then(|m| m.flatten_all()).and_then(|m| m.to_vec1()).expect("f32")
+}
