@@ -69,7 +69,7 @@ pub fn attribute_graph_with(
 /// graph), with `targets[m]` for `models[m]`: the same maps as one call per model, bit for bit.
 /// The gradient methods evaluate the first nodes that a model shares with `models[0]`
 /// (`GraphModel::sharing`, `GraphModel::shared_with`) once per pass for all models
-/// (`graph_engine::forward_from`), as the sequential engine does (`sanity_model::native`).
+/// (`graph_engine::forward_from`).
 pub fn attribute_graph_models(
     spec: &MethodSpec,
     models: &[&GraphModel],

@@ -27,8 +27,8 @@ pub trait Attribution: Send + Sync {
 
     /// [`Attribution::attribute`] of the same inputs under each of `models` (the original and
     /// its cascade stages, same architecture), with `targets[m]` for `models[m]`; the same maps
-    /// as one call per model. Gradient-based methods override it so that the layers whose
-    /// weights are shared with `models[0]` are evaluated once (`sanity_model::native`).
+    /// as one call per model. Gradient-based methods override it to run the models' passes
+    /// together.
     fn attribute_models(
         &self,
         models: &[&Model],

@@ -8,7 +8,7 @@ use sanity_data::stream_rng;
 use sanity_model::{Architecture, Model, init_weights, preset};
 use std::sync::Arc;
 
-/// The adebayo-cnn with seeded float32 weights: the native engine's model.
+/// The adebayo-cnn with seeded float32 weights.
 fn float32_model() -> Model {
     let arch = Arc::new(Architecture::new(preset("adebayo-cnn", [1, 28, 28]).expect("preset")).expect("valid"));
     Model::new(arch.clone(), init_weights(&arch, 4).expect("init"))
@@ -201,7 +201,7 @@ fn expected_gradients_with_one_reference_estimate_integrated_gradients() {
 #[test]
 fn all_models_at_once_equal_one_model_at_a_time() {
     use sanity_model::{Reinit, reinitialize};
-    // float32: the native engine, which shares the layers a stage did not re-initialise.
+    // float32, the sequential reference's models together.
     let original = float32_model();
     let arch = original.arch.clone();
     let mut rng = stream_rng(2, "stages", 0);
@@ -257,7 +257,7 @@ impl sanity_attribution::Attribution for Opaque {
 #[test]
 fn smoothgrad_averaged_in_the_backward_equals_the_mean_of_its_noisy_maps() {
     use sanity_attribution::{Aggregate, Attribution, NoiseTunnel};
-    // float32: the native engine sums the gradients below the lowest ReLU or pool.
+    // float32: the tunnel's summed gradients against its maps one by one.
     let m = float32_model();
     let arch = m.arch.clone();
     let x = inputs(3, 7).to_dtype(DType::F32).expect("f32");

@@ -1,6 +1,6 @@
 //! The network a run explains, whichever form it comes in: a sequential architecture (the
-//! presets and architecture TOMLs, run by `native.rs` and candle) or a model graph (the graph
-//! presets and ONNX imports, run by `graph_engine.rs`). The run engine reads the network
+//! presets and architecture TOMLs) or a model graph (the graph presets and ONNX imports). Both
+//! run on the graph walk (`graph_engine.rs`; a stack as its graph) and train in candle. The run engine reads the network
 //! only through [`Net`] and [`NetModel`]: its input, outputs, stages, initialisation,
 //! re-initialisation and logits. docs/models.md, "Graphs and ONNX".
 //!

@@ -89,6 +89,6 @@ fn batch_norm_matches_pytorch_in_training_and_evaluation() {
     let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(scale > 0.0);
     for (a, b) in ours.iter().zip(&reference) {
-        assert!((a - b).abs() < 1e-4 * scale, "native {a} vs autograd {b}");
+        assert!((a - b).abs() < 1e-4 * scale, "walk {a} vs autograd {b}");
     }
 }

@@ -1,4 +1,5 @@
-//! Channels-last (NHWC) float32 kernels for the direct input-gradient engine ([`crate::native`]).
+//! Channels-last (NHWC) float32 kernels of the graph walk (`graph_engine.rs`): square stride-1
+//! convolutions and non-overlapping max pooling (`nhwc_windows.rs` has every other window).
 //!
 //! With the channels innermost, the window of output position `(i, j)` in input row `y` is one
 //! contiguous run of `k·c` values, so im2col and its adjoint copy and add long runs, and the
