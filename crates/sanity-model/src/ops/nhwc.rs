@@ -10,7 +10,8 @@
 //! forward:         y [rows, o]     = cols [rows, (u, v, c)] × W' [(u, v, c), o] + b
 //! input gradient:  dcols [rows, (u, v, c)] = dy [rows, o] × W'ᵀ,  then dx = col2im(dcols)
 //! ```
-//! where `W'[(u, v, c), o] = w[o, c, u, v]` (PyTorch's layout reordered once per call).
+//! where `W'[(u, v, c), o] = w[o, c, u, v]` (PyTorch's layout reordered once per model and
+//! layer, kept as `W'ᵀ`).
 //! When a window row is short (`k·c` < [`SHORT_WINDOW_ROW`], e.g. a first layer on grey images)
 //! the columns are built transposed instead, `cols_t [(u, v, c), rows]`, in runs along the
 //! output row, and the same products take transposed views.
@@ -62,9 +63,9 @@ pub(crate) struct ConvNhwc {
     pub(crate) ow: usize,
 }
 
-/// `W'` `[(u, v, c), o]` and its transpose `[o, (u, v, c)]`, from PyTorch's `[o, c, u, v]`.
+/// `W'ᵀ` `[o, (u, v, c)]`, from PyTorch's `[o, c, u, v]` (the products take `W'` as its
+/// transposed view: one reordered copy of the weights).
 pub(crate) struct ConvWeights {
-    wk: Vec<f32>,
     wk_t: Vec<f32>,
 }
 
@@ -96,7 +97,6 @@ impl ConvNhwc {
     /// Reorders PyTorch's `[o, c, k, k]` weights for the products above.
     pub(crate) fn weights(&self, w: &[f32]) -> ConvWeights {
         let (k, c, o, win) = (self.k, self.c, self.o, self.window());
-        let mut wk = vec![0.0f32; win * o];
         let mut wk_t = vec![0.0f32; o * win];
         for oc in 0..o {
             for ci in 0..c {
@@ -104,13 +104,12 @@ impl ConvNhwc {
                     for v in 0..k {
                         let value = w[((oc * c + ci) * k + u) * k + v];
                         let r = (u * k + v) * c + ci;
-                        wk[r * o + oc] = value;
                         wk_t[oc * win + r] = value;
                     }
                 }
             }
         }
-        ConvWeights { wk, wk_t }
+        ConvWeights { wk_t }
     }
 
     /// For output column `j`, the kernel columns `v0..v1` whose input column `j + v − pad` lies
@@ -263,8 +262,8 @@ impl ConvNhwc {
                     }
                     Layout2::row_major(rows, win)
                 };
-                let wl = Layout2::row_major(win, o);
-                matmul(dst, Layout2::row_major(rows, o), cols, cl, &weights.wk, wl, true, threads);
+                let wl = Layout2::row_major(o, win).t();
+                matmul(dst, Layout2::row_major(rows, o), cols, cl, &weights.wk_t, wl, true, threads);
             });
         });
         y
@@ -286,8 +285,8 @@ impl ConvNhwc {
                 let g = &dy[first * p * o..(first + images) * p * o];
                 if self.transposed() {
                     // dcols_t [win, rows] = W' [win, o] × dyᵀ.
-                    let (wl, gl) = (Layout2::row_major(win, o), Layout2::row_major(rows, o).t());
-                    matmul(dcols, Layout2::row_major(win, rows), &weights.wk, wl, g, gl, false, threads);
+                    let (wl, gl) = (Layout2::row_major(o, win).t(), Layout2::row_major(rows, o).t());
+                    matmul(dcols, Layout2::row_major(win, rows), &weights.wk_t, wl, g, gl, false, threads);
                     for (m, image_dx) in dst.chunks_exact_mut(len).enumerate() {
                         self.col2im_t(dcols, rows, m * p, image_dx);
                     }

@@ -36,9 +36,9 @@ pub(crate) struct StridedConv {
     ow: usize,
 }
 
-/// Per group `W'_g` `[(u, v, c_g), o_g]` and its transpose, from PyTorch's `[o, c_g, u, v]`.
+/// Per group `W'_gᵀ` `[o_g, (u, v, c_g)]`, from PyTorch's `[o, c_g, u, v]` (`W'_g` is its
+/// transposed view).
 pub(crate) struct StridedWeights {
-    wk: Vec<f32>,
     wk_t: Vec<f32>,
 }
 
@@ -92,7 +92,6 @@ impl StridedConv {
     /// Reorders PyTorch's `[o, c_g, kh, kw]` weights for the products above.
     pub(crate) fn weights(&self, w: &[f32]) -> StridedWeights {
         let ([kh, kw], cg, og, win) = (self.spec.kernel, self.cg(), self.og(), self.window());
-        let mut wk = vec![0.0f32; self.o() * win];
         let mut wk_t = vec![0.0f32; self.o() * win];
         for oc in 0..self.o() {
             let (g, j) = (oc / og, oc % og);
@@ -101,13 +100,12 @@ impl StridedConv {
                     for v in 0..kw {
                         let value = w[((oc * cg + ci) * kh + u) * kw + v];
                         let r = (u * kw + v) * cg + ci;
-                        wk[g * win * og + r * og + j] = value;
                         wk_t[g * og * win + j * win + r] = value;
                     }
                 }
             }
         }
-        StridedWeights { wk, wk_t }
+        StridedWeights { wk_t }
     }
 
     /// For output column `j`, the kernel columns whose input column lies inside the image.
@@ -189,8 +187,8 @@ impl StridedConv {
             let images = &x[first * len..first * len + rows / p * len];
             let out = Layout2 { rows, cols: og, rs: o, cs: 1 };
             for g in 0..self.spec.groups {
-                let wk = self.weights_of(&weights.wk, g);
-                let wl = Layout2::row_major(win, og);
+                let wk = self.weights_of(&weights.wk_t, g);
+                let wl = Layout2::row_major(og, win).t();
                 if self.pointwise() {
                     let xl = Layout2 { rows, cols: cg, rs: self.c(), cs: 1 };
                     matmul(&mut dst[g * og..], out, &images[g * cg..], xl, wk, wl, true, threads);
