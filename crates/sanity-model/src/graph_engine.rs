@@ -23,31 +23,24 @@ use crate::graph::{ConvSpec, Graph, GraphOp, PoolSpec};
 use crate::ops::ReluMode;
 use crate::ops::linear::{forward_values, input_grad_values};
 use crate::ops::nhwc::{
-    ConvNhwc, ConvWeights, PoolNhwc, global_average, global_average_adjoint, segment_starts, transpose_images, zeros,
+    ConvNhwc, PoolNhwc, global_average, global_average_adjoint, reorder_conv_weights, segment_starts, transpose_images,
+    zeros,
 };
-use crate::ops::nhwc_windows::{AverageWindows, StridedConv, StridedWeights, max_pool, max_pool_backward};
+use crate::ops::nhwc_windows::{AverageWindows, StridedConv, max_pool, max_pool_backward};
 use crate::ops::relu::Relu;
 use crate::weights::Weights;
 use candle_core::DType;
 use rayon::prelude::*;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A graph with float32 weights ready for the walk.
 pub struct GraphModel<'a> {
     /// The graph.
     pub graph: &'a Graph,
     /// Per node, its parameters by suffix (`weight`, `bias`, ...), f32 (shared between the
-    /// models of a cascade where their tensors are: [`GraphModel::sharing`]).
+    /// models of a cascade where their tensors are: [`GraphModel::sharing`]); a convolution's
+    /// weight reordered once as its kernels multiply it (`ops::nhwc::reorder_conv_weights`).
     pub(crate) parameters: Parameters,
-    /// Per node, a convolution's weights reordered for its kernel, made on first use (shared
-    /// with the model whose parameters the node shares).
-    prepared: Vec<Arc<OnceLock<PreparedConv>>>,
-}
-
-/// A convolution's weights in the order its kernel multiplies them.
-enum PreparedConv {
-    Square(ConvWeights),
-    Strided(StridedWeights),
 }
 
 /// Per node, its parameters by suffix, f32.
@@ -63,17 +56,11 @@ impl<'a> GraphModel<'a> {
     /// the model it re-initialises layers of): a parameter that is the very tensor of
     /// `base_weights` shares `base`'s values instead of a copy of its own.
     pub fn sharing(graph: &'a Graph, weights: &Weights, base: &GraphModel, base_weights: &Weights) -> Result<Self> {
-        let mut model = Self::read(graph, weights, |k, what, name, tensor| {
+        Self::read(graph, weights, |k, what, name, tensor| {
             let same = base_weights.get(name).ok()?.id() == tensor.id();
             let values = base.parameters.get(k)?.iter().find(|(w, _)| *w == what)?;
             same.then(|| Arc::clone(&values.1))
-        })?;
-        for k in 0..graph.nodes.len().min(base.prepared.len()) {
-            if model.same_parameters(base, k) {
-                model.prepared[k] = Arc::clone(&base.prepared[k]);
-            }
-        }
-        Ok(model)
+        })
     }
 
     /// Whether node `k`'s parameters are `base`'s very values.
@@ -110,7 +97,18 @@ impl<'a> GraphModel<'a> {
                         let t = weights.get(&name)?;
                         let values = match known(k, what, &name, t) {
                             Some(values) => values,
-                            None => Arc::from(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
+                            None => {
+                                let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                                match node.op {
+                                    // Once, in the order the kernels multiply (`W'ᵀ`).
+                                    GraphOp::Conv(c) if what == "weight" => {
+                                        let [kh, kw] = c.kernel;
+                                        let cg = c.in_channels / c.groups;
+                                        Arc::from(reorder_conv_weights(&values, [c.out_channels, cg, kh, kw]))
+                                    }
+                                    _ => Arc::from(values),
+                                }
+                            }
                         };
                         Ok((what, values))
                     })
@@ -120,43 +118,21 @@ impl<'a> GraphModel<'a> {
         Ok(Self::with_parameters(graph, parameters))
     }
 
-    /// `graph` with `parameters` (per node, by suffix).
+    /// `graph` with `parameters` (per node, by suffix; a convolution's weight reordered).
     pub(crate) fn with_parameters(graph: &'a Graph, parameters: Parameters) -> Self {
-        let prepared = (0..graph.nodes.len()).map(|_| Arc::new(OnceLock::new())).collect();
-        Self { graph, parameters, prepared }
+        Self { graph, parameters }
     }
 
     /// Convolution node `k`'s forward on `n` channels-last inputs `x`.
     fn conv_forward(&self, k: usize, c: &ConvSpec, x: &[f32], n: usize) -> Vec<f32> {
         let (input, output) = (self.graph.shape_of(self.graph.nodes[k].inputs[0]), &self.graph.nodes[k].shape);
-        let b = bias_or_zeros(self.param(k, "bias"), c.out_channels);
-        match (self.prepared(k, c), square_conv(c, &input, n, output)) {
-            (PreparedConv::Square(w), Some(conv)) => conv.forward(x, w, &b),
-            (PreparedConv::Strided(w), _) => StridedConv::new(n, c, &input, output).forward(x, w, &b),
-            (PreparedConv::Square(_), None) => unreachable!("a square convolution for every batch"),
-        }
+        conv_forward(c, x, &input, n, self.param(k, "weight"), self.param(k, "bias"), output)
     }
 
     /// Convolution node `k`'s input gradient for `dy` of `rows` inputs.
     fn conv_input_grad(&self, k: usize, c: &ConvSpec, dy: &[f32], rows: usize) -> Vec<f32> {
         let (input, output) = (self.graph.shape_of(self.graph.nodes[k].inputs[0]), &self.graph.nodes[k].shape);
-        match (self.prepared(k, c), square_conv(c, &input, rows, output)) {
-            (PreparedConv::Square(w), Some(conv)) => conv.input_grad(dy, w),
-            (PreparedConv::Strided(w), _) => StridedConv::new(rows, c, &input, output).input_grad(dy, w),
-            (PreparedConv::Square(_), None) => unreachable!("a square convolution for every batch"),
-        }
-    }
-
-    /// Convolution node `k`'s reordered weights.
-    fn prepared(&self, k: usize, c: &ConvSpec) -> &PreparedConv {
-        self.prepared[k].get_or_init(|| {
-            let (input, output) = (self.graph.shape_of(self.graph.nodes[k].inputs[0]), &self.graph.nodes[k].shape);
-            let w = self.param(k, "weight");
-            match square_conv(c, &input, 1, output) {
-                Some(conv) => PreparedConv::Square(conv.weights(w)),
-                None => PreparedConv::Strided(StridedConv::new(1, c, &input, output).weights(w)),
-            }
-        })
+        conv_input_grad(c, &input, rows, self.param(k, "weight"), dy, output)
     }
 
     pub(crate) fn param(&self, node: usize, what: &str) -> &[f32] {
@@ -466,12 +442,7 @@ fn backward(
                 None => match routed_conv(model, forward, below, v, dy.len() * forward.n / pooled.len().max(1)) {
                     Some((q, conv)) => {
                         let values = pool.routed(&dy, pooled, rule);
-                        let GraphOp::Conv(c) = graph.nodes[q].op else {
-                            unreachable!("routed_conv finds a convolution")
-                        };
-                        let PreparedConv::Square(weights) = model.prepared(q, &c) else {
-                            unreachable!("a square convolution has square weights")
-                        };
+                        let weights = model.param(q, "weight");
                         (graph.nodes[q].inputs[0], conv.input_grad_routed(&values, idx, &pool, weights))
                     }
                     None => (below, pool.backward(&dy, idx, pooled, rule)),
@@ -739,7 +710,8 @@ fn square_pool(p: &PoolSpec, input: &[usize], output: &[usize]) -> Option<PoolNh
     ([pool.oh, pool.ow] == [output[1], output[2]]).then_some(pool)
 }
 
-/// Convolution `c` of `n` channels-last images `x` of shape `input` to `output`.
+/// Convolution `c` of `n` channels-last images `x` of shape `input` to `output`, with weights
+/// `w` as `reorder_conv_weights` orders them.
 pub(crate) fn conv_forward(
     c: &ConvSpec,
     x: &[f32],
@@ -751,15 +723,13 @@ pub(crate) fn conv_forward(
 ) -> Vec<f32> {
     let b = bias_or_zeros(b, c.out_channels);
     match square_conv(c, input, n, output) {
-        Some(conv) => conv.forward(x, &conv.weights(w), &b),
-        None => {
-            let conv = StridedConv::new(n, c, input, output);
-            conv.forward(x, &conv.weights(w), &b)
-        }
+        Some(conv) => conv.forward(x, w, &b),
+        None => StridedConv::new(n, c, input, output).forward(x, w, &b),
     }
 }
 
-/// The input gradient of convolution `c` for `dy` of `rows` images (channels-last).
+/// The input gradient of convolution `c` (weights `w` reordered) for `dy` of `rows` images
+/// (channels-last).
 pub(crate) fn conv_input_grad(
     c: &ConvSpec,
     input: &[usize],
@@ -769,11 +739,8 @@ pub(crate) fn conv_input_grad(
     output: &[usize],
 ) -> Vec<f32> {
     match square_conv(c, input, rows, output) {
-        Some(conv) => conv.input_grad(dy, &conv.weights(w)),
-        None => {
-            let conv = StridedConv::new(rows, c, input, output);
-            conv.input_grad(dy, &conv.weights(w))
-        }
+        Some(conv) => conv.input_grad(dy, w),
+        None => StridedConv::new(rows, c, input, output).input_grad(dy, w),
     }
 }
 

@@ -63,10 +63,21 @@ pub(crate) struct ConvNhwc {
     pub(crate) ow: usize,
 }
 
-/// `W'ᵀ` `[o, (u, v, c)]`, from PyTorch's `[o, c, u, v]` (the products take `W'` as its
-/// transposed view: one reordered copy of the weights).
-pub(crate) struct ConvWeights {
-    wk_t: Vec<f32>,
+/// PyTorch's convolution weights `[o, c_g, kh, kw]` reordered as `W'ᵀ` `[o, (u, v, c_g)]`, the
+/// layout the channels-last kernels multiply (`W'` is its transposed view).
+pub(crate) fn reorder_conv_weights(w: &[f32], [o, cg, kh, kw]: [usize; 4]) -> Vec<f32> {
+    let win = kh * kw * cg;
+    let mut wk_t = vec![0.0f32; o * win];
+    for (oc, row) in wk_t.chunks_exact_mut(win).enumerate() {
+        for ci in 0..cg {
+            for u in 0..kh {
+                for v in 0..kw {
+                    row[(u * kw + v) * cg + ci] = w[((oc * cg + ci) * kh + u) * kw + v];
+                }
+            }
+        }
+    }
+    wk_t
 }
 
 impl ConvNhwc {
@@ -94,22 +105,10 @@ impl ConvNhwc {
         if self.n.div_ceil(images_per_gemm(self.positions())) >= t { 1 } else { t }
     }
 
-    /// Reorders PyTorch's `[o, c, k, k]` weights for the products above.
-    pub(crate) fn weights(&self, w: &[f32]) -> ConvWeights {
-        let (k, c, o, win) = (self.k, self.c, self.o, self.window());
-        let mut wk_t = vec![0.0f32; o * win];
-        for oc in 0..o {
-            for ci in 0..c {
-                for u in 0..k {
-                    for v in 0..k {
-                        let value = w[((oc * c + ci) * k + u) * k + v];
-                        let r = (u * k + v) * c + ci;
-                        wk_t[oc * win + r] = value;
-                    }
-                }
-            }
-        }
-        ConvWeights { wk_t }
+    /// Reorders PyTorch's `[o, c, k, k]` weights for the products above (`W'ᵀ`).
+    #[cfg(test)]
+    pub(crate) fn weights(&self, w: &[f32]) -> Vec<f32> {
+        reorder_conv_weights(w, [self.o, self.c, self.k, self.k])
     }
 
     /// For output column `j`, the kernel columns `v0..v1` whose input column `j + v − pad` lies
@@ -237,7 +236,7 @@ impl ConvNhwc {
     }
 
     /// `y` `[n, oh, ow, o]` for `x` `[n, h, w, c]`.
-    pub(crate) fn forward(&self, x: &[f32], weights: &ConvWeights, b: &[f32]) -> Vec<f32> {
+    pub(crate) fn forward(&self, x: &[f32], wk_t: &[f32], b: &[f32]) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
         let threads = self.inner_threads();
         let mut y = zeros(self.n * p * o);
@@ -263,14 +262,14 @@ impl ConvNhwc {
                     Layout2::row_major(rows, win)
                 };
                 let wl = Layout2::row_major(o, win).t();
-                matmul(dst, Layout2::row_major(rows, o), cols, cl, &weights.wk_t, wl, true, threads);
+                matmul(dst, Layout2::row_major(rows, o), cols, cl, wk_t, wl, true, threads);
             });
         });
         y
     }
 
     /// `dx` `[n, h, w, c]` for `dy` `[n, oh, ow, o]`.
-    pub(crate) fn input_grad(&self, dy: &[f32], weights: &ConvWeights) -> Vec<f32> {
+    pub(crate) fn input_grad(&self, dy: &[f32], wk_t: &[f32]) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
         // The rows come from `dy`: a backward that sums over segments passes fewer than `n`.
         debug_assert_eq!(dy.len() % (p * o), 0, "dy is not whole images");
@@ -286,13 +285,13 @@ impl ConvNhwc {
                 if self.transposed() {
                     // dcols_t [win, rows] = W' [win, o] × dyᵀ.
                     let (wl, gl) = (Layout2::row_major(o, win).t(), Layout2::row_major(rows, o).t());
-                    matmul(dcols, Layout2::row_major(win, rows), &weights.wk_t, wl, g, gl, false, threads);
+                    matmul(dcols, Layout2::row_major(win, rows), wk_t, wl, g, gl, false, threads);
                     for (m, image_dx) in dst.chunks_exact_mut(len).enumerate() {
                         self.col2im_t(dcols, rows, m * p, image_dx);
                     }
                 } else {
                     let (gl, wl) = (Layout2::row_major(rows, o), Layout2::row_major(o, win));
-                    matmul(dcols, Layout2::row_major(rows, win), g, gl, &weights.wk_t, wl, false, threads);
+                    matmul(dcols, Layout2::row_major(rows, win), g, gl, wk_t, wl, false, threads);
                     for (image_dcols, image_dx) in dcols.chunks_exact(p * win).zip(dst.chunks_exact_mut(len)) {
                         self.col2im(image_dcols, image_dx);
                     }
@@ -313,19 +312,13 @@ impl ConvNhwc {
     /// `dx` for a `dy` that is zero except where `pool` (the max-pool right above this conv)
     /// routes its gradients: `values` per pooled output, at `idx` (indices into the image's
     /// `[oh, ow, o]` output). Each nonzero adds its filter, scaled, to the window it came from.
-    pub(crate) fn input_grad_routed(
-        &self,
-        values: &[f32],
-        idx: &[u32],
-        pool: &PoolNhwc,
-        weights: &ConvWeights,
-    ) -> Vec<f32> {
+    pub(crate) fn input_grad_routed(&self, values: &[f32], idx: &[u32], pool: &PoolNhwc, wk_t: &[f32]) -> Vec<f32> {
         let (len, entries) = (self.image_len(), pool.oh * pool.ow * pool.c);
         let mut dx = zeros(self.n * len);
         dx.par_chunks_mut(len).enumerate().for_each_init(RoutedFilters::default, |routed, (m, dx)| {
             let range = m * entries..(m + 1) * entries;
             routed.group(pool, &values[range.clone()], &idx[range]);
-            add_routed_filters(self, routed, &weights.wk_t, dx);
+            add_routed_filters(self, routed, wk_t, dx);
         });
         dx
     }

@@ -36,12 +36,6 @@ pub(crate) struct StridedConv {
     ow: usize,
 }
 
-/// Per group `W'_gᵀ` `[o_g, (u, v, c_g)]`, from PyTorch's `[o, c_g, u, v]` (`W'_g` is its
-/// transposed view).
-pub(crate) struct StridedWeights {
-    wk_t: Vec<f32>,
-}
-
 impl StridedConv {
     /// `spec` on `n` images of shape `input` `[c, h, w]` giving `output` `[o, oh, ow]`.
     pub(crate) fn new(n: usize, spec: &ConvSpec, input: &[usize], output: &[usize]) -> Self {
@@ -87,25 +81,6 @@ impl StridedConv {
     fn inner_threads(&self) -> usize {
         let t = rayon::current_num_threads();
         if self.n.div_ceil(images_per_gemm(self.positions())) >= t { 1 } else { t }
-    }
-
-    /// Reorders PyTorch's `[o, c_g, kh, kw]` weights for the products above.
-    pub(crate) fn weights(&self, w: &[f32]) -> StridedWeights {
-        let ([kh, kw], cg, og, win) = (self.spec.kernel, self.cg(), self.og(), self.window());
-        let mut wk_t = vec![0.0f32; self.o() * win];
-        for oc in 0..self.o() {
-            let (g, j) = (oc / og, oc % og);
-            for ci in 0..cg {
-                for u in 0..kh {
-                    for v in 0..kw {
-                        let value = w[((oc * cg + ci) * kh + u) * kw + v];
-                        let r = (u * kw + v) * cg + ci;
-                        wk_t[g * og * win + j * win + r] = value;
-                    }
-                }
-            }
-        }
-        StridedWeights { wk_t }
     }
 
     /// For output column `j`, the kernel columns whose input column lies inside the image.
@@ -172,7 +147,7 @@ impl StridedConv {
     }
 
     /// `y` `[n, oh, ow, o]` for `x` `[n, h, w, c]`.
-    pub(crate) fn forward(&self, x: &[f32], weights: &StridedWeights, b: &[f32]) -> Vec<f32> {
+    pub(crate) fn forward(&self, x: &[f32], wk_t: &[f32], b: &[f32]) -> Vec<f32> {
         let (p, win, o, og, cg, len) =
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
         let threads = self.inner_threads();
@@ -187,7 +162,7 @@ impl StridedConv {
             let images = &x[first * len..first * len + rows / p * len];
             let out = Layout2 { rows, cols: og, rs: o, cs: 1 };
             for g in 0..self.spec.groups {
-                let wk = self.weights_of(&weights.wk_t, g);
+                let wk = self.weights_of(wk_t, g);
                 let wl = Layout2::row_major(og, win).t();
                 if self.pointwise() {
                     let xl = Layout2 { rows, cols: cg, rs: self.c(), cs: 1 };
@@ -207,7 +182,7 @@ impl StridedConv {
     }
 
     /// `dx` `[rows / P, h, w, c]` for `dy` `[rows, o]` (any whole number of images).
-    pub(crate) fn input_grad(&self, dy: &[f32], weights: &StridedWeights) -> Vec<f32> {
+    pub(crate) fn input_grad(&self, dy: &[f32], wk_t: &[f32]) -> Vec<f32> {
         let (p, win, o, og, cg, len) =
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
         let threads = self.inner_threads();
@@ -219,7 +194,7 @@ impl StridedConv {
             let grad = &dy[first * p * o..first * p * o + rows * o];
             let gl = Layout2 { rows, cols: og, rs: o, cs: 1 };
             for g in 0..self.spec.groups {
-                let wk_t = self.weights_of(&weights.wk_t, g);
+                let wk_t = self.weights_of(wk_t, g);
                 let wl = Layout2::row_major(og, win);
                 if self.pointwise() {
                     let xl = Layout2 { rows, cols: cg, rs: self.c(), cs: 1 };
