@@ -13,6 +13,9 @@
 //!   maps as for the sequential models (`gradcam.rs`'s weights) at a named node (a module name
 //!   is its last node: `layer4`), upsampled bilinearly (pixel centres) to the input; by default
 //!   the last node whose output has more than one pixel;
+//! - `smoothgrad`, `smoothgrad_squared`, `vargrad`: the inner method's maps of noisy copies
+//!   (`noise_tunnel.rs`'s), aggregated; SmoothGrad of a plain gradient takes its mean inside the
+//!   backward, as integrated gradients' sums;
 //! - `occlusion`: the mean drop of the target logit under the patches covering each pixel
 //!   (`occlusion.rs`, on the graph's forward).
 //!
@@ -98,6 +101,12 @@ pub fn attribute_graph_models(
             let maps = expected_gradients(models, x, (targets, ids), (*samples, *batch, run_seed), references)?;
             return Ok(maps.into_iter().map(|m| (m, shape)).collect());
         }
+        MethodSpec::Smoothgrad(tunnel) if gradient_rule(&tunnel.inner).is_some() => {
+            let relu = gradient_rule(&tunnel.inner).unwrap_or(ReluMode::Standard);
+            check_tunnel(spec, tunnel)?;
+            let maps = smoothgrad_means(models, x, (targets, ids), (tunnel, relu), run_seed)?;
+            return Ok(maps.into_iter().map(|m| (m, shape)).collect());
+        }
         _ => {
             let each = |model: &&GraphModel, targets: &&[usize]| {
                 attribute_one(spec, model, x, (n, targets, ids), run_seed, references)
@@ -160,6 +169,27 @@ fn shared_gradient_sums(
         });
     }
     Ok(out)
+}
+
+/// The ReLU backward of a method that is a plain input gradient (gradient, guided backprop,
+/// deconvnet), whose SmoothGrad is a mean taken inside the backward.
+fn gradient_rule(spec: &MethodSpec) -> Option<ReluMode> {
+    match spec {
+        MethodSpec::Gradient {} => Some(ReluMode::Standard),
+        MethodSpec::GuidedBackprop {} => Some(ReluMode::Guided),
+        MethodSpec::Deconvnet {} => Some(ReluMode::Deconv),
+        _ => None,
+    }
+}
+
+/// Refuses a tunnel without samples or with a negative or non-finite noise.
+fn check_tunnel(spec: &MethodSpec, tunnel: &TunnelSpec) -> Result<()> {
+    if tunnel.samples == 0 || !(tunnel.noise.is_finite() && tunnel.noise >= 0.0) {
+        let reason =
+            format!("samples = {}, noise = {}; accepted: samples >= 1, noise >= 0", tunnel.samples, tunnel.noise);
+        return Err(invalid(spec.id(), reason));
+    }
+    Ok(())
 }
 
 /// The number of outputs of `model`.
@@ -258,10 +288,8 @@ fn attribute_one(
 
 /// Integrated gradients under each model, as `integrated_gradients.rs` defines them: the
 /// baseline x' of each input (its id seeds a uniform one), the rule's points
-/// `x' + α_k (x − x')` in f64, taken `batch` at a time in chunks of whole inputs
-/// (`input_gradient::aligned_chunks`), the weights `w_k` in the backward's seeds and each
-/// input's sum `Σ_k w_k ∇` taken inside the backward (`graph_engine::input_gradient_sums`),
-/// chunks added in f64; the map is `(x − x') ⊙ Σ`.
+/// `x' + α_k (x − x')` in f64 and their weighted gradient sums `Σ_k w_k ∇`
+/// ([`weighted_gradient_sums`]); the map is `(x − x') ⊙ Σ`.
 fn integrated_gradients(
     models: &[&GraphModel],
     x: &[f32],
@@ -277,39 +305,92 @@ fn integrated_gradients(
     let [c, h, w] = first.graph.input;
     let per = c * h * w;
     let n = x.len() / per;
-    let classes = logits(first);
     let method = crate::IntegratedGradients { steps, rule, baseline: baseline.clone(), batch, seed };
     let input = candle_core::Tensor::from_slice(x, (n, c, h, w), &candle_core::Device::Cpu)?;
     let reference = method.baseline_of(&input, ids)?.flatten_all()?.to_vec1::<f32>()?;
     let delta: Vec<f32> = x.iter().zip(&reference).map(|(x, b)| x - b).collect();
     let (alphas, weights) = rule.points(steps);
+    let fill = |i: usize, k: usize, path: &mut Vec<f32>| {
+        let (b, d) = (&reference[i * per..(i + 1) * per], &delta[i * per..(i + 1) * per]);
+        path.extend(b.iter().zip(d).map(|(&b, &d)| (f64::from(b) + alphas[k] * f64::from(d)) as f32));
+    };
+    let sums =
+        weighted_gradient_sums(models, (n, per), targets, (steps, batch), ReluMode::Standard, fill, |k| weights[k])?;
+    Ok(sums.into_iter().map(|sum| sum.iter().zip(&delta).map(|(&s, &d)| d * s as f32).collect()).collect())
+}
+
+/// `Σ_k w_k ∇ logit_{t_i}(p_ik)` for each of the `n` inputs (`per` values each) over its
+/// `per_input` points (`fill(i, k, path)` appends `p_ik`, `weight(k)` gives `w_k`) under each
+/// model with ReLU backward `relu`: per model `[n, per]` as f64. The points go `batch` at a time
+/// in chunks of whole inputs (`input_gradient::aligned_chunks`, as the sequential methods'
+/// `weighted_gradient_sums`), the weights in the backward's seeds and each input's sum taken
+/// inside the backward (`graph_engine::input_gradient_sums`); chunks add up in f64. The loop of
+/// integrated gradients and SmoothGrad.
+fn weighted_gradient_sums(
+    models: &[&GraphModel],
+    (n, per): (usize, usize),
+    targets: &[&[usize]],
+    (per_input, batch): (usize, usize),
+    relu: ReluMode,
+    mut fill: impl FnMut(usize, usize, &mut Vec<f32>),
+    weight: impl Fn(usize) -> f64,
+) -> Result<Vec<Vec<f64>>> {
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
+    let classes = logits(first);
     let mut sums = vec![vec![0.0f64; n * per]; models.len()];
-    for chunk in aligned_chunks(n, steps, batch.max(1)) {
+    for chunk in aligned_chunks(n, per_input, batch.max(1)) {
         let mut path = Vec::new();
         let mut seeds = vec![Vec::new(); models.len()];
         for (i, ks) in &chunk {
-            let (b, d) = (&reference[i * per..(i + 1) * per], &delta[i * per..(i + 1) * per]);
             for k in ks.clone() {
-                path.extend(b.iter().zip(d).map(|(&b, &d)| (f64::from(b) + alphas[k] * f64::from(d)) as f32));
+                fill(*i, k, &mut path);
             }
             for (seed, targets) in seeds.iter_mut().zip(targets) {
                 for k in ks.clone() {
                     let mut row = vec![0.0f32; classes];
-                    row[targets[*i]] = weights[k] as f32;
+                    row[targets[*i]] = weight(k) as f32;
                     seed.extend(row);
                 }
             }
         }
         let segments: Vec<usize> = chunk.iter().map(|(_, ks)| ks.len()).collect();
         let rows = segments.iter().sum();
-        let grads = shared_gradient_sums(models, &path, rows, &seeds, ReluMode::Standard, Some(&segments))?;
+        let grads = shared_gradient_sums(models, &path, rows, &seeds, relu, Some(&segments))?;
         for (sums, grads) in sums.iter_mut().zip(grads) {
             for (g, (i, _)) in grads.chunks_exact(per).zip(&chunk) {
                 sums[i * per..(i + 1) * per].iter_mut().zip(g).for_each(|(s, &v)| *s += f64::from(v));
             }
         }
     }
-    Ok(sums.into_iter().map(|sum| sum.iter().zip(&delta).map(|(&s, &d)| d * s as f32).collect()).collect())
+    Ok(sums)
+}
+
+/// SmoothGrad of a plain gradient (gradient, guided backprop, deconvnet: ReLU backward `relu`)
+/// under each model: the mean over each image's noisy copies (the tunnel's, `noise_tunnel.rs`)
+/// taken inside the backward, as the sequential tunnel does.
+fn smoothgrad_means(
+    models: &[&GraphModel],
+    x: &[f32],
+    (targets, ids): (&[&[usize]], &[u64]),
+    (tunnel, relu): (&TunnelSpec, ReluMode),
+    seed: u64,
+) -> Result<Vec<Vec<f32>>> {
+    let Some(&first) = models.first() else { return Ok(Vec::new()) };
+    let per: usize = first.graph.input.iter().product();
+    let n = x.len() / per;
+    let mut noisy = Vec::with_capacity(n * tunnel.samples * per);
+    for (i, image) in x.chunks_exact(per).enumerate() {
+        let image: Vec<f64> = image.iter().map(|&v| f64::from(v)).collect();
+        noisy.extend(noisy_copies("smoothgrad", (tunnel.samples, tunnel.noise, seed), &image, ids[i])?);
+    }
+    let samples = tunnel.samples;
+    let fill = |i: usize, k: usize, path: &mut Vec<f32>| {
+        path.extend(noisy[(i * samples + k) * per..(i * samples + k + 1) * per].iter().map(|&v| v as f32));
+    };
+    let means = weighted_gradient_sums(models, (n, per), targets, (samples, tunnel.batch), relu, fill, |_| {
+        1.0 / samples as f64
+    })?;
+    Ok(means.into_iter().map(|mean| mean.iter().map(|&v| v as f32).collect()).collect())
 }
 
 /// Expected gradients (`expected_gradients.rs`) under each model: per image, its Monte Carlo

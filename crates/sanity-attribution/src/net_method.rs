@@ -214,6 +214,7 @@ mod tests {
             r#"{"method":"gradient_x_input"}"#,
             r#"{"method":"integrated_gradients","steps":5,"batch":2}"#,
             r#"{"method":"expected_gradients","samples":3,"batch":2}"#,
+            r#"{"method":"smoothgrad","samples":3,"noise":0.1,"batch":2}"#,
         ] {
             let method = NetMethod::build(&spec(json), &net, 7, Some(&references)).expect("build");
             let together = method.attribute_models(&refs, &x, &target_refs, &[4, 5, 6]).expect("together");
