@@ -12,9 +12,10 @@
 //! `d` is drawn from `stream_rng(seed, "noise_tunnel", d)`, so a map does not depend on the
 //! batch it was computed in, and a cascade stage sees the same noise as the original model.
 //! Noisy copies are evaluated `batch` at a time. SmoothGrad of a plain gradient (`gradient`,
-//! `guided_backprop`, `deconvnet`: [`Attribution::gradient_rule`]) takes its mean inside the
-//! backward instead, in float32, passes holding whole images' copies as integrated gradients'
-//! do (`input_gradient::weighted_gradient_sums`). Deviation from Captum's `NoiseTunnel`: its
+//! `guided_backprop`, `deconvnet`: [`Attribution::gradient_rule`]) takes its mean through the
+//! weights in the backward's seeds instead, passes holding whole images' copies as integrated
+//! gradients' do (`input_gradient::weighted_gradient_sums`; the graph walk takes the sums inside
+//! the backward, `graph_methods.rs`). Deviation from Captum's `NoiseTunnel`: its
 //! `stdevs` is absolute; `noise` here is relative to each image's range.
 
 use crate::error::{AttributionError, Result};
