@@ -103,7 +103,6 @@ pub fn attribute_graph_models(
         }
         MethodSpec::Smoothgrad(tunnel) if gradient_rule(&tunnel.inner).is_some() => {
             let relu = gradient_rule(&tunnel.inner).unwrap_or(ReluMode::Standard);
-            check_tunnel(spec, tunnel)?;
             let maps = smoothgrad_means(models, x, (targets, ids), (tunnel, relu), run_seed)?;
             return Ok(maps.into_iter().map(|m| (m, shape)).collect());
         }
@@ -180,16 +179,6 @@ fn gradient_rule(spec: &MethodSpec) -> Option<ReluMode> {
         MethodSpec::Deconvnet {} => Some(ReluMode::Deconv),
         _ => None,
     }
-}
-
-/// Refuses a tunnel without samples or with a negative or non-finite noise.
-fn check_tunnel(spec: &MethodSpec, tunnel: &TunnelSpec) -> Result<()> {
-    if tunnel.samples == 0 || !(tunnel.noise.is_finite() && tunnel.noise >= 0.0) {
-        let reason =
-            format!("samples = {}, noise = {}; accepted: samples >= 1, noise >= 0", tunnel.samples, tunnel.noise);
-        return Err(invalid(spec.id(), reason));
-    }
-    Ok(())
 }
 
 /// The number of outputs of `model`.
@@ -297,10 +286,6 @@ fn integrated_gradients(
     (steps, rule, baseline, batch): (usize, crate::integrated_gradients::Rule, &Baseline, usize),
     seed: u64,
 ) -> Result<Vec<Vec<f32>>> {
-    let id = "integrated_gradients";
-    if steps == 0 {
-        return Err(invalid(id, "steps = 0; accepted: >= 1".into()));
-    }
     let Some(&first) = models.first() else { return Ok(Vec::new()) };
     let [c, h, w] = first.graph.input;
     let per = c * h * w;
@@ -347,9 +332,7 @@ fn weighted_gradient_sums(
             }
             for (seed, targets) in seeds.iter_mut().zip(targets) {
                 for k in ks.clone() {
-                    let mut row = vec![0.0f32; classes];
-                    row[targets[*i]] = weight(k) as f32;
-                    seed.extend(row);
+                    seed.extend(one_hot(&[targets[*i]], weight(k) as f32, classes));
                 }
             }
         }

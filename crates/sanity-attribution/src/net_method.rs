@@ -81,6 +81,22 @@ impl NetMethod {
         maps.into_iter().map(|(maps, [c, h, w])| Ok(Tensor::from_vec(maps, (n, c, h, w), &Device::Cpu)?)).collect()
     }
 
+    /// The raw maps of inputs `x` `[n, c, h, w]` under one `model`, explaining `targets[i]`,
+    /// `batch` inputs per call (input `i`'s id is `i`): `[n, c', h, w]`, float32. What
+    /// `sanity explain` and `sanity attribute` compute.
+    pub fn attribute_batches(&self, model: &NetModel, x: &Tensor, targets: &[usize], batch: usize) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        let batch = batch.max(1);
+        let mut maps = Vec::with_capacity(n.div_ceil(batch));
+        for start in (0..n).step_by(batch) {
+            let len = batch.min(n - start);
+            let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
+            let inputs = x.narrow(0, start, len)?;
+            maps.push(self.attribute_models(&[model], &inputs, &[&targets[start..start + len]], &ids)?.remove(0));
+        }
+        Ok(Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?)
+    }
+
     /// The error for a model of the other kind of network.
     fn mixed(&self) -> AttributionError {
         AttributionError::Invalid {
@@ -145,23 +161,26 @@ mod tests {
     }
 
     #[test]
-    fn a_method_gives_the_same_maps_on_a_stack_and_on_its_graph() {
+    fn a_stack_runs_as_its_graph_with_its_own_defaults_and_gives_the_candle_reference_s_maps() {
         let arch = Arc::new(Architecture::new(preset("phantom-cnn", [1, 32, 32]).expect("p")).expect("arch"));
-        let graph = Arc::new(Graph::from_architecture(&arch).expect("graph"));
         let weights = sanity_model::init_weights(&arch, 4).expect("init");
         let x =
             Tensor::from_vec((0..2 * 32 * 32).map(|i| (i % 13) as f32 / 13.0).collect(), (2, 1, 32, 32), &Device::Cpu)
                 .expect("x");
-        for json in [r#"{"method":"gradient"}"#, r#"{"method":"gradcam"}"#] {
-            // The stack's default layer (its last conv), named for both.
-            let resolved = resolve_on(&spec(json), &Net::Layers(Arc::clone(&arch))).expect("resolved");
-            let maps = |net: Net| -> Vec<f32> {
-                let method = NetMethod::build(&resolved, &net, 1, None).expect("build");
-                let model = NetModel::new(net, weights.clone());
-                let out = method.attribute_models(&[&model], &x, &[&[0, 0]], &[0, 1]).expect("maps");
-                out[0].flatten_all().expect("flat").to_vec1::<f32>().expect("f32")
-            };
-            let (a, b) = (maps(Net::Layers(Arc::clone(&arch))), maps(Net::Graph(Arc::clone(&graph))));
+        let net = Net::Layers(Arc::clone(&arch));
+        // The stack's default CAM layer is its last convolution (the graph's own default would
+        // be the last node with more than one pixel, a ReLU).
+        let resolved = resolve_on(&spec(r#"{"method":"gradcam"}"#), &net).expect("resolved");
+        assert_eq!(resolved, MethodSpec::Gradcam { layer: Some("conv4".into()) });
+        // (LRP's reference is the walk's own relevance pass: Captum's maps check it, tests/lrp.rs.)
+        for json in [r#"{"method":"gradient"}"#, r#"{"method":"gradcam"}"#, r#"{"method":"guided_backprop"}"#] {
+            let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32");
+            let method = NetMethod::build(&spec(json), &net, 1, None).expect("build");
+            let model = NetModel::new(net.clone(), weights.clone());
+            let a = flat(&method.attribute_models(&[&model], &x, &[&[0, 0]], &[0, 1]).expect("maps")[0]);
+            let reference = spec(json).build(&arch, 1).expect("reference");
+            let model = sanity_model::Model::new(Arc::clone(&arch), weights.clone());
+            let b = flat(&reference.attribute(&model, &x, &[0, 0], &[0, 1]).expect("reference maps"));
             let diff = a.iter().zip(&b).map(|(a, b)| (a - b).powi(2)).sum::<f32>().sqrt();
             let norm = a.iter().map(|a| a * a).sum::<f32>().sqrt();
             assert!(diff <= 1e-4 * norm.max(1e-12), "{json}: relative L2 {}", diff / norm);

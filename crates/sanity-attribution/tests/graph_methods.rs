@@ -161,7 +161,7 @@ fn on_the_presets_the_graph_methods_give_the_sequential_methods_maps() {
 }
 
 #[test]
-fn integrated_gradients_on_a_graph_takes_at_most_batch_points_a_pass_and_the_same_maps() {
+fn integrated_gradients_in_passes_of_fewer_points_than_steps_gives_captum_s_maps() {
     let imported = read_onnx(&model_fixture("tiny-resnet-dynamo.onnx")).expect("import");
     let model = GraphModel::new(&imported.graph, &imported.weights).expect("weights");
     let x = sanity_data::npy::read_array(&model_fixture("tiny-resnet-input.npy").display().to_string()).expect("input");

@@ -346,13 +346,9 @@ impl Explained {
         Ok((explained, original_logits))
     }
 
+    /// `model`'s logits of the explained images, `batch_size` at a time (its weights read once).
     fn logits(&self, model: &NetModel) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        for start in (0..self.indices.len()).step_by(self.batch_size) {
-            let len = self.batch_size.min(self.indices.len() - start);
-            out.extend(model.logits(&self.x.narrow(0, start, len)?.flatten_all()?.to_vec1::<f32>()?, len)?);
-        }
-        Ok(out)
+        Ok(model.logits_of(&self.x.flatten_all()?.to_vec1::<f32>()?, self.batch_size)?)
     }
 
     /// Raw maps of `method` for explained images `start..start + len` under each of `slots`

@@ -257,8 +257,9 @@ fn gradient_reads(graph: &Graph, v: usize) -> bool {
                 GraphOp::Sigmoid | GraphOp::Tanh | GraphOp::Gelu | GraphOp::LeakyRelu { .. } | GraphOp::Scale { .. }
             )
     });
-    // A max pooling keeps its argmax and its output (the routed backward's ReLU rule).
-    let pooled = v > 0 && matches!(graph.nodes[v - 1].op, GraphOp::MaxPool(_));
+    // A pooling over a ReLU keeps its output: the ReLU's rule applies to the pooled values
+    // (every max pooling keeps its argmax besides its values).
+    let pooled = v > 0 && pool_over_relu(graph, v - 1, 0).is_some();
     output || relu || read || pooled
 }
 
@@ -417,9 +418,7 @@ fn backward(
     while k > v {
         k -= 1;
         if let Some(segments) = segments.filter(|_| !summed && k < linear_below) {
-            for slot in grads.iter_mut().take(k + 2).flatten() {
-                *slot = segment_sums(slot, segments);
-            }
+            sum_pending(&mut grads[..k + 2], segments);
             summed = true;
         }
         let Some(dy) = grads[k + 1].take() else { continue };
@@ -433,13 +432,11 @@ fn backward(
             let (at, g) = match segments.filter(|_| !summed && linear_below == r) {
                 Some(segments) => {
                     // The lowest input-dependent backward: the sums are taken here.
-                    for slot in grads.iter_mut().take(r + 1).flatten() {
-                        *slot = segment_sums(slot, segments);
-                    }
+                    sum_pending(&mut grads[..r + 1], segments);
                     summed = true;
                     (below, pool.backward_sums(&dy, idx, pooled, rule, segments))
                 }
-                None => match routed_conv(model, forward, below, v, dy.len() * forward.n / pooled.len().max(1)) {
+                None => match routed_conv(model, below, v, forward.n) {
                     Some((q, conv)) => {
                         let values = pool.routed(&dy, pooled, rule);
                         let weights = model.param(q, "weight");
@@ -462,6 +459,13 @@ fn backward(
     match segments.filter(|_| !summed) {
         Some(segments) => Ok(segment_sums(&g, segments)),
         None => Ok(g),
+    }
+}
+
+/// Every gradient held in `slots` replaced by its [`segment_sums`].
+fn sum_pending(slots: &mut [Option<Vec<f32>>], segments: &[usize]) {
+    for slot in slots.iter_mut().flatten() {
+        *slot = segment_sums(slot, segments);
     }
 }
 
@@ -497,24 +501,18 @@ fn pool_over_relu(graph: &Graph, k: usize, v: usize) -> Option<(PoolNhwc, usize)
 
 /// Value `value` as the output of a square stride-1 convolution node `q` that only the ReLU
 /// right after it (node `value`) reads, whose input gradient from pooled positions alone pays
-/// (`ConvNhwc::takes_routed_gradients`), for `rows` inputs (the forward's: no sums taken), where
-/// the gradient is not asked for at its output (`v`).
-fn routed_conv(
-    model: &GraphModel,
-    forward: &Forward,
-    value: usize,
-    v: usize,
-    rows: usize,
-) -> Option<(usize, ConvNhwc)> {
+/// (`ConvNhwc::takes_routed_gradients`), on `n` inputs, where the gradient is not asked for at
+/// its output (`v`). (A pooling is never reached once sums are taken: it is input-dependent.)
+fn routed_conv(model: &GraphModel, value: usize, v: usize, n: usize) -> Option<(usize, ConvNhwc)> {
     let graph = model.graph;
     let q = value.checked_sub(1)?;
     let GraphOp::Conv(c) = graph.nodes[q].op else { return None };
     let input = graph.nodes[q].inputs[0];
     // The ReLU is the next node.
-    if v > input || rows != forward.n || !sole_reader(graph, value, value) {
+    if v > input || !sole_reader(graph, value, value) {
         return None;
     }
-    let conv = square_conv(&c, &graph.shape_of(input), rows, &graph.nodes[q].shape)?;
+    let conv = square_conv(&c, &graph.shape_of(input), n, &graph.nodes[q].shape)?;
     conv.takes_routed_gradients().then_some((q, conv))
 }
 

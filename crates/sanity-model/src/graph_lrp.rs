@@ -74,14 +74,8 @@ pub fn relevance(model: &GraphModel, x: &[f32], n: usize, seed: &[f32], rule: Lr
         let (x, y) = (&forward.values[node.inputs[0]], &forward.values[k + 1]);
         let shares = match node.op {
             GraphOp::Conv(_) | GraphOp::Linear { .. } => {
+                // No bias: an empty one, which the layer's forward reads as zeros.
                 let (w, b) = (merged.param(k, "weight"), merged.param(k, "bias"));
-                let zero_bias;
-                let b = if b.is_empty() {
-                    zero_bias = vec![0.0f32; output_channels(&node.op)];
-                    &zero_bias[..]
-                } else {
-                    b
-                };
                 let layer = |x: &[f32], w: &[f32], b: &[f32]| affine_forward(&merged, k, x, n, w, b);
                 let transpose = |s: &[f32], w: &[f32]| affine_transpose(&merged, k, s, n, w);
                 vec![(node.inputs[0], affine_relevance(rule, (x, w, b, y, &r), layer, transpose))]
@@ -105,15 +99,6 @@ pub fn relevance(model: &GraphModel, x: &[f32], n: usize, seed: &[f32], rule: Lr
     }
     let input = relevance[0].take().unwrap_or_else(|| vec![0.0; x.len()]);
     Ok(crate::graph_engine::to_nchw(&graph.input, &input))
-}
-
-/// A convolution's or linear layer's output channels.
-fn output_channels(op: &GraphOp) -> usize {
-    match *op {
-        GraphOp::Conv(c) => c.out_channels,
-        GraphOp::Linear { out_features, .. } => out_features,
-        _ => 1,
-    }
 }
 
 /// Layer `k` of `model` (a convolution or linear layer) on `x` with weights `w` and bias `b`.

@@ -47,7 +47,7 @@ type LayerValues<'a> = (&'a [f32], &'a [f32], &'a [f32], &'a [f32], &'a [f32]);
 
 /// The relevance of the input `x` of an affine layer `z = W x + b` for its output relevance
 /// `r` under `rule`, `y` its output in the forward; `forward(x, w, b)` evaluates the layer
-/// with other inputs, weights and bias, `backward(s, w)` is `Wᵀ s`. Used by the relevance pass
+/// with other inputs, weights and bias (an empty bias is zeros), `backward(s, w)` is `Wᵀ s`. Used by the relevance pass
 /// on the graph walk (`graph_lrp.rs`).
 pub(crate) fn affine_relevance(
     rule: LrpRule,
@@ -65,12 +65,11 @@ pub(crate) fn affine_relevance(
             let (xp, xn, wp, wn, bp, bn) =
                 (part(x, true), part(x, false), part(w, true), part(w, false), part(b, true), part(b, false));
             let signed_inputs = xn.iter().any(|&v| v != 0.0);
-            let zero_bias = vec![0.0f32; b.len()];
             // z± = x⁺ w± + x⁻ w∓ + b±, and R_i = α x_i·(w-part ᵀ s⁺) − β x_i·(w-part ᵀ s⁻).
             let side = |wx_pos: &[f32], wx_neg: &[f32], bias: &[f32], weight: f64| -> Vec<f32> {
                 let mut z = forward(&xp, wx_pos, bias);
                 if signed_inputs {
-                    z.iter_mut().zip(forward(&xn, wx_neg, &zero_bias)).for_each(|(z, v)| *z += v);
+                    z.iter_mut().zip(forward(&xn, wx_neg, &[])).for_each(|(z, v)| *z += v);
                 }
                 let s: Vec<f32> = stabilised_ratio(r, &z, STABILISER).iter().map(|v| v * weight as f32).collect();
                 let mut out = times(&xp, backward(&s, wx_pos));

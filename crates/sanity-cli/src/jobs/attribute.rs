@@ -2,7 +2,7 @@
 //! so that anyone can cross-check the maps from Python.
 
 use super::JobModel;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use sanity_attribution::{MethodSpec, NetMethod, ReferenceSet};
 use sanity_data::npy::read_array;
 use sanity_model::onnx::read_onnx;
@@ -119,14 +119,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     };
     let method = NetMethod::build(&method_spec(job)?, &model.net, 0, references.as_ref())?;
     let x = Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?;
-    let mut maps = Vec::new();
-    for start in (0..n).step_by(job.batch.max(1)) {
-        let len = job.batch.max(1).min(n - start);
-        let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-        let batch = x.narrow(0, start, len)?;
-        maps.push(method.attribute_models(&[&model], &batch, &[&targets[start..start + len]], &ids)?.remove(0));
-    }
-    let maps = Tensor::cat(&maps, 0)?.to_dtype(DType::F32)?;
+    let maps = method.attribute_batches(&model, &x, &targets, job.batch)?;
     let values = maps.flatten_all()?.to_vec1::<f32>()?;
     std::fs::write(out, sanity_data::npy::f32_npy(maps.dims(), &values)).map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)

@@ -5,7 +5,7 @@
 
 use super::JobModel;
 use super::compare::{parse_metrics, parse_steps};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use sanity_attribution::{MethodSpec, NetMethod};
 use sanity_experiments::plan::{DataPlan, resolve_arch};
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
@@ -237,23 +237,16 @@ fn net_maps(
     let logits = model.logits(x, n)?;
     let outputs = model.net.num_outputs();
     let targets = predicted_targets(&logits, outputs);
+    let images = Tensor::from_slice(x, (n, c, h, w), &Device::Cpu)?;
     let mut maps = Vec::with_capacity(specs.len());
     for spec in specs {
         let method = NetMethod::build(spec, &model.net, seed, references)?;
-        let mut method_maps = Vec::with_capacity(n);
-        for start in (0..n).step_by(BATCH) {
-            let len = BATCH.min(n - start);
-            let ids: Vec<u64> = (start as u64..(start + len) as u64).collect();
-            let images =
-                Tensor::from_slice(&x[start * c * h * w..(start + len) * c * h * w], (len, c, h, w), &Device::Cpu)?;
-            let batch = method.attribute_models(&[model], &images, &[&targets[start..start + len]], &ids)?.remove(0);
-            let (_, mc, mh, mw) = batch.dims4()?;
-            let values = batch.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            method_maps.extend(
-                values.chunks_exact(mc * mh * mw).map(|v| apply_all(steps, Map::new(v.to_vec(), [mc, mh, mw]))),
-            );
-        }
-        maps.push(method_maps);
+        let batch = method.attribute_batches(model, &images, &targets, BATCH)?;
+        let (_, mc, mh, mw) = batch.dims4()?;
+        let values = batch.flatten_all()?.to_vec1::<f32>()?;
+        maps.push(
+            values.chunks_exact(mc * mh * mw).map(|v| apply_all(steps, Map::new(v.to_vec(), [mc, mh, mw]))).collect(),
+        );
     }
     Ok((logits, outputs, maps))
 }

@@ -146,7 +146,7 @@ impl StridedConv {
         });
     }
 
-    /// `y` `[n, oh, ow, o]` for `x` `[n, h, w, c]`.
+    /// `y` `[n, oh, ow, o]` for `x` `[n, h, w, c]` and bias `b` (`o` values).
     pub(crate) fn forward(&self, x: &[f32], wk_t: &[f32], b: &[f32]) -> Vec<f32> {
         let (p, win, o, og, cg, len) =
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
@@ -156,9 +156,8 @@ impl StridedConv {
         y.par_chunks_mut(images * p * o).enumerate().for_each(|(chunk, dst)| {
             let first = chunk * images;
             let rows = dst.len() / o;
-            if !b.is_empty() {
-                dst.chunks_exact_mut(o).for_each(|row| row.copy_from_slice(b));
-            }
+            // Every output row starts as the bias; the products accumulate onto it.
+            dst.chunks_exact_mut(o).for_each(|row| row.copy_from_slice(b));
             let images = &x[first * len..first * len + rows / p * len];
             let out = Layout2 { rows, cols: og, rs: o, cs: 1 };
             for g in 0..self.spec.groups {
