@@ -41,6 +41,13 @@ const IMAGES_PER_GEMM: usize = 2;
 /// product from 56x56 on; docs/performance.md).
 const ROWS_PER_GEMM: usize = 4096;
 
+/// Gemm threads per chunk of `n` images of `positions` output positions: all of them when
+/// there are fewer chunks than threads, else one (the chunks run in parallel).
+pub(crate) fn gemm_threads(n: usize, positions: usize) -> usize {
+    let t = rayon::current_num_threads();
+    if n.div_ceil(images_per_gemm(positions)) >= t { 1 } else { t }
+}
+
 /// Images per gemm for images of `positions` output positions.
 pub(crate) fn images_per_gemm(positions: usize) -> usize {
     if positions * IMAGES_PER_GEMM <= ROWS_PER_GEMM { IMAGES_PER_GEMM } else { 1 }
@@ -99,10 +106,8 @@ impl ConvNhwc {
         self.h * self.w * self.c
     }
 
-    /// Gemm threads per chunk: all of them when there are fewer chunks than threads.
     fn inner_threads(&self) -> usize {
-        let t = rayon::current_num_threads();
-        if self.n.div_ceil(images_per_gemm(self.positions())) >= t { 1 } else { t }
+        gemm_threads(self.n, self.positions())
     }
 
     /// Reorders PyTorch's `[o, c, k, k]` weights for the products above (`W'ᵀ`).

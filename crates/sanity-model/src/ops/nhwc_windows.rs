@@ -19,7 +19,7 @@
 //! [`PoolNhwc`]: super::nhwc::PoolNhwc
 
 use super::gemm::{GemmScalar, Layout2, matmul};
-use super::nhwc::{images_per_gemm, zeros};
+use super::nhwc::{gemm_threads, images_per_gemm, zeros};
 use crate::graph::{ConvSpec, PoolSpec};
 use crate::graph_reference::{for_each_bin, for_each_window};
 use rayon::prelude::*;
@@ -75,12 +75,6 @@ impl StridedConv {
     fn pointwise(&self) -> bool {
         let s = &self.spec;
         s.kernel == [1, 1] && s.stride == [1, 1] && s.pads == [0; 4]
-    }
-
-    /// Gemm threads per chunk: all of them when there are fewer chunks than threads.
-    fn inner_threads(&self) -> usize {
-        let t = rayon::current_num_threads();
-        if self.n.div_ceil(images_per_gemm(self.positions())) >= t { 1 } else { t }
     }
 
     /// For output column `j`, the kernel columns whose input column lies inside the image.
@@ -150,7 +144,7 @@ impl StridedConv {
     pub(crate) fn forward(&self, x: &[f32], wk_t: &[f32], b: &[f32]) -> Vec<f32> {
         let (p, win, o, og, cg, len) =
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
-        let threads = self.inner_threads();
+        let threads = gemm_threads(self.n, self.positions());
         let mut y = zeros(self.n * p * o);
         let images = images_per_gemm(p);
         y.par_chunks_mut(images * p * o).enumerate().for_each(|(chunk, dst)| {
@@ -184,7 +178,7 @@ impl StridedConv {
     pub(crate) fn input_grad(&self, dy: &[f32], wk_t: &[f32]) -> Vec<f32> {
         let (p, win, o, og, cg, len) =
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
-        let threads = self.inner_threads();
+        let threads = gemm_threads(self.n, self.positions());
         let mut dx = zeros(dy.len() / (p * o) * len);
         let images = images_per_gemm(p);
         dx.par_chunks_mut(images * len).enumerate().for_each(|(chunk, dst)| {
