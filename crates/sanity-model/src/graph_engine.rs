@@ -168,6 +168,11 @@ impl Forward {
         self.values.last().map_or(&[], |v| v.as_slice())
     }
 
+    /// A forward of `n` inputs from its values and, per node, a max pooling's argmax.
+    pub(crate) fn with_argmax(n: usize, values: Vec<Arc<Vec<f32>>>, argmax: Vec<Option<Arc<Vec<u32>>>>) -> Self {
+        Self { n, values, argmax }
+    }
+
     /// Value `v` of `graph` (0 the input, `k + 1` node `k`'s output) in NCHW order.
     pub fn nchw(&self, graph: &Graph, v: usize) -> Vec<f32> {
         to_nchw(&graph.shape_of(v), &self.values[v])
@@ -312,42 +317,7 @@ fn evaluate(model: &GraphModel, start: Forward, keep: Option<&[bool]>) -> Forwar
             argmax.push(None);
             continue;
         }
-        let mut indices = None;
-        let y = match node.op {
-            GraphOp::Conv(c) => model.conv_forward(k, &c, x, n),
-            GraphOp::Linear { in_features, out_features, .. } => {
-                linear_forward(x, n, in_features, out_features, model.param(k, "weight"), model.param(k, "bias"))
-            }
-            GraphOp::BatchNorm { eps, .. } => {
-                let (scale, shift) = model.batch_norm(k, eps);
-                per_channel(x, scale.len(), |c, v| v * scale[c] + shift[c])
-            }
-            GraphOp::MaxPool(p) => {
-                let (y, idx) = match square_pool(&p, &input_shape, &node.shape) {
-                    Some(pool) => PoolNhwc { relu_first: fused_input, ..pool }.forward(x),
-                    None => max_pool(&p, x, &input_shape, &node.shape),
-                };
-                indices = Some(Arc::new(idx));
-                y
-            }
-            GraphOp::AvgPool { pool, count_include_pad } => {
-                AverageWindows::pool(&pool, count_include_pad, &input_shape, &node.shape).forward(x)
-            }
-            GraphOp::AdaptiveAvgPool { out } => AverageWindows::adaptive(out, &input_shape).forward(x),
-            GraphOp::GlobalAvgPool { .. } => global_average(x, input_shape[1..].iter().product(), input_shape[0]),
-            GraphOp::Add => zip_map(x, &values[node.inputs[1]], |a, b| a + b),
-            GraphOp::Concat => {
-                let parts: Vec<(&[f32], usize)> =
-                    node.inputs.iter().map(|&v| (values[v].as_slice(), graph.shape_of(v)[0])).collect();
-                concat(&parts, n, &node.shape)
-            }
-            GraphOp::Flatten => {
-                let (c, hw) = channels_last(&input_shape).unwrap_or((1, input_shape.iter().product()));
-                transpose_images(x, hw, c)
-            }
-            GraphOp::Relu => zip_map(x, x, |v, _| if v > 0.0 { v } else { 0.0 }),
-            op => zip_map(x, x, |v, _| elementwise(op, v).0),
-        };
+        let (y, indices) = node_forward(model, k, x, &values, n, fused_input);
         values.push(Arc::new(y));
         argmax.push(indices);
         for &v in if fused_input { &graph.nodes[k - 1].inputs } else { &node.inputs } {
@@ -357,6 +327,60 @@ fn evaluate(model: &GraphModel, start: Forward, keep: Option<&[bool]>) -> Forwar
         }
     }
     Forward { n, values, argmax }
+}
+
+/// Node `k`'s output for `n` inputs `x` (its first input's values, or with `relu_first` the
+/// values under a ReLU it computes itself: a max pooling's fused ReLU), the other values in
+/// `values`; and a max pooling's argmax.
+// Long: one arm per op, as graph_reference.rs's forward.
+pub(crate) fn node_forward(
+    model: &GraphModel,
+    k: usize,
+    x: &[f32],
+    values: &[Arc<Vec<f32>>],
+    n: usize,
+    relu_first: bool,
+) -> (Vec<f32>, Option<Arc<Vec<u32>>>) {
+    let graph = model.graph;
+    let node = &graph.nodes[k];
+    let input_shape = graph.shape_of(node.inputs[0]);
+    let mut indices = None;
+    let y = match node.op {
+        GraphOp::Conv(c) => model.conv_forward(k, &c, x, n),
+        GraphOp::Linear { in_features, out_features, .. } => {
+            linear_forward(x, n, in_features, out_features, model.param(k, "weight"), model.param(k, "bias"))
+        }
+        GraphOp::BatchNorm { eps, .. } => {
+            let (scale, shift) = model.batch_norm(k, eps);
+            per_channel(x, scale.len(), |c, v| v * scale[c] + shift[c])
+        }
+        GraphOp::MaxPool(p) => {
+            let (y, idx) = match square_pool(&p, &input_shape, &node.shape) {
+                Some(pool) => PoolNhwc { relu_first, ..pool }.forward(x),
+                None => max_pool(&p, x, &input_shape, &node.shape),
+            };
+            indices = Some(Arc::new(idx));
+            y
+        }
+        GraphOp::AvgPool { pool, count_include_pad } => {
+            AverageWindows::pool(&pool, count_include_pad, &input_shape, &node.shape).forward(x)
+        }
+        GraphOp::AdaptiveAvgPool { out } => AverageWindows::adaptive(out, &input_shape).forward(x),
+        GraphOp::GlobalAvgPool { .. } => global_average(x, input_shape[1..].iter().product(), input_shape[0]),
+        GraphOp::Add => zip_map(x, &values[node.inputs[1]], |a, b| a + b),
+        GraphOp::Concat => {
+            let parts: Vec<(&[f32], usize)> =
+                node.inputs.iter().map(|&v| (values[v].as_slice(), graph.shape_of(v)[0])).collect();
+            concat(&parts, n, &node.shape)
+        }
+        GraphOp::Flatten => {
+            let (c, hw) = channels_last(&input_shape).unwrap_or((1, input_shape.iter().product()));
+            transpose_images(x, hw, c)
+        }
+        GraphOp::Relu => zip_map(x, x, |v, _| if v > 0.0 { v } else { 0.0 }),
+        op => zip_map(x, x, |v, _| elementwise(op, v).0),
+    };
+    (y, indices)
 }
 
 /// `∂(Σ seed ⊙ output)/∂x`, NCHW, with ReLU backward `relu`.
@@ -692,7 +716,7 @@ fn per_channel(x: &[f32], channels: usize, f: impl Fn(usize, f32) -> f32 + Sync)
 
 /// `c` as the square stride-1 kernel (`ConvNhwc`) where it is one: square kernel, equal
 /// padding all round, no dilation, one group.
-fn square_conv(c: &ConvSpec, input: &[usize], n: usize, output: &[usize]) -> Option<ConvNhwc> {
+pub(crate) fn square_conv(c: &ConvSpec, input: &[usize], n: usize, output: &[usize]) -> Option<ConvNhwc> {
     let [k, kw] = c.kernel;
     let pad = c.pads[0];
     let square = k == kw && c.stride == [1, 1] && c.dilation == [1, 1] && c.groups == 1 && c.pads == [pad; 4];

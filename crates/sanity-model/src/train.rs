@@ -1,22 +1,31 @@
 //! Training: AdamW or SGD with momentum on minibatches, seeded shuffles and dropout,
-//! checkpoints to go on from, accuracies. The only code in the project that holds `Var`s.
+//! checkpoints to go on from, accuracies. The forward, the backward and the optimiser run on
+//! the project's own float32 engine (`graph_train.rs`, `optimizer.rs`), for sequential stacks
+//! and model graphs alike; candle's forward stays as the float64 reference of the tests.
 
 use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::error::{ModelError, Result};
-use crate::forward::Mode;
+use crate::graph_engine::{GraphModel, Parameters};
+use crate::graph_train::{
+    TrainingGraph, loss_and_gradient, parameter_gradients, parameter_name_and_shape, parameter_tensor, train_forward,
+    walk_layout,
+};
 use crate::net::NetModel;
+use crate::optimizer::Optimizer;
 use crate::weights::Weights;
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{DType, Tensor};
 use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 use sanity_data::{Dataset, stream_rng};
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
-    /// AdamW (Loshchilov & Hutter 2019), candle's; weight decay decoupled from the gradient.
+    /// AdamW (Loshchilov & Hutter 2019) as PyTorch's; weight decay decoupled from the gradient.
     #[default]
     Adamw,
     /// SGD with momentum as PyTorch's `torch.optim.SGD` (dampening 0, not Nesterov):
@@ -121,145 +130,6 @@ impl Default for TrainSpec {
     }
 }
 
-/// AdamW's constants (candle's and PyTorch's defaults; the weight decay is the spec's).
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
-
-/// One optimiser step after another, with a state that checkpoints save and restore.
-enum Stepper {
-    /// AdamW (Loshchilov & Hutter 2019, Algorithm 2) with candle's `AdamW` arithmetic, op for
-    /// op: `m = β1·m + (1−β1)·g`, `v = β2·v + (1−β2)·g²`,
-    /// `w = w·(1 − lr·λ) − lr · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + ε)`.
-    Adamw { vars: Vec<Var>, m: Vec<Tensor>, v: Vec<Tensor>, steps: usize, lr: f64, weight_decay: f64 },
-    /// SGD with momentum, see [`OptimizerKind::Sgd`].
-    Sgd { vars: Vec<Var>, velocity: Vec<Option<Tensor>>, steps: usize, lr: f64, momentum: f64, weight_decay: f64 },
-}
-
-impl Stepper {
-    fn new(vars: Vec<Var>, spec: &TrainSpec) -> Result<Self> {
-        let (lr, weight_decay) = (spec.learning_rate, spec.weight_decay);
-        Ok(match spec.optimizer {
-            OptimizerKind::Adamw => {
-                let zeros = |vars: &[Var]| vars.iter().map(|v| v.zeros_like()).collect::<candle_core::Result<Vec<_>>>();
-                Stepper::Adamw { m: zeros(&vars)?, v: zeros(&vars)?, vars, steps: 0, lr, weight_decay }
-            }
-            OptimizerKind::Sgd => Stepper::Sgd {
-                velocity: vec![None; vars.len()],
-                vars,
-                steps: 0,
-                lr,
-                momentum: spec.momentum,
-                weight_decay,
-            },
-        })
-    }
-
-    /// Sets the learning rate of the steps to come.
-    fn set_learning_rate(&mut self, rate: f64) {
-        match self {
-            Stepper::Adamw { lr, .. } | Stepper::Sgd { lr, .. } => *lr = rate,
-        }
-    }
-
-    /// Backpropagates `loss` and updates every variable.
-    fn step(&mut self, loss: &Tensor) -> Result<()> {
-        let grads = loss.backward()?;
-        match self {
-            Stepper::Adamw { vars, m, v, steps, lr, weight_decay } => {
-                *steps += 1;
-                let scale_m = 1f64 / (1f64 - BETA1.powi(*steps as i32));
-                let scale_v = 1f64 / (1f64 - BETA2.powi(*steps as i32));
-                for ((theta, m), v) in vars.iter().zip(m.iter_mut()).zip(v.iter_mut()) {
-                    // Detached: a leaf's gradient can still hold the forward's op history
-                    // (candle detaches only inner nodes' gradients), and the moments kept from
-                    // it would hold every step's forward alive.
-                    let Some(g) = grads.get(theta).map(Tensor::detach) else { continue };
-                    let next_m = ((&*m * BETA1)? + (&g * (1.0 - BETA1))?)?;
-                    let next_v = ((&*v * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
-                    let m_hat = (&next_m * scale_m)?;
-                    let v_hat = (&next_v * scale_v)?;
-                    let decayed = (theta.as_tensor() * (1f64 - *lr * *weight_decay))?;
-                    let adjusted = (m_hat / (v_hat.sqrt()? + EPS)?)?;
-                    theta.set(&(decayed - (adjusted * *lr)?)?)?;
-                    (*m, *v) = (next_m, next_v);
-                }
-            }
-            Stepper::Sgd { vars, velocity, steps, lr, momentum, weight_decay } => {
-                *steps += 1;
-                for (var, v) in vars.iter().zip(velocity.iter_mut()) {
-                    let Some(mut g) = grads.get(var).map(Tensor::detach) else { continue };
-                    if *weight_decay != 0.0 {
-                        g = (g + var.as_tensor().detach().affine(*weight_decay, 0.0)?)?;
-                    }
-                    if *momentum != 0.0 {
-                        g = match v.take() {
-                            Some(previous) => (previous.affine(*momentum, 0.0)? + g)?,
-                            None => g,
-                        };
-                        *v = Some(g.clone());
-                    }
-                    var.set(&(var.as_tensor() - g.affine(*lr, 0.0)?)?)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The state tensors under PyTorch's names for the variables `names`, and the steps taken.
-    fn state(&self, names: &[String]) -> Result<(Weights, usize)> {
-        let mut state = Weights::new();
-        let steps = match self {
-            Stepper::Adamw { m, v, steps, .. } => {
-                for ((name, m), v) in names.iter().zip(m).zip(v) {
-                    state.insert(format!("{name}.exp_avg"), m.clone());
-                    state.insert(format!("{name}.exp_avg_sq"), v.clone());
-                }
-                *steps
-            }
-            Stepper::Sgd { velocity, steps, .. } => {
-                for (name, v) in names.iter().zip(velocity) {
-                    if let Some(v) = v {
-                        state.insert(format!("{name}.momentum_buffer"), v.clone());
-                    }
-                }
-                *steps
-            }
-        };
-        Ok((state, steps))
-    }
-
-    /// Takes the state [`Stepper::state`] gave; a missing or misshapen tensor is an error.
-    fn restore(&mut self, names: &[String], state: &Weights, steps: usize) -> Result<()> {
-        let get = |name: String, like: &Var| -> Result<Tensor> {
-            let t = state.get(&name).map_err(|_| ModelError::Training(format!("the checkpoint has no `{name}`")))?;
-            match t.dims() == like.dims() {
-                true => Ok(t.to_dtype(like.dtype())?),
-                false => {
-                    Err(ModelError::Training(format!("`{name}` has shape {:?}, expected {:?}", t.dims(), like.dims())))
-                }
-            }
-        };
-        match self {
-            Stepper::Adamw { vars, m, v, steps: taken, .. } => {
-                for (i, (name, var)) in names.iter().zip(vars.iter()).enumerate() {
-                    m[i] = get(format!("{name}.exp_avg"), var)?;
-                    v[i] = get(format!("{name}.exp_avg_sq"), var)?;
-                }
-                *taken = steps;
-            }
-            Stepper::Sgd { vars, velocity, steps: taken, .. } => {
-                for (i, (name, var)) in names.iter().zip(vars.iter()).enumerate() {
-                    let key = format!("{name}.momentum_buffer");
-                    velocity[i] = state.get(&key).ok().map(|_| get(key, var)).transpose()?;
-                }
-                *taken = steps;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What one epoch did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
@@ -272,35 +142,6 @@ pub struct EpochStats {
     /// Training-set accuracy in eval mode after the epoch (measured when training stops at an
     /// accuracy).
     pub train_accuracy: Option<f64>,
-}
-
-/// The first tensor of `weights` holding a NaN or an infinity, described, if any.
-fn non_finite_weight(weights: &Weights) -> Result<Option<String>> {
-    for (name, tensor) in weights.iter() {
-        let values = tensor.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
-        let bad = values.iter().filter(|v| !v.is_finite()).count();
-        if bad > 0 {
-            return Ok(Some(format!("`{name}` holds {bad} non-finite values after the epoch's updates")));
-        }
-    }
-    Ok(None)
-}
-
-/// Loss of logits against labels: binary cross-entropy with logits for a single-logit model
-/// (`max(z, 0) − z·y + log(1 + e^{−|z|})`, stable), softmax cross-entropy otherwise.
-fn loss(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-    let n = labels.len();
-    if logits.dim(1)? == 1 {
-        let z = logits.flatten_all()?;
-        let y = Tensor::from_vec(labels.iter().map(|&l| l as f32).collect::<Vec<_>>(), n, logits.device())?
-            .to_dtype(z.dtype())?;
-        let softplus = z.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?;
-        Ok((z.relu()? - (z * y)? + softplus)?.mean_all()?)
-    } else {
-        let log_p = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-        let idx = Tensor::from_vec(labels.iter().map(|&l| l as u32).collect::<Vec<_>>(), (n, 1), logits.device())?;
-        Ok(log_p.gather(&idx, 1)?.neg()?.mean_all()?)
-    }
 }
 
 /// Predicted classes from logits: `z > 0` for one logit, the argmax otherwise.
@@ -429,7 +270,7 @@ pub fn train_observed(
     let mut history = Vec::with_capacity(spec.epochs);
     let mut done = 0;
     if let Some(checkpoint) = start {
-        state.optimizer.restore(&state.var_names, &checkpoint.optimizer, checkpoint.meta.steps)?;
+        state.restore_optimizer(&checkpoint.optimizer, checkpoint.meta.steps)?;
         done = checkpoint.meta.epoch;
         history = checkpoint.meta.history;
         // Each epoch shuffles the previous epoch's order: replay the shuffles done.
@@ -452,7 +293,7 @@ pub fn train_observed(
         if let Some(dir) = &spec.checkpoint_dir
             && (due || stop)
         {
-            let (optimizer, steps) = state.optimizer.state(&state.var_names)?;
+            let (optimizer, steps) = state.optimizer_state()?;
             let meta = CheckpointMeta {
                 epoch,
                 steps,
@@ -462,18 +303,13 @@ pub fn train_observed(
                 architecture: model.net.spec(),
                 history: history.clone(),
             };
-            Checkpoint { meta, weights: state.current().weights, optimizer, source: None }.save(dir)?;
+            Checkpoint { meta, weights: state.current()?.weights, optimizer, source: None }.save(dir)?;
         }
         if stop {
             return Ok(Training::Stopped { epoch });
         }
     }
-    // Detach from the Vars: the returned weights are plain values that training no longer owns.
-    let mut weights = Weights::new();
-    for (k, t) in state.current().weights.iter() {
-        weights.insert(k.clone(), t.detach().copy()?);
-    }
-    Ok(Training::Finished { weights, history })
+    Ok(Training::Finished { weights: state.current()?.weights, history })
 }
 
 /// Refuses a training that cannot run: outputs that do not fit the classes, no images or a
@@ -521,42 +357,148 @@ fn check_start(
     }
 }
 
-/// What a training holds between minibatches: the trained parameters as Vars, the batch-norm
-/// running statistics (buffers that each training forward replaces), and the optimiser.
+/// What a training holds between minibatches: the network as the training walk runs it, every
+/// parameter and batch-norm buffer in the walk's layout (`GraphModel`'s: a convolution's weight
+/// reordered), and the optimiser, whose buffers follow the trained parameters in graph order.
 struct TrainState<'a> {
     model: &'a NetModel,
-    vars: Vec<(String, Var)>,
-    var_names: Vec<String>,
-    running: Weights,
-    optimizer: Stepper,
+    training: TrainingGraph,
+    parameters: Parameters,
+    optimizer: Optimizer,
+}
+
+/// Whether a parameter suffix is trained (not a batch norm's running statistics).
+fn trained(what: &str) -> bool {
+    !what.starts_with("running_")
 }
 
 impl<'a> TrainState<'a> {
     /// The state of a training of `model` from the weights of `first`.
     fn new(model: &'a NetModel, first: &NetModel, spec: &TrainSpec) -> Result<Self> {
-        let buffer_names = model.net.buffer_names();
-        let vars: Vec<(String, Var)> = first
-            .weights
-            .iter()
-            .filter(|(k, _)| !buffer_names.contains(k))
-            .map(|(k, t)| Ok((k.clone(), Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
-            .collect::<Result<_>>()?;
-        let var_names: Vec<String> = vars.iter().map(|(k, _)| k.clone()).collect();
-        let mut running = Weights::new();
-        for name in &buffer_names {
-            running.insert(name.clone(), first.weights.get(name)?.to_dtype(DType::F32)?);
-        }
-        let optimizer = Stepper::new(vars.iter().map(|(_, v)| v.clone()).collect(), spec)?;
-        Ok(Self { model, vars, var_names, running, optimizer })
+        let training = TrainingGraph::of(&model.net)?;
+        let parameters = GraphModel::new(&training.graph, &first.weights)?.parameters;
+        let sizes: Vec<usize> =
+            parameters.iter().flatten().filter(|(what, _)| trained(what)).map(|(_, v)| v.len()).collect();
+        let optimizer = Optimizer::new(&sizes, spec);
+        Ok(Self { model, training, parameters, optimizer })
     }
 
-    /// The model with the current parameters and buffers.
-    fn current(&self) -> NetModel {
-        let mut weights = self.running.clone();
-        for (k, v) in &self.vars {
-            weights.insert(k.clone(), v.as_tensor().clone());
+    /// `(node, suffix)` of every trained parameter, in the optimiser's order.
+    fn trained_slots(&self) -> Vec<(usize, &'static str)> {
+        let nodes = self.parameters.iter().enumerate();
+        nodes.flat_map(|(k, ps)| ps.iter().filter(|(w, _)| trained(w)).map(move |(w, _)| (k, *w))).collect()
+    }
+
+    /// The name and PyTorch shape of parameter `what` of node `k`.
+    fn describe(&self, k: usize, what: &str) -> (String, Vec<usize>) {
+        parameter_name_and_shape(&self.training.graph, k, what)
+    }
+
+    /// A tensor of parameter `what` of node `k` (PyTorch's layout) from `values` (the walk's).
+    fn to_tensor(&self, k: usize, what: &str, values: &[f32]) -> Result<Tensor> {
+        parameter_tensor(&self.training.graph, k, what, values)
+    }
+
+    /// The model with the current parameters and buffers (PyTorch layouts).
+    fn current(&self) -> Result<NetModel> {
+        let mut weights = Weights::new();
+        for (k, ps) in self.parameters.iter().enumerate() {
+            for (what, values) in ps {
+                weights.insert(self.describe(k, what).0, self.to_tensor(k, what, values)?);
+            }
         }
-        self.model.with_weights(weights)
+        Ok(self.model.with_weights(weights))
+    }
+
+    /// The optimiser's state under PyTorch's names (`<parameter>.<buffer>`), and the steps taken.
+    fn optimizer_state(&self) -> Result<(Weights, usize)> {
+        let slots = self.trained_slots();
+        let mut state = Weights::new();
+        for (i, suffix, values) in self.optimizer.buffers() {
+            let (k, what) = slots[i];
+            state.insert(format!("{}.{suffix}", self.describe(k, what).0), self.to_tensor(k, what, values)?);
+        }
+        Ok((state, self.optimizer.steps()))
+    }
+
+    /// Takes the optimiser state [`TrainState::optimizer_state`] gave; a missing (AdamW) or
+    /// misshapen buffer is an error.
+    fn restore_optimizer(&mut self, state: &Weights, steps: usize) -> Result<()> {
+        let slots = self.trained_slots();
+        let mut optimizer = self.optimizer.clone();
+        optimizer.restore(steps, |i, suffix, required| {
+            let (k, what) = slots[i];
+            let (name, shape) = self.describe(k, what);
+            let key = format!("{name}.{suffix}");
+            let t = match state.get(&key) {
+                Ok(t) => t,
+                Err(_) if !required => return Ok(None),
+                Err(_) => return Err(ModelError::Training(format!("the checkpoint has no `{key}`"))),
+            };
+            if t.dims() != shape.as_slice() {
+                return Err(ModelError::Training(format!("`{key}` has shape {:?}, expected {shape:?}", t.dims())));
+            }
+            let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            Ok(Some(walk_layout(&self.training.graph, k, what, values)))
+        })?;
+        self.optimizer = optimizer;
+        Ok(())
+    }
+
+    /// The first parameter or buffer holding a NaN or an infinity, described, if any.
+    fn non_finite_parameter(&self) -> Option<String> {
+        for (k, ps) in self.parameters.iter().enumerate() {
+            for (what, values) in ps {
+                let bad = values.iter().filter(|v| !v.is_finite()).count();
+                if bad > 0 {
+                    let name = self.describe(k, what).0;
+                    return Some(format!("`{name}` holds {bad} non-finite values after the epoch's updates"));
+                }
+            }
+        }
+        None
+    }
+
+    /// One minibatch: the training forward, the loss and every parameter's gradient on the
+    /// walk, the batch norms' running statistics updated, one optimiser step. Returns the loss
+    /// and the logits.
+    fn step(&mut self, x: &[f32], labels: &[usize], rng: &mut ChaCha8Rng) -> Result<(f64, Vec<f32>)> {
+        let outputs = self.model.net.num_outputs();
+        let model = GraphModel::with_parameters(&self.training.graph, std::mem::take(&mut self.parameters));
+        let result = train_forward(&model, &self.training, x, labels.len(), rng).and_then(|pass| {
+            let (loss, seed) = loss_and_gradient(pass.logits(), labels, outputs);
+            let grads = if loss.is_finite() { parameter_gradients(&model, &pass, &seed)? } else { Vec::new() };
+            Ok((loss, pass, grads))
+        });
+        self.parameters = model.parameters;
+        let (loss, pass, grads) = result?;
+        let logits = pass.logits().to_vec();
+        if !loss.is_finite() {
+            return Ok((loss, logits));
+        }
+        for (k, [mean, var]) in pass.running_statistics() {
+            for (what, values) in &mut self.parameters[k] {
+                match *what {
+                    "running_mean" => *values = Arc::from(mean.as_slice()),
+                    "running_var" => *values = Arc::from(var.as_slice()),
+                    _ => {}
+                }
+            }
+        }
+        let mut ordered = Vec::new();
+        let mut params: Vec<&mut [f32]> = Vec::new();
+        for (k, ps) in self.parameters.iter_mut().enumerate() {
+            for (what, values) in ps.iter_mut().filter(|(w, _)| trained(w)) {
+                let g = grads[k].iter().find(|(w, _)| w == what).map(|(_, g)| g.clone());
+                ordered.push(g.unwrap_or_else(|| vec![0.0; values.len()]));
+                if Arc::get_mut(values).is_none() {
+                    *values = Arc::from(values.to_vec());
+                }
+                params.push(Arc::get_mut(values).expect("a parameter the training alone holds"));
+            }
+        }
+        self.optimizer.step(&mut params, &ordered);
+        Ok((loss, logits))
     }
 
     /// Trains epoch `epoch` over the images in `order`, minibatch by minibatch; a non-finite
@@ -570,24 +512,18 @@ impl<'a> TrainState<'a> {
         order: &[usize],
         on_batch: &mut dyn FnMut(&BatchProgress),
     ) -> Result<EpochStats> {
-        let [c, h, w] = data.image_shape;
         let outputs = self.model.net.num_outputs();
         let mut dropout_rng = stream_rng(seed, "train-dropout", epoch as u64);
         let (mut loss_sum, mut batches, mut correct) = (0.0, 0usize, 0usize);
         for batch in order.chunks(spec.batch_size) {
-            let x = Tensor::from_vec(data.gather_images(batch), (batch.len(), c, h, w), &Device::Cpu)?;
+            let x = data.gather_images(batch);
             let labels: Vec<usize> = batch.iter().map(|&i| data.labels[i]).collect();
-            let mut updated = self.running.clone();
-            let logits = self.current().forward_in(&x, &mut Mode::Train(&mut dropout_rng, &mut updated))?;
-            self.running = updated;
-            let l = loss(&logits, &labels)?;
-            let value = l.to_scalar::<f32>()?;
+            let (value, logits) = self.step(&x, &labels, &mut dropout_rng)?;
             if !value.is_finite() {
                 let what = format!("the loss of minibatch {} is {value}", batches + 1);
                 return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
             }
-            self.optimizer.step(&l)?;
-            loss_sum += f64::from(value);
+            loss_sum += value;
             batches += 1;
             on_batch(&BatchProgress {
                 epoch,
@@ -596,15 +532,14 @@ impl<'a> TrainState<'a> {
                 loss: loss_sum / batches as f64,
                 images: (batches * spec.batch_size).min(data.len()),
             });
-            let predicted = classes_of(&logits.flatten_all()?.to_vec1::<f32>()?, outputs);
+            let predicted = classes_of(&logits, outputs);
             correct += predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
         }
-        let trained = self.current();
-        if let Some(what) = non_finite_weight(&trained.weights)? {
+        if let Some(what) = self.non_finite_parameter() {
             return Err(ModelError::Diverged { epoch, what, learning_rate: spec.learning_rate });
         }
         let train_accuracy = match spec.stop_at_accuracy {
-            Some(_) => Some(trained.accuracy(data)?),
+            Some(_) => Some(self.current()?.accuracy(data)?),
             None => None,
         };
         Ok(EpochStats {
@@ -613,86 +548,5 @@ impl<'a> TrainState<'a> {
             running_accuracy: correct as f64 / data.len() as f64,
             train_accuracy,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adamw_steps_equal_candle_s_adamw_bit_for_bit() {
-        use candle_nn::Optimizer;
-        let values = |seed: u32, n: usize| {
-            (0..n).map(move |i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-        };
-        let ours = [Var::from_vec(values(1, 12).collect(), (3, 4), &Device::Cpu).expect("var")];
-        let theirs = [Var::from_vec(values(1, 12).collect(), (3, 4), &Device::Cpu).expect("var")];
-        let target = Tensor::from_vec(values(7, 12).collect::<Vec<f32>>(), (3, 4), &Device::Cpu).expect("target");
-        let spec = TrainSpec { learning_rate: 0.05, weight_decay: 0.01, ..TrainSpec::default() };
-        let mut stepper = Stepper::new(ours.to_vec(), &spec).expect("ours");
-        let params = candle_nn::ParamsAdamW { lr: 0.05, weight_decay: 0.01, ..Default::default() };
-        let mut adamw = candle_nn::AdamW::new(theirs.to_vec(), params).expect("candle's");
-        let loss = |w: &Var| (w.as_tensor() - &target).and_then(|d| d.sqr()).and_then(|d| d.sum_all()).expect("loss");
-        for step in 0..5 {
-            stepper.step(&loss(&ours[0])).expect("step");
-            adamw.backward_step(&loss(&theirs[0])).expect("step");
-            let [a, b] =
-                [&ours[0], &theirs[0]].map(|v| v.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values"));
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&a), bits(&b), "step {step}");
-        }
-    }
-
-    #[test]
-    fn sgd_with_momentum_and_weight_decay_follows_pytorch_s_update() {
-        // loss = Σ (w − t)²: g = 2 (w − t). torch.optim.SGD(lr, momentum, weight_decay):
-        // g += wd·w; v = g (first step) or μ·v + g; w −= lr·v.
-        let (t, lr, mu, wd) = ([1.0f64, -2.0], 0.1, 0.9, 0.01);
-        let var = Var::from_vec(vec![0.5f64, 0.25], 2, &Device::Cpu).expect("var");
-        let target = Tensor::from_vec(t.to_vec(), 2, &Device::Cpu).expect("target");
-        let spec = TrainSpec {
-            learning_rate: lr,
-            momentum: mu,
-            weight_decay: wd,
-            optimizer: OptimizerKind::Sgd,
-            ..TrainSpec::default()
-        };
-        let mut stepper = Stepper::new(vec![var.clone()], &spec).expect("sgd");
-        let (mut w, mut v) = ([0.5f64, 0.25], [0.0f64; 2]);
-        for step in 0..3 {
-            let loss = (var.as_tensor() - &target).and_then(|d| d.sqr()).and_then(|d| d.sum_all()).expect("loss");
-            stepper.step(&loss).expect("step");
-            for i in 0..2 {
-                let g = 2.0 * (w[i] - t[i]) + wd * w[i];
-                v[i] = if step == 0 { g } else { mu * v[i] + g };
-                w[i] -= lr * v[i];
-            }
-            let got = var.as_tensor().to_vec1::<f64>().expect("values");
-            for (a, b) in got.iter().zip(&w) {
-                assert!((a - b).abs() < 1e-12, "step {step}: {a} vs {b}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_optimiser_state_holds_no_forward_alive() {
-        // A leaf's gradient from candle's backward can carry the forward's op history (here
-        // through `x`, a computed tensor); moments kept from it held every step's forward
-        // alive (a ResNet-18 grew by 700 MB a step).
-        let x = (Tensor::from_vec(vec![1.0f32, 2.0], 2, &Device::Cpu).expect("x") * 3.0).expect("computed");
-        for optimizer in [OptimizerKind::Adamw, OptimizerKind::Sgd] {
-            let var = Var::from_vec(vec![0.5f32, 0.25], 2, &Device::Cpu).expect("var");
-            let spec = TrainSpec { optimizer, ..TrainSpec::default() };
-            let mut stepper = Stepper::new(vec![var.clone()], &spec).expect("stepper");
-            let x = Var::from_tensor(&x).expect("tracked");
-            let loss = (var.as_tensor() * x.as_tensor()).and_then(|p| p.sqr()).and_then(|p| p.sum_all()).expect("loss");
-            stepper.step(&loss).expect("step");
-            let kept: Vec<&Tensor> = match &stepper {
-                Stepper::Adamw { m, v, .. } => m.iter().chain(v).collect(),
-                Stepper::Sgd { velocity, .. } => velocity.iter().flatten().collect(),
-            };
-            assert!(!kept.is_empty() && kept.iter().all(|t| !t.track_op()), "{optimizer:?} keeps an op history");
-        }
     }
 }

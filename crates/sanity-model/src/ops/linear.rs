@@ -62,6 +62,32 @@ pub(crate) fn input_grad_values<T: WithDType + GemmScalar>(
     dx
 }
 
+/// `dW [fout, fin] = dyᵀ x` for `dy` `[n, fout]` and `x` `[n, fin]` (one product: the
+/// reduction over the rows is never split, so the result does not depend on the thread count).
+pub(crate) fn weight_grad_values<T: WithDType + GemmScalar>(
+    dy: &[T],
+    x: &[T],
+    n: usize,
+    fin: usize,
+    fout: usize,
+) -> Vec<T> {
+    let mut dw = vec![T::zero(); fout * fin];
+    let (gl, xl) = (Layout2::row_major(n, fout).t(), Layout2::row_major(n, fin));
+    matmul(&mut dw, Layout2::row_major(fout, fin), dy, gl, x, xl, false, rayon::current_num_threads());
+    dw
+}
+
+/// `db [fout] = Σ_n dy`, row by row.
+pub(crate) fn bias_grad_values<T: WithDType>(dy: &[T], fout: usize) -> Vec<T> {
+    let mut db = vec![T::zero(); fout];
+    for row in dy.chunks_exact(fout) {
+        for (d, &v) in db.iter_mut().zip(row) {
+            *d += v;
+        }
+    }
+    db
+}
+
 impl Linear {
     fn fwd_typed<T: WithDType + GemmScalar>(
         &self,
@@ -94,23 +120,13 @@ impl Linear {
                 None
             };
             let dw = if w.track_op() {
-                let mut dw = vec![T::zero(); fout * fin];
-                with_values(x, |xv: &[T]| {
-                    let (gl, xl) = (Layout2::row_major(n, fout).t(), Layout2::row_major(n, fin));
-                    matmul(&mut dw, Layout2::row_major(fout, fin), dy, gl, xv, xl, false, rayon::current_num_threads())
-                })?;
+                let dw = with_values(x, |xv: &[T]| weight_grad_values(dy, xv, n, fin, fout))?;
                 Some(Tensor::from_vec(dw, w.shape(), w.device())?)
             } else {
                 None
             };
             let db = if b.track_op() {
-                let mut db = vec![T::zero(); fout];
-                for row in dy.chunks_exact(fout) {
-                    for (d, &v) in db.iter_mut().zip(row) {
-                        *d += v;
-                    }
-                }
-                Some(Tensor::from_vec(db, b.shape(), b.device())?)
+                Some(Tensor::from_vec(bias_grad_values(dy, fout), b.shape(), b.device())?)
             } else {
                 None
             };

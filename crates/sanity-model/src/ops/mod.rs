@@ -51,6 +51,7 @@ pub(crate) mod gemm;
 pub mod linear;
 pub(crate) mod nhwc;
 pub(crate) mod nhwc_windows;
+pub(crate) mod partial_sums;
 pub mod pool;
 pub mod relu;
 pub(crate) mod simd;

@@ -20,6 +20,7 @@
 //! propagate NaN: a NaN loses every comparison).
 
 use super::gemm::{GemmScalar, Layout2, matmul};
+use super::partial_sums::{add_rows, ordered_sum};
 use super::simd::{has_avx2_fma, has_avx512_fma};
 use rayon::prelude::*;
 
@@ -85,6 +86,23 @@ pub(crate) fn reorder_conv_weights(w: &[f32], [o, cg, kh, kw]: [usize; 4]) -> Ve
         }
     }
     wk_t
+}
+
+/// The inverse of [`reorder_conv_weights`]: `W'ᵀ` `[o, (u, v, c_g)]` back to PyTorch's
+/// `[o, c_g, kh, kw]`.
+pub(crate) fn restore_conv_weights(wk_t: &[f32], [o, cg, kh, kw]: [usize; 4]) -> Vec<f32> {
+    let win = kh * kw * cg;
+    let mut w = vec![0.0f32; o * win];
+    for (oc, row) in wk_t.chunks_exact(win).enumerate() {
+        for ci in 0..cg {
+            for u in 0..kh {
+                for v in 0..kw {
+                    w[((oc * cg + ci) * kh + u) * kw + v] = row[(u * kw + v) * cg + ci];
+                }
+            }
+        }
+    }
+    w
 }
 
 impl ConvNhwc {
@@ -254,23 +272,52 @@ impl ConvNhwc {
                 row.copy_from_slice(b);
             }
             f32::with_scratch(0, rows * win, |cols| {
-                let images = &x[first * len..first * len + rows / p * len];
-                let cl = if self.transposed() {
-                    for (m, image) in images.chunks_exact(len).enumerate() {
-                        self.im2col_t(image, cols, rows, m * p);
-                    }
-                    Layout2::row_major(win, rows).t()
-                } else {
-                    for (image, image_cols) in images.chunks_exact(len).zip(cols.chunks_exact_mut(p * win)) {
-                        self.im2col(image, image_cols);
-                    }
-                    Layout2::row_major(rows, win)
-                };
+                let cl = self.columns(&x[first * len..first * len + rows / p * len], cols);
                 let wl = Layout2::row_major(o, win).t();
                 matmul(dst, Layout2::row_major(rows, o), cols, cl, wk_t, wl, true, threads);
             });
         });
         y
+    }
+
+    /// The column matrix `[rows, k²c]` of `images` (whole NHWC images) written into `cols`, and
+    /// its layout (transposed storage for short window rows).
+    fn columns(&self, images: &[f32], cols: &mut [f32]) -> Layout2 {
+        let (p, win, len) = (self.positions(), self.window(), self.image_len());
+        let rows = images.len() / len * p;
+        if self.transposed() {
+            for (m, image) in images.chunks_exact(len).enumerate() {
+                self.im2col_t(image, cols, rows, m * p);
+            }
+            Layout2::row_major(win, rows).t()
+        } else {
+            for (image, image_cols) in images.chunks_exact(len).zip(cols.chunks_exact_mut(p * win)) {
+                self.im2col(image, image_cols);
+            }
+            Layout2::row_major(rows, win)
+        }
+    }
+
+    /// The weight and bias gradients for `dy` `[n, oh, ow, o]` at inputs `x` `[n, h, w, c]`:
+    /// `dW'ᵀ [o, k²c] = Σ_chunks dyᵀ × cols` (the layout of [`reorder_conv_weights`]) followed
+    /// by `db [o] = Σ dy`, summed over the chunks of the forward in an order fixed by the batch
+    /// alone ([`ordered_sum`]).
+    pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
+        let images = images_per_gemm(p);
+        ordered_sum(self.n.div_ceil(images), o * win + o, |chunk, sum, threads| {
+            let first = chunk * images;
+            let count = images.min(self.n - first);
+            let rows = count * p;
+            let g = &dy[first * p * o..(first + count) * p * o];
+            f32::with_scratch(0, rows * win, |cols| {
+                let cl = self.columns(&x[first * len..(first + count) * len], cols);
+                let (dw, db) = sum.split_at_mut(o * win);
+                let gl = Layout2::row_major(rows, o).t();
+                matmul(dw, Layout2::row_major(o, win), g, gl, cols, cl, true, threads);
+                add_rows(g, o, db);
+            });
+        })
     }
 
     /// `dx` `[n, h, w, c]` for `dy` `[n, oh, ow, o]`.

@@ -20,6 +20,7 @@
 
 use super::gemm::{GemmScalar, Layout2, matmul};
 use super::nhwc::{gemm_threads, images_per_gemm, zeros};
+use super::partial_sums::{add_rows, ordered_sum};
 use crate::graph::{ConvSpec, PoolSpec};
 use crate::graph_reference::{for_each_bin, for_each_window};
 use rayon::prelude::*;
@@ -204,6 +205,41 @@ impl StridedConv {
             }
         });
         dx
+    }
+
+    /// The weight and bias gradients for `dy` `[n, oh, ow, o]` at inputs `x` `[n, h, w, c]`:
+    /// per group `dW'_gᵀ [o_g, window] = Σ dy_gᵀ × cols_g` (the reordered layout), then
+    /// `db [o] = Σ dy`, summed over the forward's chunks in an order fixed by the batch alone.
+    pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let (p, win, o, og, cg, len) =
+            (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
+        let images = images_per_gemm(p);
+        let block = win * og;
+        ordered_sum(self.n.div_ceil(images), o * win + o, |chunk, sum, threads| {
+            let first = chunk * images;
+            let count = images.min(self.n - first);
+            let rows = count * p;
+            let grad = &dy[first * p * o..(first + count) * p * o];
+            let inputs = &x[first * len..(first + count) * len];
+            let (dw, db) = sum.split_at_mut(o * win);
+            let gl = Layout2 { rows, cols: og, rs: o, cs: 1 }.t();
+            for g in 0..self.spec.groups {
+                let dst = &mut dw[g * block..(g + 1) * block];
+                let dl = Layout2::row_major(og, win);
+                if self.pointwise() {
+                    let xl = Layout2 { rows, cols: cg, rs: self.c(), cs: 1 };
+                    matmul(dst, dl, &grad[g * og..], gl, &inputs[g * cg..], xl, true, threads);
+                    continue;
+                }
+                f32::with_scratch(0, rows * win, |cols| {
+                    for (image, image_cols) in inputs.chunks_exact(len).zip(cols.chunks_exact_mut(p * win)) {
+                        self.im2col(image, g, image_cols);
+                    }
+                    matmul(dst, dl, &grad[g * og..], gl, cols, Layout2::row_major(rows, win), true, threads);
+                });
+            }
+            add_rows(grad, o, db);
+        })
     }
 
     /// Group `g`'s block of a reordered weight buffer.
