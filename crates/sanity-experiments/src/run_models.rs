@@ -312,8 +312,12 @@ pub fn train_resumable(
         // line, the only output where stderr is not a terminal.
         let trained = {
             let shared = std::cell::RefCell::new(&mut *progress);
+            // Each epoch's line ends with its wall time (from the previous line: the epoch's
+            // minibatches, and its accuracy where training stops at one).
+            let since = std::cell::Cell::new(std::time::Instant::now());
             let mut on_epoch = |s: &EpochStats| {
-                (shared.borrow_mut())(Progress::Note((phase.1)(s)));
+                let seconds = since.replace(std::time::Instant::now()).elapsed().as_secs_f64();
+                (shared.borrow_mut())(Progress::Note(format!("{} ({seconds:.1} s)", (phase.1)(s))));
                 if stop() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
             };
             let mut on_batch = |b: &BatchProgress| {

@@ -159,7 +159,7 @@ pub struct Forward {
     /// The values, each `[n, shape]` (NHWC for images).
     pub values: Vec<Arc<Vec<f32>>>,
     /// Per node, a max pooling's argmax indices.
-    argmax: Vec<Option<Arc<Vec<u32>>>>,
+    pub(crate) argmax: Vec<Option<Arc<Vec<u32>>>>,
 }
 
 impl Forward {
@@ -460,7 +460,7 @@ fn backward(
                     summed = true;
                     (below, pool.backward_sums(&dy, idx, pooled, rule, segments))
                 }
-                None => match routed_conv(model, below, v, forward.n) {
+                None => match routed_conv(model, below, v, forward.n).filter(|(_, c)| c.takes_routed_gradients()) {
                     Some((q, conv)) => {
                         let values = pool.routed(&dy, pooled, rule);
                         let weights = model.param(q, "weight");
@@ -511,7 +511,7 @@ fn segment_sums(g: &[f32], segments: &[usize]) -> Vec<f32> {
 /// Node `k` as a non-overlapping max pooling (`PoolNhwc`, ReLU fused) over the ReLU node
 /// `r = k − 1` that only it reads, where the gradient is not asked for at the ReLU's output
 /// (`v`).
-fn pool_over_relu(graph: &Graph, k: usize, v: usize) -> Option<(PoolNhwc, usize)> {
+pub(crate) fn pool_over_relu(graph: &Graph, k: usize, v: usize) -> Option<(PoolNhwc, usize)> {
     let GraphOp::MaxPool(p) = graph.nodes[k].op else { return None };
     let r = graph.nodes[k].inputs[0].checked_sub(1)?;
     let below = graph.nodes[r].inputs[0];
@@ -524,10 +524,11 @@ fn pool_over_relu(graph: &Graph, k: usize, v: usize) -> Option<(PoolNhwc, usize)
 }
 
 /// Value `value` as the output of a square stride-1 convolution node `q` that only the ReLU
-/// right after it (node `value`) reads, whose input gradient from pooled positions alone pays
-/// (`ConvNhwc::takes_routed_gradients`), on `n` inputs, where the gradient is not asked for at
-/// its output (`v`). (A pooling is never reached once sums are taken: it is input-dependent.)
-fn routed_conv(model: &GraphModel, value: usize, v: usize, n: usize) -> Option<(usize, ConvNhwc)> {
+/// right after it (node `value`) reads, on `n` inputs, where the gradient is not asked for at
+/// its output (`v`): its gradients can come from the pooled positions alone (where that pays
+/// for its input gradient: `ConvNhwc::takes_routed_gradients`). (A pooling is never reached
+/// once sums are taken: it is input-dependent.)
+pub(crate) fn routed_conv(model: &GraphModel, value: usize, v: usize, n: usize) -> Option<(usize, ConvNhwc)> {
     let graph = model.graph;
     let q = value.checked_sub(1)?;
     let GraphOp::Conv(c) = graph.nodes[q].op else { return None };
@@ -536,8 +537,7 @@ fn routed_conv(model: &GraphModel, value: usize, v: usize, n: usize) -> Option<(
     if v > input || !sole_reader(graph, value, value) {
         return None;
     }
-    let conv = square_conv(&c, &graph.shape_of(input), n, &graph.nodes[q].shape)?;
-    conv.takes_routed_gradients().then_some((q, conv))
+    Some((q, square_conv(&c, &graph.shape_of(input), n, &graph.nodes[q].shape)?))
 }
 
 /// Whether node `reader` is the only node that reads value `value`.

@@ -19,7 +19,10 @@
 use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphOp};
-use crate::graph_engine::{Forward, GraphModel, accumulate, conv_input_grad, from_nchw, node_backward, node_forward};
+use crate::graph_engine::{
+    Forward, GraphModel, accumulate, conv_input_grad, from_nchw, node_backward, node_forward, pool_over_relu,
+    routed_conv,
+};
 use crate::net::Net;
 use crate::ops::ReluMode;
 use crate::ops::linear::{bias_grad_values, input_grad_values, weight_grad_values};
@@ -138,10 +141,17 @@ pub fn train_forward(
     let mut argmax = Vec::with_capacity(graph.nodes.len());
     let mut statistics = Vec::with_capacity(graph.nodes.len());
     let mut masks = Vec::with_capacity(graph.nodes.len());
+    // A ReLU that only a non-overlapping max pooling reads is computed by the pooling (its
+    // output stays empty), as in the attribution walk's forward for gradients.
+    let fused: Vec<bool> = (0..graph.nodes.len())
+        .map(|r| r + 1 < graph.nodes.len() && pool_over_relu(graph, r + 1, 0).is_some())
+        .collect();
     for (k, node) in graph.nodes.iter().enumerate() {
-        let x = Arc::clone(&values[node.inputs[0]]);
+        let relu_first = k > 0 && fused[k - 1];
+        let x = Arc::clone(&values[if relu_first { graph.nodes[k - 1].inputs[0] } else { node.inputs[0] }]);
         let (mut stats, mut mask, mut indices) = (None, None, None);
         let y = match (node.op, training.dropout[k]) {
+            _ if fused[k] => Vec::new(),
             (GraphOp::BatchNorm { channels, eps }, _) => {
                 let s = batch_statistics(model, k, &x, channels, eps, training.momentum[k]);
                 let (gamma, beta) = (model.param(k, "weight"), model.param(k, "bias"));
@@ -160,7 +170,7 @@ pub fn train_forward(
                 y
             }
             _ => {
-                let (y, idx) = node_forward(model, k, &x, &values, n, false);
+                let (y, idx) = node_forward(model, k, &x, &values, n, relu_first);
                 indices = idx;
                 y
             }
@@ -278,18 +288,55 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
     let mut grads: Vec<Option<Vec<f32>>> = vec![None; graph.nodes.len() + 1];
     grads[graph.nodes.len()] = Some(seed.to_vec());
     let mut out: ParameterGradients = vec![Vec::new(); graph.nodes.len()];
+    // Per convolution node, the pooling node above it (over its ReLU) whose routed values give
+    // its input gradient (`ConvNhwc::input_grad_routed`), and those values.
+    let mut routed: Vec<Option<(usize, Vec<f32>)>> = vec![None; graph.nodes.len()];
     for k in (0..graph.nodes.len()).rev() {
-        let Some(dy) = grads[k + 1].take() else { continue };
+        // A convolution whose gradients come from a pooling's routed values has no dense `dy`.
+        let routed_here = routed[k].take();
+        let dy = match (grads[k + 1].take(), &routed_here) {
+            (Some(dy), _) => dy,
+            (None, Some(_)) => Vec::new(),
+            (None, None) => continue,
+        };
         let node = &graph.nodes[k];
         let input = node.inputs[0];
         let x = &forward.values[input];
         let (input_shape, shape) = (graph.shape_of(input), &node.shape);
         let mut dx = None;
+        if let Some((pool, r)) = pool_over_relu(graph, k, 0) {
+            // The pooling routes each gradient to its argmax through the fused ReLU. A square
+            // convolution right below takes its gradients from the routed values; anything
+            // else gets the dense gradient at the ReLU's input.
+            let (idx, pooled) = (forward.argmax[k].as_deref().expect("a max pooling's argmax"), &forward.values[k + 1]);
+            let below = graph.nodes[r].inputs[0];
+            match routed_conv(model, below, 0, n) {
+                Some((q, _)) => routed[q] = Some((k, pool.routed(&dy, pooled, relu_rule))),
+                None => accumulate(&mut grads[below], &pool.backward(&dy, idx, pooled, relu_rule)),
+            }
+            continue;
+        }
         match node.op {
             GraphOp::Conv(c) => {
-                let mut dw = match crate::graph_engine::square_conv(&c, &input_shape, n, shape) {
-                    Some(conv) => conv.weight_grad(x, &dy),
-                    None => StridedConv::new(n, &c, &input_shape, shape).weight_grad(x, &dy),
+                let from_pool = routed_here.as_ref().map(|(p, values)| {
+                    let (pool, _) = pool_over_relu(graph, *p, 0).expect("the pooling routed from");
+                    let idx = forward.argmax[*p].as_deref().expect("a max pooling's argmax");
+                    (pool, values.as_slice(), idx, forward.values[*p + 1].as_slice())
+                });
+                let square = crate::graph_engine::square_conv(&c, &input_shape, n, shape);
+                // The dense `dy` from routed values (the ReLU's rule holds already), where a
+                // product needs it.
+                let dense = |dy: Vec<f32>| match &from_pool {
+                    Some((pool, values, idx, pooled)) => pool.backward(values, idx, pooled, relu_rule),
+                    None => dy,
+                };
+                let routed_weights =
+                    square.as_ref().filter(|s| s.takes_routed_weight_gradients()).zip(from_pool.as_ref());
+                let dy = if routed_weights.is_some() { dy } else { dense(dy) };
+                let mut dw = match (routed_weights, &square) {
+                    (Some((conv, (pool, values, idx, _))), _) => conv.weight_grad_routed(x, values, idx, pool),
+                    (None, Some(conv)) => conv.weight_grad(x, &dy),
+                    (None, None) => StridedConv::new(n, &c, &input_shape, shape).weight_grad(x, &dy),
                 };
                 let db = dw.split_off(dw.len() - c.out_channels);
                 out[k].push(("weight", dw));
@@ -297,7 +344,16 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
                     out[k].push(("bias", db));
                 }
                 if needed[input] {
-                    dx = Some(conv_input_grad(&c, &input_shape, n, model.param(k, "weight"), &dy, shape));
+                    let weights = model.param(k, "weight");
+                    dx = Some(match (square.as_ref().filter(|s| s.takes_routed_gradients()), &from_pool) {
+                        (Some(conv), Some((pool, values, idx, _))) => {
+                            conv.input_grad_routed(values, idx, pool, weights)
+                        }
+                        _ => {
+                            let dy = if routed_weights.is_some() { dense(dy) } else { dy };
+                            conv_input_grad(&c, &input_shape, n, weights, &dy, shape)
+                        }
+                    });
                 }
             }
             GraphOp::Linear { in_features, out_features, bias } => {
@@ -334,6 +390,11 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
         }
     }
     Ok(out)
+}
+
+/// The ReLU's backward rule at a pooled value `y` for gradient `g` (standard: `g` where `y > 0`).
+fn relu_rule(y: f32, g: f32) -> f32 {
+    if y > 0.0 { g } else { 0.0 }
 }
 
 /// A training batch norm's `(dγ, dβ, dx)` for `dy` (channels innermost): `dβ = Σ dy`,

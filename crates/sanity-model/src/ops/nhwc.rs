@@ -49,6 +49,18 @@ pub(crate) fn gemm_threads(n: usize, positions: usize) -> usize {
     if n.div_ceil(images_per_gemm(positions)) >= t { 1 } else { t }
 }
 
+/// Rows (output positions) per product of a weight gradient: its reduction is over the rows, so
+/// long products pay (adebayo-cnn's conv2, batch 64, 2 threads: 6.5 ms a minibatch with 2
+/// images per product, ... with 8).
+const WEIGHT_GRAD_ROWS: usize = 1024;
+
+/// Images per product of a weight gradient: a power of two, so that a batch of 2^k images
+/// splits into equal runs ([`super::partial_sums::ordered_sum`]).
+pub(crate) fn weight_grad_images(positions: usize) -> usize {
+    let images = (WEIGHT_GRAD_ROWS / positions.max(1)).max(1);
+    1 << images.ilog2()
+}
+
 /// Images per gemm for images of `positions` output positions.
 pub(crate) fn images_per_gemm(positions: usize) -> usize {
     if positions * IMAGES_PER_GEMM <= ROWS_PER_GEMM { IMAGES_PER_GEMM } else { 1 }
@@ -304,7 +316,7 @@ impl ConvNhwc {
     /// alone ([`ordered_sum`]).
     pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
         let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
-        let images = images_per_gemm(p);
+        let images = weight_grad_images(p);
         ordered_sum(self.n.div_ceil(images), o * win + o, |chunk, sum, threads| {
             let first = chunk * images;
             let count = images.min(self.n - first);
@@ -359,6 +371,40 @@ impl ConvNhwc {
     /// at most one value per window; the dense product would multiply the zeros too).
     pub(crate) fn takes_routed_gradients(&self) -> bool {
         !self.transposed()
+    }
+
+    /// Whether [`ConvNhwc::weight_grad_routed`] pays: short window rows (the dense product
+    /// multiplies `[rows, k²c]` column matrices too thin for the gemm; adebayo-cnn's conv1,
+    /// batch 64, 2 threads: 2.6 ms against 3.7 ms with the pooling's dense backward. Its conv2
+    /// is faster dense: 10.4 against 12 ms).
+    pub(crate) fn takes_routed_weight_gradients(&self) -> bool {
+        self.transposed()
+    }
+
+    /// [`ConvNhwc::weight_grad`] for a `dy` that is zero except where `pool` (the max-pool right
+    /// above this conv) routes its gradients: `values` per pooled output, at `idx` (indices into
+    /// the image's `[oh, ow, o]` output). Each nonzero adds its window of `x`, scaled, to its
+    /// filter's gradient (a quarter of the dense product's work under a 2x2 pooling, and no
+    /// dense `dy`); images summed in an order fixed by the batch ([`ordered_sum`]).
+    pub(crate) fn weight_grad_routed(&self, x: &[f32], values: &[f32], idx: &[u32], pool: &PoolNhwc) -> Vec<f32> {
+        let (p, win, o, len) = (self.positions(), self.window(), self.o, self.image_len());
+        let entries = pool.oh * pool.ow * pool.c;
+        ordered_sum(self.n, o * win + o, |m, sum, _| {
+            let (dw, db) = sum.split_at_mut(o * win);
+            f32::with_scratch(0, p * win, |cols| {
+                self.im2col(&x[m * len..(m + 1) * len], cols);
+                let range = m * entries..(m + 1) * entries;
+                for (&i, &v) in idx[range.clone()].iter().zip(&values[range]) {
+                    if v == 0.0 {
+                        continue;
+                    }
+                    let (position, channel) = (i as usize / o, i as usize % o);
+                    let window = &cols[position * win..(position + 1) * win];
+                    dw[channel * win..(channel + 1) * win].iter_mut().zip(window).for_each(|(d, &c)| *d += v * c);
+                    db[channel] += v;
+                }
+            });
+        })
     }
 
     /// `dx` for a `dy` that is zero except where `pool` (the max-pool right above this conv)

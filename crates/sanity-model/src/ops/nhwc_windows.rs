@@ -19,7 +19,7 @@
 //! [`PoolNhwc`]: super::nhwc::PoolNhwc
 
 use super::gemm::{GemmScalar, Layout2, matmul};
-use super::nhwc::{gemm_threads, images_per_gemm, zeros};
+use super::nhwc::{gemm_threads, images_per_gemm, weight_grad_images, zeros};
 use super::partial_sums::{add_rows, ordered_sum};
 use crate::graph::{ConvSpec, PoolSpec};
 use crate::graph_reference::{for_each_bin, for_each_window};
@@ -213,7 +213,7 @@ impl StridedConv {
     pub(crate) fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
         let (p, win, o, og, cg, len) =
             (self.positions(), self.window(), self.o(), self.og(), self.cg(), self.image_len());
-        let images = images_per_gemm(p);
+        let images = weight_grad_images(p);
         let block = win * og;
         ordered_sum(self.n.div_ceil(images), o * win + o, |chunk, sum, threads| {
             let first = chunk * images;
