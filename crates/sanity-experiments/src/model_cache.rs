@@ -47,7 +47,7 @@ impl ModelInputs {
             training: TrainingConfig { checkpoint_every: 0, ..config.training.clone() },
             labels: labels.to_string(),
             seed: config.seed.to_string(),
-            trainer: format!("sanity-model {}", env!("CARGO_PKG_VERSION")),
+            trainer: format!("sanity-model {} ({})", env!("CARGO_PKG_VERSION"), sanity_model::train::TRAINER),
         }
     }
 

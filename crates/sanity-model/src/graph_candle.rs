@@ -1,5 +1,5 @@
-//! A graph's forward in candle, differentiable in every weight: what training a model graph
-//! (`train.rs`) and the float64 checks of its gradients run. Each op is PyTorch's: convolutions
+//! A graph's forward in candle, differentiable in every weight: the float64 reference that the
+//! training walk's gradients (`graph_train.rs`) are checked against. Each op is PyTorch's: convolutions
 //! with any padding (uneven padding as zeros around the input), pooling windows gathered by
 //! index (padded taps −∞ for max pooling, left out of the mean unless `count_include_pad`),
 //! batch norms with batch statistics and running averages in training (PyTorch's momentum

@@ -1,6 +1,7 @@
 //! The network a run explains, whichever form it comes in: a sequential architecture (the
 //! presets and architecture TOMLs) or a model graph (the graph presets and ONNX imports). Both
-//! run on the graph walk (`graph_engine.rs`; a stack as its graph) and train in candle. The run engine reads the network
+//! run and train on the graph walk (`graph_engine.rs`, `graph_train.rs`; a stack as its graph).
+//! The run engine reads the network
 //! only through [`Net`] and [`NetModel`]: its input, outputs, stages, initialisation,
 //! re-initialisation and logits. docs/models.md, "Graphs and ONNX".
 //!
@@ -254,7 +255,7 @@ impl NetModel {
     }
 
     /// The logits `[n, outputs]` of inputs `x` `[n, c, h, w]` in `mode`, differentiable in the
-    /// weights (candle): what training runs.
+    /// weights (candle): the float64 reference of the training walk's tests.
     pub fn forward_in(&self, x: &Tensor, mode: &mut crate::forward::Mode) -> Result<Tensor> {
         match &self.net {
             Net::Layers(arch) => {

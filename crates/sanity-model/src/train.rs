@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+/// Which training code trained a model: a model cache keeps a model only for the trainer that
+/// made it (the same seed gives other weights on another engine). Before issue 20 candle
+/// trained; `walk-1` is the project's own float32 training walk (`graph_train.rs`,
+/// `optimizer.rs`).
+pub const TRAINER: &str = "walk-1";
+
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

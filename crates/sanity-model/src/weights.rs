@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// A model's parameters by PyTorch name, in sorted order. Cloning is cheap (tensors are
-/// reference counted) and never aliases a trained `Var`: weights are replaced, not mutated.
+/// reference counted); weights are replaced, not mutated.
 #[derive(Debug, Clone, Default)]
 pub struct Weights {
     tensors: BTreeMap<String, Tensor>,
