@@ -271,7 +271,6 @@ fn gradient_reads(graph: &Graph, v: usize) -> bool {
 /// `start` (the input and the first nodes' outputs) completed with the outputs of the
 /// remaining nodes of `model`. With `keep` (see [`forward_for_gradient`]), a value the input
 /// gradient does not read is emptied after the last node that reads it.
-// Long: one arm per op, as graph_reference.rs's forward.
 fn evaluate(model: &GraphModel, start: Forward, keep: Option<&[bool]>) -> Forward {
     let graph = model.graph;
     let Forward { n, mut values, mut argmax } = start;
@@ -332,7 +331,6 @@ fn evaluate(model: &GraphModel, start: Forward, keep: Option<&[bool]>) -> Forwar
 /// Node `k`'s output for `n` inputs `x` (its first input's values, or with `relu_first` the
 /// values under a ReLU it computes itself: a max pooling's fused ReLU), the other values in
 /// `values`; and a max pooling's argmax.
-// Long: one arm per op, as graph_reference.rs's forward.
 pub(crate) fn node_forward(
     model: &GraphModel,
     k: usize,
