@@ -332,38 +332,43 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
                 };
                 let routed_weights =
                     square.as_ref().filter(|s| s.takes_routed_weight_gradients()).zip(from_pool.as_ref());
-                let dy = if routed_weights.is_some() { dy } else { dense(dy) };
-                let mut dw = match (routed_weights, &square) {
-                    (Some((conv, (pool, values, idx, _))), _) => conv.weight_grad_routed(x, values, idx, pool),
-                    (None, Some(conv)) => conv.weight_grad(x, &dy),
-                    (None, None) => StridedConv::new(n, &c, &input_shape, shape).weight_grad(x, &dy),
-                };
+                let routed_inputs = square.as_ref().filter(|s| s.takes_routed_gradients()).zip(from_pool.as_ref());
+                let dense_needed = routed_weights.is_none() || (needed[input] && routed_inputs.is_none());
+                let dy = if dense_needed { dense(dy) } else { dy };
+                let weights = model.param(k, "weight");
+                // The weight and the input gradient are independent: computed side by side
+                // (each is deterministic on its own, so the bytes do not change).
+                let (mut dw, g) = rayon::join(
+                    || match (routed_weights, &square) {
+                        (Some((conv, (pool, values, idx, _))), _) => conv.weight_grad_routed(x, values, idx, pool),
+                        (None, Some(conv)) => conv.weight_grad(x, &dy),
+                        (None, None) => StridedConv::new(n, &c, &input_shape, shape).weight_grad(x, &dy),
+                    },
+                    || {
+                        needed[input].then(|| match routed_inputs {
+                            Some((conv, (pool, values, idx, _))) => conv.input_grad_routed(values, idx, pool, weights),
+                            None => conv_input_grad(&c, &input_shape, n, weights, &dy, shape),
+                        })
+                    },
+                );
                 let db = dw.split_off(dw.len() - c.out_channels);
                 out[k].push(("weight", dw));
                 if c.bias {
                     out[k].push(("bias", db));
                 }
-                if needed[input] {
-                    let weights = model.param(k, "weight");
-                    dx = Some(match (square.as_ref().filter(|s| s.takes_routed_gradients()), &from_pool) {
-                        (Some(conv), Some((pool, values, idx, _))) => {
-                            conv.input_grad_routed(values, idx, pool, weights)
-                        }
-                        _ => {
-                            let dy = if routed_weights.is_some() { dense(dy) } else { dy };
-                            conv_input_grad(&c, &input_shape, n, weights, &dy, shape)
-                        }
-                    });
-                }
+                dx = g;
             }
             GraphOp::Linear { in_features, out_features, bias } => {
-                out[k].push(("weight", weight_grad_values(&dy, x, n, in_features, out_features)));
+                let weights = model.param(k, "weight");
+                let (dw, g) = rayon::join(
+                    || weight_grad_values(&dy, x, n, in_features, out_features),
+                    || needed[input].then(|| input_grad_values(&dy, weights, n, in_features, out_features)),
+                );
+                out[k].push(("weight", dw));
                 if bias {
                     out[k].push(("bias", bias_grad_values(&dy, out_features)));
                 }
-                if needed[input] {
-                    dx = Some(input_grad_values(&dy, model.param(k, "weight"), n, in_features, out_features));
-                }
+                dx = g;
             }
             GraphOp::BatchNorm { channels, .. } => {
                 let stats =
