@@ -14,7 +14,7 @@ use crate::weights::Weights;
 use candle_core::{D, Tensor};
 
 /// PyTorch's default batch-norm momentum (the graph's batch norms come from modules built with it).
-const BATCH_NORM_MOMENTUM: f64 = 0.1;
+pub(crate) const BATCH_NORM_MOMENTUM: f64 = 0.1;
 
 /// The logits of `graph` with `weights` on inputs `x` `[n, c, h, w]`, in `mode` (training:
 /// batch statistics, each batch norm's updated running statistics written into the mode's

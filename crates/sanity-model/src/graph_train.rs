@@ -10,7 +10,12 @@
 //! dropout:      dx = dy ⊙ mask
 //! ```
 //!
-//! Every other op's input gradient is the attribution walk's (`graph_engine::node_backward`).
+//! A convolution under a ReLU and a non-overlapping max pooling takes its gradients from the
+//! pooling's routed values (the ReLU computed by the pooling, as in the attribution walk's
+//! forward for gradients): its weight gradient where window rows are short
+//! (`ConvNhwc::weight_grad_routed`), its input gradient where they are long
+//! (`ConvNhwc::input_grad_routed`). Every other op's input gradient is the attribution walk's
+//! (`graph_engine::node_backward`).
 //! Sums over the batch are taken in an order fixed by the batch alone (`ops/partial_sums.rs`,
 //! products that never split their reduction), so a training gives the same bytes on any number
 //! of threads. The gradients are checked against float64 finite differences of candle's forward
@@ -19,6 +24,7 @@
 use crate::architecture::Op;
 use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphOp};
+use crate::graph_candle::BATCH_NORM_MOMENTUM;
 use crate::graph_engine::{
     Forward, GraphModel, accumulate, conv_input_grad, from_nchw, node_backward, node_forward, pool_over_relu,
     routed_conv,
@@ -34,9 +40,6 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use std::sync::Arc;
-
-/// PyTorch's default batch-norm momentum (a graph's batch norms come from modules built with it).
-const GRAPH_BATCH_NORM_MOMENTUM: f64 = 0.1;
 
 /// Rows per task of the batch-norm sums (fixed: the sums do not depend on the thread count).
 const ROWS_PER_SUM: usize = 4096;
@@ -61,17 +64,11 @@ impl TrainingGraph {
                 let graph = Arc::new(Graph::from_architecture(arch)?);
                 let dropout =
                     arch.layers.iter().map(|l| if let Op::Dropout { p } = l.op { Some(p) } else { None }).collect();
-                let momentum =
-                    arch.layers
-                        .iter()
-                        .map(|l| {
-                            if let Op::BatchNorm2d { momentum, .. } = l.op {
-                                momentum
-                            } else {
-                                GRAPH_BATCH_NORM_MOMENTUM
-                            }
-                        })
-                        .collect();
+                let momentum = arch
+                    .layers
+                    .iter()
+                    .map(|l| if let Op::BatchNorm2d { momentum, .. } = l.op { momentum } else { BATCH_NORM_MOMENTUM })
+                    .collect();
                 Ok(Self { graph, dropout, momentum })
             }
             Net::Graph(graph) => {
@@ -79,7 +76,7 @@ impl TrainingGraph {
                 Ok(Self {
                     graph: Arc::clone(graph),
                     dropout: vec![None; nodes],
-                    momentum: vec![GRAPH_BATCH_NORM_MOMENTUM; nodes],
+                    momentum: vec![BATCH_NORM_MOMENTUM; nodes],
                 })
             }
         }
