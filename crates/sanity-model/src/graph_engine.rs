@@ -168,11 +168,6 @@ impl Forward {
         self.values.last().map_or(&[], |v| v.as_slice())
     }
 
-    /// A forward of `n` inputs from its values and, per node, a max pooling's argmax.
-    pub(crate) fn with_argmax(n: usize, values: Vec<Arc<Vec<f32>>>, argmax: Vec<Option<Arc<Vec<u32>>>>) -> Self {
-        Self { n, values, argmax }
-    }
-
     /// Value `v` of `graph` (0 the input, `k + 1` node `k`'s output) in NCHW order.
     pub fn nchw(&self, graph: &Graph, v: usize) -> Vec<f32> {
         to_nchw(&graph.shape_of(v), &self.values[v])
@@ -211,7 +206,7 @@ pub fn forward(model: &GraphModel, x: &[f32], n: usize) -> Result<Forward> {
 }
 
 /// `x` (`n` NCHW inputs of `model`) in the walk's order.
-fn input_values(model: &GraphModel, x: &[f32], n: usize) -> Result<Arc<Vec<f32>>> {
+pub(crate) fn input_values(model: &GraphModel, x: &[f32], n: usize) -> Result<Arc<Vec<f32>>> {
     let per: usize = model.graph.input.iter().product();
     if x.len() != n * per {
         return Err(ModelError::BadInput(format!(
@@ -699,7 +694,7 @@ pub(crate) fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) 
 }
 
 /// `f(channel, value)` over channels-last values with `channels` innermost.
-fn per_channel(x: &[f32], channels: usize, f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
+pub(crate) fn per_channel(x: &[f32], channels: usize, f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
     let mut y = zeros(x.len());
     let chunk = CHUNK.div_ceil(channels) * channels;
     y.par_chunks_mut(chunk).zip(x.par_chunks(chunk)).for_each(|(y, x)| {

@@ -26,14 +26,15 @@ use crate::error::{ModelError, Result};
 use crate::graph::{Graph, GraphOp};
 use crate::graph_candle::BATCH_NORM_MOMENTUM;
 use crate::graph_engine::{
-    Forward, GraphModel, accumulate, conv_input_grad, from_nchw, node_backward, node_forward, pool_over_relu,
-    routed_conv,
+    Forward, GraphModel, accumulate, conv_input_grad, from_nchw, input_values, node_backward, node_forward,
+    per_channel, pool_over_relu, routed_conv,
 };
 use crate::net::Net;
 use crate::ops::ReluMode;
 use crate::ops::linear::{bias_grad_values, input_grad_values, weight_grad_values};
 use crate::ops::nhwc::{reorder_conv_weights, restore_conv_weights};
 use crate::ops::nhwc_windows::StridedConv;
+use crate::ops::relu::Relu;
 use crate::weights::Weights;
 use candle_core::{Device, Tensor};
 use rand::Rng;
@@ -126,15 +127,7 @@ pub fn train_forward(
     rng: &mut ChaCha8Rng,
 ) -> Result<TrainForward> {
     let graph = model.graph;
-    let per: usize = graph.input.iter().product();
-    if x.len() != n * per || n == 0 {
-        return Err(ModelError::BadInput(format!(
-            "{} input values for {n} inputs of shape {:?}",
-            x.len(),
-            graph.input
-        )));
-    }
-    let mut values = vec![Arc::new(from_nchw(&graph.input, x))];
+    let mut values = vec![input_values(model, x, n)?];
     let mut argmax = Vec::with_capacity(graph.nodes.len());
     let mut statistics = Vec::with_capacity(graph.nodes.len());
     let mut masks = Vec::with_capacity(graph.nodes.len());
@@ -152,7 +145,7 @@ pub fn train_forward(
             (GraphOp::BatchNorm { channels, eps }, _) => {
                 let s = batch_statistics(model, k, &x, channels, eps, training.momentum[k]);
                 let (gamma, beta) = (model.param(k, "weight"), model.param(k, "bias"));
-                let y = map_channels(&s.normalized, channels, |c, v| v * gamma[c] + beta[c]);
+                let y = per_channel(&s.normalized, channels, |c, v| v * gamma[c] + beta[c]);
                 stats = Some(s);
                 y
             }
@@ -177,7 +170,7 @@ pub fn train_forward(
         statistics.push(stats);
         masks.push(mask);
     }
-    Ok(TrainForward { forward: Forward::with_argmax(n, values, argmax), statistics, masks })
+    Ok(TrainForward { forward: Forward { n, values, argmax }, statistics, masks })
 }
 
 /// The batch statistics of batch-norm node `k` on `x` (channels innermost): mean and biased
@@ -193,23 +186,16 @@ fn batch_statistics(
 ) -> BatchStatistics {
     let rows = x.len() / channels;
     let sums = |f: &(dyn Fn(usize, f32) -> f64 + Sync)| -> Vec<f64> {
-        let partials: Vec<Vec<f64>> = x
-            .par_chunks(ROWS_PER_SUM * channels)
-            .map(|chunk| {
-                let mut s = vec![0.0f64; channels];
-                for row in chunk.chunks_exact(channels) {
-                    s.iter_mut().zip(row).enumerate().for_each(|(c, (s, &v))| *s += f(c, v));
-                }
-                s
-            })
-            .collect();
-        partials.into_iter().reduce(|a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect()).unwrap_or_default()
+        channel_sums(rows, channels, 1, |r, s| {
+            let row = &x[r * channels..(r + 1) * channels];
+            s.iter_mut().zip(row).enumerate().for_each(|(c, (s, &v))| *s += f(c, v));
+        })
     };
     let count = rows as f64;
     let mean: Vec<f64> = sums(&|_, v| f64::from(v)).into_iter().map(|s| s / count).collect();
     let var: Vec<f64> = sums(&|c, v| (f64::from(v) - mean[c]).powi(2)).into_iter().map(|s| s / count).collect();
     let inv_std: Vec<f32> = var.iter().map(|&v| (1.0 / (v + eps).sqrt()) as f32).collect();
-    let normalized = map_channels(x, channels, |c, v| ((f64::from(v) - mean[c]) as f32) * inv_std[c]);
+    let normalized = per_channel(x, channels, |c, v| ((f64::from(v) - mean[c]) as f32) * inv_std[c]);
     let (old_mean, old_var) = (model.param(k, "running_mean"), model.param(k, "running_var"));
     let unbiased = count / (count - 1.0).max(1.0);
     let running_mean =
@@ -219,15 +205,24 @@ fn batch_statistics(
     BatchStatistics { inv_std, normalized, running: [running_mean.collect(), running_var.collect()] }
 }
 
-/// `f(channel, value)` over values with `channels` innermost.
-fn map_channels(x: &[f32], channels: usize, f: impl Fn(usize, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
-    y.par_chunks_mut(ROWS_PER_SUM * channels).zip(x.par_chunks(ROWS_PER_SUM * channels)).for_each(|(y, x)| {
-        for (y, x) in y.chunks_exact_mut(channels).zip(x.chunks_exact(channels)) {
-            y.iter_mut().zip(x).enumerate().for_each(|(c, (y, &v))| *y = f(c, v));
-        }
-    });
-    y
+/// Per-channel float64 sums of `terms` quantities over `rows` rows of values with `channels`
+/// innermost: `add(row, sums)` adds a row's terms (`sums[t · channels + c]`). Rows are summed in
+/// chunks of [`ROWS_PER_SUM`] in parallel and the chunks' sums added in order, so the sums are
+/// the same on any number of threads.
+fn channel_sums(rows: usize, channels: usize, terms: usize, add: impl Fn(usize, &mut [f64]) + Sync) -> Vec<f64> {
+    let partials: Vec<Vec<f64>> = (0..rows.div_ceil(ROWS_PER_SUM))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut s = vec![0.0f64; terms * channels];
+            (chunk * ROWS_PER_SUM..((chunk + 1) * ROWS_PER_SUM).min(rows)).for_each(|r| add(r, &mut s));
+            s
+        })
+        .collect();
+    let mut sums = vec![0.0f64; terms * channels];
+    for partial in partials {
+        sums.iter_mut().zip(&partial).for_each(|(s, p)| *s += p);
+    }
+    sums
 }
 
 /// The mean loss of `logits` (`[n, outputs]`) against `labels` and its gradient at the logits:
@@ -394,9 +389,10 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
     Ok(out)
 }
 
-/// The ReLU's backward rule at a pooled value `y` for gradient `g` (standard: `g` where `y > 0`).
+/// The standard ReLU's backward at a pooled value `y` for gradient `g` (the pooling computed
+/// the ReLU: `g` where `y > 0`).
 fn relu_rule(y: f32, g: f32) -> f32 {
-    if y > 0.0 { g } else { 0.0 }
+    Relu(ReluMode::Standard).rule_one(y, g)
 }
 
 /// A training batch norm's `(dγ, dβ, dx)` for `dy` (channels innermost): `dβ = Σ dy`,
@@ -408,21 +404,13 @@ fn batch_norm_backward(
     channels: usize,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rows = dy.len() / channels;
-    let partials: Vec<Vec<f64>> = dy
-        .par_chunks(ROWS_PER_SUM * channels)
-        .zip(stats.normalized.par_chunks(ROWS_PER_SUM * channels))
-        .map(|(dy, xh)| {
-            let mut s = vec![0.0f64; 2 * channels];
-            for (dy, xh) in dy.chunks_exact(channels).zip(xh.chunks_exact(channels)) {
-                for c in 0..channels {
-                    s[c] += f64::from(dy[c]);
-                    s[channels + c] += f64::from(dy[c]) * f64::from(xh[c]);
-                }
-            }
-            s
-        })
-        .collect();
-    let sums = partials.into_iter().reduce(|a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect()).unwrap_or_default();
+    let sums = channel_sums(rows, channels, 2, |r, s| {
+        let (dy, xh) = (&dy[r * channels..(r + 1) * channels], &stats.normalized[r * channels..(r + 1) * channels]);
+        for c in 0..channels {
+            s[c] += f64::from(dy[c]);
+            s[channels + c] += f64::from(dy[c]) * f64::from(xh[c]);
+        }
+    });
     let (dbeta, dgamma) = sums.split_at(channels);
     let count = rows as f64;
     let mean_dy: Vec<f32> = dbeta.iter().map(|&s| (s / count) as f32).collect();
@@ -473,12 +461,13 @@ pub(crate) fn walk_layout(graph: &Graph, k: usize, what: &str, values: Vec<f32>)
     }
 }
 
-/// [`parameter_gradients`] as weights: PyTorch's names, layouts and shapes.
-pub fn gradients_as_weights(graph: &Graph, grads: &ParameterGradients) -> Result<Weights> {
+/// Per-node values in the walk's layouts (parameters, or [`parameter_gradients`]) as weights:
+/// PyTorch's names, layouts and shapes.
+pub fn as_weights<V: AsRef<[f32]>>(graph: &Graph, values: &[Vec<(&'static str, V)>]) -> Result<Weights> {
     let mut weights = Weights::new();
-    for (k, node_grads) in grads.iter().enumerate() {
-        for (what, g) in node_grads {
-            weights.insert(parameter_name_and_shape(graph, k, what).0, parameter_tensor(graph, k, what, g)?);
+    for (k, node_values) in values.iter().enumerate() {
+        for (what, v) in node_values {
+            weights.insert(parameter_name_and_shape(graph, k, what).0, parameter_tensor(graph, k, what, v.as_ref())?);
         }
     }
     Ok(weights)
@@ -487,6 +476,56 @@ pub fn gradients_as_weights(graph: &Graph, grads: &ParameterGradients) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every op a graph may hold (strides, dilation, depthwise and grouped convolutions, uneven
+    /// padding, batch norm in training mode, GELU, tanh, sigmoid, leaky ReLU, residual adds, a
+    /// concatenation, average, padded max and adaptive pooling): the walk's parameter gradients
+    /// equal candle's float64 autograd of its training forward (`graph_candle.rs`).
+    #[test]
+    fn every_graph_op_s_parameter_gradients_match_candle_s_float64_autograd() {
+        use crate::forward::Mode;
+        use crate::graph_reference::zoo::{random_weights, zoo};
+        use candle_core::{DType, Var};
+        use rand::SeedableRng;
+        let graph = zoo();
+        let weights = random_weights(&graph, 3);
+        let training = TrainingGraph::of(&Net::Graph(Arc::new(graph.clone()))).expect("training graph");
+        let model = GraphModel::new(&graph, &weights).expect("model");
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let n = 3;
+        let x: Vec<f32> = (0..n * 2 * 81).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let seed: Vec<f32> = (0..n * 3).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let pass = train_forward(&model, &training, &x, n, &mut rng.clone()).expect("forward");
+        let ours = as_weights(&graph, &parameter_gradients(&model, &pass, &seed).expect("gradients")).expect("weights");
+        let mut tracked = weights.clone();
+        let mut vars = Vec::new();
+        for (name, _) in ours.iter() {
+            let var = Var::from_tensor(weights.get(name).expect("weight")).expect("var");
+            tracked.insert(name.clone(), var.as_tensor().clone());
+            vars.push((name.clone(), var));
+        }
+        assert_eq!(vars.len(), 10, "every weight and bias of the zoo's convolutions, batch norm and linear layer");
+        let to64 = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
+        let x64 = Tensor::from_vec(to64(&x), (n, 2, 9, 9), &Device::Cpu).expect("x");
+        let mut running = tracked.clone();
+        let logits = crate::graph_candle::forward(&graph, &tracked, &x64, &mut Mode::Train(&mut rng, &mut running))
+            .expect("candle's forward");
+        let seed64 = Tensor::from_vec(to64(&seed), (n, 3), &Device::Cpu).expect("seed");
+        let grads = (logits * seed64).and_then(|p| p.sum_all()).and_then(|s| s.backward()).expect("backward");
+        let values = |t: &Tensor| t.to_dtype(DType::F64).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f64>());
+        let largest = |v: &[f64]| v.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let theirs: Vec<Vec<f64>> =
+            vars.iter().map(|(_, var)| values(grads.get(var).expect("candle's gradient")).expect("values")).collect();
+        // The stem's bias under the batch norm has a zero gradient: judged on the whole's scale.
+        let overall = theirs.iter().map(|g| largest(g)).fold(0.0, f64::max);
+        assert!(overall > 1e-3, "a gradient to check");
+        for ((name, _), theirs) in vars.iter().zip(&theirs) {
+            let ours = values(ours.get(name).expect("ours")).expect("values");
+            let scale = largest(theirs).max(1e-2 * overall);
+            let worst = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst <= 1e-4 * scale, "{name}: off by {worst:e} (scale {scale:e})");
+        }
+    }
 
     #[test]
     fn the_loss_gradient_is_the_derivative_of_the_loss() {

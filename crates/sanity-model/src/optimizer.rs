@@ -83,8 +83,10 @@ impl Optimizer {
         }
     }
 
-    /// One step: updates `params[i]` with `grads[i]` for every parameter.
-    pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[Vec<f32>]) {
+    /// One step: updates `params[i]` with `grads[i]` for every parameter that has a gradient
+    /// (one without, `None`, is passed over, decay and momentum included, as PyTorch passes
+    /// over a parameter whose `grad` is `None`).
+    pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[Option<Vec<f32>>]) {
         match self {
             Optimizer::Adamw { m, v, steps, lr, weight_decay } => {
                 *steps += 1;
@@ -105,6 +107,7 @@ impl Optimizer {
                     eps: EPS as f32,
                 };
                 for (((w, g), m), v) in params.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    let Some(g) = g else { continue };
                     w.par_chunks_mut(CHUNK)
                         .zip(g.par_chunks(CHUNK))
                         .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
@@ -115,6 +118,7 @@ impl Optimizer {
                 *steps += 1;
                 let (decay, mu, minus_lr) = (*weight_decay as f32, *momentum as f32, -*lr as f32);
                 for ((w, g), buffer) in params.iter_mut().zip(grads).zip(velocity.iter_mut()) {
+                    let Some(g) = g else { continue };
                     // ATen's add with alpha: fmadd(other, alpha, self).
                     let mut d: Vec<f32> = if decay != 0.0 {
                         g.iter().zip(w.iter()).map(|(&g, &w)| w.mul_add(decay, g)).collect()
@@ -260,7 +264,7 @@ mod tests {
         let (mut w, mut v) = ([0.5f64, 0.25], [0.0f64; 2]);
         for step in 0..3 {
             let g: Vec<f32> = ours.iter().zip(&t).map(|(&w, &t)| (2.0 * (f64::from(w) - t)) as f32).collect();
-            optimizer.step(&mut [&mut ours], &[g]);
+            optimizer.step(&mut [&mut ours], &[Some(g)]);
             for i in 0..2 {
                 let g = 2.0 * (w[i] - t[i]) + wd * w[i];
                 v[i] = if step == 0 { g } else { mu * v[i] + g };

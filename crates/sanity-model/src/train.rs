@@ -7,13 +7,13 @@ use crate::checkpoint::{Checkpoint, CheckpointMeta};
 use crate::error::{ModelError, Result};
 use crate::graph_engine::{GraphModel, Parameters};
 use crate::graph_train::{
-    TrainingGraph, loss_and_gradient, parameter_gradients, parameter_name_and_shape, parameter_tensor, train_forward,
-    walk_layout,
+    TrainingGraph, as_weights, loss_and_gradient, parameter_gradients, parameter_name_and_shape, parameter_tensor,
+    train_forward, walk_layout,
 };
 use crate::net::NetModel;
 use crate::optimizer::Optimizer;
 use crate::weights::Weights;
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sanity_data::{Dataset, stream_rng};
@@ -400,20 +400,9 @@ impl<'a> TrainState<'a> {
         parameter_name_and_shape(&self.training.graph, k, what)
     }
 
-    /// A tensor of parameter `what` of node `k` (PyTorch's layout) from `values` (the walk's).
-    fn to_tensor(&self, k: usize, what: &str, values: &[f32]) -> Result<Tensor> {
-        parameter_tensor(&self.training.graph, k, what, values)
-    }
-
     /// The model with the current parameters and buffers (PyTorch layouts).
     fn current(&self) -> Result<NetModel> {
-        let mut weights = Weights::new();
-        for (k, ps) in self.parameters.iter().enumerate() {
-            for (what, values) in ps {
-                weights.insert(self.describe(k, what).0, self.to_tensor(k, what, values)?);
-            }
-        }
-        Ok(self.model.with_weights(weights))
+        Ok(self.model.with_weights(as_weights(&self.training.graph, &self.parameters)?))
     }
 
     /// The optimiser's state under PyTorch's names (`<parameter>.<buffer>`), and the steps taken.
@@ -422,7 +411,10 @@ impl<'a> TrainState<'a> {
         let mut state = Weights::new();
         for (i, suffix, values) in self.optimizer.buffers() {
             let (k, what) = slots[i];
-            state.insert(format!("{}.{suffix}", self.describe(k, what).0), self.to_tensor(k, what, values)?);
+            state.insert(
+                format!("{}.{suffix}", self.describe(k, what).0),
+                parameter_tensor(&self.training.graph, k, what, values)?,
+            );
         }
         Ok((state, self.optimizer.steps()))
     }
@@ -491,16 +483,14 @@ impl<'a> TrainState<'a> {
                 }
             }
         }
+        // A parameter the loss does not reach has no gradient (PyTorch's `grad is None`): the
+        // optimiser passes it over.
         let mut ordered = Vec::new();
         let mut params: Vec<&mut [f32]> = Vec::new();
         for (k, ps) in self.parameters.iter_mut().enumerate() {
             for (what, values) in ps.iter_mut().filter(|(w, _)| trained(w)) {
-                let g = grads[k].iter_mut().find(|(w, _)| w == what).map(|(_, g)| std::mem::take(g));
-                ordered.push(g.unwrap_or_else(|| vec![0.0; values.len()]));
-                if Arc::get_mut(values).is_none() {
-                    *values = Arc::from(values.to_vec());
-                }
-                params.push(Arc::get_mut(values).expect("a parameter the training alone holds"));
+                ordered.push(grads[k].iter_mut().find(|(w, _)| w == what).map(|(_, g)| std::mem::take(g)));
+                params.push(Arc::make_mut(values));
             }
         }
         self.optimizer.step(&mut params, &ordered);

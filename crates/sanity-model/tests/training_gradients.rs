@@ -11,9 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sanity_model::graph::{ConvSpec, Graph, GraphOp, NodeSpec, PoolSpec};
 use sanity_model::graph_engine::GraphModel;
-use sanity_model::graph_train::{
-    TrainingGraph, gradients_as_weights, loss_and_gradient, parameter_gradients, train_forward,
-};
+use sanity_model::graph_train::{TrainingGraph, as_weights, loss_and_gradient, parameter_gradients, train_forward};
 use sanity_model::{Architecture, ArchitectureSpec, Mode, Net, NetModel, Weights};
 use std::sync::Arc;
 
@@ -184,8 +182,7 @@ fn walk_gradients(net: &Net, weights: &Weights, x: &[f32], labels: &[usize], rng
     let model = GraphModel::new(&training.graph, weights).expect("model");
     let pass = train_forward(&model, &training, x, labels.len(), &mut rng.clone()).expect("forward");
     let (_, seed) = loss_and_gradient(pass.logits(), labels, net.num_outputs());
-    gradients_as_weights(&training.graph, &parameter_gradients(&model, &pass, &seed).expect("gradients"))
-        .expect("as weights")
+    as_weights(&training.graph, &parameter_gradients(&model, &pass, &seed).expect("gradients")).expect("as weights")
 }
 
 fn values(t: &Tensor) -> Vec<f64> {

@@ -6,9 +6,7 @@
 use candle_core::{DType, Tensor};
 use sanity_data::Dataset;
 use sanity_model::graph_engine::GraphModel;
-use sanity_model::graph_train::{
-    TrainingGraph, gradients_as_weights, loss_and_gradient, parameter_gradients, train_forward,
-};
+use sanity_model::graph_train::{TrainingGraph, as_weights, loss_and_gradient, parameter_gradients, train_forward};
 use sanity_model::{Architecture, ArchitectureSpec, Net, NetModel, OptimizerKind, TrainSpec, Weights, train};
 use std::path::Path;
 use std::sync::Arc;
@@ -65,7 +63,7 @@ fn one_forward_and_backward_give_pytorch_s_loss_and_gradients() {
     let theirs = Tensor::read_npy(fixture("train-step-loss.npy")).and_then(|t| t.to_vec1::<f64>()).expect("loss");
     assert!((loss - theirs[0]).abs() < 1e-6, "loss {loss} vs PyTorch {}", theirs[0]);
     let grads = parameter_gradients(&model, &pass, &seed).expect("gradients");
-    let ours = gradients_as_weights(&training.graph, &grads).expect("as weights");
+    let ours = as_weights(&training.graph, &grads).expect("as weights");
     let mut theirs = Weights::new();
     let file = candle_core::safetensors::load(fixture("train-step-grads.safetensors"), &candle_core::Device::Cpu);
     for (name, g) in file.expect("PyTorch's gradients") {

@@ -49,9 +49,10 @@ pub(crate) fn gemm_threads(n: usize, positions: usize) -> usize {
     if n.div_ceil(images_per_gemm(positions)) >= t { 1 } else { t }
 }
 
-/// Rows (output positions) per product of a weight gradient: its reduction is over the rows, so
-/// long products pay (adebayo-cnn's conv2, batch 64, 2 threads: 6.5 ms a minibatch with 2
-/// images per product, ... with 8).
+/// Rows (output positions) per product of a weight gradient, whose reduction runs over the
+/// rows. adebayo-cnn, batch 64, 2 threads, both convolutions' weight gradients per minibatch:
+/// 8.1–8.8 ms with 2 images per product (392 rows), 8.8–9.5 ms with 8 (2048 rows); 512 and 1024
+/// rows were within that noise. 1024 keeps conv2's column matrix (4 images, 2.5 MB) in L2.
 const WEIGHT_GRAD_ROWS: usize = 1024;
 
 /// Images per product of a weight gradient: a power of two, so that a batch of 2^k images
@@ -85,36 +86,32 @@ pub(crate) struct ConvNhwc {
 
 /// PyTorch's convolution weights `[o, c_g, kh, kw]` reordered as `W'ᵀ` `[o, (u, v, c_g)]`, the
 /// layout the channels-last kernels multiply (`W'` is its transposed view).
-pub(crate) fn reorder_conv_weights(w: &[f32], [o, cg, kh, kw]: [usize; 4]) -> Vec<f32> {
-    let win = kh * kw * cg;
-    let mut wk_t = vec![0.0f32; o * win];
-    for (oc, row) in wk_t.chunks_exact_mut(win).enumerate() {
-        for ci in 0..cg {
-            for u in 0..kh {
-                for v in 0..kw {
-                    row[(u * kw + v) * cg + ci] = w[((oc * cg + ci) * kh + u) * kw + v];
-                }
-            }
-        }
-    }
+pub(crate) fn reorder_conv_weights(w: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let mut wk_t = vec![0.0f32; w.len()];
+    for_each_conv_weight(dims, |walk, pytorch| wk_t[walk] = w[pytorch]);
     wk_t
 }
 
 /// The inverse of [`reorder_conv_weights`]: `W'ᵀ` `[o, (u, v, c_g)]` back to PyTorch's
 /// `[o, c_g, kh, kw]`.
-pub(crate) fn restore_conv_weights(wk_t: &[f32], [o, cg, kh, kw]: [usize; 4]) -> Vec<f32> {
+pub(crate) fn restore_conv_weights(wk_t: &[f32], dims: [usize; 4]) -> Vec<f32> {
+    let mut w = vec![0.0f32; wk_t.len()];
+    for_each_conv_weight(dims, |walk, pytorch| w[pytorch] = wk_t[walk]);
+    w
+}
+
+/// Calls `run(index in W'ᵀ, index in PyTorch's [o, c_g, kh, kw])` for every weight.
+fn for_each_conv_weight([o, cg, kh, kw]: [usize; 4], mut run: impl FnMut(usize, usize)) {
     let win = kh * kw * cg;
-    let mut w = vec![0.0f32; o * win];
-    for (oc, row) in wk_t.chunks_exact(win).enumerate() {
+    for oc in 0..o {
         for ci in 0..cg {
             for u in 0..kh {
                 for v in 0..kw {
-                    w[((oc * cg + ci) * kh + u) * kw + v] = row[(u * kw + v) * cg + ci];
+                    run(oc * win + (u * kw + v) * cg + ci, ((oc * cg + ci) * kh + u) * kw + v);
                 }
             }
         }
     }
-    w
 }
 
 impl ConvNhwc {
