@@ -462,13 +462,13 @@ fn backward(
                     None => (below, pool.backward(&dy, idx, pooled, rule)),
                 },
             };
-            accumulate(&mut grads[at], &g);
+            accumulate(&mut grads[at], g);
             // The ReLU's (and a routed convolution's) output holds no gradient: passed over.
             k = r;
             continue;
         }
         for (input, dx) in node_backward(model, forward, k, dy, relu) {
-            accumulate(&mut grads[input], &dx);
+            accumulate(&mut grads[input], dx);
         }
     }
     let rows = if summed { segments.map_or(forward.n, <[usize]>::len) } else { forward.n };
@@ -642,12 +642,12 @@ fn bias_or_zeros(b: &[f32], len: usize) -> std::borrow::Cow<'_, [f32]> {
     if b.is_empty() { std::borrow::Cow::Owned(vec![0.0; len]) } else { std::borrow::Cow::Borrowed(b) }
 }
 
-pub(crate) fn accumulate(slot: &mut Option<Vec<f32>>, g: &[f32]) {
+pub(crate) fn accumulate(slot: &mut Option<Vec<f32>>, g: Vec<f32>) {
     match slot {
         Some(sum) => sum.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(s, g)| {
             s.iter_mut().zip(g).for_each(|(s, g)| *s += g);
         }),
-        None => *slot = Some(g.to_vec()),
+        None => *slot = Some(g),
     }
 }
 

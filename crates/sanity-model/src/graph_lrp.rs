@@ -94,7 +94,7 @@ pub fn relevance(model: &GraphModel, x: &[f32], n: usize, seed: &[f32], rule: Lr
             _ => vec![(node.inputs[0], r)],
         };
         for (v, share) in shares {
-            accumulate(&mut relevance[v], &share);
+            accumulate(&mut relevance[v], share);
         }
     }
     let input = relevance[0].take().unwrap_or_else(|| vec![0.0; x.len()]);

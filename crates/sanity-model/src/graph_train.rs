@@ -304,7 +304,7 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
             let below = graph.nodes[r].inputs[0];
             match routed_conv(model, below, 0, n) {
                 Some((q, _)) => routed[q] = Some((k, pool.routed(&dy, pooled, relu_rule))),
-                None => accumulate(&mut grads[below], &pool.backward(&dy, idx, pooled, relu_rule)),
+                None => accumulate(&mut grads[below], pool.backward(&dy, idx, pooled, relu_rule)),
             }
             continue;
         }
@@ -377,13 +377,13 @@ pub fn parameter_gradients(model: &GraphModel, pass: &TrainForward, seed: &[f32]
             _ => {
                 for (v, g) in node_backward(model, forward, k, dy, ReluMode::Standard) {
                     if needed[v] {
-                        accumulate(&mut grads[v], &g);
+                        accumulate(&mut grads[v], g);
                     }
                 }
             }
         }
         if let Some(g) = dx.filter(|_| needed[input]) {
-            accumulate(&mut grads[input], &g);
+            accumulate(&mut grads[input], g);
         }
     }
     Ok(out)

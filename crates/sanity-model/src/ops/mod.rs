@@ -50,6 +50,7 @@ pub mod conv;
 pub(crate) mod gemm;
 pub mod linear;
 pub(crate) mod nhwc;
+pub(crate) mod nhwc_routed;
 pub(crate) mod nhwc_windows;
 pub(crate) mod partial_sums;
 pub mod pool;
