@@ -1,7 +1,8 @@
 //! Times the training walk's phases on a preset, synthetic images (docs/performance.md,
 //! "Training"): `cargo run --release -p sanity-model --example train_step -- PRESET THREADS BATCH STEPS`
 //! (defaults adebayo-cnn 2 64 50). Prints the mean milliseconds per minibatch of the training
-//! forward, the loss, the parameter gradients, and a whole `train` epoch of STEPS minibatches.
+//! forward, the loss, the parameter gradients (and the minimum and median of their sum, steadier
+//! than the mean on a noisy machine), and a whole `train` epoch of STEPS minibatches.
 
 use rand::SeedableRng;
 use sanity_model::graph_engine::GraphModel;
@@ -25,7 +26,9 @@ fn main() {
     let model = GraphModel::new(&training.graph, &weights).expect("model");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let (mut forward_s, mut loss_s, mut backward_s) = (0.0, 0.0, 0.0);
+    let mut passes = Vec::with_capacity(steps);
     for _ in 0..steps {
+        let start = Instant::now();
         let t = Instant::now();
         let pass = train_forward(&model, &training, &x, batch, &mut rng).expect("forward");
         forward_s += t.elapsed().as_secs_f64();
@@ -35,10 +38,14 @@ fn main() {
         let t = Instant::now();
         std::hint::black_box(parameter_gradients(&model, &pass, &seed).expect("gradients"));
         backward_s += t.elapsed().as_secs_f64();
+        passes.push(start.elapsed().as_secs_f64());
     }
+    passes.sort_by(f64::total_cmp);
     let ms = |s: f64| 1e3 * s / steps as f64;
     println!("{name}, batch {batch}, {threads} threads, per minibatch:");
     println!("forward {:.2} ms, loss {:.3} ms, gradients {:.2} ms", ms(forward_s), ms(loss_s), ms(backward_s));
+    let quantile = |q: f64| 1e3 * passes[((passes.len() - 1) as f64 * q) as usize];
+    println!("forward and gradients: min {:.2} ms, median {:.2} ms", quantile(0.0), quantile(0.5));
     let images: Vec<f32> = (0..steps).flat_map(|_| x.iter().copied()).collect();
     let data = sanity_data::Dataset {
         images,

@@ -12,9 +12,8 @@
 //!
 //! A convolution under a ReLU and a non-overlapping max pooling takes its gradients from the
 //! pooling's routed values (the ReLU computed by the pooling, as in the attribution walk's
-//! forward for gradients): its weight gradient where window rows are short
-//! (`ConvNhwc::weight_grad_routed`), its input gradient where they are long
-//! (`ConvNhwc::input_grad_routed`). Every other op's input gradient is the attribution walk's
+//! forward for gradients): its weight gradient (`ConvNhwc::weight_grad_routed`), and its input
+//! gradient where window rows are long (`ConvNhwc::input_grad_routed`). Every other op's input gradient is the attribution walk's
 //! (`graph_engine::node_backward`).
 //! Sums over the batch are taken in an order fixed by the batch alone (`ops/partial_sums.rs`,
 //! products that never split their reduction), so a training gives the same bytes on any number

@@ -23,9 +23,10 @@ use std::sync::Arc;
 
 /// Which training code trained a model: a model cache keeps a model only for the trainer that
 /// made it (the same seed gives other weights on another engine). Before issue 20 candle
-/// trained; `walk-1` is the project's own float32 training walk (`graph_train.rs`,
-/// `optimizer.rs`).
-pub const TRAINER: &str = "walk-1";
+/// trained; `walk-1` was the project's own float32 training walk (`graph_train.rs`,
+/// `optimizer.rs`); `walk-2` sums a long-row convolution's routed weight gradient filter by
+/// filter (`ops/nhwc_routed.rs`), which rounds differently.
+pub const TRAINER: &str = "walk-2";
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
