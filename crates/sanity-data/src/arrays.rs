@@ -3,6 +3,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::DataError;
+use crate::masks::masks_from_array;
 use crate::npy::{NpyArray, read_array};
 use crate::rng::stream_rng;
 use rand::seq::SliceRandom;
@@ -95,17 +96,23 @@ fn labels_of(array: &NpyArray, path: &str, n: usize) -> Result<Vec<usize>, DataE
 /// and every class costs a loop over the data).
 pub const MAX_CLASSES: usize = 100_000;
 
-/// A data set from an images array and a labels array (`.npy` paths, or `FILE.npz:KEY`). The
+/// A data set from an images array and a labels array (`.npy` paths, or `FILE.npz:KEY`), and
+/// the images' ground-truth masks when `masks_path` is given ([`masks_from_array`]). The
 /// number of classes is `num_classes` or the largest label + 1 (at least 2).
 pub fn load_arrays(
     images_path: &str,
     labels_path: &str,
+    masks_path: Option<&str>,
     scale: Scale,
     num_classes: Option<usize>,
 ) -> Result<Dataset, DataError> {
     let x = read_array(images_path)?;
     let (image_shape, images) = images_of(&x, images_path, scale)?;
     let labels = labels_of(&read_array(labels_path)?, labels_path, x.shape[0])?;
+    let masks = match masks_path {
+        Some(path) => Some(masks_from_array(&read_array(path)?, path, labels.len(), [image_shape[1], image_shape[2]])?),
+        None => None,
+    };
     if let Some(n) = num_classes
         && n > MAX_CLASSES
     {
@@ -125,7 +132,7 @@ pub fn load_arrays(
             format!("label {largest} but num_classes = {classes}; accepted: labels below it"),
         ));
     }
-    Ok(Dataset { images, image_shape, labels, masks: None, num_classes: classes })
+    Ok(Dataset { images, image_shape, labels, masks, num_classes: classes })
 }
 
 /// A deterministic, stratified split: in each class, a seeded shuffle
@@ -136,13 +143,17 @@ pub fn split(data: &Dataset, test_fraction: f64, seed: u64) -> Result<(Dataset, 
     Ok((rows_of(data, &train_rows), rows_of(data, &test_rows)))
 }
 
-/// The images `rows` of `data` (and their labels), in that order, as a data set of its own.
+/// The images `rows` of `data` (and their labels and masks), in that order, as a data set of
+/// its own.
 pub fn rows_of(data: &Dataset, rows: &[usize]) -> Dataset {
     Dataset {
         images: data.gather_images(rows),
         image_shape: data.image_shape,
         labels: rows.iter().map(|&i| data.labels[i]).collect(),
-        masks: None,
+        masks: data
+            .masks
+            .as_ref()
+            .map(|_| rows.iter().flat_map(|&i| data.mask(i).unwrap_or_default()).copied().collect()),
         num_classes: data.num_classes,
     }
 }

@@ -52,6 +52,12 @@ impl Dataset {
         &self.images[i * len..(i + 1) * len]
     }
 
+    /// The ground-truth mask of image `i`, `[h, w]` of 0/1, when the set has masks.
+    pub fn mask(&self, i: usize) -> Option<&[u8]> {
+        let hw = self.image_shape[1] * self.image_shape[2];
+        self.masks.as_ref().map(|m| &m[i * hw..(i + 1) * hw])
+    }
+
     /// The images `range`, contiguous, `[range.len(), c, h, w]`.
     pub fn images_in(&self, range: std::ops::Range<usize>) -> &[f32] {
         let len = self.image_len();

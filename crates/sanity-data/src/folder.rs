@@ -4,6 +4,7 @@
 
 use crate::dataset::Dataset;
 use crate::error::DataError;
+use crate::masks::load_mask_folder;
 use crate::resize::resize_bilinear;
 use std::path::{Path, PathBuf};
 
@@ -48,8 +49,15 @@ pub fn class_folders(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataErro
 }
 
 /// Every image of the class folders of `dir`, as `channels` (1: grey, 3: RGB) x `height` x
-/// `width` in [0, 1], labelled by its folder's position in name order.
-pub fn load_image_folder(dir: &Path, height: usize, width: usize, channels: usize) -> Result<Dataset, DataError> {
+/// `width` in [0, 1], labelled by its folder's position in name order; with their masks from
+/// the parallel folder `mask_dir` when given ([`load_mask_folder`]).
+pub fn load_image_folder(
+    dir: &Path,
+    height: usize,
+    width: usize,
+    channels: usize,
+    mask_dir: Option<&Path>,
+) -> Result<Dataset, DataError> {
     if !(channels == 1 || channels == 3) {
         return Err(DataError::InvalidParameter {
             key: "channels",
@@ -87,7 +95,14 @@ pub fn load_image_folder(dir: &Path, height: usize, width: usize, channels: usiz
             labels.push(label);
         }
     }
-    Ok(Dataset { images, image_shape: [channels, height, width], labels, masks: None, num_classes: classes.len() })
+    let masks = match mask_dir {
+        Some(mask_dir) => {
+            let files: Vec<PathBuf> = classes.iter().flat_map(|(_, files)| files.iter().cloned()).collect();
+            Some(load_mask_folder(dir, mask_dir, &files, [height, width])?)
+        }
+        None => None,
+    };
+    Ok(Dataset { images, image_shape: [channels, height, width], labels, masks, num_classes: classes.len() })
 }
 
 #[cfg(test)]
@@ -107,23 +122,23 @@ mod tests {
             save(&dir.path().join(class).join("b.PNG"), &[value / 2; 4 * 4], 4, 4);
             std::fs::write(dir.path().join(class).join("notes.txt"), "not an image").expect("write");
         }
-        let grey = load_image_folder(dir.path(), 4, 4, 1).expect("folder");
+        let grey = load_image_folder(dir.path(), 4, 4, 1, None).expect("folder");
         // "effusion" sorts before "normal": label 0.
         assert_eq!((grey.len(), grey.num_classes, grey.labels.clone()), (4, 2, vec![0, 0, 1, 1]));
         assert_eq!(grey.image_shape, [1, 4, 4]);
         assert!(grey.image(0).iter().all(|&v| (v - 1.0).abs() < 1e-6) && grey.image(2).iter().all(|&v| v == 0.0));
-        let rgb = load_image_folder(dir.path(), 3, 5, 3).expect("rgb");
+        let rgb = load_image_folder(dir.path(), 3, 5, 3, None).expect("rgb");
         assert_eq!(rgb.image_shape, [3, 3, 5]);
         save(&dir.path().join("normal").join("d.jpg"), &[40; 16 * 16], 16, 16);
-        let with_jpeg = load_image_folder(dir.path(), 4, 4, 1).expect("jpeg");
+        let with_jpeg = load_image_folder(dir.path(), 4, 4, 1, None).expect("jpeg");
         assert_eq!(with_jpeg.len(), 5);
         assert!(with_jpeg.image(4).iter().all(|&v| (v - 40.0 / 255.0).abs() < 0.02), "{:?}", with_jpeg.image(4));
         std::fs::remove_file(dir.path().join("normal").join("d.jpg")).expect("rm");
         std::fs::write(dir.path().join("normal").join("c.png"), b"\x89PNG truncated").expect("write");
-        let error = load_image_folder(dir.path(), 4, 4, 1).expect_err("corrupt").to_string();
+        let error = load_image_folder(dir.path(), 4, 4, 1, None).expect_err("corrupt").to_string();
         assert!(error.contains("c.png") && error.contains("PNG or JPEG"), "{error}");
         std::fs::create_dir_all(dir.path().join("empty")).expect("mkdir");
         std::fs::remove_file(dir.path().join("normal").join("c.png")).expect("rm");
-        assert!(load_image_folder(dir.path(), 4, 4, 1).expect_err("empty class").to_string().contains("empty"));
+        assert!(load_image_folder(dir.path(), 4, 4, 1, None).expect_err("empty class").to_string().contains("empty"));
     }
 }

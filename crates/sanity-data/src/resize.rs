@@ -1,4 +1,4 @@
-//! Bilinear resizing of a single-channel image.
+//! Bilinear and nearest-neighbour resizing of a single-channel image.
 
 /// Bilinear resize of a row-major `[in_h, in_w]` image to `[out_h, out_w]`.
 ///
@@ -19,6 +19,21 @@ pub fn resize_bilinear_align_corners(src: &[f32], in_h: usize, in_w: usize, out_
         1 => 0.0,
         _ => o as f64 * (n_in - 1) as f64 / (n_out - 1) as f64,
     })
+}
+
+/// Nearest-neighbour resize of a row-major `[in_h, in_w]` image (a mask) to `[out_h, out_w]`:
+/// output pixel `o` takes input pixel `⌊o · n_in / n_out⌋` on each axis, PyTorch's
+/// `F.interpolate(mode="nearest")` and OpenCV's `INTER_NEAREST` (both take the scale in float32,
+/// which can put a pixel one to the left where `n_in / n_out` rounds down; here it is exact).
+pub fn resize_nearest<T: Copy>(src: &[T], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<T> {
+    assert_eq!(src.len(), in_h * in_w, "resize_nearest: src is not [in_h, in_w]");
+    let cols: Vec<usize> = (0..out_w).map(|x| x * in_w / out_w).collect();
+    (0..out_h)
+        .flat_map(|y| {
+            let row = &src[(y * in_h / out_h) * in_w..][..in_w];
+            cols.iter().map(move |&x| row[x])
+        })
+        .collect()
 }
 
 /// Bilinear interpolation of `src` `[h, w]` where output index `o` of an axis samples input
@@ -79,5 +94,15 @@ mod tests {
         // = [[0, .5, 1], [1, 1.5, 2], [2, 2.5, 3]].
         let out = resize_bilinear_align_corners(&[0., 1., 2., 3.], 2, 2, 3, 3);
         assert_eq!(out, [0., 0.5, 1., 1., 1.5, 2., 2., 2.5, 3.]);
+    }
+
+    #[test]
+    fn nearest_matches_pytorch() {
+        // F.interpolate(torch.arange(12.).reshape(1, 1, 3, 4), size=(5, 3), mode="nearest") and
+        // size=(2, 7).
+        let src: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        assert_eq!(resize_nearest(&src, 3, 4, 5, 3), [0., 1., 2., 0., 1., 2., 4., 5., 6., 4., 5., 6., 8., 9., 10.]);
+        assert_eq!(resize_nearest(&src, 3, 4, 2, 7), [0., 0., 1., 1., 2., 2., 3., 4., 4., 5., 5., 6., 6., 7.]);
+        assert_eq!(resize_nearest(&src, 3, 4, 3, 4), src);
     }
 }

@@ -9,15 +9,17 @@ fn fixture(name: &str) -> String {
 
 #[test]
 fn npy_npz_and_compressed_npz_give_the_same_data_set() {
-    let plain = load_arrays(&fixture("images.npy"), &fixture("labels.npy"), Scale::Auto, None).expect("npy");
+    let plain = load_arrays(&fixture("images.npy"), &fixture("labels.npy"), None, Scale::Auto, None).expect("npy");
     assert_eq!((plain.len(), plain.image_shape, plain.num_classes), (6, [1, 5, 4], 2));
     assert_eq!(plain.labels, [0, 1, 1, 0, 1, 0]);
-    let npz = load_arrays(&fixture("xrays.npz:images"), &fixture("xrays.npz:labels"), Scale::Auto, None).expect("npz");
+    let npz =
+        load_arrays(&fixture("xrays.npz:images"), &fixture("xrays.npz:labels"), None, Scale::Auto, None).expect("npz");
     assert_eq!(npz, plain);
     // savez_compressed (deflate) of the images as uint8: auto scaling divides by 255.
     let compressed = load_arrays(
         &fixture("xrays_compressed.npz:images"),
         &fixture("xrays_compressed.npz:labels"),
+        None,
         Scale::Auto,
         None,
     )
@@ -32,22 +34,22 @@ fn npy_npz_and_compressed_npz_give_the_same_data_set() {
 
 #[test]
 fn bad_arrays_are_refused_with_the_file_and_what_is_accepted() {
-    let missing = load_arrays(&fixture("xrays.npz:pixels"), &fixture("labels.npy"), Scale::Auto, None);
+    let missing = load_arrays(&fixture("xrays.npz:pixels"), &fixture("labels.npy"), None, Scale::Auto, None);
     assert!(missing.expect_err("no key").to_string().contains("the archive has: images, labels"));
-    let mismatch = load_arrays(&fixture("images_fortran.npy"), &fixture("labels.npy"), Scale::Auto, None);
+    let mismatch = load_arrays(&fixture("images_fortran.npy"), &fixture("labels.npy"), None, Scale::Auto, None);
     let message = mismatch.expect_err("3 images, 6 labels").to_string();
     assert!(message.contains("labels.npy") && message.contains("expected [3]"), "{message}");
-    let labels_as_images = load_arrays(&fixture("labels.npy"), &fixture("labels.npy"), Scale::Auto, None);
+    let labels_as_images = load_arrays(&fixture("labels.npy"), &fixture("labels.npy"), None, Scale::Auto, None);
     assert!(labels_as_images.expect_err("1-d").to_string().contains("N x H x W"));
-    let too_few_classes = load_arrays(&fixture("images.npy"), &fixture("labels.npy"), Scale::Auto, Some(1));
+    let too_few_classes = load_arrays(&fixture("images.npy"), &fixture("labels.npy"), None, Scale::Auto, Some(1));
     assert!(too_few_classes.is_ok(), "at least two classes are always assumed");
-    let whole_npz = load_arrays(&fixture("xrays.npz"), &fixture("labels.npy"), Scale::Auto, None);
+    let whole_npz = load_arrays(&fixture("xrays.npz"), &fixture("labels.npy"), None, Scale::Auto, None);
     assert!(whole_npz.expect_err("no key").to_string().contains("FILE.npz:KEY"));
 }
 
 #[test]
 fn the_split_is_stratified_deterministic_and_disjoint() {
-    let data = load_arrays(&fixture("images.npy"), &fixture("labels.npy"), Scale::None, None).expect("npy");
+    let data = load_arrays(&fixture("images.npy"), &fixture("labels.npy"), None, Scale::None, None).expect("npy");
     let (train, test) = split(&data, 0.34, 3).expect("split");
     assert_eq!((train.len(), test.len()), (4, 2));
     assert_eq!(test.labels.iter().filter(|&&l| l == 1).count(), 1, "one of each class: {:?}", test.labels);

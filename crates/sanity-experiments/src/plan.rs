@@ -72,6 +72,13 @@ pub enum DataPlan {
     },
 }
 
+/// The test arrays of an `arrays` source, where given.
+struct TestArrays {
+    images: Option<String>,
+    labels: Option<String>,
+    masks: Option<String>,
+}
+
 impl DataPlan {
     /// The plan of a data config. NumPy arrays are read and checked here, so that a bad file
     /// stops the plan; the message names it.
@@ -98,17 +105,33 @@ impl DataPlan {
                 labels,
                 test_images,
                 test_labels,
+                masks,
+                test_masks,
                 test_fraction,
                 split_seed,
                 scale,
                 num_classes,
             } => {
-                let train = load_arrays(&images, &labels, scale, num_classes)?;
-                Self::arrays(train, &images, (test_images, test_labels), scale, (test_fraction, split_seed))?
+                let train = load_arrays(&images, &labels, masks.as_deref(), scale, num_classes)?;
+                let test = TestArrays { images: test_images, labels: test_labels, masks: test_masks };
+                Self::arrays(train, &images, test, scale, (test_fraction, split_seed))?
             }
-            DataConfig::ImageFolder { dir, height, width, channels, test_dir, test_fraction, split_seed } => {
-                Self::image_folder(&dir, [height, width, channels], test_dir.as_deref(), (test_fraction, split_seed))?
-            }
+            DataConfig::ImageFolder {
+                dir,
+                height,
+                width,
+                channels,
+                test_dir,
+                mask_dir,
+                test_mask_dir,
+                test_fraction,
+                split_seed,
+            } => Self::image_folder(
+                (&dir, mask_dir.as_deref()),
+                [height, width, channels],
+                test_dir.as_deref().map(|d| (d, test_mask_dir.as_deref())),
+                (test_fraction, split_seed),
+            )?,
         })
     }
 
@@ -117,13 +140,23 @@ impl DataPlan {
     fn arrays(
         train: Dataset,
         images: &str,
-        test: (Option<String>, Option<String>),
+        test: TestArrays,
         scale: sanity_data::Scale,
         (test_fraction, split_seed): (f64, u64),
     ) -> Result<Self> {
-        match test {
+        match (test.images, test.labels) {
             (Some(ti), Some(tl)) => {
-                let test = load_arrays(&ti, &tl, scale, Some(train.num_classes))?;
+                if train.masks.is_some() != test.masks.is_some() {
+                    let (key, missing) =
+                        if train.masks.is_some() { ("test_masks", &ti) } else { ("masks", &images.to_string()) };
+                    return Err(ExperimentError::config(
+                        format!("data.{key}"),
+                        format!(
+                            "no masks for {missing}: masks given for only some images; give masks and test_masks, or neither"
+                        ),
+                    ));
+                }
+                let test = load_arrays(&ti, &tl, test.masks.as_deref(), scale, Some(train.num_classes))?;
                 if test.image_shape != train.image_shape {
                     return Err(ExperimentError::config(
                         ti,
@@ -137,7 +170,7 @@ impl DataPlan {
                 let origins = Origins { train: rows(images, train.len()), test: rows(&ti, test.len()) };
                 Ok(DataPlan::Loaded("arrays", Arc::new((train, test)), Arc::new(origins)))
             }
-            (None, None) => {
+            (None, None) if test.masks.is_none() => {
                 let (train_rows, test_rows) = split_indices(&train, test_fraction, split_seed)
                     .map_err(|e| ExperimentError::config(images, e.to_string()))?;
                 let at = |rows: &[usize]| rows.iter().map(|&r| (images.to_string(), r.to_string())).collect();
@@ -145,6 +178,10 @@ impl DataPlan {
                 let sets = (rows_of(&train, &train_rows), rows_of(&train, &test_rows));
                 Ok(DataPlan::Loaded("arrays", Arc::new(sets), Arc::new(origins)))
             }
+            (None, None) if test.masks.is_some() => Err(ExperimentError::config(
+                "data.test_masks",
+                "test masks without test_images; give test_images, test_labels and test_masks, or masks alone",
+            )),
             _ => Err(ExperimentError::config(
                 "data",
                 "give both test_images and test_labels, or neither (then test_fraction is held out)",
@@ -155,12 +192,24 @@ impl DataPlan {
     /// An image folder at `dir` (class folders of images) read at `[height, width, channels]`,
     /// with its test folder when given, else a stratified split by `(test_fraction, split_seed)`.
     fn image_folder(
-        dir: &Path,
+        (dir, mask_dir): (&Path, Option<&Path>),
         [height, width, channels]: [usize; 3],
-        test_dir: Option<&Path>,
+        test_dir: Option<(&Path, Option<&Path>)>,
         (test_fraction, split_seed): (f64, u64),
     ) -> Result<Self> {
-        let all = load_image_folder(dir, height, width, channels)?;
+        if let Some((test_dir, test_mask_dir)) = test_dir
+            && mask_dir.is_some() != test_mask_dir.is_some()
+        {
+            let (key, missing) = if mask_dir.is_some() { ("test_mask_dir", test_dir) } else { ("mask_dir", dir) };
+            return Err(ExperimentError::config(
+                format!("data.{key}"),
+                format!(
+                    "no masks for {}: masks given for only some images; give mask_dir and test_mask_dir, or neither",
+                    missing.display()
+                ),
+            ));
+        }
+        let all = load_image_folder(dir, height, width, channels, mask_dir)?;
         // The files in the order they were read: class folders by name, then their files.
         let files = |d: &Path| -> Result<Vec<(String, String)>> {
             let classes = class_folders(d)?;
@@ -168,8 +217,8 @@ impl DataPlan {
         };
         let listed = files(dir)?;
         let (sets, origins) = match test_dir {
-            Some(test_dir) => {
-                let test = load_image_folder(test_dir, height, width, channels)?;
+            Some((test_dir, test_mask_dir)) => {
+                let test = load_image_folder(test_dir, height, width, channels, test_mask_dir)?;
                 let names = |d: &Path| -> Result<Vec<String>> {
                     Ok(class_folders(d)?.into_iter().map(|(name, _)| name).collect())
                 };

@@ -262,9 +262,11 @@ fn input_dirs(data: &sanity_rundir::config::DataConfig) -> Vec<(&'static str, Pa
     use sanity_rundir::config::DataConfig;
     match data {
         DataConfig::FashionMnist { dir, .. } => vec![("data.dir", dir.clone())],
-        DataConfig::ImageFolder { dir, test_dir, .. } => {
+        DataConfig::ImageFolder { dir, test_dir, mask_dir, test_mask_dir, .. } => {
             let mut dirs = vec![("data.dir", dir.clone())];
             dirs.extend(test_dir.clone().map(|d| ("data.test_dir", d)));
+            dirs.extend(mask_dir.clone().map(|d| ("data.mask_dir", d)));
+            dirs.extend(test_mask_dir.clone().map(|d| ("data.test_mask_dir", d)));
             dirs
         }
         DataConfig::Phantom { .. } | DataConfig::Arrays { .. } => Vec::new(),

@@ -3,6 +3,7 @@
 
 pub mod entropy;
 pub mod hog;
+pub mod localisation;
 pub mod map;
 pub mod metric;
 pub mod postprocess;
@@ -13,6 +14,7 @@ pub mod vector;
 
 pub use entropy::discrete_entropy;
 pub use hog::{HogParams, hog_features};
+pub use localisation::{LocalisationSpec, Mask};
 pub use map::Map;
 pub use metric::{MetricSpec, Reference, Score, Status, score_both};
 pub use postprocess::{Normalization, PostStep, Reduce, apply_all, pipeline_label, reduce_channels};

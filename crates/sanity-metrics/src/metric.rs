@@ -19,6 +19,13 @@ pub enum Status {
     ShapeMismatch,
     /// The maps are smaller than the metric's window or hold fewer than two values.
     TooSmall,
+    /// A localisation mask has no pixel inside.
+    EmptyMask,
+    /// A localisation mask covers every pixel (AUC has no pixels outside to rank).
+    FullMask,
+    /// A share of a map's sum that is not one: the sum is zero, or the part on the mask exceeds
+    /// it (negative values).
+    UndefinedRatio,
 }
 
 impl Status {
@@ -29,6 +36,9 @@ impl Status {
             Status::NonFinite => "non_finite",
             Status::ShapeMismatch => "shape_mismatch",
             Status::TooSmall => "too_small",
+            Status::EmptyMask => "empty_mask",
+            Status::FullMask => "full_mask",
+            Status::UndefinedRatio => "undefined_ratio",
         }
     }
 }

@@ -120,6 +120,13 @@ pub enum DataConfig {
         /// Test labels (with `test_images`).
         #[serde(default)]
         test_labels: Option<String>,
+        /// Ground-truth masks of `images`, `N x H x W` (or `N x 1 x H x W`) of 0/1 or bool: 1
+        /// where the object that defines the class lies. For the `localisation` test.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        masks: Option<String>,
+        /// Masks of `test_images` (required with `masks` when test arrays are given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_masks: Option<String>,
         /// Fraction held out for the test set when no test arrays are given. Default 0.2.
         #[serde(default = "default_test_fraction")]
         test_fraction: f64,
@@ -150,6 +157,14 @@ pub enum DataConfig {
         /// A folder of the same classes for the test set; default: `test_fraction` of `dir`.
         #[serde(default)]
         test_dir: Option<PathBuf>,
+        /// Ground-truth masks of `dir`'s images: a folder of the same layout, one mask image per
+        /// image (same relative path and name, any image extension; nonzero pixels inside),
+        /// resized with nearest-neighbour sampling. For the `localisation` test.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mask_dir: Option<PathBuf>,
+        /// Masks of `test_dir`'s images (required with `mask_dir` when `test_dir` is given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_mask_dir: Option<PathBuf>,
         /// Fraction held out for the test set without `test_dir`. Default 0.2.
         #[serde(default = "default_test_fraction")]
         test_fraction: f64,
@@ -787,20 +802,28 @@ impl Config {
         };
         match &mut self.data {
             DataConfig::FashionMnist { dir, .. } => absolute("data.dir", dir),
-            DataConfig::ImageFolder { dir, test_dir, .. } => {
+            DataConfig::ImageFolder { dir, test_dir, mask_dir, test_mask_dir, .. } => {
                 absolute("data.dir", dir);
-                if let Some(d) = test_dir {
-                    absolute("data.test_dir", d);
+                for (key, d) in
+                    [("data.test_dir", test_dir), ("data.mask_dir", mask_dir), ("data.test_mask_dir", test_mask_dir)]
+                {
+                    if let Some(d) = d {
+                        absolute(key, d);
+                    }
                 }
             }
-            DataConfig::Arrays { images, labels, test_images, test_labels, .. } => {
+            DataConfig::Arrays { images, labels, test_images, test_labels, masks, test_masks, .. } => {
                 absolute_array("data.images", images);
                 absolute_array("data.labels", labels);
-                if let Some(p) = test_images {
-                    absolute_array("data.test_images", p);
-                }
-                if let Some(p) = test_labels {
-                    absolute_array("data.test_labels", p);
+                for (key, p) in [
+                    ("data.test_images", test_images),
+                    ("data.test_labels", test_labels),
+                    ("data.masks", masks),
+                    ("data.test_masks", test_masks),
+                ] {
+                    if let Some(p) = p {
+                        absolute_array(key, p);
+                    }
                 }
             }
             DataConfig::Phantom { .. } => {}
