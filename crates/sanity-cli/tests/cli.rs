@@ -1277,3 +1277,58 @@ fn train_and_explain_take_numpy_arrays_as_an_inline_data_table() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// The `localisation` rows of a run's `scores.csv`: (stage, method, postprocess, metric,
+/// sample, score, status).
+fn localisation_rows(scores: &str) -> Vec<Vec<String>> {
+    let mut lines = scores.lines().filter(|l| !l.starts_with('#'));
+    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let columns = ["stage", "method", "postprocess", "metric", "sample", "score", "status", "test", "label"].map(at);
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .map(|f| columns.iter().map(|&c| f[c].to_string()).collect::<Vec<_>>())
+        .filter(|r| r[7] == "localisation" || r[7] == "cascading")
+        .collect()
+}
+
+#[test]
+fn localisation_scores_every_model_s_maps_against_the_masks_with_controls() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("run");
+    let tests = "tests=[{ kind = \"cascading\" }, { kind = \"independent\" }, { kind = \"localisation\", metrics = [{ metric = \"pointing_game\" }, { metric = \"auc\" }, { metric = \"top_k_in_mask\", k = 20 }] }]";
+    sanity().args(["run", TINY, "--threads", "2", "--set", tests, "--out"]).arg(&out).assert().success();
+    let all = localisation_rows(&read(out.join("scores.csv")));
+    // The phantom's effusion images (label 1) hold the object; normal ones have empty masks.
+    let with_object: std::collections::BTreeSet<&str> =
+        all.iter().filter(|r| r[7] == "cascading" && r[8] == "1").map(|r| r[4].as_str()).collect();
+    assert!(!with_object.is_empty());
+    let rows: Vec<&Vec<String>> = all.iter().filter(|r| r[7] == "localisation").collect();
+    let mut groups: std::collections::BTreeMap<(&str, &str, &str, &str), Vec<&str>> = Default::default();
+    for r in &rows {
+        groups.entry((r[0].as_str(), r[1].as_str(), r[2].as_str(), r[3].as_str())).or_default().push(r[4].as_str());
+        assert!(["ok", "constant_map"].contains(&r[6].as_str()), "{r:?}");
+    }
+    let stages: std::collections::BTreeSet<&str> = groups.keys().map(|k| k.0).collect();
+    assert!(stages.contains("trained") && stages.contains("control"), "{stages:?}");
+    assert!(stages.iter().any(|s| s.starts_with("cascading.")) && stages.iter().any(|s| s.starts_with("independent.")));
+    for (key, samples) in &groups {
+        // One row per image with an object (and draw), none for the others.
+        let distinct: std::collections::BTreeSet<&str> = samples.iter().copied().collect();
+        assert_eq!(distinct, with_object, "{key:?}");
+    }
+    let methods: std::collections::BTreeSet<&str> = groups.keys().filter(|k| k.0 == "control").map(|k| k.1).collect();
+    assert_eq!(methods, ["random_map", "sobel", "uniform"].into_iter().collect());
+    assert!(rows.iter().filter(|r| r[1] == "uniform" && r[3] == "auc").all(|r| r[5] == "0.5"));
+
+    // Data without masks: refused at the plan, naming the test and what is accepted.
+    let fashion = "data={ source = \"fashion_mnist\", n_train = 10, n_test = 10 }";
+    let cnn = "model.arch=adebayo-cnn";
+    let refused = sanity().args(["plan", TINY, "--set", tests, "--set", fashion, "--set", cnn]).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tests[2]") && stderr.contains("ground-truth masks") && stderr.contains("mask_dir"),
+        "{stderr}"
+    );
+}

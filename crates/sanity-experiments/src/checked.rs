@@ -40,6 +40,12 @@ pub enum TestKind {
         /// `(first, second)` method indices, each pair once.
         pairs: Vec<(usize, usize)>,
     },
+    /// Each map of the trained model and of the randomised models against the image's
+    /// ground-truth mask, by these metrics.
+    Localisation {
+        /// The metrics, checked.
+        metrics: Vec<sanity_metrics::LocalisationSpec>,
+    },
 }
 
 /// Which layers a parameter randomisation test re-initialises per model.

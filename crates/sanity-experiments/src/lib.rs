@@ -7,6 +7,7 @@ pub mod cascading;
 pub mod checked;
 pub mod kill_points;
 pub mod limits;
+pub mod localisation;
 pub mod merge;
 pub mod model_cache;
 pub mod placement;

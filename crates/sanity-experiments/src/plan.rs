@@ -243,6 +243,16 @@ impl DataPlan {
         Ok(DataPlan::Loaded("image_folder", Arc::new(sets), Arc::new(origins)))
     }
 
+    /// Whether the data has ground-truth masks: the phantom's, or masks given with arrays or
+    /// an image folder.
+    pub fn has_masks(&self) -> bool {
+        match self {
+            DataPlan::Phantom(..) => true,
+            DataPlan::Loaded(_, sets, _) => sets.1.masks.is_some(),
+            DataPlan::FashionMnist { .. } => false,
+        }
+    }
+
     /// Training images that will be used.
     pub fn n_train(&self) -> usize {
         match self {
@@ -421,6 +431,13 @@ impl Plan {
                     format!("(all at once): {}", stages.join(", "))
                 }
                 TestKind::RandomLogit => "(a random other class per image)".into(),
+                TestKind::Localisation { metrics } => {
+                    let ids: Vec<&str> = metrics.iter().map(|m| m.id()).collect();
+                    format!(
+                        "(maps against the masks of the images that hold the object, trained and randomised models): {}",
+                        ids.join(", ")
+                    )
+                }
                 TestKind::RandomLabels(RandomLabels { target_accuracy, max_epochs, weights, .. }) => match weights {
                     Some(path) => format!("(random-label model from {})", path.display()),
                     None => format!(
@@ -577,6 +594,40 @@ fn resolve_tests(config: &Config, net: &Net, data: &DataPlan) -> Resolved<(Vec<T
                 let index = |id: &String| method_ids.iter().position(|m| m == id).unwrap_or(0);
                 let indices = pairs.iter().map(|[a, b]| (index(a), index(b))).collect();
                 (TestConfig::MethodAgreement { pairs: Some(pairs) }, TestKind::MethodAgreement { pairs: indices })
+            }
+            TestConfig::Localisation { metrics } => {
+                if !data.has_masks() {
+                    return Err(bad(
+                        &key,
+                        format!(
+                            "localisation needs ground-truth masks, and the {} data has none; accepted: source = \"phantom\", or masks = \"m.npy\" beside arrays, mask_dir beside an image folder",
+                            data.name()
+                        ),
+                    ));
+                }
+                if metrics.is_empty() {
+                    return Err(at("metrics", "empty; list at least one, e.g. { metric = \"pointing_game\" }".into()));
+                }
+                let mut ids = BTreeSet::new();
+                for (m, metric) in metrics.iter().enumerate() {
+                    metric.validate().map_err(|e| at(&format!("metrics[{m}]"), e))?;
+                    if let sanity_metrics::LocalisationSpec::TopKInMask { k, .. } = metric {
+                        let [_, h, w] = data.image_shape();
+                        if *k > h * w {
+                            return Err(at(
+                                &format!("metrics[{m}].k"),
+                                format!("{k}; accepted: 1 to {} (the image's pixels)", h * w),
+                            ));
+                        }
+                    }
+                    if !ids.insert(serde_json::to_string(metric).unwrap_or_default()) {
+                        return Err(at(
+                            &format!("metrics[{m}]"),
+                            format!("`{}` is listed twice with the same parameters", metric.id()),
+                        ));
+                    }
+                }
+                (test.clone(), TestKind::Localisation { metrics: metrics.clone() })
             }
         };
         written.push(resolved);

@@ -1,7 +1,8 @@
 //! Runs a plan: data, model, cascade stages, maps and scores of every method under every model,
 //! summary and manifest, written into one run directory as they finish.
 
-use crate::checked::Smoothing;
+use crate::checked::{Smoothing, TestKind};
+use crate::localisation::{LocalisedSlot, RowKey, localised_slots};
 use crate::model_cache::ModelCache;
 use crate::plan::Plan;
 use crate::run_inputs::{INPUTS, RunInputs};
@@ -14,7 +15,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use sanity_attribution::{MethodSpec, NetMethod, ReferenceSet, TunnelSpec};
 use sanity_data::Dataset;
-use sanity_metrics::{Map, Reference, Status, apply_all, pipeline_label};
+use sanity_metrics::{LocalisationSpec, Map, Mask, Reference, Status, apply_all, pipeline_label};
 use sanity_model::NetModel;
 use sanity_model::train::classes_of;
 use sanity_rundir::config::{ComparisonConfig, Config};
@@ -318,6 +319,8 @@ fn remove_partials(dir: &Path) {
 /// Everything a stage needs about the explained images.
 struct Explained {
     x: Tensor,
+    /// Per explained image its ground-truth mask when it holds the object (empty without masks).
+    masks: Vec<Option<Mask>>,
     indices: Vec<usize>,
     labels: Vec<usize>,
     original_classes: Vec<usize>,
@@ -341,8 +344,15 @@ impl Explained {
         let [c, h, w] = test_set.image_shape;
         let x = Tensor::from_vec(test_set.gather_images(&indices), (n, c, h, w), &Device::Cpu)?;
         let labels: Vec<usize> = indices.iter().map(|&i| test_set.labels[i]).collect();
-        let mut explained =
-            Explained { x, indices, labels, original_classes: Vec::new(), batch_size: config.attribution.batch_size };
+        let masks = indices
+            .iter()
+            .map(|&i| {
+                let inside: Vec<bool> = test_set.mask(i)?.iter().map(|&m| m != 0).collect();
+                inside.contains(&true).then(|| Mask::new(inside, [h, w]))
+            })
+            .collect();
+        let batch_size = config.attribution.batch_size;
+        let mut explained = Explained { x, masks, indices, labels, original_classes: Vec::new(), batch_size };
         let original_logits = explained.logits(model)?;
         explained.original_classes = classes_of(&original_logits, plan.net.num_outputs());
         Ok((explained, original_logits))
@@ -432,7 +442,20 @@ pub fn run(plan: &Plan, options: &RunOptions, progress: &mut dyn FnMut(Progress)
     let variants = methods.variants(&pairings);
     clock.mark("stages");
 
-    let work = Work { plan, options, explained: &explained, slots: &slots, pairings: &pairings, methods: &methods };
+    let localisation = plan.tests.iter().find_map(|t| match &t.kind {
+        TestKind::Localisation { metrics } => Some(metrics.as_slice()),
+        _ => None,
+    });
+    let localised = localised_slots(&pairings);
+    let work = Work {
+        plan,
+        options,
+        explained: &explained,
+        slots: &slots,
+        pairings: &pairings,
+        methods: &methods,
+        localisation: localisation.map(|metrics| (metrics, localised.as_slice())),
+    };
     let (all_rows, scores_seconds) = work.score_batches(&variants, &finished_units, progress)?;
     clock.mark("attribution");
     // Informational: the post-processing and metrics inside the attribution phase.
@@ -692,6 +715,8 @@ struct Work<'a> {
     slots: &'a [Slot],
     pairings: &'a [Pairing],
     methods: &'a MethodSet,
+    /// The localisation test's metrics and the models it scores, when the run has the test.
+    localisation: Option<(&'a [LocalisationSpec], &'a [LocalisedSlot])>,
 }
 
 impl Work<'_> {
@@ -816,6 +841,7 @@ impl Work<'_> {
                     batch_rows.extend(score_rows(&context, &images, targets, &config.comparisons, first, second));
                 }
                 if variant.is_none() {
+                    batch_rows.extend(self.localisation_rows(method.id(), &processed, slots_used, start, len));
                     originals.push(processed.into_iter().next().expect("slot 0 is always explained"));
                 }
                 scores_seconds += scoring.elapsed().as_secs_f64();
@@ -823,6 +849,7 @@ impl Work<'_> {
             progress(Progress::Advance(1));
         }
         let scoring = Instant::now();
+        batch_rows.extend(self.localisation_control_rows(&control_maps, start, len));
         batch_rows.extend(self.agreement_rows(&originals, &images, start));
         scores_seconds += scoring.elapsed().as_secs_f64();
         Ok((batch_rows, scores_seconds))
@@ -847,6 +874,79 @@ impl Work<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// The explained images `start..start + len` as the localisation rows see them.
+    fn localised_images(&self, start: usize, len: usize) -> Vec<crate::localisation::Explained<'_>> {
+        let e = self.explained;
+        (start..start + len)
+            .map(|i| crate::localisation::Explained {
+                sample: e.indices[i],
+                label: e.labels[i],
+                target: self.slots[0].targets[i],
+                mask: e.masks.get(i).and_then(Option::as_ref),
+            })
+            .collect()
+    }
+
+    /// The localisation rows of one method's maps (`processed`, per slot of `slots_used`) of
+    /// images `start..start + len`: every localised slot, every comparison's post-processing.
+    fn localisation_rows(
+        &self,
+        method: &str,
+        processed: &[Processed],
+        slots_used: &[usize],
+        start: usize,
+        len: usize,
+    ) -> Vec<ScoreRow> {
+        let Some((metrics, localised)) = self.localisation else { return Vec::new() };
+        let mut images = self.localised_images(start, len);
+        let mut rows = Vec::new();
+        for slot in localised {
+            let Some(at) = slots_used.iter().position(|&s| s == slot.slot) else { continue };
+            for image in images.iter_mut().enumerate() {
+                image.1.target = self.slots[slot.slot].targets[start + image.0];
+            }
+            for (ci, comparison) in self.plan.config.comparisons.iter().enumerate() {
+                let label = pipeline_label(&comparison.postprocess);
+                let key = RowKey { run_id: &self.plan.run_id, slot, method, postprocess: &label };
+                rows.extend(crate::localisation::rows(&key, &images, &processed[at][ci], metrics));
+            }
+        }
+        rows
+    }
+
+    /// The localisation test's control rows of images `start..start + len`: the random map's
+    /// and the Sobel map's (one channel: their channel mean on inputs of several), and the
+    /// `uniform` chance level.
+    fn localisation_control_rows(
+        &self,
+        control_maps: &[Option<ControlMaps>],
+        start: usize,
+        len: usize,
+    ) -> Vec<ScoreRow> {
+        let Some((metrics, _)) = self.localisation else { return Vec::new() };
+        let images = self.localised_images(start, len);
+        let slot = crate::localisation::control_slot();
+        let mut rows = Vec::new();
+        for (ci, comparison) in self.plan.config.comparisons.iter().enumerate() {
+            let label = pipeline_label(&comparison.postprocess);
+            for (c, control) in control_maps.iter().enumerate() {
+                if let Some((maps, mean)) = control {
+                    let one_channel = mean.as_ref().unwrap_or(maps);
+                    let key = RowKey {
+                        run_id: &self.plan.run_id,
+                        slot: &slot,
+                        method: CONTROL_METHODS[c],
+                        postprocess: &label,
+                    };
+                    rows.extend(crate::localisation::rows(&key, &images, &one_channel[ci], metrics));
+                }
+            }
+            let key = RowKey { run_id: &self.plan.run_id, slot: &slot, method: "uniform", postprocess: &label };
+            rows.extend(crate::localisation::uniform_rows(&key, &images, metrics));
+        }
+        rows
     }
 
     /// The `method_agreement` rows of a batch: one method's map of the trained model against

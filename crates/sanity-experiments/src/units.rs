@@ -107,6 +107,8 @@ pub fn design(
                     d.pairings.push(single(test.id, "method_agreement", 0, Second::Method(j), Some(i)));
                 }
             }
+            // Scores the maps of the slots the other tests make (`localisation.rs`).
+            TestKind::Localisation { .. } => {}
         }
     }
     d.controls()?;

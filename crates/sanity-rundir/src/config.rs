@@ -4,7 +4,7 @@
 
 use crate::error::{ExperimentError, Result};
 use sanity_attribution::MethodSpec;
-use sanity_metrics::{MetricSpec, PostStep};
+use sanity_metrics::{LocalisationSpec, MetricSpec, PostStep};
 pub use sanity_model::OptimizerKind;
 use sanity_model::{LrSchedule, Reinit, TrainSpec};
 use serde::{Deserialize, Serialize};
@@ -508,6 +508,29 @@ pub enum TestConfig {
         #[serde(default)]
         pairs: Option<Vec<[String; 2]>>,
     },
+    /// Localisation against the data's ground-truth masks (Quantus' localisation metrics,
+    /// `sanity_metrics::localisation`): every method's post-processed map of every explained
+    /// image whose mask holds the object, under the trained model and under each model the
+    /// run's randomisation tests make (cascade and independent stages, the random-label model,
+    /// efficient MPRT's), with the controls: the random map and the Sobel edge map (when
+    /// `controls` has them) and `uniform`, the chance level of a map whose values all tie.
+    /// Needs data with masks.
+    Localisation {
+        /// The metrics; default pointing game, relevance mass accuracy, relevance rank accuracy
+        /// and AUC, each with its defaults.
+        #[serde(default = "default_localisation_metrics")]
+        metrics: Vec<LocalisationSpec>,
+    },
+}
+
+/// Pointing game, relevance mass accuracy, relevance rank accuracy and AUC.
+pub fn default_localisation_metrics() -> Vec<LocalisationSpec> {
+    vec![
+        LocalisationSpec::PointingGame { tolerance: 0.0 },
+        LocalisationSpec::RelevanceMassAccuracy {},
+        LocalisationSpec::RelevanceRankAccuracy {},
+        LocalisationSpec::Auc {},
+    ]
 }
 
 /// The stages of a parameter randomisation test: `"layers"` (every parameterised layer, the
@@ -637,6 +660,7 @@ impl TestConfig {
             TestConfig::EfficientMprt { .. } => "efficient_mprt",
             TestConfig::RandomLogit {} => "random_logit",
             TestConfig::MethodAgreement { .. } => "method_agreement",
+            TestConfig::Localisation { .. } => "localisation",
         }
     }
 }
