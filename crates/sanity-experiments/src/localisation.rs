@@ -3,10 +3,12 @@
 //! each model the run's randomisation tests make, and the controls' (the random map, the Sobel
 //! edge map, and `uniform`: the chance level of a map whose values all tie).
 
+use crate::statistics::{Wilcoxon, wilcoxon_signed_rank};
 use crate::units::{Pairing, Second};
 use sanity_metrics::{LocalisationSpec, Map, Mask, Status};
 use sanity_rundir::files::stage_key;
-use sanity_rundir::rows::ScoreRow;
+use sanity_rundir::rows::{ScoreRow, VerdictRow};
+use std::collections::{BTreeMap, HashMap};
 
 /// The `test` column of localisation rows.
 pub const TEST: &str = "localisation";
@@ -145,9 +147,240 @@ pub fn control_slot() -> LocalisedSlot {
     LocalisedSlot { slot: 0, order: "", stage_index: 0, stage: "control".into(), draw: 0 }
 }
 
+/// The stages whose model is destroyed, judged against the trained model: a cascade's last
+/// stage (each order), the random-label model, efficient MPRT's model.
+fn destroyed(rows: &[&ScoreRow]) -> Vec<(String, String)> {
+    let mut last: BTreeMap<(String, String), (usize, String)> = BTreeMap::new();
+    for r in rows {
+        let test = r.stage.split('.').next().unwrap_or_default();
+        if ["cascading", "data_randomization", "efficient_mprt"].contains(&test) {
+            let entry = last.entry((test.to_string(), r.order.clone())).or_insert((0, String::new()));
+            if r.stage_index >= entry.0 {
+                *entry = (r.stage_index, r.stage.clone());
+            }
+        }
+    }
+    last.into_iter().map(|((_, order), (_, stage))| (order, stage)).collect()
+}
+
+/// Per image, the mean of its valid scores (over draws).
+fn per_image(rows: &[&ScoreRow]) -> HashMap<usize, f64> {
+    let mut by: HashMap<usize, Vec<f64>> = HashMap::new();
+    for r in rows {
+        if let Some(score) = r.score {
+            by.entry(r.sample).or_default().push(score);
+        }
+    }
+    by.into_iter().map(|(sample, v)| (sample, v.iter().sum::<f64>() / v.len() as f64)).collect()
+}
+
+/// Whether `a` is above `b` image by image: the mean difference over the paired images and
+/// the two-sided Wilcoxon signed-rank test of the differences (None: no difference at all).
+fn above(a: &HashMap<usize, f64>, b: &HashMap<usize, f64>, samples: &[usize]) -> (f64, Option<Wilcoxon>) {
+    let d: Vec<f64> = samples.iter().map(|s| a[s] - b[s]).collect();
+    (d.iter().sum::<f64>() / d.len().max(1) as f64, wilcoxon_signed_rank(&d))
+}
+
+/// The `localisation` verdicts of a run's rows (docs/tests.md, "localisation"): per method,
+/// post-processing and metric, whether the trained model's maps localise beyond the floor (the
+/// control with the highest mean: random map, Sobel map or `uniform`, the chance level), and
+/// for each destroyed model (a cascade's last stage, the random-label model, efficient MPRT's)
+/// whether its maps still do. Images paired across the maps; two-sided Wilcoxon signed-rank
+/// tests at level `alpha`, "beyond" meaning significant with a positive mean difference.
+///
+/// | stage | verdict | reading |
+/// |---|---|---|
+/// | `trained` | `localises` | the trained model's maps score above the floor |
+/// | `trained` | `does_not_localise` | they do not |
+/// | destroyed | `stops_localising` | it localises, and the destroyed model's maps do not |
+/// | destroyed | `stops_partly` | the destroyed model's maps score below the trained model's but still above the floor |
+/// | destroyed | `localises_under_random_model` | the destroyed model's maps score above the floor and not below the trained model's: the map shows the image, not the model's reasons |
+/// | destroyed | `does_not_localise` | the trained model's maps do not localise to begin with |
+/// | any | `not_tested` | no image has a score in every map compared |
+///
+/// Columns: `mean` is the judged model's mean, `ceiling_mean` the trained model's (on a
+/// destroyed stage's row), `floor_mean` the floor's; `p_vs_ceiling` tests the destroyed model
+/// against the trained one, `p_vs_floor` the judged model against the floor; `test_used` names
+/// the floor's control.
+pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
+    let mut groups: BTreeMap<(&str, &str, &str), Vec<&ScoreRow>> = BTreeMap::new();
+    let mut controls: BTreeMap<(&str, &str), Vec<&ScoreRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.test == TEST) {
+        if r.stage == "control" {
+            controls.entry((r.postprocess.as_str(), r.metric.as_str())).or_default().push(r);
+        } else {
+            groups.entry((r.method.as_str(), r.postprocess.as_str(), r.metric.as_str())).or_default().push(r);
+        }
+    }
+    let mut out = Vec::new();
+    for ((method, post, metric), members) in groups {
+        let of_stage = |stage: &str| -> HashMap<usize, f64> {
+            per_image(&members.iter().copied().filter(|r| r.stage == stage).collect::<Vec<_>>())
+        };
+        let trained = of_stage("trained");
+        // The floor: the control with the highest mean over its images.
+        let floor = controls.get(&(post, metric)).and_then(|c| {
+            let mut by_control: BTreeMap<&str, Vec<&ScoreRow>> = BTreeMap::new();
+            for r in c {
+                by_control.entry(r.method.as_str()).or_default().push(r);
+            }
+            by_control
+                .into_iter()
+                .map(|(name, rows)| (name, per_image(&rows)))
+                .filter(|(_, scores)| !scores.is_empty())
+                .map(|(name, scores)| (scores.values().sum::<f64>() / scores.len() as f64, name, scores))
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+        });
+        let run_id = members.first().map(|r| r.run_id.clone()).unwrap_or_default();
+        let verdict_row = |stage: &str, order: &str| VerdictRow {
+            run_id: run_id.clone(),
+            test: TEST.into(),
+            order: order.into(),
+            stage: stage.into(),
+            method: method.into(),
+            postprocess: post.into(),
+            metric: metric.into(),
+            n_pairs: 0,
+            mean: None,
+            ceiling_mean: None,
+            floor_mean: None,
+            test_used: floor.as_ref().map_or(String::new(), |f| format!("wilcoxon_signed_rank_two_sided vs {}", f.1)),
+            p_vs_ceiling: None,
+            p_vs_ceiling_method: String::new(),
+            p_vs_floor: None,
+            p_vs_floor_method: String::new(),
+            alpha,
+            verdict: "not_tested".into(),
+        };
+        let mean_of = |m: &HashMap<usize, f64>, samples: &[usize]| {
+            samples.iter().map(|s| m[s]).sum::<f64>() / samples.len() as f64
+        };
+        let p = |w: &Option<Wilcoxon>| {
+            w.as_ref().map_or((Some(1.0), "identical".to_string()), |w| (Some(w.p_value), w.method.to_string()))
+        };
+        let beyond = |(diff, w): &(f64, Option<Wilcoxon>)| *diff > 0.0 && w.as_ref().is_some_and(|w| w.p_value < alpha);
+        // The trained model against the floor.
+        let mut row = verdict_row("trained", "");
+        let mut localises = None;
+        if let Some((_, _, floor_scores)) = &floor {
+            let samples: Vec<usize> = trained
+                .keys()
+                .copied()
+                .filter(|s| floor_scores.contains_key(s))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if !samples.is_empty() {
+                let test = above(&trained, floor_scores, &samples);
+                let yes = beyond(&test);
+                localises = Some(yes);
+                (row.p_vs_floor, row.p_vs_floor_method) = p(&test.1);
+                row.n_pairs = samples.len();
+                row.mean = Some(mean_of(&trained, &samples));
+                row.floor_mean = Some(mean_of(floor_scores, &samples));
+                row.verdict = if yes { "localises" } else { "does_not_localise" }.into();
+            }
+        }
+        out.push(row);
+        for (order, stage) in destroyed(&members) {
+            let mut row = verdict_row(&stage, &order);
+            let randomised = of_stage(&stage);
+            if let Some((_, _, floor_scores)) = &floor {
+                let samples: Vec<usize> = randomised
+                    .keys()
+                    .copied()
+                    .filter(|s| floor_scores.contains_key(s) && trained.contains_key(s))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if let (false, Some(localises)) = (samples.is_empty(), localises) {
+                    let (vs_trained, vs_floor) =
+                        (above(&randomised, &trained, &samples), above(&randomised, floor_scores, &samples));
+                    (row.p_vs_ceiling, row.p_vs_ceiling_method) = p(&vs_trained.1);
+                    (row.p_vs_floor, row.p_vs_floor_method) = p(&vs_floor.1);
+                    row.n_pairs = samples.len();
+                    row.mean = Some(mean_of(&randomised, &samples));
+                    row.ceiling_mean = Some(mean_of(&trained, &samples));
+                    row.floor_mean = Some(mean_of(floor_scores, &samples));
+                    let below_trained = vs_trained.0 < 0.0 && vs_trained.1.as_ref().is_some_and(|w| w.p_value < alpha);
+                    row.verdict = match (localises, beyond(&vs_floor), below_trained) {
+                        (false, _, _) => "does_not_localise",
+                        (true, false, _) => "stops_localising",
+                        (true, true, true) => "stops_partly",
+                        (true, true, false) => "localises_under_random_model",
+                    }
+                    .into();
+                }
+            }
+            out.push(row);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scored(stage: &str, stage_index: usize, method: &str, sample: usize, score: f64) -> ScoreRow {
+        ScoreRow {
+            run_id: "r".into(),
+            test: TEST.into(),
+            order: if stage.starts_with("cascading") { "top_down".into() } else { String::new() },
+            stage_index,
+            stage: stage.into(),
+            draw: 0,
+            method: method.into(),
+            method_b: AGAINST.into(),
+            postprocess: "abs".into(),
+            metric: "auc".into(),
+            sample,
+            label: 1,
+            target: 1,
+            score: Some(score),
+            status: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn a_map_that_localises_only_under_the_trained_model_stops_and_one_that_keeps_does_not() {
+        let mut rows = Vec::new();
+        for i in 0..20 {
+            let jitter = (i as f64 * 0.37).sin() * 0.03;
+            rows.push(scored("control", 0, "uniform", i, 0.5));
+            rows.push(scored("control", 0, "random_map", i, 0.5 + jitter));
+            rows.push(scored("control", 0, "sobel", i, 0.55 + jitter));
+            let destroyed_maps = [
+                ("gradient", 0.55 + (i as f64).cos() * 0.03),
+                ("edges", 0.9 + (i as f64 * 1.3).cos() * 0.03),
+                ("partly", 0.7 + jitter),
+            ];
+            for (method, destroyed) in destroyed_maps {
+                rows.push(scored("trained", 0, method, i, 0.9 + jitter));
+                rows.push(scored("cascading.fc", 1, method, i, 0.8 + jitter));
+                rows.push(scored("cascading.conv", 2, method, i, destroyed));
+            }
+            rows.push(scored("trained", 0, "flat", i, 0.55 + (i as f64 * 0.7).cos() * 0.03));
+            rows.push(scored("cascading.conv", 2, "flat", i, 0.55 + jitter));
+        }
+        let v = verdicts(&rows, 0.05);
+        let of = |method: &str, stage: &str| {
+            let r = v.iter().find(|r| r.method == method && r.stage == stage).expect("a verdict");
+            (r.verdict.as_str(), r.n_pairs, r.test_used.as_str())
+        };
+        let floor = "wilcoxon_signed_rank_two_sided vs sobel";
+        assert_eq!(of("gradient", "trained"), ("localises", 20, floor));
+        assert_eq!(of("gradient", "cascading.conv"), ("stops_localising", 20, floor));
+        assert_eq!(of("edges", "cascading.conv").0, "localises_under_random_model");
+        assert_eq!(of("partly", "cascading.conv").0, "stops_partly");
+        assert_eq!(of("flat", "trained").0, "does_not_localise");
+        assert_eq!(of("flat", "cascading.conv").0, "does_not_localise");
+        // Only the last stage of the cascade is judged.
+        assert!(v.iter().all(|r| r.stage != "cascading.fc"));
+        // Without controls nothing is tested.
+        rows.retain(|r| r.stage != "control");
+        assert!(verdicts(&rows, 0.05).iter().all(|r| r.verdict == "not_tested"));
+    }
 
     #[test]
     fn a_mask_is_resized_to_the_map_and_images_without_an_object_have_no_rows() {

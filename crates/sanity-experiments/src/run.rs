@@ -1009,6 +1009,7 @@ pub fn write_reports(
     summary_writer.finish()?;
     let mut verdict_writer = RowWriter::create_with_params(&dir.join(VERDICTS), params)?;
     let mut judged = verdicts(rows, stats.alpha);
+    judged.extend(crate::localisation::verdicts(rows, stats.alpha));
     if random_labels_reached == Some(false) {
         // A model that did not memorise its labels says nothing about maps of one that did.
         for v in judged.iter_mut().filter(|v| v.test == "data_randomization" && v.verdict != "not_tested") {

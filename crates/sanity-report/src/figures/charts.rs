@@ -99,6 +99,8 @@ pub struct Curves {
     pub panels: Vec<Panel<Vec<Series>>>,
     /// What the bands are (`95% CI of the mean over 3 draws and the images`).
     pub ci: String,
+    /// What the floor strip's dash and cross stand for (`two random models`, `random map`).
+    pub floors: [&'static str; 2],
 }
 
 /// Width of one chart panel.
@@ -219,7 +221,7 @@ where
 
 /// Draws the curves' legend: one line per method in its colour, then the line styles of the
 /// floors.
-fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[&Series], ci: &str) -> DrawResult
+fn curves_legend<DB: DrawingBackend>(area: &Area<DB>, methods: &[&Series], ci: &str, floors: [&str; 2]) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -243,10 +245,10 @@ where
     area.draw(&Text::new("a column per method, in its colour:", (10, y), text(12).pos(left)))?;
     y += 20;
     area.draw(&PathElement::new(vec![(18, y), (32, y)], gray.stroke_width(3)))?;
-    area.draw(&Text::new("two random models", (48, y), text(13).pos(left)))?;
+    area.draw(&Text::new(floors[0], (48, y), text(13).pos(left)))?;
     y += 20;
     area.draw(&Cross::new((25, y), 4, gray.stroke_width(2)))?;
-    area.draw(&Text::new("random map", (48, y), text(13).pos(left)))?;
+    area.draw(&Text::new(floors[1], (48, y), text(13).pos(left)))?;
     // The band's description, wrapped to the strip's width.
     let mut line = String::new();
     for word in format!("band: {ci}").split(' ') {
@@ -328,7 +330,7 @@ impl Chart for Curves {
             root.draw(&Text::new("floors", (left, bottom + 8), style))?;
         }
         let methods: Vec<&Series> = self.panels.first().map(|p| p.content.iter().collect()).unwrap_or_default();
-        curves_legend(&legend_area, &methods, &self.ci)
+        curves_legend(&legend_area, &methods, &self.ci, self.floors)
     }
 }
 

@@ -36,6 +36,7 @@ impl TestGroup {
             "data_randomization" => "Data randomisation (a model trained on permuted labels)",
             "random_logit" => "Random logit (another class explained)",
             "method_agreement" => "Method agreement",
+            "localisation" => "Localisation against the ground-truth masks",
             other => other,
         };
         match self.order.as_str() {
@@ -56,11 +57,13 @@ impl TestGroup {
     }
 }
 
-/// The tests of `rows` (controls excluded), in order of first appearance.
+/// The tests of `rows` (controls excluded), in order of first appearance; `localisation` is
+/// one group whatever the order of the cascades it scores.
 pub fn test_groups(rows: &[SummaryRow]) -> Vec<TestGroup> {
     let mut groups: Vec<TestGroup> = Vec::new();
     for r in rows.iter().filter(|r| r.test != "control") {
-        let group = TestGroup { test: r.test.clone(), order: r.order.clone() };
+        let order = if r.test == "localisation" { String::new() } else { r.order.clone() };
+        let group = TestGroup { test: r.test.clone(), order };
         if !groups.contains(&group) {
             groups.push(group);
         }
@@ -183,6 +186,68 @@ pub fn curves(rows: &[SummaryRow], group: &TestGroup, methods: &[String], postpr
         x_labels,
         panels,
         ci: ci.to_string(),
+        floors: ["two random models", "random map"],
+    }
+}
+
+/// Localisation-vs-model curves under one pipeline: x = the trained model, then each stage of
+/// the run's cascades (in order), the random-label model and efficient MPRT's model; per
+/// method the mean localisation score with its interval, and in the floor strip the chance
+/// level (`uniform`, drawn as the dash) and the random map's score (the cross).
+pub fn localisation_curves(rows: &[SummaryRow], methods: &[String], postprocess: &str, ci: &str) -> Curves {
+    let of_test = |r: &&SummaryRow| r.test == "localisation" && r.postprocess == postprocess;
+    let mut stages: Vec<(String, usize, String)> = rows
+        .iter()
+        .filter(of_test)
+        .filter(|r| ["cascading.", "data_randomization.", "efficient_mprt."].iter().any(|p| r.stage.starts_with(p)))
+        .map(|r| (r.order.clone(), r.stage_index, r.stage.clone()))
+        .collect();
+    stages.sort_by_key(|s| (!s.2.starts_with("cascading."), s.0.clone(), s.1));
+    stages.dedup();
+    let mut x_labels = vec!["trained".to_string()];
+    x_labels.extend(stages.iter().map(|(_, _, s)| s.trim_start_matches("cascading.").to_string()));
+    let panels = metrics_of(&rows.iter().filter(of_test).cloned().collect::<Vec<_>>(), postprocess)
+        .into_iter()
+        .map(|metric| {
+            let control = |name: &str| {
+                rows.iter().filter(of_test).find(|r| r.stage == "control" && r.method == name && r.metric == metric).and_then(|r| r.mean)
+            };
+            let content = methods
+                .iter()
+                .map(|method| {
+                    let mine: Vec<&SummaryRow> =
+                        rows.iter().filter(of_test).filter(|r| r.method == *method && r.metric == metric).collect();
+                    let mut points: Vec<(usize, Estimate)> = Vec::new();
+                    for r in &mine {
+                        let x = if r.stage == "trained" {
+                            Some(0)
+                        } else {
+                            stages.iter().position(|s| s.0 == r.order && s.1 == r.stage_index && s.2 == r.stage).map(|i| i + 1)
+                        };
+                        if let (Some(x), Some(e)) = (x, estimate(r)) {
+                            points.push((x, e));
+                        }
+                    }
+                    points.sort_by_key(|p| p.0);
+                    Series {
+                        method: method.clone(),
+                        points,
+                        random_models: control("uniform"),
+                        random_map: control("random_map"),
+                        own_empty: own_empty(rows, method, postprocess),
+                    }
+                })
+                .collect();
+            Panel { metric, content }
+        })
+        .collect();
+    Curves {
+        title: format!("{}: {postprocess}", TestGroup { test: "localisation".into(), order: String::new() }.title()),
+        x_desc: "the model explained: trained, then re-initialised down to this layer (cascade), ...".into(),
+        x_labels,
+        panels,
+        ci: ci.to_string(),
+        floors: ["chance (all-ties map)", "random map"],
     }
 }
 

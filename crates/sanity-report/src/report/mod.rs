@@ -8,7 +8,7 @@ mod markdown;
 
 use crate::figures::charts::Chart;
 use crate::figures::{grid, png, svg};
-use build::{TestGroup, TileCache, agreement, curves, map_grid, scores, stages_of, test_groups};
+use build::{TestGroup, TileCache, agreement, curves, localisation_curves, map_grid, scores, stages_of, test_groups};
 use sanity_metrics::pipeline_label;
 use sanity_rundir::config::Config;
 use sanity_rundir::error::{ExperimentError, Result};
@@ -91,7 +91,8 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
                 svg,
             };
             figures.push(figure_of_chart(dir, &run, &group, &methods, label, &name, figure)?);
-            if group.test == "method_agreement" {
+            // The localisation test's maps are the other tests' (their grids show the masks).
+            if group.test == "method_agreement" || group.test == "localisation" {
                 continue;
             }
             let stages = stages_of(summary, &group);
@@ -178,6 +179,15 @@ fn figure_of_chart(
         let chart = agreement(summary, group, methods, label);
         let files = chart_files(dir, &format!("agreement-{}", slug(label)), &chart)?;
         let caption = format!("Mean similarity between the methods' maps of the trained model ({label})");
+        return Ok(figure(caption, files));
+    }
+    if group.test == "localisation" {
+        let ci = format!("{}% CI of the mean over the draws and the images", run.config.statistics.confidence * 100.0);
+        let chart = localisation_curves(summary, methods, label, &ci);
+        let files = chart_files(dir, &format!("curves-{name}"), &chart)?;
+        let caption = format!(
+            "Localisation of each method's maps ({label}) under the trained model and each randomised one; mean and {ci} per method; in a column right of the models, the chance level of a map whose values all tie (dash) and the random map's score (cross)"
+        );
         return Ok(figure(caption, files));
     }
     if !group.has_stages() {
