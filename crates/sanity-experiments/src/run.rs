@@ -584,7 +584,18 @@ fn keep_examples(
             (example, Map::new(test_set.image(sample).to_vec(), [c, h, w]))
         })
         .collect();
-    if kept.is_empty() { Ok(()) } else { write_examples(dir, &kept) }
+    if kept.is_empty() {
+        return Ok(());
+    }
+    write_examples(dir, &kept)?;
+    for (example, _) in &kept {
+        if let Some(mask) = test_set.mask(example.sample).filter(|m| m.contains(&1)) {
+            let values: Vec<f32> = mask.iter().map(|&m| f32::from(m)).collect();
+            let path = image_dir(dir, example.sample).join(sanity_rundir::example_maps::MASK_FILE);
+            write_map(&path, &Map::new(values, [1, h, w]))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `summary.csv` and `verdicts.csv` of a whole run and says what it answers nothing

@@ -83,6 +83,10 @@ pub fn write_examples(run_dir: &Path, examples: &[(Example, Map)]) -> Result<()>
     csv.finish()
 }
 
+/// An example image's ground-truth mask, `[1, h, w]` of 0/1, beside its `input.npy` (images
+/// whose mask holds the object only).
+pub const MASK_FILE: &str = "mask.npy";
+
 /// Writes `map` as NPY float32 `[c, h, w]` (atomically), creating its directory.
 pub fn write_map(path: &Path, map: &Map) -> Result<()> {
     if let Some(parent) = path.parent() {

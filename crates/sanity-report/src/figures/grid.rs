@@ -2,7 +2,7 @@
 //! then each randomised stage): the layout of Adebayo et al. (2018), Figure 2.
 
 use super::colormap::ColorMap;
-use super::raster::{Scale, colorize, resample, solid};
+use super::raster::{OUTLINE, Scale, colorize, outline, resample, solid, with_outline};
 use super::{DrawResult, blit, colorbar, png, text, text_width};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -35,6 +35,8 @@ pub struct MapGrid {
     pub shared: Option<(Scale, ColorMap)>,
     /// A note under the title (how the maps are scaled).
     pub note: String,
+    /// The image's ground-truth mask (`[h, w]`, inside above 0.5), outlined on every cell.
+    pub mask: Option<(Vec<f32>, [usize; 2])>,
 }
 
 /// Pixel geometry of a [`MapGrid`].
@@ -90,6 +92,7 @@ pub fn render(grid: &MapGrid, cell: u32) -> DrawResult<Vec<u8>> {
             root.draw(&Text::new(header.clone(), at, text(14).pos(centered)))?;
         }
         let left = Pos::new(HPos::Right, VPos::Center);
+        let edge = grid.mask.as_ref().map(|(plane, shape)| outline(plane, *shape, cell as usize));
         for (i, (label, row)) in grid.rows.iter().zip(&grid.cells).enumerate() {
             let (_, y) = layout.cell_origin(i, 0);
             let at = (layout.label_width as i32 - 8, y + cell as i32 / 2);
@@ -100,7 +103,11 @@ pub fn render(grid: &MapGrid, cell: u32) -> DrawResult<Vec<u8>> {
                 match tile {
                     Some(tile) => {
                         let plane = resample(&tile.plane, tile.shape, [side, side]);
-                        blit(root, origin, (cell, cell), colorize(&plane, tile.scale, tile.colormap))?;
+                        let mut rgb = colorize(&plane, tile.scale, tile.colormap);
+                        if let Some(edge) = &edge {
+                            rgb = with_outline(rgb, edge, OUTLINE);
+                        }
+                        blit(root, origin, (cell, cell), rgb)?;
                     }
                     None => {
                         blit(root, origin, (cell, cell), solid([235, 235, 235], side * side))?;
@@ -141,6 +148,7 @@ mod tests {
             cells,
             shared: None,
             note: String::new(),
+            mask: None,
         };
         let bytes = render(&grid, 40)?;
         let image = image::load_from_memory(&bytes)?.to_rgb8();
@@ -166,6 +174,7 @@ mod tests {
             cells: vec![vec![None]],
             shared: None,
             note: "each map on its own range".into(),
+            mask: None,
         };
         let bytes = render(&grid, 32)?;
         let image = image::load_from_memory(&bytes)?.to_rgb8();

@@ -149,6 +149,36 @@ pub fn blend(under: &[u8], over: &[u8], alpha: f64) -> Vec<u8> {
     under.iter().zip(over).map(|(&u, &o)| (alpha * f64::from(o) + (1.0 - alpha) * f64::from(u)).round() as u8).collect()
 }
 
+/// The outline of a mask (`plane` `[h, w]`, inside above 0.5) drawn at `[side, side]`: the
+/// inside pixels with a 4-neighbour outside or on the border, resampled by nearest neighbour.
+pub fn outline(plane: &[f32], [h, w]: [usize; 2], side: usize) -> Vec<bool> {
+    let inside = |y: usize, x: usize| plane[(y * h / side) * w + x * w / side] > 0.5;
+    let mut edge = vec![false; side * side];
+    for y in 0..side {
+        for x in 0..side {
+            let out = |dy: isize, dx: isize| {
+                let (yy, xx) = (y as isize + dy, x as isize + dx);
+                yy < 0 || xx < 0 || yy >= side as isize || xx >= side as isize || !inside(yy as usize, xx as usize)
+            };
+            edge[y * side + x] = inside(y, x) && (out(-1, 0) || out(1, 0) || out(0, -1) || out(0, 1));
+        }
+    }
+    edge
+}
+
+/// `rgb` with the pixels of `edge` set to `color`.
+pub fn with_outline(mut rgb: Vec<u8>, edge: &[bool], color: Rgb) -> Vec<u8> {
+    for (pixel, &on) in rgb.chunks_exact_mut(3).zip(edge) {
+        if on {
+            pixel.copy_from_slice(&color);
+        }
+    }
+    rgb
+}
+
+/// The colour of a ground-truth mask's outline: green, apart from the maps' colour maps.
+pub const OUTLINE: Rgb = [0, 200, 60];
+
 /// One colour repeated over `pixels` pixels.
 pub fn solid(color: Rgb, pixels: usize) -> Vec<u8> {
     color.iter().copied().cycle().take(3 * pixels).collect()

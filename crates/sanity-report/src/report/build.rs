@@ -210,7 +210,10 @@ pub fn localisation_curves(rows: &[SummaryRow], methods: &[String], postprocess:
         .into_iter()
         .map(|metric| {
             let control = |name: &str| {
-                rows.iter().filter(of_test).find(|r| r.stage == "control" && r.method == name && r.metric == metric).and_then(|r| r.mean)
+                rows.iter()
+                    .filter(of_test)
+                    .find(|r| r.stage == "control" && r.method == name && r.metric == metric)
+                    .and_then(|r| r.mean)
             };
             let content = methods
                 .iter()
@@ -222,7 +225,10 @@ pub fn localisation_curves(rows: &[SummaryRow], methods: &[String], postprocess:
                         let x = if r.stage == "trained" {
                             Some(0)
                         } else {
-                            stages.iter().position(|s| s.0 == r.order && s.1 == r.stage_index && s.2 == r.stage).map(|i| i + 1)
+                            stages
+                                .iter()
+                                .position(|s| s.0 == r.order && s.1 == r.stage_index && s.2 == r.stage)
+                                .map(|i| i + 1)
                         };
                         if let (Some(x), Some(e)) = (x, estimate(r)) {
                             points.push((x, e));
@@ -356,6 +362,14 @@ pub fn map_grid(
         ),
     };
     let prediction = format!("predicted {} (p = {:.3})", example.prediction, example.probability);
+    let mask_path = dir.join(sanity_rundir::example_maps::MASK_FILE);
+    let mask = if mask_path.exists() {
+        let mask = read_map(&mask_path)?;
+        Some((mask.data, [mask.shape[1], mask.shape[2]]))
+    } else {
+        None
+    };
+    let note = if mask.is_some() { format!("{note}; green: the ground-truth mask's outline") } else { note };
     Ok(MapGrid {
         title: format!("{}: image {}, class {}, {prediction}", group.title(), example.sample, example.label),
         rows: methods.to_vec(),
@@ -363,6 +377,7 @@ pub fn map_grid(
         cells,
         shared,
         note,
+        mask,
     })
 }
 
