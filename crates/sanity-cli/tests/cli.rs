@@ -1014,6 +1014,7 @@ fn report_draws_each_test_and_the_same_run_gives_the_same_figures() {
             cells: Vec::new(),
             shared: shared.then_some((Scale::Sequential { lo: 0.0, hi: 1.0 }, ColorMap::Gray)),
             note: String::new(),
+            mask: None,
         };
         grid::GridLayout::of(&grid, 112)
     };

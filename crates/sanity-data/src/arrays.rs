@@ -132,7 +132,7 @@ pub fn load_arrays(
             format!("label {largest} but num_classes = {classes}; accepted: labels below it"),
         ));
     }
-    Ok(Dataset { images, image_shape, labels, masks, num_classes: classes })
+    Ok(Dataset { images, image_shape, labels, masks, num_classes: classes, class_names: Vec::new() })
 }
 
 /// A deterministic, stratified split: in each class, a seeded shuffle
@@ -155,6 +155,7 @@ pub fn rows_of(data: &Dataset, rows: &[usize]) -> Dataset {
             .as_ref()
             .map(|_| rows.iter().flat_map(|&i| data.mask(i).unwrap_or_default()).copied().collect()),
         num_classes: data.num_classes,
+        class_names: data.class_names.clone(),
     }
 }
 

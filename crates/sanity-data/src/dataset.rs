@@ -14,9 +14,17 @@ pub struct Dataset {
     pub masks: Option<Vec<u8>>,
     /// Number of classes (2 for the binary phantom task).
     pub num_classes: usize,
+    /// The classes' names in label order (`normal`, `effusion`), where the data names them;
+    /// empty otherwise (figures then show the indices).
+    pub class_names: Vec<String>,
 }
 
 impl Dataset {
+    /// The name of class `c`, or its index where the data names none.
+    pub fn class_name(&self, c: usize) -> String {
+        self.class_names.get(c).cloned().unwrap_or_else(|| c.to_string())
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -93,6 +101,7 @@ impl Dataset {
             labels: self.labels[..n].to_vec(),
             masks: self.masks.as_ref().map(|m| m[..n * mask_len].to_vec()),
             num_classes: self.num_classes,
+            class_names: self.class_names.clone(),
         }
     }
 
@@ -119,6 +128,7 @@ mod tests {
             labels: labels.clone(),
             masks: None,
             num_classes: 4,
+            class_names: Vec::new(),
         };
         let permuted = data.with_permuted_labels(5);
         assert_eq!(permuted.class_fractions(), data.class_fractions());

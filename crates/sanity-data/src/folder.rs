@@ -102,7 +102,15 @@ pub fn load_image_folder(
         }
         None => None,
     };
-    Ok(Dataset { images, image_shape: [channels, height, width], labels, masks, num_classes: classes.len() })
+    let class_names = classes.iter().map(|(name, _)| name.clone()).collect();
+    Ok(Dataset {
+        images,
+        image_shape: [channels, height, width],
+        labels,
+        masks,
+        num_classes: classes.len(),
+        class_names,
+    })
 }
 
 #[cfg(test)]

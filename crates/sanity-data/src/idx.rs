@@ -143,8 +143,13 @@ pub fn fashion_mnist(dir: &Path, split: Split, limit: Option<usize>) -> Result<D
         labels: labels.data[..keep].iter().map(|&l| usize::from(l)).collect(),
         masks: None,
         num_classes: 10,
+        class_names: CLASS_NAMES.map(String::from).to_vec(),
     })
 }
+
+/// Fashion-MNIST's classes in label order (Xiao et al. 2017, Table 1).
+pub const CLASS_NAMES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 #[cfg(test)]
 mod tests {

@@ -60,6 +60,9 @@ impl PhantomSpec {
 
 /// Generates `spec.n` phantoms, each from its own stream `stream_rng(seed, purpose, i)`.
 ///
+/// The phantom's classes in label order.
+pub const CLASS_NAMES: [&str; 2] = ["normal", "effusion"];
+
 /// Returns a 2-class [`Dataset`] of `[1, size, size]` images in [0, 1] with effusion masks.
 pub fn generate_phantoms(spec: &PhantomSpec, seed: u64, purpose: &str) -> Result<Dataset, DataError> {
     spec.validate()?;
@@ -79,7 +82,8 @@ pub fn generate_phantoms(spec: &PhantomSpec, seed: u64, purpose: &str) -> Result
         masks.extend_from_slice(&mask);
         labels.push(label);
     }
-    Ok(Dataset { images, image_shape: [1, side, side], labels, masks: Some(masks), num_classes: 2 })
+    let class_names = CLASS_NAMES.map(String::from).to_vec();
+    Ok(Dataset { images, image_shape: [1, side, side], labels, masks: Some(masks), num_classes: 2, class_names })
 }
 
 /// Intensities of the tissues (0 = air, 1 = dense bone or fluid).

@@ -111,8 +111,22 @@ impl DataPlan {
                 split_seed,
                 scale,
                 num_classes,
+                class_names,
             } => {
-                let train = load_arrays(&images, &labels, masks.as_deref(), scale, num_classes)?;
+                let mut train = load_arrays(&images, &labels, masks.as_deref(), scale, num_classes)?;
+                if let Some(names) = class_names {
+                    if names.len() != train.num_classes {
+                        return Err(ExperimentError::config(
+                            "data.class_names",
+                            format!(
+                                "{} names for {} classes; accepted: one name per class, in label order",
+                                names.len(),
+                                train.num_classes
+                            ),
+                        ));
+                    }
+                    train.class_names = names;
+                }
                 let test = TestArrays { images: test_images, labels: test_labels, masks: test_masks };
                 Self::arrays(train, &images, test, scale, (test_fraction, split_seed))?
             }
@@ -156,7 +170,8 @@ impl DataPlan {
                         ),
                     ));
                 }
-                let test = load_arrays(&ti, &tl, test.masks.as_deref(), scale, Some(train.num_classes))?;
+                let mut test = load_arrays(&ti, &tl, test.masks.as_deref(), scale, Some(train.num_classes))?;
+                test.class_names = train.class_names.clone();
                 if test.image_shape != train.image_shape {
                     return Err(ExperimentError::config(
                         ti,

@@ -580,7 +580,11 @@ fn keep_examples(
         .map(|i| {
             let (prediction, probability) = prediction_of(&original_logits[i * outputs..(i + 1) * outputs]);
             let (sample, label, target) = (explained.indices[i], explained.labels[i], slots[0].targets[i]);
-            let example = Example { sample, label, target, prediction, probability };
+            let (label_name, prediction_name) = match test_set.class_names.is_empty() {
+                true => (String::new(), String::new()),
+                false => (test_set.class_name(label), test_set.class_name(prediction)),
+            };
+            let example = Example { sample, label, target, prediction, probability, label_name, prediction_name };
             (example, Map::new(test_set.image(sample).to_vec(), [c, h, w]))
         })
         .collect();

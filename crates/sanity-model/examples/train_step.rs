@@ -53,6 +53,7 @@ fn main() {
         labels: (0..steps).flat_map(|_| labels.iter().copied()).collect(),
         masks: None,
         num_classes: net.num_outputs().max(2),
+        class_names: Vec::new(),
     };
     let spec = TrainSpec { epochs: 1, batch_size: batch, ..TrainSpec::default() };
     let t = Instant::now();

@@ -256,7 +256,14 @@ fn training_gives_the_same_bytes_on_any_number_of_threads() {
     let net = stack(STACK);
     let weights = net.init(5).expect("init");
     let (x, labels) = batch(&net, 9);
-    let data = sanity_data::Dataset { images: x, image_shape: net.input(), labels, masks: None, num_classes: 3 };
+    let data = sanity_data::Dataset {
+        images: x,
+        image_shape: net.input(),
+        labels,
+        masks: None,
+        num_classes: 3,
+        class_names: Vec::new(),
+    };
     let model = NetModel::new(net, weights);
     let spec = sanity_model::TrainSpec { epochs: 2, batch_size: 4, ..Default::default() };
     let trained = |threads: usize| {

@@ -77,7 +77,8 @@ fn three_adamw_or_sgd_steps_give_pytorch_s_weights_and_running_statistics() {
     let (net, arch) = net();
     let initial = NetModel::new(net, weights("train-step-initial.safetensors", &arch));
     let (images, labels) = batch();
-    let data = Dataset { images, image_shape: [1, 16, 16], labels, masks: None, num_classes: 3 };
+    let data =
+        Dataset { images, image_shape: [1, 16, 16], labels, masks: None, num_classes: 3, class_names: Vec::new() };
     for (optimizer, lr, weight_decay, file) in [
         (OptimizerKind::Adamw, 1e-2, 1e-2, "train-step-adamw.safetensors"),
         (OptimizerKind::Sgd, 0.05, 1e-3, "train-step-sgd.safetensors"),

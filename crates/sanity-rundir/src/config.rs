@@ -141,6 +141,10 @@ pub enum DataConfig {
         /// Number of classes; default the largest label + 1.
         #[serde(default)]
         num_classes: Option<usize>,
+        /// The classes' names in label order (`["normal", "effusion"]`), shown in figures and
+        /// `maps/examples.csv` instead of the indices; one per class.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        class_names: Option<Vec<String>>,
     },
     /// PNG / JPEG files in one sub-folder per class ([`sanity_data::load_image_folder`]):
     /// classes in sorted folder-name order, images decoded to [0, 1] and resized (bilinear).

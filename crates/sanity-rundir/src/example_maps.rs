@@ -36,6 +36,25 @@ pub struct Example {
     pub prediction: usize,
     /// The trained model's probability of its prediction (softmax; sigmoid for one logit).
     pub probability: f64,
+    /// The true label's class name, where the data names its classes (empty otherwise, and
+    /// in files written before names).
+    #[serde(default)]
+    pub label_name: String,
+    /// The predicted class's name, likewise.
+    #[serde(default)]
+    pub prediction_name: String,
+}
+
+impl Example {
+    /// The true class as figures show it: its name, else its index.
+    pub fn label_shown(&self) -> String {
+        if self.label_name.is_empty() { self.label.to_string() } else { self.label_name.clone() }
+    }
+
+    /// The predicted class as figures show it.
+    pub fn prediction_shown(&self) -> String {
+        if self.prediction_name.is_empty() { self.prediction.to_string() } else { self.prediction_name.clone() }
+    }
 }
 
 /// The logistic function, a one-logit model's probability of class 1.
@@ -165,7 +184,15 @@ mod tests {
     fn maps_and_examples_round_trip() -> Result<()> {
         let dir = tempfile::tempdir().map_err(|e| ExperimentError::io(Path::new("tmp"), e))?;
         let image = Map::new((0..12).map(|v| v as f32).collect(), [1, 3, 4]);
-        let example = Example { sample: 7, label: 2, target: 2, prediction: 3, probability: 0.25 };
+        let example = Example {
+            sample: 7,
+            label: 2,
+            target: 2,
+            prediction: 3,
+            probability: 0.25,
+            label_name: "Pullover".into(),
+            prediction_name: "Dress".into(),
+        };
         write_examples(dir.path(), &[(example.clone(), image.clone())])?;
         assert_eq!(read_examples(dir.path())?, vec![example]);
         assert_eq!(read_map(&image_dir(dir.path(), 7).join("input.npy"))?, image);

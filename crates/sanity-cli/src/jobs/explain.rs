@@ -106,12 +106,12 @@ fn method_spec(id: &str, layer: &Option<String>) -> Result<(MethodSpec, bool)> {
 
 /// The title of an image's figure, as the lesson's: `Class: 1. Pred = 0.873` for a one-logit
 /// model (the probability of class 1), `Class: 3. Pred = 3 (p = 0.912)` otherwise.
-pub fn title(label: usize, logits: &[f32]) -> String {
+pub fn title(label: usize, logits: &[f32], name: impl Fn(usize) -> String) -> String {
     match logits {
-        [z] => format!("Class: {label}. Pred = {:.3}", sigmoid(f64::from(*z))),
+        [z] => format!("Class: {}. Pred = {:.3}", name(label), sigmoid(f64::from(*z))),
         _ => {
             let (class, p) = prediction_of(logits);
-            format!("Class: {label}. Pred = {class} (p = {p:.3})")
+            format!("Class: {}. Pred = {} (p = {p:.3})", name(label), name(class))
         }
     }
 }
@@ -163,12 +163,14 @@ pub fn explain(job: &ExplainJob, out: &Path) -> Result<Vec<PathBuf>> {
         let image_logits = &logits[i * outputs..(i + 1) * outputs];
         let image = Map::new(test_set.image(sample).to_vec(), [c, h, w]);
         let overlay = Overlay {
-            title: title(test_set.labels[sample], image_logits),
+            title: title(test_set.labels[sample], image_logits, |c| test_set.class_name(c)),
             image: gray_plane(&image),
             image_shape: [h, w],
             panels: specs.iter().zip(&maps).map(|(spec, m)| panel(spec.id(), &m[i], [h, w])).collect(),
             colors: job.colors,
             alpha: job.alpha,
+            // The ground-truth mask's outline, where the data has one with the object.
+            mask: test_set.mask(sample).filter(|m| m.contains(&1)).map(|m| m.iter().map(|&v| f32::from(v)).collect()),
         };
         let path = out.join(format!("explain-{sample:04}.png"));
         let bytes = render(&overlay, job.panel).map_err(|e| ExperimentError::io(&path, e))?;
@@ -298,7 +300,12 @@ mod tests {
 
     #[test]
     fn titles_follow_the_lesson() {
-        assert_eq!(title(1, &[0.0]), "Class: 1. Pred = 0.500");
-        assert_eq!(title(3, &[0.0, 0.0, 0.0, 5.0]), "Class: 3. Pred = 3 (p = 0.980)");
+        let index = |c: usize| c.to_string();
+        assert_eq!(title(1, &[0.0], index), "Class: 1. Pred = 0.500");
+        assert_eq!(title(3, &[0.0, 0.0, 0.0, 5.0], index), "Class: 3. Pred = 3 (p = 0.980)");
+        let phantom = |c: usize| sanity_data::phantom::CLASS_NAMES[c].to_string();
+        assert_eq!(title(1, &[3.5], phantom), "Class: effusion. Pred = 0.971");
+        let fashion = |c: usize| sanity_data::idx::CLASS_NAMES[c].to_string();
+        assert_eq!(title(0, &[0.0, 0.0, 0.0, 5.0], fashion), "Class: T-shirt/top. Pred = Dress (p = 0.980)");
     }
 }

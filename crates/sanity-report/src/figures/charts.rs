@@ -537,6 +537,7 @@ mod tests {
                 Panel { metric: "ssim".into(), content: vec![series("gradient", 0.2), series("gradcam", 0.05)] },
             ],
             ci: "95% CI of the mean over 3 draws and the images".into(),
+            floors: ["two random models", "random map"],
         }
     }
 

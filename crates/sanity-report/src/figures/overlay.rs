@@ -5,7 +5,7 @@
 //! panel; the lesson's `jet` on each panel's own range is an option.
 
 use super::colormap::ColorMap;
-use super::raster::{Scale, blend, colorize, resample};
+use super::raster::{OUTLINE, Scale, blend, colorize, outline, resample, with_outline};
 use super::{DrawResult, blit, colorbar, png, text, text_width};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -55,6 +55,9 @@ pub struct Overlay {
     pub colors: OverlayColors,
     /// The maps' opacity over the image, 0 to 1.
     pub alpha: f64,
+    /// The image's ground-truth mask (`[h, w]` as the image, inside above 0.5), outlined on
+    /// the image and on every map.
+    pub mask: Option<Vec<f32>>,
 }
 
 /// Pixel geometry of an [`Overlay`] figure.
@@ -92,19 +95,24 @@ pub fn render(overlay: &Overlay, panel: u32) -> DrawResult<Vec<u8>> {
     let side = panel as usize;
     let gray = resample(&overlay.image, overlay.image_shape, [side, side]);
     let background = colorize(&gray, Scale::min_max(&gray), ColorMap::Gray);
+    let edge = overlay.mask.as_ref().map(|m| outline(m, overlay.image_shape, side));
+    let outlined = |rgb: Vec<u8>| match &edge {
+        Some(edge) => with_outline(rgb, edge, OUTLINE),
+        None => rgb,
+    };
     png(layout.size(overlay.panels.len(), &overlay.title), |root| {
         root.draw(&Text::new(overlay.title.clone(), (OverlayLayout::LEFT as i32, 12), text(TITLE_SIZE)))?;
         let header = Pos::new(HPos::Center, VPos::Bottom);
         let (x, y) = layout.panel_origin(0);
         root.draw(&Text::new("image", (x + panel as i32 / 2, y - 6), text(15).pos(header)))?;
-        blit(root, (x, y), (panel, panel), background.clone())?;
+        blit(root, (x, y), (panel, panel), outlined(background.clone()))?;
         for (k, (method, map, shape)) in overlay.panels.iter().enumerate() {
             let (x, y) = layout.panel_origin(k + 1);
             root.draw(&Text::new(method.clone(), (x + panel as i32 / 2, y - 6), text(15).pos(header)))?;
             let (scale, colormap) = overlay.colors.of(map);
             let plane = resample(map, *shape, [side, side]);
             let over = colorize(&plane, scale, colormap);
-            blit(root, (x, y), (panel, panel), blend(&background, &over, overlay.alpha))?;
+            blit(root, (x, y), (panel, panel), outlined(blend(&background, &over, overlay.alpha)))?;
             colorbar(root, (x + panel as i32 + 6, y), (14, panel), scale, colormap, 12)?;
         }
         Ok(())
@@ -127,6 +135,7 @@ mod tests {
             panels: vec![("gradient".into(), map, [8, 8])],
             colors: OverlayColors::Jet,
             alpha: ALPHA,
+            mask: None,
         };
         let bytes = render(&overlay, 64)?;
         let image = image::load_from_memory(&bytes)?.to_rgb8();
@@ -159,6 +168,7 @@ mod tests {
             panels: vec![("a".into(), positive, [8, 8]), ("b".into(), signed, [8, 8])],
             colors: OverlayColors::default(),
             alpha: 1.0,
+            mask: None,
         };
         let bytes = render(&overlay, 16)?;
         let image = image::load_from_memory(&bytes)?.to_rgb8();

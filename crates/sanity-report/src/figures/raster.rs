@@ -209,4 +209,23 @@ mod tests {
         assert!(Scale::fixed(&abs, false).is_some() && Scale::fixed(&[], true).is_none());
         assert_eq!(Scale::min_max(&[2.0, 2.0]), Scale::Sequential { lo: 2.0, hi: 3.0 });
     }
+
+    #[test]
+    fn a_mask_s_outline_is_its_inside_pixels_next_to_the_outside() {
+        // A 3x3 block inside a 5x5 mask, drawn at 10x10 (the block is pixels 2..8): its
+        // outline is the block's border, one pixel wide, the inside left open.
+        let mut plane = vec![0.0f32; 25];
+        for y in 1..4 {
+            for x in 1..4 {
+                plane[y * 5 + x] = 1.0;
+            }
+        }
+        let edge = outline(&plane, [5, 5], 10);
+        let on: Vec<(usize, usize)> = (0..100).filter(|&i| edge[i]).map(|i| (i / 10, i % 10)).collect();
+        assert!(on.iter().all(|&(y, x)| (2..8).contains(&y) && (2..8).contains(&x)), "inside the block: {on:?}");
+        assert!(on.iter().all(|&(y, x)| y == 2 || y == 7 || x == 2 || x == 7), "on its edge: {on:?}");
+        assert_eq!(on.len(), 20);
+        let green = with_outline(vec![0; 300], &edge, OUTLINE);
+        assert_eq!(&green[3 * 22..3 * 23], &OUTLINE);
+    }
 }

@@ -361,7 +361,7 @@ pub fn map_grid(
             "maps after {label}; each map on its own range (gray: 0 to its max; blue-white-red: -max|m| to +max|m|)"
         ),
     };
-    let prediction = format!("predicted {} (p = {:.3})", example.prediction, example.probability);
+    let prediction = format!("predicted {} (p = {:.3})", example.prediction_shown(), example.probability);
     let mask_path = dir.join(sanity_rundir::example_maps::MASK_FILE);
     let mask = if mask_path.exists() {
         let mask = read_map(&mask_path)?;
@@ -371,7 +371,7 @@ pub fn map_grid(
     };
     let note = if mask.is_some() { format!("{note}; green: the ground-truth mask's outline") } else { note };
     Ok(MapGrid {
-        title: format!("{}: image {}, class {}, {prediction}", group.title(), example.sample, example.label),
+        title: format!("{}: image {}, class {}, {prediction}", group.title(), example.sample, example.label_shown()),
         rows: methods.to_vec(),
         columns,
         cells,

@@ -103,7 +103,8 @@ pub fn report(dir: &Path, options: &ReportOptions) -> Result<Vec<Figure>> {
                 write_atomic(&dir.join(&png), &bytes)?;
                 let caption = format!(
                     "Maps of test image {} (class {}) under each model ({label})",
-                    example.sample, example.label
+                    example.sample,
+                    example.label_shown()
                 );
                 figures.push(Figure { sample: Some(example.sample), ..figure(caption, (png, None)) });
             }
