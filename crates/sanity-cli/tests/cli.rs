@@ -387,8 +387,13 @@ fn merged_shards_equal_the_unsharded_run_byte_for_byte() {
     // The example maps come from both shards (tiny's 4 examples span batches 0 and 1).
     assert!(tree(&whole.join("maps")) == tree(&merged.join("maps")), "maps/ differs");
     // examples.csv, then per example its input and 2 methods' maps under 49 models: the original,
-    // 3 draws of 7 cascade stages and of 7 independent ones, and 3 pairs of random models.
-    assert_eq!(tree(&whole.join("maps")).len(), 1 + 4 * (1 + 2 * (1 + 3 * 7 + 3 * 7 + 3 * 2)));
+    // 3 draws of 7 cascade stages and of 7 independent ones, and 3 pairs of random models; and
+    // the mask of each example with an effusion (label 1).
+    let effusions =
+        read(whole.join("maps/examples.csv")).lines().skip(1).filter(|l| l.split(',').nth(1) == Some("1")).count();
+    let masks = tree(&whole.join("maps")).keys().filter(|p| p.ends_with("mask.npy")).count();
+    assert!(effusions > 0 && masks == effusions, "{masks} masks for {effusions} effusion examples");
+    assert_eq!(tree(&whole.join("maps")).len(), 1 + 4 * (1 + 2 * (1 + 3 * 7 + 3 * 7 + 3 * 2)) + masks);
     // A missing shard is named, not papered over.
     let partial = tmp.path().join("partial");
     let out = sanity().arg("merge").arg(&shards[0]).arg("--out").arg(&partial).output().expect("runs");
