@@ -57,25 +57,28 @@ fn not_all_empty(masks: Vec<u8>, path: &str) -> Result<Vec<u8>, DataError> {
 /// to its folder, with any image extension (`effusion/p0007.png` for `effusion/p0007.jpg`).
 pub fn mask_file_for(image_dir: &Path, mask_dir: &Path, image: &Path) -> Result<PathBuf, DataError> {
     let relative = image.strip_prefix(image_dir).unwrap_or(image);
+    // Only the image's own extension goes (`p7.v2.jpg` looks for `p7.v2.png`).
     let stem = mask_dir.join(relative).with_extension("");
-    ["png", "PNG", "jpg", "jpeg", "JPG", "JPEG"]
-        .iter()
-        .map(|e| stem.with_extension(e))
-        .find(|p| p.is_file())
-        .ok_or_else(|| {
-            bad(
-                &mask_dir.display().to_string(),
-                format!(
-                    "no mask for image {}; expected {}.png (nonzero pixels inside), one mask per image",
-                    image.display(),
-                    stem.display()
-                ),
-            )
-        })
+    let with = |e: &str| {
+        let mut name = stem.clone().into_os_string();
+        name.push(format!(".{e}"));
+        PathBuf::from(name)
+    };
+    ["png", "PNG", "jpg", "jpeg", "JPG", "JPEG"].iter().map(|e| with(e)).find(|p| p.is_file()).ok_or_else(|| {
+        bad(
+            &mask_dir.display().to_string(),
+            format!(
+                "no mask for image {}; expected {}.png (grey 128 and above inside), one mask per image",
+                image.display(),
+                stem.display()
+            ),
+        )
+    })
 }
 
 /// The masks of `images` (files under `image_dir`) from the parallel folder `mask_dir`, read
-/// as grey (nonzero = inside) and resized to `[h, w]` with nearest-neighbour sampling.
+/// as 8-bit grey (128 and above = inside, so that JPEG's ringing around an edge stays outside)
+/// and resized to `[h, w]` with nearest-neighbour sampling.
 pub fn load_mask_folder(
     image_dir: &Path,
     mask_dir: &Path,
@@ -89,7 +92,7 @@ pub fn load_mask_folder(
             .map_err(|e| bad(&file.display().to_string(), format!("not a readable PNG or JPEG mask: {e}")))?
             .to_luma8();
         let (mh, mw) = (decoded.height() as usize, decoded.width() as usize);
-        let inside: Vec<u8> = decoded.into_raw().into_iter().map(|v| u8::from(v != 0)).collect();
+        let inside: Vec<u8> = decoded.into_raw().into_iter().map(|v| u8::from(v >= 128)).collect();
         masks.extend(if (mh, mw) == (h, w) { inside } else { resize_nearest(&inside, mh, mw, h, w) });
     }
     not_all_empty(masks, &mask_dir.display().to_string())
@@ -132,13 +135,13 @@ mod tests {
         for d in [images.join("effusion"), masks.join("effusion")] {
             std::fs::create_dir_all(d).expect("mkdir");
         }
-        let a = images.join("effusion").join("a.jpg");
+        let a = images.join("effusion").join("a.v2.jpg");
         std::fs::write(&a, b"").expect("write");
         // A 4x4 mask with its right half inside, read at 2x2.
         let pixels: Vec<u8> = (0..16).map(|i| if i % 4 >= 2 { 255 } else { 0 }).collect();
         image::GrayImage::from_raw(4, 4, pixels)
             .expect("buffer")
-            .save(masks.join("effusion").join("a.png"))
+            .save(masks.join("effusion").join("a.v2.png"))
             .expect("png");
         let loaded = load_mask_folder(&images, &masks, std::slice::from_ref(&a), [2, 2]).expect("masks");
         assert_eq!(loaded, vec![0, 1, 0, 1]);

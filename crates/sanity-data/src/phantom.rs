@@ -58,11 +58,11 @@ impl PhantomSpec {
     }
 }
 
-/// Generates `spec.n` phantoms, each from its own stream `stream_rng(seed, purpose, i)`.
-///
 /// The phantom's classes in label order.
 pub const CLASS_NAMES: [&str; 2] = ["normal", "effusion"];
 
+/// Generates `spec.n` phantoms, each from its own stream `stream_rng(seed, purpose, i)`.
+///
 /// Returns a 2-class [`Dataset`] of `[1, size, size]` images in [0, 1] with effusion masks.
 pub fn generate_phantoms(spec: &PhantomSpec, seed: u64, purpose: &str) -> Result<Dataset, DataError> {
     spec.validate()?;

@@ -27,6 +27,7 @@ pub fn resize_bilinear_align_corners(src: &[f32], in_h: usize, in_w: usize, out_
 /// which can put a pixel one to the left where `n_in / n_out` rounds down; here it is exact).
 pub fn resize_nearest<T: Copy>(src: &[T], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<T> {
     assert_eq!(src.len(), in_h * in_w, "resize_nearest: src is not [in_h, in_w]");
+    assert!(in_h * in_w > 0 || out_h * out_w == 0, "resize_nearest: an empty image has no pixel to sample");
     let cols: Vec<usize> = (0..out_w).map(|x| x * in_w / out_w).collect();
     (0..out_h)
         .flat_map(|y| {

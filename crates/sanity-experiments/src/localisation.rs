@@ -77,8 +77,9 @@ pub struct Explained<'a> {
 }
 
 /// The rows of `maps` (one post-processed map per image, or the status of its
-/// post-processing) by each of `metrics`; images without an object have none. A mask is
-/// resized (nearest) to a map of another size.
+/// post-processing) by each of `metrics`; images without an object have none. A map of
+/// several channels is summed over them first (as Quantus' `explain` reduces attributions by
+/// default, `reduce_axes = [1]`), and a mask is resized (nearest) to a map of another size.
 pub fn rows(
     key: &RowKey,
     images: &[Explained],
@@ -90,6 +91,10 @@ pub fn rows(
         for (image, map) in images.iter().zip(maps) {
             let Some(mask) = image.mask else { continue };
             let score = match map {
+                Ok(map) if map.shape[0] > 1 => {
+                    let one = channel_sum(map);
+                    metric.score(&one, &fitted(mask, &one))
+                }
                 Ok(map) => metric.score(map, &fitted(mask, map)),
                 Err(status) => Err(*status),
             };
@@ -110,6 +115,16 @@ pub fn uniform_rows(key: &RowKey, images: &[Explained], metrics: &[LocalisationS
         }
     }
     out
+}
+
+/// The sum of `map`'s channels, `[c, h, w] -> [1, h, w]`, channel by channel in order.
+fn channel_sum(map: &Map) -> Map {
+    let [c, h, w] = map.shape;
+    let mut sum = map.channel(0).to_vec();
+    for k in 1..c {
+        sum.iter_mut().zip(map.channel(k)).for_each(|(s, v)| *s += v);
+    }
+    Map::new(sum, [1, h, w])
 }
 
 /// `mask` at `map`'s height and width.
@@ -214,10 +229,12 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
     }
     let mut out = Vec::new();
     for ((method, post, metric), members) in groups {
-        let of_stage = |stage: &str| -> HashMap<usize, f64> {
-            per_image(&members.iter().copied().filter(|r| r.stage == stage).collect::<Vec<_>>())
+        // A stage is its name and order: a bottom-up cascade's `cascading.conv1` is its first
+        // stage, a top-down one's its last.
+        let of_stage = |order: &str, stage: &str| -> HashMap<usize, f64> {
+            per_image(&members.iter().copied().filter(|r| r.order == order && r.stage == stage).collect::<Vec<_>>())
         };
-        let trained = of_stage("trained");
+        let trained = of_stage("", "trained");
         // The floor: the control with the highest mean over its images.
         let floor = controls.get(&(post, metric)).and_then(|c| {
             let mut by_control: BTreeMap<&str, Vec<&ScoreRow>> = BTreeMap::new();
@@ -284,7 +301,7 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
         out.push(row);
         for (order, stage) in destroyed(&members) {
             let mut row = verdict_row(&stage, &order);
-            let randomised = of_stage(&stage);
+            let randomised = of_stage(&order, &stage);
             if let Some((_, _, floor_scores)) = &floor {
                 let samples: Vec<usize> = randomised
                     .keys()
@@ -377,6 +394,20 @@ mod tests {
         assert_eq!(of("flat", "cascading.conv").0, "does_not_localise");
         // Only the last stage of the cascade is judged.
         assert!(v.iter().all(|r| r.stage != "cascading.fc"));
+        // A bottom-up cascade's first stage has the top-down one's last name: kept apart.
+        let mut both = rows.clone();
+        for i in 0..20 {
+            let mut r = scored("cascading.conv", 1, "gradient", i, 0.9);
+            r.order = "bottom_up".into();
+            both.push(r);
+        }
+        let v = verdicts(&both, 0.05);
+        let of_order = |order: &str| {
+            let r = v.iter().find(|r| r.method == "gradient" && r.stage == "cascading.conv" && r.order == order);
+            r.map(|r| r.verdict.clone())
+        };
+        assert_eq!(of_order("top_down").as_deref(), Some("stops_localising"));
+        assert_eq!(of_order("bottom_up").as_deref(), Some("localises_under_random_model"));
         // Without controls nothing is tested.
         rows.retain(|r| r.stage != "control");
         assert!(verdicts(&rows, 0.05).iter().all(|r| r.verdict == "not_tested"));
@@ -398,6 +429,13 @@ mod tests {
         let out = rows(&key, &images, &maps, &metrics);
         assert_eq!(out.len(), 2, "one row per metric, for the image with an object");
         assert!(out.iter().all(|r| r.score == Some(1.0) && r.sample == 3 && r.test == TEST && r.method_b == AGAINST));
+        // Three channels that sum to the same map score the same.
+        let one = &maps[0].as_ref().expect("a map").data;
+        let planar: Vec<f32> =
+            [0.25f32, 0.75, 0.0].iter().flat_map(|&share| one.iter().map(move |&v| share * v)).collect();
+        let three = [Ok(Map::new(planar, [3, 4, 4]))];
+        let summed = rows(&key, &images[..1], &three, &metrics);
+        assert_eq!(summed.iter().map(|r| r.score).collect::<Vec<_>>(), [Some(1.0), Some(1.0)]);
         let chance = uniform_rows(&key, &images, &metrics);
         assert_eq!(chance.iter().map(|r| r.score).collect::<Vec<_>>(), [Some(0.25), Some(0.5)]);
     }

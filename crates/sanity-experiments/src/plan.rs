@@ -130,6 +130,12 @@ impl DataPlan {
                 let test = TestArrays { images: test_images, labels: test_labels, masks: test_masks };
                 Self::arrays(train, &images, test, scale, (test_fraction, split_seed))?
             }
+            DataConfig::ImageFolder { test_dir: None, test_mask_dir: Some(_), .. } => {
+                return Err(ExperimentError::config(
+                    "data.test_mask_dir",
+                    "test masks without test_dir; give test_dir, test_mask_dir and mask_dir, or mask_dir alone",
+                ));
+            }
             DataConfig::ImageFolder {
                 dir,
                 height,
@@ -635,10 +641,14 @@ fn resolve_tests(config: &Config, net: &Net, data: &DataPlan) -> Resolved<(Vec<T
                             ));
                         }
                     }
-                    if !ids.insert(serde_json::to_string(metric).unwrap_or_default()) {
+                    // Rows name a metric by its id alone, so each id once.
+                    if !ids.insert(metric.id()) {
                         return Err(at(
                             &format!("metrics[{m}]"),
-                            format!("`{}` is listed twice with the same parameters", metric.id()),
+                            format!(
+                                "`{}` is listed twice; accepted: each metric once, with its parameters",
+                                metric.id()
+                            ),
                         ));
                     }
                 }

@@ -26,7 +26,9 @@ use sanity_rundir::journal::{JOURNAL, Journal, UnitRecord, read_journal};
 use sanity_rundir::manifest::{
     DataReport, GIT_REVISION, Manifest, ModelReport, crate_versions, host_name, peak_rss_mib,
 };
-use sanity_rundir::rows::{INCONCLUSIVE_TARGET_NOT_REACHED, RowWriter, ScoreRow, SummaryRow, empty_results};
+use sanity_rundir::rows::{
+    INCONCLUSIVE_TARGET_NOT_REACHED, RowWriter, ScoreRow, SummaryRow, VerdictRow, empty_results,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -891,6 +893,19 @@ impl Work<'_> {
         Ok(out)
     }
 
+    /// The comparisons' post-processing pipelines, each once (two comparisons may share one):
+    /// `(index of its first comparison, label)`.
+    fn distinct_pipelines(&self) -> Vec<(usize, String)> {
+        let mut seen: Vec<(usize, String)> = Vec::new();
+        for (ci, comparison) in self.plan.config.comparisons.iter().enumerate() {
+            let label = pipeline_label(&comparison.postprocess);
+            if !seen.iter().any(|(_, l)| *l == label) {
+                seen.push((ci, label));
+            }
+        }
+        seen
+    }
+
     /// The explained images `start..start + len` as the localisation rows see them.
     fn localised_images(&self, start: usize, len: usize) -> Vec<crate::localisation::Explained<'_>> {
         let e = self.explained;
@@ -922,8 +937,7 @@ impl Work<'_> {
             for image in images.iter_mut().enumerate() {
                 image.1.target = self.slots[slot.slot].targets[start + image.0];
             }
-            for (ci, comparison) in self.plan.config.comparisons.iter().enumerate() {
-                let label = pipeline_label(&comparison.postprocess);
+            for (ci, label) in self.distinct_pipelines() {
                 let key = RowKey { run_id: &self.plan.run_id, slot, method, postprocess: &label };
                 rows.extend(crate::localisation::rows(&key, &images, &processed[at][ci], metrics));
             }
@@ -944,8 +958,7 @@ impl Work<'_> {
         let images = self.localised_images(start, len);
         let slot = crate::localisation::control_slot();
         let mut rows = Vec::new();
-        for (ci, comparison) in self.plan.config.comparisons.iter().enumerate() {
-            let label = pipeline_label(&comparison.postprocess);
+        for (ci, label) in self.distinct_pipelines() {
             for (c, control) in control_maps.iter().enumerate() {
                 if let Some((maps, mean)) = control {
                     let one_channel = mean.as_ref().unwrap_or(maps);
@@ -1027,7 +1040,9 @@ pub fn write_reports(
     judged.extend(crate::localisation::verdicts(rows, stats.alpha));
     if random_labels_reached == Some(false) {
         // A model that did not memorise its labels says nothing about maps of one that did.
-        for v in judged.iter_mut().filter(|v| v.test == "data_randomization" && v.verdict != "not_tested") {
+        let of_random_labels =
+            |v: &VerdictRow| v.test == "data_randomization" || v.stage.starts_with("data_randomization.");
+        for v in judged.iter_mut().filter(|v| of_random_labels(v) && v.verdict != "not_tested") {
             v.verdict = INCONCLUSIVE_TARGET_NOT_REACHED.to_string();
         }
     }

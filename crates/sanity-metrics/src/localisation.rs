@@ -11,6 +11,10 @@
 //! - the pointing game takes a tolerance in pixels (Zhang et al. 2018, "Top-down neural
 //!   attention by excitation backprop", §5.1: a hit within 15 pixels of the object); 0 is
 //!   Quantus';
+//! - Quantus' `AttributionLocalisation` takes absolute values by default (`abs=True`, the others
+//!   `abs=False`); here every metric scores the map its post-processing made, so an `abs` step
+//!   there applies to all. Quantus refuses a top-k `k` of the image's size; here `k` may be up
+//!   to it;
 //! - Quantus' `weighted` options are left out: its pointing game's has no effect (it writes a
 //!   float into a boolean array) and its attribution localisation's divides by the size of all
 //!   but the first two maps of the batch (`x_batch[2:].size`).
@@ -19,6 +23,9 @@ use crate::map::Map;
 use crate::metric::{Score, Status};
 use crate::rank::average_ranks;
 use serde::{Deserialize, Serialize};
+
+/// The largest pointing-game tolerance, in pixels (a map's side is at most a few thousand).
+pub const MAX_TOLERANCE: f64 = 100_000.0;
 
 /// A ground-truth mask `[h, w]`: which pixels belong to the object.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,8 +104,8 @@ impl LocalisationSpec {
     /// Checks the parameters; the message says what is accepted.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            LocalisationSpec::PointingGame { tolerance } if !(tolerance.is_finite() && *tolerance >= 0.0) => {
-                Err(format!("tolerance = {tolerance}; accepted: a number of pixels, 0 or more"))
+            LocalisationSpec::PointingGame { tolerance } if !(0.0..=MAX_TOLERANCE).contains(tolerance) => {
+                Err(format!("tolerance = {tolerance}; accepted: a number of pixels, 0 to {MAX_TOLERANCE}"))
             }
             LocalisationSpec::TopKInMask { k: 0, .. } => {
                 Err("k = 0; accepted: 1 or more (at most the map's pixels)".into())
@@ -142,7 +149,7 @@ impl LocalisationSpec {
             LocalisationSpec::RelevanceRankAccuracy {} => Ok(top_share(a, s, mask.area())),
             LocalisationSpec::Auc {} => auc(a, s),
             LocalisationSpec::TopKInMask { k, concept_influence } => {
-                if *k > a.len() {
+                if *k == 0 || *k > a.len() {
                     return Err(Status::TooSmall);
                 }
                 let share = top_share(a, s, *k);
@@ -191,7 +198,7 @@ fn within(mask: &Mask, i: usize, tolerance: f64) -> bool {
     if mask.inside[i] {
         return true;
     }
-    let r = tolerance.floor() as usize;
+    let r = tolerance.min((h + w) as f64).floor() as usize;
     let (y0, y1, x0, x1) = (y.saturating_sub(r), (y + r).min(h - 1), x.saturating_sub(r), (x + r).min(w - 1));
     (y0..=y1).any(|yy| {
         (x0..=x1).any(|xx| {

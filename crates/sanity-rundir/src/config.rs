@@ -162,7 +162,7 @@ pub enum DataConfig {
         #[serde(default)]
         test_dir: Option<PathBuf>,
         /// Ground-truth masks of `dir`'s images: a folder of the same layout, one mask image per
-        /// image (same relative path and name, any image extension; nonzero pixels inside),
+        /// image (same relative path and name, any image extension; grey 128 and above inside),
         /// resized with nearest-neighbour sampling. For the `localisation` test.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mask_dir: Option<PathBuf>,

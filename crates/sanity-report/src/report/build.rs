@@ -202,10 +202,15 @@ pub fn localisation_curves(rows: &[SummaryRow], methods: &[String], postprocess:
         .filter(|r| ["cascading.", "data_randomization.", "efficient_mprt."].iter().any(|p| r.stage.starts_with(p)))
         .map(|r| (r.order.clone(), r.stage_index, r.stage.clone()))
         .collect();
-    stages.sort_by_key(|s| (!s.2.starts_with("cascading."), s.0.clone(), s.1));
+    stages.sort_by_key(|s| (!s.2.starts_with("cascading."), s.0.clone(), s.1, s.2.clone()));
     stages.dedup();
+    // A cascade's stages by their layer; with both orders in the run, the bottom-up ones marked.
+    let both_orders = stages.iter().any(|s| s.0 == "bottom_up") && stages.iter().any(|s| s.0 == "top_down");
     let mut x_labels = vec!["trained".to_string()];
-    x_labels.extend(stages.iter().map(|(_, _, s)| s.trim_start_matches("cascading.").to_string()));
+    x_labels.extend(stages.iter().map(|(order, _, s)| {
+        let layer = s.trim_start_matches("cascading.");
+        if both_orders && order == "bottom_up" { format!("{layer} (bottom-up)") } else { layer.to_string() }
+    }));
     let panels = metrics_of(&rows.iter().filter(of_test).cloned().collect::<Vec<_>>(), postprocess)
         .into_iter()
         .map(|metric| {
