@@ -157,6 +157,16 @@ fn row(key: &RowKey, image: &Explained, metric: &str, score: Result<f64, Status>
     }
 }
 
+/// The error line of a run with the localisation test but no localisation row: none of the
+/// `explained` images holds the object (every mask empty), so the test answered nothing.
+pub fn unanswered(has_test: bool, rows: &[ScoreRow], explained: usize) -> Option<String> {
+    (has_test && !rows.iter().any(|r| r.test == TEST)).then(|| {
+        format!(
+            "the localisation test has no scores: none of the {explained} explained images holds the object (every mask is empty); explain more images (attribution.n_images) or give masks with the object"
+        )
+    })
+}
+
 /// The controls' pseudo-slot: `stage = "control"`.
 pub fn control_slot() -> LocalisedSlot {
     LocalisedSlot { slot: 0, order: "", stage_index: 0, stage: "control".into(), draw: 0 }
@@ -357,6 +367,15 @@ mod tests {
             score: Some(score),
             status: "ok".into(),
         }
+    }
+
+    #[test]
+    fn a_localisation_test_without_rows_is_an_error_line() {
+        let row = scored("trained", 0, "gradient", 0, 0.7);
+        assert!(unanswered(true, std::slice::from_ref(&row), 5).is_none());
+        assert!(unanswered(false, &[], 5).is_none());
+        let line = unanswered(true, &[], 5).expect("an error line");
+        assert!(line.contains("none of the 5 explained images") && line.contains("attribution.n_images"), "{line}");
     }
 
     #[test]

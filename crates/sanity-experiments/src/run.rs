@@ -618,6 +618,10 @@ fn summarize_run(
     for line in empty_results(rows) {
         progress(Progress::Note(format!("error: {line}")));
     }
+    let has_localisation = plan.tests.iter().any(|t| matches!(t.kind, TestKind::Localisation { .. }));
+    if let Some(line) = crate::localisation::unanswered(has_localisation, rows, plan.config.attribution.n_images) {
+        progress(Progress::Note(format!("error: {line}")));
+    }
     for line in sanity_rundir::rows::degenerate_original_lines(&summary) {
         progress(Progress::Note(format!("warning: {line}")));
     }
