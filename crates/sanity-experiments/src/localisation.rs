@@ -5,9 +5,10 @@
 
 use crate::statistics::{Wilcoxon, wilcoxon_signed_rank};
 use crate::units::{Pairing, Second};
-use sanity_metrics::{LocalisationSpec, Map, Mask, Status};
+use sanity_metrics::{LocalisationSpec, Map, Mask, Reduce, Status, reduce_channels};
 use sanity_rundir::files::stage_key;
 use sanity_rundir::rows::{ScoreRow, VerdictRow};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// The `test` column of localisation rows.
@@ -92,7 +93,7 @@ pub fn rows(
             let Some(mask) = image.mask else { continue };
             let score = match map {
                 Ok(map) if map.shape[0] > 1 => {
-                    let one = channel_sum(map);
+                    let one = Map::new(reduce_channels(map, Reduce::Sum), [1, map.shape[1], map.shape[2]]);
                     metric.score(&one, &fitted(mask, &one))
                 }
                 Ok(map) => metric.score(map, &fitted(mask, map)),
@@ -117,24 +118,14 @@ pub fn uniform_rows(key: &RowKey, images: &[Explained], metrics: &[LocalisationS
     out
 }
 
-/// The sum of `map`'s channels, `[c, h, w] -> [1, h, w]`, channel by channel in order.
-fn channel_sum(map: &Map) -> Map {
-    let [c, h, w] = map.shape;
-    let mut sum = map.channel(0).to_vec();
-    for k in 1..c {
-        sum.iter_mut().zip(map.channel(k)).for_each(|(s, v)| *s += v);
-    }
-    Map::new(sum, [1, h, w])
-}
-
-/// `mask` at `map`'s height and width.
-fn fitted(mask: &Mask, map: &Map) -> Mask {
+/// `mask` at `map`'s height and width (borrowed when it is already).
+fn fitted<'a>(mask: &'a Mask, map: &Map) -> Cow<'a, Mask> {
     let [_, h, w] = map.shape;
     if mask.shape == [h, w] {
-        return mask.clone();
+        return Cow::Borrowed(mask);
     }
     let [mh, mw] = mask.shape;
-    Mask::new(sanity_data::resize_nearest(&mask.inside, mh, mw, h, w), [h, w])
+    Cow::Owned(Mask::new(sanity_data::resize_nearest(&mask.inside, mh, mw, h, w), [h, w]))
 }
 
 fn row(key: &RowKey, image: &Explained, metric: &str, score: Result<f64, Status>) -> ScoreRow {
@@ -196,7 +187,15 @@ fn per_image(rows: &[&ScoreRow]) -> HashMap<usize, f64> {
             by.entry(r.sample).or_default().push(score);
         }
     }
-    by.into_iter().map(|(sample, v)| (sample, v.iter().sum::<f64>() / v.len() as f64)).collect()
+    crate::verdicts::per_image_means(by)
+}
+
+/// The images with a score in every one of `maps`, in sample order.
+fn paired(maps: &[&HashMap<usize, f64>]) -> Vec<usize> {
+    let mut samples: Vec<usize> =
+        maps[0].keys().copied().filter(|s| maps[1..].iter().all(|m| m.contains_key(s))).collect();
+    samples.sort_unstable();
+    samples
 }
 
 /// Whether `a` is above `b` image by image: the mean difference over the paired images and
@@ -290,13 +289,7 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
         let mut row = verdict_row("trained", "");
         let mut localises = None;
         if let Some((_, _, floor_scores)) = &floor {
-            let samples: Vec<usize> = trained
-                .keys()
-                .copied()
-                .filter(|s| floor_scores.contains_key(s))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            let samples = paired(&[&trained, floor_scores]);
             if !samples.is_empty() {
                 let test = above(&trained, floor_scores, &samples);
                 let yes = beyond(&test);
@@ -313,13 +306,7 @@ pub fn verdicts(rows: &[ScoreRow], alpha: f64) -> Vec<VerdictRow> {
             let mut row = verdict_row(&stage, &order);
             let randomised = of_stage(&order, &stage);
             if let Some((_, _, floor_scores)) = &floor {
-                let samples: Vec<usize> = randomised
-                    .keys()
-                    .copied()
-                    .filter(|s| floor_scores.contains_key(s) && trained.contains_key(s))
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
+                let samples = paired(&[&randomised, floor_scores, &trained]);
                 if let (false, Some(localises)) = (samples.is_empty(), localises) {
                     let (vs_trained, vs_floor) =
                         (above(&randomised, &trained, &samples), above(&randomised, floor_scores, &samples));

@@ -137,7 +137,7 @@ fn judge(
 }
 
 /// Each image's mean over its draws' valid scores.
-fn per_image_means(by_image: HashMap<usize, Vec<f64>>) -> HashMap<usize, f64> {
+pub(crate) fn per_image_means(by_image: HashMap<usize, Vec<f64>>) -> HashMap<usize, f64> {
     by_image.into_iter().map(|(sample, v)| (sample, v.iter().sum::<f64>() / v.len() as f64)).collect()
 }
 

@@ -211,8 +211,15 @@ pub fn localisation_curves(rows: &[SummaryRow], methods: &[String], postprocess:
         let layer = s.trim_start_matches("cascading.");
         if both_orders && order == "bottom_up" { format!("{layer} (bottom-up)") } else { layer.to_string() }
     }));
-    let panels = metrics_of(&rows.iter().filter(of_test).cloned().collect::<Vec<_>>(), postprocess)
+    let mut metrics: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(of_test) {
+        if !metrics.contains(&r.metric.as_str()) {
+            metrics.push(&r.metric);
+        }
+    }
+    let panels = metrics
         .into_iter()
+        .map(String::from)
         .map(|metric| {
             let control = |name: &str| {
                 rows.iter()
