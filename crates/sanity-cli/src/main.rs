@@ -4,28 +4,23 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use jobs::JobModel;
-use jobs::attribute::{AttributeJob, attribute_to_npy};
-use jobs::compare::{CompareJob, compare};
-use jobs::explain::{ExplainJob, explain};
-use jobs::train::{TrainJob, parse_data, train_model};
+use sanity_cli::jobs::JobModel;
+use sanity_cli::jobs::attribute::{AttributeJob, attribute_to_npy};
+use sanity_cli::jobs::compare::{CompareJob, compare};
+use sanity_cli::jobs::explain::{ExplainJob, explain};
+use sanity_cli::jobs::run::{RunEvent, RunRequest, run_plans};
+use sanity_cli::jobs::train::{TrainJob, parse_data, train_model};
+use sanity_cli::{jobs, load_plans, plan_text};
 use sanity_experiments::limits::{MAX_ATTRIBUTION_BATCH, MAX_CLASSES, MAX_EPOCHS, MAX_EXAMPLES, MAX_TRAIN_BATCH};
 use sanity_experiments::merge::merge;
-use sanity_experiments::model_cache::ModelCache;
-use sanity_experiments::placement;
-use sanity_experiments::run::batch_count;
-use sanity_experiments::sweep::plans;
-use sanity_experiments::{ExperimentError, Plan, Progress, QUICK_TOML, RunOptions, run};
+use sanity_experiments::{ExperimentError, Progress};
 use sanity_report::figures::overlay::OverlayColors;
 use sanity_report::{FIGURES_DIR, REPORT_MD, ReportOptions, report, report_dirs};
 use sanity_rundir::config::{OptimizerKind, TrainingConfig};
 use sanity_rundir::shard::Shard;
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-mod jobs;
 
 /// Sanity checks for saliency maps (Adebayo et al. 2018 and successors).
 #[derive(Parser)]
@@ -392,18 +387,6 @@ fn set_memory_limit(gib: Option<f64>) {
     }
 }
 
-fn load_plans(config: &Option<PathBuf>, overrides: &[String]) -> Result<Vec<Plan>> {
-    Ok(match config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ExperimentError::config(path.display().to_string(), format!("cannot read the config: {e}"))
-            })?;
-            plans(&text, &path.display().to_string(), overrides)?
-        }
-        None => plans(QUICK_TOML, "<embedded experiments/quick.toml>", overrides)?,
-    })
-}
-
 /// Sets the worker count for rayon and for candle's matmul (which reads RAYON_NUM_THREADS).
 fn set_threads(threads: Option<usize>) -> Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -464,17 +447,8 @@ fn execute(cli: Cli) -> Result<()> {
 fn plan_command(args: PlanArgs) -> Result<()> {
     let PlanArgs { config, overrides, memory_limit } = args;
     set_memory_limit(memory_limit);
-    let plans = load_plans(&config, &overrides)?;
-    if let [plan] = plans.as_slice() {
-        println!("{}", plan.describe());
-        println!("# resolved config\n{}", plan.resolved_toml());
-    } else {
-        println!("{} runs (the [sweep]'s Cartesian product):", plans.len());
-        for (i, plan) in plans.iter().enumerate() {
-            let params: Vec<String> = plan.params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-            println!("  {i:>4}  {}  {}", plan.run_id, params.join(", "));
-        }
-    }
+    let plans = load_plans(config.as_deref(), &overrides)?;
+    print!("{}", plan_text(&plans));
     Ok(())
 }
 
@@ -591,51 +565,33 @@ fn run_command(args: RunArgs) -> Result<()> {
     let RunArgs { config, out, overrides, threads, memory_limit, force, resume, no_model_cache, shard } = args;
     let threads = set_threads(threads)?;
     set_memory_limit(memory_limit);
-    let plans = load_plans(&config, &overrides)?;
-    let counts: Vec<usize> = plans.iter().map(batch_count).collect();
-    let units: usize = counts.iter().sum();
-    if let Some(Shard { index: k, count: n }) = shard
-        && k >= units
-    {
-        // A job array may be wider than the work: this task has none, and says so.
-        eprintln!(
-            "shard {k}/{n}: nothing to do; the runs have {units} units of work (image batches), taken by shards 0 to {}",
-            units.min(n) - 1
-        );
-        return Ok(());
-    }
+    let plans = load_plans(config.as_deref(), &overrides)?;
     catch_stop_signals()?;
-    let single = plans.len() == 1;
-    let selections = shard.map(|s| s.select(&counts));
-    for (r, plan) in plans.iter().enumerate() {
-        let selected = selections.as_ref().map(|s| s[r].clone());
-        if selected.as_ref().is_some_and(BTreeSet::is_empty) {
-            continue; // Nothing of this run in this shard.
+    let request =
+        RunRequest { out, force, resume, model_cache: !no_model_cache, shard, threads, interrupt: Some(&INTERRUPTED) };
+    let mut bar = None;
+    run_plans(&plans, &request, &mut |event| match event {
+        RunEvent::NothingToDo(line) => eprintln!("{line}"),
+        RunEvent::Started(_) => bar = Some(progress_bar()),
+        RunEvent::Progress(p) => {
+            if let Some(bar) = &bar {
+                show(bar, p);
+            }
         }
-        let run_dir = placement::run_dir(out.as_deref(), single, plan);
-        let bar = progress_bar();
-        let mut on_progress = |p: Progress| show(&bar, p);
-        let cache_dir = placement::model_cache_dir(out.as_deref(), &plan.config.name);
-        let model_cache = (!no_model_cache).then(|| ModelCache::new(&cache_dir));
-        let options = RunOptions {
-            resume,
-            batches: selected,
-            shard,
-            model_cache,
-            interrupt: Some(&INTERRUPTED),
-            ..RunOptions::new(run_dir, force, threads)
-        };
-        let outcome = run(plan, &options, &mut on_progress)?;
-        bar.finish_and_clear();
-        eprintln!(
-            "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
-            outcome.seconds, outcome.test_accuracy, outcome.score_rows
-        );
-        println!("{}", outcome.run_dir.display());
-        if options.batches.is_none() {
-            eprintln!("figures and report.md: sanity report {}", outcome.run_dir.display());
+        RunEvent::Finished(outcome) => {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "done in {:.1} s with {threads} threads: test accuracy {:.4}, {} scores",
+                outcome.seconds, outcome.test_accuracy, outcome.score_rows
+            );
+            println!("{}", outcome.run_dir.display());
+            if shard.is_none() {
+                eprintln!("figures and report.md: sanity report {}", outcome.run_dir.display());
+            }
         }
-    }
+    })?;
     Ok(())
 }
 
@@ -763,18 +719,13 @@ fn main() -> ExitCode {
     tune_allocator();
     match execute(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err)
-            if err.downcast_ref::<ExperimentError>().is_some_and(|e| {
-                matches!(e, ExperimentError::Interrupted { .. } | ExperimentError::InterruptedEarly { .. })
-            }) =>
-        {
-            eprintln!("{err:#}");
-            ExitCode::from(130)
-        }
         Err(err) => {
-            eprintln!("error: {err:#}");
-            let bad_input = err.downcast_ref::<ExperimentError>().is_some_and(ExperimentError::is_bad_input);
-            ExitCode::from(if bad_input { 2 } else { 1 })
+            let code = err.downcast_ref::<ExperimentError>().map_or(1, ExperimentError::exit_code);
+            match code {
+                130 => eprintln!("{err:#}"),
+                _ => eprintln!("error: {err:#}"),
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -112,6 +112,16 @@ impl ExperimentError {
         }
     }
 
+    /// The exit code the command line ends with (and the Python package's exception class
+    /// follows): 130 for a run stopped by Ctrl-C or SIGTERM, 2 for bad input, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExperimentError::Interrupted { .. } | ExperimentError::InterruptedEarly { .. } => 130,
+            e if e.is_bad_input() => 2,
+            _ => 1,
+        }
+    }
+
     /// An I/O error on `path` (or an error of a file format read or written there).
     pub fn io(path: &std::path::Path, err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         ExperimentError::Io { path: path.display().to_string(), source: err.into() }

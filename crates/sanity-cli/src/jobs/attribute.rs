@@ -1,10 +1,12 @@
 //! `sanity attribute`: raw maps of one method for the images of an NPY file, written as NPY,
-//! so that anyone can cross-check the maps from Python.
+//! so that anyone can cross-check the maps from Python; and the same steps on arrays in memory
+//! for the Python package's `attribute`.
 
 use super::JobModel;
 use candle_core::{Device, Tensor};
 use sanity_attribution::{MethodSpec, NetMethod, ReferenceSet};
-use sanity_data::npy::read_array;
+use super::compare::Maps;
+use sanity_data::npy::{NpyArray, read_array};
 use sanity_model::onnx::read_onnx;
 use sanity_model::train::predicted_targets;
 use sanity_model::{Architecture, ArchitectureSpec, Net, NetModel, PRESETS, Weights, preset};
@@ -36,19 +38,19 @@ pub struct AttributeJob {
     pub batch: usize,
 }
 
-fn bad(file: &Path, message: String) -> ExperimentError {
-    ExperimentError::config(file.display().to_string(), message)
+fn bad(what: &str, message: String) -> ExperimentError {
+    ExperimentError::config(what, message)
 }
 
 /// Refuses NaN and infinite values (as float32), naming the first one's flat index and how
 /// many there are.
-fn finite_values(values: &[f64], path: &Path, what: &str) -> Result<()> {
+fn finite_values(values: &[f64], what_file: &str, what: &str) -> Result<()> {
     // Checked as float32, what the model computes in: 1e39 is finite as a float64 only.
     let bad_value = |v: &f64| !(*v as f32).is_finite();
     let Some(i) = values.iter().position(bad_value) else { return Ok(()) };
     let count = values.iter().filter(|v| bad_value(v)).count();
     Err(bad(
-        path,
+        what_file,
         format!(
             "value {} at flat index {i} is not finite ({count} such values); accepted: finite {what} values",
             values[i]
@@ -66,32 +68,39 @@ fn method_spec(job: &AttributeJob) -> Result<MethodSpec> {
     for assignment in &job.params {
         sanity_rundir::overrides::apply(&mut table, assignment)?;
     }
-    MethodSpec::deserialize(toml::Value::Table(table)).map_err(|e| {
-        ExperimentError::config("--method/--layer/--set", sanity_rundir::diagnostics::with_suggestion(e.to_string()))
-    })
+    method_of(table, "--method/--layer/--set")
 }
 
-/// Computes the maps of `job` and writes them to `out` (NPY float32 `[n, c', h, w]`).
-/// Returns the targets used (the model's predictions when none are given).
-pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
-    let images = read_array(&job.input.display().to_string())?;
-    let [n, c, h, w] = <[usize; 4]>::try_from(images.shape.as_slice())
-        .map_err(|_| bad(&job.input, format!("shape {:?}; accepted: [n, c, h, w]", images.shape)))?;
-    if images.is_integer() {
-        return Err(bad(&job.input, format!("dtype {}; accepted: float32 or float64", images.dtype)));
+/// A method spec from its table (`method = ID` and the method's parameters); `what` names the
+/// table's source in errors.
+pub fn method_of(table: toml::Table, what: &str) -> Result<MethodSpec> {
+    MethodSpec::deserialize(toml::Value::Table(table))
+        .map_err(|e| ExperimentError::config(what, sanity_rundir::diagnostics::with_suggestion(e.to_string())))
+}
+
+/// The images of an array read from NPY: float32 or float64 `[n, c, h, w]`, every value finite
+/// (`what` names the array in errors: a file or an argument).
+pub fn images_of(array: NpyArray, what: &str) -> Result<Maps> {
+    let dims = <[usize; 4]>::try_from(array.shape.as_slice())
+        .map_err(|_| bad(what, format!("shape {:?}; accepted: [n, c, h, w]", array.shape)))?;
+    if array.is_integer() {
+        return Err(bad(what, format!("dtype {}; accepted: float32 or float64", array.dtype)));
     }
-    finite_values(&images.values, &job.input, "image")?;
-    let values: Vec<f32> = images.values.iter().map(|&v| v as f32).collect();
-    let input = [c, h, w];
-    let model = match &job.model {
+    if dims.contains(&0) {
+        return Err(bad(what, format!("shape {dims:?}; accepted: [n, c, h, w], none of them 0")));
+    }
+    finite_values(&array.values, what, "image")?;
+    Ok(Maps { values: array.values.iter().map(|&v| v as f32).collect(), dims })
+}
+
+/// The model of a job, for images of shape `input` (`images` names them in errors).
+pub fn load_model(model: &JobModel, input: [usize; 3], images: &str) -> Result<NetModel> {
+    Ok(match model {
         JobModel::Onnx(path) => {
             let imported = read_onnx(path)?;
             if imported.graph.input != input {
                 let takes = imported.graph.input;
-                return Err(bad(
-                    &job.input,
-                    format!("images of shape {input:?}, but {} takes {takes:?}", path.display()),
-                ));
+                return Err(bad(images, format!("images of shape {input:?}, but {} takes {takes:?}", path.display())));
             }
             NetModel::new(Net::Graph(Arc::new(imported.graph)), imported.weights)
         }
@@ -103,51 +112,99 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
             };
             if spec.input != input {
                 return Err(bad(
-                    &job.input,
+                    images,
                     format!("images of shape {input:?}, but the architecture `{arch_name}` takes {:?}", spec.input),
                 ));
             }
             let arch = Arc::new(Architecture::new(spec)?);
             NetModel::new(Net::Layers(arch.clone()), Weights::load_safetensors(weights, &arch)?)
         }
+    })
+}
+
+/// The explained outputs asked for.
+#[derive(Debug, Clone)]
+pub enum Targets {
+    /// This output for every image.
+    All(usize),
+    /// One output per image: an integer array read from NPY, and its name for errors.
+    PerImage(NpyArray, String),
+    /// The model's prediction for each image.
+    Predicted,
+}
+
+/// Computes the maps of `job` and writes them to `out` (NPY float32 `[n, c', h, w]`).
+/// Returns the targets used (the model's predictions when none are given).
+pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
+    let input_name = job.input.display().to_string();
+    let images = images_of(read_array(&input_name)?, &input_name)?;
+    let [_, c, h, w] = images.dims;
+    let model = load_model(&job.model, [c, h, w], &input_name)?;
+    let targets = match (&job.target, &job.targets) {
+        (Some(t), None) => Targets::All(*t),
+        (None, Some(path)) => {
+            let shown = path.display().to_string();
+            Targets::PerImage(read_array(&shown)?, shown)
+        }
+        (None, None) => Targets::Predicted,
+        (Some(_), Some(_)) => return Err(bad(&input_name, "give --target or --targets, not both".into())),
     };
-    let outputs = model.net.num_outputs();
-    let targets = targets(job, n, outputs, || Ok(predicted_targets(&model.logits(&values, n)?, outputs)))?;
     let references = match &job.references {
-        Some(path) => Some(references(path, input)?),
+        Some(path) => {
+            let shown = path.display().to_string();
+            Some(references_of(read_array(&shown)?, &shown, [c, h, w])?)
+        }
         None => None,
     };
-    let method = NetMethod::build(&method_spec(job)?, &model.net, 0, references.as_ref())?;
-    let x = Tensor::from_vec(values, (n, c, h, w), &Device::Cpu)?;
-    let maps = method.attribute_batches(&model, &x, &targets, job.batch)?;
-    let values = maps.flatten_all()?.to_vec1::<f32>()?;
-    std::fs::write(out, sanity_data::npy::f32_npy(maps.dims(), &values)).map_err(|e| ExperimentError::io(out, e))?;
+    let spec = method_spec(job)?;
+    let (maps, targets) = attribute(&model, &images, &spec, &targets, references.as_ref(), job.batch)?;
+    std::fs::write(out, sanity_data::npy::f32_npy(&maps.dims, &maps.values)).map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)
 }
 
-/// The explained output of each of `n` images of a model with `outputs` outputs: `--target`
-/// for all, `--targets` (one per image), or the model's predictions (`predict`).
-fn targets(
-    job: &AttributeJob,
+/// One method's maps of `images` (`[n, c', h, w]`) under `model`, `batch` images per call, and
+/// the targets explained.
+pub fn attribute(
+    model: &NetModel,
+    images: &Maps,
+    spec: &MethodSpec,
+    targets: &Targets,
+    references: Option<&ReferenceSet>,
+    batch: usize,
+) -> Result<(Maps, Vec<usize>)> {
+    let [n, c, h, w] = images.dims;
+    let outputs = model.net.num_outputs();
+    let targets =
+        resolve_targets(targets, n, outputs, || Ok(predicted_targets(&model.logits(&images.values, n)?, outputs)))?;
+    // A single-logit binary model explains its one logit for either class (as a run does).
+    let targets = if outputs == 1 { vec![0; n] } else { targets };
+    let method = NetMethod::build(spec, &model.net, 0, references)?;
+    let x = Tensor::from_vec(images.values.clone(), (n, c, h, w), &Device::Cpu)?;
+    let maps = method.attribute_batches(model, &x, &targets, batch)?;
+    let dims = <[usize; 4]>::try_from(maps.dims()).map_err(|_| bad("maps", format!("shape {:?}", maps.dims())))?;
+    Ok((Maps { values: maps.flatten_all()?.to_vec1::<f32>()?, dims }, targets))
+}
+
+/// The explained output of each of `n` images of a model with `outputs` outputs: one for all,
+/// one per image, or the model's predictions (`predict`).
+fn resolve_targets(
+    targets: &Targets,
     n: usize,
     outputs: usize,
     predict: impl FnOnce() -> Result<Vec<usize>>,
 ) -> Result<Vec<usize>> {
     // A single-logit binary model explains its logit for either class.
     let classes = outputs.max(2);
-    Ok(match (&job.target, &job.targets) {
-        (Some(t), None) if *t >= classes => {
-            return Err(bad(
-                Path::new("--target"),
-                format!("{t} is out of range; accepted: 0..{classes} (the model's outputs)"),
-            ));
+    Ok(match targets {
+        Targets::All(t) if *t >= classes => {
+            return Err(bad("--target", format!("{t} is out of range; accepted: 0..{classes} (the model's outputs)")));
         }
-        (Some(t), None) => vec![*t; n],
-        (None, Some(path)) => {
-            let values = read_array(&path.display().to_string())?.values;
+        Targets::All(t) => vec![*t; n],
+        Targets::PerImage(array, what) => {
+            let values = &array.values;
             if values.len() != n {
                 return Err(bad(
-                    path,
+                    what,
                     format!(
                         "{} targets for {n} images; accepted: {n} integers in 0..{classes}, one per image",
                         values.len()
@@ -156,29 +213,27 @@ fn targets(
             }
             if let Some(i) = values.iter().position(|&v| !(v >= 0.0 && v.fract() == 0.0 && v < classes as f64)) {
                 return Err(bad(
-                    path,
+                    what,
                     format!(
                         "target {} at index {i}; accepted: integers in 0..{classes} (the model's outputs)",
                         values[i]
                     ),
                 ));
             }
-            values.into_iter().map(|v| v as usize).collect()
+            values.iter().map(|&v| v as usize).collect()
         }
-        (None, None) => predict()?,
-        (Some(_), Some(_)) => return Err(bad(&job.input, "give --target or --targets, not both".into())),
+        Targets::Predicted => predict()?,
     })
 }
 
-/// `--references`: expected gradients' reference images at `path`, of the input's `[c, h, w]`.
-fn references(path: &Path, [c, h, w]: [usize; 3]) -> Result<ReferenceSet> {
-    let r = read_array(&path.display().to_string())?;
+/// Expected gradients' reference images: an array of the input's `[c, h, w]` (`what` names it).
+pub fn references_of(r: NpyArray, what: &str, [c, h, w]: [usize; 3]) -> Result<ReferenceSet> {
     match *r.shape.as_slice() {
-        [m, rc, rh, rw] if [rc, rh, rw] == [c, h, w] => {
-            finite_values(&r.values, path, "reference image")?;
+        [m, rc, rh, rw] if [rc, rh, rw] == [c, h, w] && m > 0 => {
+            finite_values(&r.values, what, "reference image")?;
             let values: Vec<f32> = r.values.iter().map(|&v| v as f32).collect();
             Ok(ReferenceSet::from_tensor(&Tensor::from_vec(values, (m, rc, rh, rw), &Device::Cpu)?)?)
         }
-        _ => Err(bad(path, format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.shape))),
+        _ => Err(bad(what, format!("shape {:?}; accepted: [m, {c}, {h}, {w}] like the input", r.shape))),
     }
 }

@@ -3,6 +3,7 @@
 //! be scored the same way as a run's.
 
 use rayon::prelude::*;
+use sanity_data::npy::NpyArray;
 use sanity_metrics::{Map, MetricSpec, PostStep, Status, apply_all, pipeline_label};
 use sanity_rundir::error::{ExperimentError, Result};
 use serde::Deserialize;
@@ -55,11 +56,26 @@ pub(crate) fn parse_item<T: for<'de> Deserialize<'de>>(text: &str, key: &str, wh
         .map_err(|e| bad(what, sanity_rundir::diagnostics::with_suggestion(format!("`{text}`: {e}"))))
 }
 
+/// A name (a string) or a table, already parsed (from Python's JSON), with `key` as the tag.
+pub fn parse_value<T: for<'de> Deserialize<'de>>(value: toml::Value, key: &str, what: &str) -> Result<T> {
+    let value = match value {
+        toml::Value::String(name) => toml::Value::Table(toml::Table::from_iter([(key.to_string(), name.into())])),
+        other => other,
+    };
+    let shown = value.to_string();
+    T::deserialize(value).map_err(|e| bad(what, sanity_rundir::diagnostics::with_suggestion(format!("`{shown}`: {e}"))))
+}
+
 /// The `--postprocess` steps, parsed and checked.
 pub(crate) fn parse_steps(texts: &[String]) -> Result<Vec<PostStep>> {
     let steps: Vec<PostStep> = texts.iter().map(|s| parse_item(s, "step", "--postprocess")).collect::<Result<_>>()?;
+    checked_steps(steps, "--postprocess")
+}
+
+/// Post-processing steps whose parameters are in range (`what` names them in errors).
+pub fn checked_steps(steps: Vec<PostStep>, what: &str) -> Result<Vec<PostStep>> {
     for step in &steps {
-        step.validate().map_err(|e| bad("--postprocess", e))?;
+        step.validate().map_err(|e| bad(what, e))?;
     }
     Ok(steps)
 }
@@ -67,50 +83,73 @@ pub(crate) fn parse_steps(texts: &[String]) -> Result<Vec<PostStep>> {
 /// The `--metric` metrics, parsed and checked (at least one).
 pub(crate) fn parse_metrics(texts: &[String]) -> Result<Vec<MetricSpec>> {
     let metrics: Vec<MetricSpec> = texts.iter().map(|m| parse_item(m, "metric", "--metric")).collect::<Result<_>>()?;
+    checked_metrics(metrics, "--metric")
+}
+
+/// Metrics whose parameters are in range, at least one (`what` names them in errors).
+pub fn checked_metrics(metrics: Vec<MetricSpec>, what: &str) -> Result<Vec<MetricSpec>> {
     if metrics.is_empty() {
-        return Err(bad(
-            "--metric",
-            format!("none given; accepted: {}", sanity_metrics::registry::metric_ids().join(", ")),
-        ));
+        return Err(bad(what, format!("none given; accepted: {}", sanity_metrics::registry::metric_ids().join(", "))));
     }
     for metric in &metrics {
-        metric.validate().map_err(|e| bad("--metric", e))?;
+        metric.validate().map_err(|e| bad(what, e))?;
     }
     Ok(metrics)
 }
 
-fn read_maps(path: &Path) -> Result<(Vec<f32>, [usize; 4])> {
-    // The project's NPY reader: it trusts no length in the file (fuzzed), and reads npz members.
-    let array = sanity_data::npy::read_array(&path.display().to_string())?;
+/// A stack of maps: float32 values and `[n, c, h, w]`.
+#[derive(Debug, Clone)]
+pub struct Maps {
+    /// The values, image after image.
+    pub values: Vec<f32>,
+    /// `[n, c, h, w]` (`[n, 1, h, w]` for maps given as `[n, h, w]`).
+    pub dims: [usize; 4],
+}
+
+/// The maps of an array read from NPY (`what` names it in errors: a file or an argument).
+pub fn maps_of(array: NpyArray, what: &str) -> Result<Maps> {
     let dims = match *array.shape.as_slice() {
         [n, c, h, w] if c * h * w > 0 => [n, c, h, w],
         [n, h, w] if h * w > 0 => [n, 1, h, w],
         ref other => {
-            return Err(bad(
-                &path.display().to_string(),
-                format!("shape {other:?}; accepted: [n, c, h, w] or [n, h, w], no empty map"),
-            ));
+            return Err(bad(what, format!("shape {other:?}; accepted: [n, c, h, w] or [n, h, w], no empty map")));
         }
     };
-    Ok((array.values.iter().map(|&v| v as f32).collect(), dims))
+    Ok(Maps { values: array.values.iter().map(|&v| v as f32).collect(), dims })
+}
+
+fn read_maps(path: &Path) -> Result<Maps> {
+    // The project's NPY reader: it trusts no length in the file (fuzzed), and reads npz members.
+    let shown = path.display().to_string();
+    maps_of(sanity_data::npy::read_array(&shown)?, &shown)
 }
 
 /// Scores every pair `(a_i, b_i)` under each metric after the post-processing, pairs in
 /// parallel; rows in pair order, then metric order.
 pub fn compare(job: &CompareJob) -> Result<Vec<CompareRow>> {
     let (steps, metrics) = (parse_steps(&job.postprocess)?, parse_metrics(&job.metrics)?);
-    let ((a, da), (b, db)) = (read_maps(&job.a)?, read_maps(&job.b)?);
-    if da != db {
-        return Err(bad(&job.b.display().to_string(), format!("shape {db:?}, but {} has {da:?}", job.a.display())));
+    let (a, b) = (read_maps(&job.a)?, read_maps(&job.b)?);
+    compare_maps((&a, &job.a.display().to_string()), (&b, &job.b.display().to_string()), &steps, &metrics)
+}
+
+/// [`compare`] on maps in memory, each with its name for errors.
+pub fn compare_maps(
+    (a, a_name): (&Maps, &str),
+    (b, b_name): (&Maps, &str),
+    steps: &[PostStep],
+    metrics: &[MetricSpec],
+) -> Result<Vec<CompareRow>> {
+    if a.dims != b.dims {
+        return Err(bad(b_name, format!("shape {:?}, but {a_name} has {:?}", b.dims, a.dims)));
     }
-    let [n, c, h, w] = da;
+    let [n, c, h, w] = a.dims;
     let per = c * h * w;
-    let label = pipeline_label(&steps);
+    let label = pipeline_label(steps);
     let rows: Vec<Vec<CompareRow>> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let prepare = |v: &[f32]| apply_all(&steps, Map::new(v[i * per..(i + 1) * per].to_vec(), [c, h, w]));
-            let (pa, pb) = (prepare(&a), prepare(&b));
+            let prepare = |v: &[f32]| apply_all(steps, Map::new(v[i * per..(i + 1) * per].to_vec(), [c, h, w]));
+            let (pa, pb) = (prepare(&a.values), prepare(&b.values));
             metrics
                 .iter()
                 .map(|metric| {

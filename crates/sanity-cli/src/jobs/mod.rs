@@ -1,5 +1,6 @@
-//! The back ends of the subcommands that are not a run: `train`, `attribute`, `explain` and
-//! `compare`, each parsed from its flags into a job and carried out on the libraries.
+//! The back ends of the subcommands: `run`'s loop over plans, and `train`, `attribute`,
+//! `explain`, `compare` and `inspect`, each parsed from its flags (or the Python package's
+//! arguments) into a job and carried out on the libraries.
 
 use std::path::PathBuf;
 
@@ -7,6 +8,7 @@ pub mod attribute;
 pub mod compare;
 pub mod explain;
 pub mod inspect;
+pub mod run;
 pub mod train;
 
 /// The model a job explains.

@@ -1,0 +1,81 @@
+"""The model argument: an ONNX file, safetensors weights with a preset or architecture, or a
+`torch.nn.Module`, which is exported to ONNX behind the scenes when torch is importable."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from ._errors import bad
+from ._native import onnx_ops
+
+def is_torch_module(model: Any) -> bool:
+    """Whether `model` is a `torch.nn.Module` (without importing torch when it is not loaded)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+def model_file(model: Any, arch: Optional[str], example: Any, folder: Path) -> Tuple[Path, Optional[str]]:
+    """The model as the engine takes it: `(path, arch)`, with `arch` None for an ONNX file. A
+    torch module is exported to `folder/model-<digest>.onnx` (the digest of the export, so
+    that a rerun finds the same file and a run resumes); `example` is an input batch."""
+    if is_torch_module(model):
+        if arch is not None:
+            raise bad("arch", "given with a torch.nn.Module; accepted: arch only with a safetensors file")
+        return export_onnx(model, example, folder), None
+    if not isinstance(model, (str, os.PathLike)):
+        raise bad(
+            "model",
+            f"{type(model).__name__}; accepted: an ONNX file, a safetensors file with arch=PRESET or "
+            "arch=ARCHITECTURE.toml, or a torch.nn.Module (with torch installed)",
+        )
+    path = Path(model)
+    if path.suffix == ".safetensors" and arch is None:
+        raise bad("arch", f"missing for the weights {path}; accepted: a preset name or an architecture TOML")
+    if path.suffix != ".safetensors" and arch is not None:
+        raise bad("arch", f"given with {path}; accepted: arch only with a .safetensors file")
+    if not path.exists():
+        raise bad("model", f"{path}: no such file")
+    return path, arch
+
+
+def export_onnx(module: Any, example: Any, folder: Path) -> Path:
+    """Exports `module` (in evaluation mode, its mode restored after) with torch.onnx.export's
+    TorchScript exporter at opset 17, for one image of `example`'s shape; the batch is a
+    dynamic axis."""
+    import numpy as np
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(example, dtype=np.float32)[:1]))
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = folder / f"export-{os.getpid()}.onnx"
+    was_training = module.training
+    module.eval()
+    try:
+        torch.onnx.export(
+            module,
+            (x,),
+            str(staging),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
+    except Exception as e:  # torch raises many kinds; every one is an export failure
+        staging.unlink(missing_ok=True)
+        raise bad(
+            "model",
+            f"torch.onnx.export failed: {type(e).__name__}: {e}; the ONNX ops sanity runs: {', '.join(onnx_ops())}",
+        ) from e
+    finally:
+        module.train(was_training)
+    digest = hashlib.sha256(staging.read_bytes()).hexdigest()[:16]
+    path = folder / f"model-{digest}.onnx"
+    os.replace(staging, path)
+    return path
+

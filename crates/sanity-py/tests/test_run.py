@@ -1,0 +1,198 @@
+"""`sanity.run` and `sanity.plan`: a config as a path, a TOML text or a dict gives the command
+line's bytes; Ctrl-C stops a run as it does on the command line, and `resume=True` finishes it
+to the same bytes; bad configs raise `BadInput` naming the key."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+import sanity
+from conftest import ROOT, TINY_OVERRIDES, run_cli, tiny_toml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - the suite runs on 3.11
+    tomllib = None
+
+RESULTS = ("scores.csv", "summary.csv", "verdicts.csv", "split.csv", "config.resolved.toml")
+
+
+@pytest.fixture(scope="module")
+def cli_run(cli, tmp_path_factory) -> Path:
+    """The tiny config run by the command line."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "tiny.toml").write_text(tiny_toml())
+    done = run_cli(cli, "run", "tiny.toml", "--out", "run", "--threads", "2", "--no-model-cache", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder / "run"
+
+
+def same_bytes(ours: Path, theirs: Path) -> None:
+    for name in RESULTS:
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("form", ["path", "toml", "dict"])
+def test_a_config_in_any_form_gives_the_command_line_s_bytes(cli_run, tmp_path, form):
+    (tmp_path / "tiny.toml").write_text(tiny_toml())
+    config = {
+        "path": tmp_path / "tiny.toml",
+        "toml": tiny_toml(),
+        "dict": tomllib.loads(tiny_toml()) if tomllib else None,
+    }[form]
+    result = sanity.run(config, out=tmp_path / "run", threads=1, model_cache=False, progress=False)
+    assert isinstance(result, sanity.RunResult)
+    assert result.dir == tmp_path / "run" and result.score_rows > 0
+    same_bytes(result.dir, cli_run)
+    assert len(result.scores) == result.score_rows
+    assert {"n", "n_degenerate", "mean", "ci_low", "ci_high"} <= set(result.summary.columns)
+    assert set(result.verdicts.verdict) <= {"at_floor", "at_ceiling", "distinct_from_both", "indistinguishable"} | set(
+        result.verdicts.verdict
+    )
+    assert result.manifest["threads"] == 1
+
+
+def test_the_embedded_default_with_overrides_is_the_tiny_config(cli_run, tmp_path):
+    result = sanity.run(None, out=tmp_path / "run", overrides=TINY_OVERRIDES, model_cache=False, progress=False)
+    for name in ("scores.csv", "summary.csv", "verdicts.csv"):
+        assert (result.dir / name).read_bytes() == (cli_run / name).read_bytes(), name
+
+
+def test_ctrl_c_stops_after_the_batch_and_resume_finishes_to_the_same_bytes(cli_run, tmp_path):
+    fired = []
+
+    def progress(kind: str, text: str, count: int) -> None:
+        # Ctrl-C as the first image batch finishes: three of the four are left.
+        if kind == "advance" and not fired and phase[-1].startswith("attribution"):
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    phase = [""]
+
+    def track(kind: str, text: str, count: int) -> None:
+        if kind == "phase":
+            phase.append(text)
+        progress(kind, text, count)
+
+    out = tmp_path / "run"
+    with pytest.raises(sanity.Interrupted, match=r"interrupted: \d of 4 image batches are finished and kept") as raised:
+        sanity.run(tiny_toml(), out=out, model_cache=False, progress=track)
+    assert raised.value.exit_code == 130
+    assert "resume=True" in str(raised.value)
+    assert isinstance(raised.value, KeyboardInterrupt)
+    finished = len((out / "units.jsonl").read_text().splitlines())
+    assert 1 <= finished < 4
+    assert not (out / "summary.csv").exists()
+    with pytest.raises(sanity.BadInput, match="resume"):
+        sanity.run(tiny_toml(), out=out, model_cache=False, progress=False)
+    result = sanity.run(tiny_toml(), out=out, model_cache=False, resume=True, progress=False)
+    same_bytes(result.dir, cli_run)
+
+
+def test_a_finished_run_is_kept_unless_forced(tmp_path):
+    out = tmp_path / "run"
+    sanity.run(tiny_toml(), out=out, model_cache=False, progress=False)
+    with pytest.raises(sanity.BadInput, match="--force") as raised:
+        sanity.run(tiny_toml(), out=out, model_cache=False, progress=False)
+    assert raised.value.exit_code == 2
+    sanity.run(tiny_toml(), out=out, model_cache=False, progress=False, force=True)
+
+
+def test_a_sweep_gives_one_result_per_run(tmp_path):
+    text = tiny_toml() + "\n[sweep]\nseed = [1, 2]\n"
+    results = sanity.run(text, out=tmp_path / "sweep", model_cache=False, progress=False)
+    assert isinstance(results, list) and len(results) == 2
+    assert results[0].dir.parent == results[1].dir.parent == tmp_path / "sweep"
+
+
+def test_progress_reaches_the_callable_and_the_default_shows_lines(tmp_path, capsys):
+    events = []
+    sanity.run(tiny_toml(), out=tmp_path / "a", model_cache=False, progress=lambda *e: events.append(e))
+    kinds = {k for k, _, _ in events}
+    assert {"phase", "advance", "note"} <= kinds
+    phases = [t for k, t, _ in events if k == "phase"]
+    assert any(p.startswith("training") for p in phases) and any(p.startswith("attribution") for p in phases)
+    sanity.run(tiny_toml(), out=tmp_path / "b", model_cache=False)
+    shown = capsys.readouterr().err
+    assert "attribution and scores" in shown and "4/4" in shown and "done in" in shown
+    assert "\r" not in shown  # not a terminal: lines, not a redrawn bar
+
+
+def test_plan_is_the_command_line_s(cli, tmp_path, monkeypatch):
+    (tmp_path / "tiny.toml").write_text(tiny_toml())
+    done = run_cli(cli, "plan", "tiny.toml", "--set", "seed=3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    monkeypatch.chdir(tmp_path)
+    assert sanity.plan("tiny.toml", overrides=["seed=3"]) == done.stdout
+    assert sanity.plan("tiny.toml", overrides={"seed": 3}) == done.stdout
+
+
+def test_report_draws_the_figures(tmp_path):
+    result = sanity.run(tiny_toml(), out=tmp_path / "run", model_cache=False, progress=False)
+    figures = result.report()
+    assert figures and all(png.exists() and png.suffix == ".png" for png, _ in figures)
+    names = {png.name for png, _ in figures}
+    assert "curves-cascading-top_down-raw.png" in names and "maps-cascading-top_down-raw-image-0000.png" in names
+    assert all(caption for _, caption in figures)
+    assert (result.dir / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides", "error", "message"),
+    [
+        ("tiny", ["training.epochz=2"], sanity.BadInput, r"epochz"),
+        ("tiny", ["attribution.n_images=0"], sanity.BadInput, r"attribution.n_images"),
+        ("tiny", {"model.arch": "phantom-cn"}, sanity.BadInput, r"phantom-cn.*phantom-cnn"),
+        ('name = "x"\n[data]\nsource = "phantom"\n', [], sanity.BadInput, r"(?s)<config string>: TOML parse error at line 2.*missing field `n_train`"),
+        ({"name": "x", "data": {"source": "nowhere"}}, [], sanity.BadInput, r"(?s)<config dict>: .*unknown variant `nowhere`, expected one of `phantom`"),
+        ({"name": None}, [], sanity.BadInput, r"config: .*accepted: strings, numbers"),
+        ("missing-config.toml", [], sanity.BadInput, r"missing-config.toml: cannot read the config"),
+        (42, [], sanity.BadInput, r"config: int; accepted"),
+    ],
+)
+def test_bad_configs_raise_bad_input_naming_the_key(tmp_path, config, overrides, error, message):
+    config = tiny_toml() if config == "tiny" else config
+    with pytest.raises(error, match=message) as raised:
+        sanity.run(config, out=tmp_path / "run", overrides=overrides, progress=False)
+    assert raised.value.exit_code == 2
+
+
+def test_the_engine_s_failures_are_sanity_errors(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises((sanity.SanityError, sanity.BadInput)) as raised:
+        sanity.run(tiny_toml(), out=blocker / "run", model_cache=False, progress=False)
+    assert raised.value.exit_code in (1, 2)
+    assert str(blocker) in str(raised.value)
+
+
+def test_other_python_threads_run_while_the_engine_works(tmp_path):
+    import threading
+    import time
+
+    ticks = []
+    done = threading.Event()
+
+    def tick():
+        while not done.is_set():
+            ticks.append(time.monotonic())
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=tick)
+    thread.start()
+    try:
+        started = time.monotonic()
+        sanity.run(tiny_toml(), out=tmp_path / "run", model_cache=False, progress=False)
+        ended = time.monotonic()
+    finally:
+        done.set()
+        thread.join()
+    during = [t for t in ticks if started < t < ended]
+    # The GIL is released: the other thread ticks through the run (it could not while held).
+    assert ended - started > 0.05
+    assert len(during) >= 5
