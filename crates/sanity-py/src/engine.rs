@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
+/// The most worker threads (the command line's `--threads` bound): far beyond any machine's
+/// cores, and each thread costs a stack.
+const MAX_THREADS: usize = 1024;
+
 /// How often the waiting thread looks for Ctrl-C.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
 
@@ -61,7 +65,10 @@ pub fn run_detached<T: Send + 'static>(
     work: impl FnOnce(&mut dyn FnMut(Progress)) -> Result<T> + Send + 'static,
 ) -> PyResult<T> {
     let pool = match threads {
-        Some(0) => return Err(crate::errors::bad_input(py, "threads", "0; accepted: at least 1, or None for every core")),
+        Some(n) if !(1..=MAX_THREADS).contains(&n) => {
+            let why = format!("{n}; accepted: a whole number from 1 to {MAX_THREADS}, or None for every core");
+            return Err(crate::errors::bad_input(py, "threads", why));
+        }
         Some(n) => Some(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
             to_py(py, ExperimentError::config("threads", format!("cannot start {n} worker threads: {e}")))
         })?),
@@ -111,7 +118,8 @@ pub fn run_detached<T: Send + 'static>(
                     flag.store(true, Ordering::SeqCst);
                     asked_to_stop = true;
                     if let Some(callback) = progress {
-                        let line = "stopping after the image batch or training epoch in flight (Ctrl-C again to stop now)";
+                        let line =
+                            "stopping after the image batch or training epoch in flight (Ctrl-C again to stop now)";
                         show(callback, Progress::Note(line.into()))?;
                     }
                 }

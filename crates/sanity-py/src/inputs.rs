@@ -24,7 +24,12 @@ pub fn parse_json(py: Python<'_>, text: &str, what: &str) -> PyResult<toml::Valu
 
 /// A JSON list of names or tables (`[\"abs\", {\"step\": \"normalize\", ...}]`), each parsed as
 /// a config's entry with `key` as its tag; errors name `what[i]`.
-pub fn tagged_list<T: for<'de> Deserialize<'de>>(py: Python<'_>, text: &str, key: &str, what: &str) -> PyResult<Vec<T>> {
+pub fn tagged_list<T: for<'de> Deserialize<'de>>(
+    py: Python<'_>,
+    text: &str,
+    key: &str,
+    what: &str,
+) -> PyResult<Vec<T>> {
     let toml::Value::Array(items) = parse_json(py, text, what)? else {
         return Err(bad_input(py, what, "accepted: a list of names or dicts"));
     };

@@ -14,7 +14,9 @@ use inputs::{config_plans, npy, parse_json, tagged_list};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sanity_cli::jobs::JobModel;
-use sanity_cli::jobs::attribute::{Targets, attribute as attribute_maps, images_of, load_model, method_of, references_of};
+use sanity_cli::jobs::attribute::{
+    Targets, attribute as attribute_maps, images_of, load_model, method_of, references_of,
+};
 use sanity_cli::jobs::compare::{checked_metrics, checked_steps, compare_maps, maps_of};
 use sanity_cli::jobs::run::{RunEvent, RunRequest, run_plans};
 use sanity_report::{ReportOptions, report as draw_report};
@@ -97,6 +99,18 @@ fn attribute(
         Ok((sanity_data::npy::f32_npy(&maps.dims, &maps.values), used))
     })?;
     Ok((PyBytes::new(py, &maps).unbind(), used))
+}
+
+/// The number of outputs (logits) of a model, as [`attribute`] takes it, for images of shape
+/// `input` (`[c, h, w]`).
+#[pyfunction]
+#[pyo3(signature = (model, arch, input))]
+fn model_outputs(py: Python<'_>, model: PathBuf, arch: Option<String>, input: [usize; 3]) -> PyResult<usize> {
+    let job_model = match arch {
+        None => JobModel::Onnx(model),
+        Some(arch) => JobModel::Sequential { arch, weights: model },
+    };
+    run_detached(py, None, None, Stop::AtOnce, move |_| Ok(load_model(&job_model, input, "x")?.net.num_outputs()))
 }
 
 /// What a finished run reports: its directory, the explained model's test accuracy, the rows
@@ -205,6 +219,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(attribute, m)?,
         wrap_pyfunction!(run, m)?,
         wrap_pyfunction!(plan, m)?,
+        wrap_pyfunction!(model_outputs, m)?,
         wrap_pyfunction!(report, m)?,
         wrap_pyfunction!(set_memory_limit, m)?,
         wrap_pyfunction!(method_help, m)?,

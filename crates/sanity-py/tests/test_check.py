@@ -99,7 +99,7 @@ def with_nan(x):
         ({"y": lambda x, y: y[:5]}, r"labels"),
         ({"x": lambda x, y: with_nan(x)}, r"(?s)images.*not finite"),
         ({"x": lambda x, y: x.astype(str)}, r"x: dtype <U\d+; accepted: float32 or float64"),
-        ({"x": lambda x, y: x[:, :1]}, r"key `model.onnx`: .*tiny-resnet-ts.onnx takes inputs \[3, 16, 16\] but the data are \[1, 16, 16\]"),
+        ({"x": lambda x, y: x[:, :1]}, r"x: images of shape \[1, 16, 16\], but .*tiny-resnet-ts.onnx takes \[3, 16, 16\]"),
         ({"y": lambda x, y: y.astype(np.float32) + 0.5}, r"labels"),
         ({"methods": lambda x, y: ["gradientt"]}, r"gradientt"),
         ({"preset": lambda x, y: "quantuz"}, r"quantuz"),
@@ -114,3 +114,10 @@ def test_bad_arrays_raise_bad_input(tmp_path, change, message):
     with pytest.raises(sanity.BadInput, match=message) as raised:
         sanity.check(**call, out=tmp_path / "run", progress=False)
     assert raised.value.exit_code == 2
+
+
+def test_labels_need_not_hold_every_class_of_the_model(tmp_path):
+    x, _ = arrays()
+    y = np.array([0, 1] * 4)  # the model has 4 outputs; the sample holds 2 classes
+    result = sanity.check(ONNX / "tiny-resnet-ts.onnx", x, y, methods=["gradient"], out=tmp_path / "run", progress=False)
+    assert "num_classes = 4" in (result.dir / "config.resolved.toml").read_text()

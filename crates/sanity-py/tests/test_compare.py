@@ -73,6 +73,8 @@ def test_non_finite_maps_get_a_status_as_on_the_command_line():
         (maps(5), maps(5), {"metrics": [{"metric": "ssim", "data_range": -1.0}]}, r"metrics"),
         (maps(5), maps(5), {"postprocess": [{"step": "normalize", "mode": "sideways"}]}, r"postprocess\[0\]"),
         (maps(5), maps(5), {"metrics": [{"metric": "ssim", "data_range": float("nan")}]}, r"metrics: .*finite"),
+        (maps(5), maps(5), {"threads": 0}, r"threads: 0; accepted: a whole number from 1 to 1024"),
+        (maps(5), maps(5), {"threads": 10**6}, r"threads: 1000000; accepted"),
     ],
 )
 def test_bad_input_raises_bad_input_naming_the_argument(a, b, kwargs, message):

@@ -3,9 +3,9 @@
 //! for the Python package's `attribute`.
 
 use super::JobModel;
+use super::compare::Maps;
 use candle_core::{Device, Tensor};
 use sanity_attribution::{MethodSpec, NetMethod, ReferenceSet};
-use super::compare::Maps;
 use sanity_data::npy::{NpyArray, read_array};
 use sanity_model::onnx::read_onnx;
 use sanity_model::train::predicted_targets;
@@ -158,7 +158,8 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     };
     let spec = method_spec(job)?;
     let (maps, targets) = attribute(&model, &images, &spec, &targets, references.as_ref(), job.batch)?;
-    std::fs::write(out, sanity_data::npy::f32_npy(&maps.dims, &maps.values)).map_err(|e| ExperimentError::io(out, e))?;
+    std::fs::write(out, sanity_data::npy::f32_npy(&maps.dims, &maps.values))
+        .map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)
 }
 

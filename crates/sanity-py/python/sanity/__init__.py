@@ -214,7 +214,8 @@ def check(
     |map| scaled by its maximum, Spearman). `masks` (`[n, h, w]`, 0/1) allow a
     `{"kind": "localisation"}` test. The arrays are written beside the run (in
     `OUT/../inputs/` or `results/NAME/inputs/`), named by their content, so that the same call
-    finds them again and `resume=True` goes on. Returns the run's result."""
+    finds them again and `resume=True` goes on. `num_classes` defaults to the model's outputs
+    (2 for a single logit), so that `y` need not hold every class. Returns the run's result."""
     root = Path(out).parent if out is not None else Path("results") / name
     inputs = root / "inputs"
     data: Dict[str, Any] = {"source": "arrays"}
@@ -226,9 +227,12 @@ def check(
         data[f"test_{key}"] = str(path)
     if class_names is not None:
         data["class_names"] = list(class_names)
+    path, arch = model_file(model, arch, x, inputs)
+    if num_classes is None and np.ndim(x) == 4:
+        # The model's classes, not the largest label + 1: a sample may miss the last classes.
+        num_classes = max(2, _native.model_outputs(path, arch, tuple(int(d) for d in np.shape(x)[1:])))
     if num_classes is not None:
         data["num_classes"] = num_classes
-    path, arch = model_file(model, arch, x, inputs)
     model_table = {"onnx": str(path)} if arch is None else {"arch": arch, "weights": str(path)}
     attribution: Dict[str, Any] = {
         "n_images": int(np.shape(x)[0]) if np.ndim(x) > 0 else 0,
