@@ -53,3 +53,10 @@ def tiny_resnet():
     x = np.load(ONNX / "tiny-resnet-input.npy")
     targets = np.load(CAPTUM / "targets.npy").astype(np.int64)
     return ONNX / "tiny-resnet-ts.onnx", x, targets
+
+
+def with_value(x: np.ndarray, index: tuple, value: float) -> np.ndarray:
+    """A copy of `x` with one value changed (a NaN, an infinity)."""
+    x = x.copy()
+    x[index] = value
+    return x

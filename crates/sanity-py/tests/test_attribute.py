@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sanity
-from conftest import CAPTUM, ONNX, run_cli
+from conftest import CAPTUM, ONNX, run_cli, with_value
 
 
 def relative_l2(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -70,16 +70,10 @@ def test_a_preset_with_safetensors_weights_needs_its_arch(tiny_resnet, tmp_path)
         sanity.attribute(weights, x, "gradient")
 
 
-def nan_image(x):
-    x = x.copy()
-    x[1, 0, 3, 4] = np.nan
-    return x
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"x": nan_image}, r"x: value NaN at flat index 820 is not finite \(1 such values\); accepted: finite image values"),
+        ({"x": lambda x: with_value(x, (1, 0, 3, 4), np.nan)}, r"x: value NaN at flat index 820 is not finite \(1 such values\); accepted: finite image values"),
         ({"x": lambda x: x.astype(np.int32)}, r"x: dtype <i4; accepted: float32 or float64"),
         ({"x": lambda x: x[0]}, r"x: shape \[3, 16, 16\]; accepted: \[n, c, h, w\]"),
         ({"x": lambda x: x[:, :1]}, r"x: images of shape \[1, 16, 16\], but .*tiny-resnet-ts.onnx takes \[3, 16, 16\]"),

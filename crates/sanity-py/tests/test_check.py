@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sanity
-from conftest import ONNX, run_cli, tiny_toml
+from conftest import ONNX, run_cli, tiny_toml, with_value
 
 METHODS = ["gradient", {"method": "gradcam", "layer": "layer2"}]
 
@@ -87,17 +87,11 @@ def test_ctrl_c_then_the_same_call_with_resume_finishes_the_check(tmp_path):
         assert (resumed.dir / name).read_bytes() == (whole.dir / name).read_bytes(), name
 
 
-def with_nan(x):
-    x = x.copy()
-    x[2, 1, 0, 0] = np.inf
-    return x
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"y": lambda x, y: y[:5]}, r"labels"),
-        ({"x": lambda x, y: with_nan(x)}, r"(?s)images.*not finite"),
+        ({"x": lambda x, y: with_value(x, (2, 1, 0, 0), np.inf)}, r"(?s)images.*not finite"),
         ({"x": lambda x, y: x.astype(str)}, r"x: dtype <U\d+; accepted: float32 or float64"),
         ({"x": lambda x, y: x[:, :1]}, r"x: images of shape \[1, 16, 16\], but .*tiny-resnet-ts.onnx takes \[3, 16, 16\]"),
         ({"y": lambda x, y: y.astype(np.float32) + 0.5}, r"labels"),
