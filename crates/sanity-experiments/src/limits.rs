@@ -63,15 +63,24 @@ pub fn check_memory(what: &str, bytes: u128) -> Result<(), String> {
     if bytes <= u128::from(limit) {
         return Ok(());
     }
+    let source = match MEMORY_LIMIT.load(Ordering::SeqCst) {
+        0 => "the machine's memory; raise it with --memory-limit GIB where the machine has more",
+        _ => "the limit set with --memory-limit GIB",
+    };
     Err(format!(
-        "{what} would take about {} of memory, more than the limit of {} (the machine's memory; raise it with --memory-limit GIB where the machine has more)",
-        gib(bytes),
-        gib(u128::from(limit))
+        "{what} would take about {} of memory, more than the limit of {} ({source})",
+        size(bytes),
+        size(u128::from(limit))
     ))
 }
 
-fn gib(bytes: u128) -> String {
-    format!("{:.1} GiB", bytes as f64 / f64::from(1u32 << 30))
+/// A size in GiB, or in MiB below a tenth of a GiB (where GiB with one decimal reads 0.0).
+fn size(bytes: u128) -> String {
+    let mib = bytes as f64 / f64::from(1u32 << 20);
+    match mib < 102.4 {
+        true => format!("{mib:.1} MiB"),
+        false => format!("{:.1} GiB", mib / 1024.0),
+    }
 }
 
 /// Refuses `value` of `key` outside `1..=max`.

@@ -60,3 +60,15 @@ def with_value(x: np.ndarray, index: tuple, value: float) -> np.ndarray:
     x = x.copy()
     x[index] = value
     return x
+
+
+@pytest.fixture
+def ctrl_c():
+    """Python's own Ctrl-C handler, as a terminal or a notebook has it: a process started in the
+    background of a non-interactive shell (as CI may be) ignores SIGINT from the start, and
+    Python then keeps ignoring it."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

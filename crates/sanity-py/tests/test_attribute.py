@@ -101,6 +101,13 @@ def test_bad_input_raises_bad_input_naming_the_argument(tiny_resnet, change, mes
     assert raised.value.exit_code == 2
 
 
+def test_an_op_the_engine_does_not_run_is_refused_by_name_with_the_ops_it_runs(tiny_resnet):
+    _, x, _ = tiny_resnet
+    with pytest.raises(sanity.BadInput, match=r"bad-op.onnx.*op `Resize` is not supported; supported: Conv, Gemm"):
+        sanity.attribute(ONNX / "bad-op.onnx", x, "gradient")
+    assert "Conv" in sanity._native.onnx_ops()
+
+
 def test_a_corrupt_onnx_file_is_bad_input_naming_it(tiny_resnet):
     _, x, _ = tiny_resnet
     with pytest.raises(sanity.BadInput, match="bad-truncated.onnx") as raised:

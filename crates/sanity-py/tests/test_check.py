@@ -69,7 +69,7 @@ def test_masks_give_the_localisation_test(tmp_path):
     assert (localised[(localised.stage == "trained") & (localised.method == "gradient")].n == 8).all()
 
 
-def test_ctrl_c_then_the_same_call_with_resume_finishes_the_check(tmp_path):
+def test_ctrl_c_then_the_same_call_with_resume_finishes_the_check(tmp_path, ctrl_c):
     x, y = arrays()
     fired = []
 

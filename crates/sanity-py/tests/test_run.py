@@ -63,7 +63,7 @@ def test_the_embedded_default_with_overrides_is_the_tiny_config(cli_run, tmp_pat
         assert (result.dir / name).read_bytes() == (cli_run / name).read_bytes(), name
 
 
-def test_ctrl_c_stops_after_the_batch_and_resume_finishes_to_the_same_bytes(cli_run, tmp_path):
+def test_ctrl_c_stops_after_the_batch_and_resume_finishes_to_the_same_bytes(cli_run, tmp_path, ctrl_c):
     fired = []
 
     def progress(kind: str, text: str, count: int) -> None:
@@ -196,3 +196,22 @@ def test_other_python_threads_run_while_the_engine_works(tmp_path):
     # The GIL is released: the other thread ticks through the run (it could not while held).
     assert ended - started > 0.05
     assert len(during) >= 5
+
+
+def test_a_memory_limit_refuses_a_plan_before_it_runs():
+    big = tiny_toml().replace("size = 64", "size = 256")
+    sanity.set_memory_limit(0.01)
+    try:
+        with pytest.raises(sanity.BadInput, match=r"more than the limit of 10.2 MiB \(the limit set with --memory-limit"):
+            sanity.plan(big)
+    finally:
+        sanity.set_memory_limit(None)
+    assert sanity.plan(big).startswith("run ")
+    with pytest.raises(sanity.BadInput, match="gib: 0; accepted"):
+        sanity.set_memory_limit(0)
+
+
+def test_the_help_lists_every_method_and_metric():
+    ids = lambda text: {line.split(":")[0] for line in text.splitlines()}  # noqa: E731
+    assert {"gradient", "integrated_gradients", "gradcam", "scorecam"} <= ids(sanity.methods())
+    assert {"spearman", "ssim", "hog_pearson"} <= ids(sanity.metrics())

@@ -69,11 +69,14 @@ def metrics() -> str:
     return _native.metric_help()
 
 
-def set_memory_limit(gib: float) -> None:
+def set_memory_limit(gib: Optional[float]) -> None:
     """The memory a run may take, in GiB: plans that would take more are refused before they
-    start (the command line's `--memory-limit`; default: the machine's memory)."""
+    start (the command line's `--memory-limit`). None: the machine's memory (the default)."""
+    if gib is None:
+        _native.set_memory_limit(0)
+        return
     if not (0.01 <= gib <= 1e6):
-        raise bad("gib", f"{gib}; accepted: a number from 0.01 to 1000000")
+        raise bad("gib", f"{gib}; accepted: a number from 0.01 to 1000000, or None for the machine's memory")
     _native.set_memory_limit(int(gib * (1 << 30)))
 
 

@@ -51,6 +51,10 @@ def export_onnx(module: Any, example: Any, folder: Path) -> Path:
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(np.asarray(example, dtype=np.float32)[:1]))
+    # The example goes where the module's parameters are (a module on a GPU exports from there).
+    parameter = next(module.parameters(), None)
+    if parameter is not None:
+        x = x.to(device=parameter.device, dtype=parameter.dtype)
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f"export-{os.getpid()}.onnx"
     was_training = module.training

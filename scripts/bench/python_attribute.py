@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Side by side, from Python: `sanity.attribute` on a torch.nn.Module against Captum on the same
+module, for the adebayo-cnn shape (Fashion-MNIST's 1x28x28, two conv-ReLU-max-pool blocks),
+64 images, both on the same thread count. sanity's time includes exporting the module to
+ONNX (once per call, measured apart too) and the NPY copies across the boundary.
+
+    python3 scripts/bench/python_attribute.py [THREADS] [REPEATS]
+
+Pinned: torch==2.15.0 captum==0.9.0 onnx==1.23.2, the package built in release mode
+(`pip install ./crates/sanity-py` or `maturin develop --release -m crates/sanity-py/Cargo.toml`).
+Prints the best of REPEATS (default 5) per method and the ratio sanity / Captum.
+"""
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
+
+import sanity
+from sanity._models import export_onnx
+
+
+class AdebayoCnn(nn.Module):
+    """The adebayo-cnn preset's shape: conv 5x5 32, pool, conv 5x5 64, pool, fc 1024, fc 10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(64 * 7 * 7, 1024)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Linear(1024, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.fc2(self.relu3(self.fc1(self.flatten(x))))
+
+
+def best(f, repeats):
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = AdebayoCnn().eval()
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    captum = {
+        "gradient": lambda: Saliency(model).attribute(xt, target=yt, abs=False),
+        "integrated_gradients": lambda: IntegratedGradients(model).attribute(
+            xt, baselines=xt * 0, target=yt, n_steps=50, internal_batch_size=64
+        ),
+        "gradcam": lambda: LayerAttribution.interpolate(
+            LayerGradCam(model, model.conv2).attribute(xt, target=yt, relu_attributions=True), (28, 28), "bilinear"
+        ),
+    }
+    params = {"gradient": {}, "integrated_gradients": {"steps": 50}, "gradcam": {"layer": "conv2"}}
+    with tempfile.TemporaryDirectory() as folder:
+        export = best(lambda: export_onnx(model, x, Path(folder)), repeats)
+        onnx = export_onnx(model, x, Path(folder))
+        print(f"{threads} threads, 64 images 1x28x28, best of {repeats}; export to ONNX {export * 1000:.0f} ms")
+        print(f"{'method':<22} {'Captum':>9} {'sanity(module)':>15} {'ratio':>6} {'sanity(onnx)':>13} {'ratio':>6}")
+        for method, run_captum in captum.items():
+            theirs = best(run_captum, repeats)
+            ours_module = best(lambda: sanity.attribute(model, x, method, targets=y, threads=threads, **params[method]), repeats)
+            ours_onnx = best(lambda: sanity.attribute(onnx, x, method, targets=y, threads=threads, **params[method]), repeats)
+            print(
+                f"{method:<22} {theirs * 1000:>7.0f}ms {ours_module * 1000:>13.0f}ms {ours_module / theirs:>6.2f}"
+                f" {ours_onnx * 1000:>11.0f}ms {ours_onnx / theirs:>6.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
