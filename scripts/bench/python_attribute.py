@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Side by side, from Python: `sanity.attribute` on a torch.nn.Module against Captum on the same
 module, for the adebayo-cnn shape (Fashion-MNIST's 1x28x28, two conv-ReLU-max-pool blocks),
-64 images, both on the same thread count. sanity's time includes exporting the module to
-ONNX (once per call, measured apart too) and the NPY copies across the boundary.
+64 images, both on the same thread count. Three ways to call sanity: with the module (exported
+to ONNX and loaded at every call), with the ONNX file (loaded at every call), and with a
+`sanity.load`ed model (loaded once). Each includes the NPY copies across the boundary.
 
     python3 scripts/bench/python_attribute.py [THREADS] [REPEATS]
 
@@ -79,15 +80,22 @@ def main():
         export = best(lambda: export_onnx(model, x, Path(folder)), repeats)
         onnx = export_onnx(model, x, Path(folder))
         print(f"{threads} threads, 64 images 1x28x28, best of {repeats}; export to ONNX {export * 1000:.0f} ms")
-        print(f"{'method':<22} {'Captum':>9} {'sanity(module)':>15} {'ratio':>6} {'sanity(onnx)':>13} {'ratio':>6}")
+        loaded = sanity.load(onnx)
+        load_time = best(lambda: sanity.load(onnx), repeats)
+        print(f"loading the ONNX file (sanity.load) {load_time * 1000:.0f} ms")
+        header = ["Captum", "module", "ratio", "ONNX file", "ratio", "loaded", "ratio"]
+        print(f"{'method':<22}" + "".join(f"{h:>11}" for h in header))
         for method, run_captum in captum.items():
             theirs = best(run_captum, repeats)
             ours_module = best(lambda: sanity.attribute(model, x, method, targets=y, threads=threads, **params[method]), repeats)
             ours_onnx = best(lambda: sanity.attribute(onnx, x, method, targets=y, threads=threads, **params[method]), repeats)
-            print(
-                f"{method:<22} {theirs * 1000:>7.0f}ms {ours_module * 1000:>13.0f}ms {ours_module / theirs:>6.2f}"
-                f" {ours_onnx * 1000:>11.0f}ms {ours_onnx / theirs:>6.2f}"
+            ours_loaded = best(
+                lambda: sanity.attribute(loaded, x, method, targets=y, threads=threads, **params[method]), repeats
             )
+            cells = [f"{theirs * 1000:.0f} ms"]
+            for ours in (ours_module, ours_onnx, ours_loaded):
+                cells += [f"{ours * 1000:.0f} ms", f"{ours / theirs:.2f}"]
+            print(f"{method:<22}" + "".join(f"{c:>11}" for c in cells))
 
 
 if __name__ == "__main__":

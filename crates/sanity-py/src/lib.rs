@@ -15,12 +15,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sanity_cli::jobs::JobModel;
 use sanity_cli::jobs::attribute::{
-    Targets, attribute as attribute_maps, images_of, load_model, method_of, references_of,
+    LoadedModel, Targets, attribute as attribute_maps, images_of, load_model, method_of, references_of,
 };
 use sanity_cli::jobs::compare::{checked_metrics, checked_steps, compare_maps, maps_of};
 use sanity_cli::jobs::run::{RunEvent, RunRequest, run_plans};
 use sanity_report::{ReportOptions, report as draw_report};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One score of `compare`: pair, post-processing label, metric, score (None when there is
 /// none), status (`ok` or why there is no score).
@@ -52,18 +53,72 @@ fn compare(
     })
 }
 
-/// One method's maps of the images `x` (NPY bytes of float `[n, c, h, w]`) under a model: an
-/// ONNX file (`arch` None) or safetensors weights with a preset or architecture TOML (`arch`).
-/// `method` is a JSON table (`{"method": "integrated_gradients", "steps": 20}`); `targets` NPY
-/// bytes of one integer per image (None: the model's predictions). Returns the maps as NPY
-/// bytes (float32 `[n, c', h, w]`) and the targets explained.
+/// A model loaded once (parsed, its weights converted) for any number of [`attribute`] calls:
+/// an ONNX file, or safetensors weights with a preset or architecture TOML.
+#[pyclass(frozen, module = "sanity._native")]
+struct Model {
+    loaded: Arc<LoadedModel>,
+    path: PathBuf,
+    arch: Option<String>,
+}
+
+#[pymethods]
+impl Model {
+    /// The file it was loaded from.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// The preset or architecture TOML of safetensors weights; None for an ONNX file.
+    #[getter]
+    fn arch(&self) -> Option<String> {
+        self.arch.clone()
+    }
+
+    /// The image shape `(c, h, w)` it takes.
+    #[getter]
+    fn input(&self) -> (usize, usize, usize) {
+        let [c, h, w] = self.loaded.input;
+        (c, h, w)
+    }
+
+    /// Its outputs (logits).
+    #[getter]
+    fn outputs(&self) -> usize {
+        self.loaded.model.net.num_outputs()
+    }
+
+    fn __repr__(&self) -> String {
+        let [c, h, w] = self.loaded.input;
+        format!("Model({}, input ({c}, {h}, {w}), {} outputs)", self.loaded.name, self.outputs())
+    }
+}
+
+/// Loads a model: an ONNX file (`arch` None) or safetensors weights with a preset or
+/// architecture TOML (`arch`), for images of shape `input` (`[c, h, w]`; needed for a preset,
+/// checked against what the others declare).
 #[pyfunction]
-#[pyo3(signature = (model, arch, x, method, targets=None, references=None, batch=32, threads=None))]
+#[pyo3(signature = (model, arch=None, input=None))]
+fn load(py: Python<'_>, model: PathBuf, arch: Option<String>, input: Option<[usize; 3]>) -> PyResult<Model> {
+    let job_model = match &arch {
+        None => JobModel::Onnx(model.clone()),
+        Some(arch) => JobModel::Sequential { arch: arch.clone(), weights: model.clone() },
+    };
+    let loaded = run_detached(py, None, None, Stop::AtOnce, move |_| load_model(&job_model, input, "x"))?;
+    Ok(Model { loaded: Arc::new(loaded), path: model, arch })
+}
+
+/// One method's maps of the images `x` (NPY bytes of float `[n, c, h, w]`) under a loaded
+/// model. `method` is a JSON table (`{"method": "integrated_gradients", "steps": 20}`);
+/// `targets` NPY bytes of one integer per image (None: the model's predictions). Returns the
+/// maps as NPY bytes (float32 `[n, c', h, w]`) and the targets explained.
+#[pyfunction]
+#[pyo3(signature = (model, x, method, targets=None, references=None, batch=32, threads=None))]
 #[allow(clippy::too_many_arguments)]
 fn attribute(
     py: Python<'_>,
-    model: PathBuf,
-    arch: Option<String>,
+    model: &Bound<'_, Model>,
     x: Vec<u8>,
     method: &str,
     targets: Option<Vec<u8>>,
@@ -79,14 +134,11 @@ fn attribute(
         let most = sanity_experiments::limits::MAX_ATTRIBUTION_BATCH;
         return Err(errors::bad_input(py, "batch", format!("{batch}; accepted: a whole number from 1 to {most}")));
     }
-    let job_model = match arch {
-        None => JobModel::Onnx(model),
-        Some(arch) => JobModel::Sequential { arch, weights: model },
-    };
+    let loaded = model.get().loaded.clone();
     let (maps, used) = run_detached(py, threads, None, Stop::AtOnce, move |_| {
         let images = images_of(npy(&x, "x")?, "x")?;
         let [_, c, h, w] = images.dims;
-        let net = load_model(&job_model, [c, h, w], "x")?;
+        loaded.check_input([c, h, w], "x")?;
         let targets = match targets {
             Some(bytes) => Targets::PerImage(npy(&bytes, "targets")?, "targets".into()),
             None => Targets::Predicted,
@@ -95,22 +147,10 @@ fn attribute(
             Some(bytes) => Some(references_of(npy(&bytes, "references")?, "references", [c, h, w])?),
             None => None,
         };
-        let (maps, used) = attribute_maps(&net, &images, &spec, &targets, references.as_ref(), batch)?;
+        let (maps, used) = attribute_maps(&loaded.model, &images, &spec, &targets, references.as_ref(), batch)?;
         Ok((sanity_data::npy::f32_npy(&maps.dims, &maps.values), used))
     })?;
     Ok((PyBytes::new(py, &maps).unbind(), used))
-}
-
-/// The number of outputs (logits) of a model, as [`attribute`] takes it, for images of shape
-/// `input` (`[c, h, w]`).
-#[pyfunction]
-#[pyo3(signature = (model, arch, input))]
-fn model_outputs(py: Python<'_>, model: PathBuf, arch: Option<String>, input: [usize; 3]) -> PyResult<usize> {
-    let job_model = match arch {
-        None => JobModel::Onnx(model),
-        Some(arch) => JobModel::Sequential { arch, weights: model },
-    };
-    run_detached(py, None, None, Stop::AtOnce, move |_| Ok(load_model(&job_model, input, "x")?.net.num_outputs()))
 }
 
 /// What a finished run reports: its directory, the explained model's test accuracy, the rows
@@ -214,12 +254,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BadInput", py.get_type::<errors::BadInput>())?;
     m.add("Interrupted", py.get_type::<errors::Interrupted>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Model>()?;
     for f in [
         wrap_pyfunction!(compare, m)?,
         wrap_pyfunction!(attribute, m)?,
         wrap_pyfunction!(run, m)?,
         wrap_pyfunction!(plan, m)?,
-        wrap_pyfunction!(model_outputs, m)?,
+        wrap_pyfunction!(load, m)?,
         wrap_pyfunction!(report, m)?,
         wrap_pyfunction!(set_memory_limit, m)?,
         wrap_pyfunction!(method_help, m)?,

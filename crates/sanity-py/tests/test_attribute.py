@@ -113,3 +113,27 @@ def test_a_corrupt_onnx_file_is_bad_input_naming_it(tiny_resnet):
     with pytest.raises(sanity.BadInput, match="bad-truncated.onnx") as raised:
         sanity.attribute(ONNX / "bad-truncated.onnx", x, "gradient")
     assert raised.value.exit_code == 2
+
+
+def test_a_model_loaded_once_gives_the_same_maps(tiny_resnet):
+    model, x, targets = tiny_resnet
+    loaded = sanity.load(model)
+    assert (loaded.input, loaded.outputs, loaded.arch, loaded.path) == ((3, 16, 16), 4, None, model)
+    assert "tiny-resnet-ts.onnx" in repr(loaded)
+    for method in ("gradient", "integrated_gradients"):
+        assert sanity.attribute(loaded, x, method, targets=targets).tobytes() == sanity.attribute(
+            model, x, method, targets=targets
+        ).tobytes()
+    with pytest.raises(sanity.BadInput, match=r"x: images of shape \[1, 16, 16\], but .* takes \[3, 16, 16\]"):
+        sanity.attribute(loaded, x[:, :1], "gradient")
+    with pytest.raises(sanity.BadInput, match=r"x: images of shape \[3, 8, 8\], but .* takes \[3, 16, 16\]"):
+        sanity.load(model, input=(3, 8, 8))
+
+
+def test_a_preset_s_weights_need_the_image_shape(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    with pytest.raises(sanity.BadInput, match=r"input: missing for the preset `phantom-cnn`"):
+        sanity.load(weights, arch="phantom-cnn")
+    with pytest.raises(sanity.BadInput, match=r"input: \(1, 64\); accepted: \(c, h, w\)"):
+        sanity.load(weights, arch="phantom-cnn", input=(1, 64))

@@ -93,33 +93,58 @@ pub fn images_of(array: NpyArray, what: &str) -> Result<Maps> {
     Ok(Maps { values: array.values.iter().map(|&v| v as f32).collect(), dims })
 }
 
-/// The model of a job, for images of shape `input` (`images` names them in errors).
-pub fn load_model(model: &JobModel, input: [usize; 3], images: &str) -> Result<NetModel> {
-    Ok(match model {
+/// A model loaded for attribution: the network with its weights, the images it takes, and
+/// how messages name it.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// The network and its weights.
+    pub model: NetModel,
+    /// The image shape `[c, h, w]` it takes.
+    pub input: [usize; 3],
+    /// Its name in messages: the ONNX file, or "the architecture `NAME`".
+    pub name: String,
+}
+
+impl LoadedModel {
+    /// Refuses images of another shape than the model takes (`images` names them).
+    pub fn check_input(&self, input: [usize; 3], images: &str) -> Result<()> {
+        match input == self.input {
+            true => Ok(()),
+            false => Err(bad(images, format!("images of shape {input:?}, but {} takes {:?}", self.name, self.input))),
+        }
+    }
+}
+
+/// Loads the model of a job for images of shape `input` (`images` names them in errors).
+/// Without `input`, an ONNX file or an architecture TOML takes the shape it declares; a preset
+/// needs it.
+pub fn load_model(model: &JobModel, input: Option<[usize; 3]>, images: &str) -> Result<LoadedModel> {
+    let loaded = match model {
         JobModel::Onnx(path) => {
             let imported = read_onnx(path)?;
-            if imported.graph.input != input {
-                let takes = imported.graph.input;
-                return Err(bad(images, format!("images of shape {input:?}, but {} takes {takes:?}", path.display())));
-            }
-            NetModel::new(Net::Graph(Arc::new(imported.graph)), imported.weights)
+            let takes = imported.graph.input;
+            let model = NetModel::new(Net::Graph(Arc::new(imported.graph)), imported.weights);
+            LoadedModel { model, input: takes, name: path.display().to_string() }
         }
         JobModel::Sequential { arch: arch_name, weights } => {
-            let spec = if PRESETS.contains(&arch_name.as_str()) {
-                preset(arch_name, input)?
-            } else {
-                ArchitectureSpec::from_toml_file(Path::new(arch_name))?
+            let spec = match (PRESETS.contains(&arch_name.as_str()), input) {
+                (true, Some(input)) => preset(arch_name, input)?,
+                (true, None) => {
+                    let why = format!("missing for the preset `{arch_name}`; accepted: the images' shape [c, h, w]");
+                    return Err(bad("input", why));
+                }
+                (false, _) => ArchitectureSpec::from_toml_file(Path::new(arch_name))?,
             };
-            if spec.input != input {
-                return Err(bad(
-                    images,
-                    format!("images of shape {input:?}, but the architecture `{arch_name}` takes {:?}", spec.input),
-                ));
-            }
+            let takes = spec.input;
             let arch = Arc::new(Architecture::new(spec)?);
-            NetModel::new(Net::Layers(arch.clone()), Weights::load_safetensors(weights, &arch)?)
+            let model = NetModel::new(Net::Layers(arch.clone()), Weights::load_safetensors(weights, &arch)?);
+            LoadedModel { model, input: takes, name: format!("the architecture `{arch_name}`") }
         }
-    })
+    };
+    if let Some(input) = input {
+        loaded.check_input(input, images)?;
+    }
+    Ok(loaded)
 }
 
 /// The explained outputs asked for.
@@ -139,7 +164,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
     let input_name = job.input.display().to_string();
     let images = images_of(read_array(&input_name)?, &input_name)?;
     let [_, c, h, w] = images.dims;
-    let model = load_model(&job.model, [c, h, w], &input_name)?;
+    let model = load_model(&job.model, Some([c, h, w]), &input_name)?.model;
     let targets = match (&job.target, &job.targets) {
         (Some(t), None) => Targets::All(*t),
         (None, Some(path)) => {

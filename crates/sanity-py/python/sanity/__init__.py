@@ -3,6 +3,7 @@ Quantus' MPRT and its successors) from Python, on the engine of the `sanity` com
 
 - `compare(a, b, metrics=..., postprocess=...)`: scores of map pairs, with statuses;
 - `attribute(model, x, method, targets=None, **params)`: one method's maps;
+- `load(model, x)`: a model loaded once for many `attribute` calls;
 - `run(config, out=None, overrides=())`: an experiment config, as `sanity run` runs it;
 - `check(model, x, y, methods=..., tests=..., preset=...)`: the one-call sanity check of a
   model on arrays in memory;
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -29,7 +29,7 @@ import numpy as np
 from . import _native
 from ._arrays import from_npy, to_npy
 from ._errors import bad
-from ._models import model_file
+from ._models import Model, load, model_file
 from ._native import BadInput, Interrupted, SanityError
 from ._progress import Progress
 from ._results import RunResult, RunResults, rows
@@ -38,11 +38,13 @@ __version__: str = _native.__version__
 __all__ = [
     "BadInput",
     "Interrupted",
+    "Model",
     "RunResult",
     "SanityError",
     "attribute",
     "check",
     "compare",
+    "load",
     "methods",
     "metrics",
     "plan",
@@ -118,8 +120,9 @@ def attribute(
     """One method's maps of the images `x` (float `[n, c, h, w]`), float32 `[n, c', h, w]`.
 
     `model` is an ONNX file (exported by `torch.onnx.export`), a safetensors file with
-    `arch=` a preset name or an architecture TOML, or a `torch.nn.Module` (exported to ONNX in
-    a temporary folder; needs torch and onnx). `targets`: the explained output, one for all or
+    `arch=` a preset name or an architecture TOML, a `torch.nn.Module` (exported to ONNX in
+    a temporary folder; needs torch and onnx), or a `sanity.Model` from `sanity.load` (loaded
+    once: for many calls, loading costs more than a gradient of a small batch). `targets`: the explained output, one for all or
     one per image (default: the model's predictions). `layer`: the CAM methods' layer. `params`
     are the method's parameters (`steps=20`, `rule="riemann_trapezoid"`, ...), as a config's
     method table writes them; `sanity.methods()` lists the methods."""
@@ -134,11 +137,8 @@ def attribute(
             targets = np.full(n, targets)
         target_npy = to_npy(targets, "targets")
     reference_npy = None if references is None else to_npy(references, "references")
-    with tempfile.TemporaryDirectory(prefix="sanity-export-") as folder:
-        path, arch = model_file(model, arch, x, Path(folder))
-        maps, _used = _native.attribute(
-            path, arch, x_npy, _json(spec, "method"), target_npy, reference_npy, batch, threads
-        )
+    loaded = load(model, x, arch=arch)
+    maps, _used = _native.attribute(loaded._native, x_npy, _json(spec, "method"), target_npy, reference_npy, batch, threads)
     return from_npy(maps)
 
 
@@ -210,8 +210,8 @@ def check(
     method, compared across the models of the tests, with the controls and verdicts of
     `sanity run`.
 
-    `model`: an ONNX file, safetensors weights with `arch=`, or a `torch.nn.Module` (exported
-    to ONNX). `methods`: method ids or dicts (`{"method": "gradcam", "layer": "layer4"}`).
+    `model`: an ONNX file, safetensors weights with `arch=`, a `torch.nn.Module` (exported
+    to ONNX) or a `sanity.Model`. `methods`: method ids or dicts (`{"method": "gradcam", "layer": "layer4"}`).
     `tests` and `comparisons`: as a config's `[[tests]]` and `[[comparisons]]`, as dicts;
     left out, the preset's (`quantus`: a top-down cascade with PyTorch's re-initialisation,
     |map| scaled by its maximum, Spearman). `masks` (`[n, h, w]`, 0/1) allow a
@@ -233,7 +233,7 @@ def check(
     path, arch = model_file(model, arch, x, inputs)
     if num_classes is None and np.ndim(x) == 4:
         # The model's classes, not the largest label + 1: a sample may miss the last classes.
-        num_classes = max(2, _native.model_outputs(path, arch, tuple(int(d) for d in np.shape(x)[1:])))
+        num_classes = max(2, load(path, x, arch=arch).outputs)
     if num_classes is not None:
         data["num_classes"] = num_classes
     model_table = {"onnx": str(path)} if arch is None else {"arch": arch, "weights": str(path)}

@@ -1,15 +1,77 @@
-"""The model argument: an ONNX file, safetensors weights with a preset or architecture, or a
-`torch.nn.Module`, which is exported to ONNX behind the scenes when torch is importable."""
+"""The model argument: an ONNX file, safetensors weights with a preset or architecture, a
+`torch.nn.Module` (exported to ONNX behind the scenes when torch is importable), or a `Model`
+loaded once for many calls."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 from ._errors import bad
+from . import _native
 from ._native import onnx_ops
+
+
+class Model:
+    """A model loaded once (its file parsed, its weights converted) for any number of
+    `sanity.attribute` calls; `sanity.check` takes it too. Made by `sanity.load`."""
+
+    def __init__(self, native: Any, keep: Optional[tempfile.TemporaryDirectory] = None) -> None:
+        self._native = native
+        # The folder of a torch module's export, removed with the model.
+        self._keep = keep
+
+    @property
+    def path(self) -> Path:
+        """The ONNX or safetensors file."""
+        return Path(self._native.path)
+
+    @property
+    def arch(self) -> Optional[str]:
+        """The preset or architecture TOML of safetensors weights; None for an ONNX file."""
+        return self._native.arch
+
+    @property
+    def input(self) -> Tuple[int, int, int]:
+        """The image shape `(c, h, w)` it takes."""
+        return self._native.input
+
+    @property
+    def outputs(self) -> int:
+        """Its outputs (logits)."""
+        return self._native.outputs
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+
+def load(model: Any, x: Any = None, *, arch: Optional[str] = None, input: Optional[Sequence[int]] = None) -> Model:
+    """Loads `model` once: an ONNX file, safetensors weights with `arch=` (a preset or an
+    architecture TOML), or a `torch.nn.Module` (exported to ONNX in a temporary folder). The
+    image shape comes from `x` (images `[n, c, h, w]`) or `input=(c, h, w)`; a preset or a torch
+    module needs one of them."""
+    if isinstance(model, Model):
+        return model
+    import numpy as np
+
+    shape = tuple(int(d) for d in np.shape(x)[1:]) if x is not None and np.ndim(x) == 4 else None
+    if input is not None:
+        shape = tuple(int(d) for d in input)
+        if len(shape) != 3:
+            raise bad("input", f"{shape}; accepted: (c, h, w)")
+    keep = None
+    if is_torch_module(model):
+        if shape is None:
+            raise bad("input", "missing for a torch.nn.Module; accepted: x (images [n, c, h, w]) or input=(c, h, w)")
+        keep = tempfile.TemporaryDirectory(prefix="sanity-model-")
+        example = x if x is not None else np.zeros((1, *shape), dtype=np.float32)
+        path, arch = model_file(model, arch, example, Path(keep.name))
+    else:
+        path, arch = model_file(model, arch, None, Path("."))
+    return Model(_native.load(path, arch, shape), keep)
 
 def is_torch_module(model: Any) -> bool:
     """Whether `model` is a `torch.nn.Module` (without importing torch when it is not loaded)."""
@@ -23,6 +85,10 @@ def model_file(model: Any, arch: Optional[str], example: Any, folder: Path) -> T
     """The model as the engine takes it: `(path, arch)`, with `arch` None for an ONNX file. A
     torch module is exported to `folder/model-<digest>.onnx` (the digest of the export, so
     that a rerun finds the same file and a run resumes); `example` is an input batch."""
+    if isinstance(model, Model):
+        if arch is not None and arch != model.arch:
+            raise bad("arch", f"given with a loaded model (its arch: {model.arch}); accepted: leave it out")
+        return model.path, model.arch
     if is_torch_module(model):
         if arch is not None:
             raise bad("arch", "given with a torch.nn.Module; accepted: arch only with a safetensors file")
@@ -31,7 +97,7 @@ def model_file(model: Any, arch: Optional[str], example: Any, folder: Path) -> T
         raise bad(
             "model",
             f"{type(model).__name__}; accepted: an ONNX file, a safetensors file with arch=PRESET or "
-            "arch=ARCHITECTURE.toml, or a torch.nn.Module (with torch installed)",
+            "arch=ARCHITECTURE.toml, a torch.nn.Module (with torch installed), or a sanity.Model",
         )
     path = Path(model)
     if path.suffix == ".safetensors" and arch is None:

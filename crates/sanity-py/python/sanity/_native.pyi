@@ -18,8 +18,7 @@ def compare(
     a: bytes, b: bytes, metrics: str, postprocess: str, threads: Optional[int] = None
 ) -> List[Tuple[int, str, str, Optional[float], str]]: ...
 def attribute(
-    model: "str | os.PathLike[str]",
-    arch: Optional[str],
+    model: Model,
     x: bytes,
     method: str,
     targets: Optional[bytes] = None,
@@ -38,7 +37,15 @@ def run(
     threads: Optional[int] = None,
     progress: Optional[Callable[[str, str, int], None]] = None,
 ) -> List[Tuple[str, float, int, float]]: ...
-def model_outputs(model: "str | os.PathLike[str]", arch: Optional[str], input: Tuple[int, int, int]) -> int: ...
+class Model:
+    path: str
+    arch: Optional[str]
+    input: Tuple[int, int, int]
+    outputs: int
+
+def load(
+    model: "str | os.PathLike[str]", arch: Optional[str] = None, input: Optional[Tuple[int, int, int]] = None
+) -> Model: ...
 def plan(kind: str, config: str, overrides: List[str]) -> str: ...
 def report(
     dir: "str | os.PathLike[str]", examples: Optional[int] = None, cell: int = 112, threads: Optional[int] = None
