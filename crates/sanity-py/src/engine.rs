@@ -6,7 +6,8 @@
 //! training epoch in flight, its work kept, [`crate::errors::Interrupted`] raised when it has
 //! stopped). A second Ctrl-C, or the first during work that has no clean stopping point
 //! (`compare`, `attribute`, `report`), returns `KeyboardInterrupt` at once; that work's thread
-//! finishes in the background and its result is dropped.
+//! finishes in the background and its result is dropped. A progress callable that raises
+//! stops a run as Ctrl-C does, and its exception is raised once the run has stopped.
 
 use crate::errors::to_py;
 use pyo3::prelude::*;
@@ -91,6 +92,10 @@ pub fn run_detached<T: Send + 'static>(
         })
         .map_err(|e| to_py(py, ExperimentError::io(std::path::Path::new("<thread>"), e)))?;
     let mut asked_to_stop = false;
+    // A progress callable that raised is called no more; its error is raised once the run
+    // has stopped cleanly (its work kept), in place of the run's result.
+    let mut progress = progress;
+    let mut callback_error: Option<PyErr> = None;
     let mut receiver = receiver;
     loop {
         // The receiver moves into the detached wait and back (it may not be shared).
@@ -99,8 +104,13 @@ pub fn run_detached<T: Send + 'static>(
             (receiver, message)
         });
         receiver = back;
-        let interrupted = match message {
-            Ok(Message::Done(result)) => return result.map_err(|e| to_py(py, e)),
+        let raised = match message {
+            Ok(Message::Done(result)) => {
+                return match callback_error {
+                    Some(err) => Err(err),
+                    None => result.map_err(|e| to_py(py, e)),
+                };
+            }
             Ok(Message::Progress(p)) => match progress {
                 Some(callback) => show(callback, p).err(),
                 None => None,
@@ -111,20 +121,24 @@ pub fn run_detached<T: Send + 'static>(
                 return Err(to_py(py, ExperimentError::io(std::path::Path::new("<engine>"), why)));
             }
         };
-        if let Some(err) = interrupted {
-            let is_ctrl_c = err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py);
-            match &stop {
-                Stop::Cleanly(flag) if is_ctrl_c && !asked_to_stop => {
-                    flag.store(true, Ordering::SeqCst);
-                    asked_to_stop = true;
-                    if let Some(callback) = progress {
-                        let line =
-                            "stopping after the image batch or training epoch in flight (Ctrl-C again to stop now)";
-                        show(callback, Progress::Note(line.into()))?;
-                    }
+        let Some(err) = raised else { continue };
+        let Stop::Cleanly(flag) = &stop else { return Err(err) };
+        if asked_to_stop {
+            return Err(err); // A second Ctrl-C (or error): at once.
+        }
+        flag.store(true, Ordering::SeqCst);
+        asked_to_stop = true;
+        if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+            if let Some(callback) = progress {
+                let line = "stopping after the image batch or training epoch in flight (Ctrl-C again to stop now)";
+                if let Err(err) = show(callback, Progress::Note(line.into())) {
+                    progress = None;
+                    callback_error = Some(err);
                 }
-                _ => return Err(err),
             }
+        } else {
+            progress = None;
+            callback_error = Some(err);
         }
     }
 }

@@ -2,7 +2,8 @@
 //! function is a thin call of the same job the command line runs (`sanity_cli::jobs`), with
 //! arrays crossing as NPY bytes (read by the project's NPY reader, which trusts nothing in
 //! them) and structured arguments as JSON; the work runs with the GIL released
-//! ([`engine::run_detached`]), and errors become the exceptions of [`errors`].
+//! (`engine::run_detached`, in `src/engine.rs`), and errors become the exceptions of
+//! `src/errors.rs`.
 
 mod engine;
 mod errors;

@@ -215,3 +215,19 @@ def test_the_help_lists_every_method_and_metric():
     ids = lambda text: {line.split(":")[0] for line in text.splitlines()}  # noqa: E731
     assert {"gradient", "integrated_gradients", "gradcam", "scorecam"} <= ids(sanity.methods())
     assert {"spearman", "ssim", "hog_pearson"} <= ids(sanity.metrics())
+
+
+def test_a_progress_callable_that_raises_stops_the_run_cleanly(cli_run, tmp_path):
+    def progress(kind: str, text: str, count: int) -> None:
+        if kind == "advance" and text == "" and progress.attribution:
+            raise ValueError("the callable's own bug")
+        if kind == "phase":
+            progress.attribution = text.startswith("attribution")
+
+    progress.attribution = False
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="the callable's own bug"):
+        sanity.run(tiny_toml(), out=out, model_cache=False, progress=progress)
+    assert 1 <= len((out / "units.jsonl").read_text().splitlines()) < 4
+    result = sanity.run(tiny_toml(), out=out, model_cache=False, resume=True, progress=False)
+    same_bytes(result.dir, cli_run)
