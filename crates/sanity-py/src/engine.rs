@@ -15,7 +15,7 @@ use sanity_experiments::Progress;
 use sanity_rundir::error::{ExperimentError, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most worker threads (the command line's `--threads` bound): far beyond any machine's
 /// cores, and each thread costs a stack.
@@ -97,6 +97,7 @@ pub fn run_detached<T: Send + 'static>(
     let mut progress = progress;
     let mut callback_error: Option<PyErr> = None;
     let mut receiver = receiver;
+    let mut last_check = Instant::now();
     loop {
         // The receiver moves into the detached wait and back (it may not be shared).
         let (back, message) = py.detach(move || {
@@ -106,6 +107,8 @@ pub fn run_detached<T: Send + 'static>(
         receiver = back;
         let raised = match message {
             Ok(Message::Done(result)) => {
+                // A Ctrl-C that came after the run's last stopping point finds it finished: the
+                // result is returned, as the command line exits 0 then.
                 return match callback_error {
                     Some(err) => Err(err),
                     None => result.map_err(|e| to_py(py, e)),
@@ -115,11 +118,21 @@ pub fn run_detached<T: Send + 'static>(
                 Some(callback) => show(callback, p).err(),
                 None => None,
             },
-            Err(RecvTimeoutError::Timeout) => py.check_signals().err(),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
                 let why = "the engine's thread ended without a result (it panicked; see the message above)";
                 return Err(to_py(py, ExperimentError::io(std::path::Path::new("<engine>"), why)));
             }
+        };
+        // Signals are looked for every slice, however fast progress comes (a run's events
+        // can come every few milliseconds, and no callable may be there to run Python code).
+        let raised = match raised {
+            Some(err) => Some(err),
+            None if last_check.elapsed() >= SIGNAL_POLL => {
+                last_check = Instant::now();
+                py.check_signals().err()
+            }
+            None => None,
         };
         let Some(err) = raised else { continue };
         let Stop::Cleanly(flag) = &stop else { return Err(err) };

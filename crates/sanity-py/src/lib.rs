@@ -177,6 +177,9 @@ fn run(
     threads: Option<usize>,
     progress: Option<Bound<'_, PyAny>>,
 ) -> PyResult<Vec<RunRow>> {
+    if force && resume {
+        return Err(errors::bad_input(py, "force", "given with resume; accepted: one of them"));
+    }
     let plans = config_plans(py, kind, config, &overrides)?;
     let stop = Stop::cleanly();
     let interrupt = stop.flag();
@@ -198,6 +201,9 @@ fn run(
     })
 }
 
+/// The largest map cell of the report's grids, in pixels (`sanity report --cell`'s bound).
+const MAX_CELL: u32 = 1024;
+
 /// What `sanity plan` prints for a config given as [`run`] takes it.
 #[pyfunction]
 #[pyo3(signature = (kind, config, overrides))]
@@ -216,6 +222,14 @@ fn report(
     cell: u32,
     threads: Option<usize>,
 ) -> PyResult<Vec<(String, String)>> {
+    if !(sanity_report::report::MIN_CELL..=MAX_CELL).contains(&cell) {
+        let why = format!("{cell}; accepted: a whole number from {} to {MAX_CELL}", sanity_report::report::MIN_CELL);
+        return Err(errors::bad_input(py, "cell", why));
+    }
+    if let Some(n) = examples.filter(|&n| n > sanity_experiments::limits::MAX_EXAMPLES) {
+        let most = sanity_experiments::limits::MAX_EXAMPLES;
+        return Err(errors::bad_input(py, "examples", format!("{n}; accepted: a whole number from 0 to {most}")));
+    }
     run_detached(py, threads, None, Stop::AtOnce, move |_| {
         let figures = draw_report(&dir, &ReportOptions { examples, cell })?;
         Ok(figures.into_iter().map(|f| (f.png, f.caption)).collect())

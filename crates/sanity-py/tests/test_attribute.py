@@ -137,3 +137,17 @@ def test_a_preset_s_weights_need_the_image_shape(tmp_path):
         sanity.load(weights, arch="phantom-cnn")
     with pytest.raises(sanity.BadInput, match=r"input: \(1, 64\); accepted: \(c, h, w\)"):
         sanity.load(weights, arch="phantom-cnn", input=(1, 64))
+
+
+def test_a_loaded_model_keeps_its_arch_and_parameters_name_their_argument(tiny_resnet):
+    model, x, _ = tiny_resnet
+    loaded = sanity.load(model)
+    with pytest.raises(sanity.BadInput, match=r"arch: given with a loaded model"):
+        sanity.attribute(loaded, x, "gradient", arch="phantom-cnn")
+    with pytest.raises(sanity.BadInput, match=r"^method: array\(\[3\]\) of type ndarray; accepted"):
+        sanity.attribute(loaded, x, "integrated_gradients", steps=np.array([3]))
+    for bad in ({"batch": -1}, {"threads": 0}, {"batch": True}):
+        with pytest.raises(sanity.BadInput, match=f"{next(iter(bad))}: "):
+            sanity.attribute(loaded, x, "gradient", **bad)
+    with pytest.raises(sanity.BadInput, match=r"input: \(3, -16, 16\)"):
+        sanity.load(model, input=(3, -16, 16))

@@ -82,3 +82,24 @@ def test_bad_input_raises_bad_input_naming_the_argument(a, b, kwargs, message):
         sanity.compare(a, b, **kwargs)
     assert raised.value.exit_code == 2
     assert isinstance(raised.value, ValueError)
+
+
+def test_no_pairs_give_the_columns_and_no_row():
+    empty = sanity.compare(np.zeros((0, 4, 4)), np.zeros((0, 4, 4)))
+    assert list(empty.columns) == ["pair", "postprocess", "metric", "score", "status"] and len(empty) == 0
+
+
+def test_a_lone_metric_name_is_a_list_of_one():
+    a = maps(6)
+    assert set(sanity.compare(a, a, metrics="pearson").metric) == {"pearson"}
+
+
+@pytest.mark.parametrize("threads", [-1, 1.5, True, "2"])
+def test_a_thread_count_that_is_no_whole_number_is_bad_input(threads):
+    with pytest.raises(sanity.BadInput, match="threads: .*; accepted: a whole number from 1"):
+        sanity.compare(maps(7), maps(7), threads=threads)
+
+
+def test_a_ragged_list_is_bad_input():
+    with pytest.raises(sanity.BadInput, match="a: not an array"):
+        sanity.compare([[1.0, 2.0], [3.0]], maps(7))

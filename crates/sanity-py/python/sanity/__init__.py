@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from . import _native
 from ._arrays import from_npy, to_npy
-from ._errors import bad
+from ._errors import bad, count
 from ._models import Model, load, model_file
 from ._native import BadInput, Interrupted, SanityError
 from ._progress import Progress
@@ -77,7 +78,7 @@ def set_memory_limit(gib: Optional[float]) -> None:
     if gib is None:
         _native.set_memory_limit(0)
         return
-    if not (0.01 <= gib <= 1e6):
+    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not (0.01 <= gib <= 1e6):
         raise bad("gib", f"{gib}; accepted: a number from 0.01 to 1000000, or None for the machine's memory")
     _native.set_memory_limit(int(gib * (1 << 30)))
 
@@ -95,13 +96,17 @@ def compare(
     `postprocess`, `metric`, `score` (NaN when there is none) and `status` (`ok`, or why there
     is no score: `constant_map`, `non_finite`, ...)."""
     scored = _native.compare(
-        to_npy(a, "a"), to_npy(b, "b"), _json(list(metrics), "metrics"), _json(list(postprocess), "postprocess"), threads
+        to_npy(a, "a"),
+        to_npy(b, "b"),
+        _json(_listed(metrics), "metrics"),
+        _json(_listed(postprocess), "postprocess"),
+        count(threads, "threads", 1, 1024),
     )
-    columns = ("pair", "postprocess", "metric", "score", "status")
+    columns = ["pair", "postprocess", "metric", "score", "status"]
     records = [dict(zip(columns, r)) for r in scored]
     for r in records:
         r["score"] = float("nan") if r["score"] is None else r["score"]
-    return rows(records)
+    return rows(records, columns)
 
 
 def attribute(
@@ -138,7 +143,15 @@ def attribute(
         target_npy = to_npy(targets, "targets")
     reference_npy = None if references is None else to_npy(references, "references")
     loaded = load(model, x, arch=arch)
-    maps, _used = _native.attribute(loaded._native, x_npy, _json(spec, "method"), target_npy, reference_npy, batch, threads)
+    maps, _used = _native.attribute(
+        loaded._native,
+        x_npy,
+        _json(spec, "method"),
+        target_npy,
+        reference_npy,
+        count(batch, "batch"),
+        count(threads, "threads", 1, 1024),
+    )
     return from_npy(maps)
 
 
@@ -167,7 +180,7 @@ def run(
     shown = Progress() if progress is True else None
     callback = shown if shown is not None else (progress if callable(progress) else None)
     try:
-        outcomes = _native.run(kind, text, sets, _path(out), force, resume, model_cache, threads, callback)
+        outcomes = _native.run(kind, text, sets, _path(out), force, resume, model_cache, count(threads, "threads", 1, 1024), callback)
     finally:
         if shown is not None:
             shown.close()
@@ -231,6 +244,9 @@ def check(
     if class_names is not None:
         data["class_names"] = list(class_names)
     path, arch = model_file(model, arch, x, inputs)
+    if isinstance(model, Model) and model._keep is not None:
+        # A loaded torch module's export lives in a temporary folder: the run keeps its own copy.
+        path = _stored(path.read_bytes(), inputs, "model", ".onnx")
     if num_classes is None and np.ndim(x) == 4:
         # The model's classes, not the largest label + 1: a sample may miss the last classes.
         num_classes = max(2, load(path, x, arch=arch).outputs)
@@ -239,7 +255,7 @@ def check(
     model_table = {"onnx": str(path)} if arch is None else {"arch": arch, "weights": str(path)}
     attribution: Dict[str, Any] = {
         "n_images": int(np.shape(x)[0]) if np.ndim(x) > 0 else 0,
-        "methods": [{"method": m} if isinstance(m, str) else dict(m) for m in methods],
+        "methods": [{"method": m} if isinstance(m, str) else dict(m) for m in _listed(methods)],
     }
     if batch_size is not None:
         attribution["batch_size"] = batch_size
@@ -264,9 +280,18 @@ def _json(value: Any, what: str) -> str:
         raise bad(what, f"{v!r} of type {type(v).__name__}; accepted: strings, numbers, booleans, lists and dicts")
 
     try:
-        return json.dumps(value, default=plain, allow_nan=False)
+        return json.dumps(value, default=plain, allow_nan=False, ensure_ascii=False)
+    except BadInput:
+        raise
     except ValueError as e:  # NaN or infinity: no JSON (nor TOML parameter) takes them
         raise bad(what, f"{e}; accepted: finite numbers") from None
+
+
+def _listed(value: Any) -> List[Any]:
+    """A list of specs; a lone name or dict is a list of one."""
+    if isinstance(value, (str, Mapping)):
+        return [value]
+    return list(value)
 
 
 def _config(config: Optional[ConfigLike]) -> "tuple[str, str]":
@@ -278,7 +303,9 @@ def _config(config: Optional[ConfigLike]) -> "tuple[str, str]":
     if isinstance(config, os.PathLike):
         return "path", os.fspath(config)
     if isinstance(config, str):
-        return ("toml", config) if ("\n" in config or "=" in config) else ("path", config)
+        # A path unless it is plainly TOML: a newline, or an `=` in a name that is no file.
+        plainly_toml = "\n" in config or ("=" in config and not config.endswith(".toml") and not os.path.exists(config))
+        return ("toml", config) if plainly_toml else ("path", config)
     raise bad("config", f"{type(config).__name__}; accepted: a TOML file's path, a TOML text, a dict or None")
 
 
@@ -295,9 +322,11 @@ def _toml_value(value: Any) -> str:
     """A Python value as a TOML value (strings quoted; JSON's numbers, booleans and arrays are
     TOML's; dicts as inline tables)."""
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_json(str(k), 'overrides')} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if value is None:
+        raise bad("overrides", "None; accepted: strings, numbers, booleans, lists and dicts")
     return _json(value, "overrides")
 
 
@@ -305,12 +334,13 @@ def _path(p: Union[None, str, "os.PathLike[str]"]) -> Optional[str]:
     return None if p is None else os.fspath(p)
 
 
-def _stored(data: bytes, folder: Path, key: str) -> Path:
-    """NPY bytes kept at `folder/KEY-<digest>.npy` (written once; an absolute path)."""
+def _stored(data: bytes, folder: Path, key: str, suffix: str = ".npy") -> Path:
+    """Bytes kept at `folder/KEY-<digest>SUFFIX` (written once; an absolute path)."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = (folder / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.npy").resolve()
+    path = (folder / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}{suffix}").resolve()
     if not path.exists():
-        staging = path.with_suffix(f".{os.getpid()}.tmp")
-        staging.write_bytes(data)
-        os.replace(staging, path)
+        # A staging file of its own (threads of one process may store the same array at once).
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{key}-", delete=False) as staging:
+            staging.write(data)
+        os.replace(staging.name, path)
     return path

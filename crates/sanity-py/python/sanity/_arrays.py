@@ -15,7 +15,10 @@ def to_npy(value: Any, what: str) -> bytes:
     """`value` (an array or anything numpy turns into one) as NPY bytes; `what` names the
     argument in errors. Object and string arrays are refused here (NPY cannot carry them
     without pickling); every other check is the engine's."""
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as e:  # a ragged list, say
+        raise bad(what, f"not an array: {e}; accepted: a numpy array or nested lists of one shape") from None
     if array.dtype.kind not in "biuf":
         raise bad(what, f"dtype {array.dtype}; accepted: float32 or float64 (integers or bool for labels and targets)")
     buffer = io.BytesIO()

@@ -54,14 +54,18 @@ def load(model: Any, x: Any = None, *, arch: Optional[str] = None, input: Option
     image shape comes from `x` (images `[n, c, h, w]`) or `input=(c, h, w)`; a preset or a torch
     module needs one of them."""
     if isinstance(model, Model):
+        if arch is not None and arch != model.arch:
+            raise bad("arch", f"given with a loaded model (its arch: {model.arch}); accepted: leave it out")
         return model
     import numpy as np
 
     shape = tuple(int(d) for d in np.shape(x)[1:]) if x is not None and np.ndim(x) == 4 else None
     if input is not None:
-        shape = tuple(int(d) for d in input)
-        if len(shape) != 3:
-            raise bad("input", f"{shape}; accepted: (c, h, w)")
+        shape = tuple(input)
+        whole = [isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 1 <= d <= 1 << 20 for d in shape]
+        if len(shape) != 3 or not all(whole):
+            raise bad("input", f"{shape}; accepted: (c, h, w), three whole numbers from 1")
+        shape = tuple(int(d) for d in shape)
     keep = None
     if is_torch_module(model):
         if shape is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _native
+from ._errors import count
 
 
 def table(path: Path) -> Any:
@@ -22,13 +23,13 @@ def table(path: Path) -> Any:
     return pandas.read_csv(path, keep_default_na=False, na_values=[""])
 
 
-def rows(records: List[Dict[str, Any]]) -> Any:
-    """Rows built in memory, as [`table`] returns a file's."""
+def rows(records: List[Dict[str, Any]], columns: List[str]) -> Any:
+    """Rows built in memory, as [`table`] returns a file's (the columns even with no row)."""
     try:
         import pandas
     except ImportError:
         return records
-    return pandas.DataFrame.from_records(records)
+    return pandas.DataFrame.from_records(records, columns=columns)
 
 
 class RunResult:
@@ -74,7 +75,8 @@ class RunResult:
     def report(self, examples: Optional[int] = None, cell: int = 112, threads: Optional[int] = None) -> List[Tuple[Path, str]]:
         """Draws the figures (`figures/*.png`, `*.svg`) and writes `report.md`, as
         `sanity report DIR` does; returns each figure's PNG path and caption."""
-        figures = _native.report(self.dir, examples, cell, threads)
+        examples = None if examples is None else count(examples, "examples", 0)
+        figures = _native.report(self.dir, examples, count(cell, "cell"), count(threads, "threads", 1, 1024))
         return [(self.dir / png, caption) for png, caption in figures]
 
     def __repr__(self) -> str:
