@@ -18,33 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, Saliency
 
 import sanity
 from sanity._models import export_onnx
 
-
-class AdebayoCnn(nn.Module):
-    """The adebayo-cnn preset's shape: conv 5x5 32, pool, conv 5x5 64, pool, fc 1024, fc 10."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64 * 7 * 7, 1024)
-        self.relu3 = nn.ReLU()
-        self.fc2 = nn.Linear(1024, 10)
-
-    def forward(self, x):
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.fc2(self.relu3(self.fc1(self.flatten(x))))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
+from tiny_models import AdebayoCNN  # noqa: E402
 
 
 def best(f, repeats):
@@ -61,7 +41,7 @@ def main():
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = AdebayoCnn().eval()
+    model = AdebayoCNN().eval()
     rng = np.random.default_rng(0)
     x = rng.random((64, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, 64)

@@ -29,30 +29,10 @@ from captum.attr import (Deconvolution, GuidedBackprop, GuidedGradCam, InputXGra
                          LayerAttribution, LayerGradCam, Saliency)
 
 from fixture_json import F32List, F64List, dumps  # noqa: E402
+from tiny_models import AdebayoCNN  # noqa: E402
 
 OUT = pathlib.Path(__file__).resolve().parents[2] / "crates/sanity-attribution/tests/fixtures/attribution.json"
 torch.set_num_threads(1)
-
-
-class AdebayoCNN(nn.Module):
-    """docs/models.md, `adebayo-cnn`."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.relu2 = nn.ReLU()
-        self.pool2 = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(3136, 1024)
-        self.relu3 = nn.ReLU()
-        self.logits = nn.Linear(1024, 10)
-
-    def forward(self, x):
-        x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
-        return self.logits(self.relu3(self.fc1(x.flatten(1))))
 
 
 class PhantomCNN(nn.Module):

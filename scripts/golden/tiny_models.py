@@ -1,6 +1,7 @@
-"""The small PyTorch models of the ONNX and graph fixtures (onnx_fixtures.py,
-graph_attribution_fixtures.py, graph_large_fixtures.py): torchvision's ResNet and VGG code and
-module names with narrower layers.
+"""The small PyTorch models of the fixtures and benchmarks: torchvision's ResNet and VGG code and
+module names with narrower layers (onnx_fixtures.py, graph_attribution_fixtures.py,
+graph_large_fixtures.py), and the adebayo-cnn preset's twin (attribution_fixtures.py,
+python_package_torch.py, scripts/bench/python_attribute.py).
 Pinned with the scripts that import it: torch==2.15.0.
 """
 import torch
@@ -66,3 +67,24 @@ class TinyVGG(nn.Module):
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+class AdebayoCNN(nn.Module):
+    """docs/models.md, `adebayo-cnn`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(3136, 1024)
+        self.relu3 = nn.ReLU()
+        self.logits = nn.Linear(1024, 10)
+
+    def forward(self, x):
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.logits(self.relu3(self.fc1(x.flatten(1))))

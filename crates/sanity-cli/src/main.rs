@@ -572,7 +572,7 @@ fn run_command(args: RunArgs) -> Result<()> {
     let mut bar = None;
     run_plans(&plans, &request, &mut |event| match event {
         RunEvent::NothingToDo(line) => eprintln!("{line}"),
-        RunEvent::Started(_) => bar = Some(progress_bar()),
+        RunEvent::Started => bar = Some(progress_bar()),
         RunEvent::Progress(p) => {
             if let Some(bar) = &bar {
                 show(bar, p);

@@ -148,7 +148,7 @@ fn attribute(
             Some(bytes) => Some(references_of(npy(&bytes, "references")?, "references", [c, h, w])?),
             None => None,
         };
-        let (maps, used) = attribute_maps(&loaded.model, &images, &spec, &targets, references.as_ref(), batch)?;
+        let (maps, used) = attribute_maps(&loaded.model, images, &spec, &targets, references.as_ref(), batch)?;
         Ok((sanity_data::npy::f32_npy(&maps.dims, &maps.values), used))
     })?;
     Ok((PyBytes::new(py, &maps).unbind(), used))
@@ -195,7 +195,7 @@ fn run(
                 o.score_rows,
                 o.run_dir.display()
             ))),
-            RunEvent::Started(_) | RunEvent::NothingToDo(_) => {}
+            RunEvent::Started | RunEvent::NothingToDo(_) => {}
         })?;
         Ok(outcomes.into_iter().map(|o| (o.run_dir, o.test_accuracy, o.score_rows, o.seconds)).collect())
     })

@@ -73,6 +73,7 @@ def test_a_preset_with_safetensors_weights_needs_its_arch(tiny_resnet, tmp_path)
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        # Flat index of (1, 0, 3, 4) in (2, 3, 16, 16): 1 * 768 + 3 * 16 + 4 = 820.
         ({"x": lambda x: with_value(x, (1, 0, 3, 4), np.nan)}, r"x: value NaN at flat index 820 is not finite \(1 such values\); accepted: finite image values"),
         ({"x": lambda x: x.astype(np.int32)}, r"x: dtype <i4; accepted: float32 or float64"),
         ({"x": lambda x: x[0]}, r"x: shape \[3, 16, 16\]; accepted: \[n, c, h, w\]"),
@@ -82,9 +83,9 @@ def test_a_preset_with_safetensors_weights_needs_its_arch(tiny_resnet, tmp_path)
         ({"targets": [0, 1, 2]}, r"targets: 3 targets for 2 images"),
         ({"targets": 7}, r"targets: target 7 at index 0"),
         ({"method": "integrated_gradient"}, r"method: .*integrated_gradient.*integrated_gradients"),
-        ({"params": {"steps": 0}}, r"steps"),
-        ({"params": {"stepz": 4}}, r"stepz"),
-        ({"params": {"layer": "layer9"}, "method": "gradcam"}, r"layer9"),
+        ({"params": {"steps": 0}}, r"integrated_gradients: steps = 0; accepted: >= 1"),
+        ({"params": {"stepz": 4}}, r"method: unknown field `stepz`.*did you mean `steps`"),
+        ({"params": {"layer": "layer9"}, "method": "gradcam"}, r"layer `layer9` not found; this model has: conv1"),
         ({"model": "missing.onnx"}, r"model: missing.onnx: no such file"),
         ({"model": 42}, r"model: int; accepted: an ONNX file, a safetensors file"),
         ({"batch": 0}, r"batch: 0; accepted: a whole number from 1"),

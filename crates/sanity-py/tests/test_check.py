@@ -32,6 +32,7 @@ def test_check_is_a_run_of_the_config_it_writes(cli, tmp_path, monkeypatch):
     cascade = summary[summary.test == "cascading"]
     assert set(cascade.method) == {"gradient", "gradcam"}
     assert (cascade[cascade.method == "gradient"].n == 8 * 3).all()  # 8 images, 3 draws per stage
+    # One verdict per method at the cascade's last stage: 2 methods, the preset's one metric.
     assert set(result.verdicts.verdict) <= VERDICTS and len(result.verdicts) == 2
     # The preset's comparison: |map| scaled by its maximum, Spearman.
     assert set(summary.postprocess) == {"abs+normalize_max_abs"}
@@ -89,11 +90,11 @@ def test_ctrl_c_then_the_same_call_with_resume_finishes_the_check(tmp_path, ctrl
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"y": lambda x, y: y[:5]}, r"labels"),
+        ({"y": lambda x, y: y[:5]}, r"labels-[0-9a-f]{16}\.npy: labels of shape \[5\]; expected \[8\], one per image"),
         ({"x": lambda x, y: with_value(x, (2, 1, 0, 0), np.inf)}, r"(?s)images.*not finite"),
         ({"x": lambda x, y: x.astype(str)}, r"x: dtype <U\d+; accepted: float32 or float64"),
         ({"x": lambda x, y: x[:, :1]}, r"x: images of shape \[1, 16, 16\], but .*tiny-resnet-ts.onnx takes \[3, 16, 16\]"),
-        ({"y": lambda x, y: y.astype(np.float32) + 0.5}, r"labels"),
+        ({"y": lambda x, y: y.astype(np.float32) + 0.5}, r"labels-[0-9a-f]{16}\.npy: label \d\.5 at index 0; accepted: integers"),
         ({"methods": lambda x, y: ["gradientt"]}, r"gradientt"),
         ({"preset": lambda x, y: "quantuz"}, r"quantuz"),
         ({"model": lambda x, y: "nowhere.onnx"}, r"model: nowhere.onnx: no such file"),

@@ -202,6 +202,7 @@ def test_a_memory_limit_refuses_a_plan_before_it_runs():
     big = tiny_toml().replace("size = 64", "size = 256")
     sanity.set_memory_limit(0.01)
     try:
+        # 0.01 GiB = 10.24 MiB, shown with one decimal.
         with pytest.raises(sanity.BadInput, match=r"more than the limit of 10.2 MiB \(the limit set with --memory-limit"):
             sanity.plan(big)
     finally:

@@ -182,7 +182,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
         None => None,
     };
     let spec = method_spec(job)?;
-    let (maps, targets) = attribute(&model, &images, &spec, &targets, references.as_ref(), job.batch)?;
+    let (maps, targets) = attribute(&model, images, &spec, &targets, references.as_ref(), job.batch)?;
     std::fs::write(out, sanity_data::npy::f32_npy(&maps.dims, &maps.values))
         .map_err(|e| ExperimentError::io(out, e))?;
     Ok(targets)
@@ -192,7 +192,7 @@ pub fn attribute_to_npy(job: &AttributeJob, out: &Path) -> Result<Vec<usize>> {
 /// the targets explained.
 pub fn attribute(
     model: &NetModel,
-    images: &Maps,
+    images: Maps,
     spec: &MethodSpec,
     targets: &Targets,
     references: Option<&ReferenceSet>,
@@ -202,24 +202,22 @@ pub fn attribute(
     let outputs = model.net.num_outputs();
     let targets =
         resolve_targets(targets, n, outputs, || Ok(predicted_targets(&model.logits(&images.values, n)?, outputs)))?;
-    // A single-logit binary model explains its one logit for either class (as a run does).
-    let targets = if outputs == 1 { vec![0; n] } else { targets };
     let method = NetMethod::build(spec, &model.net, 0, references)?;
-    let x = Tensor::from_vec(images.values.clone(), (n, c, h, w), &Device::Cpu)?;
+    let x = Tensor::from_vec(images.values, (n, c, h, w), &Device::Cpu)?;
     let maps = method.attribute_batches(model, &x, &targets, batch)?;
     let dims = <[usize; 4]>::try_from(maps.dims()).map_err(|_| bad("maps", format!("shape {:?}", maps.dims())))?;
     Ok((Maps { values: maps.flatten_all()?.to_vec1::<f32>()?, dims }, targets))
 }
 
 /// The explained output of each of `n` images of a model with `outputs` outputs: one for all,
-/// one per image, or the model's predictions (`predict`).
+/// one per image, or the model's predictions (`predict`). A single-logit binary model takes
+/// either class and explains its one logit for both (as a run does).
 fn resolve_targets(
     targets: &Targets,
     n: usize,
     outputs: usize,
     predict: impl FnOnce() -> Result<Vec<usize>>,
 ) -> Result<Vec<usize>> {
-    // A single-logit binary model explains its logit for either class.
     let classes = outputs.max(2);
     Ok(match targets {
         Targets::All(t) if *t >= classes => {
@@ -250,6 +248,7 @@ fn resolve_targets(
         }
         Targets::Predicted => predict()?,
     })
+    .map(|targets| if outputs == 1 { vec![0; n] } else { targets })
 }
 
 /// Expected gradients' reference images: an array of the input's `[c, h, w]` (`what` names it).

@@ -7,7 +7,7 @@ use sanity_experiments::{Plan, Progress, RunOptions, RunOutcome, placement, run}
 use sanity_rundir::error::Result;
 use sanity_rundir::shard::Shard;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 /// How the plans run.
@@ -35,8 +35,8 @@ pub struct RunRequest {
 pub enum RunEvent<'a> {
     /// The shard has no work at all: the line says which shards do.
     NothingToDo(String),
-    /// A run starts, in this directory.
-    Started(&'a Path),
+    /// A run starts.
+    Started,
     /// The run in flight progressed.
     Progress(Progress),
     /// A run finished.
@@ -67,7 +67,7 @@ pub fn run_plans(plans: &[Plan], request: &RunRequest, on: &mut dyn FnMut(RunEve
         }
         let out = request.out.as_deref();
         let run_dir = placement::run_dir(out, single, plan);
-        on(RunEvent::Started(&run_dir));
+        on(RunEvent::Started);
         let cache_dir = placement::model_cache_dir(out, &plan.config.name);
         let options = RunOptions {
             resume: request.resume,
